@@ -1,0 +1,572 @@
+"""The typed, frozen event model: one dataclass per event kind, the context, and the envelope.
+
+Every constructor validates its fields and raises ``ValidationError(field, value, reason)`` on the
+first bad one, so an invalid event cannot exist in memory, whether it came from the SDK, the CLI or
+the log. Field names equal the Avro field names in ``schemas/`` (the wire format is defined there;
+``ledger/codec.py`` maps between the two).
+
+Units are in the names: ``*_us`` microseconds, ``*_milli`` thousandths, ``*_micros`` micro-USD,
+``*_micros_per_mtok`` micro-USD per million tokens. There are no floats in events: the same event
+always has the same bytes.
+
+Pure: no I/O, no clock, no environment.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Mapping
+
+from ledger import limits
+from ledger.errors import ValidationError
+
+TRUST_DIMENSIONS = ("accuracy", "compliance", "feedback", "reliability")
+ROLES = ("agent", "operator", "processor")
+BUDGET_SCOPES = ("org", "project", "task", "agent")
+BUDGET_KINDS = ("action", "data", "compute", "trust", "llm_tokens", "usd")
+HARD_LIMIT_ACTIONS = ("allow", "throttle", "deny", "alert_only")
+SETTLEMENT_TIERS = ("tier_1_metering", "tier_2_rule_based", "tier_3_dynamic")
+ALLOCATION_METHODS = ("requestor_pays", "responder_pays", "equal_split", "proportional", "shapley", "nash_bargaining")
+
+
+# ---------------------------------------------------------------- field checks (shared, cheap)
+
+
+def check_int(name: str, value: Any, lo: int, hi: int) -> int:
+    """An int in [lo, hi]. bool, float (even 3.0), NaN and strings are refused: counts are exact."""
+    if type(value) is not int:
+        if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+            raise ValidationError(name, value, "must be a finite integer, not NaN or infinity")
+        raise ValidationError(name, value, f"must be an integer, got {type(value).__name__}")
+    if value < lo or value > hi:
+        raise ValidationError(name, value, f"must be between {lo:,} and {hi:,}")
+    return value
+
+
+def check_str(name: str, value: Any, max_chars: int = limits.MAX_ID_CHARS, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(name, value, f"must be a string, got {type(value).__name__}")
+    if not value and not allow_empty:
+        raise ValidationError(name, value, "must not be empty")
+    if len(value) > max_chars:
+        raise ValidationError(name, value, f"must be at most {max_chars} characters, got {len(value)}")
+    if "\x00" in value:
+        raise ValidationError(name, value, "must not contain NUL characters")
+    return value
+
+
+def check_opt_str(name: str, value: Any, max_chars: int = limits.MAX_ID_CHARS) -> str | None:
+    return None if value is None else check_str(name, value, max_chars)
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValidationError(name, value, f"must be one of {', '.join(choices)}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if type(value) is not bool:
+        raise ValidationError(name, value, "must be true or false")
+    return value
+
+
+def check_bytes(name: str, value: Any, length: int | None = None) -> bytes:
+    if not isinstance(value, (bytes, bytearray)):
+        raise ValidationError(name, value, f"must be bytes, got {type(value).__name__}")
+    if length is not None and len(value) != length:
+        raise ValidationError(name, value, f"must be exactly {length} bytes, got {len(value)}")
+    return bytes(value)
+
+
+def check_map(name: str, value: Any) -> tuple[tuple[str, str], ...]:
+    """A str→str mapping, stored as key-sorted pairs so equal maps are equal values and encode alike."""
+    if isinstance(value, tuple):
+        value = dict(value)
+    if not isinstance(value, Mapping):
+        raise ValidationError(name, value, "must be a mapping of strings to strings")
+    if len(value) > limits.MAX_LABELS:
+        raise ValidationError(name, len(value), f"must have at most {limits.MAX_LABELS} entries")
+    for k, v in value.items():
+        check_str(f"{name}.key", k, limits.MAX_ID_CHARS)
+        check_str(f"{name}[{k}]", v, limits.MAX_LABEL_CHARS, allow_empty=True)
+    return tuple(sorted(value.items()))
+
+
+def _set(obj: Any, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)
+
+
+# ---------------------------------------------------------------- shared records
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Where an event happened: hierarchy labels (org > project > task > stage; run) and free labels."""
+
+    org: str | None = None
+    project: str | None = None
+    task: str | None = None
+    stage: str | None = None
+    run: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        for n in ("org", "project", "task", "stage", "run"):
+            check_opt_str(f"context.{n}", getattr(self, n))
+        _set(self, "labels", check_map("context.labels", self.labels))
+
+
+EMPTY_CONTEXT = Context()
+
+
+@dataclass(frozen=True, slots=True)
+class LlmUsage:
+    """One LLM call. cache_read + cache_write are parts of input_tokens; reasoning is part of output."""
+
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        check_str("usage.provider", self.provider)
+        check_str("usage.model", self.model)
+        for n in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
+            check_int(f"usage.{n}", getattr(self, n), 0, limits.MAX_TOKENS)
+        if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
+            raise ValidationError(
+                "usage.cache_read_tokens", self.cache_read_tokens,
+                f"cache read ({self.cache_read_tokens}) + cache write ({self.cache_write_tokens}) tokens are parts of "
+                f"input_tokens ({self.input_tokens}) and cannot exceed it")
+        if self.reasoning_tokens > self.output_tokens:
+            raise ValidationError("usage.reasoning_tokens", self.reasoning_tokens,
+                                  f"reasoning tokens are part of output_tokens ({self.output_tokens}) and cannot exceed it")
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """Tokens of one cost flow; cached_tokens is the part of tokens read from a cache."""
+
+    tokens: int
+    cached_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("flow.tokens", self.tokens, 0, limits.MAX_TOKENS)
+        check_int("flow.cached_tokens", self.cached_tokens, 0, limits.MAX_TOKENS)
+        if self.cached_tokens > self.tokens:
+            raise ValidationError("flow.cached_tokens", self.cached_tokens,
+                                  f"cached tokens are part of the flow's {self.tokens} tokens and cannot exceed them")
+
+
+@dataclass(frozen=True, slots=True)
+class Cosignature:
+    key_id: str
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        check_str("cosignature.key_id", self.key_id)
+        _set(self, "signature", check_bytes("cosignature.signature", self.signature, limits.SIGNATURE_BYTES))
+
+
+# ---------------------------------------------------------------- event bodies
+
+
+class Body:
+    """Base of event bodies. ``KIND`` is the CLI/SQL name, ``AVRO`` the Avro record name."""
+
+    KIND: ClassVar[str]
+    AVRO: ClassVar[str]
+    CONTROL: ClassVar[bool] = False  # control events must be signed by an operator key
+    NESTED: ClassVar[dict[str, type]] = {}
+    MAPS: ClassVar[tuple[str, ...]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Action(Body):
+    """An action token (ACT): one operation; cost weight in thousandths (1000 = 1.0)."""
+
+    KIND: ClassVar[str] = "action"
+    AVRO: ClassVar[str] = "tokenledger.Action"
+    NESTED: ClassVar[dict[str, type]] = {"usage": LlmUsage}
+
+    operation: str
+    cost_weight_milli: int = 1000
+    result_hash: str | None = None
+    usage: LlmUsage | None = None
+
+    def __post_init__(self) -> None:
+        check_str("operation", self.operation, limits.MAX_LABEL_CHARS)
+        check_int("cost_weight_milli", self.cost_weight_milli, 0, limits.MAX_COUNT)
+        check_opt_str("result_hash", self.result_hash, limits.MAX_LABEL_CHARS)
+        if self.usage is not None and not isinstance(self.usage, LlmUsage):
+            raise ValidationError("usage", self.usage, "must be an LlmUsage")
+
+
+@dataclass(frozen=True, slots=True)
+class Data(Body):
+    """A data token (DAT): bytes read and written, source/destination hashes, duration."""
+
+    KIND: ClassVar[str] = "data"
+    AVRO: ClassVar[str] = "tokenledger.Data"
+
+    bytes_read: int
+    bytes_written: int
+    source_hash: str | None = None
+    destination_hash: str | None = None
+    duration_us: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("bytes_read", self.bytes_read, 0, limits.MAX_BYTES_COUNT)
+        check_int("bytes_written", self.bytes_written, 0, limits.MAX_BYTES_COUNT)
+        check_opt_str("source_hash", self.source_hash, limits.MAX_LABEL_CHARS)
+        check_opt_str("destination_hash", self.destination_hash, limits.MAX_LABEL_CHARS)
+        check_int("duration_us", self.duration_us, 0, limits.MAX_DURATION_US)
+
+
+@dataclass(frozen=True, slots=True)
+class Compute(Body):
+    """A compute token (CPT): CPU/GPU time slices, peak memory, parallel jobs on a node."""
+
+    KIND: ClassVar[str] = "compute"
+    AVRO: ClassVar[str] = "tokenledger.Compute"
+
+    node_id: str
+    cpu_time_slices: int
+    gpu_time_slices: int = 0
+    peak_memory_mb: int = 0
+    parallel_jobs: int = 1
+
+    def __post_init__(self) -> None:
+        check_str("node_id", self.node_id)
+        check_int("cpu_time_slices", self.cpu_time_slices, 0, limits.MAX_COUNT)
+        check_int("gpu_time_slices", self.gpu_time_slices, 0, limits.MAX_COUNT)
+        check_int("peak_memory_mb", self.peak_memory_mb, 0, limits.MAX_COUNT)
+        check_int("parallel_jobs", self.parallel_jobs, 1, 2**31 - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Trust(Body):
+    """A trust token (TRT): the signer says something about ``subject_id`` on one dimension."""
+
+    KIND: ClassVar[str] = "trust"
+    AVRO: ClassVar[str] = "tokenledger.Trust"
+
+    subject_id: str
+    dimension: str
+    value_milli: int
+    half_life_us: int | None = None
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        check_str("subject_id", self.subject_id)
+        check_choice("dimension", self.dimension, TRUST_DIMENSIONS)
+        check_int("value_milli", self.value_milli, -limits.MAX_COUNT, limits.MAX_COUNT)
+        if self.half_life_us is not None:
+            check_int("half_life_us", self.half_life_us, 0, limits.MAX_DURATION_US)
+        check_opt_str("source", self.source, limits.MAX_LABEL_CHARS)
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction(Body):
+    """One agent-to-agent call with the four cost flows (see schemas/interaction.v1.avsc)."""
+
+    KIND: ClassVar[str] = "interaction"
+    AVRO: ClassVar[str] = "tokenledger.Interaction"
+    NESTED: ClassVar[dict[str, type]] = {
+        "request_output": Flow, "request_input": Flow, "response_output": Flow, "response_input": Flow,
+        "cosignature": Cosignature,
+    }
+
+    interaction_id: str
+    requestor_id: str
+    responder_id: str
+    requestor_provider: str
+    requestor_model: str
+    responder_provider: str
+    responder_model: str
+    request_output: Flow
+    request_input: Flow
+    response_output: Flow
+    response_input: Flow
+    cosignature: Cosignature | None = None
+
+    def __post_init__(self) -> None:
+        for n in ("interaction_id", "requestor_id", "responder_id", "requestor_provider", "requestor_model",
+                  "responder_provider", "responder_model"):
+            check_str(n, getattr(self, n))
+        if self.requestor_id == self.responder_id:
+            raise ValidationError("responder_id", self.responder_id, "an agent cannot interact with itself")
+        for n in ("request_output", "request_input", "response_output", "response_input"):
+            if not isinstance(getattr(self, n), Flow):
+                raise ValidationError(n, getattr(self, n), "must be a Flow")
+        for n in ("request_output", "response_output"):
+            if getattr(self, n).cached_tokens:
+                raise ValidationError(f"{n}.cached_tokens", getattr(self, n).cached_tokens,
+                                      "generated (output) tokens cannot come from a cache")
+        if self.cosignature is not None and not isinstance(self.cosignature, Cosignature):
+            raise ValidationError("cosignature", self.cosignature, "must be a Cosignature")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRegistered(Body):
+    """Control: an operator registers a signer and its Ed25519 public key."""
+
+    KIND: ClassVar[str] = "agent_registered"
+    AVRO: ClassVar[str] = "tokenledger.AgentRegistered"
+    CONTROL: ClassVar[bool] = True
+    MAPS: ClassVar[tuple[str, ...]] = ("attributes",)
+
+    agent_id: str
+    key_id: str
+    public_key: bytes
+    role: str = "agent"
+    priority: int = 1
+    org: str | None = None
+    project: str | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        check_str("agent_id", self.agent_id)
+        check_str("key_id", self.key_id)
+        _set(self, "public_key", check_bytes("public_key", self.public_key, limits.PUBLIC_KEY_BYTES))
+        check_choice("role", self.role, ROLES)
+        check_int("priority", self.priority, 0, 1_000_000)
+        check_opt_str("org", self.org)
+        check_opt_str("project", self.project)
+        _set(self, "attributes", check_map("attributes", self.attributes))
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRotated(Body):
+    """Control: a signer's key is replaced by a new one."""
+
+    KIND: ClassVar[str] = "key_rotated"
+    AVRO: ClassVar[str] = "tokenledger.KeyRotated"
+    CONTROL: ClassVar[bool] = True
+
+    agent_id: str
+    old_key_id: str
+    new_key_id: str
+    new_public_key: bytes
+
+    def __post_init__(self) -> None:
+        check_str("agent_id", self.agent_id)
+        check_str("old_key_id", self.old_key_id)
+        check_str("new_key_id", self.new_key_id)
+        if self.old_key_id == self.new_key_id:
+            raise ValidationError("new_key_id", self.new_key_id, "must differ from old_key_id")
+        _set(self, "new_public_key", check_bytes("new_public_key", self.new_public_key, limits.PUBLIC_KEY_BYTES))
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRevoked(Body):
+    """Control: a key is revoked; it signs nothing after this event."""
+
+    KIND: ClassVar[str] = "key_revoked"
+    AVRO: ClassVar[str] = "tokenledger.KeyRevoked"
+    CONTROL: ClassVar[bool] = True
+
+    agent_id: str
+    key_id: str
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        check_str("agent_id", self.agent_id)
+        check_str("key_id", self.key_id)
+        check_str("reason", self.reason, limits.MAX_LABEL_CHARS, allow_empty=True)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetPolicy(Body):
+    """Control: a budget for one scope and kind, with its overage policy (defaults from the seeds)."""
+
+    KIND: ClassVar[str] = "budget_policy"
+    AVRO: ClassVar[str] = "tokenledger.BudgetPolicy"
+    CONTROL: ClassVar[bool] = True
+
+    scope: str
+    scope_id: str
+    budget_kind: str
+    allocation: int
+    reset_interval_us: int
+    soft_limit_pct: int = 80
+    hard_limit_pct: int = 100
+    throttle_at_soft: bool = True
+    suspend_at_hard: bool = True
+    emergency_reserve_pct: int = 10
+    hard_limit_action: str = "deny"
+    min_reserve: int = 0
+    priority: int = 1
+    confidence_threshold_milli: int | None = None
+    effective_from_us: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("scope", self.scope, BUDGET_SCOPES)
+        check_str("scope_id", self.scope_id)
+        check_choice("budget_kind", self.budget_kind, BUDGET_KINDS)
+        check_int("allocation", self.allocation, 0, limits.MAX_MICROS)
+        check_int("reset_interval_us", self.reset_interval_us, 0, limits.MAX_DURATION_US)
+        check_int("soft_limit_pct", self.soft_limit_pct, 0, 1000)
+        check_int("hard_limit_pct", self.hard_limit_pct, 0, 1000)
+        if self.soft_limit_pct > self.hard_limit_pct:
+            raise ValidationError("soft_limit_pct", self.soft_limit_pct,
+                                  f"must not exceed hard_limit_pct ({self.hard_limit_pct})")
+        check_bool("throttle_at_soft", self.throttle_at_soft)
+        check_bool("suspend_at_hard", self.suspend_at_hard)
+        check_int("emergency_reserve_pct", self.emergency_reserve_pct, 0, 100)
+        check_choice("hard_limit_action", self.hard_limit_action, HARD_LIMIT_ACTIONS)
+        check_int("min_reserve", self.min_reserve, 0, limits.MAX_MICROS)
+        check_int("priority", self.priority, 0, 1_000_000)
+        if self.confidence_threshold_milli is not None:
+            check_int("confidence_threshold_milli", self.confidence_threshold_milli, 0, 1000)
+        check_int("effective_from_us", self.effective_from_us, 0, limits.MAX_EVENT_TIME_US)
+
+
+@dataclass(frozen=True, slots=True)
+class PriceSet(Body):
+    """Control: a price-book entry (micro-USD per million tokens) in force from an event time."""
+
+    KIND: ClassVar[str] = "price_set"
+    AVRO: ClassVar[str] = "tokenledger.PriceSet"
+    CONTROL: ClassVar[bool] = True
+
+    provider: str
+    model: str
+    input_micros_per_mtok: int
+    output_micros_per_mtok: int
+    cache_read_micros_per_mtok: int
+    cache_write_micros_per_mtok: int
+    reasoning_micros_per_mtok: int | None = None
+    effective_from_us: int = 0
+
+    def __post_init__(self) -> None:
+        check_str("provider", self.provider)
+        check_str("model", self.model)
+        for n in ("input_micros_per_mtok", "output_micros_per_mtok", "cache_read_micros_per_mtok",
+                  "cache_write_micros_per_mtok"):
+            check_int(n, getattr(self, n), 0, limits.MAX_RATE_MICROS_PER_MTOK)
+        if self.reasoning_micros_per_mtok is not None:
+            check_int("reasoning_micros_per_mtok", self.reasoning_micros_per_mtok, 0, limits.MAX_RATE_MICROS_PER_MTOK)
+        check_int("effective_from_us", self.effective_from_us, 0, limits.MAX_EVENT_TIME_US)
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationRule(Body):
+    """Control: an allocation method (and its parameters) to apply to interactions."""
+
+    KIND: ClassVar[str] = "allocation_rule"
+    AVRO: ClassVar[str] = "tokenledger.AllocationRule"
+    CONTROL: ClassVar[bool] = True
+    MAPS: ClassVar[tuple[str, ...]] = ("params",)
+
+    rule_id: str
+    method: str
+    params: tuple[tuple[str, str], ...] = ()
+    org: str | None = None
+    project: str | None = None
+    enabled: bool = True
+    effective_from_us: int = 0
+
+    def __post_init__(self) -> None:
+        check_str("rule_id", self.rule_id)
+        check_choice("method", self.method, ALLOCATION_METHODS)
+        _set(self, "params", check_map("params", self.params))
+        check_opt_str("org", self.org)
+        check_opt_str("project", self.project)
+        check_bool("enabled", self.enabled)
+        check_int("effective_from_us", self.effective_from_us, 0, limits.MAX_EVENT_TIME_US)
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementRule(Body):
+    """Control: how allocations are netted and settled (tier, method, window, threshold)."""
+
+    KIND: ClassVar[str] = "settlement_rule"
+    AVRO: ClassVar[str] = "tokenledger.SettlementRule"
+    CONTROL: ClassVar[bool] = True
+
+    rule_id: str
+    tier: str
+    method: str
+    window_us: int
+    threshold_micros: int
+    enabled: bool = True
+    effective_from_us: int = 0
+
+    def __post_init__(self) -> None:
+        check_str("rule_id", self.rule_id)
+        check_choice("tier", self.tier, SETTLEMENT_TIERS)
+        check_choice("method", self.method, ALLOCATION_METHODS)
+        check_int("window_us", self.window_us, 1, limits.MAX_DURATION_US)
+        check_int("threshold_micros", self.threshold_micros, 0, limits.MAX_MICROS)
+        check_bool("enabled", self.enabled)
+        check_int("effective_from_us", self.effective_from_us, 0, limits.MAX_EVENT_TIME_US)
+
+
+BODY_TYPES: tuple[type[Body], ...] = (
+    Action, Data, Compute, Trust, Interaction,
+    AgentRegistered, KeyRotated, KeyRevoked, BudgetPolicy, PriceSet, AllocationRule, SettlementRule,
+)
+BY_KIND: dict[str, type[Body]] = {t.KIND: t for t in BODY_TYPES}
+BY_AVRO: dict[str, type[Body]] = {t.AVRO: t for t in BODY_TYPES}
+AGENT_KINDS = tuple(t.KIND for t in BODY_TYPES if not t.CONTROL)
+CONTROL_KINDS = tuple(t.KIND for t in BODY_TYPES if t.CONTROL)
+
+
+def body_type(kind: str) -> type[Body]:
+    try:
+        return BY_KIND[kind]
+    except KeyError:
+        raise ValidationError("kind", kind, f"unknown event kind; known kinds: {', '.join(BY_KIND)}") from None
+
+
+# ---------------------------------------------------------------- the envelope
+
+
+GENESIS_HASH = bytes(limits.HASH_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One ledger event: envelope header (id, signer, chain link) + content (time, context, body)."""
+
+    event_id: str
+    signer_id: str
+    seq: int
+    prev_hash: bytes
+    idempotency_key: str | None
+    event_time_us: int
+    context: Context
+    body: Body
+
+    def __post_init__(self) -> None:
+        check_str("event_id", self.event_id, limits.EVENT_ID_HEX_CHARS)
+        check_str("signer_id", self.signer_id)
+        check_int("seq", self.seq, 1, 2**63 - 1)
+        _set(self, "prev_hash", check_bytes("prev_hash", self.prev_hash, limits.HASH_BYTES))
+        check_opt_str("idempotency_key", self.idempotency_key)
+        check_int("event_time_us", self.event_time_us, limits.MIN_EVENT_TIME_US, limits.MAX_EVENT_TIME_US)
+        if not isinstance(self.context, Context):
+            raise ValidationError("context", self.context, "must be a Context")
+        if not isinstance(self.body, Body):
+            raise ValidationError("body", self.body, "must be an event body (Action, Data, ...)")
+
+    @property
+    def kind(self) -> str:
+        return self.body.KIND
+
+
+def body_fields(body: Body) -> list[str]:
+    return [f.name for f in fields(body)]  # type: ignore[arg-type]
+
+
+__all__ = [
+    "Action", "AgentRegistered", "AllocationRule", "Body", "BudgetPolicy", "Compute", "Context", "Cosignature",
+    "Data", "Event", "Flow", "Interaction", "KeyRevoked", "KeyRotated", "LlmUsage", "PriceSet", "SettlementRule",
+    "Trust", "BODY_TYPES", "BY_KIND", "AGENT_KINDS", "CONTROL_KINDS", "GENESIS_HASH", "EMPTY_CONTEXT", "body_type",
+]

@@ -1,0 +1,201 @@
+"""The embedded log: an append-only SQLite file in WAL mode (the zero-set-up default).
+
+Layout: ``topics(name, partitions)``, ``heads(topic, partition, next_offset)`` and
+``records(topic, partition, offset, key, value, ts_ms)`` with primary key (topic, partition,
+offset). An append is one ``BEGIN IMMEDIATE`` transaction that reads the head, inserts the records
+and moves the head: several processes may append at once (SQLite serialises writers) and read at
+once (WAL readers never block the writer). ``synchronous=FULL`` makes every acknowledged append
+survive a crash of the process or the machine; a writer killed mid-transaction leaves nothing
+behind (the transaction never committed).
+
+No ledger semantics here: records are opaque bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from ledger.errors import LogError, ValidationError
+from ledger.log.base import Position, Record, partition_for
+
+BUSY_TIMEOUT_MS = 30_000  # how long an append waits for another process's write transaction
+POLL_MIN_S = 0.001  # tailing: first sleep between polls
+POLL_MAX_S = 0.05  # tailing: longest sleep between polls
+MAX_PARTITIONS = 1024
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS heads (topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition));
+CREATE TABLE IF NOT EXISTS records (topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+    key BLOB, value BLOB NOT NULL, ts_ms INTEGER NOT NULL, PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID;
+"""
+
+
+class SqliteLog:
+    """A durable log in one SQLite file. Safe to share between threads of one process."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValidationError("synchronous", synchronous, "must be FULL or NORMAL")
+        self.path = Path(path)
+        self.url = f"sqlite://{self.path.resolve()}"
+        if not self.path.parent.exists():
+            raise LogError("log directory does not exist", path=str(self.path.parent),
+                           hint="run `tokenledger init` first, or pass --home to an existing ledger home")
+        self._lock = threading.RLock()
+        self._partitions: dict[str, int] = {}
+        try:
+            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as e:
+            raise LogError(f"cannot open the embedded log: {e}", path=str(self.path)) from None
+        try:
+            os.chmod(self.path, 0o600)
+        except OSError:
+            pass
+
+    # -- topics
+
+    def ensure_topic(self, topic: str, partitions: int = 1) -> int:
+        if not isinstance(partitions, int) or not 1 <= partitions <= MAX_PARTITIONS:
+            raise ValidationError("partitions", partitions, f"must be between 1 and {MAX_PARTITIONS}")
+        with self._lock, self._tx():
+            row = self._db.execute("SELECT partitions FROM topics WHERE name=?", (topic,)).fetchone()
+            if row:
+                n = int(row[0])
+            else:
+                self._db.execute("INSERT INTO topics VALUES (?, ?)", (topic, partitions))
+                self._db.executemany("INSERT INTO heads VALUES (?, ?, 0)", [(topic, p) for p in range(partitions)])
+                n = partitions
+        self._partitions[topic] = n
+        return n
+
+    def topics(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT name FROM topics ORDER BY name")]
+
+    def partitions(self, topic: str) -> int:
+        n = self._partitions.get(topic)
+        if n is None:
+            with self._lock:
+                row = self._db.execute("SELECT partitions FROM topics WHERE name=?", (topic,)).fetchone()
+            if row is None:
+                raise LogError("topic does not exist", topic=topic, hint="create it with ensure_topic / `tokenledger init`")
+            n = self._partitions[topic] = int(row[0])
+        return n
+
+    # -- write
+
+    def append(self, topic: str, records: list[tuple[bytes | None, bytes]]) -> list[Position]:
+        if not records:
+            return []
+        n = self.partitions(topic)
+        now = int(time.time() * 1000)
+        by_part: dict[int, list[int]] = {}
+        for i, (key, _) in enumerate(records):
+            by_part.setdefault(partition_for(key, n), []).append(i)
+        out: list[Position | None] = [None] * len(records)
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    rows = []
+                    for p, idxs in by_part.items():
+                        (next_off,) = self._db.execute(
+                            "SELECT next_offset FROM heads WHERE topic=? AND partition=?", (topic, p)).fetchone()
+                        for j, i in enumerate(idxs):
+                            key, value = records[i]
+                            rows.append((topic, p, next_off + j, key, value, now))
+                            out[i] = Position(p, next_off + j)
+                        self._db.execute("UPDATE heads SET next_offset=? WHERE topic=? AND partition=?",
+                                         (next_off + len(idxs), topic, p))
+                    self._db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise LogError(f"append failed: {e}", topic=topic, path=str(self.path)) from None
+        return out  # type: ignore[return-value]
+
+    # -- read
+
+    def read(self, topic: str, partition: int, offset: int, max_records: int = 1000,
+             timeout_s: float = 0.0) -> list[Record]:
+        self._check_partition(topic, partition)
+        deadline = time.monotonic() + timeout_s
+        sleep = POLL_MIN_S
+        while True:
+            with self._lock:
+                try:
+                    rows = self._db.execute(
+                        "SELECT offset, key, value, ts_ms FROM records WHERE topic=? AND partition=? AND offset>=? "
+                        "ORDER BY offset LIMIT ?", (topic, partition, offset, max_records)).fetchall()
+                except sqlite3.Error as e:
+                    raise LogError(f"read failed: {e}", topic=topic, partition=partition, offset=offset) from None
+            if rows or time.monotonic() >= deadline:
+                return [Record(topic, partition, o, k, v, t) for o, k, v, t in rows]
+            time.sleep(min(sleep, max(0.0, deadline - time.monotonic())))
+            sleep = min(sleep * 2, POLL_MAX_S)
+
+    def read_key(self, topic: str, key: bytes, after_offset: int = -1, max_records: int = 1000) -> list[Record]:
+        """Records of one key after an offset (used to reconcile an emitter's chain head)."""
+        p = partition_for(key, self.partitions(topic))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT offset, key, value, ts_ms FROM records WHERE topic=? AND partition=? AND offset>? AND key=? "
+                "ORDER BY offset LIMIT ?", (topic, p, after_offset, key, max_records)).fetchall()
+        return [Record(topic, p, o, k, v, t) for o, k, v, t in rows]
+
+    def end_offset(self, topic: str, partition: int) -> int:
+        self._check_partition(topic, partition)
+        with self._lock:
+            row = self._db.execute("SELECT next_offset FROM heads WHERE topic=? AND partition=?",
+                                   (topic, partition)).fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
+
+    # -- helpers
+
+    def _check_partition(self, topic: str, partition: int) -> None:
+        n = self.partitions(topic)
+        if not 0 <= partition < n:
+            raise ValidationError("partition", partition, f"topic {topic} has partitions 0..{n - 1}")
+
+    def _tx(self) -> "_Tx":
+        return _Tx(self._db)
+
+    def __enter__(self) -> "SqliteLog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SqliteLog({str(self.path)!r})"
+
+
+class _Tx:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")

@@ -1,0 +1,432 @@
+"""RFC 9162 Merkle trees: hashing, an incremental tree, inclusion and consistency proofs.
+
+This is the tree the notary builds over each partition's accepted events (DESIGN.md, Integrity
+item 3). The hashing is RFC 9162 §2.1 (identical to RFC 6962 §2), so any Certificate
+Transparency verifier can check our proofs and we can check theirs:
+
+* ``leaf_hash(d)   = SHA-256(0x00 || d)``
+* ``node_hash(l, r) = SHA-256(0x01 || l || r)``
+* the root of the empty tree is ``SHA-256()`` of the empty string;
+* a tree of ``n > 1`` leaves splits at ``k``, the largest power of two smaller than ``n`` (not
+  the midpoint): the left subtree is always complete.
+
+Invariants of ``MerkleTree`` (checked by the tests against a naive transcription of the RFC):
+
+* ``_levels[h]`` holds, in order, the roots of every complete subtree of height ``h`` (covering
+  leaves ``[j * 2**h, (j + 1) * 2**h)``), 32 bytes each; there are exactly ``size >> h`` of them.
+  ``_levels[0]`` is the leaf hashes. This cache is what makes ``root(size)`` and every proof
+  O(log n): any range the RFC recursion visits is a few complete subtrees, each one lookup.
+* Appending only ever adds nodes; nothing already stored changes, so roots of past sizes stay
+  answerable until ``truncate`` removes them.
+
+Memory: fewer than ``2 * size`` hashes of 32 bytes, kept in one ``bytearray`` per level (about
+64 bytes per leaf, with no per-object overhead).
+
+Never: no I/O, no clock, no environment, no randomness. Callers hand in leaf hashes; this module
+does not know what an event is. Verification needs nothing but the proof and the roots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ledger.errors import RejectCode, RejectError, ValidationError
+
+HASH_SIZE_BYTES = 32
+# Kafka offsets are signed 64-bit, so no partition, and therefore no tree, holds more leaves.
+TREE_SIZE_MAX = 2**63 - 1
+# An inclusion path has at most ceil(log2 size) hashes and a consistency proof one more, so 64
+# bounds every valid proof for TREE_SIZE_MAX; a longer one is refused before any hashing.
+PROOF_HASHES_MAX = 64
+assert (TREE_SIZE_MAX - 1).bit_length() + 1 <= PROOF_HASHES_MAX
+
+_LEAF_PREFIX = b"\x00"
+_NODE_PREFIX = b"\x01"
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+
+def leaf_hash(data: bytes) -> bytes:
+    """The RFC 9162 hash of one leaf's data: SHA-256(0x00 || data)."""
+    if not isinstance(data, bytes):
+        raise ValidationError("data", data, f"must be bytes, got {type(data).__name__}")
+    return hashlib.sha256(_LEAF_PREFIX + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """The RFC 9162 hash of an interior node. Requires two 32-byte hashes."""
+    _check_hash("left", left)
+    _check_hash("right", right)
+    return _node(left, right)
+
+
+def root_from_leaf_hashes(hashes: Iterable[bytes]) -> bytes:
+    """MTH over the given leaf hashes, in order; the empty tree's root when there are none."""
+    return MerkleTree.from_leaf_hashes(hashes).root()
+
+
+class MerkleTree:
+    """An append-only RFC 9162 tree over leaf hashes, able to prove any past state.
+
+    Appending costs O(1) amortised hashes (a binary-counter carry, O(log n) at worst); ``root``,
+    ``inclusion_proof`` and ``consistency_proof`` cost O(log n) lookups and at most O(log n)
+    hashes, for any tree size up to the current one.
+    """
+
+    __slots__ = ("_levels", "_size")
+
+    def __init__(self) -> None:
+        self._levels: list[bytearray] = [bytearray()]
+        self._size = 0
+
+    @classmethod
+    def from_leaf_hashes(cls, hashes: Iterable[bytes]) -> MerkleTree:
+        """A tree holding exactly these leaf hashes, built level by level in O(n) hashes.
+
+        This is how a notary restores its tree from stored leaf hashes after a restart.
+        Requires every element to be a 32-byte ``bytes``.
+        """
+        leaves = list(hashes)
+        if len(leaves) > TREE_SIZE_MAX:
+            raise ValidationError("hashes", len(leaves), f"more than {TREE_SIZE_MAX} leaves")
+        for position, value in enumerate(leaves):
+            _check_hash(f"hashes[{position}]", value)
+        tree = cls()
+        tree._size = len(leaves)
+        level = bytearray(b"".join(leaves))
+        tree._levels = [level]
+        step = 2 * HASH_SIZE_BYTES
+        # Each pass pairs up the complete subtrees of one height; an odd last node waits for a
+        # sibling that a later append will bring.
+        while len(level) >= step:
+            view = memoryview(level)
+            end = len(level) - len(level) % step
+            level = bytearray(
+                b"".join(_node_pair(view[at : at + step]) for at in range(0, end, step))
+            )
+            tree._levels.append(level)
+        return tree
+
+    @property
+    def size(self) -> int:
+        """How many leaves the tree holds."""
+        return self._size
+
+    def append(self, leaf_hash: bytes) -> int:
+        """Add one leaf hash; return its 0-based leaf index. Requires a 32-byte hash."""
+        _check_hash("leaf_hash", leaf_hash)
+        if self._size >= TREE_SIZE_MAX:
+            raise ValidationError("size", self._size, f"tree is full at {TREE_SIZE_MAX} leaves")
+        index = self._size
+        levels = self._levels
+        levels[0] += leaf_hash
+        self._size += 1
+        # Like a binary counter: each trailing zero bit of the new size is a height at which
+        # the last two nodes are now a complete pair, so their parent becomes known.
+        count = self._size
+        height = 0
+        while count & 1 == 0:
+            parent = _node_pair(levels[height][-2 * HASH_SIZE_BYTES :])
+            height += 1
+            if height == len(levels):
+                levels.append(bytearray())
+            levels[height] += parent
+            count >>= 1
+        return index
+
+    def leaf_hash_at(self, index: int) -> bytes:
+        """The leaf hash stored at ``index``. Requires 0 <= index < size."""
+        _check_count("index", index, 0, self._size - 1)
+        return self._complete_root(0, index)
+
+    def truncate(self, size: int) -> None:
+        """Forget every leaf at or after ``size``. Requires 0 <= size <= current size.
+
+        For a notary whose stored state ends earlier than its memory (a rolled-back batch).
+        Complete subtrees inside the kept prefix stay cached; the rest is dropped.
+        """
+        _check_count("size", size, 0, self._size)
+        for height, level in enumerate(self._levels):
+            del level[(size >> height) * HASH_SIZE_BYTES :]
+        self._size = size
+
+    def root(self, size: int | None = None) -> bytes:
+        """MTH of the first ``size`` leaves (default: all). Requires 0 <= size <= current size."""
+        if size is None:
+            size = self._size
+        _check_count("size", size, 0, self._size)
+        if size == 0:
+            return EMPTY_ROOT
+        return self._range_root(0, size)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """RFC 9162 §2.1.3.1 PATH(index, D[0:size]), leaf side first.
+
+        Requires 1 <= size <= current size and 0 <= index < size.
+        """
+        _check_count("size", size, 1, self._size)
+        _check_count("index", index, 0, size - 1)
+        # Walk down from the root. The sibling of each subtree we descend into is one proof
+        # element; the RFC lists them leaf side first, so reverse at the end.
+        path: list[bytes] = []
+        begin, end = 0, size
+        while end - begin > 1:
+            middle = begin + _split(end - begin)
+            if index < middle:
+                path.append(self._range_root(middle, end))
+                end = middle
+            else:
+                path.append(self._range_root(begin, middle))
+                begin = middle
+        path.reverse()
+        return path
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 9162 §2.1.4.1 PROOF(old_size, D[0:new_size]); empty when the sizes are equal.
+
+        Requires 1 <= old_size <= new_size <= current size. (From the empty tree there is
+        nothing to prove: every tree extends it.)
+        """
+        _check_count("new_size", new_size, 1, self._size)
+        _check_count("old_size", old_size, 1, new_size)
+        # SUBPROOF(m, D[begin:end], b) unrolled: ``old_is_root`` is the RFC's b, true while the
+        # subtree we are in still starts at leaf 0 and so its old root is the verifier's own.
+        proof: list[bytes] = []
+        begin, end, old_count = 0, new_size, old_size
+        old_is_root = True
+        while old_count != end - begin:
+            split = _split(end - begin)
+            middle = begin + split
+            if old_count <= split:
+                proof.append(self._range_root(middle, end))
+                end = middle
+            else:
+                proof.append(self._range_root(begin, middle))
+                old_count -= split
+                begin = middle
+                old_is_root = False
+        if not old_is_root:
+            proof.append(self._range_root(begin, end))
+        proof.reverse()
+        return proof
+
+    def _range_root(self, begin: int, end: int) -> bytes:
+        """MTH(D[begin:end]) from cached complete subtrees, in O(log n).
+
+        Requires begin < end <= size and ``begin`` a multiple of the smallest power of two
+        >= end - begin, which holds for every range the RFC recursion visits. Such a range is
+        complete subtrees of strictly decreasing height, and its MTH folds them from the right.
+        """
+        assert 0 <= begin < end <= self._size
+        roots: list[bytes] = []
+        start = begin
+        while start < end:
+            height = (end - start).bit_length() - 1
+            roots.append(self._complete_root(height, start >> height))
+            start += 1 << height
+        root = roots.pop()
+        while roots:
+            root = _node(roots.pop(), root)
+        return root
+
+    def _complete_root(self, height: int, position: int) -> bytes:
+        """Root of the complete subtree of 2**height leaves starting at leaf position << height."""
+        offset = position * HASH_SIZE_BYTES
+        level = self._levels[height]
+        assert offset + HASH_SIZE_BYTES <= len(level)
+        return bytes(level[offset : offset + HASH_SIZE_BYTES])
+
+
+def verify_inclusion(
+    leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
+) -> None:
+    """Check that ``leaf_hash`` is leaf ``index`` of the tree of ``size`` leaves with ``root``.
+
+    RFC 9162 §2.1.3.2, step for step. Requires 1 <= size <= TREE_SIZE_MAX, 0 <= index < size,
+    32-byte hashes and at most PROOF_HASHES_MAX proof elements (else ValidationError). A proof
+    that does not lead to ``root`` raises RejectError(CHECKPOINT_MISMATCH) naming the failed check.
+    Note that ``size`` is bound only through ``root``: take both from one signed checkpoint.
+    """
+    _check_hash("leaf_hash", leaf_hash)
+    _check_count("size", size, 1, TREE_SIZE_MAX)
+    _check_count("index", index, 0, size - 1)
+    _check_proof(proof)
+    _check_hash("root", root)
+    facts: dict[str, Any] = {
+        "index": index,
+        "size": size,
+        "proof_length": len(proof),
+        "leaf_hash": leaf_hash.hex(),
+    }
+    # Steps 2-4: fn = index, sn = size - 1, r = leaf hash; fold the path in.
+    _, computed, remaining, used = _fold_path(index, size - 1, leaf_hash, proof, with_old=False)
+    if used < len(proof):
+        raise _mismatch("inclusion", "proof_too_long", "more hashes than levels", facts)
+    if remaining != 0:
+        raise _mismatch("inclusion", "proof_too_short", "fewer hashes than levels", facts)
+    if computed != root:
+        raise _mismatch(
+            "inclusion",
+            "root_mismatch",
+            "proof leads to another root",
+            facts,
+            expected=root.hex(),
+            actual=computed.hex(),
+        )
+
+
+def verify_consistency(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> None:
+    """Check that the tree of ``old_size`` leaves with ``old_root`` is a prefix of ``new_root``'s.
+
+    RFC 9162 §2.1.4.2, step for step, for 0 < old_size < new_size; when the sizes are equal the
+    proof must be empty and the roots equal. Requires 1 <= old_size <= new_size <= TREE_SIZE_MAX,
+    32-byte hashes and at most PROOF_HASHES_MAX proof elements (else ValidationError). A failed
+    check raises RejectError(CHECKPOINT_MISMATCH) naming it.
+    """
+    _check_count("new_size", new_size, 1, TREE_SIZE_MAX)
+    _check_count("old_size", old_size, 1, new_size)
+    _check_hash("old_root", old_root)
+    _check_hash("new_root", new_root)
+    _check_proof(proof)
+    facts: dict[str, Any] = {
+        "old_size": old_size,
+        "new_size": new_size,
+        "proof_length": len(proof),
+        "old_root": old_root.hex(),
+        "new_root": new_root.hex(),
+    }
+    if old_size == new_size:
+        if proof:
+            raise _mismatch("consistency", "proof_not_empty", "equal sizes need none", facts)
+        if old_root != new_root:
+            raise _mismatch("consistency", "root_mismatch", "equal sizes, different roots", facts)
+        return
+    # Step 1: a proper prefix always needs at least one hash.
+    if not proof:
+        raise _mismatch("consistency", "proof_empty", "a proper prefix needs hashes", facts)
+    # Step 2: when old_size is a power of two the old root is itself a node of the new tree,
+    # so the proof leaves it out and the verifier puts it back.
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:
+        path.insert(0, old_root)
+    # Steps 3-4: skip the levels where the old tree's last node is a right child.
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    # Steps 5-6: both roots start from the first element and absorb the rest.
+    old_computed, new_computed, remaining, used = _fold_path(
+        fn, sn, path[0], path[1:], with_old=True
+    )
+    if used < len(path) - 1:
+        raise _mismatch("consistency", "proof_too_long", "more hashes than levels", facts)
+    # Step 7.
+    if remaining != 0:
+        raise _mismatch("consistency", "proof_too_short", "fewer hashes than levels", facts)
+    if old_computed != old_root:
+        raise _mismatch(
+            "consistency",
+            "old_root_mismatch",
+            "proof does not rebuild the old root",
+            facts,
+            expected=old_root.hex(),
+            actual=old_computed.hex(),
+        )
+    if new_computed != new_root:
+        raise _mismatch(
+            "consistency",
+            "new_root_mismatch",
+            "proof does not rebuild the new root",
+            facts,
+            expected=new_root.hex(),
+            actual=new_computed.hex(),
+        )
+
+
+def _fold_path(
+    fn: int, sn: int, seed: bytes, path: Sequence[bytes], *, with_old: bool
+) -> tuple[bytes, bytes, int, int]:
+    """The bit-shifting loop shared by RFC 9162 §2.1.3.2 step 4 and §2.1.4.2 step 6.
+
+    ``fn`` is the index of the node we hold, ``sn`` the index of the last node at that level.
+    Returns (old root, new root, final sn, elements used). ``with_old`` also tracks the old root
+    (consistency); for inclusion the single running hash r is the "new" one. Stops early, with
+    used < len(path), when sn reaches 0 while elements remain (the RFC's step "fail").
+    """
+    old = new = seed
+    for used, element in enumerate(path):
+        if sn == 0:
+            return old, new, sn, used
+        if fn & 1 or fn == sn:
+            # We hold a right child, or the last node of its level (no right sibling): the
+            # element is our left sibling. Skip the levels where we stay the last node.
+            if with_old:
+                old = _node(element, old)
+            new = _node(element, new)
+            while fn and not fn & 1:
+                fn >>= 1
+                sn >>= 1
+        else:
+            new = _node(new, element)
+        fn >>= 1
+        sn >>= 1
+    return old, new, sn, len(path)
+
+
+def _mismatch(
+    kind: str, check: str, detail: str, facts: dict[str, Any], **more: Any
+) -> RejectError:
+    return RejectError(
+        RejectCode.CHECKPOINT_MISMATCH,
+        f"{kind} proof fails {check}: {detail}",
+        proof_kind=kind,
+        check=check,
+        **facts,
+        **more,
+    )
+
+
+def _split(count: int) -> int:
+    """k, the largest power of two smaller than count. Requires count >= 2."""
+    assert count >= 2
+    return 1 << ((count - 1).bit_length() - 1)
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(_NODE_PREFIX + left + right).digest()
+
+
+def _node_pair(pair: bytes | bytearray | memoryview) -> bytes:
+    """Node hash of 64 contiguous bytes holding left || right (no slicing apart, no copies)."""
+    return hashlib.sha256(_NODE_PREFIX + pair).digest()
+
+
+def _check_hash(field: str, value: object) -> None:
+    if not isinstance(value, bytes):
+        raise ValidationError(field, value, f"must be bytes, got {type(value).__name__}")
+    if len(value) != HASH_SIZE_BYTES:
+        reason = f"must be {HASH_SIZE_BYTES} bytes, got {len(value)}"
+        raise ValidationError(field, value, reason, expected=HASH_SIZE_BYTES, actual=len(value))
+
+
+def _check_count(field: str, value: object, low: int, high: int) -> None:
+    # bool is an int in Python; True as an index is a bug at the caller, not leaf 1.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValidationError(field, value, f"must be an int, got {type(value).__name__}")
+    if not low <= value <= high:
+        reason = f"must be in [{low}, {high}]" if low <= high else "the tree is empty"
+        raise ValidationError(field, value, reason, low=low, high=high)
+
+
+def _check_proof(proof: object) -> None:
+    if not isinstance(proof, (list, tuple)):
+        reason = f"must be a list of hashes, got {type(proof).__name__}"
+        raise ValidationError("proof", proof, reason)
+    if len(proof) > PROOF_HASHES_MAX:
+        reason = f"longer than {PROOF_HASHES_MAX} hashes"
+        raise ValidationError("proof", len(proof), reason, actual=len(proof))
+    for position, element in enumerate(proof):
+        _check_hash(f"proof[{position}]", element)

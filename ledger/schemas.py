@@ -1,0 +1,197 @@
+"""The Avro schemas of the ledger: loading, composition, fingerprints, released versions.
+
+``schemas/`` (shipped as ``ledger/avsc``) holds one ``<name>.v<N>.avsc`` file per record type and
+version. The *current* writer schema of a top-level type (``Event``, ``SignedBatch``) is composed
+from the highest version of every file. Every composed schema that was ever written to a log is
+kept, fully expanded, in ``schemas/released/<Type>-<fingerprint>.json``; readers resolve the writer
+schema of a single-object encoded message by its fingerprint among the current and released
+schemas, and read it into the current reader schema (Avro schema resolution).
+
+Invariants:
+- the current composed schema of each top-level type is released (``tests/test_schemas.py`` fails
+  otherwise: run ``python scripts/release_schemas.py`` after an allowed change);
+- every released schema and the current one can read each other's data (see schemas/README.md).
+
+Pure apart from reading the packaged schema files once (cached).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import fastavro
+from fastavro.schema import to_parsing_canonical_form
+
+from ledger.errors import RejectCode, RejectError
+
+NAMESPACE = "tokenledger"
+TOP_LEVEL = ("Event", "SignedBatch")
+SINGLE_OBJECT_MARKER = b"\xc3\x01"  # Avro single-object encoding, spec 1.10+
+SINGLE_OBJECT_HEADER_BYTES = 10  # marker (2) + CRC-64-AVRO fingerprint (8, little-endian)
+
+_FILE_RE = re.compile(r"^(?P<stem>[a-z_]+)\.v(?P<version>\d+)\.avsc$")
+_EMPTY = 0xC15D213AA4D7A795  # CRC-64-AVRO seed, from the Avro specification
+
+
+@functools.cache
+def _crc64_table() -> tuple[int, ...]:
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (_EMPTY & -(fp & 1))
+        table.append(fp)
+    return tuple(table)
+
+
+def crc64_avro(data: bytes) -> int:
+    """The Rabin CRC-64 fingerprint the Avro specification defines for schemas."""
+    table = _crc64_table()
+    fp = _EMPTY
+    for b in data:
+        fp = (fp >> 8) ^ table[(fp ^ b) & 0xFF]
+    return fp
+
+
+def fingerprint_of(canonical_form: str) -> bytes:
+    """8-byte little-endian CRC-64-AVRO fingerprint of a parsing canonical form."""
+    return crc64_avro(canonical_form.encode("utf-8")).to_bytes(8, "little")
+
+
+@dataclass(frozen=True)
+class Schema:
+    """One composed, parsed top-level schema."""
+
+    name: str  # "Event" or "SignedBatch"
+    source: Any  # the schema JSON with every named type expanded inline
+    parsed: Any  # fastavro parsed schema
+    canonical: str  # Avro parsing canonical form
+    fingerprint: bytes  # 8 bytes, little-endian
+    header: bytes  # single-object header: marker + fingerprint
+
+    @property
+    def fingerprint_hex(self) -> str:
+        return self.fingerprint.hex()
+
+
+def _schema_dir() -> Any:
+    return importlib.resources.files("ledger").joinpath("avsc")
+
+
+@functools.cache
+def source_files() -> dict[str, dict[int, dict[str, Any]]]:
+    """{stem: {version: schema json}} for every ``.avsc`` file shipped."""
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for entry in _schema_dir().iterdir():
+        m = _FILE_RE.match(entry.name)
+        if not m:
+            continue
+        out.setdefault(m["stem"], {})[int(m["version"])] = json.loads(entry.read_text("utf-8"))
+    return out
+
+
+def latest_sources() -> dict[str, dict[str, Any]]:
+    """{full type name: schema json} using the highest version of each file."""
+    out = {}
+    for versions in source_files().values():
+        schema = versions[max(versions)]
+        out[f"{schema.get('namespace', NAMESPACE)}.{schema['name']}"] = schema
+    return out
+
+
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+
+
+def _qualify(name: str, namespace: str) -> str:
+    return name if "." in name else f"{namespace}.{name}"
+
+
+def _expand(node: Any, sources: dict[str, dict[str, Any]], defined: set[str], namespace: str) -> Any:
+    """Inline every named type at its first use, with full names; later uses stay references."""
+    if isinstance(node, str):
+        if node in _PRIMITIVES:
+            return node
+        full = _qualify(node, namespace)
+        if full in defined:
+            return full
+        if full not in sources:
+            raise ValueError(f"schema references unknown type {full}")
+        return _expand(sources[full], sources, defined, namespace)
+    if isinstance(node, list):
+        return [_expand(t, sources, defined, namespace) for t in node]
+    if not isinstance(node, dict):
+        raise ValueError(f"not a schema: {node!r}")
+    kind = node.get("type")
+    if kind in ("record", "enum", "fixed"):
+        ns = node.get("namespace", namespace)
+        full = _qualify(node["name"], ns)
+        defined.add(full)
+        out = {k: v for k, v in node.items() if k not in ("namespace", "fields")}
+        out["name"] = full
+        if kind == "record":
+            out["fields"] = [{**f, "type": _expand(f["type"], sources, defined, ns)} for f in node["fields"]]
+        return out
+    if kind == "array":
+        return {**node, "items": _expand(node["items"], sources, defined, namespace)}
+    if kind == "map":
+        return {**node, "values": _expand(node["values"], sources, defined, namespace)}
+    return {**node, "type": _expand(kind, sources, defined, namespace)}
+
+
+def compose(sources: dict[str, dict[str, Any]]) -> dict[str, Schema]:
+    """Compose the top-level schemas from named record schemas (one per file), fully expanded."""
+    return {name: _make(name, _expand(f"{NAMESPACE}.{name}", sources, set(), NAMESPACE)) for name in TOP_LEVEL}
+
+
+def _make(name: str, schema_json: Any) -> Schema:
+    parsed = fastavro.parse_schema(schema_json, _force=True)
+    canonical = to_parsing_canonical_form(parsed)
+    fp = fingerprint_of(canonical)
+    return Schema(name=name, source=schema_json, parsed=parsed, canonical=canonical, fingerprint=fp, header=SINGLE_OBJECT_MARKER + fp)
+
+
+@functools.cache
+def current() -> dict[str, Schema]:
+    """The current writer (and reader) schema of each top-level type."""
+    return compose(latest_sources())
+
+
+@functools.cache
+def released() -> dict[bytes, Schema]:
+    """Every released writer schema by fingerprint, plus the current ones."""
+    out: dict[bytes, Schema] = {}
+    folder = _schema_dir().joinpath("released")
+    for entry in folder.iterdir():
+        if not entry.name.endswith(".json"):
+            continue
+        name = entry.name.split("-", 1)[0]
+        s = _make(name, json.loads(entry.read_text("utf-8")))
+        out[s.fingerprint] = s
+    for s in current().values():
+        out.setdefault(s.fingerprint, s)
+    return out
+
+
+def writer_schema(data: bytes, *, expected: str) -> tuple[Schema, int]:
+    """Find the writer schema of a single-object encoded message.
+
+    Returns (schema, offset of the Avro body). Raises RejectError (TRUNCATED, BAD_SCHEMA,
+    UNKNOWN_SCHEMA) with the evidence when the header is wrong.
+    """
+    if len(data) < SINGLE_OBJECT_HEADER_BYTES:
+        raise RejectError(RejectCode.TRUNCATED, f"{len(data)} bytes is shorter than a single-object header",
+                          expected=SINGLE_OBJECT_HEADER_BYTES, actual=len(data))
+    if data[:2] != SINGLE_OBJECT_MARKER:
+        raise RejectError(RejectCode.BAD_SCHEMA, "not Avro single-object encoding",
+                          expected=SINGLE_OBJECT_MARKER.hex(), actual=data[:2].hex())
+    fp = bytes(data[2:10])
+    schema = released().get(fp)
+    if schema is None or schema.name != expected:
+        raise RejectError(RejectCode.UNKNOWN_SCHEMA, f"no known {expected} schema has this fingerprint",
+                          fingerprint=fp.hex(), expected=expected)
+    return schema, SINGLE_OBJECT_HEADER_BYTES
