@@ -1,0 +1,29 @@
+"""tokenledger: signed, hash-chained token events for AI agents, on a durable log.
+
+The public API. Everything else is an implementation detail that may change.
+"""
+
+from ledger.emitter import Emitter, context
+from ledger.errors import (
+    ChainForkError, EconomicsError, HomeError, KeyFileError, LedgerError, LogError, RejectCode, RejectError,
+    ValidationError,
+)
+from ledger.events import (
+    Action, AgentRegistered, AllocationRule, BudgetPolicy, Compute, Context, Data, Event, Flow, Interaction,
+    KeyRevoked, KeyRotated, LlmUsage, PriceSet, SettlementRule, Trust,
+)
+from ledger.home import Home
+from ledger.keyring import KeyRing
+from ledger.keys import PublicKey, SigningKey, load_key, save_key
+from ledger.log import Log, open_log
+from ledger.verify import Verifier, Where
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Action", "AgentRegistered", "AllocationRule", "BudgetPolicy", "ChainForkError", "Compute", "Context", "Data",
+    "EconomicsError", "Emitter", "Event", "Flow", "Home", "HomeError", "Interaction", "KeyFileError", "KeyRevoked",
+    "KeyRing", "KeyRotated", "LedgerError", "LlmUsage", "Log", "LogError", "PriceSet", "PublicKey", "RejectCode",
+    "RejectError", "SettlementRule", "SigningKey", "Trust", "ValidationError", "Verifier", "Where", "context",
+    "load_key", "open_log", "save_key", "__version__",
+]

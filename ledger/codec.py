@@ -49,8 +49,7 @@ _sha256 = hashlib.sha256
 # ---------------------------------------------------------------- Avro primitives (by hand, for the header)
 
 
-def enc_long(n: int) -> bytes:
-    """Avro long: zig-zag then base-128 varint."""
+def _enc_long_slow(n: int) -> bytes:
     z = (n << 1) ^ (n >> 63)
     out = bytearray()
     while z & ~0x7F:
@@ -60,12 +59,32 @@ def enc_long(n: int) -> bytes:
     return bytes(out)
 
 
+_SMALL_LONGS = tuple(_enc_long_slow(n) for n in range(16_384))  # every long below 2**14: one lookup
+
+
+def enc_long(n: int) -> bytes:
+    """Avro long: zig-zag then base-128 varint."""
+    if 0 <= n < 16_384:
+        return _SMALL_LONGS[n]
+    return _enc_long_slow(n)
+
+
 def enc_bytes(b: bytes) -> bytes:
     return enc_long(len(b)) + b
 
 
+_STR_CACHE: dict[str, bytes] = {}
+_STR_CACHE_MAX = 8_192  # distinct strings kept encoded (ids, providers, models repeat constantly)
+
+
 def enc_str(s: str) -> bytes:
-    return enc_bytes(s.encode("utf-8"))
+    out = _STR_CACHE.get(s)
+    if out is None:
+        b = s.encode("utf-8")
+        out = enc_long(len(b)) + b
+        if len(_STR_CACHE) < _STR_CACHE_MAX and len(b) <= 256:
+            _STR_CACHE[s] = out
+    return out
 
 
 def _dec_long(buf: bytes, pos: int) -> tuple[int, int]:
@@ -100,13 +119,7 @@ def _dec_bytes(buf: bytes, pos: int) -> tuple[bytes, int]:
 # (~4x faster). fastavro stays the decoder and the cross-check: tests prove both give the same bytes.
 
 
-def _long_bytes(n: int) -> bytes:
-    if 0 <= n < 64:
-        return _SMALL[n]
-    return enc_long(n)
-
-
-_SMALL = [bytes([n << 1]) for n in range(64)]
+_long_bytes = enc_long
 
 
 class _Gen:

@@ -33,14 +33,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ledger.errors import RejectCode, RejectError, ValidationError
+from ledger.limits import HASH_BYTES
 
-HASH_SIZE_BYTES = 32
 # Kafka offsets are signed 64-bit, so no partition, and therefore no tree, holds more leaves.
-TREE_SIZE_MAX = 2**63 - 1
+MAX_TREE_LEAVES = 2**63 - 1
 # An inclusion path has at most ceil(log2 size) hashes and a consistency proof one more, so 64
-# bounds every valid proof for TREE_SIZE_MAX; a longer one is refused before any hashing.
-PROOF_HASHES_MAX = 64
-assert (TREE_SIZE_MAX - 1).bit_length() + 1 <= PROOF_HASHES_MAX
+# bounds every valid proof for MAX_TREE_LEAVES; a longer one is refused before any hashing.
+MAX_PROOF_HASHES = 64
+assert (MAX_TREE_LEAVES - 1).bit_length() + 1 <= MAX_PROOF_HASHES
 
 _LEAF_PREFIX = b"\x00"
 _NODE_PREFIX = b"\x01"
@@ -88,15 +88,15 @@ class MerkleTree:
         Requires every element to be a 32-byte ``bytes``.
         """
         leaves = list(hashes)
-        if len(leaves) > TREE_SIZE_MAX:
-            raise ValidationError("hashes", len(leaves), f"more than {TREE_SIZE_MAX} leaves")
+        if len(leaves) > MAX_TREE_LEAVES:
+            raise ValidationError("hashes", len(leaves), f"more than {MAX_TREE_LEAVES} leaves")
         for position, value in enumerate(leaves):
             _check_hash(f"hashes[{position}]", value)
         tree = cls()
         tree._size = len(leaves)
         level = bytearray(b"".join(leaves))
         tree._levels = [level]
-        step = 2 * HASH_SIZE_BYTES
+        step = 2 * HASH_BYTES
         # Each pass pairs up the complete subtrees of one height; an odd last node waits for a
         # sibling that a later append will bring.
         while len(level) >= step:
@@ -116,8 +116,8 @@ class MerkleTree:
     def append(self, leaf_hash: bytes) -> int:
         """Add one leaf hash; return its 0-based leaf index. Requires a 32-byte hash."""
         _check_hash("leaf_hash", leaf_hash)
-        if self._size >= TREE_SIZE_MAX:
-            raise ValidationError("size", self._size, f"tree is full at {TREE_SIZE_MAX} leaves")
+        if self._size >= MAX_TREE_LEAVES:
+            raise ValidationError("size", self._size, f"tree is full at {MAX_TREE_LEAVES} leaves")
         index = self._size
         levels = self._levels
         levels[0] += leaf_hash
@@ -127,7 +127,7 @@ class MerkleTree:
         count = self._size
         height = 0
         while count & 1 == 0:
-            parent = _node_pair(levels[height][-2 * HASH_SIZE_BYTES :])
+            parent = _node_pair(levels[height][-2 * HASH_BYTES :])
             height += 1
             if height == len(levels):
                 levels.append(bytearray())
@@ -148,7 +148,7 @@ class MerkleTree:
         """
         _check_count("size", size, 0, self._size)
         for height, level in enumerate(self._levels):
-            del level[(size >> height) * HASH_SIZE_BYTES :]
+            del level[(size >> height) * HASH_BYTES :]
         self._size = size
 
     def root(self, size: int | None = None) -> bytes:
@@ -232,10 +232,10 @@ class MerkleTree:
 
     def _complete_root(self, height: int, position: int) -> bytes:
         """Root of the complete subtree of 2**height leaves starting at leaf position << height."""
-        offset = position * HASH_SIZE_BYTES
+        offset = position * HASH_BYTES
         level = self._levels[height]
-        assert offset + HASH_SIZE_BYTES <= len(level)
-        return bytes(level[offset : offset + HASH_SIZE_BYTES])
+        assert offset + HASH_BYTES <= len(level)
+        return bytes(level[offset : offset + HASH_BYTES])
 
 
 def verify_inclusion(
@@ -243,13 +243,13 @@ def verify_inclusion(
 ) -> None:
     """Check that ``leaf_hash`` is leaf ``index`` of the tree of ``size`` leaves with ``root``.
 
-    RFC 9162 §2.1.3.2, step for step. Requires 1 <= size <= TREE_SIZE_MAX, 0 <= index < size,
-    32-byte hashes and at most PROOF_HASHES_MAX proof elements (else ValidationError). A proof
+    RFC 9162 §2.1.3.2, step for step. Requires 1 <= size <= MAX_TREE_LEAVES, 0 <= index < size,
+    32-byte hashes and at most MAX_PROOF_HASHES proof elements (else ValidationError). A proof
     that does not lead to ``root`` raises RejectError(CHECKPOINT_MISMATCH) naming the failed check.
     Note that ``size`` is bound only through ``root``: take both from one signed checkpoint.
     """
     _check_hash("leaf_hash", leaf_hash)
-    _check_count("size", size, 1, TREE_SIZE_MAX)
+    _check_count("size", size, 1, MAX_TREE_LEAVES)
     _check_count("index", index, 0, size - 1)
     _check_proof(proof)
     _check_hash("root", root)
@@ -282,11 +282,11 @@ def verify_consistency(
     """Check that the tree of ``old_size`` leaves with ``old_root`` is a prefix of ``new_root``'s.
 
     RFC 9162 §2.1.4.2, step for step, for 0 < old_size < new_size; when the sizes are equal the
-    proof must be empty and the roots equal. Requires 1 <= old_size <= new_size <= TREE_SIZE_MAX,
-    32-byte hashes and at most PROOF_HASHES_MAX proof elements (else ValidationError). A failed
+    proof must be empty and the roots equal. Requires 1 <= old_size <= new_size <= MAX_TREE_LEAVES,
+    32-byte hashes and at most MAX_PROOF_HASHES proof elements (else ValidationError). A failed
     check raises RejectError(CHECKPOINT_MISMATCH) naming it.
     """
-    _check_count("new_size", new_size, 1, TREE_SIZE_MAX)
+    _check_count("new_size", new_size, 1, MAX_TREE_LEAVES)
     _check_count("old_size", old_size, 1, new_size)
     _check_hash("old_root", old_root)
     _check_hash("new_root", new_root)
@@ -407,9 +407,9 @@ def _node_pair(pair: bytes | bytearray | memoryview) -> bytes:
 def _check_hash(field: str, value: object) -> None:
     if not isinstance(value, bytes):
         raise ValidationError(field, value, f"must be bytes, got {type(value).__name__}")
-    if len(value) != HASH_SIZE_BYTES:
-        reason = f"must be {HASH_SIZE_BYTES} bytes, got {len(value)}"
-        raise ValidationError(field, value, reason, expected=HASH_SIZE_BYTES, actual=len(value))
+    if len(value) != HASH_BYTES:
+        reason = f"must be {HASH_BYTES} bytes, got {len(value)}"
+        raise ValidationError(field, value, reason, expected=HASH_BYTES, actual=len(value))
 
 
 def _check_count(field: str, value: object, low: int, high: int) -> None:
@@ -425,8 +425,8 @@ def _check_proof(proof: object) -> None:
     if not isinstance(proof, (list, tuple)):
         reason = f"must be a list of hashes, got {type(proof).__name__}"
         raise ValidationError("proof", proof, reason)
-    if len(proof) > PROOF_HASHES_MAX:
-        reason = f"longer than {PROOF_HASHES_MAX} hashes"
+    if len(proof) > MAX_PROOF_HASHES:
+        reason = f"longer than {MAX_PROOF_HASHES} hashes"
         raise ValidationError("proof", len(proof), reason, actual=len(proof))
     for position, element in enumerate(proof):
         _check_hash(f"proof[{position}]", element)

@@ -62,6 +62,13 @@ class MemoryLog:
                     return list(recs)
                 self._cond.wait(remaining)
 
+    def read_key(self, topic: str, key: bytes, after_offset: int = -1, max_records: int = 1000) -> list[Record]:
+        """Records of one key after an offset (the Emitter reconciles its chain head with it)."""
+        p = partition_for(key, self.partitions(topic))
+        with self._cond:
+            recs = [r for r in self._topics[topic][p][after_offset + 1:] if r.key == key]
+        return recs[:max_records]
+
     def end_offset(self, topic: str, partition: int) -> int:
         return len(self._topics[topic][partition]) if topic in self._topics else 0
 
@@ -72,3 +79,4 @@ class MemoryLog:
 
     def close(self) -> None:
         pass
+
