@@ -302,7 +302,14 @@ def verify_consistency(
         if proof:
             raise _mismatch("consistency", "proof_not_empty", "equal sizes need none", facts)
         if old_root != new_root:
-            raise _mismatch("consistency", "root_mismatch", "equal sizes, different roots", facts)
+            raise _mismatch(
+                "consistency",
+                "root_mismatch",
+                "equal sizes, different roots",
+                facts,
+                expected=old_root.hex(),
+                actual=new_root.hex(),
+            )
         return
     # Step 1: a proper prefix always needs at least one hash.
     if not proof:

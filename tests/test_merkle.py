@@ -228,14 +228,17 @@ def refusal_problem(call: Callable[[], None], checks: set[str], fields: set[str]
             return f"code {error.code}"
         if error.evidence.get("check") not in checks:
             return f"check {error.evidence.get('check')}, want one of {sorted(checks)}"
-        if not {"proof_kind", "proof_length"} <= error.evidence.keys():
+        evidence = error.evidence.keys()
+        if not {"proof_kind", "proof_length"} <= evidence:
             return f"evidence {error.evidence}"
-        if "mismatch" in error.evidence["check"] and not {"expected", "actual"} <= error.evidence.keys():
+        if "mismatch" in error.evidence["check"] and not {"expected", "actual"} <= evidence:
             return f"a mismatch without expected/actual: {error.evidence}"
         return None
     except ValidationError as error:
         # Only a mutated size or index may leave the allowed range.
-        return None if error.field in fields and "value" in error.evidence else f"field {error.field}"
+        if error.field not in fields or "value" not in error.evidence:
+            return f"field {error.field}"
+        return None
     return "verified"
 
 
@@ -453,11 +456,17 @@ def test_a_refused_append_changes_nothing() -> None:
 H = LEAF_HASHES[0]
 SHORT = H[:31]
 LONG_PROOF = [H] * (MAX_PROOF_HASHES + 1)
+# Wrong types, typed Any so that the table below says what a caller could really pass.
+TEXT: Any = H.hex()
+BYTEARRAY: Any = bytearray(H)
+FLOAT: Any = 1.0
+NOTHING: Any = None
+BARE_HASH: Any = H
 
 BAD_ARGUMENTS: list[tuple[str, Callable[[], object], str]] = [
-    ("leaf data not bytes", lambda: leaf_hash("leaf-0"), "data"),  # type: ignore[arg-type]
+    ("leaf data not bytes", lambda: leaf_hash(TEXT), "data"),
     ("left 31 bytes", lambda: node_hash(SHORT, H), "left"),
-    ("right bytearray", lambda: node_hash(H, bytearray(H)), "right"),  # type: ignore[arg-type]
+    ("right bytearray", lambda: node_hash(H, BYTEARRAY), "right"),
     ("append 31 bytes", lambda: MerkleTree().append(SHORT), "leaf_hash"),
     ("append 33 bytes", lambda: MerkleTree().append(H + b"\x00"), "leaf_hash"),
     ("bulk with a bad hash", lambda: MerkleTree.from_leaf_hashes([H, SHORT]), "hashes[1]"),
@@ -474,12 +483,12 @@ BAD_ARGUMENTS: list[tuple[str, Callable[[], object], str]] = [
     ("consistency backwards", lambda: TREE.consistency_proof(6, 5), "old_size"),
     ("consistency future", lambda: TREE.consistency_proof(1, LEAF_COUNT + 1), "new_size"),
     ("verify leaf 31 bytes", lambda: verify_inclusion(SHORT, 0, 1, [], H), "leaf_hash"),
-    ("verify leaf str", lambda: verify_inclusion(H.hex(), 0, 1, [], H), "leaf_hash"),  # type: ignore[arg-type]
+    ("verify leaf str", lambda: verify_inclusion(TEXT, 0, 1, [], H), "leaf_hash"),
     ("verify size 0", lambda: verify_inclusion(H, 0, 0, [], H), "size"),
     ("verify size too big", lambda: verify_inclusion(H, 0, MAX_TREE_LEAVES + 1, [], H), "size"),
     ("verify index = size", lambda: verify_inclusion(H, 3, 3, [H, H], H), "index"),
-    ("verify index float", lambda: verify_inclusion(H, 1.0, 3, [H, H], H), "index"),  # type: ignore[arg-type]
-    ("verify proof bytes", lambda: verify_inclusion(H, 0, 2, H, H), "proof"),  # type: ignore[arg-type]
+    ("verify index float", lambda: verify_inclusion(H, FLOAT, 3, [H, H], H), "index"),
+    ("verify proof bytes", lambda: verify_inclusion(H, 0, 2, BARE_HASH, H), "proof"),
     ("verify proof element", lambda: verify_inclusion(H, 0, 3, [H, SHORT], H), "proof[1]"),
     ("verify proof too long", lambda: verify_inclusion(H, 0, 3, LONG_PROOF, H), "proof"),
     ("verify root 31 bytes", lambda: verify_inclusion(H, 0, 1, [], SHORT), "root"),
@@ -487,7 +496,7 @@ BAD_ARGUMENTS: list[tuple[str, Callable[[], object], str]] = [
     ("verify old > new", lambda: verify_consistency(6, 5, H, H, [H]), "old_size"),
     ("verify new 0", lambda: verify_consistency(1, 0, H, H, []), "new_size"),
     ("verify old root", lambda: verify_consistency(1, 2, SHORT, H, [H]), "old_root"),
-    ("verify new root", lambda: verify_consistency(1, 2, H, None, [H]), "new_root"),  # type: ignore[arg-type]
+    ("verify new root", lambda: verify_consistency(1, 2, H, NOTHING, [H]), "new_root"),
     ("verify consistency element", lambda: verify_consistency(1, 2, H, H, [SHORT]), "proof[0]"),
     ("verify consistency too long", lambda: verify_consistency(1, 2, H, H, LONG_PROOF), "proof"),
 ]
@@ -574,10 +583,10 @@ def test_random_appends_and_truncations_keep_the_bulk_state(steps: list[tuple[bo
         rebuilt = MerkleTree.from_leaf_hashes(model)
         assert tree.size == len(model)
         assert tree.root() == rebuilt.root()
-        if model:
-            last = len(model) - 1
-            assert tree.inclusion_proof(last, len(model)) == rebuilt.inclusion_proof(last, len(model))
-            assert tree.consistency_proof(1, len(model)) == rebuilt.consistency_proof(1, len(model))
+        size = len(model)
+        if size:
+            assert tree.inclusion_proof(size - 1, size) == rebuilt.inclusion_proof(size - 1, size)
+            assert tree.consistency_proof(1, size) == rebuilt.consistency_proof(1, size)
 
 
 @settings(max_examples=100, deadline=None, database=None)
