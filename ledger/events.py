@@ -15,7 +15,7 @@ Pure: no I/O, no clock, no environment.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar, Mapping
 
 from ledger import limits
@@ -569,4 +569,36 @@ __all__ = [
     "Action", "AgentRegistered", "AllocationRule", "Body", "BudgetPolicy", "Compute", "Context", "Cosignature",
     "Data", "Event", "Flow", "Interaction", "KeyRevoked", "KeyRotated", "LlmUsage", "PriceSet", "SettlementRule",
     "Trust", "BODY_TYPES", "BY_KIND", "AGENT_KINDS", "CONTROL_KINDS", "GENESIS_HASH", "EMPTY_CONTEXT", "body_type",
+    "body_from_dict",
 ]
+
+
+def body_from_dict(kind: Any, values: Mapping[str, Any]) -> Body:
+    """Build a body from plain data (JSON input): unknown kind, missing or extra fields are
+    ValidationErrors naming the field; nested records (usage, flows) may be given as mappings."""
+    cls = body_type(kind)
+    if not isinstance(values, Mapping):
+        raise ValidationError("body", values, "must be an object of field: value")
+    names = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    extra = sorted(set(values) - set(names))
+    if extra:
+        raise ValidationError(extra[0], values[extra[0]], f"is not a field of {kind}; fields: {', '.join(names)}")
+    kw: dict[str, Any] = {}
+    for name, f in names.items():
+        if name not in values:
+            if f.default is MISSING:
+                raise ValidationError(name, None, f"is required for {kind}")
+            continue
+        v = values[name]
+        nested = cls.NESTED.get(name)
+        if nested is not None and isinstance(v, Mapping):
+            inner = {x.name for x in fields(nested)}  # type: ignore[arg-type]
+            bad = sorted(set(v) - inner)
+            if bad:
+                raise ValidationError(f"{name}.{bad[0]}", v[bad[0]], f"is not a field of {name}")
+            try:
+                v = nested(**v)
+            except TypeError as e:
+                raise ValidationError(name, v, f"is incomplete: {e}") from None
+        kw[name] = v
+    return cls(**kw)

@@ -261,19 +261,9 @@ def verify_inclusion(
     }
     # Steps 2-4: fn = index, sn = size - 1, r = leaf hash; fold the path in.
     _, computed, remaining, used = _fold_path(index, size - 1, leaf_hash, proof, with_old=False)
-    if used < len(proof):
-        raise _mismatch("inclusion", "proof_too_long", "more hashes than levels", facts)
-    if remaining != 0:
-        raise _mismatch("inclusion", "proof_too_short", "fewer hashes than levels", facts)
-    if computed != root:
-        raise _mismatch(
-            "inclusion",
-            "root_mismatch",
-            "proof leads to another root",
-            facts,
-            expected=root.hex(),
-            actual=computed.hex(),
-        )
+    # Step 5.
+    _require_whole_path("inclusion", len(proof) - used, remaining, facts)
+    _require_equal("inclusion", "root_mismatch", facts, expected=root, actual=computed)
 
 
 def verify_consistency(
@@ -291,6 +281,7 @@ def verify_consistency(
     _check_hash("old_root", old_root)
     _check_hash("new_root", new_root)
     _check_proof(proof)
+    kind = "consistency"
     facts: dict[str, Any] = {
         "old_size": old_size,
         "new_size": new_size,
@@ -300,20 +291,12 @@ def verify_consistency(
     }
     if old_size == new_size:
         if proof:
-            raise _mismatch("consistency", "proof_not_empty", "equal sizes need none", facts)
-        if old_root != new_root:
-            raise _mismatch(
-                "consistency",
-                "root_mismatch",
-                "equal sizes, different roots",
-                facts,
-                expected=old_root.hex(),
-                actual=new_root.hex(),
-            )
+            raise _mismatch(kind, "proof_not_empty", "equal sizes need none", facts)
+        _require_equal(kind, "root_mismatch", facts, expected=old_root, actual=new_root)
         return
     # Step 1: a proper prefix always needs at least one hash.
     if not proof:
-        raise _mismatch("consistency", "proof_empty", "a proper prefix needs hashes", facts)
+        raise _mismatch(kind, "proof_empty", "a proper prefix needs hashes", facts)
     # Step 2: when old_size is a power of two the old root is itself a node of the new tree,
     # so the proof leaves it out and the verifier puts it back.
     path = list(proof)
@@ -328,29 +311,10 @@ def verify_consistency(
     old_computed, new_computed, remaining, used = _fold_path(
         fn, sn, path[0], path[1:], with_old=True
     )
-    if used < len(path) - 1:
-        raise _mismatch("consistency", "proof_too_long", "more hashes than levels", facts)
     # Step 7.
-    if remaining != 0:
-        raise _mismatch("consistency", "proof_too_short", "fewer hashes than levels", facts)
-    if old_computed != old_root:
-        raise _mismatch(
-            "consistency",
-            "old_root_mismatch",
-            "proof does not rebuild the old root",
-            facts,
-            expected=old_root.hex(),
-            actual=old_computed.hex(),
-        )
-    if new_computed != new_root:
-        raise _mismatch(
-            "consistency",
-            "new_root_mismatch",
-            "proof does not rebuild the new root",
-            facts,
-            expected=new_root.hex(),
-            actual=new_computed.hex(),
-        )
+    _require_whole_path(kind, len(path) - 1 - used, remaining, facts)
+    _require_equal(kind, "old_root_mismatch", facts, expected=old_root, actual=old_computed)
+    _require_equal(kind, "new_root_mismatch", facts, expected=new_root, actual=new_computed)
 
 
 def _fold_path(
@@ -381,6 +345,22 @@ def _fold_path(
         fn >>= 1
         sn >>= 1
     return old, new, sn, len(path)
+
+
+def _require_whole_path(kind: str, unused: int, remaining: int, facts: dict[str, Any]) -> None:
+    """Fail when sn reached 0 with elements left over, or elements ran out before sn reached 0."""
+    if unused > 0:
+        raise _mismatch(kind, "proof_too_long", f"{unused} hashes beyond the root", facts)
+    if remaining != 0:
+        raise _mismatch(kind, "proof_too_short", "fewer hashes than levels", facts)
+
+
+def _require_equal(
+    kind: str, check: str, facts: dict[str, Any], *, expected: bytes, actual: bytes
+) -> None:
+    if actual != expected:
+        detail = f"got {actual.hex()}, want {expected.hex()}"
+        raise _mismatch(kind, check, detail, facts, expected=expected.hex(), actual=actual.hex())
 
 
 def _mismatch(

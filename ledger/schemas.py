@@ -18,6 +18,7 @@ Pure apart from reading the packaged schema files once (cached).
 from __future__ import annotations
 
 import functools
+import io
 import importlib.resources
 import json
 import re
@@ -195,3 +196,111 @@ def writer_schema(data: bytes, *, expected: str) -> tuple[Schema, int]:
         raise RejectError(RejectCode.UNKNOWN_SCHEMA, f"no known {expected} schema has this fingerprint",
                           fingerprint=fp.hex(), expected=expected)
     return schema, SINGLE_OBJECT_HEADER_BYTES
+
+
+# ---------------------------------------------------------------- evolution rules (schemas/README.md)
+
+
+def sample_data(schema: Any, count: int) -> list[Any]:
+    """``count`` deterministic datums of a schema; datum i takes union branch i (mod branches) and enum
+    symbol i, so a few dozen samples visit every event kind and every symbol."""
+    named: dict[str, Any] = {}
+
+    def gen(t: Any, i: int) -> Any:
+        if isinstance(t, str):
+            if t in named:
+                return gen(named[t], i)
+            return {"null": None, "boolean": bool(i % 2), "int": i % 1000, "long": 1_000_000_000 + i,
+                    "float": float(i), "double": float(i), "bytes": bytes([i % 256]) * 32,
+                    "string": f"s{i}"}[t]
+        if isinstance(t, list):
+            return gen(t[i % len(t)], i // len(t) + i)
+        kind = t["type"]
+        if kind == "record":
+            named[t["name"]] = t
+            return {f["name"]: gen(f["type"], i + k) for k, f in enumerate(t["fields"])}
+        if kind == "enum":
+            named[t["name"]] = t
+            return t["symbols"][i % len(t["symbols"])]
+        if kind == "array":
+            return [gen(t["items"], i + k) for k in range(i % 3)]
+        if kind == "map":
+            return {f"k{k}": gen(t["values"], i + k) for k in range(i % 3)}
+        if kind == "fixed":
+            named[t["name"]] = t
+            return bytes(t["size"])
+        return gen(kind, i)
+
+    return [gen(schema, i) for i in range(count)]
+
+
+def can_read(writer: Schema, reader: Schema, samples: int = 48) -> list[str]:
+    """Problems found when ``reader`` reads data written with ``writer`` (empty list = compatible)."""
+    problems = []
+    for i, datum in enumerate(sample_data(writer.source, samples)):
+        buf = io.BytesIO()
+        try:
+            fastavro.schemaless_writer(buf, writer.parsed, datum)
+            buf.seek(0)
+            fastavro.schemaless_reader(buf, writer.parsed, reader.parsed)
+        except Exception as e:  # any failure is a compatibility problem to report, not to raise
+            problems.append(f"sample {i}: {type(e).__name__}: {e}")
+    return problems
+
+
+def evolution_problems(old: Any, new: Any) -> list[str]:
+    """Static rules between two versions of a record: no field removed, none retyped, added ones have defaults."""
+    problems: list[str] = []
+    old_records = _records(old)
+    new_records = _records(new)
+    for name, o in old_records.items():
+        n = new_records.get(name)
+        if n is None:
+            continue  # a record may leave a union only through a new top-level type; caught by can_read
+        of = {f["name"]: f for f in o["fields"]}
+        nf = {f["name"]: f for f in n["fields"]}
+        for fname in of:
+            if fname not in nf:
+                problems.append(f"{name}.{fname} was removed")
+            elif _type_name(of[fname]["type"]) != _type_name(nf[fname]["type"]):
+                problems.append(f"{name}.{fname} changed type from {_type_name(of[fname]['type'])} to "
+                                f"{_type_name(nf[fname]['type'])}")
+        for fname, f in nf.items():
+            if fname not in of and "default" not in f:
+                problems.append(f"{name}.{fname} was added without a default")
+    return problems
+
+
+def _records(schema: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+
+    def walk(t: Any) -> None:
+        if isinstance(t, list):
+            for x in t:
+                walk(x)
+        elif isinstance(t, dict):
+            if t.get("type") == "record":
+                out[t["name"]] = t
+                for f in t["fields"]:
+                    walk(f["type"])
+            elif t.get("type") == "array":
+                walk(t["items"])
+            elif t.get("type") == "map":
+                walk(t["values"])
+
+    walk(schema)
+    return out
+
+
+def _type_name(t: Any) -> str:
+    if isinstance(t, str):
+        return t
+    if isinstance(t, list):
+        return "[" + ",".join(_type_name(x) for x in t) + "]"
+    if t.get("type") in ("record", "enum", "fixed"):
+        return t["name"]
+    return t["type"]
+
+
+def released_file_name(schema: Schema) -> str:
+    return f"{schema.name}-{schema.fingerprint_hex}.json"

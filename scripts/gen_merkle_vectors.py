@@ -147,16 +147,6 @@ def consistency_vector(
     }
 
 
-def large_indices(size: int) -> list[int]:
-    """Both ends, both sides of every power-of-two boundary below size, and the middle."""
-    picks = {0, 1, size // 2, size - 2, size - 1}
-    boundary = 1
-    while boundary < size:
-        picks.update({boundary - 1, boundary})
-        boundary *= 2
-    return sorted(i for i in picks if 0 <= i < size)
-
-
 def known_answers() -> list[dict[str, Any]]:
     answers: list[dict[str, Any]] = [
         {
@@ -192,7 +182,7 @@ def build_inclusion() -> dict[str, Any]:
     largest = max(SIZES_LARGE)
     entries = generated_inputs(largest)
     cases = [(index, size) for size in range(1, SIZE_EXHAUSTIVE_MAX + 1) for index in range(size)]
-    cases += [(index, size) for size in SIZES_LARGE for index in large_indices(size)]
+    cases += [(index, size) for size in SIZES_LARGE for index in ref.spot_indices(size)]
     vectors = [
         inclusion_vector(f"RFC 6962 test tree: leaf {i} of {n}", "rfc6962", ct_inputs(), i, n)
         for i, n in CT_INCLUSION
@@ -212,7 +202,7 @@ def build_consistency() -> dict[str, Any]:
     largest = max(SIZES_LARGE)
     entries = generated_inputs(largest)
     cases = [(old, new) for new in range(1, SIZE_EXHAUSTIVE_MAX + 1) for old in range(1, new + 1)]
-    cases += [(old, new) for new in SIZES_LARGE for old in large_indices(new) + [new] if old >= 1]
+    cases += [(old, new) for new in SIZES_LARGE for old in ref.spot_indices(new) + [new] if old >= 1]
     cases += [(255, 256), (256, 257), (255, 257), (100, 300), (257, 300)]
     vectors = [
         consistency_vector(f"RFC 6962 test tree: {m} -> {n}", "rfc6962", ct_inputs(), m, n)

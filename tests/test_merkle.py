@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,16 +78,6 @@ def flip(value: bytes, bit: int) -> bytes:
     return bytes(changed)
 
 
-def spot_indices(size: int) -> list[int]:
-    """Both ends, both sides of every power of two below size, and the middle."""
-    picks = {0, 1, size // 2, size - 2, size - 1}
-    boundary = 1
-    while boundary < size:
-        picks.update({boundary - 1, boundary})
-        boundary *= 2
-    return sorted(i for i in picks if 0 <= i < size)
-
-
 # --- 1. exhaustive ----------------------------------------------------------------------------
 
 
@@ -125,9 +115,9 @@ def test_roots_and_proofs_equal_the_naive_reference(size: int) -> None:
 def test_spot_sizes_equal_the_naive_reference(size: int) -> None:
     entries = LEAF_INPUTS[:size]
     assert TREE.root(size) == ref.mth(entries)
-    for index in spot_indices(size):
+    for index in ref.spot_indices(size):
         assert TREE.inclusion_proof(index, size) == ref.path(index, entries), index
-    for old_size in spot_indices(size)[1:] + [size]:
+    for old_size in ref.spot_indices(size)[1:] + [size]:
         assert TREE.consistency_proof(old_size, size) == ref.proof(old_size, entries), old_size
 
 
@@ -152,94 +142,124 @@ def test_node_hash_is_the_reference_rule_and_order_matters() -> None:
 
 # --- 3. negative space ------------------------------------------------------------------------
 
+# (description, all arguments of the verify call, checks allowed to refuse it)
 Mutation = tuple[str, dict[str, Any], set[str]]
 
 
+def edited_proofs(proof: list[bytes], salt: int) -> Iterator[tuple[str, list[bytes], bool]]:
+    """Each element with one bit flipped (True), and each element dropped (False)."""
+    for position in range(len(proof)):
+        changed = list(proof)
+        changed[position] = flip(changed[position], salt + 29 * position)
+        yield f"proof[{position}] bit", changed, True
+        yield f"proof[{position}] dropped", proof[:position] + proof[position + 1 :], False
+
+
 def inclusion_mutations(index: int, size: int) -> Iterator[Mutation]:
-    """(description, changed arguments, checks that may refuse it) for one valid proof.
+    """Every single mutation of the valid inclusion proof of leaf ``index`` in ``size``.
 
     Changing the size also takes that size's true root: with the old root, a proof can honestly
     fit a different tree shape (see test_size_is_bound_to_the_root_not_to_the_proof).
     """
     proof = TREE.inclusion_proof(index, size)
+    valid = {
+        "leaf_hash": LEAF_HASHES[index],
+        "index": index,
+        "size": size,
+        "proof": proof,
+        "root": ROOTS[size],
+    }
     salt = index * 7 + size * 13
-    yield "leaf bit", {"leaf_hash": flip(LEAF_HASHES[index], salt)}, {"root_mismatch"}
-    yield "root bit", {"root": flip(ROOTS[size], salt + 1)}, {"root_mismatch"}
-    yield "root of size + 1", {"root": ROOTS[size + 1]}, {"root_mismatch"}
-    yield "empty tree root", {"root": EMPTY_ROOT}, {"root_mismatch"}
-    for position in range(len(proof)):
-        changed = list(proof)
-        changed[position] = flip(changed[position], salt + 29 * position)
-        yield f"proof[{position}] bit", {"proof": changed}, {"root_mismatch"}
-    for position in range(len(proof)):
-        dropped = proof[:position] + proof[position + 1 :]
-        yield f"proof[{position}] dropped", {"proof": dropped}, {"proof_too_short"}
-    if proof:
-        yield "empty proof", {"proof": []}, {"proof_too_short"}
-    yield "root appended", {"proof": proof + [ROOTS[size]]}, {"proof_too_long"}
-    yield "hash appended", {"proof": proof + [OTHER_HASH]}, {"proof_too_long"}
-    yield "hash prepended", {"proof": [OTHER_HASH] + proof}, {"proof_too_long"}
-    yield "leaf prepended", {"proof": [LEAF_HASHES[index]] + proof}, {"proof_too_long"}
     any_check = {"root_mismatch", "proof_too_long", "proof_too_short"}
-    yield "index - 1", {"index": index - 1}, any_check
-    yield "index + 1", {"index": index + 1}, any_check
-    yield "size - 1", {"size": size - 1, "root": ROOTS[size - 1]}, any_check
-    yield "size + 1", {"size": size + 1, "root": ROOTS[size + 1]}, any_check
+    changes: list[tuple[str, dict[str, Any], set[str]]] = [
+        ("leaf bit", {"leaf_hash": flip(LEAF_HASHES[index], salt)}, {"root_mismatch"}),
+        ("root bit", {"root": flip(ROOTS[size], salt + 1)}, {"root_mismatch"}),
+        ("root of size + 1", {"root": ROOTS[size + 1]}, {"root_mismatch"}),
+        ("empty tree root", {"root": EMPTY_ROOT}, {"root_mismatch"}),
+        ("root appended", {"proof": proof + [ROOTS[size]]}, {"proof_too_long"}),
+        ("hash appended", {"proof": proof + [OTHER_HASH]}, {"proof_too_long"}),
+        ("hash prepended", {"proof": [OTHER_HASH] + proof}, {"proof_too_long"}),
+        ("leaf prepended", {"proof": [LEAF_HASHES[index]] + proof}, {"proof_too_long"}),
+        ("index - 1", {"index": index - 1}, any_check),
+        ("index + 1", {"index": index + 1}, any_check),
+        ("size - 1", {"size": size - 1, "root": ROOTS[size - 1]}, any_check),
+        ("size + 1", {"size": size + 1, "root": ROOTS[size + 1]}, any_check),
+    ]
+    if proof:
+        changes.append(("empty proof", {"proof": []}, {"proof_too_short"}))
+    for name, changed, flipped in edited_proofs(proof, salt):
+        checks = {"root_mismatch"} if flipped else {"proof_too_short"}
+        changes.append((name, {"proof": changed}, checks))
+    for name, change, checks in changes:
+        yield f"leaf {index} of {size}, {name}", {**valid, **change}, checks
 
 
 def consistency_mutations(old_size: int, new_size: int) -> Iterator[Mutation]:
-    """As inclusion_mutations, for a consistency proof with old_size < new_size."""
+    """As inclusion_mutations, for the consistency proof old_size -> new_size (old < new)."""
     proof = TREE.consistency_proof(old_size, new_size)
     old_root, new_root = ROOTS[old_size], ROOTS[new_size]
+    valid = {
+        "old_size": old_size,
+        "new_size": new_size,
+        "old_root": old_root,
+        "new_root": new_root,
+        "proof": proof,
+    }
     salt = old_size * 11 + new_size * 5
     mismatch = {"old_root_mismatch", "new_root_mismatch"}
-    yield "old root bit", {"old_root": flip(old_root, salt)}, mismatch
-    yield "new root bit", {"new_root": flip(new_root, salt + 3)}, mismatch
-    yield "roots swapped", {"old_root": new_root, "new_root": old_root}, mismatch
-    yield "old root of old + 1", {"old_root": ROOTS[old_size + 1]}, mismatch
-    yield "new root of new + 1", {"new_root": ROOTS[new_size + 1]}, mismatch
-    for position in range(len(proof)):
-        changed = list(proof)
-        changed[position] = flip(changed[position], salt + 31 * position)
-        yield f"proof[{position}] bit", {"proof": changed}, mismatch
-    for position in range(len(proof)):
-        dropped = proof[:position] + proof[position + 1 :]
-        yield f"proof[{position}] dropped", {"proof": dropped}, {"proof_too_short", "proof_empty"}
-    yield "empty proof", {"proof": []}, {"proof_empty"}
-    yield "old root appended", {"proof": proof + [old_root]}, {"proof_too_long"}
-    yield "new root appended", {"proof": proof + [new_root]}, {"proof_too_long"}
-    yield "hash prepended", {"proof": [OTHER_HASH] + proof}, {"proof_too_long"}
-    yield "first element repeated", {"proof": proof[:1] + proof}, {"proof_too_long"}
     any_check = mismatch | {"proof_too_long", "proof_too_short", "proof_not_empty"}
-    for name, delta in (("old - 1", -1), ("old + 1", 1)):
-        changed_old = old_size + delta
-        yield name, {"old_size": changed_old, "old_root": ROOTS[max(changed_old, 0)]}, any_check
-    for name, delta in (("new - 1", -1), ("new + 1", 1)):
-        changed_new = new_size + delta
-        yield name, {"new_size": changed_new, "new_root": ROOTS[changed_new]}, any_check
+    changes: list[tuple[str, dict[str, Any], set[str]]] = [
+        ("old root bit", {"old_root": flip(old_root, salt)}, mismatch),
+        ("new root bit", {"new_root": flip(new_root, salt + 3)}, mismatch),
+        ("roots swapped", {"old_root": new_root, "new_root": old_root}, mismatch),
+        ("old root of old + 1", {"old_root": ROOTS[old_size + 1]}, mismatch),
+        ("new root of new + 1", {"new_root": ROOTS[new_size + 1]}, mismatch),
+        ("empty proof", {"proof": []}, {"proof_empty"}),
+        ("old root appended", {"proof": proof + [old_root]}, {"proof_too_long"}),
+        ("new root appended", {"proof": proof + [new_root]}, {"proof_too_long"}),
+        ("hash prepended", {"proof": [OTHER_HASH] + proof}, {"proof_too_long"}),
+        ("first element repeated", {"proof": proof[:1] + proof}, {"proof_too_long"}),
+        ("old - 1", {"old_size": old_size - 1, "old_root": ROOTS[old_size - 1]}, any_check),
+        ("old + 1", {"old_size": old_size + 1, "old_root": ROOTS[old_size + 1]}, any_check),
+        ("new - 1", {"new_size": new_size - 1, "new_root": ROOTS[new_size - 1]}, any_check),
+        ("new + 1", {"new_size": new_size + 1, "new_root": ROOTS[new_size + 1]}, any_check),
+    ]
+    for name, changed, flipped in edited_proofs(proof, salt):
+        checks = mismatch if flipped else {"proof_too_short", "proof_empty"}
+        changes.append((name, {"proof": changed}, checks))
+    for name, change, checks in changes:
+        yield f"{old_size} -> {new_size}, {name}", {**valid, **change}, checks
 
 
-def refusal_problem(call: Callable[[], None], checks: set[str], fields: set[str]) -> str | None:
-    """None when ``call`` is refused as expected with its evidence; else what went wrong."""
-    try:
-        call()
-    except RejectError as error:
-        if error.code is not RejectCode.CHECKPOINT_MISMATCH:
-            return f"code {error.code}"
-        if error.evidence.get("check") not in checks:
-            return f"check {error.evidence.get('check')}, want one of {sorted(checks)}"
-        evidence = error.evidence.keys()
-        if not {"proof_kind", "proof_length"} <= evidence:
-            return f"evidence {error.evidence}"
-        if "mismatch" in error.evidence["check"] and not {"expected", "actual"} <= evidence:
-            return f"a mismatch without expected/actual: {error.evidence}"
-        return None
-    except ValidationError as error:
-        # Only a mutated size or index may leave the allowed range.
-        if error.field not in fields or "value" not in error.evidence:
-            return f"field {error.field}"
-        return None
-    return "verified"
+def unrefused(
+    verify: Callable[..., None], mutations: Iterable[Mutation], fields: set[str]
+) -> list[str]:
+    """The mutations that ``verify`` accepts, or refuses wrongly; [] when all is well.
+
+    A refusal is right when it is a RejectError(CHECKPOINT_MISMATCH) naming one of the allowed
+    checks with its evidence, or, for a size or index pushed out of range, a ValidationError
+    naming one of ``fields``.
+    """
+    failures = []
+    for description, arguments, checks in mutations:
+        try:
+            verify(**arguments)
+        except RejectError as error:
+            evidence = error.evidence
+            if error.code is not RejectCode.CHECKPOINT_MISMATCH:
+                failures.append(f"{description}: code {error.code}")
+            elif evidence.get("check") not in checks:
+                failures.append(f"{description}: check {evidence.get('check')}, want {checks}")
+            elif not {"proof_kind", "proof_length"} <= evidence.keys():
+                failures.append(f"{description}: evidence {evidence}")
+            elif "mismatch" in evidence["check"] and not {"expected", "actual"} <= evidence.keys():
+                failures.append(f"{description}: a mismatch without expected/actual")
+        except ValidationError as error:
+            if error.field not in fields or "value" not in error.evidence:
+                failures.append(f"{description}: field {error.field}")
+        else:
+            failures.append(f"{description}: verified")
+    return failures
 
 
 @pytest.mark.parametrize(
@@ -247,25 +267,14 @@ def refusal_problem(call: Callable[[], None], checks: set[str], fields: set[str]
     [range(1, SIZE_MUTATION_MAX + 1), (255, 256, 257, 300, 1024)],
     ids=["every-index-to-100", "spot"],
 )
-def test_every_inclusion_mutation_is_refused(sizes: range | tuple[int, ...]) -> None:
-    failures = []
-    for size in sizes:
-        indices = range(size) if size <= SIZE_MUTATION_MAX else spot_indices(size)
-        for index in indices:
-            valid = {
-                "leaf_hash": LEAF_HASHES[index],
-                "index": index,
-                "size": size,
-                "proof": TREE.inclusion_proof(index, size),
-                "root": ROOTS[size],
-            }
-            for description, changes, checks in inclusion_mutations(index, size):
-                arguments = {**valid, **changes}
-                problem = refusal_problem(
-                    lambda: verify_inclusion(**arguments), checks, {"index", "size"}
-                )
-                if problem:
-                    failures.append(f"leaf {index} of {size}, {description}: {problem}")
+def test_every_inclusion_mutation_is_refused(sizes: Iterable[int]) -> None:
+    cases = [
+        (index, size)
+        for size in sizes
+        for index in (range(size) if size <= SIZE_MUTATION_MAX else ref.spot_indices(size))
+    ]
+    mutations = (mutation for case in cases for mutation in inclusion_mutations(*case))
+    failures = unrefused(verify_inclusion, mutations, {"index", "size"})
     assert not failures, "\n".join(failures[:20])
 
 
@@ -274,25 +283,16 @@ def test_every_inclusion_mutation_is_refused(sizes: range | tuple[int, ...]) -> 
     [range(2, SIZE_MUTATION_MAX + 1), (255, 256, 257, 300, 1024)],
     ids=["every-pair-to-100", "spot"],
 )
-def test_every_consistency_mutation_is_refused(sizes: range | tuple[int, ...]) -> None:
-    failures = []
-    for new_size in sizes:
-        olds = range(1, new_size) if new_size <= SIZE_MUTATION_MAX else spot_indices(new_size)[1:]
-        for old_size in olds:
-            valid = {
-                "old_size": old_size,
-                "new_size": new_size,
-                "old_root": ROOTS[old_size],
-                "new_root": ROOTS[new_size],
-                "proof": TREE.consistency_proof(old_size, new_size),
-            }
-            for description, changes, checks in consistency_mutations(old_size, new_size):
-                arguments = {**valid, **changes}
-                problem = refusal_problem(
-                    lambda: verify_consistency(**arguments), checks, {"old_size", "new_size"}
-                )
-                if problem:
-                    failures.append(f"{old_size} -> {new_size}, {description}: {problem}")
+def test_every_consistency_mutation_is_refused(sizes: Iterable[int]) -> None:
+    cases = [
+        (old_size, new_size)
+        for new_size in sizes
+        for old_size in (
+            range(1, new_size) if new_size <= SIZE_MUTATION_MAX else ref.spot_indices(new_size)[1:]
+        )
+    ]
+    mutations = (mutation for case in cases for mutation in consistency_mutations(*case))
+    failures = unrefused(verify_consistency, mutations, {"old_size", "new_size"})
     assert not failures, "\n".join(failures[:20])
 
 
@@ -417,10 +417,10 @@ def test_appending_one_by_one_gives_the_bulk_root_at_every_size() -> None:
     for size in range(tree.size + 1):
         assert tree.root(size) == ROOTS[size]
     for size in (1, 2, 3, 513, 1024, 1100):
-        for index in spot_indices(size):
+        for index in ref.spot_indices(size):
             assert tree.inclusion_proof(index, size) == TREE.inclusion_proof(index, size)
             assert tree.leaf_hash_at(index) == LEAF_HASHES[index]
-        for old_size in spot_indices(size)[1:]:
+        for old_size in ref.spot_indices(size)[1:]:
             assert tree.consistency_proof(old_size, size) == TREE.consistency_proof(old_size, size)
 
 
@@ -438,7 +438,7 @@ def test_truncate_then_append_other_leaves_leaves_no_stale_node() -> None:
         expected = MerkleTree.from_leaf_hashes(LEAF_HASHES[:keep] + others[: 200 - keep])
         assert tree.root() == expected.root()
         for size in (1, keep + 1, 150, 200):
-            for index in spot_indices(size):
+            for index in ref.spot_indices(size):
                 assert tree.inclusion_proof(index, size) == expected.inclusion_proof(index, size)
             assert tree.consistency_proof(1, size) == expected.consistency_proof(1, size)
 

@@ -97,3 +97,15 @@ def subproof(m: int, entries: list[bytes], b: bool) -> list[bytes]:
     if m <= k:
         return subproof(m, entries[0:k], b) + [mth(entries[k:n])]
     return subproof(m - k, entries[k:n], False) + [mth(entries[0:k])]
+
+
+# Not from the RFC: the sample of leaf indices that the golden vectors and the tests share for
+# sizes too large to take every index.
+def spot_indices(size: int) -> list[int]:
+    """Both ends, both sides of every power of two below size, and the middle."""
+    picks = {0, 1, size // 2, size - 2, size - 1}
+    boundary = 1
+    while boundary < size:
+        picks.update({boundary - 1, boundary})
+        boundary *= 2
+    return sorted(i for i in picks if 0 <= i < size)

@@ -1,0 +1,67 @@
+"""Shared helpers for the ledger tests (plain functions; fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from ledger import codec
+from ledger.emitter import Emitter
+from ledger.events import AgentRegistered, Body, Context, KeyRevoked
+from ledger.home import OPERATOR_ID, Home
+from ledger.keys import SigningKey, save_key
+
+T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in microseconds
+
+
+def seed_key(name: str) -> SigningKey:
+    """A deterministic key (golden vectors, reproducible tests)."""
+    return SigningKey.from_seed(name, hashlib.sha256(b"tokenledger-test-" + name.encode()).digest())
+
+
+def make_home(path: Path, *, agents: tuple[str, ...] = ("alice", "bob"), log_url: str | None = None) -> Home:
+    """A ledger home whose log holds the operator's and the agents' registrations."""
+    home = Home.init(path, log_url=log_url)
+    op = home.operator_key()
+    log = home.open_log()
+    try:
+        with Emitter(log, op, topic=home.topic, state_dir=home.state_dir, background_flush=False) as em:
+            em.emit(AgentRegistered(agent_id=OPERATOR_ID, key_id=op.key_id, public_key=op.public.raw, role="operator"),
+                    event_time_us=T0)
+            for i, a in enumerate(agents):
+                k = SigningKey.generate(a)
+                save_key(home.key_path(a), k)
+                em.emit(AgentRegistered(agent_id=a, key_id=k.key_id, public_key=k.public.raw, priority=i + 1),
+                        event_time_us=T0 + 1 + i)
+    finally:
+        log.close()
+    return home
+
+
+def revoke(home: Home, agent: str, t: int = T0 + 500) -> None:
+    log = home.open_log()
+    try:
+        with Emitter(log, home.operator_key(), topic=home.topic, state_dir=home.state_dir,
+                     background_flush=False) as em:
+            em.emit(KeyRevoked(agent_id=agent, key_id=home.load_key(agent).key_id, reason="test"), event_time_us=t)
+    finally:
+        log.close()
+
+
+def build_record(key: SigningKey, bodies: list[Body], *, start_seq: int = 1, prev_hash: bytes = bytes(32),
+                 t: int = T0, context: Context | None = None, key_id: str | None = None) -> tuple[bytes, bytes]:
+    """A signed batch built by hand (no emitter): returns (record bytes, hash of its last event)."""
+    ctx = context or Context()
+    raws, hashes = [], []
+    h = prev_hash
+    for i, body in enumerate(bodies):
+        content = codec.encode_content(t + i, ctx, body)
+        eid = codec.derive_event_id(key.signer_id, None, content)
+        raw = codec.assemble_event(event_id=eid, signer_id=key.signer_id, seq=start_seq + i, prev_hash=h,
+                                   idempotency_key=None, content=content)
+        h = codec.event_hash(raw)
+        raws.append(raw)
+        hashes.append(h)
+    kid = key_id or key.key_id
+    sig = key.sign(codec.batch_signing_bytes(key.signer_id, kid, hashes))
+    return codec.encode_batch(key.signer_id, kid, raws, sig), h
