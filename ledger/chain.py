@@ -3,8 +3,9 @@
 Rules (each break has its own reject code):
 - the first event of a signer has seq 1 and prev_hash = 32 zero bytes (genesis);
 - event n+1 has seq = n + 1 and prev_hash = hash of event n;
-- the same event again (same seq, same hash) is a DUPLICATE; the same seq with other content, or a
-  prev_hash that does not match, is a FORK; an older seq is a REPLAY; a skipped seq is a SEQUENCE_GAP;
+- the latest batch delivered again is a DUPLICATE; older events re-appearing after newer ones are a
+  REPLAY; another event at a sequence number already taken (within the recent window), or a
+  prev_hash that does not match, is a FORK; a skipped seq is a SEQUENCE_GAP;
 - an event id seen among the signer's recent events is a DUPLICATE even under a new seq (a producer
   that re-emitted a retried call). The window is ``limits.DUPLICATE_WINDOW_EVENTS`` per signer; older
   duplicates are caught downstream by the journal's unique event id.
@@ -52,11 +53,16 @@ class Chains:
                 raise RejectError(RejectCode.SIGNER_MISMATCH, "event signer differs from the batch signer",
                                   expected=signer_id, actual=event.signer_id, event_id=event.event_id)
             if event.seq <= head.seq:
-                if event.seq == head.seq and h == head.hash:
-                    raise RejectError(RejectCode.DUPLICATE, "this event is already on the chain", **ev)
-                if event.seq == head.seq:
+                known = recent.get(event.event_id) if recent is not None else None
+                if known == event.seq:
+                    if events[-1][0].seq == head.seq:
+                        raise RejectError(RejectCode.DUPLICATE, "this batch is already on the chain (re-delivered)",
+                                          **ev)
+                    raise RejectError(RejectCode.REPLAY, "an old event re-appears after newer ones",
+                                      expected=head.seq + 1, actual=event.seq, **ev)
+                if event.seq > head.seq - limits.DUPLICATE_WINDOW_EVENTS:
                     raise RejectError(RejectCode.FORK, "another event already holds this sequence number",
-                                      expected=head.hash.hex(), actual=h.hex(), **ev)
+                                      expected=head.seq + 1, actual=event.seq, **ev)
                 raise RejectError(RejectCode.REPLAY, "sequence number is older than the chain head",
                                   expected=head.seq + 1, actual=event.seq, **ev)
             if event.seq > head.seq + 1:

@@ -36,6 +36,7 @@ from ledger.errors import RejectCode, RejectError, ValidationError
 from ledger.limits import HASH_BYTES
 
 # Kafka offsets are signed 64-bit, so no partition, and therefore no tree, holds more leaves.
+# Bounds the sizes a proof to verify may claim (memory bounds a tree held here long before).
 MAX_TREE_LEAVES = 2**63 - 1
 # An inclusion path has at most ceil(log2 size) hashes and a consistency proof one more, so 64
 # bounds every valid proof for MAX_TREE_LEAVES; a longer one is refused before any hashing.
@@ -88,8 +89,6 @@ class MerkleTree:
         Requires every element to be a 32-byte ``bytes``.
         """
         leaves = list(hashes)
-        if len(leaves) > MAX_TREE_LEAVES:
-            raise ValidationError("hashes", len(leaves), f"more than {MAX_TREE_LEAVES} leaves")
         for position, value in enumerate(leaves):
             _check_hash(f"hashes[{position}]", value)
         tree = cls()
@@ -100,11 +99,10 @@ class MerkleTree:
         # Each pass pairs up the complete subtrees of one height; an odd last node waits for a
         # sibling that a later append will bring.
         while len(level) >= step:
-            view = memoryview(level)
             end = len(level) - len(level) % step
-            level = bytearray(
-                b"".join(_node_pair(view[at : at + step]) for at in range(0, end, step))
-            )
+            with memoryview(level) as view:
+                parents = b"".join(_node_pair(view[at : at + step]) for at in range(0, end, step))
+            level = bytearray(parents)
             tree._levels.append(level)
         return tree
 
@@ -116,8 +114,6 @@ class MerkleTree:
     def append(self, leaf_hash: bytes) -> int:
         """Add one leaf hash; return its 0-based leaf index. Requires a 32-byte hash."""
         _check_hash("leaf_hash", leaf_hash)
-        if self._size >= MAX_TREE_LEAVES:
-            raise ValidationError("size", self._size, f"tree is full at {MAX_TREE_LEAVES} leaves")
         index = self._size
         levels = self._levels
         levels[0] += leaf_hash
@@ -223,6 +219,7 @@ class MerkleTree:
         start = begin
         while start < end:
             height = (end - start).bit_length() - 1
+            assert start % (1 << height) == 0, (begin, end)
             roots.append(self._complete_root(height, start >> height))
             start += 1 << height
         root = roots.pop()

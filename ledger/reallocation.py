@@ -196,8 +196,9 @@ def next_confidence(previous: float | None, reported: float | None) -> float | N
 
     A reported value replaces the previous one, so a lower confidence reopens a closed gate. A
     result reported without a confidence (None) keeps the previous value: only a lower confidence
-    lifts the gate. (The reference's ``record_usage`` does the same; its ``govern`` decorator
-    instead stores None, which silently reopens the gate.)
+    lifts the gate. (The reference's ``record_usage`` does the same. Its ``govern`` decorator
+    stores None instead, but only after a call the open gate let through, so the gate behaves
+    alike.)
     """
     previous = _confidence("previous confidence", previous)
     reported = _confidence("confidence", reported)

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Generate the golden vectors of the wire format: event bytes, hashes, ids, batch signatures.
+
+Keys come from fixed seeds (Ed25519 signatures are deterministic), times are fixed, so the output
+never changes unless the format does. ``tests/test_golden.py`` regenerates the vectors, compares
+them with the checked-in file and pins the file's SHA-256: any change to a persisted format fails
+loudly. After a deliberate format change: run this script, review the diff, update the pin.
+
+    python scripts/gen_vectors.py            # write tests/vectors/ledger/events.json, print its SHA-256
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from ledger import codec, schemas
+from ledger.events import (
+    Action, AgentRegistered, AllocationRule, BudgetPolicy, Compute, Context, Cosignature, Data, Flow, Interaction,
+    KeyRevoked, KeyRotated, LlmUsage, PriceSet, SettlementRule, Trust,
+)
+from ledger.keys import SigningKey
+
+OUT = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "ledger" / "events.json"
+T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+
+
+def key(name: str) -> SigningKey:
+    return SigningKey.from_seed(name, hashlib.sha256(b"tokenledger-golden-" + name.encode()).digest())
+
+
+def build() -> dict:
+    op, alice, bob, carol = key("operator"), key("alice"), key("bob"), key("carol")
+    ctx = Context(org="acme", project="p1", task="t1", stage="draft", run="r1", labels={"z": "last", "a": "first"})
+    inter = Interaction("i-1", "alice", "bob", "anthropic", "claude-sonnet-4-6", "anthropic", "claude-opus-4-6",
+                        Flow(10_000), Flow(10_000, 2_000), Flow(3_000), Flow(3_000))
+    inter = replace(inter, cosignature=Cosignature(bob.key_id, bob.sign(codec.cosigning_bytes(inter))))
+    streams = {
+        "operator": (op, [
+            AgentRegistered("operator", op.key_id, op.public.raw, "operator"),
+            AgentRegistered("alice", alice.key_id, alice.public.raw, "agent", 2, "acme", "p1", {"team": "research"}),
+            AgentRegistered("bob", bob.key_id, bob.public.raw),
+            AgentRegistered("carol", carol.key_id, carol.public.raw, "processor"),
+            BudgetPolicy("agent", "alice", "action", 5_000, 86_400_000_000),
+            PriceSet("anthropic", "claude-sonnet-4-6", 3_000_000, 15_000_000, 300_000, 3_750_000, None, 0),
+            AllocationRule("r-shapley", "shapley", {"standalone_cost_b": "0"}),
+            SettlementRule("s-1", "tier_2_rule_based", "shapley", 3_600_000_000, 10_000),
+            KeyRotated("carol", carol.key_id, key("carol-2").key_id, key("carol-2").public.raw),
+            KeyRevoked("carol", key("carol-2").key_id, "test vector"),
+        ]),
+        "alice": (alice, [
+            Action("llm.call", 1500, "sha256:00ff", LlmUsage("anthropic", "claude-sonnet-4-6", 1200, 300, 400, 100, 50)),
+            Data(52_000, 1_024, "sha256:aa", "sha256:bb", 125_000),
+            Compute("node-1", 40, 2, 2048, 4),
+            Trust("bob", "accuracy", -250, 86_400_000_000, "review"),
+            inter,
+        ]),
+    }
+    out: dict = {"schemas": {n: s.fingerprint_hex for n, s in schemas.current().items()},
+                 "keys": {}, "events": [], "batches": []}
+    for name, (k, bodies) in streams.items():
+        out["keys"][name] = {"key_id": k.key_id, "public_key": k.public.raw.hex()}
+        prev = bytes(32)
+        raws, hashes = [], []
+        for i, body in enumerate(bodies):
+            idem = f"{name}-{i}" if i % 2 else None
+            content = codec.encode_content(T0 + i, ctx, body)
+            eid = codec.derive_event_id(name, idem, content)
+            raw = codec.assemble_event(event_id=eid, signer_id=name, seq=i + 1, prev_hash=prev,
+                                       idempotency_key=idem, content=content)
+            h = codec.event_hash(raw)
+            out["events"].append({"desc": f"{name} #{i + 1}: {body.KIND}", "signer": name, "seq": i + 1,
+                                  "kind": body.KIND, "event_id": eid, "bytes": raw.hex(), "hash": h.hex(),
+                                  "prev_hash": prev.hex()})
+            raws.append(raw)
+            hashes.append(h)
+            prev = h
+        msg = codec.batch_signing_bytes(name, k.key_id, hashes)
+        sig = k.sign(msg)
+        out["batches"].append({"desc": f"one batch of {name}'s {len(raws)} events", "signer": name,
+                               "signing_bytes": msg.hex(), "signature": sig.hex(),
+                               "record": codec.encode_batch(name, k.key_id, raws, sig).hex()})
+    return out
+
+
+def render(vectors: dict) -> str:
+    return json.dumps(vectors, indent=1, sort_keys=True) + "\n"
+
+
+def main() -> int:
+    text = render(build())
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(text)
+    print(f"wrote {OUT.relative_to(Path.cwd()) if OUT.is_relative_to(Path.cwd()) else OUT}")
+    print(f"sha256 {hashlib.sha256(text.encode()).hexdigest()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
