@@ -59,7 +59,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from types import MappingProxyType
 from typing import Any
 
 from ledger.errors import EconomicsError, ValidationError
@@ -84,7 +83,10 @@ DEFAULT_NASH_ALPHA = Fraction(1, 2)  # equal bargaining power, as in the referen
 class Allocation:
     """One interaction's cost split. Money is int micro-USD; ``parameters`` are the method's inputs.
 
-    ``parameters`` holds what anyone needs to recompute the split (ints and decimal strings only).
+    ``parameters`` holds what anyone needs to recompute the split (ints, strings and None only).
+    It is a private copy of what was given; treat it as read-only (a plain dict, so that
+    ``dataclasses.asdict``, ``copy`` and ``pickle`` work). An Allocation built from outside data
+    (e.g. a decoded event) is checked like any input.
     """
 
     method: str
@@ -92,13 +94,22 @@ class Allocation:
     responder_pays: int
     net_transfer: int
     direction: str
-    parameters: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    parameters: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "parameters", MappingProxyType(dict(self.parameters)))
-        assert self.requestor_pays >= 0 and self.responder_pays >= 0 and self.net_transfer >= 0
-        assert self.direction in DIRECTIONS
-        assert (self.net_transfer == 0) == (self.direction == NO_TRANSFER)
+        if not isinstance(self.method, str) or not self.method:
+            raise ValidationError("method", self.method, "must be a method name")
+        check_micros("requestor_pays", self.requestor_pays)
+        check_micros("responder_pays", self.responder_pays)
+        check_micros("net_transfer", self.net_transfer)
+        if self.direction not in DIRECTIONS:
+            raise ValidationError("direction", self.direction, f"must be one of {', '.join(DIRECTIONS)}")
+        if (self.net_transfer == 0) != (self.direction == NO_TRANSFER):
+            raise ValidationError("direction", self.direction, "must be 'none' exactly when net_transfer is 0",
+                                  net_transfer=self.net_transfer)
+        if not isinstance(self.parameters, Mapping):
+            raise ValidationError("parameters", self.parameters, "must be a mapping")
+        object.__setattr__(self, "parameters", dict(self.parameters))
 
     @property
     def total(self) -> int:

@@ -364,7 +364,7 @@ _DEFAULTS: Mapping[BudgetKind, Mapping[str, Any]] = MappingProxyType(
 )
 
 
-def default_policy(kind: BudgetKind | str, **changes: Any) -> BudgetPolicy:
+def default_policy(kind: BudgetKind | str, /, **changes: Any) -> BudgetPolicy:
     """The seed default for ``kind``, with ``changes`` (any BudgetPolicy field) applied.
 
     ``min_reserve`` follows a changed allocation unless it is given too.

@@ -9,6 +9,7 @@ what is wrong, the evidence, and what to do next; exit codes are assigned here a
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sys
@@ -432,7 +433,7 @@ def emit_interaction(agent: str = AgentOpt, responder: str = typer.Option(...),
 
 def _event_row(rec_offset: int, partition: int, d: codec.DecodedEvent) -> dict[str, Any]:
     ev = d.event
-    body = {f: getattr(ev.body, f) for f in ev.body.__dataclass_fields__}  # type: ignore[attr-defined]
+    body = {f.name: getattr(ev.body, f.name) for f in dataclasses.fields(ev.body)}  # type: ignore[arg-type]
     return {"partition": partition, "offset": rec_offset, "event_id": ev.event_id, "signer_id": ev.signer_id,
             "seq": ev.seq, "kind": ev.kind, "event_time": fmt_time(ev.event_time_us),
             "event_time_us": ev.event_time_us,
@@ -443,8 +444,8 @@ def _event_row(rec_offset: int, partition: int, d: codec.DecodedEvent) -> dict[s
 
 
 def _plain(v: Any) -> Any:
-    if hasattr(v, "__dataclass_fields__"):
-        return {f: _plain(getattr(v, f)) for f in v.__dataclass_fields__}
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
     if isinstance(v, dict):
         return {k: _plain(x) for k, x in v.items()}
     if isinstance(v, tuple) and all(isinstance(x, tuple) and len(x) == 2 for x in v):

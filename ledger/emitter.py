@@ -31,7 +31,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -269,8 +269,7 @@ class Emitter:
             if cosigner.signer_id != responder_id:
                 raise ValidationError("cosigner", cosigner.signer_id, f"must be the responder's key ({responder_id})")
             sig = cosigner.sign(codec.cosigning_bytes(body))
-            body = Interaction(**{**{f: getattr(body, f) for f in body.__dataclass_fields__},
-                                  "cosignature": Cosignature(cosigner.key_id, sig)})
+            body = replace(body, cosignature=Cosignature(cosigner.key_id, sig))
         return self.emit(body, **common)
 
     # ------------------------------------------------------------ delivery

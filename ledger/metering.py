@@ -157,10 +157,16 @@ class MeteredInteraction:
 
     def __post_init__(self) -> None:
         # Paired checks: the same money seen per flow, per side and in total must agree exactly.
-        assert self.requestor_incurred == self.request_output.cost + self.response_input.cost
-        assert self.responder_incurred == self.request_input.cost + self.response_output.cost
-        assert self.total == self.requestor_incurred + self.responder_incurred
-        assert self.total_tokens == self.flows.total_tokens
+        # Raised, not asserted, so an instance rebuilt from outside data is checked too.
+        checks = (
+            ("requestor_incurred", self.requestor_incurred, self.request_output.cost + self.response_input.cost),
+            ("responder_incurred", self.responder_incurred, self.request_input.cost + self.response_output.cost),
+            ("total", self.total, self.requestor_incurred + self.responder_incurred),
+            ("total_tokens", self.total_tokens, self.flows.total_tokens),
+        )
+        for name, actual, expected in checks:
+            if actual != expected:
+                raise ValidationError(name, actual, f"must equal the sum of its parts, {expected}")
 
     def flow_costs(self) -> dict[str, int]:
         """Each flow's cost by name (``request_output`` ... ``response_input``)."""

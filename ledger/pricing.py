@@ -234,7 +234,9 @@ class UsageCost:
     total: int
 
     def __post_init__(self) -> None:
-        assert self.total == self.uncached_input + self.cache_read + self.cache_write + self.output + self.reasoning
+        parts = self.uncached_input + self.cache_read + self.cache_write + self.output + self.reasoning
+        if self.total != parts:
+            raise ValidationError("total", self.total, f"must equal the sum of its parts, {parts}")
 
 
 def usage_cost(price: ModelPrice, *, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0,

@@ -125,7 +125,7 @@ def main() -> None:
     for name, rate, hashes_per_operation in rows:
         share = "" if hashes_per_operation is None else f"{rate * hashes_per_operation / raw:.0%}"
         per_op = "" if hashes_per_operation is None else f"{hashes_per_operation:.1f}"
-        print(f"{name:42} {rate:12,.0f} {rate / raw:8.3f} {per_op:>10} {share:>11}")
+        print(f"{name:42} {rate:12,.0f} {rate / raw:8.3f} {per_op:>10} {share:>11}".rstrip())
     print()
     print("÷ raw: operations per raw 65-byte SHA-256; hash share: (ops/s x hashes/op) / raw,")
     print("the part of the machine's hash rate doing proof hashing (the rest is Python).")

@@ -8,6 +8,8 @@ split rule, is within 4 micros; the signed net transfer within 6.
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 from fractions import Fraction
 from typing import Any
 
@@ -328,3 +330,14 @@ def test_allocation_needs_a_metered_interaction() -> None:
     with pytest.raises(ValidationError) as caught:
         allocate({"total": 5}, "equal_split")  # type: ignore[arg-type]
     assert caught.value.field == "metered"
+
+
+def test_allocations_rebuilt_from_outside_data_are_checked() -> None:
+    good = allocate(sonnet_example(), "shapley")
+    assert Allocation(**dataclasses.asdict(good)) == good
+    assert pickle.loads(pickle.dumps(good)) == good
+    for field, bad in (("requestor_pays", -1), ("net_transfer", 1.5), ("direction", "sideways"),
+                       ("direction", NO_TRANSFER), ("method", ""), ("parameters", [1])):
+        with pytest.raises(ValidationError) as caught:
+            Allocation(**{**dataclasses.asdict(good), field: bad})
+        assert caught.value.field == field

@@ -8,6 +8,7 @@ part) within 1 micro, a side within 1.5 and the total within 3 of the reference.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -199,3 +200,14 @@ def test_meter_needs_prices_and_flows() -> None:
     with pytest.raises(ValidationError) as caught:
         meter_interaction({"request_output": 1}, requestor_price=sonnet, responder_price=sonnet)  # type: ignore[arg-type]
     assert caught.value.field == "flows"
+
+
+def test_inconsistent_metered_interactions_are_refused() -> None:
+    sonnet = default_price_book().price_at("anthropic", "claude-sonnet-4-6", 0)
+    good = estimate_interaction_cost(request_tokens=10, response_tokens=10, requestor_price=sonnet,
+                                     responder_price=sonnet)
+    fields = {f.name: getattr(good, f.name) for f in dataclasses.fields(good)}
+    for name in ("total", "requestor_incurred", "responder_incurred", "total_tokens"):
+        with pytest.raises(ValidationError) as caught:
+            MeteredInteraction(**{**fields, name: fields[name] + 1})
+        assert caught.value.field == name
