@@ -120,7 +120,8 @@ class Broker:
 
     ``directory``: where the broker's working directory and log file go (kept after ``stop``, e.g. a
     pytest tmp dir); by default a private temporary directory that ``stop`` removes.
-    ``port``: a fixed port (``restart`` always reuses the current one); by default a free one.
+    ``port``: a fixed port; by default a free one. Once started, the broker keeps its port: ``start`` after
+    ``kill`` and ``restart`` come back on it.
     """
 
     def __init__(self, *, port: int | None = None, directory: Path | None = None,
@@ -168,7 +169,8 @@ class Broker:
         # a broker that was just killed. Either way tansu exits at once, so a few quick attempts are cheap.
         last_error = ""
         for _ in range(START_ATTEMPTS):
-            port = self._fixed_port if self._fixed_port is not None else free_port()
+            # after kill(), come back on the same port: clients reconnect to the address they know
+            port = self._fixed_port or self.port or free_port()
             outcome = self._spawn_and_wait(port)
             if outcome is None:
                 self.port = port
@@ -220,10 +222,7 @@ class Broker:
 
     def restart(self) -> "Broker":
         """Kill the broker and start a new one on the same port. Every topic and record is gone afterwards."""
-        port = self.port
         self.kill()
-        if port is not None:
-            self._fixed_port = port
         return self.start()
 
     def _signal_and_reap(self, sig: signal.Signals, grace_s: float) -> None:

@@ -806,11 +806,8 @@ def view(state: BudgetState, policy: BudgetPolicy, at_us: int | None = None) -> 
 
 def admission_chain(levels: Sequence[Level], amount: int, event_time_us: int) -> Decision:
     """The decision on spending ``amount`` at every level (org first), checked before the spend;
-    changes nothing. Equal to the decision ``apply_spend_chain`` would return."""
-    checked = _check_chain(levels)
-    amount = require_int("amount", amount)
-    t = require_time("event_time_us", event_time_us)
-    return _combine([_decide(_advance(s, p, t).state, p, amount, t) for s, p in checked])
+    changes nothing. The same path as ``apply_spend_chain``, so the two always agree."""
+    return _admit_chain(levels, amount, event_time_us, lambda state, policy, decision: (state, ())).decision
 
 
 def admission(state: BudgetState, policy: BudgetPolicy, amount: int, event_time_us: int) -> Decision:

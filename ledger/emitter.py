@@ -84,6 +84,8 @@ class _State:
     def __init__(self, path: Path) -> None:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
+        # no fsync here: the log is the source of truth and a stale head is reconciled from it on start
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(
             "CREATE TABLE IF NOT EXISTS heads (signer_id TEXT NOT NULL, topic TEXT NOT NULL, seq INTEGER NOT NULL,"
             " hash BLOB NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, PRIMARY KEY(signer_id, topic));"

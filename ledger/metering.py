@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.errors import ValidationError
+from ledger.events import Flow, Interaction
 from ledger.money import check_result_micros, check_tokens, cost_micros
 from ledger.pricing import ModelPrice
 
@@ -38,19 +39,9 @@ FLOW_NAMES = ("request_output", "request_input", "response_output", "response_in
 OUTPUT_FLOWS = ("request_output", "response_output")  # generated, so never served from a cache
 
 
-@dataclass(frozen=True, kw_only=True)
-class FlowTokens:
-    """Tokens of one flow; ``cached_tokens`` is the part of ``tokens`` read from a prompt cache."""
-
-    tokens: int
-    cached_tokens: int = 0
-
-    def __post_init__(self) -> None:
-        check_tokens("tokens", self.tokens)
-        check_tokens("cached_tokens", self.cached_tokens)
-        if self.cached_tokens > self.tokens:
-            raise ValidationError("cached_tokens", self.cached_tokens,
-                                  f"cached tokens are part of the flow's {self.tokens} tokens and cannot exceed them")
+# One flow type for the event model and the math: ``FlowTokens(tokens, cached_tokens=0)`` is the
+# events module's ``Flow`` (checks each count and cached <= tokens; errors name ``flow.<field>``).
+FlowTokens = Flow
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,6 +100,13 @@ class InteractionFlows:
                                response_output_tokens=response_tokens, response_input_tokens=response_tokens,
                                request_input_cached_tokens=request_cached_tokens,
                                response_input_cached_tokens=response_cached_tokens)
+
+    @classmethod
+    def from_interaction(cls, interaction: Interaction) -> InteractionFlows:
+        """The four flows of an ``interaction`` event body."""
+        _check(interaction, Interaction, "interaction")
+        return cls(request_output=interaction.request_output, request_input=interaction.request_input,
+                   response_output=interaction.response_output, response_input=interaction.response_input)
 
     @property
     def total_tokens(self) -> int:

@@ -40,7 +40,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from ledger import limits
+from ledger import events, limits
 from ledger.errors import EconomicsError, ValidationError
 
 MICROS_PER_USD = 1_000_000  # micro-USD in one US dollar
@@ -63,14 +63,11 @@ assert 8 * MAX_MICROS < 2**63
 
 
 def check_int(field: str, value: Any, *, minimum: int = 0, maximum: int) -> int:
-    """``value`` as an exact ``int`` in [minimum, maximum]; bool, float (even 3.0) and str refused."""
-    if type(value) is not int:
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValidationError(field, value, "must be a finite integer, not NaN or infinity")
-        raise ValidationError(field, value, f"must be an integer, got {type(value).__name__}")
-    if value < minimum or value > maximum:
-        raise ValidationError(field, value, f"must be between {minimum:,} and {maximum:,}")
-    return value
+    """``value`` as an exact ``int`` in [minimum, maximum]; bool, float (even 3.0) and str refused.
+
+    The event model's check, so a count is refused the same way on the log and in the math.
+    """
+    return events.check_int(field, value, minimum, maximum)
 
 
 def check_tokens(field: str, value: Any) -> int:

@@ -32,6 +32,7 @@ from typing import Any
 
 from ledger import limits
 from ledger.errors import EconomicsError, RejectCode, ValidationError
+from ledger.events import PriceSet
 from ledger.money import (
     check_event_time_us,
     check_rate,
@@ -84,6 +85,16 @@ class ModelPrice:
         for name in _RATE_FIELDS:
             check_rate(name, getattr(self, name))
         check_event_time_us("effective_from_us", self.effective_from_us)
+
+    @classmethod
+    def from_price_set(cls, body: PriceSet) -> ModelPrice:
+        """The entry a ``price_set`` control event puts in force."""
+        if not isinstance(body, PriceSet):
+            raise ValidationError("body", body, "must be a PriceSet event body")
+        return cls(provider=body.provider, model=body.model, input=body.input_micros_per_mtok,
+                   output=body.output_micros_per_mtok, cache_read=body.cache_read_micros_per_mtok,
+                   cache_write=body.cache_write_micros_per_mtok, reasoning=body.reasoning_micros_per_mtok,
+                   effective_from_us=body.effective_from_us)
 
     @property
     def key(self) -> tuple[str, str]:

@@ -37,11 +37,9 @@ from ledger.budget import (
     HardLimitAction,
     OveragePolicy,
     Reason,
-    Refusal,
     Reservation,
     Scope,
     ScopeLevel,
-    Transfer,
     Verdict,
     adjust_allocation,
     admission,
@@ -70,6 +68,7 @@ from ledger.budget import (
     window_start,
 )
 from ledger.errors import ValidationError
+from ledger.reallocation import Refusal, Transfer
 
 AGENT = Scope(ScopeLevel.AGENT, "agent-1")
 T0 = 1_700_000_000 * US_PER_SECOND  # an event time well inside a day
@@ -548,7 +547,7 @@ def test_deviation_gate_refusal_names_the_request() -> None:
     carries the requested amount and says it was the gate."""
     manager = BudgetManager()
     manager.register_agent("checker", max_tokens=3_000, confidence_threshold=0.85)
-    manager.contracts["checker"].last_confidence = 0.9
+    manager.record_usage("checker", 0, confidence=0.9)
 
     @manager.govern("checker")
     def call(prompt: str) -> str:
@@ -568,8 +567,8 @@ def test_deviation_gate_refusal_names_the_request() -> None:
 
 def test_deviation_budget_is_checked_before_the_call() -> None:
     """Reference: govern runs the call first and checks the budget after (quirk 18): the tokens
-    were spent, the result is thrown away and the spend is never recorded. Ours: admission (or a
-    reservation) answers before the call, so an over-budget call never runs."""
+    were spent, the result is thrown away and the spend is never recorded. Ours: the call is
+    reserved first (reserve -> call -> commit), so an over-budget call never runs."""
     manager = BudgetManager()
     manager.register_agent("writer", max_tokens=3, min_reserve=0)
     calls: list[str] = []
@@ -580,14 +579,22 @@ def test_deviation_budget_is_checked_before_the_call() -> None:
         return prompt
 
     with pytest.raises(BudgetExceededError):
-        write("one two three four five")
+        write("one two three four five")  # estimated at int(5 words * 1.3) = 6 tokens > 3
     assert calls == ["one two three four five"] and manager.report()["writer"]["consumed"] == 0
+
+    def governed(state: BudgetState, policy: BudgetPolicy, estimate: int, prompt: str) -> tuple[BudgetState, str | None]:
+        held = reserve(state, policy, "call-1", estimate, T0)
+        if not held.decision.admitted:
+            return held.state, None
+        result = write.__wrapped__(prompt)  # the undecorated call
+        return commit(held.state, policy, "call-1", estimate, T0 + 1).state, result
+
+    calls.clear()
     policy = default_policy("llm_tokens", allocation=3, hard_limit_action="deny")
-    state = open_budget(AGENT, policy, T0)
-    ours: list[str] = []
-    if admission(state, policy, 13, T0).admitted:  # the same estimate (10 words -> 13 tokens)
-        ours.append("called")
-    assert ours == []
+    state, result = governed(open_budget(AGENT, policy, T0), policy, 6, "one two three four five")
+    assert (result, calls, state.consumed, state.reserved) == (None, [], 0, 0)
+    state, result = governed(state, policy, 3, "one two")
+    assert (result, calls, state.consumed) == ("one two", ["one two"], 3)
 
 
 # --- reservations --------------------------------------------------------------------------------

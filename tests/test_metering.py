@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import ValidationError
+from ledger.events import Interaction
 from ledger.metering import (
     FlowTokens,
     InteractionFlows,
@@ -150,9 +151,12 @@ def test_totals_are_sums_of_rounded_parts(case: dict[str, Any]) -> None:
 
 
 def test_cached_tokens_cannot_exceed_their_flow() -> None:
+    cmr = Meter("did:a").record_interaction("did:b", request_tokens=10, request_cached_tokens=1_000,
+                                            response_tokens=0)
+    assert cmr.flows["request_input"].cost_usd < 0  # the reference prices -990 uncached tokens
     with pytest.raises(ValidationError) as caught:
         FlowTokens(tokens=10, cached_tokens=11)
-    assert caught.value.field == "cached_tokens"
+    assert caught.value.field == "flow.cached_tokens"
     with pytest.raises(ValidationError) as caught:
         InteractionFlows.from_counts(request_output_tokens=1, request_input_tokens=10, response_output_tokens=1,
                                      response_input_tokens=1, request_input_cached_tokens=11)
@@ -211,3 +215,19 @@ def test_inconsistent_metered_interactions_are_refused() -> None:
         with pytest.raises(ValidationError) as caught:
             MeteredInteraction(**{**fields, name: fields[name] + 1})
         assert caught.value.field == name
+
+
+def test_flows_come_straight_from_an_interaction_event() -> None:
+    flow = FlowTokens(tokens=10_000, cached_tokens=2_000)
+    body = Interaction(interaction_id="i-1", requestor_id="agent-a", responder_id="agent-b",
+                       requestor_provider="anthropic", requestor_model="claude-sonnet-4-6",
+                       responder_provider="anthropic", responder_model="claude-opus-4-6",
+                       request_output=FlowTokens(tokens=10_000), request_input=flow,
+                       response_output=FlowTokens(tokens=3_000), response_input=FlowTokens(tokens=3_000))
+    flows = InteractionFlows.from_interaction(body)
+    assert flows.request_input is flow and flows.total_tokens == 26_000
+    assert flows == InteractionFlows.symmetric(request_tokens=10_000, response_tokens=3_000,
+                                               request_cached_tokens=2_000)
+    with pytest.raises(ValidationError) as caught:
+        InteractionFlows.from_interaction(flows)  # type: ignore[arg-type]
+    assert caught.value.field == "interaction"

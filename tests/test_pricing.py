@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import EconomicsError, RejectCode, ValidationError
+from ledger.events import PriceSet
 from ledger.money import MAX_EVENT_TIME_US, cost_micros
 from ledger.pricing import (
     ModelPrice,
@@ -257,3 +258,18 @@ def test_missing_fields_are_named() -> None:
 def test_price_book_refuses_non_entries() -> None:
     with pytest.raises(ValidationError):
         PriceBook([{"provider": "p"}])  # type: ignore[list-item]
+
+
+def test_price_set_events_become_entries() -> None:
+    body = PriceSet(provider="openai", model="o3", input_micros_per_mtok=2_000_000, output_micros_per_mtok=8_000_000,
+                    cache_read_micros_per_mtok=500_000, cache_write_micros_per_mtok=2_000_000,
+                    effective_from_us=1_700_000_000_000_000)
+    entry = ModelPrice.from_price_set(body)
+    assert entry == ModelPrice(provider="openai", model="o3", input=2_000_000, output=8_000_000, cache_read=500_000,
+                               cache_write=2_000_000, effective_from_us=1_700_000_000_000_000)
+    assert entry.reasoning == 8_000_000
+    book = default_price_book().with_entry(entry)
+    assert book.price_at("openai", "o3", 1_700_000_000_000_000) is entry
+    assert book.price_at("openai", "o3", 1_699_999_999_999_999).effective_from_us == 0
+    with pytest.raises(ValidationError):
+        ModelPrice.from_price_set({"provider": "openai"})  # type: ignore[arg-type]

@@ -1,9 +1,8 @@
 """The embedded log: an append-only SQLite file in WAL mode (the zero-set-up default).
 
-Layout: ``topics(name, partitions)``, ``heads(topic, partition, next_offset)`` and
-``records(topic, partition, offset, key, value, ts_ms)`` with primary key (topic, partition,
-offset). An append is one ``BEGIN IMMEDIATE`` transaction that reads the head, inserts the records
-and moves the head: several processes may append at once (SQLite serialises writers) and read at
+Layout: ``topics(name, partitions)`` and ``records(topic, partition, offset, key, value, ts_ms)``
+with primary key (topic, partition, offset); the next offset of a partition is max(offset) + 1. An
+append is one ``BEGIN IMMEDIATE`` transaction that reads the next offset and inserts the records: several processes may append at once (SQLite serialises writers) and read at
 once (WAL readers never block the writer). ``synchronous=FULL`` makes every acknowledged append
 survive a crash of the process or the machine; a writer killed mid-transaction leaves nothing
 behind (the transaction never committed).
@@ -29,8 +28,6 @@ MAX_PARTITIONS = 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS heads (topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
-    PRIMARY KEY (topic, partition));
 CREATE TABLE IF NOT EXISTS records (topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
     key BLOB, value BLOB NOT NULL, ts_ms INTEGER NOT NULL, PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID;
 """
@@ -74,7 +71,6 @@ class SqliteLog:
                 n = int(row[0])
             else:
                 self._db.execute("INSERT INTO topics VALUES (?, ?)", (topic, partitions))
-                self._db.executemany("INSERT INTO heads VALUES (?, ?, 0)", [(topic, p) for p in range(partitions)])
                 n = partitions
         self._partitions[topic] = n
         return n
@@ -110,14 +106,11 @@ class SqliteLog:
                 try:
                     rows = []
                     for p, idxs in by_part.items():
-                        (next_off,) = self._db.execute(
-                            "SELECT next_offset FROM heads WHERE topic=? AND partition=?", (topic, p)).fetchone()
+                        next_off = self._next_offset(topic, p)
                         for j, i in enumerate(idxs):
                             key, value = records[i]
                             rows.append((topic, p, next_off + j, key, value, now))
                             out[i] = Position(p, next_off + j)
-                        self._db.execute("UPDATE heads SET next_offset=? WHERE topic=? AND partition=?",
-                                         (next_off + len(idxs), topic, p))
                     self._db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
                     self._db.execute("COMMIT")
                 except BaseException:
@@ -159,9 +152,13 @@ class SqliteLog:
     def end_offset(self, topic: str, partition: int) -> int:
         self._check_partition(topic, partition)
         with self._lock:
-            row = self._db.execute("SELECT next_offset FROM heads WHERE topic=? AND partition=?",
-                                   (topic, partition)).fetchone()
-        return int(row[0])
+            return self._next_offset(topic, partition)
+
+    def _next_offset(self, topic: str, partition: int) -> int:
+        # the primary key index answers max(offset) in O(log n); no separate head row to rewrite
+        row = self._db.execute("SELECT max(offset) FROM records WHERE topic=? AND partition=?",
+                               (topic, partition)).fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,576 @@
+"""The Kafka log: any Kafka-protocol cluster (Apache Kafka, Redpanda, Tansu) through kafka-python.
+
+URL: ``kafka://host:port[,host:port...]`` (bootstrap servers). Records are opaque bytes; no ledger
+semantics here.
+
+Invariants:
+- ``append`` returns only after the cluster acknowledged every record (acks=all, idempotent
+  producer: a retry can neither duplicate nor reorder records of one partition), with the real
+  (partition, offset) of each from its RecordMetadata, in input order. If any record fails it raises
+  LogError saying how many were acknowledged; the others may or may not be on the log.
+- A key always maps to the same partition: Kafka's murmur2 (the Java client's default partitioner,
+  so producers in other languages agree); records without a key go to partition 0, as in the other
+  backends.
+- Positions belong to the readers: consumers ``assign`` + ``seek`` explicit partitions and offsets;
+  no consumer group, no committed offsets, no automatic offset reset (a reset would silently skip or
+  repeat records).
+- ``read`` hands out each record of a partition once per position: records fetched beyond what a
+  caller asked for stay buffered per partition and are served to the next read that continues at
+  the same offset; a read at any other offset discards the buffer and seeks.
+- ``end_offset`` is the high-water mark as of the call, taken from a Fetch response that a fresh
+  probe consumer sent after the call began. Never ListOffsets (``end_offsets()`` /
+  ``seek_to_end``): Tansu answers it with the base offset of the last batch + 1. Never a cached
+  ``highwater()``: kafka-python pipelines fetches, so the last response processed may predate the
+  call and miss records that were already acknowledged.
+- Every kafka-python exception is translated at one boundary (``_boundary``) into LogError (the
+  cluster failed or cannot be reached) or ValidationError (the request itself is bad), with the
+  topic / partition / offset involved and a hint. A dead broker gives a LogError within seconds.
+
+It never creates a topic implicitly (brokers auto-create on produce; Tansu even when told not to):
+append and read refuse a topic that ``ensure_topic`` did not create.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import kafka.errors as kerr
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.partitioner.default import murmur2
+
+from ledger import limits
+from ledger.errors import LedgerError, LogError, ValidationError
+from ledger.log.base import Position, Record
+
+# -- limits and defaults (units in the names)
+
+DEFAULT_PARTITIONS = 1  # ensure_topic without a count: same as the other backends; pass partitions_default to scale
+MAX_PARTITIONS = 1024  # same bound as the embedded log
+MAX_TOPIC_CHARS = 249  # Kafka's limit
+CLIENT_ID = "tokenledger"
+
+CONNECT_TIMEOUT_MS = 5_000  # bootstrap and TCP connection set-up: a dead broker is an error after this
+REQUEST_TIMEOUT_MS = 10_000  # one request/response; must exceed FETCH_MAX_WAIT_MS
+DELIVERY_TIMEOUT_MS = 30_000  # a record may wait this long for its ack, retries included, then append fails
+RECONNECT_BACKOFF_MAX_MS = 1_000  # a restarted broker is found within a second, not kafka-python's 30 s
+LINGER_MS = 5  # append blocks on acks anyway; 5 ms lets concurrent appenders share one produce request
+BATCH_BYTES = 256 * 1024  # per-partition produce batch; BROKER.md §7: large batches reach the client's limit
+RECORD_OVERHEAD_BYTES = 64 * 1024  # batch header, record header, key: room above MAX_RECORD_BYTES
+MAX_REQUEST_BYTES = limits.MAX_RECORD_BYTES + RECORD_OVERHEAD_BYTES  # the largest record the log carries, framed
+FETCH_MAX_WAIT_MS = 20  # Tansu holds every fetch this long even when data is there (BROKER.md §4)
+MAX_POLL_RECORDS = 1_000  # records one poll hands back; a read returns at most max_records of them
+PARTITION_FETCH_BYTES = 2 * MAX_REQUEST_BYTES  # per partition per fetch: at least one full-size record
+FETCH_MAX_BYTES = 16 * 1024 * 1024  # per fetch response across partitions (bounds a reader's memory)
+PROBE_FETCH_BYTES = 1  # the end-offset probe wants the high-water mark, not data (one batch still comes back)
+POLL_SLICE_MS = 50  # a read polls in slices so deadlines are kept without busy-waiting
+READ_KEY_CHUNK = 1_000  # records read_key scans per read
+
+# Configs for topics this log creates. Tansu stores and ignores them; on Kafka they matter.
+TOPIC_CONFIGS = {
+    "retention.ms": "-1",  # the log is the ledger's source of truth: never delete by age
+    "retention.bytes": "-1",  # ...nor by size
+    "cleanup.policy": "delete",  # never compact: every record stays, duplicates included
+    "max.message.bytes": str(MAX_REQUEST_BYTES),  # Kafka's broker default (~1 MiB) is below a full record
+}
+
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_HOST_PORT_RE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?P<port>[0-9]{1,5})$")
+_CONNECTION_ERRORS = (kerr.KafkaConnectionError, kerr.NodeNotReadyError, kerr.KafkaTimeoutError,
+                      kerr.RequestTimedOutError, kerr.NetworkExceptionError, kerr.BrokerNotAvailableError,
+                      kerr.MetadataEmptyBrokerList)
+
+
+def parse_url(url: str) -> list[str]:
+    """``kafka://h1:p1,h2:p2`` -> ["h1:p1", "h2:p2"]; ValidationError naming the URL otherwise."""
+    if not url.startswith("kafka://"):
+        raise ValidationError("log", url, "a Kafka log URL starts with kafka://")
+    servers = [s.strip() for s in url[len("kafka://"):].rstrip("/").split(",")]
+    if not servers or servers == [""]:
+        raise ValidationError("log", url, "no bootstrap server; use kafka://host:port[,host:port]")
+    for s in servers:
+        m = _HOST_PORT_RE.match(s)
+        if m is None or not 1 <= int(m["port"]) <= 65535:
+            raise ValidationError("log", url, f"bad bootstrap server {s!r}; use host:port with a port in 1..65535")
+    return servers
+
+
+def partition_for_key(key: bytes | None, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2, as the Java client); no key -> partition 0."""
+    if key is None or partitions <= 1:
+        return 0
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def check_topic_name(topic: str) -> str:
+    """Kafka's topic name rules, enforced here because Tansu accepts names Kafka refuses."""
+    if (not isinstance(topic, str) or not topic or len(topic) > MAX_TOPIC_CHARS or topic in (".", "..")
+            or not _TOPIC_RE.match(topic)):
+        raise ValidationError("topic", topic, f"use 1..{MAX_TOPIC_CHARS} characters from [A-Za-z0-9._-], not . or ..")
+    return topic
+
+
+class KafkaLog:
+    """A log on a Kafka-protocol cluster. Safe to share between threads (reads are serialised).
+
+    Clients are created on first use (admin at construction, so a dead broker fails fast) and are
+    not inherited across ``fork``: each process opens its own KafkaLog from the URL.
+    """
+
+    def __init__(self, url: str, *, partitions_default: int = DEFAULT_PARTITIONS, client_id: str = CLIENT_ID,
+                 connect_timeout_ms: int = CONNECT_TIMEOUT_MS, request_timeout_ms: int = REQUEST_TIMEOUT_MS,
+                 delivery_timeout_ms: int = DELIVERY_TIMEOUT_MS, linger_ms: int = LINGER_MS,
+                 compression_type: str | None = None, fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
+                 max_poll_records: int = MAX_POLL_RECORDS, replication_factor: int = 1) -> None:
+        self.url = url
+        self.servers = parse_url(url)
+        self.bootstrap = ",".join(self.servers)
+        _check_range("partitions_default", partitions_default, 1, MAX_PARTITIONS)
+        _check_range("connect_timeout_ms", connect_timeout_ms, 100, 300_000)
+        _check_range("fetch_max_wait_ms", fetch_max_wait_ms, 0, 10_000)
+        _check_range("request_timeout_ms", request_timeout_ms, fetch_max_wait_ms + 1, 300_000)
+        _check_range("linger_ms", linger_ms, 0, 1_000)
+        # kafka-python requires delivery >= linger + request timeout (a record must survive one full attempt)
+        _check_range("delivery_timeout_ms", delivery_timeout_ms, linger_ms + request_timeout_ms, 3_600_000)
+        _check_range("max_poll_records", max_poll_records, 1, 100_000)
+        _check_range("replication_factor", replication_factor, 1, 32)
+        if compression_type not in (None, "gzip", "snappy", "lz4", "zstd"):
+            raise ValidationError("compression_type", compression_type, "use None, gzip, snappy, lz4 or zstd")
+        self.partitions_default = partitions_default
+        self.client_id = client_id
+        self.connect_timeout_ms = connect_timeout_ms
+        self.request_timeout_ms = request_timeout_ms
+        self.delivery_timeout_ms = delivery_timeout_ms
+        self.linger_ms = linger_ms
+        # No compression by default: a signed batch is mostly hashes, signatures and ids (high entropy), the
+        # client is CPU-bound on loopback (BROKER.md §7: lz4 35.0k vs 34.5k msg/s) and every codec but gzip is
+        # another dependency. Pass "gzip" (stdlib) or "zstd" (if installed) for a slow link between data centres.
+        self.compression_type = compression_type
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.max_poll_records = max_poll_records
+        self.replication_factor = replication_factor
+
+        self._lock = threading.RLock()  # clients' creation, admin calls, the partition cache
+        self._read_lock = threading.RLock()  # the reading consumer and its buffers (KafkaConsumer is not thread-safe)
+        self._closed = False
+        self._partitions: dict[str, int] = {}
+        self._producer: KafkaProducer | None = None
+        self._consumer: KafkaConsumer | None = None
+        self._assigned: set[TopicPartition] = set()
+        self._paused: set[TopicPartition] = set()
+        self._buffers: dict[TopicPartition, deque[Record]] = {}
+        self._handed: dict[TopicPartition, int] = {}  # next offset the reader expects to be asked for
+        self._fetched: dict[TopicPartition, int] = {}  # offset after the last record put in the buffer
+        with self._boundary("connect"):
+            self._admin: KafkaAdminClient | None = self._new_admin()
+
+    # ------------------------------------------------------------------ clients
+
+    def _common(self) -> dict[str, Any]:
+        """Connection settings every client shares (bounded so a dead broker is an error, not a hang)."""
+        return dict(bootstrap_servers=self.servers, client_id=self.client_id,
+                    request_timeout_ms=self.request_timeout_ms,
+                    bootstrap_timeout_ms=self.connect_timeout_ms,  # unreachable cluster -> error after this
+                    reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
+
+    def _new_admin(self) -> KafkaAdminClient:
+        return KafkaAdminClient(**self._common())
+
+    def _new_consumer(self, *, partition_fetch_bytes: int) -> KafkaConsumer:
+        return KafkaConsumer(
+            **self._common(),
+            group_id=None,  # positions belong to the processors: no group, no rebalances
+            enable_auto_commit=False,  # ...and nothing is ever committed to the broker
+            auto_offset_reset="none",  # an out-of-range position is an error, never a silent jump
+            fetch_max_wait_ms=self.fetch_max_wait_ms,  # Tansu holds each fetch this long: keep it small
+            fetch_min_bytes=1,  # answer as soon as anything is there
+            max_partition_fetch_bytes=partition_fetch_bytes,
+            fetch_max_bytes=FETCH_MAX_BYTES,
+            max_poll_records=self.max_poll_records,
+            isolation_level="read_uncommitted",  # no transactions here; Tansu's read_committed is unreliable
+            # Full fetch requests: a consumer has few partitions, and every response then carries every
+            # partition's high-water mark.
+            enable_incremental_fetch_sessions=False,
+            check_crcs=True,  # a corrupted batch is an error, not bytes handed to the verifier
+        )
+
+    def _get_producer(self) -> KafkaProducer:
+        with self._lock:
+            self._check_open()
+            if self._producer is None:
+                self._producer = KafkaProducer(
+                    **self._common(),
+                    acks="all",  # durable: every in-sync replica has the record before append returns
+                    enable_idempotence=True,  # retries cannot duplicate or reorder a partition's records
+                    max_in_flight_requests_per_connection=5,  # the most idempotence keeps ordered
+                    delivery_timeout_ms=self.delivery_timeout_ms,  # bound on retries: then append fails
+                    max_block_ms=self.connect_timeout_ms,  # send() waits this long at most for metadata / buffer
+                    linger_ms=self.linger_ms,
+                    batch_size=BATCH_BYTES,
+                    compression_type=self.compression_type,
+                    max_request_size=MAX_REQUEST_BYTES,  # a full-size signed batch must fit
+                    allow_auto_create_topics=False,  # topics come from ensure_topic only (Kafka honours it)
+                )
+            return self._producer
+
+    def _drop_producer(self) -> None:
+        """Forget a producer whose append failed: the next append starts a new one (new producer id, fresh
+        sequence numbers), which is how the client recovers after the broker lost its producer state."""
+        with self._lock:
+            old, self._producer = self._producer, None
+        if old is not None:
+            try:
+                old.close(timeout=0)
+            except Exception:  # closing a producer of a dead broker can fail; it is discarded either way
+                pass
+
+    def _get_consumer(self) -> KafkaConsumer:
+        self._check_open()
+        if self._consumer is None:
+            self._consumer = self._new_consumer(partition_fetch_bytes=PARTITION_FETCH_BYTES)
+        return self._consumer
+
+    def _admin_call(self, op: str, fn: Any, **where: Any) -> Any:
+        """Run an admin request; on a connection error, reconnect once (the broker may have restarted)."""
+        with self._lock, self._boundary(op, **where):
+            self._check_open()
+            for attempt in (1, 2):
+                if self._admin is None:
+                    self._admin = self._new_admin()
+                try:
+                    return fn(self._admin)
+                except _CONNECTION_ERRORS:
+                    self._admin.close()
+                    self._admin = None
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------ topics
+
+    def ensure_topic(self, topic: str, partitions: int | None = None) -> int:
+        """Create the topic if missing (``partitions`` or partitions_default); return its partition count."""
+        check_topic_name(topic)
+        n = self.partitions_default if partitions is None else partitions
+        _check_range("partitions", n, 1, MAX_PARTITIONS)
+
+        def create(admin: KafkaAdminClient) -> None:
+            try:
+                admin.create_topics([NewTopic(topic, n, self.replication_factor, topic_configs=TOPIC_CONFIGS)])
+            except kerr.TopicAlreadyExistsError:
+                pass  # an existing topic keeps its partition count
+
+        self._admin_call("ensure_topic", create, topic=topic, partitions=n)
+        with self._lock:
+            self._partitions.pop(topic, None)  # a broker restart can lose topics: ask, do not trust the cache
+        return self.partitions(topic)
+
+    def topics(self) -> list[str]:
+        names = self._admin_call("topics", lambda admin: admin.list_topics())
+        return sorted(t for t in names if not t.startswith("__"))  # __consumer_offsets etc. are the broker's
+
+    def partitions(self, topic: str) -> int:
+        """Partition count of an existing topic; LogError if it does not exist. Cached: counts never shrink."""
+        with self._lock:
+            n = self._partitions.get(topic)
+        if n is not None:
+            return n
+        (desc,) = self._admin_call("partitions", lambda admin: admin.describe_topics([topic]), topic=topic)
+        error = kerr.for_code(desc["error_code"])
+        if error is kerr.UnknownTopicOrPartitionError:
+            raise LogError("topic does not exist", topic=topic, servers=self.bootstrap,
+                           hint="create it with ensure_topic / `tokenledger init`")
+        if error is not kerr.NoError:
+            raise _translate(error(), "partitions", self.bootstrap, topic=topic)
+        n = len(desc["partitions"])
+        with self._lock:
+            self._partitions[topic] = n
+        return n
+
+    def _check_partition(self, topic: str, partition: int) -> TopicPartition:
+        n = self.partitions(topic)
+        if not isinstance(partition, int) or not 0 <= partition < n:
+            raise ValidationError("partition", partition, f"topic {topic} has partitions 0..{n - 1}")
+        return TopicPartition(topic, partition)
+
+    # ------------------------------------------------------------------ write
+
+    def append(self, topic: str, records: list[tuple[bytes | None, bytes]]) -> list[Position]:
+        if not records:
+            return []
+        n = self.partitions(topic)  # refuses unknown topics before the broker could auto-create one
+        for i, (key, value) in enumerate(records):  # check all first: nothing is sent if one is bad
+            if not isinstance(value, (bytes, bytearray)) or (key is not None and not isinstance(key, (bytes, bytearray))):
+                raise ValidationError("record", i, "key must be bytes or None and value bytes", topic=topic)
+            size = len(value) + (len(key) if key else 0)
+            if size > limits.MAX_RECORD_BYTES:
+                raise ValidationError("record_bytes", size, f"larger than the {limits.MAX_RECORD_BYTES}-byte limit",
+                                      topic=topic, index=i)
+        futures = []
+        send_error: LedgerError | None = None
+        try:
+            with self._boundary("append", topic=topic, records=len(records)):
+                producer = self._get_producer()
+                for key, value in records:
+                    futures.append(producer.send(topic, key=key, value=value, partition=partition_for_key(key, n)))
+        except ValidationError:
+            raise
+        except LedgerError as e:  # e.g. no metadata within max_block_ms: report what was sent before it
+            send_error = e
+        out: list[Position] = []
+        failures: list[BaseException] = []
+        deadline = time.monotonic() + (self.delivery_timeout_ms + self.request_timeout_ms) / 1000
+        for fut in futures:  # wait for every ack (or its failure): append is all-acked or a LogError
+            try:
+                md = fut.get(timeout=max(0.0, deadline - time.monotonic()))
+                out.append(Position(md.partition, md.offset))
+            except Exception as e:  # kafka-python errors, or its timeout: judged below, never swallowed
+                failures.append(e)
+        if failures or send_error is not None:
+            self._drop_producer()
+            first = send_error if send_error is not None else _translate(failures[0], "append", self.bootstrap,
+                                                                         topic=topic)
+            raise LogError(f"append failed: {len(out)} of {len(records)} records acknowledged; {first.message}",
+                           topic=topic, records=len(records), acknowledged=len(out),
+                           kafka_error=first.evidence.get("kafka_error"), servers=self.bootstrap,
+                           hint=first.hint or "retry the append: readers detect duplicates by content")
+        return out
+
+    # ------------------------------------------------------------------ read
+
+    def read(self, topic: str, partition: int, offset: int, max_records: int = 1000,
+             timeout_s: float = 0.0) -> list[Record]:
+        """Records of one partition from ``offset``, in order, at most ``max_records``; waits up to ``timeout_s``.
+
+        ``[]`` means no record at ``offset`` had been acknowledged when the call began (checked against a
+        fresh high-water mark), nor arrived before the timeout.
+        """
+        tp = self._check_partition(topic, partition)
+        _check_range("offset", offset, 0, 2**63 - 1)
+        _check_range("max_records", max_records, 1, 10**9)
+        deadline = time.monotonic() + max(0.0, float(timeout_s))
+        catch_up_deadline: float | None = None
+        with self._read_lock, self._boundary("read", topic=topic, partition=partition, offset=offset):
+            consumer = self._get_consumer()
+            self._position(consumer, tp, offset)
+            while True:
+                out = self._take(tp, max_records)
+                if out:
+                    return out
+                remaining_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
+                slice_ms = POLL_SLICE_MS if catch_up_deadline is not None else min(remaining_ms, POLL_SLICE_MS)
+                try:
+                    self._poll(consumer, tp, slice_ms)
+                except kerr.OffsetOutOfRangeError:
+                    self._out_of_range(consumer, tp, offset)
+                if self._buffers[tp] or time.monotonic() < deadline:
+                    continue
+                # Timed out with nothing: fine if nothing is there; if the cluster has records at `offset`
+                # the fetch has not caught up yet, and a read must not report an empty partition for that.
+                if not self._records_exist(consumer, tp, offset):
+                    return []
+                now = time.monotonic()
+                if catch_up_deadline is None:
+                    catch_up_deadline = now + self.request_timeout_ms / 1000
+                elif now >= catch_up_deadline:
+                    raise LogError("the cluster reports records at this offset but fetches return none",
+                                   topic=topic, partition=partition, offset=offset, servers=self.bootstrap)
+
+    def _position(self, consumer: KafkaConsumer, tp: TopicPartition, offset: int) -> None:
+        """Make the consumer continue at ``offset``: keep the buffer if it continues there, else seek."""
+        if tp not in self._assigned:
+            self._assigned.add(tp)
+            consumer.assign(sorted(self._assigned))  # keeps the state of partitions already assigned
+            self._buffers[tp] = deque()
+            self._handed.pop(tp, None)
+        if self._handed.get(tp) != offset:
+            self._buffers[tp].clear()
+            consumer.seek(tp, offset)
+            self._handed[tp] = offset
+            self._fetched[tp] = offset
+        if tp in self._paused:
+            consumer.resume(tp)
+            self._paused.discard(tp)
+
+    def _take(self, tp: TopicPartition, max_records: int) -> list[Record]:
+        buf = self._buffers[tp]
+        out = [buf.popleft() for _ in range(min(max_records, len(buf)))]
+        if out:
+            self._handed[tp] = out[-1].offset + 1
+        return out
+
+    def _poll(self, consumer: KafkaConsumer, target: TopicPartition, timeout_ms: int) -> None:
+        """One poll; records go to their partition's buffer. Other partitions with buffered records are paused
+        so the consumer stops fetching them: memory stays bounded by one poll per partition."""
+        batches = consumer.poll(timeout_ms=timeout_ms, max_records=self.max_poll_records)
+        for tp, recs in batches.items():
+            buf = self._buffers.setdefault(tp, deque())
+            nxt = self._fetched.get(tp, 0)
+            for r in recs:
+                if r.offset < nxt:  # never hand out a record twice (a batch can start before the fetch offset)
+                    continue
+                buf.append(Record(tp.topic, tp.partition, r.offset, r.key, r.value, max(0, r.timestamp or 0)))
+                nxt = r.offset + 1
+            self._fetched[tp] = nxt
+            if tp != target and buf and tp not in self._paused:
+                consumer.pause(tp)
+                self._paused.add(tp)
+
+    def _out_of_range(self, consumer: KafkaConsumer, tp: TopicPartition, offset: int) -> None:
+        """Kafka refuses a fetch beyond the end (Tansu answers it empty). Beyond the end: wait for the end to
+        reach ``offset``; below the first retained record: an error, never a silent jump."""
+        end = self._probe_end(tp)
+        if offset <= end:
+            raise LogError("offset is before the first retained record (deleted by retention?)", topic=tp.topic,
+                           partition=tp.partition, offset=offset, end_offset=end, servers=self.bootstrap)
+        consumer.seek(tp, offset)  # re-arm; the read loop's deadline bounds the wait
+        time.sleep(POLL_SLICE_MS / 1000)
+
+    def _records_exist(self, consumer: KafkaConsumer, tp: TopicPartition, offset: int) -> bool:
+        """Has the cluster got a record at ``offset``? The reader's own high-water mark can only lag (trust it
+        when it says yes); otherwise ask a fresh probe."""
+        hw = consumer.highwater(tp)
+        if hw is not None and hw > offset:
+            return True
+        return self._probe_end(tp) > offset
+
+    def read_key(self, topic: str, key: bytes, after_offset: int = -1, max_records: int = 1000) -> list[Record]:
+        """Records of one key after an offset, in order (used to reconcile an emitter's chain head)."""
+        p = partition_for_key(key, self.partitions(topic))
+        out: list[Record] = []
+        with self._read_lock:
+            end = self.end_offset(topic, p)
+            offset = after_offset + 1
+            while offset < end and len(out) < max_records:
+                recs = self.read(topic, p, offset, READ_KEY_CHUNK)
+                if not recs:
+                    break
+                out.extend(r for r in recs if r.key == key)
+                offset = recs[-1].offset + 1
+        return out[:max_records]
+
+    # ------------------------------------------------------------------ end offsets
+
+    def end_offset(self, topic: str, partition: int) -> int:
+        """The high-water mark now: every record acknowledged before this call is below it."""
+        tp = self._check_partition(topic, partition)
+        with self._boundary("end_offset", topic=topic, partition=partition):
+            return self._probe_end(tp)
+
+    def _probe_end(self, tp: TopicPartition) -> int:
+        """High-water mark from a Fetch that a new consumer sends after this call began.
+
+        A fresh consumer has no fetch in flight, so its first response cannot predate the call (a long-lived
+        consumer's pipelined fetch can). It fetches from the last offset the reader knows, so the answer is
+        a few bytes, not the partition. Costs a connection and one fetch: ~5 ms, ~25 ms on an idle partition.
+        """
+        self._check_open()
+        probe = self._new_consumer(partition_fetch_bytes=PROBE_FETCH_BYTES)
+        try:
+            probe.assign([tp])
+            start = max(0, self._fetched.get(tp, 0) - 1)  # a hint only: any valid offset gives the mark
+            probe.seek(tp, start)
+            deadline = time.monotonic() + self.request_timeout_ms / 1000
+            while True:
+                try:
+                    probe.poll(timeout_ms=self.fetch_max_wait_ms + 5, max_records=1)
+                except kerr.OffsetOutOfRangeError:  # the hint is past the end (data lost) or deleted: from 0
+                    if start == 0:
+                        raise
+                    start = 0
+                    probe.seek(tp, 0)
+                    continue
+                hw = probe.highwater(tp)
+                if hw is not None:
+                    return int(hw)
+                if time.monotonic() >= deadline:
+                    raise LogError("no high-water mark from the cluster in time", topic=tp.topic,
+                                   partition=tp.partition, timeout_ms=self.request_timeout_ms,
+                                   servers=self.bootstrap, hint=self._hint())
+        finally:
+            probe.close()
+
+    # ------------------------------------------------------------------ life cycle
+
+    def close(self) -> None:
+        """Flush and close every client. Idempotent; the log cannot be used afterwards."""
+        with self._lock, self._read_lock:
+            if self._closed:
+                return
+            self._closed = True
+            clients = [c for c in (self._producer, self._consumer, self._admin) if c is not None]
+            self._producer = self._consumer = self._admin = None
+            for c in clients:
+                try:
+                    if isinstance(c, KafkaProducer):
+                        c.close(timeout=self.delivery_timeout_ms / 1000)
+                    else:
+                        c.close()
+                except Exception:  # closing a client of a dead broker can fail; nothing is left to lose here
+                    pass
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogError("the log is closed", servers=self.bootstrap)
+
+    def _hint(self) -> str:
+        return f"is the broker running at {self.bootstrap}? start one with `tokenledger broker`"
+
+    @contextmanager
+    def _boundary(self, op: str, **where: Any) -> Iterator[None]:
+        """The one place kafka-python exceptions become ours."""
+        try:
+            yield
+        except LedgerError:
+            raise
+        except (kerr.KafkaError, OSError, ValueError) as e:  # ValueError: kafka-python's own argument checks
+            raise _translate(e, op, self.bootstrap, **where) from None
+
+    def __enter__(self) -> "KafkaLog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"KafkaLog({self.url!r})"
+
+
+def _translate(e: BaseException, op: str, servers: str, **where: Any) -> LedgerError:
+    """Map a kafka-python (or socket) exception to LogError / ValidationError with evidence and a hint."""
+    if isinstance(e, LedgerError):
+        return e
+    name = type(e).__name__
+    hint = f"is the broker running at {servers}? start one with `tokenledger broker`"
+    evidence = dict(where, servers=servers, kafka_error=name)
+    if isinstance(e, (kerr.MessageSizeTooLargeError, kerr.RecordListTooLargeError)):
+        return ValidationError("record_bytes", where.get("records"), f"the cluster refused the size: {e}",
+                               **{k: v for k, v in evidence.items() if k != "records"})
+    if isinstance(e, kerr.InvalidTopicError):
+        return ValidationError("topic", where.get("topic"), f"the cluster refused the name: {e}")
+    if isinstance(e, (kerr.InvalidPartitionsError, kerr.InvalidReplicationFactorError)):
+        return ValidationError("partitions", where.get("partitions"), f"the cluster refused: {e}",
+                               topic=where.get("topic"))
+    if isinstance(e, kerr.UnknownTopicOrPartitionError):
+        return LogError(f"{op}: topic or partition does not exist", hint="create it with ensure_topic", **evidence)
+    if isinstance(e, kerr.AuthorizationError):
+        return LogError(f"{op}: not authorised: {e}", hint="check the cluster's ACLs for this client", **evidence)
+    if isinstance(e, kerr.OffsetOutOfRangeError):
+        return LogError(f"{op}: offset out of range", **evidence)
+    if isinstance(e, _CONNECTION_ERRORS) or isinstance(e, OSError):
+        return LogError(f"{op}: cannot reach the Kafka cluster ({e})", hint=hint, **evidence)
+    if isinstance(e, ValueError):
+        return LogError(f"{op}: the Kafka client refused the call: {e}", **evidence)
+    return LogError(f"{op}: Kafka error: {e}", hint=hint if isinstance(e, kerr.RetriableError) else None,
+                    **evidence)
+
+
+def _check_range(field: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValidationError(field, value, f"must be an integer in {lo}..{hi}")
