@@ -267,7 +267,11 @@ NOT_DURABLE_WARNING = """\
 FOREGROUND_POLL_S = 0.5  # how often the foreground runner checks that the broker is still alive
 
 
-def run_foreground(port: int | None = None, *, out: Callable[[str], None] = print) -> None:
+def _say(line: str) -> None:
+    print(line, flush=True)  # flushed: whoever runs this in the background reads the URL at once
+
+
+def run_foreground(port: int | None = None, *, out: Callable[[str], None] = _say) -> None:
     """Run a broker until Ctrl-C (or until it dies: LogError with its log tail). For `tokenledger broker`."""
     broker = Broker(port=port)
     broker.start()
@@ -278,7 +282,7 @@ def run_foreground(port: int | None = None, *, out: Callable[[str], None] = prin
         out(f"e.g.  tokenledger ... --log {broker.url}      (Ctrl-C stops it)")
         while broker.alive():
             time.sleep(FOREGROUND_POLL_S)
-        raise LogError("the broker exited on its own", port=broker.port, log_tail=broker.log_tail())
+        raise LogError(f"the broker exited on its own\n--- broker log tail ---\n{broker.log_tail()}", port=broker.port)
     except KeyboardInterrupt:
         out("stopping the broker (its data is discarded)")
     finally:

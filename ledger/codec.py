@@ -213,6 +213,179 @@ def _compile(fields_: list[dict[str, Any]], args: list[str]) -> Any:
     return g.env["encode"]
 
 
+# ---------------------------------------------------------------- compiled decoder (Avro -> model objects)
+#
+# The mirror of the encoder: functions generated once from the current schema read the bytes
+# straight into the (validating) model classes. Used when a message's writer schema is the current
+# one; older writer schemas go through fastavro's schema resolution instead. Every read is bounds
+# checked: a short buffer raises IndexError / _Short, which decode_event reports as TRUNCATED.
+
+
+class _Short(Exception):
+    pass
+
+
+def _rl(b: bytes, p: int) -> tuple[int, int]:
+    x = b[p]
+    if x < 0x80:
+        return (x >> 1) ^ -(x & 1), p + 1
+    z = x & 0x7F
+    shift = 7
+    p += 1
+    while True:
+        x = b[p]
+        p += 1
+        z |= (x & 0x7F) << shift
+        if x < 0x80:
+            return (z >> 1) ^ -(z & 1), p
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint longer than 10 bytes")
+
+
+def _rb(b: bytes, p: int) -> tuple[bytes, int]:
+    n, p = _rl(b, p)
+    e = p + n
+    if n < 0 or e > len(b):
+        raise _Short()
+    return b[p:e], e
+
+
+def _rs(b: bytes, p: int) -> tuple[str, int]:
+    n, p = _rl(b, p)
+    e = p + n
+    if n < 0 or e > len(b):
+        raise _Short()
+    return b[p:e].decode("utf-8"), e
+
+
+def _rbool(b: bytes, p: int) -> tuple[bool, int]:
+    x = b[p]
+    if x > 1:
+        raise ValueError(f"boolean byte {x}")
+    return x == 1, p + 1
+
+
+def _rmap(b: bytes, p: int, value: Any) -> tuple[dict[str, Any], int]:
+    out: dict[str, Any] = {}
+    while True:
+        n, p = _rl(b, p)
+        if n == 0:
+            return out, p
+        if n < 0:
+            n = -n
+            _, p = _rl(b, p)  # block size in bytes: not needed
+        if n > limits.MAX_LABELS:
+            raise ValueError(f"map block of {n} entries")
+        for _ in range(n):
+            k, p = _rs(b, p)
+            out[k], p = value(b, p)
+
+
+class _DGen:
+    def __init__(self) -> None:
+        self.env: dict[str, Any] = {"RL": _rl, "RB": _rb, "RS": _rs, "RBOOL": _rbool, "RMAP": _rmap,
+                                    "ValueError": ValueError}
+        self.funcs: dict[str, str] = {}  # record name -> generated function name
+        self.src: list[str] = []
+        self.named: dict[str, Any] = {}
+        self.n = 0
+
+    def var(self, value: Any) -> str:
+        self.n += 1
+        self.env[f"k{self.n}"] = value
+        return f"k{self.n}"
+
+    def reader(self, t: Any) -> str:
+        """Name of a function (b, p) -> (value, p) reading type t."""
+        if isinstance(t, str):
+            prim = {"long": "RL", "int": "RL", "string": "RS", "bytes": "RB", "boolean": "RBOOL"}
+            if t in prim:
+                return prim[t]
+            return self.reader(self.named[t])
+        if isinstance(t, list):
+            return self.union(t)
+        kind = t["type"]
+        if kind == "record":
+            return self.record(t)
+        if kind == "enum":
+            self.named[t["name"]] = t
+            syms = self.var(tuple(t["symbols"]))
+            name = f"enum{self.n}"
+            self.src += [f"def {name}(b, p):", "    i, p = RL(b, p)",
+                         f"    if not 0 <= i < {len(t['symbols'])}:",
+                         f"        raise ValueError('enum index %d' % i)", f"    return {syms}[i], p", ""]
+            return name
+        if kind == "map":
+            inner = self.reader(t["values"])
+            name = f"map{len(self.src)}"
+            self.src += [f"def {name}(b, p):", f"    return RMAP(b, p, {inner})", ""]
+            return name
+        return self.reader(kind)
+
+    def union(self, branches: list[Any]) -> str:
+        readers = [None if b == "null" else self.reader(b) for b in branches]
+        name = f"union{len(self.src)}"
+        lines = [f"def {name}(b, p):", "    i, p = RL(b, p)"]
+        for i, r in enumerate(readers):
+            lines.append(f"    {'if' if i == 0 else 'elif'} i == {i}:")
+            lines.append("        return None, p" if r is None else f"        return {r}(b, p)")
+        lines += ["    raise ValueError('union index %d' % i)", ""]
+        self.src += lines
+        return name
+
+    def record(self, t: dict[str, Any]) -> str:
+        full = t["name"]
+        if full in self.funcs:
+            return self.funcs[full]
+        self.named[full] = t
+        name = "rec_" + full.replace(".", "_")
+        self.funcs[full] = name
+        readers = [(f["name"], self.reader(f["type"])) for f in t["fields"]]
+        cls = BY_AVRO.get(full) or _NESTED_CLASSES.get(full)
+        cached = full in _CACHED_RECORDS
+        lines = [f"def {name}(b, p):"]
+        if cached:
+            cache = self.var({})
+            lines.append("    s_ = p")
+        for fname, r in readers:
+            lines.append(f"    {fname}, p = {r}(b, p)")
+        if cls is None:
+            lines.append("    return {" + ", ".join(f"{f!r}: {f}" for f, _ in readers) + "}, p")
+        else:
+            c = self.var(cls)
+            build = f"{c}(" + ", ".join(f"{f}={f}" for f, _ in readers) + ")"
+            if cached:
+                # contexts repeat across a run's events: reuse the validated, immutable object
+                lines += ["    k_ = b[s_:p]", f"    o_ = {cache}.get(k_)", "    if o_ is None:",
+                          f"        o_ = {build}", f"        if len({cache}) < {_RECORD_CACHE_MAX}:",
+                          f"            {cache}[k_] = o_", "    return o_, p"]
+            else:
+                lines.append(f"    return {build}, p")
+        self.src += lines + [""]
+        return name
+
+
+_NESTED_CLASSES: dict[str, type] = {}
+_CACHED_RECORDS = frozenset({"tokenledger.Context"})
+_RECORD_CACHE_MAX = 4_096  # distinct decoded contexts kept per process
+
+
+def _compile_decoder(fields_: list[dict[str, Any]]) -> Any:
+    from ledger.events import Context, Cosignature, Flow, LlmUsage
+
+    _NESTED_CLASSES.update({"tokenledger.Context": Context, "tokenledger.LlmUsage": LlmUsage,
+                            "tokenledger.Flow": Flow, "tokenledger.Cosignature": Cosignature})
+    g = _DGen()
+    readers = [(f["name"], g.reader(f["type"])) for f in fields_]
+    g.src.append("def decode(b, p):")
+    for fname, r in readers:
+        g.src.append(f"    {fname}, p = {r}(b, p)")
+    g.src.append("    return (" + ", ".join(f for f, _ in readers) + ",), p")
+    exec("\n".join(g.src), g.env)  # noqa: S102 - code generated from our own schema files
+    return g.env["decode"]
+
+
 # ---------------------------------------------------------------- schemas used by the codec
 
 
@@ -224,6 +397,7 @@ class _Schemas:
     interaction: Any  # parsed schema of the Interaction record alone (co-signature input)
     encode_content: Any  # compiled: (event_time_us, context, body) -> bytes
     encode_interaction: Any  # compiled: (interaction,) -> bytes
+    decode_content: Any  # compiled: (bytes, pos) -> ((event_time_us, context, body), pos)
 
 
 def _build() -> _Schemas:
@@ -239,7 +413,8 @@ def _build() -> _Schemas:
     return _Schemas(event=event, batch=cur["SignedBatch"], content=content,
                     interaction=fastavro.parse_schema(interaction, _force=True),
                     encode_content=_compile(ev_fields[5:], ["event_time_us", "context", "body"]),
-                    encode_interaction=_compile([{"name": "i", "type": interaction}], ["i"]))
+                    encode_interaction=_compile([{"name": "i", "type": interaction}], ["i"]),
+                    decode_content=_compile_decoder(ev_fields[5:]))
 
 
 _S: _Schemas | None = None
@@ -342,46 +517,61 @@ def decode_event(raw: bytes) -> DecodedEvent:
         raise RejectError(RejectCode.OVERSIZED, "event larger than the limit", expected=limits.MAX_EVENT_BYTES,
                           actual=len(raw))
     writer, pos = schemas.writer_schema(raw, expected="Event")
-    # Parse the fixed header by hand: it tells where the content starts (the id is derived from it).
-    event_id_b, p = _dec_bytes(raw, pos)
-    signer_b, p = _dec_bytes(raw, p)
-    _, p = _dec_long(raw, p)
-    _, p = _dec_bytes(raw, p)
-    branch, p = _dec_long(raw, p)
-    if branch == 1:
-        _, p = _dec_bytes(raw, p)
-    elif branch != 0:
-        raise RejectError(RejectCode.BAD_SCHEMA, "bad union index in idempotency_key", actual=branch)
-    content_offset = p
-    buf = io.BytesIO(raw)
-    buf.seek(pos)
-    reader = None if writer.fingerprint == _s().event.fingerprint else _s().event.parsed
+    s = _s()
     try:
-        d = fastavro.schemaless_reader(buf, writer.parsed, reader, return_record_name=True,
-                                       return_record_name_override=True)
+        # the fixed header, by hand: it also tells where the content (the id's material) starts
+        event_id, p = _rs(raw, pos)
+        signer_id, p = _rs(raw, p)
+        seq, p = _rl(raw, p)
+        prev_hash, p = _rb(raw, p)
+        branch, p = _rl(raw, p)
+        if branch == 1:
+            idem, p = _rs(raw, p)
+        elif branch == 0:
+            idem = None
+        else:
+            raise ValueError(f"union index {branch} in idempotency_key")
+        content_offset = p
+        if writer.fingerprint == s.event.fingerprint:
+            (event_time_us, context, body), p = s.decode_content(raw, p)
+            if p != len(raw):
+                raise RejectError(RejectCode.BAD_SCHEMA, "trailing bytes after the event", expected=p,
+                                  actual=len(raw))
+        else:
+            event_time_us, context, body = _decode_resolving(raw, pos, writer)
+        event = Event(event_id=event_id, signer_id=signer_id, seq=seq, prev_hash=prev_hash, idempotency_key=idem,
+                      event_time_us=event_time_us, context=context, body=body)
     except RejectError:
         raise
-    except (EOFError, StopIteration) as e:
-        raise RejectError(RejectCode.TRUNCATED, f"event bytes end early: {e}") from None
-    except Exception as e:  # fastavro raises many types on garbage: all mean "not an Event"
+    except ValidationError as e:
+        raise RejectError(RejectCode.INVALID_FIELD, e.message, field=e.field, value=e.value) from None
+    except (IndexError, _Short, EOFError, StopIteration):
+        raise RejectError(RejectCode.TRUNCATED, "event bytes end early", actual=len(raw)) from None
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
         raise RejectError(RejectCode.BAD_SCHEMA, f"event does not decode: {type(e).__name__}: {e}") from None
+    expected_id = derive_event_id(signer_id, idem, raw[content_offset:])
+    if expected_id != event_id:
+        raise RejectError(RejectCode.BAD_ID, "event id does not match its content", event_id=event_id,
+                          expected=expected_id, actual=event_id)
+    return DecodedEvent(event=event, raw=raw, hash=event_hash(raw), content_offset=content_offset)
+
+
+def _decode_resolving(raw: bytes, pos: int, writer: schemas.Schema) -> tuple[int, Context, Body]:
+    """Decode an event written with an older schema into the current one (Avro schema resolution)."""
+    buf = io.BytesIO(raw)
+    buf.seek(pos)
+    try:
+        d = fastavro.schemaless_reader(buf, writer.parsed, _s().event.parsed, return_record_name=True,
+                                       return_record_name_override=True)
+    except (EOFError, StopIteration):
+        raise
+    except Exception as e:  # fastavro raises many types on garbage: all mean "not an Event"
+        raise ValueError(f"{type(e).__name__}: {e}") from None
     if buf.tell() != len(raw):
         raise RejectError(RejectCode.BAD_SCHEMA, "trailing bytes after the event", expected=buf.tell(),
                           actual=len(raw))
-    try:
-        name, body_d = d["body"]
-        event = Event(event_id=d["event_id"], signer_id=d["signer_id"], seq=d["seq"], prev_hash=d["prev_hash"],
-                      idempotency_key=d["idempotency_key"], event_time_us=d["event_time_us"],
-                      context=context_from_datum(d["context"]), body=body_from_datum(name, body_d))
-    except ValidationError as e:
-        raise RejectError(RejectCode.INVALID_FIELD, e.message, field=e.field, value=e.value,
-                          event_id=d.get("event_id")) from None
-    expected_id = derive_event_id(event.signer_id, event.idempotency_key, raw[content_offset:])
-    if expected_id != event.event_id:
-        raise RejectError(RejectCode.BAD_ID, "event id does not match its content", event_id=event.event_id,
-                          expected=expected_id, actual=event.event_id)
-    del event_id_b, signer_b
-    return DecodedEvent(event=event, raw=raw, hash=event_hash(raw), content_offset=content_offset)
+    name, body_d = d["body"]
+    return d["event_time_us"], context_from_datum(d["context"]), body_from_datum(name, body_d)
 
 
 # ---------------------------------------------------------------- batches

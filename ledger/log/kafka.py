@@ -82,6 +82,9 @@ TOPIC_CONFIGS = {
 
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 _HOST_PORT_RE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?P<port>[0-9]{1,5})$")
+# The broker no longer knows this idempotent producer (restarted, or expired its id): records refused, not written.
+_PRODUCER_STATE_ERRORS = (kerr.UnknownProducerIdError, kerr.OutOfOrderSequenceNumberError,
+                          kerr.InvalidProducerEpochError)
 _CONNECTION_ERRORS = (kerr.KafkaConnectionError, kerr.NodeNotReadyError, kerr.KafkaTimeoutError,
                       kerr.RequestTimedOutError, kerr.NetworkExceptionError, kerr.BrokerNotAvailableError,
                       kerr.MetadataEmptyBrokerList)
@@ -312,35 +315,51 @@ class KafkaLog:
             if size > limits.MAX_RECORD_BYTES:
                 raise ValidationError("record_bytes", size, f"larger than the {limits.MAX_RECORD_BYTES}-byte limit",
                                       topic=topic, index=i)
-        futures = []
+        parts = [partition_for_key(key, n) for key, _ in records]
+        results, send_error = self._send(topic, records, parts, list(range(len(records))))
+        failed = [i for i in range(len(records)) if not isinstance(results.get(i), Position)]
+        if failed and send_error is None and _lost_producer_state(results, parts, failed):
+            # The broker refused (did not write) these records because it no longer knows this producer: it
+            # restarted, or expired the producer id. A new producer resends exactly those, in order.
+            self._drop_producer()
+            retry, send_error = self._send(topic, records, parts, failed)
+            results.update(retry)
+            failed = [i for i in failed if not isinstance(results.get(i), Position)]
+        if not failed and send_error is None:
+            return [results[i] for i in range(len(records))]  # type: ignore[misc]
+        self._drop_producer()
+        acked = len(records) - len(failed)
+        cause = results.get(failed[0]) if failed else None
+        first = send_error if send_error is not None else _translate(cause, "append", self.bootstrap, topic=topic)  # type: ignore[arg-type]
+        if isinstance(first, ValidationError) and acked == 0:
+            raise first
+        raise LogError(f"append failed: {acked} of {len(records)} records acknowledged; {first.message}",
+                       topic=topic, records=len(records), acknowledged=acked,
+                       kafka_error=first.evidence.get("kafka_error"), servers=self.bootstrap,
+                       hint=first.hint or "retry the append: readers detect duplicates by content")
+
+    def _send(self, topic: str, records: list[tuple[bytes | None, bytes]], parts: list[int],
+              indexes: list[int]) -> tuple[dict[int, Position | BaseException], LedgerError | None]:
+        """Send records[i] for i in indexes and wait for every ack or failure (bounded by the delivery timeout)."""
+        futures: list[tuple[int, Any]] = []
         send_error: LedgerError | None = None
         try:
             with self._boundary("append", topic=topic, records=len(records)):
                 producer = self._get_producer()
-                for key, value in records:
-                    futures.append(producer.send(topic, key=key, value=value, partition=partition_for_key(key, n)))
-        except ValidationError:
-            raise
-        except LedgerError as e:  # e.g. no metadata within max_block_ms: report what was sent before it
+                for i in indexes:
+                    key, value = records[i]
+                    futures.append((i, producer.send(topic, key=key, value=value, partition=parts[i])))
+        except LedgerError as e:  # e.g. no metadata within max_block_ms: what was sent before it is still waited for
             send_error = e
-        out: list[Position] = []
-        failures: list[BaseException] = []
+        results: dict[int, Position | BaseException] = {}
         deadline = time.monotonic() + (self.delivery_timeout_ms + self.request_timeout_ms) / 1000
-        for fut in futures:  # wait for every ack (or its failure): append is all-acked or a LogError
+        for i, fut in futures:
             try:
                 md = fut.get(timeout=max(0.0, deadline - time.monotonic()))
-                out.append(Position(md.partition, md.offset))
-            except Exception as e:  # kafka-python errors, or its timeout: judged below, never swallowed
-                failures.append(e)
-        if failures or send_error is not None:
-            self._drop_producer()
-            first = send_error if send_error is not None else _translate(failures[0], "append", self.bootstrap,
-                                                                         topic=topic)
-            raise LogError(f"append failed: {len(out)} of {len(records)} records acknowledged; {first.message}",
-                           topic=topic, records=len(records), acknowledged=len(out),
-                           kafka_error=first.evidence.get("kafka_error"), servers=self.bootstrap,
-                           hint=first.hint or "retry the append: readers detect duplicates by content")
-        return out
+                results[i] = Position(md.partition, md.offset)
+            except Exception as e:  # kafka-python errors, or its timeout: judged by append, never swallowed
+                results[i] = e
+        return results, send_error
 
     # ------------------------------------------------------------------ read
 
@@ -379,8 +398,9 @@ class KafkaLog:
                 if catch_up_deadline is None:
                     catch_up_deadline = now + self.request_timeout_ms / 1000
                 elif now >= catch_up_deadline:
-                    raise LogError("the cluster reports records at this offset but fetches return none",
-                                   topic=topic, partition=partition, offset=offset, servers=self.bootstrap)
+                    raise LogError("the cluster reported records at this offset but no fetch returned them in time",
+                                   topic=topic, partition=partition, offset=offset, servers=self.bootstrap,
+                                   timeout_ms=self.request_timeout_ms, hint=self._hint())
 
     def _position(self, consumer: KafkaConsumer, tp: TopicPartition, offset: int) -> None:
         """Make the consumer continue at ``offset``: keep the buffer if it continues there, else seek."""
@@ -569,6 +589,17 @@ def _translate(e: BaseException, op: str, servers: str, **where: Any) -> LedgerE
         return LogError(f"{op}: the Kafka client refused the call: {e}", **evidence)
     return LogError(f"{op}: Kafka error: {e}", hint=hint if isinstance(e, kerr.RetriableError) else None,
                     **evidence)
+
+
+def _lost_producer_state(results: dict[int, Position | BaseException], parts: list[int], failed: list[int]) -> bool:
+    """True when every failure says "the broker lost this producer's state" and, in each partition, the failed
+    records come after every acknowledged one (so resending them cannot reorder the partition)."""
+    if not all(isinstance(results.get(i), _PRODUCER_STATE_ERRORS) for i in failed):
+        return False
+    first_failed: dict[int, int] = {}
+    for i in failed:
+        first_failed.setdefault(parts[i], i)
+    return all(isinstance(r, BaseException) for i, r in results.items() if i > first_failed.get(parts[i], len(parts)))
 
 
 def _check_range(field: str, value: Any, lo: int, hi: int) -> None:

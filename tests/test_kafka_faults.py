@@ -1,0 +1,289 @@
+"""Faults around the Kafka log: a broker that dies, restarts or was never there; bad input; the launcher.
+
+Method: fault tests get a broker of their own (``fresh_broker``) and kill or restart it while a
+``KafkaLog`` with short timeouts works against it. They assert what a caller can rely on:
+- a dead broker is a ``LogError`` that names the servers and says how to start one, within a bounded
+  time (the timeouts set here plus slack), never a hang;
+- every append acknowledged before a kill was readable while the broker lived;
+- the client recovers once a broker is back on the same port (Tansu's memory:// storage loses the
+  data on restart: that is expected, and recovery of the client is what is checked, not durability);
+- a reader continues at its own position after a restart, never repeating what it returned.
+Bad input (URLs, options, sizes, topic names) is a ``ValidationError`` that changes nothing.
+The launcher (ledger/broker.py, scripts/broker.py) is checked for readiness, environment scrubbing,
+port conflicts and stopping by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ledger import limits
+from ledger.broker import Broker, api_versions_ok, free_port
+from ledger.errors import LogError, ValidationError
+from ledger.log import open_log
+from ledger.log.kafka import KafkaLog, partition_for_key
+
+pytestmark = pytest.mark.kafka
+
+# Short timeouts so a fault shows within seconds; BOUND_S is what a test allows on top of them.
+FAST = dict(connect_timeout_ms=1_000, request_timeout_ms=1_000, delivery_timeout_ms=3_000)
+BOUND_S = 10.0  # a fault must surface within this (3 s delivery timeout + reconnects + slack on a busy machine)
+WAIT_S = 20.0  # waits on a condition that holds quickly when green
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _eventually(condition, what: str, timeout_s: float = WAIT_S) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def _assert_points_at_broker(e: LogError, bootstrap: str) -> None:
+    assert e.evidence["servers"] == bootstrap
+    assert e.hint is not None and bootstrap in e.hint and "tokenledger broker" in e.hint
+
+
+# -------------------------------------------------------------------------------------- broker faults
+
+
+def test_dead_broker_is_a_clear_log_error_within_seconds() -> None:
+    port = free_port()  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(LogError) as info:
+        KafkaLog(f"kafka://127.0.0.1:{port}", **FAST)
+    assert time.monotonic() - started < BOUND_S
+    _assert_points_at_broker(info.value, f"127.0.0.1:{port}")
+
+
+def test_every_operation_fails_fast_once_the_broker_is_gone(fresh_broker: Broker) -> None:
+    log = KafkaLog(fresh_broker.url, **FAST)
+    topic = "faults.dead"
+    log.ensure_topic(topic, 2)
+    log.append(topic, [(b"k", b"before")])
+    log.read(topic, partition_for_key(b"k", 2), 0)
+    fresh_broker.kill()
+    calls = {
+        "append": lambda: log.append(topic, [(b"k", b"after")]),
+        "read": lambda: log.read(topic, 0, 0, timeout_s=0.2),
+        "end_offset": lambda: log.end_offset(topic, 1),
+        "ensure_topic": lambda: log.ensure_topic("faults.other", 1),
+        "topics": log.topics,
+    }
+    for name, call in calls.items():
+        started = time.monotonic()
+        with pytest.raises(LogError) as info:
+            call()
+        assert time.monotonic() - started < BOUND_S, name
+        _assert_points_at_broker(info.value, fresh_broker.bootstrap)
+    log.close()
+
+
+def test_broker_killed_mid_produce(fresh_broker: Broker) -> None:
+    writer = KafkaLog(fresh_broker.url, **FAST)
+    reader = KafkaLog(fresh_broker.url, **FAST)
+    topic = "faults.produce"
+    writer.ensure_topic(topic, 2)
+    acked: list[tuple[int, int, bytes]] = []  # (partition, offset, value) of every acknowledged record
+    failure: list[BaseException] = []
+    failed_at: list[float] = []
+    stop = threading.Event()
+
+    def produce() -> None:
+        i = 0
+        while not stop.is_set():
+            batch = [(b"k%d" % (i % 3), b"v%d" % i), (b"k%d" % ((i + 1) % 3), b"v%d" % (i + 1))]
+            try:
+                positions = writer.append(topic, batch)
+            except LogError as e:
+                failure.append(e)
+                failed_at.append(time.monotonic())
+                return
+            acked.extend((p.partition, p.offset, v) for p, (_, v) in zip(positions, batch))
+            i += 2
+
+    t = threading.Thread(target=produce)
+    t.start()
+    _eventually(lambda: len(acked) >= 200 or bool(failure), "200 acknowledged records")
+    # While the broker lives, everything acknowledged so far is on the log, where append said.
+    snapshot = list(acked)
+    for p in (0, 1):
+        want = sorted((o, v) for part, o, v in snapshot if part == p)
+        got = [(r.offset, r.value) for r in reader.read(topic, p, 0, len(want))] if want else []
+        assert got == want, f"partition {p}"
+    killed_at = time.monotonic()
+    fresh_broker.kill()
+    t.join(BOUND_S + WAIT_S)
+    stop.set()
+    assert not t.is_alive()
+    assert failure, "an append after the kill must fail"
+    err = failure[0]
+    assert isinstance(err, LogError)
+    assert failed_at[0] - killed_at < BOUND_S
+    assert err.evidence["topic"] == topic and err.evidence["acknowledged"] < err.evidence["records"]
+    _assert_points_at_broker(err, fresh_broker.bootstrap)
+
+    fresh_broker.start()  # same port, empty cluster (memory://)
+    for log in (writer, KafkaLog(fresh_broker.url, **FAST)):  # the same client recovers; a new one works
+        assert log.ensure_topic(topic, 2) == 2
+        pos = log.append(topic, [(b"k0", b"after-restart")])[0]
+        assert [r.value for r in log.read(topic, pos.partition, pos.offset, timeout_s=WAIT_S)] == [b"after-restart"]
+        log.close()
+    reader.close()
+
+
+def test_reader_continues_at_its_own_position_after_a_restart(fresh_broker: Broker) -> None:
+    writer = KafkaLog(fresh_broker.url, **FAST)
+    reader = KafkaLog(fresh_broker.url, **FAST)
+    topic = "faults.reader"
+    writer.ensure_topic(topic, 1)
+    writer.append(topic, [(None, b"old-%d" % i) for i in range(10)])
+    returned = reader.read(topic, 0, 0, 7)  # the rest stays buffered in the reader
+    returned += reader.read(topic, 0, returned[-1].offset + 1, 100)
+    assert [r.value for r in returned] == [b"old-%d" % i for i in range(10)]
+    position = returned[-1].offset + 1
+
+    fresh_broker.kill()
+    try:  # while it is down: nothing, or a clear error; never a record already returned
+        assert reader.read(topic, 0, position, timeout_s=0.2) == []
+    except LogError as e:
+        _assert_points_at_broker(e, fresh_broker.bootstrap)
+
+    fresh_broker.start()  # memory:// lost everything: the topic is re-created and refilled from offset 0
+    writer.ensure_topic(topic, 1)
+    writer.append(topic, [(None, b"new-%d" % i) for i in range(15)])
+    got = reader.read(topic, 0, position, 100, timeout_s=WAIT_S)
+    assert [(r.offset, r.value) for r in got] == [(i, b"new-%d" % i) for i in range(10, 15)]
+    writer.close()
+    reader.close()
+
+
+# -------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("url", ["kafka://", "kafka://host", "kafka://host:0", "kafka://h:99999",
+                                 "kafka://a:1,,b:2", "kafka://h:1/topic"])
+def test_bad_urls_are_validation_errors(url: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        open_log(url)
+    assert info.value.field == "log" and info.value.value == url
+
+
+@pytest.mark.parametrize("option", [dict(request_timeout_ms=10, fetch_max_wait_ms=20),
+                                    dict(delivery_timeout_ms=1_000, request_timeout_ms=5_000),
+                                    dict(compression_type="brotli"), dict(partitions_default=0),
+                                    dict(max_poll_records=True)])
+def test_bad_options_are_validation_errors(kafka_url: str, option: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        KafkaLog(kafka_url, **option)  # type: ignore[arg-type]
+
+
+def test_oversized_records_and_bad_topics_change_nothing(kafka_url: str) -> None:
+    log = KafkaLog(kafka_url)
+    topic = f"faults.size.{os.getpid()}.{time.monotonic_ns()}"
+    log.ensure_topic(topic, 1)
+    too_big = b"x" * (limits.MAX_RECORD_BYTES + 1)
+    with pytest.raises(ValidationError) as info:
+        log.append(topic, [(b"k", b"fits"), (b"k", too_big)])
+    assert info.value.field == "record_bytes" and info.value.evidence["index"] == 1
+    assert log.end_offset(topic, 0) == 0, "a refused append sends nothing, not even the records that fit"
+    assert log.append(topic, [(None, b"y" * limits.MAX_RECORD_BYTES)])[0].offset == 0, "the limit itself fits"
+    for bad in ("", "has space", "a" * 250, "..", "ümlaut"):
+        with pytest.raises(ValidationError):
+            log.ensure_topic(bad, 1)
+    with pytest.raises(ValidationError):
+        log.ensure_topic(topic + ".p", 0)
+    assert topic + ".p" not in log.topics()
+    log.close()
+
+
+def test_partitioner_agrees_with_the_java_client() -> None:
+    # murmur2 values from Apache Kafka's own UtilsTest (signed 32-bit, as Java prints them)
+    java = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string": -985981536,
+            b"a-little-bit-longer-string": -1486304829, b"abc": 479470107}
+    for key, h in java.items():
+        for n in (1, 3, 4, 12):
+            assert partition_for_key(key, n) == (h & 0x7FFFFFFF) % n, (key, n)
+    assert partition_for_key(None, 12) == 0
+
+
+# -------------------------------------------------------------------------------------- the launcher
+
+
+def test_broker_starts_ready_and_stops_by_pid(tmp_path: Path) -> None:
+    broker = Broker(directory=tmp_path)
+    with broker:
+        assert api_versions_ok(broker.port)  # type: ignore[arg-type]
+        pid = broker.pid
+        assert pid is not None and broker.url == f"kafka://127.0.0.1:{broker.port}"
+    assert not broker.alive() and not api_versions_ok(broker.port)  # type: ignore[arg-type]
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    broker.stop()  # idempotent
+    assert "ready" in broker.log_path.read_text(), "its log is kept in the directory given"
+
+
+def test_broker_ignores_tansu_settings_in_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Leaked into tansu, SCHEMA_REGISTRY alone makes it exit at start-up (the path does not exist).
+    monkeypatch.setenv("SCHEMA_REGISTRY", "file://./no-such-registry")
+    monkeypatch.setenv("LISTENER_URL", "tcp://127.0.0.1:1")
+    monkeypatch.setenv("STORAGE_ENGINE", "s3://nowhere/")
+    with Broker(directory=tmp_path) as broker:
+        assert api_versions_ok(broker.port)  # type: ignore[arg-type]
+
+
+def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(LogError) as info:
+            Broker(port=port, directory=tmp_path).start()
+        assert time.monotonic() - started < BOUND_S
+    assert "did not start" in info.value.message and "tansu" in info.value.message.lower()
+    assert info.value.evidence["port"] == port
+
+
+def test_restart_comes_back_on_the_same_port_with_an_empty_cluster(fresh_broker: Broker) -> None:
+    log = KafkaLog(fresh_broker.url, **FAST)
+    log.ensure_topic("faults.gone", 1)
+    port, pid = fresh_broker.port, fresh_broker.pid
+    fresh_broker.restart()
+    assert (fresh_broker.port, api_versions_ok(port)) == (port, True)  # type: ignore[arg-type]
+    assert fresh_broker.pid != pid
+    assert "faults.gone" not in log.topics(), "memory:// keeps nothing across a restart"
+    log.close()
+
+
+def test_foreground_script_prints_the_url_and_stops_on_ctrl_c() -> None:
+    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "broker.py")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        lines: list[str] = []
+        assert proc.stdout is not None
+        for line in proc.stdout:  # ends when the script exits; a line with the URL comes first when green
+            lines.append(line)
+            if "kafka://127.0.0.1:" in line:
+                break
+        text = "".join(lines)
+        assert "NOT DURABLE" in text, text
+        port = int(text.split("kafka://127.0.0.1:")[1].split()[0])
+        assert api_versions_ok(port)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        assert proc.wait(WAIT_S) == 0
+        assert not api_versions_ok(port), "Ctrl-C stops the broker too"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
