@@ -50,7 +50,8 @@ RUST_LOG = "warn"  # info/debug log every request (tens of thousands of lines a 
 READY_TIMEOUT_S = 10.0  # spawn -> ApiVersions answered; typically 20-30 ms
 READY_POLL_S = 0.01  # between readiness probes
 PROBE_TIMEOUT_S = 0.5  # one ApiVersions round trip on loopback
-START_ATTEMPTS = 5  # a picked port can be taken before tansu binds it; tansu then exits in ~20 ms
+START_ATTEMPTS = 5  # a picked port can be taken before tansu binds it; tansu then exits (0.02-0.5 s)
+FIXED_PORT_ATTEMPTS = 2  # a port asked for: one retry covers a predecessor that is still letting go of it
 RETRY_PAUSE_S = 0.1  # between attempts
 STOP_GRACE_S = 2.0  # SIGTERM -> SIGKILL; memory:// has nothing to flush
 LOG_TAIL_LINES = 40
@@ -128,8 +129,7 @@ class Broker:
                  ready_timeout_s: float = READY_TIMEOUT_S) -> None:
         if port is not None and not 1 <= port <= 65535:
             raise LogError("port out of range", port=port)
-        self._fixed_port = port
-        self.port: int | None = port
+        self.port: int | None = port  # None until the first start picks a free one; kept afterwards
         self.ready_timeout_s = ready_timeout_s
         self._owns_directory = directory is None
         self.directory = Path(tempfile.mkdtemp(prefix="tokenledger-broker-")) if directory is None else Path(directory)
@@ -165,12 +165,13 @@ class Broker:
         if self.alive():
             return self
         self.directory.mkdir(parents=True, exist_ok=True)
-        # A picked port can be taken between our check and tansu's bind; a fixed port can still be in use by
-        # a broker that was just killed. Either way tansu exits at once, so a few quick attempts are cheap.
+        # A picked port can be taken between our check and tansu's bind; a fixed port can still be held by a
+        # broker that was just killed. Either way tansu exits within half a second, so retrying is cheap.
+        # After kill() the broker comes back on its port: clients reconnect to the address they know.
         last_error = ""
-        for _ in range(START_ATTEMPTS):
-            # after kill(), come back on the same port: clients reconnect to the address they know
-            port = self._fixed_port or self.port or free_port()
+        fixed = self.port
+        for _ in range(FIXED_PORT_ATTEMPTS if fixed else START_ATTEMPTS):
+            port = fixed or free_port()
             outcome = self._spawn_and_wait(port)
             if outcome is None:
                 self.port = port
@@ -180,7 +181,7 @@ class Broker:
                 break
             time.sleep(RETRY_PAUSE_S)  # exited early: give a just-killed predecessor time to release the port
         raise LogError(f"the Tansu broker did not start: {last_error}\n--- broker log tail ---\n{self.log_tail()}",
-                       port=self._fixed_port, log=str(self.log_path),
+                       port=fixed, log=str(self.log_path),
                        hint="see the broker log; pass another port or leave it out to pick a free one")
 
     def _spawn_and_wait(self, port: int) -> str | None:

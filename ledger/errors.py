@@ -35,6 +35,7 @@ class RejectCode(str, enum.Enum):
     UNKNOWN_KEY = "unknown_key"  # signer key id was never registered
     REVOKED_KEY = "revoked_key"  # key was revoked before this batch
     NOT_OPERATOR = "not_operator"  # control event not signed by an operator key
+    NOT_PROCESSOR = "not_processor"  # derived event not signed by a processor key
     SIGNER_MISMATCH = "signer_mismatch"  # event's signer differs from the batch signer / key owner
     SEQUENCE_GAP = "sequence_gap"  # sequence number skips ahead
     FORK = "fork"  # same sequence number, different event (or previous hash does not match)

@@ -182,6 +182,7 @@ class Body:
     KIND: ClassVar[str]
     AVRO: ClassVar[str]
     CONTROL: ClassVar[bool] = False  # control events must be signed by an operator key
+    DERIVED: ClassVar[bool] = False  # derived events must be signed by a processor key
     NESTED: ClassVar[dict[str, type]] = {}
     MAPS: ClassVar[tuple[str, ...]] = ()
 
@@ -508,13 +509,48 @@ class SettlementRule(Body):
         check_int("effective_from_us", self.effective_from_us, 0, limits.MAX_EVENT_TIME_US)
 
 
+@dataclass(frozen=True, slots=True)
+class Rejected(Body):
+    """Derived: a record that failed verification (dead letter), with its reason and original bytes."""
+
+    KIND: ClassVar[str] = "rejected"
+    AVRO: ClassVar[str] = "tokenledger.Rejected"
+    DERIVED: ClassVar[bool] = True
+
+    topic: str
+    partition: int
+    offset: int
+    code: str
+    reason: str
+    evidence_json: str
+    original: bytes
+    original_size: int
+    original_sha256: bytes
+
+    def __post_init__(self) -> None:
+        check_str("topic", self.topic)
+        check_int("partition", self.partition, 0, 2**31 - 1)
+        check_int("offset", self.offset, 0, 2**63 - 1)
+        check_str("code", self.code)
+        check_str("reason", self.reason, limits.MAX_LABEL_CHARS * 4, allow_empty=True)
+        check_str("evidence_json", self.evidence_json, limits.MAX_EVENT_BYTES // 4, allow_empty=True)
+        _set(self, "original", check_bytes("original", self.original))
+        if len(self.original) > limits.MAX_REJECTED_ORIGINAL_BYTES:
+            raise ValidationError("original", f"<{len(self.original)} bytes>",
+                                  f"must be at most {limits.MAX_REJECTED_ORIGINAL_BYTES} bytes")
+        check_int("original_size", self.original_size, 0, 2**63 - 1)
+        _set(self, "original_sha256", check_bytes("original_sha256", self.original_sha256, limits.HASH_BYTES))
+
+
 BODY_TYPES: tuple[type[Body], ...] = (
     Action, Data, Compute, Trust, Interaction,
     AgentRegistered, KeyRotated, KeyRevoked, BudgetPolicy, PriceSet, AllocationRule, SettlementRule,
+    Rejected,
 )
 BY_KIND: dict[str, type[Body]] = {t.KIND: t for t in BODY_TYPES}
 BY_AVRO: dict[str, type[Body]] = {t.AVRO: t for t in BODY_TYPES}
-AGENT_KINDS = tuple(t.KIND for t in BODY_TYPES if not t.CONTROL)
+AGENT_KINDS = tuple(t.KIND for t in BODY_TYPES if not t.CONTROL and not t.DERIVED)
+DERIVED_KINDS = tuple(t.KIND for t in BODY_TYPES if t.DERIVED)
 CONTROL_KINDS = tuple(t.KIND for t in BODY_TYPES if t.CONTROL)
 
 
@@ -568,7 +604,7 @@ def body_fields(body: Body) -> list[str]:
 __all__ = [
     "Action", "AgentRegistered", "AllocationRule", "Body", "BudgetPolicy", "Compute", "Context", "Cosignature",
     "Data", "Event", "Flow", "Interaction", "KeyRevoked", "KeyRotated", "LlmUsage", "PriceSet", "SettlementRule",
-    "Trust", "BODY_TYPES", "BY_KIND", "AGENT_KINDS", "CONTROL_KINDS", "GENESIS_HASH", "EMPTY_CONTEXT", "body_type",
+    "Trust", "Rejected", "BODY_TYPES", "DERIVED_KINDS", "BY_KIND", "AGENT_KINDS", "CONTROL_KINDS", "GENESIS_HASH", "EMPTY_CONTEXT", "body_type",
     "body_from_dict",
 ]
 

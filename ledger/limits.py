@@ -19,6 +19,7 @@ MAX_DURATION_US = 10 * 365 * 86_400 * 10**6  # ten years
 MAX_BATCH_EVENTS = 1_000  # events in one signed batch
 MAX_RECORD_BYTES = 1_048_576  # one record on the log (a signed batch), 1 MiB
 MAX_EVENT_BYTES = 262_144  # one encoded event, 256 KiB
+MAX_REJECTED_ORIGINAL_BYTES = 200_000  # a dead letter carries the original record up to this size
 
 HASH_BYTES = 32  # SHA-256
 SIGNATURE_BYTES = 64  # Ed25519

@@ -214,7 +214,13 @@ def sample_data(schema: Any, count: int) -> list[Any]:
                     "float": float(i), "double": float(i), "bytes": bytes([i % 256]) * 32,
                     "string": f"s{i}"}[t]
         if isinstance(t, list):
-            return gen(t[i % len(t)], i // len(t) + i)
+            branch = t[i % len(t)]
+            value = gen(branch, i // len(t) + i)
+            name = branch if isinstance(branch, str) else branch.get("name")
+            target = named.get(name, branch) if isinstance(branch, str) else branch
+            if isinstance(target, dict) and target.get("type") == "record":
+                return (target["name"], value)  # tuple notation: the branch is explicit
+            return value
         kind = t["type"]
         if kind == "record":
             named[t["name"]] = t
@@ -237,7 +243,10 @@ def sample_data(schema: Any, count: int) -> list[Any]:
 def can_read(writer: Schema, reader: Schema, samples: int = 48) -> list[str]:
     """Problems found when ``reader`` reads data written with ``writer`` (empty list = compatible)."""
     problems = []
+    known = set(_records(reader.source))
     for i, datum in enumerate(sample_data(writer.source, samples)):
+        if not _record_names(datum) <= known:
+            continue  # a kind this reader predates: it must reject it (UNKNOWN_KIND), as designed
         buf = io.BytesIO()
         try:
             fastavro.schemaless_writer(buf, writer.parsed, datum)
@@ -262,13 +271,35 @@ def evolution_problems(old: Any, new: Any) -> list[str]:
         for fname in of:
             if fname not in nf:
                 problems.append(f"{name}.{fname} was removed")
-            elif _type_name(of[fname]["type"]) != _type_name(nf[fname]["type"]):
+            elif _type_name(of[fname]["type"]) != _type_name(nf[fname]["type"]) and not _union_grew(
+                    of[fname]["type"], nf[fname]["type"]):
                 problems.append(f"{name}.{fname} changed type from {_type_name(of[fname]['type'])} to "
                                 f"{_type_name(nf[fname]['type'])}")
         for fname, f in nf.items():
             if fname not in of and "default" not in f:
                 problems.append(f"{name}.{fname} was added without a default")
     return problems
+
+
+def _union_grew(old: Any, new: Any) -> bool:
+    """A union may gain branches at its end (new event kinds); the old ones keep their places."""
+    if not (isinstance(old, list) and isinstance(new, list)) or len(new) <= len(old):
+        return False
+    return [_type_name(t) for t in old] == [_type_name(t) for t in new[: len(old)]]
+
+
+def _record_names(datum: Any) -> set[str]:
+    out: set[str] = set()
+    if isinstance(datum, tuple) and len(datum) == 2 and isinstance(datum[0], str):
+        out.add(datum[0])
+        out |= _record_names(datum[1])
+    elif isinstance(datum, dict):
+        for v in datum.values():
+            out |= _record_names(v)
+    elif isinstance(datum, list):
+        for v in datum:
+            out |= _record_names(v)
+    return out
 
 
 def _records(schema: Any) -> dict[str, Any]:

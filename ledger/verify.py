@@ -73,9 +73,15 @@ class Verifier:
                               first_event_id=decoded[0].event.event_id)
         controls = []
         for d in decoded:
-            if d.event.body.CONTROL:
+            body = d.event.body
+            if body.CONTROL:
                 controls.append(d)
-            elif isinstance(d.event.body, Interaction):
+            elif body.DERIVED:
+                if info.role != "processor":
+                    raise RejectError(RejectCode.NOT_PROCESSOR, f"{body.KIND} must be signed by a processor key",
+                                      signer_id=batch.signer_id, key_id=batch.key_id, kind=body.KIND,
+                                      event_id=d.event.event_id)
+            elif isinstance(body, Interaction):
                 self._check_interaction(batch.signer_id, d)
         ring = self.keyring
         if controls:

@@ -29,8 +29,8 @@ import pytest
 from ledger import limits
 from ledger.broker import Broker, api_versions_ok, free_port
 from ledger.errors import LogError, ValidationError
-from ledger.log import open_log
-from ledger.log.kafka import KafkaLog, partition_for_key
+from ledger.log import open_log, partition_for
+from ledger.log.kafka import KafkaLog
 
 pytestmark = pytest.mark.kafka
 
@@ -71,7 +71,7 @@ def test_every_operation_fails_fast_once_the_broker_is_gone(fresh_broker: Broker
     topic = "faults.dead"
     log.ensure_topic(topic, 2)
     log.append(topic, [(b"k", b"before")])
-    log.read(topic, partition_for_key(b"k", 2), 0)
+    log.read(topic, partition_for(b"k", 2), 0)
     fresh_broker.kill()
     calls = {
         "append": lambda: log.append(topic, [(b"k", b"after")]),
@@ -205,16 +205,6 @@ def test_oversized_records_and_bad_topics_change_nothing(kafka_url: str) -> None
         log.ensure_topic(topic + ".p", 0)
     assert topic + ".p" not in log.topics()
     log.close()
-
-
-def test_partitioner_agrees_with_the_java_client() -> None:
-    # murmur2 values from Apache Kafka's own UtilsTest (signed 32-bit, as Java prints them)
-    java = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string": -985981536,
-            b"a-little-bit-longer-string": -1486304829, b"abc": 479470107}
-    for key, h in java.items():
-        for n in (1, 3, 4, 12):
-            assert partition_for_key(key, n) == (h & 0x7FFFFFFF) % n, (key, n)
-    assert partition_for_key(None, 12) == 0
 
 
 # -------------------------------------------------------------------------------------- the launcher

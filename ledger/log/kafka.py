@@ -7,10 +7,14 @@ Invariants:
 - ``append`` returns only after the cluster acknowledged every record (acks=all, idempotent
   producer: a retry can neither duplicate nor reorder records of one partition), with the real
   (partition, offset) of each from its RecordMetadata, in input order. If any record fails it raises
-  LogError saying how many were acknowledged; the others may or may not be on the log.
-- A key always maps to the same partition: Kafka's murmur2 (the Java client's default partitioner,
-  so producers in other languages agree); records without a key go to partition 0, as in the other
-  backends.
+  LogError saying how many were acknowledged; the others may or may not be on the log. One
+  exception is resent, once, with a new producer: records the broker refused because it no longer
+  knows the producer (it restarted or expired the producer id) were not written, and resending them
+  cannot reorder a partition (checked before resending).
+- A key always maps to the same partition, the one ``ledger.log.partition_for`` names (CRC-32 of
+  the key; no key -> partition 0), exactly as in the other backends: the emitter and the processors
+  compute an agent's partition without knowing the backend, and a log copied between backends keeps
+  its partitions. Not Kafka's murmur2: a producer in another language must use the same function.
 - Positions belong to the readers: consumers ``assign`` + ``seek`` explicit partitions and offsets;
   no consumer group, no committed offsets, no automatic offset reset (a reset would silently skip or
   repeat records).
@@ -43,11 +47,10 @@ from typing import Any
 import kafka.errors as kerr
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.partitioner.default import murmur2
 
 from ledger import limits
 from ledger.errors import LedgerError, LogError, ValidationError
-from ledger.log.base import Position, Record
+from ledger.log.base import Position, Record, partition_for
 
 # -- limits and defaults (units in the names)
 
@@ -60,7 +63,10 @@ CONNECT_TIMEOUT_MS = 5_000  # bootstrap and TCP connection set-up: a dead broker
 REQUEST_TIMEOUT_MS = 10_000  # one request/response; must exceed FETCH_MAX_WAIT_MS
 DELIVERY_TIMEOUT_MS = 30_000  # a record may wait this long for its ack, retries included, then append fails
 RECONNECT_BACKOFF_MAX_MS = 1_000  # a restarted broker is found within a second, not kafka-python's 30 s
-LINGER_MS = 5  # append blocks on acks anyway; 5 ms lets concurrent appenders share one produce request
+# append blocks until acked, so a linger only adds latency; records still batch up while a request is in
+# flight. Measured on Tansu, 600 B records: linger 0 / 5 ms -> 1,154 / 157 appends/s from one thread,
+# 2,850 / 552 from four, ~42k records/s either way for 500 records per append.
+LINGER_MS = 0
 BATCH_BYTES = 256 * 1024  # per-partition produce batch; BROKER.md §7: large batches reach the client's limit
 RECORD_OVERHEAD_BYTES = 64 * 1024  # batch header, record header, key: room above MAX_RECORD_BYTES
 MAX_REQUEST_BYTES = limits.MAX_RECORD_BYTES + RECORD_OVERHEAD_BYTES  # the largest record the log carries, framed
@@ -102,13 +108,6 @@ def parse_url(url: str) -> list[str]:
         if m is None or not 1 <= int(m["port"]) <= 65535:
             raise ValidationError("log", url, f"bad bootstrap server {s!r}; use host:port with a port in 1..65535")
     return servers
-
-
-def partition_for_key(key: bytes | None, partitions: int) -> int:
-    """Kafka's default partitioner (murmur2, as the Java client); no key -> partition 0."""
-    if key is None or partitions <= 1:
-        return 0
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def check_topic_name(topic: str) -> str:
@@ -315,7 +314,7 @@ class KafkaLog:
             if size > limits.MAX_RECORD_BYTES:
                 raise ValidationError("record_bytes", size, f"larger than the {limits.MAX_RECORD_BYTES}-byte limit",
                                       topic=topic, index=i)
-        parts = [partition_for_key(key, n) for key, _ in records]
+        parts = [partition_for(key, n) for key, _ in records]
         results, send_error = self._send(topic, records, parts, list(range(len(records))))
         failed = [i for i in range(len(records)) if not isinstance(results.get(i), Position)]
         if failed and send_error is None and _lost_producer_state(results, parts, failed):
@@ -462,7 +461,7 @@ class KafkaLog:
 
     def read_key(self, topic: str, key: bytes, after_offset: int = -1, max_records: int = 1000) -> list[Record]:
         """Records of one key after an offset, in order (used to reconcile an emitter's chain head)."""
-        p = partition_for_key(key, self.partitions(topic))
+        p = partition_for(key, self.partitions(topic))
         out: list[Record] = []
         with self._read_lock:
             end = self.end_offset(topic, p)

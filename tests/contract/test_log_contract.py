@@ -26,7 +26,7 @@ from ledger.errors import LogError, RejectError, ValidationError
 from ledger.events import GENESIS_HASH, Action, Context
 from ledger.keyring import KeyRing
 from ledger.keys import SigningKey
-from ledger.log import Log, Record, open_log, read_all
+from ledger.log import Log, Record, open_log, partition_for, read_all
 from ledger.verify import Verifier, Where
 
 LARGE_RECORD_BYTES = 900 * 1024  # near MAX_RECORD_BYTES (1 MiB): a full batch must round-trip
@@ -99,6 +99,7 @@ def test_same_key_same_partition_in_order(log_factory) -> None:
         for (k, _), pos in zip(batch, log.append(topic, batch)):
             where[k].add(pos.partition)
     assert all(len(parts) == 1 for parts in where.values()), where
+    assert all(where[k] == {partition_for(k, 4)} for k in keys), "every backend partitions like partition_for"
     assert len({p for parts in where.values() for p in parts}) > 1, "24 keys should use several partitions"
     for key, recs in _by_key(read_all(log, topic)).items():
         assert key is not None
