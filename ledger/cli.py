@@ -577,56 +577,7 @@ def verify(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt, json_: bo
         raise typer.Exit(EXIT_VERIFY)
 
 
-# ---------------------------------------------------------------- demo / broker
-
-
-@app.command(epilog="Example: tokenledger demo            ·  tokenledger demo --tasks 50 --home /tmp/demo-home")
-@guarded
-def demo(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
-         tasks: int = typer.Option(200, min=1, max=100_000, help="Tasks the planner fans out (~25 events each)."),
-         seed: int = typer.Option(7, help="Workload seed."), json_: bool = JsonOpt) -> None:
-    """Run a multi-agent workload end to end: planner → researcher / writer / critic, LLM calls,
-    interactions, data, compute and trust events — signed, chained, appended and verified."""
-    from ledger.demo import run_demo
-
-    path = resolve_home(home)
-    if not (path / "config.json").exists():
-        Home.init(path, log_url=log)
-        h = Home.open(path)
-        lg = h.open_log()
-        op = h.operator_key()
-        try:
-            with Emitter(lg, op, topic=h.topic, state_dir=h.state_dir) as em:
-                em.emit(AgentRegistered(agent_id=OPERATOR_ID, key_id=op.key_id, public_key=op.public.raw,
-                                        role="operator"))
-        finally:
-            lg.close()
-        if not json_:
-            err.print(f"created ledger home {path}", markup=False)
-    h = Home.open(path)
-    approx = tasks * 25
-    with _progress(approx, "emitting", not json_) as prog:
-        task = prog.add_task("emit", total=approx)
-        s = run_demo(h, tasks=tasks, seed=seed, log_url=resolve_log_url(log, h),
-                     progress=lambda n: prog.advance(task, n))
-    result = {"home": s.home, "log": s.log, "run": s.run, "tasks": s.tasks, "events": s.events,
-              "records": s.records, "seconds": round(s.seconds, 3),
-              "events_per_second": round(s.events / s.seconds) if s.seconds else None,
-              "per_agent": s.per_agent, "verify": s.verify}
-    if json_:
-        _print_json(result)
-        return
-    _table(f"demo {s.run}: {s.events:,} events from {s.tasks} tasks in {s.seconds:.2f}s "
-           f"({result['events_per_second']:,} events/s, {s.records:,} signed records)",
-           ["agent", "events", "LLM input tok", "LLM output tok", "interactions sent", "bytes read"],
-           [[a, v["events"], v["llm_input_tokens"], v["llm_output_tokens"], v["interactions"], v["bytes_read"]]
-            for a, v in s.per_agent.items()])
-    ver = s.verify
-    status = "OK" if ver["ok"] else f"FAILED {ver['rejected']}"
-    out.print(f"verify: {status} — {ver['accepted_events']:,} events in {ver['accepted_records']:,} records from "
-              f"{ver['signers']} signers", markup=False)
-    out.print(f"log: {s.log}", markup=False)
-    out.print(f"next: tokenledger tail --home {s.home}   ·   tokenledger verify --home {s.home}", markup=False)
+# ---------------------------------------------------------------- broker (demo, run, status, query: processors/cli.py)
 
 
 @app.command(epilog="Example: tokenledger broker --port 9092   then: tokenledger init --log kafka://127.0.0.1:9092")

@@ -7,10 +7,10 @@ Invariants:
 - ``append`` returns only after the cluster acknowledged every record (acks=all, idempotent
   producer: a retry can neither duplicate nor reorder records of one partition), with the real
   (partition, offset) of each from its RecordMetadata, in input order. If any record fails it raises
-  LogError saying how many were acknowledged; the others may or may not be on the log. One
-  exception is resent, once, with a new producer: records the broker refused because it no longer
-  knows the producer (it restarted or expired the producer id) were not written, and resending them
-  cannot reorder a partition (checked before resending).
+  LogError saying how many were acknowledged; the others may or may not be on the log. One case is
+  retried inside append: when the broker no longer knows the producer (it restarted, or expired the
+  producer id), the failed records are resent once with a new producer, after checking that this
+  cannot reorder a partition.
 - A key always maps to the same partition, the one ``ledger.log.partition_for`` names (CRC-32 of
   the key; no key -> partition 0), exactly as in the other backends: the emitter and the processors
   compute an agent's partition without knowing the backend, and a log copied between backends keeps
@@ -40,9 +40,9 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import kafka.errors as kerr
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -77,6 +77,7 @@ FETCH_MAX_BYTES = 16 * 1024 * 1024  # per fetch response across partitions (boun
 PROBE_FETCH_BYTES = 1  # the end-offset probe wants the high-water mark, not data (one batch still comes back)
 POLL_SLICE_MS = 50  # a read polls in slices so deadlines are kept without busy-waiting
 READ_KEY_CHUNK = 1_000  # records read_key scans per read
+TOPIC_CREATED_POLL_S = 0.05  # between metadata checks while a new topic propagates
 
 # Configs for topics this log creates. Tansu stores and ignores them; on Kafka they matter.
 TOPIC_CONFIGS = {
@@ -86,6 +87,8 @@ TOPIC_CONFIGS = {
     "max.message.bytes": str(MAX_REQUEST_BYTES),  # Kafka's broker default (~1 MiB) is below a full record
 }
 
+_Client = TypeVar("_Client", KafkaAdminClient, KafkaConsumer, KafkaProducer)
+_T = TypeVar("_T")
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 _HOST_PORT_RE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?P<port>[0-9]{1,5})$")
 # The broker no longer knows this idempotent producer (restarted, or expired its id): records refused, not written.
@@ -182,10 +185,11 @@ class KafkaLog:
                     reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
 
     def _new_admin(self) -> KafkaAdminClient:
-        return KafkaAdminClient(**self._common())
+        return _construct(KafkaAdminClient, **self._common())
 
     def _new_consumer(self, *, partition_fetch_bytes: int) -> KafkaConsumer:
-        return KafkaConsumer(
+        return _construct(
+            KafkaConsumer,
             **self._common(),
             group_id=None,  # positions belong to the processors: no group, no rebalances
             enable_auto_commit=False,  # ...and nothing is ever committed to the broker
@@ -206,7 +210,8 @@ class KafkaLog:
         with self._lock:
             self._check_open()
             if self._producer is None:
-                self._producer = KafkaProducer(
+                self._producer = _construct(
+                    KafkaProducer,
                     **self._common(),
                     acks="all",  # durable: every in-sync replica has the record before append returns
                     enable_idempotence=True,  # retries cannot duplicate or reorder a partition's records
@@ -238,21 +243,18 @@ class KafkaLog:
             self._consumer = self._new_consumer(partition_fetch_bytes=PARTITION_FETCH_BYTES)
         return self._consumer
 
-    def _admin_call(self, op: str, fn: Any, **where: Any) -> Any:
+    def _admin_call(self, op: str, fn: Callable[[KafkaAdminClient], _T], **where: Any) -> _T:
         """Run an admin request; on a connection error, reconnect once (the broker may have restarted)."""
         with self._lock, self._boundary(op, **where):
             self._check_open()
-            for attempt in (1, 2):
-                if self._admin is None:
-                    self._admin = self._new_admin()
+            if self._admin is not None:
                 try:
                     return fn(self._admin)
-                except _CONNECTION_ERRORS:
+                except _CONNECTION_ERRORS:  # a connection to a broker that went away: one fresh client
                     self._admin.close()
                     self._admin = None
-                    if attempt == 2:
-                        raise
-        raise AssertionError("unreachable")
+            self._admin = self._new_admin()
+            return fn(self._admin)
 
     # ------------------------------------------------------------------ topics
 
@@ -271,7 +273,14 @@ class KafkaLog:
         self._admin_call("ensure_topic", create, topic=topic, partitions=n)
         with self._lock:
             self._partitions.pop(topic, None)  # a broker restart can lose topics: ask, do not trust the cache
-        return self.partitions(topic)
+        # Kafka creates topics asynchronously: metadata may not list a new topic for a moment.
+        deadline = time.monotonic() + self.request_timeout_ms / 1000
+        while (count := self._describe(topic)) is None:
+            if time.monotonic() >= deadline:
+                raise LogError("created the topic but the cluster does not list it", topic=topic,
+                               servers=self.bootstrap, timeout_ms=self.request_timeout_ms)
+            time.sleep(TOPIC_CREATED_POLL_S)
+        return count
 
     def topics(self) -> list[str]:
         names = self._admin_call("topics", lambda admin: admin.list_topics())
@@ -281,13 +290,19 @@ class KafkaLog:
         """Partition count of an existing topic; LogError if it does not exist. Cached: counts never shrink."""
         with self._lock:
             n = self._partitions.get(topic)
-        if n is not None:
-            return n
+        if n is None:
+            n = self._describe(topic)
+        if n is None:
+            raise LogError("topic does not exist", topic=topic, servers=self.bootstrap,
+                           hint="create it with ensure_topic / `tokenledger init`")
+        return n
+
+    def _describe(self, topic: str) -> int | None:
+        """Partition count from the cluster's metadata (and into the cache), None if it has no such topic."""
         (desc,) = self._admin_call("partitions", lambda admin: admin.describe_topics([topic]), topic=topic)
         error = kerr.for_code(desc["error_code"])
         if error is kerr.UnknownTopicOrPartitionError:
-            raise LogError("topic does not exist", topic=topic, servers=self.bootstrap,
-                           hint="create it with ensure_topic / `tokenledger init`")
+            return None
         if error is not kerr.NoError:
             raise _translate(error(), "partitions", self.bootstrap, topic=topic)
         n = len(desc["partitions"])
@@ -318,8 +333,9 @@ class KafkaLog:
         results, send_error = self._send(topic, records, parts, list(range(len(records))))
         failed = [i for i in range(len(records)) if not isinstance(results.get(i), Position)]
         if failed and send_error is None and _lost_producer_state(results, parts, failed):
-            # The broker refused (did not write) these records because it no longer knows this producer: it
-            # restarted, or expired the producer id. A new producer resends exactly those, in order.
+            # The broker no longer knows this producer (it restarted, or expired the producer id), so it wrote
+            # none of its later batches. A new producer resends exactly the failed records, in order (a record
+            # written despite a failure report becomes a duplicate, which readers detect, as for any retry).
             self._drop_producer()
             retry, send_error = self._send(topic, records, parts, failed)
             results.update(retry)
@@ -561,6 +577,20 @@ class KafkaLog:
         return f"KafkaLog({self.url!r})"
 
 
+def _construct(cls: type[_Client], **config: Any) -> _Client:
+    """A kafka-python client whose IO thread is stopped if construction fails: kafka-python 3.0.12 starts the
+    thread before bootstrapping and leaks it when the bootstrap fails (one thread per attempt on a dead broker)."""
+    client = cls.__new__(cls)
+    try:
+        client.__init__(**config)  # type: ignore[misc]
+    except BaseException:
+        net = getattr(client, "_net", None)
+        if net is not None:
+            net.close()
+        raise
+    return client
+
+
 def _translate(e: BaseException, op: str, servers: str, **where: Any) -> LedgerError:
     """Map a kafka-python (or socket) exception to LogError / ValidationError with evidence and a hint."""
     if isinstance(e, LedgerError):
@@ -591,9 +621,16 @@ def _translate(e: BaseException, op: str, servers: str, **where: Any) -> LedgerE
 
 
 def _lost_producer_state(results: dict[int, Position | BaseException], parts: list[int], failed: list[int]) -> bool:
-    """True when every failure says "the broker lost this producer's state" and, in each partition, the failed
-    records come after every acknowledged one (so resending them cannot reorder the partition)."""
-    if not all(isinstance(results.get(i), _PRODUCER_STATE_ERRORS) for i in failed):
+    """Worth one resend with a new producer? Yes when the broker said it no longer knows this producer (for at
+    least one record), the other failures come from the client itself (kafka-python then fails the rest of the
+    producer's batches, e.g. when re-initialising the producer id is refused), none is another broker refusal
+    (size, authorisation, ...: a resend would fail the same way), and in each partition the failed records come
+    after every acknowledged one (so resending them cannot reorder the partition)."""
+    errors = [results.get(i) for i in failed]
+    if not any(isinstance(e, _PRODUCER_STATE_ERRORS) for e in errors):
+        return False
+    if not all(isinstance(e, kerr.KafkaError) and (isinstance(e, _PRODUCER_STATE_ERRORS)
+                                                   or not isinstance(e, kerr.BrokerResponseError)) for e in errors):
         return False
     first_failed: dict[int, int] = {}
     for i in failed:

@@ -1,0 +1,178 @@
+"""Running one processor against a ledger home, in this process: the edge where the runtime meets
+files, keys, signals and the status file.
+
+    <home>/processors/<name>/state.duckdb   the processor's state (one writer: this process)
+    <home>/processors/<name>/status.json    position, lag, events/s, last error (for `tokenledger status`)
+    <home>/views/<name>/...                 published views (Parquet) and _state.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ledger.emitter import Emitter
+from ledger.events import AgentRegistered
+from ledger.home import Home
+from ledger.keys import SigningKey, save_key
+from ledger.log import Log
+from processors import get
+from processors.base import Processor
+from processors.publish import Publisher, parse_positions, read_state
+from processors.runtime import Runner
+from processors.store import Store
+
+POLL_IDLE_S = 0.05  # sleep between empty polls
+STATUS_EVERY_S = 0.5  # how often the status file is rewritten
+DIGEST_EVERY_S = 10.0  # how often a caught-up processor computes and publishes its state digest
+
+
+def signer_id(name: str) -> str:
+    return f"processor.{name}"
+
+
+def processor_dir(home: Home, name: str) -> Path:
+    return home.path / "processors" / name
+
+
+def views_dir(home: Home, name: str) -> Path:
+    return home.path / "views" / name
+
+
+def ensure_processor_key(home: Home, name: str, log: Log) -> SigningKey:
+    """The processor's signing key, created and registered (role=processor, by the operator) if new."""
+    sid = signer_id(name)
+    path = home.key_path(sid)
+    if path.exists():
+        return home.load_key(sid)
+    key = SigningKey.generate(sid)
+    with Emitter(log, home.operator_key(), topic=home.topic, state_dir=home.state_dir,
+                 background_flush=False) as em:
+        em.emit(AgentRegistered(agent_id=sid, key_id=key.key_id, public_key=key.public.raw, role="processor"))
+    save_key(path, key)
+    return key
+
+
+def open_runner(home: Home, name: str, log: Log, *, produce: bool = True) -> tuple[Runner, Store, Processor]:
+    processor = get(name)()
+    d = processor_dir(home, name)
+    d.mkdir(parents=True, exist_ok=True)
+    key = ensure_processor_key(home, name, log) if produce else None
+    store = Store(d / "state.duckdb", processor.views)
+    try:
+        runner = Runner(processor, log, store, anchors=home.anchors(), key=key, produce=produce)
+    except BaseException:
+        store.close()
+        raise
+    return runner, store, processor
+
+
+def write_status(home: Home, name: str, status: dict[str, Any]) -> None:
+    d = processor_dir(home, name)
+    d.mkdir(parents=True, exist_ok=True)
+    status = {**status, "updated_at": time.time()}
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".status")
+    with os.fdopen(fd, "w") as f:
+        json.dump(status, f, indent=2, sort_keys=True)
+    os.replace(tmp, d / "status.json")
+
+
+def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False) -> int:
+    """Run the processor until SIGTERM/SIGINT (finishing the current batch) or, if asked, until caught up."""
+    stopping = {"flag": False}
+
+    def stop(signum: int, frame: Any) -> None:
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    runner, store, processor = open_runner(home, name, log)
+    publisher = Publisher(store, processor, views_dir(home, name))
+    last_status = 0.0
+    last_digest = 0.0
+    state = "running"
+    try:
+        publisher.publish(runner.positions, runner.batch_no)
+        while not stopping["flag"]:
+            try:
+                n = runner.step()
+            except Exception as e:  # a failed batch rolled back; report, then restart cleanly
+                runner.stats.last_error = f"{type(e).__name__}: {e}"
+                write_status(home, name, {**runner.status(), "state": "failed",
+                                          "traceback": traceback.format_exc(limit=5)})
+                raise
+            now = time.monotonic()
+            idle = n == 0
+            if idle or publisher.due():
+                digest = None
+                if idle and runner.caught_up() and now - last_digest >= DIGEST_EVERY_S:
+                    digest = store.digest()
+                    last_digest = now
+                publisher.publish(runner.positions, runner.batch_no, digest=digest)
+            if now - last_status >= STATUS_EVERY_S or idle:
+                write_status(home, name, {**runner.status(), "state": state})
+                last_status = now
+            if idle:
+                if exit_when_caught_up and runner.caught_up():
+                    break
+                time.sleep(POLL_IDLE_S)
+        state = "stopped"
+        publisher.publish(runner.positions, runner.batch_no, digest=store.digest())
+        write_status(home, name, {**runner.status(), "state": state})
+    finally:
+        store.close()
+    return 0
+
+
+def live_digest(home: Home, name: str) -> dict[str, Any]:
+    """The live processor's digest with the positions it reflects: from its file when it is not running,
+    else from what it last published."""
+    processor = get(name)()
+    path = processor_dir(home, name) / "state.duckdb"
+    if not path.exists():
+        return {"processor": name, "positions": {}, "digest": None, "source": "none"}
+    try:
+        store = Store(path, processor.views, read_only=True)
+    except Exception:
+        state = read_state(views_dir(home, name))
+        if not state or "digest" not in state:
+            return {"processor": name, "positions": {}, "digest": None, "source": "running, no digest yet"}
+        return {"processor": name, "positions": state["positions"], "digest": state["digest"]["digest"],
+                "tables": state["digest"]["tables"], "source": "published"}
+    try:
+        d = store.digest()
+        pos = {f"{t}/{p}": o for (t, p), o in sorted(store.positions().items())}
+    finally:
+        store.close()
+    return {"processor": name, "positions": pos, "digest": d["digest"], "tables": d["tables"], "source": "state file"}
+
+
+def replay(home: Home, name: str, log: Log, *, positions: dict[str, int] | None = None,
+           target: Path | None = None, progress: Any = None) -> dict[str, Any]:
+    """Rebuild the processor's state from offset 0 into a fresh file, up to ``positions``; its digest."""
+    processor = get(name)()
+    stop_at = parse_positions({"positions": positions}) if positions is not None else None
+    tmp = None
+    if target is None:
+        tmp = tempfile.mkdtemp(prefix=f"replay-{name}-", dir=processor_dir(home, name))
+        target = Path(tmp) / "state.duckdb"
+    store = Store(target, processor.views)
+    try:
+        runner = Runner(processor, log, store, anchors=home.anchors(), key=None, produce=False, stop_at=stop_at)
+        while True:
+            n = runner.step()
+            if progress is not None:
+                progress(n)
+            if n == 0 and (stop_at is not None or runner.caught_up()):
+                break
+        d = store.digest()
+        pos = {f"{t}/{p}": o for (t, p), o in sorted(runner.positions.items())}
+    finally:
+        store.close()
+    return {"processor": name, "positions": pos, "digest": d["digest"], "tables": d["tables"], "file": str(target)}

@@ -1,0 +1,36 @@
+"""One processor process: ``python -m processors.worker NAME --home DIR [--log URL] [--until-caught-up]``.
+
+Started by ``tokenledger run`` (one per processor); SIGTERM/SIGINT finish the current batch and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ledger.errors import LedgerError
+from ledger.home import Home, resolve_home, resolve_log_url
+from processors.service import serve
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="processors.worker")
+    ap.add_argument("name")
+    ap.add_argument("--home")
+    ap.add_argument("--log")
+    ap.add_argument("--until-caught-up", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        home = Home.open(resolve_home(a.home))
+        log = home.open_log(resolve_log_url(a.log, home))
+        try:
+            return serve(home, a.name, log, exit_when_caught_up=a.until_caught_up)
+        finally:
+            log.close()
+    except LedgerError as e:
+        print(f"{a.name}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
