@@ -171,10 +171,11 @@ def _int_arg(name: str, value: str | int | None) -> int | None:
 @guarded
 def init(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
          partitions: int = typer.Option(1, help="Partitions of ledger.events (Kafka logs)."),
+         topic_prefix: str = typer.Option("ledger", help="Topics are PREFIX.events, PREFIX.rejected, ..."),
          json_: bool = JsonOpt) -> None:
     """Create a ledger home: operator key, config and the log; register the operator on the log."""
     path = resolve_home(home)
-    h = Home.init(path, log_url=log, partitions=partitions)
+    h = Home.init(path, log_url=log, partitions=partitions, topic_prefix=topic_prefix)
     op = h.operator_key()
     lg = h.open_log()
     try:

@@ -24,13 +24,21 @@ from typing import Any
 
 from ledger.errors import HomeError, ValidationError
 from ledger.keys import SigningKey, load_key, save_key
-from ledger.log import DEFAULT_TOPIC, Log, open_log
+from ledger.log import Log, open_log
 
 ENV_HOME = "TOKENLEDGER_HOME"
 ENV_LOG = "TOKENLEDGER_LOG"
 CONFIG_VERSION = 1
 OPERATOR_ID = "operator"
 SIGNER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+DEFAULT_TOPIC_PREFIX = "ledger"  # topics are <prefix>.events, <prefix>.rejected, ...
+TOPIC_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
+
+
+def check_topic_prefix(value: Any) -> str:
+    if not isinstance(value, str) or not TOPIC_PREFIX_RE.match(value):
+        raise ValidationError("topic_prefix", value, "must be 1-101 characters of letters, digits and . _ -")
+    return value
 
 
 def check_signer_id(value: Any, field: str = "agent_id") -> str:
@@ -69,7 +77,7 @@ class Home:
     # -- creation and opening
 
     @classmethod
-    def init(cls, path: Path, *, log_url: str | None = None, topic: str = DEFAULT_TOPIC,
+    def init(cls, path: Path, *, log_url: str | None = None, topic_prefix: str = DEFAULT_TOPIC_PREFIX,
              partitions: int = 1) -> "Home":
         """Create a new home (refuses a non-empty directory that is not a home)."""
         path = Path(path)
@@ -87,7 +95,7 @@ class Home:
         config = {
             "version": CONFIG_VERSION,
             "log": log_url or f"sqlite://{(path / 'log.sqlite').resolve()}",
-            "topic": topic,
+            "topic_prefix": check_topic_prefix(topic_prefix),
             "partitions": partitions,
             "operators": {OPERATOR_ID: operator.public.raw.hex()},
         }
@@ -119,7 +127,12 @@ class Home:
 
     @property
     def topic(self) -> str:
-        return str(self.config.get("topic", DEFAULT_TOPIC))
+        """The topic agents append to: ``<prefix>.events``."""
+        return self.topic_for("events")
+
+    def topic_for(self, name: str) -> str:
+        """Physical topic of a logical one (events, rejected, allocations, ...): ``<prefix>.<name>``."""
+        return f"{self.config.get('topic_prefix', DEFAULT_TOPIC_PREFIX)}.{name}"
 
     def anchors(self) -> dict[str, bytes]:
         return {k: bytes.fromhex(v) for k, v in self.config["operators"].items()}

@@ -80,7 +80,7 @@ class Derived:
     it makes the event id deterministic, so a replay or a re-send after a crash cannot mint a new one.
     """
 
-    topic: str
+    topic: str  # logical name, e.g. "rejected" (published on <prefix>.rejected)
     body: Body
     event_time_us: int
     idempotency_key: str
@@ -105,7 +105,7 @@ class Processor(abc.ABC):
 
     name: ClassVar[str]
     doc: ClassVar[str] = ""
-    topics: ClassVar[tuple[str, ...]] = ("ledger.events",)
+    topics: ClassVar[tuple[str, ...]] = ("events",)  # logical names; the home maps them to <prefix>.<name>
     views: ClassVar[tuple[View, ...]] = ()
     publishes_rejections: ClassVar[bool] = False  # one processor (the journal) sends dead letters
 

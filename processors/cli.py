@@ -138,22 +138,29 @@ def replay(name: str, home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt
         raise typer.Exit(EXIT_VERIFY)
 
 
-def _catalog(h: Home) -> list[tuple[str, str, Path]]:
+def _catalog(h: Home) -> list[tuple[Any, str, Path, bool]]:
+    """(view, processor, directory, published?) for every view every processor owns."""
     out_ = []
     for name in sorted(REGISTRY):
         for view, _ in published_views(REGISTRY[name]()):
             d = views_dir(h, name) / view.name
-            if d.exists() and any(d.glob("*.parquet")):
-                out_.append((view.name, name, d))
+            out_.append((view, name, d, d.exists() and any(d.glob("*.parquet"))))
     return out_
 
 
 def views_sql(h: Home) -> str:
-    """CREATE VIEW statements over the published files, for plain DuckDB (`duckdb -init views.sql`)."""
+    """CREATE VIEW statements over the published files, for plain DuckDB (`duckdb -init views.sql`).
+    A view not published yet (its processor has not run) is an empty view with the right columns."""
     lines = []
-    for view, _, d in _catalog(h):
-        glob = str(d / "*.parquet").replace("'", "''")
-        lines.append(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet('{glob}', union_by_name = true);")
+    for view, _, d, published in _catalog(h):
+        if published:
+            glob = str(d / "*.parquet").replace("'", "''")
+            lines.append(f"CREATE OR REPLACE VIEW {view.name} AS SELECT * FROM read_parquet('{glob}', "
+                         "union_by_name = true);")
+        else:
+            cols = ", ".join(f"CAST(NULL AS {c.sql_type}) AS {c.name}" for c in view.columns
+                             if not c.name.startswith("_"))
+            lines.append(f"CREATE OR REPLACE VIEW {view.name} AS SELECT {cols} WHERE false;")
     return "\n".join(lines) + "\n"
 
 

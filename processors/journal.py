@@ -202,7 +202,7 @@ class Journal(Processor):
             cols.update(extra)
             fx.append("events", cols)
         for q in quarantined:
-            fx.derived.append(Derived(topic="ledger.rejected", body=rejected_body(q), event_time_us=record_time_us(q),
+            fx.derived.append(Derived(topic="rejected", body=rejected_body(q), event_time_us=record_time_us(q),
                                       idempotency_key=f"rejected:{q.record.topic}:{q.record.partition}:{q.record.offset}"))
         return fx
 

@@ -59,12 +59,13 @@ class Stats:
 
 class Runner:
     def __init__(self, processor: Processor, log: Log, store: Store, *, anchors: dict[str, bytes],
-                 key: SigningKey | None = None, produce: bool = True,
+                 topic_prefix: str = "ledger", key: SigningKey | None = None, produce: bool = True,
                  stop_at: dict[tuple[str, int], int] | None = None,
                  crash_hook: Callable[[str], None] | None = None,
                  max_records: int = MAX_BATCH_RECORDS) -> None:
         self.processor = processor
         self.log = log
+        self.prefix = topic_prefix
         self.store = store
         self.anchors = anchors
         self.key = key
@@ -77,7 +78,9 @@ class Runner:
         self.verifier = Verifier(ring, chains)
         self.positions = store.positions()
         self.batch_no = int(store.meta("batch", "0") or 0)
-        for topic in processor.topics:
+        for logical in processor.topics:
+            topic = self.topic(logical)
+            log.ensure_topic(topic)
             for p in range(log.partitions(topic)):
                 self.positions.setdefault((topic, p), 0)
         self.producer_head = store.producer_head(key.signer_id) if key else Head(0, bytes(32))
@@ -86,6 +89,9 @@ class Runner:
         processor.restore(store.query)
         if produce:
             self.flush_outbox()
+
+    def topic(self, logical: str) -> str:
+        return f"{self.prefix}.{logical}"
 
     # ------------------------------------------------------------ the loop
 
@@ -200,8 +206,9 @@ class Runner:
         out = []
         head = self.producer_head
         signer = self.key.signer_id
-        for topic in sorted(by_topic):
-            batch = by_topic[topic]
+        for logical in sorted(by_topic):
+            topic = self.topic(logical)
+            batch = by_topic[logical]
             for start in range(0, len(batch), limits.MAX_BATCH_EVENTS):
                 raws, hashes = [], []
                 for d in batch[start:start + limits.MAX_BATCH_EVENTS]:

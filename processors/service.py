@@ -59,14 +59,33 @@ def ensure_processor_key(home: Home, name: str, log: Log) -> SigningKey:
     return key
 
 
-def open_runner(home: Home, name: str, log: Log, *, produce: bool = True) -> tuple[Runner, Store, Processor]:
+def crash_hook(spec: str | None) -> Any:
+    """Fault injection for crash tests: ``POINT:N`` kills this process with SIGKILL the N-th time the
+    runner passes POINT (before_commit, inside_commit, after_commit, before_produce, after_produce)."""
+    if not spec:
+        return None
+    point, _, n = spec.partition(":")
+    remaining = {"n": int(n or 1)}
+
+    def hook(p: str) -> None:
+        if p == point:
+            remaining["n"] -= 1
+            if remaining["n"] <= 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
+def open_runner(home: Home, name: str, log: Log, *, produce: bool = True,
+                crash_at: str | None = None) -> tuple[Runner, Store, Processor]:
     processor = get(name)()
     d = processor_dir(home, name)
     d.mkdir(parents=True, exist_ok=True)
     key = ensure_processor_key(home, name, log) if produce else None
     store = Store(d / "state.duckdb", processor.views)
     try:
-        runner = Runner(processor, log, store, anchors=home.anchors(), key=key, produce=produce)
+        runner = Runner(processor, log, store, anchors=home.anchors(), key=key, produce=produce,
+                        topic_prefix=home.config.get("topic_prefix", "ledger"), crash_hook=crash_hook(crash_at))
     except BaseException:
         store.close()
         raise
@@ -83,7 +102,8 @@ def write_status(home: Home, name: str, status: dict[str, Any]) -> None:
     os.replace(tmp, d / "status.json")
 
 
-def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False) -> int:
+def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False, crash_at: str | None = None,
+          max_records: int | None = None) -> int:
     """Run the processor until SIGTERM/SIGINT (finishing the current batch) or, if asked, until caught up."""
     stopping = {"flag": False}
 
@@ -92,7 +112,9 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    runner, store, processor = open_runner(home, name, log)
+    runner, store, processor = open_runner(home, name, log, crash_at=crash_at)
+    if max_records:
+        runner.max_records = max_records
     publisher = Publisher(store, processor, views_dir(home, name))
     last_status = 0.0
     last_digest = 0.0
@@ -164,7 +186,8 @@ def replay(home: Home, name: str, log: Log, *, positions: dict[str, int] | None 
         target = Path(tmp) / "state.duckdb"
     store = Store(target, processor.views)
     try:
-        runner = Runner(processor, log, store, anchors=home.anchors(), key=None, produce=False, stop_at=stop_at)
+        runner = Runner(processor, log, store, anchors=home.anchors(), key=None, produce=False, stop_at=stop_at,
+                        topic_prefix=home.config.get("topic_prefix", "ledger"))
         while True:
             n = runner.step()
             if progress is not None:

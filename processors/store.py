@@ -89,8 +89,13 @@ class Store:
     def query(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
         return self.con.execute(sql, params).fetchall()
 
+    def _one(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> tuple[Any, ...] | None:
+        # fetch everything: DuckDB refuses new work on a connection with an unfinished result
+        rows = self.con.execute(sql, params).fetchall()
+        return rows[0] if rows else None
+
     def meta(self, k: str, default: str | None = None) -> str | None:
-        row = self.con.execute("SELECT v FROM _meta WHERE k=?", (k,)).fetchone()
+        row = self._one("SELECT v FROM _meta WHERE k=?", (k,))
         return default if row is None else row[0]
 
     def positions(self) -> dict[tuple[str, int], int]:
@@ -122,7 +127,7 @@ class Store:
         return ring, chains
 
     def producer_head(self, signer_id: str) -> Head:
-        row = self.con.execute("SELECT seq, hash FROM _producer WHERE signer_id=?", (signer_id,)).fetchone()
+        row = self._one("SELECT seq, hash FROM _producer WHERE signer_id=?", (signer_id,))
         return Head(0, bytes(32)) if row is None else Head(int(row[0]), bytes(row[1]))
 
     def outbox(self) -> list[tuple[int, str, bytes | None, bytes]]:
@@ -211,7 +216,7 @@ class Store:
     def add_outbox(self, rows: list[tuple[str, bytes | None, bytes]]) -> None:
         if not rows:
             return
-        start = self.con.execute("SELECT coalesce(max(n), 0) + 1 FROM _outbox").fetchone()[0]
+        start = self._one("SELECT coalesce(max(n), 0) + 1 FROM _outbox")[0]
         self.append("_outbox", {"n": list(range(start, start + len(rows))), "topic": [t for t, _, _ in rows],
                                 "key": [k for _, k, _ in rows], "value": [v for _, _, v in rows]})
 

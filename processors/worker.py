@@ -19,12 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--home")
     ap.add_argument("--log")
     ap.add_argument("--until-caught-up", action="store_true")
+    ap.add_argument("--max-records", type=int, default=None, help="records per batch (default: the runtime's)")
+    ap.add_argument("--crash-at", help="fault injection for crash tests: POINT:N (see processors.service.crash_hook)")
     a = ap.parse_args(argv)
     try:
         home = Home.open(resolve_home(a.home))
         log = home.open_log(resolve_log_url(a.log, home))
         try:
-            return serve(home, a.name, log, exit_when_caught_up=a.until_caught_up)
+            return serve(home, a.name, log, exit_when_caught_up=a.until_caught_up, crash_at=a.crash_at,
+                         max_records=a.max_records)
         finally:
             log.close()
     except LedgerError as e:

@@ -86,28 +86,18 @@ def emit_and_read(url: str, events: int, batch: int) -> tuple[float, float, int]
     return emit_rate, read_rate, record_bytes
 
 
-def raw_produce(bootstrap: str, topic: str, records: int, size: int) -> float:
-    """Records/s: kafka-python alone, the same producer settings as KafkaLog, sends then one flush."""
+def raw_produce(bootstrap: str, topic: str, records: int, size: int, *, acked_one_by_one: bool = False) -> float:
+    """Records/s: kafka-python alone, the same producer settings as KafkaLog. Sends then one flush (the
+    client's limit), or waiting for each ack as an append of one record does (the round-trip limit)."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0,
                              batch_size=BATCH_BYTES, max_request_size=MAX_REQUEST_BYTES)
     value = os.urandom(size)
     started = time.perf_counter()
     for _ in range(records):
-        producer.send(topic, key=SIGNER.encode(), value=value, partition=0)
+        future = producer.send(topic, key=SIGNER.encode(), value=value, partition=0)
+        if acked_one_by_one:
+            future.get(timeout=30)
     producer.flush()
-    rate = records / (time.perf_counter() - started)
-    producer.close()
-    return rate
-
-
-def raw_produce_acked(bootstrap: str, topic: str, records: int, size: int) -> float:
-    """Records/s when each send waits for its ack, as an append of one record does: the round-trip limit."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0,
-                             batch_size=BATCH_BYTES, max_request_size=MAX_REQUEST_BYTES)
-    value = os.urandom(size)
-    started = time.perf_counter()
-    for _ in range(records):
-        producer.send(topic, key=SIGNER.encode(), value=value, partition=0).get(timeout=30)
     rate = records / (time.perf_counter() - started)
     producer.close()
     return rate
@@ -149,7 +139,8 @@ def raw_limits(url: str, records: int, size: int, repeat: int) -> tuple[float, f
         topic = new_topic(log, f"raw{size}")
         produce = max(produce, raw_produce(log.bootstrap, topic, records, size))
         consume = max(consume, raw_consume(log.bootstrap, topic, records))
-        acked = max(acked, raw_produce_acked(log.bootstrap, topic, min(records, ACKED_RECORDS), size))
+        acked = max(acked, raw_produce(log.bootstrap, topic, min(records, ACKED_RECORDS), size,
+                                        acked_one_by_one=True))
     log.close()
     return produce, acked, consume
 

@@ -65,3 +65,58 @@ def build_record(key: SigningKey, bodies: list[Body], *, start_seq: int = 1, pre
     kid = key_id or key.key_id
     sig = key.sign(codec.batch_signing_bytes(key.signer_id, kid, hashes))
     return codec.encode_batch(key.signer_id, kid, raws, sig), h
+
+
+def fill(home: Home, *, tasks: int = 20, batch_size: int = 7, seed: int = 3, run: str = "r1") -> int:
+    """Register the demo's agents and append its workload; returns the number of agent events."""
+    from ledger.demo import AGENTS, registration, workload
+
+    log = home.open_log()
+    try:
+        keys = {}
+        with Emitter(log, home.operator_key(), topic=home.topic, state_dir=home.state_dir,
+                     background_flush=False) as op:
+            for i, (agent, _, _, prio) in enumerate(AGENTS):
+                if home.key_path(agent).exists():
+                    keys[agent] = home.load_key(agent)
+                    continue
+                keys[agent] = SigningKey.generate(agent)
+                save_key(home.key_path(agent), keys[agent])
+                op.emit(registration(agent, keys[agent].public.raw, keys[agent].key_id, prio), event_time_us=T0 + i)
+        ems = {a: Emitter(log, k, topic=home.topic, state_dir=home.state_dir, batch_size=batch_size,
+                          background_flush=False) for a, k in keys.items()}
+        n = 0
+        try:
+            for agent, body, t, ctx in workload(tasks=tasks, seed=seed, start_us=T0 + 1_000_000, run=run):
+                ems[agent].emit(body, event_time_us=t, context=ctx)
+                n += 1
+        finally:
+            for em in ems.values():
+                em.close()
+        return n
+    finally:
+        log.close()
+
+
+def inject_bad(home: Home) -> dict[str, int]:
+    """Append records that must be rejected: garbage, truncated, foreign JSON, an unregistered signer,
+    a re-delivered batch. Returns {expected reject code: count}."""
+    from ledger.events import Action
+
+    log = home.open_log()
+    try:
+        topic = home.topic
+        recs = []
+        end = log.end_offset(topic, 0)
+        last = log.read(topic, 0, end - 1, 1)[0]
+        recs.append((b"junk", b"\x00garbage\xff" * 3))
+        recs.append((last.key, last.value[: len(last.value) // 2]))
+        recs.append((b"other-app", b'{"type": "page_view", "user": 42}'))
+        mallory = SigningKey.generate("mallory")
+        rec, _ = build_record(mallory, [Action("steal")])
+        recs.append((b"mallory", rec))
+        recs.append((last.key, last.value))  # the latest batch again
+        log.append(topic, recs)
+    finally:
+        log.close()
+    return {"bad_schema": 2, "truncated": 1, "unknown_key": 1, "duplicate": 1}

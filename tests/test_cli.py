@@ -9,7 +9,7 @@ import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from ledger.cli import app
+from processors.cli import app
 
 runner = CliRunner()
 

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 import pytest
+from kafka import TopicPartition
+from kafka.errors import OffsetOutOfRangeError as KafkaOffsetOutOfRange
 
 from ledger import limits
 from ledger.broker import Broker, api_versions_ok, free_port
@@ -89,11 +91,16 @@ def test_every_operation_fails_fast_once_the_broker_is_gone(fresh_broker: Broker
     log.close()
 
 
+def _writer_and_reader(broker: Broker, topic: str, partitions: int) -> tuple[KafkaLog, KafkaLog]:
+    """Two clients of one broker (separate producer and consumer state), the topic created."""
+    writer, reader = KafkaLog(broker.url, **FAST), KafkaLog(broker.url, **FAST)
+    writer.ensure_topic(topic, partitions)
+    return writer, reader
+
+
 def test_broker_killed_mid_produce(fresh_broker: Broker) -> None:
-    writer = KafkaLog(fresh_broker.url, **FAST)
-    reader = KafkaLog(fresh_broker.url, **FAST)
     topic = "faults.produce"
-    writer.ensure_topic(topic, 2)
+    writer, reader = _writer_and_reader(fresh_broker, topic, 2)
     acked: list[tuple[int, int, bytes]] = []  # (partition, offset, value) of every acknowledged record
     failure: list[BaseException] = []
     failed_at: list[float] = []
@@ -143,10 +150,8 @@ def test_broker_killed_mid_produce(fresh_broker: Broker) -> None:
 
 
 def test_reader_continues_at_its_own_position_after_a_restart(fresh_broker: Broker) -> None:
-    writer = KafkaLog(fresh_broker.url, **FAST)
-    reader = KafkaLog(fresh_broker.url, **FAST)
     topic = "faults.reader"
-    writer.ensure_topic(topic, 1)
+    writer, reader = _writer_and_reader(fresh_broker, topic, 1)
     writer.append(topic, [(None, b"old-%d" % i) for i in range(10)])
     returned = reader.read(topic, 0, 0, 7)  # the rest stays buffered in the reader
     returned += reader.read(topic, 0, returned[-1].offset + 1, 100)
@@ -166,6 +171,37 @@ def test_reader_continues_at_its_own_position_after_a_restart(fresh_broker: Brok
     assert [(r.offset, r.value) for r in got] == [(i, b"new-%d" % i) for i in range(10, 15)]
     writer.close()
     reader.close()
+
+
+def test_out_of_range_answers_are_waited_out_or_reported_never_jumped(kafka_url: str) -> None:
+    # Kafka answers OFFSET_OUT_OF_RANGE for a fetch past the end or below the first retained record; Tansu
+    # never does (it answers empty), so the consumer's poll is made to raise what Kafka would make it raise.
+    log = KafkaLog(kafka_url)
+    topic = f"faults.range.{time.monotonic_ns()}"
+    log.ensure_topic(topic, 1)
+    log.append(topic, [(None, b"r%d" % i) for i in range(5)])
+    assert len(log.read(topic, 0, 0)) == 5
+    consumer = log._consumer  # the reader's own consumer, created by the read above
+    assert consumer is not None
+    real_poll = consumer.poll
+    tp = TopicPartition(topic, 0)
+
+    def refuse(offset: int):  # type: ignore[no-untyped-def]
+        def poll(*args, **kwargs):  # type: ignore[no-untyped-def]
+            raise KafkaOffsetOutOfRange({tp: offset})
+        return poll
+
+    consumer.poll = refuse(9)  # past the end (5): nothing there yet, so [] after the timeout, no jump
+    started = time.monotonic()
+    assert log.read(topic, 0, 9, timeout_s=0.3) == []
+    assert time.monotonic() - started >= 0.3
+    consumer.poll = refuse(2)  # at or below the end but refused: retention deleted it; an error, not a skip
+    with pytest.raises(LogError) as info:
+        log.read(topic, 0, 2)
+    assert info.value.evidence["offset"] == 2 and info.value.evidence["end_offset"] == 5
+    consumer.poll = real_poll
+    assert [r.value for r in log.read(topic, 0, 3)] == [b"r3", b"r4"], "the reader works on afterwards"
+    log.close()
 
 
 # -------------------------------------------------------------------------------------- bad input

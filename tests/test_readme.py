@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from ledger.cli import app
+from processors.cli import app
 from ledger.verify import audit
 from support import make_home
 

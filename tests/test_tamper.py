@@ -13,7 +13,7 @@ import sqlite3
 import pytest
 from typer.testing import CliRunner
 
-from ledger.cli import app
+from processors.cli import app
 from ledger.emitter import Emitter
 from ledger.events import Action, AgentRegistered
 from ledger.keys import SigningKey

@@ -401,8 +401,8 @@ class KafkaLog:
                 slice_ms = POLL_SLICE_MS if catch_up_deadline is not None else min(remaining_ms, POLL_SLICE_MS)
                 try:
                     self._poll(consumer, tp, slice_ms)
-                except kerr.OffsetOutOfRangeError:
-                    self._out_of_range(consumer, tp, offset)
+                except kerr.OffsetOutOfRangeError as e:
+                    self._out_of_range(consumer, tp, offset, e)
                 if self._buffers[tp] or time.monotonic() < deadline:
                     continue
                 # Timed out with nothing: fine if nothing is there; if the cluster has records at `offset`
@@ -457,14 +457,25 @@ class KafkaLog:
                 consumer.pause(tp)
                 self._paused.add(tp)
 
-    def _out_of_range(self, consumer: KafkaConsumer, tp: TopicPartition, offset: int) -> None:
-        """Kafka refuses a fetch beyond the end (Tansu answers it empty). Beyond the end: wait for the end to
-        reach ``offset``; below the first retained record: an error, never a silent jump."""
-        end = self._probe_end(tp)
+    def _out_of_range(self, consumer: KafkaConsumer, target: TopicPartition, offset: int,
+                      error: kerr.OffsetOutOfRangeError) -> None:
+        """Kafka refuses a fetch beyond the end (Tansu answers it empty). For the partition being read: beyond
+        the end, wait (the read's deadline bounds it) for the end to reach ``offset``; below the first retained
+        record, an error, never a silent jump. Another partition of this consumer: park it until it is read."""
+        where = error.args[0] if error.args and isinstance(error.args[0], dict) else {target: offset}
+        for tp in where:
+            if tp != target:
+                consumer.pause(tp)
+                self._paused.add(tp)
+                self._handed.pop(tp, None)  # its next read seeks again
+                self._buffers.setdefault(tp, deque()).clear()
+        if target not in where:
+            return
+        end = self._probe_end(target)
         if offset <= end:
-            raise LogError("offset is before the first retained record (deleted by retention?)", topic=tp.topic,
-                           partition=tp.partition, offset=offset, end_offset=end, servers=self.bootstrap)
-        consumer.seek(tp, offset)  # re-arm; the read loop's deadline bounds the wait
+            raise LogError("offset is before the first retained record (deleted by retention?)", topic=target.topic,
+                           partition=target.partition, offset=offset, end_offset=end, servers=self.bootstrap)
+        consumer.seek(target, offset)  # re-arm the fetch
         time.sleep(POLL_SLICE_MS / 1000)
 
     def _records_exist(self, consumer: KafkaConsumer, tp: TopicPartition, offset: int) -> bool:
