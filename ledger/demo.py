@@ -137,9 +137,8 @@ def run_demo(home: "Home", *, tasks: int = 200, seed: int = 7, log_url: str | No
 
     log = home.open_log(log_url)
     try:
-        operator = home.operator_key()
         keys = {}
-        with Emitter(log, operator, topic=home.topic, state_dir=home.state_dir) as op:
+        with home.operator_emitter(log) as op:
             for agent, _, _, prio in AGENTS:
                 path = home.key_path(agent)
                 if path.exists():
@@ -179,7 +178,7 @@ def run_demo(home: "Home", *, tasks: int = 200, seed: int = 7, log_url: str | No
         if progress:
             progress(n % 100)
         records = sum(em.stats().appended_records for em in emitters.values())
-        report = audit(log, home.topic, home.anchors())
+        report = audit(log, home.ledger_topics, home.anchors())
         return DemoSummary(home=str(home.path), log=log.url, run=run, tasks=tasks, events=n, records=records,
                            seconds=seconds, per_agent=per_agent, verify=report.to_dict())
     finally:

@@ -122,7 +122,7 @@ class Emitter:
     def __init__(self, log: Log, key: SigningKey, *, topic: str = DEFAULT_TOPIC, state_dir: Path | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE, linger_ms: float = DEFAULT_LINGER_MS,
                  context: Context | None = None, clock_ns: Callable[[], int] = time.time_ns,
-                 background_flush: bool = True) -> None:
+                 background_flush: bool = True, lock_timeout_s: float = 0.0) -> None:
         check_int("batch_size", batch_size, 1, limits.MAX_BATCH_EVENTS)
         if not isinstance(linger_ms, (int, float)) or not 0 <= linger_ms <= 60_000:
             raise ValidationError("linger_ms", linger_ms, "must be between 0 and 60000")
@@ -145,6 +145,7 @@ class Emitter:
         self._lock_fd: int | None = None
         self._state: _State | None = None
         self._key_bytes = self.signer_id.encode()
+        self._lock_timeout_s = lock_timeout_s
         self._partition = partition_for(self._key_bytes, log.partitions(topic))
         try:
             if state_dir is not None:
@@ -364,9 +365,15 @@ class Emitter:
         locks.mkdir(parents=True, exist_ok=True)
         path = locks / f"{self.signer_id}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        deadline = time.monotonic() + self._lock_timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.01)  # another short-lived writer (an operator command) holds it: wait our turn
+                    continue
             os.close(fd)
             holder = path.read_text().strip() or "another process"
             raise ChainForkError(f"another emitter for {self.signer_id} is running; a second one would fork its chain",

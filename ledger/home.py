@@ -20,17 +20,21 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger.errors import HomeError, ValidationError
 from ledger.keys import SigningKey, load_key, save_key
 from ledger.log import Log, open_log
+
+if TYPE_CHECKING:
+    from ledger.emitter import Emitter
 
 ENV_HOME = "TOKENLEDGER_HOME"
 ENV_LOG = "TOKENLEDGER_LOG"
 CONFIG_VERSION = 1
 OPERATOR_ID = "operator"
 SIGNER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+OPERATOR_LOCK_WAIT_S = 30.0  # how long an operator command waits for another one to finish
 DEFAULT_TOPIC_PREFIX = "ledger"  # topics are <prefix>.events, <prefix>.rejected, ...
 TOPIC_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
 
@@ -130,6 +134,25 @@ class Home:
         """The topic agents append to: ``<prefix>.events``."""
         return self.topic_for("events")
 
+    @property
+    def control_topic(self) -> str:
+        """Where operators append control events (one partition: a total order readers drain first)."""
+        return self.topic_for("control")
+
+    @property
+    def ledger_topics(self) -> list[str]:
+        """The signed input topics in the order every reader verifies them: control, then events."""
+        return [self.control_topic, self.topic]
+
+    def operator_emitter(self, log: Log, **options: Any) -> "Emitter":
+        """An Emitter for the operator's control events (registrations, keys, policies, prices)."""
+        from ledger.emitter import Emitter
+
+        options.setdefault("background_flush", False)
+        # operator commands are short; concurrent ones (two `agent register`s) take turns
+        options.setdefault("lock_timeout_s", OPERATOR_LOCK_WAIT_S)
+        return Emitter(log, self.operator_key(), topic=self.control_topic, state_dir=self.state_dir, **options)
+
     def topic_for(self, name: str) -> str:
         """Physical topic of a logical one (events, rejected, allocations, ...): ``<prefix>.<name>``."""
         return f"{self.config.get('topic_prefix', DEFAULT_TOPIC_PREFIX)}.{name}"
@@ -159,5 +182,6 @@ class Home:
 
     def open_log(self, url: str | None = None) -> Log:
         log = open_log(url or self.config["log"])
+        log.ensure_topic(self.control_topic, 1)
         log.ensure_topic(self.topic, int(self.config.get("partitions", 1)))
         return log

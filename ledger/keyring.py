@@ -2,8 +2,13 @@
 
 Trust starts from the operator keys given out of band (the ledger home's config, or the auditor's
 command line). Every other key is trusted only after an ``agent_registered`` control event signed by
-an operator; ``key_rotated`` replaces a key (the old one signs nothing afterwards); ``key_revoked``
-ends a key. Order is log order: a key is judged by the control events read before its batch.
+an operator; ``key_rotated`` replaces a key and ``key_revoked`` ends one, both **from the control
+event's event time on**: a batch is refused when any of its events is at or after that time.
+
+Why event time and not read order: control events live on their own single-partition topic that
+readers drain before each batch of data, so a key's registration is always known before its
+events; judging revocation by event time then makes the verdict the same whatever order the data
+partitions are read in — live or in a replay, which drains all control events first.
 
 Pure: ``apply`` folds control events; ``check`` answers for one batch. No I/O.
 """
@@ -25,6 +30,7 @@ class KeyInfo:
     public: PublicKey
     revoked: bool = False
     revoked_reason: str = ""
+    revoked_at_us: int = 0  # event time from which the key signs nothing (when revoked)
 
 
 class KeyRing:
@@ -53,8 +59,9 @@ class KeyRing:
     def keys(self) -> list[KeyInfo]:
         return list(self._keys.values())
 
-    def check(self, signer_id: str, key_id: str) -> KeyInfo:
-        """The key a batch from ``signer_id`` signed with ``key_id`` must verify against."""
+    def check(self, signer_id: str, key_id: str, event_time_us: int | None = None) -> KeyInfo:
+        """The key a batch from ``signer_id`` signed with ``key_id`` must verify against; ``event_time_us``
+        is the latest event time in the batch (None: judge as of now, i.e. any revocation counts)."""
         info = self._keys.get(key_id)
         if info is None:
             raise RejectError(RejectCode.UNKNOWN_KEY, "key was never registered by an operator",
@@ -62,9 +69,10 @@ class KeyRing:
         if info.owner != signer_id:
             raise RejectError(RejectCode.SIGNER_MISMATCH, "key belongs to another signer",
                               signer_id=signer_id, key_id=key_id, expected=info.owner, actual=signer_id)
-        if info.revoked:
+        if info.revoked and (event_time_us is None or event_time_us >= info.revoked_at_us):
             raise RejectError(RejectCode.REVOKED_KEY, f"key was revoked ({info.revoked_reason or 'no reason given'})",
-                              signer_id=signer_id, key_id=key_id)
+                              signer_id=signer_id, key_id=key_id, revoked_at_us=info.revoked_at_us,
+                              actual=event_time_us)
         return info
 
     def validate_control(self, signer: KeyInfo, body: Body) -> None:
@@ -96,16 +104,18 @@ class KeyRing:
                 raise RejectError(RejectCode.UNKNOWN_KEY, "revocation names a key this signer does not have",
                                   signer_id=body.agent_id, key_id=body.key_id)
 
-    def apply(self, body: Body) -> None:
-        """Fold one accepted control event into the ring."""
+    def apply(self, body: Body, event_time_us: int = 0) -> None:
+        """Fold one accepted control event (with its event time) into the ring."""
         if isinstance(body, AgentRegistered):
             self.agents[body.agent_id] = body
             self._keys[body.key_id] = KeyInfo(body.key_id, body.agent_id, body.role, PublicKey.from_raw(body.public_key))
         elif isinstance(body, KeyRotated):
             old = self._keys[body.old_key_id]
-            self._keys[old.key_id] = replace(old, revoked=True, revoked_reason=f"rotated to {body.new_key_id}")
+            self._keys[old.key_id] = replace(old, revoked=True, revoked_reason=f"rotated to {body.new_key_id}",
+                                             revoked_at_us=event_time_us)
             self._keys[body.new_key_id] = KeyInfo(body.new_key_id, body.agent_id, old.role,
                                                   PublicKey.from_raw(body.new_public_key))
         elif isinstance(body, KeyRevoked):
             info = self._keys[body.key_id]
-            self._keys[body.key_id] = replace(info, revoked=True, revoked_reason=body.reason or "revoked")
+            self._keys[body.key_id] = replace(info, revoked=True, revoked_reason=body.reason or "revoked",
+                                              revoked_at_us=event_time_us)

@@ -60,8 +60,9 @@ class Verifier:
 
     def _check(self, value: bytes) -> Accepted:
         batch = codec.decode_batch(value)
-        info = self.keyring.check(batch.signer_id, batch.key_id)
+        self.keyring.check(batch.signer_id, batch.key_id)  # unknown keys fail before any decoding work
         decoded = [codec.decode_event(raw) for raw in batch.events]
+        info = self.keyring.check(batch.signer_id, batch.key_id, max(d.event.event_time_us for d in decoded))
         for d in decoded:
             if d.event.signer_id != batch.signer_id:
                 raise RejectError(RejectCode.SIGNER_MISMATCH, "event signer differs from the batch signer",
@@ -93,7 +94,7 @@ class Verifier:
                 except RejectError as e:
                     e.evidence.setdefault("event_id", d.event.event_id)
                     raise
-                ring.apply(d.event.body)
+                ring.apply(d.event.body, d.event.event_time_us)
         self.chains.check_batch(batch.signer_id, [(d.event, d.hash) for d in decoded])
         if controls:
             self.keyring.adopt(ring)
@@ -107,7 +108,7 @@ class Verifier:
                               event_id=d.event.event_id, expected=body.requestor_id, actual=signer_id)
         if body.cosignature is None:
             return
-        co = self.keyring.check(body.responder_id, body.cosignature.key_id)
+        co = self.keyring.check(body.responder_id, body.cosignature.key_id, d.event.event_time_us)
         if not co.public.verify(body.cosignature.signature, codec.cosigning_bytes(body)):
             raise RejectError(RejectCode.BAD_SIGNATURE, "responder co-signature does not verify",
                               event_id=d.event.event_id, signer_id=body.responder_id,
@@ -136,15 +137,24 @@ class AuditReport:
                 "rejected": dict(self.rejected or {}), "first_error": self.first_error}
 
 
-def audit(log: "Log", topic: str, anchors: dict[str, bytes], *, batch: int = 2_000,
+def audit(log: "Log", topics: "str | list[str]", anchors: dict[str, bytes], *, batch: int = 2_000,
           progress: "Callable[[int], None] | None" = None) -> AuditReport:
-    """Re-check every record of a topic from offset 0: schemas, signatures, keys, chains.
+    """Re-check every record of the topics from offset 0: schemas, signatures, keys, chains.
 
-    A bad record is counted and skipped (it changes no state), so one bad record does not hide the
-    next; the first one is reported with its full evidence.
+    Topics are read in the order given (the control topic first, as every reader does). A bad
+    record is counted and skipped (it changes no state), so one bad record does not hide the next;
+    the first one is reported with its full evidence.
     """
     verifier = Verifier(KeyRing(anchors))
     report = AuditReport(rejected={})
+    for topic in [topics] if isinstance(topics, str) else topics:
+        _audit_topic(log, topic, verifier, report, batch, progress)
+    report.signers = len(verifier.chains.heads)
+    return report
+
+
+def _audit_topic(log: "Log", topic: str, verifier: Verifier, report: AuditReport, batch: int,
+                 progress: "Callable[[int], None] | None") -> None:
     for partition in range(log.partitions(topic)):
         end = log.end_offset(topic, partition)
         offset = 0
@@ -166,5 +176,3 @@ def audit(log: "Log", topic: str, anchors: dict[str, bytes], *, batch: int = 2_0
             offset = recs[-1].offset + 1
             if progress is not None:
                 progress(len(recs))
-    report.signers = len(verifier.chains.heads)
-    return report

@@ -105,7 +105,8 @@ class Processor(abc.ABC):
 
     name: ClassVar[str]
     doc: ClassVar[str] = ""
-    topics: ClassVar[tuple[str, ...]] = ("events",)  # logical names; the home maps them to <prefix>.<name>
+    # logical input topics, the home maps them to <prefix>.<name>; "control" is drained before each batch
+    topics: ClassVar[tuple[str, ...]] = ("control", "events")
     views: ClassVar[tuple[View, ...]] = ()
     publishes_rejections: ClassVar[bool] = False  # one processor (the journal) sends dead letters
 

@@ -19,7 +19,6 @@ from ledger.cli import (
     EXIT_VERIFY, HomeOpt, JsonOpt, LogOpt, _home, _print_json, _progress, _table, app, err, guarded, main as _main,
     out,
 )
-from ledger.emitter import Emitter
 from ledger.errors import LedgerError, ValidationError
 from ledger.events import AgentRegistered
 from ledger.home import OPERATOR_ID, Home, resolve_home, resolve_log_url
@@ -230,7 +229,7 @@ def demo(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
         lg = h.open_log()
         op = h.operator_key()
         try:
-            with Emitter(lg, op, topic=h.topic, state_dir=h.state_dir) as em:
+            with h.operator_emitter(lg) as em:
                 em.emit(AgentRegistered(agent_id=OPERATOR_ID, key_id=op.key_id, public_key=op.public.raw,
                                         role="operator"))
         finally:

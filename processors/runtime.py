@@ -38,7 +38,8 @@ from ledger.verify import Verifier, Where
 from processors.base import Derived, Item, Processor, Quarantined
 from processors.store import Store
 
-MAX_BATCH_RECORDS = 200  # records per poll (each a signed batch of up to 1,000 events)
+MAX_BATCH_RECORDS = 200  # data records per poll (each a signed batch of up to 1,000 events)
+MAX_CONTROL_RECORDS = 10_000  # control records per poll: drained first, they are few and small
 TRIM_EVERY_BATCHES = 64  # how often to drop recent-id rows that left every window
 
 
@@ -84,6 +85,9 @@ class Runner:
             for p in range(log.partitions(topic)):
                 self.positions.setdefault((topic, p), 0)
         self.producer_head = store.producer_head(key.signer_id) if key else Head(0, bytes(32))
+        self._control = self.topic("control")
+        rank = {self.topic(t): i for i, t in enumerate(processor.topics)}
+        self._order = sorted(self.positions, key=lambda tp: (rank.get(tp[0], len(rank)), tp[1]))
         # append-mode views carry the commit batch number, so publishing can export only new rows
         self._batched = {v.name for v in processor.views if any(c.name == "_batch" for c in v.columns)}
         processor.restore(store.query)
@@ -109,21 +113,17 @@ class Runner:
 
     def step(self, timeout_s: float = 0.0) -> int:
         """One batch. Returns the number of records consumed (0 when there was nothing to read)."""
-        # Step 1: poll a bounded batch, partition by partition in a fixed order
-        records: list[Record] = []
-        for tp in sorted(self.positions):
-            if len(records) >= self.max_records:
-                break
-            want = self.max_records - len(records)
-            if self.stop_at is not None:
-                want = min(want, self.stop_at.get(tp, 0) - self.positions[tp])
-                if want <= 0:
-                    continue
-            records.extend(self.log.read(tp[0], tp[1], self.positions[tp], want, timeout_s=0.0))
-        if not records:
-            if timeout_s > 0:
-                time.sleep(min(timeout_s, 0.05))
-            return 0
+        # Step 1: poll a bounded batch. Control first, then data partitions in a fixed order, then
+        # control again: every control event appended before a data record we read is applied before
+        # that record is judged (a key's registration always precedes its first verdict).
+        next_read = dict(self.positions)
+        control = [tp for tp in self._order if tp[0] == self._control]
+        data = [tp for tp in self._order if tp[0] != self._control]
+        records = self._poll(control, next_read, MAX_CONTROL_RECORDS)
+        got_data = self._poll(data, next_read, self.max_records)
+        if got_data:
+            records += self._poll(control, next_read, MAX_CONTROL_RECORDS)
+        records += got_data
         # Step 2: verify
         items: list[Item] = []
         quarantined: list[Quarantined] = []
@@ -132,7 +132,12 @@ class Runner:
         ring_changed = False
         new_positions = dict(self.positions)
         for rec in records:
-            new_positions[(rec.topic, rec.partition)] = rec.offset + 1
+            tp = (rec.topic, rec.partition)
+            if rec.offset < new_positions[tp]:
+                # a client re-delivering what we already have: positions are ours, so it is ignored,
+                # never applied twice (a gap is fine: Kafka offsets need not be contiguous)
+                continue
+            new_positions[tp] = rec.offset + 1
             try:
                 acc = self.verifier.check_record(rec.value, Where(rec.topic, rec.partition, rec.offset))
             except RejectError as e:
@@ -144,6 +149,10 @@ class Runner:
                 new_ids.append((acc.signer_id, d.event.event_id, d.event.seq))
                 if d.event.body.CONTROL:
                     ring_changed = True
+        if new_positions == self.positions:
+            if timeout_s > 0:
+                time.sleep(min(timeout_s, 0.05))
+            return 0
         # Step 3: fold (pure)
         fx = self.processor.fold(items, quarantined)
         # Step 4: sign derived events into outbox records
@@ -187,14 +196,33 @@ class Runner:
             self.flush_outbox()
         return len(records)
 
-    def run_until_caught_up(self, *, max_steps: int | None = None) -> None:
-        steps = 0
-        while not self.caught_up():
-            if self.step() == 0 and self.caught_up():
+    def _poll(self, tps: list[tuple[str, int]], next_read: dict[tuple[str, int], int], budget: int) -> list[Record]:
+        out: list[Record] = []
+        for tp in tps:
+            want = budget - len(out)
+            if want <= 0:
                 break
+            if self.stop_at is not None:
+                want = min(want, self.stop_at.get(tp, 0) - next_read[tp])
+                if want <= 0:
+                    continue
+            recs = self.log.read(tp[0], tp[1], next_read[tp], want, timeout_s=0.0)
+            fresh = [r for r in recs if r.offset >= next_read[tp]]
+            if fresh:
+                next_read[tp] = fresh[-1].offset + 1
+            out.extend(recs)
+        return out
+
+    def run_until_caught_up(self, *, max_steps: int | None = None) -> None:
+        """Step until a poll finds nothing and the log's ends confirm it (the end check costs a round
+        trip on Kafka, so it is made only when a poll comes back empty)."""
+        steps = 0
+        while True:
+            if self.step() == 0 and self.caught_up():
+                return
             steps += 1
             if max_steps is not None and steps >= max_steps:
-                break
+                return
 
     # ------------------------------------------------------------ derived events
 

@@ -17,7 +17,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ledger.emitter import Emitter
 from ledger.events import AgentRegistered
 from ledger.home import Home
 from ledger.keys import SigningKey, save_key
@@ -52,8 +51,7 @@ def ensure_processor_key(home: Home, name: str, log: Log) -> SigningKey:
     if path.exists():
         return home.load_key(sid)
     key = SigningKey.generate(sid)
-    with Emitter(log, home.operator_key(), topic=home.topic, state_dir=home.state_dir,
-                 background_flush=False) as em:
+    with home.operator_emitter(log) as em:
         em.emit(AgentRegistered(agent_id=sid, key_id=key.key_id, public_key=key.public.raw, role="processor"))
     save_key(path, key)
     return key

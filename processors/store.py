@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS _tracking (topic VARCHAR, partition INTEGER, next_off
 CREATE TABLE IF NOT EXISTS _chain_heads (signer_id VARCHAR PRIMARY KEY, seq BIGINT, hash BLOB);
 CREATE TABLE IF NOT EXISTS _recent_ids (signer_id VARCHAR, event_id VARCHAR, seq BIGINT);
 CREATE TABLE IF NOT EXISTS _keys (key_id VARCHAR PRIMARY KEY, owner VARCHAR, role VARCHAR, public_key BLOB,
-    revoked BOOLEAN, revoked_reason VARCHAR);
+    revoked BOOLEAN, revoked_reason VARCHAR, revoked_at_us BIGINT);
 CREATE TABLE IF NOT EXISTS _agents (agent_id VARCHAR PRIMARY KEY, registration_json VARCHAR);
 CREATE TABLE IF NOT EXISTS _producer (signer_id VARCHAR PRIMARY KEY, seq BIGINT, hash BLOB);
 CREATE TABLE IF NOT EXISTS _outbox (n BIGINT PRIMARY KEY, topic VARCHAR, key BLOB, value BLOB);
@@ -103,12 +103,12 @@ class Store:
 
     def load_verifier(self, anchors: dict[str, bytes]) -> tuple[KeyRing, Chains]:
         ring = KeyRing(anchors)
-        keys = self.query("SELECT key_id, owner, role, public_key, revoked, revoked_reason FROM _keys")
+        keys = self.query("SELECT key_id, owner, role, public_key, revoked, revoked_reason, revoked_at_us FROM _keys")
         if keys:
             from ledger.events import AgentRegistered
 
-            ring._keys = {k: KeyInfo(k, o, r, PublicKey.from_raw(bytes(pk)), bool(rv), rr or "")
-                          for k, o, r, pk, rv, rr in keys}
+            ring._keys = {k: KeyInfo(k, o, r, PublicKey.from_raw(bytes(pk)), bool(rv), rr or "", int(at or 0))
+                          for k, o, r, pk, rv, rr, at in keys}
             for agent_id, doc in self.query("SELECT agent_id, registration_json FROM _agents"):
                 d = json.loads(doc)
                 d["public_key"] = bytes.fromhex(d["public_key"])
@@ -194,7 +194,8 @@ class Store:
                 self.append("_keys", {"key_id": [k.key_id for k in keys], "owner": [k.owner for k in keys],
                                       "role": [k.role for k in keys], "public_key": [k.public.raw for k in keys],
                                       "revoked": [k.revoked for k in keys],
-                                      "revoked_reason": [k.revoked_reason for k in keys]})
+                                      "revoked_reason": [k.revoked_reason for k in keys],
+                                      "revoked_at_us": [k.revoked_at_us for k in keys]})
             self.con.execute("DELETE FROM _agents")
             if ring.agents:
                 docs = []

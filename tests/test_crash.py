@@ -67,7 +67,7 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path):
 
     log = home.open_log()
     try:
-        report = audit(log, home.topic, home.anchors())
+        report = audit(log, home.ledger_topics, home.anchors())
         keys = Counter()
         seqs = []
         for rec in read_all(log, home.topic):

@@ -46,7 +46,7 @@ def test_batches_by_size_one_signed_record_each(home):
     assert len(recs) == 3
     log = home.open_log()
     try:
-        rep = audit(log, home.topic, home.anchors())
+        rep = audit(log, home.ledger_topics, home.anchors())
     finally:
         log.close()
     assert rep.ok and rep.accepted_events == 3 + 25
@@ -89,7 +89,7 @@ def test_restart_continues_the_chain(home):
         em.action("op", event_time_us=T0 + 100)
     log = home.open_log()
     try:
-        assert audit(log, home.topic, home.anchors()).ok
+        assert audit(log, home.ledger_topics, home.anchors()).ok
     finally:
         log.close()
 
@@ -112,7 +112,7 @@ def test_head_is_recovered_from_the_log_when_state_was_not_saved(home):
         em.action("d", event_time_us=T0 + 3)
     log = home.open_log()
     try:
-        rep = audit(log, home.topic, home.anchors())
+        rep = audit(log, home.ledger_topics, home.anchors())
     finally:
         log.close()
     assert rep.ok and rep.accepted_events == 3 + 4
@@ -155,7 +155,7 @@ def test_cosigned_interaction_verifies_and_a_forged_cosignature_does_not(home):
                        event_time_us=T0)
     log = home.open_log()
     try:
-        assert audit(log, home.topic, home.anchors()).ok
+        assert audit(log, home.ledger_topics, home.anchors()).ok
     finally:
         log.close()
     from ledger.keys import SigningKey
@@ -167,7 +167,7 @@ def test_cosigned_interaction_verifies_and_a_forged_cosignature_does_not(home):
                        request_tokens=100, response_tokens=50, cosigner=impostor, event_time_us=T0 + 1)
     log = home.open_log()
     try:
-        rep = audit(log, home.topic, home.anchors())
+        rep = audit(log, home.ledger_topics, home.anchors())
     finally:
         log.close()
     assert rep.rejected == {"unknown_key": 1} and rep.first_error["signer_id"] == "bob"
@@ -195,7 +195,7 @@ def test_append_failure_keeps_the_batch_and_a_retry_delivers_it(home):
     assert em.stats().pending == 1
     em.flush()
     em.close()
-    rep = audit(log.inner, home.topic, home.anchors())
+    rep = audit(log.inner, home.ledger_topics, home.anchors())
     log.inner.close()
     assert rep.ok and rep.accepted_events == 4
 
@@ -212,8 +212,9 @@ def test_verifier_keeps_state_unchanged_on_reject(home):
     log = home.open_log()
     try:
         v = Verifier(KeyRing(home.anchors()))
-        for r in read_all(log, home.topic):
-            v.check_record(r.value)
+        for topic in home.ledger_topics:
+            for r in read_all(log, topic):
+                v.check_record(r.value)
         heads = dict(v.chains.heads)
         from ledger.errors import RejectError
 

@@ -182,7 +182,7 @@ def events_of(home: Home, signer: str = "importer") -> list[Any]:
 def audit_ok(home: Home) -> bool:
     log = home.open_log()
     try:
-        return audit(log, home.topic, home.anchors()).ok
+        return audit(log, home.ledger_topics, home.anchors()).ok
     finally:
         log.close()
 

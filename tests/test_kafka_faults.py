@@ -8,7 +8,9 @@ Method: fault tests get a broker of their own (``fresh_broker``) and kill or res
 - the client recovers once a broker is back on the same port (Tansu's memory:// storage loses the
   data on restart: that is expected, and recovery of the client is what is checked, not durability);
 - a reader continues at its own position after a restart, never repeating what it returned.
-Bad input (URLs, options, sizes, topic names) is a ``ValidationError`` that changes nothing.
+Bad input (URLs, options, sizes, topic names) is a ``ValidationError`` that changes nothing; a
+compressed producer's records read back unchanged; Kafka's out-of-range answers (which Tansu never
+gives) are waited out or reported, never skipped.
 The launcher (ledger/broker.py, scripts/broker.py) is checked for readiness, environment scrubbing,
 port conflicts and stopping by PID.
 """
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -49,6 +52,13 @@ def _eventually(condition, what: str, timeout_s: float = WAIT_S) -> None:  # typ
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.01)
+
+
+def _new_topic(log: KafkaLog, name: str) -> str:
+    """A one-partition topic no other test uses (the session broker is shared)."""
+    topic = f"faults.{name}.{uuid.uuid4().hex[:12]}"
+    log.ensure_topic(topic, 1)
+    return topic
 
 
 def _assert_points_at_broker(e: LogError, bootstrap: str) -> None:
@@ -177,8 +187,7 @@ def test_out_of_range_answers_are_waited_out_or_reported_never_jumped(kafka_url:
     # Kafka answers OFFSET_OUT_OF_RANGE for a fetch past the end or below the first retained record; Tansu
     # never does (it answers empty), so the consumer's poll is made to raise what Kafka would make it raise.
     log = KafkaLog(kafka_url)
-    topic = f"faults.range.{time.monotonic_ns()}"
-    log.ensure_topic(topic, 1)
+    topic = _new_topic(log, "range")
     log.append(topic, [(None, b"r%d" % i) for i in range(5)])
     assert len(log.read(topic, 0, 0)) == 5
     consumer = log._consumer  # the reader's own consumer, created by the read above
@@ -224,10 +233,19 @@ def test_bad_options_are_validation_errors(kafka_url: str, option: dict[str, obj
         KafkaLog(kafka_url, **option)  # type: ignore[arg-type]
 
 
+def test_gzip_compressed_records_read_back_unchanged(kafka_url: str) -> None:
+    writer, reader = KafkaLog(kafka_url, compression_type="gzip"), KafkaLog(kafka_url)
+    topic = _new_topic(writer, "gzip")
+    values = [b"ledger " * 20_000, os.urandom(50_000), b""]  # compressible, incompressible, empty
+    writer.append(topic, [(b"k", v) for v in values])
+    assert [r.value for r in reader.read(topic, 0, 0)] == values
+    writer.close()
+    reader.close()
+
+
 def test_oversized_records_and_bad_topics_change_nothing(kafka_url: str) -> None:
     log = KafkaLog(kafka_url)
-    topic = f"faults.size.{os.getpid()}.{time.monotonic_ns()}"
-    log.ensure_topic(topic, 1)
+    topic = _new_topic(log, "size")
     too_big = b"x" * (limits.MAX_RECORD_BYTES + 1)
     with pytest.raises(ValidationError) as info:
         log.append(topic, [(b"k", b"fits"), (b"k", too_big)])

@@ -53,13 +53,12 @@ def home(request, tmp_path) -> Home:
 
 
 def _register_operator(h: Home) -> None:
-    from ledger.emitter import Emitter
     from ledger.events import AgentRegistered
 
     op = h.operator_key()
     log = h.open_log()
     try:
-        with Emitter(log, op, topic=h.topic, state_dir=h.state_dir, background_flush=False) as em:
+        with h.operator_emitter(log) as em:
             em.emit(AgentRegistered("operator", op.key_id, op.public.raw, "operator"), event_time_us=1_767_225_600_000_000)
     finally:
         log.close()
@@ -80,7 +79,7 @@ def run_inline(h: Home) -> None:
 def expected(h: Home):
     log = h.open_log()
     try:
-        return audit(log, h.topic, h.anchors())
+        return audit(log, h.ledger_topics, h.anchors())
     finally:
         log.close()
 

@@ -36,7 +36,7 @@ def test_sdk_example_runs(tmp_path):
     exec(compile(code, "README.md", "exec"), {})
     log = home.open_log()
     try:
-        report = audit(log, home.topic, home.anchors())
+        report = audit(log, home.ledger_topics, home.anchors())
     finally:
         log.close()
     assert report.ok
