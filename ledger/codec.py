@@ -283,11 +283,12 @@ def _rmap(b: bytes, p: int, value: Any) -> tuple[dict[str, Any], int]:
 
 
 class _DGen:
+    """Generates one flat decoding function: primitive reads are inlined (a one-byte varint, the
+    common case, costs no call), records become constructor calls of the model classes."""
+
     def __init__(self) -> None:
-        self.env: dict[str, Any] = {"RL": _rl, "RB": _rb, "RS": _rs, "RBOOL": _rbool, "RMAP": _rmap,
-                                    "ValueError": ValueError}
-        self.funcs: dict[str, str] = {}  # record name -> generated function name
-        self.src: list[str] = []
+        self.env: dict[str, Any] = {"RL": _rl, "RMAP": _rmap, "RS": _rs, "Short": _Short, "ValueError": ValueError}
+        self.lines: list[str] = []
         self.named: dict[str, Any] = {}
         self.n = 0
 
@@ -296,79 +297,99 @@ class _DGen:
         self.env[f"k{self.n}"] = value
         return f"k{self.n}"
 
-    def reader(self, t: Any) -> str:
-        """Name of a function (b, p) -> (value, p) reading type t."""
+    def tmp(self) -> str:
+        self.n += 1
+        return f"v{self.n}"
+
+    def emit(self, ind: int, line: str) -> None:
+        self.lines.append("    " * ind + line)
+
+    def long(self, ind: int, out: str) -> None:
+        self.emit(ind, "x = b[p]")
+        self.emit(ind, "if x < 128:")
+        self.emit(ind + 1, f"{out} = (x >> 1) ^ -(x & 1)")
+        self.emit(ind + 1, "p += 1")
+        self.emit(ind, "else:")
+        self.emit(ind + 1, f"{out}, p = RL(b, p)")
+
+    def blob(self, ind: int, out: str, text: bool) -> None:
+        self.long(ind, "n")
+        self.emit(ind, "e = p + n")
+        self.emit(ind, "if n < 0 or e > L:")
+        self.emit(ind + 1, "raise Short()")
+        self.emit(ind, f"{out} = b[p:e]{'.decode()' if text else ''}")
+        self.emit(ind, "p = e")
+
+    def value(self, t: Any, ind: int, out: str) -> None:
+        """Emit code that reads type t into variable ``out``."""
         if isinstance(t, str):
-            prim = {"long": "RL", "int": "RL", "string": "RS", "bytes": "RB", "boolean": "RBOOL"}
-            if t in prim:
-                return prim[t]
-            return self.reader(self.named[t])
+            if t in ("long", "int"):
+                self.long(ind, out)
+            elif t == "string":
+                self.blob(ind, out, True)
+            elif t == "bytes":
+                self.blob(ind, out, False)
+            elif t == "boolean":
+                self.emit(ind, "x = b[p]")
+                self.emit(ind, "if x > 1:")
+                self.emit(ind + 1, "raise ValueError('boolean byte %d' % x)")
+                self.emit(ind, f"{out} = x == 1")
+                self.emit(ind, "p += 1")
+            elif t == "null":
+                self.emit(ind, f"{out} = None")
+            else:
+                self.value(self.named[t], ind, out)
+            return
         if isinstance(t, list):
-            return self.union(t)
+            self.long(ind, "u")
+            for i, branch in enumerate(t):
+                self.emit(ind, f"{'if' if i == 0 else 'elif'} u == {i}:")
+                self.value(branch, ind + 1, out)
+            self.emit(ind, "else:")
+            self.emit(ind + 1, "raise ValueError('union index %d' % u)")
+            return
         kind = t["type"]
         if kind == "record":
-            return self.record(t)
-        if kind == "enum":
             self.named[t["name"]] = t
-            syms = self.var(tuple(t["symbols"]))
-            name = f"enum{self.n}"
-            self.src += [f"def {name}(b, p):", "    i, p = RL(b, p)",
-                         f"    if not 0 <= i < {len(t['symbols'])}:",
-                         f"        raise ValueError('enum index %d' % i)", f"    return {syms}[i], p", ""]
-            return name
-        if kind == "map":
-            inner = self.reader(t["values"])
-            name = f"map{len(self.src)}"
-            self.src += [f"def {name}(b, p):", f"    return RMAP(b, p, {inner})", ""]
-            return name
-        return self.reader(kind)
-
-    def union(self, branches: list[Any]) -> str:
-        readers = [None if b == "null" else self.reader(b) for b in branches]
-        name = f"union{len(self.src)}"
-        lines = [f"def {name}(b, p):", "    i, p = RL(b, p)"]
-        for i, r in enumerate(readers):
-            lines.append(f"    {'if' if i == 0 else 'elif'} i == {i}:")
-            lines.append("        return None, p" if r is None else f"        return {r}(b, p)")
-        lines += ["    raise ValueError('union index %d' % i)", ""]
-        self.src += lines
-        return name
-
-    def record(self, t: dict[str, Any]) -> str:
-        full = t["name"]
-        if full in self.funcs:
-            return self.funcs[full]
-        self.named[full] = t
-        name = "rec_" + full.replace(".", "_")
-        self.funcs[full] = name
-        readers = [(f["name"], self.reader(f["type"])) for f in t["fields"]]
-        cls = BY_AVRO.get(full) or _NESTED_CLASSES.get(full)
-        cached = full in _CACHED_RECORDS
-        lines = [f"def {name}(b, p):"]
-        if cached:
-            cache = self.var({})
-            lines.append("    s_ = p")
-        for fname, r in readers:
-            lines.append(f"    {fname}, p = {r}(b, p)")
-        if cls is None:
-            lines.append("    return {" + ", ".join(f"{f!r}: {f}" for f, _ in readers) + "}, p")
-        else:
-            c = self.var(cls)
-            build = f"{c}(" + ", ".join(f"{f}={f}" for f, _ in readers) + ")"
+            cls = BY_AVRO.get(t["name"]) or _NESTED_CLASSES.get(t["name"])
+            names = [(f["name"], self.tmp()) for f in t["fields"]]
+            cached = t["name"] in _CACHED_RECORDS
+            if cached:
+                start = self.tmp()
+                self.emit(ind, f"{start} = p")
+            for (fname, var), f in zip(names, t["fields"]):
+                self.value(f["type"], ind, var)
+            build = f"{self.var(cls)}(" + ", ".join(f"{fn}={v}" for fn, v in names) + ")"
             if cached:
                 # contexts repeat across a run's events: reuse the validated, immutable object
-                lines += ["    k_ = b[s_:p]", f"    o_ = {cache}.get(k_)", "    if o_ is None:",
-                          f"        o_ = {build}", f"        if len({cache}) < {_RECORD_CACHE_MAX}:",
-                          f"            {cache}[k_] = o_", "    return o_, p"]
+                cache = self.var({})
+                key = self.tmp()
+                self.emit(ind, f"{key} = b[{start}:p]")
+                self.emit(ind, f"{out} = {cache}.get({key})")
+                self.emit(ind, f"if {out} is None:")
+                self.emit(ind + 1, f"{out} = {build}")
+                self.emit(ind + 1, f"if len({cache}) < {_RECORD_CACHE_MAX}:")
+                self.emit(ind + 2, f"{cache}[{key}] = {out}")
             else:
-                lines.append(f"    return {build}, p")
-        self.src += lines + [""]
-        return name
+                self.emit(ind, f"{out} = {build}")
+        elif kind == "enum":
+            self.named[t["name"]] = t
+            syms = self.var(tuple(t["symbols"]))
+            self.long(ind, "u")
+            self.emit(ind, f"if not 0 <= u < {len(t['symbols'])}:")
+            self.emit(ind + 1, "raise ValueError('enum index %d' % u)")
+            self.emit(ind, f"{out} = {syms}[u]")
+        elif kind == "map":
+            if t["values"] != "string":
+                raise ValueError("only maps of strings are used in events")
+            self.emit(ind, f"{out}, p = RMAP(b, p, RS)")
+        else:
+            self.value(kind, ind, out)
 
 
 _NESTED_CLASSES: dict[str, type] = {}
 _CACHED_RECORDS = frozenset({"tokenledger.Context"})
-_RECORD_CACHE_MAX = 4_096  # distinct decoded contexts kept per process
+_RECORD_CACHE_MAX = 16_384  # distinct decoded contexts kept per process
 
 
 def _compile_decoder(fields_: list[dict[str, Any]]) -> Any:
@@ -377,12 +398,15 @@ def _compile_decoder(fields_: list[dict[str, Any]]) -> Any:
     _NESTED_CLASSES.update({"tokenledger.Context": Context, "tokenledger.LlmUsage": LlmUsage,
                             "tokenledger.Flow": Flow, "tokenledger.Cosignature": Cosignature})
     g = _DGen()
-    readers = [(f["name"], g.reader(f["type"])) for f in fields_]
-    g.src.append("def decode(b, p):")
-    for fname, r in readers:
-        g.src.append(f"    {fname}, p = {r}(b, p)")
-    g.src.append("    return (" + ", ".join(f for f, _ in readers) + ",), p")
-    exec("\n".join(g.src), g.env)  # noqa: S102 - code generated from our own schema files
+    outs = [(f["name"], g.tmp()) for f in fields_]
+    body: list[str] = []
+    g.lines = body
+    g.emit(0, "def decode(b, p):")
+    g.emit(1, "L = len(b)")
+    for f, (_, var) in zip(fields_, outs):
+        g.value(f["type"], 1, var)
+    g.emit(1, "return (" + ", ".join(v for _, v in outs) + ",), p")
+    exec("\n".join(body), g.env)  # noqa: S102 - code generated from our own schema files
     return g.env["decode"]
 
 

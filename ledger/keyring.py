@@ -59,9 +59,9 @@ class KeyRing:
     def keys(self) -> list[KeyInfo]:
         return list(self._keys.values())
 
-    def check(self, signer_id: str, key_id: str, event_time_us: int | None = None) -> KeyInfo:
+    def check(self, signer_id: str, key_id: str, event_time_us: int | None) -> KeyInfo:
         """The key a batch from ``signer_id`` signed with ``key_id`` must verify against; ``event_time_us``
-        is the latest event time in the batch (None: judge as of now, i.e. any revocation counts)."""
+        is the latest event time in the batch (None: only check that the key exists and is the signer's)."""
         info = self._keys.get(key_id)
         if info is None:
             raise RejectError(RejectCode.UNKNOWN_KEY, "key was never registered by an operator",
@@ -69,7 +69,7 @@ class KeyRing:
         if info.owner != signer_id:
             raise RejectError(RejectCode.SIGNER_MISMATCH, "key belongs to another signer",
                               signer_id=signer_id, key_id=key_id, expected=info.owner, actual=signer_id)
-        if info.revoked and (event_time_us is None or event_time_us >= info.revoked_at_us):
+        if info.revoked and event_time_us is not None and event_time_us >= info.revoked_at_us:
             raise RejectError(RejectCode.REVOKED_KEY, f"key was revoked ({info.revoked_reason or 'no reason given'})",
                               signer_id=signer_id, key_id=key_id, revoked_at_us=info.revoked_at_us,
                               actual=event_time_us)

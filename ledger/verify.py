@@ -60,7 +60,7 @@ class Verifier:
 
     def _check(self, value: bytes) -> Accepted:
         batch = codec.decode_batch(value)
-        self.keyring.check(batch.signer_id, batch.key_id)  # unknown keys fail before any decoding work
+        self.keyring.check(batch.signer_id, batch.key_id, None)  # unknown keys fail before any decoding work
         decoded = [codec.decode_event(raw) for raw in batch.events]
         info = self.keyring.check(batch.signer_id, batch.key_id, max(d.event.event_time_us for d in decoded))
         for d in decoded:

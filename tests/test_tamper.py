@@ -83,10 +83,11 @@ def test_every_byte_flip_of_a_record_is_detected(home):
 def test_reordering_is_detected(home):
     a, b = agent_offsets(home, "alice")[:2]
     c = db(home)
-    va = c.execute("SELECT value FROM records WHERE offset=?", (a,)).fetchone()[0]
-    vb = c.execute("SELECT value FROM records WHERE offset=?", (b,)).fetchone()[0]
-    c.execute("UPDATE records SET value=? WHERE offset=?", (vb, a))
-    c.execute("UPDATE records SET value=? WHERE offset=?", (va, b))
+    q = "SELECT value FROM records WHERE topic='ledger.events' AND offset=?"
+    va = c.execute(q, (a,)).fetchone()[0]
+    vb = c.execute(q, (b,)).fetchone()[0]
+    c.execute("UPDATE records SET value=? WHERE topic='ledger.events' AND offset=?", (vb, a))
+    c.execute("UPDATE records SET value=? WHERE topic='ledger.events' AND offset=?", (va, b))
     code, rep = verify(home)
     assert code == 1
     assert rep["first_error"]["code"] == "sequence_gap" and rep["first_error"]["offset"] == a
@@ -95,7 +96,7 @@ def test_reordering_is_detected(home):
 
 def test_dropping_a_record_is_detected(home):
     off = agent_offsets(home, "bob")[1]
-    db(home).execute("DELETE FROM records WHERE offset=?", (off,))
+    db(home).execute("DELETE FROM records WHERE topic='ledger.events' AND offset=?", (off,))
     code, rep = verify(home)
     assert code == 1
     assert rep["first_error"]["code"] == "sequence_gap"

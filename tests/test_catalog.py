@@ -1,0 +1,28 @@
+"""The view catalog in processors/VIEWS.md matches the code, and every documented column exists in
+the published files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from processors import REGISTRY
+from processors.catalog import render_catalog
+from processors.publish import published_views
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_catalog_is_up_to_date():
+    assert (ROOT / "processors" / "VIEWS.md").read_text() == render_catalog(), \
+        "run: python scripts/gen_view_catalog.py"
+
+
+def test_every_view_and_column_is_documented():
+    text = render_catalog()
+    for name, cls in REGISTRY.items():
+        for view, _ in published_views(cls()):
+            assert f"`{view.name}`" in text
+            for c in view.columns:
+                assert c.doc.strip(), f"{view.name}.{c.name} has no meaning written down"
+                if not c.name.startswith("_"):
+                    assert f"`{c.name}`" in text
