@@ -305,12 +305,23 @@ class _DGen:
         self.lines.append("    " * ind + line)
 
     def long(self, ind: int, out: str) -> None:
+        # zig-zag varint, inline: no call per number (timestamps and token counts are multi-byte)
         self.emit(ind, "x = b[p]")
-        self.emit(ind, "if x < 128:")
-        self.emit(ind + 1, f"{out} = (x >> 1) ^ -(x & 1)")
-        self.emit(ind + 1, "p += 1")
-        self.emit(ind, "else:")
-        self.emit(ind + 1, f"{out}, p = RL(b, p)")
+        self.emit(ind, "p += 1")
+        self.emit(ind, "if x >= 128:")
+        self.emit(ind + 1, "z = x & 127")
+        self.emit(ind + 1, "s = 7")
+        self.emit(ind + 1, "while True:")
+        self.emit(ind + 2, "x = b[p]")
+        self.emit(ind + 2, "p += 1")
+        self.emit(ind + 2, "z |= (x & 127) << s")
+        self.emit(ind + 2, "if x < 128:")
+        self.emit(ind + 3, "break")
+        self.emit(ind + 2, "s += 7")
+        self.emit(ind + 2, "if s > 63:")
+        self.emit(ind + 3, "raise ValueError('varint longer than 10 bytes')")
+        self.emit(ind + 1, "x = z")
+        self.emit(ind, f"{out} = (x >> 1) ^ -(x & 1)")
 
     def blob(self, ind: int, out: str, text: bool) -> None:
         self.long(ind, "n")
@@ -392,7 +403,8 @@ _CACHED_RECORDS = frozenset({"tokenledger.Context"})
 _RECORD_CACHE_MAX = 16_384  # distinct decoded contexts kept per process
 
 
-def _compile_decoder(fields_: list[dict[str, Any]]) -> Any:
+def _compile_decoder(fields_: list[dict[str, Any]], *, mark_at: int | None = None) -> Any:
+    """decode(b, p) -> ((field values...[, offset where field ``mark_at`` starts]), end position)."""
     from ledger.events import Context, Cosignature, Flow, LlmUsage
 
     _NESTED_CLASSES.update({"tokenledger.Context": Context, "tokenledger.LlmUsage": LlmUsage,
@@ -403,9 +415,11 @@ def _compile_decoder(fields_: list[dict[str, Any]]) -> Any:
     g.lines = body
     g.emit(0, "def decode(b, p):")
     g.emit(1, "L = len(b)")
-    for f, (_, var) in zip(fields_, outs):
+    for i, (f, (_, var)) in enumerate(zip(fields_, outs)):
+        if i == mark_at:
+            g.emit(1, "mark = p")
         g.value(f["type"], 1, var)
-    g.emit(1, "return (" + ", ".join(v for _, v in outs) + ",), p")
+    g.emit(1, "return (" + ", ".join(v for _, v in outs) + (", mark" if mark_at is not None else "") + ",), p")
     exec("\n".join(body), g.env)  # noqa: S102 - code generated from our own schema files
     return g.env["decode"]
 
@@ -421,7 +435,7 @@ class _Schemas:
     interaction: Any  # parsed schema of the Interaction record alone (co-signature input)
     encode_content: Any  # compiled: (event_time_us, context, body) -> bytes
     encode_interaction: Any  # compiled: (interaction,) -> bytes
-    decode_content: Any  # compiled: (bytes, pos) -> ((event_time_us, context, body), pos)
+    decode_event: Any  # compiled: (bytes, pos) -> ((8 Event fields, content offset), pos)
 
 
 def _build() -> _Schemas:
@@ -438,7 +452,7 @@ def _build() -> _Schemas:
                     interaction=fastavro.parse_schema(interaction, _force=True),
                     encode_content=_compile(ev_fields[5:], ["event_time_us", "context", "body"]),
                     encode_interaction=_compile([{"name": "i", "type": interaction}], ["i"]),
-                    decode_content=_compile_decoder(ev_fields[5:]))
+                    decode_event=_compile_decoder(ev_fields, mark_at=5))
 
 
 _S: _Schemas | None = None
@@ -543,25 +557,26 @@ def decode_event(raw: bytes) -> DecodedEvent:
     writer, pos = schemas.writer_schema(raw, expected="Event")
     s = _s()
     try:
-        # the fixed header, by hand: it also tells where the content (the id's material) starts
-        event_id, p = _rs(raw, pos)
-        signer_id, p = _rs(raw, p)
-        seq, p = _rl(raw, p)
-        prev_hash, p = _rb(raw, p)
-        branch, p = _rl(raw, p)
-        if branch == 1:
-            idem, p = _rs(raw, p)
-        elif branch == 0:
-            idem = None
-        else:
-            raise ValueError(f"union index {branch} in idempotency_key")
-        content_offset = p
         if writer.fingerprint == s.event.fingerprint:
-            (event_time_us, context, body), p = s.decode_content(raw, p)
+            (event_id, signer_id, seq, prev_hash, idem, event_time_us, context, body, content_offset), p = (
+                s.decode_event(raw, pos))
             if p != len(raw):
                 raise RejectError(RejectCode.BAD_SCHEMA, "trailing bytes after the event", expected=p,
                                   actual=len(raw))
         else:
+            # the fixed header, by hand: it also tells where the content (the id's material) starts
+            event_id, p = _rs(raw, pos)
+            signer_id, p = _rs(raw, p)
+            seq, p = _rl(raw, p)
+            prev_hash, p = _rb(raw, p)
+            branch, p = _rl(raw, p)
+            if branch == 1:
+                idem, p = _rs(raw, p)
+            elif branch == 0:
+                idem = None
+            else:
+                raise ValueError(f"union index {branch} in idempotency_key")
+            content_offset = p
             event_time_us, context, body = _decode_resolving(raw, pos, writer)
         event = Event(event_id=event_id, signer_id=signer_id, seq=seq, prev_hash=prev_hash, idempotency_key=idem,
                       event_time_us=event_time_us, context=context, body=body)

@@ -95,8 +95,9 @@ class Effects:
     statements: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     derived: list[Derived] = field(default_factory=list)
 
-    def append(self, table: str, columns: dict[str, list[Any]]) -> None:
-        if columns and next(iter(columns.values())):
+    def append(self, table: str, columns: dict[str, Any]) -> None:
+        """Rows as columns: lists, or Arrow arrays where a column needs an exact type."""
+        if columns and len(next(iter(columns.values()))):
             self.appends.setdefault(table, []).append(columns)
 
 

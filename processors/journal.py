@@ -9,10 +9,11 @@ and derived events keep their body as JSON in ``details_json``.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 from typing import Any, Callable
+
+import pyarrow as pa
 
 from ledger import limits
 from ledger.events import (
@@ -20,7 +21,6 @@ from ledger.events import (
 )
 from processors.base import Column, Derived, Effects, Item, Processor, Quarantined, View
 
-_EPOCH = dt.datetime(1970, 1, 1)
 
 COMMON = (
     Column("event_id", "VARCHAR", "event id (32 hex chars, derived from signer + idempotency key or content)"),
@@ -112,45 +112,51 @@ def details(body: Body) -> str:
                       sort_keys=True)
 
 
-def _action(b: Action) -> dict[str, Any]:
+ACTION_COLS = tuple(c.name for c in ACTION)
+DATA_COLS = tuple(c.name for c in DATA)
+COMPUTE_COLS = tuple(c.name for c in COMPUTE)
+TRUST_COLS = tuple(c.name for c in TRUST)
+INTERACTION_COLS = tuple(c.name for c in INTERACTION)
+COMMON_COLS = tuple(c.name for c in COMMON)
+
+
+def _action(b: Action) -> tuple[Any, ...]:
     u = b.usage
-    return {"operation": b.operation, "cost_weight_milli": b.cost_weight_milli, "result_hash": b.result_hash,
-            "provider": u.provider if u else None, "model": u.model if u else None,
-            "input_tokens": u.input_tokens if u else None, "output_tokens": u.output_tokens if u else None,
-            "cache_read_tokens": u.cache_read_tokens if u else None,
-            "cache_write_tokens": u.cache_write_tokens if u else None,
-            "reasoning_tokens": u.reasoning_tokens if u else None}
+    if u is None:
+        return (b.operation, b.cost_weight_milli, b.result_hash, None, None, None, None, None, None, None)
+    return (b.operation, b.cost_weight_milli, b.result_hash, u.provider, u.model, u.input_tokens, u.output_tokens,
+            u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens)
 
 
-def _data(b: Data) -> dict[str, Any]:
-    return {"bytes_read": b.bytes_read, "bytes_written": b.bytes_written, "source_hash": b.source_hash,
-            "destination_hash": b.destination_hash, "duration_us": b.duration_us}
+def _data(b: Data) -> tuple[Any, ...]:
+    return (b.bytes_read, b.bytes_written, b.source_hash, b.destination_hash, b.duration_us)
 
 
-def _compute(b: Compute) -> dict[str, Any]:
-    return {"node_id": b.node_id, "cpu_time_slices": b.cpu_time_slices, "gpu_time_slices": b.gpu_time_slices,
-            "peak_memory_mb": b.peak_memory_mb, "parallel_jobs": b.parallel_jobs}
+def _compute(b: Compute) -> tuple[Any, ...]:
+    return (b.node_id, b.cpu_time_slices, b.gpu_time_slices, b.peak_memory_mb, b.parallel_jobs)
 
 
-def _trust(b: Trust) -> dict[str, Any]:
-    return {"subject_id": b.subject_id, "dimension": b.dimension, "trust_value_milli": b.value_milli,
-            "half_life_us": b.half_life_us, "trust_source": b.source}
+def _trust(b: Trust) -> tuple[Any, ...]:
+    return (b.subject_id, b.dimension, b.value_milli, b.half_life_us, b.source)
 
 
-def _interaction(b: Interaction) -> dict[str, Any]:
-    return {"interaction_id": b.interaction_id, "requestor_id": b.requestor_id, "responder_id": b.responder_id,
-            "requestor_provider": b.requestor_provider, "requestor_model": b.requestor_model,
-            "responder_provider": b.responder_provider, "responder_model": b.responder_model,
-            "request_output_tokens": b.request_output.tokens, "request_input_tokens": b.request_input.tokens,
-            "request_input_cached_tokens": b.request_input.cached_tokens,
-            "response_output_tokens": b.response_output.tokens, "response_input_tokens": b.response_input.tokens,
-            "response_input_cached_tokens": b.response_input.cached_tokens,
-            "cosigned": b.cosignature is not None}
+def _interaction(b: Interaction) -> tuple[Any, ...]:
+    return (b.interaction_id, b.requestor_id, b.responder_id, b.requestor_provider, b.requestor_model,
+            b.responder_provider, b.responder_model, b.request_output.tokens, b.request_input.tokens,
+            b.request_input.cached_tokens, b.response_output.tokens, b.response_input.tokens,
+            b.response_input.cached_tokens, b.cosignature is not None)
 
 
-_FLATTEN: dict[type, Callable[[Any], dict[str, Any]]] = {
-    Action: _action, Data: _data, Compute: _compute, Trust: _trust, Interaction: _interaction,
+def _other(b: Body) -> tuple[Any, ...]:
+    return (details(b),)
+
+
+# per body type: (its columns, a function giving their values in that order)
+_FLATTEN: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {
+    Action: (ACTION_COLS, _action), Data: (DATA_COLS, _data), Compute: (COMPUTE_COLS, _compute),
+    Trust: (TRUST_COLS, _trust), Interaction: (INTERACTION_COLS, _interaction),
 }
+_OTHER = (("details_json",), _other)
 
 
 def rejected_body(q: Quarantined) -> Rejected:
@@ -178,29 +184,24 @@ class Journal(Processor):
 
     def fold(self, items: list[Item], quarantined: list[Quarantined]) -> Effects:
         fx = Effects()
-        groups: dict[type, list[Item]] = {}
+        groups: dict[type, list[tuple[Any, ...]]] = {}
         for it in items:
-            groups.setdefault(type(it.decoded.event.body), []).append(it)
-        for body_type, group in groups.items():
-            flatten = _FLATTEN.get(body_type)
-            cols: dict[str, list[Any]] = {c.name: [] for c in COMMON}
-            extra: dict[str, list[Any]] = {}
-            for it in group:
-                ev = it.decoded.event
-                ctx = ev.context
-                rec = it.record
-                row = (ev.event_id, ev.signer_id, it.key_id, ev.seq, ev.kind,
-                       _EPOCH + dt.timedelta(microseconds=ev.event_time_us), ev.event_time_us, ctx.org,
-                       ctx.project, ctx.task, ctx.stage, ctx.run,
-                       json.dumps(dict(ctx.labels), sort_keys=True) if ctx.labels else None, ev.idempotency_key,
-                       rec.topic, rec.partition, rec.offset)
-                for c, v in zip(cols.values(), row):
-                    c.append(v)
-                fields = flatten(ev.body) if flatten else {"details_json": details(ev.body)}
-                for k, v in fields.items():
-                    extra.setdefault(k, []).append(v)
-            cols.update(extra)
-            fx.append("events", cols)
+            ev = it.decoded.event
+            ctx = ev.context
+            rec = it.record
+            body = ev.body
+            cols, flatten = _FLATTEN.get(type(body), _OTHER)
+            row = (ev.event_id, ev.signer_id, it.key_id, ev.seq, body.KIND, ev.event_time_us, ev.event_time_us,
+                   ctx.org, ctx.project,
+                   ctx.task, ctx.stage, ctx.run, json.dumps(dict(ctx.labels), sort_keys=True) if ctx.labels else None,
+                   ev.idempotency_key, rec.topic, rec.partition, rec.offset) + flatten(body)
+            groups.setdefault(cols, []).append(row)
+        for cols, rows in groups.items():
+            # rows -> columns in C (zip), not value by value in Python
+            columns: dict[str, Any] = dict(zip(COMMON_COLS + cols, map(list, zip(*rows))))
+            # microseconds straight into an Arrow timestamp column: no datetime object per event
+            columns["event_time"] = pa.array(columns["event_time"], type=pa.timestamp("us"))
+            fx.append("events", columns)
         for q in quarantined:
             fx.derived.append(Derived(topic="rejected", body=rejected_body(q), event_time_us=record_time_us(q),
                                       idempotency_key=f"rejected:{q.record.topic}:{q.record.partition}:{q.record.offset}"))

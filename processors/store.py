@@ -3,8 +3,8 @@
 Runtime tables (one set per processor file):
 
     _tracking(topic, partition, next_offset)   where to resume; written with the state it reflects
-    _chain_heads(signer_id, seq, hash)          verifier state: chain heads ...
-    _recent_ids(signer_id, event_id, seq)       ... and the recent-id window (by sequence distance)
+    _chain_heads(signer_id, seq, hash, recent)  verifier state: chain heads and each signer's window of
+                                                recent event ids (16 bytes each, oldest first)
     _keys(...) / _agents(...)                   verifier state: the key ring built from control events
     _producer(signer_id, seq, hash)             chain head of the processor's own derived events
     _outbox(n, topic, key, value)               derived records committed but not yet on the log
@@ -51,8 +51,7 @@ QUARANTINE = View(
 
 _INTERNAL = """
 CREATE TABLE IF NOT EXISTS _tracking (topic VARCHAR, partition INTEGER, next_offset BIGINT, PRIMARY KEY (topic, partition));
-CREATE TABLE IF NOT EXISTS _chain_heads (signer_id VARCHAR PRIMARY KEY, seq BIGINT, hash BLOB);
-CREATE TABLE IF NOT EXISTS _recent_ids (signer_id VARCHAR, event_id VARCHAR, seq BIGINT);
+CREATE TABLE IF NOT EXISTS _chain_heads (signer_id VARCHAR PRIMARY KEY, seq BIGINT, hash BLOB, recent BLOB);
 CREATE TABLE IF NOT EXISTS _keys (key_id VARCHAR PRIMARY KEY, owner VARCHAR, role VARCHAR, public_key BLOB,
     revoked BOOLEAN, revoked_reason VARCHAR, revoked_at_us BIGINT);
 CREATE TABLE IF NOT EXISTS _agents (agent_id VARCHAR PRIMARY KEY, registration_json VARCHAR);
@@ -62,16 +61,22 @@ CREATE TABLE IF NOT EXISTS _meta (k VARCHAR PRIMARY KEY, v VARCHAR);
 """
 
 
+DUCKDB_MEMORY_LIMIT = "64MB"  # per processor; DuckDB spills to disk beyond it
+
+
 class StoreError(LedgerError):
     """The processor's DuckDB file could not be opened or written."""
 
 
 class Store:
-    def __init__(self, path: Path | str, views: Iterable[View], *, read_only: bool = False, threads: int = 1) -> None:
+    def __init__(self, path: Path | str, views: Iterable[View], *, read_only: bool = False, threads: int = 1,
+                 memory_limit: str = DUCKDB_MEMORY_LIMIT) -> None:
         self.path = Path(path)
         self.views = (QUARANTINE, *views)
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only, config={"threads": threads})
+            # a bounded buffer pool keeps a processor's memory flat as its tables grow
+            self.con = duckdb.connect(str(self.path), read_only=read_only,
+                                      config={"threads": threads, "memory_limit": memory_limit})
         except duckdb.IOException as e:
             raise StoreError(f"cannot open processor state: {e}", path=str(self.path),
                              hint="is another process running this processor? (`tokenledger status`)") from None
@@ -115,15 +120,15 @@ class Store:
                 d["attributes"] = tuple(tuple(x) for x in d["attributes"])
                 ring.agents[agent_id] = AgentRegistered(**d)
         chains = Chains()
-        for signer, seq, h in self.query("SELECT signer_id, seq, hash FROM _chain_heads"):
-            chains.heads[signer] = Head(int(seq), bytes(h))
-        rows = self.query(
-            "SELECT r.signer_id, r.event_id, r.seq FROM _recent_ids r JOIN _chain_heads h USING (signer_id) "
-            "WHERE r.seq > h.seq - ? ORDER BY r.signer_id, r.seq", (limits.DUPLICATE_WINDOW_EVENTS,))
         from collections import OrderedDict
 
-        for signer, event_id, seq in rows:
-            chains._recent.setdefault(signer, OrderedDict())[event_id] = int(seq)
+        for signer, seq, h, recent in self.query("SELECT signer_id, seq, hash, recent FROM _chain_heads"):
+            chains.heads[signer] = Head(int(seq), bytes(h))
+            blob = bytes(recent or b"")
+            n = len(blob) // 16
+            first = int(seq) - n + 1  # the window holds the signer's last n events, in order
+            chains._recent[signer] = OrderedDict(
+                (blob[i * 16:(i + 1) * 16].hex(), first + i) for i in range(n))
         return ring, chains
 
     def producer_head(self, signer_id: str) -> Head:
@@ -177,16 +182,14 @@ class Store:
         finally:
             self.con.unregister("_arrow_in")
 
-    def save_verifier(self, chains: Chains, touched: set[str], ring: KeyRing | None,
-                      new_ids: list[tuple[str, str, int]]) -> None:
+    def save_verifier(self, chains: Chains, touched: set[str], ring: KeyRing | None) -> None:
         if touched:
-            heads = [(s, chains.heads[s]) for s in sorted(touched)]
-            self.append_or_replace("_chain_heads", {"signer_id": [s for s, _ in heads],
-                                                    "seq": [h.seq for _, h in heads],
-                                                    "hash": [h.hash for _, h in heads]})
-        if new_ids:
-            self.append("_recent_ids", {"signer_id": [a for a, _, _ in new_ids], "event_id": [b for _, b, _ in new_ids],
-                                        "seq": [c for _, _, c in new_ids]})
+            signers = sorted(touched)
+            heads = [chains.heads[s] for s in signers]
+            # event ids are 32 hex chars: stored as 16 raw bytes each, oldest first
+            windows = [b"".join(bytes.fromhex(i) for i in chains._recent.get(s, {})) for s in signers]
+            self.append_or_replace("_chain_heads", {"signer_id": signers, "seq": [h.seq for h in heads],
+                                                    "hash": [h.hash for h in heads], "recent": windows})
         if ring is not None:
             self.con.execute("DELETE FROM _keys")
             keys = ring.keys()
@@ -205,11 +208,6 @@ class Store:
                          "attributes": [list(x) for x in a.attributes]}
                     docs.append(json.dumps(d, sort_keys=True))
                 self.append("_agents", {"agent_id": list(ring.agents), "registration_json": docs})
-
-    def trim_recent_ids(self) -> None:
-        """Drop ids that fell out of every signer's window (lookups filter by distance anyway)."""
-        self.con.execute("DELETE FROM _recent_ids r USING _chain_heads h WHERE r.signer_id = h.signer_id "
-                         "AND r.seq <= h.seq - ?", (limits.DUPLICATE_WINDOW_EVENTS,))
 
     def save_producer(self, signer_id: str, head: Head) -> None:
         self.con.execute("INSERT OR REPLACE INTO _producer VALUES (?, ?, ?)", (signer_id, head.seq, head.hash))

@@ -10,7 +10,7 @@ runs in a fresh process (one core's worth of Python; DuckDB with one thread):
   Ed25519 verify per batch, the same flattened rows built with dict lookups, Arrow bulk insert into
   DuckDB in the same batch size — its events/s is the limit the runtime is compared with.
 
-    python scripts/bench_processors.py                  # 40k and 160k events (~2 min)
+    python scripts/bench_processors.py                  # 80k and 320k events (~2 min)
     python scripts/bench_processors.py --small 20000 --large 80000
 """
 
@@ -134,8 +134,8 @@ def run(code: str, *args: str) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--small", type=int, default=40_000)
-    ap.add_argument("--large", type=int, default=160_000)
+    ap.add_argument("--small", type=int, default=80_000)
+    ap.add_argument("--large", type=int, default=320_000)
     a = ap.parse_args()
     print(f"tokenledger processor benchmark — Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; "
           "each run in a fresh process, DuckDB threads=1, input signed in batches of 100 events")
