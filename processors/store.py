@@ -153,12 +153,14 @@ class Store:
         except duckdb.Error:
             pass
 
-    def append(self, table: str, columns: dict[str, list[Any]]) -> None:
-        """Bulk insert one column batch (by column name; missing columns are NULL)."""
+    def append(self, table: str, columns: dict[str, Any], *, replace: bool = False) -> None:
+        """Bulk insert one column batch (by column name; missing columns are NULL); ``replace`` turns
+        rows whose primary key exists into updates."""
         tbl = pa.table(columns)
         self.con.register("_arrow_in", tbl)
         try:
-            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _arrow_in")
+            verb = "INSERT OR REPLACE" if replace else "INSERT"
+            self.con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM _arrow_in")
         finally:
             self.con.unregister("_arrow_in")
 
@@ -170,17 +172,9 @@ class Store:
 
     def save_positions(self, positions: dict[tuple[str, int], int]) -> None:
         if positions:
-            self.append_or_replace("_tracking", {"topic": [t for t, _ in positions],
+            self.append("_tracking", replace=True, columns={"topic": [t for t, _ in positions],
                                                  "partition": [p for _, p in positions],
                                                  "next_offset": list(positions.values())})
-
-    def append_or_replace(self, table: str, columns: dict[str, list[Any]]) -> None:
-        tbl = pa.table(columns)
-        self.con.register("_arrow_in", tbl)
-        try:
-            self.con.execute(f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM _arrow_in")
-        finally:
-            self.con.unregister("_arrow_in")
 
     def save_verifier(self, chains: Chains, touched: set[str], ring: KeyRing | None) -> None:
         if touched:
@@ -188,7 +182,7 @@ class Store:
             heads = [chains.heads[s] for s in signers]
             # event ids are 32 hex chars: stored as 16 raw bytes each, oldest first
             windows = [b"".join(bytes.fromhex(i) for i in chains._recent.get(s, {})) for s in signers]
-            self.append_or_replace("_chain_heads", {"signer_id": signers, "seq": [h.seq for h in heads],
+            self.append("_chain_heads", replace=True, columns={"signer_id": signers, "seq": [h.seq for h in heads],
                                                     "hash": [h.hash for h in heads], "recent": windows})
         if ring is not None:
             self.con.execute("DELETE FROM _keys")

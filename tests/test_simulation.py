@@ -33,12 +33,12 @@ def test_harness_catches_a_lost_update(tmp_path, monkeypatch):
     real = Store.append
     calls = {"n": 0}
 
-    def lossy(self, table, columns):
+    def lossy(self, table, columns, **kw):
         if table == "events":
             calls["n"] += 1
             if calls["n"] % 5 == 0:
                 return
-        real(self, table, columns)
+        real(self, table, columns, **kw)
 
     monkeypatch.setattr(Store, "append", lossy)
     with pytest.raises(InvariantError):
