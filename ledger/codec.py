@@ -391,9 +391,10 @@ class _DGen:
             self.emit(ind + 1, "raise ValueError('enum index %d' % u)")
             self.emit(ind, f"{out} = {syms}[u]")
         elif kind == "map":
-            if t["values"] != "string":
-                raise ValueError("only maps of strings are used in events")
-            self.emit(ind, f"{out}, p = RMAP(b, p, RS)")
+            reader = {"string": "RS", "long": "RL"}.get(t["values"]) if isinstance(t["values"], str) else None
+            if reader is None:
+                raise ValueError(f"maps of {t['values']} are not used in events")
+            self.emit(ind, f"{out}, p = RMAP(b, p, {reader})")
         else:
             self.value(kind, ind, out)
 

@@ -542,10 +542,239 @@ class Rejected(Body):
         _set(self, "original_sha256", check_bytes("original_sha256", self.original_sha256, limits.HASH_BYTES))
 
 
+@dataclass(frozen=True, slots=True)
+class Checkpoint(Body):
+    """Derived (notary): a signed tree head over one partition's accepted events."""
+
+    KIND: ClassVar[str] = "checkpoint"
+    AVRO: ClassVar[str] = "tokenledger.Checkpoint"
+    DERIVED: ClassVar[bool] = True
+
+    topic: str
+    partition: int
+    tree_size: int
+    root_hash: bytes
+    next_offset: int
+    last_event_time_us: int = 0
+
+    def __post_init__(self) -> None:
+        check_str("topic", self.topic)
+        check_int("partition", self.partition, 0, 2**31 - 1)
+        check_int("tree_size", self.tree_size, 0, 2**63 - 1)
+        _set(self, "root_hash", check_bytes("root_hash", self.root_hash, limits.HASH_BYTES))
+        check_int("next_offset", self.next_offset, 0, 2**63 - 1)
+        check_int("last_event_time_us", self.last_event_time_us, 0, limits.MAX_EVENT_TIME_US)
+
+
+@dataclass(frozen=True, slots=True)
+class StateCheckpoint(Body):
+    """Derived (any processor): input positions and the state digest there."""
+
+    KIND: ClassVar[str] = "state_checkpoint"
+    AVRO: ClassVar[str] = "tokenledger.StateCheckpoint"
+    DERIVED: ClassVar[bool] = True
+    MAPS: ClassVar[tuple[str, ...]] = ("positions",)
+
+    processor: str
+    positions: tuple[tuple[str, int], ...]
+    digest: str
+    tables_json: str = ""
+
+    def __post_init__(self) -> None:
+        check_str("processor", self.processor)
+        pos = dict(self.positions) if isinstance(self.positions, tuple) else self.positions
+        if not isinstance(pos, Mapping):
+            raise ValidationError("positions", self.positions, "must map topic/partition to an offset")
+        for k, v in pos.items():
+            check_str("positions.key", k)
+            check_int(f"positions[{k}]", v, 0, 2**63 - 1)
+        _set(self, "positions", tuple(sorted(pos.items())))
+        check_str("digest", self.digest, 128)
+        check_str("tables_json", self.tables_json, limits.MAX_EVENT_BYTES // 4, allow_empty=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation(Body):
+    """Derived (allocations): one interaction's cost split by one method, with its inputs."""
+
+    KIND: ClassVar[str] = "allocation"
+    AVRO: ClassVar[str] = "tokenledger.Allocation"
+    DERIVED: ClassVar[bool] = True
+    MAPS: ClassVar[tuple[str, ...]] = ("params",)
+
+    interaction_event_id: str
+    interaction_id: str
+    requestor_id: str
+    responder_id: str
+    method: str
+    total_micros: int
+    requestor_pays_micros: int
+    responder_pays_micros: int
+    net_transfer_micros: int
+    direction: str
+    request_output_micros: int
+    request_input_micros: int
+    response_output_micros: int
+    response_input_micros: int
+    params: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        for n in ("interaction_event_id", "interaction_id", "requestor_id", "responder_id", "method"):
+            check_str(n, getattr(self, n))
+        for n in ("total_micros", "requestor_pays_micros", "responder_pays_micros", "net_transfer_micros",
+                  "request_output_micros", "request_input_micros", "response_output_micros",
+                  "response_input_micros"):
+            check_int(n, getattr(self, n), 0, limits.MAX_MICROS * 1000)
+        if self.requestor_pays_micros + self.responder_pays_micros != self.total_micros:
+            raise ValidationError("responder_pays_micros", self.responder_pays_micros,
+                                  f"shares must add up to the total {self.total_micros}")
+        check_choice("direction", self.direction, ("requestor_to_responder", "responder_to_requestor", "none"))
+        _set(self, "params", check_map("params", self.params))
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement(Body):
+    """Derived (settlements): a netted transfer between two agents for one event-time window."""
+
+    KIND: ClassVar[str] = "settlement"
+    AVRO: ClassVar[str] = "tokenledger.Settlement"
+    DERIVED: ClassVar[bool] = True
+    MAPS: ClassVar[tuple[str, ...]] = ("params",)
+
+    settlement_id: str
+    window_start_us: int
+    window_end_us: int
+    payer: str
+    payee: str
+    amount_micros: int
+    method: str
+    tier: str
+    status: str
+    rail: str
+    tx_ref: str | None = None
+    params: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        for n in ("settlement_id", "payer", "payee", "method", "tier", "rail"):
+            check_str(n, getattr(self, n))
+        check_int("window_start_us", self.window_start_us, 0, limits.MAX_EVENT_TIME_US)
+        check_int("window_end_us", self.window_end_us, self.window_start_us, limits.MAX_EVENT_TIME_US)
+        check_int("amount_micros", self.amount_micros, 0, limits.MAX_MICROS * 1000)
+        check_choice("status", self.status, ("proposed", "settled"))
+        check_opt_str("tx_ref", self.tx_ref, limits.MAX_LABEL_CHARS)
+        _set(self, "params", check_map("params", self.params))
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetAlert(Body):
+    """Derived (budgets): a limit crossed, the emergency reserve used, a suspension or resumption."""
+
+    KIND: ClassVar[str] = "budget_alert"
+    AVRO: ClassVar[str] = "tokenledger.BudgetAlert"
+    DERIVED: ClassVar[bool] = True
+
+    scope: str
+    scope_id: str
+    budget_kind: str
+    alert: str
+    window_start_us: int
+    allocation: int
+    consumed: int
+    amount: int
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        check_choice("scope", self.scope, BUDGET_SCOPES)
+        check_str("scope_id", self.scope_id)
+        check_choice("budget_kind", self.budget_kind, BUDGET_KINDS)
+        check_str("alert", self.alert)
+        check_int("window_start_us", self.window_start_us, 0, limits.MAX_EVENT_TIME_US)
+        for n in ("allocation", "consumed", "amount"):
+            check_int(n, getattr(self, n), 0, 2**63 - 1)
+        check_str("reason", self.reason, limits.MAX_LABEL_CHARS, allow_empty=True)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetTransfer(Body):
+    """Derived (budgets): unused budget moved from a donor to an agent in need."""
+
+    KIND: ClassVar[str] = "budget_transfer"
+    AVRO: ClassVar[str] = "tokenledger.BudgetTransfer"
+    DERIVED: ClassVar[bool] = True
+
+    budget_kind: str
+    donor_id: str
+    recipient_id: str
+    amount: int
+    window_start_us: int
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        check_choice("budget_kind", self.budget_kind, BUDGET_KINDS)
+        check_str("donor_id", self.donor_id)
+        check_str("recipient_id", self.recipient_id)
+        if self.donor_id == self.recipient_id:
+            raise ValidationError("recipient_id", self.recipient_id, "must differ from the donor")
+        check_int("amount", self.amount, 1, 2**63 - 1)
+        check_int("window_start_us", self.window_start_us, 0, limits.MAX_EVENT_TIME_US)
+        check_str("reason", self.reason, limits.MAX_LABEL_CHARS, allow_empty=True)
+
+
+RESERVATION_ACTIONS = ("reserve", "commit", "release")
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation(Body):
+    """Agent: reserve budget before a spend, then commit what was used or release it."""
+
+    KIND: ClassVar[str] = "reservation"
+    AVRO: ClassVar[str] = "tokenledger.Reservation"
+
+    reservation_id: str
+    action: str
+    scope: str
+    scope_id: str
+    budget_kind: str
+    amount: int
+    expires_at_us: int = 0
+
+    def __post_init__(self) -> None:
+        check_str("reservation_id", self.reservation_id)
+        check_choice("action", self.action, RESERVATION_ACTIONS)
+        check_choice("scope", self.scope, BUDGET_SCOPES)
+        check_str("scope_id", self.scope_id)
+        check_choice("budget_kind", self.budget_kind, BUDGET_KINDS)
+        check_int("amount", self.amount, 0, limits.MAX_MICROS)
+        check_int("expires_at_us", self.expires_at_us, 0, limits.MAX_EVENT_TIME_US)
+        if self.action == "reserve" and self.expires_at_us == 0:
+            raise ValidationError("expires_at_us", 0, "a reservation needs an expiry (event time)")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(Body):
+    """Agent: a task's result — confidence (for gating) and, when graded, a score (for incentives)."""
+
+    KIND: ClassVar[str] = "outcome"
+    AVRO: ClassVar[str] = "tokenledger.Outcome"
+
+    task_id: str
+    confidence_milli: int | None = None
+    score_milli: int | None = None
+    success: bool = True
+
+    def __post_init__(self) -> None:
+        check_str("task_id", self.task_id)
+        if self.confidence_milli is not None:
+            check_int("confidence_milli", self.confidence_milli, 0, 1000)
+        if self.score_milli is not None:
+            check_int("score_milli", self.score_milli, 0, 1000)
+        check_bool("success", self.success)
+
+
 BODY_TYPES: tuple[type[Body], ...] = (
     Action, Data, Compute, Trust, Interaction,
     AgentRegistered, KeyRotated, KeyRevoked, BudgetPolicy, PriceSet, AllocationRule, SettlementRule,
-    Rejected,
+    Rejected, Checkpoint, StateCheckpoint, Allocation, Settlement, BudgetAlert, BudgetTransfer, Reservation, Outcome,
 )
 BY_KIND: dict[str, type[Body]] = {t.KIND: t for t in BODY_TYPES}
 BY_AVRO: dict[str, type[Body]] = {t.AVRO: t for t in BODY_TYPES}
@@ -604,7 +833,8 @@ def body_fields(body: Body) -> list[str]:
 __all__ = [
     "Action", "AgentRegistered", "AllocationRule", "Body", "BudgetPolicy", "Compute", "Context", "Cosignature",
     "Data", "Event", "Flow", "Interaction", "KeyRevoked", "KeyRotated", "LlmUsage", "PriceSet", "SettlementRule",
-    "Trust", "Rejected", "BODY_TYPES", "DERIVED_KINDS", "BY_KIND", "AGENT_KINDS", "CONTROL_KINDS", "GENESIS_HASH", "EMPTY_CONTEXT", "body_type",
+    "Trust", "Rejected", "Checkpoint", "StateCheckpoint", "Allocation", "Settlement", "BudgetAlert",
+    "BudgetTransfer", "Reservation", "Outcome", "BODY_TYPES", "DERIVED_KINDS", "BY_KIND", "AGENT_KINDS", "CONTROL_KINDS", "GENESIS_HASH", "EMPTY_CONTEXT", "body_type",
     "body_from_dict",
 ]
 

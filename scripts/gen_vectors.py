@@ -19,8 +19,9 @@ from pathlib import Path
 
 from ledger import codec, schemas
 from ledger.events import (
-    Action, AgentRegistered, AllocationRule, BudgetPolicy, Compute, Context, Cosignature, Data, Flow, Interaction,
-    KeyRevoked, KeyRotated, LlmUsage, PriceSet, SettlementRule, Trust,
+    Action, AgentRegistered, Allocation, AllocationRule, BudgetAlert, BudgetPolicy, BudgetTransfer, Checkpoint,
+    Compute, Context, Cosignature, Data, Flow, Interaction, KeyRevoked, KeyRotated, LlmUsage, Outcome, PriceSet,
+    Reservation, Settlement, SettlementRule, StateCheckpoint, Trust,
 )
 from ledger.keys import SigningKey
 
@@ -33,7 +34,7 @@ def key(name: str) -> SigningKey:
 
 
 def build() -> dict:
-    op, alice, bob, carol = key("operator"), key("alice"), key("bob"), key("carol")
+    op, alice, bob, carol, notary = key("operator"), key("alice"), key("bob"), key("carol"), key("notary")
     ctx = Context(org="acme", project="p1", task="t1", stage="draft", run="r1", labels={"z": "last", "a": "first"})
     inter = Interaction("i-1", "alice", "bob", "anthropic", "claude-sonnet-4-6", "anthropic", "claude-opus-4-6",
                         Flow(10_000), Flow(10_000, 2_000), Flow(3_000), Flow(3_000))
@@ -44,6 +45,7 @@ def build() -> dict:
             AgentRegistered("alice", alice.key_id, alice.public.raw, "agent", 2, "acme", "p1", {"team": "research"}),
             AgentRegistered("bob", bob.key_id, bob.public.raw),
             AgentRegistered("carol", carol.key_id, carol.public.raw, "processor"),
+            AgentRegistered("notary", notary.key_id, notary.public.raw, "processor"),
             BudgetPolicy("agent", "alice", "action", 5_000, 86_400_000_000),
             PriceSet("anthropic", "claude-sonnet-4-6", 3_000_000, 15_000_000, 300_000, 3_750_000, None, 0),
             AllocationRule("r-shapley", "shapley", {"standalone_cost_b": "0"}),
@@ -57,6 +59,18 @@ def build() -> dict:
             Compute("node-1", 40, 2, 2048, 4),
             Trust("bob", "accuracy", -250, 86_400_000_000, "review"),
             inter,
+            Reservation("res-1", "reserve", "agent", "alice", "usd", 250_000, T0 + 60_000_000),
+            Outcome("t1", 850, 900, True),
+        ]),
+        "notary": (notary, [
+            Checkpoint("ledger.events", 0, 7, bytes(range(32)), 12, T0 + 4),
+            StateCheckpoint("journal", {"ledger.events/0": 12, "ledger.control/0": 10}, "ab" * 32, "{}"),
+            Allocation("e" * 32, "i-1", "alice", "bob", "shapley", 275_000, 192_000, 83_000, 33_000,
+                       "requestor_to_responder", 150_000, 41_000, 75_000, 9_000, {"standalone_cost_b": "0"}),
+            Settlement("s-1", T0, T0 + 3_600_000_000, "alice", "bob", 33_000, "shapley", "tier_2_rule_based",
+                       "settled", "ledger", "tx-1"),
+            BudgetAlert("agent", "alice", "action", "soft_limit", T0, 5000, 4100, 100, "80% used"),
+            BudgetTransfer("action", "bob", "alice", 400, T0, "shortfall"),
         ]),
     }
     out: dict = {"schemas": {n: s.fingerprint_hex for n, s in schemas.current().items()},

@@ -13,8 +13,9 @@ from ledger import codec, limits
 from ledger.errors import RejectCode, RejectError
 from ledger.events import (
     ALLOCATION_METHODS, BUDGET_KINDS, BUDGET_SCOPES, HARD_LIMIT_ACTIONS, ROLES, SETTLEMENT_TIERS, TRUST_DIMENSIONS,
-    Action, AgentRegistered, AllocationRule, BudgetPolicy, Compute, Context, Cosignature, Data, Event, Flow,
-    Interaction, KeyRevoked, KeyRotated, LlmUsage, PriceSet, SettlementRule, Trust,
+    Action, AgentRegistered, Allocation, AllocationRule, BudgetAlert, BudgetPolicy, BudgetTransfer, Checkpoint,
+    Compute, Context, Cosignature, Data, Event, Flow, Interaction, KeyRevoked, KeyRotated, LlmUsage, Outcome,
+    PriceSet, Reservation, Settlement, SettlementRule, StateCheckpoint, Trust,
 )
 
 ids = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FFF, blacklist_categories=("Cs",)),
@@ -81,6 +82,47 @@ bodies = st.one_of(
     st.builds(SettlementRule, ids, st.sampled_from(SETTLEMENT_TIERS), st.sampled_from(ALLOCATION_METHODS),
               st.integers(1, limits.MAX_DURATION_US), st.integers(0, limits.MAX_MICROS), st.booleans(),
               st.integers(0, limits.MAX_EVENT_TIME_US)),
+)
+@st.composite
+def allocations(draw):
+    total = draw(st.integers(0, 10**12))
+    req = draw(st.integers(0, total))
+    flows = [draw(st.integers(0, 10**9)) for _ in range(4)]
+    return Allocation(draw(ids), draw(ids), draw(ids), draw(ids), draw(ids), total, req, total - req,
+                      draw(st.integers(0, 10**12)), draw(st.sampled_from(("requestor_to_responder",
+                                                                           "responder_to_requestor", "none"))),
+                      *flows, draw(labels))
+
+
+@st.composite
+def settlements(draw):
+    start = draw(st.integers(0, limits.MAX_EVENT_TIME_US - 1))
+    return Settlement(draw(ids), start, draw(st.integers(start, limits.MAX_EVENT_TIME_US)), draw(ids), draw(ids),
+                      draw(st.integers(0, 10**12)), draw(ids), draw(ids), draw(st.sampled_from(("proposed", "settled"))),
+                      draw(ids), draw(opt_ids), draw(labels))
+
+
+@st.composite
+def reservations(draw):
+    action = draw(st.sampled_from(("reserve", "commit", "release")))
+    exp = draw(st.integers(1, limits.MAX_EVENT_TIME_US)) if action == "reserve" else draw(
+        st.integers(0, limits.MAX_EVENT_TIME_US))
+    return Reservation(draw(ids), action, draw(st.sampled_from(BUDGET_SCOPES)), draw(ids),
+                       draw(st.sampled_from(BUDGET_KINDS)), draw(st.integers(0, limits.MAX_MICROS)), exp)
+
+
+bodies = st.one_of(
+    bodies,
+    st.builds(Checkpoint, ids, st.integers(0, 2**31 - 1), st.integers(0, 2**62), bytes32, st.integers(0, 2**62),
+              st.integers(0, limits.MAX_EVENT_TIME_US)),
+    st.builds(StateCheckpoint, ids, st.dictionaries(ids, st.integers(0, 2**62), max_size=4),
+              st.text(alphabet="0123456789abcdef", min_size=1, max_size=64), st.just("{}")),
+    allocations(), settlements(), reservations(),
+    st.builds(BudgetAlert, st.sampled_from(BUDGET_SCOPES), ids, st.sampled_from(BUDGET_KINDS), ids,
+              st.integers(0, limits.MAX_EVENT_TIME_US), small, small, small, st.just("")),
+    st.builds(BudgetTransfer, st.sampled_from(BUDGET_KINDS), st.just("donor"), st.just("needy"),
+              st.integers(1, 10**9), st.integers(0, limits.MAX_EVENT_TIME_US), st.just("")),
+    st.builds(Outcome, ids, st.none() | st.integers(0, 1000), st.none() | st.integers(0, 1000), st.booleans()),
 )
 contexts = st.builds(Context, opt_ids, opt_ids, opt_ids, opt_ids, opt_ids, labels)
 times = st.integers(limits.MIN_EVENT_TIME_US, limits.MAX_EVENT_TIME_US)

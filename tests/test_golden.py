@@ -18,7 +18,7 @@ from ledger.verify import Verifier
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "tests" / "vectors" / "ledger" / "events.json"
-PINNED = "e1ee0cfa2569def97126ba5645648bddc24d240001860816bd7c3b17f42b9ba3"
+PINNED = "d7336ae25abbd897dcb4c465199af3b985b83a3d5fc5079193ba382db8ad10f4"
 
 
 def _generator():
