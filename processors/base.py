@@ -88,10 +88,12 @@ class Derived:
 
 @dataclass
 class Effects:
-    """What one batch changes: rows appended per table (column dicts, for the Arrow bulk path),
-    SQL statements for in-place updates, and derived events."""
+    """What one batch changes: rows appended or upserted per table (column dicts, for the Arrow bulk
+    path), SQL statements, and derived events — all applied in the batch's one transaction, in that
+    order (appends, upserts, statements)."""
 
     appends: dict[str, list[dict[str, list[Any]]]] = field(default_factory=dict)
+    upserts: dict[str, list[dict[str, list[Any]]]] = field(default_factory=dict)  # by primary key
     statements: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     derived: list[Derived] = field(default_factory=list)
 
@@ -99,6 +101,11 @@ class Effects:
         """Rows as columns: lists, or Arrow arrays where a column needs an exact type."""
         if columns and len(next(iter(columns.values()))):
             self.appends.setdefault(table, []).append(columns)
+
+    def upsert(self, table: str, columns: dict[str, Any]) -> None:
+        """Rows that replace existing rows with the same primary key (snapshot views)."""
+        if columns and len(next(iter(columns.values()))):
+            self.upserts.setdefault(table, []).append(columns)
 
 
 class Processor(abc.ABC):

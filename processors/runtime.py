@@ -169,6 +169,9 @@ class Runner:
                     if table in self._batched:
                         cols = {**cols, "_batch": [self.batch_no] * len(next(iter(cols.values())))}
                     st.append(table, cols)
+            for table, parts in fx.upserts.items():
+                for cols in parts:
+                    st.append(table, cols, replace=True)
             for sql, params in fx.statements:
                 st.execute(sql, params)
             if quarantined:
