@@ -148,9 +148,7 @@ class _Gen:
                 self.emit(indent, f"o.append(B({expr}))")
             elif t == "boolean":
                 self.emit(indent, f"o.append(b'\\x01' if {expr} else b'\\x00')")
-            elif t == "null":
-                pass
-            else:
+            elif t != "null":  # null encodes to nothing
                 self.value(self.named[t], expr, indent)
             return
         if isinstance(t, list):
@@ -222,7 +220,7 @@ def _compile(fields_: list[dict[str, Any]], args: list[str]) -> Any:
 
 
 class _Short(Exception):
-    pass
+    """A length prefix points past the end of the buffer (reported as TRUNCATED)."""
 
 
 def _rl(b: bytes, p: int) -> tuple[int, int]:

@@ -78,5 +78,5 @@ class MemoryLog:
         self._topics[topic][partition][offset] = Record(rec.topic, rec.partition, rec.offset, rec.key, value, 0)
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the records live as long as this object."""
 
