@@ -432,10 +432,11 @@ def emit_interaction(agent: str = AgentOpt, responder: str = typer.Option(...),
 # ---------------------------------------------------------------- tail / verify
 
 
-def _event_row(rec_offset: int, partition: int, d: codec.DecodedEvent) -> dict[str, Any]:
+def _event_row(topic: str, rec_offset: int, partition: int, d: codec.DecodedEvent) -> dict[str, Any]:
     ev = d.event
     body = {f.name: getattr(ev.body, f.name) for f in dataclasses.fields(ev.body)}  # type: ignore[arg-type]
-    return {"partition": partition, "offset": rec_offset, "event_id": ev.event_id, "signer_id": ev.signer_id,
+    return {"topic": topic, "partition": partition, "offset": rec_offset, "event_id": ev.event_id,
+            "signer_id": ev.signer_id,
             "seq": ev.seq, "kind": ev.kind, "event_time": fmt_time(ev.event_time_us),
             "event_time_us": ev.event_time_us,
             "context": {k: v for k, v in (("org", ev.context.org), ("project", ev.context.project),
@@ -475,57 +476,65 @@ def _summary(row: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in b.items() if k in ("agent_id", "key_id", "model", "scope_id", "rule_id"))
 
 
-@app.command(epilog="Example: tokenledger tail --limit 20      ·  tokenledger tail --follow --json")
+@app.command(epilog="Example: tokenledger tail --limit 20   ·   tokenledger tail --follow --json   ·   "
+                     "tokenledger tail --topic rejected")
 @guarded
 def tail(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
-         limit: int = typer.Option(20, help="Show the last N events (0 = all)."),
+         limit: int = typer.Option(20, help="Show the last N events of each topic partition (0 = all)."),
          from_offset: Optional[int] = typer.Option(None, "--from", help="Start at this record offset instead."),
          follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events (Ctrl-C stops)."),
          kind: Optional[str] = typer.Option(None, help="Only this event kind."),
+         topic: Optional[list[str]] = typer.Option(
+             None, "--topic", help="Logical topic(s): events, control, rejected, checkpoints, ... "
+                                   "(default: control and events)."),
          json_: bool = typer.Option(False, "--json", help="One JSON object per line.")) -> None:
     """Print decoded events from the log (records that do not decode are shown as rejected)."""
     h = _home(home)
     lg = h.open_log(resolve_log_url(log, h))
-    topic = h.topic
+    topics = [h.topic_for(t) for t in topic] if topic else h.ledger_topics
     try:
         rows: list[dict[str, Any]] = []
-        positions = {}
-        for p in range(lg.partitions(topic)):
-            end = lg.end_offset(topic, p)
-            start = from_offset if from_offset is not None else (0 if limit == 0 else max(0, end - limit))
-            positions[p] = start
+        positions: dict[tuple[str, int], int] = {}
+        for t in topics:
+            lg.ensure_topic(t)
+            for p in range(lg.partitions(t)):
+                end = lg.end_offset(t, p)
+                start = from_offset if from_offset is not None else (0 if limit == 0 else max(0, end - limit))
+                positions[(t, p)] = start
 
-        def drain(timeout: float) -> list[dict[str, Any]]:
-            got = []
-            for p in list(positions):
-                recs = lg.read(topic, p, positions[p], 1000, timeout_s=timeout)
+        def drain(timeout: float) -> tuple[int, list[dict[str, Any]]]:
+            got, n = [], 0
+            for (t, p) in list(positions):
+                recs = lg.read(t, p, positions[(t, p)], 1000, timeout_s=timeout)
+                n += len(recs)
                 for rec in recs:
-                    positions[p] = rec.offset + 1
+                    positions[(t, p)] = rec.offset + 1
                     try:
                         batch = codec.decode_batch(rec.value)
                         for raw in batch.events:
-                            row = _event_row(rec.offset, p, codec.decode_event(raw))
+                            row = _event_row(t, rec.offset, p, codec.decode_event(raw))
                             if kind is None or row["kind"] == kind:
                                 got.append(row)
                     except RejectError as e:
-                        got.append({"partition": p, "offset": rec.offset, "rejected": e.code.value,
+                        got.append({"topic": t, "partition": p, "offset": rec.offset, "rejected": e.code.value,
                                     "reason": e.reason})
-            return got
+            return n, got
 
         while True:
-            batch_rows = drain(0.0)
-            if not batch_rows:
-                break
+            n, batch_rows = drain(0.0)
             rows.extend(batch_rows)
+            if n == 0:
+                break
+        rows.sort(key=lambda r: (r.get("event_time_us", 0), r["topic"], r["partition"], r["offset"]))
         if limit:
             rows = rows[-limit:]
         _show_rows(rows, json_)
         while follow:
-            new = drain(0.5)
+            _, new = drain(0.5)
             if new:
                 _show_rows(new, json_, header=False)
     except KeyboardInterrupt:
-        pass
+        return
     finally:
         lg.close()
 
@@ -537,45 +546,14 @@ def _show_rows(rows: list[dict[str, Any]], json_: bool, header: bool = True) -> 
         return
     table_rows = []
     for r in rows:
+        where = f"{r['topic'].rsplit('.', 1)[-1]}/{r['partition']}@{r['offset']}"
         if "rejected" in r:
-            table_rows.append([r["offset"], "", "", "REJECTED", r["rejected"], r["reason"]])
+            table_rows.append([where, "", "", "REJECTED", r["rejected"], r["reason"]])
         else:
-            table_rows.append([r["offset"], r["event_time"], f"{r['signer_id']}#{r['seq']}", r["kind"],
+            table_rows.append([where, r["event_time"], f"{r['signer_id']}#{r['seq']}", r["kind"],
                                r["event_id"][:12], _summary(r)])
-    _table(None if not header else "events", ["offset", "event time", "signer#seq", "kind", "event id", "what"],
+    _table(None if not header else "events", ["where", "event time", "signer#seq", "kind", "event id", "what"],
            table_rows)
-
-
-@app.command(epilog="Example: tokenledger verify     (exit code 1 if any record is bad)")
-@guarded
-def verify(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt, json_: bool = JsonOpt) -> None:
-    """Re-check the whole log: schemas, signatures, key validity, chains. Names the first bad record."""
-    from ledger.verify import audit
-
-    h = _home(home)
-    lg = h.open_log(resolve_log_url(log, h))
-    try:
-        total = sum(lg.end_offset(t, p) for t in h.ledger_topics for p in range(lg.partitions(t)))
-        with _progress(total, "verifying", not json_) as prog:
-            task = prog.add_task("verify", total=total)
-            report = audit(lg, h.ledger_topics, h.anchors(), progress=lambda n: prog.advance(task, n))
-    finally:
-        lg.close()
-    if json_:
-        _print_json(report.to_dict())
-    else:
-        _table("verify", ["records", "accepted records", "accepted events", "signers", "rejected"],
-               [[report.records, report.accepted_records, report.accepted_events, report.signers,
-                 sum((report.rejected or {}).values())]])
-        if report.ok:
-            out.print("OK: every record decodes, is signed by a registered, unrevoked key, and extends its chain.")
-        else:
-            _table("rejections by code", ["code", "records"], [[k, v] for k, v in sorted(report.rejected.items())])
-            fe = report.first_error or {}
-            err.print(f"FIRST BAD RECORD: topic={fe.get('topic')} partition={fe.get('partition')} "
-                      f"offset={fe.get('offset')} code={fe.get('code')}: {fe.get('message')}", markup=False)
-    if not report.ok:
-        raise typer.Exit(EXIT_VERIFY)
 
 
 # ---------------------------------------------------------------- broker (demo, run, status, query: processors/cli.py)
