@@ -556,6 +556,38 @@ def _show_rows(rows: list[dict[str, Any]], json_: bool, header: bool = True) -> 
            table_rows)
 
 
+@app.command(epilog="Example: tokenledger verify     (exit code 1 if any record is bad)")
+@guarded
+def verify(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt, json_: bool = JsonOpt) -> None:
+    """Re-check the whole log: schemas, signatures, key validity, chains. Names the first bad record."""
+    from ledger.verify import audit
+
+    h = _home(home)
+    lg = h.open_log(resolve_log_url(log, h))
+    try:
+        total = sum(lg.end_offset(t, p) for t in h.ledger_topics for p in range(lg.partitions(t)))
+        with _progress(total, "verifying", not json_) as prog:
+            task = prog.add_task("verify", total=total)
+            report = audit(lg, h.ledger_topics, h.anchors(), progress=lambda n: prog.advance(task, n))
+    finally:
+        lg.close()
+    if json_:
+        _print_json(report.to_dict())
+    else:
+        _table("verify", ["records", "accepted records", "accepted events", "signers", "rejected"],
+               [[report.records, report.accepted_records, report.accepted_events, report.signers,
+                 sum((report.rejected or {}).values())]])
+        if report.ok:
+            out.print("OK: every record decodes, is signed by a registered, unrevoked key, and extends its chain.")
+        else:
+            _table("rejections by code", ["code", "records"], [[k, v] for k, v in sorted(report.rejected.items())])
+            fe = report.first_error or {}
+            err.print(f"FIRST BAD RECORD: topic={fe.get('topic')} partition={fe.get('partition')} "
+                      f"offset={fe.get('offset')} code={fe.get('code')}: {fe.get('message')}", markup=False)
+    if not report.ok:
+        raise typer.Exit(EXIT_VERIFY)
+
+
 # ---------------------------------------------------------------- broker (demo, run, status, query: processors/cli.py)
 
 
