@@ -61,6 +61,7 @@ class MiniYaml:
 
     def _mapping(self, i: int, indent: int) -> tuple[dict[str, Any], int]:
         out: dict[str, Any] = {}
+        merged: set[str] = set()  # keys that came from `<<:`; an explicit key overrides them (YAML merge)
         while (i := self._next(i)) < len(self.lines) and self._indent(i) == indent:
             text = self.lines[i].strip()
             m = re.fullmatch(r"([A-Za-z0-9_.<-]+):(?: (.*))?", text)
@@ -69,10 +70,12 @@ class MiniYaml:
             key, rest = m[1], (m[2] or "").strip()
             value, i = self._value(rest, i, indent)
             if key == "<<":
-                out.update(value)
-            elif key in out:
+                merged |= set(value) - set(out)
+                out = {**value, **out}
+            elif key in out and key not in merged:
                 raise ValueError(f"line {i}: duplicate key {key!r}")
             else:
+                merged.discard(key)
                 out[key] = value
         return out, i
 
@@ -250,7 +253,26 @@ def test_processor_template_runs_a_processor_against_the_cluster(compose: dict[s
     template = compose["x-processor"]
     command = template["command"]
     assert command[:2] == ["tokenledger", "run"] and command[command.index("--log") + 1] == PROCESSOR_LOG_URL
-    assert template["depends_on"] == {"topics": {"condition": "service_completed_successfully"}}
+    assert template["depends_on"] == {"init": {"condition": "service_completed_successfully"}}
+    assert "--home" in command, "processors share the ledger home created by the init service"
     assert template["entrypoint"][2].endswith('exec "$$0" "$$@"'), "the entrypoint must hand over to the command"
     assert re.search(r"^x-processor: &processor$", text, re.MULTILINE), "the template is a YAML anchor to merge"
     assert "<<: *processor" in text, "the file shows how to add a processor with the anchor"
+
+
+def test_every_processor_has_a_service(compose: dict[str, Any]) -> None:
+    from processors import REGISTRY
+
+    for name in REGISTRY:
+        service = compose["services"].get(name)
+        assert service is not None, f"compose has no service for the {name} processor"
+        cmd = service["command"]
+        assert cmd[:3] == ["tokenledger", "run", name] and cmd[cmd.index("--log") + 1] == PROCESSOR_LOG_URL
+
+
+def test_init_service_creates_the_shared_home_once(compose: dict[str, Any]) -> None:
+    init = compose["services"]["init"]
+    script = init["command"][-1]
+    assert script.startswith("test -f /state/home/config.json ||"), "init must be idempotent"
+    assert "tokenledger init --home /state/home --log kafka://kafka:9092" in script
+    assert init["depends_on"] == {"topics": {"condition": "service_completed_successfully"}}

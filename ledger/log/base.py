@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 DEFAULT_TOPIC = "ledger.events"
-TOPICS = ("ledger.events", "ledger.allocations", "ledger.settlements", "ledger.alerts", "ledger.checkpoints",
+TOPICS = ("ledger.control", "ledger.events", "ledger.allocations", "ledger.settlements", "ledger.alerts", "ledger.checkpoints",
           "ledger.rejected")
 
 
