@@ -16,6 +16,7 @@ from ledger.home import Home
 from ledger.keyring import KeyRing
 from ledger.keys import PublicKey, SigningKey, load_key, save_key
 from ledger.log import Log, open_log
+from ledger.proofs import ProofReport, load_proof, verify_proof
 from ledger.verify import Verifier, Where
 
 __version__ = "0.1.0"
@@ -27,3 +28,4 @@ __all__ = [
     "RejectError", "SettlementRule", "SigningKey", "Trust", "ValidationError", "Verifier", "Where", "context",
     "load_key", "open_log", "save_key", "__version__",
 ]
+__all__ += ["ProofReport", "load_proof", "verify_proof"]  # offline Merkle proof checks (ledger/proofs.py)

@@ -172,8 +172,12 @@ def _int_arg(name: str, value: str | int | None) -> int | None:
 def init(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
          partitions: int = typer.Option(1, help="Partitions of ledger.events (Kafka logs)."),
          topic_prefix: str = typer.Option("ledger", help="Topics are PREFIX.events, PREFIX.rejected, ..."),
+         price_book: bool = typer.Option(True, help="Append the default price book as price_set control events."),
          json_: bool = JsonOpt) -> None:
-    """Create a ledger home: operator key, config and the log; register the operator on the log."""
+    """Create a ledger home: operator key, config and the log; register the operator on the log and
+    append the default price book (ledger/data/default_prices.json) as price_set control events."""
+    from ledger.pricing_events import default_price_events, price_event_time_us
+
     path = resolve_home(home)
     h = Home.init(path, log_url=log, partitions=partitions, topic_prefix=topic_prefix)
     op = h.operator_key()
@@ -181,9 +185,13 @@ def init(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
     try:
         with h.operator_emitter(lg) as em:
             em.emit(AgentRegistered(agent_id=OPERATOR_ID, key_id=op.key_id, public_key=op.public.raw, role="operator"))
+            prices = default_price_events() if price_book else []
+            for body in prices:
+                em.emit(body, event_time_us=price_event_time_us(body))
     finally:
         lg.close()
-    info = {"home": str(path), "log": h.config["log"], "topic": h.topic, "operator_key_id": op.key_id}
+    info = {"home": str(path), "log": h.config["log"], "topic": h.topic, "operator_key_id": op.key_id,
+            "price_entries": len(prices)}
     if json_:
         _print_json(info)
     else:
@@ -560,7 +568,7 @@ def _show_rows(rows: list[dict[str, Any]], json_: bool, header: bool = True) -> 
 @guarded
 def verify(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt, json_: bool = JsonOpt) -> None:
     """Re-check the whole log: schemas, signatures, key validity, chains. Names the first bad record."""
-    from ledger.verify import audit
+    from ledger.checkpoints import audit_with_checkpoints
 
     h = _home(home)
     lg = h.open_log(resolve_log_url(log, h))
@@ -568,11 +576,13 @@ def verify(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt, json_: bo
         total = sum(lg.end_offset(t, p) for t in h.ledger_topics for p in range(lg.partitions(t)))
         with _progress(total, "verifying", not json_) as prog:
             task = prog.add_task("verify", total=total)
-            report = audit(lg, h.ledger_topics, h.anchors(), progress=lambda n: prog.advance(task, n))
+            # also checks the notary's signed checkpoints against Merkle trees rebuilt from the log
+            report, cps = audit_with_checkpoints(lg, h.ledger_topics, h.topic_for("checkpoints"), h.anchors(),
+                                                 progress=lambda n: prog.advance(task, n))
     finally:
         lg.close()
     if json_:
-        _print_json(report.to_dict())
+        _print_json({**report.to_dict(), "ok": report.ok and cps.ok, "checkpoints": cps.to_dict()})
     else:
         _table("verify", ["records", "accepted records", "accepted events", "signers", "rejected"],
                [[report.records, report.accepted_records, report.accepted_events, report.signers,
@@ -584,7 +594,15 @@ def verify(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt, json_: bo
             fe = report.first_error or {}
             err.print(f"FIRST BAD RECORD: topic={fe.get('topic')} partition={fe.get('partition')} "
                       f"offset={fe.get('offset')} code={fe.get('code')}: {fe.get('message')}", markup=False)
-    if not report.ok:
+        if cps.checkpoints or not cps.ok:
+            out.print(f"checkpoints: {cps.checkpoints} over {cps.partitions} partitions, {cps.divergences} diverge, "
+                      f"{cps.bad_records} bad records", markup=False)
+        if cps.first_divergence:
+            d = cps.first_divergence
+            err.print(f"FIRST DIVERGING CHECKPOINT: {d['checkpoint_event_id']} topic={d['topic']} "
+                      f"partition={d['partition']} tree_size={d['tree_size']}: {d['reason']} (signed root "
+                      f"{d['actual_root']}, log gives {d.get('expected_root')})", markup=False)
+    if not (report.ok and cps.ok):
         raise typer.Exit(EXIT_VERIFY)
 
 

@@ -171,6 +171,7 @@ class Emitter:
         options.setdefault("topic", h.topic)
         em = cls(lg, key, state_dir=h.state_dir, **options)
         em._owns_log = True
+        em.home_path = h.path  # where check() finds the published budget views
         return em
 
     # ------------------------------------------------------------ emit
@@ -244,6 +245,51 @@ class Emitter:
               source: str | None = None, **common: Any) -> str:
         return self.emit(Trust(subject_id=subject_id, dimension=dimension, value_milli=milli("value", value),
                                half_life_us=half_life_us, source=source), **common)
+
+    # budgets: advisory admission, and reservations (the guarantee; see ledger/admission.py)
+
+    home_path: Path | None = None
+
+    def check(self, kind: str, amount: int, *, at_us: int | None = None) -> Any:
+        """allow / throttle (delay) / deny for spending ``amount`` of ``kind`` now, from the latest
+        published budgets view, over this agent's hierarchy (its context's org, project, task).
+        Advisory: racing agents can only be stopped by ``reserve``, decided in log order."""
+        from ledger.admission import check
+
+        if self.home_path is None:
+            raise ValidationError("home", None, "check() needs an emitter opened with Emitter.open(..., home=...)")
+        c = self.context
+        return check(self.home_path, self.signer_id, kind, amount, org=c.org, project=c.project, task=c.task,
+                     at_us=at_us)
+
+    def reserve(self, reservation_id: str, kind: str, amount: int, *, ttl_us: int = 300_000_000,
+                scope: str = "agent", scope_id: str | None = None, **common: Any) -> str:
+        """Ask the budgets processor to hold ``amount`` of ``kind`` for ``ttl_us`` of event time (at every
+        budgeted level of this agent's hierarchy, ``scope``/``scope_id`` in place of its level)."""
+        from ledger.events import Reservation
+
+        t = common.pop("event_time_us", None)
+        t = self._clock_ns() // 1000 if t is None else t
+        check_int("ttl_us", ttl_us, 1, limits.MAX_DURATION_US)
+        return self.emit(Reservation(reservation_id=reservation_id, action="reserve", scope=scope,
+                                     scope_id=scope_id or self.signer_id, budget_kind=kind, amount=amount,
+                                     expires_at_us=t + ttl_us), event_time_us=t, **common)
+
+    def commit(self, reservation_id: str, kind: str, amount: int, *, scope: str = "agent",
+               scope_id: str | None = None, **common: Any) -> str:
+        """Settle a reservation with what was actually spent (the commit is the spend record)."""
+        from ledger.events import Reservation
+
+        return self.emit(Reservation(reservation_id=reservation_id, action="commit", scope=scope,
+                                     scope_id=scope_id or self.signer_id, budget_kind=kind, amount=amount), **common)
+
+    def release(self, reservation_id: str, kind: str, *, scope: str = "agent", scope_id: str | None = None,
+                **common: Any) -> str:
+        """Free a reservation unused."""
+        from ledger.events import Reservation
+
+        return self.emit(Reservation(reservation_id=reservation_id, action="release", scope=scope,
+                                     scope_id=scope_id or self.signer_id, budget_kind=kind, amount=0), **common)
 
     def interaction(self, *, responder_id: str, interaction_id: str, requestor_provider: str, requestor_model: str,
                     responder_provider: str, responder_model: str, request_tokens: int | None = None,

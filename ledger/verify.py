@@ -138,23 +138,27 @@ class AuditReport:
 
 
 def audit(log: "Log", topics: "str | list[str]", anchors: dict[str, bytes], *, batch: int = 2_000,
-          progress: "Callable[[int], None] | None" = None) -> AuditReport:
+          progress: "Callable[[int], None] | None" = None, verifier: Verifier | None = None,
+          on_accepted: "Callable[[Where, Accepted], None] | None" = None) -> AuditReport:
     """Re-check every record of the topics from offset 0: schemas, signatures, keys, chains.
 
     Topics are read in the order given (the control topic first, as every reader does). A bad
     record is counted and skipped (it changes no state), so one bad record does not hide the next;
-    the first one is reported with its full evidence.
+    the first one is reported with its full evidence. ``verifier`` (default: a fresh one over
+    ``anchors``) is left holding the final key ring; ``on_accepted`` sees every accepted record
+    (the checkpoint audit rebuilds its Merkle trees from them).
     """
-    verifier = Verifier(KeyRing(anchors))
+    verifier = verifier or Verifier(KeyRing(anchors))
     report = AuditReport(rejected={})
     for topic in [topics] if isinstance(topics, str) else topics:
-        _audit_topic(log, topic, verifier, report, batch, progress)
+        _audit_topic(log, topic, verifier, report, batch, progress, on_accepted)
     report.signers = len(verifier.chains.heads)
     return report
 
 
 def _audit_topic(log: "Log", topic: str, verifier: Verifier, report: AuditReport, batch: int,
-                 progress: "Callable[[int], None] | None") -> None:
+                 progress: "Callable[[int], None] | None",
+                 on_accepted: "Callable[[Where, Accepted], None] | None" = None) -> None:
     for partition in range(log.partitions(topic)):
         end = log.end_offset(topic, partition)
         offset = 0
@@ -173,6 +177,8 @@ def _audit_topic(log: "Log", topic: str, verifier: Verifier, report: AuditReport
                     continue
                 report.accepted_records += 1
                 report.accepted_events += len(acc.events)
+                if on_accepted is not None:
+                    on_accepted(Where(topic, partition, rec.offset), acc)
             offset = recs[-1].offset + 1
             if progress is not None:
                 progress(len(recs))

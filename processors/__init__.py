@@ -6,10 +6,20 @@
 from __future__ import annotations
 
 from processors.base import Processor
+from processors.budgets import Budgets
+from processors.allocations import Allocations
 from processors.journal import Journal
+from processors.settlements import Settlements
+from processors.notary import Notary
+from processors.reputation import Reputation
 
 REGISTRY: dict[str, type[Processor]] = {
     Journal.name: Journal,
+    Allocations.name: Allocations,
+    Settlements.name: Settlements,
+    Notary.name: Notary,
+    Budgets.name: Budgets,
+    Reputation.name: Reputation,
 }
 
 

@@ -118,19 +118,24 @@ def replay(name: str, home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt
         with _progress(total, "replaying", not json_) as prog:
             task = prog.add_task("replay", total=total)
             rebuilt = replay_state(h, name, lg, positions=live["positions"], progress=lambda n: prog.advance(task, n))
+        from processors.cli_proofs import check_state_checkpoints
+
+        signed = check_state_checkpoints(h, lg, name, rebuilt)  # the processor's signed StateCheckpoints
     finally:
         lg.close()
     if not keep:
         import shutil
 
         shutil.rmtree(Path(rebuilt["file"]).parent, ignore_errors=True)
-    equal = rebuilt["digest"] == live["digest"]
-    result = {"processor": name, "equal": equal, "live": live, "replay": rebuilt}
+    equal = rebuilt["digest"] == live["digest"] and signed["match"] is not False
+    result = {"processor": name, "equal": equal, "live": live, "replay": rebuilt, "state_checkpoint": signed}
     if json_:
         _print_json(result)
     else:
         _table(f"replay of {name}", ["", "digest", "positions"],
                [["live", live["digest"], live["positions"]], ["replay", rebuilt["digest"], rebuilt["positions"]]])
+        out.print({None: "no signed state checkpoint at these positions.", True: "the signed state checkpoint "
+                   "agrees.", False: "the SIGNED STATE CHECKPOINT DIFFERS."}[signed["match"]], markup=False)
         out.print("EQUAL: the rebuilt state matches the live one." if equal else "DIFFERENT: the states diverge.",
                   markup=False)
     if not equal:
@@ -232,6 +237,10 @@ def demo(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
             with h.operator_emitter(lg) as em:
                 em.emit(AgentRegistered(agent_id=OPERATOR_ID, key_id=op.key_id, public_key=op.public.raw,
                                         role="operator"))
+                from ledger.pricing_events import default_price_events, price_event_time_us
+
+                for body in default_price_events():  # the allocations processor prices from the log only
+                    em.emit(body, event_time_us=price_event_time_us(body))
         finally:
             lg.close()
         if not json_:
@@ -283,6 +292,11 @@ def demo(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
     out.print(f"log: {s.log}", markup=False)
     out.print(f'next: tokenledger query "SELECT * FROM events LIMIT 5" --home {s.home}   ·   '
               f"tokenledger replay journal --home {s.home}   ·   tokenledger verify --home {s.home}", markup=False)
+
+
+from processors import cli_econ  # noqa: E402,F401  (registers reprice and econ; before main() for python -m)
+from processors import cli_budgets  # noqa: E402,F401
+from processors import cli_proofs  # noqa: E402,F401  (prove, verify-proof, checkpoint)
 
 
 def main() -> None:

@@ -236,6 +236,30 @@ class Runner:
 
     # ------------------------------------------------------------ derived events
 
+    def emit(self, derived: list[Derived], meta: dict[str, str] | None = None) -> int:
+        """Derived events made between batches (state checkpoints, on-demand checkpoints): signed on the
+        same producer chain as fold's, committed to the outbox with the chain head (and ``meta``) in one
+        transaction, then produced like any batch's. Changes no view. Returns the records produced."""
+        if self.key is None or not derived:
+            return 0
+        head = self.producer_head
+        outbox = self._sign(derived)
+        st = self.store
+        st.begin()
+        try:
+            st.add_outbox(outbox)
+            st.save_producer(self.key.signer_id, self.producer_head)
+            for k, v in (meta or {}).items():
+                st.set_meta(k, v)
+            st.commit()
+        except BaseException:
+            st.rollback()
+            self.producer_head = head  # nothing was committed: the chain must not skip ahead
+            raise
+        if self.produce:
+            self.flush_outbox()
+        return len(outbox)
+
     def _sign(self, derived: list[Derived]) -> list[tuple[str, bytes | None, bytes]]:
         assert self.key is not None
         by_topic: dict[str, list[Derived]] = {}

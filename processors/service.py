@@ -17,12 +17,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ledger.events import AgentRegistered
+from ledger import limits
+from ledger.events import AgentRegistered, StateCheckpoint
 from ledger.home import Home
 from ledger.keys import SigningKey, save_key
 from ledger.log import Log
 from processors import get
-from processors.base import Processor
+from processors.base import Derived, Processor
 from processors.publish import Publisher, parse_positions, read_state
 from processors.runtime import Runner
 from processors.store import Store
@@ -30,6 +31,7 @@ from processors.store import Store
 POLL_IDLE_S = 0.05  # sleep between empty polls
 STATUS_EVERY_S = 0.5  # how often the status file is rewritten
 DIGEST_EVERY_S = 10.0  # how often a caught-up processor computes and publishes its state digest
+STATE_CHECKPOINT_META = "state_checkpoint_batch"  # _meta key: the batch last signed as a StateCheckpoint
 
 
 def signer_id(name: str) -> str:
@@ -134,6 +136,7 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
                 if idle and runner.caught_up() and now - last_digest >= DIGEST_EVERY_S:
                     digest = store.digest()
                     last_digest = now
+                    emit_state_checkpoint(runner, name, digest)
                 publisher.publish(runner.positions, runner.batch_no, digest=digest)
             if now - last_status >= STATUS_EVERY_S or idle:
                 write_status(home, name, {**runner.status(), "state": state})
@@ -143,11 +146,36 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
                     break
                 time.sleep(POLL_IDLE_S)
         state = "stopped"
-        publisher.publish(runner.positions, runner.batch_no, digest=store.digest())
+        final = store.digest()
+        emit_state_checkpoint(runner, name, final)
+        publisher.publish(runner.positions, runner.batch_no, digest=final)
         write_status(home, name, {**runner.status(), "state": state})
     finally:
         store.close()
     return 0
+
+
+def emit_state_checkpoint(runner: Runner, name: str, digest: dict[str, Any]) -> int:
+    """Sign (input positions, state digest) as a StateCheckpoint on <prefix>.checkpoints, once per
+    committed batch (deduplicated through the store, so a restart at the same positions sends none).
+    Its event time is the newest log timestamp at the positions: from the log, so replays agree."""
+    if runner.key is None or runner.batch_no == 0:
+        return 0
+    if runner.store.meta(STATE_CHECKPOINT_META) == str(runner.batch_no):
+        return 0
+    t_ms = 0
+    for (topic, part), off in runner.positions.items():
+        if off > 0:
+            recs = runner.log.read(topic, part, off - 1, 1)
+            t_ms = max([t_ms] + [r.timestamp_ms for r in recs])
+    t_us = min(max(t_ms * 1000, limits.MIN_EVENT_TIME_US), limits.MAX_EVENT_TIME_US)
+    tables = json.dumps(digest["tables"], sort_keys=True)
+    body = StateCheckpoint(processor=name, positions={f"{t}/{p}": o for (t, p), o in sorted(runner.positions.items())},
+                           digest=digest["digest"],
+                           tables_json=tables if len(tables) <= limits.MAX_EVENT_BYTES // 4 else "")
+    d = Derived(topic="checkpoints", body=body, event_time_us=t_us,
+                idempotency_key=f"state:{name}:{runner.batch_no}:{digest['digest'][:16]}")
+    return runner.emit([d], meta={STATE_CHECKPOINT_META: str(runner.batch_no)})
 
 
 def live_digest(home: Home, name: str) -> dict[str, Any]:

@@ -1,0 +1,467 @@
+"""The allocations processor: prices every interaction and splits its cost by each configured method.
+
+Inputs: control events (``price_set``, ``allocation_rule``) and agent ``interaction`` events.
+Outputs: the views below, and one derived ``allocation`` event per (interaction, method) on
+``<prefix>.allocations``, signed by ``processor.allocations``, carrying the method's inputs (the rates
+used on each side, the four flows' tokens, the method's parameters) so anyone can recompute it. Its
+idempotency key is ``allocation:<interaction event id>:<method>``: produced once, whatever crashes.
+
+Semantics (all from event time; never the wall clock):
+
+* **Prices.** A ``price_set`` is in force from ``max(effective_from_us, its own event time)``: a price
+  is never retroactive, so an allocation once issued stays right and a replay (which reads every
+  control event first) prices each interaction exactly as the live run did. For one model, the entry
+  with the latest start at or before the interaction's event time applies; equal starts: the later one
+  on the log. A back-dated what-if is ``tokenledger reprice``.
+* **Unknown model.** An interaction whose requestor or responder model has no price in force is never
+  priced at $0: it goes to the ``unpriced`` view with the reason code ``unknown_model`` and the evidence
+  (provider, model, event time), and no allocation is made. Processing continues.
+* **Rules.** An ``allocation_rule`` (by ``rule_id``; a later version of the same id replaces it from its
+  own start, same start rule as prices) applies to interactions whose context matches its ``org`` and
+  ``project`` (None = any). Each enabled matching rule contributes its method with its params (strings
+  on the wire, parsed per method: micro-USD integers, ``alpha`` as a decimal, ``no_surplus_fallback`` a
+  method name). Two matching rules naming one method: the more specific scope wins (project > org >
+  any), then the smaller rule id. When no enabled rule matches, ``DEFAULT_METHODS`` apply.
+* **Bad rule parameters / no Nash surplus.** That (interaction, method) goes to ``unpriced`` with the
+  reason; the interaction's other methods are still allocated.
+
+Conservation, checked by the tests on the views: for every interaction and method,
+requestor_pays + responder_pays = total = the four flow costs = incurred by both sides.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from ledger.allocation import NASH_BARGAINING, REQUESTOR_PAYS, SHAPLEY, allocate
+from ledger.errors import EconomicsError, LedgerError, RejectCode, ValidationError
+from ledger.events import Allocation as AllocationEvent
+from ledger.events import AllocationRule, Interaction, PriceSet
+from ledger.metering import InteractionFlows, MeteredInteraction, meter_interaction
+from ledger.pricing import ModelPrice
+from processors.base import Column, Derived, Effects, Item, Processor, Quarantined, View
+
+# The methods applied when no enabled allocation rule matches an interaction: who asked pays (the
+# cash view), and the Shapley split with its documented defaults (the fair-share view).
+DEFAULT_METHODS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
+    ("default", REQUESTOR_PAYS, ()),
+    ("default", SHAPLEY, ()),
+)
+_INT_PARAMS = frozenset({"standalone_cost_a", "standalone_cost_b", "value_a", "value_b", "disagreement_a",
+                         "disagreement_b"})
+UNPRICED_REASON_CHARS = 1024  # characters of an error message kept in the unpriced view
+
+BATCH = Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)")
+
+INTERACTIONS = View(
+    name="interactions", doc="Every priced interaction: the four flows with their tokens and cost, per side.",
+    columns=(
+        Column("event_id", "VARCHAR", "the interaction event's id"),
+        Column("interaction_id", "VARCHAR", "the interaction's own id"),
+        Column("event_time", "TIMESTAMP", "event time (UTC)"),
+        Column("event_time_us", "BIGINT", "event time, microseconds since the Unix epoch"),
+        Column("requestor_id", "VARCHAR", "who asked (the signer)"),
+        Column("responder_id", "VARCHAR", "who answered"),
+        Column("org", "VARCHAR", "context: organisation"),
+        Column("project", "VARCHAR", "context: project"),
+        Column("requestor_provider", "VARCHAR", "requestor's provider"),
+        Column("requestor_model", "VARCHAR", "requestor's model"),
+        Column("responder_provider", "VARCHAR", "responder's provider"),
+        Column("responder_model", "VARCHAR", "responder's model"),
+        Column("requestor_price_from_us", "BIGINT", "start of the requestor's price-book entry used"),
+        Column("responder_price_from_us", "BIGINT", "start of the responder's price-book entry used"),
+        Column("requestor_rates", "VARCHAR", "requestor's rates used, micro-USD/MTok: input/output/cache_read"),
+        Column("responder_rates", "VARCHAR", "responder's rates used, micro-USD/MTok: input/output/cache_read"),
+        Column("request_output_tokens", "BIGINT", "flow 1: request written by the requestor"),
+        Column("request_input_tokens", "BIGINT", "flow 2: request read by the responder"),
+        Column("request_input_cached_tokens", "BIGINT", "flow 2: part of it read from cache"),
+        Column("response_output_tokens", "BIGINT", "flow 3: response written by the responder"),
+        Column("response_input_tokens", "BIGINT", "flow 4: response read by the requestor"),
+        Column("response_input_cached_tokens", "BIGINT", "flow 4: part of it read from cache"),
+        Column("request_output_micros", "BIGINT", "flow 1 cost, micro-USD (requestor's output rate)"),
+        Column("request_input_micros", "BIGINT", "flow 2 cost, micro-USD (responder's input / cache-read rate)"),
+        Column("response_output_micros", "BIGINT", "flow 3 cost, micro-USD (responder's output rate)"),
+        Column("response_input_micros", "BIGINT", "flow 4 cost, micro-USD (requestor's input / cache-read rate)"),
+        Column("total_micros", "BIGINT", "the four flow costs, micro-USD"),
+        Column("requestor_incurred_micros", "BIGINT", "flows 1 + 4: what the requestor's own calls cost"),
+        Column("responder_incurred_micros", "BIGINT", "flows 2 + 3: what the responder's own calls cost"),
+        BATCH,
+    ),
+)
+ALLOCATIONS = View(
+    name="allocations", doc="One row per interaction and allocation method: who pays what, and the transfer.",
+    columns=(
+        Column("interaction_event_id", "VARCHAR", "the interaction event's id"),
+        Column("interaction_id", "VARCHAR", "the interaction's own id"),
+        Column("event_time_us", "BIGINT", "the interaction's event time, microseconds"),
+        Column("requestor_id", "VARCHAR", "who asked"),
+        Column("responder_id", "VARCHAR", "who answered"),
+        Column("method", "VARCHAR", "allocation method (a Nash fallback names the method actually used)"),
+        Column("rule_id", "VARCHAR", "the allocation rule that asked for it ('default' = the default set)"),
+        Column("total_micros", "BIGINT", "the interaction's total cost, micro-USD"),
+        Column("requestor_pays_micros", "BIGINT", "requestor's share, micro-USD"),
+        Column("responder_pays_micros", "BIGINT", "responder's share, micro-USD (shares sum to the total)"),
+        Column("net_transfer_micros", "BIGINT", "cash one side owes the other so each has paid its share"),
+        Column("direction", "VARCHAR", "requestor_to_responder | responder_to_requestor | none"),
+        Column("params_json", "VARCHAR", "the method's inputs (rates, tokens, parameters) as JSON"),
+        BATCH,
+    ),
+)
+AGENT_COSTS = View(
+    name="agent_costs", doc="Per agent and method: cost its own calls incurred vs the share allocated to it.",
+    mode="snapshot", primary_key=("agent_id", "method"),
+    columns=(
+        Column("agent_id", "VARCHAR", "the agent"),
+        Column("method", "VARCHAR", "allocation method"),
+        Column("interactions", "BIGINT", "interactions it took part in that this method allocated"),
+        Column("incurred_micros", "BIGINT", "what its own side of those interactions cost, micro-USD"),
+        Column("allocated_micros", "BIGINT", "its share under the method, micro-USD"),
+        Column("balance_micros", "BIGINT", "allocated - incurred: positive = it owes others, negative = is owed"),
+    ),
+)
+UNPRICED = View(
+    name="unpriced", doc="Interactions (or one method of one) that could not be priced or allocated, and why; never $0.",
+    columns=(
+        Column("event_id", "VARCHAR", "the interaction event's id"),
+        Column("interaction_id", "VARCHAR", "the interaction's own id"),
+        Column("event_time_us", "BIGINT", "its event time, microseconds"),
+        Column("requestor_id", "VARCHAR", "who asked"),
+        Column("responder_id", "VARCHAR", "who answered"),
+        Column("stage", "VARCHAR", "pricing (no price in force) | allocation (one method failed)"),
+        Column("method", "VARCHAR", "the method that failed (NULL when pricing failed)"),
+        Column("code", "VARCHAR", "reason code, e.g. unknown_model, economics, invalid_field"),
+        Column("reason", "VARCHAR", "human-readable reason"),
+        Column("evidence_json", "VARCHAR", "the evidence (provider, model, event time, ...) as JSON"),
+        BATCH,
+    ),
+)
+PRICES = View(
+    name="prices", doc="Every price-book entry read from price_set control events, with when it is in force.",
+    columns=(
+        Column("provider", "VARCHAR", "provider"),
+        Column("model", "VARCHAR", "model"),
+        Column("input_micros_per_mtok", "BIGINT", "input rate, micro-USD per million tokens"),
+        Column("output_micros_per_mtok", "BIGINT", "output rate, micro-USD per million tokens"),
+        Column("cache_read_micros_per_mtok", "BIGINT", "cache-read rate, micro-USD per million tokens"),
+        Column("cache_write_micros_per_mtok", "BIGINT", "cache-write rate, micro-USD per million tokens"),
+        Column("reasoning_micros_per_mtok", "BIGINT", "reasoning rate, micro-USD per million tokens"),
+        Column("effective_from_us", "BIGINT", "the entry's effective time as announced"),
+        Column("announced_us", "BIGINT", "event time of the price_set event"),
+        Column("in_force_from_us", "BIGINT", "max(effective_from_us, announced_us): prices are never retroactive"),
+        Column("seq", "BIGINT", "order read (ties on in_force_from_us: the later entry wins)"),
+        BATCH,
+    ),
+)
+ALLOCATION_RULES = View(
+    name="allocation_rules", doc="Every allocation rule version read from allocation_rule control events.",
+    columns=(
+        Column("rule_id", "VARCHAR", "rule id (a later version of the same id replaces it)"),
+        Column("method", "VARCHAR", "allocation method"),
+        Column("params_json", "VARCHAR", "the method's parameters as JSON (strings, as on the wire)"),
+        Column("org", "VARCHAR", "scope: organisation (NULL = any)"),
+        Column("project", "VARCHAR", "scope: project (NULL = any)"),
+        Column("enabled", "BOOLEAN", "false switches the rule off from in_force_from_us"),
+        Column("in_force_from_us", "BIGINT", "max(effective_from_us, the event's time)"),
+        Column("seq", "BIGINT", "order read (ties: the later version wins)"),
+        BATCH,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class RuleVersion:
+    rule_id: str
+    method: str
+    params: tuple[tuple[str, str], ...]
+    org: str | None
+    project: str | None
+    enabled: bool
+    in_force_from_us: int
+    seq: int
+
+
+class Timeline:
+    """Versions of one thing over event time: the one in force at t has the latest (start, seq) <= t."""
+
+    __slots__ = ("keys", "values")
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[int, int]] = []
+        self.values: list[Any] = []
+
+    def add(self, start_us: int, seq: int, value: Any) -> None:
+        i = bisect.bisect_right(self.keys, (start_us, seq))
+        self.keys.insert(i, (start_us, seq))
+        self.values.insert(i, value)
+
+    def at(self, t_us: int) -> Any | None:
+        # (t, +inf) sorts after every (t, seq): the latest version starting at or before t
+        i = bisect.bisect_right(self.keys, (t_us, float("inf"))) - 1
+        return self.values[i] if i >= 0 else None
+
+
+class PriceState:
+    """Price-book entries from price_set events, looked up by the in-force rule in the module docstring."""
+
+    def __init__(self) -> None:
+        self.models: dict[tuple[str, str], Timeline] = {}
+        self.seq = 0
+
+    def add(self, body: PriceSet, announced_us: int) -> dict[str, Any]:
+        self.seq += 1
+        start = max(body.effective_from_us, announced_us)
+        price = ModelPrice.from_price_set(body)
+        self.models.setdefault(price.key, Timeline()).add(start, self.seq, (start, price))
+        return {"provider": body.provider, "model": body.model, "input_micros_per_mtok": price.input,
+                "output_micros_per_mtok": price.output, "cache_read_micros_per_mtok": price.cache_read,
+                "cache_write_micros_per_mtok": price.cache_write, "reasoning_micros_per_mtok": price.reasoning,
+                "effective_from_us": body.effective_from_us, "announced_us": announced_us,
+                "in_force_from_us": start, "seq": self.seq}
+
+    def restore_row(self, provider: str, model: str, rates: tuple[int, ...], effective_from_us: int, start: int,
+                    seq: int) -> None:
+        price = ModelPrice(provider=provider, model=model, input=rates[0], output=rates[1], cache_read=rates[2],
+                           cache_write=rates[3], reasoning=rates[4], effective_from_us=effective_from_us)
+        self.models.setdefault(price.key, Timeline()).add(start, seq, (start, price))
+        self.seq = max(self.seq, seq)
+
+    def price_at(self, provider: str, model: str, t_us: int) -> tuple[int, ModelPrice]:
+        """(in-force start, entry) for the model at ``t_us``; never $0: an EconomicsError names what is missing."""
+        line = self.models.get((provider, model))
+        found = line.at(t_us) if line is not None else None
+        if found is None:
+            raise EconomicsError("unknown model: no price in force for this provider and model at the event time",
+                                 code=RejectCode.UNKNOWN_MODEL.value, provider=provider, model=model,
+                                 event_time=t_us, known=line is not None,
+                                 hint="append a price_set control event for the model (in force from its time)")
+        return found
+
+
+# A price lookup: (provider, model, event time) -> (in-force start, entry); raises EconomicsError.
+PriceLookup = Callable[[str, str, int], tuple[int, ModelPrice]]
+
+
+def rates_text(p: ModelPrice) -> str:
+    return f"{p.input}/{p.output}/{p.cache_read}"
+
+
+def method_params(method: str, params: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """Wire params (strings) to the method's typed parameters; a bad value is a ValidationError naming it."""
+    out: dict[str, Any] = {}
+    for key, text in params:
+        if key in _INT_PARAMS:
+            try:
+                out[key] = int(text)
+            except ValueError:
+                raise ValidationError(f"params.{key}", text, "must be a whole number of micro-USD") from None
+        elif key == "alpha":
+            try:
+                out[key] = Fraction(text)
+            except (ValueError, ZeroDivisionError):
+                raise ValidationError("params.alpha", text, "must be a decimal between 0 and 1") from None
+        else:
+            out[key] = text  # e.g. no_surplus_fallback; unknown keys are refused by ``allocate``
+    return out
+
+
+def metered_params(metered: MeteredInteraction, req_from: int, resp_from: int) -> dict[str, str]:
+    """What anyone needs to recompute the four flow costs: rates used on each side and token counts."""
+    f = metered.flows
+    rp, sp = metered.requestor_price, metered.responder_price
+    return {
+        "requestor_price": f"{rp.provider}/{rp.model}", "requestor_price_from_us": str(req_from),
+        "requestor_rates": rates_text(rp), "responder_price": f"{sp.provider}/{sp.model}",
+        "responder_price_from_us": str(resp_from), "responder_rates": rates_text(sp),
+        "tokens": (f"{f.request_output.tokens},{f.request_input.tokens}:{f.request_input.cached_tokens},"
+                   f"{f.response_output.tokens},{f.response_input.tokens}:{f.response_input.cached_tokens}"),
+        "rates_unit": "micro-USD per MTok: input/output/cache_read",
+    }
+
+
+def _jsonable(v: Any) -> Any:
+    return v if v is None or isinstance(v, (int, str, bool)) else str(v)
+
+
+class Allocations(Processor):
+    name = "allocations"
+    doc = "prices interactions (price book from control events) and splits each cost by the configured methods"
+    topics = ("control", "events")
+    views = (INTERACTIONS, ALLOCATIONS, AGENT_COSTS, UNPRICED, PRICES, ALLOCATION_RULES)
+
+    def __init__(self) -> None:
+        self.prices = PriceState()
+        self.rules: dict[str, Timeline] = {}
+        self.rule_seq = 0
+        self.costs: dict[tuple[str, str], list[int]] = {}  # (agent, method) -> [interactions, incurred, allocated]
+        self.produce_derived = True
+
+    # ------------------------------------------------------------------ state
+
+    def restore(self, query: Any) -> None:
+        for row in query("SELECT provider, model, input_micros_per_mtok, output_micros_per_mtok, "
+                         "cache_read_micros_per_mtok, cache_write_micros_per_mtok, reasoning_micros_per_mtok, "
+                         "effective_from_us, in_force_from_us, seq FROM prices ORDER BY seq"):
+            self.prices.restore_row(row[0], row[1], tuple(row[2:7]), row[7], row[8], row[9])
+        for rid, method, pj, org, project, enabled, start, seq in query(
+                "SELECT rule_id, method, params_json, org, project, enabled, in_force_from_us, seq "
+                "FROM allocation_rules ORDER BY seq"):
+            params = tuple(sorted(json.loads(pj).items()))
+            self.rules.setdefault(rid, Timeline()).add(start, seq, RuleVersion(rid, method, params, org, project,
+                                                                               enabled, start, seq))
+            self.rule_seq = max(self.rule_seq, seq)
+        for agent, method, n, inc, alloc in query(
+                "SELECT agent_id, method, interactions, incurred_micros, allocated_micros FROM agent_costs"):
+            self.costs[(agent, method)] = [n, inc, alloc]
+
+    def price_lookup(self) -> PriceLookup:
+        """How prices are found (the ``reprice`` side processor swaps this for an alternative book)."""
+        return self.prices.price_at
+
+    def methods_for(self, t_us: int, org: str | None, project: str | None) -> list[tuple[str, str, tuple]]:
+        """(rule_id, method, params) to apply to an interaction at ``t_us`` in this context, by method."""
+        chosen: dict[str, tuple[int, str, tuple]] = {}
+        for rid in sorted(self.rules):
+            v: RuleVersion | None = self.rules[rid].at(t_us)
+            if v is None or not v.enabled:
+                continue
+            if (v.org is not None and v.org != org) or (v.project is not None and v.project != project):
+                continue
+            specificity = 2 if v.project is not None else 1 if v.org is not None else 0
+            best = chosen.get(v.method)
+            if best is None or specificity > best[0]:  # rule ids ascend: an equal scope keeps the smaller id
+                chosen[v.method] = (specificity, rid, v.params)
+        if not chosen:
+            return list(DEFAULT_METHODS)
+        return [(rid, method, params) for method, (_, rid, params) in sorted(chosen.items())]
+
+    # ------------------------------------------------------------------ fold
+
+    def fold(self, items: list[Item], quarantined: list[Quarantined]) -> Effects:
+        fx = Effects()
+        inter_rows: list[dict[str, Any]] = []
+        alloc_rows: list[dict[str, Any]] = []
+        unpriced: list[dict[str, Any]] = []
+        price_rows: list[dict[str, Any]] = []
+        rule_rows: list[dict[str, Any]] = []
+        touched: set[tuple[str, str]] = set()
+        lookup = self.price_lookup()
+        for it in items:
+            ev = it.decoded.event
+            body = ev.body
+            if isinstance(body, Interaction):
+                self._interaction(ev, body, lookup, inter_rows, alloc_rows, unpriced, touched, fx)
+            elif isinstance(body, PriceSet):
+                price_rows.append(self.prices.add(body, ev.event_time_us))
+            elif isinstance(body, AllocationRule):
+                self.rule_seq += 1
+                start = max(body.effective_from_us, ev.event_time_us)
+                v = RuleVersion(body.rule_id, body.method, body.params, body.org, body.project, body.enabled,
+                                start, self.rule_seq)
+                self.rules.setdefault(body.rule_id, Timeline()).add(start, self.rule_seq, v)
+                rule_rows.append({"rule_id": v.rule_id, "method": v.method,
+                                  "params_json": json.dumps(dict(v.params), sort_keys=True), "org": v.org,
+                                  "project": v.project, "enabled": v.enabled, "in_force_from_us": start,
+                                  "seq": v.seq})
+        for table, rows in (("interactions", inter_rows), ("allocations", alloc_rows), ("unpriced", unpriced),
+                            ("prices", price_rows), ("allocation_rules", rule_rows)):
+            if rows:
+                cols = columns_of(rows)
+                if table == "interactions":
+                    cols["event_time"] = pa.array(cols["event_time_us"], type=pa.timestamp("us"))
+                fx.append(table, cols)
+        if touched:
+            keys = sorted(touched)
+            fx.upsert("agent_costs", {
+                "agent_id": [a for a, _ in keys], "method": [m for _, m in keys],
+                "interactions": [self.costs[k][0] for k in keys], "incurred_micros": [self.costs[k][1] for k in keys],
+                "allocated_micros": [self.costs[k][2] for k in keys],
+                "balance_micros": [self.costs[k][2] - self.costs[k][1] for k in keys]})
+        return fx
+
+    def _interaction(self, ev: Any, body: Interaction, lookup: PriceLookup, inter_rows: list, alloc_rows: list,
+                     unpriced: list, touched: set, fx: Effects) -> None:
+        t = ev.event_time_us
+        base = {"event_id": ev.event_id, "interaction_id": body.interaction_id, "event_time_us": t,
+                "requestor_id": body.requestor_id, "responder_id": body.responder_id}
+        try:
+            req_from, req_price = lookup(body.requestor_provider, body.requestor_model, t)
+            resp_from, resp_price = lookup(body.responder_provider, body.responder_model, t)
+            metered = meter_interaction(InteractionFlows.from_interaction(body), requestor_price=req_price,
+                                        responder_price=resp_price)
+        except LedgerError as e:
+            unpriced.append(_unpriced(base, "pricing", None, e))
+            return
+        f = metered.flows
+        inter_rows.append({
+            **base, "org": ev.context.org, "project": ev.context.project,
+            "requestor_provider": body.requestor_provider, "requestor_model": body.requestor_model,
+            "responder_provider": body.responder_provider, "responder_model": body.responder_model,
+            "requestor_price_from_us": req_from, "responder_price_from_us": resp_from,
+            "requestor_rates": rates_text(req_price), "responder_rates": rates_text(resp_price),
+            "request_output_tokens": f.request_output.tokens, "request_input_tokens": f.request_input.tokens,
+            "request_input_cached_tokens": f.request_input.cached_tokens,
+            "response_output_tokens": f.response_output.tokens, "response_input_tokens": f.response_input.tokens,
+            "response_input_cached_tokens": f.response_input.cached_tokens,
+            "request_output_micros": metered.request_output.cost, "request_input_micros": metered.request_input.cost,
+            "response_output_micros": metered.response_output.cost,
+            "response_input_micros": metered.response_input.cost, "total_micros": metered.total,
+            "requestor_incurred_micros": metered.requestor_incurred,
+            "responder_incurred_micros": metered.responder_incurred})
+        inputs = metered_params(metered, req_from, resp_from)
+        for rule_id, method, params in self.methods_for(t, ev.context.org, ev.context.project):
+            try:
+                a = allocate(metered, method, **method_params(method, params))
+            except LedgerError as e:
+                unpriced.append(_unpriced(base, "allocation", method, e))
+                continue
+            wire = {**inputs, "rule_id": rule_id, "requested_method": method,
+                    **{f"method.{k}": str(v) for k, v in sorted(a.parameters.items()) if v is not None}}
+            alloc_rows.append({
+                "interaction_event_id": ev.event_id, "interaction_id": body.interaction_id, "event_time_us": t,
+                "requestor_id": body.requestor_id, "responder_id": body.responder_id, "method": a.method,
+                "rule_id": rule_id, "total_micros": a.total, "requestor_pays_micros": a.requestor_pays,
+                "responder_pays_micros": a.responder_pays, "net_transfer_micros": a.net_transfer,
+                "direction": a.direction, "params_json": json.dumps(wire, sort_keys=True)})
+            for agent, incurred, share in ((body.requestor_id, metered.requestor_incurred, a.requestor_pays),
+                                           (body.responder_id, metered.responder_incurred, a.responder_pays)):
+                c = self.costs.setdefault((agent, a.method), [0, 0, 0])
+                c[0] += 1
+                c[1] += incurred
+                c[2] += share
+                touched.add((agent, a.method))
+            if self.produce_derived:
+                fx.derived.append(Derived(
+                    topic="allocations", event_time_us=t, idempotency_key=f"allocation:{ev.event_id}:{method}",
+                    body=AllocationEvent(
+                        interaction_event_id=ev.event_id, interaction_id=body.interaction_id,
+                        requestor_id=body.requestor_id, responder_id=body.responder_id, method=a.method,
+                        total_micros=a.total, requestor_pays_micros=a.requestor_pays,
+                        responder_pays_micros=a.responder_pays, net_transfer_micros=a.net_transfer,
+                        direction=a.direction, request_output_micros=metered.request_output.cost,
+                        request_input_micros=metered.request_input.cost,
+                        response_output_micros=metered.response_output.cost,
+                        response_input_micros=metered.response_input.cost, params=wire)))
+
+
+def _unpriced(base: dict[str, Any], stage: str, method: str | None, e: LedgerError) -> dict[str, Any]:
+    # ValidationError carries its code as an attribute; EconomicsError names it in its evidence
+    code = getattr(e, "code", None) or e.evidence.get("code") or "economics"
+    code = getattr(code, "value", code)
+    return {**base, "stage": stage, "method": method, "code": str(code),
+            "reason": e.message[:UNPRICED_REASON_CHARS],
+            "evidence_json": json.dumps({k: _jsonable(v) for k, v in e.evidence.items()}, sort_keys=True)}
+
+
+def columns_of(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Row dicts (same keys) to the column dict ``Effects.append`` takes."""
+    keys = list(rows[0])
+    return {k: [r[k] for r in rows] for k in keys}
+
+
+__all__ = ["Allocations", "DEFAULT_METHODS", "PriceState", "PriceLookup", "method_params", "NASH_BARGAINING"]

@@ -1,0 +1,655 @@
+"""The budgets processor: consumption, limits, reservations, alerts and transfers per scope and kind.
+
+What it does
+    Folds verified events into one ``BudgetState`` (ledger/budget.py) per (scope level, scope id,
+    budget kind) that has a policy, and publishes them as the ``budgets`` snapshot view. All the
+    rules live in ledger/budget.py and ledger/reallocation.py; this module maps events onto them.
+
+    * ``BudgetPolicy`` (control) creates or replaces the policy of (scope, scope_id, kind); the
+      window anchor is its ``effective_from_us``; it applies from its place in the log on. A new
+      policy for a suspended budget resumes it (an operator's decision). A policy the pure model
+      refuses (priority 0, interval 0, min_reserve above the allocation, suspend without deny) is
+      ignored and reported as a ``policy_refused`` alert. ``PriceSet`` (control) adds a price.
+    * Consumption (a fact: always counted, flagged by a ``breach`` alert if the policy would have
+      refused it), at every budgeted level of the event's hierarchy — org, project, task from its
+      context, agent = the signer:
+        action   → "action": ceil(cost_weight_milli / 1000) cost units (rounded up: a budget is a
+                   limit, never under-count); with LLM usage also "llm_tokens" = input + output
+                   tokens and "usd" = the call's price in micro-USD from the default price book
+                   plus PriceSet entries, at the event's time. An unknown model counts no USD and
+                   is counted in the ``unpriced_calls`` column of the usd rows instead.
+        data     → "data": bytes_read + bytes_written.
+        compute  → "compute": cpu_time_slices + gpu_time_slices.
+        trust    → "trust" of the issuer: ceil(|value_milli| / 1000) trust tokens (seed 002: issuing
+                   trust spends the issuer's trust budget, positive or negative).
+        interaction events are priced by the allocations processor, not counted here.
+    * ``Reservation`` events: ``reserve`` holds budget at every budgeted level of the signer's
+      hierarchy, with the named scope put in place of its level; it is admitted or **refused** in
+      log order against consumed + live reservations (a refused one is recorded with status
+      "refused" and a ``reservation_refused`` alert). ``commit`` turns (up to) the hold into
+      consumption (any excess is counted as usage); ``release`` frees it; a hold expires by event
+      time (at its ``expires_at_us`` or its window's end) when a later event touches its budget.
+      A reservation id is used once; a second reserve with it is refused (reason duplicate_id).
+    * ``Outcome`` events record the signer's confidence on its agent-level budgets: once it is at
+      or above the policy's threshold, further spend is refused (reservations) or flagged
+      (usage: a ``gated`` alert) until a lower confidence is reported.
+    * Reallocation: before a reserve or a usage that a level would refuse at its hard limit, the
+      level's siblings (same scope level and kind, same parent scope) lend their unused budget,
+      lowest priority first, never below a donor's reserve, never uphill — all or nothing. Each
+      transfer is a ``BudgetTransfer`` derived event on ``<prefix>.alerts`` and a ``transfers`` row.
+    * Reputation (seed 002): an agent-level budget starts each window with the policy's allocation
+      times the agent's reputation multiplier at that window's first event (0.5x .. 1.5x, rounded
+      down), computed by ledger.reputation from the trust this processor counts exactly as the
+      reputation processor does (self-issued trust ignored, graded outcomes as incentive trust;
+      kept in ``budget_trust``). A newcomer scores 0.7 = 1.0x. Other levels are not scaled.
+    * Alerts (soft_limit, hard_limit, emergency_reserve, suspended, resumed, breach, gated,
+      reservation_refused, policy_refused) are ``BudgetAlert`` derived events on ``<prefix>.alerts``
+      and ``budget_alerts`` rows; their ids come from the causing event's id and the alert's index,
+      so a replay or a re-send never mints a second one.
+
+Invariants
+    * State depends only on the log in log order and on event time: no clock, no batch-boundary
+      effect (time advances only for the budgets an event touches, at that event's time).
+    * For DENY / THROTTLE policies, granted reservations never take consumed + reserved past the
+      ceiling (hard cap + emergency reserve): ledger/budget.py's invariant, decided here in log order.
+    * ``restore`` rebuilds the in-memory state exactly from the snapshot views.
+
+Never
+    Read the wall clock, refuse a usage event (usage is a fact), or move budget partially.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable
+
+from ledger import budget as b
+from ledger.admission import level_from_row, levels_text, parse_levels, policy_columns, policy_from_event
+from ledger.errors import LedgerError
+from ledger.events import (
+    Action, BudgetAlert, BudgetPolicy as PolicyEvent, BudgetTransfer, Compute, Data, Event, Outcome, PriceSet,
+    Reservation as ReservationEvent, Trust,
+)
+from ledger.pricing import ModelPrice, PriceBook, default_price_book, usage_cost
+from ledger.reallocation import Refusal
+from ledger.reputation import TrustEvent, apply_multiplier, reputation
+from processors.base import Column, Derived, Effects, Item, Processor, Quarantined, View
+from processors.reputation import incentive_event, trust_event
+
+MILLI = 1000
+LEVELS = ("org", "project", "task", "agent")
+MAX_REASON_CHARS = 200  # policy_refused reasons: the validation message, cut to fit an alert
+
+Key = tuple[str, str, str]  # (scope level, scope id, budget kind)
+
+BUDGETS = View(
+    name="budgets", mode="snapshot", primary_key=("scope", "scope_id", "budget_kind"),
+    doc="One row per budgeted (scope, kind): the current window's allocation, use, status and policy.",
+    columns=(
+        Column("scope", "VARCHAR", "scope level: org | project | task | agent"),
+        Column("scope_id", "VARCHAR", "the org, project, task or agent id"),
+        Column("budget_kind", "VARCHAR", "action | data | compute | trust | llm_tokens | usd"),
+        Column("unit", "VARCHAR", "unit of the amounts (usd: micro-USD)"),
+        Column("parent_scope", "VARCHAR", "level of the enclosing scope, as last seen in an event's context"),
+        Column("parent_id", "VARCHAR", "id of the enclosing scope (siblings share it: reallocation)"),
+        Column("window_start_us", "BIGINT", "current window start (event time, us)"),
+        Column("window_end_us", "BIGINT", "current window end = next reset (event time, us)"),
+        Column("allocation", "BIGINT", "this window's allocation (the policy's, moved by transfers)"),
+        Column("consumed", "BIGINT", "consumed this window"),
+        Column("reserved", "BIGINT", "held by live reservations"),
+        Column("remaining", "BIGINT", "allocation - consumed, at least 0"),
+        Column("available", "BIGINT", "what admission could still admit: ceiling - consumed - reserved"),
+        Column("utilisation", "DOUBLE", "consumed / allocation"),
+        Column("status", "VARCHAR", "healthy | normal | warning | critical (seed 002)"),
+        Column("emergency_used", "BIGINT", "consumption drawn on the emergency reserve this window"),
+        Column("throttle_level", "INTEGER", "backoff level (0 = not throttled)"),
+        Column("throttle_delay_us", "BIGINT", "current backoff delay: 1 s doubling per level, at most 60 s"),
+        Column("suspended", "BOOLEAN", "refusing everything until the next window or a new policy"),
+        Column("last_confidence_milli", "INTEGER", "the agent's last reported confidence (thousandths)"),
+        Column("unpriced_calls", "BIGINT", "usd rows: LLM calls of a model without a price (no USD counted)"),
+        Column("updated_us", "BIGINT", "event time of the last event that changed the row"),
+        Column("reputation_multiplier", "VARCHAR", "agent rows: seed 002's multiplier applied to this window's "
+                                                   "allocation (reputation at the window's first event)"),
+        Column("policy_allocation", "BIGINT", "policy: allocation per window"),
+        Column("reset_interval_us", "BIGINT", "policy: window length (us)"),
+        Column("soft_limit_pct", "INTEGER", "policy: soft limit, % of the allocation"),
+        Column("hard_limit_pct", "INTEGER", "policy: hard limit, % of the allocation"),
+        Column("throttle_at_soft", "BOOLEAN", "policy: throttle spends that end past the soft limit"),
+        Column("suspend_at_hard", "BOOLEAN", "policy: suspend on a refusal at the hard limit"),
+        Column("emergency_reserve_pct", "INTEGER", "policy: emergency reserve beyond the hard limit, %"),
+        Column("hard_limit_action", "VARCHAR", "policy: allow | throttle | deny | alert_only"),
+        Column("min_reserve", "BIGINT", "policy: never lent to siblings"),
+        Column("priority", "INTEGER", "policy: reallocation priority (higher keeps its budget)"),
+        Column("confidence_threshold_milli", "INTEGER", "policy: confidence gate threshold (thousandths)"),
+        Column("effective_from_us", "BIGINT", "policy: windows start at this + k * interval"),
+    ))
+ALERTS = View(
+    name="budget_alerts", doc="Every budget alert, as published on <prefix>.alerts.",
+    columns=(
+        Column("alert_id", "VARCHAR", "idempotency key of the alert (cause event id + index)"),
+        Column("event_time_us", "BIGINT", "event time of the event that raised it"),
+        Column("cause_event_id", "VARCHAR", "the event that raised it"),
+        Column("agent_id", "VARCHAR", "signer of that event"),
+        Column("scope", "VARCHAR", "scope level of the budget"),
+        Column("scope_id", "VARCHAR", "scope id of the budget"),
+        Column("budget_kind", "VARCHAR", "budget kind"),
+        Column("alert", "VARCHAR", "soft_limit | hard_limit | emergency_reserve | suspended | resumed | breach | "
+                                   "gated | reservation_refused | policy_refused"),
+        Column("reason", "VARCHAR", "why (breach, suspension, refusal)"),
+        Column("window_start_us", "BIGINT", "window it happened in"),
+        Column("allocation", "BIGINT", "allocation at the time"),
+        Column("consumed", "BIGINT", "consumption at the time"),
+        Column("amount", "BIGINT", "the spend, draw or request that raised it"),
+        Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)"),
+    ))
+TRANSFERS = View(
+    name="transfers", doc="Unused budget lent between sibling budgets (priority-weighted reallocation).",
+    columns=(
+        Column("transfer_id", "VARCHAR", "idempotency key (cause event id + index)"),
+        Column("event_time_us", "BIGINT", "event time of the spend that needed it"),
+        Column("cause_event_id", "VARCHAR", "the event whose admission needed the transfer"),
+        Column("scope", "VARCHAR", "scope level of donor and recipient"),
+        Column("budget_kind", "VARCHAR", "budget kind"),
+        Column("donor_id", "VARCHAR", "scope id that gave"),
+        Column("recipient_id", "VARCHAR", "scope id that received"),
+        Column("amount", "BIGINT", "allocation moved, for this window only"),
+        Column("window_start_us", "BIGINT", "window of the recipient"),
+        Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)"),
+    ))
+RESERVATIONS = View(
+    name="reservations", mode="snapshot", primary_key=("reservation_id",),
+    doc="Every reservation and what became of it.",
+    columns=(
+        Column("reservation_id", "VARCHAR", "the producer's reservation id"),
+        Column("agent_id", "VARCHAR", "who reserved"),
+        Column("scope", "VARCHAR", "scope level named by the reservation"),
+        Column("scope_id", "VARCHAR", "scope id named by the reservation"),
+        Column("budget_kind", "VARCHAR", "budget kind"),
+        Column("amount", "BIGINT", "amount requested"),
+        Column("committed", "BIGINT", "amount committed (0 until a commit)"),
+        Column("status", "VARCHAR", "reserved | committed | released | expired | refused"),
+        Column("reason", "VARCHAR", "decision reason (refusals: hard_limit, suspended, confidence_gate, ...)"),
+        Column("levels", "VARCHAR", "budgets it holds at: level:id/level:id (org first)"),
+        Column("created_us", "BIGINT", "event time of the reserve"),
+        Column("expires_us", "BIGINT", "hold ends (event time): its expiry or its window's end"),
+        Column("updated_us", "BIGINT", "event time of the last change"),
+    ))
+PRICES = View(
+    name="budget_prices", mode="snapshot", primary_key=("provider", "model", "effective_from_us"),
+    doc="Price-book entries from PriceSet control events (on top of the default book) used to count USD.",
+    columns=(
+        Column("provider", "VARCHAR", "LLM provider"),
+        Column("model", "VARCHAR", "model"),
+        Column("effective_from_us", "BIGINT", "in force from this event time"),
+        Column("input_micros_per_mtok", "BIGINT", "micro-USD per million input tokens"),
+        Column("output_micros_per_mtok", "BIGINT", "micro-USD per million output tokens"),
+        Column("cache_read_micros_per_mtok", "BIGINT", "micro-USD per million cache-read tokens"),
+        Column("cache_write_micros_per_mtok", "BIGINT", "micro-USD per million cache-write tokens"),
+        Column("reasoning_micros_per_mtok", "BIGINT", "micro-USD per million reasoning tokens (NULL: output rate)"),
+    ))
+TRUST = View(
+    name="budget_trust", doc="Trust the budgets processor counts to scale agents' allocations (as reputation does).",
+    columns=(
+        Column("event_id", "VARCHAR", "trust event (or graded outcome, for incentive trust)"),
+        Column("event_time_us", "BIGINT", "event time"),
+        Column("issuer", "VARCHAR", "who issued it (never the subject)"),
+        Column("subject", "VARCHAR", "the agent it is about"),
+        Column("dimension", "VARCHAR", "accuracy | compliance | feedback | reliability"),
+        Column("value_milli", "BIGINT", "signed value in thousandths of a trust token"),
+        Column("half_life_us", "BIGINT", "its own half-life (NULL = the dimension's default)"),
+        Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)"),
+    ))
+
+
+def _ceil_div(a: int, d: int) -> int:
+    return -(-a // d)
+
+
+class Budgets(Processor):
+    name = "budgets"
+    doc = "budgets per scope and kind: consumption, limits, reservations, alerts and transfers"
+    views = (BUDGETS, ALERTS, TRANSFERS, RESERVATIONS, PRICES, TRUST)
+
+    def __init__(self) -> None:
+        self.policies: dict[Key, b.BudgetPolicy] = {}
+        self.states: dict[Key, b.BudgetState] = {}
+        self.parent: dict[Key, tuple[str | None, str | None]] = {}
+        self.unpriced: dict[Key, int] = {}
+        self.updated: dict[Key, int] = {}
+        self.reservations: dict[str, dict[str, Any]] = {}
+        self.book: PriceBook = default_price_book()
+        self.extra_prices: dict[tuple[str, str, int], PriceSet] = {}
+        self.trust: dict[str, list[TrustEvent]] = {}
+        self.multiplier: dict[Key, str] = {}
+
+    # ------------------------------------------------------------ restore
+
+    def restore(self, query: Callable[..., list[tuple[Any, ...]]]) -> None:
+        for row in _rows(query, RESERVATIONS):
+            self.reservations[row["reservation_id"]] = row
+        held: dict[tuple[str, str, str], list[b.Reservation]] = {}
+        for row in self.reservations.values():
+            if row["status"] == "reserved":
+                r = b.Reservation(row["reservation_id"], row["amount"], row["created_us"], row["expires_us"])
+                for lvl, sid in parse_levels(row["levels"]):
+                    held.setdefault((lvl, sid, row["budget_kind"]), []).append(r)
+        for row in _rows(query, BUDGETS):
+            key = (row["scope"], row["scope_id"], row["budget_kind"])
+            state, policy = level_from_row(row, tuple(held.get(key, ())))
+            self.states[key], self.policies[key] = state, policy
+            self.parent[key] = (row["parent_scope"], row["parent_id"])
+            self.unpriced[key] = row["unpriced_calls"]
+            self.updated[key] = row["updated_us"]
+            self.multiplier[key] = row["reputation_multiplier"]
+        for eid, t, issuer, subject, dim, vm, hl in query(
+                "SELECT event_id, event_time_us, issuer, subject, dimension, value_milli, half_life_us FROM budget_trust "
+                "ORDER BY _batch, event_time_us, event_id"):
+            self.trust.setdefault(subject, []).append(TrustEvent(eid, issuer, subject, dim, vm / MILLI, t, hl))
+        for row in _rows(query, PRICES):
+            body = PriceSet(**row)
+            self._add_price(body)
+
+    # ------------------------------------------------------------ fold
+
+    def fold(self, items: list[Item], quarantined: list[Quarantined]) -> Effects:
+        self.fx = Effects()
+        self.dirty: set[Key] = set()
+        self.dirty_res: set[str] = set()
+        self.alert_rows: list[dict[str, Any]] = []
+        self.transfer_rows: list[dict[str, Any]] = []
+        self.trust_rows: list[dict[str, Any]] = []
+        for it in items:
+            ev = it.decoded.event
+            self.n = 0  # derived events from this input event: their idempotency key index
+            body = ev.body
+            if isinstance(body, PolicyEvent):
+                self._policy(ev, body)
+            elif isinstance(body, PriceSet):
+                self._add_price(body)
+                self.fx.upsert("budget_prices", {k: [v] for k, v in _price_row(body).items()})
+            elif isinstance(body, ReservationEvent):
+                self._reservation(ev, body)
+            elif isinstance(body, Outcome):
+                self._outcome(ev, body)
+                got = incentive_event(ev, body)
+                if got is not None:
+                    self._count_trust(got[0])
+            elif not body.CONTROL and not getattr(body, "DERIVED", False):
+                if isinstance(body, Trust):
+                    te = trust_event(ev, body)
+                    if te is not None:
+                        self._count_trust(te)
+                for kind, amount in self._spends(ev, body):
+                    self._usage(ev, kind, amount)
+        fx = self.fx
+        if self.dirty:
+            fx.upsert("budgets", _columns([self._row(k) for k in sorted(self.dirty)]))
+        if self.dirty_res:
+            fx.upsert("reservations", _columns([self.reservations[r] for r in sorted(self.dirty_res)]))
+        if self.alert_rows:
+            fx.append("budget_alerts", _columns(self.alert_rows))
+        if self.transfer_rows:
+            fx.append("transfers", _columns(self.transfer_rows))
+        if self.trust_rows:
+            fx.append("budget_trust", _columns(self.trust_rows))
+        del self.fx
+        return fx
+
+    # ------------------------------------------------------------ events
+
+    def _policy(self, ev: Event, body: PolicyEvent) -> None:
+        key = (body.scope, body.scope_id, body.budget_kind)
+        t = ev.event_time_us
+        try:
+            policy = policy_from_event(body)
+        except LedgerError as e:
+            self._emit_alert(ev, BudgetAlert(scope=body.scope, scope_id=body.scope_id, budget_kind=body.budget_kind,
+                                             alert="policy_refused", window_start_us=0, allocation=body.allocation,
+                                             consumed=0, amount=0, reason=str(e)[:MAX_REASON_CHARS]))
+            return
+        old = self.states.get(key)
+        self.policies[key] = policy
+        if old is None:
+            opened = b.open_budget(b.Scope(body.scope, body.scope_id), policy, t)
+            self.states[key] = replace(opened, allocation=self._allocation(key, t))
+            self.parent.setdefault(key, (None, None))
+        else:
+            # the new policy applies now: this window's allocation becomes the new one (transfers
+            # into the old allocation are dropped with it); a suspension is lifted
+            self._advance(ev, [key])
+            state = replace(self.states[key], allocation=self._allocation(key, t))
+            resumed = b.resume(state, policy, t)
+            self._alerts(ev, resumed.alerts)
+            self.states[key] = resumed.state
+        self._touch(key, t)
+
+    def _spends(self, ev: Event, body: Any) -> list[tuple[str, int]]:
+        if isinstance(body, Action):
+            out = [("action", _ceil_div(body.cost_weight_milli, MILLI))]
+            u = body.usage
+            if u is not None:
+                out.append(("llm_tokens", u.input_tokens + u.output_tokens))
+                out.append(("usd", self._price(ev, u)))
+            return out
+        if isinstance(body, Data):
+            return [("data", body.bytes_read + body.bytes_written)]
+        if isinstance(body, Compute):
+            return [("compute", body.cpu_time_slices + body.gpu_time_slices)]
+        if isinstance(body, Trust):
+            return [("trust", _ceil_div(abs(body.value_milli), MILLI))]
+        return []
+
+    def _price(self, ev: Event, u: Any) -> int:
+        """micro-USD of one LLM call; -1 when the model has no price at the event's time."""
+        try:
+            price = self.book.price_at(u.provider, u.model, ev.event_time_us)
+            return usage_cost(price, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+                              cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
+                              reasoning_tokens=u.reasoning_tokens).total
+        except LedgerError:
+            return -1
+
+    def _usage(self, ev: Event, kind: str, amount: int) -> None:
+        chain = self._chain(ev, kind)
+        if not chain:
+            return
+        t = ev.event_time_us
+        if amount < 0:  # an unpriced call: counted as such on the usd rows, no spend
+            for key in chain:
+                self.unpriced[key] = self.unpriced.get(key, 0) + 1
+                self._touch(key, t)
+            return
+        self._advance(ev, chain)
+        self._reallocate_if_short(ev, chain, amount)
+        for key in chain:
+            res = b.record_usage(self.states[key], self.policies[key], amount, t)
+            self.states[key] = res.state
+            self._alerts(ev, res.alerts)
+            self._touch(key, t)
+
+    def _reservation(self, ev: Event, body: ReservationEvent) -> None:
+        t = ev.event_time_us
+        rid = body.reservation_id
+        if body.action == "reserve":
+            self._reserve(ev, body)
+            return
+        row = self.reservations.get(rid)
+        if row is None or row["agent_id"] != ev.signer_id or row["budget_kind"] != body.budget_kind:
+            # not ours to settle: a commit is still a spend that happened; a release frees nothing
+            if body.action == "commit" and body.amount:
+                self._usage(ev, body.budget_kind, body.amount)
+            self._emit_alert(ev, BudgetAlert(scope=body.scope, scope_id=body.scope_id, budget_kind=body.budget_kind,
+                                             alert="reservation_refused", window_start_us=0, allocation=0,
+                                             consumed=0, amount=body.amount,
+                                             reason=f"{body.action}_unknown_reservation"))
+            return
+        keys = [(lvl, sid, row["budget_kind"]) for lvl, sid in parse_levels(row["levels"])]
+        keys = [k for k in keys if k in self.states]
+        self._advance(ev, keys)
+        if body.action == "release":
+            for key in keys:
+                rel = b.release(self.states[key], self.policies[key], rid, t)
+                self.states[key] = rel.state
+                self._alerts(ev, rel.alerts)
+                self._touch(key, t)
+            if row["status"] == "reserved":
+                self._set_res(rid, t, status="expired" if row["expires_us"] <= t else "released")
+            return
+        # commit
+        if not keys:
+            return
+        levels = [(self.states[k], self.policies[k]) for k in keys]
+        held = min((s.reservation(rid).amount for s, _ in levels if s.reservation(rid) is not None), default=None)
+        amount = body.amount if held is None else min(body.amount, held)
+        res = b.commit_chain(levels, rid, amount, t)
+        for key, state in zip(keys, res.states):
+            self.states[key] = state
+            self._touch(key, t)
+        self._alerts(ev, res.alerts)
+        if res.decision.reason is b.Reason.NOT_RESERVED:
+            # expired or already settled: the spend happened anyway, so it is counted as usage
+            self._set_res(rid, t, status="expired" if row["status"] == "reserved" else row["status"])
+            self._count(ev, keys, body.amount)
+            return
+        self._set_res(rid, t, status="committed", committed=amount)
+        if body.amount > amount:
+            self._count(ev, keys, body.amount - amount)  # spent beyond the hold: usage of its own
+
+    def _count(self, ev: Event, keys: list[Key], amount: int) -> None:
+        for key in keys:
+            res = b.record_usage(self.states[key], self.policies[key], amount, ev.event_time_us)
+            self.states[key] = res.state
+            self._alerts(ev, res.alerts)
+            self._touch(key, ev.event_time_us)
+
+    def _reserve(self, ev: Event, body: ReservationEvent) -> None:
+        t = ev.event_time_us
+        rid = body.reservation_id
+        ids = self._ids(ev)
+        ids[body.scope] = body.scope_id
+        chain = [(lvl, ids[lvl], body.budget_kind) for lvl in LEVELS
+                 if ids.get(lvl) is not None and (lvl, ids[lvl], body.budget_kind) in self.policies]
+        self._note_parents(ids, body.budget_kind, chain)
+        row = {"reservation_id": rid, "agent_id": ev.signer_id, "scope": body.scope, "scope_id": body.scope_id,
+               "budget_kind": body.budget_kind, "amount": body.amount, "committed": 0, "status": "refused",
+               "reason": "", "levels": levels_text([b.Scope(k[0], k[1]) for k in chain]), "created_us": t,
+               "expires_us": body.expires_at_us, "updated_us": t}
+
+        def refuse(reason: str, key: Key | None, state: b.BudgetState | None) -> None:
+            scope, sid = (key[0], key[1]) if key else (body.scope, body.scope_id)
+            self._emit_alert(ev, BudgetAlert(
+                scope=scope, scope_id=sid, budget_kind=body.budget_kind, alert="reservation_refused",
+                window_start_us=max(0, state.window_start_us) if state else 0,
+                allocation=state.allocation if state else 0, consumed=state.consumed if state else 0,
+                amount=body.amount, reason=reason))
+            if rid not in self.reservations:
+                self.reservations[rid] = {**row, "reason": reason}
+                self.dirty_res.add(rid)
+
+        if rid in self.reservations:
+            refuse("duplicate_id", None, None)
+            return
+        if not chain:
+            refuse("not_budgeted", None, None)
+            return
+        if body.expires_at_us <= t:
+            refuse("expired", None, None)
+            return
+        self._advance(ev, chain)
+        self._reallocate_if_short(ev, chain, body.amount)
+        levels = [(self.states[k], self.policies[k]) for k in chain]
+        ttl = min(body.expires_at_us - t, b.MAX_INTERVAL_US)
+        res = b.reserve_chain(levels, rid, body.amount, t, ttl)
+        for key, state in zip(chain, res.states):
+            self.states[key] = state
+            self._touch(key, t)
+        self._alerts(ev, res.alerts)
+        d = res.decision
+        if not d.admitted:
+            key = (d.scope.level.value, d.scope.id, body.budget_kind)
+            refuse(d.reason.value, key, self.states[key])
+            return
+        held = self.states[chain[0]].reservation(rid)
+        assert held is not None  # admitted: every level holds it
+        self.reservations[rid] = {**row, "status": "reserved", "reason": d.reason.value, "expires_us": held.expires_us}
+        self.dirty_res.add(rid)
+
+    def _outcome(self, ev: Event, body: Outcome) -> None:
+        if body.confidence_milli is None:
+            return  # a result without a confidence keeps the last one (ledger.reallocation.next_confidence)
+        conf = body.confidence_milli / MILLI
+        for key in sorted(k for k in self.states if k[0] == "agent" and k[1] == ev.signer_id):
+            self.states[key] = b.record_confidence(self.states[key], conf)
+            self._touch(key, ev.event_time_us)
+
+    # ------------------------------------------------------------ reallocation
+
+    def _reallocate_if_short(self, ev: Event, chain: list[Key], amount: int) -> None:
+        """Before a level refuses at its hard limit, let its siblings lend (atomic; see module doc)."""
+        t = ev.event_time_us
+        for key in chain:
+            state, policy = self.states[key], self.policies[key]
+            if state.consumed + state.reserved + amount <= policy.hard_cap(state.allocation):
+                continue  # fits under the hard cap: no refusal possible at the limit
+            d = b.admission(state, policy, amount, t)
+            if d.admitted or d.reason is not b.Reason.HARD_LIMIT:
+                continue
+            parent = self.parent.get(key)
+            siblings = sorted(k for k in self.states if k[0] == key[0] and k[2] == key[2] and
+                              self.parent.get(k) == parent)
+            if len(siblings) < 2:
+                continue
+            self._advance(ev, siblings)
+            out = b.reallocate([(self.states[k], self.policies[k]) for k in siblings], key[1], amount, t)
+            if isinstance(out, Refusal):
+                continue
+            for k, s in zip(siblings, out.states):
+                self.states[k] = s
+                self._touch(k, t)
+            self._alerts(ev, out.alerts)
+            window = self.states[key].window_start_us
+            for tr in out.transfers:
+                self.n += 1
+                tid = f"budgets:{ev.event_id}:{self.n}"
+                self.fx.derived.append(Derived(topic="alerts", event_time_us=t, idempotency_key=tid, body=BudgetTransfer(
+                    budget_kind=key[2], donor_id=tr.donor, recipient_id=tr.recipient, amount=tr.amount,
+                    window_start_us=max(0, window), reason=f"{key[0]} shortfall")))
+                self.transfer_rows.append({
+                    "transfer_id": tid, "event_time_us": t, "cause_event_id": ev.event_id, "scope": key[0],
+                    "budget_kind": key[2], "donor_id": tr.donor, "recipient_id": tr.recipient, "amount": tr.amount,
+                    "window_start_us": window})
+
+    # ------------------------------------------------------------ helpers
+
+    def _ids(self, ev: Event) -> dict[str, str | None]:
+        c = ev.context
+        return {"org": c.org, "project": c.project, "task": c.task, "agent": ev.signer_id}
+
+    def _chain(self, ev: Event, kind: str) -> list[Key]:
+        ids = self._ids(ev)
+        chain = [(lvl, ids[lvl], kind) for lvl in LEVELS if ids[lvl] is not None and (lvl, ids[lvl], kind) in self.policies]
+        if chain:
+            self._note_parents(ids, kind, chain)
+        return chain  # type: ignore[return-value]
+
+    def _note_parents(self, ids: dict[str, str | None], kind: str, chain: list[Key]) -> None:
+        for key in chain:
+            i = LEVELS.index(key[0])
+            up = next(((lvl, ids[lvl]) for lvl in reversed(LEVELS[:i]) if ids.get(lvl) is not None), (None, None))
+            if self.parent.get(key) != up:
+                self.parent[key] = up
+                self.dirty.add(key)
+
+    def _advance(self, ev: Event, keys: list[Key]) -> None:
+        """Bring these budgets to the event's time first, so window resets (RESUMED alerts) and
+        expired reservations are seen and recorded (the operations would drop them silently)."""
+        t = ev.event_time_us
+        for key in keys:
+            state, policy = self.states[key], self.policies[key]
+            if not state.reservations and policy.window_start(t) <= state.window_start_us:
+                continue  # same window, nothing to expire: the common case, kept cheap
+            adv = b.advance(state, policy, t)
+            if adv.state is not self.states[key]:
+                new = adv.state
+                if new.window_start_us != state.window_start_us:
+                    # a new window: the allocation is the policy's, scaled by the agent's reputation now
+                    new = replace(new, allocation=self._allocation(key, t))
+                self.states[key] = new
+                self._touch(key, t)
+            self._alerts(ev, adv.alerts)
+            self._expired(adv.expired, t)
+
+    def _touch(self, key: Key, t: int) -> None:
+        self.updated[key] = max(self.updated.get(key, t), t)
+        self.dirty.add(key)
+
+    def _set_res(self, rid: str, t: int, **changes: Any) -> None:
+        self.reservations[rid] = {**self.reservations[rid], **changes, "updated_us": t}
+        self.dirty_res.add(rid)
+
+    def _expired(self, expired: tuple[b.Reservation, ...], t: int) -> None:
+        for r in expired:
+            row = self.reservations.get(r.reservation_id)
+            if row is not None and row["status"] == "reserved":
+                self._set_res(r.reservation_id, t, status="expired")
+
+    def _alerts(self, ev: Event, alerts: tuple[b.Alert, ...]) -> None:
+        for a in alerts:
+            name = a.kind.value
+            if a.kind is b.AlertKind.BREACH and a.reason is b.Reason.CONFIDENCE_GATE:
+                name = "gated"
+            self._emit_alert(ev, BudgetAlert(
+                scope=a.scope.level.value, scope_id=a.scope.id, budget_kind=a.budget_kind.value, alert=name,
+                window_start_us=max(0, a.window_start_us), allocation=a.allocation, consumed=a.consumed,
+                amount=a.amount, reason=a.reason.value if a.reason else ""))
+
+    def _emit_alert(self, ev: Event, body: BudgetAlert) -> None:
+        self.n += 1
+        aid = f"budgets:{ev.event_id}:{self.n}"
+        self.fx.derived.append(Derived(topic="alerts", body=body, event_time_us=ev.event_time_us, idempotency_key=aid))
+        self.alert_rows.append({
+            "alert_id": aid, "event_time_us": ev.event_time_us, "cause_event_id": ev.event_id, "agent_id": ev.signer_id,
+            "scope": body.scope, "scope_id": body.scope_id, "budget_kind": body.budget_kind, "alert": body.alert,
+            "reason": body.reason, "window_start_us": body.window_start_us, "allocation": body.allocation,
+            "consumed": body.consumed, "amount": body.amount})
+
+    def _allocation(self, key: Key, t: int) -> int:
+        """A window's starting allocation: the policy's, and for an agent's budget scaled by seed 002's
+        reputation multiplier of the agent at ``t`` (ledger.reputation, rounded down)."""
+        policy = self.policies[key]
+        if key[0] != "agent":
+            self.multiplier[key] = "1.0"
+            return policy.allocation
+        r = reputation(self.trust.get(key[1], ()), key[1], t)
+        self.multiplier[key] = str(r.multiplier)
+        return apply_multiplier(policy.allocation, r.multiplier)
+
+    def _count_trust(self, te: TrustEvent) -> None:
+        self.trust.setdefault(te.subject, []).append(te)
+        self.trust_rows.append({"event_id": te.event_id, "event_time_us": te.event_time_us, "issuer": te.issuer,
+                                "subject": te.subject, "dimension": te.dimension.value,
+                                "value_milli": round(te.value * MILLI), "half_life_us": te.half_life_us})
+
+    def _add_price(self, body: PriceSet) -> None:
+        k = (body.provider, body.model, body.effective_from_us)
+        self.extra_prices[k] = body
+        try:
+            self.book = self.book.with_entry(ModelPrice.from_price_set(body))
+        except LedgerError:
+            # the same (model, time) priced differently: the first entry stands (the book refuses
+            # a second one); the view keeps the latest event for the record
+            pass
+
+    def _row(self, key: Key) -> dict[str, Any]:
+        state, policy = self.states[key], self.policies[key]
+        v = b.view(state, policy)
+        parent = self.parent.get(key, (None, None))
+        return {
+            "scope": key[0], "scope_id": key[1], "budget_kind": key[2], "unit": state.kind.unit,
+            "parent_scope": parent[0], "parent_id": parent[1],
+            "window_start_us": v.window_start_us, "window_end_us": v.window_end_us, "allocation": v.allocation,
+            "consumed": v.consumed, "reserved": v.reserved, "remaining": v.remaining, "available": v.available,
+            "utilisation": v.utilisation, "status": v.status.value, "emergency_used": v.emergency_used,
+            "throttle_level": v.throttle_level, "throttle_delay_us": b.backoff_delay_us(v.throttle_level),
+            "suspended": v.suspended,
+            "last_confidence_milli": None if state.last_confidence is None else round(state.last_confidence * MILLI),
+            "unpriced_calls": self.unpriced.get(key, 0), "updated_us": self.updated.get(key, v.window_start_us),
+            "reputation_multiplier": self.multiplier.get(key, "1.0"),
+            **policy_columns(policy),
+        }
+
+
+def _price_row(body: PriceSet) -> dict[str, Any]:
+    return {c.name: getattr(body, c.name) for c in PRICES.columns}
+
+
+def _rows(query: Callable[..., list[tuple[Any, ...]]], view: View) -> list[dict[str, Any]]:
+    names = [c.name for c in view.columns if not c.name.startswith("_")]
+    return [dict(zip(names, r)) for r in query(f"SELECT {', '.join(names)} FROM {view.name}")]
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {k: [r[k] for r in rows] for k in rows[0]}
+
+
+__all__ = ["Budgets", "BUDGETS", "ALERTS", "TRANSFERS", "RESERVATIONS", "PRICES"]

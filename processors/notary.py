@@ -1,0 +1,161 @@
+"""The notary: an RFC 9162 Merkle tree over each input partition's accepted events, and signed
+checkpoints (tree heads) of them on ``<prefix>.checkpoints`` (DESIGN.md, Integrity 3).
+
+Trees: one per (topic, partition) of both inputs — the control topic's one partition and every
+partition of the events topic — so a registration is as provable as a usage event. Leaf data is the
+event's exact bytes (``Item.decoded.raw``), leaves in consumption order, which within one partition
+is log order: the tree is a function of the log alone.
+
+Cadence (deterministic, never the wall clock): after each record, if the partition's tree size has
+crossed a multiple of ``checkpoint_every`` (``CHECKPOINT_EVERY_EVENTS``) since the previous record,
+a ``Checkpoint`` of the tree at that record boundary is emitted (``next_offset`` = the record's offset
++ 1). Batch boundaries therefore do not matter: a replay emits the same checkpoints with the same
+event ids (idempotency key ``checkpoint:<topic>:<partition>:<tree size>``). On demand,
+``tokenledger checkpoint`` catches the notary up and signs a checkpoint of the current tree of each
+partition (``checkpoint_now``; idempotency key ``checkpoint:demand:...``); those change no view, so
+the state digest stays a function of the log.
+
+Views: ``merkle_leaves`` (append: one row per leaf, restored into the trees on start) and
+``checkpoints`` (append: one row per cadence checkpoint).
+
+Never: no wall clock, no reading of the log outside ``fold``'s input, no checkpoint that is not the
+current tree at a record boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ledger import codec
+from ledger.events import Checkpoint
+from ledger.merkle import MerkleTree, leaf_hash
+from processors.base import Column, Derived, Effects, Item, Processor, Quarantined, View
+
+CHECKPOINT_EVERY_EVENTS = 1_000  # a cadence checkpoint each time a partition's tree grows past a multiple of this
+NOTARY_SIGNER = "processor.notary"  # the key the runtime signs the notary's derived events with
+
+LEAVES = View(
+    name="merkle_leaves",
+    doc="One row per Merkle leaf: every accepted event of each input partition, in log order (the notary's trees).",
+    columns=(
+        Column("topic", "VARCHAR", "input topic the event was read from"),
+        Column("log_partition", "INTEGER", "input partition (one tree per topic and partition)"),
+        Column("leaf_index", "BIGINT", "position of the leaf in the partition's tree (0-based)"),
+        Column("leaf_hash", "BLOB", "RFC 9162 leaf hash: SHA-256(0x00 || event bytes), 32 bytes"),
+        Column("event_id", "VARCHAR", "the event's id"),
+        Column("log_offset", "BIGINT", "offset of the signed batch that carried the event"),
+        Column("event_time_us", "BIGINT", "the event's time, microseconds since the Unix epoch"),
+        Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)"),
+    ),
+)
+CHECKPOINTS = View(
+    name="checkpoints",
+    doc="Signed tree heads the notary published at its cadence (on-demand ones are only on the log).",
+    columns=(
+        Column("topic", "VARCHAR", "input topic the tree is over"),
+        Column("log_partition", "INTEGER", "input partition the tree is over"),
+        Column("tree_size", "BIGINT", "leaves covered (accepted events of the partition before next_offset)"),
+        Column("root_hash", "VARCHAR", "RFC 9162 root of the tree at tree_size, hex"),
+        Column("next_offset", "BIGINT", "the checkpoint covers every record before this offset"),
+        Column("last_event_time_us", "BIGINT", "latest event time among the covered events (µs)"),
+        Column("checkpoint_event_id", "VARCHAR", "id of the signed Checkpoint event on <prefix>.checkpoints"),
+        Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)"),
+    ),
+)
+
+
+def checkpoint_event_id(idempotency_key: str) -> str:
+    """The id the runtime gives a derived event of the notary (it depends on the key alone)."""
+    return codec.derive_event_id(NOTARY_SIGNER, idempotency_key, b"")
+
+
+class Notary(Processor):
+    name = "notary"
+    doc = "RFC 9162 Merkle trees over each input partition's accepted events; signed checkpoints"
+    views = (LEAVES, CHECKPOINTS)
+    checkpoint_every: ClassVar[int] = CHECKPOINT_EVERY_EVENTS
+
+    def __init__(self) -> None:
+        self.trees: dict[tuple[str, int], MerkleTree] = {}
+        self.latest_time: dict[tuple[str, int], int] = {}
+        self.next_offset: dict[tuple[str, int], int] = {}
+
+    def restore(self, query: Any) -> None:
+        rows = query("SELECT topic, log_partition, leaf_hash FROM merkle_leaves ORDER BY topic, log_partition, "
+                     "leaf_index")
+        groups: dict[tuple[str, int], list[bytes]] = {}
+        for topic, part, h in rows:
+            groups.setdefault((topic, part), []).append(bytes(h))
+        self.trees = {tp: MerkleTree.from_leaf_hashes(hs) for tp, hs in groups.items()}
+        for topic, part, t, off in query("SELECT topic, log_partition, max(event_time_us), max(log_offset) "
+                                         "FROM merkle_leaves GROUP BY ALL"):
+            self.latest_time[(topic, part)] = int(t)
+            self.next_offset[(topic, part)] = int(off) + 1
+
+    def fold(self, items: list[Item], quarantined: list[Quarantined]) -> Effects:
+        fx = Effects()
+        cols: dict[str, list[Any]] = {c.name: [] for c in LEAVES.columns if c.name != "_batch"}
+        cps: dict[str, list[Any]] = {c.name: [] for c in CHECKPOINTS.columns if c.name != "_batch"}
+        every = self.checkpoint_every
+        n = len(items)
+        for i, it in enumerate(items):
+            rec = it.record
+            tp = (rec.topic, rec.partition)
+            tree = self.trees.get(tp)
+            if tree is None:
+                tree = self.trees[tp] = MerkleTree()
+            ev = it.decoded.event
+            cols["topic"].append(rec.topic)
+            cols["log_partition"].append(rec.partition)
+            cols["leaf_index"].append(tree.append(leaf_hash(it.decoded.raw)))
+            cols["leaf_hash"].append(tree.leaf_hash_at(tree.size - 1))
+            cols["event_id"].append(ev.event_id)
+            cols["log_offset"].append(rec.offset)
+            cols["event_time_us"].append(ev.event_time_us)
+            self.latest_time[tp] = max(self.latest_time.get(tp, 0), ev.event_time_us)
+            self.next_offset[tp] = rec.offset + 1
+            last_of_record = i + 1 == n or items[i + 1].record is not rec
+            if last_of_record:
+                first_size = tree.size - _events_in_record(items, i)
+                if tree.size // every > first_size // every:
+                    self._checkpoint(fx, cps, tp, "checkpoint")
+        fx.append("merkle_leaves", cols)
+        fx.append("checkpoints", cps)
+        return fx
+
+    def _checkpoint(self, fx: Effects, cps: dict[str, list[Any]] | None, tp: tuple[str, int], prefix: str) -> Derived:
+        tree = self.trees[tp]
+        body = Checkpoint(topic=tp[0], partition=tp[1], tree_size=tree.size, root_hash=tree.root(),
+                          next_offset=self.next_offset[tp], last_event_time_us=self.latest_time[tp])
+        key = f"{prefix}:{tp[0]}:{tp[1]}:{tree.size}"
+        d = Derived(topic="checkpoints", body=body, event_time_us=self.latest_time[tp], idempotency_key=key)
+        fx.derived.append(d)
+        if cps is not None:
+            for name, v in (("topic", tp[0]), ("log_partition", tp[1]), ("tree_size", tree.size),
+                            ("root_hash", body.root_hash.hex()), ("next_offset", body.next_offset),
+                            ("last_event_time_us", body.last_event_time_us),
+                            ("checkpoint_event_id", checkpoint_event_id(key))):
+                cps[name].append(v)
+        return d
+
+    def checkpoint_now(self, positions: dict[tuple[str, int], int],
+                       skip: set[tuple[str, int, int]]) -> list[Derived]:
+        """On-demand checkpoints of every non-empty tree at the notary's positions (its tree covers every
+        record before them), except (topic, partition, size) already checkpointed (``skip``)."""
+        out: list[Derived] = []
+        for tp in sorted(self.trees):
+            tree = self.trees[tp]
+            if tree.size == 0 or (tp[0], tp[1], tree.size) in skip:
+                continue
+            self.next_offset[tp] = max(self.next_offset.get(tp, 0), positions.get(tp, 0))
+            out.append(self._checkpoint(Effects(), None, tp, "checkpoint:demand"))
+        return out
+
+
+def _events_in_record(items: list[Item], last: int) -> int:
+    """How many items, ending at index ``last``, came from the same record."""
+    rec = items[last].record
+    k = last
+    while k > 0 and items[k - 1].record is rec:
+        k -= 1
+    return last - k + 1

@@ -1,0 +1,172 @@
+"""The reputation processor: trust events decaying by event time → scores, tier and budget multiplier.
+
+What it does
+    Every ``Trust`` event (issuer = its signer) is recorded in ``trust_history``; the ones that count
+    feed the subject's ``reputation`` row, computed by ``ledger.reputation.reputation`` (the pure
+    function: per-dimension decayed scores, the weighted overall score, seed 002's tier and budget
+    multiplier). Trust an agent issues about itself is recorded with ``counted = false`` and never
+    counts.
+
+    Incentives (seed 002, ``ledger.reputation.task_incentive``): an ``Outcome`` with a score is a
+    graded task of its signer; a score >= 0.8 adds score * 10 accuracy trust, a score < 0.5 takes
+    (1 - score) * 10 away. The change is recorded as a trust event issued by ``processor.reputation``
+    about the signer (id = the outcome's event id), so it counts like any other rating and a replay
+    derives the same one. (The score is reported by the agent; an operator who does not want
+    self-graded outcomes to move reputation has them signed by a grader agent instead.)
+
+Invariants
+    * A subject's row is computed at ``as_of_us`` = the event time of the latest trust event about it
+      (counted or not) — a value fixed by the log, not by when or in which batches it was read, so a
+      replay reaches the same digest. To see the score at a later time, decay it further with
+      ``ledger.reputation.reputation(..., at_us)`` over ``trust_history``.
+    * Scores equal the pure function's results bit for bit (same events, same ``math.fsum``).
+    * ``restore`` rebuilds the per-subject event lists from ``trust_history``.
+
+Never
+    Read the wall clock, or count a self-issued trust event.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ledger.errors import LedgerError
+from ledger.events import Event, Outcome, Trust
+from ledger.reputation import TrustDimension, TrustEvent, reputation, task_incentive
+from processors.base import Column, Effects, Item, Processor, Quarantined, View
+
+MILLI = 1000
+ISSUER = "processor.reputation"  # the issuer of incentive trust (never an agent: never self-issued)
+
+REPUTATION = View(
+    name="reputation", mode="snapshot", primary_key=("agent_id",),
+    doc="Per agent: decayed trust score per dimension and overall, tier and budget multiplier (seed 002).",
+    columns=(
+        Column("agent_id", "VARCHAR", "the subject of the trust events"),
+        Column("as_of_us", "BIGINT", "event time the scores are computed at: its latest trust event"),
+        Column("accuracy", "DOUBLE", "score in [0, 1] (0.7 = no ratings)"),
+        Column("compliance", "DOUBLE", "score in [0, 1]"),
+        Column("feedback", "DOUBLE", "score in [0, 1]"),
+        Column("reliability", "DOUBLE", "score in [0, 1]"),
+        Column("overall", "DOUBLE", "weighted mean of the four scores"),
+        Column("tier", "VARCHAR", "excellent | good | standard | probation | restricted"),
+        Column("multiplier", "VARCHAR", "budget multiplier, exact decimal: 1.5 | 1.2 | 1.0 | 0.8 | 0.5"),
+        Column("events_counted", "BIGINT", "trust events about the agent that count"),
+        Column("events_self", "BIGINT", "trust events ignored: self-issued (or out of range)"),
+    ))
+HISTORY = View(
+    name="trust_history", doc="Every trust event seen, counted or not, including incentive trust.",
+    columns=(
+        Column("event_id", "VARCHAR", "the trust event (or, for incentives, the outcome event)"),
+        Column("event_time_us", "BIGINT", "event time"),
+        Column("issuer", "VARCHAR", "who issued it (processor.reputation for incentives)"),
+        Column("subject", "VARCHAR", "who it is about"),
+        Column("dimension", "VARCHAR", "accuracy | compliance | feedback | reliability"),
+        Column("value_milli", "BIGINT", "signed value in thousandths of a trust token"),
+        Column("half_life_us", "BIGINT", "its own half-life (NULL = the dimension's default)"),
+        Column("source", "VARCHAR", "trust: the event's source; incentives: incentive:<rule>"),
+        Column("counted", "BOOLEAN", "false: self-issued, or |value| beyond one event's limit (ignored)"),
+        Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)"),
+    ))
+
+
+def trust_event(ev: Event, body: Trust) -> TrustEvent | None:
+    """The pure trust event of a ``Trust`` body, or None when it does not count: self-issued, or
+    outside the pure model's range (|value| above one week's trust budget). Shared with the budgets
+    processor, which scales agents' allocations by the same reputation."""
+    if ev.signer_id == body.subject_id:
+        return None
+    try:
+        return TrustEvent(ev.event_id, ev.signer_id, body.subject_id, body.dimension, body.value_milli / MILLI,
+                          ev.event_time_us, body.half_life_us)
+    except LedgerError:
+        return None
+
+
+def incentive_event(ev: Event, body: Outcome) -> tuple[TrustEvent, str] | None:
+    """The incentive trust of a graded ``Outcome`` (seed 002, ``task_incentive``) and its rule, issued
+    by ``processor.reputation`` about the signer, its value rounded to thousandths as stored."""
+    if body.score_milli is None:
+        return None
+    change = task_incentive(ev.signer_id, body.score_milli / MILLI).trust
+    if change is None:
+        return None
+    value = round(change.value * MILLI) / MILLI
+    return TrustEvent(ev.event_id, ISSUER, ev.signer_id, change.dimension, value, ev.event_time_us), change.rule
+
+
+class Reputation(Processor):
+    name = "reputation"
+    doc = "trust decaying by event time: scores per agent and dimension, tier, budget multiplier"
+    views = (REPUTATION, HISTORY)
+
+    def __init__(self) -> None:
+        self.events: dict[str, list[TrustEvent]] = {}
+        self.as_of: dict[str, int] = {}
+        self.self_count: dict[str, int] = {}
+
+    def restore(self, query: Callable[..., list[tuple[Any, ...]]]) -> None:
+        rows = query("SELECT event_id, event_time_us, issuer, subject, dimension, value_milli, half_life_us, counted "
+                     "FROM trust_history ORDER BY _batch, event_time_us, event_id")
+        for eid, t, issuer, subject, dim, vm, hl, counted in rows:
+            self._note(subject, t)
+            if counted:
+                self.events.setdefault(subject, []).append(TrustEvent(eid, issuer, subject, dim, vm / MILLI, t, hl))
+            else:
+                self.self_count[subject] = self.self_count.get(subject, 0) + 1
+
+    def fold(self, items: list[Item], quarantined: list[Quarantined]) -> Effects:
+        fx = Effects()
+        rows: list[dict[str, Any]] = []
+        touched: set[str] = set()
+        for it in items:
+            ev = it.decoded.event
+            body = ev.body
+            if isinstance(body, Trust):
+                row = self._trust(ev, body)
+            elif isinstance(body, Outcome) and body.score_milli is not None:
+                row = self._incentive(ev, body)
+            else:
+                continue
+            if row is not None:
+                rows.append(row)
+                touched.add(row["subject"])
+        if rows:
+            fx.append("trust_history", {k: [r[k] for r in rows] for k in rows[0]})
+        if touched:
+            snap = [self._row(s) for s in sorted(touched)]
+            fx.upsert("reputation", {k: [r[k] for r in snap] for k in snap[0]})
+        return fx
+
+    def _note(self, subject: str, t: int) -> None:
+        self.as_of[subject] = max(self.as_of.get(subject, t), t)
+
+    def _trust(self, ev: Event, body: Trust) -> dict[str, Any] | None:
+        te = trust_event(ev, body)
+        self._note(body.subject_id, ev.event_time_us)
+        if te is not None:
+            self.events.setdefault(body.subject_id, []).append(te)
+        else:
+            self.self_count[body.subject_id] = self.self_count.get(body.subject_id, 0) + 1
+        return {"event_id": ev.event_id, "event_time_us": ev.event_time_us, "issuer": ev.signer_id,
+                "subject": body.subject_id, "dimension": body.dimension, "value_milli": body.value_milli,
+                "half_life_us": body.half_life_us, "source": body.source, "counted": te is not None}
+
+    def _incentive(self, ev: Event, body: Outcome) -> dict[str, Any] | None:
+        got = incentive_event(ev, body)
+        if got is None:
+            return None
+        te, rule = got
+        self._note(ev.signer_id, ev.event_time_us)
+        self.events.setdefault(ev.signer_id, []).append(te)
+        return {"event_id": ev.event_id, "event_time_us": ev.event_time_us, "issuer": ISSUER, "subject": ev.signer_id,
+                "dimension": te.dimension.value, "value_milli": round(te.value * MILLI), "half_life_us": None,
+                "source": f"incentive:{rule}", "counted": True}
+
+    def _row(self, subject: str) -> dict[str, Any]:
+        events = self.events.get(subject, [])
+        r = reputation(events, subject, self.as_of[subject])
+        scores = {d.value: s for d, s in r.scores}
+        return {"agent_id": subject, "as_of_us": r.at_us, **{d.value: scores[d.value] for d in TrustDimension},
+                "overall": r.overall, "tier": r.tier.value, "multiplier": str(r.multiplier),
+                "events_counted": len(events), "events_self": self.self_count.get(subject, 0)}

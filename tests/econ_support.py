@@ -1,0 +1,118 @@
+"""Helpers for the allocations / settlements / reprice tests: a home whose log holds the default price
+book as control events (support.make_home does not append it, and other tests count its events)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ledger import codec
+from ledger.events import AgentRegistered, Body, Flow, Interaction
+from ledger.home import Home
+from ledger.log import read_all
+from ledger.pricing_events import default_price_events, price_event_time_us
+from processors.service import live_digest, open_runner, replay
+from support import T0, make_home
+
+
+def econ_home(tmp_path: Path, backend: str = "sqlite", kafka_url: str | None = None,
+              agents: tuple[str, ...] = ()) -> Home:
+    """A home with the operator (and ``agents``) registered and the default price book on its log."""
+    if backend == "kafka":
+        h = Home.init(tmp_path / "home", log_url=kafka_url, topic_prefix=f"t{uuid.uuid4().hex[:10]}")
+        op = h.operator_key()
+        log = h.open_log()
+        try:
+            with h.operator_emitter(log) as em:
+                em.emit(AgentRegistered("operator", op.key_id, op.public.raw, "operator"), event_time_us=T0)
+        finally:
+            log.close()
+        assert not agents, "kafka homes here carry the demo agents only"
+    else:
+        h = make_home(tmp_path / "home", agents=agents)
+    control(h, default_price_events(), times=[price_event_time_us(b) for b in default_price_events()])
+    return h
+
+
+def control(h: Home, bodies: list[Body], *, t: int = T0 + 10, times: list[int] | None = None) -> None:
+    """Append operator control events (at ``t``, or at ``times``)."""
+    log = h.open_log()
+    try:
+        with h.operator_emitter(log) as em:
+            for i, body in enumerate(bodies):
+                em.emit(body, event_time_us=times[i] if times else t)
+    finally:
+        log.close()
+
+
+def run(h: Home, name: str) -> None:
+    """Run one processor inline until it has read the whole log (producing its derived events)."""
+    log = h.open_log()
+    try:
+        r, store, _ = open_runner(h, name, log)
+        try:
+            r.run_until_caught_up()
+        finally:
+            store.close()
+    finally:
+        log.close()
+
+
+def rows(h: Home, name: str, sql: str) -> list[tuple[Any, ...]]:
+    """SQL over a (stopped) processor's state file."""
+    import duckdb
+
+    con = duckdb.connect(str(h.path / "processors" / name / "state.duckdb"), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def derived(h: Home, topic: str) -> list[tuple[str, Body]]:
+    """(event id, body) of every event on a derived topic."""
+    log = h.open_log()
+    try:
+        log.ensure_topic(h.topic_for(topic))
+        out = []
+        for rec in read_all(log, h.topic_for(topic)):
+            for raw in codec.decode_batch(rec.value).events:
+                ev = codec.decode_event(raw).event
+                out.append((ev.event_id, ev.body))
+        return out
+    finally:
+        log.close()
+
+
+def replay_equal(h: Home, name: str) -> bool:
+    live = live_digest(h, name)
+    log = h.open_log()
+    try:
+        rebuilt = replay(h, name, log, positions=live["positions"])
+    finally:
+        log.close()
+    return live["digest"] is not None and rebuilt["digest"] == live["digest"]
+
+
+def call(interaction_id: str, req: str, resp: str, *, req_model: tuple[str, str] = ("openai", "gpt-4.1"),
+         resp_model: tuple[str, str] = ("openai", "gpt-4.1"), request: int = 1_000, response: int = 3_000) -> Interaction:
+    """An interaction with symmetric flows (no caching)."""
+    return Interaction(interaction_id=interaction_id, requestor_id=req, responder_id=resp,
+                       requestor_provider=req_model[0], requestor_model=req_model[1],
+                       responder_provider=resp_model[0], responder_model=resp_model[1],
+                       request_output=Flow(request), request_input=Flow(request), response_output=Flow(response),
+                       response_input=Flow(response))
+
+
+def emit_as(h: Home, agent: str, timed: list[tuple[Body, int]]) -> None:
+    """Append ``(body, event time)`` pairs signed by ``agent`` (registered in the home)."""
+    from ledger.emitter import Emitter
+
+    log = h.open_log()
+    try:
+        with Emitter(log, h.load_key(agent), topic=h.topic, state_dir=h.state_dir, background_flush=False) as em:
+            for body, t in timed:
+                em.emit(body, event_time_us=t)
+    finally:
+        log.close()

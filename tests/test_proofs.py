@@ -1,0 +1,184 @@
+"""Proof files, on both log backends: `prove` / `verify-proof` round trips for the first, last and
+middle events of each partition, against the latest checkpoint and against a later one after more
+events arrived; consistency proofs between checkpoints; and every listed mutation of a proof file
+(event bytes, batch signature, path element, root, tree size ±1, leaf index ±1, keys, registrations,
+checkpoint record, wrong operator key, truncated file) fails with a typed error naming the part.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from ledger.errors import RejectCode, RejectError
+from ledger.home import Home
+from ledger.keys import SigningKey
+from ledger.proofs import load_proof, verify_proof
+from processors.cli_proofs import notary_leaves, prove_consistency, prove_event
+from support import fill
+from test_notary import EVERY, invoke, notary_checkpoints, nhome, run_notary  # noqa: F401  (nhome: fixture)
+
+
+def _leaf_ids(h: Home) -> dict[str, list[str]]:
+    """Event ids by topic, in leaf order."""
+    with notary_leaves(h) as q:
+        rows = q("SELECT topic, event_id FROM merkle_leaves ORDER BY topic, log_partition, leaf_index")
+    out: dict[str, list[str]] = {}
+    for topic, eid in rows:
+        out.setdefault(topic, []).append(eid)
+    return out
+
+
+def test_prove_and_verify_round_trip(nhome: Home, tmp_path: Path) -> None:
+    ids = _leaf_ids(nhome)
+    events = ids[nhome.topic]
+    picks = [events[0], events[EVERY - 1], events[len(events) // 2], events[-1], ids[nhome.control_topic][0]]
+    op_key = nhome.anchors()["operator"].hex()
+    for eid in picks:
+        f = tmp_path / f"{eid}.json"
+        made = invoke(nhome, "prove", eid, "--out", str(f))
+        assert made["event_id"] == eid and made["file"] == str(f)
+        # offline: nothing but the file and the operator's public key
+        checked = invoke(nhome, "verify-proof", str(f), "--operator-key", op_key)
+        assert checked["ok"] and checked["event_id"] == eid and checked["checkpoint_signer"] == "processor.notary"
+        keys = checked["keys"]
+        assert {v["role"] for v in keys.values()} == {"agent", "processor"} or eid in ids[nhome.control_topic]
+    first = json.loads((tmp_path / f"{events[0]}.json").read_text())
+    last = json.loads((tmp_path / f"{events[-1]}.json").read_text())
+    assert first["leaf_index"] == 0 and last["leaf_index"] == last["tree_size"] - 1 == len(events) - 1
+    # more events arrive, the notary checkpoints again: a new proof uses the later checkpoint, the old holds
+    fill(nhome, tasks=3, batch_size=4, seed=11, run="later")
+    run_notary(nhome)
+    invoke(nhome, "checkpoint")
+    with nhome.open_log() as lg:
+        later = prove_event(nhome, lg, events[0])
+        cps = sorted((e for e in notary_checkpoints(nhome, lg) if e.body.topic == nhome.topic),
+                     key=lambda e: e.body.tree_size)
+        pinned = prove_event(nhome, lg, events[0], checkpoint_id=cps[0].event_id)
+    assert later["tree_size"] > first["tree_size"] and later["checkpoint"]["event_id"] == cps[-1].event_id
+    assert pinned["tree_size"] == cps[0].body.tree_size
+    for doc in (later, pinned, first):
+        assert verify_proof(doc, nhome.anchors()).event_id == events[0]
+    # a checkpoint that does not cover the event is refused with a hint
+    with nhome.open_log() as lg:
+        with pytest.raises(Exception, match="no signed checkpoint covers"):
+            prove_event(nhome, lg, events[-1], checkpoint_id=cps[0].event_id)
+
+
+def test_consistency_proofs(nhome: Home, tmp_path: Path) -> None:
+    with nhome.open_log() as lg:
+        cps = sorted((e for e in notary_checkpoints(nhome, lg) if e.body.topic == nhome.topic),
+                     key=lambda e: e.body.tree_size)
+    assert len(cps) >= 3
+    for old, new in [(cps[0], cps[-1]), (cps[0], cps[1]), (cps[1], cps[1])]:
+        f = tmp_path / "c.json"
+        made = invoke(nhome, "prove", "--consistency", old.event_id, new.event_id, "--out", str(f))
+        assert made["old_tree_size"] == old.body.tree_size and made["tree_size"] == new.body.tree_size
+        checked = invoke(nhome, "verify-proof", str(f))
+        assert checked["ok"] and checked["kind"] == "consistency"
+    with nhome.open_log() as lg:
+        doc = prove_consistency(nhome, lg, cps[0].event_id, cps[-1].event_id)
+        with pytest.raises(Exception, match="later checkpoint of the same partition"):
+            prove_consistency(nhome, lg, cps[-1].event_id, cps[0].event_id)
+    # swapping old and new in the file, or a path element flipped, fails
+    swapped = {**doc, "old": doc["new"], "new": doc["old"]}
+    with pytest.raises(RejectError):
+        verify_proof(swapped, nhome.anchors())
+    bad = copy.deepcopy(doc)
+    bad["path"][0] = _flip(bad["path"][0])
+    with pytest.raises(RejectError) as e:
+        verify_proof(bad, nhome.anchors())
+    assert e.value.code is RejectCode.CHECKPOINT_MISMATCH
+
+
+def _flip(hex_str: str, at: int | None = None) -> str:
+    """Flip one bit of the byte at ``at`` (default: the middle) of a hex string."""
+    b = bytearray(bytes.fromhex(hex_str))
+    i = len(b) // 2 if at is None else at
+    b[i] ^= 0x01
+    return b.hex()
+
+
+def _set(path: str, fn: Callable[[Any], Any]) -> Callable[[dict[str, Any]], None]:
+    def apply(doc: dict[str, Any]) -> None:
+        *parents, leaf = path.split(".")
+        d: Any = doc
+        for p in parents:
+            d = d[int(p)] if isinstance(d, list) else d[p]
+        if isinstance(d, list):
+            d[int(leaf)] = fn(d[int(leaf)])
+        else:
+            d[leaf] = fn(d[leaf])
+    return apply
+
+
+MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], None], set[RejectCode]]] = {
+    "event bytes": (_set("event.bytes", _flip), {RejectCode.CHECKPOINT_MISMATCH}),
+    "batch signature": (_set("event.record", lambda h: _flip(h, -1)), {RejectCode.BAD_SIGNATURE}),
+    # a flipped byte inside an event may break its schema, its id or the signature: any of them
+    "event in the signed batch": (_set("event.record", _flip), set(RejectCode)),
+    "path element": (_set("path.0", _flip), {RejectCode.CHECKPOINT_MISMATCH}),
+    "path element dropped": (lambda d: d["path"].pop(), {RejectCode.CHECKPOINT_MISMATCH}),
+    "root": (_set("root_hash", _flip), {RejectCode.CHECKPOINT_MISMATCH}),
+    "tree size +1": (_set("tree_size", lambda v: v + 1), {RejectCode.CHECKPOINT_MISMATCH}),
+    "tree size -1": (_set("tree_size", lambda v: v - 1), {RejectCode.CHECKPOINT_MISMATCH}),
+    "leaf index +1": (_set("leaf_index", lambda v: v + 1), {RejectCode.CHECKPOINT_MISMATCH}),
+    "leaf index -1": (_set("leaf_index", lambda v: v - 1), {RejectCode.CHECKPOINT_MISMATCH}),
+    "event id": (_set("event.event_id", lambda v: "0" * 32), {RejectCode.CHECKPOINT_MISMATCH}),
+    "checkpoint signature": (_set("checkpoint.record", lambda h: _flip(h, -1)), {RejectCode.BAD_SIGNATURE}),
+    "checkpoint root in its record": (_set("checkpoint.record", lambda h: _flip(h, -70)),
+                                      {RejectCode.BAD_SIGNATURE}),
+    "key fingerprint": (lambda d: _set(f"keys.{sorted(d['keys'])[0]}.fingerprint", _flip)(d),
+                        {RejectCode.CHECKPOINT_MISMATCH}),
+    "registrations dropped": (lambda d: d["registrations"].clear(), {RejectCode.UNKNOWN_KEY}),
+    "registration signature": (_set("registrations.0", lambda h: _flip(h, -1)), {RejectCode.BAD_SIGNATURE}),
+    "version": (_set("version", lambda v: v + 1), {RejectCode.BAD_SCHEMA}),
+}
+
+
+@pytest.fixture
+def proof(nhome: Home) -> tuple[Home, dict[str, Any]]:
+    events = _leaf_ids(nhome)[nhome.topic]
+    with nhome.open_log() as lg:
+        return nhome, prove_event(nhome, lg, events[len(events) // 3])
+
+
+def test_every_mutation_fails(proof: tuple[Home, dict[str, Any]], tmp_path: Path) -> None:
+    h, doc = proof
+    assert doc["leaf_index"] > 0 and doc["leaf_index"] + 1 < doc["tree_size"]
+    assert verify_proof(doc, h.anchors()).leaf_index == doc["leaf_index"]
+    for name, (mutate, codes) in MUTATIONS.items():
+        bad = copy.deepcopy(doc)
+        mutate(bad)
+        assert bad != doc, name
+        with pytest.raises(RejectError) as e:
+            verify_proof(bad, h.anchors())
+        assert e.value.code in codes, (name, e.value)
+        assert "part" in e.value.evidence or e.value.code is RejectCode.CHECKPOINT_MISMATCH, (name, e.value)
+    # a wrong operator key: nothing registered by it
+    stranger = SigningKey.generate("operator").public.raw
+    with pytest.raises(RejectError) as e:
+        verify_proof(doc, {"operator": stranger})
+    assert e.value.code is RejectCode.UNKNOWN_KEY
+    # a truncated file
+    text = json.dumps(doc)
+    with pytest.raises(RejectError) as e:
+        verify_proof(load_proof(text[: len(text) // 2]), h.anchors())
+    assert e.value.code is RejectCode.TRUNCATED
+    # the CLI: exit 1 and the failed check, for a mutated file and for the wrong key
+    f = tmp_path / "bad.json"
+    bad = copy.deepcopy(doc)
+    MUTATIONS["root"][0](bad)
+    f.write_text(json.dumps(bad))
+    from typer.testing import CliRunner
+    from processors.cli import app
+
+    r = CliRunner().invoke(app, ["verify-proof", str(f), "--home", str(h.path)])
+    assert r.exit_code == 1 and "checkpoint_mismatch" in r.output and "root_hash" in r.output
+    f.write_text(json.dumps(doc))
+    r = CliRunner().invoke(app, ["verify-proof", str(f), "--operator-key", stranger.hex()])
+    assert r.exit_code == 1 and "unknown_key" in r.output

@@ -1,0 +1,92 @@
+"""The reputation processor end to end: its scores equal ledger/reputation.py's pure results bit for
+bit; self-issued trust is recorded but never counts; graded outcomes become incentive trust; a
+restart (restore from the views) and a replay reach the live digest, on both log backends."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from ledger.emitter import Emitter
+from ledger.events import Context, Outcome
+from ledger.home import Home
+from ledger.reputation import US_PER_DAY, TrustEvent, reputation
+from processors.service import live_digest
+from support import T0, fill, make_home
+from test_budgets_processor import BACKENDS, kafka_home, replayed, rows, run
+
+CTX = Context(org="acme", project="p1")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_home(request, tmp_path) -> Home:
+    agents = ("alice", "bob", "carol")
+    if request.param == "kafka":
+        return kafka_home(tmp_path / "home", request.getfixturevalue("kafka_url"), agents)
+    return make_home(tmp_path / "home", agents=agents)
+
+
+def test_scores_equal_the_pure_function_and_self_trust_is_ignored(tmp_path):
+    h = make_home(tmp_path / "home", agents=("alice", "bob", "carol"))
+    t1, t2, t3 = T0 + 1_000, T0 + 3 * US_PER_DAY, T0 + 10 * US_PER_DAY
+    ids = {}
+    with Emitter.open("alice", home=h.path, context=CTX, background_flush=False) as em:
+        ids["a1"] = em.trust("bob", "accuracy", 5, event_time_us=t1)
+        ids["a2"] = em.trust("bob", "reliability", "2.5", half_life_us=US_PER_DAY, event_time_us=t2)
+    with Emitter.open("carol", home=h.path, context=CTX, background_flush=False) as em:
+        ids["c1"] = em.trust("bob", "feedback", -3, event_time_us=t2 + 5)
+    with Emitter.open("bob", home=h.path, context=CTX, background_flush=False) as em:
+        em.trust("bob", "accuracy", 100, event_time_us=t2 + 6)  # about itself: ignored
+        ids["o1"] = em.emit(Outcome(task_id="t9", confidence_milli=500, score_milli=900), event_time_us=t3)
+    run(h, "reputation")
+    (row,) = rows(h, "SELECT * FROM reputation WHERE agent_id='bob'", "reputation")
+    expected = reputation([
+        TrustEvent(ids["a1"], "alice", "bob", "accuracy", 5.0, t1),
+        TrustEvent(ids["a2"], "alice", "bob", "reliability", 2.5, t2, US_PER_DAY),
+        TrustEvent(ids["c1"], "carol", "bob", "feedback", -3.0, t2 + 5),
+        TrustEvent("self", "bob", "bob", "accuracy", 100.0, t2 + 6),  # the pure function ignores it too
+        TrustEvent(ids["o1"], "processor.reputation", "bob", "accuracy", 9.0, t3),  # 0.9 * 10 incentive
+    ], "bob", t3)
+    assert row["as_of_us"] == t3
+    for d, score in expected.scores:
+        assert row[d.value] == score  # bit for bit
+    assert row["overall"] == expected.overall and row["tier"] == expected.tier.value
+    assert Decimal(row["multiplier"]) == expected.multiplier
+    assert (row["events_counted"], row["events_self"]) == (4, 1)
+    hist = rows(h, "SELECT * FROM trust_history ORDER BY event_time_us", "reputation")
+    assert [r["counted"] for r in hist] == [True, True, True, False, True]
+    assert hist[-1]["source"] == "incentive:task_reward" and hist[-1]["value_milli"] == 9_000
+
+
+def test_restart_and_replay_reach_the_live_digest(backend_home):
+    h = backend_home
+    fill(h, tasks=10, batch_size=5)
+    with Emitter.open("alice", home=h.path, context=CTX, background_flush=False) as em:
+        em.trust("bob", "compliance", -4, event_time_us=T0 + 9_000_000_000)
+        em.emit(Outcome(task_id="t1", score_milli=200), event_time_us=T0 + 9_000_000_001)  # penalty
+    run(h, "reputation", max_records=4)
+    with Emitter.open("carol", home=h.path, context=CTX, background_flush=False) as em:
+        em.trust("alice", "feedback", 2, event_time_us=T0 + 9_100_000_000)
+    run(h, "reputation", max_records=2)  # a second process: state restored from the views
+    live = live_digest(h, "reputation")
+    assert live["tables"]["reputation"]["rows"] >= 4 and live["tables"]["trust_history"]["rows"] > 10
+    assert replayed(h, "reputation")["digest"] == live["digest"]
+    (alice,) = rows(h, "SELECT * FROM reputation WHERE agent_id='alice'", "reputation")
+    assert alice["accuracy"] < 0.7  # the graded 0.2 cost accuracy
+
+
+def test_reputation_show_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from processors.cli import app
+
+    h = make_home(tmp_path / "home", agents=("alice", "bob"))
+    with Emitter.open("alice", home=h.path, background_flush=False) as em:
+        em.trust("bob", "accuracy", 10, event_time_us=T0 + 1_000)
+    run(h, "reputation", publish=True)
+    r = CliRunner().invoke(app, ["reputation", "show", "--home", str(h.path), "--json"])
+    assert r.exit_code == 0, r.output
+    (bob,) = json.loads(r.stdout)
+    assert bob["agent_id"] == "bob" and bob["accuracy"] == pytest.approx(0.8) and bob["multiplier"] == "1.0"
