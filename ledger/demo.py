@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from ledger.events import (
-    Action, AgentRegistered, Body, Compute, Context, Data, Flow, Interaction, LlmUsage, Trust,
+    Action, AgentRegistered, Body, BudgetPolicy, Compute, Context, Data, Flow, Interaction, LlmUsage, Trust,
 )
 
 if TYPE_CHECKING:
@@ -124,6 +124,21 @@ class DemoSummary:
     verify: dict[str, object] = field(default_factory=dict)
 
 
+def demo_policies(*, start_us: int) -> list[BudgetPolicy]:
+    """Budgets for the demo: the project's USD per hour, and each agent's LLM tokens per hour (sized
+    so the busiest agents cross their soft limit and the budgets view has something to say)."""
+    hour = 3_600_000_000
+    out = [BudgetPolicy(scope="project", scope_id=PROJECT, budget_kind="usd", allocation=150_000_000,
+                        reset_interval_us=hour, effective_from_us=start_us - start_us % hour,
+                        hard_limit_action="alert_only", suspend_at_hard=False)]
+    per_agent = {"planner": 1_000_000, "researcher": 6_000_000, "writer": 4_000_000, "critic": 1_500_000}
+    for agent, tokens in per_agent.items():
+        out.append(BudgetPolicy(scope="agent", scope_id=agent, budget_kind="llm_tokens", allocation=tokens,
+                                reset_interval_us=hour, effective_from_us=start_us - start_us % hour,
+                                hard_limit_action="alert_only", suspend_at_hard=False))
+    return out
+
+
 def registration(agent: str, public_key: bytes, key_id: str, priority: int) -> AgentRegistered:
     return AgentRegistered(agent_id=agent, key_id=key_id, public_key=public_key, role="agent", priority=priority,
                            org=ORG, project=PROJECT)
@@ -150,6 +165,9 @@ def run_demo(home: "Home", *, tasks: int = 200, seed: int = 7, log_url: str | No
         now_us = time.time_ns() // 1000
         span = tasks * TASK_SPACING_US
         run = f"run-{now_us // 1_000_000:x}"
+        with home.operator_emitter(log) as op:
+            for body in demo_policies(start_us=now_us - span):
+                op.emit(body, event_time_us=now_us - span)
         emitters = {a: Emitter(log, keys[a], topic=home.topic, state_dir=home.state_dir, batch_size=batch_size,
                                linger_ms=50) for a in keys}
         per_agent: dict[str, dict[str, int]] = {a: {"events": 0, "llm_input_tokens": 0, "llm_output_tokens": 0,

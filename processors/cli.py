@@ -204,8 +204,23 @@ def query(sql: str, home: Optional[str] = HomeOpt, json_: bool = JsonOpt,
         _table(None, cols, [list(r) for r in rows])
 
 
+_USD = "CAST(CAST({} AS DECIMAL(20, 0)) / 1000000 AS DECIMAL(20, 6))"  # micro-USD shown as dollars, exactly
+
 DEMO_VIEWS = (
     ("events by kind", "SELECT kind, count(*) AS events FROM events GROUP BY kind ORDER BY events DESC"),
+    ("cost per agent: incurred vs allocated by Shapley (USD)",
+     f"SELECT agent_id AS agent, interactions, {_USD.format('incurred_micros')} AS incurred, "
+     f"{_USD.format('allocated_micros')} AS allocated, {_USD.format('balance_micros')} AS balance "
+     "FROM agent_costs WHERE method = 'shapley' ORDER BY allocated DESC"),
+    ("budgets (this hour)",
+     "SELECT scope, scope_id, budget_kind, allocation, consumed, round(utilisation, 3) AS utilisation, status "
+     "FROM budgets QUALIFY row_number() OVER (PARTITION BY scope, scope_id, budget_kind "
+     "ORDER BY window_start_us DESC) = 1 ORDER BY scope, scope_id, budget_kind"),
+    ("reputation", "SELECT agent_id AS agent, round(overall, 3) AS overall, tier, multiplier, events_counted "
+                   "FROM reputation ORDER BY overall DESC"),
+    ("settlements and checkpoints",
+     f"SELECT 'settlements' AS what, count(*) AS n, {_USD.format('coalesce(sum(amount_micros), 0)')} AS usd "
+     "FROM settlements UNION ALL SELECT 'signed Merkle checkpoints', count(*), NULL FROM checkpoints"),
     ("LLM tokens by agent and model",
      "SELECT signer_id AS agent, model, count(*) AS calls, sum(input_tokens) AS input_tokens, "
      "sum(cache_read_tokens) AS cached, sum(output_tokens) AS output_tokens FROM events "
@@ -252,8 +267,13 @@ def demo(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
         s = run_demo(h, tasks=tasks, seed=seed, log_url=resolve_log_url(log, h),
                      progress=lambda n: prog.advance(task, n))
     t0 = time.perf_counter()
-    codes = supervise(sorted(REGISTRY), h.path, log, until_caught_up=True,
-                      on_event=(lambda m: None) if json_ else (lambda m: err.print(m, markup=False)))
+    # upstream processors (reading control/events) first, then those that read their derived topics
+    upstream = sorted(n for n, c in REGISTRY.items() if set(c.topics) <= {"control", "events"})
+    downstream = sorted(set(REGISTRY) - set(upstream))
+    say = (lambda m: None) if json_ else (lambda m: err.print(m, markup=False))
+    codes = supervise(upstream, h.path, log, until_caught_up=True, on_event=say)
+    if not any(codes.values()) and downstream:
+        codes.update(supervise(downstream, h.path, log, until_caught_up=True, on_event=say))
     processing_s = time.perf_counter() - t0
     if any(codes.values()):
         raise LedgerError("a processor failed during the demo", exit_codes=codes,

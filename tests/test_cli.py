@@ -119,10 +119,12 @@ def test_demo_runs_end_to_end(tmp_path):
     res = json.loads(r.stdout)
     assert res["verify"]["ok"] and res["events"] > 300
     assert set(res["per_agent"]) == {"planner", "researcher", "writer", "critic"}
+    from ledger.demo import demo_policies
     from ledger.pricing_events import default_price_events
 
-    # + operator, four registrations and the default price book (price_set control events)
-    assert res["verify"]["accepted_events"] == res["events"] + 5 + len(default_price_events())
+    # + operator, four registrations, the default price book (price_set) and the demo's budget policies
+    assert res["verify"]["accepted_events"] == (res["events"] + 5 + len(default_price_events())
+                                                + len(demo_policies(start_us=0)))
     # a second run on the same home appends a new run and still verifies
     r = runner.invoke(app, ["demo", "--home", str(tmp_path / "d"), "--tasks", "5"])
     assert r.exit_code == 0 and "verify: OK" in r.output
