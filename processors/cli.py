@@ -294,6 +294,10 @@ def demo(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
                "emit_seconds": round(s.seconds, 3), "processing_seconds": round(processing_s, 3),
                "per_agent": s.per_agent, "verify": s.verify,
                "views": {t: [dict(zip(c, r)) for r in rows] for t, (c, rows) in results.items()}}
+    from processors.cli_report import write_html
+    from processors.report import build
+
+    summary["report"] = str(write_html(build(h), h.path / "report.html"))
     if json_:
         _print_json(summary)
         return
@@ -312,11 +316,13 @@ def demo(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
     out.print(f"log: {s.log}", markup=False)
     out.print(f'next: tokenledger query "SELECT * FROM events LIMIT 5" --home {s.home}   ·   '
               f"tokenledger replay journal --home {s.home}   ·   tokenledger verify --home {s.home}", markup=False)
+    out.print(f"report: {summary['report']}", markup=False)
 
 
 from processors import cli_econ  # noqa: E402,F401  (registers reprice and econ; before main() for python -m)
 from processors import cli_budgets  # noqa: E402,F401
 from processors import cli_proofs  # noqa: E402,F401  (prove, verify-proof, checkpoint)
+from processors import cli_report  # noqa: E402,F401  (report)
 
 
 def main() -> None:
