@@ -22,22 +22,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_processors import measure_processor  # noqa: E402  (same-folder script)
+
 ROOT = Path(__file__).resolve().parent.parent
 US_PER_HOUR = 3_600_000_000
 
-RUN = r"""
-import json, sys, time
-from ledger.home import Home
-from processors.service import open_runner
-home = Home.open(sys.argv[1])
-log = home.open_log()
-runner, store, _ = open_runner(home, sys.argv[2], log)
-t = time.perf_counter()
-runner.run_until_caught_up()
-dt = time.perf_counter() - t
-store.close()
-print(json.dumps({"events": runner.stats.events, "seconds": dt, "produced": runner.stats.produced}))
-"""
+
 
 
 def build_home(path: Path, events: int) -> int:
@@ -71,12 +62,10 @@ def build_home(path: Path, events: int) -> int:
 
 
 def measure(home: Path, name: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", RUN, str(home), name], capture_output=True, text=True, cwd=ROOT)
-    if out.returncode != 0:
-        raise SystemExit(f"{name} failed:\n{out.stderr}")
-    r = json.loads(out.stdout)
+    r = measure_processor(home, name)
     r["events_per_s"] = r["events"] / r["seconds"]
     return r
+
 
 
 def main() -> None:

@@ -22,6 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_processors import measure_processor  # noqa: E402  (same-folder script)
+
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z, as in tests/support.py
 MINUTE_US = 60_000_000
@@ -64,27 +67,12 @@ def _fill_at(home, fill, i: int) -> int:
         support.T0 = saved
 
 
-RUN = r"""
-import json, sys, time
-from ledger.home import Home
-from processors.service import open_runner
-home = Home.open(sys.argv[1])
-log = home.open_log()
-runner, store, proc = open_runner(home, sys.argv[2], log)
-t = time.perf_counter()
-runner.run_until_caught_up()
-dt = time.perf_counter() - t
-counts = {v.name: store.query(f"SELECT count(*) FROM {v.name}")[0][0] for v in proc.views}
-store.close()
-log.close()
-print(json.dumps({"events": runner.stats.events, "produced": runner.stats.produced, "seconds": dt, "rows": counts}))
-"""
+
 
 
 def run(home: Path, name: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", RUN, str(home), name], check=True, capture_output=True, text=True,
-                         cwd=ROOT).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return measure_processor(home, name)
+
 
 
 def main() -> None:

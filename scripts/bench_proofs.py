@@ -31,31 +31,20 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_processors import measure_processor  # noqa: E402  (same-folder script)
+
 ROOT = Path(__file__).resolve().parent.parent
 PROOFS = 2_000  # proofs built and verified per API measurement
 CLI_PROOFS = 20  # proofs through the whole `prove` path (each rereads the notary's leaves)
 RAW_PROOFS = 50_000  # raw Merkle paths generated / verified
 
-RUN = r"""
-import json, sys, time
-from ledger.home import Home
-from processors.service import open_runner
-home = Home.open(sys.argv[1])
-log = home.open_log()
-runner, store, _ = open_runner(home, sys.argv[2], log)
-t = time.perf_counter()
-runner.run_until_caught_up()
-dt = time.perf_counter() - t
-store.close()
-print(json.dumps({"events": runner.stats.events, "seconds": dt}))
-"""
+
 
 
 def run(name: str, home: Path) -> dict:
-    p = subprocess.run([sys.executable, "-c", RUN, str(home), name], capture_output=True, text=True, cwd=ROOT)
-    if p.returncode != 0:
-        raise SystemExit(p.stderr)
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return measure_processor(home, name)
+
 
 
 def rate(count: int, seconds: float) -> float:
