@@ -263,9 +263,10 @@ def agent_register(name: str, home: Optional[str] = HomeOpt, log: Optional[str] 
     key = h.load_key(name) if path.exists() else SigningKey.generate(name)
     body = AgentRegistered(agent_id=name, key_id=key.key_id, public_key=key.public.raw, role=role, priority=priority,
                            org=org, project=project, attributes=_labels(attr, "attr"))
+    # register first, save after: a failed registration must not leave an untrusted key behind
+    (event_id,) = _operator_emit(h, log, [body])
     if not path.exists():
         save_key(path, key)
-    (event_id,) = _operator_emit(h, log, [body])
     info = {"signer_id": name, "key_id": key.key_id, "role": role, "event_id": event_id, "key_file": str(path)}
     _print_json(info) if json_ else _table("registered", ["field", "value"], [[a, b] for a, b in info.items()])
 

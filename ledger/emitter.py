@@ -452,12 +452,9 @@ class Emitter:
                                  hint="point this home at its original log, or start a new home")
         for event_id, seq in recent:
             self._recent[event_id] = seq
-        read_key = getattr(self.log, "read_key", None)
-        if read_key is None:
-            raise LogError("this log backend cannot look up a signer's records", url=getattr(self.log, "url", "?"))
         last_offset = offset
         while True:
-            recs = read_key(self.topic, self._key_bytes, last_offset, 1000)
+            recs = self.log.read_key(self.topic, self._key_bytes, last_offset, 1000)
             if not recs:
                 break
             for rec in recs:

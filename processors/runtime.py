@@ -320,10 +320,9 @@ class Runner:
         key = self.key.signer_id.encode()
         for topic in sorted({t for _, t, _, _ in pending}):
             self.log.ensure_topic(topic)
-            read_key = getattr(self.log, "read_key")
             after = int(self.store.meta(f"produced_scan:{topic}", "-1") or -1)
             while True:
-                recs = read_key(topic, key, after, 10_000)
+                recs = self.log.read_key(topic, key, after, 10_000)
                 if not recs:
                     break
                 present |= {(topic, r.value) for r in recs}
