@@ -302,7 +302,7 @@ def _json_values(data: bytes, source: str) -> tuple[list[tuple[int | None, str, 
     try:
         document = json.loads(data)
     except (ValueError, RecursionError):
-        pass
+        pass  # not one JSON document: read it as JSON lines below
     else:
         if isinstance(document, list):
             return [(None, f"[{i}]", item) for i, item in enumerate(document)], []

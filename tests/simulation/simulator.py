@@ -94,7 +94,7 @@ class Result:
 
 
 class InvariantError(AssertionError):
-    pass
+    """An invariant of the simulation failed (the message says which; the seed replays it)."""
 
 
 def key(name: str) -> SigningKey:
