@@ -3,21 +3,21 @@
 The public API. Everything else is an implementation detail that may change.
 """
 
-from ledger.emitter import Emitter, context
+from ledger.sdk.emitter import Emitter, context
 from ledger.errors import (
     ChainForkError, EconomicsError, HomeError, KeyFileError, LedgerError, LogError, RejectCode, RejectError,
     ValidationError,
 )
-from ledger.events import (
+from ledger.wire.events import (
     Action, AgentRegistered, AllocationRule, BudgetPolicy, Compute, Context, Data, Event, Flow, Interaction,
     KeyRevoked, KeyRotated, LlmUsage, PriceSet, SettlementRule, Trust,
 )
-from ledger.home import Home
-from ledger.keyring import KeyRing
-from ledger.keys import PublicKey, SigningKey, load_key, save_key
+from ledger.sdk.home import Home
+from ledger.integrity.keyring import KeyRing
+from ledger.integrity.keys import PublicKey, SigningKey, load_key, save_key
 from ledger.log import Log, open_log
-from ledger.proofs import ProofReport, load_proof, verify_proof
-from ledger.verify import Verifier, Where
+from ledger.integrity.proofs import ProofReport, load_proof, verify_proof
+from ledger.integrity.verify import Verifier, Where
 
 __version__ = "0.1.0"
 

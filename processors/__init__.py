@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from processors.base import Processor
+from processors.runtime.processor import Processor
 from processors.budgets import Budgets
 from processors.allocations import Allocations
 from processors.journal import Journal

@@ -39,13 +39,13 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from ledger.allocation import NASH_BARGAINING, REQUESTOR_PAYS, SHAPLEY, allocate
+from ledger.economics.allocation import NASH_BARGAINING, REQUESTOR_PAYS, SHAPLEY, allocate
 from ledger.errors import EconomicsError, LedgerError, RejectCode, ValidationError
-from ledger.events import Allocation as AllocationEvent
-from ledger.events import AllocationRule, Interaction, PriceSet
-from ledger.metering import InteractionFlows, MeteredInteraction, meter_interaction
-from ledger.pricing import ModelPrice
-from processors.base import Column, Derived, Effects, Item, Processor, Quarantined, View
+from ledger.wire.events import Allocation as AllocationEvent
+from ledger.wire.events import AllocationRule, Interaction, PriceSet
+from ledger.economics.metering import InteractionFlows, MeteredInteraction, meter_interaction
+from ledger.economics.pricing import ModelPrice
+from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
 
 # The methods applied when no enabled allocation rule matches an interaction: who asked pays (the
 # cash view), and the Shapley split with its documented defaults (the fair-share view).

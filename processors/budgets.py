@@ -39,7 +39,7 @@ What it does
       transfer is a ``BudgetTransfer`` derived event on ``<prefix>.alerts`` and a ``transfers`` row.
     * Reputation (seed 002): an agent-level budget starts each window with the policy's allocation
       times the agent's reputation multiplier at that window's first event (0.5x .. 1.5x, rounded
-      down), computed by ledger.reputation from the trust this processor counts exactly as the
+      down), computed by ledger.economics.reputation from the trust this processor counts exactly as the
       reputation processor does (self-issued trust ignored, graded outcomes as incentive trust;
       kept in ``budget_trust``). A newcomer scores 0.7 = 1.0x. Other levels are not scaled.
     * Alerts (soft_limit, hard_limit, emergency_reserve, suspended, resumed, breach, gated,
@@ -63,17 +63,17 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable
 
-from ledger import budget as b
-from ledger.admission import level_from_row, levels_text, parse_levels, policy_columns, policy_from_event
+from ledger.economics import budget as b
+from ledger.sdk.admission import level_from_row, levels_text, parse_levels, policy_columns, policy_from_event
 from ledger.errors import LedgerError
-from ledger.events import (
+from ledger.wire.events import (
     Action, BudgetAlert, BudgetPolicy as PolicyEvent, BudgetTransfer, Compute, Data, Event, Outcome, PriceSet,
     Reservation as ReservationEvent, Trust,
 )
-from ledger.pricing import ModelPrice, PriceBook, default_price_book, usage_cost
-from ledger.reallocation import Refusal
-from ledger.reputation import TrustEvent, apply_multiplier, reputation
-from processors.base import Column, Derived, Effects, Item, Processor, Quarantined, View
+from ledger.economics.pricing import ModelPrice, PriceBook, default_price_book, usage_cost
+from ledger.economics.reallocation import Refusal
+from ledger.economics.reputation import TrustEvent, apply_multiplier, reputation
+from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
 from processors.reputation import incentive_event, trust_event
 
 MILLI = 1000
@@ -476,7 +476,7 @@ class Budgets(Processor):
 
     def _outcome(self, ev: Event, body: Outcome) -> None:
         if body.confidence_milli is None:
-            return  # a result without a confidence keeps the last one (ledger.reallocation.next_confidence)
+            return  # a result without a confidence keeps the last one (ledger.economics.reallocation.next_confidence)
         conf = body.confidence_milli / MILLI
         for key in sorted(k for k in self.states if k[0] == "agent" and k[1] == ev.signer_id):
             self.states[key] = b.record_confidence(self.states[key], conf)
@@ -595,7 +595,7 @@ class Budgets(Processor):
 
     def _allocation(self, key: Key, t: int) -> int:
         """A window's starting allocation: the policy's, and for an agent's budget scaled by seed 002's
-        reputation multiplier of the agent at ``t`` (ledger.reputation, rounded down)."""
+        reputation multiplier of the agent at ``t`` (ledger.economics.reputation, rounded down)."""
         policy = self.policies[key]
         if key[0] != "agent":
             self.multiplier[key] = "1.0"

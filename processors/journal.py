@@ -16,10 +16,10 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from ledger import limits
-from ledger.events import (
+from ledger.wire.events import (
     Action, Body, Compute, Data, Interaction, Rejected, Trust,
 )
-from processors.base import Column, Derived, Effects, Item, Processor, Quarantined, View
+from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
 
 
 COMMON = (

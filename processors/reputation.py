@@ -2,12 +2,12 @@
 
 What it does
     Every ``Trust`` event (issuer = its signer) is recorded in ``trust_history``; the ones that count
-    feed the subject's ``reputation`` row, computed by ``ledger.reputation.reputation`` (the pure
+    feed the subject's ``reputation`` row, computed by ``ledger.economics.reputation.reputation`` (the pure
     function: per-dimension decayed scores, the weighted overall score, seed 002's tier and budget
     multiplier). Trust an agent issues about itself is recorded with ``counted = false`` and never
     counts.
 
-    Incentives (seed 002, ``ledger.reputation.task_incentive``): an ``Outcome`` with a score is a
+    Incentives (seed 002, ``ledger.economics.reputation.task_incentive``): an ``Outcome`` with a score is a
     graded task of its signer; a score >= 0.8 adds score * 10 accuracy trust, a score < 0.5 takes
     (1 - score) * 10 away. The change is recorded as a trust event issued by ``processor.reputation``
     about the signer (id = the outcome's event id), so it counts like any other rating and a replay
@@ -18,7 +18,7 @@ Invariants
     * A subject's row is computed at ``as_of_us`` = the event time of the latest trust event about it
       (counted or not) — a value fixed by the log, not by when or in which batches it was read, so a
       replay reaches the same digest. To see the score at a later time, decay it further with
-      ``ledger.reputation.reputation(..., at_us)`` over ``trust_history``.
+      ``ledger.economics.reputation.reputation(..., at_us)`` over ``trust_history``.
     * Scores equal the pure function's results bit for bit (same events, same ``math.fsum``).
     * ``restore`` rebuilds the per-subject event lists from ``trust_history``.
 
@@ -31,9 +31,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ledger.errors import LedgerError
-from ledger.events import Event, Outcome, Trust
-from ledger.reputation import TrustDimension, TrustEvent, reputation, task_incentive
-from processors.base import Column, Effects, Item, Processor, Quarantined, View
+from ledger.wire.events import Event, Outcome, Trust
+from ledger.economics.reputation import TrustDimension, TrustEvent, reputation, task_incentive
+from processors.runtime.processor import Column, Effects, Item, Processor, Quarantined, View
 
 MILLI = 1000
 ISSUER = "processor.reputation"  # the issuer of incentive trust (never an agent: never self-issued)

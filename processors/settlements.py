@@ -36,16 +36,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.allocation import REQUESTOR_TO_RESPONDER, RESPONDER_TO_REQUESTOR, SHAPLEY
-from ledger.events import Allocation as AllocationEvent
-from ledger.events import Settlement, SettlementRule
-from ledger.netting import (
+from ledger.economics.allocation import REQUESTOR_TO_RESPONDER, RESPONDER_TO_REQUESTOR, SHAPLEY
+from ledger.wire.events import Allocation as AllocationEvent
+from ledger.wire.events import Settlement, SettlementRule
+from ledger.economics.netting import (
     DEFAULT_SETTLEMENT_THRESHOLD_MICROS, DEFAULT_WINDOW_US, Obligation, SettlementTier, multilateral_settle,
     net_positions, net_with_threshold, tier_settles, window_start,
 )
-from ledger.rails import NO_RAIL, LedgerRail, PaymentRail
+from ledger.economics.rails import NO_RAIL, LedgerRail, PaymentRail
 from processors.allocations import BATCH, Timeline, columns_of
-from processors.base import Column, Derived, Effects, Item, Processor, Quarantined, View
+from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
 
 # How far (event time, microseconds) the watermark must pass a window's end before the window
 # closes: agents flush their batches independently, so allocations reach the log up to a few

@@ -35,8 +35,8 @@ def build_home(path: Path, events: int) -> int:
     sys.path.insert(0, str(ROOT / "tests"))
     from support import T0, fill, make_home
 
-    from ledger.demo import AGENTS, ORG, PROJECT
-    from ledger.events import BudgetPolicy
+    from ledger.testing.workload import AGENTS, ORG, PROJECT
+    from ledger.wire.events import BudgetPolicy
 
     home = make_home(path, agents=())
     common = dict(reset_interval_us=US_PER_HOUR, effective_from_us=T0, suspend_at_hard=False, throttle_at_soft=False)

@@ -34,8 +34,8 @@ def build_home(path: Path, events: int) -> int:
     sys.path.insert(0, str(ROOT / "tests"))
     from support import fill, make_home
 
-    from ledger.events import SettlementRule
-    from ledger.pricing_events import default_price_events, price_event_time_us
+    from ledger.wire.events import SettlementRule
+    from ledger.economics.price_events import default_price_events, price_event_time_us
 
     home = make_home(path, agents=())
     log = home.open_log()

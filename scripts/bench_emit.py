@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from ledger import Emitter, SigningKey
-from ledger.events import Action, Context, LlmUsage
+from ledger.wire.events import Action, Context, LlmUsage
 from ledger.log import SqliteLog
 
 T0 = 1_767_225_600_000_000

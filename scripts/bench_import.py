@@ -3,7 +3,7 @@
 
 For each kind (claude-code, openai, anthropic, otel) a file of ~20k records is generated in a temp
 directory and imported into a fresh ledger home (embedded SQLite log, durable appends) through
-``ledger.importers.import_files``: read + parse + validate + scan of already-imported keys + emit
+``ledger.sources.importers.import_files``: read + parse + validate + scan of already-imported keys + emit
 (chain, sign, append) + flush. Measured right after, in the same process: the raw emit rate, i.e.
 ``Emitter.emit`` of the very same bodies, times, contexts and idempotency keys (parsed beforehand,
 untimed) by another signer at the same batch size. The ratio import / raw is what parsing and
@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ledger.emitter import DEFAULT_BATCH_SIZE, Emitter
-from ledger.home import Home
-from ledger.importers import KINDS, import_files, parse
+from ledger.sdk.emitter import DEFAULT_BATCH_SIZE, Emitter
+from ledger.sdk.home import Home
+from ledger.sources.importers import KINDS, import_files, parse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from support import make_home  # noqa: E402  (the tests' home builder: operator + registered signers)

@@ -19,7 +19,7 @@ import ssl
 import time
 from collections.abc import Callable
 
-from ledger.merkle import (
+from ledger.integrity.merkle import (
     MerkleTree,
     leaf_hash,
     verify_consistency,

@@ -43,8 +43,8 @@ def build_home(path: Path, events: int) -> int:
 
 PROCESSOR_RUN = r"""
 import json, resource, sys, time
-from ledger.home import Home
-from processors.service import open_runner
+from ledger.sdk.home import Home
+from processors.runtime.service import open_runner
 home = Home.open(sys.argv[1])
 log = home.open_log()
 runner, store, proc = open_runner(home, sys.argv[2], log)
@@ -67,8 +67,9 @@ RAW = r"""
 import io, json, resource, sys, time
 import duckdb, fastavro, pyarrow as pa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from ledger import codec, schemas
-from ledger.home import Home
+from ledger.wire import codec
+from ledger.wire import schemas
+from ledger.sdk.home import Home
 from ledger.log import read_all
 home = Home.open(sys.argv[1])
 log = home.open_log()

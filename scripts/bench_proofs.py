@@ -52,12 +52,12 @@ def rate(count: int, seconds: float) -> float:
 
 
 def proofs(home_path: Path) -> dict[str, float]:
-    from ledger import codec
-    from ledger.checkpoints import registration_records
-    from ledger.home import Home
-    from ledger.merkle import MerkleTree, verify_inclusion
-    from ledger.proofs import build_inclusion_proof, verify_proof
-    from processors.cli_proofs import _notary_checkpoints, _ref, checkpoint_now, notary_leaves, prove_event
+    from ledger.wire import codec
+    from ledger.integrity.checkpoints import registration_records
+    from ledger.sdk.home import Home
+    from ledger.integrity.merkle import MerkleTree, verify_inclusion
+    from ledger.integrity.proofs import build_inclusion_proof, verify_proof
+    from processors.cli.proofs import _notary_checkpoints, _ref, checkpoint_now, notary_leaves, prove_event
 
     home = Home.open(home_path)
     log = home.open_log()

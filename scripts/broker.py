@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ledger.broker import run_foreground
+from ledger.testing.broker import run_foreground
 from ledger.errors import LedgerError
 
 

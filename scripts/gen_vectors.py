@@ -17,13 +17,14 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ledger import codec, schemas
-from ledger.events import (
+from ledger.wire import codec
+from ledger.wire import schemas
+from ledger.wire.events import (
     Action, AgentRegistered, Allocation, AllocationRule, BudgetAlert, BudgetPolicy, BudgetTransfer, Checkpoint,
     Compute, Context, Cosignature, Data, Flow, Interaction, KeyRevoked, KeyRotated, LlmUsage, Outcome, PriceSet,
     Reservation, Settlement, SettlementRule, StateCheckpoint, Trust,
 )
-from ledger.keys import SigningKey
+from ledger.integrity.keys import SigningKey
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "ledger" / "events.json"
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from ledger import schemas
+from ledger.wire import schemas
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASED = ROOT / "schemas" / "released"

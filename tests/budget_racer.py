@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import sys
 
-from ledger.admission import reservation
-from ledger.emitter import Emitter
-from ledger.events import Context
+from ledger.sdk.admission import reservation
+from ledger.sdk.emitter import Emitter
+from ledger.wire.events import Context
 
 T0 = 1_767_225_600_000_000  # tests/support.py T0
 UNITS = 3  # per reservation

@@ -2,7 +2,7 @@
 
 Brokers
 - ``kafka_url`` (session): ``kafka://127.0.0.1:PORT`` of one Tansu broker kept for the whole session
-  (started through ``ledger.broker``; its log lives in the session's tmp dir). When the environment
+  (started through ``ledger.testing.broker``; its log lives in the session's tmp dir). When the environment
   variable ``TOKENLEDGER_TEST_KAFKA`` names bootstrap servers (``127.0.0.1:9092`` or ``h1:p1,h2:p2``),
   that cluster is used instead and nothing is started. Tests must use unique topic names.
 - ``fresh_broker`` (function): a Tansu ``Broker`` of the test's own, for fault tests that kill or
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.broker import Broker, binary_path
+from ledger.testing.broker import Broker, binary_path
 from ledger.errors import LogError
 from ledger.log import Log, MemoryLog, open_log
 

@@ -7,12 +7,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ledger import codec
-from ledger.events import AgentRegistered, Body, Flow, Interaction
-from ledger.home import Home
+from ledger.wire import codec
+from ledger.wire.events import AgentRegistered, Body, Flow, Interaction
+from ledger.sdk.home import Home
 from ledger.log import read_all
-from ledger.pricing_events import default_price_events, price_event_time_us
-from processors.service import live_digest, open_runner, replay
+from ledger.economics.price_events import default_price_events, price_event_time_us
+from processors.runtime.service import live_digest, open_runner, replay
 from support import T0, make_home
 
 
@@ -107,7 +107,7 @@ def call(interaction_id: str, req: str, resp: str, *, req_model: tuple[str, str]
 
 def emit_as(h: Home, agent: str, timed: list[tuple[Body, int]]) -> None:
     """Append ``(body, event time)`` pairs signed by ``agent`` (registered in the home)."""
-    from ledger.emitter import Emitter
+    from ledger.sdk.emitter import Emitter
 
     log = h.open_log()
     try:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ledger import codec
-from ledger.emitter import Emitter
-from ledger.events import AgentRegistered, Body, Context, KeyRevoked
-from ledger.home import OPERATOR_ID, Home
-from ledger.keys import SigningKey, save_key
+from ledger.wire import codec
+from ledger.sdk.emitter import Emitter
+from ledger.wire.events import AgentRegistered, Body, Context, KeyRevoked
+from ledger.sdk.home import OPERATOR_ID, Home
+from ledger.integrity.keys import SigningKey, save_key
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in microseconds
 
@@ -68,7 +68,7 @@ def build_record(key: SigningKey, bodies: list[Body], *, start_seq: int = 1, pre
 
 def fill(home: Home, *, tasks: int = 20, batch_size: int = 7, seed: int = 3, run: str = "r1") -> int:
     """Register the demo's agents and append its workload; returns the number of agent events."""
-    from ledger.demo import AGENTS, registration, workload
+    from ledger.testing.workload import AGENTS, registration, workload
 
     log = home.open_log()
     try:
@@ -99,7 +99,7 @@ def fill(home: Home, *, tasks: int = 20, batch_size: int = 7, seed: int = 3, run
 def inject_bad(home: Home) -> dict[str, int]:
     """Append records that must be rejected: garbage, truncated, foreign JSON, an unregistered signer,
     a re-delivered batch. Returns {expected reject code: count}."""
-    from ledger.events import Action
+    from ledger.wire.events import Action
 
     log = home.open_log()
     try:

@@ -1,4 +1,4 @@
-"""ledger.allocation: every method against the reference, exact conservation, and one test per deviation.
+"""ledger.economics.allocation: every method against the reference, exact conservation, and one test per deviation.
 
 Differential: the same interaction is metered by ``context_window_economics`` (test oracle only,
 ``Meter.record_flows``, float USD) and by us (micro-USD); both are allocated by the same method.
@@ -20,7 +20,7 @@ from context_window_economics.schema import DEFAULT_PROVIDER_PRICING
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from ledger.allocation import (
+from ledger.economics.allocation import (
     ALLOCATION_METHODS,
     NO_TRANSFER,
     REQUESTOR_TO_RESPONDER,
@@ -31,8 +31,8 @@ from ledger.allocation import (
     allocate_shapley,
 )
 from ledger.errors import EconomicsError, ValidationError
-from ledger.metering import InteractionFlows, MeteredInteraction, meter_interaction
-from ledger.pricing import default_price_book
+from ledger.economics.metering import InteractionFlows, MeteredInteraction, meter_interaction
+from ledger.economics.pricing import default_price_book
 
 FAST = settings(max_examples=150, deadline=None)
 MODELS = sorted((p, m) for p, models in DEFAULT_PROVIDER_PRICING.items() for m in models)

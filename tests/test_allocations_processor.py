@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.events import AllocationRule, Context, PriceSet
+from ledger.wire.events import AllocationRule, Context, PriceSet
 from econ_support import call, control, derived, econ_home, emit_as, replay_equal, rows, run
 from support import T0, fill
 
@@ -94,7 +94,7 @@ def test_rules_scope_params_and_failures(tmp_path):
         AllocationRule(rule_id="r-shap", method="shapley", params={"standalone_cost_a": "1000"}),
     ], t=T0 + 50)
     log_ctx = Context(project="p1")
-    from ledger.emitter import Emitter
+    from ledger.sdk.emitter import Emitter
 
     log = h.open_log()
     with Emitter(log, h.load_key("alice"), topic=h.topic, state_dir=h.state_dir, background_flush=False) as em:

@@ -23,14 +23,14 @@ from agent_cost_attribution.cli import render
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.attribution import (
+from ledger.sources.attribution import (
     DEFAULT_INPUT_SHARE, WorkflowAgent, WorkflowRun, blended_rate, decompose, detect_degradation,
     estimate_cost_micros, estimate_run_cost, is_healthy, report, runs_from_events, savings_estimate, summarize,
     tier, verify_invariant,
 )
 from ledger.errors import ValidationError
-from ledger.events import Action, Context, Event, LlmUsage
-from ledger.importers import parse, parse_workflow_run, workflow_records
+from ledger.wire.events import Action, Context, Event, LlmUsage
+from ledger.sources.importers import parse, parse_workflow_run, workflow_records
 from support import T0
 from test_importers import agent, degraded_run_doc, phase, sample_run_doc, wf_doc
 

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ledger import Emitter, open_log
-from processors.cli import app
+from processors.cli.app import app
 from ledger.errors import HomeError, KeyFileError, ValidationError
-from ledger.events import Action, Compute, Data, Flow, Interaction, LlmUsage, Trust, body_from_dict
-from ledger.keys import SigningKey, load_key, save_key
+from ledger.wire.events import Action, Compute, Data, Flow, Interaction, LlmUsage, Trust, body_from_dict
+from ledger.integrity.keys import SigningKey, load_key, save_key
 from support import make_home
 
 runner = CliRunner()

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from tbcontracts import BudgetManager
 from tbcontracts.exceptions import BudgetExceededError
 
-from ledger.budget import (
+from ledger.economics.budget import (
     DEFAULT_POLICIES,
     DEFAULT_RESERVATION_TTL_US,
     MAX_THROTTLE_LEVEL,
@@ -68,7 +68,7 @@ from ledger.budget import (
     window_start,
 )
 from ledger.errors import ValidationError
-from ledger.reallocation import Refusal, Transfer
+from ledger.economics.reallocation import Refusal, Transfer
 
 AGENT = Scope(ScopeLevel.AGENT, "agent-1")
 T0 = 1_700_000_000 * US_PER_SECOND  # an event time well inside a day

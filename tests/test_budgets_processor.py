@@ -22,15 +22,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ledger import codec
-from ledger.budget import US_PER_HOUR, window_start
-from ledger.emitter import Emitter
-from ledger.events import AgentRegistered, BudgetPolicy, Context, Outcome
-from ledger.home import Home
-from ledger.keys import SigningKey, save_key
+from ledger.wire import codec
+from ledger.economics.budget import US_PER_HOUR, window_start
+from ledger.sdk.emitter import Emitter
+from ledger.wire.events import AgentRegistered, BudgetPolicy, Context, Outcome
+from ledger.sdk.home import Home
+from ledger.integrity.keys import SigningKey, save_key
 from ledger.log import read_all
-from processors.publish import Publisher
-from processors.service import live_digest, open_runner, replay, views_dir
+from processors.runtime.publish import Publisher
+from processors.runtime.service import live_digest, open_runner, replay, views_dir
 from support import T0, fill, make_home
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,8 +100,8 @@ def run(h: Home, name: str = "budgets", *, publish: bool = False, max_records: i
 
 def rows(h: Home, sql: str, name: str = "budgets") -> list[dict]:
     from processors import get
-    from processors.service import processor_dir
-    from processors.store import Store
+    from processors.runtime.service import processor_dir
+    from processors.runtime.store import Store
 
     store = Store(processor_dir(h, name) / "state.duckdb", get(name)().views, read_only=True)
     try:
@@ -113,7 +113,7 @@ def rows(h: Home, sql: str, name: str = "budgets") -> list[dict]:
 
 
 def replayed(h: Home, name: str) -> dict:
-    """The digest of a rebuild from offset 0 into a fresh file (processors.service.replay)."""
+    """The digest of a rebuild from offset 0 into a fresh file (processors.runtime.service.replay)."""
     log = h.open_log()
     try:
         return replay(h, name, log)
@@ -265,7 +265,7 @@ def test_a_refused_policy_is_reported_not_applied(tmp_path):
 
 
 def test_admission_from_published_views_and_cli(tmp_path):
-    from processors.cli import app
+    from processors.cli.app import app
 
     h = make_home(tmp_path / "home")
     policy(h, "project", "p1", "action", 10, throttle_at_soft=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from processors import REGISTRY
-from processors.catalog import render_catalog
-from processors.publish import published_views
+from processors.runtime.catalog import render_catalog
+from processors.runtime.publish import published_views
 
 ROOT = Path(__file__).resolve().parent.parent
 

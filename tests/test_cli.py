@@ -9,7 +9,7 @@ import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from processors.cli import app
+from processors.cli.app import app
 
 runner = CliRunner()
 
@@ -119,8 +119,8 @@ def test_demo_runs_end_to_end(tmp_path):
     res = json.loads(r.stdout)
     assert res["verify"]["ok"] and res["events"] > 300
     assert set(res["per_agent"]) == {"planner", "researcher", "writer", "critic"}
-    from ledger.demo import demo_policies
-    from ledger.pricing_events import default_price_events
+    from ledger.testing.workload import demo_policies
+    from ledger.economics.price_events import default_price_events
 
     # + operator, four registrations, the default price book (price_set) and the demo's budget policies
     assert res["verify"]["accepted_events"] == (res["events"] + 5 + len(default_price_events())

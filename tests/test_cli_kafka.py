@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ledger import Emitter
-from processors.cli import app
+from processors.cli.app import app
 
 pytestmark = pytest.mark.kafka
 runner = CliRunner()
@@ -35,7 +35,7 @@ def test_cli_and_sdk_on_kafka(kafka_url, tmp_path):
     got = {json.loads(line)["event_id"] for line in r.stdout.splitlines()}
     assert set(ids) <= got
     r = runner.invoke(app, ["verify", "--home", home, "--json"])
-    from ledger.pricing_events import default_price_events
+    from ledger.economics.price_events import default_price_events
 
     # operator + alice, init's price book, one action, 25 SDK actions
     assert r.exit_code == 0 and json.loads(r.stdout)["accepted_events"] == 2 + len(default_price_events()) + 1 + 25

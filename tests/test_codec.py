@@ -9,9 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import codec, limits
+from ledger import limits
+from ledger.wire import codec
 from ledger.errors import RejectCode, RejectError
-from ledger.events import (
+from ledger.wire.events import (
     ALLOCATION_METHODS, BUDGET_KINDS, BUDGET_SCOPES, HARD_LIMIT_ACTIONS, ROLES, SETTLEMENT_TIERS, TRUST_DIMENSIONS,
     Action, AgentRegistered, Allocation, AllocationRule, BudgetAlert, BudgetPolicy, BudgetTransfer, Checkpoint,
     Compute, Context, Cosignature, Data, Event, Flow, Interaction, KeyRevoked, KeyRotated, LlmUsage, Outcome,
@@ -191,7 +192,7 @@ def test_signed_batch_encoding_matches_fastavro():
 
     import fastavro
 
-    from ledger import schemas
+    from ledger.wire import schemas
 
     events = [b"\x01" * 5, b"", b"\xff" * 300]
     mine = codec.encode_batch("alice", "ed25519:00", events, b"s" * 64)

@@ -18,9 +18,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ledger import codec
+from ledger.wire import codec
 from ledger.log import read_all
-from ledger.verify import audit
+from ledger.integrity.verify import audit
 from support import make_home
 
 HERE = Path(__file__).resolve().parent

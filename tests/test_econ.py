@@ -1,4 +1,4 @@
-"""ledger.econ: spam deposits, progressive limits, congestion/QoS/back-pressure and caching economics
+"""ledger.economics.econ: spam deposits, progressive limits, congestion/QoS/back-pressure and caching economics
 against the reference, the reference quirks we keep, one test per deviation, and bad input.
 
 Differential: ``context_window_economics`` (test oracle only) in float USD; each of our money
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from ledger.econ import (
+from ledger.economics.econ import (
     PROGRESSIVE_REQUEST_LIMITS,
     BackPressureStatus,
     CongestionLevel,
@@ -41,7 +41,7 @@ from ledger.econ import (
     qos_config_for_tier,
 )
 from ledger.errors import ValidationError
-from ledger.pricing import default_price_book
+from ledger.economics.pricing import default_price_book
 
 FAST = settings(max_examples=200, deadline=None)
 EPSILON = 1e-3  # micro-USD of float noise in the reference at these sizes

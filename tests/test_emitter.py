@@ -9,11 +9,11 @@ import time
 import pytest
 
 from ledger import Emitter, KeyRing, Verifier
-from ledger.chain import GENESIS
+from ledger.integrity.chain import GENESIS
 from ledger.errors import ChainForkError, LedgerError, LogError
-from ledger.events import Action
+from ledger.wire.events import Action
 from ledger.log import read_all
-from ledger.verify import audit
+from ledger.integrity.verify import audit
 from support import T0, make_home
 
 
@@ -158,7 +158,7 @@ def test_cosigned_interaction_verifies_and_a_forged_cosignature_does_not(home):
         assert audit(log, home.ledger_topics, home.anchors()).ok
     finally:
         log.close()
-    from ledger.keys import SigningKey
+    from ledger.integrity.keys import SigningKey
 
     impostor = SigningKey.generate("bob")
     with Emitter.open("alice", home=home.path, background_flush=False) as em:

@@ -12,9 +12,9 @@ import importlib.util
 import json
 from pathlib import Path
 
-from ledger import codec
-from ledger.keyring import KeyRing
-from ledger.verify import Verifier
+from ledger.wire import codec
+from ledger.integrity.keyring import KeyRing
+from ledger.integrity.verify import Verifier
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "tests" / "vectors" / "ledger" / "events.json"

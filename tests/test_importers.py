@@ -20,19 +20,20 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ledger import importers, limits
-from ledger.attribution import WorkflowAgent, WorkflowRun, runs_from_events
-from ledger.cli_import import register
-from ledger.emitter import Emitter
+from ledger import limits
+from ledger.sources import importers
+from ledger.sources.attribution import WorkflowAgent, WorkflowRun, runs_from_events
+from ledger.cli.imports import register
+from ledger.sdk.emitter import Emitter
 from ledger.errors import ValidationError
-from ledger.events import Action
-from ledger.home import Home
-from ledger.importers import (
+from ledger.wire.events import Action
+from ledger.sdk.home import Home
+from ledger.sources.importers import (
     ImportSummary, expand_paths, idempotency_key, import_files, imported_events, infer_provider, parse,
     parse_workflow_run,
 )
-from ledger.pricing import default_price_book, usage_cost
-from ledger.verify import audit
+from ledger.economics.pricing import default_price_book, usage_cost
+from ledger.integrity.verify import audit
 from support import T0, make_home
 
 T0_S = T0 // 1_000_000  # seconds, as OpenAI's "created"

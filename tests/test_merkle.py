@@ -32,7 +32,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import LedgerError, RejectCode, RejectError, ValidationError
-from ledger.merkle import (
+from ledger.integrity.merkle import (
     EMPTY_ROOT,
     MAX_PROOF_HASHES,
     MAX_TREE_LEAVES,

@@ -1,4 +1,4 @@
-"""ledger.metering: four-flow costs against the reference, the per-side invariants, bad input.
+"""ledger.economics.metering: four-flow costs against the reference, the per-side invariants, bad input.
 
 Differential: ``context_window_economics`` (test oracle only) meters in float USD with
 ``Meter.record_flows`` / ``record_interaction``. Ours rounds each priced token class once to
@@ -19,15 +19,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import ValidationError
-from ledger.events import Interaction
-from ledger.metering import (
+from ledger.wire.events import Interaction
+from ledger.economics.metering import (
     FlowTokens,
     InteractionFlows,
     MeteredInteraction,
     estimate_interaction_cost,
     meter_interaction,
 )
-from ledger.pricing import default_price_book
+from ledger.economics.pricing import default_price_book
 
 FAST = settings(max_examples=150, deadline=None)
 MODELS = sorted((p, m) for p, models in DEFAULT_PROVIDER_PRICING.items() for m in models)

@@ -1,4 +1,4 @@
-"""ledger.money: the rounding rule, largest-remainder splits, exact USD text, and the input checks.
+"""ledger.economics.money: the rounding rule, largest-remainder splits, exact USD text, and the input checks.
 
 Method: properties over random integers compared with exact Fraction arithmetic (Python's
 ``round(Fraction)`` is half-to-even), plus pinned examples for every tie and edge.
@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import EconomicsError, ValidationError
-from ledger.money import (
+from ledger.economics.money import (
     MAX_EVENT_TIME_US,
     MAX_MICROS,
     MAX_RATE_MICROS_PER_MTOK,

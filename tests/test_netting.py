@@ -1,4 +1,4 @@
-"""ledger.netting: pair netting, net positions, minimum-transfer multilateral settlement, windows,
+"""ledger.economics.netting: pair netting, net positions, minimum-transfer multilateral settlement, windows,
 thresholds and tiers.
 
 Optimality is checked against an independent brute force: with n agents of nonzero position, any
@@ -19,10 +19,10 @@ from context_window_economics import Meter, SettlementBatch, SettlementEngine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.allocation import allocate
+from ledger.economics.allocation import allocate
 from ledger.errors import ValidationError
-from ledger.metering import InteractionFlows, meter_interaction
-from ledger.netting import (
+from ledger.economics.metering import InteractionFlows, meter_interaction
+from ledger.economics.netting import (
     EXACT_SETTLEMENT_MAX_AGENTS,
     Obligation,
     SettlementTier,
@@ -37,7 +37,7 @@ from ledger.netting import (
     tier_settles,
     window_start,
 )
-from ledger.pricing import default_price_book
+from ledger.economics.pricing import default_price_book
 
 FAST = settings(max_examples=200, deadline=None)
 AGENTS = [f"agent-{letter}" for letter in "abcdefgh"]

@@ -23,16 +23,16 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ledger import codec
-from ledger.checkpoints import audit_with_checkpoints, control_keyring, read_checkpoints
-from ledger.events import AgentRegistered, Checkpoint, EMPTY_CONTEXT, StateCheckpoint
-from ledger.home import Home
+from ledger.wire import codec
+from ledger.integrity.checkpoints import audit_with_checkpoints, control_keyring, read_checkpoints
+from ledger.wire.events import AgentRegistered, Checkpoint, EMPTY_CONTEXT, StateCheckpoint
+from ledger.sdk.home import Home
 from ledger.log import Log, read_all
 from ledger.log.memory import MemoryLog
-from ledger.merkle import MerkleTree, leaf_hash
-from processors.cli import app
+from ledger.integrity.merkle import MerkleTree, leaf_hash
+from processors.cli.app import app
 from processors.notary import Notary
-from processors.service import open_runner, serve
+from processors.runtime.service import open_runner, serve
 from support import T0, fill, make_home
 
 runner = CliRunner()
@@ -87,8 +87,8 @@ def notary_checkpoints(h: Home, lg: Log) -> list[Any]:
 
 
 def rebuilt_trees(h: Home, lg: Log) -> dict[tuple[str, int], MerkleTree]:
-    from ledger.keyring import KeyRing
-    from ledger.verify import Verifier
+    from ledger.integrity.keyring import KeyRing
+    from ledger.integrity.verify import Verifier
 
     v = Verifier(KeyRing(h.anchors()))
     trees: dict[tuple[str, int], MerkleTree] = {}
@@ -140,7 +140,7 @@ def test_trees_and_checkpoints_match_the_log(nhome: Home) -> None:
 
 def test_replay_reaches_the_same_state_and_checkpoints(nhome: Home, tmp_path: Any) -> None:
     """Deterministic: a rebuild in other batch sizes gives the same digest and the same checkpoint rows."""
-    from processors.store import Store
+    from processors.runtime.store import Store
 
     with nhome.open_log() as lg:
         live = Store(nhome.path / "processors" / "notary" / "state.duckdb", Notary.views, read_only=True)
@@ -152,8 +152,8 @@ def test_replay_reaches_the_same_state_and_checkpoints(nhome: Home, tmp_path: An
             live.close()
         target = tmp_path / "replay.duckdb"
         store = Store(target, Notary.views)
-        from processors.runtime import Runner
-        from processors.publish import parse_positions
+        from processors.runtime.runner import Runner
+        from processors.runtime.publish import parse_positions
 
         r = Runner(Notary(), lg, store, anchors=nhome.anchors(), produce=False, max_records=3,
                    stop_at=parse_positions({"positions": positions}), topic_prefix=nhome.config["topic_prefix"])

@@ -1,4 +1,4 @@
-"""ledger.pricing: the default book against the reference table, effective-dated lookup, unknown
+"""ledger.economics.pricing: the default book against the reference table, effective-dated lookup, unknown
 models as rejections, the input partition (cache read/write are parts of input), and strict parsing.
 
 Differential: ``context_window_economics`` (test oracle only) prices input as
@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import EconomicsError, RejectCode, ValidationError
-from ledger.events import PriceSet
-from ledger.money import MAX_EVENT_TIME_US, cost_micros
-from ledger.pricing import (
+from ledger.wire.events import PriceSet
+from ledger.economics.money import MAX_EVENT_TIME_US, cost_micros
+from ledger.economics.pricing import (
     ModelPrice,
     PriceBook,
     default_price_book,

@@ -25,12 +25,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ledger import codec
-from ledger.home import Home
+from ledger.wire import codec
+from ledger.sdk.home import Home
 from ledger.log import read_all
-from ledger.verify import audit
-from processors.cli import app
-from processors.service import live_digest, open_runner, replay
+from ledger.integrity.verify import audit
+from processors.cli.app import app
+from processors.runtime.service import live_digest, open_runner, replay
 from support import fill, inject_bad, make_home
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def home(request, tmp_path) -> Home:
 
 
 def _register_operator(h: Home) -> None:
-    from ledger.events import AgentRegistered
+    from ledger.wire.events import AgentRegistered
 
     op = h.operator_key()
     log = h.open_log()
@@ -127,7 +127,7 @@ def test_journal_events_view_equals_the_verified_log(home):
 
 
 def _worker(h: Home, *, until_caught_up: bool = False, crash_at: str | None = None, max_records: int = 3):
-    cmd = [sys.executable, "-m", "processors.worker", "journal", "--home", str(h.path), "--max-records",
+    cmd = [sys.executable, "-m", "processors.runtime.worker", "journal", "--home", str(h.path), "--max-records",
            str(max_records)]
     if until_caught_up:
         cmd.append("--until-caught-up")
@@ -203,7 +203,7 @@ def test_replay_equals_live_including_rejected_events(home):
 def test_queries_in_a_loop_while_ingesting(tmp_path, backend):
     h = make_home(tmp_path / "home", agents=())
     fill(h, tasks=3, batch_size=5, run="warmup")
-    worker = subprocess.Popen([sys.executable, "-m", "processors.worker", "journal", "--home", str(h.path),
+    worker = subprocess.Popen([sys.executable, "-m", "processors.runtime.worker", "journal", "--home", str(h.path),
                                "--max-records", "5"], stderr=subprocess.PIPE, text=True, cwd=ROOT)
     stop = threading.Event()
     appended = {"events": 0}

@@ -15,10 +15,10 @@ from typing import Any, Callable
 import pytest
 
 from ledger.errors import RejectCode, RejectError
-from ledger.home import Home
-from ledger.keys import SigningKey
-from ledger.proofs import load_proof, verify_proof
-from processors.cli_proofs import notary_leaves, prove_consistency, prove_event
+from ledger.sdk.home import Home
+from ledger.integrity.keys import SigningKey
+from ledger.integrity.proofs import load_proof, verify_proof
+from processors.cli.proofs import notary_leaves, prove_consistency, prove_event
 from support import fill
 from test_notary import EVERY, invoke, notary_checkpoints, nhome, run_notary  # noqa: F401  (nhome: fixture)
 
@@ -175,7 +175,7 @@ def test_every_mutation_fails(proof: tuple[Home, dict[str, Any]], tmp_path: Path
     MUTATIONS["root"][0](bad)
     f.write_text(json.dumps(bad))
     from typer.testing import CliRunner
-    from processors.cli import app
+    from processors.cli.app import app
 
     r = CliRunner().invoke(app, ["verify-proof", str(f), "--home", str(h.path)])
     assert r.exit_code == 1 and "checkpoint_mismatch" in r.output and "root_hash" in r.output

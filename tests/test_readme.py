@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from processors.cli import app
-from ledger.verify import audit
+from processors.cli.app import app
+from ledger.integrity.verify import audit
 from support import make_home
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,7 +20,7 @@ from tbcontracts.contract import BudgetContract
 from tbcontracts.exceptions import BudgetExceededError
 
 from ledger.errors import ValidationError
-from ledger.reallocation import (
+from ledger.economics.reallocation import (
     Participant,
     Refusal,
     Transfer,

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from processors.cli import app
-from processors.metrics import burn_forecast, efficiency, model_breakdown
-from processors.report import SECTIONS
+from processors.cli.app import app
+from processors.report.metrics import burn_forecast, efficiency, model_breakdown
+from processors.report.model import SECTIONS
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_importers import degraded_run_doc, sample_run_doc  # noqa: E402

@@ -13,9 +13,9 @@ import json
 
 from typer.testing import CliRunner
 
-from ledger.events import PriceSet
+from ledger.wire.events import PriceSet
 from econ_support import control, econ_home, rows, run
-from processors.cli import app
+from processors.cli.app import app
 from support import T0, fill
 
 runner = CliRunner()

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import ValidationError
-from ledger.reputation import (
+from ledger.economics.reputation import (
     DEFAULT_HALF_LIFE_US,
     DEFAULT_WEIGHTS,
     NEUTRAL_SCORE,

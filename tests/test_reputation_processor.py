@@ -9,11 +9,11 @@ from decimal import Decimal
 
 import pytest
 
-from ledger.emitter import Emitter
-from ledger.events import Context, Outcome
-from ledger.home import Home
-from ledger.reputation import US_PER_DAY, TrustEvent, reputation
-from processors.service import live_digest
+from ledger.sdk.emitter import Emitter
+from ledger.wire.events import Context, Outcome
+from ledger.sdk.home import Home
+from ledger.economics.reputation import US_PER_DAY, TrustEvent, reputation
+from processors.runtime.service import live_digest
 from support import T0, fill, make_home
 from test_budgets_processor import BACKENDS, kafka_home, replayed, rows, run
 
@@ -80,7 +80,7 @@ def test_restart_and_replay_reach_the_live_digest(backend_home):
 def test_reputation_show_cli(tmp_path):
     from typer.testing import CliRunner
 
-    from processors.cli import app
+    from processors.cli.app import app
 
     h = make_home(tmp_path / "home", agents=("alice", "bob"))
     with Emitter.open("alice", home=h.path, background_flush=False) as em:

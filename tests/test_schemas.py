@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ledger import schemas
+from ledger.wire import schemas
 
 
 def test_current_schemas_are_released():

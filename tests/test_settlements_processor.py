@@ -16,7 +16,7 @@ from collections import defaultdict
 
 import pytest
 
-from ledger.events import SettlementRule
+from ledger.wire.events import SettlementRule
 from econ_support import call, control, derived, econ_home, emit_as, replay_equal, rows, run
 from processors.settlements import ALLOWED_LATENESS_US
 from support import T0, fill

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from processors.store import Store
+from processors.runtime.store import Store
 from simulation.simulator import InvariantError, simulate
 
 SEEDS = range(4)

@@ -13,10 +13,10 @@ import sqlite3
 import pytest
 from typer.testing import CliRunner
 
-from processors.cli import app
-from ledger.emitter import Emitter
-from ledger.events import Action, AgentRegistered
-from ledger.keys import SigningKey
+from processors.cli.app import app
+from ledger.sdk.emitter import Emitter
+from ledger.wire.events import Action, AgentRegistered
+from ledger.integrity.keys import SigningKey
 from support import T0, build_record, make_home, revoke
 
 runner = CliRunner()
@@ -141,7 +141,7 @@ def test_fork_is_detected(home):
     finally:
         log.close()
     # craft a rival for alice's seq 9 (same prev as the real seq 9)
-    from ledger import codec
+    from ledger.wire import codec
 
     last = codec.decode_batch(records(home)[agent_offsets(home, "alice")[-2]][2])
     prev8 = codec.decode_event(last.events[-2]).hash
@@ -218,7 +218,7 @@ def test_rotation_retires_the_old_key(home):
         log.close()
     assert verify(home)[0] == 0
     # a batch still signed by the old key after the rotation is rejected
-    from ledger import codec
+    from ledger.wire import codec
 
     recs = records(home)
     last = codec.decode_batch(recs[-1][2])

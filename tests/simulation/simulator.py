@@ -29,17 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ledger import codec
-from ledger.emitter import Emitter
-from ledger.events import Action, AgentRegistered, Context, Data, Flow, Interaction, LlmUsage, Trust
-from ledger.keys import SigningKey
+from ledger.wire import codec
+from ledger.sdk.emitter import Emitter
+from ledger.wire.events import Action, AgentRegistered, Context, Data, Flow, Interaction, LlmUsage, Trust
+from ledger.integrity.keys import SigningKey
 from ledger.log import MemoryLog, Record
-from ledger.verify import Verifier, Where
-from ledger.keyring import KeyRing
-from processors.base import Item, Quarantined
+from ledger.integrity.verify import Verifier, Where
+from ledger.integrity.keyring import KeyRing
+from processors.runtime.processor import Item, Quarantined
 from processors.journal import Journal
-from processors.runtime import Crash, Runner
-from processors.store import Store
+from processors.runtime.runner import Crash, Runner
+from processors.runtime.store import Store
 
 PREFIX = "sim"
 TOPIC = f"{PREFIX}.events"

@@ -1,0 +1,125 @@
+"""``tokenledger import KIND PATH...``: usage records from other tools onto the ledger, signed.
+
+Registered on the main app by ``register(app)`` (``ledger/cli.py`` calls it at its end). The shared
+CLI plumbing (error display, tables, JSON, progress bars, time parsing) is imported from
+``ledger.cli.app`` inside the command, not at module import, so either module may be imported first.
+
+Exit codes (those of ``ledger.cli.app``): 0 every record was imported or was already there; 1 some
+records were rejected (every good record was still imported; the problems are listed); 2 bad input
+(unknown kind, a path that does not exist, no files found, claude-code without ``--time``);
+3 home or key problem; 4 log unavailable.
+
+The importer's signer is registered by the operator automatically the first time (its key is
+created and an ``agent_registered`` event is appended before the key file is written, so a
+failed registration never leaves a key that signs events nobody trusts).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Optional
+
+import typer
+
+from ledger import limits
+from ledger.errors import LedgerError
+from ledger.wire.events import AgentRegistered
+from ledger.sdk.emitter import Emitter
+from ledger.sdk.home import Home, check_signer_id, resolve_log_url
+from ledger.sources.importers import KINDS, ImportSummary, check_import_time, check_kind, expand_paths, import_files
+from ledger.integrity.keys import SigningKey, save_key
+
+DEFAULT_SIGNER = "importer"
+MAX_PROBLEM_ROWS = 50  # problems shown in the table; --json lists all of them
+IMPORT_EPILOG = ("Example: tokenledger import claude-code runs/ --time 2026-01-01T00:00:00Z   ·   "
+                 "tokenledger import openai usage.jsonl --json")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``import`` command to ``app``."""
+    app.command("import", epilog=IMPORT_EPILOG)(import_command)
+
+
+def import_command(
+    kind: str = typer.Argument(..., help=f"What the files hold: {' | '.join(KINDS)}."),
+    paths: list[Path] = typer.Argument(..., help="Files, or directories searched recursively (wf_*.json for "
+                                                 "claude-code; *.json, *.jsonl, *.ndjson otherwise)."),
+    home: Optional[str] = typer.Option(None, "--home", help="Ledger home directory (default: $TOKENLEDGER_HOME "
+                                                            "or ~/.tokenledger)."),
+    log: Optional[str] = typer.Option(None, "--log", help="Log URL (default: the home's log)."),
+    signer: str = typer.Option(DEFAULT_SIGNER, "--signer", help="Signer of the imported events; registered "
+                                                                "automatically if it has no key yet."),
+    time_: Optional[str] = typer.Option(None, "--time", help="Event time (ISO-8601 or microseconds) of records "
+                                                             "that carry none: required for claude-code (wf files "
+                                                             "have no timestamps); Anthropic payloads too."),
+    json_: bool = typer.Option(False, "--json", help="Print the summary and every problem as JSON."),
+) -> None:
+    """Import usage records as signed action events, idempotently: importing a file again adds nothing.
+
+    claude-code: one event per workflow agent (tokens recorded as input, label io_split=unknown).
+    openai / anthropic: one event per response (cache tokens are parts of the input total).
+    otel: one event per GenAI span with token usage. Malformed records are listed with file, line
+    and field and are not imported; the rest of the file is. Exit code 1 when any record was rejected.
+    """
+    from ledger.cli import app as cli  # here, not at import: ledger.cli.app registers this command at its own end
+
+    try:
+        _run(cli, kind, paths, home, log, signer, time_, json_)
+    except LedgerError as e:
+        cli._fail(e)
+
+
+def _run(cli: ModuleType, kind: str, paths: list[Path], home: Optional[str], log: Optional[str], signer: str,
+         time_: Optional[str], json_: bool) -> None:
+    check_kind(kind)
+    check_signer_id(signer, "signer")
+    event_time_us = check_import_time(kind, cli.parse_time(time_))  # before anything is written
+    files = expand_paths(kind, paths)
+    h = cli._home(home)
+    key, registered = _signer_key(cli, h, log, signer)
+    if registered and not json_:
+        cli.err.print(f"registered signer {signer} (key id {key.key_id}) with the operator", markup=False)
+    total_bytes = sum(p.stat().st_size for p in files if p.exists())
+    lg = h.open_log(resolve_log_url(log, h))
+    try:
+        with Emitter(lg, key, topic=h.topic, state_dir=h.state_dir, background_flush=False) as em, \
+                cli._progress(total_bytes, f"importing {kind}", not json_) as bar:
+            task = bar.add_task("import", total=total_bytes)
+            summary = import_files(kind, files, em, event_time_us=event_time_us,
+                                   progress=lambda n: bar.advance(task, n))
+    finally:
+        lg.close()
+    if json_:
+        cli._print_json(summary.to_dict() | {"signer": signer, "signer_registered": registered,
+                                             "key_id": key.key_id})
+    else:
+        _show(cli, summary, signer)
+    if not summary.ok:
+        raise typer.Exit(cli.EXIT_VERIFY)
+
+
+def _signer_key(cli: ModuleType, h: Home, log: Optional[str], signer: str) -> tuple[SigningKey, bool]:
+    """The signer's key; created and registered by the operator when the home has none."""
+    path = h.key_path(signer)
+    if path.exists():
+        return h.load_key(signer), False
+    key = SigningKey.generate(signer)
+    cli._operator_emit(h, log, [AgentRegistered(agent_id=signer, key_id=key.key_id, public_key=key.public.raw,
+                                                attributes={"purpose": "importer"})])
+    save_key(path, key)
+    return key, True
+
+
+def _show(cli: ModuleType, summary: ImportSummary, signer: str) -> None:
+    cli._table(f"import {summary.kind} as {signer}", ["files", "imported", "already imported", "skipped (no usage)",
+                                                      "rejected"],
+               [[summary.files, summary.imported, summary.duplicates, summary.skipped, len(summary.rejected)]])
+    if summary.rejected:
+        shown = summary.rejected[:MAX_PROBLEM_ROWS]
+        cli._table("rejected records (not imported)", ["file", "line", "field", "value", "reason"],
+                   [[p.file, "" if p.line is None else str(p.line), p.field, p.value[: limits.MAX_ID_CHARS], p.reason]
+                    for p in shown])
+        if len(summary.rejected) > len(shown):
+            cli.err.print(f"... and {len(summary.rejected) - len(shown):,} more (use --json to list all)",
+                          markup=False)

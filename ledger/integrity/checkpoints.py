@@ -1,0 +1,326 @@
+"""Checkpoints against the log: read the signed checkpoints, rebuild the Merkle trees from the
+accepted events, and name the first checkpoint that disagrees with the log (DESIGN.md, Integrity 3-4).
+
+The trees are the notary's (processors/notary.py): one RFC 9162 tree per (topic, partition) of the
+signed input topics (control and events), whose leaves are the exact bytes of every accepted
+event, in log order. A ``Checkpoint`` says: the tree of that partition over the accepted events of
+the records before ``next_offset`` has ``tree_size`` leaves and root ``root_hash``.
+
+``audit_with_checkpoints`` is what ``tokenledger verify`` runs: the usual audit of the input topics
+(ledger/verify.py), which also feeds every accepted event into the rebuilt trees, then each
+checkpoint record (signature by a registered processor key; no chain check: a processor's chain
+spans several derived topics) and each checkpoint's claims:
+
+* ``tree_size`` ≤ the rebuilt tree's size, and the rebuilt root at ``tree_size`` equals ``root_hash``;
+* the rebuilt tree over the records before ``next_offset`` has exactly ``tree_size`` leaves;
+* consecutive checkpoints of a partition (by tree size) are consistent: an RFC 9162 consistency
+  proof from the rebuilt tree verifies between their signed roots (two different roots for one
+  size — a forked notary — fail here).
+
+The first divergence, in checkpoint-topic order, is reported with the checkpoint's event id,
+partition, tree size and the expected (rebuilt) and actual (signed) roots.
+
+Also here: reading the checkpoints topic for ``prove`` and ``replay`` (``read_checkpoints``), the key
+ring of a control topic, and the control records a proof must carry for given keys.
+
+Never: writes nothing, imports nothing from processors/.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from ledger.wire import codec
+from ledger.errors import RejectError, ValidationError
+from ledger.wire.events import Checkpoint, StateCheckpoint
+from ledger.integrity.keyring import KeyRing
+from ledger.integrity.merkle import MerkleTree, leaf_hash, verify_consistency
+from ledger.integrity.proofs import control_key_ids, open_record
+from ledger.integrity.verify import Accepted, AuditReport, Verifier, Where, audit
+
+if TYPE_CHECKING:
+    from ledger.log import Log
+
+READ_BATCH = 2_000  # records per read while scanning a topic
+
+
+@dataclass(frozen=True)
+class SignedEntry:
+    """One verified derived event on the checkpoints topic and the record that carries it."""
+
+    topic: str  # where the record is (the checkpoints topic)
+    partition: int
+    offset: int
+    index: int  # position of the event in its signed batch
+    event_id: str
+    signer_id: str
+    event_time_us: int
+    body: Checkpoint | StateCheckpoint
+    record: bytes
+
+
+@dataclass
+class CheckpointReport:
+    """What the checkpoint audit found."""
+
+    checkpoints: int = 0
+    state_checkpoints: int = 0
+    partitions: int = 0
+    bad_records: int = 0
+    divergences: int = 0
+    first_divergence: dict[str, Any] | None = None
+    first_bad_record: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.divergences and not self.bad_records
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checkpoints": self.checkpoints, "state_checkpoints": self.state_checkpoints,
+                "partitions": self.partitions, "bad_records": self.bad_records, "divergences": self.divergences,
+                "first_divergence": self.first_divergence, "first_bad_record": self.first_bad_record}
+
+
+def scan(log: "Log", topic: str, fn: Callable[[Any], None]) -> None:
+    """Call ``fn(record)`` for every record of every partition of ``topic``, in partition then offset order."""
+    for p in range(log.partitions(topic)):
+        offset, end = 0, log.end_offset(topic, p)
+        while offset < end:
+            recs = log.read(topic, p, offset, READ_BATCH)
+            if not recs:
+                break
+            for r in recs:
+                fn(r)
+            offset = recs[-1].offset + 1
+
+
+def control_keyring(log: "Log", control_topic: str, anchors: dict[str, bytes]) -> KeyRing:
+    """The key ring the control topic builds (every record verified, bad ones skipped)."""
+    verifier = Verifier(KeyRing(anchors))
+
+    def take(r: Any) -> None:
+        try:
+            verifier.check_record(r.value, Where(r.topic, r.partition, r.offset))
+        except RejectError:
+            pass  # a rejected control record changes no key; `verify` reports it
+
+    scan(log, control_topic, take)
+    return verifier.keyring
+
+
+def read_checkpoints(log: "Log", topic: str, ring: KeyRing,
+                     bad: Callable[[RejectError], None] | None = None) -> list[SignedEntry]:
+    """Every Checkpoint / StateCheckpoint on ``topic`` whose record verifies against ``ring`` (signed by
+    a registered processor key), in partition then offset order; records that fail go to ``bad``."""
+    out: list[SignedEntry] = []
+    if topic not in log.topics():
+        return out
+
+    def take(r: Any) -> None:
+        try:
+            batch, decoded, _ = open_record(ring, r.value, role="processor", part="checkpoint record")
+        except RejectError as e:
+            if bad is not None:
+                bad(e.at(topic=r.topic, partition=r.partition, offset=r.offset))
+            return
+        for i, d in enumerate(decoded):
+            if isinstance(d.event.body, (Checkpoint, StateCheckpoint)):
+                out.append(SignedEntry(r.topic, r.partition, r.offset, i, d.event.event_id, batch.signer_id,
+                                       d.event.event_time_us, d.event.body, r.value))
+
+    scan(log, topic, take)
+    return out
+
+
+def registration_records(log: "Log", control_topic: str, key_ids: set[str]) -> list[bytes]:
+    """The control records (log order) that register, rotate or revoke the given keys — and, in turn,
+    the keys that signed those records, down to keys registered by nobody (the trusted operators)."""
+    records: list[tuple[int, bytes, str, set[str]]] = []  # offset, value, signing key, keys it is about
+
+    def take(r: Any) -> None:
+        try:
+            batch = codec.decode_batch(r.value)
+            about: set[str] = set()
+            for raw in batch.events:
+                about |= control_key_ids(codec.decode_event(raw).event.body)
+        except RejectError:
+            return
+        if about:
+            records.append((r.offset, r.value, batch.key_id, about))
+
+    scan(log, control_topic, take)
+    wanted = set(key_ids)
+    chosen: dict[int, bytes] = {}
+    while True:
+        grew = False
+        for offset, value, signer_key, about in records:
+            if offset not in chosen and about & wanted:
+                chosen[offset] = value
+                if signer_key not in wanted:
+                    wanted.add(signer_key)
+                grew = True
+        if not grew:
+            break
+    return [chosen[o] for o in sorted(chosen)]
+
+
+class TreeBuilder:
+    """Per (topic, partition): the tree over accepted events in log order, and record boundaries
+    (next offset → tree size) to check a checkpoint's ``next_offset``."""
+
+    def __init__(self) -> None:
+        self.trees: dict[tuple[str, int], MerkleTree] = {}
+        self.bounds: dict[tuple[str, int], tuple[list[int], list[int]]] = {}
+
+    def on_accepted(self, where: Where, acc: Accepted) -> None:
+        tp = (where.topic, where.partition)
+        tree = self.trees.get(tp)
+        if tree is None:
+            tree = self.trees[tp] = MerkleTree()
+            self.bounds[tp] = ([], [])
+        for d in acc.events:
+            tree.append(leaf_hash(d.raw))
+        offs, sizes = self.bounds[tp]
+        offs.append(where.offset + 1)
+        sizes.append(tree.size)
+
+    def size_before(self, tp: tuple[str, int], next_offset: int) -> int:
+        """Leaves from records at offsets below ``next_offset``."""
+        offs, sizes = self.bounds.get(tp, ([], []))
+        i = bisect.bisect_right(offs, next_offset)
+        return sizes[i - 1] if i else 0
+
+
+def audit_with_checkpoints(log: "Log", topics: list[str], checkpoint_topic: str, anchors: dict[str, bytes], *,
+                           progress: Callable[[int], None] | None = None) -> tuple[AuditReport, CheckpointReport]:
+    """The audit of ``topics`` (control first) plus the checkpoint checks of the module docstring."""
+    verifier = Verifier(KeyRing(anchors))
+    trees = TreeBuilder()
+    report = audit(log, topics, anchors, progress=progress, verifier=verifier, on_accepted=trees.on_accepted)
+    cr = CheckpointReport()
+
+    def bad(e: RejectError) -> None:
+        cr.bad_records += 1
+        if cr.first_bad_record is None:
+            cr.first_bad_record = e.to_dict()
+
+    entries = read_checkpoints(log, checkpoint_topic, verifier.keyring, bad)
+    cr.state_checkpoints = sum(isinstance(e.body, StateCheckpoint) for e in entries)
+    cps = [e for e in entries if isinstance(e.body, Checkpoint)]
+    cr.checkpoints = len(cps)
+    cr.partitions = len({(e.body.topic, e.body.partition) for e in cps})
+    found: list[tuple[tuple[int, int, int], dict[str, Any]]] = []
+    for e in cps:
+        problem = _check_one(e, trees)
+        if problem is not None:
+            found.append((_pos(e), problem))
+    by_tp: dict[tuple[str, int], list[SignedEntry]] = {}
+    for e in cps:
+        by_tp.setdefault((e.body.topic, e.body.partition), []).append(e)
+    for tp, group in by_tp.items():
+        group.sort(key=lambda e: (e.body.tree_size, e.partition, e.offset))  # type: ignore[union-attr]
+        tree = trees.trees.get(tp, MerkleTree())
+        for old, new in zip(group, group[1:]):
+            problem = _check_pair(old, new, tree)
+            if problem is not None:
+                found.append((max(_pos(old), _pos(new)), problem))
+    found.sort(key=lambda x: x[0])
+    cr.divergences = len(found)
+    cr.first_divergence = found[0][1] if found else None
+    return report, cr
+
+
+def _pos(e: SignedEntry) -> tuple[int, int, int]:
+    """Where a checkpoint is on the checkpoints topic (several can share one signed record)."""
+    return (e.partition, e.offset, e.index)
+
+
+def _divergence(e: SignedEntry, reason: str, **facts: Any) -> dict[str, Any]:
+    cp = e.body
+    assert isinstance(cp, Checkpoint)
+    return {"checkpoint_event_id": e.event_id, "signer_id": e.signer_id, "checkpoint_offset": e.offset,
+            "topic": cp.topic, "partition": cp.partition, "tree_size": cp.tree_size, "next_offset": cp.next_offset,
+            "actual_root": cp.root_hash.hex(), "reason": reason, **facts}
+
+
+def _check_one(e: SignedEntry, trees: TreeBuilder) -> dict[str, Any] | None:
+    cp = e.body
+    assert isinstance(cp, Checkpoint)
+    tp = (cp.topic, cp.partition)
+    tree = trees.trees.get(tp, MerkleTree())
+    if cp.tree_size > tree.size:
+        return _divergence(e, "the checkpoint covers more events than the log holds", expected_root=None,
+                           log_tree_size=tree.size)
+    expected = tree.root(cp.tree_size)
+    if expected != cp.root_hash:
+        return _divergence(e, "root differs from the tree rebuilt from the log", expected_root=expected.hex(),
+                           log_tree_size=tree.size)
+    covered = trees.size_before(tp, cp.next_offset)
+    if covered != cp.tree_size:
+        return _divergence(e, "the records before next_offset hold another number of accepted events",
+                           expected_root=expected.hex(), expected_tree_size=covered)
+    return None
+
+
+def _check_pair(old: SignedEntry, new: SignedEntry, tree: MerkleTree) -> dict[str, Any] | None:
+    a, b = old.body, new.body
+    assert isinstance(a, Checkpoint) and isinstance(b, Checkpoint)
+    if a.tree_size == 0 or b.tree_size > tree.size:
+        proof: list[bytes] = []
+    else:
+        proof = tree.consistency_proof(a.tree_size, b.tree_size)
+    try:
+        if a.tree_size == 0:
+            return None  # the empty tree is a prefix of every tree
+        verify_consistency(a.tree_size, b.tree_size, a.root_hash, b.root_hash, proof)
+    except (RejectError, ValidationError) as err:
+        # blame the one published later: the earlier one stood alone until it came
+        late, early = (new, old) if _pos(new) > _pos(old) else (old, new)
+        size = late.body.tree_size  # type: ignore[union-attr]
+        return _divergence(late, "not consistent with another checkpoint of this partition",
+                           other_checkpoint_event_id=early.event_id,
+                           other_tree_size=early.body.tree_size,  # type: ignore[union-attr]
+                           other_root=early.body.root_hash.hex(),  # type: ignore[union-attr]
+                           expected_root=tree.root(size).hex() if size <= tree.size else None, detail=err.message)
+    return None
+
+
+@dataclass
+class StateCheck:
+    """A replay's digest against the StateCheckpoints its processor signed at the same positions."""
+
+    processor: str
+    checked: list[dict[str, Any]] = field(default_factory=list)
+    latest: dict[str, Any] | None = None
+
+    @property
+    def match(self) -> bool | None:
+        """True: every checkpoint at these positions agrees; False: one does not; None: none to compare."""
+        if not self.checked:
+            return None
+        return all(c["equal"] for c in self.checked)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"processor": self.processor, "match": self.match, "checked": self.checked, "latest": self.latest}
+
+
+def check_state(entries: list[SignedEntry], processor: str, signer_id: str, positions: dict[str, int],
+                digest: str) -> StateCheck:
+    """Compare a rebuilt digest at ``positions`` with the processor's signed StateCheckpoints there."""
+    out = StateCheck(processor)
+    for e in entries:
+        body = e.body
+        if not isinstance(body, StateCheckpoint) or body.processor != processor or e.signer_id != signer_id:
+            continue
+        summary = {"event_id": e.event_id, "offset": e.offset, "positions": dict(body.positions),
+                   "digest": body.digest}
+        out.latest = summary
+        if dict(body.positions) == positions:
+            out.checked.append({**summary, "equal": body.digest == digest})
+    return out
+
+
+__all__ = ["CheckpointReport", "SignedEntry", "StateCheck", "TreeBuilder", "audit_with_checkpoints", "check_state",
+           "control_keyring", "read_checkpoints", "registration_records"]

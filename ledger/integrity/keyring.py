@@ -1,0 +1,121 @@
+"""The key ring: which public keys may sign, for whom, in which role — built only from the log.
+
+Trust starts from the operator keys given out of band (the ledger home's config, or the auditor's
+command line). Every other key is trusted only after an ``agent_registered`` control event signed by
+an operator; ``key_rotated`` replaces a key and ``key_revoked`` ends one, both **from the control
+event's event time on**: a batch is refused when any of its events is at or after that time.
+
+Why event time and not read order: control events live on their own single-partition topic that
+readers drain before each batch of data, so a key's registration is always known before its
+events; judging revocation by event time then makes the verdict the same whatever order the data
+partitions are read in — live or in a replay, which drains all control events first.
+
+Pure: ``apply`` folds control events; ``check`` answers for one batch. No I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ledger.errors import RejectCode, RejectError
+from ledger.wire.events import AgentRegistered, Body, KeyRevoked, KeyRotated
+from ledger.integrity.keys import PublicKey, key_id_of
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    key_id: str
+    owner: str  # signer id the key signs for
+    role: str  # agent | operator | processor
+    public: PublicKey
+    revoked: bool = False
+    revoked_reason: str = ""
+    revoked_at_us: int = 0  # event time from which the key signs nothing (when revoked)
+
+
+class KeyRing:
+    def __init__(self, anchors: dict[str, bytes] | None = None) -> None:
+        """``anchors``: {operator signer id: raw public key} trusted without registration."""
+        self._keys: dict[str, KeyInfo] = {}
+        self.agents: dict[str, AgentRegistered] = {}
+        for signer, raw in (anchors or {}).items():
+            pk = PublicKey.from_raw(raw)
+            self._keys[pk.key_id] = KeyInfo(pk.key_id, signer, "operator", pk)
+
+    def copy(self) -> "KeyRing":
+        other = KeyRing()
+        other._keys = dict(self._keys)
+        other.agents = dict(self.agents)
+        return other
+
+    def adopt(self, other: "KeyRing") -> None:
+        """Take over another ring's state (commit of a batch checked on a copy)."""
+        self._keys = other._keys
+        self.agents = other.agents
+
+    def get(self, key_id: str) -> KeyInfo | None:
+        return self._keys.get(key_id)
+
+    def keys(self) -> list[KeyInfo]:
+        return list(self._keys.values())
+
+    def check(self, signer_id: str, key_id: str, event_time_us: int | None) -> KeyInfo:
+        """The key a batch from ``signer_id`` signed with ``key_id`` must verify against; ``event_time_us``
+        is the latest event time in the batch (None: only check that the key exists and is the signer's)."""
+        info = self._keys.get(key_id)
+        if info is None:
+            raise RejectError(RejectCode.UNKNOWN_KEY, "key was never registered by an operator",
+                              signer_id=signer_id, key_id=key_id)
+        if info.owner != signer_id:
+            raise RejectError(RejectCode.SIGNER_MISMATCH, "key belongs to another signer",
+                              signer_id=signer_id, key_id=key_id, expected=info.owner, actual=signer_id)
+        if info.revoked and event_time_us is not None and event_time_us >= info.revoked_at_us:
+            raise RejectError(RejectCode.REVOKED_KEY, f"key was revoked ({info.revoked_reason or 'no reason given'})",
+                              signer_id=signer_id, key_id=key_id, revoked_at_us=info.revoked_at_us,
+                              actual=event_time_us)
+        return info
+
+    def validate_control(self, signer: KeyInfo, body: Body) -> None:
+        """Refuse a control event that is not signed by an operator or does not fit the ring."""
+        if signer.role != "operator":
+            raise RejectError(RejectCode.NOT_OPERATOR, f"{body.KIND} must be signed by an operator key",
+                              signer_id=signer.owner, key_id=signer.key_id, kind=body.KIND)
+        if isinstance(body, AgentRegistered):
+            actual = key_id_of(body.public_key)
+            if body.key_id != actual:
+                raise RejectError(RejectCode.INVALID_FIELD, "key_id does not match the public key",
+                                  field="key_id", expected=actual, actual=body.key_id)
+            known = self._keys.get(body.key_id)
+            if known is not None and known.owner != body.agent_id:
+                raise RejectError(RejectCode.INVALID_FIELD, "this public key is already registered to another signer",
+                                  field="public_key", key_id=body.key_id, expected=known.owner, actual=body.agent_id)
+        elif isinstance(body, KeyRotated):
+            old = self._keys.get(body.old_key_id)
+            if old is None or old.owner != body.agent_id:
+                raise RejectError(RejectCode.UNKNOWN_KEY, "rotation names a key this signer does not have",
+                                  signer_id=body.agent_id, key_id=body.old_key_id)
+            actual = key_id_of(body.new_public_key)
+            if body.new_key_id != actual:
+                raise RejectError(RejectCode.INVALID_FIELD, "new_key_id does not match the new public key",
+                                  field="new_key_id", expected=actual, actual=body.new_key_id)
+        elif isinstance(body, KeyRevoked):
+            info = self._keys.get(body.key_id)
+            if info is None or info.owner != body.agent_id:
+                raise RejectError(RejectCode.UNKNOWN_KEY, "revocation names a key this signer does not have",
+                                  signer_id=body.agent_id, key_id=body.key_id)
+
+    def apply(self, body: Body, event_time_us: int = 0) -> None:
+        """Fold one accepted control event (with its event time) into the ring."""
+        if isinstance(body, AgentRegistered):
+            self.agents[body.agent_id] = body
+            self._keys[body.key_id] = KeyInfo(body.key_id, body.agent_id, body.role, PublicKey.from_raw(body.public_key))
+        elif isinstance(body, KeyRotated):
+            old = self._keys[body.old_key_id]
+            self._keys[old.key_id] = replace(old, revoked=True, revoked_reason=f"rotated to {body.new_key_id}",
+                                             revoked_at_us=event_time_us)
+            self._keys[body.new_key_id] = KeyInfo(body.new_key_id, body.agent_id, old.role,
+                                                  PublicKey.from_raw(body.new_public_key))
+        elif isinstance(body, KeyRevoked):
+            info = self._keys[body.key_id]
+            self._keys[body.key_id] = replace(info, revoked=True, revoked_reason=body.reason or "revoked",
+                                              revoked_at_us=event_time_us)

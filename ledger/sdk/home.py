@@ -1,0 +1,187 @@
+"""The ledger home: one directory with the operator key, agent keys, emitter state, config and (by
+default) the embedded log.
+
+Layout::
+
+    <home>/config.json            log URL, topic, trusted operator(s) (public keys only)
+    <home>/keys/<signer>.key      Ed25519 key files, mode 0600
+    <home>/state/emitters.sqlite  chain heads of local emitters (so a restarted agent continues)
+    <home>/state/locks/           one lock file per signer (two emitters for one signer refuse to start)
+    <home>/log.sqlite             the embedded log (unless config.json names another log)
+
+The home is chosen by ``--home``, else the ``TOKENLEDGER_HOME`` environment variable, else
+``~/.tokenledger``. This module is the only reader of tokenledger's environment variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ledger.errors import HomeError, ValidationError
+from ledger.integrity.keys import SigningKey, load_key, save_key
+from ledger.log import Log, open_log
+
+if TYPE_CHECKING:
+    from ledger.sdk.emitter import Emitter
+
+ENV_HOME = "TOKENLEDGER_HOME"
+ENV_LOG = "TOKENLEDGER_LOG"
+CONFIG_VERSION = 1
+OPERATOR_ID = "operator"
+SIGNER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+OPERATOR_LOCK_WAIT_S = 30.0  # how long an operator command waits for another one to finish
+DEFAULT_TOPIC_PREFIX = "ledger"  # topics are <prefix>.events, <prefix>.rejected, ...
+TOPIC_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
+
+
+def check_topic_prefix(value: Any) -> str:
+    if not isinstance(value, str) or not TOPIC_PREFIX_RE.match(value):
+        raise ValidationError("topic_prefix", value, "must be 1-101 characters of letters, digits and . _ -")
+    return value
+
+
+def check_signer_id(value: Any, field: str = "agent_id") -> str:
+    """Signer ids name key files too: letters, digits and ``._:@-``, 1..128 characters."""
+    if not isinstance(value, str) or not SIGNER_ID_RE.match(value):
+        raise ValidationError(field, value, "must be 1-128 characters of letters, digits and . _ : @ - "
+                              "(starting with a letter or digit)")
+    return value
+
+
+def resolve_home(cli_value: str | Path | None = None) -> Path:
+    if cli_value:
+        return Path(cli_value).expanduser()
+    env = os.environ.get(ENV_HOME)
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".tokenledger"
+
+
+def resolve_log_url(cli_value: str | None, home: "Home | None") -> str:
+    if cli_value:
+        return cli_value
+    env = os.environ.get(ENV_LOG)
+    if env:
+        return env
+    if home is None:
+        raise HomeError("no log given", hint="pass --log URL or --home DIR")
+    return home.config["log"]
+
+
+@dataclass
+class Home:
+    path: Path
+    config: dict[str, Any]
+
+    # -- creation and opening
+
+    @classmethod
+    def init(cls, path: Path, *, log_url: str | None = None, topic_prefix: str = DEFAULT_TOPIC_PREFIX,
+             partitions: int = 1) -> "Home":
+        """Create a new home (refuses a non-empty directory that is not a home)."""
+        path = Path(path)
+        if (path / "config.json").exists():
+            raise HomeError("a ledger home already exists here", path=str(path),
+                            hint="use it as it is, or choose another --home")
+        if path.exists() and any(path.iterdir()):
+            raise HomeError("directory is not empty and is not a ledger home", path=str(path),
+                            hint="choose an empty or new directory for --home")
+        for sub in ("keys", "state/locks"):
+            (path / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(path / "keys", 0o700)
+        operator = SigningKey.generate(OPERATOR_ID)
+        save_key(path / "keys" / f"{OPERATOR_ID}.key", operator)
+        config = {
+            "version": CONFIG_VERSION,
+            "log": log_url or f"sqlite://{(path / 'log.sqlite').resolve()}",
+            "topic_prefix": check_topic_prefix(topic_prefix),
+            "partitions": partitions,
+            "operators": {OPERATOR_ID: operator.public.raw.hex()},
+        }
+        tmp = path / "config.json.tmp"
+        tmp.write_text(json.dumps(config, indent=2) + "\n")
+        os.replace(tmp, path / "config.json")
+        return cls(path, config)
+
+    @classmethod
+    def open(cls, path: Path) -> "Home":
+        path = Path(path)
+        cfg = path / "config.json"
+        if not path.is_dir():
+            raise HomeError("ledger home does not exist", path=str(path),
+                            hint=f"create one with `tokenledger init --home {path}`")
+        if not cfg.exists():
+            raise HomeError("directory is not a ledger home (no config.json)", path=str(path),
+                            hint=f"create one with `tokenledger init --home {path}`, or pass the right --home")
+        try:
+            config = json.loads(cfg.read_text("utf-8"))
+            if config.get("version") != CONFIG_VERSION or "log" not in config or "operators" not in config:
+                raise ValueError("missing version/log/operators")
+            {k: bytes.fromhex(v) for k, v in config["operators"].items()}
+        except (ValueError, AttributeError, TypeError) as e:
+            raise HomeError(f"config.json is malformed: {e}", path=str(cfg)) from None
+        return cls(path, config)
+
+    # -- parts
+
+    @property
+    def topic(self) -> str:
+        """The topic agents append to: ``<prefix>.events``."""
+        return self.topic_for("events")
+
+    @property
+    def control_topic(self) -> str:
+        """Where operators append control events (one partition: a total order readers drain first)."""
+        return self.topic_for("control")
+
+    @property
+    def ledger_topics(self) -> list[str]:
+        """The signed input topics in the order every reader verifies them: control, then events."""
+        return [self.control_topic, self.topic]
+
+    def operator_emitter(self, log: Log, **options: Any) -> "Emitter":
+        """An Emitter for the operator's control events (registrations, keys, policies, prices)."""
+        from ledger.sdk.emitter import Emitter
+
+        options.setdefault("background_flush", False)
+        # operator commands are short; concurrent ones (two `agent register`s) take turns
+        options.setdefault("lock_timeout_s", OPERATOR_LOCK_WAIT_S)
+        return Emitter(log, self.operator_key(), topic=self.control_topic, state_dir=self.state_dir, **options)
+
+    def topic_for(self, name: str) -> str:
+        """Physical topic of a logical one (events, rejected, allocations, ...): ``<prefix>.<name>``."""
+        return f"{self.config.get('topic_prefix', DEFAULT_TOPIC_PREFIX)}.{name}"
+
+    def anchors(self) -> dict[str, bytes]:
+        return {k: bytes.fromhex(v) for k, v in self.config["operators"].items()}
+
+    def key_path(self, signer_id: str) -> Path:
+        return self.path / "keys" / f"{check_signer_id(signer_id)}.key"
+
+    def load_key(self, signer_id: str) -> SigningKey:
+        key = load_key(self.key_path(signer_id))
+        if key.signer_id != signer_id:
+            raise HomeError("key file belongs to another signer", path=str(self.key_path(signer_id)),
+                            expected=signer_id, actual=key.signer_id)
+        return key
+
+    def operator_key(self) -> SigningKey:
+        return self.load_key(OPERATOR_ID)
+
+    def key_names(self) -> list[str]:
+        return sorted(p.stem for p in (self.path / "keys").glob("*.key"))
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path / "state"
+
+    def open_log(self, url: str | None = None) -> Log:
+        log = open_log(url or self.config["log"])
+        log.ensure_topic(self.control_topic, 1)
+        log.ensure_topic(self.topic, int(self.config.get("partitions", 1)))
+        return log

@@ -1,0 +1,429 @@
+"""Cost attribution for multi-agent workflow runs (Claude Code ``wf_*.json`` telemetry).
+
+What it answers, per run: which stage ate the tokens (a waterfall in first-seen stage order), whether
+the per-agent counts add up to the run's reported total (the sum invariant), whether the run is
+silently degraded (a stage whose agents errored, or a large stage that ran anomalously cheap) and so
+not publishable, an *estimated* dollar cost, and a model-routing savings estimate.
+
+Input is a typed ``WorkflowRun`` (built by ``ledger.sources.importers`` from a telemetry file, or by
+``runs_from_events`` from the events the importer put on the ledger), never a raw dict: malformed
+token counts were already refused with a problem naming file and field, so nothing here ever turns
+bad input into zeros.
+
+Rules (the degradation rules are those of the reference meter, SEEDS.md §3.4):
+
+* Percentages are of the run's *reported* total, ``round(100 * tokens / total, 1)`` (0.0 when the
+  total is 0). They are display ratios, not money.
+* Degradation baseline = median of the per-stage **mean** tokens per agent, one value per stage, the
+  suspect stages included. ``errors``: a stage with any agent whose state is exactly ``"error"``.
+  ``cheap``: baseline non-zero, the stage has ``>= min_agents`` agents, and its mean is strictly
+  ``<`` ``cheap_ratio`` x baseline. Means, the median and the comparison are exact rationals, and a
+  float ratio means the decimal it prints as (0.1 is 1/10); the reference compares binary floats,
+  so the two can differ only at an exact tie (or within float rounding of one).
+* The cost is an **estimate**: the telemetry has one token count per agent and no input/output
+  split, so each agent's tokens are priced at its model tier's blended rate
+  ``share x input + (1 - share) x output`` (default share 85 % input). A model name that matches no
+  tier is priced as opus, as the reference does, but it is *named* in ``assumed_models`` so the
+  guess is never silent. Money is integer micro-USD: each agent's cost is rounded half-to-even
+  once (``ledger.economics.money``); stage and run totals are sums of those, so they add up exactly.
+
+Never: I/O, the clock, the environment, a float as money, or a default that hides bad input.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from decimal import Decimal
+from typing import Any
+
+from ledger import limits
+from ledger.errors import ValidationError
+from ledger.wire.events import Action, Event, check_int, check_str
+from ledger.economics.money import (
+    MICROS_PER_USD, TOKENS_PER_MTOK, check_tokens, exact_number, round_fraction,
+)
+
+# -------------------------------------------------------------------------------- constants
+
+Number = int | float | Decimal | Fraction  # read exactly by ledger.economics.money.exact_number (a float as it prints)
+
+DEFAULT_MIN_AGENTS = 5  # agents a stage needs before the "cheap" rule looks at it
+DEFAULT_CHEAP_RATIO = Fraction(1, 4)  # a stage mean below this share of the baseline is "cheap"
+DEFAULT_INPUT_SHARE = Fraction(17, 20)  # 85 % of a blended token is priced as input
+MAX_MIN_AGENTS = 1_000_000  # agents; a larger threshold can never be met by a real run
+UNKNOWN_STAGE = "?"  # stage of an agent entry without a phaseTitle
+UNKNOWN_STATE = "?"  # state of an agent entry without a state
+ERROR_STATE = "error"  # the only state the "errors" rule counts ("failed", "errored" do not)
+SEVERITY_HIGH = "high"
+
+# Tier list prices in micro-USD per million tokens: (input, output). Matched by lower-case
+# substring in this order, so "claude-sonnet-opus-mix" is opus (first match wins).
+TIER_PRICES: dict[str, tuple[int, int]] = {
+    "fable": (10_000_000, 50_000_000),
+    "opus": (5_000_000, 25_000_000),
+    "sonnet": (3_000_000, 15_000_000),
+    "haiku": (1_000_000, 5_000_000),
+}
+UNKNOWN_TIER_PRICED_AS = "opus"  # the reference's choice for names that match no tier; flagged
+
+# How the importer represents one workflow agent on the ledger (an Action event). Shared here so
+# ``runs_from_events`` reads exactly what ``ledger.sources.importers`` writes.
+SOURCE_CLAUDE_CODE = "claude-code"
+WORKFLOW_OPERATION = "workflow.agent"
+LABEL_SOURCE = "source"
+LABEL_ENTRY_INDEX = "entry_index"  # position in workflowProgress (phase headers included)
+LABEL_AGENT_ID = "agent_id"
+LABEL_AGENT_LABEL = "agent_label"
+LABEL_STATE = "state"
+LABEL_TOOL_CALLS = "tool_calls"  # absent when the telemetry had no toolCalls
+LABEL_WORKFLOW_STATUS = "workflow_status"  # absent when the telemetry had no status
+LABEL_TOTAL_TOKENS = "total_tokens"  # the run's reported totalTokens, on every agent's event
+LABEL_IO_SPLIT = "io_split"
+IO_SPLIT_UNKNOWN = "unknown"  # all tokens recorded as input_tokens, output 0: the split is not known
+
+
+# -------------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowAgent:
+    """One ``workflow_agent`` entry: who ran, in which stage, on which model, with how many tokens."""
+
+    entry_index: int
+    agent_id: str
+    label: str
+    stage: str
+    model: str
+    state: str
+    tokens: int
+    tool_calls: int | None = None
+
+    def __post_init__(self) -> None:
+        check_int("entry_index", self.entry_index, 0, limits.MAX_COUNT)
+        check_str("agent_id", self.agent_id, limits.MAX_LABEL_CHARS, allow_empty=True)
+        check_str("label", self.label, limits.MAX_LABEL_CHARS, allow_empty=True)
+        check_str("stage", self.stage, limits.MAX_ID_CHARS)
+        check_str("model", self.model, limits.MAX_ID_CHARS)
+        check_str("state", self.state, limits.MAX_LABEL_CHARS, allow_empty=True)
+        check_tokens("tokens", self.tokens)
+        if self.tool_calls is not None:
+            check_int("tool_calls", self.tool_calls, 0, limits.MAX_COUNT)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRun:
+    """One run: its identity, its self-reported status and total, and its agents in entry order."""
+
+    run_id: str
+    workflow: str
+    status: str
+    total_tokens: int
+    agents: tuple[WorkflowAgent, ...]
+
+    def __post_init__(self) -> None:
+        check_str("run_id", self.run_id, limits.MAX_ID_CHARS)
+        check_str("workflow", self.workflow, limits.MAX_ID_CHARS, allow_empty=True)
+        check_str("status", self.status, limits.MAX_LABEL_CHARS, allow_empty=True)
+        check_tokens("total_tokens", self.total_tokens)
+        object.__setattr__(self, "agents", tuple(self.agents))
+        if not all(isinstance(a, WorkflowAgent) for a in self.agents):
+            raise ValidationError("agents", self.agents, "must be WorkflowAgent records")
+        indices = [a.entry_index for a in self.agents]
+        if indices != sorted(set(indices)):
+            raise ValidationError("agents", indices, "must be in entry order with distinct entry indices")
+
+    @property
+    def agent_tokens(self) -> int:
+        return sum(a.tokens for a in self.agents)
+
+
+# -------------------------------------------------------------------------------- waterfall
+
+
+@dataclass(frozen=True, slots=True)
+class StageRow:
+    """One stage of the waterfall; ``states`` counts agents per state in first-seen order."""
+
+    stage: str
+    tokens: int
+    count: int
+    states: tuple[tuple[str, int], ...]
+    pct: float  # of the run's reported total, one decimal
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    run_id: str
+    workflow: str
+    status: str
+    total_tokens: int  # as reported by the run
+    agent_tokens: int  # the sum over its agents
+    invariant_ok: bool
+    stages: tuple[StageRow, ...]  # first-seen order
+
+
+def _by_stage(run: WorkflowRun) -> dict[str, list[WorkflowAgent]]:
+    groups: dict[str, list[WorkflowAgent]] = {}
+    for agent in run.agents:
+        groups.setdefault(agent.stage, []).append(agent)
+    return groups
+
+
+def decompose(run: WorkflowRun) -> tuple[tuple[str, int], ...]:
+    """(stage, tokens) per stage, in first-seen order."""
+    return tuple((stage, sum(a.tokens for a in agents)) for stage, agents in _by_stage(run).items())
+
+
+def verify_invariant(run: WorkflowRun) -> bool:
+    """The per-agent tokens sum exactly to the reported total. A run with no agents fails: no data
+    is not a satisfied invariant."""
+    return bool(run.agents) and run.agent_tokens == run.total_tokens
+
+
+def summarize(run: WorkflowRun) -> RunSummary:
+    rows = []
+    for stage, agents in _by_stage(run).items():
+        tokens = sum(a.tokens for a in agents)
+        states: dict[str, int] = {}
+        for a in agents:
+            states[a.state] = states.get(a.state, 0) + 1
+        pct = round(100 * tokens / run.total_tokens, 1) if run.total_tokens else 0.0
+        rows.append(StageRow(stage, tokens, len(agents), tuple(states.items()), pct))
+    return RunSummary(run_id=run.run_id, workflow=run.workflow, status=run.status, total_tokens=run.total_tokens,
+                      agent_tokens=run.agent_tokens, invariant_ok=verify_invariant(run), stages=tuple(rows))
+
+
+# -------------------------------------------------------------------------------- degradation
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Why a stage makes its run's numbers unpublishable. ``kind`` is ``errors`` or ``cheap``."""
+
+    stage: str
+    kind: str
+    severity: str
+    agents: int
+    error_agents: int
+    mean_tokens: Fraction  # per agent in this stage
+    baseline_tokens: Fraction  # median of the per-stage means
+    detail: str
+
+
+def detect_degradation(run: WorkflowRun, *, min_agents: int = DEFAULT_MIN_AGENTS,
+                       cheap_ratio: Number = DEFAULT_CHEAP_RATIO) -> tuple[Finding, ...]:
+    """Findings in first-seen stage order, an ``errors`` finding before a ``cheap`` one; empty = healthy.
+
+    The run's own ``status`` is ignored on purpose: a run can say "completed" with every verifier
+    errored, or "failed" while healthy.
+    """
+    check_int("min_agents", min_agents, 0, MAX_MIN_AGENTS)
+    ratio = exact_number("cheap_ratio", cheap_ratio, minimum=0)
+    groups = _by_stage(run)
+    means = {stage: Fraction(sum(a.tokens for a in agents), len(agents)) for stage, agents in groups.items()}
+    # One value per stage, suspects included, so a big degraded stage cannot drag the baseline
+    # down to its own level the way a per-agent median would.
+    baseline = statistics.median(means.values()) if means else Fraction(0)
+    findings = []
+    for stage, agents in groups.items():
+        errors = sum(1 for a in agents if a.state == ERROR_STATE)
+        mean = means[stage]
+        if errors:
+            findings.append(Finding(stage, "errors", SEVERITY_HIGH, len(agents), errors, mean, baseline,
+                                    f"{errors} of {len(agents)} agents ended in state {ERROR_STATE!r}"))
+        if baseline and len(agents) >= min_agents and mean < ratio * baseline:
+            findings.append(Finding(stage, "cheap", SEVERITY_HIGH, len(agents), errors, mean, baseline,
+                                    f"{len(agents)} agents averaged {float(mean):.0f} tokens each, under "
+                                    f"{float(ratio):.0%} of the run's per-stage median of {float(baseline):.0f}"))
+    return tuple(findings)
+
+
+def is_healthy(run: WorkflowRun, **options: Any) -> bool:
+    return not detect_degradation(run, **options)
+
+
+# -------------------------------------------------------------------------------- cost estimate
+
+
+def tier(model: str) -> str | None:
+    """The price tier a model name falls in (lower-case substring, first of TIER_PRICES), or None."""
+    name = model.lower()
+    for candidate in TIER_PRICES:
+        if candidate in name:
+            return candidate
+    return None
+
+
+def _share(input_share: Number) -> Fraction:
+    return exact_number("input_share", input_share, minimum=0, maximum=1)
+
+
+def blended_rate(model: str, input_share: Number = DEFAULT_INPUT_SHARE) -> Fraction:
+    """Blended micro-USD per million tokens for ``model`` (exact); unknown tiers at the opus price."""
+    share = _share(input_share)
+    rate_in, rate_out = TIER_PRICES[tier(model) or UNKNOWN_TIER_PRICED_AS]
+    return share * rate_in + (1 - share) * rate_out
+
+
+def _exact_cost(tokens: int, model: str, input_share: Number) -> Fraction:
+    check_tokens("tokens", tokens)
+    return tokens * blended_rate(model, input_share) / TOKENS_PER_MTOK
+
+
+def estimate_cost_micros(tokens: int, model: str, input_share: Number = DEFAULT_INPUT_SHARE) -> int:
+    """Estimated micro-USD for ``tokens`` on ``model``, rounded half-to-even once."""
+    return round_fraction(_exact_cost(tokens, model, input_share))
+
+
+@dataclass(frozen=True, slots=True)
+class CostEstimate:
+    """An estimate, not a bill: list prices, a blended input share, no I/O split in the telemetry."""
+
+    input_share: Fraction
+    by_stage: tuple[tuple[str, int], ...]  # (stage, micro-USD), first-seen order
+    total_micros: int  # == sum of by_stage
+    assumed_models: tuple[str, ...]  # models that matched no tier and were priced as opus
+
+    @property
+    def total_usd(self) -> Fraction:
+        return Fraction(self.total_micros, MICROS_PER_USD)
+
+
+def estimate_run_cost(run: WorkflowRun, input_share: Number = DEFAULT_INPUT_SHARE) -> CostEstimate:
+    """Per-agent estimates (so routing one agent to a cheaper model shows), summed per stage."""
+    share = _share(input_share)
+    by_stage: dict[str, int] = {}
+    assumed: dict[str, None] = {}
+    for agent in run.agents:
+        if tier(agent.model) is None:
+            assumed[agent.model] = None
+        by_stage[agent.stage] = by_stage.get(agent.stage, 0) + estimate_cost_micros(agent.tokens, agent.model, share)
+    return CostEstimate(share, tuple(by_stage.items()), sum(by_stage.values()), tuple(assumed))
+
+
+# -------------------------------------------------------------------------------- the report
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    summary: RunSummary
+    findings: tuple[Finding, ...]
+    cost: CostEstimate
+
+    @property
+    def publishable(self) -> bool:
+        """Cost numbers of a degraded run must not be published (they attribute cost wrongly)."""
+        return not self.findings
+
+
+def report(run: WorkflowRun, *, input_share: Number = DEFAULT_INPUT_SHARE, min_agents: int = DEFAULT_MIN_AGENTS,
+           cheap_ratio: Number = DEFAULT_CHEAP_RATIO) -> RunReport:
+    return RunReport(summarize(run), detect_degradation(run, min_agents=min_agents, cheap_ratio=cheap_ratio),
+                     estimate_run_cost(run, input_share))
+
+
+# -------------------------------------------------------------------------------- routing savings
+
+
+@dataclass(frozen=True, slots=True)
+class SavingsEstimate:
+    """A planning estimate of routed vs all-on-one-model spend; never a measurement."""
+
+    baseline_micros: int
+    routed_micros: int
+    saved_micros: int  # negative when the routes cost more than the baseline
+    saved_pct: float  # 100 * saved / baseline, of the unrounded amounts; 0.0 when the baseline is 0
+
+
+def savings_estimate(traffic: Mapping[str, int], routes: Mapping[str, str], *, baseline_model: str,
+                     input_share: Number = DEFAULT_INPUT_SHARE) -> SavingsEstimate:
+    """Price each role's token volume on its routed model and on ``baseline_model``.
+
+    ``traffic`` maps role -> tokens (e.g. the stage waterfall), ``routes`` maps role -> model. A
+    role with no route is a ValidationError: an unrouted role must surface, not fall back.
+    """
+    share = _share(input_share)
+    check_str("baseline_model", baseline_model)
+    baseline = routed = 0
+    exact_baseline = exact_routed = Fraction(0)
+    for role, tokens in traffic.items():
+        if role not in routes:
+            raise ValidationError("traffic", role, f"has no route; routed roles: {', '.join(sorted(routes))}")
+        model = check_str(f"routes[{role}]", routes[role])
+        role_baseline = _exact_cost(check_tokens(f"traffic[{role}]", tokens), baseline_model, share)
+        role_routed = _exact_cost(tokens, model, share)
+        exact_baseline += role_baseline
+        exact_routed += role_routed
+        baseline += round_fraction(role_baseline)
+        routed += round_fraction(role_routed)
+    # The percentage is a ratio, taken from the unrounded amounts: on a baseline of a few micro-USD
+    # the rounded ones would move it by tens of points.
+    pct = float(100 * (exact_baseline - exact_routed) / exact_baseline) if exact_baseline else 0.0
+    return SavingsEstimate(baseline, routed, baseline - routed, pct)
+
+
+# -------------------------------------------------------------------------------- from the ledger
+
+
+def _label(labels: Mapping[str, str], name: str, event: Event) -> str:
+    if name not in labels:
+        raise ValidationError(f"context.labels[{name}]", None, "is missing from an imported workflow event",
+                              event_id=event.event_id)
+    return labels[name]
+
+
+def _label_int(labels: Mapping[str, str], name: str, event: Event) -> int:
+    text = _label(labels, name, event)
+    if not (text.isascii() and text.isdigit()):
+        raise ValidationError(f"context.labels[{name}]", text, "must be a non-negative integer",
+                              event_id=event.event_id)
+    return int(text)
+
+
+def runs_from_events(events: Iterable[Event]) -> tuple[WorkflowRun, ...]:
+    """Rebuild workflow runs from the ledger's imported ``workflow.agent`` events, in first-seen order.
+
+    The same agent entry imported twice (two importer signers, identical content) counts once; two
+    events for one (run, entry) that disagree, or agents of one run that disagree on the run's
+    reported total, status or workflow, are a ValidationError naming the run: a report over a
+    contradictory ledger must not pick one side silently.
+    """
+    heads: dict[str, tuple[str, str, int]] = {}
+    agents: dict[str, dict[int, WorkflowAgent]] = {}
+    for event in events:
+        body = event.body
+        labels = dict(event.context.labels)
+        if not isinstance(body, Action) or body.usage is None or labels.get(LABEL_SOURCE) != SOURCE_CLAUDE_CODE:
+            continue
+        run_id = event.context.run
+        if run_id is None:
+            raise ValidationError("context.run", None, "an imported workflow event must name its run",
+                                  event_id=event.event_id)
+        head = (event.context.task or "", labels.get(LABEL_WORKFLOW_STATUS, ""),
+                _label_int(labels, LABEL_TOTAL_TOKENS, event))
+        if heads.setdefault(run_id, head) != head:
+            raise ValidationError("context.run", run_id, "events of this run disagree on its workflow, status or "
+                                  f"reported total: {heads[run_id]} vs {head}", event_id=event.event_id)
+        tool_calls = _label_int(labels, LABEL_TOOL_CALLS, event) if LABEL_TOOL_CALLS in labels else None
+        agent = WorkflowAgent(
+            entry_index=_label_int(labels, LABEL_ENTRY_INDEX, event), agent_id=_label(labels, LABEL_AGENT_ID, event),
+            label=labels.get(LABEL_AGENT_LABEL, ""), stage=event.context.stage or UNKNOWN_STAGE,
+            model=body.usage.model, state=_label(labels, LABEL_STATE, event),
+            tokens=body.usage.input_tokens + body.usage.output_tokens, tool_calls=tool_calls)
+        known = agents.setdefault(run_id, {}).setdefault(agent.entry_index, agent)
+        if known != agent:
+            raise ValidationError("context.run", run_id, f"two events for entry {agent.entry_index} of this run "
+                                  "disagree", event_id=event.event_id)
+    return tuple(WorkflowRun(run_id=run_id, workflow=workflow, status=status, total_tokens=total,
+                             agents=tuple(a for _, a in sorted(agents[run_id].items())))
+                 for run_id, (workflow, status, total) in heads.items())
+
+
+__all__ = [
+    "CostEstimate", "Finding", "RunReport", "RunSummary", "SavingsEstimate", "StageRow", "WorkflowAgent",
+    "WorkflowRun", "blended_rate", "decompose", "detect_degradation", "estimate_cost_micros", "estimate_run_cost",
+    "is_healthy", "report", "runs_from_events", "savings_estimate", "summarize", "tier", "verify_invariant",
+]

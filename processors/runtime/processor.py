@@ -1,0 +1,126 @@
+"""What a processor is: a name, the views it owns, and a pure ``fold`` from verified input to effects.
+
+The runtime (processors/runtime.py) owns everything else — polling, verification, the DuckDB
+transaction, tracking, quarantine, the outbox of derived events, publishing and digests — so a
+processor module is only its views and its fold.
+
+``fold`` must be deterministic: its output depends only on the batch and on the processor's own
+state (restored from its DuckDB tables by ``restore``), never on the wall clock, randomness or the
+order of dict/set iteration.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ledger.wire.codec import DecodedEvent
+from ledger.wire.events import Body
+from ledger.log import Record
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str
+    doc: str
+
+
+@dataclass(frozen=True)
+class View:
+    """A table a processor owns and publishes for analysts.
+
+    ``mode`` "append": rows are only ever inserted (published incrementally as part files);
+    "snapshot": rows are updated in place (published whole, atomically).
+    Columns whose name starts with ``_`` are internal: not published, not part of the digest.
+    """
+
+    name: str
+    doc: str
+    columns: tuple[Column, ...]
+    mode: str = "append"
+    primary_key: tuple[str, ...] = ()
+
+    def ddl(self) -> str:
+        cols = [f"{c.name} {c.sql_type}" for c in self.columns]
+        if self.primary_key:
+            cols.append(f"PRIMARY KEY ({', '.join(self.primary_key)})")
+        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n  " + ",\n  ".join(cols) + "\n)"
+
+    @property
+    def public_columns(self) -> list[str]:
+        return [c.name for c in self.columns if not c.name.startswith("_")]
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One verified event with where it came from."""
+
+    record: Record
+    key_id: str
+    decoded: DecodedEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """One record that failed verification."""
+
+    record: Record
+    code: str
+    reason: str
+    evidence: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A derived event the processor wants published (after its state is committed).
+
+    ``idempotency_key`` must be derived from the inputs (e.g. ``"rejected:topic:partition:offset"``):
+    it makes the event id deterministic, so a replay or a re-send after a crash cannot mint a new one.
+    """
+
+    topic: str  # logical name, e.g. "rejected" (published on <prefix>.rejected)
+    body: Body
+    event_time_us: int
+    idempotency_key: str
+
+
+@dataclass
+class Effects:
+    """What one batch changes: rows appended or upserted per table (column dicts, for the Arrow bulk
+    path), SQL statements, and derived events — all applied in the batch's one transaction, in that
+    order (appends, upserts, statements)."""
+
+    appends: dict[str, list[dict[str, list[Any]]]] = field(default_factory=dict)
+    upserts: dict[str, list[dict[str, list[Any]]]] = field(default_factory=dict)  # by primary key
+    statements: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    derived: list[Derived] = field(default_factory=list)
+
+    def append(self, table: str, columns: dict[str, Any]) -> None:
+        """Rows as columns: lists, or Arrow arrays where a column needs an exact type."""
+        if columns and len(next(iter(columns.values()))):
+            self.appends.setdefault(table, []).append(columns)
+
+    def upsert(self, table: str, columns: dict[str, Any]) -> None:
+        """Rows that replace existing rows with the same primary key (snapshot views)."""
+        if columns and len(next(iter(columns.values()))):
+            self.upserts.setdefault(table, []).append(columns)
+
+
+class Processor(abc.ABC):
+    """Base class. Subclasses set ``name`` and ``views`` and implement ``fold``."""
+
+    name: ClassVar[str]
+    doc: ClassVar[str] = ""
+    # logical input topics, the home maps them to <prefix>.<name>; "control" is drained before each batch
+    topics: ClassVar[tuple[str, ...]] = ("control", "events")
+    views: ClassVar[tuple[View, ...]] = ()
+    publishes_rejections: ClassVar[bool] = False  # one processor (the journal) sends dead letters
+
+    def restore(self, query: Any) -> None:
+        """Load in-memory state from the processor's tables (``query(sql, params) -> rows``)."""
+
+    @abc.abstractmethod
+    def fold(self, items: list[Item], quarantined: list[Quarantined]) -> Effects:
+        """The effects of one verified batch (pure: same state + same batch → same effects)."""

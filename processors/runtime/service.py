@@ -1,0 +1,227 @@
+"""Running one processor against a ledger home, in this process: the edge where the runtime meets
+files, keys, signals and the status file.
+
+    <home>/processors/<name>/state.duckdb   the processor's state (one writer: this process)
+    <home>/processors/<name>/status.json    position, lag, events/s, last error (for `tokenledger status`)
+    <home>/views/<name>/...                 published views (Parquet) and _state.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ledger import limits
+from ledger.wire.events import AgentRegistered, StateCheckpoint
+from ledger.sdk.home import Home
+from ledger.integrity.keys import SigningKey, save_key
+from ledger.log import Log
+from processors import get
+from processors.runtime.processor import Derived, Processor
+from processors.runtime.publish import Publisher, parse_positions, read_state
+from processors.runtime.runner import Runner
+from processors.runtime.store import Store
+
+POLL_IDLE_S = 0.05  # sleep between empty polls
+STATUS_EVERY_S = 0.5  # how often the status file is rewritten
+DIGEST_EVERY_S = 10.0  # how often a caught-up processor computes and publishes its state digest
+STATE_CHECKPOINT_META = "state_checkpoint_batch"  # _meta key: the batch last signed as a StateCheckpoint
+
+
+def signer_id(name: str) -> str:
+    return f"processor.{name}"
+
+
+def processor_dir(home: Home, name: str) -> Path:
+    return home.path / "processors" / name
+
+
+def views_dir(home: Home, name: str) -> Path:
+    return home.path / "views" / name
+
+
+def ensure_processor_key(home: Home, name: str, log: Log) -> SigningKey:
+    """The processor's signing key, created and registered (role=processor, by the operator) if new."""
+    sid = signer_id(name)
+    path = home.key_path(sid)
+    if path.exists():
+        return home.load_key(sid)
+    key = SigningKey.generate(sid)
+    with home.operator_emitter(log) as em:
+        em.emit(AgentRegistered(agent_id=sid, key_id=key.key_id, public_key=key.public.raw, role="processor"))
+    save_key(path, key)
+    return key
+
+
+def crash_hook(spec: str | None) -> Any:
+    """Fault injection for crash tests: ``POINT:N`` kills this process with SIGKILL the N-th time the
+    runner passes POINT (before_commit, inside_commit, after_commit, before_produce, after_produce)."""
+    if not spec:
+        return None
+    point, _, n = spec.partition(":")
+    remaining = {"n": int(n or 1)}
+
+    def hook(p: str) -> None:
+        if p == point:
+            remaining["n"] -= 1
+            if remaining["n"] <= 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
+def open_runner(home: Home, name: str, log: Log, *, produce: bool = True,
+                crash_at: str | None = None) -> tuple[Runner, Store, Processor]:
+    processor = get(name)()
+    d = processor_dir(home, name)
+    d.mkdir(parents=True, exist_ok=True)
+    key = ensure_processor_key(home, name, log) if produce else None
+    store = Store(d / "state.duckdb", processor.views)
+    try:
+        runner = Runner(processor, log, store, anchors=home.anchors(), key=key, produce=produce,
+                        topic_prefix=home.config.get("topic_prefix", "ledger"), crash_hook=crash_hook(crash_at))
+    except BaseException:
+        store.close()
+        raise
+    return runner, store, processor
+
+
+def write_status(home: Home, name: str, status: dict[str, Any]) -> None:
+    d = processor_dir(home, name)
+    d.mkdir(parents=True, exist_ok=True)
+    status = {**status, "updated_at": time.time()}
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".status")
+    with os.fdopen(fd, "w") as f:
+        json.dump(status, f, indent=2, sort_keys=True)
+    os.replace(tmp, d / "status.json")
+
+
+def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False, crash_at: str | None = None,
+          max_records: int | None = None) -> int:
+    """Run the processor until SIGTERM/SIGINT (finishing the current batch) or, if asked, until caught up."""
+    stopping = {"flag": False}
+
+    def stop(signum: int, frame: Any) -> None:
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    runner, store, processor = open_runner(home, name, log, crash_at=crash_at)
+    if max_records:
+        runner.max_records = max_records
+    publisher = Publisher(store, processor, views_dir(home, name))
+    last_status = 0.0
+    last_digest = 0.0
+    state = "running"
+    try:
+        publisher.publish(runner.positions, runner.batch_no)
+        while not stopping["flag"]:
+            try:
+                n = runner.step()
+            except Exception as e:  # a failed batch rolled back; report, then restart cleanly
+                runner.stats.last_error = f"{type(e).__name__}: {e}"
+                write_status(home, name, {**runner.status(), "state": "failed",
+                                          "traceback": traceback.format_exc(limit=5)})
+                raise
+            now = time.monotonic()
+            idle = n == 0
+            if idle or publisher.due():
+                digest = None
+                if idle and runner.caught_up() and now - last_digest >= DIGEST_EVERY_S:
+                    digest = store.digest()
+                    last_digest = now
+                    emit_state_checkpoint(runner, name, digest)
+                publisher.publish(runner.positions, runner.batch_no, digest=digest)
+            if now - last_status >= STATUS_EVERY_S or idle:
+                write_status(home, name, {**runner.status(), "state": state})
+                last_status = now
+            if idle:
+                if exit_when_caught_up and runner.caught_up():
+                    break
+                time.sleep(POLL_IDLE_S)
+        state = "stopped"
+        final = store.digest()
+        emit_state_checkpoint(runner, name, final)
+        publisher.publish(runner.positions, runner.batch_no, digest=final)
+        write_status(home, name, {**runner.status(), "state": state})
+    finally:
+        store.close()
+    return 0
+
+
+def emit_state_checkpoint(runner: Runner, name: str, digest: dict[str, Any]) -> int:
+    """Sign (input positions, state digest) as a StateCheckpoint on <prefix>.checkpoints, once per
+    committed batch (deduplicated through the store, so a restart at the same positions sends none).
+    Its event time is the newest log timestamp at the positions: from the log, so replays agree."""
+    if runner.key is None or runner.batch_no == 0:
+        return 0
+    if runner.store.meta(STATE_CHECKPOINT_META) == str(runner.batch_no):
+        return 0
+    t_ms = 0
+    for (topic, part), off in runner.positions.items():
+        if off > 0:
+            recs = runner.log.read(topic, part, off - 1, 1)
+            t_ms = max([t_ms] + [r.timestamp_ms for r in recs])
+    t_us = min(max(t_ms * 1000, limits.MIN_EVENT_TIME_US), limits.MAX_EVENT_TIME_US)
+    tables = json.dumps(digest["tables"], sort_keys=True)
+    body = StateCheckpoint(processor=name, positions={f"{t}/{p}": o for (t, p), o in sorted(runner.positions.items())},
+                           digest=digest["digest"],
+                           tables_json=tables if len(tables) <= limits.MAX_EVENT_BYTES // 4 else "")
+    d = Derived(topic="checkpoints", body=body, event_time_us=t_us,
+                idempotency_key=f"state:{name}:{runner.batch_no}:{digest['digest'][:16]}")
+    return runner.emit([d], meta={STATE_CHECKPOINT_META: str(runner.batch_no)})
+
+
+def live_digest(home: Home, name: str) -> dict[str, Any]:
+    """The live processor's digest with the positions it reflects: from its file when it is not running,
+    else from what it last published."""
+    processor = get(name)()
+    path = processor_dir(home, name) / "state.duckdb"
+    if not path.exists():
+        return {"processor": name, "positions": {}, "digest": None, "source": "none"}
+    try:
+        store = Store(path, processor.views, read_only=True)
+    except Exception:
+        state = read_state(views_dir(home, name))
+        if not state or "digest" not in state:
+            return {"processor": name, "positions": {}, "digest": None, "source": "running, no digest yet"}
+        return {"processor": name, "positions": state["positions"], "digest": state["digest"]["digest"],
+                "tables": state["digest"]["tables"], "source": "published"}
+    try:
+        d = store.digest()
+        pos = {f"{t}/{p}": o for (t, p), o in sorted(store.positions().items())}
+    finally:
+        store.close()
+    return {"processor": name, "positions": pos, "digest": d["digest"], "tables": d["tables"], "source": "state file"}
+
+
+def replay(home: Home, name: str, log: Log, *, positions: dict[str, int] | None = None,
+           target: Path | None = None, progress: Any = None) -> dict[str, Any]:
+    """Rebuild the processor's state from offset 0 into a fresh file, up to ``positions``; its digest."""
+    processor = get(name)()
+    stop_at = parse_positions({"positions": positions}) if positions is not None else None
+    tmp = None
+    if target is None:
+        tmp = tempfile.mkdtemp(prefix=f"replay-{name}-", dir=processor_dir(home, name))
+        target = Path(tmp) / "state.duckdb"
+    store = Store(target, processor.views)
+    try:
+        runner = Runner(processor, log, store, anchors=home.anchors(), key=None, produce=False, stop_at=stop_at,
+                        topic_prefix=home.config.get("topic_prefix", "ledger"))
+        while True:
+            n = runner.step()
+            if progress is not None:
+                progress(n)
+            if n == 0 and (stop_at is not None or runner.caught_up()):
+                break
+        d = store.digest()
+        pos = {f"{t}/{p}": o for (t, p), o in sorted(runner.positions.items())}
+    finally:
+        store.close()
+    return {"processor": name, "positions": pos, "digest": d["digest"], "tables": d["tables"], "file": str(target)}

@@ -1,0 +1,257 @@
+"""The processor's DuckDB file: its views, and the runtime's own tables, written in one transaction.
+
+Runtime tables (one set per processor file):
+
+    _tracking(topic, partition, next_offset)   where to resume; written with the state it reflects
+    _chain_heads(signer_id, seq, hash, recent)  verifier state: chain heads and each signer's window of
+                                                recent event ids (16 bytes each, oldest first)
+    _keys(...) / _agents(...)                   verifier state: the key ring built from control events
+    _producer(signer_id, seq, hash)             chain head of the processor's own derived events
+    _outbox(n, topic, key, value)               derived records committed but not yet on the log
+    _meta(k, v)                                 batch counter, publish bookkeeping
+    quarantine(...)                             records that failed verification, with their bytes
+
+This is the only module that imports duckdb. Writes go through Arrow tables (bulk), never row by row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import duckdb
+import pyarrow as pa
+
+from ledger.integrity.chain import Chains, Head
+from ledger.errors import LedgerError
+from ledger.integrity.keyring import KeyInfo, KeyRing
+from ledger.integrity.keys import PublicKey
+from ledger import limits
+from processors.runtime.processor import Column, View
+
+QUARANTINE = View(
+    name="quarantine",
+    doc="Records that failed verification: where they were, why, and their original bytes.",
+    columns=(
+        Column("topic", "VARCHAR", "topic of the record"),
+        Column("log_partition", "INTEGER", "partition of the record"),
+        Column("log_offset", "BIGINT", "offset of the record"),
+        Column("code", "VARCHAR", "reject code (ledger.errors.RejectCode)"),
+        Column("reason", "VARCHAR", "human-readable reason"),
+        Column("evidence_json", "VARCHAR", "the rejection's evidence, canonical JSON"),
+        Column("signer_id", "VARCHAR", "claimed signer, when the frame decoded"),
+        Column("event_id", "VARCHAR", "offending event, when known"),
+        Column("original", "BLOB", "the record's bytes as they were on the log"),
+        Column("original_size", "BIGINT", "size of the record in bytes"),
+        Column("_batch", "BIGINT", "commit batch (internal)"),
+    ),
+)
+
+_INTERNAL = """
+CREATE TABLE IF NOT EXISTS _tracking (topic VARCHAR, partition INTEGER, next_offset BIGINT, PRIMARY KEY (topic, partition));
+CREATE TABLE IF NOT EXISTS _chain_heads (signer_id VARCHAR PRIMARY KEY, seq BIGINT, hash BLOB, recent BLOB);
+CREATE TABLE IF NOT EXISTS _keys (key_id VARCHAR PRIMARY KEY, owner VARCHAR, role VARCHAR, public_key BLOB,
+    revoked BOOLEAN, revoked_reason VARCHAR, revoked_at_us BIGINT);
+CREATE TABLE IF NOT EXISTS _agents (agent_id VARCHAR PRIMARY KEY, registration_json VARCHAR);
+CREATE TABLE IF NOT EXISTS _producer (signer_id VARCHAR PRIMARY KEY, seq BIGINT, hash BLOB);
+CREATE TABLE IF NOT EXISTS _outbox (n BIGINT PRIMARY KEY, topic VARCHAR, key BLOB, value BLOB);
+CREATE TABLE IF NOT EXISTS _meta (k VARCHAR PRIMARY KEY, v VARCHAR);
+"""
+
+
+DUCKDB_MEMORY_LIMIT = "64MB"  # per processor; DuckDB spills to disk beyond it
+
+
+class StoreError(LedgerError):
+    """The processor's DuckDB file could not be opened or written."""
+
+
+class Store:
+    def __init__(self, path: Path | str, views: Iterable[View], *, read_only: bool = False, threads: int = 1,
+                 memory_limit: str = DUCKDB_MEMORY_LIMIT) -> None:
+        self.path = Path(path)
+        self.views = (QUARANTINE, *views)
+        try:
+            # a bounded buffer pool keeps a processor's memory flat as its tables grow
+            self.con = duckdb.connect(str(self.path), read_only=read_only,
+                                      config={"threads": threads, "memory_limit": memory_limit})
+        except duckdb.IOException as e:
+            raise StoreError(f"cannot open processor state: {e}", path=str(self.path),
+                             hint="is another process running this processor? (`tokenledger status`)") from None
+        if not read_only:
+            self.con.execute("BEGIN")
+            for stmt in _INTERNAL.strip().split(";\n"):
+                if stmt.strip():
+                    self.con.execute(stmt)
+            for v in self.views:
+                self.con.execute(v.ddl())
+            self.con.execute("COMMIT")
+
+    # ---------------------------------------------------------------- reads
+
+    def query(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql, params).fetchall()
+
+    def _one(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> tuple[Any, ...] | None:
+        # fetch everything: DuckDB refuses new work on a connection with an unfinished result
+        rows = self.con.execute(sql, params).fetchall()
+        return rows[0] if rows else None
+
+    def meta(self, k: str, default: str | None = None) -> str | None:
+        row = self._one("SELECT v FROM _meta WHERE k=?", (k,))
+        return default if row is None else row[0]
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        return {(t, p): o for t, p, o in self.query("SELECT topic, partition, next_offset FROM _tracking")}
+
+    def load_verifier(self, anchors: dict[str, bytes]) -> tuple[KeyRing, Chains]:
+        ring = KeyRing(anchors)
+        keys = self.query("SELECT key_id, owner, role, public_key, revoked, revoked_reason, revoked_at_us FROM _keys")
+        if keys:
+            from ledger.wire.events import AgentRegistered
+
+            ring._keys = {k: KeyInfo(k, o, r, PublicKey.from_raw(bytes(pk)), bool(rv), rr or "", int(at or 0))
+                          for k, o, r, pk, rv, rr, at in keys}
+            for agent_id, doc in self.query("SELECT agent_id, registration_json FROM _agents"):
+                d = json.loads(doc)
+                d["public_key"] = bytes.fromhex(d["public_key"])
+                d["attributes"] = tuple(tuple(x) for x in d["attributes"])
+                ring.agents[agent_id] = AgentRegistered(**d)
+        chains = Chains()
+        from collections import OrderedDict
+
+        for signer, seq, h, recent in self.query("SELECT signer_id, seq, hash, recent FROM _chain_heads"):
+            chains.heads[signer] = Head(int(seq), bytes(h))
+            blob = bytes(recent or b"")
+            n = len(blob) // 16
+            first = int(seq) - n + 1  # the window holds the signer's last n events, in order
+            chains._recent[signer] = OrderedDict(
+                (blob[i * 16:(i + 1) * 16].hex(), first + i) for i in range(n))
+        return ring, chains
+
+    def producer_head(self, signer_id: str) -> Head:
+        row = self._one("SELECT seq, hash FROM _producer WHERE signer_id=?", (signer_id,))
+        return Head(0, bytes(32)) if row is None else Head(int(row[0]), bytes(row[1]))
+
+    def outbox(self) -> list[tuple[int, str, bytes | None, bytes]]:
+        return [(n, t, None if k is None else bytes(k), bytes(v))
+                for n, t, k, v in self.query("SELECT n, topic, key, value FROM _outbox ORDER BY n")]
+
+    # ---------------------------------------------------------------- the one write transaction
+
+    def begin(self) -> None:
+        self.con.execute("BEGIN")
+
+    def commit(self) -> None:
+        self.con.execute("COMMIT")
+
+    def rollback(self) -> None:
+        try:
+            self.con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+
+    def append(self, table: str, columns: dict[str, Any], *, replace: bool = False) -> None:
+        """Bulk insert one column batch (by column name; missing columns are NULL); ``replace`` turns
+        rows whose primary key exists into updates."""
+        tbl = pa.table(columns)
+        self.con.register("_arrow_in", tbl)
+        try:
+            verb = "INSERT OR REPLACE" if replace else "INSERT"
+            self.con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM _arrow_in")
+        finally:
+            self.con.unregister("_arrow_in")
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        self.con.execute(sql, params)
+
+    def set_meta(self, k: str, v: str) -> None:
+        self.con.execute("INSERT OR REPLACE INTO _meta VALUES (?, ?)", (k, v))
+
+    def save_positions(self, positions: dict[tuple[str, int], int]) -> None:
+        if positions:
+            self.append("_tracking", replace=True, columns={"topic": [t for t, _ in positions],
+                                                 "partition": [p for _, p in positions],
+                                                 "next_offset": list(positions.values())})
+
+    def save_verifier(self, chains: Chains, touched: set[str], ring: KeyRing | None) -> None:
+        if touched:
+            signers = sorted(touched)
+            heads = [chains.heads[s] for s in signers]
+            # event ids are 32 hex chars: stored as 16 raw bytes each, oldest first
+            windows = [b"".join(bytes.fromhex(i) for i in chains._recent.get(s, {})) for s in signers]
+            self.append("_chain_heads", replace=True, columns={"signer_id": signers, "seq": [h.seq for h in heads],
+                                                    "hash": [h.hash for h in heads], "recent": windows})
+        if ring is not None:
+            self.con.execute("DELETE FROM _keys")
+            keys = ring.keys()
+            if keys:
+                self.append("_keys", {"key_id": [k.key_id for k in keys], "owner": [k.owner for k in keys],
+                                      "role": [k.role for k in keys], "public_key": [k.public.raw for k in keys],
+                                      "revoked": [k.revoked for k in keys],
+                                      "revoked_reason": [k.revoked_reason for k in keys],
+                                      "revoked_at_us": [k.revoked_at_us for k in keys]})
+            self.con.execute("DELETE FROM _agents")
+            if ring.agents:
+                docs = []
+                for a in ring.agents.values():
+                    d = {"agent_id": a.agent_id, "key_id": a.key_id, "public_key": a.public_key.hex(),
+                         "role": a.role, "priority": a.priority, "org": a.org, "project": a.project,
+                         "attributes": [list(x) for x in a.attributes]}
+                    docs.append(json.dumps(d, sort_keys=True))
+                self.append("_agents", {"agent_id": list(ring.agents), "registration_json": docs})
+
+    def save_producer(self, signer_id: str, head: Head) -> None:
+        self.con.execute("INSERT OR REPLACE INTO _producer VALUES (?, ?, ?)", (signer_id, head.seq, head.hash))
+
+    def add_outbox(self, rows: list[tuple[str, bytes | None, bytes]]) -> None:
+        if not rows:
+            return
+        start = self._one("SELECT coalesce(max(n), 0) + 1 FROM _outbox")[0]
+        self.append("_outbox", {"n": list(range(start, start + len(rows))), "topic": [t for t, _, _ in rows],
+                                "key": [k for _, k, _ in rows], "value": [v for _, _, v in rows]})
+
+    def clear_outbox(self, upto: int) -> None:
+        self.con.execute("DELETE FROM _outbox WHERE n <= ?", (upto,))
+
+    # ---------------------------------------------------------------- digest
+
+    def digest(self) -> dict[str, Any]:
+        """A hash over the canonical contents of every published view (internal columns excluded).
+
+        Per table: SHA-256 of each row's canonical text, sorted, concatenated, hashed; the state
+        digest hashes the (view, row count, table digest) list in view-name order. Independent of
+        insertion order and batch boundaries, so a replay reaches the same digest.
+        """
+        tables = {}
+        for v in sorted(self.views, key=lambda v: v.name):
+            cols = v.public_columns
+            # a struct of the public columns, cast to text, is DuckDB's canonical rendering of the row
+            row = "struct_pack(" + ", ".join(f"{c} := {c}" for c in cols) + ")::VARCHAR"
+            n, h = self.con.execute(
+                f"SELECT count(*), coalesce(sha256(string_agg(h, '' ORDER BY h)), '') FROM "
+                f"(SELECT sha256({row}) AS h FROM {v.name})").fetchone()
+            tables[v.name] = {"rows": int(n), "sha256": h}
+        canon = json.dumps(tables, sort_keys=True).encode()
+        return {"digest": hashlib.sha256(canon).hexdigest(), "tables": tables}
+
+    # ---------------------------------------------------------------- publishing
+
+    def export(self, view: View, target: Path, where: str = "") -> None:
+        """Write the view's public columns (optionally filtered) to a Parquet file, atomically."""
+        cols = ", ".join(view.public_columns)
+        tmp = target.with_name(target.name + ".tmp")
+        self.con.execute(f"COPY (SELECT {cols} FROM {view.name} {where}) TO '{_sql_path(tmp)}' (FORMAT parquet)")
+        tmp.replace(target)
+
+    def close(self) -> None:
+        try:
+            self.con.close()
+        except duckdb.Error:
+            pass
+
+
+def _sql_path(p: Path) -> str:
+    return str(p).replace("'", "''")
