@@ -32,8 +32,7 @@ US_PER_HOUR = 3_600_000_000
 
 
 def build_home(path: Path, events: int) -> int:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from support import T0, fill, make_home
+    from ledger.testing.homes import T0, fill, make_home
 
     from ledger.testing.workload import AGENTS, ORG, PROJECT
     from ledger.wire.events import BudgetPolicy

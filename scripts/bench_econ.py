@@ -31,8 +31,7 @@ MINUTE_US = 60_000_000
 
 
 def build_home(path: Path, events: int) -> int:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from support import fill, make_home
+    from ledger.testing.homes import fill, make_home
 
     from ledger.wire.events import SettlementRule
     from ledger.economics.price_events import default_price_events, price_event_time_us
@@ -57,7 +56,7 @@ def build_home(path: Path, events: int) -> int:
 
 
 def _fill_at(home, fill, i: int) -> int:
-    import support
+    from ledger.testing import homes as support
 
     saved = support.T0
     support.T0 = T0 + i * 4_000_000_000  # fill() starts its workload at T0 + 1 s

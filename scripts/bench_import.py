@@ -30,8 +30,7 @@ from ledger.sdk.emitter import DEFAULT_BATCH_SIZE, Emitter
 from ledger.sdk.home import Home
 from ledger.sources.importers import KINDS, import_files, parse
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from support import make_home  # noqa: E402  (the tests' home builder: operator + registered signers)
+from ledger.testing.homes import make_home  # the tests' home builder: operator + registered signers
 
 T0_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z, as tests/support.T0
 T0_S = T0_US // 1_000_000

@@ -29,8 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def build_home(path: Path, events: int) -> int:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from support import fill, make_home
+    from ledger.testing.homes import fill, make_home
 
     home = make_home(path, agents=())
     n = 0

@@ -20,10 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPOSITORY))
+from ledger.testing import merkle_ref as ref
 
-from tests.reference import merkle_ref as ref  # noqa: E402 (needs the path above)
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 VECTORS_DIRECTORY = REPOSITORY / "tests" / "vectors" / "merkle"
 FORMAT = "tokenledger-merkle-vectors/1"

@@ -12,9 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from simulation.simulator import simulate  # noqa: E402
+from ledger.testing.simulator import simulate
 
 
 def main() -> int:

@@ -14,9 +14,9 @@ import json
 from typer.testing import CliRunner
 
 from ledger.wire.events import PriceSet
-from econ_support import control, econ_home, rows, run
+from support.econ import control, econ_home, rows, run
 from processors.cli.app import app
-from support import T0, fill
+from ledger.testing.homes import T0, fill
 
 runner = CliRunner()
 OPUS = "anthropic/claude-opus-4-6"

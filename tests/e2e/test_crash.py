@@ -21,9 +21,9 @@ from pathlib import Path
 from ledger.wire import codec
 from ledger.log import read_all
 from ledger.integrity.verify import audit
-from support import make_home
+from ledger.testing.homes import make_home
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "support"
 KILLS = 20
 TOTAL = 3000
 

@@ -9,7 +9,7 @@ from processors import REGISTRY
 from processors.runtime.catalog import render_catalog
 from processors.runtime.publish import published_views
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_catalog_is_up_to_date():

@@ -14,7 +14,7 @@ from ledger.errors import ChainForkError, LedgerError, LogError
 from ledger.wire.events import Action
 from ledger.log import read_all
 from ledger.integrity.verify import audit
-from support import T0, make_home
+from ledger.testing.homes import T0, make_home
 
 
 @pytest.fixture

@@ -31,9 +31,9 @@ from ledger.integrity.keys import SigningKey, save_key
 from ledger.log import read_all
 from processors.runtime.publish import Publisher
 from processors.runtime.service import live_digest, open_runner, replay, views_dir
-from support import T0, fill, make_home
+from ledger.testing.homes import T0, fill, make_home
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BACKENDS = [pytest.param("sqlite"), pytest.param("kafka", marks=pytest.mark.kafka)]
 CTX = Context(org="acme", project="p1", task="t1")
 cli = CliRunner()
@@ -321,7 +321,7 @@ HARD_LIMIT = 100
 
 
 def race(h: Home, phase: str) -> None:
-    procs = [subprocess.Popen([sys.executable, str(ROOT / "tests" / "budget_racer.py"), str(h.path), f"racer{i}",
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "budget_racer.py"), str(h.path), f"racer{i}",
                                str(ATTEMPTS), phase], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               cwd=ROOT) for i in range(RACERS)]
     for p in procs:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from processors.runtime.store import Store
-from simulation.simulator import InvariantError, simulate
+from ledger.testing.simulator import InvariantError, simulate
 
 SEEDS = range(4)
 

@@ -17,7 +17,7 @@ from processors.cli.app import app
 from ledger.sdk.emitter import Emitter
 from ledger.wire.events import Action, AgentRegistered
 from ledger.integrity.keys import SigningKey
-from support import T0, build_record, make_home, revoke
+from ledger.testing.homes import T0, build_record, make_home, revoke
 
 runner = CliRunner()
 

@@ -31,8 +31,8 @@ from ledger.sources.attribution import (
 from ledger.errors import ValidationError
 from ledger.wire.events import Action, Context, Event, LlmUsage
 from ledger.sources.importers import parse, parse_workflow_run, workflow_records
-from support import T0
-from test_importers import agent, degraded_run_doc, phase, sample_run_doc, wf_doc
+from ledger.testing.homes import T0
+from ledger.testing.samples import agent, degraded_run_doc, phase, sample_run_doc, wf_doc
 
 MODELS = ["claude-haiku-4-5", "claude-sonnet-4-6", "claude-opus-4-6", "fable-large", "gpt-4.1", "sonnet-opus-mix",
           "Claude-HAIKU-3"]

@@ -14,8 +14,8 @@ from __future__ import annotations
 import pytest
 
 from ledger.wire.events import AllocationRule, Context, PriceSet
-from econ_support import call, control, derived, econ_home, emit_as, replay_equal, rows, run
-from support import T0, fill
+from support.econ import call, control, derived, econ_home, emit_as, replay_equal, rows, run
+from ledger.testing.homes import T0, fill
 
 BACKENDS = [pytest.param("sqlite"), pytest.param("kafka", marks=pytest.mark.kafka)]
 

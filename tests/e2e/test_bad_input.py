@@ -14,7 +14,7 @@ from processors.cli.app import app
 from ledger.errors import HomeError, KeyFileError, ValidationError
 from ledger.wire.events import Action, Compute, Data, Flow, Interaction, LlmUsage, Trust, body_from_dict
 from ledger.integrity.keys import SigningKey, load_key, save_key
-from support import make_home
+from ledger.testing.homes import make_home
 
 runner = CliRunner()
 

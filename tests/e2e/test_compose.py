@@ -24,7 +24,7 @@ import pytest
 from ledger.log.base import TOPICS
 from ledger.log.kafka import MAX_REQUEST_BYTES
 
-COMPOSE = Path(__file__).resolve().parents[1] / "compose" / "docker-compose.yml"
+COMPOSE = Path(__file__).resolve().parents[2] / "compose" / "docker-compose.yml"
 PROCESSOR_LOG_URL = "kafka://kafka:9092"
 
 

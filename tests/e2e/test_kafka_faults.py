@@ -43,7 +43,7 @@ pytestmark = pytest.mark.kafka
 FAST = dict(connect_timeout_ms=1_000, request_timeout_ms=1_000, delivery_timeout_ms=3_000)
 BOUND_S = 10.0  # a fault must surface within this (3 s delivery timeout + reconnects + slack on a busy machine)
 WAIT_S = 20.0  # waits on a condition that holds quickly when green
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _eventually(condition, what: str, timeout_s: float = WAIT_S) -> None:  # type: ignore[no-untyped-def]

@@ -33,7 +33,7 @@ from ledger.integrity.merkle import MerkleTree, leaf_hash
 from processors.cli.app import app
 from processors.notary import Notary
 from processors.runtime.service import open_runner, serve
-from support import T0, fill, make_home
+from ledger.testing.homes import T0, fill, make_home
 
 runner = CliRunner()
 BACKENDS = [pytest.param("sqlite"), pytest.param("kafka", marks=pytest.mark.kafka)]

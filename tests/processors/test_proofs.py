@@ -19,7 +19,7 @@ from ledger.sdk.home import Home
 from ledger.integrity.keys import SigningKey
 from ledger.integrity.proofs import load_proof, verify_proof
 from processors.cli.proofs import notary_leaves, prove_consistency, prove_event
-from support import fill
+from ledger.testing.homes import fill
 from test_notary import EVERY, invoke, notary_checkpoints, nhome, run_notary  # noqa: F401  (nhome: fixture)
 
 

@@ -16,7 +16,7 @@ from ledger.wire import codec
 from ledger.integrity.keyring import KeyRing
 from ledger.integrity.verify import Verifier
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 VECTORS = ROOT / "tests" / "vectors" / "ledger" / "events.json"
 PINNED = "d7336ae25abbd897dcb4c465199af3b985b83a3d5fc5079193ba382db8ad10f4"
 

@@ -14,7 +14,7 @@ from ledger.wire.events import Context, Outcome
 from ledger.sdk.home import Home
 from ledger.economics.reputation import US_PER_DAY, TrustEvent, reputation
 from processors.runtime.service import live_digest
-from support import T0, fill, make_home
+from ledger.testing.homes import T0, fill, make_home
 from test_budgets_processor import BACKENDS, kafka_home, replayed, rows, run
 
 CTX = Context(org="acme", project="p1")

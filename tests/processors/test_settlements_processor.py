@@ -17,9 +17,9 @@ from collections import defaultdict
 import pytest
 
 from ledger.wire.events import SettlementRule
-from econ_support import call, control, derived, econ_home, emit_as, replay_equal, rows, run
+from support.econ import call, control, derived, econ_home, emit_as, replay_equal, rows, run
 from processors.settlements import ALLOWED_LATENESS_US
-from support import T0, fill
+from ledger.testing.homes import T0, fill
 
 BACKENDS = [pytest.param("sqlite"), pytest.param("kafka", marks=pytest.mark.kafka)]
 MINUTE_US = 60_000_000

@@ -31,9 +31,9 @@ from ledger.log import read_all
 from ledger.integrity.verify import audit
 from processors.cli.app import app
 from processors.runtime.service import live_digest, open_runner, replay
-from support import fill, inject_bad, make_home
+from ledger.testing.homes import fill, inject_bad, make_home
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 runner = CliRunner()
 BACKENDS = [pytest.param("sqlite"), pytest.param("kafka", marks=pytest.mark.kafka)]
 

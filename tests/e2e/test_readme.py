@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from processors.cli.app import app
 from ledger.integrity.verify import audit
-from support import make_home
+from ledger.testing.homes import make_home
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 runner = CliRunner()
 

@@ -44,12 +44,10 @@ from ledger.integrity.merkle import (
     verify_inclusion,
 )
 
-# The oracle lives beside the tests, not in the package; put the repository root on the path so
-# `tests.reference` imports the same way here and in scripts/gen_merkle_vectors.py.
-REPOSITORY = Path(__file__).resolve().parents[1]
-if str(REPOSITORY) not in sys.path:
-    sys.path.insert(0, str(REPOSITORY))
-from tests.reference import merkle_ref as ref  # noqa: E402 (needs the path above)
+# The oracle ships in ledger.testing so that scripts/gen_merkle_vectors.py imports it the same way.
+from ledger.testing import merkle_ref as ref
+
+REPOSITORY = Path(__file__).resolve().parents[3]
 
 SIZE_EXHAUSTIVE_MAX = 300  # every index and every pair up to here
 SIZE_ORACLE_MAX = 64  # every index and every pair compared with the naive reference up to here
@@ -62,7 +60,7 @@ LEAF_HASHES = [leaf_hash(data) for data in LEAF_INPUTS]
 TREE = MerkleTree.from_leaf_hashes(LEAF_HASHES)
 ROOTS = [TREE.root(size) for size in range(LEAF_COUNT + 1)]
 
-VECTORS_DIRECTORY = Path(__file__).resolve().parent / "vectors" / "merkle"
+VECTORS_DIRECTORY = REPOSITORY / "tests" / "vectors" / "merkle"
 # SHA-256 over the canonical JSON of both vector files (printed by gen_merkle_vectors.py).
 # Changing a vector, a field name or the format string changes it: regenerate on purpose only.
 VECTORS_SHA256 = "3925db7c787ca777bdf80e40ada8021e01a20252dbde64d79b4392eb8ee5f820"

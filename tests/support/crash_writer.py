@@ -4,7 +4,7 @@ every few events and prints "ACK i" once everything up to i is durably appended.
 import sys
 
 from ledger import Emitter
-from support import T0
+from ledger.testing.homes import T0
 
 home, agent, start, end, every = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 with Emitter.open(agent, home=home, batch_size=max(1, every // 2), background_flush=False) as em:

@@ -17,8 +17,7 @@ from processors.cli.app import app
 from processors.report.metrics import burn_forecast, efficiency, model_breakdown
 from processors.report.model import SECTIONS
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_importers import degraded_run_doc, sample_run_doc  # noqa: E402
+from ledger.testing.samples import degraded_run_doc, sample_run_doc
 
 runner = CliRunner()
 HOUR = 3_600_000_000

@@ -1,0 +1,1 @@
+"""Helpers only the tests use (the shared ones ship in `ledger.testing`)."""
