@@ -3,29 +3,83 @@
 The public API. Everything else is an implementation detail that may change.
 """
 
-from ledger.sdk.emitter import Emitter, context
 from ledger.errors import (
-    ChainForkError, EconomicsError, HomeError, KeyFileError, LedgerError, LogError, RejectCode, RejectError,
+    ChainForkError,
+    EconomicsError,
+    HomeError,
+    KeyFileError,
+    LedgerError,
+    LogError,
+    RejectCode,
+    RejectError,
     ValidationError,
 )
-from ledger.wire.events import (
-    Action, AgentRegistered, AllocationRule, BudgetPolicy, Compute, Context, Data, Event, Flow, Interaction,
-    KeyRevoked, KeyRotated, LlmUsage, PriceSet, SettlementRule, Trust,
-)
-from ledger.sdk.home import Home
 from ledger.integrity.keyring import KeyRing
 from ledger.integrity.keys import PublicKey, SigningKey, load_key, save_key
-from ledger.log import Log, open_log
 from ledger.integrity.proofs import ProofReport, load_proof, verify_proof
 from ledger.integrity.verify import Verifier, Where
+from ledger.log import Log, open_log
+from ledger.sdk.emitter import Emitter, context
+from ledger.sdk.home import Home
+from ledger.wire.events import (
+    Action,
+    AgentRegistered,
+    AllocationRule,
+    BudgetPolicy,
+    Compute,
+    Context,
+    Data,
+    Event,
+    Flow,
+    Interaction,
+    KeyRevoked,
+    KeyRotated,
+    LlmUsage,
+    PriceSet,
+    SettlementRule,
+    Trust,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Action", "AgentRegistered", "AllocationRule", "BudgetPolicy", "ChainForkError", "Compute", "Context", "Data",
-    "EconomicsError", "Emitter", "Event", "Flow", "Home", "HomeError", "Interaction", "KeyFileError", "KeyRevoked",
-    "KeyRing", "KeyRotated", "LedgerError", "LlmUsage", "Log", "LogError", "PriceSet", "PublicKey", "RejectCode",
-    "RejectError", "SettlementRule", "SigningKey", "Trust", "ValidationError", "Verifier", "Where", "context",
-    "load_key", "open_log", "save_key", "__version__",
+    "Action",
+    "AgentRegistered",
+    "AllocationRule",
+    "BudgetPolicy",
+    "ChainForkError",
+    "Compute",
+    "Context",
+    "Data",
+    "EconomicsError",
+    "Emitter",
+    "Event",
+    "Flow",
+    "Home",
+    "HomeError",
+    "Interaction",
+    "KeyFileError",
+    "KeyRevoked",
+    "KeyRing",
+    "KeyRotated",
+    "LedgerError",
+    "LlmUsage",
+    "Log",
+    "LogError",
+    "PriceSet",
+    "PublicKey",
+    "RejectCode",
+    "RejectError",
+    "SettlementRule",
+    "SigningKey",
+    "Trust",
+    "ValidationError",
+    "Verifier",
+    "Where",
+    "__version__",
+    "context",
+    "load_key",
+    "open_log",
+    "save_key",
 ]
 __all__ += ["ProofReport", "load_proof", "verify_proof"]  # offline Merkle proof checks (ledger/proofs.py)

@@ -105,7 +105,7 @@ class RejectError(LedgerError):
         self.code = code
         self.reason = message
 
-    def at(self, **where: Any) -> "RejectError":
+    def at(self, **where: Any) -> RejectError:
         """The same rejection, with its position (topic/partition/offset) added to the evidence."""
         self.evidence.update({k: v for k, v in where.items() if v is not None})
         return self

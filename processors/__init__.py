@@ -5,13 +5,13 @@
 
 from __future__ import annotations
 
-from processors.runtime.processor import Processor
-from processors.budgets import Budgets
 from processors.allocations import Allocations
+from processors.budgets import Budgets
 from processors.journal import Journal
-from processors.settlements import Settlements
 from processors.notary import Notary
 from processors.reputation import Reputation
+from processors.runtime.processor import Processor
+from processors.settlements import Settlements
 
 REGISTRY: dict[str, type[Processor]] = {
     Journal.name: Journal,

@@ -33,18 +33,19 @@ from __future__ import annotations
 
 import bisect
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 
 from ledger.economics.allocation import NASH_BARGAINING, REQUESTOR_PAYS, SHAPLEY, allocate
+from ledger.economics.metering import InteractionFlows, MeteredInteraction, meter_interaction
+from ledger.economics.pricing import ModelPrice
 from ledger.errors import EconomicsError, LedgerError, RejectCode, ValidationError
 from ledger.wire.events import Allocation as AllocationEvent
 from ledger.wire.events import AllocationRule, Interaction, PriceSet
-from ledger.economics.metering import InteractionFlows, MeteredInteraction, meter_interaction
-from ledger.economics.pricing import ModelPrice
 from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
 
 # The methods applied when no enabled allocation rule matches an interaction: who asked pays (the
@@ -464,4 +465,4 @@ def columns_of(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {k: [r[k] for r in rows] for k in keys}
 
 
-__all__ = ["Allocations", "DEFAULT_METHODS", "PriceState", "PriceLookup", "method_params", "NASH_BARGAINING"]
+__all__ = ["DEFAULT_METHODS", "NASH_BARGAINING", "Allocations", "PriceLookup", "PriceState", "method_params"]

@@ -60,21 +60,35 @@ Never
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 from ledger.economics import budget as b
-from ledger.sdk.admission import level_from_row, levels_text, parse_levels, policy_columns, policy_from_event
-from ledger.errors import LedgerError
-from ledger.wire.events import (
-    Action, BudgetAlert, BudgetPolicy as PolicyEvent, BudgetTransfer, Compute, Data, Event, Outcome, PriceSet,
-    Reservation as ReservationEvent, Trust,
-)
 from ledger.economics.pricing import ModelPrice, PriceBook, default_price_book, usage_cost
 from ledger.economics.reallocation import Refusal
 from ledger.economics.reputation import TrustEvent, apply_multiplier, reputation
-from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
+from ledger.errors import LedgerError
+from ledger.sdk.admission import level_from_row, levels_text, parse_levels, policy_columns, policy_from_event
+from ledger.wire.events import (
+    Action,
+    BudgetAlert,
+    BudgetTransfer,
+    Compute,
+    Data,
+    Event,
+    Outcome,
+    PriceSet,
+    Trust,
+)
+from ledger.wire.events import (
+    BudgetPolicy as PolicyEvent,
+)
+from ledger.wire.events import (
+    Reservation as ReservationEvent,
+)
 from processors.reputation import incentive_event, trust_event
+from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
 
 MILLI = 1000
 LEVELS = ("org", "project", "task", "agent")
@@ -652,4 +666,4 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {k: [r[k] for r in rows] for k in rows[0]}
 
 
-__all__ = ["Budgets", "BUDGETS", "ALERTS", "TRANSFERS", "RESERVATIONS", "PRICES"]
+__all__ = ["ALERTS", "BUDGETS", "PRICES", "RESERVATIONS", "TRANSFERS", "Budgets"]

@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 
 from ledger import limits
 from ledger.wire.events import (
-    Action, Body, Compute, Data, Interaction, Rejected, Trust,
+    Action,
+    Body,
+    Compute,
+    Data,
+    Interaction,
+    Rejected,
+    Trust,
 )
 from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
-
 
 COMMON = (
     Column("event_id", "VARCHAR", "event id (32 hex chars, derived from signer + idempotency key or content)"),

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ledger.integrity.merkle import MerkleTree, leaf_hash
 from ledger.wire import codec
 from ledger.wire.events import Checkpoint
-from ledger.integrity.merkle import MerkleTree, leaf_hash
 from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
 
 CHECKPOINT_EVERY_EVENTS = 1_000  # a cadence checkpoint each time a partition's tree grows past a multiple of this

@@ -28,11 +28,12 @@ Never
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from ledger.economics.reputation import TrustDimension, TrustEvent, reputation, task_incentive
 from ledger.errors import LedgerError
 from ledger.wire.events import Event, Outcome, Trust
-from ledger.economics.reputation import TrustDimension, TrustEvent, reputation, task_incentive
 from processors.runtime.processor import Column, Effects, Item, Processor, Quarantined, View
 
 MILLI = 1000

@@ -37,13 +37,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.economics.allocation import REQUESTOR_TO_RESPONDER, RESPONDER_TO_REQUESTOR, SHAPLEY
-from ledger.wire.events import Allocation as AllocationEvent
-from ledger.wire.events import Settlement, SettlementRule
 from ledger.economics.netting import (
-    DEFAULT_SETTLEMENT_THRESHOLD_MICROS, DEFAULT_WINDOW_US, Obligation, SettlementTier, multilateral_settle,
-    net_positions, net_with_threshold, tier_settles, window_start,
+    DEFAULT_SETTLEMENT_THRESHOLD_MICROS,
+    DEFAULT_WINDOW_US,
+    Obligation,
+    SettlementTier,
+    multilateral_settle,
+    net_positions,
+    net_with_threshold,
+    tier_settles,
+    window_start,
 )
 from ledger.economics.rails import NO_RAIL, LedgerRail, PaymentRail
+from ledger.wire.events import Allocation as AllocationEvent
+from ledger.wire.events import Settlement, SettlementRule
 from processors.allocations import BATCH, Timeline, columns_of
 from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
 
@@ -220,7 +227,7 @@ class Settlements(Processor):
         out.write(fx, self)
         return fx
 
-    def _allocation(self, t: int, body: AllocationEvent, out: "_Out") -> None:
+    def _allocation(self, t: int, body: AllocationEvent, out: _Out) -> None:
         if body.direction == REQUESTOR_TO_RESPONDER:
             payer, payee = body.requestor_id, body.responder_id
         elif body.direction == RESPONDER_TO_REQUESTOR:
@@ -252,13 +259,13 @@ class Settlements(Processor):
         # the version in force at the window's last instant decides tier and threshold
         return self.rules[rid].at(end - 1) or self.rules[rid].values[0]
 
-    def _close_due(self, out: "_Out", fx: Effects) -> None:
+    def _close_due(self, out: _Out, fx: Effects) -> None:
         due = sorted((end, rid, start) for rid, windows in self.open.items() for (start, end) in windows
                      if end + ALLOWED_LATENESS_US <= self.watermark)
         for end, rid, start in due:
             self._close(rid, (start, end), self._rule_for_close(rid, end), out, fx)
 
-    def _close(self, rid: str, window: tuple[int, int], rule: Rule, out: "_Out", fx: Effects) -> None:
+    def _close(self, rid: str, window: tuple[int, int], rule: Rule, out: _Out, fx: Effects) -> None:
         start, end = window
         pairs = self.open[rid].pop(window)
         out.pairs.update((rid, window, p) for p in pairs)
@@ -350,4 +357,4 @@ class _Out:
             fx.append("net_positions", columns_of(self.positions))
 
 
-__all__ = ["Settlements", "DEFAULT_RULE", "ALLOWED_LATENESS_US", "settlement_id"]
+__all__ = ["ALLOWED_LATENESS_US", "DEFAULT_RULE", "Settlements", "settlement_id"]

@@ -16,8 +16,6 @@ transaction per batch → derived events produced), so the ratio compares the pr
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -33,7 +31,6 @@ US_PER_HOUR = 3_600_000_000
 
 def build_home(path: Path, events: int) -> int:
     from ledger.testing.homes import T0, fill, make_home
-
     from ledger.testing.workload import AGENTS, ORG, PROJECT
     from ledger.wire.events import BudgetPolicy
 

@@ -16,8 +16,6 @@ requestor_pays and shapley), then settlements over the allocations it produced.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -31,10 +29,9 @@ MINUTE_US = 60_000_000
 
 
 def build_home(path: Path, events: int) -> int:
-    from ledger.testing.homes import fill, make_home
-
-    from ledger.wire.events import SettlementRule
     from ledger.economics.price_events import default_price_events, price_event_time_us
+    from ledger.testing.homes import fill, make_home
+    from ledger.wire.events import SettlementRule
 
     home = make_home(path, agents=())
     log = home.open_log()

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from ledger import Emitter, SigningKey
-from ledger.wire.events import Action, Context, LlmUsage
 from ledger.log import SqliteLog
+from ledger.wire.events import Context
 
 T0 = 1_767_225_600_000_000
 

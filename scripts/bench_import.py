@@ -23,13 +23,13 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ledger.sdk.emitter import DEFAULT_BATCH_SIZE, Emitter
 from ledger.sdk.home import Home
 from ledger.sources.importers import KINDS, import_files, parse
-
 from ledger.testing.homes import make_home  # the tests' home builder: operator + registered signers
 
 T0_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z, as tests/support.T0

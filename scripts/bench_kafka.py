@@ -28,13 +28,13 @@ from collections.abc import Callable
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from ledger.testing.broker import Broker
-from ledger.sdk.emitter import Emitter
-from ledger.wire.events import Context
 from ledger.integrity.keyring import KeyRing
 from ledger.integrity.keys import SigningKey
-from ledger.log.kafka import BATCH_BYTES, FETCH_MAX_BYTES, MAX_REQUEST_BYTES, PARTITION_FETCH_BYTES, KafkaLog
 from ledger.integrity.verify import Verifier, Where
+from ledger.log.kafka import BATCH_BYTES, FETCH_MAX_BYTES, MAX_REQUEST_BYTES, PARTITION_FETCH_BYTES, KafkaLog
+from ledger.sdk.emitter import Emitter
+from ledger.testing.broker import Broker
+from ledger.wire.events import Context
 
 T0_US = 1_767_225_600_000_000  # 2026-01-01: event times are explicit, never the wall clock
 SIGNER = "bench"

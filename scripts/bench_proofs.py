@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,11 +51,11 @@ def rate(count: int, seconds: float) -> float:
 
 
 def proofs(home_path: Path) -> dict[str, float]:
-    from ledger.wire import codec
     from ledger.integrity.checkpoints import registration_records
-    from ledger.sdk.home import Home
     from ledger.integrity.merkle import MerkleTree, verify_inclusion
     from ledger.integrity.proofs import build_inclusion_proof, verify_proof
+    from ledger.sdk.home import Home
+    from ledger.wire import codec
     from processors.cli.proofs import _notary_checkpoints, _ref, checkpoint_now, notary_leaves, prove_event
 
     home = Home.open(home_path)

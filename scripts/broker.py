@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ledger.testing.broker import run_foreground
 from ledger.errors import LedgerError
+from ledger.testing.broker import run_foreground
 
 
 def main(argv: list[str] | None = None) -> int:

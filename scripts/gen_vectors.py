@@ -17,14 +17,34 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ledger.wire import codec
-from ledger.wire import schemas
-from ledger.wire.events import (
-    Action, AgentRegistered, Allocation, AllocationRule, BudgetAlert, BudgetPolicy, BudgetTransfer, Checkpoint,
-    Compute, Context, Cosignature, Data, Flow, Interaction, KeyRevoked, KeyRotated, LlmUsage, Outcome, PriceSet,
-    Reservation, Settlement, SettlementRule, StateCheckpoint, Trust,
-)
 from ledger.integrity.keys import SigningKey
+from ledger.wire import codec, schemas
+from ledger.wire.events import (
+    Action,
+    AgentRegistered,
+    Allocation,
+    AllocationRule,
+    BudgetAlert,
+    BudgetPolicy,
+    BudgetTransfer,
+    Checkpoint,
+    Compute,
+    Context,
+    Cosignature,
+    Data,
+    Flow,
+    Interaction,
+    KeyRevoked,
+    KeyRotated,
+    LlmUsage,
+    Outcome,
+    PriceSet,
+    Reservation,
+    Settlement,
+    SettlementRule,
+    StateCheckpoint,
+    Trust,
+)
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "ledger" / "events.json"
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z

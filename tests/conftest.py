@@ -29,9 +29,9 @@ from pathlib import Path
 
 import pytest
 
-from ledger.testing.broker import Broker, binary_path
 from ledger.errors import LogError
 from ledger.log import Log, MemoryLog, open_log
+from ledger.testing.broker import Broker, binary_path
 
 EXTERNAL_KAFKA_ENV = "TOKENLEDGER_TEST_KAFKA"
 BACKENDS = ("sqlite", "memory", "kafka")

@@ -13,21 +13,27 @@ import dataclasses
 import datetime as dt
 import json
 import sys
-from pathlib import Path
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ledger.wire import codec
-from ledger.sdk.emitter import Emitter, milli
 from ledger.errors import (
-    ChainForkError, HomeError, KeyFileError, LedgerError, LogError, RejectError, ValidationError,
+    ChainForkError,
+    HomeError,
+    KeyFileError,
+    LedgerError,
+    LogError,
+    RejectError,
+    ValidationError,
 )
-from ledger.wire.events import AgentRegistered, Context, Flow, KeyRevoked, KeyRotated
-from ledger.sdk.home import OPERATOR_ID, Home, check_signer_id, resolve_home, resolve_log_url
 from ledger.integrity.keys import SigningKey, load_key, public_key_fingerprint, save_key
+from ledger.sdk.emitter import Emitter, milli
+from ledger.sdk.home import OPERATOR_ID, Home, check_signer_id, resolve_home, resolve_log_url
+from ledger.wire import codec
+from ledger.wire.events import AgentRegistered, Context, Flow, KeyRevoked, KeyRotated
 
 EXIT_OK, EXIT_VERIFY, EXIT_INPUT, EXIT_HOME, EXIT_LOG = 0, 1, 2, 3, 4
 
@@ -94,7 +100,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _home(home: Optional[str]) -> Home:
+def _home(home: str | None) -> Home:
     return Home.open(resolve_home(home))
 
 
@@ -131,12 +137,12 @@ def parse_time(value: str | None, field: str = "time") -> int | None:
     except ValueError:
         raise ValidationError(field, value, "must be ISO-8601 like 2026-01-01T12:00:00Z, or microseconds") from None
     if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
+        t = t.replace(tzinfo=dt.UTC)
     return int(t.timestamp() * 1_000_000)
 
 
 def fmt_time(us: int) -> str:
-    return dt.datetime.fromtimestamp(us / 1_000_000, dt.timezone.utc).isoformat(timespec="milliseconds").replace(
+    return dt.datetime.fromtimestamp(us / 1_000_000, dt.UTC).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z")
 
 
@@ -169,7 +175,7 @@ def _int_arg(name: str, value: str | int | None) -> int | None:
 
 @app.command(epilog="Example: tokenledger init --home ./ledger-home")
 @guarded
-def init(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
+def init(home: str | None = HomeOpt, log: str | None = LogOpt,
          partitions: int = typer.Option(1, help="Partitions of ledger.events (Kafka logs)."),
          topic_prefix: str = typer.Option("ledger", help="Topics are PREFIX.events, PREFIX.rejected, ..."),
          price_book: bool = typer.Option(True, help="Append the default price book as price_set control events."),
@@ -201,7 +207,7 @@ def init(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
 
 @keys_app.command("new", epilog="Example: tokenledger keys new researcher")
 @guarded
-def keys_new(name: str, home: Optional[str] = HomeOpt, json_: bool = JsonOpt) -> None:
+def keys_new(name: str, home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """Generate a key file for NAME (not yet trusted: register it with `agent register`)."""
     h = _home(home)
     key = SigningKey.generate(check_signer_id(name, "name"))
@@ -212,7 +218,7 @@ def keys_new(name: str, home: Optional[str] = HomeOpt, json_: bool = JsonOpt) ->
 
 @keys_app.command("list", epilog="Example: tokenledger keys list --json")
 @guarded
-def keys_list(home: Optional[str] = HomeOpt, json_: bool = JsonOpt) -> None:
+def keys_list(home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """List the key files in the home (public parts only)."""
     h = _home(home)
     rows = []
@@ -230,7 +236,7 @@ def keys_list(home: Optional[str] = HomeOpt, json_: bool = JsonOpt) -> None:
 
 @keys_app.command("show", epilog="Example: tokenledger keys show operator")
 @guarded
-def keys_show(name: str, home: Optional[str] = HomeOpt, json_: bool = JsonOpt) -> None:
+def keys_show(name: str, home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """Show a key's public information (never the private key)."""
     h = _home(home)
     k = h.load_key(name)
@@ -250,11 +256,11 @@ def _operator_emit(h: Home, log: str | None, bodies: list[Any]) -> list[str]:
 
 @agent_app.command("register", epilog="Example: tokenledger agent register researcher --priority 2 --org acme")
 @guarded
-def agent_register(name: str, home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
+def agent_register(name: str, home: str | None = HomeOpt, log: str | None = LogOpt,
                    role: str = typer.Option("agent", help="agent | processor | operator"),
                    priority: int = typer.Option(1, help="Budget priority (higher keeps its budget longer)."),
-                   org: Optional[str] = typer.Option(None), project: Optional[str] = typer.Option(None),
-                   attr: Optional[list[str]] = typer.Option(None, help="Attribute key=value (repeatable)."),
+                   org: str | None = typer.Option(None), project: str | None = typer.Option(None),
+                   attr: list[str] | None = typer.Option(None, help="Attribute key=value (repeatable)."),
                    json_: bool = JsonOpt) -> None:
     """Create NAME's key (if needed) and register it on the log, signed by the operator."""
     h = _home(home)
@@ -273,7 +279,7 @@ def agent_register(name: str, home: Optional[str] = HomeOpt, log: Optional[str] 
 
 @agent_app.command("rotate", epilog="Example: tokenledger agent rotate researcher")
 @guarded
-def agent_rotate(name: str, home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt, json_: bool = JsonOpt) -> None:
+def agent_rotate(name: str, home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
     """Replace NAME's key with a new one; the old key signs nothing afterwards."""
     h = _home(home)
     old = h.load_key(name)
@@ -287,7 +293,7 @@ def agent_rotate(name: str, home: Optional[str] = HomeOpt, log: Optional[str] = 
 
 @agent_app.command("revoke", epilog='Example: tokenledger agent revoke researcher --reason "laptop stolen"')
 @guarded
-def agent_revoke(name: str, home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
+def agent_revoke(name: str, home: str | None = HomeOpt, log: str | None = LogOpt,
                  reason: str = typer.Option("", help="Why (kept on the log)."), json_: bool = JsonOpt) -> None:
     """Revoke NAME's current key: every batch it signs afterwards is rejected."""
     h = _home(home)
@@ -337,14 +343,14 @@ LabelOpt = typer.Option(None, "--label", help="Context label key=value (repeatab
 @guarded
 def emit_action(agent: str = AgentOpt, operation: str = typer.Option(..., help="What was done."),
                 cost_weight: str = typer.Option("1", help="Cost weight (1.0 simple, 3.2 heavy)."),
-                provider: Optional[str] = typer.Option(None), model: Optional[str] = typer.Option(None),
+                provider: str | None = typer.Option(None), model: str | None = typer.Option(None),
                 input_tokens: str = typer.Option("0"), output_tokens: str = typer.Option("0"),
                 cache_read_tokens: str = typer.Option("0"), cache_write_tokens: str = typer.Option("0"),
-                reasoning_tokens: str = typer.Option("0"), result_hash: Optional[str] = typer.Option(None),
-                time_: Optional[str] = TimeOpt, idempotency_key: Optional[str] = IdemOpt,
-                org: Optional[str] = OrgOpt, project: Optional[str] = ProjectOpt, task: Optional[str] = TaskOpt,
-                stage: Optional[str] = StageOpt, run: Optional[str] = RunOpt, label: Optional[list[str]] = LabelOpt,
-                home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt, json_: bool = JsonOpt) -> None:
+                reasoning_tokens: str = typer.Option("0"), result_hash: str | None = typer.Option(None),
+                time_: str | None = TimeOpt, idempotency_key: str | None = IdemOpt,
+                org: str | None = OrgOpt, project: str | None = ProjectOpt, task: str | None = TaskOpt,
+                stage: str | None = StageOpt, run: str | None = RunOpt, label: list[str] | None = LabelOpt,
+                home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
     """Emit an action token (optionally an LLM call with its token usage)."""
     kw = dict(cost_weight=cost_weight, provider=provider, model=model,
               input_tokens=_int_arg("input_tokens", input_tokens), output_tokens=_int_arg("output_tokens", output_tokens),
@@ -359,12 +365,12 @@ def emit_action(agent: str = AgentOpt, operation: str = typer.Option(..., help="
 @emit_app.command("data", epilog="Example: tokenledger emit data -a researcher --bytes-read 52000 --source-hash sha256:ab12")
 @guarded
 def emit_data(agent: str = AgentOpt, bytes_read: str = typer.Option("0"), bytes_written: str = typer.Option("0"),
-              source_hash: Optional[str] = typer.Option(None), destination_hash: Optional[str] = typer.Option(None),
-              duration_us: str = typer.Option("0"), time_: Optional[str] = TimeOpt,
-              idempotency_key: Optional[str] = IdemOpt, org: Optional[str] = OrgOpt,
-              project: Optional[str] = ProjectOpt, task: Optional[str] = TaskOpt, stage: Optional[str] = StageOpt,
-              run: Optional[str] = RunOpt, label: Optional[list[str]] = LabelOpt, home: Optional[str] = HomeOpt,
-              log: Optional[str] = LogOpt, json_: bool = JsonOpt) -> None:
+              source_hash: str | None = typer.Option(None), destination_hash: str | None = typer.Option(None),
+              duration_us: str = typer.Option("0"), time_: str | None = TimeOpt,
+              idempotency_key: str | None = IdemOpt, org: str | None = OrgOpt,
+              project: str | None = ProjectOpt, task: str | None = TaskOpt, stage: str | None = StageOpt,
+              run: str | None = RunOpt, label: list[str] | None = LabelOpt, home: str | None = HomeOpt,
+              log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
     """Emit a data token (bytes read/written)."""
     kw = dict(bytes_read=_int_arg("bytes_read", bytes_read), bytes_written=_int_arg("bytes_written", bytes_written),
               source_hash=source_hash, destination_hash=destination_hash,
@@ -377,11 +383,11 @@ def emit_data(agent: str = AgentOpt, bytes_read: str = typer.Option("0"), bytes_
 @guarded
 def emit_compute(agent: str = AgentOpt, node_id: str = typer.Option(...), cpu_time_slices: str = typer.Option(...),
                  gpu_time_slices: str = typer.Option("0"), peak_memory_mb: str = typer.Option("0"),
-                 parallel_jobs: str = typer.Option("1"), time_: Optional[str] = TimeOpt,
-                 idempotency_key: Optional[str] = IdemOpt, org: Optional[str] = OrgOpt,
-                 project: Optional[str] = ProjectOpt, task: Optional[str] = TaskOpt, stage: Optional[str] = StageOpt,
-                 run: Optional[str] = RunOpt, label: Optional[list[str]] = LabelOpt, home: Optional[str] = HomeOpt,
-                 log: Optional[str] = LogOpt, json_: bool = JsonOpt) -> None:
+                 parallel_jobs: str = typer.Option("1"), time_: str | None = TimeOpt,
+                 idempotency_key: str | None = IdemOpt, org: str | None = OrgOpt,
+                 project: str | None = ProjectOpt, task: str | None = TaskOpt, stage: str | None = StageOpt,
+                 run: str | None = RunOpt, label: list[str] | None = LabelOpt, home: str | None = HomeOpt,
+                 log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
     """Emit a compute token (CPU/GPU time slices, memory)."""
     kw = dict(node_id=node_id, cpu_time_slices=_int_arg("cpu_time_slices", cpu_time_slices),
               gpu_time_slices=_int_arg("gpu_time_slices", gpu_time_slices),
@@ -396,11 +402,11 @@ def emit_compute(agent: str = AgentOpt, node_id: str = typer.Option(...), cpu_ti
 def emit_trust(agent: str = AgentOpt, subject: str = typer.Option(..., help="The agent this is about."),
                dimension: str = typer.Option(..., help="accuracy | compliance | feedback | reliability"),
                value: str = typer.Option(..., help="Signed value, e.g. 0.8 or -0.5."),
-               half_life_us: Optional[str] = typer.Option(None), source: Optional[str] = typer.Option(None),
-               time_: Optional[str] = TimeOpt, idempotency_key: Optional[str] = IdemOpt,
-               org: Optional[str] = OrgOpt, project: Optional[str] = ProjectOpt, task: Optional[str] = TaskOpt,
-               stage: Optional[str] = StageOpt, run: Optional[str] = RunOpt, label: Optional[list[str]] = LabelOpt,
-               home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt, json_: bool = JsonOpt) -> None:
+               half_life_us: str | None = typer.Option(None), source: str | None = typer.Option(None),
+               time_: str | None = TimeOpt, idempotency_key: str | None = IdemOpt,
+               org: str | None = OrgOpt, project: str | None = ProjectOpt, task: str | None = TaskOpt,
+               stage: str | None = StageOpt, run: str | None = RunOpt, label: list[str] | None = LabelOpt,
+               home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
     """Emit a trust token about another agent."""
     kw = dict(half_life_us=_int_arg("half_life_us", half_life_us), source=source,
               **_common(time_, idempotency_key, org, project, task, stage, run, label))
@@ -419,11 +425,11 @@ def emit_interaction(agent: str = AgentOpt, responder: str = typer.Option(...),
                      response_tokens: str = typer.Option(...), request_cached_tokens: str = typer.Option("0"),
                      response_cached_tokens: str = typer.Option("0"),
                      cosign: bool = typer.Option(False, help="Co-sign with the responder's key from this home."),
-                     time_: Optional[str] = TimeOpt, idempotency_key: Optional[str] = IdemOpt,
-                     org: Optional[str] = OrgOpt, project: Optional[str] = ProjectOpt, task: Optional[str] = TaskOpt,
-                     stage: Optional[str] = StageOpt, run: Optional[str] = RunOpt,
-                     label: Optional[list[str]] = LabelOpt, home: Optional[str] = HomeOpt,
-                     log: Optional[str] = LogOpt, json_: bool = JsonOpt) -> None:
+                     time_: str | None = TimeOpt, idempotency_key: str | None = IdemOpt,
+                     org: str | None = OrgOpt, project: str | None = ProjectOpt, task: str | None = TaskOpt,
+                     stage: str | None = StageOpt, run: str | None = RunOpt,
+                     label: list[str] | None = LabelOpt, home: str | None = HomeOpt,
+                     log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
     """Emit an agent-to-agent interaction with its four cost flows (signed by the requestor)."""
     h = _home(home)
     cosigner = h.load_key(responder) if cosign else None
@@ -488,12 +494,12 @@ def _summary(row: dict[str, Any]) -> str:
 @app.command(epilog="Example: tokenledger tail --limit 20   ·   tokenledger tail --follow --json   ·   "
                      "tokenledger tail --topic rejected")
 @guarded
-def tail(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
+def tail(home: str | None = HomeOpt, log: str | None = LogOpt,
          limit: int = typer.Option(20, help="Show the last N events of each topic partition (0 = all)."),
-         from_offset: Optional[int] = typer.Option(None, "--from", help="Start at this record offset instead."),
+         from_offset: int | None = typer.Option(None, "--from", help="Start at this record offset instead."),
          follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events (Ctrl-C stops)."),
-         kind: Optional[str] = typer.Option(None, help="Only this event kind."),
-         topic: Optional[list[str]] = typer.Option(
+         kind: str | None = typer.Option(None, help="Only this event kind."),
+         topic: list[str] | None = typer.Option(
              None, "--topic", help="Logical topic(s): events, control, rejected, checkpoints, ... "
                                    "(default: control and events)."),
          json_: bool = typer.Option(False, "--json", help="One JSON object per line.")) -> None:
@@ -567,7 +573,7 @@ def _show_rows(rows: list[dict[str, Any]], json_: bool, header: bool = True) -> 
 
 @app.command(epilog="Example: tokenledger verify     (exit code 1 if any record is bad)")
 @guarded
-def verify(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt, json_: bool = JsonOpt) -> None:
+def verify(home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
     """Re-check the whole log: schemas, signatures, key validity, chains. Names the first bad record."""
     from ledger.integrity.checkpoints import audit_with_checkpoints
 
@@ -612,7 +618,7 @@ def verify(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt, json_: bo
 
 @app.command(epilog="Example: tokenledger broker --port 9092   then: tokenledger init --log kafka://127.0.0.1:9092")
 @guarded
-def broker(port: Optional[int] = typer.Option(None, help="Loopback port (default: a free one).")) -> None:
+def broker(port: int | None = typer.Option(None, help="Loopback port (default: a free one).")) -> None:
     """Run a local Kafka-protocol broker (Tansu) for trying the Kafka path. IN-MEMORY, NOT DURABLE."""
     try:
         from ledger.testing.broker import run_foreground

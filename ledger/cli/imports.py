@@ -18,17 +18,16 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
-from typing import Optional
 
 import typer
 
 from ledger import limits
 from ledger.errors import LedgerError
-from ledger.wire.events import AgentRegistered
+from ledger.integrity.keys import SigningKey, save_key
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home, check_signer_id, resolve_log_url
 from ledger.sources.importers import KINDS, ImportSummary, check_import_time, check_kind, expand_paths, import_files
-from ledger.integrity.keys import SigningKey, save_key
+from ledger.wire.events import AgentRegistered
 
 DEFAULT_SIGNER = "importer"
 MAX_PROBLEM_ROWS = 50  # problems shown in the table; --json lists all of them
@@ -45,12 +44,12 @@ def import_command(
     kind: str = typer.Argument(..., help=f"What the files hold: {' | '.join(KINDS)}."),
     paths: list[Path] = typer.Argument(..., help="Files, or directories searched recursively (wf_*.json for "
                                                  "claude-code; *.json, *.jsonl, *.ndjson otherwise)."),
-    home: Optional[str] = typer.Option(None, "--home", help="Ledger home directory (default: $TOKENLEDGER_HOME "
+    home: str | None = typer.Option(None, "--home", help="Ledger home directory (default: $TOKENLEDGER_HOME "
                                                             "or ~/.tokenledger)."),
-    log: Optional[str] = typer.Option(None, "--log", help="Log URL (default: the home's log)."),
+    log: str | None = typer.Option(None, "--log", help="Log URL (default: the home's log)."),
     signer: str = typer.Option(DEFAULT_SIGNER, "--signer", help="Signer of the imported events; registered "
                                                                 "automatically if it has no key yet."),
-    time_: Optional[str] = typer.Option(None, "--time", help="Event time (ISO-8601 or microseconds) of records "
+    time_: str | None = typer.Option(None, "--time", help="Event time (ISO-8601 or microseconds) of records "
                                                              "that carry none: required for claude-code (wf files "
                                                              "have no timestamps); Anthropic payloads too."),
     json_: bool = typer.Option(False, "--json", help="Print the summary and every problem as JSON."),
@@ -70,8 +69,8 @@ def import_command(
         cli._fail(e)
 
 
-def _run(cli: ModuleType, kind: str, paths: list[Path], home: Optional[str], log: Optional[str], signer: str,
-         time_: Optional[str], json_: bool) -> None:
+def _run(cli: ModuleType, kind: str, paths: list[Path], home: str | None, log: str | None, signer: str,
+         time_: str | None, json_: bool) -> None:
     check_kind(kind)
     check_signer_id(signer, "signer")
     event_time_us = check_import_time(kind, cli.parse_time(time_))  # before anything is written
@@ -99,7 +98,7 @@ def _run(cli: ModuleType, kind: str, paths: list[Path], home: Optional[str], log
         raise typer.Exit(cli.EXIT_VERIFY)
 
 
-def _signer_key(cli: ModuleType, h: Home, log: Optional[str], signer: str) -> tuple[SigningKey, bool]:
+def _signer_key(cli: ModuleType, h: Home, log: str | None, signer: str) -> tuple[SigningKey, bool]:
     """The signer's key; created and registered by the operator when the home has none."""
     path = h.key_path(signer)
     if path.exists():

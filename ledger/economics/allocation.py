@@ -61,9 +61,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from ledger.errors import EconomicsError, ValidationError
 from ledger.economics.metering import MeteredInteraction
 from ledger.economics.money import check_micros, decimal_text, exact_number, split_largest_remainder
+from ledger.errors import EconomicsError, ValidationError
 
 REQUESTOR_TO_RESPONDER = "requestor_to_responder"
 RESPONDER_TO_REQUESTOR = "responder_to_requestor"

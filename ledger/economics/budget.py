@@ -66,15 +66,21 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
 from types import MappingProxyType
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
-from ledger.errors import LedgerError, ValidationError
-from ledger.economics.reallocation import Participant, Refusal, Transfer, gate_allows, next_confidence, plan_reallocation
+from ledger.economics.reallocation import (
+    Participant,
+    Refusal,
+    Transfer,
+    gate_allows,
+    next_confidence,
+    plan_reallocation,
+)
 from ledger.economics.reputation import (
     MAX_AMOUNT,
     MAX_TIME_US,
@@ -87,6 +93,7 @@ from ledger.economics.reputation import (
     require_real,
     require_time,
 )
+from ledger.errors import LedgerError, ValidationError
 
 # ---------------------------------------------------------------------------------------------
 # Constants (units in the name)

@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from ledger.errors import ValidationError
 from ledger.economics.money import (
     check_int,
     check_micros,
@@ -54,6 +53,7 @@ from ledger.economics.money import (
     exact_number,
     round_fraction,
 )
+from ledger.errors import ValidationError
 
 MAX_REPUTATION_SCORE = 100  # reputation scores run from 0 to 100
 MAX_MULTIPLIER = 1_000  # any multiplier of money given as an argument

@@ -30,10 +30,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.errors import ValidationError
-from ledger.wire.events import Flow, Interaction
 from ledger.economics.money import check_result_micros, check_tokens, cost_micros
 from ledger.economics.pricing import ModelPrice
+from ledger.errors import ValidationError
+from ledger.wire.events import Flow, Interaction
 
 FLOW_NAMES = ("request_output", "request_input", "response_output", "response_input")
 OUTPUT_FLOWS = ("request_output", "response_output")  # generated, so never served from a cache

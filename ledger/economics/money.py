@@ -41,8 +41,8 @@ from fractions import Fraction
 from typing import Any
 
 from ledger import limits
-from ledger.wire import events
 from ledger.errors import EconomicsError, ValidationError
+from ledger.wire import events
 
 MICROS_PER_USD = 1_000_000  # micro-USD in one US dollar
 TOKENS_PER_MTOK = 1_000_000  # tokens in the "million tokens" that rates are quoted per

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 
 from ledger import limits
 from ledger.economics.allocation import NO_TRANSFER, REQUESTOR_TO_RESPONDER, Allocation
-from ledger.errors import ValidationError
 from ledger.economics.money import MICROS_PER_USD, check_event_time_us, check_int, check_micros
+from ledger.errors import ValidationError
 
 # Agents with a nonzero position (after pairing exact opposites) settled by the exact subset
 # programme, which visits 2**n subsets: 18 agents take about 0.25 s and 10 MB in CPython (each

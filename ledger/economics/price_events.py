@@ -12,8 +12,8 @@ Pure: no I/O beyond ``default_price_book`` reading the shipped data file.
 from __future__ import annotations
 
 from ledger import limits
-from ledger.wire.events import PriceSet
 from ledger.economics.pricing import ModelPrice, PriceBook, default_price_book
+from ledger.wire.events import PriceSet
 
 
 def price_set_from_entry(price: ModelPrice) -> PriceSet:

@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger import limits
-from ledger.errors import EconomicsError, RejectCode, ValidationError
-from ledger.wire.events import PriceSet
 from ledger.economics.money import (
     check_event_time_us,
     check_rate,
@@ -41,6 +39,8 @@ from ledger.economics.money import (
     cost_micros,
     parse_usd,
 )
+from ledger.errors import EconomicsError, RejectCode, ValidationError
+from ledger.wire.events import PriceSet
 
 DEFAULT_PRICES_RESOURCE = "data/default_prices.json"  # inside the ``ledger`` package
 PRICE_BOOK_FORMAT = "tokenledger.price_book.v1"

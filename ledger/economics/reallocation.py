@@ -37,7 +37,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from ledger.errors import ValidationError
 from ledger.economics.reputation import (
     apply_multiplier,
     budget_multiplier,
@@ -45,6 +44,7 @@ from ledger.economics.reputation import (
     require_int,
     require_real,
 )
+from ledger.errors import ValidationError
 
 MAX_PRIORITY = 2**31 - 1  # priorities are small ranks; anything larger is a unit mix-up
 

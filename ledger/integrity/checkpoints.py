@@ -29,16 +29,17 @@ Never: writes nothing, imports nothing from processors/.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from ledger.wire import codec
 from ledger.errors import RejectError, ValidationError
-from ledger.wire.events import Checkpoint, StateCheckpoint
 from ledger.integrity.keyring import KeyRing
 from ledger.integrity.merkle import MerkleTree, leaf_hash, verify_consistency
 from ledger.integrity.proofs import control_key_ids, open_record
 from ledger.integrity.verify import Accepted, AuditReport, Verifier, Where, audit
+from ledger.wire import codec
+from ledger.wire.events import Checkpoint, StateCheckpoint
 
 if TYPE_CHECKING:
     from ledger.log import Log
@@ -83,7 +84,7 @@ class CheckpointReport:
                 "first_divergence": self.first_divergence, "first_bad_record": self.first_bad_record}
 
 
-def scan(log: "Log", topic: str, fn: Callable[[Any], None]) -> None:
+def scan(log: Log, topic: str, fn: Callable[[Any], None]) -> None:
     """Call ``fn(record)`` for every record of every partition of ``topic``, in partition then offset order."""
     for p in range(log.partitions(topic)):
         offset, end = 0, log.end_offset(topic, p)
@@ -96,7 +97,7 @@ def scan(log: "Log", topic: str, fn: Callable[[Any], None]) -> None:
             offset = recs[-1].offset + 1
 
 
-def control_keyring(log: "Log", control_topic: str, anchors: dict[str, bytes]) -> KeyRing:
+def control_keyring(log: Log, control_topic: str, anchors: dict[str, bytes]) -> KeyRing:
     """The key ring the control topic builds (every record verified, bad ones skipped)."""
     verifier = Verifier(KeyRing(anchors))
 
@@ -110,7 +111,7 @@ def control_keyring(log: "Log", control_topic: str, anchors: dict[str, bytes]) -
     return verifier.keyring
 
 
-def read_checkpoints(log: "Log", topic: str, ring: KeyRing,
+def read_checkpoints(log: Log, topic: str, ring: KeyRing,
                      bad: Callable[[RejectError], None] | None = None) -> list[SignedEntry]:
     """Every Checkpoint / StateCheckpoint on ``topic`` whose record verifies against ``ring`` (signed by
     a registered processor key), in partition then offset order; records that fail go to ``bad``."""
@@ -134,7 +135,7 @@ def read_checkpoints(log: "Log", topic: str, ring: KeyRing,
     return out
 
 
-def registration_records(log: "Log", control_topic: str, key_ids: set[str]) -> list[bytes]:
+def registration_records(log: Log, control_topic: str, key_ids: set[str]) -> list[bytes]:
     """The control records (log order) that register, rotate or revoke the given keys — and, in turn,
     the keys that signed those records, down to keys registered by nobody (the trusted operators)."""
     records: list[tuple[int, bytes, str, set[str]]] = []  # offset, value, signing key, keys it is about
@@ -193,7 +194,7 @@ class TreeBuilder:
         return sizes[i - 1] if i else 0
 
 
-def audit_with_checkpoints(log: "Log", topics: list[str], checkpoint_topic: str, anchors: dict[str, bytes], *,
+def audit_with_checkpoints(log: Log, topics: list[str], checkpoint_topic: str, anchors: dict[str, bytes], *,
                            progress: Callable[[int], None] | None = None) -> tuple[AuditReport, CheckpointReport]:
     """The audit of ``topics`` (control first) plus the checkpoint checks of the module docstring."""
     verifier = Verifier(KeyRing(anchors))

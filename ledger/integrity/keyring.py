@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ledger.errors import RejectCode, RejectError
-from ledger.wire.events import AgentRegistered, Body, KeyRevoked, KeyRotated
 from ledger.integrity.keys import PublicKey, key_id_of
+from ledger.wire.events import AgentRegistered, Body, KeyRevoked, KeyRotated
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,13 @@ class KeyRing:
             pk = PublicKey.from_raw(raw)
             self._keys[pk.key_id] = KeyInfo(pk.key_id, signer, "operator", pk)
 
-    def copy(self) -> "KeyRing":
+    def copy(self) -> KeyRing:
         other = KeyRing()
         other._keys = dict(self._keys)
         other.agents = dict(self.agents)
         return other
 
-    def adopt(self, other: "KeyRing") -> None:
+    def adopt(self, other: KeyRing) -> None:
         """Take over another ring's state (commit of a batch checked on a copy)."""
         self._keys = other._keys
         self.agents = other.agents

@@ -42,7 +42,7 @@ class PublicKey:
     _key: Ed25519PublicKey
 
     @classmethod
-    def from_raw(cls, raw: bytes) -> "PublicKey":
+    def from_raw(cls, raw: bytes) -> PublicKey:
         if not isinstance(raw, (bytes, bytearray)) or len(raw) != limits.PUBLIC_KEY_BYTES:
             raise ValidationError("public_key", raw, f"must be {limits.PUBLIC_KEY_BYTES} raw bytes")
         return cls(key_id=key_id_of(bytes(raw)), raw=bytes(raw), _key=Ed25519PublicKey.from_public_bytes(bytes(raw)))
@@ -61,7 +61,7 @@ class PublicKey:
 class SigningKey:
     """A private Ed25519 key bound to the signer id it signs for."""
 
-    __slots__ = ("signer_id", "_sk", "public")
+    __slots__ = ("_sk", "public", "signer_id")
 
     def __init__(self, signer_id: str, private: Ed25519PrivateKey) -> None:
         self.signer_id = signer_id
@@ -70,11 +70,11 @@ class SigningKey:
         self.public = PublicKey.from_raw(raw)
 
     @classmethod
-    def generate(cls, signer_id: str) -> "SigningKey":
+    def generate(cls, signer_id: str) -> SigningKey:
         return cls(signer_id, Ed25519PrivateKey.generate())
 
     @classmethod
-    def from_seed(cls, signer_id: str, seed: bytes) -> "SigningKey":
+    def from_seed(cls, signer_id: str, seed: bytes) -> SigningKey:
         """Deterministic key from a 32-byte seed (golden vectors and tests)."""
         if len(seed) != 32:
             raise ValidationError("seed", f"<{len(seed)} bytes>", "must be 32 bytes")

@@ -42,12 +42,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger import limits
-from ledger.wire import codec
 from ledger.errors import RejectCode, RejectError, ValidationError
-from ledger.wire.events import AgentRegistered, Checkpoint, KeyRevoked, KeyRotated
 from ledger.integrity.keyring import KeyInfo, KeyRing
 from ledger.integrity.keys import key_id_of, public_key_fingerprint
 from ledger.integrity.merkle import MAX_PROOF_HASHES, leaf_hash, verify_consistency, verify_inclusion
+from ledger.wire import codec
+from ledger.wire.events import AgentRegistered, Checkpoint, KeyRevoked, KeyRotated
 
 PROOF_FORMAT = "tokenledger-proof"
 PROOF_VERSION = 1

@@ -13,14 +13,15 @@ Pure: no I/O; state lives in the ``KeyRing`` and ``Chains`` it holds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
-from ledger.wire import codec
-from ledger.integrity.chain import Chains
 from ledger.errors import RejectCode, RejectError
-from ledger.wire.events import Interaction
+from ledger.integrity.chain import Chains
 from ledger.integrity.keyring import KeyRing
+from ledger.wire import codec
+from ledger.wire.events import Interaction
 
 if TYPE_CHECKING:
     from ledger.log import Log
@@ -137,9 +138,9 @@ class AuditReport:
                 "rejected": dict(self.rejected or {}), "first_error": self.first_error}
 
 
-def audit(log: "Log", topics: "str | list[str]", anchors: dict[str, bytes], *, batch: int = 2_000,
-          progress: "Callable[[int], None] | None" = None, verifier: Verifier | None = None,
-          on_accepted: "Callable[[Where, Accepted], None] | None" = None) -> AuditReport:
+def audit(log: Log, topics: str | list[str], anchors: dict[str, bytes], *, batch: int = 2_000,
+          progress: Callable[[int], None] | None = None, verifier: Verifier | None = None,
+          on_accepted: Callable[[Where, Accepted], None] | None = None) -> AuditReport:
     """Re-check every record of the topics from offset 0: schemas, signatures, keys, chains.
 
     Topics are read in the order given (the control topic first, as every reader does). A bad
@@ -156,9 +157,9 @@ def audit(log: "Log", topics: "str | list[str]", anchors: dict[str, bytes], *, b
     return report
 
 
-def _audit_topic(log: "Log", topic: str, verifier: Verifier, report: AuditReport, batch: int,
-                 progress: "Callable[[int], None] | None",
-                 on_accepted: "Callable[[Where, Accepted], None] | None" = None) -> None:
+def _audit_topic(log: Log, topic: str, verifier: Verifier, report: AuditReport, batch: int,
+                 progress: Callable[[int], None] | None,
+                 on_accepted: Callable[[Where, Accepted], None] | None = None) -> None:
     for partition in range(log.partitions(topic)):
         end = log.end_offset(topic, partition)
         offset = 0

@@ -588,7 +588,7 @@ class KafkaLog:
         except (kerr.KafkaError, OSError, ValueError) as e:  # ValueError: kafka-python's own argument checks
             raise _translate(e, op, self.bootstrap, **where) from None
 
-    def __enter__(self) -> "KafkaLog":
+    def __enter__(self) -> KafkaLog:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -174,10 +174,10 @@ class SqliteLog:
         if not 0 <= partition < n:
             raise ValidationError("partition", partition, f"topic {topic} has partitions 0..{n - 1}")
 
-    def _tx(self) -> "_Tx":
+    def _tx(self) -> _Tx:
         return _Tx(self._db)
 
-    def __enter__(self) -> "SqliteLog":
+    def __enter__(self) -> SqliteLog:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -34,7 +34,8 @@ from typing import Any
 
 from ledger.economics import budget as b
 from ledger.errors import LedgerError, ValidationError
-from ledger.wire.events import BUDGET_KINDS, BudgetPolicy as PolicyEvent
+from ledger.wire.events import BUDGET_KINDS
+from ledger.wire.events import BudgetPolicy as PolicyEvent
 
 MILLI = 1000  # confidences travel as thousandths on the log
 BUDGETS_VIEW_DIR = ("views", "budgets")  # <home>/views/budgets/<view>/*.parquet (processors/publish.py)

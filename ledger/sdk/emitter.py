@@ -26,25 +26,37 @@ from __future__ import annotations
 
 import fcntl
 import os
-from decimal import Decimal, InvalidOperation
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ledger import limits
-from ledger.wire import codec
-from ledger.integrity.chain import GENESIS, Head
 from ledger.errors import ChainForkError, LedgerError, LogError, RejectError, ValidationError
-from ledger.wire.events import (
-    EMPTY_CONTEXT, Action, Body, Compute, Context, Cosignature, Data, Flow, Interaction, LlmUsage, Trust,
-    check_int, check_opt_str,
-)
+from ledger.integrity.chain import GENESIS, Head
 from ledger.integrity.keys import SigningKey
 from ledger.log import DEFAULT_TOPIC, Log, partition_for
+from ledger.wire import codec
+from ledger.wire.events import (
+    EMPTY_CONTEXT,
+    Action,
+    Body,
+    Compute,
+    Context,
+    Cosignature,
+    Data,
+    Flow,
+    Interaction,
+    LlmUsage,
+    Trust,
+    check_int,
+    check_opt_str,
+)
 
 DEFAULT_BATCH_SIZE = 100  # events per signed record
 DEFAULT_LINGER_MS = 20.0  # longest a buffered event waits before the background flusher sends it
@@ -162,7 +174,7 @@ class Emitter:
             self._flusher.start()
 
     @classmethod
-    def open(cls, agent_id: str, *, home: str | Path | None = None, log: str | None = None, **options: Any) -> "Emitter":
+    def open(cls, agent_id: str, *, home: str | Path | None = None, log: str | None = None, **options: Any) -> Emitter:
         """An emitter for ``agent_id`` using the key, state and log of a ledger home."""
         from ledger.sdk.home import Home, resolve_home, resolve_log_url
 
@@ -356,7 +368,7 @@ class Emitter:
     def head(self) -> Head:
         return self._head
 
-    def __enter__(self) -> "Emitter":
+    def __enter__(self) -> Emitter:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -62,7 +62,7 @@ def resolve_home(cli_value: str | Path | None = None) -> Path:
     return Path.home() / ".tokenledger"
 
 
-def resolve_log_url(cli_value: str | None, home: "Home | None") -> str:
+def resolve_log_url(cli_value: str | None, home: Home | None) -> str:
     if cli_value:
         return cli_value
     env = os.environ.get(ENV_LOG)
@@ -82,7 +82,7 @@ class Home:
 
     @classmethod
     def init(cls, path: Path, *, log_url: str | None = None, topic_prefix: str = DEFAULT_TOPIC_PREFIX,
-             partitions: int = 1) -> "Home":
+             partitions: int = 1) -> Home:
         """Create a new home (refuses a non-empty directory that is not a home)."""
         path = Path(path)
         if (path / "config.json").exists():
@@ -109,7 +109,7 @@ class Home:
         return cls(path, config)
 
     @classmethod
-    def open(cls, path: Path) -> "Home":
+    def open(cls, path: Path) -> Home:
         path = Path(path)
         cfg = path / "config.json"
         if not path.is_dir():
@@ -144,7 +144,7 @@ class Home:
         """The signed input topics in the order every reader verifies them: control, then events."""
         return [self.control_topic, self.topic]
 
-    def operator_emitter(self, log: Log, **options: Any) -> "Emitter":
+    def operator_emitter(self, log: Log, **options: Any) -> Emitter:
         """An Emitter for the operator's control events (registrations, keys, policies, prices)."""
         from ledger.sdk.emitter import Emitter
 

@@ -35,16 +35,20 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from ledger import limits
+from ledger.economics.money import (
+    MICROS_PER_USD,
+    TOKENS_PER_MTOK,
+    check_tokens,
+    exact_number,
+    round_fraction,
+)
 from ledger.errors import ValidationError
 from ledger.wire.events import Action, Event, check_int, check_str
-from ledger.economics.money import (
-    MICROS_PER_USD, TOKENS_PER_MTOK, check_tokens, exact_number, round_fraction,
-)
 
 # -------------------------------------------------------------------------------- constants
 

@@ -60,16 +60,29 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ledger import limits
-from ledger.wire import codec
-from ledger.sources.attribution import (
-    IO_SPLIT_UNKNOWN, LABEL_AGENT_ID, LABEL_AGENT_LABEL, LABEL_ENTRY_INDEX, LABEL_IO_SPLIT, LABEL_SOURCE,
-    LABEL_STATE, LABEL_TOOL_CALLS, LABEL_TOTAL_TOKENS, LABEL_WORKFLOW_STATUS, SOURCE_CLAUDE_CODE, UNKNOWN_STAGE,
-    UNKNOWN_STATE, WORKFLOW_OPERATION, WorkflowAgent, WorkflowRun,
-)
-from ledger.sdk.emitter import Emitter
 from ledger.errors import LogError, RejectError, ValidationError
-from ledger.wire.events import Action, Context, Event, LlmUsage, check_int, check_str
 from ledger.log import Log
+from ledger.sdk.emitter import Emitter
+from ledger.sources.attribution import (
+    IO_SPLIT_UNKNOWN,
+    LABEL_AGENT_ID,
+    LABEL_AGENT_LABEL,
+    LABEL_ENTRY_INDEX,
+    LABEL_IO_SPLIT,
+    LABEL_SOURCE,
+    LABEL_STATE,
+    LABEL_TOOL_CALLS,
+    LABEL_TOTAL_TOKENS,
+    LABEL_WORKFLOW_STATUS,
+    SOURCE_CLAUDE_CODE,
+    UNKNOWN_STAGE,
+    UNKNOWN_STATE,
+    WORKFLOW_OPERATION,
+    WorkflowAgent,
+    WorkflowRun,
+)
+from ledger.wire import codec
+from ledger.wire.events import Action, Context, Event, LlmUsage, check_int, check_str
 
 # -------------------------------------------------------------------------------- limits and names
 
@@ -796,8 +809,23 @@ def _emit_one(record: ImportRecord, emitter: Emitter, known: Mapping[str, bytes 
 
 
 __all__ = [
-    "DIRECTORY_PATTERNS", "KINDS", "MAX_IMPORT_FILE_BYTES", "MAX_IMPORT_FILES", "ImportProblem", "ImportRecord",
-    "ImportSummary", "ParseResult", "check_import_time", "check_kind", "expand_paths", "idempotency_key",
-    "import_files", "imported_events", "imported_keys", "infer_provider", "parse", "parse_workflow_run",
+    "DIRECTORY_PATTERNS",
+    "KINDS",
+    "MAX_IMPORT_FILES",
+    "MAX_IMPORT_FILE_BYTES",
+    "ImportProblem",
+    "ImportRecord",
+    "ImportSummary",
+    "ParseResult",
+    "check_import_time",
+    "check_kind",
+    "expand_paths",
+    "idempotency_key",
+    "import_files",
+    "imported_events",
+    "imported_keys",
+    "infer_provider",
+    "parse",
+    "parse_workflow_run",
     "workflow_records",
 ]

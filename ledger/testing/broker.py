@@ -160,7 +160,7 @@ class Broker:
 
     # -- life cycle
 
-    def start(self) -> "Broker":
+    def start(self) -> Broker:
         """Start the broker and wait until it answers ApiVersions; LogError (with the log tail) if it cannot."""
         if self.alive():
             return self
@@ -221,7 +221,7 @@ class Broker:
         """SIGKILL at once (fault tests: a broker that dies mid-request). Keeps the directory and log."""
         self._signal_and_reap(signal.SIGKILL, 0.0)
 
-    def restart(self) -> "Broker":
+    def restart(self) -> Broker:
         """Kill the broker and start a new one on the same port. Every topic and record is gone afterwards."""
         self.kill()
         return self.start()
@@ -247,7 +247,7 @@ class Broker:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def __enter__(self) -> "Broker":
+    def __enter__(self) -> Broker:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ledger.wire import codec
-from ledger.sdk.emitter import Emitter
-from ledger.wire.events import AgentRegistered, Body, Context, KeyRevoked
-from ledger.sdk.home import OPERATOR_ID, Home
 from ledger.integrity.keys import SigningKey, save_key
+from ledger.sdk.emitter import Emitter
+from ledger.sdk.home import OPERATOR_ID, Home
+from ledger.wire import codec
+from ledger.wire.events import AgentRegistered, Body, Context, KeyRevoked
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in microseconds
 

@@ -29,15 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ledger.wire import codec
-from ledger.sdk.emitter import Emitter
-from ledger.wire.events import Action, AgentRegistered, Context, Data, Flow, Interaction, LlmUsage, Trust
-from ledger.integrity.keys import SigningKey
-from ledger.log import MemoryLog, Record
-from ledger.integrity.verify import Verifier, Where
 from ledger.integrity.keyring import KeyRing
-from processors.runtime.processor import Item, Quarantined
+from ledger.integrity.keys import SigningKey
+from ledger.integrity.verify import Verifier, Where
+from ledger.log import MemoryLog, Record
+from ledger.sdk.emitter import Emitter
+from ledger.wire import codec
+from ledger.wire.events import Action, AgentRegistered, Context, Data, Flow, Interaction, LlmUsage, Trust
 from processors.journal import Journal
+from processors.runtime.processor import Item, Quarantined
 from processors.runtime.runner import Crash, Runner
 from processors.runtime.store import Store
 

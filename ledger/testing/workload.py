@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 from ledger.wire.events import (
-    Action, AgentRegistered, Body, BudgetPolicy, Compute, Context, Data, Flow, Interaction, LlmUsage, Trust,
+    Action,
+    AgentRegistered,
+    Body,
+    BudgetPolicy,
+    Compute,
+    Context,
+    Data,
+    Flow,
+    Interaction,
+    LlmUsage,
+    Trust,
 )
 
 if TYPE_CHECKING:
@@ -144,11 +155,11 @@ def registration(agent: str, public_key: bytes, key_id: str, priority: int) -> A
                            org=ORG, project=PROJECT)
 
 
-def run_demo(home: "Home", *, tasks: int = 200, seed: int = 7, log_url: str | None = None,
+def run_demo(home: Home, *, tasks: int = 200, seed: int = 7, log_url: str | None = None,
              progress: Callable[[int], None] | None = None, batch_size: int = 100) -> DemoSummary:
-    from ledger.sdk.emitter import Emitter
     from ledger.integrity.keys import SigningKey, save_key
     from ledger.integrity.verify import audit
+    from ledger.sdk.emitter import Emitter
 
     log = home.open_log(log_url)
     try:

@@ -35,8 +35,8 @@ from typing import Any
 import fastavro
 
 from ledger import limits
-from ledger.wire import schemas
 from ledger.errors import RejectCode, RejectError, ValidationError
+from ledger.wire import schemas
 from ledger.wire.events import BY_AVRO, Body, Context, Event, Interaction
 
 DOMAIN_EVENT = b"tokenledger/event/v1\x00"

@@ -15,8 +15,9 @@ Pure: no I/O, no clock, no environment.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from ledger import limits
 from ledger.errors import ValidationError
@@ -831,11 +832,42 @@ def body_fields(body: Body) -> list[str]:
 
 
 __all__ = [
-    "Action", "AgentRegistered", "AllocationRule", "Body", "BudgetPolicy", "Compute", "Context", "Cosignature",
-    "Data", "Event", "Flow", "Interaction", "KeyRevoked", "KeyRotated", "LlmUsage", "PriceSet", "SettlementRule",
-    "Trust", "Rejected", "Checkpoint", "StateCheckpoint", "Allocation", "Settlement", "BudgetAlert",
-    "BudgetTransfer", "Reservation", "Outcome", "BODY_TYPES", "DERIVED_KINDS", "BY_KIND", "AGENT_KINDS", "CONTROL_KINDS", "GENESIS_HASH", "EMPTY_CONTEXT", "body_type",
+    "AGENT_KINDS",
+    "BODY_TYPES",
+    "BY_KIND",
+    "CONTROL_KINDS",
+    "DERIVED_KINDS",
+    "EMPTY_CONTEXT",
+    "GENESIS_HASH",
+    "Action",
+    "AgentRegistered",
+    "Allocation",
+    "AllocationRule",
+    "Body",
+    "BudgetAlert",
+    "BudgetPolicy",
+    "BudgetTransfer",
+    "Checkpoint",
+    "Compute",
+    "Context",
+    "Cosignature",
+    "Data",
+    "Event",
+    "Flow",
+    "Interaction",
+    "KeyRevoked",
+    "KeyRotated",
+    "LlmUsage",
+    "Outcome",
+    "PriceSet",
+    "Rejected",
+    "Reservation",
+    "Settlement",
+    "SettlementRule",
+    "StateCheckpoint",
+    "Trust",
     "body_from_dict",
+    "body_type",
 ]
 
 

@@ -18,8 +18,8 @@ Pure apart from reading the packaged schema files once (cached).
 from __future__ import annotations
 
 import functools
-import io
 import importlib.resources
+import io
 import json
 import re
 from dataclasses import dataclass

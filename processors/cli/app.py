@@ -11,20 +11,34 @@ import io
 import json
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
 from ledger.cli.app import (
-    EXIT_VERIFY, HomeOpt, JsonOpt, LogOpt, _home, _print_json, _progress, _table, app, err, guarded, main as _main,
+    EXIT_VERIFY,
+    HomeOpt,
+    JsonOpt,
+    LogOpt,
+    _home,
+    _print_json,
+    _progress,
+    _table,
+    app,
+    err,
+    guarded,
     out,
 )
+from ledger.cli.app import (
+    main as _main,
+)
 from ledger.errors import LedgerError, ValidationError
-from ledger.wire.events import AgentRegistered
 from ledger.sdk.home import OPERATOR_ID, Home, resolve_home, resolve_log_url
+from ledger.wire.events import AgentRegistered
 from processors import REGISTRY, get
-from processors.runtime.publish import published_views, read_state
-from processors.runtime.service import live_digest, processor_dir, replay as replay_state, views_dir
+from processors.runtime.publish import published_views
+from processors.runtime.service import live_digest, processor_dir, views_dir
+from processors.runtime.service import replay as replay_state
 from processors.runtime.supervisor import pid_alive, supervise
 
 NamesArg = typer.Argument(None, help="Processors to run (default: all).")
@@ -40,7 +54,7 @@ def _names(names: list[str] | None) -> list[str]:
 
 @app.command(epilog="Example: tokenledger run            ·  tokenledger run journal --until-caught-up")
 @guarded
-def run(names: Optional[list[str]] = NamesArg, home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
+def run(names: list[str] | None = NamesArg, home: str | None = HomeOpt, log: str | None = LogOpt,
         until_caught_up: bool = typer.Option(False, help="Exit once every processor has read the whole log.")) -> None:
     """Start each processor as its own process (own DuckDB file) and supervise them; Ctrl-C stops them cleanly."""
     h = _home(home)
@@ -74,7 +88,7 @@ def _status_rows(h: Home) -> list[dict[str, Any]]:
 
 @app.command(epilog="Example: tokenledger status --json")
 @guarded
-def status(home: Optional[str] = HomeOpt, json_: bool = JsonOpt) -> None:
+def status(home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """Per processor: state, position, lag, events/s and last error."""
     rows = _status_rows(_home(home))
     if json_:
@@ -89,7 +103,7 @@ def status(home: Optional[str] = HomeOpt, json_: bool = JsonOpt) -> None:
 
 @app.command(epilog="Example: tokenledger digest journal")
 @guarded
-def digest(name: str, home: Optional[str] = HomeOpt, json_: bool = JsonOpt) -> None:
+def digest(name: str, home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """The processor's state digest (a hash over the canonical contents of its views) and its positions."""
     get(name)
     d = live_digest(_home(home), name)
@@ -103,7 +117,7 @@ def digest(name: str, home: Optional[str] = HomeOpt, json_: bool = JsonOpt) -> N
 
 @app.command(epilog="Example: tokenledger replay journal     (exit 1 if the rebuilt state differs)")
 @guarded
-def replay(name: str, home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt, json_: bool = JsonOpt,
+def replay(name: str, home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt,
            keep: bool = typer.Option(False, help="Keep the rebuilt DuckDB file.")) -> None:
     """Rebuild NAME's state from offset 0 into a fresh file, up to the live positions, and compare digests."""
     get(name)
@@ -170,7 +184,7 @@ def views_sql(h: Home) -> str:
 
 @app.command(epilog='Example: tokenledger query "SELECT kind, count(*) FROM events GROUP BY kind" --csv')
 @guarded
-def query(sql: str, home: Optional[str] = HomeOpt, json_: bool = JsonOpt,
+def query(sql: str, home: str | None = HomeOpt, json_: bool = JsonOpt,
           csv_: bool = typer.Option(False, "--csv", help="Print CSV.")) -> None:
     """Run SQL over the published views (never blocks the processors). `tokenledger query "SHOW TABLES"` lists them."""
     import duckdb
@@ -234,7 +248,7 @@ DEMO_VIEWS = (
 
 @app.command(epilog="Example: tokenledger demo            ·  tokenledger demo --tasks 50 --home /tmp/demo-home")
 @guarded
-def demo(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
+def demo(home: str | None = HomeOpt, log: str | None = LogOpt,
          tasks: int = typer.Option(200, min=1, max=100_000, help="Tasks the planner fans out (~25 events each)."),
          seed: int = typer.Option(7, help="Workload seed."), json_: bool = JsonOpt) -> None:
     """Run the whole system on a multi-agent workload: planner → researcher / writer / critic with LLM calls,
@@ -319,8 +333,8 @@ def demo(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt,
     out.print(f"report: {summary['report']}", markup=False)
 
 
-from processors.cli import econ as cli_econ  # noqa: E402,F401  (registers reprice and econ; before main() for python -m)
 from processors.cli import budget as cli_budgets  # noqa: E402,F401
+from processors.cli import econ as cli_econ  # noqa: E402,F401  (registers reprice and econ; before main() for python -m)
 from processors.cli import proofs as cli_proofs  # noqa: E402,F401  (prove, verify-proof, checkpoint)
 from processors.cli import report as cli_report  # noqa: E402,F401  (report)
 

@@ -10,14 +10,14 @@ Registered by one import at the end of processors/cli.py.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
-from ledger.sdk import admission
-from ledger.economics.budget import default_policy
 from ledger.cli.app import HomeOpt, JsonOpt, LogOpt, _home, _operator_emit, _print_json, _table, app, guarded
+from ledger.economics.budget import default_policy
 from ledger.errors import ValidationError
+from ledger.sdk import admission
 from ledger.wire.events import BUDGET_SCOPES, BudgetPolicy
 
 budget_app = typer.Typer(no_args_is_help=True, help="Budgets: admission checks, policies, the budgets view.",
@@ -42,11 +42,11 @@ def _view(home: Path, processor: str, view: str, key: tuple[str, ...]) -> list[d
 def budget_check(agent: str = typer.Option(..., "--agent", help="The agent that wants to spend."),
                  kind: str = typer.Option(..., "--kind", help="action | data | compute | trust | llm_tokens | usd"),
                  amount: int = typer.Option(..., "--amount", help="Units of the kind (usd: micro-USD)."),
-                 org: Optional[str] = typer.Option(None, help="The spend's org (its hierarchy)."),
-                 project: Optional[str] = typer.Option(None, help="The spend's project."),
-                 task: Optional[str] = typer.Option(None, help="The spend's task."),
-                 at_us: Optional[int] = typer.Option(None, "--at-us", help="Event time to judge at (default: now)."),
-                 home: Optional[str] = HomeOpt, json_: bool = JsonOpt) -> None:
+                 org: str | None = typer.Option(None, help="The spend's org (its hierarchy)."),
+                 project: str | None = typer.Option(None, help="The spend's project."),
+                 task: str | None = typer.Option(None, help="The spend's task."),
+                 at_us: int | None = typer.Option(None, "--at-us", help="Event time to judge at (default: now)."),
+                 home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """allow / throttle (with the backoff delay) / deny, from the latest published budgets view (advisory)."""
     h = _home(home)
     ans = admission.check(h.path, agent, kind, amount, org=org, project=project, task=task, at_us=at_us)
@@ -63,18 +63,18 @@ def budget_set(scope: str = typer.Argument(..., help="org | project | task | age
                scope_id: str = typer.Argument(..., help="The org, project, task or agent id."),
                kind: str = typer.Option(..., "--kind", help="action | data | compute | trust | llm_tokens | usd"),
                allocation: int = typer.Option(..., "--allocation", help="Units per window (usd: micro-USD)."),
-               reset_interval_us: Optional[int] = typer.Option(None, help="Window length, us (default: the kind's)."),
-               soft_limit_pct: Optional[int] = typer.Option(None, help="Soft limit, % of the allocation."),
-               hard_limit_pct: Optional[int] = typer.Option(None, help="Hard limit, % of the allocation."),
-               throttle_at_soft: Optional[bool] = typer.Option(None, "--throttle-at-soft/--no-throttle-at-soft"),
-               suspend_at_hard: Optional[bool] = typer.Option(None, "--suspend-at-hard/--no-suspend-at-hard"),
-               emergency_reserve_pct: Optional[int] = typer.Option(None, help="Emergency reserve beyond the hard limit, %."),
-               hard_limit_action: Optional[str] = typer.Option(None, help="allow | throttle | deny | alert_only"),
-               min_reserve: Optional[int] = typer.Option(None, help="Never lent to siblings (default 10% of allocation)."),
+               reset_interval_us: int | None = typer.Option(None, help="Window length, us (default: the kind's)."),
+               soft_limit_pct: int | None = typer.Option(None, help="Soft limit, % of the allocation."),
+               hard_limit_pct: int | None = typer.Option(None, help="Hard limit, % of the allocation."),
+               throttle_at_soft: bool | None = typer.Option(None, "--throttle-at-soft/--no-throttle-at-soft"),
+               suspend_at_hard: bool | None = typer.Option(None, "--suspend-at-hard/--no-suspend-at-hard"),
+               emergency_reserve_pct: int | None = typer.Option(None, help="Emergency reserve beyond the hard limit, %."),
+               hard_limit_action: str | None = typer.Option(None, help="allow | throttle | deny | alert_only"),
+               min_reserve: int | None = typer.Option(None, help="Never lent to siblings (default 10% of allocation)."),
                priority: int = typer.Option(1, help="Reallocation priority (higher keeps its budget)."),
-               confidence_threshold: Optional[float] = typer.Option(None, help="Confidence gate in [0, 1]."),
+               confidence_threshold: float | None = typer.Option(None, help="Confidence gate in [0, 1]."),
                effective_from_us: int = typer.Option(0, help="Windows start at this event time + k * interval."),
-               home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt, json_: bool = JsonOpt) -> None:
+               home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
     """Emit a budget policy (signed by the operator); unset fields take the seed defaults of the kind."""
     if scope not in BUDGET_SCOPES:
         raise ValidationError("scope", scope, f"must be one of {', '.join(BUDGET_SCOPES)}")
@@ -107,8 +107,8 @@ def budget_set(scope: str = typer.Argument(..., help="org | project | task | age
 
 @budget_app.command("show", epilog="Example: tokenledger budget show --kind usd")
 @guarded
-def budget_show(kind: Optional[str] = typer.Option(None, "--kind", help="Only this budget kind."),
-                home: Optional[str] = HomeOpt, json_: bool = JsonOpt) -> None:
+def budget_show(kind: str | None = typer.Option(None, "--kind", help="Only this budget kind."),
+                home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """The published budgets view: per scope and kind, allocation, use and status."""
     h = _home(home)
     rows = [r for r in _view(h.path, "budgets", "budgets", ("scope", "scope_id", "budget_kind"))
@@ -121,7 +121,7 @@ def budget_show(kind: Optional[str] = typer.Option(None, "--kind", help="Only th
 
 @reputation_app.command("show", epilog="Example: tokenledger reputation show --json")
 @guarded
-def reputation_show(home: Optional[str] = HomeOpt, json_: bool = JsonOpt) -> None:
+def reputation_show(home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """The published reputation view: scores per dimension, overall, tier, budget multiplier."""
     h = _home(home)
     rows = _view(h.path, "reputation", "reputation", ("agent_id",))

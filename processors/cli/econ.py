@@ -16,17 +16,17 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
+from ledger.cli.app import HomeOpt, JsonOpt, LogOpt, _home, _int_arg, _print_json, _table, app, guarded, out, parse_time
 from ledger.economics import econ
 from ledger.economics.allocation import ALLOCATION_METHODS, NASH_BARGAINING, allocate
-from ledger.cli.app import HomeOpt, JsonOpt, LogOpt, _home, _int_arg, _print_json, _table, app, guarded, out, parse_time
-from ledger.errors import ValidationError
 from ledger.economics.metering import estimate_interaction_cost
 from ledger.economics.money import format_usd, parse_usd
 from ledger.economics.pricing import ModelPrice, default_price_book
+from ledger.errors import ValidationError
 from processors.allocations import ALLOCATIONS, Allocations, PriceLookup
 from processors.runtime.publish import parse_positions
 from processors.runtime.runner import Runner
@@ -208,12 +208,12 @@ def _diff(con: Any, side_file: str) -> RepriceReport:
 @app.command(epilog="Example: tokenledger reprice --price anthropic/claude-opus-4-6=4,20,0.4,5   ·   "
                     "tokenledger reprice --as-of 2026-06-01T00:00:00Z --json")
 @guarded
-def reprice(as_of: Optional[str] = typer.Option(None, "--as-of", help="Price every interaction with the book as it "
+def reprice(as_of: str | None = typer.Option(None, "--as-of", help="Price every interaction with the book as it "
                                                 "stood at TIME (ISO-8601 or microseconds), not at its own event time."),
-            price: Optional[list[str]] = typer.Option(None, "--price", help="An alternative entry, in force for all "
+            price: list[str] | None = typer.Option(None, "--price", help="An alternative entry, in force for all "
                                                       "time: provider/model=input,output,cache_read,cache_write "
                                                       "(USD per million tokens). Repeatable."),
-            home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt, json_: bool = JsonOpt,
+            home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt,
             keep: bool = typer.Option(False, help="Keep the side DuckDB file (reprice-*/state.duckdb)."),
             limit: str = typer.Option(str(REPRICE_ROWS_SHOWN), help="Diff rows to print (0 = all).")) -> None:
     """Re-price the allocations with another price book into a side view and report what changed (and that
@@ -326,7 +326,7 @@ def _number(field: str, text: str | None, meaning: str) -> float | None:
 @guarded
 def econ_deposit(responder: str = typer.Option(..., help="Responder's provider/model (its input rate is used)."),
                  request_tokens: str = typer.Option(..., help="Estimated request size, tokens."),
-                 reputation: Optional[str] = typer.Option(None, help="Requestor's reputation 0-100 (omit: unknown)."),
+                 reputation: str | None = typer.Option(None, help="Requestor's reputation 0-100 (omit: unknown)."),
                  interactions: str = typer.Option("0", help="Requestor's past interactions."),
                  json_: bool = JsonOpt) -> None:
     """Spam deposit for a request, and whether the progressive access limit lets it through."""
@@ -388,4 +388,4 @@ def econ_cache(model: str = typer.Option(..., help="provider/model (its input, c
         "total_uncached_micros": c.total_uncached, "savings_pct": round(c.savings_pct, 2)})
 
 
-__all__ = ["Repricer", "RepriceReport", "parse_price", "reprice_home", "ALLOCATIONS"]
+__all__ = ["ALLOCATIONS", "RepriceReport", "Repricer", "parse_price", "reprice_home"]

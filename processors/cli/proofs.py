@@ -16,20 +16,33 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any
 
 import typer
 
-from ledger.wire import codec
-from ledger.integrity.checkpoints import SignedEntry, check_state, control_keyring, read_checkpoints, registration_records
 from ledger.cli.app import HomeOpt, JsonOpt, LogOpt, _home, _print_json, _table, app, guarded, out
 from ledger.errors import LedgerError, RejectCode, RejectError, ValidationError
-from ledger.wire.events import Checkpoint
-from ledger.sdk.home import Home, resolve_log_url
-from ledger.log import Log
+from ledger.integrity.checkpoints import (
+    SignedEntry,
+    check_state,
+    control_keyring,
+    read_checkpoints,
+    registration_records,
+)
 from ledger.integrity.merkle import MerkleTree
-from ledger.integrity.proofs import CheckpointRef, build_consistency_proof, build_inclusion_proof, load_proof, verify_proof
+from ledger.integrity.proofs import (
+    CheckpointRef,
+    build_consistency_proof,
+    build_inclusion_proof,
+    load_proof,
+    verify_proof,
+)
+from ledger.log import Log
+from ledger.sdk.home import Home, resolve_log_url
+from ledger.wire import codec
+from ledger.wire.events import Checkpoint
 from processors.notary import CHECKPOINT_EVERY_EVENTS, NOTARY_SIGNER, Notary
 from processors.runtime.publish import Publisher
 from processors.runtime.service import open_runner, processor_dir, signer_id, views_dir
@@ -204,15 +217,15 @@ def check_state_checkpoints(h: Home, lg: Log, name: str, rebuilt: dict[str, Any]
 @app.command(epilog="Example: tokenledger prove 3f2a...e1 --out proof.json   ·   "
                     "tokenledger prove --consistency OLD_CHECKPOINT_ID NEW_CHECKPOINT_ID")
 @guarded
-def prove(event_id: Optional[str] = typer.Argument(None, help="The event to prove (32 hex chars)."),
-          consistency: Optional[Tuple[str, str]] = typer.Option(
+def prove(event_id: str | None = typer.Argument(None, help="The event to prove (32 hex chars)."),
+          consistency: tuple[str, str] | None = typer.Option(
               None, "--consistency", metavar="OLD NEW",
               help="Instead: prove checkpoint NEW extends checkpoint OLD (both notary checkpoint event ids, "
                    "same partition; see the `checkpoints` view or `tokenledger checkpoint --json`)."),
-          checkpoint: Optional[str] = typer.Option(None, help="Prove against this checkpoint (event id) "
+          checkpoint: str | None = typer.Option(None, help="Prove against this checkpoint (event id) "
                                                               "instead of the latest one covering the event."),
-          out_: Optional[Path] = typer.Option(None, "--out", help="Proof file (default: proof-<id>.json here)."),
-          home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt, json_: bool = JsonOpt) -> None:
+          out_: Path | None = typer.Option(None, "--out", help="Proof file (default: proof-<id>.json here)."),
+          home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
     """Write a self-contained proof file: the event's bytes and signed batch, its Merkle inclusion path to a
     signed notary checkpoint, and the registrations of every key involved. Check it anywhere with
     `tokenledger verify-proof FILE --operator-key HEX`."""
@@ -249,10 +262,10 @@ def _print_report(title: str, r: dict[str, Any]) -> None:
 @app.command("verify-proof", epilog="Example: tokenledger verify-proof proof.json --operator-key 5c1f...9a")
 @guarded
 def verify_proof_cmd(file: Path = typer.Argument(..., help="A proof file written by `tokenledger prove`."),
-                     operator_key: Optional[List[str]] = typer.Option(
+                     operator_key: list[str] | None = typer.Option(
                          None, "--operator-key", help="A trusted operator public key, 64 hex chars (repeatable). "
                                                       "Default: the operators in the home's config."),
-                     home: Optional[str] = HomeOpt, json_: bool = JsonOpt) -> None:
+                     home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """Check a proof file offline: signatures, key registrations back to a trusted operator key, the event in
     its batch, the Merkle path to the signed checkpoint root (or the consistency of two checkpoints).
     Exit code 1 and the failed check if it does not hold."""
@@ -283,7 +296,7 @@ def verify_proof_cmd(file: Path = typer.Argument(..., help="A proof file written
 
 @app.command("checkpoint", epilog="Example: tokenledger checkpoint --json")
 @guarded
-def checkpoint_cmd(home: Optional[str] = HomeOpt, log: Optional[str] = LogOpt, json_: bool = JsonOpt) -> None:
+def checkpoint_cmd(home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
     """Run the notary until it has read the whole log, then sign a checkpoint of every partition's current
     Merkle tree (the notary must not be running; while it runs it checkpoints by itself every
     1,000 events per partition)."""

@@ -9,7 +9,7 @@ Never: fetch anything over the network, or write anywhere but the ``--html`` fil
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -61,10 +61,10 @@ def print_tables(model: dict[str, Any]) -> None:
 
 @app.command(epilog=REPORT_EPILOG)
 @guarded
-def report(home: Optional[str] = HomeOpt, json_: bool = JsonOpt,
-           html: Optional[Path] = typer.Option(None, "--html", help="Also write one self-contained HTML page "
+def report(home: str | None = HomeOpt, json_: bool = JsonOpt,
+           html: Path | None = typer.Option(None, "--html", help="Also write one self-contained HTML page "
                                                "with charts to this file."),
-           run: Optional[str] = typer.Option(None, "--run", help="Only this run's cost waterfall.")) -> None:
+           run: str | None = typer.Option(None, "--run", help="Only this run's cost waterfall.")) -> None:
     """Cost attribution per run (stage waterfall, sum invariant, degradation, routing savings), efficiency per
     agent / task / project / model, budget burn-rate forecasts, reputation and settlements."""
     model = rep.select_run(rep.build(_home(home)), run)

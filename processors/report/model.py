@@ -36,14 +36,14 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ledger.sources import attribution
 from ledger.cli.app import fmt_time
-from ledger.errors import EconomicsError, ValidationError
-from ledger.wire.events import Action, Context, Event, LlmUsage
-from ledger.sdk.home import Home
 from ledger.economics.money import format_usd
 from ledger.economics.pricing import ModelPrice, PriceBook, default_price_book, usage_cost
 from ledger.economics.reputation import TrustEvent, reputation
+from ledger.errors import EconomicsError, ValidationError
+from ledger.sdk.home import Home
+from ledger.sources import attribution
+from ledger.wire.events import Action, Context, Event, LlmUsage
 from processors.report.metrics import burn_forecast, efficiency, model_breakdown
 
 MAX_SERIES_POINTS = 200  # points per line on a chart (downsampled evenly, last point kept)

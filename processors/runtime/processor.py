@@ -15,9 +15,9 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ledger.log import Record
 from ledger.wire.codec import DecodedEvent
 from ledger.wire.events import Body
-from ledger.log import Record
 
 
 @dataclass(frozen=True)

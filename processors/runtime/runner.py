@@ -25,18 +25,19 @@ import gc
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ledger import limits
-from ledger.wire import codec
-from ledger.integrity.chain import Head
 from ledger.errors import RejectError
-from ledger.wire.events import EMPTY_CONTEXT
+from ledger.integrity.chain import Head
 from ledger.integrity.keys import SigningKey
-from ledger.log import Log, Record
 from ledger.integrity.verify import Verifier, Where
+from ledger.log import Log, Record
+from ledger.wire import codec
+from ledger.wire.events import EMPTY_CONTEXT
 from processors.runtime.processor import Derived, Item, Processor, Quarantined
 from processors.runtime.store import Store
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ledger import limits
-from ledger.wire.events import AgentRegistered, StateCheckpoint
-from ledger.sdk.home import Home
 from ledger.integrity.keys import SigningKey, save_key
 from ledger.log import Log
+from ledger.sdk.home import Home
+from ledger.wire.events import AgentRegistered, StateCheckpoint
 from processors import get
 from processors.runtime.processor import Derived, Processor
 from processors.runtime.publish import Publisher, parse_positions, read_state

@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from ledger.integrity.chain import Chains, Head
 from ledger.errors import LedgerError
+from ledger.integrity.chain import Chains, Head
 from ledger.integrity.keyring import KeyInfo, KeyRing
 from ledger.integrity.keys import PublicKey
-from ledger import limits
 from processors.runtime.processor import Column, View
 
 QUARANTINE = View(

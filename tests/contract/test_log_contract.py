@@ -21,13 +21,13 @@ from collections import defaultdict
 
 import pytest
 
-from ledger.wire import codec
 from ledger.errors import LogError, RejectError, ValidationError
-from ledger.wire.events import GENESIS_HASH, Action, Context
 from ledger.integrity.keyring import KeyRing
 from ledger.integrity.keys import SigningKey
-from ledger.log import Log, Record, open_log, partition_for, read_all
 from ledger.integrity.verify import Verifier, Where
+from ledger.log import Log, Record, open_log, partition_for, read_all
+from ledger.wire import codec
+from ledger.wire.events import GENESIS_HASH, Action, Context
 
 LARGE_RECORD_BYTES = 900 * 1024  # near MAX_RECORD_BYTES (1 MiB): a full batch must round-trip
 WAIT_S = 20.0  # upper bound for anything that waits on another thread or process (never reached when green)

@@ -10,11 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from ledger import Emitter, open_log
-from processors.cli.app import app
 from ledger.errors import HomeError, KeyFileError, ValidationError
-from ledger.wire.events import Action, Compute, Data, Flow, Interaction, LlmUsage, Trust, body_from_dict
 from ledger.integrity.keys import SigningKey, load_key, save_key
 from ledger.testing.homes import make_home
+from ledger.wire.events import Action, Compute, Data, Flow, Interaction, LlmUsage, Trust, body_from_dict
+from processors.cli.app import app
 
 runner = CliRunner()
 

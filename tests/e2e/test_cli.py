@@ -119,8 +119,8 @@ def test_demo_runs_end_to_end(tmp_path):
     res = json.loads(r.stdout)
     assert res["verify"]["ok"] and res["events"] > 300
     assert set(res["per_agent"]) == {"planner", "researcher", "writer", "critic"}
-    from ledger.testing.workload import demo_policies
     from ledger.economics.price_events import default_price_events
+    from ledger.testing.workload import demo_policies
 
     # + operator, four registrations, the default price book (price_set) and the demo's budget policies
     assert res["verify"]["accepted_events"] == (res["events"] + 5 + len(default_price_events())

@@ -18,10 +18,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ledger.wire import codec
-from ledger.log import read_all
 from ledger.integrity.verify import audit
+from ledger.log import read_all
 from ledger.testing.homes import make_home
+from ledger.wire import codec
 
 HERE = Path(__file__).resolve().parents[1] / "support"
 KILLS = 20

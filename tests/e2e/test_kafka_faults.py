@@ -32,10 +32,10 @@ from kafka import TopicPartition
 from kafka.errors import OffsetOutOfRangeError as KafkaOffsetOutOfRange
 
 from ledger import limits
-from ledger.testing.broker import Broker, api_versions_ok, free_port
 from ledger.errors import LogError, ValidationError
 from ledger.log import open_log, partition_for
 from ledger.log.kafka import KafkaLog
+from ledger.testing.broker import Broker, api_versions_ok, free_port
 
 pytestmark = pytest.mark.kafka
 

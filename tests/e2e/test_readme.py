@@ -7,9 +7,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from processors.cli.app import app
 from ledger.integrity.verify import audit
 from ledger.testing.homes import make_home
+from processors.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()

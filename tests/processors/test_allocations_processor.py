@@ -12,10 +12,10 @@
 from __future__ import annotations
 
 import pytest
-
-from ledger.wire.events import AllocationRule, Context, PriceSet
 from support.econ import call, control, derived, econ_home, emit_as, replay_equal, rows, run
+
 from ledger.testing.homes import T0, fill
+from ledger.wire.events import AllocationRule, Context, PriceSet
 
 BACKENDS = [pytest.param("sqlite"), pytest.param("kafka", marks=pytest.mark.kafka)]
 

@@ -22,16 +22,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ledger.wire import codec
 from ledger.economics.budget import US_PER_HOUR, window_start
-from ledger.sdk.emitter import Emitter
-from ledger.wire.events import AgentRegistered, BudgetPolicy, Context, Outcome
-from ledger.sdk.home import Home
 from ledger.integrity.keys import SigningKey, save_key
 from ledger.log import read_all
+from ledger.sdk.emitter import Emitter
+from ledger.sdk.home import Home
+from ledger.testing.homes import T0, fill, make_home
+from ledger.wire import codec
+from ledger.wire.events import AgentRegistered, BudgetPolicy, Context, Outcome
 from processors.runtime.publish import Publisher
 from processors.runtime.service import live_digest, open_runner, replay, views_dir
-from ledger.testing.homes import T0, fill, make_home
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKENDS = [pytest.param("sqlite"), pytest.param("kafka", marks=pytest.mark.kafka)]

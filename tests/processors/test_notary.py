@@ -23,17 +23,17 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ledger.wire import codec
 from ledger.integrity.checkpoints import audit_with_checkpoints, control_keyring, read_checkpoints
-from ledger.wire.events import AgentRegistered, Checkpoint, EMPTY_CONTEXT, StateCheckpoint
-from ledger.sdk.home import Home
+from ledger.integrity.merkle import MerkleTree, leaf_hash
 from ledger.log import Log, read_all
 from ledger.log.memory import MemoryLog
-from ledger.integrity.merkle import MerkleTree, leaf_hash
+from ledger.sdk.home import Home
+from ledger.testing.homes import T0, fill, make_home
+from ledger.wire import codec
+from ledger.wire.events import EMPTY_CONTEXT, AgentRegistered, Checkpoint, StateCheckpoint
 from processors.cli.app import app
 from processors.notary import Notary
 from processors.runtime.service import open_runner, serve
-from ledger.testing.homes import T0, fill, make_home
 
 runner = CliRunner()
 BACKENDS = [pytest.param("sqlite"), pytest.param("kafka", marks=pytest.mark.kafka)]
@@ -152,8 +152,8 @@ def test_replay_reaches_the_same_state_and_checkpoints(nhome: Home, tmp_path: An
             live.close()
         target = tmp_path / "replay.duckdb"
         store = Store(target, Notary.views)
-        from processors.runtime.runner import Runner
         from processors.runtime.publish import parse_positions
+        from processors.runtime.runner import Runner
 
         r = Runner(Notary(), lg, store, anchors=nhome.anchors(), produce=False, max_records=3,
                    stop_at=parse_positions({"positions": positions}), topic_prefix=nhome.config["topic_prefix"])

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
+from test_notary import EVERY, invoke, nhome, notary_checkpoints, run_notary  # noqa: F401  (nhome: fixture)
 
 from ledger.errors import RejectCode, RejectError
-from ledger.sdk.home import Home
 from ledger.integrity.keys import SigningKey
 from ledger.integrity.proofs import load_proof, verify_proof
-from processors.cli.proofs import notary_leaves, prove_consistency, prove_event
+from ledger.sdk.home import Home
 from ledger.testing.homes import fill
-from test_notary import EVERY, invoke, notary_checkpoints, nhome, run_notary  # noqa: F401  (nhome: fixture)
+from processors.cli.proofs import notary_leaves, prove_consistency, prove_event
 
 
 def _leaf_ids(h: Home) -> dict[str, list[str]]:
@@ -64,9 +65,8 @@ def test_prove_and_verify_round_trip(nhome: Home, tmp_path: Path) -> None:
     for doc in (later, pinned, first):
         assert verify_proof(doc, nhome.anchors()).event_id == events[0]
     # a checkpoint that does not cover the event is refused with a hint
-    with nhome.open_log() as lg:
-        with pytest.raises(Exception, match="no signed checkpoint covers"):
-            prove_event(nhome, lg, events[-1], checkpoint_id=cps[0].event_id)
+    with nhome.open_log() as lg, pytest.raises(Exception, match="no signed checkpoint covers"):
+        prove_event(nhome, lg, events[-1], checkpoint_id=cps[0].event_id)
 
 
 def test_consistency_proofs(nhome: Home, tmp_path: Path) -> None:
@@ -175,6 +175,7 @@ def test_every_mutation_fails(proof: tuple[Home, dict[str, Any]], tmp_path: Path
     MUTATIONS["root"][0](bad)
     f.write_text(json.dumps(bad))
     from typer.testing import CliRunner
+
     from processors.cli.app import app
 
     r = CliRunner().invoke(app, ["verify-proof", str(f), "--home", str(h.path)])

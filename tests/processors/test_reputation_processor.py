@@ -8,14 +8,14 @@ import json
 from decimal import Decimal
 
 import pytest
-
-from ledger.sdk.emitter import Emitter
-from ledger.wire.events import Context, Outcome
-from ledger.sdk.home import Home
-from ledger.economics.reputation import US_PER_DAY, TrustEvent, reputation
-from processors.runtime.service import live_digest
-from ledger.testing.homes import T0, fill, make_home
 from test_budgets_processor import BACKENDS, kafka_home, replayed, rows, run
+
+from ledger.economics.reputation import US_PER_DAY, TrustEvent, reputation
+from ledger.sdk.emitter import Emitter
+from ledger.sdk.home import Home
+from ledger.testing.homes import T0, fill, make_home
+from ledger.wire.events import Context, Outcome
+from processors.runtime.service import live_digest
 
 CTX = Context(org="acme", project="p1")
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pytest
-
-from ledger.wire.events import SettlementRule
 from support.econ import call, control, derived, econ_home, emit_as, replay_equal, rows, run
-from processors.settlements import ALLOWED_LATENESS_US
+
 from ledger.testing.homes import T0, fill
+from ledger.wire.events import SettlementRule
+from processors.settlements import ALLOWED_LATENESS_US
 
 BACKENDS = [pytest.param("sqlite"), pytest.param("kafka", marks=pytest.mark.kafka)]
 MINUTE_US = 60_000_000

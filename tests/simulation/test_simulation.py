@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from processors.runtime.store import Store
 from ledger.testing.simulator import InvariantError, simulate
+from processors.runtime.store import Store
 
 SEEDS = range(4)
 

@@ -7,13 +7,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ledger.economics.price_events import default_price_events, price_event_time_us
+from ledger.log import read_all
+from ledger.sdk.home import Home
+from ledger.testing.homes import T0, make_home
 from ledger.wire import codec
 from ledger.wire.events import AgentRegistered, Body, Flow, Interaction
-from ledger.sdk.home import Home
-from ledger.log import read_all
-from ledger.economics.price_events import default_price_events, price_event_time_us
 from processors.runtime.service import live_digest, open_runner, replay
-from ledger.testing.homes import T0, make_home
 
 
 def econ_home(tmp_path: Path, backend: str = "sqlite", kafka_url: str | None = None,

@@ -30,9 +30,9 @@ from ledger.economics.allocation import (
     allocate_nash_bargaining,
     allocate_shapley,
 )
-from ledger.errors import EconomicsError, ValidationError
 from ledger.economics.metering import InteractionFlows, MeteredInteraction, meter_interaction
 from ledger.economics.pricing import default_price_book
+from ledger.errors import EconomicsError, ValidationError
 
 FAST = settings(max_examples=150, deadline=None)
 MODELS = sorted((p, m) for p, models in DEFAULT_PROVIDER_PRICING.items() for m in models)

@@ -67,8 +67,8 @@ from ledger.economics.budget import (
     view,
     window_start,
 )
-from ledger.errors import ValidationError
 from ledger.economics.reallocation import Refusal, Transfer
+from ledger.errors import ValidationError
 
 AGENT = Scope(ScopeLevel.AGENT, "agent-1")
 T0 = 1_700_000_000 * US_PER_SECOND  # an event time well inside a day

@@ -9,8 +9,9 @@ amount (plus float noise); multipliers and ratios agree to float precision.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 import context_window_economics as reference
 import pytest
@@ -40,8 +41,8 @@ from ledger.economics.econ import (
     position_multiplier,
     qos_config_for_tier,
 )
-from ledger.errors import ValidationError
 from ledger.economics.pricing import default_price_book
+from ledger.errors import ValidationError
 
 FAST = settings(max_examples=200, deadline=None)
 EPSILON = 1e-3  # micro-USD of float noise in the reference at these sizes

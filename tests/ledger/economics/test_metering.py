@@ -18,8 +18,6 @@ from context_window_economics.schema import DEFAULT_PROVIDER_PRICING
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.errors import ValidationError
-from ledger.wire.events import Interaction
 from ledger.economics.metering import (
     FlowTokens,
     InteractionFlows,
@@ -28,6 +26,8 @@ from ledger.economics.metering import (
     meter_interaction,
 )
 from ledger.economics.pricing import default_price_book
+from ledger.errors import ValidationError
+from ledger.wire.events import Interaction
 
 FAST = settings(max_examples=150, deadline=None)
 MODELS = sorted((p, m) for p, models in DEFAULT_PROVIDER_PRICING.items() for m in models)

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.errors import EconomicsError, ValidationError
 from ledger.economics.money import (
     MAX_EVENT_TIME_US,
     MAX_MICROS,
@@ -36,6 +35,7 @@ from ledger.economics.money import (
     split_largest_remainder,
     usd_to_micros,
 )
+from ledger.errors import EconomicsError, ValidationError
 
 FAST = settings(max_examples=200, deadline=None)
 tokens = st.integers(0, MAX_TOKENS)

@@ -20,7 +20,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.economics.allocation import allocate
-from ledger.errors import ValidationError
 from ledger.economics.metering import InteractionFlows, meter_interaction
 from ledger.economics.netting import (
     EXACT_SETTLEMENT_MAX_AGENTS,
@@ -38,6 +37,7 @@ from ledger.economics.netting import (
     window_start,
 )
 from ledger.economics.pricing import default_price_book
+from ledger.errors import ValidationError
 
 FAST = settings(max_examples=200, deadline=None)
 AGENTS = [f"agent-{letter}" for letter in "abcdefgh"]

@@ -16,8 +16,6 @@ from context_window_economics.schema import DEFAULT_PROVIDER_PRICING, AgentPrici
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.errors import EconomicsError, RejectCode, ValidationError
-from ledger.wire.events import PriceSet
 from ledger.economics.money import MAX_EVENT_TIME_US, cost_micros
 from ledger.economics.pricing import (
     ModelPrice,
@@ -26,6 +24,8 @@ from ledger.economics.pricing import (
     price_book_from_json,
     usage_cost,
 )
+from ledger.errors import EconomicsError, RejectCode, ValidationError
+from ledger.wire.events import PriceSet
 
 FAST = settings(max_examples=200, deadline=None)
 REFERENCE_MODELS = sorted((p, m) for p, models in DEFAULT_PROVIDER_PRICING.items() for m in models)

@@ -19,7 +19,6 @@ from tbcontracts import BudgetManager, ConfidenceGate
 from tbcontracts.contract import BudgetContract
 from tbcontracts.exceptions import BudgetExceededError
 
-from ledger.errors import ValidationError
 from ledger.economics.reallocation import (
     Participant,
     Refusal,
@@ -31,6 +30,7 @@ from ledger.economics.reallocation import (
     plan_reallocation,
     reputation_allocation,
 )
+from ledger.errors import ValidationError
 
 # (agent_id, priority, max_tokens, consumed, min_reserve or None for the 10% default)
 Agent = tuple[str, int, int, int, "int | None"]

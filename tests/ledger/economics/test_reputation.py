@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.errors import ValidationError
 from ledger.economics.reputation import (
     DEFAULT_HALF_LIFE_US,
     DEFAULT_WEIGHTS,
@@ -33,6 +32,7 @@ from ledger.economics.reputation import (
     task_incentive,
     usage_trust_change,
 )
+from ledger.errors import ValidationError
 
 T0 = 1_700_000_000_000_000
 ACC, COMP, FEED, REL = TrustDimension.ACCURACY, TrustDimension.COMPLIANCE, TrustDimension.FEEDBACK, TrustDimension.RELIABILITY

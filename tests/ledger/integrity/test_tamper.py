@@ -13,11 +13,11 @@ import sqlite3
 import pytest
 from typer.testing import CliRunner
 
-from processors.cli.app import app
-from ledger.sdk.emitter import Emitter
-from ledger.wire.events import Action, AgentRegistered
 from ledger.integrity.keys import SigningKey
+from ledger.sdk.emitter import Emitter
 from ledger.testing.homes import T0, build_record, make_home, revoke
+from ledger.wire.events import Action, AgentRegistered
+from processors.cli.app import app
 
 runner = CliRunner()
 

@@ -9,12 +9,12 @@ import time
 import pytest
 
 from ledger import Emitter, KeyRing, Verifier
-from ledger.integrity.chain import GENESIS
 from ledger.errors import ChainForkError, LedgerError, LogError
-from ledger.wire.events import Action
-from ledger.log import read_all
+from ledger.integrity.chain import GENESIS
 from ledger.integrity.verify import audit
+from ledger.log import read_all
 from ledger.testing.homes import T0, make_home
+from ledger.wire.events import Action
 
 
 @pytest.fixture

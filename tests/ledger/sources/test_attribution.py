@@ -23,16 +23,28 @@ from agent_cost_attribution.cli import render
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.sources.attribution import (
-    DEFAULT_INPUT_SHARE, WorkflowAgent, WorkflowRun, blended_rate, decompose, detect_degradation,
-    estimate_cost_micros, estimate_run_cost, is_healthy, report, runs_from_events, savings_estimate, summarize,
-    tier, verify_invariant,
-)
 from ledger.errors import ValidationError
-from ledger.wire.events import Action, Context, Event, LlmUsage
+from ledger.sources.attribution import (
+    DEFAULT_INPUT_SHARE,
+    WorkflowAgent,
+    WorkflowRun,
+    blended_rate,
+    decompose,
+    detect_degradation,
+    estimate_cost_micros,
+    estimate_run_cost,
+    is_healthy,
+    report,
+    runs_from_events,
+    savings_estimate,
+    summarize,
+    tier,
+    verify_invariant,
+)
 from ledger.sources.importers import parse, parse_workflow_run, workflow_records
 from ledger.testing.homes import T0
 from ledger.testing.samples import agent, degraded_run_doc, phase, sample_run_doc, wf_doc
+from ledger.wire.events import Action, Context, Event, LlmUsage
 
 MODELS = ["claude-haiku-4-5", "claude-sonnet-4-6", "claude-opus-4-6", "fable-large", "gpt-4.1", "sonnet-opus-mix",
           "Claude-HAIKU-3"]
@@ -331,5 +343,5 @@ def test_bad_parameters_are_validation_errors():
                                                        WorkflowAgent(1, "", "", "S", "m", "?", 1)))):
         with pytest.raises(ValidationError):
             call()
-    assert DEFAULT_INPUT_SHARE == Fraction(85, 100)
+    assert Fraction(85, 100) == DEFAULT_INPUT_SHARE
     assert json.dumps(summarize(run).stages[0].pct) == "3.1"

@@ -21,25 +21,39 @@ import typer
 from typer.testing import CliRunner
 
 from ledger import limits
+from ledger.cli.imports import register
+from ledger.economics.pricing import default_price_book, usage_cost
+from ledger.errors import ValidationError
+from ledger.integrity.verify import audit
+from ledger.sdk.emitter import Emitter
+from ledger.sdk.home import Home
 from ledger.sources import importers
 from ledger.sources.attribution import WorkflowAgent, WorkflowRun, runs_from_events
-from ledger.cli.imports import register
-from ledger.sdk.emitter import Emitter
-from ledger.errors import ValidationError
-from ledger.wire.events import Action
-from ledger.sdk.home import Home
 from ledger.sources.importers import (
-    ImportSummary, expand_paths, idempotency_key, import_files, imported_events, infer_provider, parse,
+    ImportSummary,
+    expand_paths,
+    idempotency_key,
+    import_files,
+    imported_events,
+    infer_provider,
+    parse,
     parse_workflow_run,
 )
-from ledger.economics.pricing import default_price_book, usage_cost
-from ledger.integrity.verify import audit
 from ledger.testing.homes import T0, make_home
-
 from ledger.testing.samples import (
-    phase, agent, wf_doc, even_split, sample_run_doc, degraded_run_doc, openai_payload, anthropic_payload, otlp_attrs, genai_span, jsonl, T0_S,
+    T0_S,
+    agent,
+    anthropic_payload,
+    degraded_run_doc,
+    genai_span,
+    jsonl,
+    openai_payload,
+    otlp_attrs,
+    phase,
+    sample_run_doc,
+    wf_doc,
 )
-
+from ledger.wire.events import Action
 
 # ------------------------------------------------------------------------------- home helpers
 

@@ -10,13 +10,41 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import limits
-from ledger.wire import codec
 from ledger.errors import RejectCode, RejectError
+from ledger.wire import codec
 from ledger.wire.events import (
-    ALLOCATION_METHODS, BUDGET_KINDS, BUDGET_SCOPES, HARD_LIMIT_ACTIONS, ROLES, SETTLEMENT_TIERS, TRUST_DIMENSIONS,
-    Action, AgentRegistered, Allocation, AllocationRule, BudgetAlert, BudgetPolicy, BudgetTransfer, Checkpoint,
-    Compute, Context, Cosignature, Data, Event, Flow, Interaction, KeyRevoked, KeyRotated, LlmUsage, Outcome,
-    PriceSet, Reservation, Settlement, SettlementRule, StateCheckpoint, Trust,
+    ALLOCATION_METHODS,
+    BUDGET_KINDS,
+    BUDGET_SCOPES,
+    HARD_LIMIT_ACTIONS,
+    ROLES,
+    SETTLEMENT_TIERS,
+    TRUST_DIMENSIONS,
+    Action,
+    AgentRegistered,
+    Allocation,
+    AllocationRule,
+    BudgetAlert,
+    BudgetPolicy,
+    BudgetTransfer,
+    Checkpoint,
+    Compute,
+    Context,
+    Cosignature,
+    Data,
+    Event,
+    Flow,
+    Interaction,
+    KeyRevoked,
+    KeyRotated,
+    LlmUsage,
+    Outcome,
+    PriceSet,
+    Reservation,
+    Settlement,
+    SettlementRule,
+    StateCheckpoint,
+    Trust,
 )
 
 ids = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FFF, blacklist_categories=("Cs",)),

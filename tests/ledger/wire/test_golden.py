@@ -12,9 +12,9 @@ import importlib.util
 import json
 from pathlib import Path
 
-from ledger.wire import codec
 from ledger.integrity.keyring import KeyRing
 from ledger.integrity.verify import Verifier
+from ledger.wire import codec
 
 ROOT = Path(__file__).resolve().parents[3]
 VECTORS = ROOT / "tests" / "vectors" / "ledger" / "events.json"

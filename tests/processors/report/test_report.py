@@ -7,17 +7,15 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from ledger.testing.samples import degraded_run_doc, sample_run_doc
 from processors.cli.app import app
 from processors.report.metrics import burn_forecast, efficiency, model_breakdown
 from processors.report.model import SECTIONS
-
-from ledger.testing.samples import degraded_run_doc, sample_run_doc
 
 runner = CliRunner()
 HOUR = 3_600_000_000

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -25,13 +24,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ledger.wire import codec
-from ledger.sdk.home import Home
-from ledger.log import read_all
 from ledger.integrity.verify import audit
+from ledger.log import read_all
+from ledger.sdk.home import Home
+from ledger.testing.homes import fill, inject_bad, make_home
+from ledger.wire import codec
 from processors.cli.app import app
 from processors.runtime.service import live_digest, open_runner, replay
-from ledger.testing.homes import fill, inject_bad, make_home
 
 ROOT = Path(__file__).resolve().parents[3]
 runner = CliRunner()

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 
+from support.econ import control, econ_home, rows, run
 from typer.testing import CliRunner
 
-from ledger.wire.events import PriceSet
-from support.econ import control, econ_home, rows, run
-from processors.cli.app import app
 from ledger.testing.homes import T0, fill
+from ledger.wire.events import PriceSet
+from processors.cli.app import app
 
 runner = CliRunner()
 OPUS = "anthropic/claude-opus-4-6"
