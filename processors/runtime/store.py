@@ -195,7 +195,10 @@ class Store:
             verb = "INSERT OR REPLACE" if replace else "INSERT"
             self.con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM _arrow_in")
         finally:
-            self.con.unregister("_arrow_in")
+            # in a transaction a failed INSERT aborted, DuckDB refuses even this: the INSERT's own error
+            # (a constraint violation, say) is the one to report, and the next register replaces the view
+            with suppress(duckdb.Error):
+                self.con.unregister("_arrow_in")
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
         self._writing("execute")
