@@ -33,10 +33,10 @@ from typing import Any
 
 from ledger.economics.reputation import TrustDimension, TrustEvent, reputation, task_incentive
 from ledger.errors import LedgerError
+from ledger.units import MILLI
 from ledger.wire.events import Event, Outcome, Trust
 from processors.runtime.processor import Column, Effects, Item, Processor, Quarantined, View
 
-MILLI = 1000
 ISSUER = "processor.reputation"  # the issuer of incentive trust (never an agent: never self-issued)
 
 REPUTATION = View(

@@ -63,7 +63,6 @@ from ledger.limits import (
 )
 
 
-
 def _choice(enum_type: type[enum.StrEnum], field: str, value: Any) -> Any:
     try:
         return enum_type(value)

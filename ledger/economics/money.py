@@ -52,7 +52,6 @@ from ledger.limits import (  # re-exported: callers of the money rules name the 
 from ledger.units import MICROS_PER_USD, TOKENS_PER_MTOK
 from ledger.wire import events
 
-
 _USD_TEXT = re.compile(r"(-)?\$?([0-9]+)(?:\.([0-9]+))?")
 
 

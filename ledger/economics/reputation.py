@@ -56,7 +56,14 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from ledger.errors import ValidationError
-from ledger.limits import INT64_MAX, MAX_ANOMALIES, MAX_BUDGET_MULTIPLIER, MAX_HALF_LIFE_US, MAX_ID_CHARS, MAX_TRUST_VALUE
+from ledger.limits import (
+    INT64_MAX,
+    MAX_ANOMALIES,
+    MAX_BUDGET_MULTIPLIER,
+    MAX_HALF_LIFE_US,
+    MAX_ID_CHARS,
+    MAX_TRUST_VALUE,
+)
 from ledger.units import US_PER_DAY
 from ledger.wire.vocab import TrustDimension
 

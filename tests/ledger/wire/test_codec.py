@@ -94,7 +94,7 @@ def budget_policies(draw):
 rates = st.integers(0, limits.MAX_RATE_MICROS_PER_MTOK)
 bodies = st.one_of(
     st.builds(Action, ids, st.integers(0, limits.MAX_COUNT), opt_ids, st.none() | usages()),
-    st.builds(Data, st.integers(0, limits.MAX_BYTES_COUNT), st.integers(0, limits.MAX_BYTES_COUNT), opt_ids, opt_ids,
+    st.builds(Data, st.integers(0, limits.MAX_DATA_BYTES), st.integers(0, limits.MAX_DATA_BYTES), opt_ids, opt_ids,
               st.integers(0, limits.MAX_DURATION_US)),
     st.builds(Compute, ids, small, small, small, st.integers(1, 2**31 - 1)),
     st.builds(Trust, ids, st.sampled_from(TRUST_DIMENSIONS), st.integers(-limits.MAX_COUNT, limits.MAX_COUNT),
