@@ -39,9 +39,11 @@ MAX_EVENT_BYTES = 262_144  # one encoded event, 256 KiB: a call's metadata, neve
 MAX_JSON_TEXT_CHARS = MAX_EVENT_BYTES // 4  # evidence_json / tables_json of one derived event: a quarter of an event
 MAX_REJECT_REASON_CHARS = 4 * MAX_LABEL_CHARS  # a dead letter's reason: a validation message with its value
 MAX_REJECTED_ORIGINAL_BYTES = 200_000  # a dead letter carries the original record up to this size
-# what the journal keeps of a quarantined record's evidence, so the dead letter (original + reason +
-# evidence + envelope) still fits in MAX_EVENT_BYTES
-DEAD_LETTER_ENVELOPE_BYTES = 16_384  # envelope, context, topic, code, hashes of a dead letter (measured < 2 KiB)
+# envelope, ids, topic, code, hashes of a dead letter: under 6 KiB even with 4-byte characters in every id
+# (tests/ledger/test_limits.py measures the worst case); the rest is margin
+DEAD_LETTER_ENVELOPE_BYTES = 16_384
+# what the journal keeps of a quarantined record's evidence (JSON, so ASCII: one byte a character), so the
+# dead letter (original + reason + evidence + envelope) still fits in MAX_EVENT_BYTES
 MAX_DEAD_LETTER_EVIDENCE_CHARS = (MAX_EVENT_BYTES - MAX_REJECTED_ORIGINAL_BYTES - 4 * MAX_REJECT_REASON_CHARS
                                   - DEAD_LETTER_ENVELOPE_BYTES)
 
