@@ -12,6 +12,7 @@ strings, for validation messages and for code that wants no enum.
 Pure: no I/O.
 """
 
+# ruff: noqa: UP042 - (str, Enum) on purpose: str() and format() of members must stay as they are (see above)
 from __future__ import annotations
 
 import enum
