@@ -41,13 +41,12 @@ from typing import Any
 
 from ledger import limits
 from ledger.economics.money import (
-    MICROS_PER_USD,
-    TOKENS_PER_MTOK,
     check_tokens,
     exact_number,
     round_fraction,
 )
 from ledger.errors import ValidationError
+from ledger.units import MICROS_PER_USD, TOKENS_PER_MTOK
 from ledger.wire.events import Action, Event, check_int, check_str
 
 # -------------------------------------------------------------------------------- constants
