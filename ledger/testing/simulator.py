@@ -87,23 +87,24 @@ class Knobs:
     """How much of each thing a seed randomises. Ranges are inclusive ``(lo, hi)``; probabilities are per
     step unless said otherwise. The defaults are the full hunt; tests narrow them."""
 
-    steps: int = 40
+    steps: int = 16  # each step costs a DuckDB commit or a crash and reopen: few steps, many events each
     partitions: int = 3  # of the data topic
-    events_per_step: tuple[int, int] = (0, 8)  # workload events emitted per step
+    events_per_step: tuple[int, int] = (0, 12)  # workload events emitted per step
     emitter_batch: tuple[int, int] = (1, 6)  # events per signed record, drawn per agent (and per new key)
     max_records: tuple[int, int] = (1, 6)  # the runner's batch size, drawn each time a runner opens
     clock_skew_us: int = 0  # each producer's clock is off by a seeded amount in [-skew, +skew]
-    crash_p: float = 0.08  # per crash point passed
+    crash_p: float = 0.1  # per crash point passed
     empty_p: float = 0.3  # a data partition's poll comes back empty (partitions interleave differently)
     dup_p: float = 0.15  # the client re-delivers up to 3 records already read
     retry_p: float = 0.05  # a producer retry appends an existing data record again
     garbage_p: float = 0.03  # a record that is not a batch at all
-    control_p: float = 0.2  # the operator appends a control event this step
+    control_p: float = 0.3  # the operator appends a control event this step
     control_kinds: tuple[str, ...] = CONTROL_KINDS  # which kinds it draws from
     backdated: frozenset[str] = frozenset(CONTROL_KINDS)  # kinds whose event time lies before "now"
     backdate_us: tuple[int, int] = (1_000_000, 90_000_000)  # how far before the newest data event
     control_late_p: float = 0.5  # the step's control event arrives after its data (else before)
     max_revocations: int = 1  # revoked agents sign nothing afterwards: keep most of the workload alive
+    rotate_revoked: bool = True  # a rotation may name an already-revoked key (the operator re-keys an agent)
 
     def quiet(self) -> Knobs:
         """The same workload with no faults (the drain and the replay use it)."""
@@ -187,7 +188,8 @@ class Scenario:
         self.names = [a for a, _, _, _ in AGENTS]
         self.keys = {a: key(a) for a in self.names}
         self.key_no = dict.fromkeys(self.names, 0)
-        self.revoked: set[str] = set()
+        self.revoked: set[str] = set()  # agents whose current key is revoked
+        self.revocations = 0
         self.skew = {a: self.rng.randint(-knobs.clock_skew_us, knobs.clock_skew_us) for a in self.names}
         self.newest_us = T0  # newest event time appended so far (back-dating is relative to it)
         self.clock = ManualClock(T0)
@@ -262,15 +264,15 @@ class Scenario:
             t = max(T0 + 100, self.newest_us - rng.randint(*k.backdate_us))
         else:
             t = self.newest_us + 1
-        if kind == "key_rotated":
-            return self._rotate(rng.choice(self.names), t)
+        live = [a for a in self.names if a not in self.revoked]
+        rotatable = self.names if k.rotate_revoked else live
+        if kind == "key_rotated" or (kind == "key_revoked" and (self.revocations >= k.max_revocations or not live)):
+            return self._rotate(rng.choice(rotatable), t)
         if kind == "key_revoked":
-            live = [a for a in self.names if a not in self.revoked]
-            if len(self.revoked) >= k.max_revocations or not live:
-                return self._rotate(rng.choice(self.names), t)
             agent = rng.choice(live)
             self.emitters[agent].flush()  # what it signed before the revocation is on the log first
             self.revoked.add(agent)
+            self.revocations += 1
             self.control(KeyRevoked(agent, self.keys[agent].key_id, reason="simulated"), t)
             return f"key_revoked {agent} at {t - T0}"
         body = self._economic(kind, t)
@@ -284,13 +286,16 @@ class Scenario:
         new = key(f"{agent}#{self.key_no[agent]}")
         self.control(KeyRotated(agent, self.keys[agent].key_id, new.key_id, new.public.raw), t)
         self.keys[agent] = new
+        self.revoked.discard(agent)
         self.emitters[agent] = self._emitter(agent)
         return f"key_rotated {agent} at {t - T0}"
 
     def _economic(self, kind: str, t: int) -> Body:
         rng = self.rng
-        effective = rng.choice((0, t, t - rng.randint(0, 30_000_000)))
-        effective = max(0, effective)
+        if kind in self.knobs.backdated:  # "in force from" before the event itself, or from the start
+            effective = max(0, rng.choice((0, t, t - rng.randint(0, 30_000_000))))
+        else:  # in force from its announcement, or from a time still ahead
+            effective = rng.choice((t, t + rng.randint(0, 30_000_000)))
         if kind == "price_set":
             base = rng.choice([p for p in default_price_events() if (p.provider, p.model) in
                                {(pr, m) for _, pr, m, _ in AGENTS}])
@@ -516,19 +521,37 @@ class Simulation:
         res.events = len(self.oracle.events) if self.oracle.journal else self.oracle.accepted
         res.rejected = len(self.oracle.quarantine)
         res.records = sum(self.oracle.committed.values())
-        self._drop()
         replayed = replay(self.processor, self.scenario.mem, self.scenario.anchors, self.tmp / "replay.duckdb")
         if replayed["digest"] != live["digest"]:
             differ = sorted(t for t in live["tables"] if live["tables"][t] != replayed["tables"][t])
             rows = ", ".join(f"{t} {live['tables'][t]['rows']} vs {replayed['tables'][t]['rows']} rows"
                              for t in differ)
+            example = self._first_difference(differ[0], self.tmp / "replay.duckdb")
             raise InvariantError(f"{self.processor.name}: live digest differs from a replay from offset 0 in "
-                                 f"{rows} (live vs replay); controls appended: {dict(res.controls)}")
+                                 f"{rows} (live vs replay); e.g. {example}; controls appended: {dict(res.controls)}")
+
+    def _first_difference(self, table: str, replayed: Path) -> str:
+        """One row of ``table`` only the live state has and one only the replay has (for the report)."""
+        assert self.store is not None
+        view = next(v for v in self.store.views if v.name == table)
+        sql = f"SELECT {', '.join(view.public_columns)} FROM {table}"
+        other = Store(replayed, self.processor.views, read_only=True)
+        try:
+            theirs = {tuple(map(_short, r)) for r in other.query(sql)}
+        finally:
+            other.close()
+        ours = {tuple(map(_short, r)) for r in self.store.query(sql)}
+        return (f"{table} live-only {sorted(ours - theirs, key=str)[:1]}, "
+                f"replay-only {sorted(theirs - ours, key=str)[:1]}")
 
     def _say(self, line: str) -> None:
         self.result.trace.append(line)
         if self.verbose:
             print(f"  {line}")
+
+
+def _short(v: Any) -> Any:
+    return v[:8].hex() + "..." if isinstance(v, (bytes, bytearray)) else v
 
 
 def replay(processor: type[Processor], log: MemoryLog, anchors: dict[str, bytes], target: Path) -> dict[str, Any]:
