@@ -260,10 +260,8 @@ class Scenario:
     def _control_event(self, step: int) -> str:
         rng, k = self.rng, self.knobs
         kind = rng.choice(k.control_kinds)
-        if kind in k.backdated:
-            t = max(T0 + 100, self.newest_us - rng.randint(*k.backdate_us))
-        else:
-            t = self.newest_us + 1
+        backdated = kind in k.backdated
+        t = max(T0 + 100, self.newest_us - rng.randint(*k.backdate_us)) if backdated else self.newest_us + 1
         live = [a for a in self.names if a not in self.revoked]
         rotatable = self.names if k.rotate_revoked else live
         if kind == "key_rotated" or (kind == "key_revoked" and (self.revocations >= k.max_revocations or not live)):
@@ -534,7 +532,8 @@ class Simulation:
         """One row of ``table`` only the live state has and one only the replay has (for the report)."""
         assert self.store is not None
         view = next(v for v in self.store.views if v.name == table)
-        sql = f"SELECT {', '.join(view.public_columns)} FROM {table}"
+        # identifiers come from the processor's View definitions, never from the log
+        sql = f"SELECT {', '.join(view.public_columns)} FROM {table}"  # noqa: S608
         other = Store(replayed, self.processor.views, read_only=True)
         try:
             theirs = {tuple(map(_short, r)) for r in other.query(sql)}
