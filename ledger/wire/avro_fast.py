@@ -159,9 +159,10 @@ def read_map(b: bytes, p: int, value: Callable[[bytes, int], tuple[Any, int]]) -
 class _Source:
     """Lines of one generated function and the namespace its names refer to."""
 
-    def __init__(self, env: dict[str, object], prefix: str) -> None:
+    def __init__(self, env: dict[str, object], prefix: str, classes: Mapping[str, type]) -> None:
         self.lines: list[str] = []
         self.env = env
+        self.classes = classes  # model class of each record, by full name
         self.named: dict[str, AvroType] = {}  # named types seen so far: later uses are bare names
         self.n = 0
         self._prefix = prefix
@@ -175,6 +176,12 @@ class _Source:
 
     def emit(self, indent: int, line: str) -> None:
         self.lines.append("    " * indent + line)
+
+    def _class_of(self, record_name: str) -> type:
+        cls = self.classes.get(record_name)
+        if cls is None:
+            raise ValueError(f"no model class for record {record_name}")
+        return cls
 
     def define(self, fn_name: str) -> object:
         # safe: the source comes from our own schema files and this module's templates (module docstring)
@@ -197,8 +204,7 @@ class _Encoder(_Source):
     """Generates code appending the encoding of one expression to the list ``o``."""
 
     def __init__(self, classes: Mapping[str, type]) -> None:
-        super().__init__({"L": enc_long, "S": enc_str, "B": enc_bytes, "sorted": sorted}, "c")
-        self.classes = classes
+        super().__init__({"L": enc_long, "S": enc_str, "B": enc_bytes, "sorted": sorted}, "c", classes)
 
     def value(self, t: AvroType, expr: str, indent: int) -> None:
         """Append code writing ``expr`` (of Avro type t) to list ``o``."""
@@ -261,7 +267,7 @@ class _Encoder(_Source):
             return
         # a union of records: choose the branch by the object's class, found by the record's name
         for i, b in enumerate(branches):
-            cls = self.var(self.classes[_record_name(b)])
+            cls = self.var(self._class_of(_record_name(b)))
             self.emit(indent, f"{'if' if i == 0 else 'elif'} type({expr}) is {cls}:")
             self.emit(indent + 1, f"o.append({self.var(enc_long(i))})")
             self.value(b, expr, indent + 1)
@@ -294,8 +300,7 @@ class _Decoder(_Source):
 
     def __init__(self, classes: Mapping[str, type], cached_records: frozenset[str]) -> None:
         super().__init__({"RL": read_long, "RMAP": read_map, "RS": read_string, "Short": ShortRead,
-                          "ValueError": ValueError}, "k")
-        self.classes = classes
+                          "ValueError": ValueError}, "k", classes)
         self.cached_records = cached_records
 
     def tmp(self) -> str:
@@ -374,9 +379,7 @@ class _Decoder(_Source):
     def record(self, t: AvroComplex, ind: int, out: str) -> None:
         name = t["name"]
         self.named[name] = t
-        cls = self.classes.get(name)
-        if cls is None:
-            raise ValueError(f"no model class for record {name}")
+        cls = self._class_of(name)
         names = [(f["name"], self.tmp()) for f in t["fields"]]
         cached = name in self.cached_records
         start = ""
