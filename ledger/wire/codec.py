@@ -8,8 +8,8 @@ Wire format (all Avro, see schemas/):
   of its fields, so an event is ``header || header fields || content`` where the header fields
   (event_id, signer_id, seq, prev_hash, idempotency_key) never change layout and the *content*
   (event_time_us, context, body) is what the event id is derived from. We build the header fields by
-  hand and the content with fastavro; a test proves the result equals fastavro's encoding of the
-  whole record, byte for byte.
+  hand and the content with an encoder generated from the schema (``avro_fast``); a test proves the
+  result equals fastavro's encoding of the whole record, byte for byte.
 - Canonical: the model has no floats, maps are written with sorted keys, union branches are chosen
   by record name, so the same event always gives the same bytes.
 
@@ -21,6 +21,9 @@ Hashes and signatures (each with its own domain-separation prefix):
   emit of the same call yields the same id.
 - batch signature = Ed25519 over ``DOMAIN_BATCH || str(signer) || str(key_id) || long(n) || hash_1 .. hash_n``.
 - responder co-signature = Ed25519 over ``DOMAIN_COSIGN || Avro(Interaction with cosignature null)``.
+
+This module is the envelope (domains, ids, hashes, batch and co-signature bytes); the generic Avro
+machinery (varints, generated encoders and decoders) is ``avro_fast``.
 
 Pure: no I/O, no clock, no environment.
 """
@@ -51,7 +54,8 @@ _sha256 = hashlib.sha256
 # ---------------------------------------------------------------- schemas used by the codec
 
 
-# Records the decoder builds, by full Avro name: every event body, and the records nested in them.
+# Model class of each record, by full Avro name: every event body (the encoder picks the body union's branch
+# by class) and the records nested in events (the decoder builds them all).
 _CLASSES: dict[str, type] = {"tokenledger.Context": Context, "tokenledger.LlmUsage": LlmUsage,
                              "tokenledger.Flow": Flow, "tokenledger.Cosignature": Cosignature, **BY_AVRO}
 # contexts repeat across a run's events: the decoder reuses the (immutable) object for the same bytes
