@@ -79,7 +79,7 @@ def enc_bytes(b: bytes) -> bytes:
 
 _STR_CACHE: dict[str, bytes] = {}
 _STR_CACHE_MAX = 8_192  # distinct strings kept encoded (ids, providers, models repeat constantly)
-_STR_CACHE_MAX_BYTES = 256  # longest string (UTF-8 bytes) worth keeping: bounds the cache to ~2 MiB
+_STR_CACHE_MAX_BYTES = 256  # longest string kept (UTF-8 bytes): the cache holds at most ~2 MiB
 
 
 def enc_str(s: str) -> bytes:
