@@ -177,6 +177,12 @@ class _Source:
     def emit(self, indent: int, line: str) -> None:
         self.lines.append("    " * indent + line)
 
+    def _named_type(self, name: str) -> AvroType:
+        t = self.named.get(name)
+        if t is None:  # e.g. "fixed", "array" in the decoder, or a name used before its definition
+            raise ValueError(f"type {name} is not supported, or not defined before its use")
+        return t
+
     def _class_of(self, record_name: str) -> type:
         cls = self.classes.get(record_name)
         if cls is None:
@@ -233,7 +239,7 @@ class _Encoder(_Source):
         elif t == "boolean":
             self.emit(indent, f"o.append(b'\\x01' if {expr} else b'\\x00')")
         elif t != "null":  # null encodes to nothing; any other name is a named type defined earlier
-            self.value(self.named[t], expr, indent)
+            self.value(self._named_type(t), expr, indent)
 
     def record(self, t: AvroComplex, expr: str, indent: int) -> None:
         # Avro writes a record as its fields in order: the model object has them as attributes
@@ -366,7 +372,7 @@ class _Decoder(_Source):
         elif t == "null":
             self.emit(ind, f"{out} = None")
         else:  # a named type defined earlier
-            self.value(self.named[t], ind, out)
+            self.value(self._named_type(t), ind, out)
 
     def union(self, branches: list[AvroType], ind: int, out: str) -> None:
         self.long(ind, "u")

@@ -212,6 +212,9 @@ def test_the_encoder_generator_refuses_what_it_does_not_support(fields, message)
     ([{"name": "m", "type": {"type": "map", "values": "bytes"}}], "maps of bytes are not used"),
     ([{"name": "m", "type": {"type": "map", "values": TAG}}], "maps of .* are not used"),
     ([{"name": "r", "type": {"type": "record", "name": "t.Unknown", "fields": []}}], "no model class for record t.Unknown"),
+    ([{"name": "a", "type": {"type": "array", "items": "long"}}], "type array is not supported"),
+    ([{"name": "f", "type": {"type": "fixed", "name": "t.F", "size": 4}}], "type fixed is not supported"),
+    ([{"name": "c", "type": "t.Color"}, {"name": "d", "type": COLOR}], "type t.Color is not supported, or not defined"),
 ])
 def test_the_decoder_generator_refuses_what_it_does_not_support(fields, message):
     with pytest.raises(ValueError, match=message):
