@@ -204,17 +204,6 @@ def test_domain_separation_prefixes_are_distinct():
     assert all(p.endswith(b"\x00") for p in prefixes)
 
 
-@pytest.mark.parametrize("n", [0, 1, 63, 64, 8191, 16_383, 16_384, 2**31, 2**62, -1, -64, -(2**63)])
-def test_long_encoding_matches_avro(n):
-    import io
-
-    import fastavro
-
-    buf = io.BytesIO()
-    fastavro.schemaless_writer(buf, "long", n)
-    assert codec.enc_long(n) == buf.getvalue()
-
-
 def test_signed_batch_encoding_matches_fastavro():
     import io
 
