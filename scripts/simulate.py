@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run the deterministic processor simulation (ledger/testing/simulator.py) for one seed or many.
+"""Run the deterministic processor simulation (processors/testing/simulator.py) for one seed or many.
 
     python scripts/simulate.py --seed 17 --processor budgets     # replay one seed and print its trace
     python scripts/simulate.py --seeds 0-99                      # every processor; print failing seeds
@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
-from ledger.testing.simulator import CONTROL_KINDS, ECONOMIC_KINDS, Knobs, simulate
+from processors.testing.simulator import CONTROL_KINDS, ECONOMIC_KINDS, Knobs, simulate
 from processors import REGISTRY
 
 # a name for a set of control kinds on the command line

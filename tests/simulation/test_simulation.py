@@ -1,4 +1,4 @@
-"""The deterministic simulation harness (ledger/testing/simulator.py): seeds pass for every processor, a
+"""The deterministic simulation harness (processors/testing/simulator.py): seeds pass for every processor, a
 seed replays identically, and the harness catches the bugs it exists to catch (lost updates, double
 applies, live state that a replay from offset 0 does not reproduce)."""
 
@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from ledger.testing.simulator import CONTROL_KINDS, ECONOMIC_KINDS, InvariantError, Knobs, simulate
+from processors.testing.simulator import CONTROL_KINDS, ECONOMIC_KINDS, InvariantError, Knobs, simulate
 from processors import REGISTRY
 from processors.runtime.store import Store
 
