@@ -99,21 +99,18 @@ def test_back_dated_price_allocations_replay_equals_live(backend, back_date, req
     assert replay_equal(h, "allocations")
 
 
-def test_budgets_price_only_from_the_log(tmp_path):
-    """No price_set on the log: a model of the shipped book is unpriced; with the book's control events it is."""
+@pytest.mark.parametrize("with_book", [False, True])
+def test_budgets_price_only_from_the_log(tmp_path, with_book):
+    """No price_set on the log: a model of the shipped book is unpriced (no Python fallback); with the
+    book's control events on the log (as `tokenledger init` appends them, before any call) it is priced."""
     h = make_home(tmp_path / "home", agents=("alice",))
+    if with_book:
+        control(h, default_price_events(), times=[price_event_time_us(b) for b in default_price_events()])
     policy(h, "agent", "alice", "usd", 100 * MTOK)
     with Emitter.open("alice", home=h.path, context=CTX, background_flush=False) as em:
         em.action("llm", provider="anthropic", model="claude-sonnet-4-6", input_tokens=MTOK, output_tokens=0,
                   event_time_us=CALL_US)
     run_processor(h, "budgets")
     usd = budget(h, "agent", "alice", "usd")
-    assert (usd["consumed"], usd["unpriced_calls"]) == (0, 1)
-    control(h, default_price_events(), times=[price_event_time_us(b) for b in default_price_events()])
-    with Emitter.open("alice", home=h.path, context=CTX, background_flush=False) as em:
-        em.action("llm", provider="anthropic", model="claude-sonnet-4-6", input_tokens=MTOK, output_tokens=0,
-                  event_time_us=AFTER_US)
-    run_processor(h, "budgets")
-    usd = budget(h, "agent", "alice", "usd")
-    assert (usd["consumed"], usd["unpriced_calls"]) == (3 * MTOK, 1)  # sonnet input: $3/MTok
+    assert (usd["consumed"], usd["unpriced_calls"]) == ((3 * MTOK, 0) if with_book else (0, 1))  # sonnet: $3/MTok
     assert live_digest(h, "budgets")["digest"] == replayed(h, "budgets")["digest"]
