@@ -46,7 +46,7 @@ import pyarrow as pa
 from ledger.economics.allocation import NASH_BARGAINING, REQUESTOR_PAYS, SHAPLEY, allocate
 from ledger.economics.metering import InteractionFlows, MeteredInteraction, meter_interaction
 from ledger.economics.pricing import ModelPrice, PriceBook, PriceInForce, price_book_from_rows
-from ledger.errors import EconomicsError, LedgerError, RejectCode, ValidationError
+from ledger.errors import LedgerError, ValidationError
 from ledger.wire.events import Allocation as AllocationEvent
 from ledger.wire.events import AllocationRule, Interaction, PriceSet
 from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
@@ -178,6 +178,9 @@ ALLOCATION_RULES = View(
 )
 
 
+_PRICE_ROWS_SQL = f"SELECT {', '.join(PRICES.public_columns)} FROM prices"  # noqa: S608  (fixed names)
+
+
 @dataclass(frozen=True)
 class RuleVersion:
     rule_id: str
@@ -271,8 +274,8 @@ class Allocations(Processor):
     # ------------------------------------------------------------------ state
 
     def restore(self, query: Any) -> None:
-        names = [c.name for c in PRICES.columns if not c.name.startswith("_")]
-        self.prices = price_book_from_rows(dict(zip(names, r)) for r in query(f"SELECT {', '.join(names)} FROM prices"))
+        names = PRICES.public_columns  # the columns PriceInForce.row() writes
+        self.prices = price_book_from_rows(dict(zip(names, r, strict=True)) for r in query(_PRICE_ROWS_SQL))
         for rid, method, pj, org, project, enabled, start, seq in query(
                 "SELECT rule_id, method, params_json, org, project, enabled, in_force_from_us, seq "
                 "FROM allocation_rules ORDER BY seq"):
@@ -327,7 +330,9 @@ class Allocations(Processor):
                     self.prices = self.prices.with_price_set(body, ev.event_time_us)
                 except LedgerError:
                     continue  # refused by the book (see the module docstring): no entry, no row
-                price_rows.append(self.prices.last_applied.row())  # type: ignore[union-attr]  # just applied
+                entry = self.prices.last_applied
+                assert entry is not None  # just applied
+                price_rows.append(entry.row())
             elif isinstance(body, AllocationRule):
                 self.rule_seq += 1
                 start = max(body.effective_from_us, ev.event_time_us)
