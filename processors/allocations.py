@@ -365,10 +365,10 @@ class Allocations(Processor):
         base = {"event_id": ev.event_id, "interaction_id": body.interaction_id, "event_time_us": t,
                 "requestor_id": body.requestor_id, "responder_id": body.responder_id}
         try:
-            req, resp = lookup(body.requestor_provider, body.requestor_model, t), lookup(
-                body.responder_provider, body.responder_model, t)
-            (req_from, req_price), (resp_from, resp_price) = (req.in_force_from_us, req.price), (
-                resp.in_force_from_us, resp.price)
+            req = lookup(body.requestor_provider, body.requestor_model, t)
+            resp = lookup(body.responder_provider, body.responder_model, t)
+            req_from, req_price = req.in_force_from_us, req.price
+            resp_from, resp_price = resp.in_force_from_us, resp.price
             metered = meter_interaction(InteractionFlows.from_interaction(body), requestor_price=req_price,
                                         responder_price=resp_price)
         except LedgerError as e:

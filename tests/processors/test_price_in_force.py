@@ -36,7 +36,8 @@ AFTER_US = T0 + 9_000  # a second call, after the correction was recorded
 def price(usd_per_mtok: int, effective_from_us: int) -> PriceSet:
     rate = usd_per_mtok * MTOK  # micro-USD per million tokens
     return PriceSet(provider=MODEL[0], model=MODEL[1], input_micros_per_mtok=rate, output_micros_per_mtok=rate,
-                    cache_read_micros_per_mtok=rate, cache_write_micros_per_mtok=rate, effective_from_us=effective_from_us)
+                    cache_read_micros_per_mtok=rate, cache_write_micros_per_mtok=rate,
+                    effective_from_us=effective_from_us)
 
 
 def home_for(backend: str, request: pytest.FixtureRequest, tmp_path) -> Home:
