@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS records (topic TEXT NOT NULL, partition INTEGER NOT N
     key BLOB, value BLOB NOT NULL, ts_ms INTEGER NOT NULL, append_time_us INTEGER NOT NULL,
     PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID;
 """
-_COLUMNS = "topic, partition, offset, key, value, ts_ms, append_time_us"
+_INSERT = ("INSERT INTO records (topic, partition, offset, key, value, ts_ms, append_time_us) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?)")  # columns named: a migrated file has append_time_us last, like a new one
 MIGRATE_CHUNK_ROWS = 10_000  # old rows updated per statement batch while adding append_time_us
 
 
@@ -131,7 +132,7 @@ class SqliteLog:
                             key, value = records[i]
                             rows.append((topic, p, next_off + j, key, value, t_us // 1000, t_us))
                             out[i] = Position(p, next_off + j, t_us)
-                    self._db.executemany(f"INSERT INTO records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                    self._db.executemany(_INSERT, rows)
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
@@ -151,8 +152,8 @@ class SqliteLog:
             with self._lock:
                 try:
                     rows = self._db.execute(
-                        "SELECT offset, key, value, append_time_us FROM records WHERE topic=? AND partition=? AND offset>=? "
-                        "ORDER BY offset LIMIT ?", (topic, partition, offset, max_records)).fetchall()
+                        "SELECT offset, key, value, append_time_us FROM records WHERE topic=? AND partition=? "
+                        "AND offset>=? ORDER BY offset LIMIT ?", (topic, partition, offset, max_records)).fetchall()
                 except sqlite3.Error as e:
                     raise LogError(f"read failed: {e}", topic=topic, partition=partition, offset=offset) from None
             if rows or time.monotonic() >= deadline:
