@@ -453,9 +453,10 @@ class KafkaLog:
         if after % TIME_MARK_STRIDE == 0 and after // TIME_MARK_STRIDE == len(marks):
             marks.append(floor)
         points = self._time_points.setdefault(tp, {})
+        points.pop(after, None)  # re-inserted last: the dict's order is recency, the oldest point goes first
         points[after] = floor
         if len(points) > TIME_POINTS_KEPT:
-            del points[min(points)]
+            del points[next(iter(points))]
 
     def _scan_floor(self, tp: TopicPartition, start: int, floor: int, end: int) -> int:
         """Running maximum of the stored timestamps of offsets start..end-1, from ``floor`` (the one before

@@ -12,6 +12,7 @@ log, rejects them with their position as evidence.
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import os
@@ -383,7 +384,7 @@ def _times_by_partition(records: list[Record]) -> dict[int, list[int]]:
 
 def _assert_non_decreasing(records: list[Record]) -> None:
     for p, times in _times_by_partition(records).items():
-        assert all(a <= b for a, b in zip(times, times[1:])), f"partition {p}: append time went back: {times}"
+        assert all(a <= b for a, b in itertools.pairwise(times)), f"partition {p}: append time went back: {times}"
 
 
 def test_append_returns_the_append_time_every_read_returns(log_factory) -> None:
@@ -500,12 +501,10 @@ def test_a_writer_whose_clock_is_behind_cannot_move_the_append_time_back(log_fac
     assert third.append_time_us >= got[1].append_time_us
 
 
-@pytest.mark.kafka
+@pytest.mark.parametrize("log_factory", [pytest.param("kafka", marks=pytest.mark.kafka)], indirect=True)
 def test_kafka_producer_cannot_choose_the_append_time(log_factory) -> None:
     """Apache Kafka honours message.timestamp.type=LogAppendTime (the broker stamps); Tansu 0.6 does not: it keeps
     the producer's CreateTime. Pinned both ways, so a change of either broker shows up here (ledger/log/kafka.py)."""
-    if log_factory.backend != "kafka":
-        pytest.skip("a Kafka broker's timestamp handling")
     from kafka import KafkaConsumer, TopicPartition
 
     log = log_factory()
@@ -538,6 +537,43 @@ def test_kafka_producer_cannot_choose_the_append_time(log_factory) -> None:
         assert raw[1].timestamp == FUTURE_MS
         assert got[1].append_time_us == FUTURE_MS * 1000
         assert after.append_time_us == FUTURE_MS * 1000, "the running maximum carries a future stamp forward"
+
+
+_OLD_SQLITE_SCHEMA = """
+CREATE TABLE topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
+CREATE TABLE records (topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+    key BLOB, value BLOB NOT NULL, ts_ms INTEGER NOT NULL, PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID;
+"""
+
+
+@pytest.mark.parametrize("log_factory", ["sqlite"], indirect=True)
+def test_an_embedded_log_written_before_append_times_is_migrated_on_open(log_factory) -> None:
+    """A file from before append_time_us: the column is added on open, old rows get the running maximum of their
+    stored ts_ms (deterministic: every opener computes the same), and new appends continue from it."""
+    import sqlite3
+
+    path = log_factory.url[len("sqlite://"):]
+    db = sqlite3.connect(path)
+    db.executescript(_OLD_SQLITE_SCHEMA)
+    db.execute("INSERT INTO topics VALUES ('old', 2)")
+    stamps = {0: [1_700_000_000_000, 1_700_000_000_500, 1_699_999_999_000, 1_700_000_001_000],  # one step back
+              1: [1_700_000_000_200]}
+    db.executemany("INSERT INTO records VALUES ('old', ?, ?, ?, ?, ?)",
+                   [(p, o, b"k%d" % p, b"v%d.%d" % (p, o), t) for p, ts in stamps.items() for o, t in enumerate(ts)])
+    db.commit()
+    db.close()
+
+    log = log_factory()
+    expected = {0: [1_700_000_000_000_000, 1_700_000_000_500_000, 1_700_000_000_500_000, 1_700_000_001_000_000],
+                1: [1_700_000_000_200_000]}
+    assert _times_by_partition(read_all(log, "old")) == expected
+    assert [r.value for r in log.read("old", 0, 0)] == [b"v0.%d" % o for o in range(4)], "records untouched"
+    assert _times_by_partition(read_all(log_factory(), "old")) == expected, "a second opener: same values, no rework"
+    partition = partition_for(b"new", 2)
+    (pos,) = log.append("old", [(b"new", b"after migration")])
+    assert pos.offset == len(stamps[partition])
+    assert pos.append_time_us >= expected[partition][-1]
+    _assert_non_decreasing(read_all(log, "old"))
 
 
 # -------------------------------------------------------------------------------------- size limit
