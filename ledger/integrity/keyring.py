@@ -2,13 +2,20 @@
 
 Trust starts from the operator keys given out of band (the ledger home's config, or the auditor's
 command line). Every other key is trusted only after an ``agent_registered`` control event signed by
-an operator; ``key_rotated`` replaces a key and ``key_revoked`` ends one, both **from the control
-event's event time on**: a batch is refused when any of its events is at or after that time.
+an operator; ``key_rotated`` replaces a key and ``key_revoked`` ends one.
 
-Why event time and not read order: control events live on their own single-partition topic that
-readers drain before each batch of data, so a key's registration is always known before its
-events; judging revocation by event time then makes the verdict the same whatever order the data
-partitions are read in — live or in a replay, which drains all control events first.
+When a revocation takes effect depends on the log:
+
+- **By log order** (``by_log_order=True``; logs with a total clock, read in their one order — see
+  ``ledger.log.order``): a key is valid for the records appended after its registration and before its
+  revocation or rotation, whatever time the events claim. The ring is folded in append order, so a
+  revoked key is simply revoked for everything judged after it: a back-dated record signed after the
+  revocation is refused, and a back-dated revocation does not reach records appended before it.
+- **By event time** (Kafka, where control is drained before data): from the control event's event time
+  on — a batch is refused when any of its events is at or after that time — so the verdict does not
+  depend on how data partitions interleave with the control partition.
+
+A second revocation or a rotation of a revoked key never moves its revocation later (the first one stands).
 
 Pure: ``apply`` folds control events; ``check`` answers for one batch. No I/O.
 """
@@ -34,8 +41,10 @@ class KeyInfo:
 
 
 class KeyRing:
-    def __init__(self, anchors: dict[str, bytes] | None = None) -> None:
-        """``anchors``: {operator signer id: raw public key} trusted without registration."""
+    def __init__(self, anchors: dict[str, bytes] | None = None, *, by_log_order: bool = False) -> None:
+        """``anchors``: {operator signer id: raw public key} trusted without registration.
+        ``by_log_order``: revocations take effect by log order, not event time (module doc)."""
+        self.by_log_order = by_log_order
         self._keys: dict[str, KeyInfo] = {}
         self.agents: dict[str, AgentRegistered] = {}
         for signer, raw in (anchors or {}).items():
@@ -43,7 +52,7 @@ class KeyRing:
             self._keys[pk.key_id] = KeyInfo(pk.key_id, signer, "operator", pk)
 
     def copy(self) -> KeyRing:
-        other = KeyRing()
+        other = KeyRing(by_log_order=self.by_log_order)
         other._keys = dict(self._keys)
         other.agents = dict(self.agents)
         return other
@@ -69,7 +78,8 @@ class KeyRing:
         if info.owner != signer_id:
             raise RejectError(RejectCode.SIGNER_MISMATCH, "key belongs to another signer",
                               signer_id=signer_id, key_id=key_id, expected=info.owner, actual=signer_id)
-        if info.revoked and event_time_us is not None and event_time_us >= info.revoked_at_us:
+        if info.revoked and (self.by_log_order
+                             or (event_time_us is not None and event_time_us >= info.revoked_at_us)):
             raise RejectError(RejectCode.REVOKED_KEY, f"key was revoked ({info.revoked_reason or 'no reason given'})",
                               signer_id=signer_id, key_id=key_id, revoked_at_us=info.revoked_at_us,
                               actual=event_time_us)
@@ -111,11 +121,13 @@ class KeyRing:
             self._keys[body.key_id] = KeyInfo(body.key_id, body.agent_id, body.role, PublicKey.from_raw(body.public_key))
         elif isinstance(body, KeyRotated):
             old = self._keys[body.old_key_id]
-            self._keys[old.key_id] = replace(old, revoked=True, revoked_reason=f"rotated to {body.new_key_id}",
-                                             revoked_at_us=event_time_us)
+            if not old.revoked:  # rotating an already revoked key must not move its revocation later
+                self._keys[old.key_id] = replace(old, revoked=True, revoked_reason=f"rotated to {body.new_key_id}",
+                                                 revoked_at_us=event_time_us)
             self._keys[body.new_key_id] = KeyInfo(body.new_key_id, body.agent_id, old.role,
                                                   PublicKey.from_raw(body.new_public_key))
         elif isinstance(body, KeyRevoked):
             info = self._keys[body.key_id]
-            self._keys[body.key_id] = replace(info, revoked=True, revoked_reason=body.reason or "revoked",
-                                              revoked_at_us=event_time_us)
+            if not info.revoked:  # a second revocation never moves the first one later
+                self._keys[body.key_id] = replace(info, revoked=True, revoked_reason=body.reason or "revoked",
+                                                  revoked_at_us=event_time_us)

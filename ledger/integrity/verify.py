@@ -13,7 +13,8 @@ Pure: no I/O; state lives in the ``KeyRing`` and ``Chains`` it holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import heapq
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,7 @@ from ledger.wire import codec
 from ledger.wire.events import Interaction
 
 if TYPE_CHECKING:
-    from ledger.log import Log
+    from ledger.log import Log, Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +144,9 @@ def audit(log: Log, topics: str | list[str], anchors: dict[str, bytes], *, batch
           on_accepted: Callable[[Where, Accepted], None] | None = None) -> AuditReport:
     """Re-check every record of the topics from offset 0: schemas, signatures, keys, chains.
 
-    Topics are read in the order given (the control topic first, as every reader does). A bad
+    On a log with a total clock the records of all topics are read merged in append order, exactly as
+    the processors read them (``ledger.log.order``); on Kafka, topic by topic in the order given (the
+    control topic first, as every reader does there). A bad
     record is counted and skipped (it changes no state), so one bad record does not hide the next;
     the first one is reported with its full evidence. ``verifier`` (default: a fresh one over
     ``anchors``) is left holding the final key ring; ``on_accepted`` sees every accepted record
@@ -151,10 +154,58 @@ def audit(log: Log, topics: str | list[str], anchors: dict[str, bytes], *, batch
     """
     verifier = verifier or Verifier(KeyRing(anchors))
     report = AuditReport(rejected={})
-    for topic in [topics] if isinstance(topics, str) else topics:
-        _audit_topic(log, topic, verifier, report, batch, progress, on_accepted)
+    names = [topics] if isinstance(topics, str) else list(topics)
+    ordered = bool(getattr(log, "total_order", False))
+    verifier.keyring.by_log_order = ordered  # judge keys exactly as the processors do on this log
+    if ordered:
+        # the log's one order (ledger.log.order): control interleaved with data as appended, as processors read it
+        for rec in _in_append_order(log, names, batch):
+            _audit_record(rec, verifier, report, on_accepted)
+            if progress is not None:
+                progress(1)
+    else:
+        for topic in names:
+            _audit_topic(log, topic, verifier, report, batch, progress, on_accepted)
     report.signers = len(verifier.chains.heads)
     return report
+
+
+def _in_append_order(log: Log, topics: list[str], batch: int) -> Iterator[Record]:
+    """Every record of the topics appended before this call, merged by append time (one batch per partition
+    in memory). Records appended while the audit runs get later times and are left for the next audit."""
+    clock_us = log.clock_us()
+
+    def partition(topic: str, p: int) -> Iterator[Record]:
+        offset, end = 0, log.end_offset(topic, p)
+        while offset < end:
+            recs = log.read(topic, p, offset, batch)
+            if not recs:
+                return
+            for r in recs:
+                if r.append_time_us > clock_us:
+                    return
+                yield r
+            offset = recs[-1].offset + 1
+
+    streams = [partition(t, p) for t in topics for p in range(log.partitions(t))]
+    return heapq.merge(*streams, key=lambda r: r.append_time_us)
+
+
+def _audit_record(rec: Record, verifier: Verifier, report: AuditReport,
+                  on_accepted: Callable[[Where, Accepted], None] | None) -> None:
+    where = Where(rec.topic, rec.partition, rec.offset)
+    report.records += 1
+    try:
+        acc = verifier.check_record(rec.value, where)
+    except RejectError as e:
+        report.rejected[e.code.value] = report.rejected.get(e.code.value, 0) + 1  # type: ignore[index]
+        if report.first_error is None:
+            report.first_error = e.to_dict()
+        return
+    report.accepted_records += 1
+    report.accepted_events += len(acc.events)
+    if on_accepted is not None:
+        on_accepted(where, acc)
 
 
 def _audit_topic(log: Log, topic: str, verifier: Verifier, report: AuditReport, batch: int,
@@ -168,18 +219,7 @@ def _audit_topic(log: Log, topic: str, verifier: Verifier, report: AuditReport, 
             if not recs:
                 break
             for rec in recs:
-                report.records += 1
-                try:
-                    acc = verifier.check_record(rec.value, Where(topic, partition, rec.offset))
-                except RejectError as e:
-                    report.rejected[e.code.value] = report.rejected.get(e.code.value, 0) + 1  # type: ignore[index]
-                    if report.first_error is None:
-                        report.first_error = e.to_dict()
-                    continue
-                report.accepted_records += 1
-                report.accepted_events += len(acc.events)
-                if on_accepted is not None:
-                    on_accepted(Where(topic, partition, rec.offset), acc)
+                _audit_record(rec, verifier, report, on_accepted)
             offset = recs[-1].offset + 1
             if progress is not None:
                 progress(len(recs))

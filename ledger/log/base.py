@@ -20,6 +20,11 @@ Contract (tests/contract runs the same suite against every backend):
   a record's append time is >= the append time of the record before it in that partition (records
   of one append, or of one clock tick, may share a value; the offset orders them). ``append`` returns
   each record's append time in its Position, equal to what every read of that record returns.
+- Total order: a log with ``total_order = True`` (embedded, in-memory) gives every record a distinct
+  append time, strictly increasing over the whole log in append order, and ``clock_us()`` returns the
+  largest given so far (every later record gets a larger one). Readers then process the log in one
+  order that no batch size or arrival timing changes: ``ledger.log.order``. A Kafka cluster has no
+  such clock across partitions (``total_order = False``): readers keep the control-first order there.
 - Size: the key plus value of one record is at most ``limits.MAX_RECORD_BYTES``; every backend refuses a
   larger one at append with ``RecordTooLargeError`` (a ValidationError naming the size), before writing
   any record of the call. One number for all backends, below Kafka's default message size, so a log that
@@ -92,6 +97,7 @@ def next_append_time_us(previous_us: int) -> int:
 @runtime_checkable
 class Log(Protocol):
     url: str
+    total_order: bool  # see the module doc: append times are one strictly increasing clock over the log
 
     def ensure_topic(self, topic: str, partitions: int = 1) -> int:
         """Create the topic if missing; return its partition count (an existing topic keeps its count)."""

@@ -161,6 +161,9 @@ class KafkaLog:
     not inherited across ``fork``: each process opens its own KafkaLog from the URL.
     """
 
+    # partitions have their own leaders and clocks: no append-time order across them (base module doc)
+    total_order = False
+
     def __init__(self, url: str, *, partitions_default: int = DEFAULT_PARTITIONS, client_id: str = CLIENT_ID,
                  connect_timeout_ms: int = CONNECT_TIMEOUT_MS, request_timeout_ms: int = REQUEST_TIMEOUT_MS,
                  delivery_timeout_ms: int = DELIVERY_TIMEOUT_MS, linger_ms: int = LINGER_MS,

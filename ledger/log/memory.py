@@ -1,7 +1,8 @@
 """A deterministic in-memory log for tests and the simulator (a seam we own, beside the real backends).
 
 Same contract as the other backends except durability: nothing survives the process. Append times come
-from the wall clock held per partition (``next_append_time_us``), under the lock that orders appends. ``read`` never
+from the wall clock, held strictly above the last one given in the whole log (``next_append_time_us``),
+under the lock that orders appends: like the embedded log, they are the log's total order. ``read`` never
 sleeps unless asked; there is no background thread, so a simulation is fully reproducible.
 """
 
@@ -15,8 +16,11 @@ from ledger.log.base import Position, Record, check_records, next_append_time_us
 
 
 class MemoryLog:
+    total_order = True  # append times strictly increase over the whole log
+
     def __init__(self) -> None:
         self.url = "memory://"
+        self._clock_us = 0
         self._topics: dict[str, list[list[Record]]] = {}
         self._cond = threading.Condition()
 
@@ -42,14 +46,14 @@ class MemoryLog:
         out = []
         with self._cond:
             parts = self._topics[topic]
-            times: dict[int, int] = {}  # one append time per partition per call, taken under the lock
+            t_us = next_append_time_us(self._clock_us + 1)
             for key, value in records:
                 p = partition_for(key, n)
-                if p not in times:
-                    times[p] = next_append_time_us(parts[p][-1].append_time_us if parts[p] else 0)
                 off = len(parts[p])
-                parts[p].append(Record(topic, p, off, key, bytes(value), times[p]))
-                out.append(Position(p, off, times[p]))
+                parts[p].append(Record(topic, p, off, key, bytes(value), t_us))
+                out.append(Position(p, off, t_us))
+                self._clock_us = t_us
+                t_us += 1
             self._cond.notify_all()
         return out
 
@@ -73,6 +77,11 @@ class MemoryLog:
         with self._cond:
             recs = [r for r in self._topics[topic][p][after_offset + 1:] if r.key == key]
         return recs[:max_records]
+
+    def clock_us(self) -> int:
+        """The largest append time given so far: every record appended after this call gets a larger one."""
+        with self._cond:
+            return self._clock_us
 
     def end_offset(self, topic: str, partition: int) -> int:
         return len(self._topics[topic][partition]) if topic in self._topics else 0

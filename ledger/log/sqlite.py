@@ -7,10 +7,13 @@ once (WAL readers never block the writer). ``synchronous=FULL`` makes every ackn
 survive a crash of the process or the machine; a writer killed mid-transaction leaves nothing
 behind (the transaction never committed).
 
-Append time: read and assigned inside the append's write transaction, so no other writer (thread or
-process) can append to the partition between reading the previous record's time and inserting: every
-record of one call in one partition gets ``max(wall clock, previous record's append_time_us)``, which
-never decreases along a partition whatever the writers' clocks do. ``ts_ms`` is kept (= append time in
+Append time: one clock for the whole file (``log_clock``), read and advanced inside the append's write
+transaction, so no other writer (thread or process) can append between reading it and inserting. Every
+record gets ``max(wall clock, previous record's append time + 1)`` over the whole file, in append order:
+append times are strictly increasing across all topics and partitions, so they ARE the log's total
+order (``total_order = True``). Processors read the log in that order (``clock_us`` tells them how far
+it reaches), which is what makes control events apply to exactly the data appended after them, live or
+in a replay, whatever the writers' clocks do. ``ts_ms`` is kept (= append time in
 ms) so a file stays readable by older versions.
 
 Migration: a file written before ``append_time_us`` existed gets the column on open (one write
@@ -45,6 +48,7 @@ CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, partitions INTEGER NOT
 CREATE TABLE IF NOT EXISTS records (topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
     key BLOB, value BLOB NOT NULL, ts_ms INTEGER NOT NULL, append_time_us INTEGER NOT NULL,
     PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log_clock (id INTEGER PRIMARY KEY CHECK (id = 0), last_us INTEGER NOT NULL);
 """
 _INSERT = ("INSERT INTO records (topic, partition, offset, key, value, ts_ms, append_time_us) "
            "VALUES (?, ?, ?, ?, ?, ?, ?)")  # columns named: a migrated file has append_time_us last, like a new one
@@ -53,6 +57,8 @@ MIGRATE_CHUNK_ROWS = 10_000  # old rows updated per statement batch while adding
 
 class SqliteLog:
     """A durable log in one SQLite file. Safe to share between threads of one process."""
+
+    total_order = True  # append times strictly increase over the whole file (see the module doc)
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
         if synchronous not in ("FULL", "NORMAL"):
@@ -124,14 +130,16 @@ class SqliteLog:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     rows = []
-                    for p, idxs in by_part.items():
-                        # inside the write transaction: nobody appends to p between this read and the insert
-                        next_off, last_us = self._head(topic, p)
-                        t_us = next_append_time_us(last_us)
-                        for j, i in enumerate(idxs):
-                            key, value = records[i]
-                            rows.append((topic, p, next_off + j, key, value, t_us // 1000, t_us))
-                            out[i] = Position(p, next_off + j, t_us)
+                    # inside the write transaction: nobody appends between reading the clock and the insert
+                    t_us = next_append_time_us(self._clock() + 1)
+                    next_off = {p: self._head(topic, p)[0] for p in by_part}
+                    for i, (key, value) in enumerate(records):
+                        p = partition_for(key, n)
+                        rows.append((topic, p, next_off[p], key, value, t_us // 1000, t_us))
+                        out[i] = Position(p, next_off[p], t_us)
+                        next_off[p] += 1
+                        t_us += 1  # one distinct time per record: the file's total order
+                    self._db.execute("INSERT OR REPLACE INTO log_clock VALUES (0, ?)", (t_us - 1,))
                     self._db.executemany(_INSERT, rows)
                     self._db.execute("COMMIT")
                 except BaseException:
@@ -181,6 +189,22 @@ class SqliteLog:
         row = self._db.execute("SELECT max(offset) FROM records WHERE topic=? AND partition=?",
                                (topic, partition)).fetchone()
         return 0 if row[0] is None else int(row[0]) + 1
+
+    def clock_us(self) -> int:
+        """The largest append time given so far: every record appended after this call gets a larger one."""
+        with self._lock:
+            try:
+                return self._clock()
+            except sqlite3.Error as e:
+                raise LogError(f"read failed: {e}", path=str(self.path)) from None
+
+    def _clock(self) -> int:
+        row = self._db.execute("SELECT last_us FROM log_clock WHERE id = 0").fetchone()
+        if row is not None:
+            return int(row[0])
+        # a file written before the clock row existed: its largest append time (a one-time scan)
+        row = self._db.execute("SELECT max(append_time_us) FROM records").fetchone()
+        return 0 if row[0] is None else int(row[0])
 
     def _head(self, topic: str, partition: int) -> tuple[int, int]:
         """(next offset, append time of the last record or 0) of a partition, from the primary key index."""

@@ -47,7 +47,7 @@ from ledger.errors import LedgerError, RejectError
 from ledger.integrity.chain import Head
 from ledger.integrity.keys import SigningKey
 from ledger.integrity.verify import Verifier, Where
-from ledger.log import Log, Record
+from ledger.log import Log, Record, order
 from ledger.wire import codec
 from ledger.wire.events import EMPTY_CONTEXT
 from processors.runtime.processor import Derived, Effects, Item, Processor, Quarantined
@@ -134,6 +134,7 @@ class Runner:
         self.state = RunnerState.READY
         self.failure: str | None = None  # what put the runner in FAILED
         ring, chains = store.load_verifier(anchors)
+        ring.by_log_order = bool(getattr(log, "total_order", False))  # the order _step_poll reads in
         self.verifier = Verifier(ring, chains)
         self.positions = store.positions()
         self.batch_no = store.batch()
@@ -196,9 +197,17 @@ class Runner:
     # ------------------------------------------------------------ the steps
 
     def _step_poll(self) -> list[Record]:
-        """Step 1: poll a bounded batch. Control first, then data partitions in a fixed order, then
-        control again: every control event appended before a data record we read is applied before
-        that record is judged (a key's registration always precedes its first verdict)."""
+        """Step 1: poll a bounded batch.
+
+        On a log with a total clock (embedded, in-memory): the next records in the log's one order, control
+        and data interleaved exactly as appended (``ledger.log.order``), so a control event applies to the
+        data appended after it and to nothing before it, live and in a replay alike.
+
+        On Kafka (no clock across partitions): control first, then data partitions in a fixed order, then
+        control again: every control event appended before a data record we read is applied before that
+        record is judged (a key's registration always precedes its first verdict)."""
+        if getattr(self.log, "total_order", False):
+            return self._poll_in_log_order()
         next_read = dict(self.positions)
         control = [tp for tp in self._order if tp[0] == self._control]
         data = [tp for tp in self._order if tp[0] != self._control]
@@ -330,6 +339,38 @@ class Runner:
             assert self.key is not None  # only a runner with a key signs derived records
             self.store.add_outbox([(r.topic, r.key, r.value) for r in outbox])
             self.store.save_producer(self.key.signer_id, self.producer_head)
+
+    def _poll_in_log_order(self) -> list[Record]:
+        clock_us = self.log.clock_us()  # before any read: see ledger.log.order, step 1
+        data = [tp for tp in self._order if tp[0] != self._control]
+        # every partition is read each poll (a partition left unread would bound nothing and stall the order)
+        data_share = max(1, self.max_records // max(1, len(data)))
+        byte_share = max(1, limits.MAX_RUNNER_BATCH_BYTES // len(self._order))
+        reads: dict[tuple[str, int], list[Record]] = {}
+        complete: set[tuple[str, int]] = set()
+        for tp in self._order:
+            pos = self.positions[tp]
+            want = limits.MAX_RUNNER_CONTROL_RECORDS if tp[0] == self._control else data_share
+            # the end, measured after the clock, covers every record the clock has seen (an empty read
+            # alone proves nothing: a client may come back empty-handed while records exist)
+            end = self.log.end_offset(*tp)
+            if self.stop_at is not None:
+                end = min(end, self.stop_at.get(tp, 0))
+            want = min(want, end - pos)
+            kept: list[Record] = []
+            if want > 0:
+                size = 0
+                for r in self.log.read(tp[0], tp[1], pos, want, timeout_s=0.0):
+                    if r.offset < pos + len(kept):
+                        continue  # a re-delivery of what we already have
+                    size += len(r.value)
+                    if size > byte_share and kept or len(kept) == want:
+                        break  # the rest waits for a later poll: memory per batch stays bounded
+                    kept.append(r)
+            reads[tp] = kept
+            if (kept[-1].offset + 1 if kept else pos) >= end:
+                complete.add(tp)
+        return order.ready_in_log_order(reads, complete, clock_us)
 
     def _poll(self, tps: list[tuple[str, int]], next_read: dict[tuple[str, int], int], budget: int) -> list[Record]:
         out: list[Record] = []

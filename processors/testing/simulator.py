@@ -368,7 +368,7 @@ class Oracle:
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
         self.mem = scenario.mem
-        self.verifier = Verifier(KeyRing(scenario.anchors))
+        self.verifier = Verifier(KeyRing(scenario.anchors, by_log_order=scenario.mem.total_order))
         self.order = scenario.input_partitions()
         self.committed = dict.fromkeys(self.order, 0)
         self.journal = scenario.processor is Journal
@@ -377,16 +377,18 @@ class Oracle:
         self.accepted = 0
 
     def absorb(self, new_positions: dict[tuple[str, int], int]) -> None:
-        """Within a batch the runner judges control records first, then the other partitions in order;
-        several batches may have been committed since the last check, but the control drain makes the
-        verdicts order-independent."""
+        """The records committed since the last check, judged in the log's one order (append time): what
+        the runner commits is always a prefix of that order (``ledger.log.order``), so the records between
+        two checks, merged by append time, are exactly the sequence it folded."""
+        fresh: list[tuple[Record, tuple[str, int]]] = []
         for tp in self.order:
             old, new = self.committed[tp], new_positions.get(tp, 0)
             if new < old:
                 raise InvariantError(f"position of {tp} went back from {old} to {new}")
-            for rec in self.mem.read(tp[0], tp[1], old, new - old):
-                self._judge(rec, tp)
+            fresh += [(rec, tp) for rec in self.mem.read(tp[0], tp[1], old, new - old)]
             self.committed[tp] = new
+        for rec, tp in sorted(fresh, key=lambda pair: pair[0].append_time_us):
+            self._judge(rec, tp)
 
     def _judge(self, rec: Record, tp: tuple[str, int]) -> None:
         try:
