@@ -69,7 +69,7 @@ from ledger.economics.pricing import ModelPrice, PriceBook, default_price_book, 
 from ledger.economics.reallocation import Refusal
 from ledger.economics.reputation import TrustEvent, apply_multiplier, reputation
 from ledger.errors import LedgerError
-from ledger.sdk.admission import level_from_row, levels_text, parse_levels, policy_columns, policy_from_event
+from ledger.economics.budget_rows import level_from_row, levels_text, parse_levels, policy_columns, policy_from_event
 from ledger.wire.events import (
     Action,
     BudgetAlert,

@@ -361,7 +361,3 @@ def _quarantine_columns(qs: list[Quarantined], batch_no: int) -> dict[str, list[
         "original": [q.record.value for q in qs], "original_size": [len(q.record.value) for q in qs],
         "_batch": [batch_no] * len(qs),
     }
-
-
-def state_dir(home_path: Path, name: str) -> Path:
-    return home_path / "processors" / name
