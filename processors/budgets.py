@@ -221,6 +221,7 @@ def _ceil_div(a: int, d: int) -> int:
 
 class Budgets(Processor):
     name = "budgets"
+    derived_topics = ("alerts",)
     doc = "budgets per scope and kind: consumption, limits, reservations, alerts and transfers"
     views = (BUDGETS, ALERTS, TRANSFERS, RESERVATIONS, PRICES, TRUST)
 
