@@ -14,19 +14,9 @@ from typing import Any
 import typer
 
 from ledger.cli.app import HomeOpt, JsonOpt, _home, _print_json, _table, app, guarded, out
-from ledger.errors import ValidationError
 from processors.report import model as rep
 
 REPORT_EPILOG = ("Example: tokenledger report --html report.html   ·   tokenledger report --run run-1a2b3c4d --json")
-
-
-def write_html(model: dict[str, Any], path: Path) -> Path:
-    """Write the page to ``path`` (its directory must exist) and return the absolute path."""
-    path = path.expanduser().resolve()
-    if not path.parent.is_dir():
-        raise ValidationError("html", str(path), "its directory does not exist")
-    path.write_text(rep.render_html(model), encoding="utf-8")
-    return path
 
 
 def print_tables(model: dict[str, Any]) -> None:
@@ -68,7 +58,7 @@ def report(home: str | None = HomeOpt, json_: bool = JsonOpt,
     """Cost attribution per run (stage waterfall, sum invariant, degradation, routing savings), efficiency per
     agent / task / project / model, budget burn-rate forecasts, reputation and settlements."""
     model = rep.select_run(rep.build(_home(home)), run)
-    path = write_html(model, html) if html is not None else None
+    path = rep.write_html(model, html) if html is not None else None
     if json_:
         _print_json({**model, "html": str(path) if path else None})
         return

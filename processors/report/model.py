@@ -1,9 +1,9 @@
 """The cost report: attribution per run, efficiency, burn-rate forecasts, reputation and settlements.
 
-``build(home)`` reads the published views (an in-memory DuckDB over ``views_sql(home)``, so it never
+``build(home)`` reads the published views (``processors.views.connect_views``: Parquet only, so it never
 blocks a processor) and returns a plain, JSON-ready report model; ``render_html(model)`` turns the
-model into ONE self-contained HTML page with inline SVG charts drawn here; the CLI
-(processors/cli_report.py) prints the same model as tables.
+model into ONE self-contained HTML page with inline SVG charts drawn here (``write_html`` writes it);
+the CLI (processors/cli/report.py) prints the same model as tables.
 
 Cost waterfall per run, by stage (first-seen stage order):
     * imported workflow runs (``tokenledger import claude-code``): ``ledger.sources.attribution`` over runs
@@ -34,6 +34,7 @@ import html
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ledger.cli.app import fmt_time
@@ -44,6 +45,7 @@ from ledger.errors import EconomicsError, ValidationError
 from ledger.sdk.home import Home
 from ledger.sources import attribution
 from ledger.wire.events import Action, Context, Event, LlmUsage
+from processors import views
 from processors.report.metrics import burn_forecast, efficiency, model_breakdown
 
 MAX_SERIES_POINTS = 200  # points per line on a chart (downsampled evenly, last point kept)
@@ -251,14 +253,7 @@ def _settlement_edges(con: Any) -> tuple[str, list[dict[str, Any]]]:
 
 def build(home: Home) -> dict[str, Any]:
     """The report model of ``home``'s published views (plain JSON-ready dicts and lists)."""
-    import duckdb
-
-    from processors.cli.app import views_sql
-
-    con = duckdb.connect()
-    try:
-        for stmt in views_sql(home).strip().splitlines():
-            con.execute(stmt)
+    with views.connect_views(home) as con:
         book = price_book(_rows(con, "SELECT * FROM prices"))
         calls = _rows(con, _CALLS_SQL)
         for c in calls:
@@ -284,8 +279,6 @@ def build(home: Home) -> dict[str, Any]:
         agents = sorted({c["agent"] for c in calls} | {i["requestor_id"] for i in interactions}
                         | {i["responder_id"] for i in interactions} | {e["payer"] for e in edges}
                         | {e["payee"] for e in edges})
-    finally:
-        con.close()
     priced = [c for c in calls if c["cost_micros"] is not None]
     return {
         "home": str(home.path), "as_of_us": as_of, "as_of": fmt_time(as_of) if as_of else None,
@@ -619,4 +612,13 @@ def render_html(model: Mapping[str, Any]) -> str:
 
 
 __all__ = ["SECTIONS", "build", "call_cost", "efficiency_rows", "forecast_rows", "price_book", "render_html",
-           "run_verdict", "select_run", "stage_rows", "svg_graph", "svg_lines", "svg_waterfall", "usd"]
+           "run_verdict", "select_run", "stage_rows", "svg_graph", "svg_lines", "svg_waterfall", "usd", "write_html"]
+
+
+def write_html(model: Mapping[str, Any], path: Path) -> Path:
+    """Write the page to ``path`` (its directory must exist) and return the absolute path."""
+    path = path.expanduser().resolve()
+    if not path.parent.is_dir():
+        raise ValidationError("html", str(path), "its directory does not exist")
+    path.write_text(render_html(model), encoding="utf-8")
+    return path

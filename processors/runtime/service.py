@@ -44,7 +44,7 @@ def signer_id(name: str) -> str:
 
 def state_file(home: Home, name: str) -> Path:
     """The processor's DuckDB state file (its one writer is the running processor)."""
-    return state_file(home, name)
+    return home.processor_dir(name) / STATE_FILE
 
 
 def status_file(home: Home, name: str) -> Path:
