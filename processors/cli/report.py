@@ -1,7 +1,7 @@
 """``tokenledger report``: the cost report as tables, JSON, or one self-contained HTML page.
 
-Registered on the main app by importing this module (processors/cli.py does, before ``main()``).
-The report is built from the published views only (processors/report.py), so it never blocks a
+Registered on the main app by importing this module (processors/cli/app.py does, before ``main()``).
+The report is built from the published views only (processors/report/model.py), so it never blocks a
 running processor and shows what the processors have published so far.
 Never: fetch anything over the network, or write anywhere but the ``--html`` file.
 """
