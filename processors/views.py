@@ -79,7 +79,8 @@ def views_sql(home: HomeLayout) -> str:
     for v in catalog(home):
         if v.published:
             glob = sql_literal(v.directory / "*.parquet")
-            lines.append(f"CREATE OR REPLACE VIEW {v.view.name} AS SELECT * FROM read_parquet('{glob}', "
+            # view names come from the processors' code, the path is escaped: no outside text is spliced in
+            lines.append(f"CREATE OR REPLACE VIEW {v.view.name} AS SELECT * FROM read_parquet('{glob}', "  # noqa: S608
                          "union_by_name = true);")
         else:
             cols = ", ".join(f"CAST(NULL AS {c.sql_type}) AS {c.name}" for c in v.view.columns
@@ -136,7 +137,7 @@ def read_view(home: HomeLayout, view: str) -> list[dict[str, Any]]:
     if view not in {v.view.name for v in catalog(home)}:
         raise ValidationError("view", view, "is not a view any processor publishes")
     with connect_views(home) as con:
-        return run(con, f"SELECT * FROM {view}").records()
+        return run(con, f"SELECT * FROM {view}").records()  # noqa: S608 (checked against the catalog above)
 
 
 def attach(con: Connection, path: Path, alias: str) -> bool:
@@ -152,7 +153,8 @@ def attach(con: Connection, path: Path, alias: str) -> bool:
 def create_parquet_view(con: Connection, name: str, directory: Path, *, union_by_name: bool = True) -> None:
     """Define view ``name`` (may be schema-qualified) over the Parquet parts in ``directory``."""
     options = ", union_by_name = true" if union_by_name else ""
-    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{sql_literal(directory / '*.parquet')}'{options})")
+    glob = sql_literal(directory / "*.parquet")
+    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{glob}'{options})")  # noqa: S608 (callers' names)
 
 
 __all__ = ["Connection", "PublishedView", "Table", "attach", "catalog", "connect", "connect_views",

@@ -16,9 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from ledger.economics import budget as b
+from ledger.units import MILLI  # confidences travel as thousandths on the log
 from ledger.wire.events import BudgetPolicy as PolicyEvent
-
-MILLI = 1000  # confidences travel as thousandths on the log
 
 
 def policy_from_event(body: PolicyEvent) -> b.BudgetPolicy:

@@ -41,6 +41,7 @@ from ledger.errors import ChainForkError, LedgerError, LogError, RejectError, Va
 from ledger.integrity.chain import GENESIS, Head
 from ledger.integrity.keys import SigningKey
 from ledger.log import DEFAULT_TOPIC, Log, partition_for
+from ledger.units import MILLI
 from ledger.wire import codec
 from ledger.wire.events import (
     EMPTY_CONTEXT,
@@ -60,7 +61,6 @@ from ledger.wire.events import (
 
 DEFAULT_BATCH_SIZE = 100  # events per signed record
 DEFAULT_LINGER_MS = 20.0  # longest a buffered event waits before the background flusher sends it
-MILLI = 1000
 
 
 def milli(name: str, value: Any) -> int:

@@ -240,7 +240,8 @@ class Home(HomeLayout):
         path = self.key_path(name)
         key = self.load_key(name) if path.exists() else SigningKey.generate(name)
         body = AgentRegistered(agent_id=name, key_id=key.key_id, public_key=key.public.raw, role=role,
-                               priority=priority, org=org, project=project, attributes=tuple((attributes or {}).items()))
+                               priority=priority, org=org, project=project,
+                               attributes=tuple((attributes or {}).items()))
         with self.operator_emitter(log) as em:
             event_id = em.emit(body)
         if not path.exists():

@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from ledger import limits
 from ledger.cli.app import HomeOpt, JsonOpt, _home, _print_json, _table, app, guarded, out
 from processors.report import model as rep
 
@@ -40,8 +41,8 @@ def print_tables(model: dict[str, Any]) -> None:
     for key in ("agent", "project"):
         _table(f"efficiency per {key}", *rep.efficiency_rows(model["efficiency"][key], key))
     cols, rows = rep.efficiency_rows(model["efficiency"]["task"], "task")
-    _table(f"efficiency per task (costliest {min(len(rows), rep.MAX_TABLE_ROWS)} of {len(rows)})", cols,
-           rows[:rep.MAX_TABLE_ROWS])
+    _table(f"efficiency per task (costliest {min(len(rows), limits.MAX_TABLE_ROWS)} of {len(rows)})", cols,
+           rows[:limits.MAX_TABLE_ROWS])
     _table("model breakdown", *rep.efficiency_rows(model["models"], "model"))
     _table("budget burn-rate forecast (current window)", *rep.forecast_rows(model["forecasts"]))
     g = model["settlement_graph"]

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ledger.economics.money import parse_usd
-from ledger.economics.pricing import ModelPrice
+from ledger.economics.pricing import ModelPrice, PriceInForce
 from ledger.errors import ValidationError
+from ledger.limits import MAX_PRICE_OVERRIDES
 from ledger.log import Log
 from ledger.sdk.home import Home
 from processors import views
@@ -29,8 +30,6 @@ from processors.runtime.publish import parse_positions
 from processors.runtime.runner import Runner
 from processors.runtime.service import live_digest, state_file
 from processors.runtime.store import Store, StoreError
-
-MAX_PRICE_OVERRIDES = 1_000  # price overrides in one reprice
 
 
 class Repricer(Allocations):
@@ -43,12 +42,13 @@ class Repricer(Allocations):
         self.produce_derived = False
 
     def price_lookup(self) -> PriceLookup:
-        base = self.prices.price_at
+        # the same book and rule as the live processor (ledger.economics.pricing), looked up at another time
+        base = super().price_lookup()
 
-        def lookup(provider: str, model: str, t_us: int) -> tuple[int, ModelPrice]:
+        def lookup(provider: str, model: str, t_us: int) -> PriceInForce:
             override = self.overrides.get((provider, model))
-            if override is not None:
-                return 0, override  # an alternative entry is in force for all time
+            if override is not None:  # an alternative entry is in force for all time
+                return PriceInForce(price=override, in_force_from_us=0, event_time_us=None, seq=0)
             return base(provider, model, t_us if self.as_of_us is None else self.as_of_us)
 
         return lookup
@@ -234,5 +234,5 @@ def reprice(home: Home, log: Log, req: RepriceRequest, *, keep: bool = False) ->
     return reprice_home(home, log, as_of_us=req.as_of_us, overrides=req.overrides, keep=keep)
 
 
-__all__ = ["MAX_PRICE_OVERRIDES", "AllocationChange", "RepriceReport", "RepriceRequest", "Repricer", "parse_overrides",
+__all__ = ["AllocationChange", "RepriceReport", "RepriceRequest", "Repricer", "parse_overrides",
            "parse_price", "reprice", "reprice_home", "request"]

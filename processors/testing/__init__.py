@@ -1,0 +1,1 @@
+"""Test harnesses that drive the processors (shipped so scripts and tests share them)."""
