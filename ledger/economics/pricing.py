@@ -221,8 +221,8 @@ class PriceBook:
         return self._with(entry)
 
     def _with(self, entry: PriceInForce) -> PriceBook:
-        if len(self) >= MAX_PRICE_BOOK_ENTRIES:
-            raise ValidationError("entries", len(self) + 1, f"a price book holds at most {MAX_PRICE_BOOK_ENTRIES:,}",
+        if len(self) >= limits.MAX_PRICE_BOOK_ENTRIES:
+            raise ValidationError("entries", len(self) + 1, f"a price book holds at most {limits.MAX_PRICE_BOOK_ENTRIES:,}",
                                   provider=entry.price.provider, model=entry.price.model)
         key = entry.price.key
         book = PriceBook.__new__(PriceBook)

@@ -342,9 +342,9 @@ def test_price_book_rows_round_trip_and_last_applied() -> None:
 
 
 def test_price_book_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ledger.economics.pricing as pricing
+    from ledger import limits
 
-    monkeypatch.setattr(pricing, "MAX_PRICE_BOOK_ENTRIES", 2)
+    monkeypatch.setattr(limits, "MAX_PRICE_BOOK_ENTRIES", 2)
     book = PriceBook().with_price_set(price_set(1, 0), 10).with_price_set(price_set(2, 0), 20)
     with pytest.raises(ValidationError) as caught:
         book.with_price_set(price_set(3, 0), 30)
