@@ -260,6 +260,7 @@ def _jsonable(v: Any) -> Any:
 
 class Allocations(Processor):
     name = "allocations"
+    derived_topics = ("allocations",)
     doc = "prices interactions (price book from control events) and splits each cost by the configured methods"
     topics = ("control", "events")
     views = (INTERACTIONS, ALLOCATIONS, AGENT_COSTS, UNPRICED, PRICES, ALLOCATION_RULES)

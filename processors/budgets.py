@@ -68,12 +68,12 @@ from dataclasses import replace
 from typing import Any
 
 from ledger.economics import budget as b
+from ledger.economics.budget_rows import level_from_row, levels_text, parse_levels, policy_columns, policy_from_event
 from ledger.economics.pricing import PriceBook, price_book_from_rows, usage_cost
 from ledger.economics.reallocation import Refusal
 from ledger.economics.reputation import TrustEvent, apply_multiplier, reputation
 from ledger.errors import LedgerError
 from ledger.limits import MAX_BUDGET_INTERVAL_US, MAX_REASON_CHARS
-from ledger.sdk.admission import level_from_row, levels_text, parse_levels, policy_columns, policy_from_event
 from ledger.units import MILLI
 from ledger.wire.events import (
     Action,
@@ -218,6 +218,7 @@ def _ceil_div(a: int, d: int) -> int:
 
 class Budgets(Processor):
     name = "budgets"
+    derived_topics = ("alerts",)
     doc = "budgets per scope and kind: consumption, limits, reservations, alerts and transfers"
     views = (BUDGETS, ALERTS, TRANSFERS, RESERVATIONS, PRICES, TRUST)
 

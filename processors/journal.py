@@ -185,6 +185,7 @@ def record_time_us(q: Quarantined) -> int:
 
 class Journal(Processor):
     name = "journal"
+    derived_topics = ("rejected",)
     doc = "every accepted event flattened into `events`; every rejected record in `rejections`"
     views = (EVENTS,)
     publishes_rejections = True

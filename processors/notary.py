@@ -71,6 +71,7 @@ def checkpoint_event_id(idempotency_key: str) -> str:
 
 class Notary(Processor):
     name = "notary"
+    derived_topics = ("checkpoints",)
     doc = "RFC 9162 Merkle trees over each input partition's accepted events; signed checkpoints"
     views = (LEAVES, CHECKPOINTS)
     checkpoint_every: ClassVar[int] = CHECKPOINT_EVERY_EVENTS

@@ -162,6 +162,7 @@ def settlement_id(rule_id: str, start: int, end: int, payer: str, payee: str) ->
 
 class Settlements(Processor):
     name = "settlements"
+    derived_topics = ("settlements",)
     doc = "nets allocations per agent pair over event-time windows; multilateral transfers through a payment rail"
     topics = ("control", "allocations")
     views = (SETTLEMENTS, PAIR_BALANCES, NET_POSITIONS, CARRIED, SETTLEMENT_RULES, PROGRESS)

@@ -56,7 +56,7 @@ def proofs(home_path: Path) -> dict[str, float]:
     from ledger.integrity.proofs import build_inclusion_proof, verify_proof
     from ledger.sdk.home import Home
     from ledger.wire import codec
-    from processors.cli.proofs import _notary_checkpoints, _ref, checkpoint_now, notary_leaves, prove_event
+    from processors.services.proofs import _notary_checkpoints, _ref, checkpoint_now, notary_leaves, prove_event
 
     home = Home.open(home_path)
     log = home.open_log()

@@ -31,9 +31,9 @@ from ledger.errors import (
 )
 from ledger.integrity.keys import SigningKey, load_key, public_key_fingerprint, save_key
 from ledger.sdk.emitter import Emitter, milli
-from ledger.sdk.home import OPERATOR_ID, Home, check_signer_id, resolve_home, resolve_log_url
+from ledger.sdk.home import Home, check_signer_id, resolve_home, resolve_log_url
 from ledger.wire import codec
-from ledger.wire.events import AgentRegistered, Context, Flow, KeyRevoked, KeyRotated
+from ledger.wire.events import Context, Flow, KeyRevoked, KeyRotated
 
 EXIT_OK, EXIT_VERIFY, EXIT_INPUT, EXIT_HOME, EXIT_LOG = 0, 1, 2, 3, 4
 
@@ -182,22 +182,16 @@ def init(home: str | None = HomeOpt, log: str | None = LogOpt,
          json_: bool = JsonOpt) -> None:
     """Create a ledger home: operator key, config and the log; register the operator on the log and
     append the default price book (ledger/data/default_prices.json) as price_set control events."""
-    from ledger.economics.price_events import default_price_events, price_event_time_us
-
     path = resolve_home(home)
     h = Home.init(path, log_url=log, partitions=partitions, topic_prefix=topic_prefix)
     op = h.operator_key()
     lg = h.open_log()
     try:
-        with h.operator_emitter(lg) as em:
-            em.emit(AgentRegistered(agent_id=OPERATOR_ID, key_id=op.key_id, public_key=op.public.raw, role="operator"))
-            prices = default_price_events() if price_book else []
-            for body in prices:
-                em.emit(body, event_time_us=price_event_time_us(body))
+        price_entries = h.bootstrap(lg, price_book=price_book)
     finally:
         lg.close()
     info = {"home": str(path), "log": h.config["log"], "topic": h.topic, "operator_key_id": op.key_id,
-            "price_entries": len(prices)}
+            "price_entries": price_entries}
     if json_:
         _print_json(info)
     else:
@@ -224,7 +218,7 @@ def keys_list(home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     rows = []
     for name in h.key_names():
         try:
-            k = load_key(h.path / "keys" / f"{name}.key")
+            k = load_key(h.keys_dir / f"{name}.key")
             rows.append({"signer_id": name, "key_id": k.key_id, "ok": True, "problem": ""})
         except KeyFileError as e:
             rows.append({"signer_id": name, "key_id": "", "ok": False, "problem": e.message})
@@ -264,16 +258,15 @@ def agent_register(name: str, home: str | None = HomeOpt, log: str | None = LogO
                    json_: bool = JsonOpt) -> None:
     """Create NAME's key (if needed) and register it on the log, signed by the operator."""
     h = _home(home)
-    check_signer_id(name, "name")
-    path = h.key_path(name)
-    key = h.load_key(name) if path.exists() else SigningKey.generate(name)
-    body = AgentRegistered(agent_id=name, key_id=key.key_id, public_key=key.public.raw, role=role, priority=priority,
-                           org=org, project=project, attributes=_labels(attr, "attr"))
-    # register first, save after: a failed registration must not leave an untrusted key behind
-    (event_id,) = _operator_emit(h, log, [body])
-    if not path.exists():
-        save_key(path, key)
-    info = {"signer_id": name, "key_id": key.key_id, "role": role, "event_id": event_id, "key_file": str(path)}
+    check_signer_id(name, "name")  # bad input is refused before the log is opened
+    attributes = _labels(attr, "attr")
+    lg = h.open_log(resolve_log_url(log, h))
+    try:
+        reg = h.register_signer(lg, name, role=role, priority=priority, org=org, project=project,
+                                attributes=attributes)
+    finally:
+        lg.close()
+    info = dataclasses.asdict(reg)
     _print_json(info) if json_ else _table("registered", ["field", "value"], [[a, b] for a, b in info.items()])
 
 

@@ -259,7 +259,7 @@ class Emitter:
         return self.emit(Trust(subject_id=subject_id, dimension=dimension, value_milli=milli("value", value),
                                half_life_us=half_life_us, source=source), **common)
 
-    # budgets: advisory admission, and reservations (the guarantee; see ledger/admission.py)
+    # budgets: advisory admission, and reservations (the guarantee; see ledger/sdk/views.py)
 
     home_path: Path | None = None
 
@@ -267,7 +267,7 @@ class Emitter:
         """allow / throttle (delay) / deny for spending ``amount`` of ``kind`` now, from the latest
         published budgets view, over this agent's hierarchy (its context's org, project, task).
         Advisory: racing agents can only be stopped by ``reserve``, decided in log order."""
-        from ledger.sdk.admission import check
+        from ledger.sdk.views import check
 
         if self.home_path is None:
             raise ValidationError("home", None, "check() needs an emitter opened with Emitter.open(..., home=...)")

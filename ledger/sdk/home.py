@@ -1,13 +1,21 @@
-"""The ledger home: one directory with the operator key, agent keys, emitter state, config and (by
-default) the embedded log.
+"""The ledger home: one directory with the operator key, agent keys, emitter state, config, (by
+default) the embedded log, and what the processors keep and publish.
 
-Layout::
+This module is the ONE place that knows the layout; every other module asks ``HomeLayout`` (a path
+only, opens nothing) or ``Home`` (the layout plus its config) for a path::
 
-    <home>/config.json            log URL, topic, trusted operator(s) (public keys only)
-    <home>/keys/<signer>.key      Ed25519 key files, mode 0600
-    <home>/state/emitters.sqlite  chain heads of local emitters (so a restarted agent continues)
-    <home>/state/locks/           one lock file per signer (two emitters for one signer refuse to start)
-    <home>/log.sqlite             the embedded log (unless config.json names another log)
+    <home>/config.json                      log URL, topic, trusted operator(s) (public keys only)
+    <home>/keys/<signer>.key                Ed25519 key files, mode 0600
+    <home>/state/emitters.sqlite            chain heads of local emitters (so a restarted agent continues)
+    <home>/state/locks/                     one lock file per signer (two emitters for one signer refuse to start)
+    <home>/log.sqlite                       the embedded log (unless config.json names another log)
+    <home>/processors/<name>/               a processor's private files: state.duckdb, status.json, replays
+    <home>/views/<name>/<view>/*.parquet    the views a processor published (read by anyone, never written)
+    <home>/views/views.sql                  CREATE VIEW statements over them, for plain DuckDB
+    <home>/report.html                      the last cost report the demo wrote
+
+A new home is made by ``Home.init`` (files) then ``Home.bootstrap`` (the operator's registration and
+the default price book, appended as control events).
 
 The home is chosen by ``--home``, else the ``TOKENLEDGER_HOME`` environment variable, else
 ``~/.tokenledger``. This module is the only reader of tokenledger's environment variables.
@@ -18,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from ledger.errors import HomeError, ValidationError
 from ledger.integrity.keys import SigningKey, load_key, save_key
 from ledger.log import Log, open_log
+from ledger.wire.events import AgentRegistered
 
 if TYPE_CHECKING:
     from ledger.sdk.emitter import Emitter
@@ -70,12 +80,89 @@ def resolve_log_url(cli_value: str | None, home: Home | None) -> str:
         return env
     if home is None:
         raise HomeError("no log given", hint="pass --log URL or --home DIR")
-    return home.config["log"]
+    return str(home.config["log"])
+
+
+CONFIG_FILE = "config.json"
+KEYS_DIR = "keys"
+STATE_DIR = "state"
+LOCKS_DIR = "locks"  # under state/
+LOG_FILE = "log.sqlite"
+PROCESSORS_DIR = "processors"
+VIEWS_DIR = "views"
+VIEWS_SQL_FILE = "views.sql"  # under views/
+REPORT_FILE = "report.html"
 
 
 @dataclass
-class Home:
+class HomeLayout:
+    """Where each part of a home lives. Paths only: it opens, creates and checks nothing, so a
+    reader of published views can use it on a bare directory."""
+
     path: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.path / KEYS_DIR
+
+    def key_path(self, signer_id: str) -> Path:
+        return self.keys_dir / f"{check_signer_id(signer_id)}.key"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path / STATE_DIR
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.state_dir / LOCKS_DIR
+
+    @property
+    def log_file(self) -> Path:
+        """The embedded log's file (used unless config.json names another log)."""
+        return self.path / LOG_FILE
+
+    def processor_dir(self, name: str) -> Path:
+        """A processor's private files (state.duckdb, status.json, replays): one writer, that processor."""
+        return self.path / PROCESSORS_DIR / name
+
+    @property
+    def views_root(self) -> Path:
+        return self.path / VIEWS_DIR
+
+    def views_dir(self, name: str) -> Path:
+        """Where processor ``name`` publishes its views (``<view>/*.parquet`` and ``_state.json``)."""
+        return self.views_root / name
+
+    def view_dir(self, name: str, view: str) -> Path:
+        """The Parquet parts of one published view of processor ``name``."""
+        return self.views_dir(name) / view
+
+    @property
+    def views_sql_file(self) -> Path:
+        return self.views_root / VIEWS_SQL_FILE
+
+    @property
+    def report_file(self) -> Path:
+        return self.path / REPORT_FILE
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A signer registered on the log by the operator (``Home.register_signer``)."""
+
+    signer_id: str
+    key_id: str
+    role: str
+    event_id: str
+    key_file: str
+
+
+@dataclass
+class Home(HomeLayout):
     config: dict[str, Any]
 
     # -- creation and opening
@@ -83,35 +170,37 @@ class Home:
     @classmethod
     def init(cls, path: Path, *, log_url: str | None = None, topic_prefix: str = DEFAULT_TOPIC_PREFIX,
              partitions: int = 1) -> Home:
-        """Create a new home (refuses a non-empty directory that is not a home)."""
-        path = Path(path)
-        if (path / "config.json").exists():
+        """Create a new home (refuses a non-empty directory that is not a home). Appends nothing to the
+        log: ``bootstrap`` does."""
+        layout = HomeLayout(Path(path))
+        path = layout.path
+        if layout.config_file.exists():
             raise HomeError("a ledger home already exists here", path=str(path),
                             hint="use it as it is, or choose another --home")
         if path.exists() and any(path.iterdir()):
             raise HomeError("directory is not empty and is not a ledger home", path=str(path),
                             hint="choose an empty or new directory for --home")
-        for sub in ("keys", "state/locks"):
-            (path / sub).mkdir(parents=True, exist_ok=True)
-        os.chmod(path / "keys", 0o700)
+        for sub in (layout.keys_dir, layout.locks_dir):
+            sub.mkdir(parents=True, exist_ok=True)
+        os.chmod(layout.keys_dir, 0o700)
         operator = SigningKey.generate(OPERATOR_ID)
-        save_key(path / "keys" / f"{OPERATOR_ID}.key", operator)
+        save_key(layout.key_path(OPERATOR_ID), operator)
         config = {
             "version": CONFIG_VERSION,
-            "log": log_url or f"sqlite://{(path / 'log.sqlite').resolve()}",
+            "log": log_url or f"sqlite://{layout.log_file.resolve()}",
             "topic_prefix": check_topic_prefix(topic_prefix),
             "partitions": partitions,
             "operators": {OPERATOR_ID: operator.public.raw.hex()},
         }
-        tmp = path / "config.json.tmp"
+        tmp = layout.config_file.with_name(CONFIG_FILE + ".tmp")
         tmp.write_text(json.dumps(config, indent=2) + "\n")
-        os.replace(tmp, path / "config.json")
+        os.replace(tmp, layout.config_file)
         return cls(path, config)
 
     @classmethod
     def open(cls, path: Path) -> Home:
         path = Path(path)
-        cfg = path / "config.json"
+        cfg = HomeLayout(path).config_file
         if not path.is_dir():
             raise HomeError("ledger home does not exist", path=str(path),
                             hint=f"create one with `tokenledger init --home {path}`")
@@ -126,6 +215,38 @@ class Home:
         except (ValueError, AttributeError, TypeError) as e:
             raise HomeError(f"config.json is malformed: {e}", path=str(cfg)) from None
         return cls(path, config)
+
+    def bootstrap(self, log: Log, *, price_book: bool = True) -> int:
+        """What every new home appends first, signed by the operator on the control topic: the operator's
+        own registration (readers trust it from config.json's anchor), then, if asked, the default price
+        book as price_set events (the allocations processor prices from the log only). Returns the
+        number of price entries appended."""
+        from ledger.economics.price_events import default_price_events, price_event_time_us
+
+        op = self.operator_key()
+        prices = default_price_events() if price_book else []
+        with self.operator_emitter(log) as em:
+            em.emit(AgentRegistered(agent_id=OPERATOR_ID, key_id=op.key_id, public_key=op.public.raw, role="operator"))
+            for body in prices:
+                em.emit(body, event_time_us=price_event_time_us(body))
+        return len(prices)
+
+    def register_signer(self, log: Log, name: str, *, role: str = "agent", priority: int = 1, org: str | None = None,
+                        project: str | None = None, attributes: Mapping[str, str] | None = None) -> Registration:
+        """Register ``name``'s key on the log, signed by the operator: its key file if the home has one
+        (a re-registration, e.g. new attributes), else a new key. The key is saved only after the
+        registration is appended, so a failed registration leaves no untrusted key behind."""
+        check_signer_id(name, "name")
+        path = self.key_path(name)
+        key = self.load_key(name) if path.exists() else SigningKey.generate(name)
+        body = AgentRegistered(agent_id=name, key_id=key.key_id, public_key=key.public.raw, role=role,
+                               priority=priority, org=org, project=project,
+                               attributes=tuple((attributes or {}).items()))
+        with self.operator_emitter(log) as em:
+            event_id = em.emit(body)
+        if not path.exists():
+            save_key(path, key)
+        return Registration(signer_id=name, key_id=key.key_id, role=role, event_id=event_id, key_file=str(path))
 
     # -- parts
 
@@ -160,9 +281,6 @@ class Home:
     def anchors(self) -> dict[str, bytes]:
         return {k: bytes.fromhex(v) for k, v in self.config["operators"].items()}
 
-    def key_path(self, signer_id: str) -> Path:
-        return self.path / "keys" / f"{check_signer_id(signer_id)}.key"
-
     def load_key(self, signer_id: str) -> SigningKey:
         key = load_key(self.key_path(signer_id))
         if key.signer_id != signer_id:
@@ -174,11 +292,7 @@ class Home:
         return self.load_key(OPERATOR_ID)
 
     def key_names(self) -> list[str]:
-        return sorted(p.stem for p in (self.path / "keys").glob("*.key"))
-
-    @property
-    def state_dir(self) -> Path:
-        return self.path / "state"
+        return sorted(p.stem for p in self.keys_dir.glob("*.key"))
 
     def open_log(self, url: str | None = None) -> Log:
         log = open_log(url or self.config["log"])

@@ -1,24 +1,26 @@
 """``tokenledger budget check | set | show`` and ``tokenledger reputation show``.
 
 ``budget check`` answers allow / throttle (with the delay) / deny from the latest published budgets
-view (ledger/admission.py: advisory; reservations are the guarantee). ``budget set`` emits a
+view (ledger/sdk/views.py: advisory; reservations are the guarantee). ``budget set`` emits a
 ``BudgetPolicy`` control event signed by the operator, every unset field taken from the seed
 defaults of its kind (ledger.economics.budget.default_policy). ``show`` commands print published views.
-Registered by one import at the end of processors/cli.py.
+Registered by one import at the end of processors/cli/app.py.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import typer
 
 from ledger.cli.app import HomeOpt, JsonOpt, LogOpt, _home, _operator_emit, _print_json, _table, app, guarded
 from ledger.economics.budget import default_policy
+from ledger.economics.budget_rows import policy_from_event
 from ledger.errors import ValidationError
-from ledger.sdk import admission
+from ledger.sdk.home import Home
+from ledger.sdk.views import check
 from ledger.wire.events import BUDGET_SCOPES, BudgetPolicy
+from processors import views
 
 budget_app = typer.Typer(no_args_is_help=True, help="Budgets: admission checks, policies, the budgets view.",
                          epilog="Example: tokenledger budget check --agent researcher --kind llm_tokens --amount 5000")
@@ -32,8 +34,8 @@ SHOW_COLUMNS = ("scope", "scope_id", "budget_kind", "allocation", "consumed", "r
 REPUTATION_COLUMNS = ("agent_id", "accuracy", "compliance", "feedback", "reliability", "overall", "tier", "multiplier")
 
 
-def _view(home: Path, processor: str, view: str, key: tuple[str, ...]) -> list[dict[str, Any]]:
-    return sorted(admission.read_view(home / "views" / processor / view), key=lambda r: tuple(r[k] for k in key))
+def _view(home: Home, view: str, key: tuple[str, ...]) -> list[dict[str, Any]]:
+    return sorted(views.read_view(home, view), key=lambda r: tuple(r[k] for k in key))
 
 
 @budget_app.command("check", epilog="Example: tokenledger budget check --agent researcher --kind action --amount 3 "
@@ -49,7 +51,7 @@ def budget_check(agent: str = typer.Option(..., "--agent", help="The agent that 
                  home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """allow / throttle (with the backoff delay) / deny, from the latest published budgets view (advisory)."""
     h = _home(home)
-    ans = admission.check(h.path, agent, kind, amount, org=org, project=project, task=task, at_us=at_us)
+    ans = check(h.path, agent, kind, amount, org=org, project=project, task=task, at_us=at_us)
     if json_:
         _print_json(ans.as_dict())
     else:
@@ -97,7 +99,7 @@ def budget_set(scope: str = typer.Argument(..., help="org | project | task | age
         emergency_reserve_pct=int(o.emergency_reserve_pct) if emergency_reserve_pct is None else emergency_reserve_pct,
         hard_limit_action=action, min_reserve=base.min_reserve if min_reserve is None else min_reserve,
         priority=priority, confidence_threshold_milli=threshold, effective_from_us=effective_from_us)
-    admission.policy_from_event(body)  # refuse here what the processor would refuse
+    policy_from_event(body)  # refuse here what the processor would refuse
     h = _home(home)
     (event_id,) = _operator_emit(h, log, [body])
     info = {"event_id": event_id, "scope": scope, "scope_id": scope_id, "budget_kind": kind, "allocation": allocation,
@@ -111,7 +113,7 @@ def budget_show(kind: str | None = typer.Option(None, "--kind", help="Only this 
                 home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """The published budgets view: per scope and kind, allocation, use and status."""
     h = _home(home)
-    rows = [r for r in _view(h.path, "budgets", "budgets", ("scope", "scope_id", "budget_kind"))
+    rows = [r for r in _view(h, "budgets", ("scope", "scope_id", "budget_kind"))
             if kind is None or r["budget_kind"] == kind]
     if json_:
         _print_json(rows)
@@ -124,7 +126,7 @@ def budget_show(kind: str | None = typer.Option(None, "--kind", help="Only this 
 def reputation_show(home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """The published reputation view: scores per dimension, overall, tier, budget multiplier."""
     h = _home(home)
-    rows = _view(h.path, "reputation", "reputation", ("agent_id",))
+    rows = _view(h, "reputation", ("agent_id",))
     if json_:
         _print_json(rows)
     else:

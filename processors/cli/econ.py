@@ -1,10 +1,7 @@
 """The economics half of the ``tokenledger`` command: ``reprice`` and ``econ estimate|deposit|congestion|cache``.
 
-``reprice`` replays the allocations processor's pure pricing over the log, up to the live processor's
-positions, into a side DuckDB file (``<home>/processors/allocations/reprice-*/state.duckdb``) with another
-price book — the book as it stood at ``--as-of`` applied to every interaction, and/or ``--price``
-overrides in force for all time — then compares its ``allocations`` with the live view and reports
-every difference, which models' prices caused them, and that nothing else changed.
+``reprice`` prints what processors/services/reprice.py finds: the allocations re-priced with another
+price book (``--as-of`` and/or ``--price`` overrides) in a side view, diffed against the live view.
 
 ``econ`` verbs are calculators over the pure library (ledger/econ.py, ledger/metering.py,
 ledger/allocation.py) and the shipped default price book; they touch no home and no log.
@@ -12,10 +9,6 @@ ledger/allocation.py) and the shipped default price book; they touch no home and
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -24,15 +17,11 @@ from ledger.cli.app import HomeOpt, JsonOpt, LogOpt, _home, _int_arg, _print_jso
 from ledger.economics import econ
 from ledger.economics.allocation import ALLOCATION_METHODS, NASH_BARGAINING, allocate
 from ledger.economics.metering import estimate_interaction_cost
-from ledger.economics.money import format_usd, parse_usd
-from ledger.economics.pricing import ModelPrice, PriceInForce, default_price_book
+from ledger.economics.money import format_usd
+from ledger.economics.pricing import ModelPrice, default_price_book
 from ledger.errors import ValidationError
-from ledger.limits import MAX_PRICE_OVERRIDES
-from processors.allocations import ALLOCATIONS, Allocations, PriceLookup
-from processors.runtime.publish import parse_positions
-from processors.runtime.runner import Runner
-from processors.runtime.service import live_digest, processor_dir, views_dir
-from processors.runtime.store import Store
+from ledger.sdk.home import resolve_log_url
+from processors.services import reprice as reprice_service
 
 REPRICE_ROWS_SHOWN = 20  # diff rows printed as a table by default (all of them with --json)
 
@@ -43,167 +32,6 @@ app.add_typer(econ_app, name="econ")
 
 
 # ---------------------------------------------------------------- reprice
-
-
-class Repricer(Allocations):
-    """The allocations processor with another price lookup and no derived events (a side view only)."""
-
-    def __init__(self, as_of_us: int | None, overrides: dict[tuple[str, str], ModelPrice]) -> None:
-        super().__init__()
-        self.as_of_us = as_of_us
-        self.overrides = overrides
-        self.produce_derived = False
-
-    def price_lookup(self) -> PriceLookup:
-        # the same book and rule as the live processor (ledger.economics.pricing), looked up at another time
-        base = super().price_lookup()
-
-        def lookup(provider: str, model: str, t_us: int) -> PriceInForce:
-            override = self.overrides.get((provider, model))
-            if override is not None:  # an alternative entry is in force for all time
-                return PriceInForce(price=override, in_force_from_us=0, event_time_us=None, seq=0)
-            return base(provider, model, t_us if self.as_of_us is None else self.as_of_us)
-
-        return lookup
-
-
-def parse_price(text: str) -> ModelPrice:
-    """``provider/model=input,output,cache_read,cache_write`` in USD per million tokens (exact decimals)."""
-    name, sep, rates = text.partition("=")
-    provider, slash, model = name.partition("/")
-    parts = rates.split(",")
-    if not sep or not slash or len(parts) != 4:
-        raise ValidationError("price", text, "must look like provider/model=input,output,cache_read,cache_write "
-                                             "(USD per million tokens), e.g. openai/gpt-4.1=2.5,10,0.5,2.5")
-    values = [parse_usd(p.strip()) for p in parts]  # USD per MTok as text == micro-USD per MTok as int
-    return ModelPrice(provider=provider, model=model, input=values[0], output=values[1], cache_read=values[2],
-                      cache_write=values[3])
-
-
-@dataclass
-class RepriceReport:
-    compared: int
-    changed: list[dict[str, Any]]
-    touched_models: list[str]
-    touched_interactions: int
-    changed_interactions: int
-    untouched_changed: int
-    old_total: int
-    new_total: int
-    side_file: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"allocations_compared": self.compared, "allocations_changed": len(self.changed),
-                "interactions_changed": self.changed_interactions,
-                "interactions_with_a_changed_price": self.touched_interactions,
-                "models_with_a_changed_price": self.touched_models,
-                "changed_without_a_price_change": self.untouched_changed,
-                "old_total_micros": self.old_total, "new_total_micros": self.new_total,
-                "delta_micros": self.new_total - self.old_total, "side_file": self.side_file, "changes": self.changed}
-
-
-def reprice_home(home: Any, log: Any, *, as_of_us: int | None, overrides: dict[tuple[str, str], ModelPrice],
-                 keep: bool = True) -> RepriceReport:
-    """Build the side view and diff it against the live allocations (see the module docstring)."""
-    import duckdb
-
-    live = live_digest(home, "allocations")
-    if live["digest"] is None:
-        raise ValidationError("processor", "allocations", f"has no state to compare with ({live['source']})",
-                              hint="run it first: tokenledger run allocations --until-caught-up")
-    side_dir = Path(tempfile.mkdtemp(prefix="reprice-", dir=processor_dir(home, "allocations")))
-    target = side_dir / "state.duckdb"
-    processor = Repricer(as_of_us, overrides)
-    store = Store(target, processor.views)
-    try:
-        runner = Runner(processor, log, store, anchors=home.anchors(), key=None, produce=False,
-                        stop_at=parse_positions({"positions": live["positions"]}),
-                        topic_prefix=home.config.get("topic_prefix", "ledger"))
-        while runner.step() != 0:
-            pass
-    finally:
-        store.close()
-    con = duckdb.connect()
-    try:
-        con.execute(f"ATTACH '{_sql_path(target)}' AS side (READ_ONLY)")
-        _attach_live(con, home)
-        report = _diff(con, str(target))
-    finally:
-        con.close()
-    if not keep:
-        shutil.rmtree(side_dir, ignore_errors=True)
-    return report
-
-
-def _sql_path(p: Path) -> str:
-    return str(p).replace("'", "''")
-
-
-def _attach_live(con: Any, home: Any) -> None:
-    """The live views: its DuckDB file when the processor is not running, else what it published."""
-    import duckdb
-
-    try:
-        con.execute(f"ATTACH '{_sql_path(processor_dir(home, 'allocations') / 'state.duckdb')}' AS live (READ_ONLY)")
-        return
-    except duckdb.Error:
-        pass  # held by the running processor: read its published Parquet instead
-    con.execute("CREATE SCHEMA live")
-    for view in ("allocations", "interactions"):
-        d = views_dir(home, "allocations") / view
-        if not any(d.glob("*.parquet")):
-            raise ValidationError("allocations", "running", "the live processor holds its file and has not "
-                                  "published its views yet", hint="wait a second and retry, or stop it first")
-        con.execute(f"CREATE VIEW live.{view} AS SELECT * FROM read_parquet('{_sql_path(d)}/*.parquet', "
-                    "union_by_name = true)")
-
-
-_DIFF_SQL = """
-WITH o AS (SELECT * FROM live.allocations), n AS (SELECT * FROM side.allocations)
-SELECT coalesce(o.interaction_event_id, n.interaction_event_id) AS interaction_event_id,
-       coalesce(o.interaction_id, n.interaction_id) AS interaction_id,
-       coalesce(o.method, n.method) AS method,
-       o.total_micros AS old_total_micros, n.total_micros AS new_total_micros,
-       o.requestor_pays_micros AS old_requestor_pays_micros, n.requestor_pays_micros AS new_requestor_pays_micros,
-       o.net_transfer_micros AS old_net_transfer_micros, n.net_transfer_micros AS new_net_transfer_micros,
-       o.direction AS old_direction, n.direction AS new_direction
-FROM o FULL OUTER JOIN n ON o.interaction_event_id = n.interaction_event_id AND o.method = n.method
-WHERE o.total_micros IS DISTINCT FROM n.total_micros
-   OR o.requestor_pays_micros IS DISTINCT FROM n.requestor_pays_micros
-   OR o.net_transfer_micros IS DISTINCT FROM n.net_transfer_micros
-   OR o.direction IS DISTINCT FROM n.direction
-ORDER BY 1, 3
-"""
-
-# interactions whose price on either side differs between the two books (or that one book cannot price)
-_TOUCHED_SQL = """
-WITH o AS (SELECT * FROM live.interactions), n AS (SELECT * FROM side.interactions)
-SELECT coalesce(o.event_id, n.event_id) AS event_id,
-       CASE WHEN o.requestor_rates IS DISTINCT FROM n.requestor_rates
-            THEN coalesce(o.requestor_provider, n.requestor_provider) || '/' || coalesce(o.requestor_model, n.requestor_model) END,
-       CASE WHEN o.responder_rates IS DISTINCT FROM n.responder_rates
-            THEN coalesce(o.responder_provider, n.responder_provider) || '/' || coalesce(o.responder_model, n.responder_model) END
-FROM o FULL OUTER JOIN n ON o.event_id = n.event_id
-WHERE o.requestor_rates IS DISTINCT FROM n.requestor_rates OR o.responder_rates IS DISTINCT FROM n.responder_rates
-"""
-
-
-def _diff(con: Any, side_file: str) -> RepriceReport:
-    cur = con.execute(_DIFF_SQL)
-    cols = [d[0] for d in cur.description]
-    changed = [dict(zip(cols, r)) for r in cur.fetchall()]
-    touched_rows = con.execute(_TOUCHED_SQL).fetchall()
-    touched = {r[0] for r in touched_rows}
-    models = sorted({m for r in touched_rows for m in r[1:] if m is not None})
-    compared = con.execute("SELECT count(*) FROM (SELECT interaction_event_id, method FROM live.allocations "
-                           "UNION SELECT interaction_event_id, method FROM side.allocations)").fetchone()[0]
-    old_total, new_total = con.execute(
-        "SELECT (SELECT coalesce(sum(total_micros), 0) FROM live.allocations), "
-        "(SELECT coalesce(sum(total_micros), 0) FROM side.allocations)").fetchone()
-    changed_ids = {c["interaction_event_id"] for c in changed}
-    return RepriceReport(compared=compared, changed=changed, touched_models=models, touched_interactions=len(touched),
-                         changed_interactions=len(changed_ids), untouched_changed=len(changed_ids - touched),
-                         old_total=int(old_total), new_total=int(new_total), side_file=side_file)
 
 
 @app.command(epilog="Example: tokenledger reprice --price anthropic/claude-opus-4-6=4,20,0.4,5   ·   "
@@ -222,20 +50,10 @@ def reprice(as_of: str | None = typer.Option(None, "--as-of", help="Price every 
     h = _home(home)
     as_of_us = parse_time(as_of, "as_of")
     shown = _int_arg("limit", limit)
-    overrides: dict[tuple[str, str], ModelPrice] = {}
-    for text in price or []:
-        if len(overrides) >= MAX_PRICE_OVERRIDES:
-            raise ValidationError("price", len(price or []), f"at most {MAX_PRICE_OVERRIDES} --price options")
-        p = parse_price(text)
-        overrides[p.key] = p
-    if as_of_us is None and not overrides:
-        raise ValidationError("reprice", "no alternative", "give --as-of TIME and/or --price provider/model=...",
-                              hint="tokenledger reprice --price anthropic/claude-opus-4-6=4,20,0.4,5")
-    from ledger.sdk.home import resolve_log_url
-
+    req = reprice_service.request(as_of_us, price or [])
     lg = h.open_log(resolve_log_url(log, h))
     try:
-        report = reprice_home(h, lg, as_of_us=as_of_us, overrides=overrides, keep=keep)
+        report = reprice_service.reprice(h, lg, req, keep=keep)
     finally:
         lg.close()
     if json_:
@@ -245,9 +63,9 @@ def reprice(as_of: str | None = typer.Option(None, "--as-of", help="Price every 
     _table(f"re-priced allocations that differ ({len(report.changed):,} of {report.compared:,})",
            ["interaction", "method", "old total", "new total", "old requestor pays", "new requestor pays",
             "old transfer", "new transfer"],
-           [[c["interaction_id"], c["method"], _usd(c["old_total_micros"]), _usd(c["new_total_micros"]),
-             _usd(c["old_requestor_pays_micros"]), _usd(c["new_requestor_pays_micros"]),
-             _usd(c["old_net_transfer_micros"]), _usd(c["new_net_transfer_micros"])] for c in rows])
+           [[c.interaction_id, c.method, _usd(c.old_total_micros), _usd(c.new_total_micros),
+             _usd(c.old_requestor_pays_micros), _usd(c.new_requestor_pays_micros),
+             _usd(c.old_net_transfer_micros), _usd(c.new_net_transfer_micros)] for c in rows])
     out.print(f"models whose price differs: {', '.join(report.touched_models) or 'none'} "
               f"({report.touched_interactions:,} interactions use them)", markup=False)
     out.print(f"changed: {len(report.changed):,} allocations of {report.changed_interactions:,} interactions; "
@@ -389,4 +207,3 @@ def econ_cache(model: str = typer.Option(..., help="provider/model (its input, c
         "total_uncached_micros": c.total_uncached, "savings_pct": round(c.savings_pct, 2)})
 
 
-__all__ = ["ALLOCATIONS", "RepriceReport", "Repricer", "parse_price", "reprice_home"]

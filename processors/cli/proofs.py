@@ -1,217 +1,16 @@
-"""``tokenledger prove``, ``verify-proof`` and ``checkpoint``: Merkle proofs for users and auditors.
-
-``prove`` needs no running system: it reads the notary's leaves (its DuckDB file read-only when the
-notary is not running, else its published Parquet view), the signed checkpoints and the event's
-record from the log, writes a self-contained proof file (ledger/proofs.py) and checks it before
-writing. ``verify-proof`` needs only the file and the operator's public key. ``checkpoint`` runs the
-notary until it has caught up and signs a checkpoint of every partition's current tree (the notary
-must not be running: it holds its state file; while it runs it checkpoints every
-``CHECKPOINT_EVERY_EVENTS`` events by itself).
-
-Also here: ``check_state_checkpoints``, which ``replay`` uses to compare a rebuilt digest with the
-StateCheckpoints the processor signed.
-"""
+"""``tokenledger prove``, ``verify-proof`` and ``checkpoint``: thin commands over processors/services/proofs.py."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-from collections.abc import Iterator
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from ledger.cli.app import HomeOpt, JsonOpt, LogOpt, _home, _print_json, _table, app, guarded, out
-from ledger.errors import LedgerError, RejectCode, RejectError, ValidationError
-from ledger.integrity.checkpoints import (
-    SignedEntry,
-    check_state,
-    control_keyring,
-    read_checkpoints,
-    registration_records,
-)
-from ledger.integrity.merkle import MerkleTree
-from ledger.integrity.proofs import (
-    CheckpointRef,
-    build_consistency_proof,
-    build_inclusion_proof,
-    load_proof,
-    verify_proof,
-)
-from ledger.log import Log
-from ledger.sdk.home import Home, resolve_log_url
-from ledger.wire import codec
-from ledger.wire.events import Checkpoint
-from processors.notary import CHECKPOINT_EVERY_EVENTS, NOTARY_SIGNER, Notary
-from processors.runtime.publish import Publisher
-from processors.runtime.service import open_runner, processor_dir, signer_id, views_dir
-from processors.runtime.store import Store, StoreError
-
-
-@contextlib.contextmanager
-def notary_leaves(h: Home) -> Iterator[Any]:
-    """``query(sql, params)`` over the notary's ``merkle_leaves``: its state file when it is not running,
-    else the Parquet files it published."""
-    import duckdb
-
-    path = processor_dir(h, Notary.name) / "state.duckdb"
-    store = None
-    if path.exists():
-        try:
-            store = Store(path, Notary.views, read_only=True)
-        except StoreError:
-            store = None  # the notary is running: use what it published
-    if store is not None:
-        try:
-            yield store.query
-        finally:
-            store.close()
-        return
-    parts = views_dir(h, Notary.name) / "merkle_leaves"
-    if not any(parts.glob("*.parquet")):
-        raise ValidationError("notary", str(parts), "has no Merkle leaves yet",
-                              hint="run the notary first: tokenledger checkpoint")
-    con = duckdb.connect()
-    try:
-        glob = str(parts / "*.parquet").replace("'", "''")
-        con.execute(f"CREATE VIEW merkle_leaves AS SELECT * FROM read_parquet('{glob}')")
-        yield lambda sql, params=(): con.execute(sql, params).fetchall()
-    finally:
-        con.close()
-
-
-def _ref(e: SignedEntry) -> CheckpointRef:
-    assert isinstance(e.body, Checkpoint)
-    return CheckpointRef(event_id=e.event_id, topic=e.body.topic, partition=e.body.partition, offset=e.offset,
-                         index=e.index, record=e.record)
-
-
-def _notary_checkpoints(h: Home, lg: Log) -> list[SignedEntry]:
-    ring = control_keyring(lg, h.control_topic, h.anchors())
-    return [e for e in read_checkpoints(lg, h.topic_for("checkpoints"), ring)
-            if isinstance(e.body, Checkpoint) and e.signer_id == NOTARY_SIGNER]
-
-
-def _tree(q: Any, topic: str, partition: int, size: int, cp: SignedEntry) -> MerkleTree:
-    """The notary's tree of a partition at ``size`` leaves, checked against the signed root."""
-    hashes = [bytes(r[0]) for r in q("SELECT leaf_hash FROM merkle_leaves WHERE topic = ? AND log_partition = ? "
-                                      "AND leaf_index < ? ORDER BY leaf_index", [topic, partition, size])]
-    if len(hashes) != size:
-        raise ValidationError("checkpoint", cp.event_id, f"the notary's view holds {len(hashes)} of its {size} leaves",
-                              hint="let the notary publish its views (it does so every second), then retry")
-    tree = MerkleTree.from_leaf_hashes(hashes)
-    assert isinstance(cp.body, Checkpoint)
-    if tree.root() != cp.body.root_hash:
-        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "the notary's leaves do not give the signed root",
-                          checkpoint_event_id=cp.event_id, topic=topic, partition=partition, tree_size=size,
-                          expected=cp.body.root_hash.hex(), actual=tree.root().hex())
-    return tree
-
-
-def prove_event(h: Home, lg: Log, event_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
-    """The inclusion proof of ``event_id`` in the latest notary checkpoint covering it (or the one named)."""
-    cps = _notary_checkpoints(h, lg)
-    with notary_leaves(h) as q:
-        rows = q("SELECT topic, log_partition, leaf_index, log_offset FROM merkle_leaves WHERE event_id = ? "
-                 "ORDER BY topic, log_partition, leaf_index LIMIT 1", [event_id])
-        if not rows:
-            raise ValidationError("event_id", event_id, "is not among the events the notary has accepted",
-                                  hint="check the id (tokenledger tail), or let the notary catch up: "
-                                       "tokenledger checkpoint")
-        topic, part, index, offset = rows[0]
-        cands = [e for e in cps if (e.body.topic, e.body.partition) == (topic, part)  # type: ignore[union-attr]
-                 and e.body.tree_size > index]  # type: ignore[union-attr]
-        if checkpoint_id is not None:
-            cands = [e for e in cands if e.event_id == checkpoint_id]
-        if not cands:
-            raise ValidationError("event_id", event_id, "no signed checkpoint covers this event yet"
-                                  + (f" (or {checkpoint_id} does not)" if checkpoint_id else ""),
-                                  topic=topic, partition=part, leaf_index=index,
-                                  hint="publish one now: tokenledger checkpoint")
-        cp = max(cands, key=lambda e: (e.body.tree_size, e.partition, e.offset))  # type: ignore[union-attr]
-        size = cp.body.tree_size  # type: ignore[union-attr]
-        tree = _tree(q, topic, part, size, cp)
-    recs = lg.read(topic, part, offset, 1)
-    if not recs or recs[0].offset != offset:
-        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "the event's record is no longer on the log",
-                          event_id=event_id, topic=topic, partition=part, offset=offset)
-    key_ids = {codec.decode_batch(recs[0].value).key_id, codec.decode_batch(cp.record).key_id}
-    doc = build_inclusion_proof(event_id=event_id, topic=topic, partition=part, offset=offset, record=recs[0].value,
-                                leaf_index=index, tree_size=size, path=tree.inclusion_proof(index, size),
-                                checkpoint=_ref(cp), registrations=registration_records(lg, h.control_topic, key_ids))
-    verify_proof(doc, h.anchors())  # never hand out a proof that does not verify
-    return doc
-
-
-def prove_consistency(h: Home, lg: Log, old_id: str, new_id: str) -> dict[str, Any]:
-    """The consistency proof between two notary checkpoints of one partition (by event id)."""
-    cps = {e.event_id: e for e in _notary_checkpoints(h, lg)}
-    for cid in (old_id, new_id):
-        if cid not in cps:
-            raise ValidationError("checkpoint", cid, "is not a notary checkpoint on the log",
-                                  hint="list them: tokenledger query \"SELECT * FROM checkpoints\"")
-    old, new = cps[old_id], cps[new_id]
-    a, b = old.body, new.body
-    assert isinstance(a, Checkpoint) and isinstance(b, Checkpoint)
-    if (a.topic, a.partition) != (b.topic, b.partition) or a.tree_size > b.tree_size:
-        raise ValidationError("checkpoint", new_id, "must be a later checkpoint of the same partition as OLD",
-                              old=f"{a.topic}/{a.partition}@{a.tree_size}", new=f"{b.topic}/{b.partition}@{b.tree_size}")
-    with notary_leaves(h) as q:
-        tree = _tree(q, b.topic, b.partition, b.tree_size, new)
-    if tree.root(a.tree_size) != a.root_hash:
-        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "OLD's signed root is not the tree's root at its size",
-                          checkpoint_event_id=old_id, expected=tree.root(a.tree_size).hex(), actual=a.root_hash.hex())
-    key_ids = {codec.decode_batch(old.record).key_id, codec.decode_batch(new.record).key_id}
-    path = tree.consistency_proof(a.tree_size, b.tree_size) if a.tree_size < b.tree_size else []
-    doc = build_consistency_proof(old=_ref(old), new=_ref(new), path=path,
-                                  registrations=registration_records(lg, h.control_topic, key_ids))
-    verify_proof(doc, h.anchors())
-    return doc
-
-
-def checkpoint_now(h: Home, lg: Log) -> list[dict[str, Any]]:
-    """Catch the notary up, sign a checkpoint of each partition's current tree (unless one exists at
-    that size), publish its views. One row per partition."""
-    try:
-        runner, store, proc = open_runner(h, Notary.name, lg)
-    except StoreError as e:
-        raise LedgerError("the notary is running, so it cannot be driven from here", path=e.evidence.get("path"),
-                          hint=f"it checkpoints every {CHECKPOINT_EVERY_EVENTS:,} events on its own; for one now, "
-                               "stop it and run `tokenledger checkpoint`") from None
-    assert isinstance(proc, Notary)
-    try:
-        runner.run_until_caught_up()
-        existing = {(e.body.topic, e.body.partition, e.body.tree_size): e  # type: ignore[union-attr]
-                    for e in _notary_checkpoints(h, lg)}
-        derived = proc.checkpoint_now(runner.positions, set(existing))
-        runner.emit(derived)
-        Publisher(store, proc, views_dir(h, Notary.name)).publish(runner.positions, runner.batch_no)
-    finally:
-        store.close()
-    made = {(d.body.topic, d.body.partition, d.body.tree_size) for d in derived}  # type: ignore[attr-defined]
-    rows = []
-    for e in _notary_checkpoints(h, lg):
-        cp = e.body
-        assert isinstance(cp, Checkpoint)
-        tree = proc.trees.get((cp.topic, cp.partition))
-        if tree is None or cp.tree_size != tree.size:
-            continue  # not the current tree of its partition
-        rows.append({"topic": cp.topic, "partition": cp.partition, "tree_size": cp.tree_size,
-                     "root_hash": cp.root_hash.hex(), "next_offset": cp.next_offset, "checkpoint_event_id": e.event_id,
-                     "new": (cp.topic, cp.partition, cp.tree_size) in made})
-    uniq = {(r["topic"], r["partition"]): r for r in rows}
-    return [uniq[k] for k in sorted(uniq)]
-
-
-def check_state_checkpoints(h: Home, lg: Log, name: str, rebuilt: dict[str, Any]) -> dict[str, Any]:
-    """``replay``'s check: the rebuilt digest against NAME's signed StateCheckpoints at the same positions."""
-    ring = control_keyring(lg, h.control_topic, h.anchors())
-    entries = read_checkpoints(lg, h.topic_for("checkpoints"), ring)
-    return check_state(entries, name, signer_id(name), rebuilt["positions"], rebuilt["digest"]).to_dict()
-
-
-# ---------------------------------------------------------------- commands
+from ledger.sdk.home import resolve_log_url
+from processors.services import proofs
 
 
 @app.command(epilog="Example: tokenledger prove 3f2a...e1 --out proof.json   ·   "
@@ -229,27 +28,19 @@ def prove(event_id: str | None = typer.Argument(None, help="The event to prove (
     """Write a self-contained proof file: the event's bytes and signed batch, its Merkle inclusion path to a
     signed notary checkpoint, and the registrations of every key involved. Check it anywhere with
     `tokenledger verify-proof FILE --operator-key HEX`."""
-    if (event_id is None) == (consistency is None):
-        raise ValidationError("event_id", event_id, "give either EVENT_ID or --consistency OLD NEW")
+    proofs.require_one_target(event_id, consistency)
     h = _home(home)
     lg = h.open_log(resolve_log_url(log, h))
     try:
-        if consistency is not None:
-            doc = prove_consistency(h, lg, consistency[0], consistency[1])
-            name = f"consistency-{consistency[0][:12]}-{consistency[1][:12]}"
-        else:
-            assert event_id is not None
-            doc = prove_event(h, lg, event_id, checkpoint)
-            name = event_id
+        written = proofs.write_proof(h, lg, event_id=event_id, consistency=consistency, checkpoint_id=checkpoint,
+                                     out=out_)
     finally:
         lg.close()
-    path = out_ or Path(f"proof-{name}.json")
-    path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-    report = verify_proof(doc, h.anchors()).to_dict()
+    report = written.report.to_dict()
     if json_:
-        _print_json({"file": str(path), **report})
+        _print_json({"file": str(written.file), **report})
         return
-    _print_report(f"proof written to {path}", report)
+    _print_report(f"proof written to {written.file}", report)
 
 
 def _print_report(title: str, r: dict[str, Any]) -> None:
@@ -269,23 +60,9 @@ def verify_proof_cmd(file: Path = typer.Argument(..., help="A proof file written
     """Check a proof file offline: signatures, key registrations back to a trusted operator key, the event in
     its batch, the Merkle path to the signed checkpoint root (or the consistency of two checkpoints).
     Exit code 1 and the failed check if it does not hold."""
-    try:
-        data = Path(file).read_bytes()
-    except OSError as e:
-        raise ValidationError("file", str(file), f"cannot be read: {e.strerror}") from None
-    if operator_key:
-        trusted = {}
-        for i, k in enumerate(operator_key):
-            try:
-                raw = bytes.fromhex(k)
-            except ValueError:
-                raw = b""
-            if len(raw) != 32:
-                raise ValidationError("operator_key", k, "must be 64 hex chars (a raw Ed25519 public key)")
-            trusted[f"operator-key-{i}"] = raw
-    else:
-        trusted = _home(home).anchors()
-    report = verify_proof(load_proof(data), trusted).to_dict()
+    data = proofs.read_proof_file(file)
+    trusted = proofs.parse_operator_keys(operator_key) if operator_key else _home(home).anchors()
+    report = proofs.check_proof(data, trusted).to_dict()
     if json_:
         _print_json({"ok": True, **report})
         return
@@ -303,13 +80,13 @@ def checkpoint_cmd(home: str | None = HomeOpt, log: str | None = LogOpt, json_: 
     h = _home(home)
     lg = h.open_log(resolve_log_url(log, h))
     try:
-        rows = checkpoint_now(h, lg)
+        rows = proofs.checkpoint_now(h, lg)
     finally:
         lg.close()
     if json_:
-        _print_json(rows)
+        _print_json([dataclasses.asdict(r) for r in rows])
         return
     _table("checkpoints (current tree of each partition)",
            ["topic", "partition", "tree size", "root", "next offset", "checkpoint event id", ""],
-           [[r["topic"], r["partition"], r["tree_size"], r["root_hash"][:16] + "…", r["next_offset"],
-             r["checkpoint_event_id"], "new" if r["new"] else "existing"] for r in rows])
+           [[r.topic, r.partition, r.tree_size, r.root_hash[:16] + "…", r.next_offset, r.checkpoint_event_id,
+             "new" if r.new else "existing"] for r in rows])

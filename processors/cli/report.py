@@ -1,7 +1,7 @@
 """``tokenledger report``: the cost report as tables, JSON, or one self-contained HTML page.
 
-Registered on the main app by importing this module (processors/cli.py does, before ``main()``).
-The report is built from the published views only (processors/report.py), so it never blocks a
+Registered on the main app by importing this module (processors/cli/app.py does, before ``main()``).
+The report is built from the published views only (processors/report/model.py), so it never blocks a
 running processor and shows what the processors have published so far.
 Never: fetch anything over the network, or write anywhere but the ``--html`` file.
 """
@@ -15,19 +15,9 @@ import typer
 
 from ledger import limits
 from ledger.cli.app import HomeOpt, JsonOpt, _home, _print_json, _table, app, guarded, out
-from ledger.errors import ValidationError
 from processors.report import model as rep
 
 REPORT_EPILOG = ("Example: tokenledger report --html report.html   ·   tokenledger report --run run-1a2b3c4d --json")
-
-
-def write_html(model: dict[str, Any], path: Path) -> Path:
-    """Write the page to ``path`` (its directory must exist) and return the absolute path."""
-    path = path.expanduser().resolve()
-    if not path.parent.is_dir():
-        raise ValidationError("html", str(path), "its directory does not exist")
-    path.write_text(rep.render_html(model), encoding="utf-8")
-    return path
 
 
 def print_tables(model: dict[str, Any]) -> None:
@@ -69,7 +59,7 @@ def report(home: str | None = HomeOpt, json_: bool = JsonOpt,
     """Cost attribution per run (stage waterfall, sum invariant, degradation, routing savings), efficiency per
     agent / task / project / model, budget burn-rate forecasts, reputation and settlements."""
     model = rep.select_run(rep.build(_home(home)), run)
-    path = write_html(model, html) if html is not None else None
+    path = rep.write_html(model, html) if html is not None else None
     if json_:
         _print_json({**model, "html": str(path) if path else None})
         return

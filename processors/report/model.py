@@ -1,9 +1,9 @@
 """The cost report: attribution per run, efficiency, burn-rate forecasts, reputation and settlements.
 
-``build(home)`` reads the published views (an in-memory DuckDB over ``views_sql(home)``, so it never
+``build(home)`` reads the published views (``processors.views.connect_views``: Parquet only, so it never
 blocks a processor) and returns a plain, JSON-ready report model; ``render_html(model)`` turns the
-model into ONE self-contained HTML page with inline SVG charts drawn here; the CLI
-(processors/cli_report.py) prints the same model as tables.
+model into ONE self-contained HTML page with inline SVG charts drawn here (``write_html`` writes it);
+the CLI (processors/cli/report.py) prints the same model as tables.
 
 Cost waterfall per run, by stage (first-seen stage order):
     * imported workflow runs (``tokenledger import claude-code``): ``ledger.sources.attribution`` over runs
@@ -36,6 +36,7 @@ import html
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ledger.cli.app import fmt_time
@@ -47,6 +48,7 @@ from ledger.limits import MAX_REPUTATION_SAMPLES, MAX_SERIES_POINTS, MAX_TABLE_R
 from ledger.sdk.home import Home
 from ledger.sources import attribution
 from ledger.wire.events import Action, Context, Event, LlmUsage
+from processors import views
 from processors.report.metrics import burn_forecast, efficiency, model_breakdown
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
@@ -244,14 +246,7 @@ def _settlement_edges(con: Any) -> tuple[str, list[dict[str, Any]]]:
 
 def build(home: Home) -> dict[str, Any]:
     """The report model of ``home``'s published views (plain JSON-ready dicts and lists)."""
-    import duckdb
-
-    from processors.cli.app import views_sql
-
-    con = duckdb.connect()
-    try:
-        for stmt in views_sql(home).strip().splitlines():
-            con.execute(stmt)
+    with views.connect_views(home) as con:
         book = price_book(_rows(con, "SELECT * FROM prices"))
         calls = _rows(con, _CALLS_SQL)
         for c in calls:
@@ -277,8 +272,6 @@ def build(home: Home) -> dict[str, Any]:
         agents = sorted({c["agent"] for c in calls} | {i["requestor_id"] for i in interactions}
                         | {i["responder_id"] for i in interactions} | {e["payer"] for e in edges}
                         | {e["payee"] for e in edges})
-    finally:
-        con.close()
     priced = [c for c in calls if c["cost_micros"] is not None]
     return {
         "home": str(home.path), "as_of_us": as_of, "as_of": fmt_time(as_of) if as_of else None,
@@ -612,4 +605,13 @@ def render_html(model: Mapping[str, Any]) -> str:
 
 
 __all__ = ["SECTIONS", "build", "call_cost", "efficiency_rows", "forecast_rows", "price_book", "render_html",
-           "run_verdict", "select_run", "stage_rows", "svg_graph", "svg_lines", "svg_waterfall", "usd"]
+           "run_verdict", "select_run", "stage_rows", "svg_graph", "svg_lines", "svg_waterfall", "usd", "write_html"]
+
+
+def write_html(model: Mapping[str, Any], path: Path) -> Path:
+    """Write the page to ``path`` (its directory must exist) and return the absolute path."""
+    path = path.expanduser().resolve()
+    if not path.parent.is_dir():
+        raise ValidationError("html", str(path), "its directory does not exist")
+    path.write_text(render_html(model), encoding="utf-8")
+    return path

@@ -115,6 +115,9 @@ class Processor(abc.ABC):
     doc: ClassVar[str] = ""
     # logical input topics, the home maps them to <prefix>.<name>; "control" is drained before each batch
     topics: ClassVar[tuple[str, ...]] = ("control", "events")
+    # logical topics its Derived events go to (besides the StateCheckpoints every processor signs), so
+    # ``processors.order_by_topics`` can start a processor after those whose topics it reads
+    derived_topics: ClassVar[tuple[str, ...]] = ()
     views: ClassVar[tuple[View, ...]] = ()
     publishes_rejections: ClassVar[bool] = False  # one processor (the journal) sends dead letters
 

@@ -39,7 +39,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ledger import limits
@@ -541,7 +540,3 @@ def _quarantine_columns(qs: list[Quarantined], batch_no: int) -> dict[str, list[
         "original": [q.record.value for q in qs], "original_size": [len(q.record.value) for q in qs],
         "_batch": [batch_no] * len(qs),
     }
-
-
-def state_dir(home_path: Path, name: str) -> Path:
-    return home_path / "processors" / name

@@ -4,6 +4,8 @@ files, keys, signals and the status file.
     <home>/processors/<name>/state.duckdb   the processor's state (one writer: this process)
     <home>/processors/<name>/status.json    position, lag, events/s, last error (for `tokenledger status`)
     <home>/views/<name>/...                 published views (Parquet) and _state.json
+
+(the directories come from ``Home.processor_dir`` and ``Home.views_dir``: the home owns the layout).
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ledger import limits
-from ledger.integrity.keys import SigningKey, save_key
+from ledger.integrity.keys import SigningKey
 from ledger.log import Log
 from ledger.sdk.home import Home
-from ledger.wire.events import AgentRegistered, StateCheckpoint
+from ledger.wire.events import StateCheckpoint
 from processors import get
 from processors.runtime.processor import Derived, Processor
 from processors.runtime.publish import Publisher, parse_positions, read_state
@@ -32,18 +34,21 @@ POLL_IDLE_S = 0.05  # sleep between empty polls
 STATUS_EVERY_S = 0.5  # how often the status file is rewritten
 DIGEST_EVERY_S = 10.0  # how often a caught-up processor computes and publishes its state digest
 STATE_CHECKPOINT_META = "state_checkpoint_batch"  # _meta key: the batch last signed as a StateCheckpoint
+STATE_FILE = "state.duckdb"  # in the processor's directory
+STATUS_FILE = "status.json"  # in the processor's directory
 
 
 def signer_id(name: str) -> str:
     return f"processor.{name}"
 
 
-def processor_dir(home: Home, name: str) -> Path:
-    return home.path / "processors" / name
+def state_file(home: Home, name: str) -> Path:
+    """The processor's DuckDB state file (its one writer is the running processor)."""
+    return home.processor_dir(name) / STATE_FILE
 
 
-def views_dir(home: Home, name: str) -> Path:
-    return home.path / "views" / name
+def status_file(home: Home, name: str) -> Path:
+    return home.processor_dir(name) / STATUS_FILE
 
 
 def ensure_processor_key(home: Home, name: str, log: Log) -> SigningKey:
@@ -52,11 +57,8 @@ def ensure_processor_key(home: Home, name: str, log: Log) -> SigningKey:
     path = home.key_path(sid)
     if path.exists():
         return home.load_key(sid)
-    key = SigningKey.generate(sid)
-    with home.operator_emitter(log) as em:
-        em.emit(AgentRegistered(agent_id=sid, key_id=key.key_id, public_key=key.public.raw, role="processor"))
-    save_key(path, key)
-    return key
+    home.register_signer(log, sid, role="processor")  # saves the new key once its registration is appended
+    return home.load_key(sid)
 
 
 def crash_hook(spec: str | None) -> Any:
@@ -79,10 +81,10 @@ def crash_hook(spec: str | None) -> Any:
 def open_runner(home: Home, name: str, log: Log, *, produce: bool = True,
                 crash_at: str | None = None) -> tuple[Runner, Store, Processor]:
     processor = get(name)()
-    d = processor_dir(home, name)
+    d = home.processor_dir(name)
     d.mkdir(parents=True, exist_ok=True)
     key = ensure_processor_key(home, name, log) if produce else None
-    store = Store(d / "state.duckdb", processor.views)
+    store = Store(d / STATE_FILE, processor.views)
     try:
         runner = Runner(processor, log, store, anchors=home.anchors(), key=key, produce=produce,
                         topic_prefix=home.config.get("topic_prefix", "ledger"), crash_hook=crash_hook(crash_at))
@@ -93,13 +95,13 @@ def open_runner(home: Home, name: str, log: Log, *, produce: bool = True,
 
 
 def write_status(home: Home, name: str, status: dict[str, Any]) -> None:
-    d = processor_dir(home, name)
+    d = home.processor_dir(name)
     d.mkdir(parents=True, exist_ok=True)
     status = {**status, "updated_at": time.time()}
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".status")
     with os.fdopen(fd, "w") as f:
         json.dump(status, f, indent=2, sort_keys=True)
-    os.replace(tmp, d / "status.json")
+    os.replace(tmp, d / STATUS_FILE)
 
 
 def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False, crash_at: str | None = None,
@@ -115,7 +117,7 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
     runner, store, processor = open_runner(home, name, log, crash_at=crash_at)
     if max_records:
         runner.max_records = max_records
-    publisher = Publisher(store, processor, views_dir(home, name))
+    publisher = Publisher(store, processor, home.views_dir(name))
     last_status = 0.0
     last_digest = 0.0
     state = "running"
@@ -182,13 +184,13 @@ def live_digest(home: Home, name: str) -> dict[str, Any]:
     """The live processor's digest with the positions it reflects: from its file when it is not running,
     else from what it last published."""
     processor = get(name)()
-    path = processor_dir(home, name) / "state.duckdb"
+    path = state_file(home, name)
     if not path.exists():
         return {"processor": name, "positions": {}, "digest": None, "source": "none"}
     try:
         store = Store(path, processor.views, read_only=True)
     except Exception:
-        state = read_state(views_dir(home, name))
+        state = read_state(home.views_dir(name))
         if not state or "digest" not in state:
             return {"processor": name, "positions": {}, "digest": None, "source": "running, no digest yet"}
         return {"processor": name, "positions": state["positions"], "digest": state["digest"]["digest"],
@@ -208,8 +210,8 @@ def replay(home: Home, name: str, log: Log, *, positions: dict[str, int] | None 
     stop_at = parse_positions({"positions": positions}) if positions is not None else None
     tmp = None
     if target is None:
-        tmp = tempfile.mkdtemp(prefix=f"replay-{name}-", dir=processor_dir(home, name))
-        target = Path(tmp) / "state.duckdb"
+        tmp = tempfile.mkdtemp(prefix=f"replay-{name}-", dir=home.processor_dir(name))
+        target = Path(tmp) / STATE_FILE
     store = Store(target, processor.views)
     try:
         runner = Runner(processor, log, store, anchors=home.anchors(), key=None, produce=False, stop_at=stop_at,

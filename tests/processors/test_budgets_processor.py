@@ -33,7 +33,7 @@ from ledger.testing.homes import T0, fill, make_home
 from ledger.wire import codec
 from ledger.wire.events import AgentRegistered, BudgetPolicy, Context, Outcome
 from processors.runtime.publish import Publisher
-from processors.runtime.service import live_digest, open_runner, replay, views_dir
+from processors.runtime.service import live_digest, open_runner, replay, state_file
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKENDS = [pytest.param("sqlite"), pytest.param("kafka", marks=pytest.mark.kafka)]
@@ -93,7 +93,7 @@ def run(h: Home, name: str = "budgets", *, publish: bool = False, max_records: i
                 r.max_records = max_records
             r.run_until_caught_up()
             if publish:
-                Publisher(store, proc, views_dir(h, name)).publish(r.positions, r.batch_no)
+                Publisher(store, proc, h.views_dir(name)).publish(r.positions, r.batch_no)
         finally:
             store.close()
     finally:
@@ -102,10 +102,9 @@ def run(h: Home, name: str = "budgets", *, publish: bool = False, max_records: i
 
 def rows(h: Home, sql: str, name: str = "budgets") -> list[dict]:
     from processors import get
-    from processors.runtime.service import processor_dir
     from processors.runtime.store import Store
 
-    store = Store(processor_dir(h, name) / "state.duckdb", get(name)().views, read_only=True)
+    store = Store(state_file(h, name), get(name)().views, read_only=True)
     try:
         cur = store.con.execute(sql)
         names = [d[0] for d in cur.description]

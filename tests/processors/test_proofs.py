@@ -21,7 +21,7 @@ from ledger.integrity.keys import SigningKey
 from ledger.integrity.proofs import load_proof, verify_proof
 from ledger.sdk.home import Home
 from ledger.testing.homes import fill
-from processors.cli.proofs import notary_leaves, prove_consistency, prove_event
+from processors.services.proofs import notary_leaves, prove_consistency, prove_event
 
 
 def _leaf_ids(h: Home) -> dict[str, list[str]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from ledger.sdk.admission import reservation
+from ledger.sdk.views import reservation
 from ledger.sdk.emitter import Emitter
 from ledger.wire.events import Context
 

@@ -13,7 +13,7 @@ from ledger.sdk.home import Home
 from ledger.testing.homes import T0, make_home
 from ledger.wire import codec
 from ledger.wire.events import AgentRegistered, Body, Flow, Interaction
-from processors.runtime.service import live_digest, open_runner, replay
+from processors.runtime.service import live_digest, open_runner, replay, state_file
 
 
 def econ_home(tmp_path: Path, backend: str = "sqlite", kafka_url: str | None = None,
@@ -63,7 +63,7 @@ def rows(h: Home, name: str, sql: str) -> list[tuple[Any, ...]]:
     """SQL over a (stopped) processor's state file."""
     import duckdb
 
-    con = duckdb.connect(str(h.path / "processors" / name / "state.duckdb"), read_only=True)
+    con = duckdb.connect(str(state_file(h, name)), read_only=True)
     try:
         return con.execute(sql).fetchall()
     finally:

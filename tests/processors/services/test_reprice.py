@@ -99,3 +99,34 @@ def test_bad_input_and_econ_calculators(tmp_path):
         assert json.loads(r.stdout)
     r = runner.invoke(app, ["econ", "congestion", "--model", OPUS, "--tokens", "10", "--utilization", "nan"])
     assert r.exit_code == 2
+
+
+def test_reprice_service_without_the_cli(tmp_path):
+    """The use case returns a frozen report whose changes are typed rows; bad input is refused before I/O."""
+    import dataclasses
+
+    import pytest
+
+    from ledger.errors import ValidationError
+    from processors.services import reprice as service
+
+    with pytest.raises(ValidationError) as e:
+        service.request(None, [])  # no alternative book
+    assert e.value.field == "reprice"
+    with pytest.raises(ValidationError) as e:
+        service.request(None, ["gpt=1,2"])
+    assert e.value.field == "price" and e.value.value == "gpt=1,2"
+    h = _home(tmp_path)
+    log = h.open_log()
+    try:
+        rep = service.reprice(h, log, service.request(None, [f"{OPUS}=4,20,0.4,5"]))
+    finally:
+        log.close()
+    assert rep.touched_models == (OPUS,) and rep.untouched_changed == 0
+    assert {c.interaction_event_id for c in rep.changed} == _uses(h, OPUS)
+    assert all(isinstance(c, service.AllocationChange) and c.new_total_micros < c.old_total_micros
+               for c in rep.changed)
+    assert rep.new_total < rep.old_total
+    assert not (tmp_path / rep.side_file).exists()  # keep=False removes the side file
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rep.compared = 0  # type: ignore[misc]

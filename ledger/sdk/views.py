@@ -1,0 +1,123 @@
+"""Reading published views on the producer's side, and admission (allow / throttle / deny) from them.
+
+What this module does
+    ``read_view`` reads one published view (every Parquet part under
+    ``<home>/views/<processor>/<view>/``, found through ``ledger.sdk.home.HomeLayout``) with an
+    in-memory DuckDB. ``check`` answers "may agent A spend N units of kind K now?" from the latest
+    published ``budgets`` and ``reservations`` views of the budgets processor: it rebuilds each level's
+    ``BudgetState`` and ``BudgetPolicy`` from the view rows (``ledger.economics.budget_rows``) and asks
+    ``ledger.economics.budget.admission_chain`` — the very function the processor uses — over the
+    agent's hierarchy (org → project → task → agent), so producer and processor can never disagree
+    about the rules. ``reservation`` is what a producer waits for after ``Emitter.reserve``.
+
+Invariants and limits
+    * The answer is **advisory**: it reflects the views as last published (a second or so behind
+      the log) and other agents may be racing for the same budget. The guarantee against
+      overspending is the reservation (``Emitter.reserve``): the budgets processor decides
+      reservations in log order, so a reserve that would exceed the hard limit is refused there.
+    * Levels without a published budget row do not constrain (no policy = not budgeted).
+    * Reads only; never writes a view, never appends to the log.
+
+What it must never do
+    Import ``processors`` (dependencies point processors → ledger: the view files are found by the
+    home layout), or decide differently from ``ledger.economics.budget``. This is the only module
+    of ``ledger`` that imports DuckDB (the analyst side is ``processors.views``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ledger.economics import budget as b
+from ledger.economics.budget_rows import level_from_row, parse_levels
+from ledger.errors import LedgerError, ValidationError
+from ledger.sdk.home import HomeLayout
+from ledger.wire.events import BUDGET_KINDS
+
+BUDGETS_PROCESSOR = "budgets"  # the processor whose views admission reads
+
+
+class AdmissionError(LedgerError):
+    """The published budget views could not be read."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a producer may do. ``delay_us``: wait this long before spending (THROTTLE) or before
+    retrying (DENY); ``scope`` names the level that decided ("" when nothing is budgeted)."""
+
+    verdict: str  # allow | throttle | deny
+    reason: str
+    delay_us: int
+    available: int | None
+    scope: str
+    levels: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "reason": self.reason, "delay_us": self.delay_us,
+                "available": self.available, "scope": self.scope, "levels": list(self.levels)}
+
+
+def read_parquet_dir(path: Path, processor: str) -> list[dict[str, Any]]:
+    """The rows of one published view directory of ``processor`` (every Parquet part in it), as dicts;
+    [] if unpublished."""
+    files = sorted(path.glob("*.parquet"))
+    if not files:
+        return []
+    try:
+        con = duckdb.connect(":memory:")
+        try:
+            cur = con.execute("SELECT * FROM read_parquet(?)", [[str(f) for f in files]])
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        finally:
+            con.close()
+    except duckdb.Error as e:
+        raise AdmissionError(f"cannot read the published view at {path}: {e}", path=str(path),
+                             hint=f"is the {processor} processor running? (`tokenledger run {processor}`)") from None
+
+
+def read_view(home_path: str | Path, processor: str, view: str) -> list[dict[str, Any]]:
+    """The rows ``processor`` last published for ``view`` in the home at ``home_path``; [] if unpublished."""
+    return read_parquet_dir(HomeLayout(Path(home_path)).view_dir(processor, view), processor)
+
+
+def check(home_path: str | Path, agent: str, kind: str, amount: int, *, org: str | None = None,
+          project: str | None = None, task: str | None = None, at_us: int | None = None) -> Answer:
+    """Admission for ``agent`` spending ``amount`` of ``kind`` at ``at_us`` (default: now, wall clock
+    — this is the producer's side, advisory), over its hierarchy. Not budgeted anywhere → allow."""
+    if kind not in BUDGET_KINDS:
+        raise ValidationError("kind", kind, f"must be one of {', '.join(BUDGET_KINDS)}")
+    amount = b.require_int("amount", amount)
+    t = time.time_ns() // 1000 if at_us is None else b.require_time("at_us", at_us)
+    rows = {(r["scope"], r["scope_id"]): r for r in read_view(home_path, BUDGETS_PROCESSOR, "budgets")
+            if r["budget_kind"] == kind}
+    held: dict[tuple[str, str], list[b.Reservation]] = {}
+    for r in read_view(home_path, BUDGETS_PROCESSOR, "reservations"):
+        if r["status"] != "reserved" or r["budget_kind"] != kind or r["expires_us"] <= t:
+            continue
+        res = b.Reservation(r["reservation_id"], r["amount"], r["created_us"], r["expires_us"])
+        for level in parse_levels(r["levels"]):
+            held.setdefault(level, []).append(res)
+    wanted = [("org", org), ("project", project), ("task", task), ("agent", agent)]
+    keys = [(lvl, sid) for lvl, sid in wanted if sid is not None and (lvl, sid) in rows]
+    if not keys:
+        return Answer("allow", "not_budgeted", 0, None, "", ())
+    levels = [level_from_row(rows[k], tuple(held.get(k, ()))) for k in keys]
+    d = b.admission_chain(levels, amount, t)
+    return Answer(d.verdict.value, d.reason.value, d.delay_us, d.available, f"{d.scope.level.value}:{d.scope.id}",
+                  tuple(f"{lvl}:{sid}" for lvl, sid in keys))
+
+
+def reservation(home_path: str | Path, reservation_id: str) -> dict[str, Any] | None:
+    """The published ``reservations`` row of ``reservation_id`` (None until the budgets processor has
+    decided and published it): what a producer waits for before it spends what it reserved."""
+    for r in read_view(home_path, BUDGETS_PROCESSOR, "reservations"):
+        if r["reservation_id"] == reservation_id:
+            return r
+    return None

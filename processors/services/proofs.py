@@ -1,0 +1,288 @@
+"""Merkle proofs for users and auditors, and the check of a replay against signed StateCheckpoints.
+
+``prove_event`` and ``prove_consistency`` need no running system: they read the notary's leaves (its
+DuckDB file read-only when the notary is not running, else its published Parquet view), the signed
+checkpoints and the event's record from the log, build a self-contained proof document
+(ledger/integrity/proofs.py) and check it before handing it out; ``write_proof`` also writes it to a
+file. ``check_proof_file`` needs only the file and the operator's public keys. ``checkpoint_now``
+runs the notary until it has caught up and signs a checkpoint of every partition's current tree (the
+notary must not be running: it holds its state file; while it runs it checkpoints every
+``CHECKPOINT_EVERY_EVENTS`` events by itself).
+
+Also here: ``check_state_checkpoints``, which ``replay`` uses to compare a rebuilt digest with the
+StateCheckpoints the processor signed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ledger.errors import LedgerError, RejectCode, RejectError, ValidationError
+from ledger.integrity.checkpoints import (
+    SignedEntry,
+    StateCheck,
+    check_state,
+    control_keyring,
+    read_checkpoints,
+    registration_records,
+)
+from ledger.integrity.merkle import MerkleTree
+from ledger.integrity.proofs import (
+    CheckpointRef,
+    ProofReport,
+    build_consistency_proof,
+    build_inclusion_proof,
+    load_proof,
+    verify_proof,
+)
+from ledger.log import Log
+from ledger.sdk.home import Home
+from ledger.wire import codec
+from ledger.wire.events import Checkpoint
+from processors import views
+from processors.notary import CHECKPOINT_EVERY_EVENTS, NOTARY_SIGNER, Notary
+from processors.runtime.publish import Publisher
+from processors.runtime.service import open_runner, signer_id, state_file
+from processors.runtime.store import Store, StoreError
+
+# ``query(sql, params) -> rows`` over the notary's merkle_leaves (its Store, or its published Parquet)
+LeafQuery = Callable[..., list[tuple[Any, ...]]]
+ProofDocument = dict[str, Any]  # the JSON document of ledger/integrity/proofs.py (a file format, not a result)
+
+
+@dataclass(frozen=True)
+class CheckpointRow:
+    """The current signed tree head of one partition after ``checkpoint_now`` (``new``: signed just now)."""
+
+    topic: str
+    partition: int
+    tree_size: int
+    root_hash: str
+    next_offset: int
+    checkpoint_event_id: str
+    new: bool
+
+
+@dataclass(frozen=True)
+class WrittenProof:
+    """A proof document written to ``file`` and the report of checking it."""
+
+    file: Path
+    document: ProofDocument
+    report: ProofReport
+
+
+@contextlib.contextmanager
+def notary_leaves(h: Home) -> Iterator[LeafQuery]:
+    """``query(sql, params)`` over the notary's ``merkle_leaves``: its state file when it is not running,
+    else the Parquet files it published."""
+    path = state_file(h, Notary.name)
+    store = None
+    if path.exists():
+        try:
+            store = Store(path, Notary.views, read_only=True)
+        except StoreError:
+            store = None  # the notary is running: use what it published
+    if store is not None:
+        try:
+            yield store.query
+        finally:
+            store.close()
+        return
+    parts = h.view_dir(Notary.name, "merkle_leaves")
+    if not any(parts.glob("*.parquet")):
+        raise ValidationError("notary", str(parts), "has no Merkle leaves yet",
+                              hint="run the notary first: tokenledger checkpoint")
+    with views.connect() as con:
+        views.create_parquet_view(con, "merkle_leaves", parts, union_by_name=False)
+
+        def query(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+            return list(views.run(con, sql, list(params)).rows)
+
+        yield query
+
+
+def _ref(e: SignedEntry) -> CheckpointRef:
+    assert isinstance(e.body, Checkpoint)
+    return CheckpointRef(event_id=e.event_id, topic=e.body.topic, partition=e.body.partition, offset=e.offset,
+                         index=e.index, record=e.record)
+
+
+def _notary_checkpoints(h: Home, lg: Log) -> list[SignedEntry]:
+    ring = control_keyring(lg, h.control_topic, h.anchors())
+    return [e for e in read_checkpoints(lg, h.topic_for("checkpoints"), ring)
+            if isinstance(e.body, Checkpoint) and e.signer_id == NOTARY_SIGNER]
+
+
+def _tree(q: LeafQuery, topic: str, partition: int, size: int, cp: SignedEntry) -> MerkleTree:
+    """The notary's tree of a partition at ``size`` leaves, checked against the signed root."""
+    hashes = [bytes(r[0]) for r in q("SELECT leaf_hash FROM merkle_leaves WHERE topic = ? AND log_partition = ? "
+                                      "AND leaf_index < ? ORDER BY leaf_index", [topic, partition, size])]
+    if len(hashes) != size:
+        raise ValidationError("checkpoint", cp.event_id, f"the notary's view holds {len(hashes)} of its {size} leaves",
+                              hint="let the notary publish its views (it does so every second), then retry")
+    tree = MerkleTree.from_leaf_hashes(hashes)
+    assert isinstance(cp.body, Checkpoint)
+    if tree.root() != cp.body.root_hash:
+        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "the notary's leaves do not give the signed root",
+                          checkpoint_event_id=cp.event_id, topic=topic, partition=partition, tree_size=size,
+                          expected=cp.body.root_hash.hex(), actual=tree.root().hex())
+    return tree
+
+
+def prove_event(h: Home, lg: Log, event_id: str, checkpoint_id: str | None = None) -> ProofDocument:
+    """The inclusion proof of ``event_id`` in the latest notary checkpoint covering it (or the one named)."""
+    cps = _notary_checkpoints(h, lg)
+    with notary_leaves(h) as q:
+        rows = q("SELECT topic, log_partition, leaf_index, log_offset FROM merkle_leaves WHERE event_id = ? "
+                 "ORDER BY topic, log_partition, leaf_index LIMIT 1", [event_id])
+        if not rows:
+            raise ValidationError("event_id", event_id, "is not among the events the notary has accepted",
+                                  hint="check the id (tokenledger tail), or let the notary catch up: "
+                                       "tokenledger checkpoint")
+        topic, part, index, offset = rows[0]
+        cands = [e for e in cps if (e.body.topic, e.body.partition) == (topic, part)  # type: ignore[union-attr]
+                 and e.body.tree_size > index]  # type: ignore[union-attr]
+        if checkpoint_id is not None:
+            cands = [e for e in cands if e.event_id == checkpoint_id]
+        if not cands:
+            raise ValidationError("event_id", event_id, "no signed checkpoint covers this event yet"
+                                  + (f" (or {checkpoint_id} does not)" if checkpoint_id else ""),
+                                  topic=topic, partition=part, leaf_index=index,
+                                  hint="publish one now: tokenledger checkpoint")
+        cp = max(cands, key=lambda e: (e.body.tree_size, e.partition, e.offset))  # type: ignore[union-attr]
+        size = cp.body.tree_size  # type: ignore[union-attr]
+        tree = _tree(q, topic, part, size, cp)
+    recs = lg.read(topic, part, offset, 1)
+    if not recs or recs[0].offset != offset:
+        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "the event's record is no longer on the log",
+                          event_id=event_id, topic=topic, partition=part, offset=offset)
+    key_ids = {codec.decode_batch(recs[0].value).key_id, codec.decode_batch(cp.record).key_id}
+    doc = build_inclusion_proof(event_id=event_id, topic=topic, partition=part, offset=offset, record=recs[0].value,
+                                leaf_index=index, tree_size=size, path=tree.inclusion_proof(index, size),
+                                checkpoint=_ref(cp), registrations=registration_records(lg, h.control_topic, key_ids))
+    verify_proof(doc, h.anchors())  # never hand out a proof that does not verify
+    return doc
+
+
+def prove_consistency(h: Home, lg: Log, old_id: str, new_id: str) -> ProofDocument:
+    """The consistency proof between two notary checkpoints of one partition (by event id)."""
+    cps = {e.event_id: e for e in _notary_checkpoints(h, lg)}
+    for cid in (old_id, new_id):
+        if cid not in cps:
+            raise ValidationError("checkpoint", cid, "is not a notary checkpoint on the log",
+                                  hint="list them: tokenledger query \"SELECT * FROM checkpoints\"")
+    old, new = cps[old_id], cps[new_id]
+    a, b = old.body, new.body
+    assert isinstance(a, Checkpoint) and isinstance(b, Checkpoint)
+    if (a.topic, a.partition) != (b.topic, b.partition) or a.tree_size > b.tree_size:
+        raise ValidationError("checkpoint", new_id, "must be a later checkpoint of the same partition as OLD",
+                              old=f"{a.topic}/{a.partition}@{a.tree_size}",
+                              new=f"{b.topic}/{b.partition}@{b.tree_size}")
+    with notary_leaves(h) as q:
+        tree = _tree(q, b.topic, b.partition, b.tree_size, new)
+    if tree.root(a.tree_size) != a.root_hash:
+        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "OLD's signed root is not the tree's root at its size",
+                          checkpoint_event_id=old_id, expected=tree.root(a.tree_size).hex(), actual=a.root_hash.hex())
+    key_ids = {codec.decode_batch(old.record).key_id, codec.decode_batch(new.record).key_id}
+    path = tree.consistency_proof(a.tree_size, b.tree_size) if a.tree_size < b.tree_size else []
+    doc = build_consistency_proof(old=_ref(old), new=_ref(new), path=path,
+                                  registrations=registration_records(lg, h.control_topic, key_ids))
+    verify_proof(doc, h.anchors())
+    return doc
+
+
+def checkpoint_now(h: Home, lg: Log) -> list[CheckpointRow]:
+    """Catch the notary up, sign a checkpoint of each partition's current tree (unless one exists at
+    that size), publish its views. One row per partition."""
+    try:
+        runner, store, proc = open_runner(h, Notary.name, lg)
+    except StoreError as e:
+        raise LedgerError("the notary is running, so it cannot be driven from here", path=e.evidence.get("path"),
+                          hint=f"it checkpoints every {CHECKPOINT_EVERY_EVENTS:,} events on its own; for one now, "
+                               "stop it and run `tokenledger checkpoint`") from None
+    assert isinstance(proc, Notary)
+    try:
+        runner.run_until_caught_up()
+        existing = {(e.body.topic, e.body.partition, e.body.tree_size): e  # type: ignore[union-attr]
+                    for e in _notary_checkpoints(h, lg)}
+        derived = proc.checkpoint_now(runner.positions, set(existing))
+        runner.emit(derived)
+        Publisher(store, proc, h.views_dir(Notary.name)).publish(runner.positions, runner.batch_no)
+    finally:
+        store.close()
+    made = {(d.body.topic, d.body.partition, d.body.tree_size) for d in derived}  # type: ignore[attr-defined]
+    rows = []
+    for entry in _notary_checkpoints(h, lg):
+        cp = entry.body
+        assert isinstance(cp, Checkpoint)
+        tree = proc.trees.get((cp.topic, cp.partition))
+        if tree is None or cp.tree_size != tree.size:
+            continue  # not the current tree of its partition
+        rows.append(CheckpointRow(topic=cp.topic, partition=cp.partition, tree_size=cp.tree_size,
+                                  root_hash=cp.root_hash.hex(), next_offset=cp.next_offset,
+                                  checkpoint_event_id=entry.event_id,
+                                  new=(cp.topic, cp.partition, cp.tree_size) in made))
+    uniq = {(r.topic, r.partition): r for r in rows}
+    return [uniq[k] for k in sorted(uniq)]
+
+
+def check_state_checkpoints(h: Home, lg: Log, name: str, positions: dict[str, int], digest: str) -> StateCheck:
+    """``replay``'s check: a rebuilt digest at ``positions`` against NAME's signed StateCheckpoints there."""
+    ring = control_keyring(lg, h.control_topic, h.anchors())
+    entries = read_checkpoints(lg, h.topic_for("checkpoints"), ring)
+    return check_state(entries, name, signer_id(name), positions, digest)
+
+
+def require_one_target(event_id: str | None, consistency: tuple[str, str] | None) -> None:
+    """A proof is of one event or of two checkpoints' consistency, never both or neither."""
+    if (event_id is None) == (consistency is None):
+        raise ValidationError("event_id", event_id, "give either EVENT_ID or --consistency OLD NEW")
+
+
+def write_proof(h: Home, lg: Log, *, event_id: str | None = None, consistency: tuple[str, str] | None = None,
+                checkpoint_id: str | None = None, out: Path | None = None) -> WrittenProof:
+    """The inclusion proof of ``event_id`` or, instead, the consistency proof of the two checkpoints in
+    ``consistency`` (OLD, NEW), written to ``out`` (default: ``proof-<id>.json`` in the working directory)."""
+    require_one_target(event_id, consistency)
+    if consistency is not None:
+        doc = prove_consistency(h, lg, consistency[0], consistency[1])
+        name = f"consistency-{consistency[0][:12]}-{consistency[1][:12]}"
+    else:
+        assert event_id is not None
+        doc = prove_event(h, lg, event_id, checkpoint_id)
+        name = event_id
+    path = out or Path(f"proof-{name}.json")
+    path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    return WrittenProof(file=path, document=doc, report=verify_proof(doc, h.anchors()))
+
+
+def parse_operator_keys(texts: Sequence[str]) -> dict[str, bytes]:
+    """Trusted operator public keys given as 64 hex chars each, named ``operator-key-<i>``."""
+    trusted = {}
+    for i, k in enumerate(texts):
+        try:
+            raw = bytes.fromhex(k)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise ValidationError("operator_key", k, "must be 64 hex chars (a raw Ed25519 public key)")
+        trusted[f"operator-key-{i}"] = raw
+    return trusted
+
+
+def read_proof_file(file: Path) -> bytes:
+    try:
+        return Path(file).read_bytes()
+    except OSError as e:
+        raise ValidationError("file", str(file), f"cannot be read: {e.strerror}") from None
+
+
+def check_proof(data: bytes, trusted: dict[str, bytes]) -> ProofReport:
+    """Check a proof file's bytes offline against ``trusted`` operator keys (raises the failed check)."""
+    return verify_proof(load_proof(data), trusted)

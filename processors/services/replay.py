@@ -1,0 +1,151 @@
+"""The processors' health and reproducibility: status, state digests, and replay from offset 0.
+
+``status`` reads each processor's status file; ``digest`` is the live processor's state digest with
+the positions it reflects; ``replay`` rebuilds a processor's state from offset 0 into a fresh file up
+to the live positions and compares the digests, and the rebuilt digest with the StateCheckpoints the
+processor signed at those positions. A replay that differs is a result (``equal`` is False), not an
+error: the caller decides the exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ledger.errors import ValidationError
+from ledger.integrity.checkpoints import StateCheck
+from ledger.log import Log
+from ledger.sdk.home import Home
+from processors import REGISTRY, get
+from processors.runtime import service
+from processors.runtime.supervisor import pid_alive
+from processors.services.proofs import check_state_checkpoints
+
+NEVER_RUN = "never run"
+
+
+@dataclass(frozen=True)
+class ProcessorStatus:
+    """What a processor last wrote to its status file (``state`` "dead": it says running, its pid is gone)."""
+
+    processor: str
+    state: str
+    pid: int | None = None
+    positions: dict[str, int] | None = None
+    lag: int | None = None
+    events_per_s: float | None = None
+    events: int | None = None
+    rejected: int | None = None
+    last_error: str | None = None
+    updated_s_ago: float | None = None  # None: never ran
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.updated_s_ago is None:
+            return {"processor": self.processor, "state": self.state}
+        return {"processor": self.processor, "state": self.state, "pid": self.pid, "positions": self.positions,
+                "lag": self.lag, "events_per_s": self.events_per_s, "events": self.events,
+                "rejected": self.rejected, "last_error": self.last_error, "updated_s_ago": self.updated_s_ago}
+
+
+@dataclass(frozen=True)
+class Digest:
+    """A processor's state digest and the input positions (``topic/partition`` → offset) it reflects.
+    ``source`` says where it came from (state file, published, none...); ``file``: a rebuilt state file."""
+
+    processor: str
+    positions: dict[str, int]
+    digest: str | None
+    source: str
+    tables: dict[str, Any] | None = None
+    file: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "") -> Digest:
+        return cls(processor=d["processor"], positions=dict(d["positions"]), digest=d["digest"],
+                   source=d.get("source", source), tables=d.get("tables"), file=d.get("file"))
+
+    @property
+    def records(self) -> int:
+        """How many log records the positions cover (a replay's amount of work)."""
+        return sum(self.positions.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"processor": self.processor, "positions": self.positions, "digest": self.digest}
+        if self.tables is not None:
+            out["tables"] = self.tables
+        if self.file is not None:
+            out["file"] = self.file
+        else:
+            out["source"] = self.source
+        return out
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A rebuilt state against the live one and against the processor's signed StateCheckpoints."""
+
+    processor: str
+    live: Digest
+    rebuilt: Digest
+    state_checkpoint: StateCheck
+
+    @property
+    def equal(self) -> bool:
+        return self.rebuilt.digest == self.live.digest and self.state_checkpoint.match is not False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"processor": self.processor, "equal": self.equal, "live": self.live.to_dict(),
+                "replay": self.rebuilt.to_dict(), "state_checkpoint": self.state_checkpoint.to_dict()}
+
+
+def status(home: Home) -> list[ProcessorStatus]:
+    """Every registered processor's last status, sorted by name."""
+    rows = []
+    for name in sorted(REGISTRY):
+        try:
+            s = json.loads(service.status_file(home, name).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            rows.append(ProcessorStatus(name, NEVER_RUN))
+            continue
+        running = s.get("state") == "running" and pid_alive(int(s.get("pid", 0)))
+        state = s.get("state", "?") if running or s.get("state") != "running" else "dead"
+        rows.append(ProcessorStatus(name, state, pid=s.get("pid"), positions=s.get("positions"), lag=s.get("lag"),
+                                    events_per_s=s.get("events_per_s"), events=s.get("events"),
+                                    rejected=s.get("rejected"), last_error=s.get("last_error"),
+                                    updated_s_ago=round(time.time() - s.get("updated_at", 0), 1)))
+    return rows
+
+
+def digest(home: Home, name: str) -> Digest:
+    """The live digest of processor ``name`` (from its file when it is not running, else what it published)."""
+    get(name)
+    return Digest.from_dict(service.live_digest(home, name))
+
+
+def replayable(home: Home, name: str) -> Digest:
+    """The live digest a replay of ``name`` compares with; an error when there is none yet."""
+    live = digest(home, name)
+    if live.digest is None:
+        raise ValidationError("processor", name, f"has no state to compare with ({live.source})",
+                              hint=f"run it first: tokenledger run {name} --until-caught-up")
+    return live
+
+
+def replay(home: Home, name: str, log: Log, live: Digest, *, keep: bool = False,
+           progress: Callable[[int], None] | None = None) -> Replay:
+    """Rebuild ``name``'s state from offset 0 into a fresh file up to ``live``'s positions (``progress``
+    gets the records read per step) and compare; the rebuilt file is removed unless ``keep``."""
+    rebuilt = Digest.from_dict(service.replay(home, name, log, positions=live.positions, progress=progress))
+    assert rebuilt.digest is not None  # a replay always computes one
+    signed = check_state_checkpoints(home, log, name, rebuilt.positions, rebuilt.digest)
+    if not keep and rebuilt.file is not None:
+        shutil.rmtree(Path(rebuilt.file).parent, ignore_errors=True)
+    return Replay(processor=name, live=live, rebuilt=rebuilt, state_checkpoint=signed)
+
+
+__all__ = ["Digest", "ProcessorStatus", "Replay", "digest", "replay", "replayable", "status"]

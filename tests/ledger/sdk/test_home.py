@@ -1,0 +1,89 @@
+"""The home layout in one place, the bootstrap every new home gets, and registering a signer."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger.economics.price_events import default_price_events
+from ledger.errors import ValidationError
+from ledger.integrity.verify import audit
+from ledger.log import read_all
+from ledger.sdk import views
+from ledger.sdk.home import OPERATOR_ID, Home, HomeLayout
+from ledger.wire import codec
+from ledger.wire.events import AgentRegistered, PriceSet
+
+
+def _control_bodies(h: Home) -> list[object]:
+    log = h.open_log()
+    try:
+        return [codec.decode_event(raw).event.body for rec in read_all(log, h.control_topic)
+                for raw in codec.decode_batch(rec.value).events]
+    finally:
+        log.close()
+
+
+def test_layout_names_every_part_under_the_home(tmp_path):
+    lay = HomeLayout(tmp_path / "h")
+    assert lay.config_file == tmp_path / "h" / "config.json"
+    assert lay.key_path("alice") == tmp_path / "h" / "keys" / "alice.key"
+    assert lay.locks_dir == tmp_path / "h" / "state" / "locks"
+    assert lay.processor_dir("journal") == tmp_path / "h" / "processors" / "journal"
+    assert lay.view_dir("budgets", "reservations") == tmp_path / "h" / "views" / "budgets" / "reservations"
+    assert lay.views_sql_file == tmp_path / "h" / "views" / "views.sql"
+    with pytest.raises(ValidationError):
+        lay.key_path("../escape")  # signer ids name files: never a path
+    assert not (tmp_path / "h").exists()  # a layout creates nothing
+    h = Home.init(tmp_path / "h")
+    assert h.config_file.exists() and h.keys_dir.is_dir() and h.locks_dir.is_dir()
+    assert h.config["log"] == f"sqlite://{h.log_file.resolve()}"
+
+
+def test_bootstrap_registers_the_operator_then_the_price_book(tmp_path):
+    h = Home.init(tmp_path / "h")
+    log = h.open_log()
+    try:
+        assert h.bootstrap(log) == len(default_price_events())
+        assert audit(log, h.ledger_topics, h.anchors()).ok
+    finally:
+        log.close()
+    bodies = _control_bodies(h)
+    assert isinstance(bodies[0], AgentRegistered) and bodies[0].agent_id == OPERATOR_ID
+    assert bodies[0].role == "operator" and bodies[0].public_key == h.operator_key().public.raw
+    assert len(bodies) == 1 + len(default_price_events()) and all(isinstance(b, PriceSet) for b in bodies[1:])
+    h2 = Home.init(tmp_path / "bare")
+    log = h2.open_log()
+    try:
+        assert h2.bootstrap(log, price_book=False) == 0
+    finally:
+        log.close()
+    assert len(_control_bodies(h2)) == 1
+
+
+def test_register_signer_appends_then_saves_and_reuses_the_key(tmp_path):
+    h = Home.init(tmp_path / "h")
+    log = h.open_log()
+    try:
+        h.bootstrap(log, price_book=False)
+        reg = h.register_signer(log, "alice", priority=3, org="acme", attributes={"team": "red"})
+        assert reg.signer_id == "alice" and reg.role == "agent" and reg.key_file == str(h.key_path("alice"))
+        assert h.load_key("alice").key_id == reg.key_id
+        again = h.register_signer(log, "alice", project="p")  # a re-registration keeps the key file's key
+        assert again.key_id == reg.key_id and again.event_id != reg.event_id
+        with pytest.raises(ValidationError):
+            h.register_signer(log, "bad/name")
+        assert audit(log, h.ledger_topics, h.anchors()).ok
+    finally:
+        log.close()
+    assert not list(h.keys_dir.glob("bad*"))
+    regs = [b for b in _control_bodies(h) if isinstance(b, AgentRegistered) and b.agent_id == "alice"]
+    assert [(r.priority, r.org, r.project, dict(r.attributes)) for r in regs] == [
+        (3, "acme", None, {"team": "red"}), (1, None, "p", {})]
+
+
+def test_sdk_views_read_nothing_before_publishing(tmp_path):
+    h = Home.init(tmp_path / "h")
+    assert views.read_view(h.path, "budgets", "budgets") == []
+    assert views.reservation(h.path, "r1") is None
+    ans = views.check(h.path, "alice", "llm_tokens", 10, at_us=1_700_000_000_000_000)
+    assert (ans.verdict, ans.reason, ans.levels) == ("allow", "not_budgeted", ())
