@@ -93,7 +93,7 @@ from ledger.economics.reputation import (
     require_real,
     require_time,
 )
-from ledger.errors import LedgerError, ValidationError
+from ledger.errors import BudgetRefused, ValidationError
 
 # ---------------------------------------------------------------------------------------------
 # Constants (units in the name)
@@ -493,10 +493,6 @@ def open_budget(scope: Scope, policy: BudgetPolicy, event_time_us: int) -> Budge
     """A fresh state for ``scope`` in the window holding ``event_time_us``."""
     require_time("event_time_us", event_time_us)
     return BudgetState(scope, policy.kind, policy.window_start(event_time_us), policy.allocation)
-
-
-class BudgetRefused(LedgerError):
-    """A spend was refused (raised by ``Decision.require``; the fold itself returns decisions)."""
 
 
 @dataclass(frozen=True)

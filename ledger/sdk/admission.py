@@ -33,16 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from ledger.economics import budget as b
-from ledger.errors import LedgerError, ValidationError
+from ledger.errors import AdmissionError, ValidationError
 from ledger.wire.events import BUDGET_KINDS
 from ledger.wire.events import BudgetPolicy as PolicyEvent
 
 MILLI = 1000  # confidences travel as thousandths on the log
 BUDGETS_VIEW_DIR = ("views", "budgets")  # <home>/views/budgets/<view>/*.parquet (processors/publish.py)
-
-
-class AdmissionError(LedgerError):
-    """The published budget views could not be read."""
 
 
 def policy_from_event(body: PolicyEvent) -> b.BudgetPolicy:

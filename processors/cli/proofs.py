@@ -46,7 +46,8 @@ from ledger.wire.events import Checkpoint
 from processors.notary import CHECKPOINT_EVERY_EVENTS, NOTARY_SIGNER, Notary
 from processors.runtime.publish import Publisher
 from processors.runtime.service import open_runner, processor_dir, signer_id, views_dir
-from processors.runtime.store import Store, StoreError
+from ledger.errors import StoreError
+from processors.runtime.store import Store
 
 
 @contextlib.contextmanager
