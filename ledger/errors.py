@@ -201,7 +201,7 @@ EXIT_CODES: dict[type[LedgerError], ExitCode] = {
 def exit_code_for(error: LedgerError) -> ExitCode:
     """The exit code of ``error``: the row of its nearest class in ``EXIT_CODES``."""
     for cls in type(error).__mro__:
-        code = EXIT_CODES.get(cls)  # type: ignore[call-overload]
+        code = EXIT_CODES.get(cls)
         if code is not None:
             return code
     return ExitCode.BAD_INPUT  # unreachable: LedgerError itself has a row

@@ -1,7 +1,7 @@
 """The processor half of the ``tokenledger`` command: run, status, replay, digest, query, demo.
 
-It extends the ledger's typer app (ledger/cli.py) so there is one command; imports go one way
-(processors → ledger). This module is the console-script entry point.
+Added to the ledger's app by ``register(app)`` (``processors.cli.build_app`` composes them) so there
+is one command; imports go one way (processors → ledger).
 """
 
 from __future__ import annotations
@@ -15,33 +15,36 @@ from typing import Any
 
 import typer
 
-from ledger.cli.app import (
-    EXIT_VERIFY,
+from ledger.cli.output import (
     HomeOpt,
     JsonOpt,
     LogOpt,
-    _home,
-    _print_json,
-    _progress,
-    _table,
-    app,
     err,
+    exit,
     guarded,
+    open_home,
     out,
+    print_json,
+    progress,
+    table,
 )
-from ledger.cli.app import (
-    main as _main,
-)
-from ledger.errors import LedgerError, ValidationError
+from ledger.errors import ExitCode, LedgerError, ValidationError
 from ledger.sdk.home import OPERATOR_ID, Home, resolve_home, resolve_log_url
 from ledger.wire.events import AgentRegistered
 from processors import REGISTRY, get
-from processors.runtime.publish import published_views
-from processors.runtime.service import live_digest, processor_dir, views_dir
+from processors.runtime.service import live_digest, processor_dir
 from processors.runtime.service import replay as replay_state
 from processors.runtime.supervisor import pid_alive, supervise
+from processors.views import views_sql
 
 NamesArg = typer.Argument(None, help="Processors to run (default: all).")
+
+commands = typer.Typer()  # run, status, digest, replay, query, demo
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run``, ``status``, ``digest``, ``replay``, ``query`` and ``demo`` to ``app``."""
+    app.add_typer(commands)
 
 
 def _names(names: list[str] | None) -> list[str]:
@@ -52,12 +55,12 @@ def _names(names: list[str] | None) -> list[str]:
     return names
 
 
-@app.command(epilog="Example: tokenledger run            ·  tokenledger run journal --until-caught-up")
+@commands.command(epilog="Example: tokenledger run            ·  tokenledger run journal --until-caught-up")
 @guarded
 def run(names: list[str] | None = NamesArg, home: str | None = HomeOpt, log: str | None = LogOpt,
         until_caught_up: bool = typer.Option(False, help="Exit once every processor has read the whole log.")) -> None:
     """Start each processor as its own process (own DuckDB file) and supervise them; Ctrl-C stops them cleanly."""
-    h = _home(home)
+    h = open_home(home)
     chosen = _names(names)
     err.print(f"running {', '.join(chosen)} on {resolve_log_url(log, h)} (Ctrl-C to stop)", markup=False)
     codes = supervise(chosen, h.path, log, until_caught_up=until_caught_up,
@@ -86,42 +89,42 @@ def _status_rows(h: Home) -> list[dict[str, Any]]:
     return rows
 
 
-@app.command(epilog="Example: tokenledger status --json")
+@commands.command(epilog="Example: tokenledger status --json")
 @guarded
 def status(home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """Per processor: state, position, lag, events/s and last error."""
-    rows = _status_rows(_home(home))
+    rows = _status_rows(open_home(home))
     if json_:
-        _print_json(rows)
+        print_json(rows)
         return
-    _table("processors", ["processor", "state", "position", "lag", "events/s", "events", "rejected", "last error",
+    table("processors", ["processor", "state", "position", "lag", "events/s", "events", "rejected", "last error",
                           "updated"],
            [[r["processor"], r["state"], ", ".join(f"{k}@{v}" for k, v in (r.get("positions") or {}).items()),
              r.get("lag"), r.get("events_per_s"), r.get("events"), r.get("rejected"), r.get("last_error") or "",
              f"{r['updated_s_ago']}s ago" if "updated_s_ago" in r else ""] for r in rows])
 
 
-@app.command(epilog="Example: tokenledger digest journal")
+@commands.command(epilog="Example: tokenledger digest journal")
 @guarded
 def digest(name: str, home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """The processor's state digest (a hash over the canonical contents of its views) and its positions."""
     get(name)
-    d = live_digest(_home(home), name)
+    d = live_digest(open_home(home), name)
     if json_:
-        _print_json(d)
+        print_json(d)
         return
-    _table(f"digest of {name} ({d['source']})", ["field", "value"],
+    table(f"digest of {name} ({d['source']})", ["field", "value"],
            [["digest", d["digest"]], ["positions", d["positions"]]] +
            [[f"rows in {t}", v["rows"]] for t, v in (d.get("tables") or {}).items()])
 
 
-@app.command(epilog="Example: tokenledger replay journal     (exit 1 if the rebuilt state differs)")
+@commands.command(epilog="Example: tokenledger replay journal     (exit 1 if the rebuilt state differs)")
 @guarded
 def replay(name: str, home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt,
            keep: bool = typer.Option(False, help="Keep the rebuilt DuckDB file.")) -> None:
     """Rebuild NAME's state from offset 0 into a fresh file, up to the live positions, and compare digests."""
     get(name)
-    h = _home(home)
+    h = open_home(home)
     live = live_digest(h, name)
     if live["digest"] is None:
         raise ValidationError("processor", name, f"has no state to compare with ({live['source']})",
@@ -129,7 +132,7 @@ def replay(name: str, home: str | None = HomeOpt, log: str | None = LogOpt, json
     lg = h.open_log(resolve_log_url(log, h))
     try:
         total = sum(live["positions"].values())
-        with _progress(total, "replaying", not json_) as prog:
+        with progress(total, "replaying", not json_) as prog:
             task = prog.add_task("replay", total=total)
             rebuilt = replay_state(h, name, lg, positions=live["positions"], progress=lambda n: prog.advance(task, n))
         from processors.cli.proofs import check_state_checkpoints
@@ -144,52 +147,26 @@ def replay(name: str, home: str | None = HomeOpt, log: str | None = LogOpt, json
     equal = rebuilt["digest"] == live["digest"] and signed["match"] is not False
     result = {"processor": name, "equal": equal, "live": live, "replay": rebuilt, "state_checkpoint": signed}
     if json_:
-        _print_json(result)
+        print_json(result)
     else:
-        _table(f"replay of {name}", ["", "digest", "positions"],
+        table(f"replay of {name}", ["", "digest", "positions"],
                [["live", live["digest"], live["positions"]], ["replay", rebuilt["digest"], rebuilt["positions"]]])
         out.print({None: "no signed state checkpoint at these positions.", True: "the signed state checkpoint "
                    "agrees.", False: "the SIGNED STATE CHECKPOINT DIFFERS."}[signed["match"]], markup=False)
         out.print("EQUAL: the rebuilt state matches the live one." if equal else "DIFFERENT: the states diverge.",
                   markup=False)
     if not equal:
-        raise typer.Exit(EXIT_VERIFY)
+        exit(ExitCode.REJECTED)
 
 
-def _catalog(h: Home) -> list[tuple[Any, str, Path, bool]]:
-    """(view, processor, directory, published?) for every view every processor owns."""
-    out_ = []
-    for name in sorted(REGISTRY):
-        for view, _ in published_views(REGISTRY[name]()):
-            d = views_dir(h, name) / view.name
-            out_.append((view, name, d, d.exists() and any(d.glob("*.parquet"))))
-    return out_
-
-
-def views_sql(h: Home) -> str:
-    """CREATE VIEW statements over the published files, for plain DuckDB (`duckdb -init views.sql`).
-    A view not published yet (its processor has not run) is an empty view with the right columns."""
-    lines = []
-    for view, _, d, published in _catalog(h):
-        if published:
-            glob = str(d / "*.parquet").replace("'", "''")
-            lines.append(f"CREATE OR REPLACE VIEW {view.name} AS SELECT * FROM read_parquet('{glob}', "
-                         "union_by_name = true);")
-        else:
-            cols = ", ".join(f"CAST(NULL AS {c.sql_type}) AS {c.name}" for c in view.columns
-                             if not c.name.startswith("_"))
-            lines.append(f"CREATE OR REPLACE VIEW {view.name} AS SELECT {cols} WHERE false;")
-    return "\n".join(lines) + "\n"
-
-
-@app.command(epilog='Example: tokenledger query "SELECT kind, count(*) FROM events GROUP BY kind" --csv')
+@commands.command(epilog='Example: tokenledger query "SELECT kind, count(*) FROM events GROUP BY kind" --csv')
 @guarded
 def query(sql: str, home: str | None = HomeOpt, json_: bool = JsonOpt,
           csv_: bool = typer.Option(False, "--csv", help="Print CSV.")) -> None:
     """Run SQL over the published views (never blocks the processors). `tokenledger query "SHOW TABLES"` lists them."""
     import duckdb
 
-    h = _home(home)
+    h = open_home(home)
     text = views_sql(h)
     (h.path / "views").mkdir(exist_ok=True)
     (h.path / "views" / "views.sql").write_text(text)
@@ -207,7 +184,7 @@ def query(sql: str, home: str | None = HomeOpt, json_: bool = JsonOpt,
     finally:
         con.close()
     if json_:
-        _print_json([dict(zip(cols, r)) for r in rows])
+        print_json([dict(zip(cols, r)) for r in rows])
     elif csv_:
         buf = io.StringIO()
         w = csv.writer(buf)
@@ -215,7 +192,7 @@ def query(sql: str, home: str | None = HomeOpt, json_: bool = JsonOpt,
         w.writerows(rows)
         out.print(buf.getvalue().rstrip("\n"), markup=False)
     else:
-        _table(None, cols, [list(r) for r in rows])
+        table(None, cols, [list(r) for r in rows])
 
 
 _USD = "CAST(CAST({} AS DECIMAL(20, 0)) / 1000000 AS DECIMAL(20, 6))"  # micro-USD shown as dollars, exactly
@@ -246,7 +223,7 @@ DEMO_VIEWS = (
 )
 
 
-@app.command(epilog="Example: tokenledger demo            ·  tokenledger demo --tasks 50 --home /tmp/demo-home")
+@commands.command(epilog="Example: tokenledger demo            ·  tokenledger demo --tasks 50 --home /tmp/demo-home")
 @guarded
 def demo(home: str | None = HomeOpt, log: str | None = LogOpt,
          tasks: int = typer.Option(200, min=1, max=100_000, help="Tasks the planner fans out (~25 events each)."),
@@ -276,7 +253,7 @@ def demo(home: str | None = HomeOpt, log: str | None = LogOpt,
             err.print(f"created ledger home {path}", markup=False)
     h = Home.open(path)
     approx = tasks * 25
-    with _progress(approx, "emitting", not json_) as prog:
+    with progress(approx, "emitting", not json_) as prog:
         task = prog.add_task("emit", total=approx)
         s = run_demo(h, tasks=tasks, seed=seed, log_url=resolve_log_url(log, h),
                      progress=lambda n: prog.advance(task, n))
@@ -313,10 +290,10 @@ def demo(home: str | None = HomeOpt, log: str | None = LogOpt,
 
     summary["report"] = str(write_html(build(h), h.path / "report.html"))
     if json_:
-        _print_json(summary)
+        print_json(summary)
         return
     eps = round(s.events / s.seconds) if s.seconds else 0
-    _table(f"demo {s.run}: {s.events:,} events from {s.tasks} tasks emitted in {s.seconds:.2f}s "
+    table(f"demo {s.run}: {s.events:,} events from {s.tasks} tasks emitted in {s.seconds:.2f}s "
            f"({eps:,} events/s, {s.records:,} signed records)",
            ["agent", "events", "LLM input tok", "LLM output tok", "interactions sent", "bytes read"],
            [[a, v["events"], v["llm_input_tokens"], v["llm_output_tokens"], v["interactions"], v["bytes_read"]]
@@ -326,22 +303,8 @@ def demo(home: str | None = HomeOpt, log: str | None = LogOpt,
               f"in {ver['accepted_records']:,} records from {ver['signers']} signers", markup=False)
     out.print(f"processors caught up in {processing_s:.2f}s: {', '.join(sorted(REGISTRY))}", markup=False)
     for title, (cols, rows) in results.items():
-        _table(title, cols, [list(r) for r in rows])
+        table(title, cols, [list(r) for r in rows])
     out.print(f"log: {s.log}", markup=False)
     out.print(f'next: tokenledger query "SELECT * FROM events LIMIT 5" --home {s.home}   ·   '
               f"tokenledger replay journal --home {s.home}   ·   tokenledger verify --home {s.home}", markup=False)
     out.print(f"report: {summary['report']}", markup=False)
-
-
-from processors.cli import budget as cli_budgets  # noqa: E402,F401
-from processors.cli import econ as cli_econ  # noqa: E402,F401  (registers reprice and econ; before main() for python -m)
-from processors.cli import proofs as cli_proofs  # noqa: E402,F401  (prove, verify-proof, checkpoint)
-from processors.cli import report as cli_report  # noqa: E402,F401  (report)
-
-
-def main() -> None:
-    _main()
-
-
-if __name__ == "__main__":
-    main()

@@ -22,8 +22,8 @@ from typing import Any
 
 import typer
 
-from ledger.cli.app import HomeOpt, JsonOpt, LogOpt, _home, _print_json, _table, app, guarded, out
-from ledger.errors import LedgerError, RejectCode, RejectError, ValidationError
+from ledger.cli.output import HomeOpt, JsonOpt, LogOpt, guarded, open_home, out, print_json, table
+from ledger.errors import LedgerError, RejectCode, RejectError, StoreError, ValidationError
 from ledger.integrity.checkpoints import (
     SignedEntry,
     check_state,
@@ -46,9 +46,14 @@ from ledger.wire.events import Checkpoint
 from processors.notary import CHECKPOINT_EVERY_EVENTS, NOTARY_SIGNER, Notary
 from processors.runtime.publish import Publisher
 from processors.runtime.service import open_runner, processor_dir, signer_id, views_dir
-from ledger.errors import StoreError
 from processors.runtime.store import Store
 
+commands = typer.Typer()  # prove, verify-proof, checkpoint
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``prove``, ``verify-proof`` and ``checkpoint`` to ``app``."""
+    app.add_typer(commands)
 
 @contextlib.contextmanager
 def notary_leaves(h: Home) -> Iterator[Any]:
@@ -215,7 +220,7 @@ def check_state_checkpoints(h: Home, lg: Log, name: str, rebuilt: dict[str, Any]
 # ---------------------------------------------------------------- commands
 
 
-@app.command(epilog="Example: tokenledger prove 3f2a...e1 --out proof.json   ·   "
+@commands.command(epilog="Example: tokenledger prove 3f2a...e1 --out proof.json   ·   "
                     "tokenledger prove --consistency OLD_CHECKPOINT_ID NEW_CHECKPOINT_ID")
 @guarded
 def prove(event_id: str | None = typer.Argument(None, help="The event to prove (32 hex chars)."),
@@ -232,7 +237,7 @@ def prove(event_id: str | None = typer.Argument(None, help="The event to prove (
     `tokenledger verify-proof FILE --operator-key HEX`."""
     if (event_id is None) == (consistency is None):
         raise ValidationError("event_id", event_id, "give either EVENT_ID or --consistency OLD NEW")
-    h = _home(home)
+    h = open_home(home)
     lg = h.open_log(resolve_log_url(log, h))
     try:
         if consistency is not None:
@@ -248,7 +253,7 @@ def prove(event_id: str | None = typer.Argument(None, help="The event to prove (
     path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     report = verify_proof(doc, h.anchors()).to_dict()
     if json_:
-        _print_json({"file": str(path), **report})
+        print_json({"file": str(path), **report})
         return
     _print_report(f"proof written to {path}", report)
 
@@ -257,10 +262,10 @@ def _print_report(title: str, r: dict[str, Any]) -> None:
     rows = [[k, v if not isinstance(v, dict) else ", ".join(sorted(v))] for k, v in r.items() if k != "keys"]
     rows += [[f"key {kid}", f"{v['signer_id']} ({v['role']}) fingerprint {v['fingerprint']}"]
              for kid, v in r.get("keys", {}).items()]
-    _table(title, ["field", "value"], rows)
+    table(title, ["field", "value"], rows)
 
 
-@app.command("verify-proof", epilog="Example: tokenledger verify-proof proof.json --operator-key 5c1f...9a")
+@commands.command("verify-proof", epilog="Example: tokenledger verify-proof proof.json --operator-key 5c1f...9a")
 @guarded
 def verify_proof_cmd(file: Path = typer.Argument(..., help="A proof file written by `tokenledger prove`."),
                      operator_key: list[str] | None = typer.Option(
@@ -285,32 +290,32 @@ def verify_proof_cmd(file: Path = typer.Argument(..., help="A proof file written
                 raise ValidationError("operator_key", k, "must be 64 hex chars (a raw Ed25519 public key)")
             trusted[f"operator-key-{i}"] = raw
     else:
-        trusted = _home(home).anchors()
+        trusted = open_home(home).anchors()
     report = verify_proof(load_proof(data), trusted).to_dict()
     if json_:
-        _print_json({"ok": True, **report})
+        print_json({"ok": True, **report})
         return
     _print_report("proof verified", report)
     out.print(f"OK: the {report['kind']} proof holds against checkpoint {report['checkpoint_event_id']} "
               f"signed by {report['checkpoint_signer']}.", markup=False)
 
 
-@app.command("checkpoint", epilog="Example: tokenledger checkpoint --json")
+@commands.command("checkpoint", epilog="Example: tokenledger checkpoint --json")
 @guarded
 def checkpoint_cmd(home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
     """Run the notary until it has read the whole log, then sign a checkpoint of every partition's current
     Merkle tree (the notary must not be running; while it runs it checkpoints by itself every
     1,000 events per partition)."""
-    h = _home(home)
+    h = open_home(home)
     lg = h.open_log(resolve_log_url(log, h))
     try:
         rows = checkpoint_now(h, lg)
     finally:
         lg.close()
     if json_:
-        _print_json(rows)
+        print_json(rows)
         return
-    _table("checkpoints (current tree of each partition)",
+    table("checkpoints (current tree of each partition)",
            ["topic", "partition", "tree size", "root", "next offset", "checkpoint event id", ""],
            [[r["topic"], r["partition"], r["tree_size"], r["root_hash"][:16] + "…", r["next_offset"],
              r["checkpoint_event_id"], "new" if r["new"] else "existing"] for r in rows])

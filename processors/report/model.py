@@ -36,7 +36,6 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ledger.cli.app import fmt_time
 from ledger.economics.money import format_usd
 from ledger.economics.pricing import ModelPrice, PriceBook, default_price_book, usage_cost
 from ledger.economics.reputation import TrustEvent, reputation
@@ -44,7 +43,9 @@ from ledger.errors import EconomicsError, ValidationError
 from ledger.sdk.home import Home
 from ledger.sources import attribution
 from ledger.wire.events import Action, Context, Event, LlmUsage
+from ledger.wire.timefmt import fmt_time
 from processors.report.metrics import burn_forecast, efficiency, model_breakdown
+from processors.views import views_sql
 
 MAX_SERIES_POINTS = 200  # points per line on a chart (downsampled evenly, last point kept)
 MAX_REPUTATION_SAMPLES = 60  # score evaluations per agent for the reputation chart
@@ -252,8 +253,6 @@ def _settlement_edges(con: Any) -> tuple[str, list[dict[str, Any]]]:
 def build(home: Home) -> dict[str, Any]:
     """The report model of ``home``'s published views (plain JSON-ready dicts and lists)."""
     import duckdb
-
-    from processors.cli.app import views_sql
 
     con = duckdb.connect()
     try:

@@ -265,7 +265,8 @@ def test_a_refused_policy_is_reported_not_applied(tmp_path):
 
 
 def test_admission_from_published_views_and_cli(tmp_path):
-    from processors.cli.app import app
+    from processors.cli import build_app
+    app = build_app()
 
     h = make_home(tmp_path / "home")
     policy(h, "project", "p1", "action", 10, throttle_at_soft=True)

@@ -31,9 +31,11 @@ from ledger.sdk.home import Home
 from ledger.testing.homes import T0, fill, make_home
 from ledger.wire import codec
 from ledger.wire.events import EMPTY_CONTEXT, AgentRegistered, Checkpoint, StateCheckpoint
-from processors.cli.app import app
+from processors.cli import build_app
 from processors.notary import Notary
 from processors.runtime.service import open_runner, serve
+
+app = build_app()  # the whole `tokenledger` command, as the console script builds it
 
 runner = CliRunner()
 BACKENDS = [pytest.param("sqlite"), pytest.param("kafka", marks=pytest.mark.kafka)]

@@ -29,8 +29,10 @@ from ledger.log import read_all
 from ledger.sdk.home import Home
 from ledger.testing.homes import fill, inject_bad, make_home
 from ledger.wire import codec
-from processors.cli.app import app
+from processors.cli import build_app
 from processors.runtime.service import live_digest, open_runner, replay
+
+app = build_app()  # the whole `tokenledger` command, as the console script builds it
 
 ROOT = Path(__file__).resolve().parents[3]
 runner = CliRunner()
