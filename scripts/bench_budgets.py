@@ -30,6 +30,7 @@ US_PER_HOUR = 3_600_000_000
 
 
 def build_home(path: Path, events: int) -> int:
+    from ledger.sdk.emitter import Emitter
     from ledger.testing.homes import T0, fill, make_home
     from ledger.testing.workload import AGENTS, ORG, PROJECT
     from ledger.wire.events import BudgetPolicy
@@ -45,7 +46,7 @@ def build_home(path: Path, events: int) -> int:
                                      priority=prio, **common))
     log = home.open_log()
     try:
-        with home.operator_emitter(log) as em:
+        with Emitter.for_operator(home, log) as em:
             for i, p in enumerate(policies):
                 em.emit(p, event_time_us=T0 + 100 + i)
     finally:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run the deterministic processor simulation (tests/simulation/simulator.py) for one seed or many.
+"""Run the deterministic processor simulation (processors/testing/simulator.py) for one seed or many.
 
     python scripts/simulate.py --seed 17            # replay one seed and print its trace
     python scripts/simulate.py --seeds 0-199        # run many; print failing seeds
@@ -11,7 +11,7 @@ import argparse
 import sys
 import time
 
-from ledger.testing.simulator import simulate
+from processors.testing.simulator import simulate
 
 
 def main() -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from ledger.cli.output import HomeOpt, JsonOpt, LogOpt, guarded, out, print_json, table
+from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import OPERATOR_ID, Home, resolve_home
 from ledger.wire.events import AgentRegistered
 
@@ -33,7 +34,7 @@ def init(home: str | None = HomeOpt, log: str | None = LogOpt,
     op = h.operator_key()
     lg = h.open_log()
     try:
-        with h.operator_emitter(lg) as em:
+        with Emitter.for_operator(h, lg) as em:
             em.emit(AgentRegistered(agent_id=OPERATOR_ID, key_id=op.key_id, public_key=op.public.raw, role="operator"))
             prices = default_price_events() if price_book else []
             for body in prices:

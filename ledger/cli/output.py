@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ledger.errors import ExitCode, LedgerError, ValidationError, exit_code_for
+from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home, resolve_home, resolve_log_url
 from ledger.wire.timefmt import fmt_time, parse_time
 
@@ -168,7 +169,7 @@ def operator_emit(h: Home, log: str | None, bodies: list[Any]) -> list[str]:
     """Append ``bodies`` as control events signed by the home's operator; their event ids, in order."""
     lg = h.open_log(resolve_log_url(log, h))
     try:
-        with h.operator_emitter(lg) as em:
+        with Emitter.for_operator(h, lg) as em:
             return [em.emit(b) for b in bodies]
     finally:
         lg.close()

@@ -20,14 +20,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ledger.errors import HomeError, ValidationError
 from ledger.integrity.keys import SigningKey, load_key, save_key
 from ledger.log import Log, open_log
-
-if TYPE_CHECKING:
-    from ledger.sdk.emitter import Emitter
 
 ENV_HOME = "TOKENLEDGER_HOME"
 ENV_LOG = "TOKENLEDGER_LOG"
@@ -143,15 +140,6 @@ class Home:
     def ledger_topics(self) -> list[str]:
         """The signed input topics in the order every reader verifies them: control, then events."""
         return [self.control_topic, self.topic]
-
-    def operator_emitter(self, log: Log, **options: Any) -> Emitter:
-        """An Emitter for the operator's control events (registrations, keys, policies, prices)."""
-        from ledger.sdk.emitter import Emitter
-
-        options.setdefault("background_flush", False)
-        # operator commands are short; concurrent ones (two `agent register`s) take turns
-        options.setdefault("lock_timeout_s", OPERATOR_LOCK_WAIT_S)
-        return Emitter(log, self.operator_key(), topic=self.control_topic, state_dir=self.state_dir, **options)
 
     def topic_for(self, name: str) -> str:
         """Physical topic of a logical one (events, rejected, allocations, ...): ``<prefix>.<name>``."""

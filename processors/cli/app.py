@@ -29,6 +29,7 @@ from ledger.cli.output import (
     table,
 )
 from ledger.errors import ExitCode, LedgerError, ValidationError
+from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import OPERATOR_ID, Home, resolve_home, resolve_log_url
 from ledger.wire.events import AgentRegistered
 from processors import REGISTRY, get
@@ -240,7 +241,7 @@ def demo(home: str | None = HomeOpt, log: str | None = LogOpt,
         lg = h.open_log()
         op = h.operator_key()
         try:
-            with h.operator_emitter(lg) as em:
+            with Emitter.for_operator(h, lg) as em:
                 em.emit(AgentRegistered(agent_id=OPERATOR_ID, key_id=op.key_id, public_key=op.public.raw,
                                         role="operator"))
                 from ledger.economics.price_events import default_price_events, price_event_time_us

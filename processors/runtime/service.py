@@ -20,6 +20,7 @@ from typing import Any
 from ledger import limits
 from ledger.integrity.keys import SigningKey, save_key
 from ledger.log import Log
+from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
 from ledger.wire.events import AgentRegistered, StateCheckpoint
 from processors import get
@@ -53,7 +54,7 @@ def ensure_processor_key(home: Home, name: str, log: Log) -> SigningKey:
     if path.exists():
         return home.load_key(sid)
     key = SigningKey.generate(sid)
-    with home.operator_emitter(log) as em:
+    with Emitter.for_operator(home, log) as em:
         em.emit(AgentRegistered(agent_id=sid, key_id=key.key_id, public_key=key.public.raw, role="processor"))
     save_key(path, key)
     return key

@@ -44,7 +44,7 @@ def kafka_home(path: Path, url: str, agents: tuple[str, ...]) -> Home:
     op = h.operator_key()
     log = h.open_log()
     try:
-        with h.operator_emitter(log) as em:
+        with Emitter.for_operator(h, log) as em:
             em.emit(AgentRegistered("operator", op.key_id, op.public.raw, "operator"), event_time_us=T0)
             for i, a in enumerate(agents):
                 k = SigningKey.generate(a)
@@ -71,7 +71,7 @@ def policy(h: Home, scope: str, scope_id: str, kind: str, allocation: int, t: in
     fields.update(kw)
     log = h.open_log()
     try:
-        with h.operator_emitter(log) as em:
+        with Emitter.for_operator(h, log) as em:
             em.emit(BudgetPolicy(scope=scope, scope_id=scope_id, budget_kind=kind, allocation=allocation, **fields),
                     event_time_us=t)
     finally:

@@ -1,12 +1,12 @@
-"""The deterministic simulation harness (tests/simulation/simulator.py): seeds pass, a seed replays
+"""The deterministic simulation harness (processors/testing/simulator.py): seeds pass, a seed replays
 identically, and the harness catches the bugs it exists to catch (lost updates, double applies)."""
 
 from __future__ import annotations
 
 import pytest
 
-from ledger.testing.simulator import InvariantError, simulate
 from processors.runtime.store import Store
+from processors.testing.simulator import InvariantError, simulate
 
 SEEDS = range(4)
 

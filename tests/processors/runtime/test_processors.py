@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from ledger.integrity.verify import audit
 from ledger.log import read_all
+from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
 from ledger.testing.homes import fill, inject_bad, make_home
 from ledger.wire import codec
@@ -59,7 +60,7 @@ def _register_operator(h: Home) -> None:
     op = h.operator_key()
     log = h.open_log()
     try:
-        with h.operator_emitter(log) as em:
+        with Emitter.for_operator(h, log) as em:
             em.emit(AgentRegistered("operator", op.key_id, op.public.raw, "operator"), event_time_us=1_767_225_600_000_000)
     finally:
         log.close()
