@@ -6,6 +6,8 @@ so a cycle hidden by a lazy import counts as a cycle here.
 
 from __future__ import annotations
 
+import itertools
+
 import grimp
 import pytest
 
@@ -68,7 +70,7 @@ def _chain(graph: grimp.ImportGraph, component: list[str]) -> str:
     back = graph.find_shortest_chain(importer=b, imported=a) or ()
     path = [*there, *back[1:]]
     steps = []
-    for x, y in zip(path, path[1:], strict=False):
+    for x, y in itertools.pairwise(path):
         lines = graph.get_import_details(importer=x, imported=y)
         where = ", ".join(f"line {d['line_number']}: {d['line_contents']}" for d in lines)
         steps.append(f"{x} -> {y} ({where})")

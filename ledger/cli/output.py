@@ -67,7 +67,7 @@ JsonOpt: Any = typer.Option(False, "--json", help="Print JSON instead of a table
 # ---------------------------------------------------------------- errors and exit codes
 
 
-def exit(code: ExitCode) -> NoReturn:  # noqa: A001 (the CLI's one way out with a code; shadows nothing we use)
+def exit(code: ExitCode) -> NoReturn:  # the CLI's one way out with a code (shadows the builtin here only)
     """End the command with ``code`` (after its output was printed)."""
     raise typer.Exit(int(code))
 

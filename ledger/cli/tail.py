@@ -49,7 +49,7 @@ def _summary(row: dict[str, Any]) -> str:
     kind = row["kind"]
     if kind == "action":
         u = b.get("usage")
-        s = b["operation"]
+        s = str(b["operation"])
         return s + (f" {u['model']} in={u['input_tokens']} out={u['output_tokens']}" if u else "")
     if kind == "interaction":
         return (f"{b['requestor_id']}→{b['responder_id']} req={b['request_output']['tokens']} "
