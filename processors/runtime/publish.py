@@ -68,10 +68,9 @@ class Publisher:
                                   where=f"WHERE _batch > {last} AND _batch <= {batch_no}")
                 updates[f"published:{view.name}"] = str(batch_no)
         if updates:
-            self.store.begin()
-            for k, v in updates.items():
-                self.store.set_meta(k, v)
-            self.store.commit()
+            with self.store.transaction():
+                for k, v in updates.items():
+                    self.store.set_meta(k, v)
         state = {"processor": self.processor.name, "batch": batch_no, "published_at": time.time(),
                  "positions": {f"{t}/{p}": o for (t, p), o in sorted(positions.items())},
                  "views": [v.name for v, _ in published_views(self.processor)]}

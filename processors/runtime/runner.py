@@ -11,6 +11,17 @@
    records, the new positions. Commit.
 6. Produce the outbox records to the log (skipping any already there), then clear the outbox.
 
+Each step is a method (``_step_poll``, ``_step_verify``, ``fold``, ``_step_sign``, ``_step_commit``,
+``_step_produce``); ``step`` lists them. The named crash points (before_commit, inside_commit,
+after_commit, before_produce, after_produce) are where a crash hook may stop the runner dead.
+
+A step that fails after verification began leaves the runner FAILED: the verifier's chain heads (and
+the producer head, and the processor's memory) may be ahead of what was committed, so it refuses to
+step on (``RunnerFailedError``) and the process restarts from its tracking rows. Inside the commit
+the runner checks that the batch continues the committed state (positions only move forward, batch
+numbers go up by one, derived records continue the committed producer chain) and raises
+``RunnerInvariantError`` with the evidence otherwise.
+
 Delivery guarantee (exactly-once *effect*): the state and the positions it reflects commit together,
 so a crash before step 5 redoes the batch from the old positions, and a crash after it resumes after
 the batch. Derived records are in the outbox from the same commit; on start the runner produces any
@@ -21,6 +32,7 @@ Wall-clock time is used only for pacing (publish cadence, rates in the status fi
 
 from __future__ import annotations
 
+import enum
 import gc
 import json
 import os
@@ -31,14 +43,14 @@ from pathlib import Path
 from typing import Any
 
 from ledger import limits
-from ledger.errors import RejectError
+from ledger.errors import LedgerError, RejectError
 from ledger.integrity.chain import Head
 from ledger.integrity.keys import SigningKey
 from ledger.integrity.verify import Verifier, Where
 from ledger.log import Log, Record
 from ledger.wire import codec
 from ledger.wire.events import EMPTY_CONTEXT
-from processors.runtime.processor import Derived, Item, Processor, Quarantined
+from processors.runtime.processor import Derived, Effects, Item, Processor, Quarantined
 from processors.runtime.store import Store
 
 MAX_BATCH_RECORDS = 200  # data records per poll (each a signed batch of up to 1,000 events)
@@ -49,6 +61,49 @@ GC_GEN0_THRESHOLD = 200_000  # allocations between young-generation collections 
 
 class Crash(BaseException):
     """Raised by a simulation's crash hook to stop the runner dead at a named point."""
+
+
+class RunnerState(enum.Enum):
+    """READY: in-memory state equals the committed state, ``step`` may run. FAILED: a step failed after
+    verification began, so the verifier, the producer head and the processor's memory may be ahead of
+    the file; the runner refuses to step (or emit) again, and a new one resumes from the tracking rows."""
+
+    READY = "ready"
+    FAILED = "failed"
+
+
+class RunnerFailedError(LedgerError):
+    """``step`` or ``emit`` on a runner whose earlier step failed mid-batch. ``cause`` names that failure."""
+
+
+class RunnerInvariantError(LedgerError):
+    """A batch would not continue the committed state. ``invariant`` names the rule
+    (positions_monotonic, batch_monotonic, outbox_head_continuity); ``before``/``after`` are the
+    committed value and the one the batch would write. Nothing of the batch is committed."""
+
+
+@dataclass
+class Verified:
+    """What step 2 made of a polled batch: items to fold, quarantined records, the positions after it,
+    and what the verifier state to save covers (signers whose chains moved, whether the key ring did)."""
+
+    positions: dict[tuple[str, int], int]
+    items: list[Item] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)
+    ring_changed: bool = False
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    """One signed record of derived events, with the producer chain head before and after its events:
+    the commit checks that each record continues the previous one and the first the committed head."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    prev: Head
+    head: Head
 
 
 @dataclass
@@ -79,10 +134,12 @@ class Runner:
         self.crash = crash_hook or (lambda point: None)
         self.max_records = max_records
         self.stats = Stats()
+        self.state = RunnerState.READY
+        self.failure: str | None = None  # what put the runner in FAILED
         ring, chains = store.load_verifier(anchors)
         self.verifier = Verifier(ring, chains)
         self.positions = store.positions()
-        self.batch_no = int(store.meta("batch", "0") or 0)
+        self.batch_no = store.batch()
         for logical in processor.topics:
             topic = self.topic(logical)
             log.ensure_topic(topic)
@@ -117,10 +174,34 @@ class Runner:
         return all(v == 0 for v in self.lag().values())
 
     def step(self, timeout_s: float = 0.0) -> int:
-        """One batch. Returns the number of records consumed (0 when there was nothing to read)."""
-        # Step 1: poll a bounded batch. Control first, then data partitions in a fixed order, then
-        # control again: every control event appended before a data record we read is applied before
-        # that record is judged (a key's registration always precedes its first verdict).
+        """One batch. Returns the number of records consumed (0 when there was nothing to read).
+
+        Raises ``RunnerFailedError`` once an earlier step failed between verifying and committing."""
+        self._require_ready()
+        records = self._step_poll()  # reads only: a failure here leaves the runner as it was
+        try:
+            verified = self._step_verify(records)
+            if verified.positions == self.positions:
+                _idle(timeout_s)
+                return 0
+            fx = self.processor.fold(verified.items, verified.quarantined)  # Step 3: fold (pure)
+            outbox = self._step_sign(fx.derived)
+            self.crash("before_commit")
+            self._step_commit(fx, verified, outbox)
+            self.stats.records += len(records)
+        except BaseException as e:
+            self._fail(e)
+            raise
+        self.crash("after_commit")
+        self._step_produce(outbox)
+        return len(records)
+
+    # ------------------------------------------------------------ the steps
+
+    def _step_poll(self) -> list[Record]:
+        """Step 1: poll a bounded batch. Control first, then data partitions in a fixed order, then
+        control again: every control event appended before a data record we read is applied before
+        that record is judged (a key's registration always precedes its first verdict)."""
         next_read = dict(self.positions)
         control = [tp for tp in self._order if tp[0] == self._control]
         data = [tp for tp in self._order if tp[0] != self._control]
@@ -128,77 +209,130 @@ class Runner:
         got_data = self._poll(data, next_read, self.max_records)
         if got_data:
             records += self._poll(control, next_read, MAX_CONTROL_RECORDS)
-        records += got_data
-        # Step 2: verify
-        items: list[Item] = []
-        quarantined: list[Quarantined] = []
-        touched: set[str] = set()
-        ring_changed = False
-        new_positions = dict(self.positions)
+        return records + got_data
+
+    def _step_verify(self, records: list[Record]) -> Verified:
+        """Step 2: verify each record. Accepted records become items, bad ones quarantined entries
+        (processing continues). Advances the in-memory verifier: from here until the commit, a
+        failure leaves it ahead of the committed state, which is why ``step`` then refuses to go on."""
+        v = Verified(positions=dict(self.positions))
         for rec in records:
             tp = (rec.topic, rec.partition)
-            if rec.offset < new_positions[tp]:
+            if rec.offset < v.positions[tp]:
                 # a client re-delivering what we already have: positions are ours, so it is ignored,
                 # never applied twice (a gap is fine: Kafka offsets need not be contiguous)
                 continue
-            new_positions[tp] = rec.offset + 1
+            v.positions[tp] = rec.offset + 1
             try:
                 acc = self.verifier.check_record(rec.value, Where(rec.topic, rec.partition, rec.offset))
             except RejectError as e:
-                quarantined.append(Quarantined(rec, e.code.value, e.reason, dict(e.evidence)))
+                v.quarantined.append(Quarantined(rec, e.code.value, e.reason, dict(e.evidence)))
                 continue
-            touched.add(acc.signer_id)
+            v.touched.add(acc.signer_id)
             for d in acc.events:
-                items.append(Item(rec, acc.key_id, d))
+                v.items.append(Item(rec, acc.key_id, d))
                 if d.event.body.CONTROL:
-                    ring_changed = True
-        if new_positions == self.positions:
-            if timeout_s > 0:
-                time.sleep(min(timeout_s, 0.05))
-            return 0
-        # Step 3: fold (pure)
-        fx = self.processor.fold(items, quarantined)
-        # Step 4: sign derived events into outbox records
-        outbox = self._sign(fx.derived) if self.key is not None else []
-        self.crash("before_commit")
-        # Step 5: one transaction
-        self.batch_no += 1
+                    v.ring_changed = True
+        return v
+
+    def _step_sign(self, derived: list[Derived]) -> list[OutboxRecord]:
+        """Step 4: sign the derived events with the processor's key, chained, into outbox records."""
+        return self._sign(derived) if self.key is not None else []
+
+    def _step_commit(self, fx: Effects, verified: Verified, outbox: list[OutboxRecord]) -> None:
+        """Step 5: one transaction — the effects, the quarantine rows, the verifier's new state, the
+        outbox records, the new positions and the batch number — after checking, against what is
+        committed, that this batch continues it (positions, batch number, producer chain)."""
+        batch_no = self.batch_no + 1
         st = self.store
-        st.begin()
-        try:
+        with st.transaction():
+            self._check_continues_committed(verified.positions, batch_no, outbox)
             for table, parts in fx.appends.items():
                 for cols in parts:
                     if table in self._batched:
-                        cols = {**cols, "_batch": [self.batch_no] * len(next(iter(cols.values())))}
+                        cols = {**cols, "_batch": [batch_no] * len(next(iter(cols.values())))}
                     st.append(table, cols)
             for table, parts in fx.upserts.items():
                 for cols in parts:
                     st.append(table, cols, replace=True)
             for sql, params in fx.statements:
                 st.execute(sql, params)
-            if quarantined:
-                st.append("quarantine", _quarantine_columns(quarantined, self.batch_no))
-            st.save_verifier(self.verifier.chains, touched, self.verifier.keyring if ring_changed else None)
-            if outbox:
-                st.add_outbox(outbox)
-                st.save_producer(self.key.signer_id, self.producer_head)  # type: ignore[union-attr]
-            st.save_positions({tp: o for tp, o in new_positions.items() if o != self.positions.get(tp)})
-            st.set_meta("batch", str(self.batch_no))
+            if verified.quarantined:
+                st.append("quarantine", _quarantine_columns(verified.quarantined, batch_no))
+            st.save_verifier(self.verifier.chains, verified.touched,
+                             self.verifier.keyring if verified.ring_changed else None)
+            self._save_outbox(outbox)
+            st.save_positions({tp: o for tp, o in verified.positions.items() if o != self.positions.get(tp)})
+            st.set_meta("batch", str(batch_no))
             self.crash("inside_commit")
-            st.commit()
-        except BaseException:
-            st.rollback()
-            raise
-        self.positions = new_positions
+        self.positions = verified.positions
+        self.batch_no = batch_no
         self.stats.batches += 1
-        self.stats.records += len(records)
-        self.stats.events += len(items)
-        self.stats.rejected += len(quarantined)
-        self.crash("after_commit")
-        # Step 6: produce derived records, then forget them
+        self.stats.events += len(verified.items)
+        self.stats.rejected += len(verified.quarantined)
+
+    def _step_produce(self, outbox: list[OutboxRecord]) -> None:
+        """Step 6: produce the derived records, then forget them. A failure here loses nothing: the
+        records stay in the committed outbox and the next flush (or the next start) sends them."""
         if self.produce and outbox:
             self.flush_outbox()
-        return len(records)
+
+    # ------------------------------------------------------------ state and invariants
+
+    def _require_ready(self) -> None:
+        if self.state is not RunnerState.READY:
+            raise RunnerFailedError(
+                "the runner failed mid-batch and refuses to go on", processor=self.processor.name,
+                batch=self.batch_no, cause=self.failure,
+                hint="start a new runner on the store: it resumes from the committed tracking rows")
+
+    def _fail(self, e: BaseException) -> None:
+        """The verifier (and the producer head, and the processor's in-memory state) may now be ahead
+        of what is committed: stepping on would judge later records against uncommitted chain heads."""
+        self.state = RunnerState.FAILED
+        self.failure = f"{type(e).__name__}: {e}"
+
+    def _violation(self, invariant: str, message: str, **evidence: Any) -> RunnerInvariantError:
+        return RunnerInvariantError(message, processor=self.processor.name, invariant=invariant, **evidence)
+
+    def _check_continues_committed(self, positions: dict[tuple[str, int], int], batch_no: int,
+                                   outbox: list[OutboxRecord]) -> None:
+        """Inside the batch's transaction, before writing: the batch starts where the last commit ended.
+        Positions only move forward from the committed ones, batch numbers go up by one, and the
+        derived records continue the committed producer chain link by link. A violation means the
+        in-memory state and the file disagree (a second writer, a runner stepping past a failure):
+        committing would fork the state, so the transaction is rolled back instead."""
+        committed = self.store.positions()
+        for tp, after in sorted(positions.items()):
+            before = committed.get(tp, 0)
+            if before != self.positions.get(tp, 0) or after < before:
+                raise self._violation("positions_monotonic", "a position would not continue the committed one",
+                                      topic=tp[0], partition=tp[1], before=before, after=after,
+                                      in_memory=self.positions.get(tp, 0))
+        stored_batch = self.store.batch()
+        if stored_batch != self.batch_no or batch_no != stored_batch + 1:
+            raise self._violation("batch_monotonic", "the batch number would not follow the committed one",
+                                  before=stored_batch, after=batch_no)
+        self._check_outbox_chain(outbox)
+
+    def _check_outbox_chain(self, outbox: list[OutboxRecord]) -> None:
+        if self.key is None or not outbox:
+            return
+        head = self.store.producer_head(self.key.signer_id)
+        for rec in outbox:
+            if rec.prev != head or rec.head.seq < rec.prev.seq + 1:
+                raise self._violation("outbox_head_continuity", "a derived record does not continue the producer "
+                                      "chain", topic=rec.topic, before=_head_text(head), after=_head_text(rec.prev))
+            head = rec.head
+        if head != self.producer_head:
+            raise self._violation("outbox_head_continuity", "the producer head to commit is not the outbox's last",
+                                  before=_head_text(head), after=_head_text(self.producer_head))
+
+    def _save_outbox(self, outbox: list[OutboxRecord]) -> None:
+        if outbox:
+            assert self.key is not None  # only a runner with a key signs derived records
+            self.store.add_outbox([(r.topic, r.key, r.value) for r in outbox])
+            self.store.save_producer(self.key.signer_id, self.producer_head)
 
     def _poll(self, tps: list[tuple[str, int]], next_read: dict[tuple[str, int], int], budget: int) -> list[Record]:
         out: list[Record] = []
@@ -244,31 +378,29 @@ class Runner:
         transaction, then produced like any batch's. Changes no view. Returns the records produced."""
         if self.key is None or not derived:
             return 0
+        self._require_ready()
         head = self.producer_head
         outbox = self._sign(derived)
-        st = self.store
-        st.begin()
         try:
-            st.add_outbox(outbox)
-            st.save_producer(self.key.signer_id, self.producer_head)
-            for k, v in (meta or {}).items():
-                st.set_meta(k, v)
-            st.commit()
+            with self.store.transaction():
+                self._check_outbox_chain(outbox)
+                self._save_outbox(outbox)
+                for k, v in (meta or {}).items():
+                    self.store.set_meta(k, v)
         except BaseException:
-            st.rollback()
             self.producer_head = head  # nothing was committed: the chain must not skip ahead
             raise
         if self.produce:
             self.flush_outbox()
         return len(outbox)
 
-    def _sign(self, derived: list[Derived]) -> list[tuple[str, bytes | None, bytes]]:
+    def _sign(self, derived: list[Derived]) -> list[OutboxRecord]:
         assert self.key is not None
         by_topic: dict[str, list[Derived]] = {}
         for d in derived:
             by_topic.setdefault(d.topic, []).append(d)
-        out = []
-        head = self.producer_head
+        out: list[OutboxRecord] = []
+        head = prev = self.producer_head
         signer = self.key.signer_id
         for logical in sorted(by_topic):
             topic = self.topic(logical)
@@ -285,7 +417,9 @@ class Runner:
                     raws.append(raw)
                     hashes.append(h)
                 sig = self.key.sign(codec.batch_signing_bytes(signer, self.key.key_id, hashes))
-                out.append((topic, signer.encode(), codec.encode_batch(signer, self.key.key_id, raws, sig)))
+                out.append(OutboxRecord(topic, signer.encode(), codec.encode_batch(signer, self.key.key_id, raws, sig),
+                                        prev=prev, head=head))
+                prev = head
         self.producer_head = head
         return out
 
@@ -307,12 +441,11 @@ class Runner:
             last[topic] = max(p.offset for p in positions)
             self.stats.produced += len(recs)
         self.crash("after_produce")
-        self.store.begin()
-        self.store.clear_outbox(pending[-1][0])
-        for topic, off in last.items():
-            # where to start looking for our own records if we crash before the next clear
-            self.store.set_meta(f"produced_scan:{topic}", str(off))
-        self.store.commit()
+        with self.store.transaction():
+            self.store.clear_outbox(pending[-1][0])
+            for topic, off in last.items():
+                # where to start looking for our own records if we crash before the next clear
+                self.store.set_meta(f"produced_scan:{topic}", str(off))
 
     def _already_produced(self, pending: list[tuple[int, str, bytes | None, bytes]]) -> set[tuple[str, bytes]]:
         """Records of ours already on the log (a crash between producing and clearing the outbox)."""
@@ -341,6 +474,15 @@ class Runner:
                 "produced": self.stats.produced, "events_per_s": round(self.stats.events / elapsed, 1),
                 "positions": {f"{t}/{p}": o for (t, p), o in sorted(self.positions.items())},
                 "lag": sum(lag.values()), "last_error": self.stats.last_error}
+
+
+def _idle(timeout_s: float) -> None:
+    if timeout_s > 0:
+        time.sleep(min(timeout_s, 0.05))  # pacing only: an empty poll must not spin
+
+
+def _head_text(h: Head) -> str:
+    return f"{h.seq}:{h.hash.hex()}"
 
 
 def _tune_gc() -> None:

@@ -11,14 +11,17 @@ Runtime tables (one set per processor file):
     _meta(k, v)                                 batch counter, publish bookkeeping
     quarantine(...)                             records that failed verification, with their bytes
 
-This is the only module that imports duckdb. Writes go through Arrow tables (bulk), never row by row.
+This is the only module that imports duckdb. Writes go through Arrow tables (bulk), never row by row,
+and only inside ``with store.transaction():`` — the one way to write, so no caller can forget the
+ROLLBACK that keeps a half-applied batch invisible.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +53,8 @@ QUARANTINE = View(
 )
 
 _INTERNAL = """
-CREATE TABLE IF NOT EXISTS _tracking (topic VARCHAR, partition INTEGER, next_offset BIGINT, PRIMARY KEY (topic, partition));
+CREATE TABLE IF NOT EXISTS _tracking (topic VARCHAR, partition INTEGER, next_offset BIGINT,
+    PRIMARY KEY (topic, partition));
 CREATE TABLE IF NOT EXISTS _chain_heads (signer_id VARCHAR PRIMARY KEY, seq BIGINT, hash BLOB, recent BLOB);
 CREATE TABLE IF NOT EXISTS _keys (key_id VARCHAR PRIMARY KEY, owner VARCHAR, role VARCHAR, public_key BLOB,
     revoked BOOLEAN, revoked_reason VARCHAR, revoked_at_us BIGINT);
@@ -76,14 +80,14 @@ class Store:
         except duckdb.IOException as e:
             raise StoreError(f"cannot open processor state: {e}", path=str(self.path),
                              hint="is another process running this processor? (`tokenledger status`)") from None
+        self._in_transaction = False
         if not read_only:
-            self.con.execute("BEGIN")
-            for stmt in _INTERNAL.strip().split(";\n"):
-                if stmt.strip():
-                    self.con.execute(stmt)
-            for v in self.views:
-                self.con.execute(v.ddl())
-            self.con.execute("COMMIT")
+            with self.transaction():
+                for stmt in _INTERNAL.strip().split(";\n"):
+                    if stmt.strip():
+                        self.con.execute(stmt)
+                for v in self.views:
+                    self.con.execute(v.ddl())
 
     # ---------------------------------------------------------------- reads
 
@@ -131,48 +135,84 @@ class Store:
         row = self._one("SELECT seq, hash FROM _producer WHERE signer_id=?", (signer_id,))
         return Head(0, bytes(32)) if row is None else Head(int(row[0]), bytes(row[1]))
 
+    def batch(self) -> int:
+        """The number of the last committed batch (0 before the first)."""
+        return int(self.meta("batch", "0") or 0)
+
     def outbox(self) -> list[tuple[int, str, bytes | None, bytes]]:
         return [(n, t, None if k is None else bytes(k), bytes(v))
                 for n, t, k, v in self.query("SELECT n, topic, key, value FROM _outbox ORDER BY n")]
 
     # ---------------------------------------------------------------- the one write transaction
 
-    def begin(self) -> None:
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN; the body's writes; COMMIT. Any exception in the body (``BaseException`` too: a crash
+        hook, Ctrl-C) or at COMMIT rolls everything back and propagates, so nothing of a failed body is
+        ever visible. A COMMIT that fails raises ``StoreError``. Transactions do not nest: DuckDB has no
+        savepoints, and a nested BEGIN would silently join the outer transaction's fate."""
+        if self._in_transaction:
+            raise StoreError("a transaction is already open on this store", path=str(self.path),
+                             hint="write a batch's effects inside its one transaction, not in a nested one")
         self.con.execute("BEGIN")
-
-    def commit(self) -> None:
-        self.con.execute("COMMIT")
-
-    def rollback(self) -> None:
+        self._in_transaction = True
         try:
+            yield
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        finally:
+            self._in_transaction = False
+
+    def _commit(self) -> None:
+        try:
+            self.con.execute("COMMIT")
+        except duckdb.Error as e:
+            raise StoreError(f"commit failed: {type(e).__name__}: {e}", path=str(self.path)) from e
+
+    def _rollback(self) -> None:
+        with suppress(duckdb.Error):  # DuckDB already ended a transaction whose COMMIT failed: nothing to undo
             self.con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
+
+    def _writing(self, what: str) -> None:
+        # outside a transaction DuckDB would auto-commit each statement: half a batch could become visible
+        if not self._in_transaction:
+            raise StoreError("write outside a transaction", path=str(self.path), operation=what,
+                             hint="wrap the writes in `with store.transaction():`")
 
     def append(self, table: str, columns: dict[str, Any], *, replace: bool = False) -> None:
         """Bulk insert one column batch (by column name; missing columns are NULL); ``replace`` turns
         rows whose primary key exists into updates."""
+        self._writing(f"append {table}")
         tbl = pa.table(columns)
         self.con.register("_arrow_in", tbl)
         try:
             verb = "INSERT OR REPLACE" if replace else "INSERT"
             self.con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM _arrow_in")
         finally:
-            self.con.unregister("_arrow_in")
+            # in a transaction a failed INSERT aborted, DuckDB refuses even this: the INSERT's own error
+            # (a constraint violation, say) is the one to report, and the next register replaces the view
+            with suppress(duckdb.Error):
+                self.con.unregister("_arrow_in")
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        self._writing("execute")
         self.con.execute(sql, params)
 
     def set_meta(self, k: str, v: str) -> None:
+        self._writing(f"set_meta {k}")
         self.con.execute("INSERT OR REPLACE INTO _meta VALUES (?, ?)", (k, v))
 
     def save_positions(self, positions: dict[tuple[str, int], int]) -> None:
+        self._writing("save_positions")
         if positions:
             self.append("_tracking", replace=True, columns={"topic": [t for t, _ in positions],
                                                  "partition": [p for _, p in positions],
                                                  "next_offset": list(positions.values())})
 
     def save_verifier(self, chains: Chains, touched: set[str], ring: KeyRing | None) -> None:
+        self._writing("save_verifier")
         if touched:
             signers = sorted(touched)
             heads = [chains.heads[s] for s in signers]
@@ -200,16 +240,21 @@ class Store:
                 self.append("_agents", {"agent_id": list(ring.agents), "registration_json": docs})
 
     def save_producer(self, signer_id: str, head: Head) -> None:
+        self._writing("save_producer")
         self.con.execute("INSERT OR REPLACE INTO _producer VALUES (?, ?, ?)", (signer_id, head.seq, head.hash))
 
     def add_outbox(self, rows: list[tuple[str, bytes | None, bytes]]) -> None:
+        self._writing("add_outbox")
         if not rows:
             return
-        start = self._one("SELECT coalesce(max(n), 0) + 1 FROM _outbox")[0]
+        row = self._one("SELECT coalesce(max(n), 0) + 1 FROM _outbox")
+        assert row is not None  # an aggregate always returns one row
+        start = int(row[0])
         self.append("_outbox", {"n": list(range(start, start + len(rows))), "topic": [t for t, _, _ in rows],
                                 "key": [k for _, k, _ in rows], "value": [v for _, _, v in rows]})
 
     def clear_outbox(self, upto: int) -> None:
+        self._writing("clear_outbox")
         self.con.execute("DELETE FROM _outbox WHERE n <= ?", (upto,))
 
     # ---------------------------------------------------------------- digest
@@ -243,10 +288,8 @@ class Store:
         tmp.replace(target)
 
     def close(self) -> None:
-        try:
+        with suppress(duckdb.Error):
             self.con.close()
-        except duckdb.Error:
-            pass
 
 
 def _sql_path(p: Path) -> str:
