@@ -16,7 +16,9 @@ Tree::
     ├── EconomicsError         economics math got inputs it cannot price or split
     ├── BudgetRefused          a spend was refused by the budget fold (``Decision.require``)
     ├── AdmissionError         the published budget views could not be read
-    └── StoreError             a processor's DuckDB state file could not be opened or written
+    ├── StoreError             a processor's DuckDB state file could not be opened or written
+    ├── RunnerFailedError      a processor runner was used again after a step failed mid-batch
+    └── RunnerInvariantError   a batch would not continue a processor's committed state
 
 ``ValidationError`` is also a ``ValueError``: code written against the standard library
 (``except ValueError``) catches bad input from this package too.
@@ -171,6 +173,16 @@ class StoreError(LedgerError):
     """The processor's DuckDB file could not be opened or written."""
 
 
+class RunnerFailedError(LedgerError):
+    """``step`` or ``emit`` on a runner whose earlier step failed mid-batch. ``cause`` names that failure."""
+
+
+class RunnerInvariantError(LedgerError):
+    """A batch would not continue the committed state. ``invariant`` names the rule
+    (positions_monotonic, batch_monotonic, outbox_head_continuity); ``before``/``after`` are the
+    committed value and the one the batch would write. Nothing of the batch is committed."""
+
+
 class ExitCode(enum.IntEnum):
     """Process exit codes of ``tokenledger`` and of each processor process. A script may rely on them."""
 
@@ -195,6 +207,8 @@ EXIT_CODES: dict[type[LedgerError], ExitCode] = {
     BudgetRefused: ExitCode.BAD_INPUT,
     AdmissionError: ExitCode.BAD_INPUT,
     StoreError: ExitCode.BAD_INPUT,
+    RunnerFailedError: ExitCode.BAD_INPUT,
+    RunnerInvariantError: ExitCode.BAD_INPUT,
 }
 
 

@@ -49,7 +49,8 @@ def test_every_ledger_error_is_defined_in_ledger_errors_and_has_its_own_exit_cod
     # the tree is what the task says it is (a class that disappeared would be a silent change too)
     assert {c.__name__ for c in classes} >= {"LedgerError", "ValidationError", "KeyFileError", "HomeError",
                                              "RejectError", "ChainForkError", "LogError", "EconomicsError",
-                                             "BudgetRefused", "AdmissionError", "StoreError"}
+                                             "BudgetRefused", "AdmissionError", "StoreError", "RunnerFailedError",
+                                             "RunnerInvariantError"}
     outside = sorted(f"{c.__module__}.{c.__qualname__}" for c in classes if c.__module__ != "ledger.errors")
     assert not outside, f"define these in ledger/errors.py: {outside}"
     unmapped = sorted(c.__name__ for c in classes if c not in EXIT_CODES)
@@ -62,17 +63,19 @@ def test_every_ledger_error_is_defined_in_ledger_errors_and_has_its_own_exit_cod
 def test_the_old_homes_of_the_moved_errors_still_export_them() -> None:
     from ledger.economics.budget import BudgetRefused
     from ledger.sdk.admission import AdmissionError
+    from processors.runtime.runner import RunnerFailedError, RunnerInvariantError
     from processors.runtime.store import StoreError
 
     assert (BudgetRefused, AdmissionError, StoreError) == (errors.BudgetRefused, errors.AdmissionError,
                                                            errors.StoreError)
+    assert (RunnerFailedError, RunnerInvariantError) == (errors.RunnerFailedError, errors.RunnerInvariantError)
 
 
 def test_exit_codes_keep_their_numbers() -> None:
     assert {c.name: c.value for c in ExitCode} == {"OK": 0, "REJECTED": 1, "BAD_INPUT": 2, "HOME": 3, "LOG": 4}
     expected = {"LedgerError": 2, "ValidationError": 2, "KeyFileError": 3, "HomeError": 3, "RejectError": 1,
                 "ChainForkError": 3, "LogError": 4, "EconomicsError": 2, "BudgetRefused": 2, "AdmissionError": 2,
-                "StoreError": 2}
+                "StoreError": 2, "RunnerFailedError": 2, "RunnerInvariantError": 2}
     assert {c.__name__: int(code) for c, code in EXIT_CODES.items()} == expected
 
 
