@@ -1,25 +1,51 @@
 """Every bound the ledger enforces, named with its unit. Pure constants; no I/O.
 
 Inputs beyond these are rejected with a ValidationError (from SDK/CLI) or quarantined with
-RejectCode.OVERSIZED / INVALID_FIELD (on the log), never truncated or clamped.
+RejectCode.OVERSIZED / INVALID_FIELD (on the log), never truncated or clamped. Each name ends with
+its unit (``_BYTES``, ``_CHARS``, ``_EVENTS``, ``_RECORDS``, ``_US``, ``_MICROS``...); each comment
+says why the value is what it is. The relations the code relies on between bounds are asserted at
+the end, so changing one bound alone cannot silently break another.
+
+Only this module (and ``ledger.units`` for unit factors) defines ``MAX_*`` constants: other modules
+import them from here (tests/ledger/test_limits.py enforces it).
 """
 
-MAX_ID_CHARS = 256  # agent, key, interaction, rule ids
-MAX_LABEL_CHARS = 1024  # context labels, operation names, free text
-MAX_LABELS = 64  # entries in a context's labels map
+from ledger.units import US_PER_DAY, US_PER_S
+
+# ------------------------------------------------------------------ machine integers
+
+INT64_MAX = 2**63 - 1  # an Avro long, a Kafka offset and a DuckDB BIGINT all hold at most this
+INT32_MAX = 2**31 - 1  # an Avro int (partitions, small ranks)
+
+# ------------------------------------------------------------------ event fields
+
+MAX_ID_CHARS = 256  # agent, key, interaction, rule, scope, reservation ids: long enough for any UUID or path-like id
+MAX_LABEL_CHARS = 1024  # context labels, operation names, free text: a sentence, not a document
+MAX_LABELS = 64  # entries in a context's labels map: tags, not a payload
 MAX_TOKENS = 10**12  # any token count in one event (a trillion: far above any real call)
-MAX_BYTES_COUNT = 10**15  # bytes read / written in one data event (a petabyte)
-MAX_COUNT = 10**12  # time slices, jobs, megabytes, milli-weights
+MAX_DATA_BYTES = 10**15  # bytes read / written in one data event (a petabyte)
+MAX_COUNT = 10**12  # time slices, jobs, megabytes, milli-weights: a trillion of anything is a unit mix-up
 MAX_MICROS = 10**15  # money in one field, micro-USD (a billion dollars)
 MAX_RATE_MICROS_PER_MTOK = 10**12  # price-book rates, micro-USD per million tokens ($1M/MTok)
-MIN_EVENT_TIME_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z
-MAX_EVENT_TIME_US = 7_258_118_400_000_000  # 2200-01-01T00:00:00Z
-MAX_DURATION_US = 10 * 365 * 86_400 * 10**6  # ten years
+MIN_EVENT_TIME_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z: earlier is a seconds/microseconds mix-up
+MAX_EVENT_TIME_US = 7_258_118_400_000_000  # 2200-01-01T00:00:00Z: later is a nanoseconds/microseconds mix-up
+MAX_DURATION_US = 10 * 365 * US_PER_DAY  # ten years: any longer window or duration is a unit mix-up
 
-MAX_BATCH_EVENTS = 1_000  # events in one signed batch
-MAX_RECORD_BYTES = 1_048_576  # one record on the log (a signed batch), 1 MiB
-MAX_EVENT_BYTES = 262_144  # one encoded event, 256 KiB
+# ------------------------------------------------------------------ records on the log
+
+MAX_BATCH_EVENTS = 1_000  # events in one signed batch: one signature amortised over many events
+MAX_RECORD_BYTES = 1_048_576  # one record on the log (a signed batch), 1 MiB: Kafka's default message size
+MAX_EVENT_BYTES = 262_144  # one encoded event, 256 KiB: a call's metadata, never its prompt
+MAX_JSON_TEXT_CHARS = MAX_EVENT_BYTES // 4  # evidence_json / tables_json of one derived event: a quarter of an event
+MAX_REJECT_REASON_CHARS = 4 * MAX_LABEL_CHARS  # a dead letter's reason: a validation message with its value
 MAX_REJECTED_ORIGINAL_BYTES = 200_000  # a dead letter carries the original record up to this size
+# envelope, ids, topic, code, hashes of a dead letter: under 6 KiB even with 4-byte characters in every id
+# (tests/ledger/test_limits.py measures the worst case); the rest is margin
+DEAD_LETTER_ENVELOPE_BYTES = 16_384
+# what the journal keeps of a quarantined record's evidence (JSON, so ASCII: one byte a character), so the
+# dead letter (original + reason + evidence + envelope) still fits in MAX_EVENT_BYTES
+MAX_DEAD_LETTER_EVIDENCE_CHARS = (MAX_EVENT_BYTES - MAX_REJECTED_ORIGINAL_BYTES - 4 * MAX_REJECT_REASON_CHARS
+                                  - DEAD_LETTER_ENVELOPE_BYTES)
 
 HASH_BYTES = 32  # SHA-256
 SIGNATURE_BYTES = 64  # Ed25519
@@ -28,5 +54,89 @@ EVENT_ID_HEX_CHARS = 32  # 128-bit event ids, lower-case hex
 
 DUPLICATE_WINDOW_EVENTS = 4_096  # recent event ids per signer remembered to detect duplicates
 
+# ------------------------------------------------------------------ log backends
+
+MAX_PARTITIONS = 1024  # partitions of one topic, on every backend: far above the processes one host runs
+MAX_TOPIC_CHARS = 249  # Kafka's own limit on a topic name
+KAFKA_RECORD_OVERHEAD_BYTES = 64 * 1024  # batch header, record header, key: room above MAX_RECORD_BYTES
+MAX_KAFKA_REQUEST_BYTES = MAX_RECORD_BYTES + KAFKA_RECORD_OVERHEAD_BYTES  # the largest record the log carries, framed
+MAX_KAFKA_POLL_RECORDS = 1_000  # records one poll hands back; a read returns at most max_records of them
+
+# ------------------------------------------------------------------ integrity
+
+# Kafka offsets are signed 64-bit, so no partition, and therefore no tree, holds more leaves.
+# Bounds the sizes a proof to verify may claim (memory bounds a tree held here long before).
+MAX_TREE_LEAVES = INT64_MAX
+# An inclusion path has at most ceil(log2 size) hashes and a consistency proof one more, so 64
+# bounds every valid proof for MAX_TREE_LEAVES; a longer one is refused before any hashing.
+MAX_PROOF_HASHES = 64
+MAX_REGISTRATION_RECORDS = 64  # control records one proof may carry (a key's registration + rotations)
+# a proof holds at most: its event's record, two checkpoint records and the registrations, each at most
+# one log record (1 MiB), hex-encoded (x2), plus 64 KiB of JSON; anything larger is refused before parsing
+MAX_PROOF_FILE_BYTES = 2 * MAX_RECORD_BYTES * (3 + MAX_REGISTRATION_RECORDS) + 65_536
+
+# ------------------------------------------------------------------ economics
+
+MAX_SPLIT_PARTS = 10_000  # shares in one largest-remainder split: the parties of one interaction, with room
+MAX_USD_TEXT_CHARS = 64  # characters in one USD string given to parse_usd: MAX_MICROS needs 17
+MAX_PRICE_BOOK_ENTRIES = 100_000  # entries in one price book file: every model of every provider, many times over
+MAX_REPUTATION_SCORE_POINTS = 100  # econ's reputation scores run from 0 to 100
+MAX_MONEY_MULTIPLIER = 1_000  # any multiplier of money given as an argument (econ): 1000x is a typo
+MAX_INTERACTIONS = 10**12  # interactions in one count: same scale as MAX_COUNT
+MAX_CROSSOVER_INTERACTIONS = 10_000  # interactions one crossover analysis may scan: it is quadratic in them
+MAX_QUEUE_MS = 10**12  # milliseconds of estimated queue time (30 years)
+MAX_PRIORITY_RANK = INT32_MAX  # priorities are small ranks; anything larger is a unit mix-up
+MAX_TRUST_VALUE = 1000.0  # |value| of one trust event: seed 002's whole weekly trust budget
+MAX_HALF_LIFE_US = 10 * 366 * US_PER_DAY  # ten years; longer is "never decays" in practice
+MAX_BUDGET_MULTIPLIER = 100  # a budget multiplier above 100x is a typo, not a policy
+MAX_ANOMALIES = 1_000_000  # anomalies counted in one usage review
+MAX_THROTTLE_LEVEL = 7  # the first level whose delay is capped (2 ** 6 s > 60 s); higher adds nothing
+MAX_BUDGET_INTERVAL_US = 10 * 366 * US_PER_DAY  # budget reset windows up to ten years
+MAX_BUDGET_PERCENT = 1000  # soft / hard / emergency percentages above 1000% are typos
+
+# ------------------------------------------------------------------ telemetry sources
+
+MAX_MIN_AGENTS = 1_000_000  # agents; a larger attribution threshold can never be met by a real run
+MAX_IMPORT_FILE_BYTES = 256 * 1024 * 1024  # one input file is read whole; larger files are a problem
+MAX_IMPORT_FILES = 100_000  # files in one import call (after expanding directories)
+MAX_PROBLEM_VALUE_CHARS = 120  # characters of an offending value kept in an ImportProblem: one terminal line
+
+# ------------------------------------------------------------------ processors
+
+MAX_RUNNER_DATA_RECORDS = 200  # data records per poll (each a signed batch of up to MAX_BATCH_EVENTS events)
+MAX_RUNNER_CONTROL_RECORDS = 10_000  # control records per poll: drained first, they are few and small
+MAX_RUNNER_BATCH_BYTES = 8 * 1024 * 1024  # stop adding data records to a batch past this many bytes
+MAX_REASON_CHARS = 200  # policy_refused reasons: the validation message, cut to fit an alert
+
+# ------------------------------------------------------------------ CLI and report output
+
+MAX_PROBLEM_ROWS = 50  # import problems shown in the table; --json lists all of them
+MAX_PRICE_OVERRIDES = 1_000  # --price options in one reprice
+MAX_SERIES_POINTS = 200  # points per line on a chart (downsampled evenly, last point kept)
+MAX_REPUTATION_SAMPLES = 60  # score evaluations per agent for the reputation chart
+MAX_TABLE_ROWS = 25  # rows per HTML table (the JSON has them all)
+
+# ------------------------------------------------------------------ relations the code relies on
+
+# one event always fits in one record, so a batch of one can carry any valid event
 assert MAX_EVENT_BYTES < MAX_RECORD_BYTES
 assert MIN_EVENT_TIME_US < MAX_EVENT_TIME_US
+# a re-delivered batch is recognised whole: the window remembers at least one full batch per signer
+assert DUPLICATE_WINDOW_EVENTS >= MAX_BATCH_EVENTS
+# a dead letter (original + reason + evidence + envelope) is itself a valid event
+assert MAX_DEAD_LETTER_EVIDENCE_CHARS > 0
+assert MAX_DEAD_LETTER_EVIDENCE_CHARS <= MAX_JSON_TEXT_CHARS
+assert (MAX_REJECTED_ORIGINAL_BYTES + 4 * MAX_REJECT_REASON_CHARS + MAX_DEAD_LETTER_EVIDENCE_CHARS
+        + DEAD_LETTER_ENVELOPE_BYTES) <= MAX_EVENT_BYTES
+# a full-size record fits in one processor batch (the runner also always takes a first record)
+assert MAX_RUNNER_BATCH_BYTES >= MAX_RECORD_BYTES
+# a Kafka request frames any record the log accepts
+assert MAX_KAFKA_REQUEST_BYTES > MAX_RECORD_BYTES
+# event times and durations are int64 microseconds, and their sum stays one
+assert MAX_EVENT_TIME_US + MAX_DURATION_US < INT64_MAX
+# a sum of a few amounts of money stays inside an Avro long / DuckDB BIGINT
+assert 8 * MAX_MICROS <= INT64_MAX
+# every valid Merkle proof fits in MAX_PROOF_HASHES
+assert (MAX_TREE_LEAVES - 1).bit_length() + 1 <= MAX_PROOF_HASHES
+# the throttle level cap is where the doubling delay first exceeds the 60 s ceiling (seed 003)
+assert 2 ** (MAX_THROTTLE_LEVEL - 1) * US_PER_S > 60 * US_PER_S >= 2 ** (MAX_THROTTLE_LEVEL - 2) * US_PER_S

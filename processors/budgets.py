@@ -69,7 +69,9 @@ from ledger.economics.pricing import ModelPrice, PriceBook, default_price_book, 
 from ledger.economics.reallocation import Refusal
 from ledger.economics.reputation import TrustEvent, apply_multiplier, reputation
 from ledger.errors import LedgerError
+from ledger.limits import MAX_BUDGET_INTERVAL_US, MAX_REASON_CHARS
 from ledger.sdk.admission import level_from_row, levels_text, parse_levels, policy_columns, policy_from_event
+from ledger.units import MILLI
 from ledger.wire.events import (
     Action,
     BudgetAlert,
@@ -87,12 +89,11 @@ from ledger.wire.events import (
 from ledger.wire.events import (
     Reservation as ReservationEvent,
 )
+from ledger.wire.vocab import SCOPE_LEVEL_VALUES
 from processors.reputation import incentive_event, trust_event
 from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
 
-MILLI = 1000
-LEVELS = ("org", "project", "task", "agent")
-MAX_REASON_CHARS = 200  # policy_refused reasons: the validation message, cut to fit an alert
+LEVELS = SCOPE_LEVEL_VALUES  # outermost first
 
 Key = tuple[str, str, str]  # (scope level, scope id, budget kind)
 
@@ -472,7 +473,7 @@ class Budgets(Processor):
         self._advance(ev, chain)
         self._reallocate_if_short(ev, chain, body.amount)
         levels = [(self.states[k], self.policies[k]) for k in chain]
-        ttl = min(body.expires_at_us - t, b.MAX_INTERVAL_US)
+        ttl = min(body.expires_at_us - t, MAX_BUDGET_INTERVAL_US)
         res = b.reserve_chain(levels, rid, body.amount, t, ttl)
         for key, state in zip(chain, res.states):
             self.states[key] = state

@@ -169,8 +169,9 @@ def rejected_body(q: Quarantined) -> Rejected:
     value = q.record.value
     fits = len(value) <= limits.MAX_REJECTED_ORIGINAL_BYTES
     return Rejected(topic=q.record.topic, partition=q.record.partition, offset=q.record.offset, code=q.code,
-                    reason=q.reason[: limits.MAX_LABEL_CHARS * 4],
-                    evidence_json=json.dumps(q.evidence, sort_keys=True, default=str)[: limits.MAX_EVENT_BYTES // 4],
+                    reason=q.reason[: limits.MAX_REJECT_REASON_CHARS],
+                    evidence_json=json.dumps(q.evidence, sort_keys=True,
+                                             default=str)[: limits.MAX_DEAD_LETTER_EVIDENCE_CHARS],
                     original=value if fits else b"", original_size=len(value),
                     original_sha256=hashlib.sha256(value).digest())
 

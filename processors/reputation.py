@@ -31,12 +31,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ledger.economics.reputation import TrustDimension, TrustEvent, reputation, task_incentive
+from ledger.economics.reputation import TrustEvent, reputation, task_incentive
 from ledger.errors import LedgerError
+from ledger.units import MILLI
 from ledger.wire.events import Event, Outcome, Trust
+from ledger.wire.vocab import TrustDimension
 from processors.runtime.processor import Column, Effects, Item, Processor, Quarantined, View
 
-MILLI = 1000
 ISSUER = "processor.reputation"  # the issuer of incentive trust (never an agent: never self-issued)
 
 REPUTATION = View(

@@ -41,7 +41,6 @@ from ledger.economics.netting import (
     DEFAULT_SETTLEMENT_THRESHOLD_MICROS,
     DEFAULT_WINDOW_US,
     Obligation,
-    SettlementTier,
     multilateral_settle,
     net_positions,
     net_with_threshold,
@@ -51,6 +50,7 @@ from ledger.economics.netting import (
 from ledger.economics.rails import NO_RAIL, LedgerRail, PaymentRail
 from ledger.wire.events import Allocation as AllocationEvent
 from ledger.wire.events import Settlement, SettlementRule
+from ledger.wire.vocab import SettlementTier
 from processors.allocations import BATCH, Timeline, columns_of
 from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
 

@@ -21,12 +21,10 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_processors import measure_processor  # noqa: E402  (same-folder script)
+from bench_processors import measure_processor
 
 ROOT = Path(__file__).resolve().parent.parent
-US_PER_HOUR = 3_600_000_000
-
-
+from ledger.units import US_PER_HOUR  # noqa: E402
 
 
 def build_home(path: Path, events: int) -> int:

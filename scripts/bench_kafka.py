@@ -31,7 +31,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from ledger.integrity.keyring import KeyRing
 from ledger.integrity.keys import SigningKey
 from ledger.integrity.verify import Verifier, Where
-from ledger.log.kafka import BATCH_BYTES, FETCH_MAX_BYTES, MAX_REQUEST_BYTES, PARTITION_FETCH_BYTES, KafkaLog
+from ledger.limits import MAX_KAFKA_REQUEST_BYTES
+from ledger.log.kafka import BATCH_BYTES, FETCH_MAX_BYTES, PARTITION_FETCH_BYTES, KafkaLog
 from ledger.sdk.emitter import Emitter
 from ledger.testing.broker import Broker
 from ledger.wire.events import Context
@@ -90,7 +91,7 @@ def raw_produce(bootstrap: str, topic: str, records: int, size: int, *, acked_on
     """Records/s: kafka-python alone, the same producer settings as KafkaLog. Sends then one flush (the
     client's limit), or waiting for each ack as an append of one record does (the round-trip limit)."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0,
-                             batch_size=BATCH_BYTES, max_request_size=MAX_REQUEST_BYTES)
+                             batch_size=BATCH_BYTES, max_request_size=MAX_KAFKA_REQUEST_BYTES)
     value = os.urandom(size)
     started = time.perf_counter()
     for _ in range(records):

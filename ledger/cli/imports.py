@@ -41,7 +41,6 @@ from ledger.sources.importers import KINDS, ImportSummary, check_import_time, ch
 from ledger.wire.events import AgentRegistered
 
 DEFAULT_SIGNER = "importer"
-MAX_PROBLEM_ROWS = 50  # problems shown in the table; --json lists all of them
 IMPORT_EPILOG = ("Example: tokenledger import claude-code runs/ --time 2026-01-01T00:00:00Z   ·   "
                  "tokenledger import openai usage.jsonl --json")
 
@@ -121,7 +120,7 @@ def _show(summary: ImportSummary, signer: str) -> None:
                                                       "rejected"],
                [[summary.files, summary.imported, summary.duplicates, summary.skipped, len(summary.rejected)]])
     if summary.rejected:
-        shown = summary.rejected[:MAX_PROBLEM_ROWS]
+        shown = summary.rejected[:limits.MAX_PROBLEM_ROWS]
         table("rejected records (not imported)", ["file", "line", "field", "value", "reason"],
                    [[p.file, "" if p.line is None else str(p.line), p.field, p.value[: limits.MAX_ID_CHARS], p.reason]
                     for p in shown])

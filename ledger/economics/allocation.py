@@ -64,18 +64,20 @@ from typing import Any
 from ledger.economics.metering import MeteredInteraction
 from ledger.economics.money import check_micros, decimal_text, exact_number, split_largest_remainder
 from ledger.errors import EconomicsError, ValidationError
+from ledger.wire.vocab import ALLOCATION_METHOD_VALUES, TRANSFER_DIRECTION_VALUES, AllocationMethod, TransferDirection
 
-REQUESTOR_TO_RESPONDER = "requestor_to_responder"
-RESPONDER_TO_REQUESTOR = "responder_to_requestor"
-NO_TRANSFER = "none"
-DIRECTIONS = (REQUESTOR_TO_RESPONDER, RESPONDER_TO_REQUESTOR, NO_TRANSFER)
+# the vocabularies of ledger.wire.vocab, as plain strings (they are stored in Allocation fields and parameters)
+REQUESTOR_TO_RESPONDER = TransferDirection.REQUESTOR_TO_RESPONDER.value
+RESPONDER_TO_REQUESTOR = TransferDirection.RESPONDER_TO_REQUESTOR.value
+NO_TRANSFER = TransferDirection.NONE.value
+DIRECTIONS = TRANSFER_DIRECTION_VALUES
 
-REQUESTOR_PAYS = "requestor_pays"
-RESPONDER_PAYS = "responder_pays"
-EQUAL_SPLIT = "equal_split"
-PROPORTIONAL = "proportional"
-SHAPLEY = "shapley"
-NASH_BARGAINING = "nash_bargaining"
+REQUESTOR_PAYS = AllocationMethod.REQUESTOR_PAYS.value
+RESPONDER_PAYS = AllocationMethod.RESPONDER_PAYS.value
+EQUAL_SPLIT = AllocationMethod.EQUAL_SPLIT.value
+PROPORTIONAL = AllocationMethod.PROPORTIONAL.value
+SHAPLEY = AllocationMethod.SHAPLEY.value
+NASH_BARGAINING = AllocationMethod.NASH_BARGAINING.value
 DEFAULT_NASH_ALPHA = Fraction(1, 2)  # equal bargaining power, as in the reference
 
 
@@ -263,7 +265,8 @@ _METHODS: dict[str, _Method] = {
                              optional=frozenset({"alpha", "disagreement_a", "disagreement_b",
                                                  "no_surplus_fallback"})),
 }
-ALLOCATION_METHODS: tuple[str, ...] = tuple(_METHODS)
+ALLOCATION_METHODS: tuple[str, ...] = ALLOCATION_METHOD_VALUES
+assert tuple(_METHODS) == ALLOCATION_METHODS  # every method of the vocabulary is offered, none other
 
 
 def allocate(metered: MeteredInteraction, method: str, **params: Any) -> Allocation:

@@ -82,9 +82,6 @@ from ledger.economics.reallocation import (
     plan_reallocation,
 )
 from ledger.economics.reputation import (
-    MAX_AMOUNT,
-    MAX_TIME_US,
-    US_PER_DAY,
     apply_multiplier,
     require_choice,
     require_exact,
@@ -94,23 +91,19 @@ from ledger.economics.reputation import (
     require_time,
 )
 from ledger.errors import BudgetRefused, ValidationError
+from ledger.limits import INT64_MAX, MAX_BUDGET_INTERVAL_US, MAX_BUDGET_PERCENT, MAX_THROTTLE_LEVEL
+from ledger.units import US_PER_DAY, US_PER_HOUR, US_PER_S, US_PER_WEEK
+from ledger.wire.vocab import BudgetKind, HardLimitAction, ScopeLevel
 
 # ---------------------------------------------------------------------------------------------
 # Constants (units in the name)
 # ---------------------------------------------------------------------------------------------
 
-US_PER_SECOND = 1_000_000
-US_PER_HOUR = 3_600 * US_PER_SECOND
-US_PER_WEEK = 7 * US_PER_DAY
-
-THROTTLE_BASE_DELAY_US = 1 * US_PER_SECOND  # seed 003: INITIAL_THROTTLE_DELAY_MS = 1000
+THROTTLE_BASE_DELAY_US = 1 * US_PER_S  # seed 003: INITIAL_THROTTLE_DELAY_MS = 1000
 THROTTLE_BACKOFF_FACTOR = 2  # seed 003: THROTTLE_BACKOFF_MULTIPLIER = 2
-THROTTLE_MAX_DELAY_US = 60 * US_PER_SECOND  # seed 003: MAX_THROTTLE_DELAY_MS = 60000
-MAX_THROTTLE_LEVEL = 7  # the first level whose delay is capped (2 ** 6 s > 60 s); higher adds nothing
+THROTTLE_MAX_DELAY_US = 60 * US_PER_S  # seed 003: MAX_THROTTLE_DELAY_MS = 60000
 
-DEFAULT_RESERVATION_TTL_US = 300 * US_PER_SECOND  # one LLM call with its retries and 60 s backoffs
-MAX_INTERVAL_US = 10 * 366 * US_PER_DAY  # reset windows up to ten years
-MAX_PERCENT = 1000  # soft / hard / emergency percentages above 1000% are typos
+DEFAULT_RESERVATION_TTL_US = 300 * US_PER_S  # one LLM call with its retries and 60 s backoffs
 DEFAULT_MIN_RESERVE_PERCENT = 10  # token-budget-contracts: min_reserve = int(max_tokens * 0.1)
 NORMAL_FROM_PERCENT = 50  # seed 002: utilisation >= 50% is "normal", below is "healthy"
 
@@ -118,53 +111,6 @@ NORMAL_FROM_PERCENT = 50  # seed 002: utilisation >= 50% is "normal", below is "
 # ---------------------------------------------------------------------------------------------
 # Enumerations
 # ---------------------------------------------------------------------------------------------
-
-
-class BudgetKind(str, enum.Enum):
-    """What a budget counts. Amounts are non-negative ints in the kind's ``unit``."""
-
-    ACTION = "action"
-    DATA = "data"
-    COMPUTE = "compute"
-    TRUST = "trust"
-    LLM_TOKENS = "llm_tokens"
-    USD = "usd"
-
-    @property
-    def unit(self) -> str:
-        return _UNITS[self]
-
-
-_UNITS = {
-    BudgetKind.ACTION: "action cost units",  # seed 002 ActionToken.costWeight (1 = a simple call)
-    BudgetKind.DATA: "bytes",  # seed 002 DataToken bytesRead + bytesWritten
-    BudgetKind.COMPUTE: "time slices",  # seed 002 ComputeToken cpu/gpu time slices
-    BudgetKind.TRUST: "trust tokens",  # seed 002 TrustToken
-    BudgetKind.LLM_TOKENS: "tokens",  # seed 003 limit_tokens
-    BudgetKind.USD: "micro-USD",  # seed 003 limit_usd, as integer micro-dollars
-}
-
-
-class ScopeLevel(str, enum.Enum):
-    """The budget hierarchy, outermost first (seed 003 BudgetLevel)."""
-
-    ORG = "org"
-    PROJECT = "project"
-    TASK = "task"
-    AGENT = "agent"
-
-    @property
-    def depth(self) -> int:
-        return list(ScopeLevel).index(self)
-
-
-class HardLimitAction(str, enum.Enum):
-    """What happens to a spend beyond the ceiling (seed 003 BudgetAction)."""
-
-    ALLOW = "allow"  # admit it; only the threshold alerts are raised
-    THROTTLE = "throttle"  # refuse it with an exponential-backoff retry delay
-    DENY = "deny"  # refuse it (and suspend, if the overage policy says so)
-    ALERT_ONLY = "alert_only"  # admit it, with a BREACH alert every time
 
 
 class BudgetStatus(str, enum.Enum):
@@ -257,13 +203,13 @@ class OveragePolicy:
     _emergency: Fraction = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        soft = require_exact("soft_limit_pct", self.soft_limit_pct, low=0, high=MAX_PERCENT)
-        hard = require_exact("hard_limit_pct", self.hard_limit_pct, low=0, high=MAX_PERCENT)
+        soft = require_exact("soft_limit_pct", self.soft_limit_pct, low=0, high=MAX_BUDGET_PERCENT)
+        hard = require_exact("hard_limit_pct", self.hard_limit_pct, low=0, high=MAX_BUDGET_PERCENT)
         if hard == 0:
             raise ValidationError("hard_limit_pct", self.hard_limit_pct, "must be above 0")
         if soft > hard:
             raise ValidationError("soft_limit_pct", self.soft_limit_pct, "must not exceed hard_limit_pct", hard_limit_pct=self.hard_limit_pct)
-        emergency = require_exact("emergency_reserve_pct", self.emergency_reserve_pct, low=0, high=MAX_PERCENT)
+        emergency = require_exact("emergency_reserve_pct", self.emergency_reserve_pct, low=0, high=MAX_BUDGET_PERCENT)
         _require_bool("throttle_at_soft", self.throttle_at_soft)
         _require_bool("suspend_at_hard", self.suspend_at_hard)
         object.__setattr__(self, "_soft", soft)
@@ -296,7 +242,7 @@ class BudgetPolicy:
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", require_choice(BudgetKind, "kind", self.kind))
         require_int("allocation", self.allocation)
-        require_int("reset_interval_us", self.reset_interval_us, low=1, high=MAX_INTERVAL_US)
+        require_int("reset_interval_us", self.reset_interval_us, low=1, high=MAX_BUDGET_INTERVAL_US)
         if not isinstance(self.overage, OveragePolicy):
             raise ValidationError("overage", self.overage, "must be an OveragePolicy")
         action = require_choice(HardLimitAction, "hard_limit_action", self.hard_limit_action)
@@ -409,7 +355,7 @@ def window_start(event_time_us: int, reset_interval_us: int, anchor_us: int = 0)
     """The start of the window holding ``event_time_us``: the largest ``anchor_us + k * interval``
     (k an integer, possibly negative) that is <= the event time. Exact integer arithmetic."""
     require_time("event_time_us", event_time_us)
-    require_int("reset_interval_us", reset_interval_us, low=1, high=MAX_INTERVAL_US)
+    require_int("reset_interval_us", reset_interval_us, low=1, high=MAX_BUDGET_INTERVAL_US)
     require_time("anchor_us", anchor_us)
     return _window_start(event_time_us, reset_interval_us, anchor_us)
 
@@ -440,7 +386,7 @@ class Reservation:
         require_id("reservation_id", self.reservation_id)
         require_int("amount", self.amount)
         require_time("created_us", self.created_us)
-        require_int("expires_us", self.expires_us, low=self.created_us + 1, high=MAX_TIME_US)
+        require_int("expires_us", self.expires_us, low=self.created_us + 1, high=INT64_MAX)
 
 
 @dataclass(frozen=True)
@@ -469,7 +415,7 @@ class BudgetState:
         if not isinstance(self.scope, Scope):
             raise ValidationError("scope", self.scope, "must be a Scope")
         object.__setattr__(self, "kind", require_choice(BudgetKind, "kind", self.kind))
-        require_int("window_start_us", self.window_start_us, low=-MAX_TIME_US, high=MAX_TIME_US)
+        require_int("window_start_us", self.window_start_us, low=-INT64_MAX, high=INT64_MAX)
         require_int("allocation", self.allocation)
         require_int("consumed", self.consumed)
         require_int("emergency_used", self.emergency_used)
@@ -865,7 +811,7 @@ def reserve_chain(
     of the chain, if sooner), if every level admits it. A racing request that would push any level
     past its ceiling is refused; the first one admitted keeps its hold."""
     reservation_id = require_id("reservation_id", reservation_id)
-    ttl_us = require_int("ttl_us", ttl_us, low=1, high=MAX_INTERVAL_US)
+    ttl_us = require_int("ttl_us", ttl_us, low=1, high=MAX_BUDGET_INTERVAL_US)
     t = require_time("event_time_us", event_time_us)
     checked = _check_chain(levels)
     # The end of each level's window once advanced to t (a late event keeps the current window).
@@ -999,7 +945,7 @@ def participant(state: BudgetState, policy: BudgetPolicy) -> Participant:
 def adjust_allocation(state: BudgetState, policy: BudgetPolicy, delta: int, event_time_us: int) -> Advanced:
     """Move this window's allocation by ``delta`` (one side of a transfer). A negative delta may not
     take more than the budget can spare above its reserve."""
-    delta = require_int("delta", delta, low=-MAX_AMOUNT, high=MAX_AMOUNT)
+    delta = require_int("delta", delta, low=-INT64_MAX, high=INT64_MAX)
     advanced = advance(state, policy, event_time_us)
     current = advanced.state
     spare = max(0, reallocatable(current, policy) - policy.min_reserve)

@@ -54,12 +54,13 @@ from ledger.economics.money import (
     round_fraction,
 )
 from ledger.errors import ValidationError
-
-MAX_REPUTATION_SCORE = 100  # reputation scores run from 0 to 100
-MAX_MULTIPLIER = 1_000  # any multiplier of money given as an argument
-MAX_INTERACTIONS = 10**12  # interactions in one count
-MAX_CROSSOVER_INTERACTIONS = 10_000  # interactions one crossover analysis may scan
-MAX_QUEUE_MS = 10**12  # milliseconds of estimated queue time
+from ledger.limits import (
+    MAX_CROSSOVER_INTERACTIONS,
+    MAX_INTERACTIONS,
+    MAX_MONEY_MULTIPLIER,
+    MAX_QUEUE_MS,
+    MAX_REPUTATION_SCORE_POINTS,
+)
 
 
 def _choice(enum_type: type[enum.StrEnum], field: str, value: Any) -> Any:
@@ -109,7 +110,7 @@ PROGRESSIVE_REQUEST_LIMITS = (
 def _check_score(field: str, score: Any) -> float | None:
     if score is None:
         return None
-    return check_real(field, score, minimum=0, maximum=MAX_REPUTATION_SCORE)
+    return check_real(field, score, minimum=0, maximum=MAX_REPUTATION_SCORE_POINTS)
 
 
 def classify_reputation(score: float | None) -> ReputationTier:
@@ -148,7 +149,7 @@ def calculate_deposit(*, estimated_request_tokens: int, responder_input_rate: in
     """
     check_tokens("estimated_request_tokens", estimated_request_tokens)
     check_rate("responder_input_rate", responder_input_rate)
-    base = exact_number("base_multiplier", base_multiplier, minimum=0, maximum=MAX_MULTIPLIER)
+    base = exact_number("base_multiplier", base_multiplier, minimum=0, maximum=MAX_MONEY_MULTIPLIER)
     tier = classify_reputation(reputation_score)
     reputation = REPUTATION_DEPOSIT_MULTIPLIERS[tier]
     amount = round_fraction(exact_cost(estimated_request_tokens, responder_input_rate) * base * reputation)
@@ -374,7 +375,7 @@ def position_multiplier(*, position: int, window_size: int, beta: float = 0.3) -
     """Experimental: min(position / window, 1) ** beta; 0.0 when position or window is 0."""
     check_tokens("position", position)
     check_tokens("window_size", window_size)
-    check_real("beta", beta, minimum=0, maximum=MAX_MULTIPLIER)
+    check_real("beta", beta, minimum=0, maximum=MAX_MONEY_MULTIPLIER)
     if position == 0 or window_size == 0:
         return 0.0
     return float(min(Fraction(position, window_size), Fraction(1))) ** beta
@@ -413,8 +414,8 @@ def cache_amortized_cost(*, context_tokens: int, input_rate: int,
     """
     check_tokens("context_tokens", context_tokens)
     check_rate("input_rate", input_rate)
-    write = exact_number("cache_write_multiplier", cache_write_multiplier, minimum=0, maximum=MAX_MULTIPLIER)
-    hit = exact_number("cache_hit_rate", cache_hit_rate, minimum=0, maximum=MAX_MULTIPLIER)
+    write = exact_number("cache_write_multiplier", cache_write_multiplier, minimum=0, maximum=MAX_MONEY_MULTIPLIER)
+    hit = exact_number("cache_hit_rate", cache_hit_rate, minimum=0, maximum=MAX_MONEY_MULTIPLIER)
     uses = check_int("num_interactions", num_interactions, minimum=1, maximum=MAX_INTERACTIONS)
     base = exact_cost(context_tokens, input_rate)
     first, subsequent, uncached = round_fraction(base * write), round_fraction(base * hit), round_fraction(base)

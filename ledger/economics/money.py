@@ -40,24 +40,19 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from ledger import limits
 from ledger.errors import EconomicsError, ValidationError
+from ledger.limits import (  # re-exported: callers of the money rules name the bounds from here too
+    MAX_EVENT_TIME_US,
+    MAX_MICROS,
+    MAX_RATE_MICROS_PER_MTOK,
+    MAX_SPLIT_PARTS,
+    MAX_TOKENS,
+    MAX_USD_TEXT_CHARS,
+)
+from ledger.units import MICROS_PER_USD, TOKENS_PER_MTOK
 from ledger.wire import events
 
-MICROS_PER_USD = 1_000_000  # micro-USD in one US dollar
-TOKENS_PER_MTOK = 1_000_000  # tokens in the "million tokens" that rates are quoted per
-MAX_TOKENS = limits.MAX_TOKENS  # tokens in any one count
-MAX_MICROS = limits.MAX_MICROS  # micro-USD in any one amount (input or result)
-MAX_RATE_MICROS_PER_MTOK = limits.MAX_RATE_MICROS_PER_MTOK  # micro-USD per MTok in any one rate
-MAX_EVENT_TIME_US = limits.MAX_EVENT_TIME_US  # latest event time, microseconds since the epoch
-MAX_SPLIT_PARTS = 10_000  # shares in one largest-remainder split
-MAX_USD_TEXT_CHARS = 64  # characters in one USD string given to parse_usd
-
 _USD_TEXT = re.compile(r"(-)?\$?([0-9]+)(?:\.([0-9]+))?")
-
-# A total of int64 micros is what the log's Avro longs and DuckDB BIGINT columns hold; every bound
-# above must keep a sum of a few amounts inside it.
-assert 8 * MAX_MICROS < 2**63
 
 
 # ------------------------------------------------------------------ checks (each names its field)

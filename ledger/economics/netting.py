@@ -33,7 +33,6 @@ exactly; net positions sum to zero. Never: I/O, clock, floats, dropping an amoun
 
 from __future__ import annotations
 
-import enum
 import heapq
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -41,23 +40,23 @@ from dataclasses import dataclass
 
 from ledger import limits
 from ledger.economics.allocation import NO_TRANSFER, REQUESTOR_TO_RESPONDER, Allocation
-from ledger.economics.money import MICROS_PER_USD, check_event_time_us, check_int, check_micros
+from ledger.economics.money import check_event_time_us, check_int, check_micros
 from ledger.errors import ValidationError
+from ledger.units import MICROS_PER_USD, US_PER_HOUR
+from ledger.wire.vocab import SettlementTier
 
 # Agents with a nonzero position (after pairing exact opposites) settled by the exact subset
 # programme, which visits 2**n subsets: 18 agents take about 0.25 s and 10 MB in CPython (each
 # further agent doubles both).
 EXACT_SETTLEMENT_MAX_AGENTS = 18
-MAX_AGENT_ID_CHARS = limits.MAX_ID_CHARS  # characters in an agent id
-MAX_WINDOW_US = limits.MAX_DURATION_US  # longest settlement window, microseconds
-DEFAULT_WINDOW_US = 3_600 * 1_000_000  # one hour, the reference's batch window
+DEFAULT_WINDOW_US = US_PER_HOUR  # one hour, the reference's batch window
 DEFAULT_BATCH_THRESHOLD_MICROS = 1 * MICROS_PER_USD  # $1.00, the reference's batch threshold
 DEFAULT_SETTLEMENT_THRESHOLD_MICROS = MICROS_PER_USD // 100  # $0.01, the reference's per-settlement threshold
 
 
 def _check_agent(field: str, value: object) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_AGENT_ID_CHARS:
-        raise ValidationError(field, value, f"must be a non-empty string of at most {MAX_AGENT_ID_CHARS} characters")
+    if not isinstance(value, str) or not value or len(value) > limits.MAX_ID_CHARS:
+        raise ValidationError(field, value, f"must be a non-empty string of at most {limits.MAX_ID_CHARS} characters")
     return value
 
 
@@ -245,7 +244,7 @@ def _settle_greedily(group: list[tuple[str, int]]) -> list[Transfer]:
 def window_start(event_time_us: int, window_us: int) -> int:
     """The start of the window holding ``event_time_us``: the latest multiple of ``window_us`` at or before it."""
     check_event_time_us("event_time_us", event_time_us)
-    check_int("window_us", window_us, minimum=1, maximum=MAX_WINDOW_US)
+    check_int("window_us", window_us, minimum=1, maximum=limits.MAX_DURATION_US)
     return event_time_us - event_time_us % window_us
 
 
@@ -281,7 +280,7 @@ def settle_windows(timed_obligations: Iterable[tuple[int, Obligation]], *, windo
     What a window carries goes into the next window that has obligations; what the last window
     carries is in its ``carried``.
     """
-    check_int("window_us", window_us, minimum=1, maximum=MAX_WINDOW_US)
+    check_int("window_us", window_us, minimum=1, maximum=limits.MAX_DURATION_US)
     by_window: dict[int, list[Obligation]] = defaultdict(list)
     for index, item in enumerate(timed_obligations):
         if not isinstance(item, tuple) or len(item) != 2:
@@ -300,12 +299,6 @@ def settle_windows(timed_obligations: Iterable[tuple[int, Obligation]], *, windo
 
 
 # ------------------------------------------------------------------ tiers
-
-
-class SettlementTier(enum.StrEnum):
-    TIER_1_METERING = "tier_1_metering"  # meter only; never settles
-    TIER_2_RULE_BASED = "tier_2_rule_based"  # settles with a static rule
-    TIER_3_DYNAMIC = "tier_3_dynamic"  # settles with a dynamic method (Shapley, Nash)
 
 
 def settlement_tier(tier: str) -> SettlementTier:

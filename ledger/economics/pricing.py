@@ -44,8 +44,6 @@ from ledger.wire.events import PriceSet
 
 DEFAULT_PRICES_RESOURCE = "data/default_prices.json"  # inside the ``ledger`` package
 PRICE_BOOK_FORMAT = "tokenledger.price_book.v1"
-MAX_NAME_CHARS = limits.MAX_ID_CHARS  # characters in a provider or model name
-MAX_PRICE_BOOK_ENTRIES = 100_000  # entries in one price book file
 
 _RATE_FIELDS = ("input", "output", "cache_read", "cache_write", "reasoning")
 
@@ -55,8 +53,8 @@ def _check_name(field: str, value: Any) -> str:
         raise ValidationError(field, value, f"must be a string, got {type(value).__name__}")
     if not value or value != value.strip():
         raise ValidationError(field, value, "must be non-empty, without surrounding spaces")
-    if len(value) > MAX_NAME_CHARS:
-        raise ValidationError(field, value, f"must be at most {MAX_NAME_CHARS} characters")
+    if len(value) > limits.MAX_ID_CHARS:
+        raise ValidationError(field, value, f"must be at most {limits.MAX_ID_CHARS} characters")
     return value
 
 
@@ -112,8 +110,8 @@ class PriceBook:
     def __init__(self, entries: Iterable[ModelPrice] = ()) -> None:
         by_model: dict[tuple[str, str], dict[int, ModelPrice]] = {}
         for count, price in enumerate(entries, start=1):
-            if count > MAX_PRICE_BOOK_ENTRIES:
-                raise ValidationError("entries", count, f"a price book holds at most {MAX_PRICE_BOOK_ENTRIES:,}")
+            if count > limits.MAX_PRICE_BOOK_ENTRIES:
+                raise ValidationError("entries", count, f"a price book holds at most {limits.MAX_PRICE_BOOK_ENTRIES:,}")
             if not isinstance(price, ModelPrice):
                 raise ValidationError("entry", price, "must be a ModelPrice")
             same_time = by_model.setdefault(price.key, {})

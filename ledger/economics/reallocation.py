@@ -45,8 +45,7 @@ from ledger.economics.reputation import (
     require_real,
 )
 from ledger.errors import ValidationError
-
-MAX_PRIORITY = 2**31 - 1  # priorities are small ranks; anything larger is a unit mix-up
+from ledger.limits import MAX_PRIORITY_RANK
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ class Participant:
 
     def __post_init__(self) -> None:
         require_id("agent_id", self.agent_id)
-        require_int("priority", self.priority, low=1, high=MAX_PRIORITY)
+        require_int("priority", self.priority, low=1, high=MAX_PRIORITY_RANK)
         require_int("remaining", self.remaining)
         require_int("min_reserve", self.min_reserve)
 

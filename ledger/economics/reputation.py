@@ -56,20 +56,16 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from ledger.errors import ValidationError
-
-# ---------------------------------------------------------------------------------------------
-# Limits (units in the name)
-# ---------------------------------------------------------------------------------------------
-
-MAX_AMOUNT = 2**63 - 1  # largest token amount / allocation: an Avro long and a DuckDB BIGINT
-MAX_TIME_US = 2**63 - 1  # latest event time, microseconds since the Unix epoch
-MAX_ID_CHARS = 256  # agent, scope, reservation and event ids
-US_PER_DAY = 86_400_000_000
-
-MAX_TRUST_VALUE = 1000.0  # |value| of one trust event: seed 002's whole weekly trust budget
-MAX_HALF_LIFE_US = 10 * 366 * US_PER_DAY  # ten years; longer is "never decays" in practice
-MAX_MULTIPLIER = 100  # a budget multiplier above 100x is a typo, not a policy
-MAX_ANOMALIES = 1_000_000  # anomalies counted in one usage review
+from ledger.limits import (
+    INT64_MAX,
+    MAX_ANOMALIES,
+    MAX_BUDGET_MULTIPLIER,
+    MAX_HALF_LIFE_US,
+    MAX_ID_CHARS,
+    MAX_TRUST_VALUE,
+)
+from ledger.units import US_PER_DAY
+from ledger.wire.vocab import TrustDimension
 
 NEUTRAL_SCORE = 0.7  # score with no trust events: the lower edge of the 1.0x tier (see docstring)
 TRUST_TOKENS_PER_SCORE_UNIT = 100  # seed 002: a score change of d issues d * 100 trust tokens
@@ -82,7 +78,7 @@ TRUST_TOKENS_PER_SCORE_UNIT = 100  # seed 002: a score change of d issues d * 10
 E = TypeVar("E", bound=enum.Enum)
 
 
-def require_int(field_name: str, value: object, *, low: int = 0, high: int = MAX_AMOUNT) -> int:
+def require_int(field_name: str, value: object, *, low: int = 0, high: int = INT64_MAX) -> int:
     """``value`` as an int in [low, high]; bools, floats and strings are refused."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(field_name, value, "must be an int")
@@ -144,21 +140,12 @@ def require_choice(choices: type[E], field_name: str, value: object) -> E:
 
 def require_time(field_name: str, value: object) -> int:
     """An event time: integer microseconds since the Unix epoch."""
-    return require_int(field_name, value, low=0, high=MAX_TIME_US)
+    return require_int(field_name, value, low=0, high=INT64_MAX)
 
 
 # ---------------------------------------------------------------------------------------------
 # Trust events and scores
 # ---------------------------------------------------------------------------------------------
-
-
-class TrustDimension(str, enum.Enum):
-    """What a trust event is about (seed 002 ``TrustToken.type``)."""
-
-    ACCURACY = "accuracy"
-    COMPLIANCE = "compliance"
-    FEEDBACK = "feedback"
-    RELIABILITY = "reliability"
 
 
 DEFAULT_HALF_LIFE_US: Mapping[TrustDimension, int] = MappingProxyType(
@@ -258,7 +245,7 @@ def budget_multiplier(score: float) -> Decimal:
 def apply_multiplier(amount: int, multiplier: int | Decimal) -> int:
     """``floor(amount * multiplier)``, exactly. The one rounding rule for scaled token amounts."""
     amount = require_int("amount", amount)
-    factor = require_exact("multiplier", multiplier, low=0, high=MAX_MULTIPLIER)
+    factor = require_exact("multiplier", multiplier, low=0, high=MAX_BUDGET_MULTIPLIER)
     scaled = math.floor(amount * factor)
     return require_int("scaled amount", scaled)
 

@@ -33,15 +33,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ledger.errors import RejectCode, RejectError, ValidationError
-from ledger.limits import HASH_BYTES
 
-# Kafka offsets are signed 64-bit, so no partition, and therefore no tree, holds more leaves.
-# Bounds the sizes a proof to verify may claim (memory bounds a tree held here long before).
-MAX_TREE_LEAVES = 2**63 - 1
-# An inclusion path has at most ceil(log2 size) hashes and a consistency proof one more, so 64
-# bounds every valid proof for MAX_TREE_LEAVES; a longer one is refused before any hashing.
-MAX_PROOF_HASHES = 64
-assert (MAX_TREE_LEAVES - 1).bit_length() + 1 <= MAX_PROOF_HASHES
+# MAX_TREE_LEAVES (the int64 range of Kafka offsets) and MAX_PROOF_HASHES (enough for every valid proof of
+# such a tree) bound what a proof to verify may claim; both, and their relation, are in ledger.limits
+from ledger.limits import HASH_BYTES, MAX_PROOF_HASHES, MAX_TREE_LEAVES
 
 _LEAF_PREFIX = b"\x00"
 _NODE_PREFIX = b"\x01"

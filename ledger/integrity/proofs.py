@@ -45,16 +45,13 @@ from ledger import limits
 from ledger.errors import RejectCode, RejectError, ValidationError
 from ledger.integrity.keyring import KeyInfo, KeyRing
 from ledger.integrity.keys import key_id_of, public_key_fingerprint
-from ledger.integrity.merkle import MAX_PROOF_HASHES, leaf_hash, verify_consistency, verify_inclusion
+from ledger.integrity.merkle import leaf_hash, verify_consistency, verify_inclusion
+from ledger.limits import MAX_PROOF_FILE_BYTES, MAX_PROOF_HASHES, MAX_REGISTRATION_RECORDS
 from ledger.wire import codec
 from ledger.wire.events import AgentRegistered, Checkpoint, KeyRevoked, KeyRotated
 
 PROOF_FORMAT = "tokenledger-proof"
 PROOF_VERSION = 1
-MAX_REGISTRATION_RECORDS = 64  # control records one proof may carry (a key's registration + rotations)
-# a proof holds at most: its event's record, two checkpoint records and the registrations, each at most
-# one log record (1 MiB), hex-encoded (x2); anything larger is refused before parsing
-MAX_PROOF_FILE_BYTES = 2 * limits.MAX_RECORD_BYTES * (3 + MAX_REGISTRATION_RECORDS) + 65_536
 
 
 @dataclass(frozen=True)

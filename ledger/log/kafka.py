@@ -51,13 +51,12 @@ from kafka.admin import NewTopic
 
 from ledger import limits
 from ledger.errors import LedgerError, LogError, ValidationError
+from ledger.limits import MAX_KAFKA_POLL_RECORDS, MAX_KAFKA_REQUEST_BYTES, MAX_PARTITIONS, MAX_TOPIC_CHARS
 from ledger.log.base import Position, Record, partition_for
 
 # -- limits and defaults (units in the names)
 
 DEFAULT_PARTITIONS = 1  # ensure_topic without a count: same as the other backends; pass partitions_default to scale
-MAX_PARTITIONS = 1024  # same bound as the embedded log
-MAX_TOPIC_CHARS = 249  # Kafka's limit
 CLIENT_ID = "tokenledger"
 
 CONNECT_TIMEOUT_MS = 5_000  # bootstrap and TCP connection set-up: a dead broker is an error after this
@@ -69,11 +68,8 @@ RECONNECT_BACKOFF_MAX_MS = 1_000  # a restarted broker is found within a second,
 # 2,850 / 552 from four, ~42k records/s either way for 500 records per append.
 LINGER_MS = 0
 BATCH_BYTES = 256 * 1024  # per-partition produce batch; BROKER.md §7: large batches reach the client's limit
-RECORD_OVERHEAD_BYTES = 64 * 1024  # batch header, record header, key: room above MAX_RECORD_BYTES
-MAX_REQUEST_BYTES = limits.MAX_RECORD_BYTES + RECORD_OVERHEAD_BYTES  # the largest record the log carries, framed
 FETCH_MAX_WAIT_MS = 20  # Tansu holds every fetch this long even when data is there (BROKER.md §4)
-MAX_POLL_RECORDS = 1_000  # records one poll hands back; a read returns at most max_records of them
-PARTITION_FETCH_BYTES = 2 * MAX_REQUEST_BYTES  # per partition per fetch: at least one full-size record
+PARTITION_FETCH_BYTES = 2 * MAX_KAFKA_REQUEST_BYTES  # per partition per fetch: at least one full-size record
 FETCH_MAX_BYTES = 16 * 1024 * 1024  # per fetch response across partitions (bounds a reader's memory)
 PROBE_FETCH_BYTES = 1  # the end-offset probe wants the high-water mark, not data (one batch still comes back)
 POLL_SLICE_MS = 50  # a read polls in slices so deadlines are kept without busy-waiting
@@ -85,7 +81,7 @@ TOPIC_CONFIGS = {
     "retention.ms": "-1",  # the log is the ledger's source of truth: never delete by age
     "retention.bytes": "-1",  # ...nor by size
     "cleanup.policy": "delete",  # never compact: every record stays, duplicates included
-    "max.message.bytes": str(MAX_REQUEST_BYTES),  # Kafka's broker default (~1 MiB) is below a full record
+    "max.message.bytes": str(MAX_KAFKA_REQUEST_BYTES),  # Kafka's broker default (~1 MiB) is below a full record
 }
 
 _CODECS: dict[str | None, Callable[[], bool]] = {None: lambda: True, "gzip": kcodec.has_gzip,
@@ -137,7 +133,7 @@ class KafkaLog:
                  connect_timeout_ms: int = CONNECT_TIMEOUT_MS, request_timeout_ms: int = REQUEST_TIMEOUT_MS,
                  delivery_timeout_ms: int = DELIVERY_TIMEOUT_MS, linger_ms: int = LINGER_MS,
                  compression_type: str | None = None, fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
-                 max_poll_records: int = MAX_POLL_RECORDS, replication_factor: int = 1) -> None:
+                 max_poll_records: int = MAX_KAFKA_POLL_RECORDS, replication_factor: int = 1) -> None:
         self.url = url
         self.servers = parse_url(url)
         self.bootstrap = ",".join(self.servers)
@@ -231,7 +227,7 @@ class KafkaLog:
                     linger_ms=self.linger_ms,
                     batch_size=BATCH_BYTES,
                     compression_type=self.compression_type,
-                    max_request_size=MAX_REQUEST_BYTES,  # a full-size signed batch must fit
+                    max_request_size=MAX_KAFKA_REQUEST_BYTES,  # a full-size signed batch must fit
                     allow_auto_create_topics=False,  # topics come from ensure_topic only (Kafka honours it)
                 )
             return self._producer
@@ -396,7 +392,7 @@ class KafkaLog:
         fresh high-water mark), nor arrived before the timeout.
         """
         tp = self._check_partition(topic, partition)
-        _check_range("offset", offset, 0, 2**63 - 1)
+        _check_range("offset", offset, 0, limits.INT64_MAX)
         _check_range("max_records", max_records, 1, 10**9)
         deadline = time.monotonic() + max(0.0, float(timeout_s))
         catch_up_deadline: float | None = None

@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 from ledger.errors import LogError, ValidationError
+from ledger.limits import MAX_PARTITIONS
 from ledger.log.base import Position, Record, partition_for
 
 BUSY_TIMEOUT_MS = 30_000  # how long an append waits for another process's write transaction
 POLL_MIN_S = 0.001  # tailing: first sleep between polls
 POLL_MAX_S = 0.05  # tailing: longest sleep between polls
-MAX_PARTITIONS = 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);

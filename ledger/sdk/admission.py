@@ -34,10 +34,10 @@ from typing import Any
 
 from ledger.economics import budget as b
 from ledger.errors import AdmissionError, ValidationError
+from ledger.units import MILLI  # confidences travel as thousandths on the log
 from ledger.wire.events import BUDGET_KINDS
 from ledger.wire.events import BudgetPolicy as PolicyEvent
 
-MILLI = 1000  # confidences travel as thousandths on the log
 BUDGETS_VIEW_DIR = ("views", "budgets")  # <home>/views/budgets/<view>/*.parquet (processors/publish.py)
 
 

@@ -42,6 +42,7 @@ from ledger.integrity.chain import GENESIS, Head
 from ledger.integrity.keys import SigningKey
 from ledger.log import DEFAULT_TOPIC, Log, partition_for
 from ledger.sdk.home import OPERATOR_LOCK_WAIT_S, Home, resolve_home, resolve_log_url
+from ledger.units import MILLI
 from ledger.wire import codec
 from ledger.wire.events import (
     EMPTY_CONTEXT,
@@ -61,7 +62,6 @@ from ledger.wire.events import (
 
 DEFAULT_BATCH_SIZE = 100  # events per signed record
 DEFAULT_LINGER_MS = 20.0  # longest a buffered event waits before the background flusher sends it
-MILLI = 1000
 
 
 def milli(name: str, value: Any) -> int:

@@ -41,13 +41,12 @@ from typing import Any
 
 from ledger import limits
 from ledger.economics.money import (
-    MICROS_PER_USD,
-    TOKENS_PER_MTOK,
     check_tokens,
     exact_number,
     round_fraction,
 )
 from ledger.errors import ValidationError
+from ledger.units import MICROS_PER_USD, TOKENS_PER_MTOK
 from ledger.wire.events import Action, Event, check_int, check_str
 
 # -------------------------------------------------------------------------------- constants
@@ -57,7 +56,6 @@ Number = int | float | Decimal | Fraction  # read exactly by ledger.economics.mo
 DEFAULT_MIN_AGENTS = 5  # agents a stage needs before the "cheap" rule looks at it
 DEFAULT_CHEAP_RATIO = Fraction(1, 4)  # a stage mean below this share of the baseline is "cheap"
 DEFAULT_INPUT_SHARE = Fraction(17, 20)  # 85 % of a blended token is priced as input
-MAX_MIN_AGENTS = 1_000_000  # agents; a larger threshold can never be met by a real run
 UNKNOWN_STAGE = "?"  # stage of an agent entry without a phaseTitle
 UNKNOWN_STATE = "?"  # state of an agent entry without a state
 ERROR_STATE = "error"  # the only state the "errors" rule counts ("failed", "errored" do not)
@@ -224,7 +222,7 @@ def detect_degradation(run: WorkflowRun, *, min_agents: int = DEFAULT_MIN_AGENTS
     The run's own ``status`` is ignored on purpose: a run can say "completed" with every verifier
     errored, or "failed" while healthy.
     """
-    check_int("min_agents", min_agents, 0, MAX_MIN_AGENTS)
+    check_int("min_agents", min_agents, 0, limits.MAX_MIN_AGENTS)
     ratio = exact_number("cheap_ratio", cheap_ratio, minimum=0)
     groups = _by_stage(run)
     means = {stage: Fraction(sum(a.tokens for a in agents), len(agents)) for stage, agents in groups.items()}

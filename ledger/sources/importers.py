@@ -61,6 +61,7 @@ from typing import Any, Literal
 
 from ledger import limits
 from ledger.errors import LogError, RejectError, ValidationError
+from ledger.limits import MAX_IMPORT_FILE_BYTES, MAX_IMPORT_FILES, MAX_PROBLEM_VALUE_CHARS
 from ledger.log import Log
 from ledger.sdk.emitter import Emitter
 from ledger.sources.attribution import (
@@ -81,18 +82,14 @@ from ledger.sources.attribution import (
     WorkflowAgent,
     WorkflowRun,
 )
+from ledger.units import NS_PER_US, US_PER_S
 from ledger.wire import codec
 from ledger.wire.events import Action, Context, Event, LlmUsage, check_int, check_str
 
 # -------------------------------------------------------------------------------- limits and names
 
 KINDS = ("claude-code", "openai", "anthropic", "otel")
-MAX_IMPORT_FILE_BYTES = 256 * 1024 * 1024  # one input file is read whole; larger files are a problem
-MAX_IMPORT_FILES = 100_000  # files in one import call (after expanding directories)
-MAX_PROBLEM_VALUE_CHARS = 120  # characters of an offending value kept in an ImportProblem
 KEY_SCAN_RECORDS = 1_000  # log records read per request while collecting already-imported keys
-NS_PER_US = 1_000
-US_PER_S = 1_000_000
 
 IMPORT_OPERATION = "llm.call"  # operation of events imported from OpenAI, Anthropic and OTel records
 UNKNOWN_PROVIDER = "unknown"

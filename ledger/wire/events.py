@@ -21,14 +21,19 @@ from typing import Any, ClassVar
 
 from ledger import limits
 from ledger.errors import ValidationError
+from ledger.wire import vocab
 
-TRUST_DIMENSIONS = ("accuracy", "compliance", "feedback", "reliability")
-ROLES = ("agent", "operator", "processor")
-BUDGET_SCOPES = ("org", "project", "task", "agent")
-BUDGET_KINDS = ("action", "data", "compute", "trust", "llm_tokens", "usd")
-HARD_LIMIT_ACTIONS = ("allow", "throttle", "deny", "alert_only")
-SETTLEMENT_TIERS = ("tier_1_metering", "tier_2_rule_based", "tier_3_dynamic")
-ALLOCATION_METHODS = ("requestor_pays", "responder_pays", "equal_split", "proportional", "shapley", "nash_bargaining")
+# the closed vocabularies, as the plain strings fields are checked against (defined in ledger.wire.vocab)
+TRUST_DIMENSIONS = vocab.TRUST_DIMENSION_VALUES
+ROLES = vocab.ROLE_VALUES
+BUDGET_SCOPES = vocab.SCOPE_LEVEL_VALUES
+BUDGET_KINDS = vocab.BUDGET_KIND_VALUES
+HARD_LIMIT_ACTIONS = vocab.HARD_LIMIT_ACTION_VALUES
+SETTLEMENT_TIERS = vocab.SETTLEMENT_TIER_VALUES
+ALLOCATION_METHODS = vocab.ALLOCATION_METHOD_VALUES
+RESERVATION_ACTIONS = vocab.RESERVATION_ACTION_VALUES
+TRANSFER_DIRECTIONS = vocab.TRANSFER_DIRECTION_VALUES
+SETTLEMENT_STATUSES = vocab.SETTLEMENT_STATUS_VALUES
 
 
 # ---------------------------------------------------------------- field checks (shared, cheap)
@@ -223,8 +228,8 @@ class Data(Body):
     duration_us: int = 0
 
     def __post_init__(self) -> None:
-        check_int("bytes_read", self.bytes_read, 0, limits.MAX_BYTES_COUNT)
-        check_int("bytes_written", self.bytes_written, 0, limits.MAX_BYTES_COUNT)
+        check_int("bytes_read", self.bytes_read, 0, limits.MAX_DATA_BYTES)
+        check_int("bytes_written", self.bytes_written, 0, limits.MAX_DATA_BYTES)
         check_opt_str("source_hash", self.source_hash, limits.MAX_LABEL_CHARS)
         check_opt_str("destination_hash", self.destination_hash, limits.MAX_LABEL_CHARS)
         check_int("duration_us", self.duration_us, 0, limits.MAX_DURATION_US)
@@ -248,7 +253,7 @@ class Compute(Body):
         check_int("cpu_time_slices", self.cpu_time_slices, 0, limits.MAX_COUNT)
         check_int("gpu_time_slices", self.gpu_time_slices, 0, limits.MAX_COUNT)
         check_int("peak_memory_mb", self.peak_memory_mb, 0, limits.MAX_COUNT)
-        check_int("parallel_jobs", self.parallel_jobs, 1, 2**31 - 1)
+        check_int("parallel_jobs", self.parallel_jobs, 1, limits.INT32_MAX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,16 +535,16 @@ class Rejected(Body):
 
     def __post_init__(self) -> None:
         check_str("topic", self.topic)
-        check_int("partition", self.partition, 0, 2**31 - 1)
-        check_int("offset", self.offset, 0, 2**63 - 1)
+        check_int("partition", self.partition, 0, limits.INT32_MAX)
+        check_int("offset", self.offset, 0, limits.INT64_MAX)
         check_str("code", self.code)
-        check_str("reason", self.reason, limits.MAX_LABEL_CHARS * 4, allow_empty=True)
-        check_str("evidence_json", self.evidence_json, limits.MAX_EVENT_BYTES // 4, allow_empty=True)
+        check_str("reason", self.reason, limits.MAX_REJECT_REASON_CHARS, allow_empty=True)
+        check_str("evidence_json", self.evidence_json, limits.MAX_JSON_TEXT_CHARS, allow_empty=True)
         _set(self, "original", check_bytes("original", self.original))
         if len(self.original) > limits.MAX_REJECTED_ORIGINAL_BYTES:
             raise ValidationError("original", f"<{len(self.original)} bytes>",
                                   f"must be at most {limits.MAX_REJECTED_ORIGINAL_BYTES} bytes")
-        check_int("original_size", self.original_size, 0, 2**63 - 1)
+        check_int("original_size", self.original_size, 0, limits.INT64_MAX)
         _set(self, "original_sha256", check_bytes("original_sha256", self.original_sha256, limits.HASH_BYTES))
 
 
@@ -560,10 +565,10 @@ class Checkpoint(Body):
 
     def __post_init__(self) -> None:
         check_str("topic", self.topic)
-        check_int("partition", self.partition, 0, 2**31 - 1)
-        check_int("tree_size", self.tree_size, 0, 2**63 - 1)
+        check_int("partition", self.partition, 0, limits.INT32_MAX)
+        check_int("tree_size", self.tree_size, 0, limits.INT64_MAX)
         _set(self, "root_hash", check_bytes("root_hash", self.root_hash, limits.HASH_BYTES))
-        check_int("next_offset", self.next_offset, 0, 2**63 - 1)
+        check_int("next_offset", self.next_offset, 0, limits.INT64_MAX)
         check_int("last_event_time_us", self.last_event_time_us, 0, limits.MAX_EVENT_TIME_US)
 
 
@@ -588,10 +593,10 @@ class StateCheckpoint(Body):
             raise ValidationError("positions", self.positions, "must map topic/partition to an offset")
         for k, v in pos.items():
             check_str("positions.key", k)
-            check_int(f"positions[{k}]", v, 0, 2**63 - 1)
+            check_int(f"positions[{k}]", v, 0, limits.INT64_MAX)
         _set(self, "positions", tuple(sorted(pos.items())))
         check_str("digest", self.digest, 128)
-        check_str("tables_json", self.tables_json, limits.MAX_EVENT_BYTES // 4, allow_empty=True)
+        check_str("tables_json", self.tables_json, limits.MAX_JSON_TEXT_CHARS, allow_empty=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -629,7 +634,7 @@ class Allocation(Body):
         if self.requestor_pays_micros + self.responder_pays_micros != self.total_micros:
             raise ValidationError("responder_pays_micros", self.responder_pays_micros,
                                   f"shares must add up to the total {self.total_micros}")
-        check_choice("direction", self.direction, ("requestor_to_responder", "responder_to_requestor", "none"))
+        check_choice("direction", self.direction, TRANSFER_DIRECTIONS)
         _set(self, "params", check_map("params", self.params))
 
 
@@ -661,7 +666,7 @@ class Settlement(Body):
         check_int("window_start_us", self.window_start_us, 0, limits.MAX_EVENT_TIME_US)
         check_int("window_end_us", self.window_end_us, self.window_start_us, limits.MAX_EVENT_TIME_US)
         check_int("amount_micros", self.amount_micros, 0, limits.MAX_MICROS * 1000)
-        check_choice("status", self.status, ("proposed", "settled"))
+        check_choice("status", self.status, SETTLEMENT_STATUSES)
         check_opt_str("tx_ref", self.tx_ref, limits.MAX_LABEL_CHARS)
         _set(self, "params", check_map("params", self.params))
 
@@ -691,7 +696,7 @@ class BudgetAlert(Body):
         check_str("alert", self.alert)
         check_int("window_start_us", self.window_start_us, 0, limits.MAX_EVENT_TIME_US)
         for n in ("allocation", "consumed", "amount"):
-            check_int(n, getattr(self, n), 0, 2**63 - 1)
+            check_int(n, getattr(self, n), 0, limits.INT64_MAX)
         check_str("reason", self.reason, limits.MAX_LABEL_CHARS, allow_empty=True)
 
 
@@ -716,12 +721,11 @@ class BudgetTransfer(Body):
         check_str("recipient_id", self.recipient_id)
         if self.donor_id == self.recipient_id:
             raise ValidationError("recipient_id", self.recipient_id, "must differ from the donor")
-        check_int("amount", self.amount, 1, 2**63 - 1)
+        check_int("amount", self.amount, 1, limits.INT64_MAX)
         check_int("window_start_us", self.window_start_us, 0, limits.MAX_EVENT_TIME_US)
         check_str("reason", self.reason, limits.MAX_LABEL_CHARS, allow_empty=True)
 
 
-RESERVATION_ACTIONS = ("reserve", "commit", "release")
 
 
 @dataclass(frozen=True, slots=True)
@@ -813,7 +817,7 @@ class Event:
     def __post_init__(self) -> None:
         check_str("event_id", self.event_id, limits.EVENT_ID_HEX_CHARS)
         check_str("signer_id", self.signer_id)
-        check_int("seq", self.seq, 1, 2**63 - 1)
+        check_int("seq", self.seq, 1, limits.INT64_MAX)
         _set(self, "prev_hash", check_bytes("prev_hash", self.prev_hash, limits.HASH_BYTES))
         check_opt_str("idempotency_key", self.idempotency_key)
         check_int("event_time_us", self.event_time_us, limits.MIN_EVENT_TIME_US, limits.MAX_EVENT_TIME_US)

@@ -29,6 +29,7 @@ import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
 from ledger.errors import RejectCode, RejectError
+from ledger.wire.avro_fast import AvroType
 
 NAMESPACE = "tokenledger"
 TOP_LEVEL = ("Event", "SignedBatch")
@@ -153,7 +154,8 @@ def _make(name: str, schema_json: Any) -> Schema:
     parsed = fastavro.parse_schema(schema_json, _force=True)
     canonical = to_parsing_canonical_form(parsed)
     fp = fingerprint_of(canonical)
-    return Schema(name=name, source=schema_json, parsed=parsed, canonical=canonical, fingerprint=fp, header=SINGLE_OBJECT_MARKER + fp)
+    return Schema(name=name, source=schema_json, parsed=parsed, canonical=canonical, fingerprint=fp,
+                  header=SINGLE_OBJECT_MARKER + fp)
 
 
 @functools.cache
@@ -252,7 +254,7 @@ def can_read(writer: Schema, reader: Schema, samples: int = 48) -> list[str]:
             fastavro.schemaless_writer(buf, writer.parsed, datum)
             buf.seek(0)
             fastavro.schemaless_reader(buf, writer.parsed, reader.parsed)
-        except Exception as e:  # any failure is a compatibility problem to report, not to raise
+        except Exception as e:  # noqa: BLE001 - any failure is a compatibility problem to report, not to raise
             problems.append(f"sample {i}: {type(e).__name__}: {e}")
     return problems
 
@@ -323,7 +325,7 @@ def _records(schema: Any) -> dict[str, Any]:
     return out
 
 
-def _type_name(t: Any) -> str:
+def _type_name(t: AvroType) -> str:
     if isinstance(t, str):
         return t
     if isinstance(t, list):

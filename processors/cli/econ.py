@@ -27,6 +27,7 @@ from ledger.economics.metering import estimate_interaction_cost
 from ledger.economics.money import format_usd, parse_usd
 from ledger.economics.pricing import ModelPrice, default_price_book
 from ledger.errors import ValidationError
+from ledger.limits import MAX_PRICE_OVERRIDES
 from processors.allocations import ALLOCATIONS, Allocations, PriceLookup
 from processors.runtime.publish import parse_positions
 from processors.runtime.runner import Runner
@@ -34,7 +35,6 @@ from processors.runtime.service import live_digest, processor_dir, views_dir
 from processors.runtime.store import Store
 
 REPRICE_ROWS_SHOWN = 20  # diff rows printed as a table by default (all of them with --json)
-MAX_PRICE_OVERRIDES = 1_000  # --price options in one reprice
 
 econ_app = typer.Typer(no_args_is_help=True, help="Interaction economics calculators (default price book).",
                        epilog="Example: tokenledger econ estimate --requestor anthropic/claude-opus-4-6 "

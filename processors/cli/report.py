@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from ledger import limits
 from ledger.cli.output import HomeOpt, JsonOpt, guarded, open_home, out, print_json, table
 from ledger.errors import ValidationError
 from processors.report import model as rep
@@ -57,8 +58,8 @@ def print_tables(model: dict[str, Any]) -> None:
     for key in ("agent", "project"):
         table(f"efficiency per {key}", *rep.efficiency_rows(model["efficiency"][key], key))
     cols, rows = rep.efficiency_rows(model["efficiency"]["task"], "task")
-    table(f"efficiency per task (costliest {min(len(rows), rep.MAX_TABLE_ROWS)} of {len(rows)})", cols,
-           rows[:rep.MAX_TABLE_ROWS])
+    table(f"efficiency per task (costliest {min(len(rows), limits.MAX_TABLE_ROWS)} of {len(rows)})", cols,
+           rows[:limits.MAX_TABLE_ROWS])
     table("model breakdown", *rep.efficiency_rows(model["models"], "model"))
     table("budget burn-rate forecast (current window)", *rep.forecast_rows(model["forecasts"]))
     g = model["settlement_graph"]

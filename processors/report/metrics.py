@@ -36,9 +36,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ledger.economics.money import round_half_even
+from ledger.units import US_PER_HOUR
 
 RATIO_DIGITS = 4  # display precision of ratios (cache hit rate, output/input)
-US_PER_HOUR = 3_600_000_000
 NO_TASK = "(no task)"  # the iteration of calls that name no task
 GROUP_KEYS = ("agent", "task", "project", "model")
 

@@ -40,6 +40,7 @@ from ledger.economics.money import format_usd
 from ledger.economics.pricing import ModelPrice, PriceBook, default_price_book, usage_cost
 from ledger.economics.reputation import TrustEvent, reputation
 from ledger.errors import EconomicsError, ValidationError
+from ledger.limits import MAX_REPUTATION_SAMPLES, MAX_SERIES_POINTS, MAX_TABLE_ROWS
 from ledger.sdk.home import Home
 from ledger.sources import attribution
 from ledger.wire.events import Action, Context, Event, LlmUsage
@@ -47,9 +48,6 @@ from ledger.wire.timefmt import fmt_time
 from processors.report.metrics import burn_forecast, efficiency, model_breakdown
 from processors.views import views_sql
 
-MAX_SERIES_POINTS = 200  # points per line on a chart (downsampled evenly, last point kept)
-MAX_REPUTATION_SAMPLES = 60  # score evaluations per agent for the reputation chart
-MAX_TABLE_ROWS = 25  # rows per HTML table (the JSON has them all)
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
            "#bab0ac")
 SECTIONS = ("Cost waterfall by stage", "Spend over time per agent", "Budget burn-down", "Reputation over time",

@@ -53,9 +53,6 @@ from ledger.wire.events import EMPTY_CONTEXT
 from processors.runtime.processor import Derived, Effects, Item, Processor, Quarantined
 from processors.runtime.store import Store
 
-MAX_BATCH_RECORDS = 200  # data records per poll (each a signed batch of up to 1,000 events)
-MAX_CONTROL_RECORDS = 10_000  # control records per poll: drained first, they are few and small
-MAX_BATCH_BYTES = 8 * 1024 * 1024  # stop adding data records to a batch past this many bytes
 GC_GEN0_THRESHOLD = 200_000  # allocations between young-generation collections (default 700)
 
 
@@ -112,7 +109,7 @@ class Runner:
                  topic_prefix: str = "ledger", key: SigningKey | None = None, produce: bool = True,
                  stop_at: dict[tuple[str, int], int] | None = None,
                  crash_hook: Callable[[str], None] | None = None,
-                 max_records: int = MAX_BATCH_RECORDS) -> None:
+                 max_records: int = limits.MAX_RUNNER_DATA_RECORDS) -> None:
         self.processor = processor
         self.log = log
         self.prefix = topic_prefix
@@ -195,10 +192,10 @@ class Runner:
         next_read = dict(self.positions)
         control = [tp for tp in self._order if tp[0] == self._control]
         data = [tp for tp in self._order if tp[0] != self._control]
-        records = self._poll(control, next_read, MAX_CONTROL_RECORDS)
+        records = self._poll(control, next_read, limits.MAX_RUNNER_CONTROL_RECORDS)
         got_data = self._poll(data, next_read, self.max_records)
         if got_data:
-            records += self._poll(control, next_read, MAX_CONTROL_RECORDS)
+            records += self._poll(control, next_read, limits.MAX_RUNNER_CONTROL_RECORDS)
         return records + got_data
 
     def _step_verify(self, records: list[Record]) -> Verified:
@@ -338,14 +335,14 @@ class Runner:
             size = 0
             for i, r in enumerate(recs):
                 size += len(r.value)
-                if size > MAX_BATCH_BYTES and i > 0:
+                if size > limits.MAX_RUNNER_BATCH_BYTES and i > 0:
                     recs = recs[:i]  # the rest waits for the next batch: memory per batch stays bounded
                     break
             fresh = [r for r in recs if r.offset >= next_read[tp]]
             if fresh:
                 next_read[tp] = fresh[-1].offset + 1
             out.extend(recs)
-            if size > MAX_BATCH_BYTES:
+            if size > limits.MAX_RUNNER_BATCH_BYTES:
                 break
         return out
 

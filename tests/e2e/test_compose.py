@@ -3,7 +3,7 @@
 Method: parse the file and check what production relies on: pinned images (never ``latest``), a
 KRaft-mode Kafka (no ZooKeeper), every published port bound to 127.0.0.1, a topic-creation service
 that creates exactly ``ledger.log.base.TOPICS``, broker and topic size limits that fit a full signed
-batch (``ledger.log.kafka.MAX_REQUEST_BYTES``), compose interpolation that cannot break, and a
+batch (``ledger.limits.MAX_KAFKA_REQUEST_BYTES``), compose interpolation that cannot break, and a
 processor template that runs ``tokenledger run NAME --log kafka://kafka:9092``.
 
 PyYAML is not a dependency, so the file is parsed with ``mini_yaml`` below: the subset of YAML the
@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from ledger.limits import MAX_KAFKA_REQUEST_BYTES
 from ledger.log.base import TOPICS
-from ledger.log.kafka import MAX_REQUEST_BYTES
 
 COMPOSE = Path(__file__).resolve().parents[2] / "compose" / "docker-compose.yml"
 PROCESSOR_LOG_URL = "kafka://kafka:9092"
@@ -235,9 +235,9 @@ def test_topic_service_creates_exactly_the_ledger_topics(compose: dict[str, Any]
 
 def test_size_limits_fit_a_full_signed_batch(compose: dict[str, Any]) -> None:
     env = compose["services"]["kafka"]["environment"]
-    assert int(env["KAFKA_MESSAGE_MAX_BYTES"]) >= MAX_REQUEST_BYTES
+    assert int(env["KAFKA_MESSAGE_MAX_BYTES"]) >= MAX_KAFKA_REQUEST_BYTES
     sizes = re.findall(r"max\.message\.bytes=(\d+)", "\n".join(compose["services"]["topics"]["command"]))
-    assert sizes and all(int(s) >= MAX_REQUEST_BYTES for s in sizes)
+    assert sizes and all(int(s) >= MAX_KAFKA_REQUEST_BYTES for s in sizes)
 
 
 def test_interpolation_cannot_break(text: str) -> None:

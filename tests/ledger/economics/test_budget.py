@@ -26,7 +26,7 @@ from ledger.economics.budget import (
     THROTTLE_MAX_DELAY_US,
     US_PER_DAY,
     US_PER_HOUR,
-    US_PER_SECOND,
+    US_PER_S,
     US_PER_WEEK,
     AlertKind,
     BudgetKind,
@@ -71,7 +71,7 @@ from ledger.economics.reallocation import Refusal, Transfer
 from ledger.errors import ValidationError
 
 AGENT = Scope(ScopeLevel.AGENT, "agent-1")
-T0 = 1_700_000_000 * US_PER_SECOND  # an event time well inside a day
+T0 = 1_700_000_000 * US_PER_S  # an event time well inside a day
 
 
 def day_start(t: int) -> int:
@@ -311,7 +311,7 @@ def test_action_budget_walk_soft_hard_emergency_suspend_resume() -> None:
         [AlertKind.SUSPENDED],
         [],
     ]
-    assert [r.decision.delay_us for r in results[1:4]] == [1 * US_PER_SECOND, 2 * US_PER_SECOND, 4 * US_PER_SECOND]
+    assert [r.decision.delay_us for r in results[1:4]] == [1 * US_PER_S, 2 * US_PER_S, 4 * US_PER_S]
     window_end = day_start(T0) + US_PER_DAY
     assert results[4].decision.delay_us == results[5].decision.delay_us == window_end - T0  # retry after the reset
     assert (state.consumed, state.emergency_used, state.suspended) == (5_500, 500, True)
@@ -382,12 +382,12 @@ def test_operator_resume_lifts_a_suspension() -> None:
 def test_backoff_delays_follow_seed_003() -> None:
     assert [backoff_delay_us(level) for level in range(MAX_THROTTLE_LEVEL + 1)] == [
         0,
-        1 * US_PER_SECOND,
-        2 * US_PER_SECOND,
-        4 * US_PER_SECOND,
-        8 * US_PER_SECOND,
-        16 * US_PER_SECOND,
-        32 * US_PER_SECOND,
+        1 * US_PER_S,
+        2 * US_PER_S,
+        4 * US_PER_S,
+        8 * US_PER_S,
+        16 * US_PER_S,
+        32 * US_PER_S,
         THROTTLE_MAX_DELAY_US,
     ]
     with pytest.raises(ValidationError):
@@ -402,7 +402,7 @@ def test_hard_limit_throttle_refuses_with_growing_backoff_until_budget_returns()
         result = apply_spend(state, policy, 10, T0 + i)
         assert (result.decision.verdict, result.decision.reason) == (Verdict.DENY, Reason.HARD_LIMIT)
         assert result.state.consumed == 1_000
-        delays.append(result.decision.delay_us // US_PER_SECOND)
+        delays.append(result.decision.delay_us // US_PER_S)
         state = result.state
     assert delays == [1, 2, 4, 8, 16, 32, 60, 60, 60]
     more = adjust_allocation(state, policy, 100, T0 + 10).state  # a transfer in
@@ -657,7 +657,7 @@ def test_reservation_never_outlives_its_window() -> None:
 def test_throttled_reservation_is_held_with_its_delay() -> None:
     policy = DEFAULT_POLICIES[BudgetKind.ACTION]
     result = reserve(open_budget(AGENT, policy, T0), policy, "r", 4_500, T0)
-    assert (result.decision.verdict, result.decision.delay_us) == (Verdict.THROTTLE, US_PER_SECOND)
+    assert (result.decision.verdict, result.decision.delay_us) == (Verdict.THROTTLE, US_PER_S)
     assert result.state.reserved == 4_500 and result.state.throttle_level == 1
 
 
@@ -711,7 +711,7 @@ def test_chain_takes_the_longest_throttle() -> None:
     state = apply_spend(state, slow, 1, T0).state  # org throttle level 2 now
     fast = default_policy("action", allocation=10_000)
     result = apply_spend_chain([(state, slow), (open_budget(ag, fast, T0), fast)], 1, T0)
-    assert (result.decision.verdict, result.decision.delay_us, result.decision.scope) == (Verdict.THROTTLE, 4 * US_PER_SECOND, org)
+    assert (result.decision.verdict, result.decision.delay_us, result.decision.scope) == (Verdict.THROTTLE, 4 * US_PER_S, org)
 
 
 def test_bad_chains_rejected() -> None:
@@ -751,7 +751,7 @@ def test_reservations_never_let_any_level_exceed_its_ceiling(policies: list[Budg
     agents = [open_budget(Scope(ScopeLevel.AGENT, f"a{i}"), p, T0) for i, p in enumerate(agent_policies)]
     t, latest, late = T0, T0, False
     for op, who, slot, amount, step in ops:
-        t = max(0, t + step * US_PER_SECOND)
+        t = max(0, t + step * US_PER_S)
         late = late or t < latest
         latest = max(latest, t)
         levels = [(org, org_policy), (agents[who], agent_policies[who])]
@@ -759,7 +759,7 @@ def test_reservations_never_let_any_level_exceed_its_ceiling(policies: list[Budg
         if op == "reserve":
             if advance(agents[who], agent_policies[who], t).state.reservation(rid) is not None:
                 continue
-            org, agents[who] = reserve_chain(levels, rid, amount, t, ttl_us=120 * US_PER_SECOND).states
+            org, agents[who] = reserve_chain(levels, rid, amount, t, ttl_us=120 * US_PER_S).states
         elif op == "commit":
             held = advance(agents[who], agent_policies[who], t).state.reservation(rid)
             org, agents[who] = commit_chain(levels, rid, min(amount, held.amount) if held else amount, t).states
