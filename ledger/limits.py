@@ -34,7 +34,11 @@ MAX_DURATION_US = 10 * 365 * US_PER_DAY  # ten years: any longer window or durat
 # ------------------------------------------------------------------ records on the log
 
 MAX_BATCH_EVENTS = 1_000  # events in one signed batch: one signature amortised over many events
-MAX_RECORD_BYTES = 1_048_576  # one record on the log (a signed batch), 1 MiB: Kafka's default message size
+KAFKA_DEFAULT_MESSAGE_BYTES = 1_048_576  # Kafka's default producer max.request.size (broker max.message.bytes ~ same)
+KAFKA_RECORD_OVERHEAD_BYTES = 48_576  # batch header (61 B), record header (<= 21 B), with room: Kafka's framing
+# key + value of one record on the log (a signed batch and its signer id), enforced by every backend at append:
+# one number everywhere, so a record the embedded log accepts also fits a Kafka cluster with default settings
+MAX_RECORD_BYTES = KAFKA_DEFAULT_MESSAGE_BYTES - KAFKA_RECORD_OVERHEAD_BYTES  # 1,000,000 bytes
 MAX_EVENT_BYTES = 262_144  # one encoded event, 256 KiB: a call's metadata, never its prompt
 MAX_JSON_TEXT_CHARS = MAX_EVENT_BYTES // 4  # evidence_json / tables_json of one derived event: a quarter of an event
 MAX_REJECT_REASON_CHARS = 4 * MAX_LABEL_CHARS  # a dead letter's reason: a validation message with its value
@@ -58,7 +62,6 @@ DUPLICATE_WINDOW_EVENTS = 4_096  # recent event ids per signer remembered to det
 
 MAX_PARTITIONS = 1024  # partitions of one topic, on every backend: far above the processes one host runs
 MAX_TOPIC_CHARS = 249  # Kafka's own limit on a topic name
-KAFKA_RECORD_OVERHEAD_BYTES = 64 * 1024  # batch header, record header, key: room above MAX_RECORD_BYTES
 MAX_KAFKA_REQUEST_BYTES = MAX_RECORD_BYTES + KAFKA_RECORD_OVERHEAD_BYTES  # the largest record the log carries, framed
 MAX_KAFKA_POLL_RECORDS = 1_000  # records one poll hands back; a read returns at most max_records of them
 
@@ -132,6 +135,8 @@ assert (MAX_REJECTED_ORIGINAL_BYTES + 4 * MAX_REJECT_REASON_CHARS + MAX_DEAD_LET
 assert MAX_RUNNER_BATCH_BYTES >= MAX_RECORD_BYTES
 # a Kafka request frames any record the log accepts
 assert MAX_KAFKA_REQUEST_BYTES > MAX_RECORD_BYTES
+# ...and fits a cluster with Kafka's default message size
+assert MAX_KAFKA_REQUEST_BYTES <= KAFKA_DEFAULT_MESSAGE_BYTES
 # event times and durations are int64 microseconds, and their sum stays one
 assert MAX_EVENT_TIME_US + MAX_DURATION_US < INT64_MAX
 # a sum of a few amounts of money stays inside an Avro long / DuckDB BIGINT

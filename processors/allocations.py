@@ -8,14 +8,17 @@ idempotency key is ``allocation:<interaction event id>:<method>``: produced once
 
 Semantics (all from event time; never the wall clock):
 
-* **Prices.** A ``price_set`` is in force from ``max(effective_from_us, its own event time)``: a price
-  is never retroactive, so an allocation once issued stays right and a replay (which reads every
-  control event first) prices each interaction exactly as the live run did. For one model, the entry
-  with the latest start at or before the interaction's event time applies; equal starts: the later one
-  on the log. A back-dated what-if is ``tokenledger reprice``.
-* **Unknown model.** An interaction whose requestor or responder model has no price in force is never
+* **Prices.** The one price-in-force rule of ``ledger.economics.pricing`` (a ``PriceBook`` built from
+  the ``price_set`` events in log order): a price is in force from ``max(effective_from_us, its own
+  event time)``, never retroactive, so an allocation once issued stays right and a replay (which reads
+  every control event first) prices each interaction exactly as the live run did. For one model, the
+  entry with the latest start at or before the interaction's event time applies; equal starts: the
+  later one on the log. A back-dated what-if is ``tokenledger reprice``.
+* **Unknown model.** An interaction whose requestor or responder model has no price in force (no
+  fallback to the shipped book: it enters only as control events) is never
   priced at $0: it goes to the ``unpriced`` view with the reason code ``unknown_model`` and the evidence
-  (provider, model, event time), and no allocation is made. Processing continues.
+  (provider, model, event time), and no allocation is made. Processing continues. A ``price_set`` the
+  book refuses (its rates out of range, or past ``MAX_PRICE_BOOK_ENTRIES``) changes nothing.
 * **Rules.** An ``allocation_rule`` (by ``rule_id``; a later version of the same id replaces it from its
   own start, same start rule as prices) applies to interactions whose context matches its ``org`` and
   ``project`` (None = any). Each enabled matching rule contributes its method with its params (strings
@@ -42,8 +45,8 @@ import pyarrow as pa
 
 from ledger.economics.allocation import NASH_BARGAINING, REQUESTOR_PAYS, SHAPLEY, allocate
 from ledger.economics.metering import InteractionFlows, MeteredInteraction, meter_interaction
-from ledger.economics.pricing import ModelPrice
-from ledger.errors import EconomicsError, LedgerError, RejectCode, ValidationError
+from ledger.economics.pricing import ModelPrice, PriceBook, PriceInForce, price_book_from_rows
+from ledger.errors import LedgerError, ValidationError
 from ledger.wire.events import Allocation as AllocationEvent
 from ledger.wire.events import AllocationRule, Interaction, PriceSet
 from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
@@ -175,6 +178,9 @@ ALLOCATION_RULES = View(
 )
 
 
+_PRICE_ROWS_SQL = f"SELECT {', '.join(PRICES.public_columns)} FROM prices"  # noqa: S608  (fixed names)
+
+
 @dataclass(frozen=True)
 class RuleVersion:
     rule_id: str
@@ -207,45 +213,8 @@ class Timeline:
         return self.values[i] if i >= 0 else None
 
 
-class PriceState:
-    """Price-book entries from price_set events, looked up by the in-force rule in the module docstring."""
-
-    def __init__(self) -> None:
-        self.models: dict[tuple[str, str], Timeline] = {}
-        self.seq = 0
-
-    def add(self, body: PriceSet, announced_us: int) -> dict[str, Any]:
-        self.seq += 1
-        start = max(body.effective_from_us, announced_us)
-        price = ModelPrice.from_price_set(body)
-        self.models.setdefault(price.key, Timeline()).add(start, self.seq, (start, price))
-        return {"provider": body.provider, "model": body.model, "input_micros_per_mtok": price.input,
-                "output_micros_per_mtok": price.output, "cache_read_micros_per_mtok": price.cache_read,
-                "cache_write_micros_per_mtok": price.cache_write, "reasoning_micros_per_mtok": price.reasoning,
-                "effective_from_us": body.effective_from_us, "announced_us": announced_us,
-                "in_force_from_us": start, "seq": self.seq}
-
-    def restore_row(self, provider: str, model: str, rates: tuple[int, ...], effective_from_us: int, start: int,
-                    seq: int) -> None:
-        price = ModelPrice(provider=provider, model=model, input=rates[0], output=rates[1], cache_read=rates[2],
-                           cache_write=rates[3], reasoning=rates[4], effective_from_us=effective_from_us)
-        self.models.setdefault(price.key, Timeline()).add(start, seq, (start, price))
-        self.seq = max(self.seq, seq)
-
-    def price_at(self, provider: str, model: str, t_us: int) -> tuple[int, ModelPrice]:
-        """(in-force start, entry) for the model at ``t_us``; never $0: an EconomicsError names what is missing."""
-        line = self.models.get((provider, model))
-        found = line.at(t_us) if line is not None else None
-        if found is None:
-            raise EconomicsError("unknown model: no price in force for this provider and model at the event time",
-                                 code=RejectCode.UNKNOWN_MODEL.value, provider=provider, model=model,
-                                 event_time=t_us, known=line is not None,
-                                 hint="append a price_set control event for the model (in force from its time)")
-        return found
-
-
-# A price lookup: (provider, model, event time) -> (in-force start, entry); raises EconomicsError.
-PriceLookup = Callable[[str, str, int], tuple[int, ModelPrice]]
+# A price lookup: (provider, model, event time) -> the entry in force with its start; raises EconomicsError.
+PriceLookup = Callable[[str, str, int], PriceInForce]
 
 
 def rates_text(p: ModelPrice) -> str:
@@ -296,7 +265,7 @@ class Allocations(Processor):
     views = (INTERACTIONS, ALLOCATIONS, AGENT_COSTS, UNPRICED, PRICES, ALLOCATION_RULES)
 
     def __init__(self) -> None:
-        self.prices = PriceState()
+        self.prices = PriceBook()  # from price_set events only (the shipped book is on the log as such)
         self.rules: dict[str, Timeline] = {}
         self.rule_seq = 0
         self.costs: dict[tuple[str, str], list[int]] = {}  # (agent, method) -> [interactions, incurred, allocated]
@@ -305,10 +274,8 @@ class Allocations(Processor):
     # ------------------------------------------------------------------ state
 
     def restore(self, query: Any) -> None:
-        for row in query("SELECT provider, model, input_micros_per_mtok, output_micros_per_mtok, "
-                         "cache_read_micros_per_mtok, cache_write_micros_per_mtok, reasoning_micros_per_mtok, "
-                         "effective_from_us, in_force_from_us, seq FROM prices ORDER BY seq"):
-            self.prices.restore_row(row[0], row[1], tuple(row[2:7]), row[7], row[8], row[9])
+        names = PRICES.public_columns  # the columns PriceInForce.row() writes
+        self.prices = price_book_from_rows(dict(zip(names, r, strict=True)) for r in query(_PRICE_ROWS_SQL))
         for rid, method, pj, org, project, enabled, start, seq in query(
                 "SELECT rule_id, method, params_json, org, project, enabled, in_force_from_us, seq "
                 "FROM allocation_rules ORDER BY seq"):
@@ -322,7 +289,8 @@ class Allocations(Processor):
 
     def price_lookup(self) -> PriceLookup:
         """How prices are found (the ``reprice`` side processor swaps this for an alternative book)."""
-        return self.prices.price_at
+        # self.prices is replaced (never changed in place) by each price_set: look it up at call time
+        return lambda provider, model, t_us: self.prices.in_force_at(provider, model, t_us)
 
     def methods_for(self, t_us: int, org: str | None, project: str | None) -> list[tuple[str, str, tuple]]:
         """(rule_id, method, params) to apply to an interaction at ``t_us`` in this context, by method."""
@@ -358,7 +326,13 @@ class Allocations(Processor):
             if isinstance(body, Interaction):
                 self._interaction(ev, body, lookup, inter_rows, alloc_rows, unpriced, touched, fx)
             elif isinstance(body, PriceSet):
-                price_rows.append(self.prices.add(body, ev.event_time_us))
+                try:
+                    self.prices = self.prices.with_price_set(body, ev.event_time_us)
+                except LedgerError:
+                    continue  # refused by the book (see the module docstring): no entry, no row
+                entry = self.prices.last_applied
+                assert entry is not None  # just applied
+                price_rows.append(entry.row())
             elif isinstance(body, AllocationRule):
                 self.rule_seq += 1
                 start = max(body.effective_from_us, ev.event_time_us)
@@ -391,8 +365,10 @@ class Allocations(Processor):
         base = {"event_id": ev.event_id, "interaction_id": body.interaction_id, "event_time_us": t,
                 "requestor_id": body.requestor_id, "responder_id": body.responder_id}
         try:
-            req_from, req_price = lookup(body.requestor_provider, body.requestor_model, t)
-            resp_from, resp_price = lookup(body.responder_provider, body.responder_model, t)
+            req = lookup(body.requestor_provider, body.requestor_model, t)
+            resp = lookup(body.responder_provider, body.responder_model, t)
+            req_from, req_price = req.in_force_from_us, req.price
+            resp_from, resp_price = resp.in_force_from_us, resp.price
             metered = meter_interaction(InteractionFlows.from_interaction(body), requestor_price=req_price,
                                         responder_price=resp_price)
         except LedgerError as e:
@@ -465,4 +441,4 @@ def columns_of(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {k: [r[k] for r in rows] for k in keys}
 
 
-__all__ = ["DEFAULT_METHODS", "NASH_BARGAINING", "Allocations", "PriceLookup", "PriceState", "method_params"]
+__all__ = ["DEFAULT_METHODS", "NASH_BARGAINING", "Allocations", "PriceLookup", "method_params"]

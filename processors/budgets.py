@@ -9,15 +9,18 @@ What it does
       window anchor is its ``effective_from_us``; it applies from its place in the log on. A new
       policy for a suspended budget resumes it (an operator's decision). A policy the pure model
       refuses (priority 0, interval 0, min_reserve above the allocation, suspend without deny) is
-      ignored and reported as a ``policy_refused`` alert. ``PriceSet`` (control) adds a price.
+      ignored and reported as a ``policy_refused`` alert. ``PriceSet`` (control) adds a price, by the
+      one price-in-force rule of ``ledger.economics.pricing``: in force from max(its effective time, its
+      own event time), later on the log wins at equal starts (a price the book refuses changes nothing).
     * Consumption (a fact: always counted, flagged by a ``breach`` alert if the policy would have
       refused it), at every budgeted level of the event's hierarchy — org, project, task from its
       context, agent = the signer:
         action   → "action": ceil(cost_weight_milli / 1000) cost units (rounded up: a budget is a
                    limit, never under-count); with LLM usage also "llm_tokens" = input + output
-                   tokens and "usd" = the call's price in micro-USD from the default price book
-                   plus PriceSet entries, at the event's time. An unknown model counts no USD and
-                   is counted in the ``unpriced_calls`` column of the usd rows instead.
+                   tokens and "usd" = the call's price in micro-USD from the PriceSet events on the
+                   log (the shipped book is there as such events; there is no other fallback), at
+                   the event's time. A model without a price in force counts no USD and is counted
+                   in the ``unpriced_calls`` column of the usd rows instead.
         data     → "data": bytes_read + bytes_written.
         compute  → "compute": cpu_time_slices + gpu_time_slices.
         trust    → "trust" of the issuer: ceil(|value_milli| / 1000) trust tokens (seed 002: issuing
@@ -65,7 +68,7 @@ from dataclasses import replace
 from typing import Any
 
 from ledger.economics import budget as b
-from ledger.economics.pricing import ModelPrice, PriceBook, default_price_book, usage_cost
+from ledger.economics.pricing import PriceBook, price_book_from_rows, usage_cost
 from ledger.economics.reallocation import Refusal
 from ledger.economics.reputation import TrustEvent, apply_multiplier, reputation
 from ledger.errors import LedgerError
@@ -90,6 +93,7 @@ from ledger.wire.events import (
     Reservation as ReservationEvent,
 )
 from ledger.wire.vocab import SCOPE_LEVEL_VALUES
+from processors.allocations import PRICES as ALLOCATION_PRICES
 from processors.reputation import incentive_event, trust_event
 from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
 
@@ -189,19 +193,11 @@ RESERVATIONS = View(
         Column("expires_us", "BIGINT", "hold ends (event time): its expiry or its window's end"),
         Column("updated_us", "BIGINT", "event time of the last change"),
     ))
+# the same columns as the allocations processor's ``prices`` view: one rule, one record of it
 PRICES = View(
-    name="budget_prices", mode="snapshot", primary_key=("provider", "model", "effective_from_us"),
-    doc="Price-book entries from PriceSet control events (on top of the default book) used to count USD.",
-    columns=(
-        Column("provider", "VARCHAR", "LLM provider"),
-        Column("model", "VARCHAR", "model"),
-        Column("effective_from_us", "BIGINT", "in force from this event time"),
-        Column("input_micros_per_mtok", "BIGINT", "micro-USD per million input tokens"),
-        Column("output_micros_per_mtok", "BIGINT", "micro-USD per million output tokens"),
-        Column("cache_read_micros_per_mtok", "BIGINT", "micro-USD per million cache-read tokens"),
-        Column("cache_write_micros_per_mtok", "BIGINT", "micro-USD per million cache-write tokens"),
-        Column("reasoning_micros_per_mtok", "BIGINT", "micro-USD per million reasoning tokens (NULL: output rate)"),
-    ))
+    name="budget_prices",
+    doc="Every price-book entry read from PriceSet control events (the only prices), with when it is in force.",
+    columns=ALLOCATION_PRICES.columns)
 TRUST = View(
     name="budget_trust", doc="Trust the budgets processor counts to scale agents' allocations (as reputation does).",
     columns=(
@@ -232,8 +228,7 @@ class Budgets(Processor):
         self.unpriced: dict[Key, int] = {}
         self.updated: dict[Key, int] = {}
         self.reservations: dict[str, dict[str, Any]] = {}
-        self.book: PriceBook = default_price_book()
-        self.extra_prices: dict[tuple[str, str, int], PriceSet] = {}
+        self.book = PriceBook()  # from PriceSet events only (the shipped book is on the log as such)
         self.trust: dict[str, list[TrustEvent]] = {}
         self.multiplier: dict[Key, str] = {}
 
@@ -260,9 +255,7 @@ class Budgets(Processor):
                 "SELECT event_id, event_time_us, issuer, subject, dimension, value_milli, half_life_us FROM budget_trust "
                 "ORDER BY _batch, event_time_us, event_id"):
             self.trust.setdefault(subject, []).append(TrustEvent(eid, issuer, subject, dim, vm / MILLI, t, hl))
-        for row in _rows(query, PRICES):
-            body = PriceSet(**row)
-            self._add_price(body)
+        self.book = price_book_from_rows(_rows(query, PRICES))
 
     # ------------------------------------------------------------ fold
 
@@ -280,8 +273,7 @@ class Budgets(Processor):
             if isinstance(body, PolicyEvent):
                 self._policy(ev, body)
             elif isinstance(body, PriceSet):
-                self._add_price(body)
-                self.fx.upsert("budget_prices", {k: [v] for k, v in _price_row(body).items()})
+                self._add_price(ev, body)
             elif isinstance(body, ReservationEvent):
                 self._reservation(ev, body)
             elif isinstance(body, Outcome):
@@ -625,15 +617,14 @@ class Budgets(Processor):
                                 "subject": te.subject, "dimension": te.dimension.value,
                                 "value_milli": round(te.value * MILLI), "half_life_us": te.half_life_us})
 
-    def _add_price(self, body: PriceSet) -> None:
-        k = (body.provider, body.model, body.effective_from_us)
-        self.extra_prices[k] = body
+    def _add_price(self, ev: Event, body: PriceSet) -> None:
         try:
-            self.book = self.book.with_entry(ModelPrice.from_price_set(body))
+            self.book = self.book.with_price_set(body, ev.event_time_us)
         except LedgerError:
-            # the same (model, time) priced differently: the first entry stands (the book refuses
-            # a second one); the view keeps the latest event for the record
-            pass
+            return  # refused by the book (rates out of range, or the book is full): no entry, no row
+        entry = self.book.last_applied
+        assert entry is not None  # just applied
+        self.fx.append("budget_prices", {k: [v] for k, v in entry.row().items()})
 
     def _row(self, key: Key) -> dict[str, Any]:
         state, policy = self.states[key], self.policies[key]
@@ -652,10 +643,6 @@ class Budgets(Processor):
             "reputation_multiplier": self.multiplier.get(key, "1.0"),
             **policy_columns(policy),
         }
-
-
-def _price_row(body: PriceSet) -> dict[str, Any]:
-    return {c.name: getattr(body, c.name) for c in PRICES.columns}
 
 
 def _rows(query: Callable[..., list[tuple[Any, ...]]], view: View) -> list[dict[str, Any]]:

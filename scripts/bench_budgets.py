@@ -3,7 +3,8 @@
 
 The input is the demo workload (~80k events, signed in batches of 100 on the embedded log, built like
 scripts/bench_processors.py) plus a few budget policies: the project's action budget, each agent's
-LLM-token and USD budgets (USD priced from the default price book), the org's compute budget, all with
+LLM-token and USD budgets (USD priced from the default price book, on the log as price_set control events
+as `tokenledger init` appends them), the org's compute budget, all with
 one-hour windows so resets, limits and alerts happen. Each processor runs in a fresh process with a
 fresh DuckDB file from offset 0 until caught up (the real runtime: poll → verify → fold → one DuckDB
 transaction per batch → derived events produced), so the ratio compares the processors' own work
@@ -28,6 +29,7 @@ from ledger.units import US_PER_HOUR  # noqa: E402
 
 
 def build_home(path: Path, events: int) -> int:
+    from ledger.economics.price_events import default_price_events, price_event_time_us
     from ledger.sdk.emitter import Emitter
     from ledger.testing.homes import T0, fill, make_home
     from ledger.testing.workload import AGENTS, ORG, PROJECT
@@ -45,6 +47,8 @@ def build_home(path: Path, events: int) -> int:
     log = home.open_log()
     try:
         with Emitter.for_operator(home, log) as em:
+            for body in default_price_events():  # the processors price from the log only
+                em.emit(body, event_time_us=price_event_time_us(body))
             for i, p in enumerate(policies):
                 em.emit(p, event_time_us=T0 + 100 + i)
     finally:

@@ -1,10 +1,11 @@
 """The shipped default price book as control events, so the log alone determines every price.
 
 ``tokenledger init`` (and the demo's home creation) append these ``PriceSet`` events through the
-operator's emitter. Each is emitted with event time ``price_event_time_us(entry)``: the allocations
-processor puts a price in force from ``max(effective_from_us, the PriceSet's own event time)`` (prices
-are never retroactive, so a replay prices every interaction as the live run did); the default book is
-in force "from the beginning", so its events carry the earliest valid event time.
+operator's emitter; they are the only way the shipped book reaches a processor (the rule in
+``ledger.economics.pricing``: prices come from the log, and a price is in force from
+``max(effective_from_us, the PriceSet's own event time)``). Each is emitted with event time
+``price_event_time_us(entry)``: the default book is in force "from the beginning", so its events carry
+the earliest valid event time.
 
 Pure: no I/O beyond ``default_price_book`` reading the shipped data file.
 """

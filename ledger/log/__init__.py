@@ -10,7 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from ledger.errors import ValidationError
-from ledger.log.base import DEFAULT_TOPIC, TOPICS, Log, Position, Record, partition_for, read_all
+from ledger.log.base import (
+    DEFAULT_TOPIC,
+    TOPICS,
+    Log,
+    Position,
+    Record,
+    RecordTooLargeError,
+    partition_for,
+    read_all,
+)
 from ledger.log.memory import MemoryLog
 from ledger.log.sqlite import SqliteLog
 
@@ -31,5 +40,5 @@ def open_log(url: str | Path, **options: object) -> Log:
     return SqliteLog(s, **options)  # type: ignore[arg-type]
 
 
-__all__ = ["DEFAULT_TOPIC", "TOPICS", "Log", "MemoryLog", "Position", "Record", "SqliteLog", "open_log",
-           "partition_for", "read_all"]
+__all__ = ["DEFAULT_TOPIC", "TOPICS", "Log", "MemoryLog", "Position", "Record", "RecordTooLargeError", "SqliteLog",
+           "open_log", "partition_for", "read_all"]

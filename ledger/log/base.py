@@ -14,13 +14,27 @@ Contract (tests/contract runs the same suite against every backend):
 - ``read`` returns records of one partition with offset >= ``offset``, in offset order, at most
   ``max_records``; if none are available it waits up to ``timeout_s`` for some, then returns [].
 - ``end_offset`` is the high-water mark: the offset the next appended record will get.
+- Append time: every record carries ``append_time_us`` (microseconds since the epoch), assigned by the
+  log when the record is appended, never by the producer, stored with the record, and returned by
+  every read of it unchanged (so a replay sees the same values). Per partition it never decreases:
+  a record's append time is >= the append time of the record before it in that partition (records
+  of one append, or of one clock tick, may share a value; the offset orders them). ``append`` returns
+  each record's append time in its Position, equal to what every read of that record returns.
+- Size: the key plus value of one record is at most ``limits.MAX_RECORD_BYTES``; every backend refuses a
+  larger one at append with ``RecordTooLargeError`` (a ValidationError naming the size), before writing
+  any record of the call. One number for all backends, below Kafka's default message size, so a log that
+  works embedded also works on a Kafka cluster with default settings.
 """
 
 from __future__ import annotations
 
+import time
 import zlib
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+from ledger import limits
+from ledger.errors import RejectCode, ValidationError
 
 DEFAULT_TOPIC = "ledger.events"
 TOPICS = ("ledger.control", "ledger.events", "ledger.allocations", "ledger.settlements", "ledger.alerts", "ledger.checkpoints",
@@ -34,13 +48,45 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes
-    timestamp_ms: int = 0  # when the backend stored it; informational only, never used to derive state
+    append_time_us: int  # assigned by the log at append (see the module doc); identical on every read
+
+    @property
+    def timestamp_ms(self) -> int:
+        """The append time in milliseconds (what processors read before append_time_us existed)."""
+        return self.append_time_us // 1000
 
 
 @dataclass(frozen=True, slots=True)
 class Position:
     partition: int
     offset: int
+    append_time_us: int  # the append time the log assigned this record: what every read of it returns
+
+
+class RecordTooLargeError(ValidationError):
+    """A record's key + value exceed ``limits.MAX_RECORD_BYTES``; ``value`` is its size in bytes."""
+
+    def __init__(self, size: int, **evidence: object) -> None:
+        super().__init__("record_bytes", size, f"key + value larger than the {limits.MAX_RECORD_BYTES}-byte limit "
+                         "(limits.MAX_RECORD_BYTES)", limit=limits.MAX_RECORD_BYTES, **evidence)
+        self.code = RejectCode.OVERSIZED
+
+
+def check_records(topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    """What every backend checks before it writes anything: types, and the size limit per record."""
+    for i, (key, value) in enumerate(records):
+        if not isinstance(value, (bytes, bytearray)) or (key is not None and not isinstance(key, (bytes, bytearray))):
+            raise ValidationError("record", i, "key must be bytes or None and value bytes", topic=topic)
+        size = len(value) + (len(key) if key else 0)
+        if size > limits.MAX_RECORD_BYTES:
+            raise RecordTooLargeError(size, topic=topic, index=i)
+
+
+def next_append_time_us(previous_us: int) -> int:
+    """The append time for a record that follows one appended at ``previous_us`` in its partition: the wall
+    clock, held at ``previous_us`` while the clock is behind it (a step back, or another writer's clock), so a
+    partition's append times never decrease."""
+    return max(time.time_ns() // 1000, previous_us)
 
 
 @runtime_checkable
@@ -57,7 +103,9 @@ class Log(Protocol):
         """Partition count of an existing topic (LogError if it does not exist)."""
         ...
 
-    def append(self, topic: str, records: list[tuple[bytes | None, bytes]]) -> list[Position]: ...
+    def append(self, topic: str, records: list[tuple[bytes | None, bytes]]) -> list[Position]:
+        """Append in order; the (partition, offset, append time) of each record, in input order."""
+        ...
 
     def read(self, topic: str, partition: int, offset: int, max_records: int = 1000,
              timeout_s: float = 0.0) -> list[Record]: ...

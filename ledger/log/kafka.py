@@ -32,6 +32,35 @@ Invariants:
 
 It never creates a topic implicitly (brokers auto-create on produce; Tansu even when told not to):
 append and read refuse a topic that ``ensure_topic`` did not create.
+
+Append time (the contract in ``ledger.log.base``):
+- Topics are created with ``message.timestamp.type=LogAppendTime``: a broker that honours it (Apache
+  Kafka, Redpanda) overwrites each batch's timestamp with its own clock when it appends the batch, so
+  the producer cannot choose it. This log never sets a timestamp at send either (kafka-python then
+  stamps CreateTime = the producer's wall clock at send).
+- The record's append time is ``max(its broker timestamp * 1000, append time of the previous record in
+  the partition)``: the running maximum of the stored timestamps along the partition. A broker's clock
+  can step back, and leadership can move to a broker with another clock, so stored timestamps alone do
+  not promise order; the running maximum does, and it is a function of the stored records only, so
+  every reader, every process and every replay computes the same value. Cost: a reader that starts at
+  an offset whose prefix this client has not seen reads the records before it once (their timestamps),
+  then remembers a floor every ``TIME_MARK_STRIDE`` offsets; ``append`` reads the records other writers
+  appended since this client's last known point of the partition (none for a single writer).
+- Tansu (the test broker, 0.6.0) does NOT honour LogAppendTime. Probe: a topic created with
+  ``message.timestamp.type=LogAppendTime``, a record produced with an explicit CreateTime of 1,000,000 ms
+  (1970) reads back with timestamp 1000000 and timestamp_type 0 (CreateTime); the produce response
+  carries no log-append time (RecordMetadata.timestamp is the CreateTime); ``describe_configs`` shows
+  nothing for the topic. So on Tansu the stored timestamp is the producer's clock at send. Why this is
+  still sound for the ledger: (1) replay: the timestamp is part of the stored batch, fixed once the
+  broker acknowledged it, and returned unchanged by every fetch, so the append time (a function of
+  stored timestamps) is identical on every read and replay; (2) order: the running maximum makes it
+  non-decreasing per partition even when concurrent producers' clocks or send/append races put stored
+  timestamps out of order; (3) no moving back: a producer stamping an old time cannot give its record
+  an append time before its predecessor's. What Tansu does NOT give: a producer with raw write access
+  can stamp a time in the future, and the running maximum then carries that time to every later
+  record of the partition. Producers through this class never do (they never set a timestamp); on a
+  production cluster (Apache Kafka with LogAppendTime) the broker's time wins. The contract suite
+  pins both behaviours (tests/contract: test_kafka_producer_cannot_choose_the_append_time).
 """
 
 from __future__ import annotations
@@ -42,7 +71,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import kafka.codec as kcodec
 import kafka.errors as kerr
@@ -52,7 +81,7 @@ from kafka.admin import NewTopic
 from ledger import limits
 from ledger.errors import LedgerError, LogError, ValidationError
 from ledger.limits import MAX_KAFKA_POLL_RECORDS, MAX_KAFKA_REQUEST_BYTES, MAX_PARTITIONS, MAX_TOPIC_CHARS
-from ledger.log.base import Position, Record, partition_for
+from ledger.log.base import Position, Record, check_records, partition_for
 
 # -- limits and defaults (units in the names)
 
@@ -75,13 +104,16 @@ PROBE_FETCH_BYTES = 1  # the end-offset probe wants the high-water mark, not dat
 POLL_SLICE_MS = 50  # a read polls in slices so deadlines are kept without busy-waiting
 READ_KEY_CHUNK = 1_000  # records read_key scans per read
 TOPIC_CREATED_POLL_S = 0.05  # between metadata checks while a new topic propagates
+TIME_MARK_STRIDE = 4_096  # offsets between remembered append-time floors of a partition (bounds a re-read's rescan)
+TIME_POINTS_KEPT = 256  # recent (offset, floor) points kept per partition besides the stride marks
 
 # Configs for topics this log creates. Tansu stores and ignores them; on Kafka they matter.
 TOPIC_CONFIGS = {
     "retention.ms": "-1",  # the log is the ledger's source of truth: never delete by age
     "retention.bytes": "-1",  # ...nor by size
     "cleanup.policy": "delete",  # never compact: every record stays, duplicates included
-    "max.message.bytes": str(MAX_KAFKA_REQUEST_BYTES),  # Kafka's broker default (~1 MiB) is below a full record
+    "max.message.bytes": str(MAX_KAFKA_REQUEST_BYTES),  # explicit, though Kafka's default already fits a full record
+    "message.timestamp.type": "LogAppendTime",  # the broker, not the producer, stamps records (Tansu ignores it)
 }
 
 _CODECS: dict[str | None, Callable[[], bool]] = {None: lambda: True, "gzip": kcodec.has_gzip,
@@ -178,6 +210,9 @@ class KafkaLog:
         self._buffers: dict[TopicPartition, deque[Record]] = {}
         self._handed: dict[TopicPartition, int] = {}  # next offset the reader expects to be asked for
         self._fetched: dict[TopicPartition, int] = {}  # offset after the last record put in the buffer
+        self._time_lock = threading.RLock()  # the append-time floors below (readers and appenders share them)
+        self._time_marks: dict[TopicPartition, list[int]] = {}  # [k]: append time floor before offset k * STRIDE
+        self._time_points: dict[TopicPartition, dict[int, int]] = {}  # offset -> floor before it (recent ones)
         with self._boundary("connect"):
             self._admin: KafkaAdminClient | None = self._new_admin()
 
@@ -328,16 +363,10 @@ class KafkaLog:
         if not records:
             return []
         n = self.partitions(topic)  # refuses unknown topics before the broker could auto-create one
-        for i, (key, value) in enumerate(records):  # check all first: nothing is sent if one is bad
-            if not isinstance(value, (bytes, bytearray)) or (key is not None and not isinstance(key, (bytes, bytearray))):
-                raise ValidationError("record", i, "key must be bytes or None and value bytes", topic=topic)
-            size = len(value) + (len(key) if key else 0)
-            if size > limits.MAX_RECORD_BYTES:
-                raise ValidationError("record_bytes", size, f"larger than the {limits.MAX_RECORD_BYTES}-byte limit",
-                                      topic=topic, index=i)
+        check_records(topic, records)  # check all first: nothing is sent if one is bad
         parts = [partition_for(key, n) for key, _ in records]
         results, send_error = self._send(topic, records, parts, list(range(len(records))))
-        failed = [i for i in range(len(records)) if not isinstance(results.get(i), Position)]
+        failed = [i for i in range(len(records)) if not isinstance(results.get(i), _Ack)]
         if failed and send_error is None and _lost_producer_state(results, parts, failed):
             # The broker no longer knows this producer (it restarted, or expired the producer id), so it wrote
             # none of its later batches. A new producer resends exactly the failed records, in order (a record
@@ -345,9 +374,12 @@ class KafkaLog:
             self._drop_producer()
             retry, send_error = self._send(topic, records, parts, failed)
             results.update(retry)
-            failed = [i for i in failed if not isinstance(results.get(i), Position)]
+            failed = [i for i in failed if not isinstance(results.get(i), _Ack)]
         if not failed and send_error is None:
-            return [results[i] for i in range(len(records))]  # type: ignore[misc]
+            acks: list[_Ack] = [results[i] for i in range(len(records))]  # type: ignore[misc]
+            # every record is on the log: a failure here is about learning its time, not about writing it
+            with self._boundary("append_time", topic=topic, records=len(records)):
+                return self._stamp(topic, acks)
         self._drop_producer()
         acked = len(records) - len(failed)
         cause = results.get(failed[0]) if failed else None
@@ -360,7 +392,7 @@ class KafkaLog:
                        hint=first.hint or "retry the append: readers detect duplicates by content")
 
     def _send(self, topic: str, records: list[tuple[bytes | None, bytes]], parts: list[int],
-              indexes: list[int]) -> tuple[dict[int, Position | BaseException], LedgerError | None]:
+              indexes: list[int]) -> tuple[dict[int, _Ack | BaseException], LedgerError | None]:
         """Send records[i] for i in indexes and wait for every ack or failure (bounded by the delivery timeout)."""
         futures: list[tuple[int, Any]] = []
         send_error: LedgerError | None = None
@@ -372,15 +404,88 @@ class KafkaLog:
                     futures.append((i, producer.send(topic, key=key, value=value, partition=parts[i])))
         except LedgerError as e:  # e.g. no metadata within max_block_ms: what was sent before it is still waited for
             send_error = e
-        results: dict[int, Position | BaseException] = {}
+        results: dict[int, _Ack | BaseException] = {}
         deadline = time.monotonic() + (self.delivery_timeout_ms + self.request_timeout_ms) / 1000
         for i, fut in futures:
             try:
                 md = fut.get(timeout=max(0.0, deadline - time.monotonic()))
-                results[i] = Position(md.partition, md.offset)
+                results[i] = _Ack(md.partition, md.offset, md.timestamp)
             except Exception as e:  # kafka-python errors, or its timeout: judged by append, never swallowed
                 results[i] = e
         return results, send_error
+
+    def _stamp(self, topic: str, acks: list[_Ack]) -> list[Position]:
+        """Positions with append times, computed in offset order per partition (each extends the floor)."""
+        out: list[Position | None] = [None] * len(acks)
+        for i in sorted(range(len(acks)), key=lambda i: (acks[i].partition, acks[i].offset)):
+            a = acks[i]
+            out[i] = Position(a.partition, a.offset,
+                              self._append_time(TopicPartition(topic, a.partition), a.offset, a.timestamp_ms))
+        return out  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ append time
+
+    def _append_time(self, tp: TopicPartition, offset: int, broker_ms: int | None) -> int:
+        """Append time of the record at ``offset`` whose stored timestamp is ``broker_ms`` (see the module doc)."""
+        with self._time_lock:
+            t_us = max(max(0, broker_ms or 0) * 1000, self._floor(tp, offset))
+            self._note(tp, offset + 1, t_us)
+            return t_us
+
+    def _floor(self, tp: TopicPartition, offset: int) -> int:
+        """The largest append time before ``offset`` in the partition (0 at offset 0), from the nearest point
+        this client knows, reading the records between it and ``offset`` if there are any."""
+        points = self._time_points.setdefault(tp, {})
+        if offset in points:
+            return points[offset]
+        marks = self._time_marks.setdefault(tp, [0])
+        k = min(offset // TIME_MARK_STRIDE, len(marks) - 1)
+        start, floor = k * TIME_MARK_STRIDE, marks[k]
+        for o, f in points.items():
+            if start < o <= offset:
+                start, floor = o, f
+        return floor if start == offset else self._scan_floor(tp, start, floor, offset)
+
+    def _note(self, tp: TopicPartition, after: int, floor: int) -> None:
+        """Remember the floor before offset ``after``. Marks are only ever extended in order: every scan starts at
+        a mark or at a point derived from one, and passes every stride boundary on its way."""
+        marks = self._time_marks.setdefault(tp, [0])
+        if after % TIME_MARK_STRIDE == 0 and after // TIME_MARK_STRIDE == len(marks):
+            marks.append(floor)
+        points = self._time_points.setdefault(tp, {})
+        points.pop(after, None)  # re-inserted last: the dict's order is recency, the oldest point goes first
+        points[after] = floor
+        if len(points) > TIME_POINTS_KEPT:
+            del points[next(iter(points))]
+
+    def _scan_floor(self, tp: TopicPartition, start: int, floor: int, end: int) -> int:
+        """Running maximum of the stored timestamps of offsets start..end-1, from ``floor`` (the one before
+        ``start``), read with a consumer of its own (the reader's position and buffers stay untouched)."""
+        self._check_open()
+        scanner = self._new_consumer(partition_fetch_bytes=PARTITION_FETCH_BYTES)
+        try:
+            scanner.assign([tp])
+            scanner.seek(tp, start)
+            nxt = start
+            deadline = time.monotonic() + self.request_timeout_ms / 1000
+            while nxt < end:
+                progressed = False
+                for r in scanner.poll(timeout_ms=POLL_SLICE_MS, max_records=self.max_poll_records).get(tp, []):
+                    if not nxt <= r.offset < end:
+                        continue
+                    floor = max(floor, max(0, r.timestamp or 0) * 1000)
+                    nxt = r.offset + 1
+                    self._note(tp, nxt, floor)
+                    progressed = True
+                if progressed:
+                    deadline = time.monotonic() + self.request_timeout_ms / 1000
+                elif time.monotonic() >= deadline:
+                    raise LogError("cannot read the records before this offset to fix its append time",
+                                   topic=tp.topic, partition=tp.partition, offset=end, reached=nxt,
+                                   timeout_ms=self.request_timeout_ms, servers=self.bootstrap, hint=self._hint())
+            return floor
+        finally:
+            scanner.close()
 
     # ------------------------------------------------------------------ read
 
@@ -456,7 +561,8 @@ class KafkaLog:
             for r in recs:
                 if r.offset < nxt:  # never hand out a record twice (a batch can start before the fetch offset)
                     continue
-                buf.append(Record(tp.topic, tp.partition, r.offset, r.key, r.value, max(0, r.timestamp or 0)))
+                buf.append(Record(tp.topic, tp.partition, r.offset, r.key, r.value,
+                                  self._append_time(tp, r.offset, r.timestamp)))
                 nxt = r.offset + 1
             self._fetched[tp] = nxt
             if tp != target and buf and tp not in self._paused:
@@ -594,6 +700,14 @@ class KafkaLog:
         return f"KafkaLog({self.url!r})"
 
 
+class _Ack(NamedTuple):
+    """What the cluster acknowledged for one record: its position and the timestamp it stored."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+
+
 def _construct(cls: type[_Client], **config: Any) -> _Client:
     """A kafka-python client whose IO thread is stopped if construction fails: kafka-python 3.0.12 starts the
     thread before bootstrapping and leaks it when the bootstrap fails (one thread per attempt on a dead broker)."""
@@ -637,7 +751,7 @@ def _translate(e: BaseException, op: str, servers: str, **where: Any) -> LedgerE
                     **evidence)
 
 
-def _lost_producer_state(results: dict[int, Position | BaseException], parts: list[int], failed: list[int]) -> bool:
+def _lost_producer_state(results: dict[int, _Ack | BaseException], parts: list[int], failed: list[int]) -> bool:
     """Worth one resend with a new producer? Yes when the broker said it no longer knows this producer (for at
     least one record), the other failures come from the client itself (kafka-python then fails the rest of the
     producer's batches, e.g. when re-initialising the producer id is refused), none is another broker refusal

@@ -1,6 +1,7 @@
 """A deterministic in-memory log for tests and the simulator (a seam we own, beside the real backends).
 
-Same contract as the other backends except durability: nothing survives the process. ``read`` never
+Same contract as the other backends except durability: nothing survives the process. Append times come
+from the wall clock held per partition (``next_append_time_us``), under the lock that orders appends. ``read`` never
 sleeps unless asked; there is no background thread, so a simulation is fully reproducible.
 """
 
@@ -10,7 +11,7 @@ import threading
 import time
 
 from ledger.errors import LogError, ValidationError
-from ledger.log.base import Position, Record, partition_for
+from ledger.log.base import Position, Record, check_records, next_append_time_us, partition_for
 
 
 class MemoryLog:
@@ -37,14 +38,18 @@ class MemoryLog:
 
     def append(self, topic: str, records: list[tuple[bytes | None, bytes]]) -> list[Position]:
         n = self.partitions(topic)
+        check_records(topic, records)
         out = []
         with self._cond:
             parts = self._topics[topic]
+            times: dict[int, int] = {}  # one append time per partition per call, taken under the lock
             for key, value in records:
                 p = partition_for(key, n)
+                if p not in times:
+                    times[p] = next_append_time_us(parts[p][-1].append_time_us if parts[p] else 0)
                 off = len(parts[p])
-                parts[p].append(Record(topic, p, off, key, bytes(value), 0))
-                out.append(Position(p, off))
+                parts[p].append(Record(topic, p, off, key, bytes(value), times[p]))
+                out.append(Position(p, off, times[p]))
             self._cond.notify_all()
         return out
 
@@ -73,9 +78,10 @@ class MemoryLog:
         return len(self._topics[topic][partition]) if topic in self._topics else 0
 
     def replace(self, topic: str, partition: int, offset: int, value: bytes) -> None:
-        """Rewrite one stored record in place (tamper tests)."""
+        """Rewrite one stored record's value in place (tamper tests); its append time stays."""
         rec = self._topics[topic][partition][offset]
-        self._topics[topic][partition][offset] = Record(rec.topic, rec.partition, rec.offset, rec.key, value, 0)
+        self._topics[topic][partition][offset] = Record(rec.topic, rec.partition, rec.offset, rec.key, value,
+                                                        rec.append_time_us)
 
     def close(self) -> None:
         """Nothing to release: the records live as long as this object."""

@@ -1,11 +1,25 @@
 """The embedded log: an append-only SQLite file in WAL mode (the zero-set-up default).
 
-Layout: ``topics(name, partitions)`` and ``records(topic, partition, offset, key, value, ts_ms)``
-with primary key (topic, partition, offset); the next offset of a partition is max(offset) + 1. An
+Layout: ``topics(name, partitions)`` and ``records(topic, partition, offset, key, value, ts_ms,
+append_time_us)`` with primary key (topic, partition, offset); the next offset of a partition is max(offset) + 1. An
 append is one ``BEGIN IMMEDIATE`` transaction that reads the next offset and inserts the records: several processes may append at once (SQLite serialises writers) and read at
 once (WAL readers never block the writer). ``synchronous=FULL`` makes every acknowledged append
 survive a crash of the process or the machine; a writer killed mid-transaction leaves nothing
 behind (the transaction never committed).
+
+Append time: read and assigned inside the append's write transaction, so no other writer (thread or
+process) can append to the partition between reading the previous record's time and inserting: every
+record of one call in one partition gets ``max(wall clock, previous record's append_time_us)``, which
+never decreases along a partition whatever the writers' clocks do. ``ts_ms`` is kept (= append time in
+ms) so a file stays readable by older versions.
+
+Migration: a file written before ``append_time_us`` existed gets the column on open (one write
+transaction; concurrent openers re-check inside it). Old rows are filled deterministically from what
+they stored: the running maximum of ``ts_ms`` * 1000 along each partition in offset order (their old
+wall-clock stamp, made non-decreasing), so every reader of a migrated file sees the same values and the
+per-partition order holds across the old/new boundary (new appends continue from the last value).
+An older version can still read a migrated file but cannot append to it (its 6-value INSERT fails
+loudly; it never writes a record without an append time).
 
 No ledger semantics here: records are opaque bytes.
 """
@@ -20,7 +34,7 @@ from pathlib import Path
 
 from ledger.errors import LogError, ValidationError
 from ledger.limits import MAX_PARTITIONS
-from ledger.log.base import Position, Record, partition_for
+from ledger.log.base import Position, Record, check_records, next_append_time_us, partition_for
 
 BUSY_TIMEOUT_MS = 30_000  # how long an append waits for another process's write transaction
 POLL_MIN_S = 0.001  # tailing: first sleep between polls
@@ -29,8 +43,12 @@ POLL_MAX_S = 0.05  # tailing: longest sleep between polls
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS records (topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
-    key BLOB, value BLOB NOT NULL, ts_ms INTEGER NOT NULL, PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID;
+    key BLOB, value BLOB NOT NULL, ts_ms INTEGER NOT NULL, append_time_us INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID;
 """
+_INSERT = ("INSERT INTO records (topic, partition, offset, key, value, ts_ms, append_time_us) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?)")  # columns named: a migrated file has append_time_us last, like a new one
+MIGRATE_CHUNK_ROWS = 10_000  # old rows updated per statement batch while adding append_time_us
 
 
 class SqliteLog:
@@ -53,6 +71,7 @@ class SqliteLog:
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._db.executescript(_SCHEMA)
+            self._migrate()
         except sqlite3.Error as e:
             raise LogError(f"cannot open the embedded log: {e}", path=str(self.path)) from None
         try:
@@ -95,7 +114,7 @@ class SqliteLog:
         if not records:
             return []
         n = self.partitions(topic)
-        now = int(time.time() * 1000)
+        check_records(topic, records)
         by_part: dict[int, list[int]] = {}
         for i, (key, _) in enumerate(records):
             by_part.setdefault(partition_for(key, n), []).append(i)
@@ -106,12 +125,14 @@ class SqliteLog:
                 try:
                     rows = []
                     for p, idxs in by_part.items():
-                        next_off = self._next_offset(topic, p)
+                        # inside the write transaction: nobody appends to p between this read and the insert
+                        next_off, last_us = self._head(topic, p)
+                        t_us = next_append_time_us(last_us)
                         for j, i in enumerate(idxs):
                             key, value = records[i]
-                            rows.append((topic, p, next_off + j, key, value, now))
-                            out[i] = Position(p, next_off + j)
-                    self._db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
+                            rows.append((topic, p, next_off + j, key, value, t_us // 1000, t_us))
+                            out[i] = Position(p, next_off + j, t_us)
+                    self._db.executemany(_INSERT, rows)
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
@@ -131,8 +152,8 @@ class SqliteLog:
             with self._lock:
                 try:
                     rows = self._db.execute(
-                        "SELECT offset, key, value, ts_ms FROM records WHERE topic=? AND partition=? AND offset>=? "
-                        "ORDER BY offset LIMIT ?", (topic, partition, offset, max_records)).fetchall()
+                        "SELECT offset, key, value, append_time_us FROM records WHERE topic=? AND partition=? "
+                        "AND offset>=? ORDER BY offset LIMIT ?", (topic, partition, offset, max_records)).fetchall()
                 except sqlite3.Error as e:
                     raise LogError(f"read failed: {e}", topic=topic, partition=partition, offset=offset) from None
             if rows or time.monotonic() >= deadline:
@@ -145,7 +166,8 @@ class SqliteLog:
         p = partition_for(key, self.partitions(topic))
         with self._lock:
             rows = self._db.execute(
-                "SELECT offset, key, value, ts_ms FROM records WHERE topic=? AND partition=? AND offset>? AND key=? "
+                "SELECT offset, key, value, append_time_us FROM records WHERE topic=? AND partition=? AND offset>? "
+                "AND key=? "
                 "ORDER BY offset LIMIT ?", (topic, p, after_offset, key, max_records)).fetchall()
         return [Record(topic, p, o, k, v, t) for o, k, v, t in rows]
 
@@ -159,6 +181,39 @@ class SqliteLog:
         row = self._db.execute("SELECT max(offset) FROM records WHERE topic=? AND partition=?",
                                (topic, partition)).fetchone()
         return 0 if row[0] is None else int(row[0]) + 1
+
+    def _head(self, topic: str, partition: int) -> tuple[int, int]:
+        """(next offset, append time of the last record or 0) of a partition, from the primary key index."""
+        row = self._db.execute("SELECT offset, append_time_us FROM records WHERE topic=? AND partition=? "
+                               "ORDER BY offset DESC LIMIT 1", (topic, partition)).fetchone()
+        return (0, 0) if row is None else (int(row[0]) + 1, int(row[1]))
+
+    def _migrate(self) -> None:
+        """Add append_time_us to a file written before it existed (see the module doc for the fill rule)."""
+        if self._has_append_time():
+            return
+        with self._lock, self._tx():
+            if self._has_append_time():  # another process migrated it while we waited for the write lock
+                return
+            self._db.execute("ALTER TABLE records ADD COLUMN append_time_us INTEGER NOT NULL DEFAULT 0")
+            where: tuple[str, int] | None = None
+            running = 0
+            after: tuple[str, int, int] = ("", -1, -1)  # keyset paging: no cursor stays open across the UPDATEs
+            while chunk := self._db.execute(
+                    "SELECT topic, partition, offset, ts_ms FROM records WHERE (topic, partition, offset) > (?, ?, ?) "
+                    "ORDER BY topic, partition, offset LIMIT ?", (*after, MIGRATE_CHUNK_ROWS)).fetchall():
+                updates = []
+                for topic, part, off, ts_ms in chunk:
+                    if (topic, part) != where:
+                        where, running = (topic, part), 0
+                    running = max(running, int(ts_ms) * 1000)
+                    updates.append((running, topic, part, off))
+                self._db.executemany("UPDATE records SET append_time_us=? WHERE topic=? AND partition=? AND offset=?",
+                                     updates)
+                after = chunk[-1][:3]
+
+    def _has_append_time(self) -> bool:
+        return any(row[1] == "append_time_us" for row in self._db.execute("PRAGMA table_info(records)"))
 
     def close(self) -> None:
         with self._lock:

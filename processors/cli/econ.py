@@ -25,7 +25,7 @@ from ledger.economics import econ
 from ledger.economics.allocation import ALLOCATION_METHODS, NASH_BARGAINING, allocate
 from ledger.economics.metering import estimate_interaction_cost
 from ledger.economics.money import format_usd, parse_usd
-from ledger.economics.pricing import ModelPrice, default_price_book
+from ledger.economics.pricing import ModelPrice, PriceInForce, default_price_book
 from ledger.errors import ValidationError
 from ledger.limits import MAX_PRICE_OVERRIDES
 from processors.allocations import ALLOCATIONS, Allocations, PriceLookup
@@ -59,12 +59,13 @@ class Repricer(Allocations):
         self.produce_derived = False
 
     def price_lookup(self) -> PriceLookup:
-        base = self.prices.price_at
+        # the same book and rule as the live processor (ledger.economics.pricing), looked up at another time
+        base = super().price_lookup()
 
-        def lookup(provider: str, model: str, t_us: int) -> tuple[int, ModelPrice]:
+        def lookup(provider: str, model: str, t_us: int) -> PriceInForce:
             override = self.overrides.get((provider, model))
-            if override is not None:
-                return 0, override  # an alternative entry is in force for all time
+            if override is not None:  # an alternative entry is in force for all time
+                return PriceInForce(price=override, in_force_from_us=0, event_time_us=None, seq=0)
             return base(provider, model, t_us if self.as_of_us is None else self.as_of_us)
 
         return lookup

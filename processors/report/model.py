@@ -10,8 +10,10 @@ Cost waterfall per run, by stage (first-seen stage order):
       rebuilt from the journal's rows (``runs_from_events``): tokens, the sum invariant, silent
       degradation findings, the *estimated* cost and a routing savings estimate;
     * every other run: the run's LLM calls (``action`` events with a model) priced with the price
-      book on the log (the ``prices`` view; the shipped default book when it is empty) at each
-      call's event time, plus the cost of its agent-to-agent interactions (``interactions`` view).
+      book on the log (the allocations processor's ``prices`` view, read back by the one rule of
+      ``ledger.economics.pricing``; no fallback to the shipped book: a model the log never priced is
+      unpriced) at each call's event time, plus the cost of its agent-to-agent interactions
+      (``interactions`` view).
       The invariant: the stage costs add up to the run's total computed over the run's calls
       directly. Routing savings: the same calls repriced on the run's priciest model (by output
       rate) vs what they cost.
@@ -37,7 +39,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ledger.economics.money import format_usd
-from ledger.economics.pricing import ModelPrice, PriceBook, default_price_book, usage_cost
+from ledger.economics.pricing import PriceBook, price_book_from_rows, usage_cost
 from ledger.economics.reputation import TrustEvent, reputation
 from ledger.errors import EconomicsError, ValidationError
 from ledger.limits import MAX_REPUTATION_SAMPLES, MAX_SERIES_POINTS, MAX_TABLE_ROWS
@@ -76,16 +78,9 @@ def _rows(con: Any, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]
 
 
 def price_book(price_rows: Iterable[Mapping[str, Any]]) -> PriceBook:
-    """The book the allocations processor read from the log (later versions of one instant win);
-    the shipped default book when the log announced no prices."""
-    latest: dict[tuple[str, str, int], ModelPrice] = {}
-    for r in sorted(price_rows, key=lambda r: r["seq"]):
-        p = ModelPrice(provider=r["provider"], model=r["model"], input=r["input_micros_per_mtok"],
-                       output=r["output_micros_per_mtok"], cache_read=r["cache_read_micros_per_mtok"],
-                       cache_write=r["cache_write_micros_per_mtok"], reasoning=r["reasoning_micros_per_mtok"],
-                       effective_from_us=r["in_force_from_us"])
-        latest[(p.provider, p.model, p.effective_from_us)] = p
-    return PriceBook(latest.values()) if latest else default_price_book()
+    """The book the allocations processor read from the log, by the same rule (empty when the log
+    announced no prices: then every call is unpriced, never priced from a table here)."""
+    return price_book_from_rows(price_rows)
 
 
 def call_cost(book: PriceBook, call: Mapping[str, Any], *, model: tuple[str, str] | None = None) -> int | None:

@@ -12,6 +12,7 @@ log, rejects them with their position as evidence.
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import os
@@ -21,11 +22,12 @@ from collections import defaultdict
 
 import pytest
 
-from ledger.errors import LogError, RejectError, ValidationError
+from ledger import limits
+from ledger.errors import LogError, RejectCode, RejectError, ValidationError
 from ledger.integrity.keyring import KeyRing
 from ledger.integrity.keys import SigningKey
 from ledger.integrity.verify import Verifier, Where
-from ledger.log import Log, Record, open_log, partition_for, read_all
+from ledger.log import Log, Record, RecordTooLargeError, open_log, partition_for, read_all
 from ledger.wire import codec
 from ledger.wire.events import GENESIS_HASH, Action, Context
 
@@ -33,6 +35,10 @@ LARGE_RECORD_BYTES = 900 * 1024  # near MAX_RECORD_BYTES (1 MiB): a full batch m
 WAIT_S = 20.0  # upper bound for anything that waits on another thread or process (never reached when green)
 QUICK_S = 2.0  # an empty read with no timeout must return within this (it must not wait for data)
 EVENT_TIME_US = 1_750_000_000_000_000  # 2025-06-15, inside the ledger's event-time bounds
+
+PAST_MS = 1_000_000  # a producer clock in 1970: far behind any append time
+FUTURE_MS = 4_102_444_800_000  # 2100-01-01: far ahead of any append time
+EXTERNAL_KAFKA_ENV = "TOKENLEDGER_TEST_KAFKA"  # set: the suite runs on a real Kafka (tests/conftest.py), else on Tansu
 
 NOT_SHARED = "memory:// lives in one process and keeps nothing: there is no second process or reopen to test"
 
@@ -364,3 +370,230 @@ def test_foreign_bytes_read_back_and_are_rejected_with_their_position(log_factor
         assert (info.value.evidence["partition"], info.value.evidence["offset"]) == (pos.partition, pos.offset)
     accepted = verifier.check_record(records[-1].value, Where(topic, 0, records[-1].offset))
     assert accepted.signer_id == "op", "garbage before it does not stop a valid record"
+
+
+# -------------------------------------------------------------------------------------- append time
+
+
+def _times_by_partition(records: list[Record]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = defaultdict(list)
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        out[r.partition].append(r.append_time_us)
+    return out
+
+
+def _assert_non_decreasing(records: list[Record]) -> None:
+    for p, times in _times_by_partition(records).items():
+        assert all(a <= b for a, b in itertools.pairwise(times)), f"partition {p}: append time went back: {times}"
+
+
+def test_append_returns_the_append_time_every_read_returns(log_factory) -> None:
+    log = log_factory()
+    topic = log_factory.topic()
+    log.ensure_topic(topic, 2)
+    positions = []
+    for round_ in range(4):
+        positions += log.append(topic, [(b"k%d" % i, b"%d.%d" % (round_, i)) for i in range(6)])
+    assert all(p.append_time_us >= limits.MIN_EVENT_TIME_US for p in positions), "a real time in microseconds"
+    by_position = {(r.partition, r.offset): r.append_time_us for r in read_all(log, topic)}
+    assert {(p.partition, p.offset): p.append_time_us for p in positions} == by_position
+    assert all(r.timestamp_ms == r.append_time_us // 1000 for r in read_all(log, topic))
+
+
+def test_append_time_never_decreases_in_a_partition_across_appends_and_writers(log_factory) -> None:
+    log = log_factory()
+    topic = log_factory.topic()
+    log.ensure_topic(topic, 3)
+    writers = [log, log_factory()]  # two clients of one store (for Kafka: two producers)
+    errors: list[BaseException] = []
+
+    def write(w: int) -> None:
+        try:
+            for a in range(20):
+                writers[w].append(topic, [(b"key-%d" % i, b"%d:%d:%d" % (w, a, i)) for i in range(5)])
+        except BaseException as e:  # surfaced by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT_S)
+    assert not errors, errors
+    records = _assert_contiguous(log, topic)
+    assert len(records) == 200
+    _assert_non_decreasing(records)
+    assert len({r.partition for r in records}) > 1
+
+
+def test_append_time_is_the_same_on_every_read_from_any_offset_and_client(log_factory) -> None:
+    log = log_factory()
+    topic = log_factory.topic()
+    log.ensure_topic(topic, 1)
+    total = 5_000  # beyond one Kafka time mark stride (4,096): a late start re-derives the floor from the prefix
+    for a in range(5):
+        log.append(topic, [(b"k", b"%d" % (a * 1000 + i)) for i in range(1000)])
+    first = read_all(log, topic)
+    assert len(first) == total
+    _assert_non_decreasing(first)
+    times = [r.append_time_us for r in first]
+    other = log_factory()  # a fresh client (for Kafka: nothing of the prefix seen yet) reading from the middle
+    for start in (4_500, 10, 4_096, 0):
+        got = other.read(topic, 0, start, 300)
+        assert [r.append_time_us for r in got] == times[start:start + 300], f"read from {start}"
+    assert [r.append_time_us for r in read_all(log_factory(), topic)] == times, "a replay sees the same values"
+    if hasattr(other, "read_key"):
+        assert [r.append_time_us for r in other.read_key(topic, b"k", after_offset=4_900)] == times[4_901:]
+
+
+def test_append_time_survives_reopen_and_keeps_increasing_from_another_process(log_factory) -> None:
+    _skip_unless_shared(log_factory)
+    log = log_factory()
+    topic = log_factory.topic()
+    log.ensure_topic(topic, 2)
+    log.append(topic, [(b"p%d" % i, b"before") for i in range(4)])
+    before = read_all(log, topic)
+    log.close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_from_process, args=(log_factory.url, topic, w, 15)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(WAIT_S * 2)
+    assert [p.exitcode for p in procs] == [0, 0]
+    reopened = log_factory()
+    after = _assert_contiguous(reopened, topic)
+    assert len(after) == 4 + 30
+    old = {(r.partition, r.offset): r.append_time_us for r in before}
+    now = {(r.partition, r.offset): r.append_time_us for r in after}
+    assert {k: now[k] for k in old} == old, "stored with the record, not re-stamped on reopen"
+    _assert_non_decreasing(after)
+
+
+def _raw_kafka_produce(url: str, topic: str, partition: int, key: bytes, value: bytes, timestamp_ms: int) -> None:
+    """Produce with a timestamp the producer chose, past this package's KafkaLog (which never sets one)."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=url[len("kafka://"):].split(","), acks="all")
+    try:
+        producer.send(topic, key=key, value=value, partition=partition, timestamp_ms=timestamp_ms).get(WAIT_S)
+    finally:
+        producer.close()
+
+
+def test_a_writer_whose_clock_is_behind_cannot_move_the_append_time_back(log_factory, monkeypatch) -> None:
+    log = log_factory()
+    topic = log_factory.topic()
+    log.ensure_topic(topic, 1)
+    (first,) = log.append(topic, [(b"k", b"first")])
+    if log_factory.backend == "kafka":  # the producer's clock is what Tansu stores: stamp 1970 explicitly
+        _raw_kafka_produce(log_factory.url, topic, 0, b"k", b"behind", PAST_MS)
+    else:  # the embedded logs read the wall clock: step it back to 1970
+        monkeypatch.setattr("ledger.log.base.time.time_ns", lambda: PAST_MS * 1_000_000)
+        log.append(topic, [(b"k", b"behind")])
+        monkeypatch.undo()
+    got = log_factory().read(topic, 0, 0)
+    assert [r.value for r in got] == [b"first", b"behind"]
+    assert got[0].append_time_us == first.append_time_us
+    assert got[1].append_time_us >= first.append_time_us, "never before its predecessor in the partition"
+    assert got[1].append_time_us > PAST_MS * 1000
+    (third,) = log.append(topic, [(b"k", b"third")])
+    assert third.append_time_us >= got[1].append_time_us
+
+
+@pytest.mark.parametrize("log_factory", [pytest.param("kafka", marks=pytest.mark.kafka)], indirect=True)
+def test_kafka_producer_cannot_choose_the_append_time(log_factory) -> None:
+    """Apache Kafka honours message.timestamp.type=LogAppendTime (the broker stamps); Tansu 0.6 does not: it keeps
+    the producer's CreateTime. Pinned both ways, so a change of either broker shows up here (ledger/log/kafka.py)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    log = log_factory()
+    topic = log_factory.topic()
+    log.ensure_topic(topic, 1)
+    (first,) = log.append(topic, [(b"k", b"ours")])
+    _raw_kafka_produce(log_factory.url, topic, 0, b"k", b"future", FUTURE_MS)
+    (after,) = log.append(topic, [(b"k", b"after")])
+    consumer = KafkaConsumer(bootstrap_servers=log_factory.url[len("kafka://"):].split(","), fetch_max_wait_ms=20,
+                             enable_auto_commit=False)
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek(tp, 0)
+        raw: list = []  # type: ignore[type-arg]
+        deadline = time.monotonic() + WAIT_S
+        while len(raw) < 3 and time.monotonic() < deadline:
+            raw += consumer.poll(timeout_ms=100).get(tp, [])
+    finally:
+        consumer.close()
+    got = log.read(topic, 0, 0)
+    assert [r.value for r in got] == [b"ours", b"future", b"after"]
+    assert [r.append_time_us for r in got] == [first.append_time_us, got[1].append_time_us, after.append_time_us]
+    _assert_non_decreasing(got)
+    if os.environ.get(EXTERNAL_KAFKA_ENV, "").strip():  # a real Kafka: the broker's clock wins
+        assert [r.timestamp_type for r in raw] == [1, 1, 1], "LogAppendTime"
+        assert got[1].append_time_us < FUTURE_MS * 1000
+    else:  # Tansu: the gap kafka.py documents -- the producer's stamp is stored and carried forward
+        assert [r.timestamp_type for r in raw] == [0, 0, 0], "Tansu stores CreateTime (LogAppendTime ignored)"
+        assert raw[1].timestamp == FUTURE_MS
+        assert got[1].append_time_us == FUTURE_MS * 1000
+        assert after.append_time_us == FUTURE_MS * 1000, "the running maximum carries a future stamp forward"
+
+
+_OLD_SQLITE_SCHEMA = """
+CREATE TABLE topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
+CREATE TABLE records (topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+    key BLOB, value BLOB NOT NULL, ts_ms INTEGER NOT NULL, PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID;
+"""
+
+
+@pytest.mark.parametrize("log_factory", ["sqlite"], indirect=True)
+def test_an_embedded_log_written_before_append_times_is_migrated_on_open(log_factory) -> None:
+    """A file from before append_time_us: the column is added on open, old rows get the running maximum of their
+    stored ts_ms (deterministic: every opener computes the same), and new appends continue from it."""
+    import sqlite3
+
+    path = log_factory.url[len("sqlite://"):]
+    db = sqlite3.connect(path)
+    db.executescript(_OLD_SQLITE_SCHEMA)
+    db.execute("INSERT INTO topics VALUES ('old', 2)")
+    stamps = {0: [1_700_000_000_000, 1_700_000_000_500, 1_699_999_999_000, 1_700_000_001_000],  # one step back
+              1: [1_700_000_000_200]}
+    db.executemany("INSERT INTO records VALUES ('old', ?, ?, ?, ?, ?)",
+                   [(p, o, b"k%d" % p, b"v%d.%d" % (p, o), t) for p, ts in stamps.items() for o, t in enumerate(ts)])
+    db.commit()
+    db.close()
+
+    log = log_factory()
+    expected = {0: [1_700_000_000_000_000, 1_700_000_000_500_000, 1_700_000_000_500_000, 1_700_000_001_000_000],
+                1: [1_700_000_000_200_000]}
+    assert _times_by_partition(read_all(log, "old")) == expected
+    assert [r.value for r in log.read("old", 0, 0)] == [b"v0.%d" % o for o in range(4)], "records untouched"
+    assert _times_by_partition(read_all(log_factory(), "old")) == expected, "a second opener: same values, no rework"
+    partition = partition_for(b"new", 2)
+    (pos,) = log.append("old", [(b"new", b"after migration")])
+    assert pos.offset == len(stamps[partition])
+    assert pos.append_time_us >= expected[partition][-1]
+    _assert_non_decreasing(read_all(log, "old"))
+
+
+# -------------------------------------------------------------------------------------- size limit
+
+
+def test_a_record_over_the_size_limit_is_refused_and_nothing_of_the_call_is_written(log_factory) -> None:
+    log = log_factory()
+    topic = log_factory.topic()
+    log.ensure_topic(topic, 1)
+    key = b"signer"
+    at_limit = os.urandom(limits.MAX_RECORD_BYTES - len(key))
+    assert limits.MAX_RECORD_BYTES < 1_048_576, "below Kafka's default message size (1 MiB), framing included"
+    with pytest.raises(RecordTooLargeError) as info:
+        log.append(topic, [(key, b"small"), (key, at_limit + b"!")])
+    assert isinstance(info.value, ValidationError)
+    assert info.value.field == "record_bytes"
+    assert info.value.value == limits.MAX_RECORD_BYTES + 1, "the error names the size"
+    assert info.value.evidence["index"] == 1
+    assert info.value.code is RejectCode.OVERSIZED
+    assert log.end_offset(topic, 0) == 0, "checked before anything is written"
+    (pos,) = log.append(topic, [(key, at_limit)])
+    assert pos.offset == 0, "key + value exactly at the limit fits"
+    assert [r.value for r in log.read(topic, 0, 0)] == [at_limit]

@@ -178,7 +178,7 @@ def test_the_largest_dead_letter_is_a_valid_event():
 
 def test_the_journal_cuts_a_huge_quarantine_to_a_valid_dead_letter():
     original = b"x" * limits.MAX_REJECTED_ORIGINAL_BYTES
-    record = Record(topic="ledger.events", partition=0, offset=7, key=b"k", value=original, timestamp_ms=0)
+    record = Record(topic="ledger.events", partition=0, offset=7, key=b"k", value=original, append_time_us=0)
     q = Quarantined(record=record, code="oversized", reason="\U0001d11e" * 10 * limits.MAX_REJECT_REASON_CHARS,
                     evidence={"blob": "y" * 10 * limits.MAX_JSON_TEXT_CHARS})
     body = rejected_body(q)

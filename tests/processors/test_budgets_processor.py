@@ -20,9 +20,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from support.econ import control
 from typer.testing import CliRunner
 
 from ledger.economics.budget import US_PER_HOUR, window_start
+from ledger.economics.price_events import default_price_events, price_event_time_us
 from ledger.integrity.keys import SigningKey, save_key
 from ledger.log import read_all
 from ledger.sdk.emitter import Emitter
@@ -141,6 +143,8 @@ def budget(h: Home, scope: str, scope_id: str, kind: str) -> dict:
 
 def test_consumption_status_resets_and_alerts_once(tmp_path):
     h = make_home(tmp_path / "home")
+    # the shipped price book reaches the processor only as price_set control events (as `init` appends them)
+    control(h, default_price_events(), times=[price_event_time_us(b) for b in default_price_events()])
     policy(h, "agent", "alice", "action", 10)
     policy(h, "project", "p1", "data", 1_000)
     policy(h, "agent", "alice", "llm_tokens", 100_000)

@@ -21,7 +21,9 @@ from ledger.economics.pricing import (
     ModelPrice,
     PriceBook,
     default_price_book,
+    in_force_from_us,
     price_book_from_json,
+    price_book_from_rows,
     usage_cost,
 )
 from ledger.errors import EconomicsError, RejectCode, ValidationError
@@ -273,3 +275,77 @@ def test_price_set_events_become_entries() -> None:
     assert book.price_at("openai", "o3", 1_699_999_999_999_999).effective_from_us == 0
     with pytest.raises(ValidationError):
         ModelPrice.from_price_set({"provider": "openai"})  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ the price-in-force rule (price_set events)
+
+
+def price_set(input_micros: int, effective_from_us: int, model: str = "m") -> PriceSet:
+    return PriceSet(provider="p", model=model, input_micros_per_mtok=input_micros, output_micros_per_mtok=15_000_000,
+                    cache_read_micros_per_mtok=300_000, cache_write_micros_per_mtok=3_750_000,
+                    effective_from_us=effective_from_us)
+
+
+def test_a_price_never_applies_before_its_own_event_time() -> None:
+    """Back-dated: declared from 1_000, recorded at 5_000: in force from 5_000, the declared time kept."""
+    book = PriceBook().with_price_set(price_set(1_000_000, 0), 10).with_price_set(price_set(5_000_000, 1_000), 5_000)
+    assert book.price_at("p", "m", 4_999).input == 1_000_000
+    assert book.price_at("p", "m", 5_000).input == 5_000_000
+    entry = book.in_force_at("p", "m", 5_000)
+    assert (entry.effective_from_us, entry.event_time_us, entry.in_force_from_us, entry.seq) == (1_000, 5_000, 5_000, 2)
+    # not back-dated: a future effective time is kept as declared
+    future = book.with_price_set(price_set(7_000_000, 9_000), 6_000)
+    assert future.price_at("p", "m", 8_999).input == 5_000_000 and future.price_at("p", "m", 9_000).input == 7_000_000
+    assert in_force_from_us(1_000, 5_000) == 5_000 and in_force_from_us(9_000, 6_000) == 9_000
+    # before the first entry is in force: unknown, never $0, with both times as evidence
+    with pytest.raises(EconomicsError) as caught:
+        book.price_at("p", "m", 9)
+    assert caught.value.evidence["earliest_in_force_from_us"] == 10
+    assert caught.value.evidence["earliest_effective_from_us"] == 0
+
+
+@FAST
+@given(st.lists(st.tuples(st.integers(0, 100), st.integers(0, 100)), min_size=1, max_size=8),
+       st.integers(0, 100))
+def test_price_sets_apply_in_log_order(events: list[tuple[int, int]], event_time_us: int) -> None:
+    """Against a direct statement of the rule: the latest (max(effective, recorded), log position) <= t."""
+    book = PriceBook()
+    for i, (effective, recorded) in enumerate(events):
+        book = book.with_price_set(price_set(1_000 + i, effective), recorded)
+    assert book.applied == len(events) and len(book) == len(events)
+    starts = [(max(effective, recorded), i) for i, (effective, recorded) in enumerate(events)]
+    in_force = [key for key in starts if key[0] <= event_time_us]
+    if not in_force:
+        with pytest.raises(EconomicsError):
+            book.price_at("p", "m", event_time_us)
+        return
+    assert book.price_at("p", "m", event_time_us).input == 1_000 + max(in_force)[1]  # equal starts: later wins
+
+
+def test_price_book_rows_round_trip_and_last_applied() -> None:
+    assert PriceBook().last_applied is None and PriceBook().applied == 0
+    book = PriceBook()
+    rows = []
+    for body, t in ((price_set(1_000_000, 0), 10), (price_set(2_000_000, 0, model="n"), 20),
+                    (price_set(5_000_000, 0), 30)):
+        book = book.with_price_set(body, t)
+        assert book.last_applied is not None
+        rows.append(book.last_applied.row())
+    assert [r["seq"] for r in rows] == [1, 2, 3] and rows[2]["in_force_from_us"] == 30
+    assert rows[2]["effective_from_us"] == 0 and rows[2]["announced_us"] == 30
+    # read back in any order: the same book (the view's row order is not the log order; seq is)
+    again = price_book_from_rows(reversed(rows))
+    assert again == book and again.applied == 3 and again.last_applied == book.last_applied
+    with pytest.raises(ValidationError) as caught:
+        price_book_from_rows(rows[1:])  # a gap in the log order: refused, never silently re-numbered
+    assert caught.value.field == "seq"
+
+
+def test_price_book_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledger import limits
+
+    monkeypatch.setattr(limits, "MAX_PRICE_BOOK_ENTRIES", 2)
+    book = PriceBook().with_price_set(price_set(1, 0), 10).with_price_set(price_set(2, 0), 20)
+    with pytest.raises(ValidationError) as caught:
+        book.with_price_set(price_set(3, 0), 30)
+    assert caught.value.field == "entries" and book.applied == 2
