@@ -8,6 +8,7 @@ Tree::
 
     LedgerError
     ├── ValidationError        bad input from outside (SDK argument, CLI flag, file); nothing changed
+    │   └── RecordTooLargeError    a record is larger than the log accepts
     ├── KeyFileError           a key file is missing, malformed or readable by group/world
     ├── HomeError              the ledger home directory is missing or not a ledger home
     ├── RejectError            a record on the log fails a check; carries a RejectCode
@@ -96,6 +97,16 @@ class ValidationError(LedgerError, ValueError):
         self.value = value
         self.reason = reason
         self.code = RejectCode.INVALID_FIELD
+
+
+class RecordTooLargeError(ValidationError):
+    """A record's key + value exceed the log's record limit (``limits.MAX_RECORD_BYTES``, passed in as
+    ``limit``: this module imports no other); ``value`` is the record's size in bytes."""
+
+    def __init__(self, size: int, limit: int, **evidence: Any) -> None:
+        super().__init__("record_bytes", size, f"key + value larger than the {limit}-byte limit "
+                         "(limits.MAX_RECORD_BYTES)", limit=limit, **evidence)
+        self.code = RejectCode.OVERSIZED
 
 
 class KeyFileError(LedgerError):
@@ -198,6 +209,7 @@ EXIT_CODES: dict[type[LedgerError], ExitCode] = {
     # error means deciding its exit code here, not inheriting one by accident.
     LedgerError: ExitCode.BAD_INPUT,
     ValidationError: ExitCode.BAD_INPUT,
+    RecordTooLargeError: ExitCode.BAD_INPUT,
     KeyFileError: ExitCode.HOME,
     HomeError: ExitCode.HOME,
     RejectError: ExitCode.REJECTED,
