@@ -8,12 +8,25 @@ Tree::
 
     LedgerError
     ├── ValidationError        bad input from outside (SDK argument, CLI flag, file); nothing changed
+    │   └── RecordTooLargeError    a record is larger than the log accepts
     ├── KeyFileError           a key file is missing, malformed or readable by group/world
     ├── HomeError              the ledger home directory is missing or not a ledger home
     ├── RejectError            a record on the log fails a check; carries a RejectCode
     ├── ChainForkError         an emitter would fork its own chain (a second writer for one signer)
     ├── LogError               the log backend failed (I/O, broker unreachable, timeout)
-    └── EconomicsError         economics math got inputs it cannot price or split
+    ├── EconomicsError         economics math got inputs it cannot price or split
+    ├── BudgetRefused          a spend was refused by the budget fold (``Decision.require``)
+    ├── AdmissionError         the published budget views could not be read
+    ├── StoreError             a processor's DuckDB state file could not be opened or written
+    ├── RunnerFailedError      a processor runner was used again after a step failed mid-batch
+    └── RunnerInvariantError   a batch would not continue a processor's committed state
+
+``ValidationError`` is also a ``ValueError``: code written against the standard library
+(``except ValueError``) catches bad input from this package too.
+
+Every class maps to one process exit code in ``EXIT_CODES`` (looked up along the class's MRO by
+``exit_code_for``); the CLI and the processor worker both exit through that table, so a given
+error means the same exit code everywhere.
 
 Nothing here does I/O.
 """
@@ -21,7 +34,7 @@ Nothing here does I/O.
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, Self
 
 
 class RejectCode(str, enum.Enum):
@@ -75,7 +88,7 @@ class LedgerError(Exception):
         return out
 
 
-class ValidationError(LedgerError):
+class ValidationError(LedgerError, ValueError):
     """An input broke a rule. ``field`` and ``value`` name the offender."""
 
     def __init__(self, field: str, value: Any, reason: str, **evidence: Any) -> None:
@@ -84,6 +97,16 @@ class ValidationError(LedgerError):
         self.value = value
         self.reason = reason
         self.code = RejectCode.INVALID_FIELD
+
+
+class RecordTooLargeError(ValidationError):
+    """A record's key + value exceed the log's record limit (``limits.MAX_RECORD_BYTES``, passed in as
+    ``limit``: this module imports no other); ``value`` is the record's size in bytes."""
+
+    def __init__(self, size: int, limit: int, **evidence: Any) -> None:
+        super().__init__("record_bytes", size, f"key + value larger than the {limit}-byte limit "
+                         "(limits.MAX_RECORD_BYTES)", limit=limit, **evidence)
+        self.code = RejectCode.OVERSIZED
 
 
 class KeyFileError(LedgerError):
@@ -97,18 +120,44 @@ class HomeError(LedgerError):
 class RejectError(LedgerError):
     """A record or event on the log failed a check.
 
-    Evidence usually includes topic, partition, offset, event_id, signer_id, expected and actual.
+    Evidence usually includes event_id, signer_id, expected and actual. The record's position is
+    typed: ``topic``, ``partition`` and ``offset`` are attributes (None until known) and are also in
+    the evidence once set. Checks that see only bytes raise without a position; the reader that
+    took the record from the log adds it with ``at()``.
     """
 
-    def __init__(self, code: RejectCode, message: str, **evidence: Any) -> None:
-        super().__init__(f"{code.value}: {message}", code=code.value, **evidence)
+    def __init__(self, code: RejectCode, message: str, *, topic: str | None = None, partition: int | None = None,
+                 offset: int | None = None, **evidence: Any) -> None:
+        # the position goes last, where at() has always put it
+        super().__init__(f"{code.value}: {message}", code=code.value, **evidence, topic=topic, partition=partition,
+                         offset=offset)
         self.code = code
         self.reason = message
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
 
-    def at(self, **where: Any) -> RejectError:
-        """The same rejection, with its position (topic/partition/offset) added to the evidence."""
-        self.evidence.update({k: v for k, v in where.items() if v is not None})
-        return self
+    @property
+    def positioned(self) -> bool:
+        """Whether this rejection names the record it is about (topic, partition and offset)."""
+        return self.topic is not None and self.partition is not None and self.offset is not None
+
+    def at(self, *, topic: str | None = None, partition: int | None = None, offset: int | None = None) -> Self:
+        """A new rejection equal to this one plus its position; this one is left unchanged.
+
+        A position already known is kept (the first reader to place a record is the one that read
+        it). The new error's ``__cause__`` and traceback are those of this one, so re-raising it
+        loses nothing.
+        """
+        evidence = {k: v for k, v in self.evidence.items() if k not in ("code", "topic", "partition", "offset")}
+        new = type(self).__new__(type(self))
+        RejectError.__init__(new, self.code, self.reason,
+                             topic=self.topic if self.topic is not None else topic,
+                             partition=self.partition if self.partition is not None else partition,
+                             offset=self.offset if self.offset is not None else offset, **evidence)
+        new.hint = self.hint
+        new.__cause__, new.__suppress_context__ = self.__cause__, self.__suppress_context__
+        return new.with_traceback(self.__traceback__)
 
 
 class ChainForkError(LedgerError):
@@ -121,6 +170,67 @@ class LogError(LedgerError):
 
 class EconomicsError(LedgerError):
     """Economics math cannot proceed with these inputs (e.g. an unknown model, an empty split)."""
+
+
+class BudgetRefused(LedgerError):
+    """A spend was refused (raised by ``Decision.require``; the fold itself returns decisions)."""
+
+
+class AdmissionError(LedgerError):
+    """The published budget views could not be read."""
+
+
+class StoreError(LedgerError):
+    """The processor's DuckDB file could not be opened or written."""
+
+
+class RunnerFailedError(LedgerError):
+    """``step`` or ``emit`` on a runner whose earlier step failed mid-batch. ``cause`` names that failure."""
+
+
+class RunnerInvariantError(LedgerError):
+    """A batch would not continue the committed state. ``invariant`` names the rule
+    (positions_monotonic, batch_monotonic, outbox_head_continuity); ``before``/``after`` are the
+    committed value and the one the batch would write. Nothing of the batch is committed."""
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes of ``tokenledger`` and of each processor process. A script may rely on them."""
+
+    OK = 0
+    REJECTED = 1  # verification found bad records, a replay differs, an import rejected records
+    BAD_INPUT = 2  # a flag, file or argument broke a rule; or work the user asked for failed (nothing corrupt)
+    HOME = 3  # the home, a key file, or a signer's chain (a second writer) is in the way
+    LOG = 4  # the log backend is unavailable or failed
+
+
+EXIT_CODES: dict[type[LedgerError], ExitCode] = {
+    # Every class in this module has its own row (tests walk the tree and check it), so adding an
+    # error means deciding its exit code here, not inheriting one by accident.
+    LedgerError: ExitCode.BAD_INPUT,
+    ValidationError: ExitCode.BAD_INPUT,
+    RecordTooLargeError: ExitCode.BAD_INPUT,
+    KeyFileError: ExitCode.HOME,
+    HomeError: ExitCode.HOME,
+    RejectError: ExitCode.REJECTED,
+    ChainForkError: ExitCode.HOME,
+    LogError: ExitCode.LOG,
+    EconomicsError: ExitCode.BAD_INPUT,
+    BudgetRefused: ExitCode.BAD_INPUT,
+    AdmissionError: ExitCode.BAD_INPUT,
+    StoreError: ExitCode.BAD_INPUT,
+    RunnerFailedError: ExitCode.BAD_INPUT,
+    RunnerInvariantError: ExitCode.BAD_INPUT,
+}
+
+
+def exit_code_for(error: LedgerError) -> ExitCode:
+    """The exit code of ``error``: the row of its nearest class in ``EXIT_CODES``."""
+    for cls in type(error).__mro__:
+        code = EXIT_CODES.get(cls)
+        if code is not None:
+            return code
+    return ExitCode.BAD_INPUT  # unreachable: LedgerError itself has a row
 
 
 def _short(v: Any, limit: int = 80) -> str:

@@ -30,6 +30,7 @@ from ledger.units import US_PER_HOUR  # noqa: E402
 
 def build_home(path: Path, events: int) -> int:
     from ledger.economics.price_events import default_price_events, price_event_time_us
+    from ledger.sdk.emitter import Emitter
     from ledger.testing.homes import T0, fill, make_home
     from ledger.testing.workload import AGENTS, ORG, PROJECT
     from ledger.wire.events import BudgetPolicy
@@ -45,7 +46,7 @@ def build_home(path: Path, events: int) -> int:
                                      priority=prio, **common))
     log = home.open_log()
     try:
-        with home.operator_emitter(log) as em:
+        with Emitter.for_operator(home, log) as em:
             for body in default_price_events():  # the processors price from the log only
                 em.emit(body, event_time_us=price_event_time_us(body))
             for i, p in enumerate(policies):

@@ -30,13 +30,14 @@ MINUTE_US = 60_000_000
 
 def build_home(path: Path, events: int) -> int:
     from ledger.economics.price_events import default_price_events, price_event_time_us
+    from ledger.sdk.emitter import Emitter
     from ledger.testing.homes import fill, make_home
     from ledger.wire.events import SettlementRule
 
     home = make_home(path, agents=())
     log = home.open_log()
     try:
-        with home.operator_emitter(log) as em:
+        with Emitter.for_operator(home, log) as em:
             for body in default_price_events():
                 em.emit(body, event_time_us=price_event_time_us(body))
             em.emit(SettlementRule(rule_id="bench-minute", tier="tier_2_rule_based", method="shapley",

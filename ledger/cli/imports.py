@@ -1,10 +1,9 @@
 """``tokenledger import KIND PATH...``: usage records from other tools onto the ledger, signed.
 
-Registered on the main app by ``register(app)`` (``ledger/cli.py`` calls it at its end). The shared
-CLI plumbing (error display, tables, JSON, progress bars, time parsing) is imported from
-``ledger.cli.app`` inside the command, not at module import, so either module may be imported first.
+Registered on the app by ``register(app)`` (``ledger.cli.app.build_app`` calls it). The shared CLI
+plumbing (error display, tables, JSON, progress bars, time parsing) is ``ledger.cli.output``.
 
-Exit codes (those of ``ledger.cli.app``): 0 every record was imported or was already there; 1 some
+Exit codes (``ledger.errors.ExitCode``): 0 every record was imported or was already there; 1 some
 records were rejected (every good record was still imported; the problems are listed); 2 bad input
 (unknown kind, a path that does not exist, no files found, claude-code without ``--time``);
 3 home or key problem; 4 log unavailable.
@@ -17,12 +16,24 @@ failed registration never leaves a key that signs events nobody trusts).
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
 
 import typer
 
 from ledger import limits
-from ledger.errors import LedgerError
+from ledger.cli.output import (
+    HomeOpt,
+    LogOpt,
+    err,
+    exit,
+    guarded,
+    open_home,
+    operator_emit,
+    parse_time,
+    print_json,
+    progress,
+    table,
+)
+from ledger.errors import ExitCode
 from ledger.integrity.keys import SigningKey, save_key
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home, check_signer_id, resolve_log_url
@@ -39,13 +50,13 @@ def register(app: typer.Typer) -> None:
     app.command("import", epilog=IMPORT_EPILOG)(import_command)
 
 
+@guarded
 def import_command(
     kind: str = typer.Argument(..., help=f"What the files hold: {' | '.join(KINDS)}."),
     paths: list[Path] = typer.Argument(..., help="Files, or directories searched recursively (wf_*.json for "
                                                  "claude-code; *.json, *.jsonl, *.ndjson otherwise)."),
-    home: str | None = typer.Option(None, "--home", help="Ledger home directory (default: $TOKENLEDGER_HOME "
-                                                            "or ~/.tokenledger)."),
-    log: str | None = typer.Option(None, "--log", help="Log URL (default: the home's log)."),
+    home: str | None = HomeOpt,
+    log: str | None = LogOpt,
     signer: str = typer.Option(DEFAULT_SIGNER, "--signer", help="Signer of the imported events; registered "
                                                                 "automatically if it has no key yet."),
     time_: str | None = typer.Option(None, "--time", help="Event time (ISO-8601 or microseconds) of records "
@@ -60,64 +71,59 @@ def import_command(
     otel: one event per GenAI span with token usage. Malformed records are listed with file, line
     and field and are not imported; the rest of the file is. Exit code 1 when any record was rejected.
     """
-    from ledger.cli import app as cli  # here, not at import: ledger.cli.app registers this command at its own end
-
-    try:
-        _run(cli, kind, paths, home, log, signer, time_, json_)
-    except LedgerError as e:
-        cli._fail(e)
+    _run(kind, paths, home, log, signer, time_, json_)
 
 
-def _run(cli: ModuleType, kind: str, paths: list[Path], home: str | None, log: str | None, signer: str,
+def _run(kind: str, paths: list[Path], home: str | None, log: str | None, signer: str,
          time_: str | None, json_: bool) -> None:
     check_kind(kind)
     check_signer_id(signer, "signer")
-    event_time_us = check_import_time(kind, cli.parse_time(time_))  # before anything is written
+    event_time_us = check_import_time(kind, parse_time(time_))  # before anything is written
     files = expand_paths(kind, paths)
-    h = cli._home(home)
-    key, registered = _signer_key(cli, h, log, signer)
+    h = open_home(home)
+    key, registered = _signer_key(h, log, signer)
     if registered and not json_:
-        cli.err.print(f"registered signer {signer} (key id {key.key_id}) with the operator", markup=False)
+        err.print(f"registered signer {signer} (key id {key.key_id}) with the operator", markup=False)
     total_bytes = sum(p.stat().st_size for p in files if p.exists())
     lg = h.open_log(resolve_log_url(log, h))
     try:
         with Emitter(lg, key, topic=h.topic, state_dir=h.state_dir, background_flush=False) as em, \
-                cli._progress(total_bytes, f"importing {kind}", not json_) as bar:
+                progress(total_bytes, f"importing {kind}", not json_) as bar:
             task = bar.add_task("import", total=total_bytes)
             summary = import_files(kind, files, em, event_time_us=event_time_us,
                                    progress=lambda n: bar.advance(task, n))
     finally:
         lg.close()
     if json_:
-        cli._print_json(summary.to_dict() | {"signer": signer, "signer_registered": registered,
+        print_json(summary.to_dict() | {"signer": signer, "signer_registered": registered,
                                              "key_id": key.key_id})
     else:
-        _show(cli, summary, signer)
+        _show(summary, signer)
     if not summary.ok:
-        raise typer.Exit(cli.EXIT_VERIFY)
+        exit(ExitCode.REJECTED)
 
 
-def _signer_key(cli: ModuleType, h: Home, log: str | None, signer: str) -> tuple[SigningKey, bool]:
+def _signer_key(h: Home, log: str | None, signer: str) -> tuple[SigningKey, bool]:
     """The signer's key; created and registered by the operator when the home has none."""
     path = h.key_path(signer)
     if path.exists():
         return h.load_key(signer), False
     key = SigningKey.generate(signer)
-    cli._operator_emit(h, log, [AgentRegistered(agent_id=signer, key_id=key.key_id, public_key=key.public.raw,
+    operator_emit(h, log, [AgentRegistered(agent_id=signer, key_id=key.key_id, public_key=key.public.raw,
                                                 attributes={"purpose": "importer"})])
     save_key(path, key)
     return key, True
 
 
-def _show(cli: ModuleType, summary: ImportSummary, signer: str) -> None:
-    cli._table(f"import {summary.kind} as {signer}", ["files", "imported", "already imported", "skipped (no usage)",
+def _show(summary: ImportSummary, signer: str) -> None:
+    table(f"import {summary.kind} as {signer}", ["files", "imported", "already imported", "skipped (no usage)",
                                                       "rejected"],
                [[summary.files, summary.imported, summary.duplicates, summary.skipped, len(summary.rejected)]])
     if summary.rejected:
         shown = summary.rejected[:limits.MAX_PROBLEM_ROWS]
-        cli._table("rejected records (not imported)", ["file", "line", "field", "value", "reason"],
+        table("rejected records (not imported)", ["file", "line", "field", "value", "reason"],
                    [[p.file, "" if p.line is None else str(p.line), p.field, p.value[: limits.MAX_ID_CHARS], p.reason]
                     for p in shown])
         if len(summary.rejected) > len(shown):
-            cli.err.print(f"... and {len(summary.rejected) - len(shown):,} more (use --json to list all)",
+            err.print(f"... and {len(summary.rejected) - len(shown):,} more (use --json to list all)",
                           markup=False)

@@ -90,7 +90,7 @@ from ledger.economics.reputation import (
     require_real,
     require_time,
 )
-from ledger.errors import LedgerError, ValidationError
+from ledger.errors import BudgetRefused, ValidationError
 from ledger.limits import INT64_MAX, MAX_BUDGET_INTERVAL_US, MAX_BUDGET_PERCENT, MAX_THROTTLE_LEVEL
 from ledger.units import US_PER_DAY, US_PER_HOUR, US_PER_S, US_PER_WEEK
 from ledger.wire.vocab import BudgetKind, HardLimitAction, ScopeLevel
@@ -439,10 +439,6 @@ def open_budget(scope: Scope, policy: BudgetPolicy, event_time_us: int) -> Budge
     """A fresh state for ``scope`` in the window holding ``event_time_us``."""
     require_time("event_time_us", event_time_us)
     return BudgetState(scope, policy.kind, policy.window_start(event_time_us), policy.allocation)
-
-
-class BudgetRefused(LedgerError):
-    """A spend was refused (raised by ``Decision.require``; the fold itself returns decisions)."""
 
 
 @dataclass(frozen=True)

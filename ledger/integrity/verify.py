@@ -56,9 +56,10 @@ class Verifier:
         try:
             return self._check(value)
         except RejectError as e:
-            if where is not None:
-                e.at(topic=where.topic, partition=where.partition, offset=where.offset)
-            raise
+            if where is None:
+                raise
+            # the same rejection placed at its record (at() copies; the traceback is the original's)
+            raise e.at(topic=where.topic, partition=where.partition, offset=where.offset) from None
 
     def _check(self, value: bytes) -> Accepted:
         batch = codec.decode_batch(value)

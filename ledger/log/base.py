@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ledger import limits
-from ledger.errors import RejectCode, ValidationError
+from ledger.errors import RecordTooLargeError, ValidationError
 
 DEFAULT_TOPIC = "ledger.events"
 TOPICS = ("ledger.control", "ledger.events", "ledger.allocations", "ledger.settlements", "ledger.alerts", "ledger.checkpoints",
@@ -68,15 +68,6 @@ class Position:
     append_time_us: int  # the append time the log assigned this record: what every read of it returns
 
 
-class RecordTooLargeError(ValidationError):
-    """A record's key + value exceed ``limits.MAX_RECORD_BYTES``; ``value`` is its size in bytes."""
-
-    def __init__(self, size: int, **evidence: object) -> None:
-        super().__init__("record_bytes", size, f"key + value larger than the {limits.MAX_RECORD_BYTES}-byte limit "
-                         "(limits.MAX_RECORD_BYTES)", limit=limits.MAX_RECORD_BYTES, **evidence)
-        self.code = RejectCode.OVERSIZED
-
-
 def check_records(topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
     """What every backend checks before it writes anything: types, and the size limit per record."""
     for i, (key, value) in enumerate(records):
@@ -84,7 +75,7 @@ def check_records(topic: str, records: list[tuple[bytes | None, bytes]]) -> None
             raise ValidationError("record", i, "key must be bytes or None and value bytes", topic=topic)
         size = len(value) + (len(key) if key else 0)
         if size > limits.MAX_RECORD_BYTES:
-            raise RecordTooLargeError(size, topic=topic, index=i)
+            raise RecordTooLargeError(size, limits.MAX_RECORD_BYTES, topic=topic, index=i)
 
 
 def next_append_time_us(previous_us: int) -> int:

@@ -41,6 +41,7 @@ from ledger.errors import ChainForkError, LedgerError, LogError, RejectError, Va
 from ledger.integrity.chain import GENESIS, Head
 from ledger.integrity.keys import SigningKey
 from ledger.log import DEFAULT_TOPIC, Log, partition_for
+from ledger.sdk.home import OPERATOR_LOCK_WAIT_S, Home, resolve_home, resolve_log_url
 from ledger.units import MILLI
 from ledger.wire import codec
 from ledger.wire.events import (
@@ -176,8 +177,6 @@ class Emitter:
     @classmethod
     def open(cls, agent_id: str, *, home: str | Path | None = None, log: str | None = None, **options: Any) -> Emitter:
         """An emitter for ``agent_id`` using the key, state and log of a ledger home."""
-        from ledger.sdk.home import Home, resolve_home, resolve_log_url
-
         h = Home.open(resolve_home(home))
         key = h.load_key(agent_id)
         lg = h.open_log(resolve_log_url(log, h))
@@ -186,6 +185,17 @@ class Emitter:
         em._owns_log = True
         em.home_path = h.path  # where check() finds the published budget views
         return em
+
+    @classmethod
+    def for_operator(cls, home: Home, log: Log, **options: Any) -> Emitter:
+        """An emitter for ``home``'s operator control events (registrations, keys, policies, prices).
+
+        (It lives here, not on ``Home``: the home is the layout an emitter is opened from, and
+        knows nothing of emitters.)"""
+        options.setdefault("background_flush", False)
+        # operator commands are short; concurrent ones (two `agent register`s) take turns
+        options.setdefault("lock_timeout_s", OPERATOR_LOCK_WAIT_S)
+        return cls(log, home.operator_key(), topic=home.control_topic, state_dir=home.state_dir, **options)
 
     # ------------------------------------------------------------ emit
 

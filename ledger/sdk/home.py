@@ -14,7 +14,7 @@ only, opens nothing) or ``Home`` (the layout plus its config) for a path::
     <home>/views/views.sql                  CREATE VIEW statements over them, for plain DuckDB
     <home>/report.html                      the last cost report the demo wrote
 
-A new home is made by ``Home.init`` (files) then ``Home.bootstrap`` (the operator's registration and
+A new home is made by ``Home.init`` (files) then ``registration.bootstrap`` (the operator's registration and
 the default price book, appended as control events).
 
 The home is chosen by ``--home``, else the ``TOKENLEDGER_HOME`` environment variable, else
@@ -26,18 +26,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ledger.errors import HomeError, ValidationError
 from ledger.integrity.keys import SigningKey, load_key, save_key
 from ledger.log import Log, open_log
-from ledger.wire.events import AgentRegistered
-
-if TYPE_CHECKING:
-    from ledger.sdk.emitter import Emitter
 
 ENV_HOME = "TOKENLEDGER_HOME"
 ENV_LOG = "TOKENLEDGER_LOG"
@@ -171,7 +166,7 @@ class Home(HomeLayout):
     def init(cls, path: Path, *, log_url: str | None = None, topic_prefix: str = DEFAULT_TOPIC_PREFIX,
              partitions: int = 1) -> Home:
         """Create a new home (refuses a non-empty directory that is not a home). Appends nothing to the
-        log: ``bootstrap`` does."""
+        log: ``ledger.sdk.registration.bootstrap`` does."""
         layout = HomeLayout(Path(path))
         path = layout.path
         if layout.config_file.exists():
@@ -216,38 +211,6 @@ class Home(HomeLayout):
             raise HomeError(f"config.json is malformed: {e}", path=str(cfg)) from None
         return cls(path, config)
 
-    def bootstrap(self, log: Log, *, price_book: bool = True) -> int:
-        """What every new home appends first, signed by the operator on the control topic: the operator's
-        own registration (readers trust it from config.json's anchor), then, if asked, the default price
-        book as price_set events (the allocations processor prices from the log only). Returns the
-        number of price entries appended."""
-        from ledger.economics.price_events import default_price_events, price_event_time_us
-
-        op = self.operator_key()
-        prices = default_price_events() if price_book else []
-        with self.operator_emitter(log) as em:
-            em.emit(AgentRegistered(agent_id=OPERATOR_ID, key_id=op.key_id, public_key=op.public.raw, role="operator"))
-            for body in prices:
-                em.emit(body, event_time_us=price_event_time_us(body))
-        return len(prices)
-
-    def register_signer(self, log: Log, name: str, *, role: str = "agent", priority: int = 1, org: str | None = None,
-                        project: str | None = None, attributes: Mapping[str, str] | None = None) -> Registration:
-        """Register ``name``'s key on the log, signed by the operator: its key file if the home has one
-        (a re-registration, e.g. new attributes), else a new key. The key is saved only after the
-        registration is appended, so a failed registration leaves no untrusted key behind."""
-        check_signer_id(name, "name")
-        path = self.key_path(name)
-        key = self.load_key(name) if path.exists() else SigningKey.generate(name)
-        body = AgentRegistered(agent_id=name, key_id=key.key_id, public_key=key.public.raw, role=role,
-                               priority=priority, org=org, project=project,
-                               attributes=tuple((attributes or {}).items()))
-        with self.operator_emitter(log) as em:
-            event_id = em.emit(body)
-        if not path.exists():
-            save_key(path, key)
-        return Registration(signer_id=name, key_id=key.key_id, role=role, event_id=event_id, key_file=str(path))
-
     # -- parts
 
     @property
@@ -264,15 +227,6 @@ class Home(HomeLayout):
     def ledger_topics(self) -> list[str]:
         """The signed input topics in the order every reader verifies them: control, then events."""
         return [self.control_topic, self.topic]
-
-    def operator_emitter(self, log: Log, **options: Any) -> Emitter:
-        """An Emitter for the operator's control events (registrations, keys, policies, prices)."""
-        from ledger.sdk.emitter import Emitter
-
-        options.setdefault("background_flush", False)
-        # operator commands are short; concurrent ones (two `agent register`s) take turns
-        options.setdefault("lock_timeout_s", OPERATOR_LOCK_WAIT_S)
-        return Emitter(log, self.operator_key(), topic=self.control_topic, state_dir=self.state_dir, **options)
 
     def topic_for(self, name: str) -> str:
         """Physical topic of a logical one (events, rejected, allocations, ...): ``<prefix>.<name>``."""

@@ -35,15 +35,11 @@ import duckdb
 
 from ledger.economics import budget as b
 from ledger.economics.budget_rows import level_from_row, parse_levels
-from ledger.errors import LedgerError, ValidationError
+from ledger.errors import AdmissionError, ValidationError
 from ledger.sdk.home import HomeLayout
 from ledger.wire.events import BUDGET_KINDS
 
 BUDGETS_PROCESSOR = "budgets"  # the processor whose views admission reads
-
-
-class AdmissionError(LedgerError):
-    """The published budget views could not be read."""
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ def make_home(path: Path, *, agents: tuple[str, ...] = ("alice", "bob"), log_url
     op = home.operator_key()
     log = home.open_log()
     try:
-        with home.operator_emitter(log) as em:
+        with Emitter.for_operator(home, log) as em:
             em.emit(AgentRegistered(agent_id=OPERATOR_ID, key_id=op.key_id, public_key=op.public.raw, role="operator"),
                     event_time_us=T0)
             for i, a in enumerate(agents):
@@ -41,7 +41,7 @@ def make_home(path: Path, *, agents: tuple[str, ...] = ("alice", "bob"), log_url
 def revoke(home: Home, agent: str, t: int = T0 + 500) -> None:
     log = home.open_log()
     try:
-        with home.operator_emitter(log) as em:
+        with Emitter.for_operator(home, log) as em:
             em.emit(KeyRevoked(agent_id=agent, key_id=home.load_key(agent).key_id, reason="test"), event_time_us=t)
     finally:
         log.close()
@@ -73,7 +73,7 @@ def fill(home: Home, *, tasks: int = 20, batch_size: int = 7, seed: int = 3, run
     log = home.open_log()
     try:
         keys = {}
-        with home.operator_emitter(log) as op:
+        with Emitter.for_operator(home, log) as op:
             for i, (agent, _, _, prio) in enumerate(AGENTS):
                 if home.key_path(agent).exists():
                     keys[agent] = home.load_key(agent)

@@ -164,7 +164,7 @@ def run_demo(home: Home, *, tasks: int = 200, seed: int = 7, log_url: str | None
     log = home.open_log(log_url)
     try:
         keys = {}
-        with home.operator_emitter(log) as op:
+        with Emitter.for_operator(home, log) as op:
             for agent, _, _, prio in AGENTS:
                 path = home.key_path(agent)
                 if path.exists():
@@ -176,7 +176,7 @@ def run_demo(home: Home, *, tasks: int = 200, seed: int = 7, log_url: str | None
         now_us = time.time_ns() // 1000
         span = tasks * TASK_SPACING_US
         run = f"run-{now_us // 1_000_000:x}"
-        with home.operator_emitter(log) as op:
+        with Emitter.for_operator(home, log) as op:
             for body in demo_policies(start_us=now_us - span):
                 op.emit(body, event_time_us=now_us - span)
         emitters = {a: Emitter(log, keys[a], topic=home.topic, state_dir=home.state_dir, batch_size=batch_size,

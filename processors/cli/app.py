@@ -1,8 +1,8 @@
 """The processor half of the ``tokenledger`` command: run, status, replay, digest, query, demo.
 
-It extends the ledger's typer app (ledger/cli/app.py) so there is one command; imports go one way
-(processors → ledger). This module is the console-script entry point. The commands parse, call a use
-case (processors/services/, processors/views.py) and print.
+Added to the ledger's app by ``register(app)`` (``processors.cli.build_app`` composes them) so there
+is one command; imports go one way (processors → ledger). The commands parse, call a use case
+(processors/services/, processors/views.py) and print.
 """
 
 from __future__ import annotations
@@ -12,29 +12,21 @@ import io
 
 import typer
 
-from ledger.cli.app import (
-    EXIT_VERIFY,
-    HomeOpt,
-    JsonOpt,
-    LogOpt,
-    _home,
-    _print_json,
-    _progress,
-    _table,
-    app,
-    err,
-    guarded,
-    out,
-)
-from ledger.cli.app import (
-    main as _main,
-)
-from ledger.errors import LedgerError
+from ledger.cli.output import HomeOpt, JsonOpt, LogOpt, err, guarded, open_home, out, print_json, progress, table
+from ledger.errors import ExitCode, LedgerError
 from ledger.sdk.home import resolve_home, resolve_log_url
 from processors import REGISTRY, get, views
 from processors.runtime.supervisor import supervise
 from processors.services import demo as demo_service
 from processors.services import replay as replay_service
+
+commands = typer.Typer()  # run, status, digest, replay, query, demo
+
+
+def register(app: typer.Typer) -> None:
+    """Add run, status, digest, replay, query, demo to ``app``."""
+    app.add_typer(commands)
+
 
 NamesArg = typer.Argument(None, help="Processors to run (default: all).")
 
@@ -47,12 +39,12 @@ def _names(names: list[str] | None) -> list[str]:
     return names
 
 
-@app.command(epilog="Example: tokenledger run            ·  tokenledger run journal --until-caught-up")
+@commands.command(epilog="Example: tokenledger run            ·  tokenledger run journal --until-caught-up")
 @guarded
 def run(names: list[str] | None = NamesArg, home: str | None = HomeOpt, log: str | None = LogOpt,
         until_caught_up: bool = typer.Option(False, help="Exit once every processor has read the whole log.")) -> None:
     """Start each processor as its own process (own DuckDB file) and supervise them; Ctrl-C stops them cleanly."""
-    h = _home(home)
+    h = open_home(home)
     chosen = _names(names)
     err.print(f"running {', '.join(chosen)} on {resolve_log_url(log, h)} (Ctrl-C to stop)", markup=False)
     codes = supervise(chosen, h.path, log, until_caught_up=until_caught_up,
@@ -63,54 +55,54 @@ def run(names: list[str] | None = NamesArg, home: str | None = HomeOpt, log: str
                           hint="see `tokenledger status` for their last error")
 
 
-@app.command(epilog="Example: tokenledger status --json")
+@commands.command(epilog="Example: tokenledger status --json")
 @guarded
 def status(home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """Per processor: state, position, lag, events/s and last error."""
-    rows = replay_service.status(_home(home))
+    rows = replay_service.status(open_home(home))
     if json_:
-        _print_json([r.to_dict() for r in rows])
+        print_json([r.to_dict() for r in rows])
         return
-    _table("processors", ["processor", "state", "position", "lag", "events/s", "events", "rejected", "last error",
+    table("processors", ["processor", "state", "position", "lag", "events/s", "events", "rejected", "last error",
                           "updated"],
            [[r.processor, r.state, ", ".join(f"{k}@{v}" for k, v in (r.positions or {}).items()), r.lag,
              r.events_per_s, r.events, r.rejected, r.last_error or "",
              "" if r.updated_s_ago is None else f"{r.updated_s_ago}s ago"] for r in rows])
 
 
-@app.command(epilog="Example: tokenledger digest journal")
+@commands.command(epilog="Example: tokenledger digest journal")
 @guarded
 def digest(name: str, home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """The processor's state digest (a hash over the canonical contents of its views) and its positions."""
     get(name)
-    d = replay_service.digest(_home(home), name)
+    d = replay_service.digest(open_home(home), name)
     if json_:
-        _print_json(d.to_dict())
+        print_json(d.to_dict())
         return
-    _table(f"digest of {name} ({d.source})", ["field", "value"],
+    table(f"digest of {name} ({d.source})", ["field", "value"],
            [["digest", d.digest], ["positions", d.positions]] +
            [[f"rows in {t}", v["rows"]] for t, v in (d.tables or {}).items()])
 
 
-@app.command(epilog="Example: tokenledger replay journal     (exit 1 if the rebuilt state differs)")
+@commands.command(epilog="Example: tokenledger replay journal     (exit 1 if the rebuilt state differs)")
 @guarded
 def replay(name: str, home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt,
            keep: bool = typer.Option(False, help="Keep the rebuilt DuckDB file.")) -> None:
     """Rebuild NAME's state from offset 0 into a fresh file, up to the live positions, and compare digests."""
     get(name)
-    h = _home(home)
+    h = open_home(home)
     live = replay_service.replayable(h, name)
     lg = h.open_log(resolve_log_url(log, h))
     try:
-        with _progress(live.records, "replaying", not json_) as prog:
+        with progress(live.records, "replaying", not json_) as prog:
             task = prog.add_task("replay", total=live.records)
             result = replay_service.replay(h, name, lg, live, keep=keep, progress=lambda n: prog.advance(task, n))
     finally:
         lg.close()
     if json_:
-        _print_json(result.to_dict())
+        print_json(result.to_dict())
     else:
-        _table(f"replay of {name}", ["", "digest", "positions"],
+        table(f"replay of {name}", ["", "digest", "positions"],
                [["live", live.digest, live.positions], ["replay", result.rebuilt.digest, result.rebuilt.positions]])
         out.print({None: "no signed state checkpoint at these positions.", True: "the signed state checkpoint "
                    "agrees.", False: "the SIGNED STATE CHECKPOINT DIFFERS."}[result.state_checkpoint.match],
@@ -118,19 +110,19 @@ def replay(name: str, home: str | None = HomeOpt, log: str | None = LogOpt, json
         out.print("EQUAL: the rebuilt state matches the live one." if result.equal
                   else "DIFFERENT: the states diverge.", markup=False)
     if not result.equal:
-        raise typer.Exit(EXIT_VERIFY)
+        raise typer.Exit(ExitCode.REJECTED)
 
 
-@app.command(epilog='Example: tokenledger query "SELECT kind, count(*) FROM events GROUP BY kind" --csv')
+@commands.command(epilog='Example: tokenledger query "SELECT kind, count(*) FROM events GROUP BY kind" --csv')
 @guarded
 def query(sql: str, home: str | None = HomeOpt, json_: bool = JsonOpt,
           csv_: bool = typer.Option(False, "--csv", help="Print CSV.")) -> None:
     """Run SQL over the published views (never blocks the processors). `tokenledger query "SHOW TABLES"` lists them."""
-    h = _home(home)
+    h = open_home(home)
     views.write_views_sql(h)  # for plain DuckDB: duckdb -init <home>/views/views.sql
     result = views.query(h, sql)
     if json_:
-        _print_json(result.records())
+        print_json(result.records())
     elif csv_:
         buf = io.StringIO()
         w = csv.writer(buf)
@@ -138,10 +130,10 @@ def query(sql: str, home: str | None = HomeOpt, json_: bool = JsonOpt,
         w.writerows(result.rows)
         out.print(buf.getvalue().rstrip("\n"), markup=False)
     else:
-        _table(None, list(result.columns), [list(r) for r in result.rows])
+        table(None, list(result.columns), [list(r) for r in result.rows])
 
 
-@app.command(epilog="Example: tokenledger demo            ·  tokenledger demo --tasks 50 --home /tmp/demo-home")
+@commands.command(epilog="Example: tokenledger demo            ·  tokenledger demo --tasks 50 --home /tmp/demo-home")
 @guarded
 def demo(home: str | None = HomeOpt, log: str | None = LogOpt,
          tasks: int = typer.Option(200, min=1, max=100_000, help="Tasks the planner fans out (~25 events each)."),
@@ -154,14 +146,14 @@ def demo(home: str | None = HomeOpt, log: str | None = LogOpt,
         err.print(f"created ledger home {h.path}", markup=False)
     say = (lambda m: None) if json_ else (lambda m: err.print(m, markup=False))
     approx = tasks * demo_service.EVENTS_PER_TASK
-    with _progress(approx, "emitting", not json_) as prog:
+    with progress(approx, "emitting", not json_) as prog:
         task = prog.add_task("emit", total=approx)
         r = demo_service.run_demo(h, log_url=log, tasks=tasks, seed=seed, progress=lambda n: prog.advance(task, n),
                                   on_event=say)
     if json_:
-        _print_json(r.to_dict())
+        print_json(r.to_dict())
         return
-    _table(f"demo {r.run}: {r.events:,} events from {r.tasks} tasks emitted in {r.emit_seconds:.2f}s "
+    table(f"demo {r.run}: {r.events:,} events from {r.tasks} tasks emitted in {r.emit_seconds:.2f}s "
            f"({r.events_per_s:,} events/s, {r.records:,} signed records)",
            ["agent", "events", "LLM input tok", "LLM output tok", "interactions sent", "bytes read"],
            [[a, v["events"], v["llm_input_tokens"], v["llm_output_tokens"], v["interactions"], v["bytes_read"]]
@@ -170,23 +162,10 @@ def demo(home: str | None = HomeOpt, log: str | None = LogOpt,
     out.print(f"verify: {'OK' if ver['ok'] else 'FAILED ' + str(ver['rejected'])} — {ver['accepted_events']:,} events "
               f"in {ver['accepted_records']:,} records from {ver['signers']} signers", markup=False)
     out.print(f"processors caught up in {r.processing_seconds:.2f}s: {', '.join(r.processors)}", markup=False)
-    for title, table in r.views.items():
-        _table(title, list(table.columns), [list(row) for row in table.rows])
+    for title, view in r.views.items():
+        table(title, list(view.columns), [list(row) for row in view.rows])
     out.print(f"log: {r.log}", markup=False)
     out.print(f'next: tokenledger query "SELECT * FROM events LIMIT 5" --home {r.home}   ·   '  # noqa: S608 (a hint)
               f"tokenledger replay journal --home {r.home}   ·   tokenledger verify --home {r.home}", markup=False)
     out.print(f"report: {r.report}", markup=False)
 
-
-from processors.cli import budget as cli_budgets  # noqa: E402,F401
-from processors.cli import econ as cli_econ  # noqa: E402,F401  (registers reprice and econ; before main() for python -m)
-from processors.cli import proofs as cli_proofs  # noqa: E402,F401  (prove, verify-proof, checkpoint)
-from processors.cli import report as cli_report  # noqa: E402,F401  (report)
-
-
-def main() -> None:
-    _main()
-
-
-if __name__ == "__main__":
-    main()

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from ledger.cli.app import HomeOpt, JsonOpt, LogOpt, _home, _operator_emit, _print_json, _table, app, guarded
+from ledger.cli.output import HomeOpt, JsonOpt, LogOpt, guarded, open_home, operator_emit, print_json, table
 from ledger.economics.budget import default_policy
 from ledger.economics.budget_rows import policy_from_event
 from ledger.errors import ValidationError
@@ -22,12 +22,20 @@ from ledger.sdk.views import check
 from ledger.wire.events import BUDGET_SCOPES, BudgetPolicy
 from processors import views
 
+commands = typer.Typer()  # budget, reputation
+
+
+def register(app: typer.Typer) -> None:
+    """Add budget, reputation to ``app``."""
+    app.add_typer(commands)
+
+
 budget_app = typer.Typer(no_args_is_help=True, help="Budgets: admission checks, policies, the budgets view.",
                          epilog="Example: tokenledger budget check --agent researcher --kind llm_tokens --amount 5000")
 reputation_app = typer.Typer(no_args_is_help=True, help="Reputation: trust scores, tiers and budget multipliers.",
                              epilog="Example: tokenledger reputation show")
-app.add_typer(budget_app, name="budget")
-app.add_typer(reputation_app, name="reputation")
+commands.add_typer(budget_app, name="budget")
+commands.add_typer(reputation_app, name="reputation")
 
 SHOW_COLUMNS = ("scope", "scope_id", "budget_kind", "allocation", "consumed", "reserved", "remaining", "status",
                 "throttle_level", "suspended")
@@ -50,12 +58,12 @@ def budget_check(agent: str = typer.Option(..., "--agent", help="The agent that 
                  at_us: int | None = typer.Option(None, "--at-us", help="Event time to judge at (default: now)."),
                  home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """allow / throttle (with the backoff delay) / deny, from the latest published budgets view (advisory)."""
-    h = _home(home)
+    h = open_home(home)
     ans = check(h.path, agent, kind, amount, org=org, project=project, task=task, at_us=at_us)
     if json_:
-        _print_json(ans.as_dict())
+        print_json(ans.as_dict())
     else:
-        _table("admission", ["field", "value"], [[k, v] for k, v in ans.as_dict().items()])
+        table("admission", ["field", "value"], [[k, v] for k, v in ans.as_dict().items()])
 
 
 @budget_app.command("set", epilog="Example: tokenledger budget set agent researcher --kind llm_tokens "
@@ -100,11 +108,11 @@ def budget_set(scope: str = typer.Argument(..., help="org | project | task | age
         hard_limit_action=action, min_reserve=base.min_reserve if min_reserve is None else min_reserve,
         priority=priority, confidence_threshold_milli=threshold, effective_from_us=effective_from_us)
     policy_from_event(body)  # refuse here what the processor would refuse
-    h = _home(home)
-    (event_id,) = _operator_emit(h, log, [body])
+    h = open_home(home)
+    (event_id,) = operator_emit(h, log, [body])
     info = {"event_id": event_id, "scope": scope, "scope_id": scope_id, "budget_kind": kind, "allocation": allocation,
             "reset_interval_us": body.reset_interval_us, "hard_limit_action": action}
-    _print_json(info) if json_ else _table("budget policy", ["field", "value"], [[k, v] for k, v in info.items()])
+    print_json(info) if json_ else table("budget policy", ["field", "value"], [[k, v] for k, v in info.items()])
 
 
 @budget_app.command("show", epilog="Example: tokenledger budget show --kind usd")
@@ -112,23 +120,23 @@ def budget_set(scope: str = typer.Argument(..., help="org | project | task | age
 def budget_show(kind: str | None = typer.Option(None, "--kind", help="Only this budget kind."),
                 home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """The published budgets view: per scope and kind, allocation, use and status."""
-    h = _home(home)
+    h = open_home(home)
     rows = [r for r in _view(h, "budgets", ("scope", "scope_id", "budget_kind"))
             if kind is None or r["budget_kind"] == kind]
     if json_:
-        _print_json(rows)
+        print_json(rows)
     else:
-        _table("budgets", list(SHOW_COLUMNS), [[r[c] for c in SHOW_COLUMNS] for r in rows])
+        table("budgets", list(SHOW_COLUMNS), [[r[c] for c in SHOW_COLUMNS] for r in rows])
 
 
 @reputation_app.command("show", epilog="Example: tokenledger reputation show --json")
 @guarded
 def reputation_show(home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """The published reputation view: scores per dimension, overall, tier, budget multiplier."""
-    h = _home(home)
+    h = open_home(home)
     rows = _view(h, "reputation", ("agent_id",))
     if json_:
-        _print_json(rows)
+        print_json(rows)
     else:
-        _table("reputation", list(REPUTATION_COLUMNS),
+        table("reputation", list(REPUTATION_COLUMNS),
                [[round(r[c], 3) if isinstance(r[c], float) else r[c] for c in REPUTATION_COLUMNS] for r in rows])

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from ledger.cli.app import HomeOpt, JsonOpt, LogOpt, _home, _int_arg, _print_json, _table, app, guarded, out, parse_time
+from ledger.cli.output import HomeOpt, JsonOpt, LogOpt, guarded, int_arg, open_home, out, parse_time, print_json, table
 from ledger.economics import econ
 from ledger.economics.allocation import ALLOCATION_METHODS, NASH_BARGAINING, allocate
 from ledger.economics.metering import estimate_interaction_cost
@@ -23,18 +23,26 @@ from ledger.errors import ValidationError
 from ledger.sdk.home import resolve_log_url
 from processors.services import reprice as reprice_service
 
+commands = typer.Typer()  # reprice, econ
+
+
+def register(app: typer.Typer) -> None:
+    """Add reprice, econ to ``app``."""
+    app.add_typer(commands)
+
+
 REPRICE_ROWS_SHOWN = 20  # diff rows printed as a table by default (all of them with --json)
 
 econ_app = typer.Typer(no_args_is_help=True, help="Interaction economics calculators (default price book).",
                        epilog="Example: tokenledger econ estimate --requestor anthropic/claude-opus-4-6 "
                               "--responder openai/gpt-4.1 --request-tokens 1500 --response-tokens 4000")
-app.add_typer(econ_app, name="econ")
+commands.add_typer(econ_app, name="econ")
 
 
 # ---------------------------------------------------------------- reprice
 
 
-@app.command(epilog="Example: tokenledger reprice --price anthropic/claude-opus-4-6=4,20,0.4,5   ·   "
+@commands.command(epilog="Example: tokenledger reprice --price anthropic/claude-opus-4-6=4,20,0.4,5   ·   "
                     "tokenledger reprice --as-of 2026-06-01T00:00:00Z --json")
 @guarded
 def reprice(as_of: str | None = typer.Option(None, "--as-of", help="Price every interaction with the book as it "
@@ -47,9 +55,9 @@ def reprice(as_of: str | None = typer.Option(None, "--as-of", help="Price every 
             limit: str = typer.Option(str(REPRICE_ROWS_SHOWN), help="Diff rows to print (0 = all).")) -> None:
     """Re-price the allocations with another price book into a side view and report what changed (and that
     nothing else did). The live views are not touched."""
-    h = _home(home)
+    h = open_home(home)
     as_of_us = parse_time(as_of, "as_of")
-    shown = _int_arg("limit", limit)
+    shown = int_arg("limit", limit)
     req = reprice_service.request(as_of_us, price or [])
     lg = h.open_log(resolve_log_url(log, h))
     try:
@@ -57,10 +65,10 @@ def reprice(as_of: str | None = typer.Option(None, "--as-of", help="Price every 
     finally:
         lg.close()
     if json_:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
         return
     rows = report.changed if not shown else report.changed[:shown]
-    _table(f"re-priced allocations that differ ({len(report.changed):,} of {report.compared:,})",
+    table(f"re-priced allocations that differ ({len(report.changed):,} of {report.compared:,})",
            ["interaction", "method", "old total", "new total", "old requestor pays", "new requestor pays",
             "old transfer", "new transfer"],
            [[c.interaction_id, c.method, _usd(c.old_total_micros), _usd(c.new_total_micros),
@@ -94,9 +102,9 @@ def _model(field: str, text: str) -> ModelPrice:
 
 def _emit(json_: bool, title: str, data: dict[str, Any]) -> None:
     if json_:
-        _print_json(data)
+        print_json(data)
     else:
-        _table(title, ["field", "value"], [[k, v] for k, v in data.items()])
+        table(title, ["field", "value"], [[k, v] for k, v in data.items()])
 
 
 @econ_app.command("estimate", epilog="Example: tokenledger econ estimate --requestor anthropic/claude-opus-4-6 "
@@ -108,8 +116,8 @@ def econ_estimate(requestor: str = typer.Option(..., help="Requestor's provider/
                   response_tokens: str = typer.Option(..., help="Response size, tokens."),
                   json_: bool = JsonOpt) -> None:
     """What an interaction would cost (four flows, no caching) and how each method would split it."""
-    m = estimate_interaction_cost(request_tokens=_int_arg("request_tokens", request_tokens),
-                                  response_tokens=_int_arg("response_tokens", response_tokens),
+    m = estimate_interaction_cost(request_tokens=int_arg("request_tokens", request_tokens),
+                                  response_tokens=int_arg("response_tokens", response_tokens),
                                   requestor_price=_model("requestor", requestor),
                                   responder_price=_model("responder", responder))
     splits = {}
@@ -122,10 +130,10 @@ def econ_estimate(requestor: str = typer.Option(..., help="Requestor's provider/
     data = {**{f"{k}_micros": v for k, v in m.flow_costs().items()}, "total_micros": m.total,
             "requestor_incurred_micros": m.requestor_incurred, "responder_incurred_micros": m.responder_incurred}
     if json_:
-        _print_json({**data, "allocations": splits})
+        print_json({**data, "allocations": splits})
         return
-    _table("interaction cost estimate", ["field", "value"], [[k, format_usd(v)] for k, v in data.items()])
-    _table("allocation by method", ["method", "requestor pays", "responder pays", "transfer", "direction"],
+    table("interaction cost estimate", ["field", "value"], [[k, format_usd(v)] for k, v in data.items()])
+    table("allocation by method", ["method", "requestor pays", "responder pays", "transfer", "direction"],
            [[k, format_usd(v["requestor_pays_micros"]), format_usd(v["responder_pays_micros"]),
              format_usd(v["net_transfer_micros"]), v["direction"]] for k, v in splits.items()])
 
@@ -149,11 +157,11 @@ def econ_deposit(responder: str = typer.Option(..., help="Responder's provider/m
                  interactions: str = typer.Option("0", help="Requestor's past interactions."),
                  json_: bool = JsonOpt) -> None:
     """Spam deposit for a request, and whether the progressive access limit lets it through."""
-    tokens = _int_arg("request_tokens", request_tokens)
+    tokens = int_arg("request_tokens", request_tokens)
     score = _number("reputation", reputation, "a number from 0 to 100")
     q = econ.calculate_deposit(estimated_request_tokens=tokens, responder_input_rate=_model("responder", responder).input,
                                reputation_score=score)
-    d = econ.check_access(reputation_score=score, interaction_count=_int_arg("interactions", interactions),
+    d = econ.check_access(reputation_score=score, interaction_count=int_arg("interactions", interactions),
                           request_tokens=tokens)
     _emit(json_, "deposit and access", {
         "deposit_micros": q.amount_micros, "deposit_usd": format_usd(q.amount_micros), "reputation_tier": str(q.tier),
@@ -172,7 +180,7 @@ def econ_congestion(model: str = typer.Option(..., help="provider/model whose in
     """Congestion multiplier, effective token price, QoS check and the back-pressure signal."""
     u = _number("utilization", utilization, "a number from 0 to 1")
     assert u is not None  # a required option
-    n = _int_arg("tokens", tokens)
+    n = int_arg("tokens", tokens)
     p = econ.effective_token_price(base_rate=_model("model", model).input, tokens=n, utilization=u, qos_tier=qos)
     check = econ.check_qos_limits(econ.qos_config_for_tier(qos), request_tokens=n, current_utilization=u)
     bp = econ.back_pressure(u)
@@ -197,10 +205,10 @@ def econ_cache(model: str = typer.Option(..., help="provider/model (its input, c
     price = _model("model", model)
     if price.input == 0:
         raise ValidationError("model", model, "has a zero input rate: cache multipliers are undefined")
-    c = econ.cache_amortized_cost(context_tokens=_int_arg("context_tokens", context_tokens), input_rate=price.input,
+    c = econ.cache_amortized_cost(context_tokens=int_arg("context_tokens", context_tokens), input_rate=price.input,
                                   cache_write_multiplier=Fraction(price.cache_write, price.input),
                                   cache_hit_rate=Fraction(price.cache_read, price.input),
-                                  num_interactions=_int_arg("uses", uses))
+                                  num_interactions=int_arg("uses", uses))
     _emit(json_, "cache amortization", {
         "first_use_micros": c.first_cost, "later_use_micros": c.subsequent_cost, "amortized_micros": c.amortized_cost,
         "uncached_use_micros": c.uncached_cost, "total_cached_micros": c.total_cached,

@@ -8,12 +8,20 @@ from typing import Any
 
 import typer
 
-from ledger.cli.app import HomeOpt, JsonOpt, LogOpt, _home, _print_json, _table, app, guarded, out
+from ledger.cli.output import HomeOpt, JsonOpt, LogOpt, guarded, open_home, out, print_json, table
 from ledger.sdk.home import resolve_log_url
 from processors.services import proofs
 
 
-@app.command(epilog="Example: tokenledger prove 3f2a...e1 --out proof.json   ·   "
+commands = typer.Typer()  # prove, verify-proof, checkpoint
+
+
+def register(app: typer.Typer) -> None:
+    """Add prove, verify-proof, checkpoint to ``app``."""
+    app.add_typer(commands)
+
+
+@commands.command(epilog="Example: tokenledger prove 3f2a...e1 --out proof.json   ·   "
                     "tokenledger prove --consistency OLD_CHECKPOINT_ID NEW_CHECKPOINT_ID")
 @guarded
 def prove(event_id: str | None = typer.Argument(None, help="The event to prove (32 hex chars)."),
@@ -29,7 +37,7 @@ def prove(event_id: str | None = typer.Argument(None, help="The event to prove (
     signed notary checkpoint, and the registrations of every key involved. Check it anywhere with
     `tokenledger verify-proof FILE --operator-key HEX`."""
     proofs.require_one_target(event_id, consistency)
-    h = _home(home)
+    h = open_home(home)
     lg = h.open_log(resolve_log_url(log, h))
     try:
         written = proofs.write_proof(h, lg, event_id=event_id, consistency=consistency, checkpoint_id=checkpoint,
@@ -38,7 +46,7 @@ def prove(event_id: str | None = typer.Argument(None, help="The event to prove (
         lg.close()
     report = written.report.to_dict()
     if json_:
-        _print_json({"file": str(written.file), **report})
+        print_json({"file": str(written.file), **report})
         return
     _print_report(f"proof written to {written.file}", report)
 
@@ -47,10 +55,10 @@ def _print_report(title: str, r: dict[str, Any]) -> None:
     rows = [[k, v if not isinstance(v, dict) else ", ".join(sorted(v))] for k, v in r.items() if k != "keys"]
     rows += [[f"key {kid}", f"{v['signer_id']} ({v['role']}) fingerprint {v['fingerprint']}"]
              for kid, v in r.get("keys", {}).items()]
-    _table(title, ["field", "value"], rows)
+    table(title, ["field", "value"], rows)
 
 
-@app.command("verify-proof", epilog="Example: tokenledger verify-proof proof.json --operator-key 5c1f...9a")
+@commands.command("verify-proof", epilog="Example: tokenledger verify-proof proof.json --operator-key 5c1f...9a")
 @guarded
 def verify_proof_cmd(file: Path = typer.Argument(..., help="A proof file written by `tokenledger prove`."),
                      operator_key: list[str] | None = typer.Option(
@@ -61,32 +69,32 @@ def verify_proof_cmd(file: Path = typer.Argument(..., help="A proof file written
     its batch, the Merkle path to the signed checkpoint root (or the consistency of two checkpoints).
     Exit code 1 and the failed check if it does not hold."""
     data = proofs.read_proof_file(file)
-    trusted = proofs.parse_operator_keys(operator_key) if operator_key else _home(home).anchors()
+    trusted = proofs.parse_operator_keys(operator_key) if operator_key else open_home(home).anchors()
     report = proofs.check_proof(data, trusted).to_dict()
     if json_:
-        _print_json({"ok": True, **report})
+        print_json({"ok": True, **report})
         return
     _print_report("proof verified", report)
     out.print(f"OK: the {report['kind']} proof holds against checkpoint {report['checkpoint_event_id']} "
               f"signed by {report['checkpoint_signer']}.", markup=False)
 
 
-@app.command("checkpoint", epilog="Example: tokenledger checkpoint --json")
+@commands.command("checkpoint", epilog="Example: tokenledger checkpoint --json")
 @guarded
 def checkpoint_cmd(home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
     """Run the notary until it has read the whole log, then sign a checkpoint of every partition's current
     Merkle tree (the notary must not be running; while it runs it checkpoints by itself every
     1,000 events per partition)."""
-    h = _home(home)
+    h = open_home(home)
     lg = h.open_log(resolve_log_url(log, h))
     try:
         rows = proofs.checkpoint_now(h, lg)
     finally:
         lg.close()
     if json_:
-        _print_json([dataclasses.asdict(r) for r in rows])
+        print_json([dataclasses.asdict(r) for r in rows])
         return
-    _table("checkpoints (current tree of each partition)",
+    table("checkpoints (current tree of each partition)",
            ["topic", "partition", "tree size", "root", "next offset", "checkpoint event id", ""],
            [[r.topic, r.partition, r.tree_size, r.root_hash[:16] + "…", r.next_offset, r.checkpoint_event_id,
              "new" if r.new else "existing"] for r in rows])

@@ -1,6 +1,6 @@
 """``tokenledger report``: the cost report as tables, JSON, or one self-contained HTML page.
 
-Registered on the main app by importing this module (processors/cli/app.py does, before ``main()``).
+Added to the app by ``register(app)`` (``processors.cli.build_app`` calls it).
 The report is built from the published views only (processors/report/model.py), so it never blocks a
 running processor and shows what the processors have published so far.
 Never: fetch anything over the network, or write anywhere but the ``--html`` file.
@@ -14,15 +14,23 @@ from typing import Any
 import typer
 
 from ledger import limits
-from ledger.cli.app import HomeOpt, JsonOpt, _home, _print_json, _table, app, guarded, out
+from ledger.cli.output import HomeOpt, JsonOpt, guarded, open_home, out, print_json, table
 from processors.report import model as rep
+
+commands = typer.Typer()  # report
+
+
+def register(app: typer.Typer) -> None:
+    """Add report to ``app``."""
+    app.add_typer(commands)
+
 
 REPORT_EPILOG = ("Example: tokenledger report --html report.html   ·   tokenledger report --run run-1a2b3c4d --json")
 
 
 def print_tables(model: dict[str, Any]) -> None:
     t = model["totals"]
-    _table(f"cost report of {model['home']} (data up to {model['as_of'] or 'no events'})", ["total", "value"],
+    table(f"cost report of {model['home']} (data up to {model['as_of'] or 'no events'})", ["total", "value"],
            [["events", t["events"]], ["signers", t["signers"]], ["LLM calls", t["llm_calls"]],
             ["LLM tokens in / out", f"{t['input_tokens']:,} / {t['output_tokens']:,}"],
             ["LLM cost", rep.usd(t["llm_cost_micros"])], ["interaction cost", rep.usd(t["interaction_cost_micros"])],
@@ -31,7 +39,7 @@ def print_tables(model: dict[str, Any]) -> None:
     for run in model["runs"]:
         cols, rows = rep.stage_rows(run)
         est = " (estimate)" if run["cost_is_estimate"] else ""
-        _table(f"cost waterfall of run {run['run']}: {rep.usd(run['total_micros'])}{est} — {rep.run_verdict(run)}",
+        table(f"cost waterfall of run {run['run']}: {rep.usd(run['total_micros'])}{est} — {rep.run_verdict(run)}",
                cols, rows)
         if run["savings"]:
             sv = run["savings"]
@@ -39,18 +47,18 @@ def print_tables(model: dict[str, Any]) -> None:
                       f"as routed {rep.usd(sv['routed_micros'])}, saved {rep.usd(sv['saved_micros'])} "
                       f"({sv['saved_pct']}%)", markup=False)
     for key in ("agent", "project"):
-        _table(f"efficiency per {key}", *rep.efficiency_rows(model["efficiency"][key], key))
+        table(f"efficiency per {key}", *rep.efficiency_rows(model["efficiency"][key], key))
     cols, rows = rep.efficiency_rows(model["efficiency"]["task"], "task")
-    _table(f"efficiency per task (costliest {min(len(rows), limits.MAX_TABLE_ROWS)} of {len(rows)})", cols,
+    table(f"efficiency per task (costliest {min(len(rows), limits.MAX_TABLE_ROWS)} of {len(rows)})", cols,
            rows[:limits.MAX_TABLE_ROWS])
-    _table("model breakdown", *rep.efficiency_rows(model["models"], "model"))
-    _table("budget burn-rate forecast (current window)", *rep.forecast_rows(model["forecasts"]))
+    table("model breakdown", *rep.efficiency_rows(model["models"], "model"))
+    table("budget burn-rate forecast (current window)", *rep.forecast_rows(model["forecasts"]))
     g = model["settlement_graph"]
-    _table(f"settlement graph ({g['source']})", ["payer", "payee", "amount", "transfers", "status"],
+    table(f"settlement graph ({g['source']})", ["payer", "payee", "amount", "transfers", "status"],
            [[e["payer"], e["payee"], rep.usd(e["amount_micros"]), e["transfers"], e["status"]] for e in g["edges"]])
 
 
-@app.command(epilog=REPORT_EPILOG)
+@commands.command(epilog=REPORT_EPILOG)
 @guarded
 def report(home: str | None = HomeOpt, json_: bool = JsonOpt,
            html: Path | None = typer.Option(None, "--html", help="Also write one self-contained HTML page "
@@ -58,10 +66,10 @@ def report(home: str | None = HomeOpt, json_: bool = JsonOpt,
            run: str | None = typer.Option(None, "--run", help="Only this run's cost waterfall.")) -> None:
     """Cost attribution per run (stage waterfall, sum invariant, degradation, routing savings), efficiency per
     agent / task / project / model, budget burn-rate forecasts, reputation and settlements."""
-    model = rep.select_run(rep.build(_home(home)), run)
+    model = rep.select_run(rep.build(open_home(home)), run)
     path = rep.write_html(model, html) if html is not None else None
     if json_:
-        _print_json({**model, "html": str(path) if path else None})
+        print_json({**model, "html": str(path) if path else None})
         return
     print_tables(model)
     if path is not None:

@@ -39,7 +39,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ledger.cli.app import fmt_time
 from ledger.economics.money import format_usd
 from ledger.economics.pricing import PriceBook, price_book_from_rows, usage_cost
 from ledger.economics.reputation import TrustEvent, reputation
@@ -48,6 +47,7 @@ from ledger.limits import MAX_REPUTATION_SAMPLES, MAX_SERIES_POINTS, MAX_TABLE_R
 from ledger.sdk.home import Home
 from ledger.sources import attribution
 from ledger.wire.events import Action, Context, Event, LlmUsage
+from ledger.wire.timefmt import fmt_time
 from processors import views
 from processors.report.metrics import burn_forecast, efficiency, model_breakdown
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger import limits
-from ledger.errors import LedgerError, RejectError
+from ledger.errors import RejectError, RunnerFailedError, RunnerInvariantError
 from ledger.integrity.chain import Head
 from ledger.integrity.keys import SigningKey
 from ledger.integrity.verify import Verifier, Where
@@ -66,16 +66,6 @@ class RunnerState(enum.Enum):
 
     READY = "ready"
     FAILED = "failed"
-
-
-class RunnerFailedError(LedgerError):
-    """``step`` or ``emit`` on a runner whose earlier step failed mid-batch. ``cause`` names that failure."""
-
-
-class RunnerInvariantError(LedgerError):
-    """A batch would not continue the committed state. ``invariant`` names the rule
-    (positions_monotonic, batch_monotonic, outbox_head_continuity); ``before``/``after`` are the
-    committed value and the one the batch would write. Nothing of the batch is committed."""
 
 
 @dataclass

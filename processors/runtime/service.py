@@ -23,6 +23,7 @@ from ledger import limits
 from ledger.integrity.keys import SigningKey
 from ledger.log import Log
 from ledger.sdk.home import Home
+from ledger.sdk.registration import register_signer
 from ledger.wire.events import StateCheckpoint
 from processors import get
 from processors.runtime.processor import Derived, Processor
@@ -57,7 +58,7 @@ def ensure_processor_key(home: Home, name: str, log: Log) -> SigningKey:
     path = home.key_path(sid)
     if path.exists():
         return home.load_key(sid)
-    home.register_signer(log, sid, role="processor")  # saves the new key once its registration is appended
+    register_signer(home, log, sid, role="processor")  # saves the new key once its registration is appended
     return home.load_key(sid)
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from ledger.errors import LedgerError
+from ledger.errors import StoreError
 from ledger.integrity.chain import Chains, Head
 from ledger.integrity.keyring import KeyInfo, KeyRing
 from ledger.integrity.keys import PublicKey
@@ -66,10 +66,6 @@ CREATE TABLE IF NOT EXISTS _meta (k VARCHAR PRIMARY KEY, v VARCHAR);
 
 
 DUCKDB_MEMORY_LIMIT = "64MB"  # per processor; DuckDB spills to disk beyond it
-
-
-class StoreError(LedgerError):
-    """The processor's DuckDB file could not be opened or written."""
 
 
 class Store:

@@ -1,6 +1,7 @@
 """One processor process: ``python -m processors.runtime.worker NAME --home DIR [--log URL] [--until-caught-up]``.
 
 Started by ``tokenledger run`` (one per processor); SIGTERM/SIGINT finish the current batch and exit 0.
+A ``LedgerError`` ends it with the exit code ``ledger.errors.exit_code_for`` gives it (as for ``tokenledger``).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, exit_code_for
 from ledger.sdk.home import Home, resolve_home, resolve_log_url
 from processors.runtime.service import serve
 
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
             log.close()
     except LedgerError as e:
         print(f"{a.name}: error: {e}", file=sys.stderr)
-        return 2
+        return int(exit_code_for(e))  # the CLI's table: a missing home is 3, an unreachable log 4
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Any
 
 from ledger.errors import LedgerError
 from ledger.sdk.home import Home, HomeLayout, resolve_log_url
+from ledger.sdk.registration import bootstrap
 from ledger.testing import workload
 from processors import order_by_topics, views
 from processors.report.model import build, write_html
@@ -91,7 +92,7 @@ def open_or_create(path: Path, log_url: str | None = None) -> tuple[Home, bool]:
     h = Home.init(path, log_url=log_url)
     lg = h.open_log()
     try:
-        h.bootstrap(lg)
+        bootstrap(h, lg)
     finally:
         lg.close()
     return Home.open(path), True

@@ -14,7 +14,9 @@ from ledger.errors import HomeError, KeyFileError, ValidationError
 from ledger.integrity.keys import SigningKey, load_key, save_key
 from ledger.testing.homes import make_home
 from ledger.wire.events import Action, Compute, Data, Flow, Interaction, LlmUsage, Trust, body_from_dict
-from processors.cli.app import app
+from processors.cli import build_app
+
+app = build_app()  # the whole `tokenledger` command, as the console script builds it
 
 runner = CliRunner()
 

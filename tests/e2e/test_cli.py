@@ -9,7 +9,9 @@ import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from processors.cli.app import app
+from processors.cli import build_app
+
+app = build_app()  # the whole `tokenledger` command, as the console script builds it
 
 runner = CliRunner()
 

@@ -12,7 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ledger import Emitter
-from processors.cli.app import app
+from processors.cli import build_app
+
+app = build_app()  # the whole `tokenledger` command, as the console script builds it
 
 pytestmark = pytest.mark.kafka
 runner = CliRunner()

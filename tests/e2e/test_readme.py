@@ -9,7 +9,9 @@ from typer.testing import CliRunner
 
 from ledger.integrity.verify import audit
 from ledger.testing.homes import make_home
-from processors.cli.app import app
+from processors.cli import build_app
+
+app = build_app()  # the whole `tokenledger` command, as the console script builds it
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()

@@ -46,7 +46,7 @@ def kafka_home(path: Path, url: str, agents: tuple[str, ...]) -> Home:
     op = h.operator_key()
     log = h.open_log()
     try:
-        with h.operator_emitter(log) as em:
+        with Emitter.for_operator(h, log) as em:
             em.emit(AgentRegistered("operator", op.key_id, op.public.raw, "operator"), event_time_us=T0)
             for i, a in enumerate(agents):
                 k = SigningKey.generate(a)
@@ -73,7 +73,7 @@ def policy(h: Home, scope: str, scope_id: str, kind: str, allocation: int, t: in
     fields.update(kw)
     log = h.open_log()
     try:
-        with h.operator_emitter(log) as em:
+        with Emitter.for_operator(h, log) as em:
             em.emit(BudgetPolicy(scope=scope, scope_id=scope_id, budget_kind=kind, allocation=allocation, **fields),
                     event_time_us=t)
     finally:
@@ -268,7 +268,8 @@ def test_a_refused_policy_is_reported_not_applied(tmp_path):
 
 
 def test_admission_from_published_views_and_cli(tmp_path):
-    from processors.cli.app import app
+    from processors.cli import build_app
+    app = build_app()
 
     h = make_home(tmp_path / "home")
     policy(h, "project", "p1", "action", 10, throttle_at_soft=True)

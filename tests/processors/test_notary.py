@@ -27,13 +27,16 @@ from ledger.integrity.checkpoints import audit_with_checkpoints, control_keyring
 from ledger.integrity.merkle import MerkleTree, leaf_hash
 from ledger.log import Log, read_all
 from ledger.log.memory import MemoryLog
+from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
 from ledger.testing.homes import T0, fill, make_home
 from ledger.wire import codec
 from ledger.wire.events import EMPTY_CONTEXT, AgentRegistered, Checkpoint, StateCheckpoint
-from processors.cli.app import app
+from processors.cli import build_app
 from processors.notary import Notary
 from processors.runtime.service import open_runner, serve
+
+app = build_app()  # the whole `tokenledger` command, as the console script builds it
 
 runner = CliRunner()
 BACKENDS = [pytest.param("sqlite"), pytest.param("kafka", marks=pytest.mark.kafka)]
@@ -48,7 +51,7 @@ def nhome(request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.Mon
         url = request.getfixturevalue("kafka_url")
         h = Home.init(tmp_path / "home", log_url=url, topic_prefix=f"n{uuid.uuid4().hex[:10]}")
         op = h.operator_key()
-        with h.open_log() as lg, h.operator_emitter(lg) as em:
+        with h.open_log() as lg, Emitter.for_operator(h, lg) as em:
             em.emit(AgentRegistered("operator", op.key_id, op.public.raw, "operator"), event_time_us=T0)
     else:
         h = make_home(tmp_path / "home", agents=())
@@ -282,7 +285,7 @@ def test_kafka_rewritten_copy_and_conflicting_checkpoint(kafka_url: str, tmp_pat
     monkeypatch.setattr(Notary, "checkpoint_every", EVERY)
     h = Home.init(tmp_path / "home", log_url=kafka_url, topic_prefix=f"n{uuid.uuid4().hex[:10]}")
     op = h.operator_key()
-    with h.open_log() as lg, h.operator_emitter(lg) as em:
+    with h.open_log() as lg, Emitter.for_operator(h, lg) as em:
         em.emit(AgentRegistered("operator", op.key_id, op.public.raw, "operator"), event_time_us=T0)
     fill(h, tasks=8, batch_size=4)
     run_notary(h)

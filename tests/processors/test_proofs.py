@@ -176,7 +176,8 @@ def test_every_mutation_fails(proof: tuple[Home, dict[str, Any]], tmp_path: Path
     f.write_text(json.dumps(bad))
     from typer.testing import CliRunner
 
-    from processors.cli.app import app
+    from processors.cli import build_app
+    app = build_app()
 
     r = CliRunner().invoke(app, ["verify-proof", str(f), "--home", str(h.path)])
     assert r.exit_code == 1 and "checkpoint_mismatch" in r.output and "root_hash" in r.output

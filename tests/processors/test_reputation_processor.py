@@ -80,7 +80,8 @@ def test_restart_and_replay_reach_the_live_digest(backend_home):
 def test_reputation_show_cli(tmp_path):
     from typer.testing import CliRunner
 
-    from processors.cli.app import app
+    from processors.cli import build_app
+    app = build_app()
 
     h = make_home(tmp_path / "home", agents=("alice", "bob"))
     with Emitter.open("alice", home=h.path, background_flush=False) as em:

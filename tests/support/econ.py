@@ -9,6 +9,7 @@ from typing import Any
 
 from ledger.economics.price_events import default_price_events, price_event_time_us
 from ledger.log import read_all
+from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
 from ledger.testing.homes import T0, make_home
 from ledger.wire import codec
@@ -24,7 +25,7 @@ def econ_home(tmp_path: Path, backend: str = "sqlite", kafka_url: str | None = N
         op = h.operator_key()
         log = h.open_log()
         try:
-            with h.operator_emitter(log) as em:
+            with Emitter.for_operator(h, log) as em:
                 em.emit(AgentRegistered("operator", op.key_id, op.public.raw, "operator"), event_time_us=T0)
         finally:
             log.close()
@@ -39,7 +40,7 @@ def control(h: Home, bodies: list[Body], *, t: int = T0 + 10, times: list[int] |
     """Append operator control events (at ``t``, or at ``times``)."""
     log = h.open_log()
     try:
-        with h.operator_emitter(log) as em:
+        with Emitter.for_operator(h, log) as em:
             for i, body in enumerate(bodies):
                 em.emit(body, event_time_us=times[i] if times else t)
     finally:

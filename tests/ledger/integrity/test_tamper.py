@@ -17,7 +17,9 @@ from ledger.integrity.keys import SigningKey
 from ledger.sdk.emitter import Emitter
 from ledger.testing.homes import T0, build_record, make_home, revoke
 from ledger.wire.events import Action, AgentRegistered
-from processors.cli.app import app
+from processors.cli import build_app
+
+app = build_app()  # the whole `tokenledger` command, as the console script builds it
 
 runner = CliRunner()
 

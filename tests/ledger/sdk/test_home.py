@@ -10,6 +10,7 @@ from ledger.integrity.verify import audit
 from ledger.log import read_all
 from ledger.sdk import views
 from ledger.sdk.home import OPERATOR_ID, Home, HomeLayout
+from ledger.sdk.registration import bootstrap, register_signer
 from ledger.wire import codec
 from ledger.wire.events import AgentRegistered, PriceSet
 
@@ -43,7 +44,7 @@ def test_bootstrap_registers_the_operator_then_the_price_book(tmp_path):
     h = Home.init(tmp_path / "h")
     log = h.open_log()
     try:
-        assert h.bootstrap(log) == len(default_price_events())
+        assert bootstrap(h, log) == len(default_price_events())
         assert audit(log, h.ledger_topics, h.anchors()).ok
     finally:
         log.close()
@@ -54,7 +55,7 @@ def test_bootstrap_registers_the_operator_then_the_price_book(tmp_path):
     h2 = Home.init(tmp_path / "bare")
     log = h2.open_log()
     try:
-        assert h2.bootstrap(log, price_book=False) == 0
+        assert bootstrap(h2, log, price_book=False) == 0
     finally:
         log.close()
     assert len(_control_bodies(h2)) == 1
@@ -64,14 +65,14 @@ def test_register_signer_appends_then_saves_and_reuses_the_key(tmp_path):
     h = Home.init(tmp_path / "h")
     log = h.open_log()
     try:
-        h.bootstrap(log, price_book=False)
-        reg = h.register_signer(log, "alice", priority=3, org="acme", attributes={"team": "red"})
+        bootstrap(h, log, price_book=False)
+        reg = register_signer(h, log, "alice", priority=3, org="acme", attributes={"team": "red"})
         assert reg.signer_id == "alice" and reg.role == "agent" and reg.key_file == str(h.key_path("alice"))
         assert h.load_key("alice").key_id == reg.key_id
-        again = h.register_signer(log, "alice", project="p")  # a re-registration keeps the key file's key
+        again = register_signer(h, log, "alice", project="p")  # a re-registration keeps the key file's key
         assert again.key_id == reg.key_id and again.event_id != reg.event_id
         with pytest.raises(ValidationError):
-            h.register_signer(log, "bad/name")
+            register_signer(h, log, "bad/name")
         assert audit(log, h.ledger_topics, h.anchors()).ok
     finally:
         log.close()

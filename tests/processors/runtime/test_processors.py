@@ -26,11 +26,14 @@ from typer.testing import CliRunner
 
 from ledger.integrity.verify import audit
 from ledger.log import read_all
+from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
 from ledger.testing.homes import fill, inject_bad, make_home
 from ledger.wire import codec
-from processors.cli.app import app
+from processors.cli import build_app
 from processors.runtime.service import live_digest, open_runner, replay
+
+app = build_app()  # the whole `tokenledger` command, as the console script builds it
 
 ROOT = Path(__file__).resolve().parents[3]
 runner = CliRunner()
@@ -57,7 +60,7 @@ def _register_operator(h: Home) -> None:
     op = h.operator_key()
     log = h.open_log()
     try:
-        with h.operator_emitter(log) as em:
+        with Emitter.for_operator(h, log) as em:
             em.emit(AgentRegistered("operator", op.key_id, op.public.raw, "operator"), event_time_us=1_767_225_600_000_000)
     finally:
         log.close()

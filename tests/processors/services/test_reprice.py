@@ -16,7 +16,9 @@ from typer.testing import CliRunner
 
 from ledger.testing.homes import T0, fill
 from ledger.wire.events import PriceSet
-from processors.cli.app import app
+from processors.cli import build_app
+
+app = build_app()  # the whole `tokenledger` command, as the console script builds it
 
 runner = CliRunner()
 OPUS = "anthropic/claude-opus-4-6"

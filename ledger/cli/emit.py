@@ -1,0 +1,173 @@
+"""``tokenledger emit action | data | compute | trust | interaction``: one signed event as an agent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from ledger.cli.output import (
+    HomeOpt,
+    JsonOpt,
+    LogOpt,
+    guarded,
+    int_arg,
+    labels,
+    open_home,
+    parse_time,
+    print_json,
+    table,
+)
+from ledger.sdk.emitter import Emitter, milli
+from ledger.sdk.home import resolve_log_url
+from ledger.wire.events import Context, Flow
+
+emit_app = typer.Typer(no_args_is_help=True, help="Emit one signed event as an agent.",
+                       epilog="Example: tokenledger emit action -a researcher --operation web.search")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``emit`` group to ``app``."""
+    app.add_typer(emit_app, name="emit")
+
+
+def _common(time_: str | None, idem: str | None, org: str | None, project: str | None, task: str | None,
+            stage: str | None, run: str | None, label: list[str] | None) -> dict[str, Any]:
+    return {"event_time_us": parse_time(time_), "idempotency_key": idem,
+            "context": Context(org=org, project=project, task=task, stage=stage, run=run, labels=labels(label))}
+
+
+def _emit(agent: str, home: str | None, log: str | None, json_: bool, fn: Callable[[Emitter], str]) -> None:
+    h = open_home(home)
+    key = h.load_key(agent)
+    lg = h.open_log(resolve_log_url(log, h))
+    try:
+        with Emitter(lg, key, topic=h.topic, state_dir=h.state_dir, background_flush=False) as em:
+            event_id = fn(em)
+            em.flush()
+            seq = em.head.seq
+    finally:
+        lg.close()
+    info = {"event_id": event_id, "signer_id": agent, "seq": seq}
+    print_json(info) if json_ else table("appended", ["event id", "signer", "seq"], [[event_id, agent, seq]])
+
+
+AgentOpt = typer.Option(..., "--agent", "-a", help="Signer name (its key must be in the home).")
+TimeOpt = typer.Option(None, "--time", help="Event time: ISO-8601 or microseconds (default: now).")
+IdemOpt = typer.Option(None, "--idempotency-key", help="Same key → same event id; a retried emit appends nothing.")
+OrgOpt = typer.Option(None, "--org")
+ProjectOpt = typer.Option(None, "--project")
+TaskOpt = typer.Option(None, "--task")
+StageOpt = typer.Option(None, "--stage")
+RunOpt = typer.Option(None, "--run")
+LabelOpt = typer.Option(None, "--label", help="Context label key=value (repeatable).")
+
+
+@emit_app.command("action", epilog="Example: tokenledger emit action -a researcher --operation llm.call "
+                                     "--provider anthropic --model claude-sonnet-4-6 --input-tokens 1200 "
+                                     "--output-tokens 300")
+@guarded
+def emit_action(agent: str = AgentOpt, operation: str = typer.Option(..., help="What was done."),
+                cost_weight: str = typer.Option("1", help="Cost weight (1.0 simple, 3.2 heavy)."),
+                provider: str | None = typer.Option(None), model: str | None = typer.Option(None),
+                input_tokens: str = typer.Option("0"), output_tokens: str = typer.Option("0"),
+                cache_read_tokens: str = typer.Option("0"), cache_write_tokens: str = typer.Option("0"),
+                reasoning_tokens: str = typer.Option("0"), result_hash: str | None = typer.Option(None),
+                time_: str | None = TimeOpt, idempotency_key: str | None = IdemOpt,
+                org: str | None = OrgOpt, project: str | None = ProjectOpt, task: str | None = TaskOpt,
+                stage: str | None = StageOpt, run: str | None = RunOpt, label: list[str] | None = LabelOpt,
+                home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
+    """Emit an action token (optionally an LLM call with its token usage)."""
+    kw = dict(cost_weight=cost_weight, provider=provider, model=model,
+              input_tokens=int_arg("input_tokens", input_tokens), output_tokens=int_arg("output_tokens", output_tokens),
+              cache_read_tokens=int_arg("cache_read_tokens", cache_read_tokens),
+              cache_write_tokens=int_arg("cache_write_tokens", cache_write_tokens),
+              reasoning_tokens=int_arg("reasoning_tokens", reasoning_tokens), result_hash=result_hash,
+              **_common(time_, idempotency_key, org, project, task, stage, run, label))
+    milli("cost_weight", cost_weight)  # validate before opening anything
+    _emit(agent, home, log, json_, lambda em: em.action(operation, **kw))
+
+
+@emit_app.command("data", epilog="Example: tokenledger emit data -a researcher --bytes-read 52000 "
+                                   "--source-hash sha256:ab12")
+@guarded
+def emit_data(agent: str = AgentOpt, bytes_read: str = typer.Option("0"), bytes_written: str = typer.Option("0"),
+              source_hash: str | None = typer.Option(None), destination_hash: str | None = typer.Option(None),
+              duration_us: str = typer.Option("0"), time_: str | None = TimeOpt,
+              idempotency_key: str | None = IdemOpt, org: str | None = OrgOpt,
+              project: str | None = ProjectOpt, task: str | None = TaskOpt, stage: str | None = StageOpt,
+              run: str | None = RunOpt, label: list[str] | None = LabelOpt, home: str | None = HomeOpt,
+              log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
+    """Emit a data token (bytes read/written)."""
+    kw = dict(bytes_read=int_arg("bytes_read", bytes_read), bytes_written=int_arg("bytes_written", bytes_written),
+              source_hash=source_hash, destination_hash=destination_hash,
+              duration_us=int_arg("duration_us", duration_us),
+              **_common(time_, idempotency_key, org, project, task, stage, run, label))
+    _emit(agent, home, log, json_, lambda em: em.data(**kw))
+
+
+@emit_app.command("compute", epilog="Example: tokenledger emit compute -a writer --node-id gpu-1 --cpu-time-slices 40")
+@guarded
+def emit_compute(agent: str = AgentOpt, node_id: str = typer.Option(...), cpu_time_slices: str = typer.Option(...),
+                 gpu_time_slices: str = typer.Option("0"), peak_memory_mb: str = typer.Option("0"),
+                 parallel_jobs: str = typer.Option("1"), time_: str | None = TimeOpt,
+                 idempotency_key: str | None = IdemOpt, org: str | None = OrgOpt,
+                 project: str | None = ProjectOpt, task: str | None = TaskOpt, stage: str | None = StageOpt,
+                 run: str | None = RunOpt, label: list[str] | None = LabelOpt, home: str | None = HomeOpt,
+                 log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
+    """Emit a compute token (CPU/GPU time slices, memory)."""
+    kw = dict(node_id=node_id, cpu_time_slices=int_arg("cpu_time_slices", cpu_time_slices),
+              gpu_time_slices=int_arg("gpu_time_slices", gpu_time_slices),
+              peak_memory_mb=int_arg("peak_memory_mb", peak_memory_mb),
+              parallel_jobs=int_arg("parallel_jobs", parallel_jobs),
+              **_common(time_, idempotency_key, org, project, task, stage, run, label))
+    _emit(agent, home, log, json_, lambda em: em.compute(**kw))
+
+
+@emit_app.command("trust", epilog="Example: tokenledger emit trust -a critic --subject writer --dimension accuracy "
+                                    "--value 0.8")
+@guarded
+def emit_trust(agent: str = AgentOpt, subject: str = typer.Option(..., help="The agent this is about."),
+               dimension: str = typer.Option(..., help="accuracy | compliance | feedback | reliability"),
+               value: str = typer.Option(..., help="Signed value, e.g. 0.8 or -0.5."),
+               half_life_us: str | None = typer.Option(None), source: str | None = typer.Option(None),
+               time_: str | None = TimeOpt, idempotency_key: str | None = IdemOpt,
+               org: str | None = OrgOpt, project: str | None = ProjectOpt, task: str | None = TaskOpt,
+               stage: str | None = StageOpt, run: str | None = RunOpt, label: list[str] | None = LabelOpt,
+               home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
+    """Emit a trust token about another agent."""
+    kw = dict(half_life_us=int_arg("half_life_us", half_life_us), source=source,
+              **_common(time_, idempotency_key, org, project, task, stage, run, label))
+    milli("value", value)
+    _emit(agent, home, log, json_, lambda em: em.trust(subject, dimension, value, **kw))
+
+
+@emit_app.command("interaction", epilog="Example: tokenledger emit interaction -a planner --responder researcher "
+                  "--interaction-id t1-c1 --requestor-provider anthropic --requestor-model claude-opus-4-6 "
+                  "--responder-provider openai --responder-model gpt-4.1 --request-tokens 1500 --response-tokens 4000")
+@guarded
+def emit_interaction(agent: str = AgentOpt, responder: str = typer.Option(...),
+                     interaction_id: str = typer.Option(...), requestor_provider: str = typer.Option(...),
+                     requestor_model: str = typer.Option(...), responder_provider: str = typer.Option(...),
+                     responder_model: str = typer.Option(...), request_tokens: str = typer.Option(...),
+                     response_tokens: str = typer.Option(...), request_cached_tokens: str = typer.Option("0"),
+                     response_cached_tokens: str = typer.Option("0"),
+                     cosign: bool = typer.Option(False, help="Co-sign with the responder's key from this home."),
+                     time_: str | None = TimeOpt, idempotency_key: str | None = IdemOpt,
+                     org: str | None = OrgOpt, project: str | None = ProjectOpt, task: str | None = TaskOpt,
+                     stage: str | None = StageOpt, run: str | None = RunOpt,
+                     label: list[str] | None = LabelOpt, home: str | None = HomeOpt,
+                     log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
+    """Emit an agent-to-agent interaction with its four cost flows (signed by the requestor)."""
+    h = open_home(home)
+    cosigner = h.load_key(responder) if cosign else None
+    rq, rs = int_arg("request_tokens", request_tokens), int_arg("response_tokens", response_tokens)
+    rqc = int_arg("request_cached_tokens", request_cached_tokens)
+    rsc = int_arg("response_cached_tokens", response_cached_tokens)
+    kw = _common(time_, idempotency_key, org, project, task, stage, run, label)
+    _emit(agent, home, log, json_, lambda em: em.interaction(
+        responder_id=responder, interaction_id=interaction_id, requestor_provider=requestor_provider,
+        requestor_model=requestor_model, responder_provider=responder_provider, responder_model=responder_model,
+        request_output=Flow(rq), request_input=Flow(rq, rqc), response_output=Flow(rs),  # type: ignore[arg-type]
+        response_input=Flow(rs, rsc), cosigner=cosigner, **kw))  # type: ignore[arg-type]

@@ -1,0 +1,49 @@
+"""Registrations a home appends, signed by its operator: the bootstrap of a new home and a signer's key.
+
+Beside ``home`` (which knows the layout and opens nothing on the log) because these append through the
+operator's ``Emitter``, and the emitter depends on the home, never the other way round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ledger.economics.price_events import default_price_events, price_event_time_us
+from ledger.integrity.keys import SigningKey, save_key
+from ledger.log import Log
+from ledger.sdk.emitter import Emitter
+from ledger.sdk.home import OPERATOR_ID, Home, Registration, check_signer_id
+from ledger.wire.events import AgentRegistered
+
+
+def bootstrap(home: Home, log: Log, *, price_book: bool = True) -> int:
+    """What every new home appends first, signed by the operator on the control topic: the operator's
+    own registration (readers trust it from config.json's anchor), then, if asked, the default price
+    book as price_set events (the allocations processor prices from the log only). Returns the
+    number of price entries appended."""
+    op = home.operator_key()
+    prices = default_price_events() if price_book else []
+    with Emitter.for_operator(home, log) as em:
+        em.emit(AgentRegistered(agent_id=OPERATOR_ID, key_id=op.key_id, public_key=op.public.raw, role="operator"))
+        for body in prices:
+            em.emit(body, event_time_us=price_event_time_us(body))
+    return len(prices)
+
+
+def register_signer(home: Home, log: Log, name: str, *, role: str = "agent", priority: int = 1,
+                    org: str | None = None, project: str | None = None,
+                    attributes: Mapping[str, str] | None = None) -> Registration:
+    """Register ``name``'s key on the log, signed by the operator: its key file if the home has one
+    (a re-registration, e.g. new attributes), else a new key. The key is saved only after the
+    registration is appended, so a failed registration leaves no untrusted key behind."""
+    check_signer_id(name, "name")
+    path = home.key_path(name)
+    key = home.load_key(name) if path.exists() else SigningKey.generate(name)
+    body = AgentRegistered(agent_id=name, key_id=key.key_id, public_key=key.public.raw, role=role,
+                           priority=priority, org=org, project=project,
+                           attributes=tuple((attributes or {}).items()))
+    with Emitter.for_operator(home, log) as em:
+        event_id = em.emit(body)
+    if not path.exists():
+        save_key(path, key)
+    return Registration(signer_id=name, key_id=key.key_id, role=role, event_id=event_id, key_file=str(path))
