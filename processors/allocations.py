@@ -34,7 +34,6 @@ requestor_pays + responder_pays = total = the four flow costs = incurred by both
 
 from __future__ import annotations
 
-import bisect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,11 +44,22 @@ import pyarrow as pa
 
 from ledger.economics.allocation import NASH_BARGAINING, REQUESTOR_PAYS, SHAPLEY, allocate
 from ledger.economics.metering import InteractionFlows, MeteredInteraction, meter_interaction
-from ledger.economics.pricing import ModelPrice, PriceBook, PriceInForce, price_book_from_rows
+from ledger.economics.pricing import PRICE_ROW_COLUMNS, ModelPrice, PriceBook, PriceInForce, price_book_from_rows
 from ledger.errors import LedgerError, ValidationError
 from ledger.wire.events import Allocation as AllocationEvent
 from ledger.wire.events import AllocationRule, Interaction, PriceSet
-from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
+from processors.runtime.processor import (
+    BATCH,
+    Column,
+    Derived,
+    Effects,
+    Item,
+    Processor,
+    Quarantined,
+    Timeline,
+    View,
+    columns_of,
+)
 
 # The methods applied when no enabled allocation rule matches an interaction: who asked pays (the
 # cash view), and the Shapley split with its documented defaults (the fair-share view).
@@ -60,8 +70,6 @@ DEFAULT_METHODS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
 _INT_PARAMS = frozenset({"standalone_cost_a", "standalone_cost_b", "value_a", "value_b", "disagreement_a",
                          "disagreement_b"})
 UNPRICED_REASON_CHARS = 1024  # characters of an error message kept in the unpriced view
-
-BATCH = Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)")
 
 INTERACTIONS = View(
     name="interactions", doc="Every priced interaction: the four flows with their tokens and cost, per side.",
@@ -147,20 +155,7 @@ UNPRICED = View(
 )
 PRICES = View(
     name="prices", doc="Every price-book entry read from price_set control events, with when it is in force.",
-    columns=(
-        Column("provider", "VARCHAR", "provider"),
-        Column("model", "VARCHAR", "model"),
-        Column("input_micros_per_mtok", "BIGINT", "input rate, micro-USD per million tokens"),
-        Column("output_micros_per_mtok", "BIGINT", "output rate, micro-USD per million tokens"),
-        Column("cache_read_micros_per_mtok", "BIGINT", "cache-read rate, micro-USD per million tokens"),
-        Column("cache_write_micros_per_mtok", "BIGINT", "cache-write rate, micro-USD per million tokens"),
-        Column("reasoning_micros_per_mtok", "BIGINT", "reasoning rate, micro-USD per million tokens"),
-        Column("effective_from_us", "BIGINT", "the entry's effective time as announced"),
-        Column("announced_us", "BIGINT", "event time of the price_set event"),
-        Column("in_force_from_us", "BIGINT", "max(effective_from_us, announced_us): prices are never retroactive"),
-        Column("seq", "BIGINT", "order read (ties on in_force_from_us: the later entry wins)"),
-        BATCH,
-    ),
+    columns=(*(Column(*c) for c in PRICE_ROW_COLUMNS), BATCH),
 )
 ALLOCATION_RULES = View(
     name="allocation_rules", doc="Every allocation rule version read from allocation_rule control events.",
@@ -191,26 +186,6 @@ class RuleVersion:
     enabled: bool
     in_force_from_us: int
     seq: int
-
-
-class Timeline:
-    """Versions of one thing over event time: the one in force at t has the latest (start, seq) <= t."""
-
-    __slots__ = ("keys", "values")
-
-    def __init__(self) -> None:
-        self.keys: list[tuple[int, int]] = []
-        self.values: list[Any] = []
-
-    def add(self, start_us: int, seq: int, value: Any) -> None:
-        i = bisect.bisect_right(self.keys, (start_us, seq))
-        self.keys.insert(i, (start_us, seq))
-        self.values.insert(i, value)
-
-    def at(self, t_us: int) -> Any | None:
-        # (t, +inf) sorts after every (t, seq): the latest version starting at or before t
-        i = bisect.bisect_right(self.keys, (t_us, float("inf"))) - 1
-        return self.values[i] if i >= 0 else None
 
 
 # A price lookup: (provider, model, event time) -> the entry in force with its start; raises EconomicsError.
@@ -434,12 +409,6 @@ def _unpriced(base: dict[str, Any], stage: str, method: str | None, e: LedgerErr
     return {**base, "stage": stage, "method": method, "code": str(code),
             "reason": e.message[:UNPRICED_REASON_CHARS],
             "evidence_json": json.dumps({k: _jsonable(v) for k, v in e.evidence.items()}, sort_keys=True)}
-
-
-def columns_of(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """Row dicts (same keys) to the column dict ``Effects.append`` takes."""
-    keys = list(rows[0])
-    return {k: [r[k] for r in rows] for k in keys}
 
 
 __all__ = ["DEFAULT_METHODS", "NASH_BARGAINING", "Allocations", "PriceLookup", "method_params"]

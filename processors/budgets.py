@@ -69,9 +69,9 @@ from typing import Any
 
 from ledger.economics import budget as b
 from ledger.economics.budget_rows import level_from_row, levels_text, parse_levels, policy_columns, policy_from_event
-from ledger.economics.pricing import PriceBook, price_book_from_rows, usage_cost
+from ledger.economics.pricing import PRICE_ROW_COLUMNS, PriceBook, price_book_from_rows, usage_cost
 from ledger.economics.reallocation import Refusal
-from ledger.economics.reputation import TrustEvent, apply_multiplier, reputation
+from ledger.economics.reputation import TrustEvent, apply_multiplier, incentive_event, reputation, trust_event
 from ledger.errors import LedgerError
 from ledger.limits import MAX_BUDGET_INTERVAL_US, MAX_REASON_CHARS
 from ledger.units import MILLI
@@ -93,9 +93,7 @@ from ledger.wire.events import (
     Reservation as ReservationEvent,
 )
 from ledger.wire.vocab import SCOPE_LEVEL_VALUES
-from processors.allocations import PRICES as ALLOCATION_PRICES
-from processors.reputation import incentive_event, trust_event
-from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
+from processors.runtime.processor import BATCH, Column, Derived, Effects, Item, Processor, Quarantined, View
 
 LEVELS = SCOPE_LEVEL_VALUES  # outermost first
 
@@ -159,7 +157,7 @@ ALERTS = View(
         Column("allocation", "BIGINT", "allocation at the time"),
         Column("consumed", "BIGINT", "consumption at the time"),
         Column("amount", "BIGINT", "the spend, draw or request that raised it"),
-        Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)"),
+        BATCH,
     ))
 TRANSFERS = View(
     name="transfers", doc="Unused budget lent between sibling budgets (priority-weighted reallocation).",
@@ -173,7 +171,7 @@ TRANSFERS = View(
         Column("recipient_id", "VARCHAR", "scope id that received"),
         Column("amount", "BIGINT", "allocation moved, for this window only"),
         Column("window_start_us", "BIGINT", "window of the recipient"),
-        Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)"),
+        BATCH,
     ))
 RESERVATIONS = View(
     name="reservations", mode="snapshot", primary_key=("reservation_id",),
@@ -197,7 +195,7 @@ RESERVATIONS = View(
 PRICES = View(
     name="budget_prices",
     doc="Every price-book entry read from PriceSet control events (the only prices), with when it is in force.",
-    columns=ALLOCATION_PRICES.columns)
+    columns=(*(Column(*c) for c in PRICE_ROW_COLUMNS), BATCH))
 TRUST = View(
     name="budget_trust", doc="Trust the budgets processor counts to scale agents' allocations (as reputation does).",
     columns=(
@@ -208,7 +206,7 @@ TRUST = View(
         Column("dimension", "VARCHAR", "accuracy | compliance | feedback | reliability"),
         Column("value_milli", "BIGINT", "signed value in thousandths of a trust token"),
         Column("half_life_us", "BIGINT", "its own half-life (NULL = the dimension's default)"),
-        Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)"),
+        BATCH,
     ))
 
 

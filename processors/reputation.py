@@ -31,14 +31,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ledger.economics.reputation import TrustEvent, reputation, task_incentive
-from ledger.errors import LedgerError
+from ledger.economics.reputation import INCENTIVE_ISSUER, TrustEvent, incentive_event, reputation, trust_event
 from ledger.units import MILLI
 from ledger.wire.events import Event, Outcome, Trust
 from ledger.wire.vocab import TrustDimension
 from processors.runtime.processor import Column, Effects, Item, Processor, Quarantined, View
-
-ISSUER = "processor.reputation"  # the issuer of incentive trust (never an agent: never self-issued)
 
 REPUTATION = View(
     name="reputation", mode="snapshot", primary_key=("agent_id",),
@@ -70,31 +67,6 @@ HISTORY = View(
         Column("counted", "BOOLEAN", "false: self-issued, or |value| beyond one event's limit (ignored)"),
         Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)"),
     ))
-
-
-def trust_event(ev: Event, body: Trust) -> TrustEvent | None:
-    """The pure trust event of a ``Trust`` body, or None when it does not count: self-issued, or
-    outside the pure model's range (|value| above one week's trust budget). Shared with the budgets
-    processor, which scales agents' allocations by the same reputation."""
-    if ev.signer_id == body.subject_id:
-        return None
-    try:
-        return TrustEvent(ev.event_id, ev.signer_id, body.subject_id, body.dimension, body.value_milli / MILLI,
-                          ev.event_time_us, body.half_life_us)
-    except LedgerError:
-        return None
-
-
-def incentive_event(ev: Event, body: Outcome) -> tuple[TrustEvent, str] | None:
-    """The incentive trust of a graded ``Outcome`` (seed 002, ``task_incentive``) and its rule, issued
-    by ``processor.reputation`` about the signer, its value rounded to thousandths as stored."""
-    if body.score_milli is None:
-        return None
-    change = task_incentive(ev.signer_id, body.score_milli / MILLI).trust
-    if change is None:
-        return None
-    value = round(change.value * MILLI) / MILLI
-    return TrustEvent(ev.event_id, ISSUER, ev.signer_id, change.dimension, value, ev.event_time_us), change.rule
 
 
 class Reputation(Processor):
@@ -161,7 +133,7 @@ class Reputation(Processor):
         te, rule = got
         self._note(ev.signer_id, ev.event_time_us)
         self.events.setdefault(ev.signer_id, []).append(te)
-        return {"event_id": ev.event_id, "event_time_us": ev.event_time_us, "issuer": ISSUER, "subject": ev.signer_id,
+        return {"event_id": ev.event_id, "event_time_us": ev.event_time_us, "issuer": INCENTIVE_ISSUER, "subject": ev.signer_id,
                 "dimension": te.dimension.value, "value_milli": round(te.value * MILLI), "half_life_us": None,
                 "source": f"incentive:{rule}", "counted": True}
 

@@ -51,8 +51,18 @@ from ledger.economics.rails import NO_RAIL, LedgerRail, PaymentRail
 from ledger.wire.events import Allocation as AllocationEvent
 from ledger.wire.events import Settlement, SettlementRule
 from ledger.wire.vocab import SettlementTier
-from processors.allocations import BATCH, Timeline, columns_of
-from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
+from processors.runtime.processor import (
+    BATCH,
+    Column,
+    Derived,
+    Effects,
+    Item,
+    Processor,
+    Quarantined,
+    Timeline,
+    View,
+    columns_of,
+)
 
 # How far (event time, microseconds) the watermark must pass a window's end before the window
 # closes: agents flush their batches independently, so allocations reach the log up to a few

@@ -43,7 +43,7 @@ def build_home(path: Path, events: int) -> int:
 PROCESSOR_RUN = r"""
 import json, resource, sys, time
 from ledger.sdk.home import Home
-from processors.runtime.service import open_runner
+from processors.host.service import open_runner
 home = Home.open(sys.argv[1])
 log = home.open_log()
 runner, store, proc = open_runner(home, sys.argv[2], log)

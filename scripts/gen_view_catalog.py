@@ -3,7 +3,7 @@
 
 from pathlib import Path
 
-from processors.runtime.catalog import render_catalog
+from processors.host.catalog import render_catalog
 
 OUT = Path(__file__).resolve().parent.parent / "processors" / "VIEWS.md"
 

@@ -165,6 +165,24 @@ class PriceInForce:
                 "in_force_from_us": self.in_force_from_us, "seq": self.seq}
 
 
+# The columns of ``PriceInForce.row()`` as (name, SQL type, meaning): every processor that keeps a price
+# view (allocations, budgets) declares it with these, so one rule has one record of it and
+# ``price_book_from_rows`` reads any of them back. A test holds them equal to ``row()``'s keys.
+PRICE_ROW_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("provider", "VARCHAR", "provider"),
+    ("model", "VARCHAR", "model"),
+    ("input_micros_per_mtok", "BIGINT", "input rate, micro-USD per million tokens"),
+    ("output_micros_per_mtok", "BIGINT", "output rate, micro-USD per million tokens"),
+    ("cache_read_micros_per_mtok", "BIGINT", "cache-read rate, micro-USD per million tokens"),
+    ("cache_write_micros_per_mtok", "BIGINT", "cache-write rate, micro-USD per million tokens"),
+    ("reasoning_micros_per_mtok", "BIGINT", "reasoning rate, micro-USD per million tokens"),
+    ("effective_from_us", "BIGINT", "the entry's effective time as announced"),
+    ("announced_us", "BIGINT", "event time of the price_set event"),
+    ("in_force_from_us", "BIGINT", "max(effective_from_us, announced_us): prices are never retroactive"),
+    ("seq", "BIGINT", "order read (ties on in_force_from_us: the later entry wins)"),
+)
+
+
 class PriceBook:
     """An immutable set of entries, kept per model sorted by (in-force start, seq)."""
 

@@ -14,6 +14,10 @@ What this module does
     ``calculateReputationMultiplier``), and the incentive rules of seed 002 turn task outcomes,
     efficiency and anomalies into trust changes.
 
+    ``trust_event`` and ``incentive_event`` read signed ``Trust`` and graded ``Outcome`` events into
+    this model, the one reading both the reputation and the budgets processors use, so the trust that
+    scales an agent's budget is the trust its reputation shows.
+
     The bottom of the file holds the input checks the budget modules share (``require_*``): the
     three modules validate alike and raise the same ``ValidationError``.
 
@@ -64,7 +68,8 @@ from ledger.limits import (
     MAX_ID_CHARS,
     MAX_TRUST_VALUE,
 )
-from ledger.units import US_PER_DAY
+from ledger.units import MILLI, US_PER_DAY
+from ledger.wire.events import Event, Outcome, Trust
 from ledger.wire.vocab import TrustDimension
 
 NEUTRAL_SCORE = 0.7  # score with no trust events: the lower edge of the 1.0x tier (see docstring)
@@ -402,3 +407,38 @@ def usage_trust_change(subject: str, efficiency: float, anomaly_count: int) -> T
     if efficiency > EFFICIENCY_REWARD_ABOVE:
         return TrustChange(subject, TrustDimension.RELIABILITY, EFFICIENCY_TRUST_REWARD, "efficiency")
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Signed events into the model: the one reading the reputation and budgets processors share
+# ---------------------------------------------------------------------------------------------
+
+# The issuer recorded on incentive trust: the reputation processor's signer, never an agent, so it is
+# never self-issued. Budgets records the same issuer, so both count the same events.
+INCENTIVE_ISSUER = "processor.reputation"
+
+
+def trust_event(ev: Event, body: Trust) -> TrustEvent | None:
+    """The trust event of a signed ``Trust`` body (issuer = its signer), or None when it does not count:
+    self-issued, or outside the model's range (|value| above one event's limit, ``MAX_TRUST_VALUE``)."""
+    if ev.signer_id == body.subject_id:
+        return None
+    try:
+        dimension = require_choice(TrustDimension, "dimension", body.dimension)
+        return TrustEvent(ev.event_id, ev.signer_id, body.subject_id, dimension, body.value_milli / MILLI,
+                          ev.event_time_us, body.half_life_us)
+    except ValidationError:
+        return None
+
+
+def incentive_event(ev: Event, body: Outcome) -> tuple[TrustEvent, str] | None:
+    """The incentive trust of a graded ``Outcome`` (``task_incentive``) and the rule that decided it,
+    issued by ``INCENTIVE_ISSUER`` about the signer, its value rounded to thousandths as it is stored.
+    None when the outcome has no score or its score earns no trust change."""
+    if body.score_milli is None:
+        return None
+    change = task_incentive(ev.signer_id, body.score_milli / MILLI).trust
+    if change is None:
+        return None
+    value = round(change.value * MILLI) / MILLI
+    return TrustEvent(ev.event_id, INCENTIVE_ISSUER, ev.signer_id, change.dimension, value, ev.event_time_us), change.rule

@@ -16,7 +16,7 @@ from ledger.cli.output import HomeOpt, JsonOpt, LogOpt, err, guarded, open_home,
 from ledger.errors import ExitCode, LedgerError
 from ledger.sdk.home import resolve_home, resolve_log_url
 from processors import REGISTRY, get, views
-from processors.runtime.supervisor import supervise
+from processors.host.supervisor import supervise
 from processors.services import demo as demo_service
 from processors.services import replay as replay_service
 

@@ -1,8 +1,9 @@
 """What a processor is: a name, the views it owns, and a pure ``fold`` from verified input to effects.
 
-The runtime (processors/runtime.py) owns everything else — polling, verification, the DuckDB
+The runtime (``processors.runtime.runner``) owns everything else — polling, verification, the DuckDB
 transaction, tracking, quarantine, the outbox of derived events, publishing and digests — so a
-processor module is only its views and its fold.
+processor module is only its views and its fold. The helpers at the end (``BATCH``, ``Timeline``,
+``columns_of``) are shared by several processors, which never import each other.
 
 ``fold`` must be deterministic: its output depends only on the batch and on the processor's own
 state (restored from its DuckDB tables by ``restore``), never on the wall clock, randomness or the
@@ -12,6 +13,7 @@ order of dict/set iteration.
 from __future__ import annotations
 
 import abc
+import bisect
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -127,3 +129,39 @@ class Processor(abc.ABC):
     @abc.abstractmethod
     def fold(self, items: list[Item], quarantined: list[Quarantined]) -> Effects:
         """The effects of one verified batch (pure: same state + same batch → same effects)."""
+
+
+# ------------------------------------------------------------------ helpers shared by processors
+
+# The runner fills ``_batch`` with the commit batch number in every view that has it, so the publisher
+# can write an append-only view incrementally (only the rows of batches it has not published yet).
+BATCH = Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)")
+
+
+class Timeline:
+    """Versions of one thing over event time: the one in force at t has the latest (start, seq) <= t.
+
+    ``seq`` is the order the versions were read from the log, so two versions with the same start are
+    decided by the log (the later one wins), never by arrival timing."""
+
+    __slots__ = ("keys", "values")
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[int, int]] = []
+        self.values: list[Any] = []
+
+    def add(self, start_us: int, seq: int, value: Any) -> None:
+        i = bisect.bisect_right(self.keys, (start_us, seq))
+        self.keys.insert(i, (start_us, seq))
+        self.values.insert(i, value)
+
+    def at(self, t_us: int) -> Any | None:
+        # (t, +inf) sorts after every (t, seq): the latest version starting at or before t
+        i = bisect.bisect_right(self.keys, (t_us, float("inf"))) - 1
+        return self.values[i] if i >= 0 else None
+
+
+def columns_of(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Row dicts (same keys) to the column dict ``Effects.append`` takes."""
+    keys = list(rows[0])
+    return {k: [r[k] for r in rows] for k in keys}

@@ -21,7 +21,7 @@ from ledger.sdk.registration import bootstrap
 from ledger.testing import workload
 from processors import order_by_topics, views
 from processors.report.model import build, write_html
-from processors.runtime.supervisor import supervise
+from processors.host.supervisor import supervise
 
 EVENTS_PER_TASK = 25  # about what one task of the workload emits (for a progress total)
 

@@ -47,7 +47,7 @@ from ledger.wire.events import Checkpoint
 from processors import views
 from processors.notary import CHECKPOINT_EVERY_EVENTS, NOTARY_SIGNER, Notary
 from processors.runtime.publish import Publisher
-from processors.runtime.service import open_runner, signer_id, state_file
+from processors.host.service import open_runner, signer_id, state_file
 from processors.runtime.store import Store, StoreError
 
 # ``query(sql, params) -> rows`` over the notary's merkle_leaves (its Store, or its published Parquet)

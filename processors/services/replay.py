@@ -22,8 +22,8 @@ from ledger.integrity.checkpoints import StateCheck
 from ledger.log import Log
 from ledger.sdk.home import Home
 from processors import REGISTRY, get
-from processors.runtime import service
-from processors.runtime.supervisor import pid_alive
+from processors.host import service
+from processors.host.supervisor import pid_alive
 from processors.services.proofs import check_state_checkpoints
 
 NEVER_RUN = "never run"

@@ -28,7 +28,7 @@ from processors import views
 from processors.allocations import Allocations, PriceLookup
 from processors.runtime.publish import parse_positions
 from processors.runtime.runner import Runner
-from processors.runtime.service import live_digest, state_file
+from processors.host.service import live_digest, state_file
 from processors.runtime.store import Store, StoreError
 
 

@@ -26,7 +26,7 @@ from ledger.errors import (
 from ledger.integrity.keyring import KeyRing
 from ledger.integrity.verify import Verifier, Where
 from ledger.wire.timefmt import parse_time
-from processors.runtime import worker
+from processors.host import worker
 
 
 def _all_ledger_errors() -> set[type[LedgerError]]:

@@ -33,7 +33,7 @@ from ledger.testing.homes import T0, fill, make_home
 from ledger.wire import codec
 from ledger.wire.events import AgentRegistered, BudgetPolicy, Context, Outcome
 from processors.runtime.publish import Publisher
-from processors.runtime.service import live_digest, open_runner, replay, state_file
+from processors.host.service import live_digest, open_runner, replay, state_file
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKENDS = [pytest.param("sqlite"), pytest.param("kafka", marks=pytest.mark.kafka)]
@@ -114,7 +114,7 @@ def rows(h: Home, sql: str, name: str = "budgets") -> list[dict]:
 
 
 def replayed(h: Home, name: str) -> dict:
-    """The digest of a rebuild from offset 0 into a fresh file (processors.runtime.service.replay)."""
+    """The digest of a rebuild from offset 0 into a fresh file (processors.host.service.replay)."""
     log = h.open_log()
     try:
         return replay(h, name, log)

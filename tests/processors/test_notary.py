@@ -34,7 +34,7 @@ from ledger.wire import codec
 from ledger.wire.events import EMPTY_CONTEXT, AgentRegistered, Checkpoint, StateCheckpoint
 from processors.cli import build_app
 from processors.notary import Notary
-from processors.runtime.service import open_runner, serve
+from processors.host.service import open_runner, serve
 
 app = build_app()  # the whole `tokenledger` command, as the console script builds it
 

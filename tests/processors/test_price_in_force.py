@@ -24,7 +24,7 @@ from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
 from ledger.testing.homes import T0, make_home
 from ledger.wire.events import PriceSet
-from processors.runtime.service import live_digest
+from processors.host.service import live_digest
 
 MODEL = ("acme", "m1")
 MTOK = 1_000_000

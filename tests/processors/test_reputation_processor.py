@@ -15,7 +15,7 @@ from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
 from ledger.testing.homes import T0, fill, make_home
 from ledger.wire.events import Context, Outcome
-from processors.runtime.service import live_digest
+from processors.host.service import live_digest
 
 CTX = Context(org="acme", project="p1")
 

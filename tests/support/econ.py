@@ -14,7 +14,7 @@ from ledger.sdk.home import Home
 from ledger.testing.homes import T0, make_home
 from ledger.wire import codec
 from ledger.wire.events import AgentRegistered, Body, Flow, Interaction
-from processors.runtime.service import live_digest, open_runner, replay, state_file
+from processors.host.service import live_digest, open_runner, replay, state_file
 
 
 def econ_home(tmp_path: Path, backend: str = "sqlite", kafka_url: str | None = None,

@@ -31,7 +31,7 @@ from ledger.sdk.home import Home
 from ledger.testing.homes import fill, inject_bad, make_home
 from ledger.wire import codec
 from processors.cli import build_app
-from processors.runtime.service import live_digest, open_runner, replay
+from processors.host.service import live_digest, open_runner, replay
 
 app = build_app()  # the whole `tokenledger` command, as the console script builds it
 
@@ -129,7 +129,7 @@ def test_journal_events_view_equals_the_verified_log(home):
 
 
 def _worker(h: Home, *, until_caught_up: bool = False, crash_at: str | None = None, max_records: int = 3):
-    cmd = [sys.executable, "-m", "processors.runtime.worker", "journal", "--home", str(h.path), "--max-records",
+    cmd = [sys.executable, "-m", "processors.host.worker", "journal", "--home", str(h.path), "--max-records",
            str(max_records)]
     if until_caught_up:
         cmd.append("--until-caught-up")
@@ -205,7 +205,7 @@ def test_replay_equals_live_including_rejected_events(home):
 def test_queries_in_a_loop_while_ingesting(tmp_path, backend):
     h = make_home(tmp_path / "home", agents=())
     fill(h, tasks=3, batch_size=5, run="warmup")
-    worker = subprocess.Popen([sys.executable, "-m", "processors.runtime.worker", "journal", "--home", str(h.path),
+    worker = subprocess.Popen([sys.executable, "-m", "processors.host.worker", "journal", "--home", str(h.path),
                                "--max-records", "5"], stderr=subprocess.PIPE, text=True, cwd=ROOT)
     stop = threading.Event()
     appended = {"events": 0}

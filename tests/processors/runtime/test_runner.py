@@ -32,7 +32,7 @@ from ledger.wire.events import StateCheckpoint
 from processors.journal import Journal
 from processors.runtime.processor import Derived, Effects, Item, Quarantined
 from processors.runtime.runner import Runner, RunnerFailedError, RunnerInvariantError, RunnerState
-from processors.runtime.service import ensure_processor_key, replay
+from processors.host.service import ensure_processor_key, replay
 from processors.runtime.store import Store, StoreError
 
 RECORDS_PER_BATCH = 3  # small batches: the work spans many commits

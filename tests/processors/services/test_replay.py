@@ -12,7 +12,7 @@ from support.econ import econ_home, run
 from ledger.errors import ValidationError
 from ledger.testing.homes import fill
 from processors import REGISTRY
-from processors.runtime import service
+from processors.host import service
 from processors.services import replay as replay_service
 
 

@@ -33,7 +33,7 @@ class Worker:
 
 
 def worker_command(name: str, home: Path, log: str | None, until_caught_up: bool) -> list[str]:
-    cmd = [sys.executable, "-m", "processors.runtime.worker", name, "--home", str(home)]
+    cmd = [sys.executable, "-m", "processors.host.worker", name, "--home", str(home)]
     if log:
         cmd += ["--log", log]
     if until_caught_up:

@@ -1,4 +1,4 @@
-"""One processor process: ``python -m processors.runtime.worker NAME --home DIR [--log URL] [--until-caught-up]``.
+"""One processor process: ``python -m processors.host.worker NAME --home DIR [--log URL] [--until-caught-up]``.
 
 Started by ``tokenledger run`` (one per processor); SIGTERM/SIGINT finish the current batch and exit 0.
 A ``LedgerError`` ends it with the exit code ``ledger.errors.exit_code_for`` gives it (as for ``tokenledger``).
@@ -11,17 +11,17 @@ import sys
 
 from ledger.errors import LedgerError, exit_code_for
 from ledger.sdk.home import Home, resolve_home, resolve_log_url
-from processors.runtime.service import serve
+from processors.host.service import serve
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="processors.runtime.worker")
+    ap = argparse.ArgumentParser(prog="processors.host.worker")
     ap.add_argument("name")
     ap.add_argument("--home")
     ap.add_argument("--log")
     ap.add_argument("--until-caught-up", action="store_true")
     ap.add_argument("--max-records", type=int, default=None, help="records per batch (default: the runtime's)")
-    ap.add_argument("--crash-at", help="fault injection for crash tests: POINT:N (see processors.runtime.service.crash_hook)")
+    ap.add_argument("--crash-at", help="fault injection for crash tests: POINT:N (see processors.host.service.crash_hook)")
     a = ap.parse_args(argv)
     try:
         home = Home.open(resolve_home(a.home))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from processors import REGISTRY
-from processors.runtime.catalog import render_catalog
+from processors.host.catalog import render_catalog
 from processors.runtime.publish import published_views
 
 ROOT = Path(__file__).resolve().parents[3]
