@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from ledger.economics.money import MAX_EVENT_TIME_US, cost_micros
 from ledger.economics.pricing import (
+    PRICE_ROW_COLUMNS,
     ModelPrice,
     PriceBook,
     default_price_book,
@@ -349,3 +350,12 @@ def test_price_book_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValidationError) as caught:
         book.with_price_set(price_set(3, 0), 30)
     assert caught.value.field == "entries" and book.applied == 2
+
+
+def test_price_row_columns_name_exactly_what_a_row_holds() -> None:
+    """Processors declare their price views with PRICE_ROW_COLUMNS and store ``row()``: the two must agree,
+    in order, or a restore would read a column the view does not have."""
+    book = PriceBook().with_price_set(price_set(1_000, 0), 10)
+    assert book.last_applied is not None
+    assert [name for name, _, _ in PRICE_ROW_COLUMNS] == list(book.last_applied.row())
+    assert all(sql_type in ("VARCHAR", "BIGINT") and meaning for _, sql_type, meaning in PRICE_ROW_COLUMNS)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from ledger.economics.reputation import (
     DEFAULT_HALF_LIFE_US,
     DEFAULT_WEIGHTS,
+    INCENTIVE_ISSUER,
     NEUTRAL_SCORE,
     US_PER_DAY,
     ReputationTier,
@@ -27,12 +28,15 @@ from ledger.economics.reputation import (
     apply_multiplier,
     budget_multiplier,
     decayed_value,
+    incentive_event,
     reputation,
     reputation_tier,
     task_incentive,
+    trust_event,
     usage_trust_change,
 )
 from ledger.errors import ValidationError
+from ledger.wire.events import Body, Context, Event, Outcome, Trust
 
 T0 = 1_700_000_000_000_000
 ACC, COMP, FEED, REL = TrustDimension.ACCURACY, TrustDimension.COMPLIANCE, TrustDimension.FEEDBACK, TrustDimension.RELIABILITY
@@ -243,3 +247,51 @@ def test_bad_reputation_and_incentive_inputs_rejected() -> None:
         task_incentive("agent", 0.9, base_reward=-1)
     with pytest.raises(ValidationError):
         reputation([], "agent", T0).score("efficiency")
+
+
+# ------------------------------------------------------------------ signed events into the model
+
+
+def signed(signer: str, body: Body, *, event_id: str = "ab" * 16, t: int = T0) -> Event:
+    return Event(event_id=event_id, signer_id=signer, seq=1, prev_hash=bytes(32), idempotency_key=None,
+                 event_time_us=t, context=Context(), body=body)
+
+
+def test_trust_event_reads_a_signed_trust_body() -> None:
+    body = Trust(subject_id="agent", dimension="compliance", value_milli=-2_500, half_life_us=US_PER_DAY)
+    assert trust_event(signed("peer", body), body) == TrustEvent("ab" * 16, "peer", "agent", COMP, -2.5, T0,
+                                                                 US_PER_DAY)
+
+
+def test_trust_event_leaves_out_self_issued_and_out_of_range_trust() -> None:
+    own = Trust(subject_id="agent", dimension="accuracy", value_milli=5_000)
+    assert trust_event(signed("agent", own), own) is None  # an agent never rates itself
+    huge = Trust(subject_id="agent", dimension="accuracy", value_milli=1_000_001)  # 1000.001 > one event's limit
+    assert trust_event(signed("peer", huge), huge) is None
+
+
+@pytest.mark.parametrize(("score_milli", "expected"), [
+    (900, (9.0, "task_reward")),  # >= 0.8: score * 10 accuracy trust
+    (200, (-8.0, "task_penalty")),  # < 0.5: -(1 - score) * 10
+    (600, None),  # in between: no change
+    (None, None),  # not graded
+])
+def test_incentive_event_is_issued_by_the_reputation_processor_about_the_signer(
+        score_milli: int | None, expected: tuple[float, str] | None) -> None:
+    body = Outcome(task_id="t1", score_milli=score_milli)
+    got = incentive_event(signed("agent", body), body)
+    if expected is None:
+        assert got is None
+        return
+    assert got is not None
+    te, rule = got
+    assert (te.value, rule) == expected
+    assert (te.issuer, te.subject, te.dimension, te.event_time_us) == (INCENTIVE_ISSUER, "agent", ACC, T0)
+
+
+def test_incentive_value_is_rounded_to_thousandths_as_stored() -> None:
+    body = Outcome(task_id="t1", score_milli=810)  # 0.81 * 10 is 8.100000000000001 in floats
+    change = task_incentive("agent", 0.81).trust
+    assert change is not None and change.value != 8.1  # the pure rule's float, before rounding
+    got = incentive_event(signed("agent", body), body)
+    assert got is not None and got[0].value == 8.1  # what trust_history stores (8100 milli) and restores
