@@ -63,7 +63,8 @@ from processors.runtime.processor import (
 
 # The methods applied when no enabled allocation rule matches an interaction: who asked pays (the
 # cash view), and the Shapley split with its documented defaults (the fair-share view).
-DEFAULT_METHODS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
+Params = tuple[tuple[str, str], ...]  # a method's parameters as on the wire: sorted (key, text) pairs
+DEFAULT_METHODS: tuple[tuple[str, str, Params], ...] = (
     ("default", REQUESTOR_PAYS, ()),
     ("default", SHAPLEY, ()),
 )
@@ -138,7 +139,8 @@ AGENT_COSTS = View(
     ),
 )
 UNPRICED = View(
-    name="unpriced", doc="Interactions (or one method of one) that could not be priced or allocated, and why; never $0.",
+    name="unpriced",
+    doc="Interactions (or one method of one) that could not be priced or allocated, and why; never $0.",
     columns=(
         Column("event_id", "VARCHAR", "the interaction event's id"),
         Column("interaction_id", "VARCHAR", "the interaction's own id"),
@@ -180,7 +182,7 @@ _PRICE_ROWS_SQL = f"SELECT {', '.join(PRICES.public_columns)} FROM prices"  # no
 class RuleVersion:
     rule_id: str
     method: str
-    params: tuple[tuple[str, str], ...]
+    params: Params
     org: str | None
     project: str | None
     enabled: bool
@@ -196,7 +198,7 @@ def rates_text(p: ModelPrice) -> str:
     return f"{p.input}/{p.output}/{p.cache_read}"
 
 
-def method_params(method: str, params: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+def method_params(method: str, params: Params) -> dict[str, Any]:
     """Wire params (strings) to the method's typed parameters; a bad value is a ValidationError naming it."""
     out: dict[str, Any] = {}
     for key, text in params:
@@ -242,7 +244,7 @@ class Allocations(Processor):
 
     def __init__(self) -> None:
         self.prices = PriceBook()  # from price_set events only (the shipped book is on the log as such)
-        self.rules: dict[str, Timeline] = {}
+        self.rules: dict[str, Timeline[RuleVersion]] = {}
         self.rule_seq = 0
         self.costs: dict[tuple[str, str], list[int]] = {}  # (agent, method) -> [interactions, incurred, allocated]
         self.produce_derived = True
@@ -268,9 +270,9 @@ class Allocations(Processor):
         # self.prices is replaced (never changed in place) by each price_set: look it up at call time
         return lambda provider, model, t_us: self.prices.in_force_at(provider, model, t_us)
 
-    def methods_for(self, t_us: int, org: str | None, project: str | None) -> list[tuple[str, str, tuple]]:
+    def methods_for(self, t_us: int, org: str | None, project: str | None) -> list[tuple[str, str, Params]]:
         """(rule_id, method, params) to apply to an interaction at ``t_us`` in this context, by method."""
-        chosen: dict[str, tuple[int, str, tuple]] = {}
+        chosen: dict[str, tuple[int, str, Params]] = {}
         for rid in sorted(self.rules):
             v: RuleVersion | None = self.rules[rid].at(t_us)
             if v is None or not v.enabled:
@@ -335,8 +337,9 @@ class Allocations(Processor):
                 "balance_micros": [self.costs[k][2] - self.costs[k][1] for k in keys]})
         return fx
 
-    def _interaction(self, ev: Any, body: Interaction, lookup: PriceLookup, inter_rows: list, alloc_rows: list,
-                     unpriced: list, touched: set, fx: Effects) -> None:
+    def _interaction(self, ev: Any, body: Interaction, lookup: PriceLookup, inter_rows: list[dict[str, Any]],
+                     alloc_rows: list[dict[str, Any]], unpriced: list[dict[str, Any]],
+                     touched: set[tuple[str, str]], fx: Effects) -> None:
         t = ev.event_time_us
         base = {"event_id": ev.event_id, "interaction_id": body.interaction_id, "event_time_us": t,
                 "requestor_id": body.requestor_id, "responder_id": body.responder_id}
@@ -399,7 +402,7 @@ class Allocations(Processor):
                         direction=a.direction, request_output_micros=metered.request_output.cost,
                         request_input_micros=metered.request_input.cost,
                         response_output_micros=metered.response_output.cost,
-                        response_input_micros=metered.response_input.cost, params=wire)))
+                        response_input_micros=metered.response_input.cost, params=tuple(sorted(wire.items())))))
 
 
 def _unpriced(base: dict[str, Any], stage: str, method: str | None, e: LedgerError) -> dict[str, Any]:

@@ -92,8 +92,18 @@ from ledger.wire.events import (
 from ledger.wire.events import (
     Reservation as ReservationEvent,
 )
-from ledger.wire.vocab import SCOPE_LEVEL_VALUES
-from processors.runtime.processor import BATCH, Column, Derived, Effects, Item, Processor, Quarantined, View
+from ledger.wire.vocab import SCOPE_LEVEL_VALUES, ScopeLevel
+from processors.runtime.processor import (
+    BATCH,
+    Column,
+    Derived,
+    Effects,
+    Item,
+    Processor,
+    Quarantined,
+    View,
+    columns_of,
+)
 
 LEVELS = SCOPE_LEVEL_VALUES  # outermost first
 
@@ -251,8 +261,8 @@ class Budgets(Processor):
             self.updated[key] = row["updated_us"]
             self.multiplier[key] = row["reputation_multiplier"]
         for eid, t, issuer, subject, dim, vm, hl in query(
-                "SELECT event_id, event_time_us, issuer, subject, dimension, value_milli, half_life_us FROM budget_trust "
-                "ORDER BY _batch, event_time_us, event_id"):
+                "SELECT event_id, event_time_us, issuer, subject, dimension, value_milli, half_life_us "
+                "FROM budget_trust ORDER BY _batch, event_time_us, event_id"):
             self.trust.setdefault(subject, []).append(TrustEvent(eid, issuer, subject, dim, vm / MILLI, t, hl))
         self.book = price_book_from_rows(_rows(query, PRICES))
 
@@ -266,40 +276,42 @@ class Budgets(Processor):
         self.transfer_rows: list[dict[str, Any]] = []
         self.trust_rows: list[dict[str, Any]] = []
         for it in items:
-            ev = it.decoded.event
             self.n = 0  # derived events from this input event: their idempotency key index
-            body = ev.body
-            if isinstance(body, PolicyEvent):
-                self._policy(ev, body)
-            elif isinstance(body, PriceSet):
-                self._add_price(ev, body)
-            elif isinstance(body, ReservationEvent):
-                self._reservation(ev, body)
-            elif isinstance(body, Outcome):
-                self._outcome(ev, body)
-                got = incentive_event(ev, body)
-                if got is not None:
-                    self._count_trust(got[0])
-            elif not body.CONTROL and not getattr(body, "DERIVED", False):
-                if isinstance(body, Trust):
-                    te = trust_event(ev, body)
-                    if te is not None:
-                        self._count_trust(te)
-                for kind, amount in self._spends(ev, body):
-                    self._usage(ev, kind, amount)
+            self._event(it.decoded.event)
         fx = self.fx
         if self.dirty:
-            fx.upsert("budgets", _columns([self._row(k) for k in sorted(self.dirty)]))
+            fx.upsert("budgets", columns_of([self._row(k) for k in sorted(self.dirty)]))
         if self.dirty_res:
-            fx.upsert("reservations", _columns([self.reservations[r] for r in sorted(self.dirty_res)]))
+            fx.upsert("reservations", columns_of([self.reservations[r] for r in sorted(self.dirty_res)]))
         if self.alert_rows:
-            fx.append("budget_alerts", _columns(self.alert_rows))
+            fx.append("budget_alerts", columns_of(self.alert_rows))
         if self.transfer_rows:
-            fx.append("transfers", _columns(self.transfer_rows))
+            fx.append("transfers", columns_of(self.transfer_rows))
         if self.trust_rows:
-            fx.append("budget_trust", _columns(self.trust_rows))
+            fx.append("budget_trust", columns_of(self.trust_rows))
         del self.fx
         return fx
+
+    def _event(self, ev: Event) -> None:
+        body = ev.body
+        if isinstance(body, PolicyEvent):
+            self._policy(ev, body)
+        elif isinstance(body, PriceSet):
+            self._add_price(ev, body)
+        elif isinstance(body, ReservationEvent):
+            self._reservation(ev, body)
+        elif isinstance(body, Outcome):
+            self._outcome(ev, body)
+            got = incentive_event(ev, body)
+            if got is not None:
+                self._count_trust(got[0])
+        elif not body.CONTROL and not getattr(body, "DERIVED", False):
+            if isinstance(body, Trust):
+                te = trust_event(ev, body)
+                if te is not None:
+                    self._count_trust(te)
+            for kind, amount in self._spends(ev, body):
+                self._usage(ev, kind, amount)
 
     # ------------------------------------------------------------ events
 
@@ -316,7 +328,7 @@ class Budgets(Processor):
         old = self.states.get(key)
         self.policies[key] = policy
         if old is None:
-            opened = b.open_budget(b.Scope(body.scope, body.scope_id), policy, t)
+            opened = b.open_budget(b.Scope(ScopeLevel(body.scope), body.scope_id), policy, t)
             self.states[key] = replace(opened, allocation=self._allocation(key, t))
             self.parent.setdefault(key, (None, None))
         else:
@@ -405,10 +417,10 @@ class Budgets(Processor):
         if not keys:
             return
         levels = [(self.states[k], self.policies[k]) for k in keys]
-        held = min((s.reservation(rid).amount for s, _ in levels if s.reservation(rid) is not None), default=None)
+        held = min((r.amount for s, _ in levels if (r := s.reservation(rid)) is not None), default=None)
         amount = body.amount if held is None else min(body.amount, held)
         res = b.commit_chain(levels, rid, amount, t)
-        for key, state in zip(keys, res.states):
+        for key, state in zip(keys, res.states, strict=True):
             self.states[key] = state
             self._touch(key, t)
         self._alerts(ev, res.alerts)
@@ -433,12 +445,11 @@ class Budgets(Processor):
         rid = body.reservation_id
         ids = self._ids(ev)
         ids[body.scope] = body.scope_id
-        chain = [(lvl, ids[lvl], body.budget_kind) for lvl in LEVELS
-                 if ids.get(lvl) is not None and (lvl, ids[lvl], body.budget_kind) in self.policies]
+        chain = self._budgeted(ids, body.budget_kind)
         self._note_parents(ids, body.budget_kind, chain)
         row = {"reservation_id": rid, "agent_id": ev.signer_id, "scope": body.scope, "scope_id": body.scope_id,
                "budget_kind": body.budget_kind, "amount": body.amount, "committed": 0, "status": "refused",
-               "reason": "", "levels": levels_text([b.Scope(k[0], k[1]) for k in chain]), "created_us": t,
+               "reason": "", "levels": levels_text([b.Scope(ScopeLevel(k[0]), k[1]) for k in chain]), "created_us": t,
                "expires_us": body.expires_at_us, "updated_us": t}
 
         def refuse(reason: str, key: Key | None, state: b.BudgetState | None) -> None:
@@ -466,7 +477,7 @@ class Budgets(Processor):
         levels = [(self.states[k], self.policies[k]) for k in chain]
         ttl = min(body.expires_at_us - t, MAX_BUDGET_INTERVAL_US)
         res = b.reserve_chain(levels, rid, body.amount, t, ttl)
-        for key, state in zip(chain, res.states):
+        for key, state in zip(chain, res.states, strict=True):
             self.states[key] = state
             self._touch(key, t)
         self._alerts(ev, res.alerts)
@@ -509,7 +520,7 @@ class Budgets(Processor):
             out = b.reallocate([(self.states[k], self.policies[k]) for k in siblings], key[1], amount, t)
             if isinstance(out, Refusal):
                 continue
-            for k, s in zip(siblings, out.states):
+            for k, s in zip(siblings, out.states, strict=True):
                 self.states[k] = s
                 self._touch(k, t)
             self._alerts(ev, out.alerts)
@@ -517,9 +528,10 @@ class Budgets(Processor):
             for tr in out.transfers:
                 self.n += 1
                 tid = f"budgets:{ev.event_id}:{self.n}"
-                self.fx.derived.append(Derived(topic="alerts", event_time_us=t, idempotency_key=tid, body=BudgetTransfer(
-                    budget_kind=key[2], donor_id=tr.donor, recipient_id=tr.recipient, amount=tr.amount,
-                    window_start_us=max(0, window), reason=f"{key[0]} shortfall")))
+                transfer = BudgetTransfer(budget_kind=key[2], donor_id=tr.donor, recipient_id=tr.recipient,
+                                          amount=tr.amount, window_start_us=max(0, window),
+                                          reason=f"{key[0]} shortfall")
+                self.fx.derived.append(Derived(topic="alerts", event_time_us=t, idempotency_key=tid, body=transfer))
                 self.transfer_rows.append({
                     "transfer_id": tid, "event_time_us": t, "cause_event_id": ev.event_id, "scope": key[0],
                     "budget_kind": key[2], "donor_id": tr.donor, "recipient_id": tr.recipient, "amount": tr.amount,
@@ -531,12 +543,17 @@ class Budgets(Processor):
         c = ev.context
         return {"org": c.org, "project": c.project, "task": c.task, "agent": ev.signer_id}
 
+    def _budgeted(self, ids: dict[str, str | None], kind: str) -> list[Key]:
+        """The levels of ``ids`` that have a ``kind`` budget, outermost first."""
+        return [(lvl, sid, kind) for lvl in LEVELS
+                if (sid := ids.get(lvl)) is not None and (lvl, sid, kind) in self.policies]
+
     def _chain(self, ev: Event, kind: str) -> list[Key]:
         ids = self._ids(ev)
-        chain = [(lvl, ids[lvl], kind) for lvl in LEVELS if ids[lvl] is not None and (lvl, ids[lvl], kind) in self.policies]
+        chain = self._budgeted(ids, kind)
         if chain:
             self._note_parents(ids, kind, chain)
-        return chain  # type: ignore[return-value]
+        return chain
 
     def _note_parents(self, ids: dict[str, str | None], kind: str, chain: list[Key]) -> None:
         for key in chain:
@@ -645,12 +662,9 @@ class Budgets(Processor):
 
 
 def _rows(query: Callable[..., list[tuple[Any, ...]]], view: View) -> list[dict[str, Any]]:
-    names = [c.name for c in view.columns if not c.name.startswith("_")]
-    return [dict(zip(names, r)) for r in query(f"SELECT {', '.join(names)} FROM {view.name}")]
-
-
-def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    return {k: [r[k] for r in rows] for k in rows[0]}
+    names = view.public_columns
+    sql = f"SELECT {', '.join(names)} FROM {view.name}"  # noqa: S608  (names from the view definition)
+    return [dict(zip(names, r, strict=True)) for r in query(sql)]
 
 
 __all__ = ["ALERTS", "BUDGETS", "PRICES", "RESERVATIONS", "TRANSFERS", "Budgets"]

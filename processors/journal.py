@@ -192,7 +192,7 @@ class Journal(Processor):
 
     def fold(self, items: list[Item], quarantined: list[Quarantined]) -> Effects:
         fx = Effects()
-        groups: dict[type, list[tuple[Any, ...]]] = {}
+        groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}  # by the body's own columns
         for it in items:
             ev = it.decoded.event
             ctx = ev.context
@@ -202,11 +202,12 @@ class Journal(Processor):
             row = (ev.event_id, ev.signer_id, it.key_id, ev.seq, body.KIND, ev.event_time_us, ev.event_time_us,
                    ctx.org, ctx.project,
                    ctx.task, ctx.stage, ctx.run, json.dumps(dict(ctx.labels), sort_keys=True) if ctx.labels else None,
-                   ev.idempotency_key, rec.topic, rec.partition, rec.offset) + flatten(body)
+                   ev.idempotency_key, rec.topic, rec.partition, rec.offset, *flatten(body))
             groups.setdefault(cols, []).append(row)
         for cols, rows in groups.items():
             # rows -> columns in C (zip), not value by value in Python
-            columns: dict[str, Any] = dict(zip(COMMON_COLS + cols, map(list, zip(*rows))))
+            # every row of a group has the group's columns: strict zips only assert it
+            columns: dict[str, Any] = dict(zip(COMMON_COLS + cols, map(list, zip(*rows, strict=True)), strict=True))
             # microseconds straight into an Arrow timestamp column: no datetime object per event
             columns["event_time"] = pa.array(columns["event_time"], type=pa.timestamp("us"))
             fx.append("events", columns)

@@ -133,9 +133,9 @@ class Reputation(Processor):
         te, rule = got
         self._note(ev.signer_id, ev.event_time_us)
         self.events.setdefault(ev.signer_id, []).append(te)
-        return {"event_id": ev.event_id, "event_time_us": ev.event_time_us, "issuer": INCENTIVE_ISSUER, "subject": ev.signer_id,
-                "dimension": te.dimension.value, "value_milli": round(te.value * MILLI), "half_life_us": None,
-                "source": f"incentive:{rule}", "counted": True}
+        return {"event_id": ev.event_id, "event_time_us": ev.event_time_us, "issuer": INCENTIVE_ISSUER,
+                "subject": ev.signer_id, "dimension": te.dimension.value, "value_milli": round(te.value * MILLI),
+                "half_life_us": None, "source": f"incentive:{rule}", "counted": True}
 
     def _row(self, subject: str) -> dict[str, Any]:
         events = self.events.get(subject, [])

@@ -113,7 +113,8 @@ PAIR_BALANCES = View(
         *_RULE_COLS,
         Column("agent_a", "VARCHAR", "the pair's smaller agent id"),
         Column("agent_b", "VARCHAR", "the pair's larger agent id"),
-        Column("a_owes_b_micros", "BIGINT", "net of the window's allocations: positive = a owes b, negative = b owes a"),
+        Column("a_owes_b_micros", "BIGINT",
+               "net of the window's allocations: positive = a owes b, negative = b owes a"),
         Column("allocations", "BIGINT", "allocations netted into it"),
         Column("late_allocations", "BIGINT", "of those, allocations whose own window had already closed"),
         Column("status", "VARCHAR", "open | closed"),
@@ -179,7 +180,7 @@ class Settlements(Processor):
     rail: PaymentRail = LedgerRail()
 
     def __init__(self) -> None:
-        self.rules: dict[str, Timeline] = {}
+        self.rules: dict[str, Timeline[Rule]] = {}
         self.rule_seq = 0
         self.watermark = 0
         # rule -> window (start, end) -> pair (a, b) -> [a_owes_b, allocations, late]
@@ -240,11 +241,11 @@ class Settlements(Processor):
 
     def _allocation(self, t: int, body: AllocationEvent, out: _Out) -> None:
         if body.direction == REQUESTOR_TO_RESPONDER:
-            payer, payee = body.requestor_id, body.responder_id
+            payer = body.requestor_id
         elif body.direction == RESPONDER_TO_REQUESTOR:
-            payer, payee = body.responder_id, body.requestor_id
+            payer = body.responder_id
         else:
-            payer = payee = ""
+            payer = ""  # no transfer: the pair's balance does not move
         for rule in self.rules_at(t):
             if rule.method != body.method:
                 continue
@@ -306,11 +307,12 @@ class Settlements(Processor):
             proposal = Settlement(
                 settlement_id=sid, window_start_us=start, window_end_us=end, payer=tr.payer, payee=tr.payee,
                 amount_micros=tr.amount_micros, method=rule.method, tier=rule.tier, status="proposed", rail=NO_RAIL,
-                params={"rule_id": rid, "threshold_micros": str(rule.threshold_micros),
-                        "window_us": str(rule.window_us), "pairs_settled": str(len(settle)),
-                        "pairs_carried": str(len(carry)), "transfers_in_window": str(len(transfers)),
-                        "payer_position_micros": str(positions[tr.payer]),
-                        "payee_position_micros": str(positions[tr.payee])})
+                params=tuple(sorted({
+                    "rule_id": rid, "threshold_micros": str(rule.threshold_micros),
+                    "window_us": str(rule.window_us), "pairs_settled": str(len(settle)),
+                    "pairs_carried": str(len(carry)), "transfers_in_window": str(len(transfers)),
+                    "payer_position_micros": str(positions[tr.payer]),
+                    "payee_position_micros": str(positions[tr.payee])}.items())))
             event = self.rail.settle(proposal, key) if settles else proposal
             fx.derived.append(Derived(topic="settlements", body=event, event_time_us=end, idempotency_key=key))
             out.settlements.append((rid, event))

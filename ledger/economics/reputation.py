@@ -441,4 +441,5 @@ def incentive_event(ev: Event, body: Outcome) -> tuple[TrustEvent, str] | None:
     if change is None:
         return None
     value = round(change.value * MILLI) / MILLI
-    return TrustEvent(ev.event_id, INCENTIVE_ISSUER, ev.signer_id, change.dimension, value, ev.event_time_us), change.rule
+    event = TrustEvent(ev.event_id, INCENTIVE_ISSUER, ev.signer_id, change.dimension, value, ev.event_time_us)
+    return event, change.rule

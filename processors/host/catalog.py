@@ -23,7 +23,7 @@ def render_catalog() -> str:
     ]
     sections = []
     for name in sorted(REGISTRY):
-        for view, table in published_views(REGISTRY[name]()):
+        for view, _table in published_views(REGISTRY[name]()):
             kind = "append-only" if view.mode == "append" else "snapshot"
             lines.append(f"| `{view.name}` | {name} | {kind} | {view.doc} |")
             cols = [c for c in view.columns if not c.name.startswith("_")]

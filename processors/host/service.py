@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger import limits
+from ledger.errors import StoreError
 from ledger.integrity.keys import SigningKey
 from ledger.log import Log
 from ledger.sdk.home import Home
@@ -173,7 +174,8 @@ def emit_state_checkpoint(runner: Runner, name: str, digest: dict[str, Any]) -> 
             t_ms = max([t_ms] + [r.timestamp_ms for r in recs])
     t_us = min(max(t_ms * 1000, limits.MIN_EVENT_TIME_US), limits.MAX_EVENT_TIME_US)
     tables = json.dumps(digest["tables"], sort_keys=True)
-    body = StateCheckpoint(processor=name, positions={f"{t}/{p}": o for (t, p), o in sorted(runner.positions.items())},
+    positions = tuple((f"{t}/{p}", o) for (t, p), o in sorted(runner.positions.items()))
+    body = StateCheckpoint(processor=name, positions=positions,
                            digest=digest["digest"],
                            tables_json=tables if len(tables) <= limits.MAX_JSON_TEXT_CHARS else "")
     d = Derived(topic="checkpoints", body=body, event_time_us=t_us,
@@ -190,7 +192,7 @@ def live_digest(home: Home, name: str) -> dict[str, Any]:
         return {"processor": name, "positions": {}, "digest": None, "source": "none"}
     try:
         store = Store(path, processor.views, read_only=True)
-    except Exception:
+    except StoreError:  # the running processor holds the file: use the digest it last published
         state = read_state(home.views_dir(name))
         if not state or "digest" not in state:
             return {"processor": name, "positions": {}, "digest": None, "source": "running, no digest yet"}

@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log")
     ap.add_argument("--until-caught-up", action="store_true")
     ap.add_argument("--max-records", type=int, default=None, help="records per batch (default: the runtime's)")
-    ap.add_argument("--crash-at", help="fault injection for crash tests: POINT:N (see processors.host.service.crash_hook)")
+    ap.add_argument("--crash-at",
+                    help="fault injection for crash tests: POINT:N (see processors.host.service.crash_hook)")
     a = ap.parse_args(argv)
     try:
         home = Home.open(resolve_home(a.home))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import bisect
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from ledger.log import Record
 from ledger.wire.codec import DecodedEvent
@@ -123,7 +123,7 @@ class Processor(abc.ABC):
     views: ClassVar[tuple[View, ...]] = ()
     publishes_rejections: ClassVar[bool] = False  # one processor (the journal) sends dead letters
 
-    def restore(self, query: Any) -> None:
+    def restore(self, query: Any) -> None:  # noqa: B027  (optional hook: a stateless processor restores nothing)
         """Load in-memory state from the processor's tables (``query(sql, params) -> rows``)."""
 
     @abc.abstractmethod
@@ -138,7 +138,10 @@ class Processor(abc.ABC):
 BATCH = Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)")
 
 
-class Timeline:
+V = TypeVar("V")
+
+
+class Timeline(Generic[V]):
     """Versions of one thing over event time: the one in force at t has the latest (start, seq) <= t.
 
     ``seq`` is the order the versions were read from the log, so two versions with the same start are
@@ -148,14 +151,14 @@ class Timeline:
 
     def __init__(self) -> None:
         self.keys: list[tuple[int, int]] = []
-        self.values: list[Any] = []
+        self.values: list[V] = []
 
-    def add(self, start_us: int, seq: int, value: Any) -> None:
+    def add(self, start_us: int, seq: int, value: V) -> None:
         i = bisect.bisect_right(self.keys, (start_us, seq))
         self.keys.insert(i, (start_us, seq))
         self.values.insert(i, value)
 
-    def at(self, t_us: int) -> Any | None:
+    def at(self, t_us: int) -> V | None:
         # (t, +inf) sorts after every (t, seq): the latest version starting at or before t
         i = bisect.bisect_right(self.keys, (t_us, float("inf"))) - 1
         return self.values[i] if i >= 0 else None

@@ -39,7 +39,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from ledger import limits
 from ledger.errors import RejectError, RunnerFailedError, RunnerInvariantError
@@ -53,6 +53,14 @@ from processors.runtime.processor import Derived, Effects, Item, Processor, Quar
 from processors.runtime.store import Store
 
 GC_GEN0_THRESHOLD = 200_000  # allocations between young-generation collections (default 700)
+
+
+@runtime_checkable
+class ClockedLog(Protocol):
+    """A log with one clock over all its partitions (``total_order = True``: embedded, in-memory): the
+    largest append time given so far, which ``ledger.log.order`` needs to read in the log's one order."""
+
+    def clock_us(self) -> int: ...
 
 
 class Crash(BaseException):
@@ -330,7 +338,9 @@ class Runner:
             self.store.save_producer(self.key.signer_id, self.producer_head)
 
     def _poll_in_log_order(self) -> list[Record]:
-        clock_us = self.log.clock_us()  # before any read: see ledger.log.order, step 1
+        log = self.log
+        assert isinstance(log, ClockedLog), "a log with total_order has a clock"  # _step_poll checked total_order
+        clock_us = log.clock_us()  # before any read: see ledger.log.order, step 1
         data = [tp for tp in self._order if tp[0] != self._control]
         # every partition is read each poll (a partition left unread would bound nothing and stall the order)
         data_share = max(1, self.max_records // max(1, len(data)))
@@ -353,7 +363,7 @@ class Runner:
                     if r.offset < pos + len(kept):
                         continue  # a re-delivery of what we already have
                     size += len(r.value)
-                    if size > byte_share and kept or len(kept) == want:
+                    if (size > byte_share and kept) or len(kept) == want:
                         break  # the rest waits for a later poll: memory per batch stays bounded
                     kept.append(r)
             reads[tp] = kept

@@ -77,7 +77,9 @@ class Store:
             # a bounded buffer pool keeps a processor's memory flat as its tables grow
             self.con = duckdb.connect(str(self.path), read_only=read_only,
                                       config={"threads": threads, "memory_limit": memory_limit})
-        except duckdb.IOException as e:
+        except (duckdb.IOException, duckdb.ConnectionException) as e:
+            # IOException: another process holds the file; ConnectionException: this process does, opened
+            # with another configuration (a read-only look at a state file a runner here has open)
             raise StoreError(f"cannot open processor state: {e}", path=str(self.path),
                              hint="is another process running this processor? (`tokenledger status`)") from None
         self._in_transaction = False
@@ -189,7 +191,7 @@ class Store:
         self.con.register("_arrow_in", tbl)
         try:
             verb = "INSERT OR REPLACE" if replace else "INSERT"
-            self.con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM _arrow_in")
+            self.con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM _arrow_in")  # noqa: S608  (a view name from code)
         finally:
             # in a transaction a failed INSERT aborted, DuckDB refuses even this: the INSERT's own error
             # (a constraint violation, say) is the one to report, and the next register replaces the view
@@ -266,14 +268,16 @@ class Store:
         digest hashes the (view, row count, table digest) list in view-name order. Independent of
         insertion order and batch boundaries, so a replay reaches the same digest.
         """
-        tables = {}
+        tables: dict[str, dict[str, Any]] = {}
         for v in sorted(self.views, key=lambda v: v.name):
             cols = v.public_columns
             # a struct of the public columns, cast to text, is DuckDB's canonical rendering of the row
             row = "struct_pack(" + ", ".join(f"{c} := {c}" for c in cols) + ")::VARCHAR"
-            n, h = self.con.execute(
-                f"SELECT count(*), coalesce(sha256(string_agg(h, '' ORDER BY h)), '') FROM "
-                f"(SELECT sha256({row}) AS h FROM {v.name})").fetchone()
+            sql = ("SELECT count(*), coalesce(sha256(string_agg(h, '' ORDER BY h)), '') FROM "  # noqa: S608  (names from code)
+                   f"(SELECT sha256({row}) AS h FROM {v.name})")
+            got = self._one(sql)
+            assert got is not None  # an aggregate without GROUP BY returns exactly one row
+            n, h = got
             tables[v.name] = {"rows": int(n), "sha256": h}
         canon = json.dumps(tables, sort_keys=True).encode()
         return {"digest": hashlib.sha256(canon).hexdigest(), "tables": tables}
@@ -284,7 +288,9 @@ class Store:
         """Write the view's public columns (optionally filtered) to a Parquet file, atomically."""
         cols = ", ".join(view.public_columns)
         tmp = target.with_name(target.name + ".tmp")
-        self.con.execute(f"COPY (SELECT {cols} FROM {view.name} {where}) TO '{_sql_path(tmp)}' (FORMAT parquet)")
+        # names from the view definitions, ``where`` from the publisher (batch numbers), the path quoted
+        sql = f"COPY (SELECT {cols} FROM {view.name} {where}) TO '{_sql_path(tmp)}' (FORMAT parquet)"  # noqa: S608  (see above)
+        self.con.execute(sql)
         tmp.replace(target)
 
     def close(self) -> None:
