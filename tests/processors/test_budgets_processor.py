@@ -32,8 +32,8 @@ from ledger.sdk.home import Home
 from ledger.testing.homes import T0, fill, make_home
 from ledger.wire import codec
 from ledger.wire.events import AgentRegistered, BudgetPolicy, Context, Outcome
-from processors.runtime.publish import Publisher
 from processors.host.service import live_digest, open_runner, replay, state_file
+from processors.runtime.publish import Publisher
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKENDS = [pytest.param("sqlite"), pytest.param("kafka", marks=pytest.mark.kafka)]

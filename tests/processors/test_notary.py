@@ -33,8 +33,8 @@ from ledger.testing.homes import T0, fill, make_home
 from ledger.wire import codec
 from ledger.wire.events import EMPTY_CONTEXT, AgentRegistered, Checkpoint, StateCheckpoint
 from processors.cli import build_app
-from processors.notary import Notary
 from processors.host.service import open_runner, serve
+from processors.notary import Notary
 
 app = build_app()  # the whole `tokenledger` command, as the console script builds it
 

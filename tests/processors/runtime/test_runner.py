@@ -29,10 +29,10 @@ from ledger.sdk.home import Home
 from ledger.testing.homes import fill, inject_bad, make_home
 from ledger.wire import codec
 from ledger.wire.events import StateCheckpoint
+from processors.host.service import ensure_processor_key, replay
 from processors.journal import Journal
 from processors.runtime.processor import Derived, Effects, Item, Quarantined
 from processors.runtime.runner import Runner, RunnerFailedError, RunnerInvariantError, RunnerState
-from processors.host.service import ensure_processor_key, replay
 from processors.runtime.store import Store, StoreError
 
 RECORDS_PER_BATCH = 3  # small batches: the work spans many commits
