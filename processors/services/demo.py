@@ -20,7 +20,8 @@ from ledger.sdk.home import Home, HomeLayout, resolve_log_url
 from ledger.sdk.registration import bootstrap
 from ledger.testing import workload
 from processors import order_by_topics, views
-from processors.report.model import build, write_html
+from processors.report.html import write_html
+from processors.report.model import build
 from processors.runtime.supervisor import supervise
 
 EVENTS_PER_TASK = 25  # about what one task of the workload emits (for a progress total)

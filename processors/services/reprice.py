@@ -20,7 +20,7 @@ from typing import Any
 
 from ledger.economics.money import parse_usd
 from ledger.economics.pricing import ModelPrice, PriceBook, PriceInForce, price_book_from_rows
-from ledger.errors import ValidationError
+from ledger.errors import StoreError, ValidationError
 from ledger.limits import MAX_PRICE_OVERRIDES
 from ledger.log import Log
 from ledger.sdk.home import Home
@@ -29,7 +29,7 @@ from processors.allocations import PRICES, Allocations, PriceLookup
 from processors.runtime.publish import parse_positions
 from processors.runtime.runner import Runner
 from processors.runtime.service import live_digest, state_file
-from processors.runtime.store import Store, StoreError
+from processors.runtime.store import Store
 
 
 class Repricer(Allocations):
