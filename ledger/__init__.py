@@ -1,11 +1,17 @@
 """tokenledger: signed, hash-chained token events for AI agents, on a durable log.
 
-The public API. Everything else is an implementation detail that may change.
+The public API is what ``__all__`` names (pinned by tests/ledger/test_public_api.py), plus the pure
+economics package ``ledger.economics`` (money, pricing, metering, allocation, netting, budgets,
+reputation), exported on purpose for users who want the maths without a ledger. Every other module is
+an implementation detail that may change without notice.
 """
 
+from ledger import economics
 from ledger.errors import (
+    BudgetRefused,
     ChainForkError,
     EconomicsError,
+    ExitCode,
     HomeError,
     KeyFileError,
     LedgerError,
@@ -45,6 +51,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Action",
     "AgentRegistered",
+    "BudgetRefused",
     "AllocationRule",
     "BudgetPolicy",
     "ChainForkError",
@@ -53,6 +60,7 @@ __all__ = [
     "Data",
     "EconomicsError",
     "Emitter",
+    "ExitCode",
     "Event",
     "Flow",
     "Home",
@@ -67,6 +75,7 @@ __all__ = [
     "Log",
     "LogError",
     "PriceSet",
+    "ProofReport",
     "PublicKey",
     "RejectCode",
     "RejectError",
@@ -78,8 +87,10 @@ __all__ = [
     "Where",
     "__version__",
     "context",
+    "economics",
     "load_key",
+    "load_proof",
     "open_log",
     "save_key",
+    "verify_proof",
 ]
-__all__ += ["ProofReport", "load_proof", "verify_proof"]  # offline Merkle proof checks (ledger/proofs.py)

@@ -20,8 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_processors import measure_processor  # noqa: E402  (same-folder script)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_processors is a script in this folder
+from bench_processors import measure_processor
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z, as in tests/support.py

@@ -90,7 +90,7 @@ def main() -> None:
             tree.inclusion_proof(index, size)
 
     def verify_all_inclusion() -> None:
-        for index, proof in zip(indices, inclusion):
+        for index, proof in zip(indices, inclusion, strict=True):
             verify_inclusion(hashes[index], index, size, proof, root)
 
     def generate_consistency() -> None:
@@ -98,7 +98,7 @@ def main() -> None:
             tree.consistency_proof(old_size, size)
 
     def verify_all_consistency() -> None:
-        for old_size, old_root, proof in zip(old_sizes, old_roots, consistency):
+        for old_size, old_root, proof in zip(old_sizes, old_roots, consistency, strict=True):
             verify_consistency(old_size, size, old_root, root, proof)
 
     # Verifying hashes one node per proof element (inclusion); consistency also folds some of

@@ -86,7 +86,9 @@ cols = ["event_id", "signer_id", "key_id", "seq", "kind", "event_time_us", "org"
         "bytes_read", "bytes_written", "subject_id", "dimension", "trust_value_milli", "requestor_id", "responder_id",
         "request_output_tokens", "request_input_tokens", "response_output_tokens", "response_input_tokens",
         "log_partition", "log_offset"]
-con.execute("CREATE TABLE events (" + ", ".join(f"{c} {'BIGINT' if c.endswith(('tokens','seq','_us','_milli','offset','partition','read','written')) else 'VARCHAR'}" for c in cols) + ")")
+INTEGER_SUFFIXES = ("tokens", "seq", "_us", "_milli", "offset", "partition", "read", "written")
+con.execute("CREATE TABLE events (" + ", ".join(f"{c} {'BIGINT' if c.endswith(INTEGER_SUFFIXES) else 'VARCHAR'}"
+                                                for c in cols) + ")")
 t = time.perf_counter()
 n = 0
 for start in range(0, len(records), 200):
@@ -102,7 +104,8 @@ for start in range(0, len(records), 200):
             ctx = d["context"]
             u = body.get("usage") or {}
             row = {"event_id": d["event_id"], "signer_id": d["signer_id"], "key_id": b["key_id"], "seq": d["seq"],
-                   "kind": kind, "event_time_us": d["event_time_us"], **{k: ctx[k] for k in ("org", "project", "task", "stage", "run")},
+                   "kind": kind, "event_time_us": d["event_time_us"],
+                   **{k: ctx[k] for k in ("org", "project", "task", "stage", "run")},
                    "operation": body.get("operation"), "cost_weight_milli": body.get("cost_weight_milli"),
                    "provider": u.get("provider"), "model": u.get("model"), "input_tokens": u.get("input_tokens"),
                    "output_tokens": u.get("output_tokens"), "cache_read_tokens": u.get("cache_read_tokens"),
@@ -127,7 +130,8 @@ for start in range(0, len(records), 200):
     con.execute("COMMIT")
 dt = time.perf_counter() - t
 con.close()
-print(json.dumps({"events": n, "seconds": dt, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"events": n, "seconds": dt, "peak_rss_mb": peak_rss_mb}))
 """
 
 
@@ -159,7 +163,7 @@ def main() -> int:
     print()
     print(f"{'log size':>10} {'journal ev/s':>13} {'raw ev/s':>10} {'ratio':>6} {'journal peak RSS':>17} "
           f"{'raw peak RSS':>13}")
-    for label, (events, j, r) in results.items():
+    for events, j, r in results.values():
         je, re_ = j["events"] / j["seconds"], r["events"] / r["seconds"]
         print(f"{events:>10,} {je:>13,.0f} {re_:>10,.0f} {je / re_:>6.2f} {j['peak_rss_mb']:>14.0f} MB "
               f"{r['peak_rss_mb']:>10.0f} MB")

@@ -30,8 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_processors import measure_processor  # noqa: E402  (same-folder script)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_processors is a script in this folder
+from bench_processors import measure_processor
 
 ROOT = Path(__file__).resolve().parent.parent
 PROOFS = 2_000  # proofs built and verified per API measurement
@@ -100,7 +100,7 @@ def proofs(home_path: Path) -> dict[str, float]:
         root = tree.root()
         leaves = [tree.leaf_hash_at(i) for i in idx]
         t = time.perf_counter()
-        for i, lh, p in zip(idx, leaves, paths):
+        for i, lh, p in zip(idx, leaves, paths, strict=True):
             verify_inclusion(lh, i, size, p, root)
         raw_ver = time.perf_counter() - t
         size_kb = sum(len(json.dumps(d)) for d in docs) / len(docs) / 1024

@@ -200,7 +200,7 @@ def build_consistency() -> dict[str, Any]:
     largest = max(SIZES_LARGE)
     entries = generated_inputs(largest)
     cases = [(old, new) for new in range(1, SIZE_EXHAUSTIVE_MAX + 1) for old in range(1, new + 1)]
-    cases += [(old, new) for new in SIZES_LARGE for old in ref.spot_indices(new) + [new] if old >= 1]
+    cases += [(old, new) for new in SIZES_LARGE for old in [*ref.spot_indices(new), new] if old >= 1]
     cases += [(255, 256), (256, 257), (255, 257), (100, 300), (257, 300)]
     vectors = [
         consistency_vector(f"RFC 6962 test tree: {m} -> {n}", "rfc6962", ct_inputs(), m, n)

@@ -75,7 +75,8 @@ def build() -> dict:
             KeyRevoked("carol", key("carol-2").key_id, "test vector"),
         ]),
         "alice": (alice, [
-            Action("llm.call", 1500, "sha256:00ff", LlmUsage("anthropic", "claude-sonnet-4-6", 1200, 300, 400, 100, 50)),
+            Action("llm.call", 1500, "sha256:00ff",
+                   LlmUsage("anthropic", "claude-sonnet-4-6", 1200, 300, 400, 100, 50)),
             Data(52_000, 1_024, "sha256:aa", "sha256:bb", 125_000),
             Compute("node-1", 40, 2, 2048, 4),
             Trust("bob", "accuracy", -250, 86_400_000_000, "review"),

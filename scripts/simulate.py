@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
-from processors.testing.simulator import CONTROL_KINDS, ECONOMIC_KINDS, Knobs, simulate
 from processors import REGISTRY
+from processors.testing.simulator import CONTROL_KINDS, ECONOMIC_KINDS, Knobs, simulate
 
 # a name for a set of control kinds on the command line
 KIND_SETS = {"all": CONTROL_KINDS, "none": (), "economic": ECONOMIC_KINDS, "keys": ("key_rotated", "key_revoked")}

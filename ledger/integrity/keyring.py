@@ -41,6 +41,8 @@ class KeyInfo:
 
 
 class KeyRing:
+    """Which keys may sign for whom, in which role: folded from operator-signed control events only."""
+
     def __init__(self, anchors: dict[str, bytes] | None = None, *, by_log_order: bool = False) -> None:
         """``anchors``: {operator signer id: raw public key} trusted without registration.
         ``by_log_order``: revocations take effect by log order, not event time (module doc)."""

@@ -47,6 +47,8 @@ class Accepted:
 
 
 class Verifier:
+    """Checks records all or nothing (schema, key, signature, chain) and folds accepted ones into its state."""
+
     def __init__(self, keyring: KeyRing, chains: Chains | None = None) -> None:
         self.keyring = keyring
         self.chains = chains or Chains()

@@ -87,6 +87,8 @@ def next_append_time_us(previous_us: int) -> int:
 
 @runtime_checkable
 class Log(Protocol):
+    """What every log backend offers: topics of partitions of records, appended and read by offset."""
+
     url: str
     total_order: bool  # see the module doc: append times are one strictly increasing clock over the log
 

@@ -80,8 +80,8 @@ def digest(name: str, home: str | None = HomeOpt, json_: bool = JsonOpt) -> None
         print_json(d.to_dict())
         return
     table(f"digest of {name} ({d.source})", ["field", "value"],
-           [["digest", d.digest], ["positions", d.positions]] +
-           [[f"rows in {t}", v["rows"]] for t, v in (d.tables or {}).items()])
+           [["digest", d.digest], ["positions", d.positions],
+            *([f"rows in {t}", v["rows"]] for t, v in (d.tables or {}).items())])
 
 
 @commands.command(epilog="Example: tokenledger replay journal     (exit 1 if the rebuilt state differs)")

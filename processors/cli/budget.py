@@ -78,7 +78,8 @@ def budget_set(scope: str = typer.Argument(..., help="org | project | task | age
                hard_limit_pct: int | None = typer.Option(None, help="Hard limit, % of the allocation."),
                throttle_at_soft: bool | None = typer.Option(None, "--throttle-at-soft/--no-throttle-at-soft"),
                suspend_at_hard: bool | None = typer.Option(None, "--suspend-at-hard/--no-suspend-at-hard"),
-               emergency_reserve_pct: int | None = typer.Option(None, help="Emergency reserve beyond the hard limit, %."),
+               emergency_reserve_pct: int | None = typer.Option(None,
+                                                                help="Emergency reserve beyond the hard limit, %."),
                hard_limit_action: str | None = typer.Option(None, help="allow | throttle | deny | alert_only"),
                min_reserve: int | None = typer.Option(None, help="Never lent to siblings (default 10% of allocation)."),
                priority: int = typer.Option(1, help="Reallocation priority (higher keeps its budget)."),
@@ -96,6 +97,8 @@ def budget_set(scope: str = typer.Argument(..., help="org | project | task | age
             raise ValidationError("confidence_threshold", confidence_threshold, "must be between 0 and 1")
         threshold = round(confidence_threshold * 1000)
     action = hard_limit_action or base.hard_limit_action.value
+    reserve = base.min_reserve if min_reserve is None else min_reserve
+    assert reserve is not None  # a BudgetPolicy fills its default min_reserve when it is built
     body = BudgetPolicy(
         scope=scope, scope_id=scope_id, budget_kind=kind, allocation=allocation,
         reset_interval_us=base.reset_interval_us if reset_interval_us is None else reset_interval_us,
@@ -105,7 +108,7 @@ def budget_set(scope: str = typer.Argument(..., help="org | project | task | age
         # the seed's suspension needs the deny action; another action turns it off unless asked
         suspend_at_hard=(o.suspend_at_hard and action == "deny") if suspend_at_hard is None else suspend_at_hard,
         emergency_reserve_pct=int(o.emergency_reserve_pct) if emergency_reserve_pct is None else emergency_reserve_pct,
-        hard_limit_action=action, min_reserve=base.min_reserve if min_reserve is None else min_reserve,
+        hard_limit_action=action, min_reserve=reserve,
         priority=priority, confidence_threshold_milli=threshold, effective_from_us=effective_from_us)
     policy_from_event(body)  # refuse here what the processor would refuse
     h = open_home(home)

@@ -93,6 +93,14 @@ def _usd(micros: int | None) -> str:
 # ---------------------------------------------------------------- econ calculators
 
 
+def _count(field: str, text: str) -> int:
+    """A whole-number option that is required or has a default: typer never passes None, so neither does
+    ``int_arg`` here."""
+    n = int_arg(field, text)
+    assert n is not None  # a required or defaulted option
+    return n
+
+
 def _model(field: str, text: str) -> ModelPrice:
     provider, slash, model = text.partition("/")
     if not slash:
@@ -116,18 +124,18 @@ def econ_estimate(requestor: str = typer.Option(..., help="Requestor's provider/
                   response_tokens: str = typer.Option(..., help="Response size, tokens."),
                   json_: bool = JsonOpt) -> None:
     """What an interaction would cost (four flows, no caching) and how each method would split it."""
-    m = estimate_interaction_cost(request_tokens=int_arg("request_tokens", request_tokens),
-                                  response_tokens=int_arg("response_tokens", response_tokens),
+    m = estimate_interaction_cost(request_tokens=_count("request_tokens", request_tokens),
+                                  response_tokens=_count("response_tokens", response_tokens),
                                   requestor_price=_model("requestor", requestor),
                                   responder_price=_model("responder", responder))
-    splits = {}
+    splits: dict[str, dict[str, Any]] = {}
     for method in ALLOCATION_METHODS:
         if method == NASH_BARGAINING:
             continue  # needs each side's value: not estimable from sizes alone
         a = allocate(m, method)
         splits[method] = {"requestor_pays_micros": a.requestor_pays, "responder_pays_micros": a.responder_pays,
                           "net_transfer_micros": a.net_transfer, "direction": a.direction}
-    data = {**{f"{k}_micros": v for k, v in m.flow_costs().items()}, "total_micros": m.total,
+    data: dict[str, int] = {**{f"{k}_micros": v for k, v in m.flow_costs().items()}, "total_micros": m.total,
             "requestor_incurred_micros": m.requestor_incurred, "responder_incurred_micros": m.responder_incurred}
     if json_:
         print_json({**data, "allocations": splits})
@@ -157,11 +165,11 @@ def econ_deposit(responder: str = typer.Option(..., help="Responder's provider/m
                  interactions: str = typer.Option("0", help="Requestor's past interactions."),
                  json_: bool = JsonOpt) -> None:
     """Spam deposit for a request, and whether the progressive access limit lets it through."""
-    tokens = int_arg("request_tokens", request_tokens)
+    tokens = _count("request_tokens", request_tokens)
     score = _number("reputation", reputation, "a number from 0 to 100")
-    q = econ.calculate_deposit(estimated_request_tokens=tokens, responder_input_rate=_model("responder", responder).input,
-                               reputation_score=score)
-    d = econ.check_access(reputation_score=score, interaction_count=int_arg("interactions", interactions),
+    q = econ.calculate_deposit(estimated_request_tokens=tokens,
+                               responder_input_rate=_model("responder", responder).input, reputation_score=score)
+    d = econ.check_access(reputation_score=score, interaction_count=_count("interactions", interactions),
                           request_tokens=tokens)
     _emit(json_, "deposit and access", {
         "deposit_micros": q.amount_micros, "deposit_usd": format_usd(q.amount_micros), "reputation_tier": str(q.tier),
@@ -180,7 +188,7 @@ def econ_congestion(model: str = typer.Option(..., help="provider/model whose in
     """Congestion multiplier, effective token price, QoS check and the back-pressure signal."""
     u = _number("utilization", utilization, "a number from 0 to 1")
     assert u is not None  # a required option
-    n = int_arg("tokens", tokens)
+    n = _count("tokens", tokens)
     p = econ.effective_token_price(base_rate=_model("model", model).input, tokens=n, utilization=u, qos_tier=qos)
     check = econ.check_qos_limits(econ.qos_config_for_tier(qos), request_tokens=n, current_utilization=u)
     bp = econ.back_pressure(u)
@@ -205,10 +213,10 @@ def econ_cache(model: str = typer.Option(..., help="provider/model (its input, c
     price = _model("model", model)
     if price.input == 0:
         raise ValidationError("model", model, "has a zero input rate: cache multipliers are undefined")
-    c = econ.cache_amortized_cost(context_tokens=int_arg("context_tokens", context_tokens), input_rate=price.input,
+    c = econ.cache_amortized_cost(context_tokens=_count("context_tokens", context_tokens), input_rate=price.input,
                                   cache_write_multiplier=Fraction(price.cache_write, price.input),
                                   cache_hit_rate=Fraction(price.cache_read, price.input),
-                                  num_interactions=int_arg("uses", uses))
+                                  num_interactions=_count("uses", uses))
     _emit(json_, "cache amortization", {
         "first_use_micros": c.first_cost, "later_use_micros": c.subsequent_cost, "amortized_micros": c.amortized_cost,
         "uncached_use_micros": c.uncached_cost, "total_cached_micros": c.total_cached,

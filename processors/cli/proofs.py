@@ -12,7 +12,6 @@ from ledger.cli.output import HomeOpt, JsonOpt, LogOpt, guarded, open_home, out,
 from ledger.sdk.home import resolve_log_url
 from processors.services import proofs
 
-
 commands = typer.Typer()  # prove, verify-proof, checkpoint
 
 

@@ -15,7 +15,9 @@ import typer
 
 from ledger import limits
 from ledger.cli.output import HomeOpt, JsonOpt, guarded, open_home, out, print_json, table
+from processors.report import html as page
 from processors.report import model as rep
+from processors.report.svg import usd
 
 commands = typer.Typer()  # report
 
@@ -33,29 +35,29 @@ def print_tables(model: dict[str, Any]) -> None:
     table(f"cost report of {model['home']} (data up to {model['as_of'] or 'no events'})", ["total", "value"],
            [["events", t["events"]], ["signers", t["signers"]], ["LLM calls", t["llm_calls"]],
             ["LLM tokens in / out", f"{t['input_tokens']:,} / {t['output_tokens']:,}"],
-            ["LLM cost", rep.usd(t["llm_cost_micros"])], ["interaction cost", rep.usd(t["interaction_cost_micros"])],
-            ["settled", rep.usd(t["settled_micros"])], ["unpriced calls", t["unpriced_calls"]],
+            ["LLM cost", usd(t["llm_cost_micros"])], ["interaction cost", usd(t["interaction_cost_micros"])],
+            ["settled", usd(t["settled_micros"])], ["unpriced calls", t["unpriced_calls"]],
             ["runs not publishable", f"{t['unpublishable_runs']} of {t['runs']}"]])
     for run in model["runs"]:
-        cols, rows = rep.stage_rows(run)
+        cols, rows = page.stage_rows(run)
         est = " (estimate)" if run["cost_is_estimate"] else ""
-        table(f"cost waterfall of run {run['run']}: {rep.usd(run['total_micros'])}{est} — {rep.run_verdict(run)}",
+        table(f"cost waterfall of run {run['run']}: {usd(run['total_micros'])}{est} — {page.run_verdict(run)}",
                cols, rows)
         if run["savings"]:
             sv = run["savings"]
-            out.print(f"routing savings estimate: all on {sv['baseline_model']} {rep.usd(sv['baseline_micros'])}, "
-                      f"as routed {rep.usd(sv['routed_micros'])}, saved {rep.usd(sv['saved_micros'])} "
+            out.print(f"routing savings estimate: all on {sv['baseline_model']} {usd(sv['baseline_micros'])}, "
+                      f"as routed {usd(sv['routed_micros'])}, saved {usd(sv['saved_micros'])} "
                       f"({sv['saved_pct']}%)", markup=False)
     for key in ("agent", "project"):
-        table(f"efficiency per {key}", *rep.efficiency_rows(model["efficiency"][key], key))
-    cols, rows = rep.efficiency_rows(model["efficiency"]["task"], "task")
+        table(f"efficiency per {key}", *page.efficiency_rows(model["efficiency"][key], key))
+    cols, rows = page.efficiency_rows(model["efficiency"]["task"], "task")
     table(f"efficiency per task (costliest {min(len(rows), limits.MAX_TABLE_ROWS)} of {len(rows)})", cols,
            rows[:limits.MAX_TABLE_ROWS])
-    table("model breakdown", *rep.efficiency_rows(model["models"], "model"))
-    table("budget burn-rate forecast (current window)", *rep.forecast_rows(model["forecasts"]))
+    table("model breakdown", *page.efficiency_rows(model["models"], "model"))
+    table("budget burn-rate forecast (current window)", *page.forecast_rows(model["forecasts"]))
     g = model["settlement_graph"]
     table(f"settlement graph ({g['source']})", ["payer", "payee", "amount", "transfers", "status"],
-           [[e["payer"], e["payee"], rep.usd(e["amount_micros"]), e["transfers"], e["status"]] for e in g["edges"]])
+           [[e["payer"], e["payee"], usd(e["amount_micros"]), e["transfers"], e["status"]] for e in g["edges"]])
 
 
 @commands.command(epilog=REPORT_EPILOG)
@@ -67,7 +69,7 @@ def report(home: str | None = HomeOpt, json_: bool = JsonOpt,
     """Cost attribution per run (stage waterfall, sum invariant, degradation, routing savings), efficiency per
     agent / task / project / model, budget burn-rate forecasts, reputation and settlements."""
     model = rep.select_run(rep.build(open_home(home)), run)
-    path = rep.write_html(model, html) if html is not None else None
+    path = page.write_html(model, html) if html is not None else None
     if json_:
         print_json({**model, "html": str(path) if path else None})
         return

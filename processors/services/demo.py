@@ -20,8 +20,9 @@ from ledger.sdk.home import Home, HomeLayout, resolve_log_url
 from ledger.sdk.registration import bootstrap
 from ledger.testing import workload
 from processors import order_by_topics, views
-from processors.report.model import build, write_html
 from processors.host.supervisor import supervise
+from processors.report.html import write_html
+from processors.report.model import build
 
 EVENTS_PER_TASK = 25  # about what one task of the workload emits (for a progress total)
 

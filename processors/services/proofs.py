@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ledger.errors import LedgerError, RejectCode, RejectError, ValidationError
+from ledger.errors import LedgerError, RejectCode, RejectError, StoreError, ValidationError
 from ledger.integrity.checkpoints import (
     SignedEntry,
     StateCheck,
@@ -45,10 +45,10 @@ from ledger.sdk.home import Home
 from ledger.wire import codec
 from ledger.wire.events import Checkpoint
 from processors import views
+from processors.host.service import open_runner, signer_id, state_file
 from processors.notary import CHECKPOINT_EVERY_EVENTS, NOTARY_SIGNER, Notary
 from processors.runtime.publish import Publisher
-from processors.host.service import open_runner, signer_id, state_file
-from processors.runtime.store import Store, StoreError
+from processors.runtime.store import Store
 
 # ``query(sql, params) -> rows`` over the notary's merkle_leaves (its Store, or its published Parquet)
 LeafQuery = Callable[..., list[tuple[Any, ...]]]

@@ -19,25 +19,29 @@ from pathlib import Path
 from typing import Any
 
 from ledger.economics.money import parse_usd
-from ledger.economics.pricing import ModelPrice, PriceInForce
-from ledger.errors import ValidationError
+from ledger.economics.pricing import ModelPrice, PriceBook, PriceInForce, price_book_from_rows
+from ledger.errors import StoreError, ValidationError
 from ledger.limits import MAX_PRICE_OVERRIDES
 from ledger.log import Log
 from ledger.sdk.home import Home
 from processors import views
-from processors.allocations import Allocations, PriceLookup
+from processors.allocations import PRICES, Allocations, PriceLookup
+from processors.host.service import live_digest, state_file
 from processors.runtime.publish import parse_positions
 from processors.runtime.runner import Runner
-from processors.host.service import live_digest, state_file
-from processors.runtime.store import Store, StoreError
+from processors.runtime.store import Store
 
 
 class Repricer(Allocations):
     """The allocations processor with another price lookup and no derived events (a side view only)."""
 
-    def __init__(self, as_of_us: int | None, overrides: dict[tuple[str, str], ModelPrice]) -> None:
+    def __init__(self, as_of_us: int | None, overrides: dict[tuple[str, str], ModelPrice],
+                 book: PriceBook | None = None) -> None:
         super().__init__()
         self.as_of_us = as_of_us
+        # "the book as it stood at as_of": the whole live book, looked up at that time. The side run reads the
+        # log in its one order, so its own book at an interaction holds only the prices appended before it.
+        self.as_of_book = book
         self.overrides = overrides
         self.produce_derived = False
 
@@ -49,7 +53,11 @@ class Repricer(Allocations):
             override = self.overrides.get((provider, model))
             if override is not None:  # an alternative entry is in force for all time
                 return PriceInForce(price=override, in_force_from_us=0, event_time_us=None, seq=0)
-            return base(provider, model, t_us if self.as_of_us is None else self.as_of_us)
+            if self.as_of_us is None:
+                return base(provider, model, t_us)
+            if self.as_of_book is not None:
+                return self.as_of_book.in_force_at(provider, model, self.as_of_us)
+            return base(provider, model, self.as_of_us)
 
         return lookup
 
@@ -117,7 +125,7 @@ def reprice_home(home: Home, log: Log, *, as_of_us: int | None, overrides: dict[
                               hint="run it first: tokenledger run allocations --until-caught-up")
     side_dir = Path(tempfile.mkdtemp(prefix="reprice-", dir=home.processor_dir("allocations")))
     target = side_dir / "state.duckdb"
-    processor = Repricer(as_of_us, overrides)
+    processor = Repricer(as_of_us, overrides, _live_price_book(home) if as_of_us is not None else None)
     store = Store(target, processor.views)
     try:
         runner = Runner(processor, log, store, anchors=home.anchors(), key=None, produce=False,
@@ -137,13 +145,22 @@ def reprice_home(home: Home, log: Log, *, as_of_us: int | None, overrides: dict[
     return report
 
 
+def _live_price_book(home: Home) -> PriceBook:
+    """Every price the live allocations processor has applied (its ``prices`` view), as one book."""
+    names = PRICES.public_columns
+    with views.connect() as con:
+        _attach_live(con, home)
+        rows = con.execute(f"SELECT {', '.join(names)} FROM live.prices").fetchall()  # noqa: S608  (fixed names)
+    return price_book_from_rows(dict(zip(names, r, strict=True)) for r in rows)
+
+
 def _attach_live(con: views.Connection, home: Home) -> None:
     """The live views: its DuckDB file when the processor is not running, else what it published."""
     if views.attach(con, state_file(home, "allocations"), "live"):
         return
     # held by the running processor: read its published Parquet instead
     con.execute("CREATE SCHEMA live")
-    for view in ("allocations", "interactions"):
+    for view in ("allocations", "interactions", "prices"):
         d = home.view_dir("allocations", view)
         if not any(d.glob("*.parquet")):
             raise ValidationError("allocations", "running", "the live processor holds its file and has not "

@@ -102,7 +102,7 @@ def test_same_key_same_partition_in_order(log_factory) -> None:
     where: dict[bytes, set[int]] = defaultdict(set)
     for seq in range(6):  # interleave keys across appends
         batch = [(k, b"%s:%d" % (k, seq)) for k in keys]
-        for (k, _), pos in zip(batch, log.append(topic, batch)):
+        for (k, _), pos in zip(batch, log.append(topic, batch), strict=True):
             where[k].add(pos.partition)
     assert all(len(parts) == 1 for parts in where.values()), where
     assert all(where[k] == {partition_for(k, 4)} for k in keys), "every backend partitions like partition_for"
@@ -358,12 +358,12 @@ def test_foreign_bytes_read_back_and_are_rejected_with_their_position(log_factor
         valid[:-1],
         b"",
     ]
-    positions = log.append(topic, [(b"op", v) for v in foreign + [valid]])
+    positions = log.append(topic, [(b"op", v) for v in [*foreign, valid]])
     records = log.read(topic, 0, 0)
-    assert [r.value for r in records] == foreign + [valid], "the log returns bytes as they were given"
+    assert [r.value for r in records] == [*foreign, valid], "the log returns bytes as they were given"
 
     verifier = Verifier(KeyRing(anchors={"op": key.public.raw}))
-    for rec, pos in zip(records[:-1], positions):
+    for rec, pos in zip(records[:-1], positions[:-1], strict=True):
         with pytest.raises(RejectError) as info:
             verifier.check_record(rec.value, Where(rec.topic, rec.partition, rec.offset))
         assert info.value.evidence["topic"] == topic

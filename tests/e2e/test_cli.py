@@ -23,7 +23,7 @@ def all_commands():
     def walk(cmd, path):
         if hasattr(cmd, "commands"):
             for name, sub in cmd.commands.items():
-                walk(sub, path + [name])
+                walk(sub, [*path, name])
         out.append(path)
 
     walk(root, [])

@@ -61,7 +61,7 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path):
             break
     # a final, clean run finishes the work
     p = start(home, max(0, acked + 1 - 3), 50)
-    out, errs = p.communicate(timeout=120)
+    _out, errs = p.communicate(timeout=120)
     assert p.returncode == 0, errs
     assert kills == KILLS
 

@@ -126,7 +126,7 @@ def test_broker_killed_mid_produce(fresh_broker: Broker) -> None:
                 failure.append(e)
                 failed_at.append(time.monotonic())
                 return
-            acked.extend((p.partition, p.offset, v) for p, (_, v) in zip(positions, batch))
+            acked.extend((p.partition, p.offset, v) for p, (_, v) in zip(positions, batch, strict=True))
             i += 2
 
     t = threading.Thread(target=produce)

@@ -60,7 +60,7 @@ def kafka_home(path: Path, url: str, agents: tuple[str, ...]) -> Home:
 
 @pytest.fixture(params=BACKENDS)
 def backend_home(request, tmp_path) -> Home:
-    agents = tuple(f"racer{i}" for i in range(6)) + ("alice", "bob")
+    agents = (*(f"racer{i}" for i in range(6)), "alice", "bob")
     if request.param == "kafka":
         return kafka_home(tmp_path / "home", request.getfixturevalue("kafka_url"), agents)
     return make_home(tmp_path / "home", agents=agents)
@@ -108,7 +108,7 @@ def rows(h: Home, sql: str, name: str = "budgets") -> list[dict]:
     try:
         cur = store.con.execute(sql)
         names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
     finally:
         store.close()
 

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import uuid
 from typing import Any
@@ -131,7 +132,7 @@ def test_trees_and_checkpoints_match_the_log(nhome: Home) -> None:
     total = trees[events_tp].size
     # cadence: one at the record boundary crossing each multiple of EVERY, plus the on-demand one at the end
     assert {s // EVERY for s in sizes} == set(range(1, total // EVERY + 1))
-    assert sizes[-1] == total and all(b > a for a, b in zip(sizes, sizes[1:]))
+    assert sizes[-1] == total and all(b > a for a, b in itertools.pairwise(sizes))
     for e in cps:
         tree = trees[(e.body.topic, e.body.partition)]
         assert tree.root(e.body.tree_size) == e.body.root_hash
@@ -203,7 +204,7 @@ def _first_events_checkpoint(h: Home, lg: Log, covering: int = 0) -> Any:
 
 def _swap_pair(recs: list[Any], below: int) -> tuple[int, int]:
     """Two adjacent records of different signers below ``below``: swapping them keeps every chain valid."""
-    for a, b in zip(recs, recs[1:]):
+    for a, b in itertools.pairwise(recs):
         if b.offset < below and codec.decode_batch(a.value).signer_id != codec.decode_batch(b.value).signer_id:
             return a.offset, b.offset
     raise AssertionError("no adjacent records of two signers")

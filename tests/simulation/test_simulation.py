@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from processors.testing.simulator import CONTROL_KINDS, ECONOMIC_KINDS, InvariantError, Knobs, simulate
 from processors import REGISTRY
 from processors.runtime.store import Store
+from processors.testing.simulator import CONTROL_KINDS, ECONOMIC_KINDS, InvariantError, Knobs, simulate
 
 SEEDS = range(4)
 # The journal's original hunt: agent data only, no control events after the bootstrap.

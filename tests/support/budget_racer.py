@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import sys
 
-from ledger.sdk.views import reservation
 from ledger.sdk.emitter import Emitter
+from ledger.sdk.views import reservation
 from ledger.wire.events import Context
 
 T0 = 1_767_225_600_000_000  # tests/support.py T0

@@ -335,7 +335,7 @@ def test_allocation_needs_a_metered_interaction() -> None:
 def test_allocations_rebuilt_from_outside_data_are_checked() -> None:
     good = allocate(sonnet_example(), "shapley")
     assert Allocation(**dataclasses.asdict(good)) == good
-    assert pickle.loads(pickle.dumps(good)) == good
+    assert pickle.loads(pickle.dumps(good)) == good  # noqa: S301  (bytes pickled on this line, not outside data)
     for field, bad in (("requestor_pays", -1), ("net_transfer", 1.5), ("direction", "sideways"),
                        ("direction", NO_TRANSFER), ("method", ""), ("parameters", [1])):
         with pytest.raises(ValidationError) as caught:

@@ -412,7 +412,7 @@ def test_hard_limit_throttle_refuses_with_growing_backoff_until_budget_returns()
 
 def test_soft_throttle_level_drops_when_the_budget_is_healthy_again() -> None:
     policy = DEFAULT_POLICIES[BudgetKind.ACTION]
-    state, results = spend_all(open_budget(AGENT, policy, T0), policy, [4_000, 10, 10])
+    state, _results = spend_all(open_budget(AGENT, policy, T0), policy, [4_000, 10, 10])
     assert state.throttle_level == 3
     bigger = adjust_allocation(state, policy, 5_000, T0).state
     result = apply_spend(bigger, policy, 10, T0)
@@ -770,12 +770,12 @@ def test_reservations_never_let_any_level_exceed_its_ceiling(policies: list[Budg
             org, agents[who] = apply_spend_chain(levels, amount, t).states
         else:
             org, agents[who] = advance(org, org_policy, t).state, advance(agents[who], agent_policies[who], t).state
-        for state, policy in [(org, org_policy), *zip(agents, agent_policies)]:
+        for state, policy in [(org, org_policy), *zip(agents, agent_policies, strict=True)]:
             assert state.consumed + state.reserved <= policy.ceiling(state.allocation)
     if not late:  # roll-up: with every level advanced to the same time, the org is the sum of its agents
         end = latest + 1
         org_now = advance(org, org_policy, end).state
-        agents_now = [advance(a, p, end).state for a, p in zip(agents, agent_policies)]
+        agents_now = [advance(a, p, end).state for a, p in zip(agents, agent_policies, strict=True)]
         if len({p.reset_interval_us for p in policies}) == 1:
             assert org_now.consumed == sum(a.consumed for a in agents_now)
             assert org_now.reservations == tuple(sorted((r for a in agents_now for r in a.reservations), key=lambda r: r.reservation_id))
@@ -820,7 +820,7 @@ def test_deviation_lent_tokens_return_at_the_window_reset() -> None:
     assert manager.report()["critic"]["allocated"] == 1_500  # and so it stays
     budgets = siblings()
     moved = reallocate(budgets, "researcher", 600, T0)
-    tomorrow = [advance(s, p, T0 + US_PER_DAY).state.allocation for s, (_, p) in zip(moved.states, budgets)]
+    tomorrow = [advance(s, p, T0 + US_PER_DAY).state.allocation for s, (_, p) in zip(moved.states, budgets, strict=True)]
     assert tomorrow == [2_000, 4_000, 1_000]
 
 

@@ -237,7 +237,7 @@ def test_memory_crossover_matches(thousand_tokens: int, thousandth_rate: int, wr
     tokens, rate, write, read = 1_000 * thousand_tokens, 1_000 * thousandth_rate, 1_000 * write_ms, 1_000 * read_ms
     result = memory_vs_context_crossover(context_tokens=tokens, input_rate=rate, memory_write_cost=write,
                                          memory_read_cost=read, max_interactions=max_uses)
-    assume(all(m != c for m, c in zip(result.memory_costs, result.context_costs)))  # float ties are not exact there
+    assume(all(m != c for m, c in zip(result.memory_costs, result.context_costs, strict=True)))  # float ties are not exact there
     expected = reference.memory_vs_context_crossover(tokens, usd(rate), write / 1e6, read / 1e6, max_uses)
     assert result.crossover_point == (None if expected["crossover_point"] == -1 else expected["crossover_point"])
     assert result.recommendation == expected["recommendation"]

@@ -93,7 +93,7 @@ def test_split_conserves_and_each_part_is_within_one_micro(total: int, weights: 
     parts = split_largest_remainder(total, weights)
     assert sum(parts) == total
     assert len(parts) == len(weights)
-    for part, weight in zip(parts, weights):
+    for part, weight in zip(parts, weights, strict=True):
         exact = Fraction(total * weight, sum(weights))
         assert part >= 0
         assert abs(part - exact) < 1
@@ -107,7 +107,7 @@ def test_split_with_fraction_weights_conserves(total: int, weights: list[Fractio
         weights = [*weights[:-1], Fraction(1)]
     parts = split_largest_remainder(total, weights)
     assert sum(parts) == total
-    for part, weight in zip(parts, weights):
+    for part, weight in zip(parts, weights, strict=True):
         assert abs(part - total * weight / sum(weights)) < 1
 
 

@@ -230,7 +230,7 @@ def test_bad_reallocation_inputs() -> None:
     with pytest.raises(ValidationError):
         plan_reallocation(people, "nobody", 5)
     with pytest.raises(ValidationError):
-        plan_reallocation(people + [Participant("a", 1, 1, 0)], "b", 5)
+        plan_reallocation([*people, Participant("a", 1, 1, 0)], "b", 5)
     with pytest.raises(ValidationError):
         plan_reallocation(people, "b", True)  # type: ignore[arg-type]
     with pytest.raises(ValidationError):

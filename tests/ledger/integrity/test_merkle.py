@@ -114,7 +114,7 @@ def test_spot_sizes_equal_the_naive_reference(size: int) -> None:
     assert TREE.root(size) == ref.mth(entries)
     for index in ref.spot_indices(size):
         assert TREE.inclusion_proof(index, size) == ref.path(index, entries), index
-    for old_size in ref.spot_indices(size)[1:] + [size]:
+    for old_size in [*ref.spot_indices(size)[1:], size]:
         assert TREE.consistency_proof(old_size, size) == ref.proof(old_size, entries), old_size
 
 
@@ -173,10 +173,10 @@ def inclusion_mutations(index: int, size: int) -> Iterator[Mutation]:
         ("root bit", {"root": flip(ROOTS[size], salt + 1)}, {"root_mismatch"}),
         ("root of size + 1", {"root": ROOTS[size + 1]}, {"root_mismatch"}),
         ("empty tree root", {"root": EMPTY_ROOT}, {"root_mismatch"}),
-        ("root appended", {"proof": proof + [ROOTS[size]]}, {"proof_too_long"}),
-        ("hash appended", {"proof": proof + [OTHER_HASH]}, {"proof_too_long"}),
-        ("hash prepended", {"proof": [OTHER_HASH] + proof}, {"proof_too_long"}),
-        ("leaf prepended", {"proof": [LEAF_HASHES[index]] + proof}, {"proof_too_long"}),
+        ("root appended", {"proof": [*proof, ROOTS[size]]}, {"proof_too_long"}),
+        ("hash appended", {"proof": [*proof, OTHER_HASH]}, {"proof_too_long"}),
+        ("hash prepended", {"proof": [OTHER_HASH, *proof]}, {"proof_too_long"}),
+        ("leaf prepended", {"proof": [LEAF_HASHES[index], *proof]}, {"proof_too_long"}),
         ("index - 1", {"index": index - 1}, any_check),
         ("index + 1", {"index": index + 1}, any_check),
         ("size - 1", {"size": size - 1, "root": ROOTS[size - 1]}, any_check),
@@ -212,9 +212,9 @@ def consistency_mutations(old_size: int, new_size: int) -> Iterator[Mutation]:
         ("old root of old + 1", {"old_root": ROOTS[old_size + 1]}, mismatch),
         ("new root of new + 1", {"new_root": ROOTS[new_size + 1]}, mismatch),
         ("empty proof", {"proof": []}, {"proof_empty"}),
-        ("old root appended", {"proof": proof + [old_root]}, {"proof_too_long"}),
-        ("new root appended", {"proof": proof + [new_root]}, {"proof_too_long"}),
-        ("hash prepended", {"proof": [OTHER_HASH] + proof}, {"proof_too_long"}),
+        ("old root appended", {"proof": [*proof, old_root]}, {"proof_too_long"}),
+        ("new root appended", {"proof": [*proof, new_root]}, {"proof_too_long"}),
+        ("hash prepended", {"proof": [OTHER_HASH, *proof]}, {"proof_too_long"}),
         ("first element repeated", {"proof": proof[:1] + proof}, {"proof_too_long"}),
         ("old - 1", {"old_size": old_size - 1, "old_root": ROOTS[old_size - 1]}, any_check),
         ("old + 1", {"old_size": old_size + 1, "old_root": ROOTS[old_size + 1]}, any_check),

@@ -107,7 +107,8 @@ def test_degradation_findings_match_the_reference(doc, min_agents, cheap_ratio):
     findings = detect_degradation(run, min_agents=min_agents, cheap_ratio=cheap_ratio)
     assert [(f.stage, f.kind, f.severity) for f in findings] == ref_findings(doc, min_agents=min_agents,
                                                                             cheap_ratio=cheap_ratio)
-    for finding, expected in zip(findings, ref.detect_degradation(doc, min_agents=min_agents, cheap_ratio=cheap_ratio)):
+    for finding, expected in zip(findings, ref.detect_degradation(doc, min_agents=min_agents, cheap_ratio=cheap_ratio),
+                                  strict=True):
         numbers = [int(n) for n in re.findall(r"\d+", expected["detail"])]
         if finding.kind == "errors":
             assert numbers[:2] == [finding.error_agents, finding.agents]
@@ -134,7 +135,7 @@ def test_cost_estimate_matches_the_reference_within_rounding(doc, share):
     assert abs(cost.total_micros * MICRO - expected_total) <= len(run.agents) * 0.5 * MICRO + 1e-9
 
 
-@pytest.mark.parametrize("model", MODELS + ["", "unknown-model"])
+@pytest.mark.parametrize("model", [*MODELS, "", "unknown-model"])
 @pytest.mark.parametrize("share", [0.85, 0.0, 1.0, 0.3])
 def test_blended_rates_and_tiers_match_the_reference(model, share):
     from agent_cost_attribution import pricing
@@ -204,12 +205,12 @@ def test_runs_rebuilt_from_imported_events_equal_the_parsed_runs():
                     body=rec.body)
               for i, rec in enumerate(workflow_records(run, T0))]
     assert runs_from_events(events) == (run,)
-    twice = events + [Event(event_id=f"{99:032x}", signer_id="importer-2", seq=1, prev_hash=bytes(32),
+    twice = [*events, Event(event_id=f"{99:032x}", signer_id="importer-2", seq=1, prev_hash=bytes(32),
                             idempotency_key=events[0].idempotency_key, event_time_us=T0, context=events[0].context,
                             body=events[0].body)]
     assert runs_from_events(twice) == (run,)  # the same entry imported by a second signer counts once
     changed = Action(operation="workflow.agent", usage=LlmUsage("anthropic", "claude-haiku-4-5", 1, 0))
-    conflicting = events + [Event(event_id=f"{98:032x}", signer_id="importer-2", seq=2, prev_hash=bytes(32),
+    conflicting = [*events, Event(event_id=f"{98:032x}", signer_id="importer-2", seq=2, prev_hash=bytes(32),
                                   idempotency_key=None, event_time_us=T0, context=events[0].context, body=changed)]
     with pytest.raises(ValidationError, match="disagree"):
         runs_from_events(conflicting)
@@ -229,7 +230,7 @@ def _one_agent(tokens: Any, model: Any = "claude-haiku-4-5") -> dict[str, Any]:
 
 
 def _problem_fields(doc: dict[str, Any]) -> list[str]:
-    run, problems = parse_workflow_run(doc, source="dev")
+    _run, problems = parse_workflow_run(doc, source="dev")
     return [p.field for p in problems]
 
 

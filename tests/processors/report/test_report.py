@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from ledger.testing.samples import degraded_run_doc, sample_run_doc
 from processors.cli import build_app
+from processors.report.html import SECTIONS
 from processors.report.metrics import burn_forecast, efficiency, model_breakdown
-from processors.report.model import SECTIONS
 
 app = build_app()  # the whole `tokenledger` command, as the console script builds it
 
