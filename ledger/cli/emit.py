@@ -43,7 +43,10 @@ def _emit(agent: str, home: str | None, log: str | None, json_: bool, fn: Callab
     key = h.load_key(agent)
     lg = h.open_log(resolve_log_url(log, h))
     try:
-        with Emitter(lg, key, topic=h.topic, state_dir=h.state_dir, background_flush=False) as em:
+        # the key ring of the control topic is checked before anything is appended: an unregistered or revoked
+        # key is refused here (RejectError, exit 1) instead of appending a record every reader would quarantine
+        with Emitter(lg, key, topic=h.topic, state_dir=h.state_dir, background_flush=False,
+                     control_topic=h.control_topic, anchors=h.anchors()) as em:
             event_id = fn(em)
             em.flush()
             seq = em.head.seq
