@@ -35,7 +35,8 @@ def register(app: typer.Typer) -> None:
 def _common(time_: str | None, idem: str | None, org: str | None, project: str | None, task: str | None,
             stage: str | None, run: str | None, label: list[str] | None) -> dict[str, Any]:
     return {"event_time_us": parse_time(time_), "idempotency_key": idem,
-            "context": Context(org=org, project=project, task=task, stage=stage, run=run, labels=labels(label))}
+            "context": Context(org=org, project=project, task=task, stage=stage, run=run,
+                               labels=tuple(sorted(labels(label).items())))}
 
 
 def _emit(agent: str, home: str | None, log: str | None, json_: bool, fn: Callable[[Emitter], str]) -> None:
