@@ -383,6 +383,7 @@ def _run_with_crashes(h: Home, name: str, lives: list[tuple[int, str | None, int
     return crashes
 
 
+@pytest.mark.slow  # six examples, each six processors run through crashes and replayed: minutes on a busy machine
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(schedule=st.fixed_dictionaries({n: st.lists(LIFE, max_size=3) for n in PROCESSORS}),
