@@ -37,7 +37,7 @@ import enum
 from typing import Any, Self
 
 
-class RejectCode(str, enum.Enum):
+class RejectCode(str, enum.Enum):  # noqa: UP042 - str() and format() of members must stay
     """Why a record or event was refused. Closed set: a new reason is a new member, never free text."""
 
     BAD_SCHEMA = "bad_schema"  # bytes do not decode with any known writer schema

@@ -57,6 +57,7 @@ PUBLIC_KEY_BYTES = 32  # Ed25519 raw public key
 EVENT_ID_HEX_CHARS = 32  # 128-bit event ids, lower-case hex
 
 DUPLICATE_WINDOW_EVENTS = 4_096  # recent event ids per signer remembered to detect duplicates
+MAX_EMITTER_CONTROL_READ_RECORDS = 1_000  # control records one read brings while an emitter catches up its key ring
 
 # ------------------------------------------------------------------ log backends
 

@@ -7,13 +7,16 @@ import dataclasses
 import typer
 
 from ledger.cli.output import HomeOpt, JsonOpt, LogOpt, guarded, labels, open_home, operator_emit, print_json, table
+from ledger.errors import RejectError, ValidationError
 from ledger.integrity.keys import SigningKey, save_key
-from ledger.sdk.home import check_signer_id, resolve_log_url
+from ledger.sdk.emitter import ControlKeys
+from ledger.sdk.home import OPERATOR_ID, Home, check_signer_id, resolve_log_url
 from ledger.sdk.registration import register_signer
 from ledger.wire.events import KeyRevoked, KeyRotated
 
 agent_app = typer.Typer(no_args_is_help=True, help="Register, rotate and revoke signers (signed by the operator).",
                         epilog="Example: tokenledger agent register researcher --priority 2")
+AttrOpt = typer.Option(None, help="Attribute key=value (repeatable).")
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +30,7 @@ def agent_register(name: str, home: str | None = HomeOpt, log: str | None = LogO
                    role: str = typer.Option("agent", help="agent | processor | operator"),
                    priority: int = typer.Option(1, help="Budget priority (higher keeps its budget longer)."),
                    org: str | None = typer.Option(None), project: str | None = typer.Option(None),
-                   attr: list[str] | None = typer.Option(None, help="Attribute key=value (repeatable)."),
+                   attr: list[str] | None = AttrOpt,
                    json_: bool = JsonOpt) -> None:
     """Create NAME's key (if needed) and register it on the log, signed by the operator."""
     h = open_home(home)
@@ -61,9 +64,37 @@ def agent_rotate(name: str, home: str | None = HomeOpt, log: str | None = LogOpt
 @guarded
 def agent_revoke(name: str, home: str | None = HomeOpt, log: str | None = LogOpt,
                  reason: str = typer.Option("", help="Why (kept on the log)."), json_: bool = JsonOpt) -> None:
-    """Revoke NAME's current key: every batch it signs afterwards is rejected."""
+    """Revoke NAME's current key: every batch it signs afterwards is rejected.
+
+    The operator's own key is never revoked here: nothing could sign a control event afterwards (not even
+    the registration of a new operator). ``agent rotate operator`` replaces it and names its successor."""
     h = open_home(home)
+    if name == OPERATOR_ID:
+        raise ValidationError("name", name, "the operator's key cannot be revoked without naming its successor: "
+                              "rotate it instead (`tokenledger agent rotate operator`)")
     k = h.load_key(name)
-    (event_id,) = operator_emit(h, log, [KeyRevoked(agent_id=name, key_id=k.key_id, reason=reason)])
+    body = KeyRevoked(agent_id=name, key_id=k.key_id, reason=reason)
+    _refuse_what_readers_reject(h, log, body)
+    (event_id,) = operator_emit(h, log, [body])
     info = {"signer_id": name, "key_id": k.key_id, "event_id": event_id}
     print_json(info) if json_ else table("revoked", ["field", "value"], [[a, b] for a, b in info.items()])
+
+
+def _refuse_what_readers_reject(h: Home, log: str | None, body: KeyRevoked) -> None:
+    """Refuse (exit 2, nothing appended) a revocation every reader would quarantine: of a key the log never
+    registered for that signer, or of the last valid operator key (``KeyRing.validate_control``)."""
+    lg = h.open_log(resolve_log_url(log, h))
+    try:
+        keys = ControlKeys(lg, h.control_topic, h.anchors())
+        keys.refresh()
+    finally:
+        lg.close()
+    operator = h.operator_key()
+    signer = keys.ring.get(operator.key_id)
+    if signer is None:
+        return  # the operator's own key is not valid: the emitter refuses it, with its own error
+    try:
+        keys.ring.validate_control(signer, body)
+    except RejectError as e:
+        raise ValidationError("name", body.agent_id, f"readers would reject this revocation: {e.reason}",
+                              key_id=body.key_id, code_readers_give=e.code.value) from None

@@ -35,7 +35,8 @@ def register(app: typer.Typer) -> None:
 def _common(time_: str | None, idem: str | None, org: str | None, project: str | None, task: str | None,
             stage: str | None, run: str | None, label: list[str] | None) -> dict[str, Any]:
     return {"event_time_us": parse_time(time_), "idempotency_key": idem,
-            "context": Context(org=org, project=project, task=task, stage=stage, run=run, labels=labels(label))}
+            "context": Context(org=org, project=project, task=task, stage=stage, run=run,
+                               labels=tuple(sorted(labels(label).items())))}
 
 
 def _emit(agent: str, home: str | None, log: str | None, json_: bool, fn: Callable[[Emitter], str]) -> None:
@@ -43,7 +44,10 @@ def _emit(agent: str, home: str | None, log: str | None, json_: bool, fn: Callab
     key = h.load_key(agent)
     lg = h.open_log(resolve_log_url(log, h))
     try:
-        with Emitter(lg, key, topic=h.topic, state_dir=h.state_dir, background_flush=False) as em:
+        # the key ring of the control topic is checked before anything is appended: an unregistered or revoked
+        # key is refused here (RejectError, exit 1) instead of appending a record every reader would quarantine
+        with Emitter(lg, key, topic=h.topic, state_dir=h.state_dir, background_flush=False,
+                     control_topic=h.control_topic, anchors=h.anchors()) as em:
             event_id = fn(em)
             em.flush()
             seq = em.head.seq

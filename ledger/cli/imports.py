@@ -110,7 +110,7 @@ def _signer_key(h: Home, log: str | None, signer: str) -> tuple[SigningKey, bool
         return h.load_key(signer), False
     key = SigningKey.generate(signer)
     operator_emit(h, log, [AgentRegistered(agent_id=signer, key_id=key.key_id, public_key=key.public.raw,
-                                                attributes={"purpose": "importer"})])
+                                                attributes=(("purpose", "importer"),))])
     save_key(path, key)
     return key, True
 

@@ -10,6 +10,7 @@ import typer
 
 from ledger.cli.output import HomeOpt, LogOpt, fmt_time, guarded, json_line, open_home, table
 from ledger.errors import RejectError
+from ledger.log import Log, Record
 from ledger.sdk.home import resolve_log_url
 from ledger.wire import codec
 
@@ -84,34 +85,9 @@ def tail(home: str | None = HomeOpt, log: str | None = LogOpt,
     topics = [h.topic_for(t) for t in topic] if topic else h.ledger_topics
     try:
         rows: list[dict[str, Any]] = []
-        positions: dict[tuple[str, int], int] = {}
-        for t in topics:
-            lg.ensure_topic(t)
-            for p in range(lg.partitions(t)):
-                end = lg.end_offset(t, p)
-                start = from_offset if from_offset is not None else (0 if limit == 0 else max(0, end - limit))
-                positions[(t, p)] = start
-
-        def drain(timeout: float) -> tuple[int, list[dict[str, Any]]]:
-            got, n = [], 0
-            for (t, p) in list(positions):
-                recs = lg.read(t, p, positions[(t, p)], 1000, timeout_s=timeout)
-                n += len(recs)
-                for rec in recs:
-                    positions[(t, p)] = rec.offset + 1
-                    try:
-                        batch = codec.decode_batch(rec.value)
-                        for raw in batch.events:
-                            row = _event_row(t, rec.offset, p, codec.decode_event(raw))
-                            if kind is None or row["kind"] == kind:
-                                got.append(row)
-                    except RejectError as e:
-                        got.append({"topic": t, "partition": p, "offset": rec.offset, "rejected": e.code.value,
-                                    "reason": e.reason})
-            return n, got
-
+        positions = _start_positions(lg, topics, limit, from_offset)
         while True:
-            n, batch_rows = drain(0.0)
+            n, batch_rows = _drain(lg, positions, kind, 0.0)
             rows.extend(batch_rows)
             if n == 0:
                 break
@@ -120,13 +96,55 @@ def tail(home: str | None = HomeOpt, log: str | None = LogOpt,
             rows = rows[-limit:]
         _show_rows(rows, json_)
         while follow:
-            _, new = drain(0.5)
+            _, new = _drain(lg, positions, kind, 0.5)
             if new:
                 _show_rows(new, json_, header=False)
     except KeyboardInterrupt:
         return
     finally:
         lg.close()
+
+
+def _start_positions(lg: Log, topics: list[str], limit: int, from_offset: int | None) -> dict[tuple[str, int], int]:
+    """Where each topic partition is read from: ``from_offset``, else the last ``limit`` records (0 = all)."""
+    positions: dict[tuple[str, int], int] = {}
+    for t in topics:
+        lg.ensure_topic(t)
+        for p in range(lg.partitions(t)):
+            end = lg.end_offset(t, p)
+            start = from_offset if from_offset is not None else (0 if limit == 0 else max(0, end - limit))
+            positions[(t, p)] = start
+    return positions
+
+
+def _drain(lg: Log, positions: dict[tuple[str, int], int], kind: str | None,
+           timeout: float) -> tuple[int, list[dict[str, Any]]]:
+    """One read of every partition from its position (advanced past what was read): the number of records
+    read and the rows of those of ``kind`` (all kinds if None), rejected records included."""
+    got: list[dict[str, Any]] = []
+    n = 0
+    for (t, p) in list(positions):
+        recs = lg.read(t, p, positions[(t, p)], 1000, timeout_s=timeout)
+        n += len(recs)
+        for rec in recs:
+            positions[(t, p)] = rec.offset + 1
+            got.extend(_record_rows(t, p, rec, kind))
+    return n, got
+
+
+def _record_rows(t: str, p: int, rec: Record, kind: str | None) -> list[dict[str, Any]]:
+    """The rows of one record's events of ``kind``, or one rejected row if the record does not decode."""
+    got: list[dict[str, Any]] = []
+    try:
+        batch = codec.decode_batch(rec.value)
+        for raw in batch.events:
+            row = _event_row(t, rec.offset, p, codec.decode_event(raw))
+            if kind is None or row["kind"] == kind:
+                got.append(row)
+    except RejectError as e:
+        got.append({"topic": t, "partition": p, "offset": rec.offset, "rejected": e.code.value,
+                    "reason": e.reason})
+    return got
 
 
 def _show_rows(rows: list[dict[str, Any]], json_: bool, header: bool = True) -> None:

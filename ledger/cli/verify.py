@@ -39,11 +39,11 @@ def verify(home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = J
     else:
         table("verify", ["records", "accepted records", "accepted events", "signers", "rejected"],
                [[report.records, report.accepted_records, report.accepted_events, report.signers,
-                 sum((report.rejected or {}).values())]])
+                 sum(report.rejected.values())]])
         if report.ok:
             out.print("OK: every record decodes, is signed by a registered, unrevoked key, and extends its chain.")
         else:
-            table("rejections by code", ["code", "records"], [[k, v] for k, v in sorted((report.rejected or {}).items())])
+            table("rejections by code", ["code", "records"], [[k, v] for k, v in sorted(report.rejected.items())])
             fe = report.first_error or {}
             err.print(f"FIRST BAD RECORD: topic={fe.get('topic')} partition={fe.get('partition')} "
                       f"offset={fe.get('offset')} code={fe.get('code')}: {fe.get('message')}", markup=False)

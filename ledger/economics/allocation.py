@@ -128,7 +128,7 @@ def _allocation(metered: MeteredInteraction, method: str, requestor_share: Fract
     net = requestor_pays - metered.requestor_incurred  # == responder_incurred - responder_pays
     direction = REQUESTOR_TO_RESPONDER if net > 0 else RESPONDER_TO_REQUESTOR if net < 0 else NO_TRANSFER
     return Allocation(method=method, requestor_pays=requestor_pays, responder_pays=responder_pays,
-                      net_transfer=abs(net), direction=direction, parameters=parameters or {})
+                      net_transfer=abs(net), direction=direction, parameters=dict(parameters or {}))
 
 
 def _clamp(share: Fraction, total: int) -> tuple[Fraction, str | None]:

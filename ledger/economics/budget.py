@@ -65,6 +65,7 @@ What it must never do
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -113,7 +114,7 @@ NORMAL_FROM_PERCENT = 50  # seed 002: utilisation >= 50% is "normal", below is "
 # ---------------------------------------------------------------------------------------------
 
 
-class BudgetStatus(str, enum.Enum):
+class BudgetStatus(str, enum.Enum):  # noqa: UP042 - str() and format() of members must stay
     """Seed 002's status levels, least to most used."""
 
     HEALTHY = "healthy"
@@ -125,13 +126,13 @@ class BudgetStatus(str, enum.Enum):
 _STATUS_RANK = {s: i for i, s in enumerate(BudgetStatus)}
 
 
-class Verdict(str, enum.Enum):
+class Verdict(str, enum.Enum):  # noqa: UP042 - str() and format() of members must stay
     ALLOW = "allow"
     THROTTLE = "throttle"
     DENY = "deny"
 
 
-class Reason(str, enum.Enum):
+class Reason(str, enum.Enum):  # noqa: UP042 - str() and format() of members must stay
     """Why a decision came out as it did."""
 
     WITHIN_BUDGET = "within_budget"
@@ -145,7 +146,7 @@ class Reason(str, enum.Enum):
     NOT_RESERVED = "not_reserved"  # a commit of a reservation that is not live (unknown or expired)
 
 
-class AlertKind(str, enum.Enum):
+class AlertKind(str, enum.Enum):  # noqa: UP042 - str() and format() of members must stay
     SOFT_LIMIT = "soft_limit"  # consumption reached soft%
     HARD_LIMIT = "hard_limit"  # consumption reached hard%
     EMERGENCY_RESERVE = "emergency_reserve"  # consumption drew on the emergency reserve
@@ -208,7 +209,12 @@ class OveragePolicy:
         if hard == 0:
             raise ValidationError("hard_limit_pct", self.hard_limit_pct, "must be above 0")
         if soft > hard:
-            raise ValidationError("soft_limit_pct", self.soft_limit_pct, "must not exceed hard_limit_pct", hard_limit_pct=self.hard_limit_pct)
+            raise ValidationError(
+                "soft_limit_pct",
+                self.soft_limit_pct,
+                "must not exceed hard_limit_pct",
+                hard_limit_pct=self.hard_limit_pct,
+            )
         emergency = require_exact("emergency_reserve_pct", self.emergency_reserve_pct, low=0, high=MAX_BUDGET_PERCENT)
         _require_bool("throttle_at_soft", self.throttle_at_soft)
         _require_bool("suspend_at_hard", self.suspend_at_hard)
@@ -258,6 +264,13 @@ class BudgetPolicy:
             object.__setattr__(self, "confidence_threshold", threshold)
         require_time("anchor_us", self.anchor_us)
 
+    @property
+    def resolved_min_reserve(self) -> int:
+        """``min_reserve`` resolved: the field accepts None (the 10% default) and ``__post_init__``
+        replaces it, so after construction it is always an int."""
+        assert self.min_reserve is not None  # resolved in __post_init__
+        return self.min_reserve
+
     # Limits in units, for an allocation that transfers may have moved away from the policy's.
 
     def hard_cap(self, allocation: int) -> int:
@@ -297,10 +310,26 @@ class BudgetPolicy:
 # Seed 002 suspends at the hard limit whatever suspendAtHard says; we suspend only where it is set.
 _DEFAULTS: Mapping[BudgetKind, Mapping[str, Any]] = MappingProxyType(
     {
-        BudgetKind.ACTION: dict(allocation=5_000, reset_interval_us=US_PER_DAY, overage=OveragePolicy(80, 100, True, True, 10)),
-        BudgetKind.DATA: dict(allocation=2_000_000, reset_interval_us=US_PER_DAY, overage=OveragePolicy(85, 100, True, False, 5)),
-        BudgetKind.COMPUTE: dict(allocation=500, reset_interval_us=US_PER_HOUR, overage=OveragePolicy(75, 90, True, True, 15)),
-        BudgetKind.TRUST: dict(allocation=1_000, reset_interval_us=US_PER_WEEK, overage=OveragePolicy(90, 100, False, False, 0)),
+        BudgetKind.ACTION: dict(
+            allocation=5_000,
+            reset_interval_us=US_PER_DAY,
+            overage=OveragePolicy(80, 100, True, True, 10),
+        ),
+        BudgetKind.DATA: dict(
+            allocation=2_000_000,
+            reset_interval_us=US_PER_DAY,
+            overage=OveragePolicy(85, 100, True, False, 5),
+        ),
+        BudgetKind.COMPUTE: dict(
+            allocation=500,
+            reset_interval_us=US_PER_HOUR,
+            overage=OveragePolicy(75, 90, True, True, 15),
+        ),
+        BudgetKind.TRUST: dict(
+            allocation=1_000,
+            reset_interval_us=US_PER_WEEK,
+            overage=OveragePolicy(90, 100, False, False, 0),
+        ),
         BudgetKind.LLM_TOKENS: dict(
             allocation=1_000_000,
             reset_interval_us=US_PER_DAY,
@@ -338,7 +367,7 @@ def scale_policy(policy: BudgetPolicy, multiplier: int | Decimal) -> BudgetPolic
     keeps its allocation; the scaled one applies from the next reset (or via adjust_allocation).
     """
     allocation = apply_multiplier(policy.allocation, multiplier)
-    return replace(policy, allocation=allocation, min_reserve=min(policy.min_reserve, allocation))
+    return replace(policy, allocation=allocation, min_reserve=min(policy.resolved_min_reserve, allocation))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,7 +394,9 @@ def backoff_delay_us(level: int) -> int:
     level = require_int("throttle level", level, high=MAX_THROTTLE_LEVEL)
     if level == 0:
         return 0
-    return min(THROTTLE_BASE_DELAY_US * THROTTLE_BACKOFF_FACTOR ** (level - 1), THROTTLE_MAX_DELAY_US)
+    # int ** int is typed Any (a negative exponent would give a float); level >= 1 keeps it an int
+    delay: int = THROTTLE_BASE_DELAY_US * THROTTLE_BACKOFF_FACTOR ** (level - 1)
+    return min(delay, THROTTLE_MAX_DELAY_US)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -549,14 +580,18 @@ Level = tuple[BudgetState, BudgetPolicy]
 
 
 def _alert(kind: AlertKind, state: BudgetState, t: int, amount: int, reason: Reason | None = None) -> Alert:
-    return Alert(kind, state.scope, state.kind, t, state.window_start_us, state.allocation, state.consumed, amount, reason)
+    return Alert(
+        kind, state.scope, state.kind, t, state.window_start_us, state.allocation, state.consumed, amount, reason
+    )
 
 
 def _check_level(state: object, policy: object) -> None:
     if not isinstance(state, BudgetState) or not isinstance(policy, BudgetPolicy):
         raise ValidationError("level", (state, policy), "must be a (BudgetState, BudgetPolicy) pair")
     if state.kind is not policy.kind:
-        raise ValidationError("policy", policy.kind.value, "is for another kind than the state", state_kind=state.kind.value)
+        raise ValidationError(
+            "policy", policy.kind.value, "is for another kind than the state", state_kind=state.kind.value
+        )
 
 
 def _advance(state: BudgetState, policy: BudgetPolicy, t: int) -> Advanced:
@@ -627,7 +662,9 @@ def _admitted_effects(state: BudgetState, decision: Decision) -> BudgetState:
     return state if level == state.throttle_level else replace(state, throttle_level=level)
 
 
-def _refused_effects(state: BudgetState, policy: BudgetPolicy, decision: Decision, t: int) -> tuple[BudgetState, tuple[Alert, ...]]:
+def _refused_effects(
+    state: BudgetState, policy: BudgetPolicy, decision: Decision, t: int
+) -> tuple[BudgetState, tuple[Alert, ...]]:
     if decision.reason is not Reason.HARD_LIMIT:
         return state, ()
     if policy.hard_limit_action is HardLimitAction.THROTTLE:
@@ -674,8 +711,10 @@ def _check_chain(levels: Sequence[Level]) -> list[Level]:
     if len(kinds) != 1:
         raise ValidationError("levels", sorted(k.value for k in kinds), "must all be of one budget kind")
     depths = [state.scope.level.depth for state, _ in checked]
-    if any(a >= b for a, b in zip(depths, depths[1:])):
-        raise ValidationError("levels", [s.scope.level.value for s, _ in checked], "must run from org down to agent, one per level")
+    if any(a >= b for a, b in itertools.pairwise(depths)):
+        raise ValidationError(
+            "levels", [s.scope.level.value for s, _ in checked], "must run from org down to agent, one per level"
+        )
     return checked
 
 
@@ -694,12 +733,13 @@ def _admit_chain(
     advanced = [_advance(state, policy, t) for state, policy in checked]
     for a in advanced:
         check(a.state)
-    own = [_decide(a.state, policy, amount, t) for a, (_, policy) in zip(advanced, checked)]
+    own = [_decide(a.state, policy, amount, t) for a, (_, policy) in zip(advanced, checked, strict=True)]
     combined = _combine(own)
     alerts = [alert for a in advanced for alert in a.alerts]
     states = []
-    for a, (_, policy), decision in zip(advanced, checked, own):
-        state, more = a.state, ()
+    for a, (_, policy), decision in zip(advanced, checked, own, strict=True):
+        state = a.state
+        more: tuple[Alert, ...] = ()
         if combined.admitted:
             state, more = admit(_admitted_effects(state, decision), policy, decision)
         elif not decision.admitted:
@@ -731,10 +771,8 @@ def view(state: BudgetState, policy: BudgetPolicy, at_us: int | None = None) -> 
     if at_us is not None:
         state = _advance(state, policy, require_time("at_us", at_us)).state
     allocation, consumed, reserved = state.allocation, state.consumed, state.reserved
-    if allocation:
-        utilisation = consumed / allocation
-    else:
-        utilisation = math.inf if consumed else 0.0
+    # a zero allocation is infinitely used once anything is consumed, and unused otherwise
+    utilisation = consumed / allocation if allocation else (math.inf if consumed else 0.0)
     return BudgetView(
         scope=state.scope,
         kind=state.kind,
@@ -855,7 +893,7 @@ def commit_chain(levels: Sequence[Level], reservation_id: str, amount: int, even
     advanced = [_advance(state, policy, t) for state, policy in checked]
     alerts = [alert for a in advanced for alert in a.alerts]
     decisions = []
-    for a, (_, policy) in zip(advanced, checked):
+    for a, (_, policy) in zip(advanced, checked, strict=True):
         state = a.state
         held = state.reservation(reservation_id)
         available = max(0, policy.ceiling(state.allocation) - state.consumed - state.reserved)
@@ -863,18 +901,23 @@ def commit_chain(levels: Sequence[Level], reservation_id: str, amount: int, even
             refused = Decision(Verdict.DENY, Reason.NOT_RESERVED, 0, amount, available, state.scope, state.kind)
             return ChainResult(tuple(a.state for a in advanced), refused, tuple(alerts))
         if amount > held.amount:
-            raise ValidationError("amount", amount, "exceeds the reservation", reservation_id=reservation_id, reserved=held.amount)
+            raise ValidationError(
+                "amount", amount, "exceeds the reservation", reservation_id=reservation_id, reserved=held.amount
+            )
         decisions.append(Decision(Verdict.ALLOW, Reason.RESERVED, 0, amount, available, state.scope, state.kind))
     states = []
-    for a, (_, policy), decision in zip(advanced, checked, decisions):
-        released = replace(a.state, reservations=tuple(r for r in a.state.reservations if r.reservation_id != reservation_id))
+    for a, (_, policy), decision in zip(advanced, checked, decisions, strict=True):
+        live = tuple(r for r in a.state.reservations if r.reservation_id != reservation_id)
+        released = replace(a.state, reservations=live)
         state, more = _consume(released, policy, amount, t, decision)
         states.append(state)
         alerts.extend(more)
     return ChainResult(tuple(states), _combine(decisions), tuple(alerts))
 
 
-def commit(state: BudgetState, policy: BudgetPolicy, reservation_id: str, amount: int, event_time_us: int) -> SpendResult:
+def commit(
+    state: BudgetState, policy: BudgetPolicy, reservation_id: str, amount: int, event_time_us: int
+) -> SpendResult:
     """``commit_chain`` for one level."""
     return _single(commit_chain(((state, policy),), reservation_id, amount, event_time_us))
 
@@ -898,7 +941,7 @@ def resume(state: BudgetState, policy: BudgetPolicy, event_time_us: int) -> Adva
     if not advanced.state.suspended:
         return advanced
     resumed = replace(advanced.state, suspended=False)
-    return Advanced(resumed, advanced.expired, advanced.alerts + (_alert(AlertKind.RESUMED, resumed, event_time_us, 0),))
+    return Advanced(resumed, advanced.expired, (*advanced.alerts, _alert(AlertKind.RESUMED, resumed, event_time_us, 0)))
 
 
 def record_confidence(state: BudgetState, confidence: float | None) -> BudgetState:
@@ -939,7 +982,7 @@ def shortfall(state: BudgetState, policy: BudgetPolicy, amount: int) -> int:
 
 def participant(state: BudgetState, policy: BudgetPolicy) -> Participant:
     """The budget as reallocation sees it (its agent id is the scope id)."""
-    return Participant(state.scope.id, policy.priority, reallocatable(state, policy), policy.min_reserve)
+    return Participant(state.scope.id, policy.priority, reallocatable(state, policy), policy.resolved_min_reserve)
 
 
 def adjust_allocation(state: BudgetState, policy: BudgetPolicy, delta: int, event_time_us: int) -> Advanced:
@@ -948,7 +991,7 @@ def adjust_allocation(state: BudgetState, policy: BudgetPolicy, delta: int, even
     delta = require_int("delta", delta, low=-INT64_MAX, high=INT64_MAX)
     advanced = advance(state, policy, event_time_us)
     current = advanced.state
-    spare = max(0, reallocatable(current, policy) - policy.min_reserve)
+    spare = max(0, reallocatable(current, policy) - policy.resolved_min_reserve)
     if -delta > spare:
         raise ValidationError("delta", delta, "would take the budget below its reserve or its commitments", spare=spare)
     allocation = require_int("allocation", current.allocation + delta)
@@ -968,10 +1011,14 @@ def reallocate(budgets: Sequence[Level], needy: str, amount: int, event_time_us:
     for state, policy in levels:
         _check_level(state, policy)
     if len({(s.kind, s.scope.level) for s, _ in levels}) != 1:
-        raise ValidationError("budgets", [(s.kind.value, s.scope.level.value) for s, _ in levels], "must share one kind and one scope level")
+        raise ValidationError(
+            "budgets",
+            [(s.kind.value, s.scope.level.value) for s, _ in levels],
+            "must share one kind and one scope level",
+        )
     t = require_time("event_time_us", event_time_us)
     advanced = [_advance(state, policy, t) for state, policy in levels]
-    participants = [participant(a.state, policy) for a, (_, policy) in zip(advanced, levels)]
+    participants = [participant(a.state, policy) for a, (_, policy) in zip(advanced, levels, strict=True)]
     ids = [p.agent_id for p in participants]
     require_id("needy", needy)
     if needy not in ids:

@@ -16,8 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 from ledger.economics import budget as b
+from ledger.economics.reputation import require_choice
 from ledger.units import MILLI  # confidences travel as thousandths on the log
 from ledger.wire.events import BudgetPolicy as PolicyEvent
+from ledger.wire.vocab import BudgetKind, HardLimitAction
 
 
 def policy_from_event(body: PolicyEvent) -> b.BudgetPolicy:
@@ -26,11 +28,14 @@ def policy_from_event(body: PolicyEvent) -> b.BudgetPolicy:
     the pure model refuses (priority 0, interval 0, min_reserve above the allocation, suspend_at_hard
     without the deny action)."""
     threshold = None if body.confidence_threshold_milli is None else body.confidence_threshold_milli / MILLI
+    # the event carries the vocabulary as plain strings (the wire form); the model computes with the enums
     return b.BudgetPolicy(
-        kind=body.budget_kind, allocation=body.allocation, reset_interval_us=body.reset_interval_us,
+        kind=require_choice(BudgetKind, "kind", body.budget_kind), allocation=body.allocation,
+        reset_interval_us=body.reset_interval_us,
         overage=b.OveragePolicy(body.soft_limit_pct, body.hard_limit_pct, body.throttle_at_soft, body.suspend_at_hard,
                                 body.emergency_reserve_pct),
-        hard_limit_action=body.hard_limit_action, min_reserve=body.min_reserve, priority=body.priority,
+        hard_limit_action=require_choice(HardLimitAction, "hard_limit_action", body.hard_limit_action),
+        min_reserve=body.min_reserve, priority=body.priority,
         confidence_threshold=threshold, anchor_us=body.effective_from_us)
 
 

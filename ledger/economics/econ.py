@@ -93,7 +93,8 @@ REPUTATION_DEPOSIT_MULTIPLIERS: dict[ReputationTier, Fraction] = {
 
 @dataclass(frozen=True)
 class ProgressiveLimit:
-    """Requests are capped at ``max_tokens`` while reputation < ``max_reputation`` and interactions < ``max_interactions``."""
+    """Requests are capped at ``max_tokens`` while reputation < ``max_reputation`` and interactions <
+    ``max_interactions``."""
 
     max_reputation: int
     max_interactions: int
@@ -378,7 +379,9 @@ def position_multiplier(*, position: int, window_size: int, beta: float = 0.3) -
     check_real("beta", beta, minimum=0, maximum=MAX_MONEY_MULTIPLIER)
     if position == 0 or window_size == 0:
         return 0.0
-    return float(min(Fraction(position, window_size), Fraction(1))) ** beta
+    # float ** float is typed Any (a negative base could give a complex); the base here is in (0, 1]
+    multiplier: float = float(min(Fraction(position, window_size), Fraction(1))) ** beta
+    return multiplier
 
 
 # ------------------------------------------------------------------ caching economics
@@ -474,7 +477,7 @@ def memory_vs_context_crossover(*, context_tokens: int, input_rate: int,
     per_use = cost_micros(context_tokens, input_rate)
     memory = tuple(memory_write_cost + n * memory_read_cost for n in range(1, max_interactions + 1))
     context = tuple(n * per_use for n in range(1, max_interactions + 1))
-    crossover = next((n for n, (m, c) in enumerate(zip(memory, context), start=1) if m <= c), None)
+    crossover = next((n for n, (m, c) in enumerate(zip(memory, context, strict=True), start=1) if m <= c), None)
     if crossover is None:
         recommendation = "long_context"
     elif crossover <= MEMORY_NOW_MAX_INTERACTIONS:

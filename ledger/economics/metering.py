@@ -95,7 +95,8 @@ class InteractionFlows:
         for name, cached, total in (("request_cached_tokens", request_cached_tokens, request_tokens),
                                     ("response_cached_tokens", response_cached_tokens, response_tokens)):
             if cached > total:
-                raise ValidationError(name, cached, f"cached tokens are part of the {total} tokens and cannot exceed them")
+                raise ValidationError(name, cached,
+                                      f"cached tokens are part of the {total} tokens and cannot exceed them")
         return cls.from_counts(request_output_tokens=request_tokens, request_input_tokens=request_tokens,
                                response_output_tokens=response_tokens, response_input_tokens=response_tokens,
                                request_input_cached_tokens=request_cached_tokens,
@@ -177,7 +178,8 @@ def meter_interaction(flows: InteractionFlows, *, requestor_price: ModelPrice,
     _check(flows, InteractionFlows, "flows")
     _check(requestor_price, ModelPrice, "requestor_price")
     _check(responder_price, ModelPrice, "responder_price")
-    request_output = price_flow(flows.request_output, rate=requestor_price.output, cache_rate=requestor_price.cache_read)
+    request_output = price_flow(flows.request_output, rate=requestor_price.output,
+                                cache_rate=requestor_price.cache_read)
     request_input = price_flow(flows.request_input, rate=responder_price.input, cache_rate=responder_price.cache_read)
     response_output = price_flow(flows.response_output, rate=responder_price.output,
                                  cache_rate=responder_price.cache_read)

@@ -240,7 +240,8 @@ class PriceBook:
 
     def _with(self, entry: PriceInForce) -> PriceBook:
         if len(self) >= limits.MAX_PRICE_BOOK_ENTRIES:
-            raise ValidationError("entries", len(self) + 1, f"a price book holds at most {limits.MAX_PRICE_BOOK_ENTRIES:,}",
+            raise ValidationError("entries", len(self) + 1,
+                                  f"a price book holds at most {limits.MAX_PRICE_BOOK_ENTRIES:,}",
                                   provider=entry.price.provider, model=entry.price.model)
         key = entry.price.key
         book = PriceBook.__new__(PriceBook)

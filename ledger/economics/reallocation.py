@@ -125,7 +125,9 @@ def eligible_donors(participants: Sequence[Participant], needy: str) -> tuple[Pa
     return tuple(donors)
 
 
-def plan_reallocation(participants: Sequence[Participant], needy: str, shortfall: int) -> tuple[Transfer, ...] | Refusal:
+def plan_reallocation(
+    participants: Sequence[Participant], needy: str, shortfall: int
+) -> tuple[Transfer, ...] | Refusal:
     """The transfers that cover ``shortfall`` for ``needy``, or a ``Refusal`` that moves nothing.
 
     A shortfall of 0 needs no transfer: the answer is an empty tuple.

@@ -206,10 +206,12 @@ def decayed_value(event: TrustEvent, at_us: int, half_life_us: int) -> float:
     if age_us < 0:
         return 0.0
     # int / int is correctly rounded, and 2 ** -1.0 is exact: at one half-life the value is halved exactly.
-    return event.value * 2.0 ** (-(age_us / half_life_us))
+    # float ** float is typed Any (a negative base could give a complex); the base here is 2.0
+    factor: float = 2.0 ** (-(age_us / half_life_us))
+    return event.value * factor
 
 
-class ReputationTier(str, enum.Enum):
+class ReputationTier(str, enum.Enum):  # noqa: UP042 - str() and format() of members must stay
     """Seed 002's multiplier brackets, named (the names are ours)."""
 
     EXCELLENT = "excellent"  # >= 0.9, budget x1.5
@@ -274,7 +276,9 @@ class Reputation:
 def _check_half_lives(half_lives: Mapping[TrustDimension, int]) -> dict[TrustDimension, int]:
     if set(half_lives) != set(TrustDimension):
         raise ValidationError("half_lives", sorted(str(k) for k in half_lives), "must name every dimension")
-    return {d: require_int(f"half_lives[{d.value}]", half_lives[d], low=1, high=MAX_HALF_LIFE_US) for d in TrustDimension}
+    return {
+        d: require_int(f"half_lives[{d.value}]", half_lives[d], low=1, high=MAX_HALF_LIFE_US) for d in TrustDimension
+    }
 
 
 def _check_weights(weights: Mapping[TrustDimension, float]) -> dict[TrustDimension, float]:
@@ -343,7 +347,9 @@ class TrustChange:
     value: float
     rule: str  # which rule decided it: "task_reward", "task_penalty", "efficiency", "anomaly"
 
-    def to_event(self, *, event_id: str, issuer: str, event_time_us: int, half_life_us: int | None = None) -> TrustEvent:
+    def to_event(
+        self, *, event_id: str, issuer: str, event_time_us: int, half_life_us: int | None = None
+    ) -> TrustEvent:
         """The trust event that records this change, issued by ``issuer`` (never the subject)."""
         if issuer == self.subject:
             raise ValidationError("issuer", issuer, "must differ from the subject: self-issued trust does not count")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TypedDict
 
 from ledger import limits
 from ledger.errors import RejectCode, RejectError
@@ -30,6 +31,30 @@ class Head:
 
 
 GENESIS = Head(0, GENESIS_HASH)
+
+
+class _Evidence(TypedDict):
+    """What every chain rejection names about the event."""
+
+    event_id: str
+    signer_id: str
+    seq: int
+
+
+def _stale(event: Event, head: Head, recent: OrderedDict[str, int] | None, last_seq: int,
+           ev: _Evidence) -> RejectError:
+    """Why an event at or below the chain head is refused: the batch re-delivered, a replay or a fork."""
+    known = recent.get(event.event_id) if recent is not None else None
+    if known == event.seq:
+        if last_seq == head.seq:
+            return RejectError(RejectCode.DUPLICATE, "this batch is already on the chain (re-delivered)", **ev)
+        return RejectError(RejectCode.REPLAY, "an old event re-appears after newer ones",
+                           expected=head.seq + 1, actual=event.seq, **ev)
+    if event.seq > head.seq - limits.DUPLICATE_WINDOW_EVENTS:
+        return RejectError(RejectCode.FORK, "another event already holds this sequence number",
+                           expected=head.seq + 1, actual=event.seq, **ev)
+    return RejectError(RejectCode.REPLAY, "sequence number is older than the chain head",
+                       expected=head.seq + 1, actual=event.seq, **ev)
 
 
 class Chains:
@@ -48,23 +73,12 @@ class Chains:
         recent = self._recent.get(signer_id)
         batch_ids: set[str] = set()
         for event, h in events:
-            ev = dict(event_id=event.event_id, signer_id=signer_id, seq=event.seq)
+            ev = _Evidence(event_id=event.event_id, signer_id=signer_id, seq=event.seq)
             if event.signer_id != signer_id:
                 raise RejectError(RejectCode.SIGNER_MISMATCH, "event signer differs from the batch signer",
                                   expected=signer_id, actual=event.signer_id, event_id=event.event_id)
             if event.seq <= head.seq:
-                known = recent.get(event.event_id) if recent is not None else None
-                if known == event.seq:
-                    if events[-1][0].seq == head.seq:
-                        raise RejectError(RejectCode.DUPLICATE, "this batch is already on the chain (re-delivered)",
-                                          **ev)
-                    raise RejectError(RejectCode.REPLAY, "an old event re-appears after newer ones",
-                                      expected=head.seq + 1, actual=event.seq, **ev)
-                if event.seq > head.seq - limits.DUPLICATE_WINDOW_EVENTS:
-                    raise RejectError(RejectCode.FORK, "another event already holds this sequence number",
-                                      expected=head.seq + 1, actual=event.seq, **ev)
-                raise RejectError(RejectCode.REPLAY, "sequence number is older than the chain head",
-                                  expected=head.seq + 1, actual=event.seq, **ev)
+                raise _stale(event, head, recent, events[-1][0].seq, ev)
             if event.seq > head.seq + 1:
                 raise RejectError(RejectCode.SEQUENCE_GAP, "sequence number skips ahead",
                                   expected=head.seq + 1, actual=event.seq, **ev)

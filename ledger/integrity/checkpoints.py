@@ -29,6 +29,8 @@ Never: writes nothing, imports nothing from processors/.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -102,10 +104,9 @@ def control_keyring(log: Log, control_topic: str, anchors: dict[str, bytes]) -> 
     verifier = Verifier(KeyRing(anchors))
 
     def take(r: Any) -> None:
-        try:
+        # a rejected control record changes no key; `verify` reports it
+        with contextlib.suppress(RejectError):
             verifier.check_record(r.value, Where(r.topic, r.partition, r.offset))
-        except RejectError:
-            pass  # a rejected control record changes no key; `verify` reports it
 
     scan(log, control_topic, take)
     return verifier.keyring
@@ -209,21 +210,23 @@ def audit_with_checkpoints(log: Log, topics: list[str], checkpoint_topic: str, a
 
     entries = read_checkpoints(log, checkpoint_topic, verifier.keyring, bad)
     cr.state_checkpoints = sum(isinstance(e.body, StateCheckpoint) for e in entries)
-    cps = [e for e in entries if isinstance(e.body, Checkpoint)]
+    # each entry with its body narrowed to a Checkpoint
+    cps = [(e, e.body) for e in entries if isinstance(e.body, Checkpoint)]
     cr.checkpoints = len(cps)
-    cr.partitions = len({(e.body.topic, e.body.partition) for e in cps})
+    cr.partitions = len({(cp.topic, cp.partition) for _, cp in cps})
     found: list[tuple[tuple[int, int, int], dict[str, Any]]] = []
-    for e in cps:
+    for e, _ in cps:
         problem = _check_one(e, trees)
         if problem is not None:
             found.append((_pos(e), problem))
-    by_tp: dict[tuple[str, int], list[SignedEntry]] = {}
-    for e in cps:
-        by_tp.setdefault((e.body.topic, e.body.partition), []).append(e)
-    for tp, group in by_tp.items():
-        group.sort(key=lambda e: (e.body.tree_size, e.partition, e.offset))  # type: ignore[union-attr]
+    by_tp: dict[tuple[str, int], list[tuple[SignedEntry, Checkpoint]]] = {}
+    for e, cp in cps:
+        by_tp.setdefault((cp.topic, cp.partition), []).append((e, cp))
+    for tp, pairs in by_tp.items():
+        pairs.sort(key=lambda ec: (ec[1].tree_size, ec[0].partition, ec[0].offset))
+        group = [e for e, _ in pairs]
         tree = trees.trees.get(tp, MerkleTree())
-        for old, new in zip(group, group[1:]):
+        for old, new in itertools.pairwise(group):
             problem = _check_pair(old, new, tree)
             if problem is not None:
                 found.append((max(_pos(old), _pos(new)), problem))

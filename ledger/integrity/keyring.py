@@ -17,6 +17,9 @@ When a revocation takes effect depends on the log:
 
 A second revocation or a rotation of a revoked key never moves its revocation later (the first one stands).
 
+The last valid operator key cannot be revoked (``validate_control`` refuses it): nobody could sign a
+control event afterwards. An operator key is replaced by rotation, which names its successor.
+
 Pure: ``apply`` folds control events; ``check`` answers for one batch. No I/O.
 """
 
@@ -115,12 +118,23 @@ class KeyRing:
             if info is None or info.owner != body.agent_id:
                 raise RejectError(RejectCode.UNKNOWN_KEY, "revocation names a key this signer does not have",
                                   signer_id=body.agent_id, key_id=body.key_id)
+            if info.role == "operator" and not info.revoked and not self._other_operator_keys(info.key_id):
+                # nobody could sign a control event afterwards (not even a new registration): the ledger
+                # would be frozen for good. A rotation names the successor; a revocation does not.
+                raise RejectError(RejectCode.INVALID_FIELD, "revocation would leave no valid operator key "
+                                  "(rotate the operator's key instead: a rotation names its successor)",
+                                  field="key_id", value=body.key_id, signer_id=body.agent_id, kind=body.KIND)
+
+    def _other_operator_keys(self, key_id: str) -> list[str]:
+        """Operator keys other than ``key_id`` that are not revoked."""
+        return [k.key_id for k in self._keys.values() if k.role == "operator" and not k.revoked and k.key_id != key_id]
 
     def apply(self, body: Body, event_time_us: int = 0) -> None:
         """Fold one accepted control event (with its event time) into the ring."""
         if isinstance(body, AgentRegistered):
             self.agents[body.agent_id] = body
-            self._keys[body.key_id] = KeyInfo(body.key_id, body.agent_id, body.role, PublicKey.from_raw(body.public_key))
+            self._keys[body.key_id] = KeyInfo(body.key_id, body.agent_id, body.role,
+                                              PublicKey.from_raw(body.public_key))
         elif isinstance(body, KeyRotated):
             old = self._keys[body.old_key_id]
             if not old.revoked:  # rotating an already revoked key must not move its revocation later

@@ -122,8 +122,9 @@ def load_key(path: Path) -> SigningKey:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise KeyFileError("key file not found", path=str(path),
-                           hint="create it with `tokenledger keys new NAME` or `tokenledger agent register NAME`") from None
+        raise KeyFileError(
+            "key file not found", path=str(path),
+            hint="create it with `tokenledger keys new NAME` or `tokenledger agent register NAME`") from None
     if not stat.S_ISREG(st.st_mode):
         raise KeyFileError("key path is not a regular file", path=str(path))
     if st.st_mode & 0o077:

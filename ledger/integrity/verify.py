@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ledger.errors import RejectCode, RejectError
 from ledger.integrity.chain import Chains
-from ledger.integrity.keyring import KeyRing
+from ledger.integrity.keyring import KeyInfo, KeyRing
+from ledger.log import has_total_order
 from ledger.wire import codec
 from ledger.wire.events import Interaction
 
 if TYPE_CHECKING:
-    from ledger.log import Log, Record
+    from ledger.log import Log, Record, TotalOrderLog
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,21 +90,24 @@ class Verifier:
                                       event_id=d.event.event_id)
             elif isinstance(body, Interaction):
                 self._check_interaction(batch.signer_id, d)
-        ring = self.keyring
-        if controls:
-            # several control events in one batch see each other (register, then rotate): work on a copy
-            ring = self.keyring.copy()
-            for d in controls:
-                try:
-                    ring.validate_control(info, d.event.body)
-                except RejectError as e:
-                    e.evidence.setdefault("event_id", d.event.event_id)
-                    raise
-                ring.apply(d.event.body, d.event.event_time_us)
+        ring = self._ring_after(info, controls) if controls else self.keyring
         self.chains.check_batch(batch.signer_id, [(d.event, d.hash) for d in decoded])
         if controls:
             self.keyring.adopt(ring)
         return Accepted(batch.signer_id, batch.key_id, decoded)
+
+    def _ring_after(self, info: KeyInfo, controls: list[codec.DecodedEvent]) -> KeyRing:
+        """The key ring with the batch's control events applied, on a copy (adopted only if the whole
+        batch passes): several control events in one batch see each other (register, then rotate)."""
+        ring = self.keyring.copy()
+        for d in controls:
+            try:
+                ring.validate_control(info, d.event.body)
+            except RejectError as e:
+                e.evidence.setdefault("event_id", d.event.event_id)
+                raise
+            ring.apply(d.event.body, d.event.event_time_us)
+        return ring
 
     def _check_interaction(self, signer_id: str, d: codec.DecodedEvent) -> None:
         body = d.event.body
@@ -128,7 +132,7 @@ class AuditReport:
     events: int = 0
     accepted_records: int = 0
     accepted_events: int = 0
-    rejected: dict[str, int] | None = None
+    rejected: dict[str, int] = field(default_factory=dict)
     first_error: dict[str, object] | None = None
     signers: int = 0
 
@@ -139,7 +143,7 @@ class AuditReport:
     def to_dict(self) -> dict[str, object]:
         return {"ok": self.ok, "records": self.records, "accepted_records": self.accepted_records,
                 "accepted_events": self.accepted_events, "signers": self.signers,
-                "rejected": dict(self.rejected or {}), "first_error": self.first_error}
+                "rejected": dict(self.rejected), "first_error": self.first_error}
 
 
 def audit(log: Log, topics: str | list[str], anchors: dict[str, bytes], *, batch: int = 2_000,
@@ -156,11 +160,11 @@ def audit(log: Log, topics: str | list[str], anchors: dict[str, bytes], *, batch
     (the checkpoint audit rebuilds its Merkle trees from them).
     """
     verifier = verifier or Verifier(KeyRing(anchors))
-    report = AuditReport(rejected={})
+    report = AuditReport()
     names = [topics] if isinstance(topics, str) else list(topics)
-    ordered = bool(getattr(log, "total_order", False))
-    verifier.keyring.by_log_order = ordered  # judge keys exactly as the processors do on this log
-    if ordered:
+    # judge keys exactly as the processors do on this log
+    verifier.keyring.by_log_order = has_total_order(log)
+    if has_total_order(log):
         # the log's one order (ledger.log.order): control interleaved with data as appended, as processors read it
         for rec in _in_append_order(log, names, batch):
             _audit_record(rec, verifier, report, on_accepted)
@@ -173,7 +177,7 @@ def audit(log: Log, topics: str | list[str], anchors: dict[str, bytes], *, batch
     return report
 
 
-def _in_append_order(log: Log, topics: list[str], batch: int) -> Iterator[Record]:
+def _in_append_order(log: TotalOrderLog, topics: list[str], batch: int) -> Iterator[Record]:
     """Every record of the topics appended before this call, merged by append time (one batch per partition
     in memory). Records appended while the audit runs get later times and are left for the next audit."""
     clock_us = log.clock_us()
@@ -201,7 +205,7 @@ def _audit_record(rec: Record, verifier: Verifier, report: AuditReport,
     try:
         acc = verifier.check_record(rec.value, where)
     except RejectError as e:
-        report.rejected[e.code.value] = report.rejected.get(e.code.value, 0) + 1  # type: ignore[index]
+        report.rejected[e.code.value] = report.rejected.get(e.code.value, 0) + 1
         if report.first_error is None:
             report.first_error = e.to_dict()
         return

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ledger.errors import ValidationError
+from ledger.errors import RecordTooLargeError, ValidationError
 from ledger.log.base import (
     DEFAULT_TOPIC,
     TOPICS,
     Log,
     Position,
     Record,
-    RecordTooLargeError,
+    TotalOrderLog,
+    has_total_order,
     partition_for,
     read_all,
 )
@@ -41,4 +42,4 @@ def open_log(url: str | Path, **options: object) -> Log:
 
 
 __all__ = ["DEFAULT_TOPIC", "TOPICS", "Log", "MemoryLog", "Position", "Record", "RecordTooLargeError", "SqliteLog",
-           "open_log", "partition_for", "read_all"]
+           "TotalOrderLog", "has_total_order", "open_log", "partition_for", "read_all"]

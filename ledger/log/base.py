@@ -36,14 +36,14 @@ from __future__ import annotations
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeGuard, runtime_checkable
 
 from ledger import limits
 from ledger.errors import RecordTooLargeError, ValidationError
 
 DEFAULT_TOPIC = "ledger.events"
-TOPICS = ("ledger.control", "ledger.events", "ledger.allocations", "ledger.settlements", "ledger.alerts", "ledger.checkpoints",
-          "ledger.rejected")
+TOPICS = ("ledger.control", "ledger.events", "ledger.allocations", "ledger.settlements", "ledger.alerts",
+          "ledger.checkpoints", "ledger.rejected")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +117,19 @@ class Log(Protocol):
     def end_offset(self, topic: str, partition: int) -> int: ...
 
     def close(self) -> None: ...
+
+
+class TotalOrderLog(Log, Protocol):
+    """A log with ``total_order = True``: its append times are one clock over the whole log."""
+
+    def clock_us(self) -> int:
+        """The largest append time given so far; every record appended later gets a larger one."""
+        ...
+
+
+def has_total_order(log: Log) -> TypeGuard[TotalOrderLog]:
+    """Whether ``log`` keeps one clock over the whole log (and so has ``clock_us``)."""
+    return bool(getattr(log, "total_order", False))
 
 
 def partition_for(key: bytes | None, partitions: int) -> int:

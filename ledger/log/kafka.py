@@ -65,6 +65,7 @@ Append time (the contract in ``ledger.log.base``):
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -184,8 +185,9 @@ class KafkaLog:
         if compression_type not in _CODECS:
             raise ValidationError("compression_type", compression_type, "use None, gzip, snappy, lz4 or zstd")
         if compression_type is not None and not _CODECS[compression_type]():
-            raise ValidationError("compression_type", compression_type,
-                                  f"its Python package is not installed (pip install {_CODEC_PACKAGES[compression_type]})")
+            raise ValidationError(
+                "compression_type", compression_type,
+                f"its Python package is not installed (pip install {_CODEC_PACKAGES[compression_type]})")
         self.partitions_default = partitions_default
         self.client_id = client_id
         self.connect_timeout_ms = connect_timeout_ms
@@ -276,10 +278,9 @@ class KafkaLog:
         with self._lock:
             old, self._producer = self._producer, None
         if old is not None:
-            try:
+            # closing a producer of a dead broker can fail, with whatever the client raises; it is discarded either way
+            with contextlib.suppress(Exception):
                 old.close(timeout=0)
-            except Exception:  # closing a producer of a dead broker can fail; it is discarded either way
-                pass
 
     def _get_consumer(self) -> KafkaConsumer:
         self._check_open()
@@ -309,10 +310,8 @@ class KafkaLog:
         _check_range("partitions", n, 1, MAX_PARTITIONS)
 
         def create(admin: KafkaAdminClient) -> None:
-            try:
+            with contextlib.suppress(kerr.TopicAlreadyExistsError):  # an existing topic keeps its partition count
                 admin.create_topics([NewTopic(topic, n, self.replication_factor, topic_configs=TOPIC_CONFIGS)])
-            except kerr.TopicAlreadyExistsError:
-                pass  # an existing topic keeps its partition count
 
         self._admin_call("ensure_topic", create, topic=topic, partitions=n)
         with self._lock:
@@ -413,7 +412,7 @@ class KafkaLog:
             try:
                 md = fut.get(timeout=max(0.0, deadline - time.monotonic()))
                 results[i] = _Ack(md.partition, md.offset, md.timestamp)
-            except Exception as e:  # kafka-python errors, or its timeout: judged by append, never swallowed
+            except Exception as e:  # noqa: BLE001 - kafka-python errors, or its timeout: judged by append, never swallowed
                 results[i] = e
         return results, send_error
 
@@ -668,13 +667,12 @@ class KafkaLog:
             clients = [c for c in (self._producer, self._consumer, self._admin) if c is not None]
             self._producer = self._consumer = self._admin = None
             for c in clients:
-                try:
+                # closing a client of a dead broker can fail, with whatever the client raises; nothing is left to lose
+                with contextlib.suppress(Exception):
                     if isinstance(c, KafkaProducer):
                         c.close(timeout=self.delivery_timeout_ms / 1000)
                     else:
                         c.close()
-                except Exception:  # closing a client of a dead broker can fail; nothing is left to lose here
-                    pass
 
     def _check_open(self) -> None:
         if self._closed:
@@ -714,9 +712,10 @@ class _Ack(NamedTuple):
 def _construct(cls: type[_Client], **config: Any) -> _Client:
     """A kafka-python client whose IO thread is stopped if construction fails: kafka-python 3.0.12 starts the
     thread before bootstrapping and leaks it when the bootstrap fails (one thread per attempt on a dead broker)."""
-    client = cls.__new__(cls)
+    # kafka-python has no type information, so cls is type[Any] here and mypy matches no overload of type.__new__
+    client = cls.__new__(cls)  # type: ignore[call-overload]
     try:
-        client.__init__(**config)  # type: ignore[misc]
+        client.__init__(**config)
     except BaseException:
         net = getattr(client, "_net", None)
         if net is not None:
@@ -746,7 +745,7 @@ def _translate(e: BaseException, op: str, servers: str, **where: Any) -> LedgerE
         return LogError(f"{op}: not authorised: {e}", hint="check the cluster's ACLs for this client", **evidence)
     if isinstance(e, kerr.OffsetOutOfRangeError):
         return LogError(f"{op}: offset out of range", **evidence)
-    if isinstance(e, _CONNECTION_ERRORS) or isinstance(e, OSError):
+    if isinstance(e, (*_CONNECTION_ERRORS, OSError)):
         return LogError(f"{op}: cannot reach the Kafka cluster ({e})", hint=hint, **evidence)
     if isinstance(e, ValueError):
         return LogError(f"{op}: the Kafka client refused the call: {e}", **evidence)

@@ -1,11 +1,11 @@
 """The embedded log: an append-only SQLite file in WAL mode (the zero-set-up default).
 
 Layout: ``topics(name, partitions)`` and ``records(topic, partition, offset, key, value, ts_ms,
-append_time_us)`` with primary key (topic, partition, offset); the next offset of a partition is max(offset) + 1. An
-append is one ``BEGIN IMMEDIATE`` transaction that reads the next offset and inserts the records: several processes may append at once (SQLite serialises writers) and read at
-once (WAL readers never block the writer). ``synchronous=FULL`` makes every acknowledged append
-survive a crash of the process or the machine; a writer killed mid-transaction leaves nothing
-behind (the transaction never committed).
+append_time_us)`` with primary key (topic, partition, offset); the next offset of a partition is max(offset) + 1.
+An append is one ``BEGIN IMMEDIATE`` transaction that reads the next offset and inserts the records: several
+processes may append at once (SQLite serialises writers) and read at once (WAL readers never block the writer).
+``synchronous=FULL`` makes every acknowledged append survive a crash of the process or the machine; a writer killed
+mid-transaction leaves nothing behind (the transaction never committed).
 
 Append time: one clock for the whole file (``log_clock``), read and advanced inside the append's write
 transaction, so no other writer (thread or process) can append between reading it and inserting. Every
@@ -29,6 +29,7 @@ No ledger semantics here: records are opaque bytes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -80,10 +81,9 @@ class SqliteLog:
             self._migrate()
         except sqlite3.Error as e:
             raise LogError(f"cannot open the embedded log: {e}", path=str(self.path)) from None
-        try:
+        # owner-only where we may set it; a file another user created keeps its mode (its owner chose it)
+        with contextlib.suppress(OSError):
             os.chmod(self.path, 0o600)
-        except OSError:
-            pass
 
     # -- topics
 
@@ -110,7 +110,8 @@ class SqliteLog:
             with self._lock:
                 row = self._db.execute("SELECT partitions FROM topics WHERE name=?", (topic,)).fetchone()
             if row is None:
-                raise LogError("topic does not exist", topic=topic, hint="create it with ensure_topic / `tokenledger init`")
+                raise LogError("topic does not exist", topic=topic,
+                               hint="create it with ensure_topic / `tokenledger init`")
             n = self._partitions[topic] = int(row[0])
         return n
 
@@ -240,11 +241,9 @@ class SqliteLog:
         return any(row[1] == "append_time_us" for row in self._db.execute("PRAGMA table_info(records)"))
 
     def close(self) -> None:
-        with self._lock:
-            try:
-                self._db.close()
-            except sqlite3.Error:
-                pass
+        # closing is best effort: the connection is dropped either way
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._db.close()
 
     # -- helpers
 

@@ -18,12 +18,26 @@ Guarantees:
 - **No fork.** Only one emitter per signer may run against one home at a time (a lock file); a
   second one gets ``ChainForkError``. An emitter also refuses to start when its saved head is ahead
   of the log (the log was replaced), instead of writing a second chain.
+- **Refuses what readers reject.** An emitter given the log's control topic and trusted operator keys
+  (``Emitter.open``, ``Emitter.for_operator``, ``tokenledger emit`` all do) keeps the key ring that
+  topic builds, exactly as readers build it, and refuses to sign with a key the readers would refuse:
+  a key never registered (``RejectError`` code ``unknown_key``) or one revoked or rotated away
+  (``revoked_key``). It checks at ``emit`` (nothing is buffered) and again right before each append
+  (a refused batch is dropped, never appended, and the chain head goes back to the last appended
+  event). The ring is kept incrementally: each check reads only the control records appended since
+  the previous one.
+
+  One race cannot be closed by a producer: a revocation appended between the check and the append.
+  Readers judge the record by the log's order and reject it (``revoked_key``, quarantined); the
+  emitter learns of the revocation at its next check and refuses from then on. The check is a
+  courtesy to the honest producer, never a defence: the readers are the defence.
 
 Wall-clock time is read here, and only here, to stamp events whose caller gave no event time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -37,9 +51,11 @@ from pathlib import Path
 from typing import Any
 
 from ledger import limits
-from ledger.errors import ChainForkError, LedgerError, LogError, RejectError, ValidationError
+from ledger.errors import ChainForkError, LedgerError, LogError, RejectCode, RejectError, ValidationError
 from ledger.integrity.chain import GENESIS, Head
+from ledger.integrity.keyring import KeyRing
 from ledger.integrity.keys import SigningKey
+from ledger.integrity.verify import Verifier, Where
 from ledger.log import DEFAULT_TOPIC, Log, partition_for
 from ledger.sdk.home import OPERATOR_LOCK_WAIT_S, Home, resolve_home, resolve_log_url
 from ledger.units import MILLI
@@ -57,6 +73,7 @@ from ledger.wire.events import (
     LlmUsage,
     Trust,
     check_int,
+    check_map,
     check_opt_str,
 )
 
@@ -130,13 +147,78 @@ class _State:
         self.db.close()
 
 
+class ControlKeys:
+    """The key ring a log's control topic builds, kept up to date incrementally.
+
+    Every control record is verified exactly as readers verify it (signature, chain, operator
+    signature, consistency with the ring; a bad one is skipped, as readers quarantine it), so the ring
+    trusts nothing a reader would not. The ring judges revocations as readers do on this log: by log
+    order on a log with a total clock, by event time on Kafka (``ledger.integrity.keyring``).
+    ``refresh`` reads only the records appended since the last refresh: one ``end_offset`` per control
+    partition when nothing is new.
+    """
+
+    def __init__(self, log: Log, control_topic: str, anchors: Mapping[str, bytes]) -> None:
+        self.log = log
+        self.topic = control_topic
+        self.verifier = Verifier(KeyRing(dict(anchors), by_log_order=bool(getattr(log, "total_order", False))))
+        self._next = [0] * log.partitions(control_topic)  # per partition: the first offset not read yet
+
+    @property
+    def ring(self) -> KeyRing:
+        return self.verifier.keyring
+
+    def refresh(self) -> None:
+        """Fold the control records appended since the last refresh into the ring."""
+        for p, offset in enumerate(self._next):
+            end = self.log.end_offset(self.topic, p)
+            while offset < end:
+                recs = self.log.read(self.topic, p, offset, limits.MAX_EMITTER_CONTROL_READ_RECORDS)
+                if not recs:
+                    break
+                for r in recs:
+                    # a bad control record changes no key for readers (they quarantine it): nor here
+                    with contextlib.suppress(RejectError):
+                        self.verifier.check_record(r.value, Where(r.topic, r.partition, r.offset))
+                offset = recs[-1].offset + 1
+            self._next[p] = offset
+
+    def check(self, signer_id: str, key_id: str, event_time_us: int, *, refresh: bool = True) -> None:
+        """Raise ``RejectError`` (unknown_key, signer_mismatch, revoked_key) if readers would refuse a batch
+        signed now by ``key_id`` for ``signer_id`` whose latest event time is ``event_time_us``."""
+        if refresh:
+            self.refresh()
+        try:
+            self.ring.check(signer_id, key_id, event_time_us)
+        except RejectError as e:
+            e.evidence["appended"] = False
+            if e.code is RejectCode.UNKNOWN_KEY:
+                e.hint = (f"register the signer first (`tokenledger agent register {signer_id}`), "
+                          "or use the key file the operator registered")
+            elif e.code is RejectCode.REVOKED_KEY:
+                e.hint = ("this key was revoked or rotated away: readers reject everything it signs now; "
+                          "after `agent rotate`, reopen the emitter with the signer's new key")
+            raise
+
+
 class Emitter:
-    """Signs and appends one signer's events. Thread-safe; one per signer per home."""
+    """Signs and appends one signer's events. Thread-safe; one per signer per home.
+
+    With ``control_topic`` and ``anchors`` (the operator keys trusted out of band) it refuses to sign
+    with a key readers would refuse (``RejectError`` unknown_key / revoked_key; see the module doc):
+    checked at ``emit`` and again right before each append. A revocation appended between that last
+    check and the append cannot be seen: readers reject that record (log order decides), and this
+    emitter refuses from its next check on.
+    """
 
     def __init__(self, log: Log, key: SigningKey, *, topic: str = DEFAULT_TOPIC, state_dir: Path | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE, linger_ms: float = DEFAULT_LINGER_MS,
                  context: Context | None = None, clock_ns: Callable[[], int] = time.time_ns,
-                 background_flush: bool = True, lock_timeout_s: float = 0.0) -> None:
+                 background_flush: bool = True, lock_timeout_s: float = 0.0, control_topic: str | None = None,
+                 anchors: Mapping[str, bytes] | None = None) -> None:
+        if (control_topic is None) != (anchors is None):
+            raise ValidationError("control_topic", control_topic, "give control_topic and anchors together "
+                                  "(the key ring is built from both), or neither")
         check_int("batch_size", batch_size, 1, limits.MAX_BATCH_EVENTS)
         if not isinstance(linger_ms, (int, float)) or not 0 <= linger_ms <= 60_000:
             raise ValidationError("linger_ms", linger_ms, "must be between 0 and 60000")
@@ -150,7 +232,7 @@ class Emitter:
         self._clock_ns = clock_ns
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
-        self._pending: list[tuple[str, int, bytes, bytes]] = []  # (event_id, seq, bytes, hash)
+        self._pending: list[tuple[str, int, bytes, bytes, int]] = []  # (event_id, seq, bytes, hash, event time)
         self._pending_since = 0.0
         self._recent: OrderedDict[str, int] = OrderedDict()
         self._counts = {"emitted": 0, "deduplicated": 0, "events": 0, "records": 0}
@@ -161,11 +243,14 @@ class Emitter:
         self._key_bytes = self.signer_id.encode()
         self._lock_timeout_s = lock_timeout_s
         self._partition = partition_for(self._key_bytes, log.partitions(topic))
+        self.control_keys = None if control_topic is None or anchors is None else ControlKeys(log, control_topic,
+                                                                                               anchors)
         try:
             if state_dir is not None:
                 self._acquire_lock(Path(state_dir))
                 self._state = _State(Path(state_dir) / "emitters.sqlite")
             self._head = self._reconcile()
+            self._appended_head = self._head  # the last event known appended: where a refused batch goes back to
         except BaseException:
             self._release()
             raise
@@ -181,7 +266,13 @@ class Emitter:
         key = h.load_key(agent_id)
         lg = h.open_log(resolve_log_url(log, h))
         options.setdefault("topic", h.topic)
-        em = cls(lg, key, state_dir=h.state_dir, **options)
+        options.setdefault("control_topic", h.control_topic)
+        options.setdefault("anchors", h.anchors())
+        try:
+            em = cls(lg, key, state_dir=h.state_dir, **options)
+        except BaseException:
+            lg.close()
+            raise
         em._owns_log = True
         em.home_path = h.path  # where check() finds the published budget views
         return em
@@ -195,6 +286,9 @@ class Emitter:
         options.setdefault("background_flush", False)
         # operator commands are short; concurrent ones (two `agent register`s) take turns
         options.setdefault("lock_timeout_s", OPERATOR_LOCK_WAIT_S)
+        # the operator's key is checked too: a rotated-away operator key file signs nothing readers accept
+        options.setdefault("control_topic", home.control_topic)
+        options.setdefault("anchors", home.anchors())
         return cls(log, home.operator_key(), topic=home.control_topic, state_dir=home.state_dir, **options)
 
     # ------------------------------------------------------------ emit
@@ -203,7 +297,8 @@ class Emitter:
              idempotency_key: str | None = None) -> str:
         """Chain and buffer one event; return its id. Nothing is buffered if validation fails."""
         if not isinstance(body, Body):
-            raise ValidationError("body", body, "must be an event body (Action, Data, Compute, Trust, Interaction, ...)")
+            raise ValidationError("body", body,
+                                  "must be an event body (Action, Data, Compute, Trust, Interaction, ...)")
         if event_time_us is None:
             event_time_us = self._clock_ns() // 1000
         check_int("event_time_us", event_time_us, limits.MIN_EVENT_TIME_US, limits.MAX_EVENT_TIME_US)
@@ -219,11 +314,16 @@ class Emitter:
             if event_id in self._recent:
                 self._counts["deduplicated"] += 1
                 return event_id
+            if self.control_keys is not None:
+                # the first event of a batch reads what is new on the control topic; the rest of the batch is
+                # checked against that ring (the append re-checks with a fresh read anyway)
+                self.control_keys.check(self.signer_id, self.key.key_id, event_time_us, refresh=not self._pending)
             seq = self._head.seq + 1
             raw = codec.assemble_event(event_id=event_id, signer_id=self.signer_id, seq=seq,
                                        prev_hash=self._head.hash, idempotency_key=idempotency_key, content=content)
             if len(raw) > limits.MAX_EVENT_BYTES:
-                raise ValidationError("event", f"<{len(raw)} bytes>", f"encodes to more than {limits.MAX_EVENT_BYTES} bytes")
+                raise ValidationError("event", f"<{len(raw)} bytes>",
+                                      f"encodes to more than {limits.MAX_EVENT_BYTES} bytes")
             h = codec.event_hash(raw)
             self._head = Head(seq, h)
             self._recent[event_id] = seq
@@ -232,7 +332,7 @@ class Emitter:
             if not self._pending:
                 self._pending_since = time.monotonic()
                 self._wake.notify()
-            self._pending.append((event_id, seq, raw, h))
+            self._pending.append((event_id, seq, raw, h, event_time_us))
             if len(self._pending) >= self.batch_size:
                 self._flush_locked()
         return event_id
@@ -272,6 +372,7 @@ class Emitter:
     # budgets: advisory admission, and reservations (the guarantee; see ledger/sdk/views.py)
 
     home_path: Path | None = None
+    _owns_log: bool = False  # opened by Emitter.open: closed with the emitter
 
     def check(self, kind: str, amount: int, *, at_us: int | None = None) -> Any:
         """allow / throttle (delay) / deny for spending ``amount`` of ``kind`` now, from the latest
@@ -353,21 +454,25 @@ class Emitter:
             self._flush_locked()
 
     def close(self) -> None:
-        """Flush, stop the background flusher, release the signer lock. Idempotent."""
+        """Flush, stop the background flusher, release the signer lock. Idempotent.
+
+        The lock and the log are released even when the last flush fails (a log error, or a batch refused
+        because its key was revoked meanwhile): the error is raised after that."""
         with self._lock:
             if self._closed:
                 return
-            try:
+            self._closed = True  # emit refuses from now on; the flusher, once it gets the lock, stops
+            self._wake.notify_all()
+        try:
+            with self._lock:
                 self._error = None
                 self._flush_locked()
-            finally:
-                self._closed = True
-                self._wake.notify_all()
-        if self._flusher is not None:
-            self._flusher.join(timeout=5)
-        self._release()
-        if getattr(self, "_owns_log", False):
-            self.log.close()
+        finally:
+            if self._flusher is not None:
+                self._flusher.join(timeout=5)
+            self._release()
+            if self._owns_log:
+                self.log.close()
 
     def stats(self) -> EmitterStats:
         with self._lock:
@@ -389,8 +494,14 @@ class Emitter:
     def _flush_locked(self) -> None:
         while self._pending:
             batch = self._pending[: self.batch_size]
-            message = codec.batch_signing_bytes(self.signer_id, self.key.key_id, [h for _, _, _, h in batch])
-            record = codec.encode_batch(self.signer_id, self.key.key_id, [raw for _, _, raw, _ in batch],
+            if self.control_keys is not None:
+                try:
+                    self.control_keys.check(self.signer_id, self.key.key_id, max(t for *_, t in batch))
+                except RejectError as e:
+                    self._drop_pending(e)
+                    raise
+            message = codec.batch_signing_bytes(self.signer_id, self.key.key_id, [h for _, _, _, h, _ in batch])
+            record = codec.encode_batch(self.signer_id, self.key.key_id, [raw for _, _, raw, _, _ in batch],
                                         self.key.sign(message))
             try:
                 (pos,) = self.log.append(self.topic, [(self._key_bytes, record)])
@@ -398,12 +509,23 @@ class Emitter:
                 # the batch stays pending: a later flush retries the very same signed bytes
                 raise
             del self._pending[: len(batch)]
-            last_id, last_seq, _, last_hash = batch[-1]
+            _, last_seq, _, last_hash, _ = batch[-1]
+            self._appended_head = Head(last_seq, last_hash)
             if self._state is not None:
-                self._state.save(self.signer_id, self.topic, Head(last_seq, last_hash), pos.partition, pos.offset,
-                                 [(i, s) for i, s, _, _ in batch])
+                self._state.save(self.signer_id, self.topic, self._appended_head, pos.partition, pos.offset,
+                                 [(i, s) for i, s, _, _, _ in batch])
             self._counts["events"] += len(batch)
             self._counts["records"] += 1
+        self._pending_since = 0.0
+
+    def _drop_pending(self, error: RejectError) -> None:
+        """Forget every buffered event (readers would reject them): the chain head goes back to the last
+        appended event and their ids may be emitted again (with a valid key)."""
+        error.evidence["dropped_events"] = len(self._pending)
+        for event_id, *_ in self._pending:
+            self._recent.pop(event_id, None)
+        self._pending.clear()
+        self._head = self._appended_head
         self._pending_since = 0.0
 
     def _flush_loop(self) -> None:
@@ -465,7 +587,8 @@ class Emitter:
 
     def _reconcile(self) -> Head:
         """Start from the saved head, then adopt any of our records the log has beyond it."""
-        head, offset, recent = (GENESIS, -1, [])
+        head, offset = GENESIS, -1
+        recent: list[tuple[str, int]] = []
         if self._state is not None:
             head, offset, recent = self._state.load(self.signer_id, self.topic)
         end = self.log.end_offset(self.topic, self._partition)
@@ -512,4 +635,4 @@ class Emitter:
 def context(org: str | None = None, project: str | None = None, task: str | None = None, stage: str | None = None,
             run: str | None = None, labels: Mapping[str, str] | None = None) -> Context:
     """Shorthand for a Context."""
-    return Context(org=org, project=project, task=task, stage=stage, run=run, labels=dict(labels or {}))
+    return Context(org=org, project=project, task=task, stage=stage, run=run, labels=check_map("labels", labels or {}))

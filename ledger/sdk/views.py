@@ -35,6 +35,7 @@ import duckdb
 
 from ledger.economics import budget as b
 from ledger.economics.budget_rows import level_from_row, parse_levels
+from ledger.economics.reputation import require_int, require_time
 from ledger.errors import AdmissionError, ValidationError
 from ledger.sdk.home import HomeLayout
 from ledger.wire.events import BUDGET_KINDS
@@ -89,8 +90,8 @@ def check(home_path: str | Path, agent: str, kind: str, amount: int, *, org: str
     — this is the producer's side, advisory), over its hierarchy. Not budgeted anywhere → allow."""
     if kind not in BUDGET_KINDS:
         raise ValidationError("kind", kind, f"must be one of {', '.join(BUDGET_KINDS)}")
-    amount = b.require_int("amount", amount)
-    t = time.time_ns() // 1000 if at_us is None else b.require_time("at_us", at_us)
+    amount = require_int("amount", amount)
+    t = time.time_ns() // 1000 if at_us is None else require_time("at_us", at_us)
     rows = {(r["scope"], r["scope_id"]): r for r in read_view(home_path, BUDGETS_PROCESSOR, "budgets")
             if r["budget_kind"] == kind}
     held: dict[tuple[str, str], list[b.Reservation]] = {}

@@ -111,8 +111,9 @@ _PROVIDER_PATTERNS = (
 )
 _HEX = re.compile(r"[0-9a-fA-F]+")
 # Contexts are immutable: payload records share one instead of validating the same labels 20k times.
-_OPENAI_CONTEXT = Context(labels={LABEL_SOURCE: "openai"})
-_ANTHROPIC_CONTEXT = Context(labels={LABEL_SOURCE: "anthropic"})
+# Labels are given as the (key, value) pairs Context declares; it sorts and checks them as it would a mapping.
+_OPENAI_CONTEXT = Context(labels=((LABEL_SOURCE, "openai"),))
+_ANTHROPIC_CONTEXT = Context(labels=((LABEL_SOURCE, "anthropic"),))
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -182,7 +183,7 @@ class ImportSummary:
 
 
 def check_kind(kind: Any) -> str:
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # the kinds are strings: refuses nothing more
         raise ValidationError("kind", kind, f"unknown import kind; kinds: {', '.join(KINDS)}")
     return kind
 
@@ -410,7 +411,8 @@ def workflow_records(run: WorkflowRun, event_time_us: int) -> tuple[ImportRecord
         records.append(ImportRecord(
             idempotency_key=idempotency_key("wf", run.run_id, str(agent.entry_index)),
             body=Action(operation=WORKFLOW_OPERATION, usage=usage), event_time_us=event_time_us,
-            context=Context(task=run.workflow or None, stage=agent.stage, run=run.run_id, labels=labels),
+            context=Context(task=run.workflow or None, stage=agent.stage, run=run.run_id,
+                            labels=tuple(labels.items())),
             line=None, path=f"workflowProgress[{agent.entry_index}]"))
     return tuple(records)
 
@@ -489,7 +491,8 @@ def _anthropic_record(value: Any, path: str, line: int | None, fallback_us: int 
             provider="anthropic", model=model, input_tokens=uncached + written + read, output_tokens=output,
             cache_read_tokens=read, cache_write_tokens=written)),
         event_time_us=_time_or_fallback(obj, "created", path, fallback_us),
-        context=_ANTHROPIC_CONTEXT if len(labels) == 1 else Context(labels=labels), line=line, path=path)
+        context=_ANTHROPIC_CONTEXT if len(labels) == 1 else Context(labels=tuple(labels.items())), line=line,
+        path=path)
 
 
 # -------------------------------------------------------------------------------- OpenTelemetry GenAI spans
@@ -540,7 +543,7 @@ def _otel_spans(value: Any, path: str) -> list[tuple[str, Any]]:
     obj = _object(value, path)
     if "resourceSpans" not in obj:
         return [(path, obj)]
-    spans = []
+    spans: list[tuple[str, Any]] = []
     for r, resource in enumerate(_list(obj["resourceSpans"], _join(path, "resourceSpans"))):
         r_path = _join(path, f"resourceSpans[{r}]")
         for s, scope in enumerate(_list(_object(resource, r_path).get("scopeSpans"), _join(r_path, "scopeSpans"))):
@@ -614,7 +617,8 @@ def _otel_record(value: Any, path: str, line: int | None, fallback_us: int | Non
         body=Action(operation=IMPORT_OPERATION, usage=LlmUsage(
             provider=provider, model=model, input_tokens=input_tokens, output_tokens=output_tokens,
             cache_read_tokens=read, cache_write_tokens=written)),
-        event_time_us=event_time_us, context=Context(run=trace_id, labels=labels), line=line, path=path)
+        event_time_us=event_time_us, context=Context(run=trace_id, labels=tuple(labels.items())), line=line,
+        path=path)
 
 
 # -------------------------------------------------------------------------------- the pure entry point

@@ -103,7 +103,7 @@ def api_versions_ok(port: int, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
     except OSError:  # refused, reset, timed out, closed early: not ready (yet)
         return False
     correlation_id, error_code = struct.unpack(">ih", reply[:6])
-    return correlation_id == _CORRELATION_ID and error_code == 0
+    return bool(correlation_id == _CORRELATION_ID and error_code == 0)  # unpack gives Any: the fields are ints
 
 
 def _recv_exactly(s: socket.socket, n: int) -> bytes:

@@ -104,7 +104,7 @@ def inject_bad(home: Home) -> dict[str, int]:
     log = home.open_log()
     try:
         topic = home.topic
-        recs = []
+        recs: list[tuple[bytes | None, bytes]] = []
         end = log.end_offset(topic, 0)
         last = log.read(topic, 0, end - 1, 1)[0]
         recs.append((b"junk", b"\x00garbage\xff" * 3))

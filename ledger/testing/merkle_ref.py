@@ -66,8 +66,8 @@ def path(m: int, entries: list[bytes]) -> list[bytes]:
         return []
     k = largest_power_of_two_below(n)
     if m < k:
-        return path(m, entries[0:k]) + [mth(entries[k:n])]
-    return path(m - k, entries[k:n]) + [mth(entries[0:k])]
+        return [*path(m, entries[0:k]), mth(entries[k:n])]
+    return [*path(m - k, entries[k:n]), mth(entries[0:k])]
 
 
 def proof(m: int, entries: list[bytes]) -> list[bytes]:
@@ -95,8 +95,8 @@ def subproof(m: int, entries: list[bytes], b: bool) -> list[bytes]:
         return [mth(entries)]
     k = largest_power_of_two_below(n)
     if m <= k:
-        return subproof(m, entries[0:k], b) + [mth(entries[k:n])]
-    return subproof(m - k, entries[k:n], False) + [mth(entries[0:k])]
+        return [*subproof(m, entries[0:k], b), mth(entries[k:n])]
+    return [*subproof(m - k, entries[k:n], False), mth(entries[0:k])]
 
 
 # Not from the RFC: the sample of leaf indices that the golden vectors and the tests share for

@@ -82,6 +82,7 @@ def otlp_attrs(attrs: dict[str, Any]) -> list[dict[str, Any]]:
     """Attributes in OTLP/JSON form: ints as decimal strings in intValue, as protobuf's JSON mapping writes them."""
     out = []
     for key, value in attrs.items():
+        v: dict[str, Any]  # one OTLP AnyValue: {"<type>Value": value}
         if isinstance(value, bool):
             v = {"boolValue": value}
         elif isinstance(value, int):

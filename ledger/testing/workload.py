@@ -66,18 +66,23 @@ def _call(rng: random.Random, task: str, n: int, req: str, resp: str, req_tokens
         response_output=Flow(resp_tokens), response_input=Flow(resp_tokens, int(resp_tokens * 0.2 * rng.random())))
 
 
+def _task_clock(rng: random.Random, base_us: int, task: str, run: str) -> Callable[[str], tuple[int, Context]]:
+    """One task's event times: each step is a random 0.05-0.9 s after the one before, from ``base_us``."""
+    clock = [base_us]
+
+    def at(stage: str) -> tuple[int, Context]:
+        clock[0] += rng.randint(50_000, 900_000)
+        return clock[0], Context(org=ORG, project=PROJECT, task=task, stage=stage, run=run)
+
+    return at
+
+
 def workload(*, tasks: int, seed: int = 7, start_us: int, run: str) -> Iterator[tuple[str, Body, int, Context]]:
     """The demo's events in event-time order. Same arguments, same events."""
     rng = random.Random(seed)
     for t in range(tasks):
         task = f"{run}-task{t:04d}"
-        base = start_us + t * TASK_SPACING_US
-        clock = [base]
-
-        def at(stage: str) -> tuple[int, Context]:
-            clock[0] += rng.randint(50_000, 900_000)
-            return clock[0], Context(org=ORG, project=PROJECT, task=task, stage=stage, run=run)
-
+        at = _task_clock(rng, start_us + t * TASK_SPACING_US, task, run)
         out: list[tuple[str, Body, int, Context]] = []
         tm, ctx = at("plan")
         out.append(("planner", _llm(rng, "planner", "plan", 2_000, 6_000, 300, 1_200), tm, ctx))
@@ -88,8 +93,9 @@ def workload(*, tasks: int, seed: int = 7, start_us: int, run: str) -> Iterator[
             tm, ctx = at("research")
             out.append(("researcher", Action(operation="web.search", cost_weight_milli=1000), tm, ctx))
             tm, ctx = at("research")
-            out.append(("researcher", Data(bytes_read=rng.randint(10_000, 2_000_000), bytes_written=rng.randint(0, 50_000),
-                                           source_hash=f"sha256:{rng.getrandbits(64):016x}", duration_us=rng.randint(10_000, 900_000)), tm, ctx))
+            data = Data(bytes_read=rng.randint(10_000, 2_000_000), bytes_written=rng.randint(0, 50_000),
+                        source_hash=f"sha256:{rng.getrandbits(64):016x}", duration_us=rng.randint(10_000, 900_000))
+            out.append(("researcher", data, tm, ctx))
         for _ in range(rng.randint(1, 3)):
             tm, ctx = at("research")
             out.append(("researcher", _llm(rng, "researcher", "summarize", 4_000, 20_000, 400, 2_000, 0.6), tm, ctx))
@@ -177,8 +183,8 @@ def run_demo(home: Home, *, tasks: int = 200, seed: int = 7, log_url: str | None
         span = tasks * TASK_SPACING_US
         run = f"run-{now_us // 1_000_000:x}"
         with Emitter.for_operator(home, log) as op:
-            for body in demo_policies(start_us=now_us - span):
-                op.emit(body, event_time_us=now_us - span)
+            for policy in demo_policies(start_us=now_us - span):
+                op.emit(policy, event_time_us=now_us - span)
         emitters = {a: Emitter(log, keys[a], topic=home.topic, state_dir=home.state_dir, batch_size=batch_size,
                                linger_ms=50) for a in keys}
         per_agent: dict[str, dict[str, int]] = {a: {"events": 0, "llm_input_tokens": 0, "llm_output_tokens": 0,

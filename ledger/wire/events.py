@@ -67,7 +67,8 @@ def check_opt_str(name: str, value: Any, max_chars: int = limits.MAX_ID_CHARS) -
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
+    # only strings are among the choices, so the isinstance test refuses nothing the membership test took
+    if not isinstance(value, str) or value not in choices:
         raise ValidationError(name, value, f"must be one of {', '.join(choices)}")
     return value
 
@@ -150,8 +151,9 @@ class LlmUsage:
                 f"cache read ({self.cache_read_tokens}) + cache write ({self.cache_write_tokens}) tokens are parts of "
                 f"input_tokens ({self.input_tokens}) and cannot exceed it")
         if self.reasoning_tokens > self.output_tokens:
-            raise ValidationError("usage.reasoning_tokens", self.reasoning_tokens,
-                                  f"reasoning tokens are part of output_tokens ({self.output_tokens}) and cannot exceed it")
+            raise ValidationError(
+                "usage.reasoning_tokens", self.reasoning_tokens,
+                f"reasoning tokens are part of output_tokens ({self.output_tokens}) and cannot exceed it")
 
 
 @dataclass(frozen=True, slots=True)
@@ -894,7 +896,7 @@ def body_from_dict(kind: Any, values: Mapping[str, Any]) -> Body:
         v = values[name]
         nested = cls.NESTED.get(name)
         if nested is not None and isinstance(v, Mapping):
-            inner = {x.name for x in fields(nested)}  # type: ignore[arg-type]
+            inner = {x.name for x in fields(nested)}
             bad = sorted(set(v) - inner)
             if bad:
                 raise ValidationError(f"{name}.{bad[0]}", v[bad[0]], f"is not a field of {name}")

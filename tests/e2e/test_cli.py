@@ -9,6 +9,9 @@ import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
 
+from ledger.sdk.home import Home
+from ledger.testing.homes import T0, build_record
+from ledger.wire.events import Action
 from processors.cli import build_app
 
 app = build_app()  # the whole `tokenledger` command, as the console script builds it
@@ -109,7 +112,17 @@ def test_keys_and_agents(home):
     r = runner.invoke(app, ["agent", "revoke", "researcher", "--home", str(home), "--reason", "lost"])
     assert r.exit_code == 0
     r = runner.invoke(app, ["emit", "action", "-a", "researcher", "--operation", "x", "--home", str(home)])
-    assert r.exit_code == 0  # appending is allowed; the log judges it
+    # the emitter refuses what every reader would reject (it reads the key ring of the control topic)
+    assert r.exit_code == 1 and "revoked_key" in r.output and "appended" not in r.stdout
+    # a producer that bypasses the SDK appends it anyway: the log judges it
+    h = Home.open(home)
+    key = h.load_key("researcher")
+    rec, _ = build_record(key, [Action("x")], t=T0 + 10_000)
+    lg = h.open_log()
+    try:
+        lg.append(h.topic, [(b"researcher", rec)])
+    finally:
+        lg.close()
     r = runner.invoke(app, ["verify", "--home", str(home), "--json"])
     assert r.exit_code == 1
     assert json.loads(r.stdout)["first_error"]["code"] == "revoked_key"

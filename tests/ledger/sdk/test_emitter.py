@@ -224,3 +224,76 @@ def test_verifier_keeps_state_unchanged_on_reject(home):
         assert v.chains.head("nobody") == GENESIS
     finally:
         log.close()
+
+
+# ------------------------------------------------------------------ refusing what readers reject
+
+
+def test_unregistered_key_is_refused_before_anything_is_appended(home):
+    from ledger.errors import RejectCode, RejectError
+    from ledger.integrity.keys import SigningKey, save_key
+
+    save_key(home.key_path("spare"), SigningKey.generate("spare"))  # a key file the operator never registered
+    with Emitter.open("spare", home=home.path, background_flush=False) as em:
+        with pytest.raises(RejectError) as e:
+            em.action("x", event_time_us=T0)
+        assert e.value.code is RejectCode.UNKNOWN_KEY and e.value.evidence["appended"] is False
+        assert em.stats().pending == 0 and em.head == GENESIS
+    assert records_of(home, "spare") == []
+
+
+def test_revocation_between_emit_and_append_drops_the_batch_and_refuses_from_then_on(home):
+    """The emit was checked against the ring of its time; the revocation lands before the append: the append
+    re-checks, drops the batch (never appended), and the head goes back to the last appended event."""
+    from ledger.errors import RejectCode, RejectError
+    from ledger.testing.homes import revoke
+
+    with Emitter.open("alice", home=home.path, background_flush=False) as em:
+        em.action("kept", event_time_us=T0 + 1)
+        em.flush()
+        head = em.head
+        em.action("late", event_time_us=T0 + 2)
+        revoke(home, "alice", T0 + 10_000)  # the operator, meanwhile
+        with pytest.raises(RejectError) as e:
+            em.flush()
+        assert e.value.code is RejectCode.REVOKED_KEY and e.value.evidence["dropped_events"] == 1
+        assert em.head == head and em.stats().pending == 0
+        with pytest.raises(RejectError):
+            em.action("after", event_time_us=T0 + 3)
+    assert len(records_of(home, "alice")) == 1  # only the batch appended before the revocation
+
+
+def test_the_key_ring_is_read_incrementally(home):
+    """Each check reads only control records appended since the previous one."""
+    reads = []
+
+    class CountingLog:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def read(self, topic, partition, offset, max_records=1000, timeout_s=0.0):
+            recs = self.inner.read(topic, partition, offset, max_records, timeout_s)
+            if topic == home.control_topic:
+                reads.append(len(recs))
+            return recs
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    log = CountingLog(home.open_log())
+    try:
+        with Emitter(log, home.load_key("alice"), topic=home.topic, state_dir=home.state_dir, batch_size=1,
+                     background_flush=False, control_topic=home.control_topic, anchors=home.anchors()) as em:
+            em.action("a", event_time_us=T0)
+            first = sum(reads)
+            assert first == log.inner.end_offset(home.control_topic, 0)  # the whole topic, once
+            for i in range(5):
+                em.action(f"b{i}", event_time_us=T0 + 1 + i)
+            assert sum(reads) == first  # nothing new on the control topic: nothing read again
+            from ledger.testing.homes import revoke
+
+            revoke(home, "bob")
+            em.action("c", event_time_us=T0 + 10)
+            assert sum(reads) == first + 1  # just the one new control record
+    finally:
+        log.inner.close()
