@@ -40,8 +40,8 @@ from ledger.wire import codec
 from ledger.wire.events import Action, BudgetPolicy, KeyRevoked, PriceSet
 from processors import order_by_topics
 from processors.cli import build_app
+from processors.host.service import ensure_processor_key, live_digest, open_runner, replay, state_file
 from processors.runtime.runner import Crash, Runner
-from processors.runtime.service import ensure_processor_key, live_digest, open_runner, replay, state_file
 from processors.runtime.store import Store
 
 app = build_app()
