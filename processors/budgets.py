@@ -1,9 +1,9 @@
 """The budgets processor: consumption, limits, reservations, alerts and transfers per scope and kind.
 
 What it does
-    Folds verified events into one ``BudgetState`` (ledger/budget.py) per (scope level, scope id,
+    Folds verified events into one ``BudgetState`` (ledger/economics/budget.py) per (scope level, scope id,
     budget kind) that has a policy, and publishes them as the ``budgets`` snapshot view. All the
-    rules live in ledger/budget.py and ledger/reallocation.py; this module maps events onto them.
+    rules live in ledger/economics/budget.py and ledger/economics/reallocation.py; this module maps events onto them.
 
     * ``BudgetPolicy`` (control) creates or replaces the policy of (scope, scope_id, kind); the
       window anchor is its ``effective_from_us``; it applies from its place in the log on. A new
@@ -54,7 +54,7 @@ Invariants
     * State depends only on the log in log order and on event time: no clock, no batch-boundary
       effect (time advances only for the budgets an event touches, at that event's time).
     * For DENY / THROTTLE policies, granted reservations never take consumed + reserved past the
-      ceiling (hard cap + emergency reserve): ledger/budget.py's invariant, decided here in log order.
+      ceiling (hard cap + emergency reserve): ledger/economics/budget.py's invariant, decided here in log order.
     * ``restore`` rebuilds the in-memory state exactly from the snapshot views.
 
 Never

@@ -1,4 +1,4 @@
-"""Benchmark ledger/merkle.py against the machine's own SHA-256 limit, measured in the same run.
+"""Benchmark ledger/integrity/merkle.py against the machine's own SHA-256 limit, measured in the same run.
 
 Usage: python scripts/bench_merkle.py [--leaves N]   (default 100,000 leaves; about 10-20 s)
 

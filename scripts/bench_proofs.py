@@ -9,12 +9,12 @@ scripts/bench_processors.py). Prints:
 
 - journal and notary events/s, each from offset 0 to caught up in a fresh process with a fresh
   DuckDB file, and their ratio (the notary's cost relative to the journal's);
-- inclusion proofs through the proof API (ledger/proofs.py): full proof documents built per second
+- inclusion proofs through the proof API (ledger/integrity/proofs.py): full proof documents built per second
   (the event's record read from the log, the Merkle path, the signed checkpoint and registrations
   attached) and verified per second (every signature, the registration chain, the path);
 - ``tokenledger prove``'s whole path per second (it also scans the control and checkpoints topics
   and loads the notary's leaves, once per proof);
-- the raw limit: ledger/merkle.py inclusion paths generated and verified per second on the same tree.
+- the raw limit: ledger/integrity/merkle.py inclusion paths generated and verified per second on the same tree.
 
 Nothing is asserted: numbers are for reading.
 """

@@ -2,7 +2,7 @@
 
 Usage: python scripts/gen_merkle_vectors.py   (from anywhere; paths are relative to this file)
 
-The vectors come from tests/reference/merkle_ref.py, never from ledger/merkle.py, so the test
+The vectors come from ledger/testing/merkle_ref.py, never from ledger/integrity/merkle.py, so the test
 that loads them cross-checks the real implementation against an independent transcription of
 the RFC. Before writing, the reference itself is checked against answers published by
 Certificate Transparency implementations (the RFC 6962 test tree), so the vectors are not just

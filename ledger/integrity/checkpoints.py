@@ -7,7 +7,7 @@ event, in log order. A ``Checkpoint`` says: the tree of that partition over the 
 the records before ``next_offset`` has ``tree_size`` leaves and root ``root_hash``.
 
 ``audit_with_checkpoints`` is what ``tokenledger verify`` runs: the usual audit of the input topics
-(ledger/verify.py), which also feeds every accepted event into the rebuilt trees, then each
+(ledger/integrity/verify.py), which also feeds every accepted event into the rebuilt trees, then each
 checkpoint record (signature by a registered processor key; no chain check: a processor's chain
 spans several derived topics) and each checkpoint's claims:
 

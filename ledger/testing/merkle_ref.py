@@ -2,7 +2,7 @@
 
 Each function is the RFC's recursive definition written out as Python, over the list of leaf
 *inputs* D_n = [d(0), ..., d(n-1)] (not leaf hashes), recomputing every subtree from scratch. It
-is slow on purpose: nothing here is clever enough to share a bug with ``ledger/merkle.py``.
+is slow on purpose: nothing here is clever enough to share a bug with ``ledger/integrity/merkle.py``.
 The RFC's definitions are quoted in the comments.
 """
 

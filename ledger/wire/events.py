@@ -3,7 +3,7 @@
 Every constructor validates its fields and raises ``ValidationError(field, value, reason)`` on the
 first bad one, so an invalid event cannot exist in memory, whether it came from the SDK, the CLI or
 the log. Field names equal the Avro field names in ``schemas/`` (the wire format is defined there;
-``ledger/codec.py`` maps between the two).
+``ledger/wire/codec.py`` maps between the two).
 
 Units are in the names: ``*_us`` microseconds, ``*_milli`` thousandths, ``*_micros`` micro-USD,
 ``*_micros_per_mtok`` micro-USD per million tokens. There are no floats in events: the same event

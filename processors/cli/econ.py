@@ -3,8 +3,8 @@
 ``reprice`` prints what processors/services/reprice.py finds: the allocations re-priced with another
 price book (``--as-of`` and/or ``--price`` overrides) in a side view, diffed against the live view.
 
-``econ`` verbs are calculators over the pure library (ledger/econ.py, ledger/metering.py,
-ledger/allocation.py) and the shipped default price book; they touch no home and no log.
+``econ`` verbs are calculators over the pure library (ledger/economics/econ.py, ledger/economics/metering.py,
+ledger/economics/allocation.py) and the shipped default price book; they touch no home and no log.
 """
 
 from __future__ import annotations

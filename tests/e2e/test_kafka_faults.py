@@ -11,7 +11,7 @@ Method: fault tests get a broker of their own (``fresh_broker``) and kill or res
 Bad input (URLs, options, sizes, topic names) is a ``ValidationError`` that changes nothing; a
 compressed producer's records read back unchanged; Kafka's out-of-range answers (which Tansu never
 gives) are waited out or reported, never skipped.
-The launcher (ledger/broker.py, scripts/broker.py) is checked for readiness, environment scrubbing,
+The launcher (ledger/testing/broker.py, scripts/broker.py) is checked for readiness, environment scrubbing,
 port conflicts and stopping by PID.
 """
 

@@ -1,4 +1,4 @@
-"""The reputation processor end to end: its scores equal ledger/reputation.py's pure results bit for
+"""The reputation processor end to end: its scores equal ledger/economics/reputation.py's pure results bit for
 bit; self-issued trust is recorded but never counts; graded outcomes become incentive trust; a
 restart (restore from the views) and a replay reach the live digest, on both log backends."""
 

@@ -1,10 +1,10 @@
-"""Tests for ledger/merkle.py: RFC 9162 roots, proofs and their verification.
+"""Tests for ledger/integrity/merkle.py: RFC 9162 roots, proofs and their verification.
 
 How:
 
 1. Exhaustive: every inclusion proof of every tree size 1..300 verifies, and so does every
    consistency proof for 1 <= old <= new <= 300.
-2. Oracle: roots and proofs equal those of tests/reference/merkle_ref.py, a naive transcription
+2. Oracle: roots and proofs equal those of ledger/testing/merkle_ref.py, a naive transcription
    of the RFC, for every size up to 64 (all indices, all pairs) and spot sizes above.
 3. Negative space: for many (index, size) and (old, new) cases, every single mutation of a valid
    proof (one bit of any element, of the leaf, of a root; index or size off by one; an element
