@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.econ import call, control, emit_as, rows
+from support.econ import call, control, emit_as, replay_digests, rows
 from typer.testing import CliRunner
 
 from ledger.economics.budget import US_PER_HOUR
@@ -40,7 +40,7 @@ from ledger.wire import codec
 from ledger.wire.events import Action, BudgetPolicy, KeyRevoked, PriceSet
 from processors import order_by_topics
 from processors.cli import build_app
-from processors.host.service import ensure_processor_key, live_digest, open_runner, replay, state_file
+from processors.host.service import ensure_processor_key, open_runner, state_file
 from processors.runtime.runner import Crash, Runner
 from processors.runtime.store import Store
 
@@ -101,15 +101,9 @@ def run_all(h: Home) -> None:
         log.close()
 
 
-def replay_digest(h: Home, name: str) -> dict:
+def replay_digest(h: Home, name: str) -> dict[str, str | None]:
     """Live digest and a replay's (from offset 0, up to the live positions) of processor ``name``."""
-    live = live_digest(h, name)
-    log = h.open_log()
-    try:
-        rebuilt = replay(h, name, log, positions=live["positions"])
-    finally:
-        log.close()
-    return {"live": live["digest"], "replay": rebuilt["digest"]}
+    return replay_digests(h, name)
 
 
 def assert_replay_equals_live(h: Home) -> None:

@@ -86,14 +86,20 @@ def derived(h: Home, topic: str) -> list[tuple[str, Body]]:
         log.close()
 
 
-def replay_equal(h: Home, name: str) -> bool:
+def replay_digests(h: Home, name: str) -> dict[str, str | None]:
+    """Live digest and a replay's (from offset 0, up to the live positions) of processor ``name``."""
     live = live_digest(h, name)
     log = h.open_log()
     try:
         rebuilt = replay(h, name, log, positions=live["positions"])
     finally:
         log.close()
-    return live["digest"] is not None and rebuilt["digest"] == live["digest"]
+    return {"live": live["digest"], "replay": rebuilt["digest"]}
+
+
+def replay_equal(h: Home, name: str) -> bool:
+    d = replay_digests(h, name)
+    return d["live"] is not None and d["replay"] == d["live"]
 
 
 def call(interaction_id: str, req: str, resp: str, *, req_model: tuple[str, str] = ("openai", "gpt-4.1"),
