@@ -87,7 +87,9 @@ def _run(kind: str, paths: list[Path], home: str | None, log: str | None, signer
     total_bytes = sum(p.stat().st_size for p in files if p.exists())
     lg = h.open_log(resolve_log_url(log, h))
     try:
-        with Emitter(lg, key, topic=h.topic, state_dir=h.state_dir, background_flush=False) as em, \
+        # the key ring is checked before appending, as `emit` does: never "imported" for what readers reject
+        with Emitter(lg, key, topic=h.topic, state_dir=h.state_dir, background_flush=False,
+                     control_topic=h.control_topic, anchors=h.anchors()) as em, \
                 progress(total_bytes, f"importing {kind}", not json_) as bar:
             task = bar.add_task("import", total=total_bytes)
             summary = import_files(kind, files, em, event_time_us=event_time_us,

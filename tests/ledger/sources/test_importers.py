@@ -39,7 +39,7 @@ from ledger.sources.importers import (
     parse,
     parse_workflow_run,
 )
-from ledger.testing.homes import T0, make_home
+from ledger.testing.homes import T0, make_home, revoke
 from ledger.testing.samples import (
     T0_S,
     agent,
@@ -553,3 +553,16 @@ def test_cli_import_exit_codes(tmp_path):
 def test_cli_import_help_has_an_example():
     r = runner.invoke(cli_app(), ["import", "--help"])
     assert r.exit_code == 0 and "Example: tokenledger import claude-code runs/" in r.output
+
+
+def test_cli_import_as_a_revoked_signer_is_refused_and_appends_nothing(tmp_path):
+    """Like `emit`, `import` checks the key ring before appending: a revoked signer gets a typed refusal and
+    exit 1, never an "imported" count for records every reader would reject."""
+    home = make_home(tmp_path / "home", agents=("importer",))
+    revoke(home, "importer")
+    f = write(tmp_path / "ok.jsonl", jsonl([openai_payload(1)]))
+    before = log_ends(home)
+    r = runner.invoke(cli_app(), ["import", "openai", str(f), "--home", str(home.path)])
+    assert r.exit_code == 1, r.output
+    assert "revoked" in r.output
+    assert log_ends(home) == before
