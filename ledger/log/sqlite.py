@@ -79,6 +79,7 @@ class SqliteLog:
             self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._db.executescript(_SCHEMA)
             self._migrate()
+            self._seed_clock()
         except sqlite3.Error as e:
             raise LogError(f"cannot open the embedded log: {e}", path=str(self.path)) from None
         # owner-only where we may set it; a file another user created keeps its mode (its owner chose it)
@@ -198,6 +199,14 @@ class SqliteLog:
                 return self._clock()
             except sqlite3.Error as e:
                 raise LogError(f"read failed: {e}", path=str(self.path)) from None
+
+    def _seed_clock(self) -> None:
+        """Give a file written before the clock row existed its row, once, on open: readers then never scan
+        the records to learn the clock (``clock_us`` is read on every processor poll)."""
+        if self._db.execute("SELECT 1 FROM log_clock WHERE id = 0").fetchone() is not None:
+            return
+        with self._lock, self._tx():
+            self._db.execute("INSERT OR IGNORE INTO log_clock VALUES (0, ?)", (self._clock(),))
 
     def _clock(self) -> int:
         row = self._db.execute("SELECT last_us FROM log_clock WHERE id = 0").fetchone()

@@ -131,8 +131,7 @@ def reprice_home(home: Home, log: Log, *, as_of_us: int | None, overrides: dict[
         runner = Runner(processor, log, store, anchors=home.anchors(), key=None, produce=False,
                         stop_at=parse_positions({"positions": live["positions"]}),
                         topic_prefix=home.config.get("topic_prefix", "ledger"))
-        while runner.step() != 0:
-            pass
+        runner.run_until_caught_up()  # up to the live positions (stop_at), never further
     finally:
         store.close()
     with views.connect() as con:

@@ -39,7 +39,7 @@ SIGNER = "processor.test"
 
 
 class Boom(Exception):
-    pass
+    """An ordinary failure raised inside a transaction by the test."""
 
 
 class Halt(BaseException):
@@ -223,7 +223,7 @@ def test_writes_outside_a_transaction_and_nested_transactions_are_refused(store:
     with pytest.raises(StoreError, match="already open"), store.transaction():
         store.set_meta("outer", "1")
         with store.transaction():
-            pass
+            pytest.fail("a nested transaction must be refused before its body runs")
     assert _everything(store) == before  # the outer transaction was rolled back with it
 
 
