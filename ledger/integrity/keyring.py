@@ -15,6 +15,11 @@ When a revocation takes effect depends on the log:
   on — a batch is refused when any of its events is at or after that time — so the verdict does not
   depend on how data partitions interleave with the control partition.
 
+The ring also holds what the operator granted beyond roles (``grant`` control events: backfill with a
+maximum age, notary, grader, reserve on a scope; see ``ledger.wire.vocab.Capability``) and the skew window
+(``clock_policy``; defaults in ``ledger.limits``), both folded in the same order as keys, so every reader
+judges a record by the grants and window in force when it was appended.
+
 A second revocation or a rotation of a revoked key never moves its revocation later (the first one stands).
 
 The last valid operator key cannot be revoked (``validate_control`` refuses it): nobody could sign a
@@ -27,9 +32,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ledger import limits
 from ledger.errors import RejectCode, RejectError
 from ledger.integrity.keys import PublicKey, key_id_of
-from ledger.wire.events import AgentRegistered, Body, KeyRevoked, KeyRotated
+from ledger.wire.events import AgentRegistered, Body, ClockPolicy, Grant, KeyRevoked, KeyRotated
+
+
+@dataclass(frozen=True)
+class SkewWindow:
+    """How far an event's claimed time may lie from its record's append time (microseconds)."""
+
+    max_behind_us: int = limits.DEFAULT_MAX_CLOCK_BEHIND_US
+    max_ahead_us: int = limits.DEFAULT_MAX_CLOCK_AHEAD_US
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,9 @@ class KeyRing:
         self.by_log_order = by_log_order
         self._keys: dict[str, KeyInfo] = {}
         self.agents: dict[str, AgentRegistered] = {}
+        # (agent_id, capability, scope) -> the grant in force; withdrawn grants are removed
+        self.grants: dict[tuple[str, str, str], Grant] = {}
+        self.skew = SkewWindow()
         for signer, raw in (anchors or {}).items():
             pk = PublicKey.from_raw(raw)
             self._keys[pk.key_id] = KeyInfo(pk.key_id, signer, "operator", pk)
@@ -60,18 +77,30 @@ class KeyRing:
         other = KeyRing(by_log_order=self.by_log_order)
         other._keys = dict(self._keys)
         other.agents = dict(self.agents)
+        other.grants = dict(self.grants)
+        other.skew = self.skew
         return other
 
     def adopt(self, other: KeyRing) -> None:
         """Take over another ring's state (commit of a batch checked on a copy)."""
         self._keys = other._keys
         self.agents = other.agents
+        self.grants = other.grants
+        self.skew = other.skew
 
     def get(self, key_id: str) -> KeyInfo | None:
         return self._keys.get(key_id)
 
     def keys(self) -> list[KeyInfo]:
         return list(self._keys.values())
+
+    def granted(self, agent_id: str, capability: str, scope: str = "") -> Grant | None:
+        """The grant in force for this signer, capability (and scope), or None."""
+        return self.grants.get((agent_id, capability, scope))
+
+    def granted_scopes(self, agent_id: str, capability: str) -> list[str]:
+        """The scopes of every grant of ``capability`` in force for this signer, sorted."""
+        return sorted(s for (a, c, s) in self.grants if a == agent_id and c == capability)
 
     def check(self, signer_id: str, key_id: str, event_time_us: int | None) -> KeyInfo:
         """The key a batch from ``signer_id`` signed with ``key_id`` must verify against; ``event_time_us``
@@ -125,6 +154,14 @@ class KeyRing:
                                   "(rotate the operator's key instead: a rotation names its successor)",
                                   field="key_id", value=body.key_id, signer_id=body.agent_id, kind=body.KIND)
 
+        elif isinstance(body, Grant):
+            if not self._is_signer(body.agent_id):
+                raise RejectError(RejectCode.INVALID_FIELD, "a grant names a signer that was never registered",
+                                  field="agent_id", value=body.agent_id, kind=body.KIND)
+
+    def _is_signer(self, agent_id: str) -> bool:
+        return agent_id in self.agents or any(k.owner == agent_id for k in self._keys.values())
+
     def _other_operator_keys(self, key_id: str) -> list[str]:
         """Operator keys other than ``key_id`` that are not revoked."""
         return [k.key_id for k in self._keys.values() if k.role == "operator" and not k.revoked and k.key_id != key_id]
@@ -147,3 +184,11 @@ class KeyRing:
             if not info.revoked:  # a second revocation never moves the first one later
                 self._keys[body.key_id] = replace(info, revoked=True, revoked_reason=body.reason or "revoked",
                                                   revoked_at_us=event_time_us)
+        elif isinstance(body, Grant):
+            grant_key = (body.agent_id, body.capability, body.scope)
+            if body.active:
+                self.grants[grant_key] = body
+            else:
+                self.grants.pop(grant_key, None)
+        elif isinstance(body, ClockPolicy):
+            self.skew = SkewWindow(body.max_behind_us, body.max_ahead_us)
