@@ -59,6 +59,7 @@ class RejectCode(str, enum.Enum):  # noqa: UP042 - str() and format() of members
     BAD_ID = "bad_id"  # event id does not match its deterministic derivation
     UNKNOWN_MODEL = "unknown_model"  # pricing: no price-book entry in force
     CHECKPOINT_MISMATCH = "checkpoint_mismatch"  # a signed checkpoint disagrees with the log
+    CLOCK_SKEW = "clock_skew"  # claimed event time outside the skew window around the record's append time
 
 
 class LedgerError(Exception):

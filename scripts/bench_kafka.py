@@ -78,7 +78,7 @@ def emit_and_read(url: str, events: int, batch: int) -> tuple[float, float, int]
         if not records:
             raise SystemExit(f"read back stopped at offset {offset}: {verified} of {events} events verified")
         for r in records:
-            verified += len(verifier.check_record(r.value, Where(topic, 0, r.offset)).events)
+            verified += len(verifier.check_record(r.value, Where.of(r)).events)
             record_bytes = max(record_bytes, len(r.value))
         offset = records[-1].offset + 1
     read_rate = verified / (time.perf_counter() - started)

@@ -106,7 +106,7 @@ def control_keyring(log: Log, control_topic: str, anchors: dict[str, bytes]) -> 
     def take(r: Any) -> None:
         # a rejected control record changes no key; `verify` reports it
         with contextlib.suppress(RejectError):
-            verifier.check_record(r.value, Where(r.topic, r.partition, r.offset))
+            verifier.check_record(r.value, Where.of(r))
 
     scan(log, control_topic, take)
     return verifier.keyring

@@ -102,6 +102,28 @@ class KeyRing:
         """The scopes of every grant of ``capability`` in force for this signer, sorted."""
         return sorted(s for (a, c, s) in self.grants if a == agent_id and c == capability)
 
+    def check_time(self, signer_id: str, event_id: str, event_time_us: int, append_time_us: int) -> bool:
+        """Judge an event's claimed time against its record's append time with the window in force; return
+        True when the event is *backfilled* (earlier than the window, accepted only through the signer's
+        backfill grant). Raise RejectError(CLOCK_SKEW) naming claimed time, append time and window otherwise.
+
+        The future side is never widened by a grant: nobody may claim time the log has not reached."""
+        w = self.skew
+        earliest, latest = append_time_us - w.max_behind_us, append_time_us + w.max_ahead_us
+        if earliest <= event_time_us <= latest:
+            return False
+        grant = self.granted(signer_id, "backfill")
+        if grant is not None and append_time_us - grant.max_age_us <= event_time_us < earliest:
+            return True
+        side = "after" if event_time_us > latest else "before"
+        raise RejectError(RejectCode.CLOCK_SKEW, f"claimed event time lies {side} the skew window around the "
+                          "record's append time", field="event_time_us", event_id=event_id, signer_id=signer_id,
+                          claimed_us=event_time_us, append_time_us=append_time_us, max_behind_us=w.max_behind_us,
+                          max_ahead_us=w.max_ahead_us, earliest_us=earliest, latest_us=latest,
+                          backfill_max_age_us=None if grant is None else grant.max_age_us,
+                          hint="the operator sets the window (tokenledger clock set) and grants backfill "
+                               "(tokenledger agent grant NAME backfill --max-age ...)")
+
     def check(self, signer_id: str, key_id: str, event_time_us: int | None) -> KeyInfo:
         """The key a batch from ``signer_id`` signed with ``key_id`` must verify against; ``event_time_us``
         is the latest event time in the batch (None: only check that the key exists and is the signer's)."""

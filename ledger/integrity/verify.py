@@ -5,8 +5,17 @@ passes records through. A record (one signed batch) is accepted whole or rejecte
 ``RejectError`` carrying the code and evidence; a rejected record changes no state.
 
 Order of checks: frame decodes → key registered, owned by the signer, not revoked → every event
-decodes and belongs to the signer → signature over the event hashes → chain → co-signatures →
-control events signed by an operator and consistent with the key ring → apply control events.
+decodes and belongs to the signer → signature over the event hashes → claimed times within the skew
+window of the record's append time → chain → co-signatures → control events signed by an operator and
+consistent with the key ring → apply control events.
+
+Trusted time: every event an agent signs must claim a time within the skew window in force (the ring's
+``skew``, set by ``clock_policy`` control events; a policy applies to the records appended after it) of its
+record's append time, or, for a signer with a backfill grant, down to ``append time - max_age``. Exempt:
+control events (operator-signed; they take effect by log order, not by their claimed time) and events
+signed by a processor key (their times are derived from the log's events, not read from a clock, and a
+processor catching up appends them late by design). The append time comes with the record's position
+(``Where.append_time_us``); a caller that has none (bytes off the log) gets no time check.
 
 Pure: no I/O; state lives in the ``KeyRing`` and ``Chains`` it holds.
 """
@@ -36,6 +45,11 @@ class Where:
     topic: str
     partition: int
     offset: int
+    append_time_us: int | None = None  # the log's time for the record: claimed times are judged against it
+
+    @classmethod
+    def of(cls, rec: Record) -> Where:
+        return cls(rec.topic, rec.partition, rec.offset, rec.append_time_us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +59,8 @@ class Accepted:
     signer_id: str
     key_id: str
     events: list[codec.DecodedEvent]
+    # ids of the events accepted only through a backfill grant (claimed earlier than the skew window)
+    backfilled: frozenset[str] = frozenset()
 
 
 class Verifier:
@@ -57,14 +73,14 @@ class Verifier:
     def check_record(self, value: bytes, where: Where | None = None) -> Accepted:
         """Verify one record and fold it into the state; raise RejectError (state unchanged) if bad."""
         try:
-            return self._check(value)
+            return self._check(value, None if where is None else where.append_time_us)
         except RejectError as e:
             if where is None:
                 raise
             # the same rejection placed at its record (at() copies; the traceback is the original's)
             raise e.at(topic=where.topic, partition=where.partition, offset=where.offset) from None
 
-    def _check(self, value: bytes) -> Accepted:
+    def _check(self, value: bytes, append_time_us: int | None) -> Accepted:
         batch = codec.decode_batch(value)
         self.keyring.check(batch.signer_id, batch.key_id, None)  # unknown keys fail before any decoding work
         decoded = [codec.decode_event(raw) for raw in batch.events]
@@ -78,6 +94,7 @@ class Verifier:
             raise RejectError(RejectCode.BAD_SIGNATURE, "batch signature does not verify",
                               signer_id=batch.signer_id, key_id=batch.key_id,
                               first_event_id=decoded[0].event.event_id)
+        backfilled = self._check_times(info, decoded, append_time_us) if append_time_us is not None else frozenset()
         controls = []
         for d in decoded:
             body = d.event.body
@@ -94,7 +111,20 @@ class Verifier:
         self.chains.check_batch(batch.signer_id, [(d.event, d.hash) for d in decoded])
         if controls:
             self.keyring.adopt(ring)
-        return Accepted(batch.signer_id, batch.key_id, decoded)
+        return Accepted(batch.signer_id, batch.key_id, decoded, backfilled)
+
+    def _check_times(self, info: KeyInfo, decoded: list[codec.DecodedEvent], append_time_us: int) -> frozenset[str]:
+        """Every event's claimed time against the append time, by the window and grants in force before this
+        record (its own control events apply to the records after it); the ids of backfilled events."""
+        if info.role == "processor":
+            return frozenset()
+        out = set()
+        for d in decoded:
+            if d.event.body.CONTROL:
+                continue
+            if self.keyring.check_time(info.owner, d.event.event_id, d.event.event_time_us, append_time_us):
+                out.add(d.event.event_id)
+        return frozenset(out)
 
     def _ring_after(self, info: KeyInfo, controls: list[codec.DecodedEvent]) -> KeyRing:
         """The key ring with the batch's control events applied, on a copy (adopted only if the whole
@@ -200,7 +230,7 @@ def _in_append_order(log: TotalOrderLog, topics: list[str], batch: int) -> Itera
 
 def _audit_record(rec: Record, verifier: Verifier, report: AuditReport,
                   on_accepted: Callable[[Where, Accepted], None] | None) -> None:
-    where = Where(rec.topic, rec.partition, rec.offset)
+    where = Where.of(rec)
     report.records += 1
     try:
         acc = verifier.check_record(rec.value, where)

@@ -179,7 +179,7 @@ class ControlKeys:
                 for r in recs:
                     # a bad control record changes no key for readers (they quarantine it): nor here
                     with contextlib.suppress(RejectError):
-                        self.verifier.check_record(r.value, Where(r.topic, r.partition, r.offset))
+                        self.verifier.check_record(r.value, Where.of(r))
                 offset = recs[-1].offset + 1
             self._next[p] = offset
 
@@ -198,6 +198,21 @@ class ControlKeys:
             elif e.code is RejectCode.REVOKED_KEY:
                 e.hint = ("this key was revoked or rotated away: readers reject everything it signs now; "
                           "after `agent rotate`, reopen the emitter with the signer's new key")
+            raise
+
+    def check_time(self, key_id: str, body: Body, event_id: str, event_time_us: int, now_us: int) -> None:
+        """Raise ``RejectError`` (clock_skew) if readers would quarantine this event's claimed time: judged as
+        they judge it (``KeyRing.check_time``: the skew window and backfill grants in force), with local ``now``
+        standing in for the append time it will get. The append comes later than now (linger, retries), never
+        earlier: the window's behind side is the wider one for that reason. Control events and processors'
+        events are not judged by readers, nor here."""
+        info = self.ring.get(key_id)
+        if body.CONTROL or info is None or info.role == "processor":
+            return
+        try:
+            self.ring.check_time(info.owner, event_id, event_time_us, now_us)
+        except RejectError as e:
+            e.evidence["appended"] = False
             raise
 
 
@@ -318,6 +333,7 @@ class Emitter:
                 # the first event of a batch reads what is new on the control topic; the rest of the batch is
                 # checked against that ring (the append re-checks with a fresh read anyway)
                 self.control_keys.check(self.signer_id, self.key.key_id, event_time_us, refresh=not self._pending)
+                self.control_keys.check_time(self.key.key_id, body, event_id, event_time_us, self._clock_ns() // 1000)
             seq = self._head.seq + 1
             raw = codec.assemble_event(event_id=event_id, signer_id=self.signer_id, seq=seq,
                                        prev_hash=self._head.hash, idempotency_key=idempotency_key, content=content)

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 from ledger.integrity.keys import SigningKey, save_key
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import OPERATOR_ID, Home
 from ledger.wire import codec
-from ledger.wire.events import AgentRegistered, Body, Context, KeyRevoked
+from ledger import limits
+from ledger.units import US_PER_HOUR
+from ledger.wire.events import AgentRegistered, Body, ClockPolicy, Context, KeyRevoked
 
-T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in microseconds
+# The tests' event times start here: six hours before the hour the test run began. Readers judge every
+# agent's claimed time against its record's append time (the skew window), and the log appends at the wall
+# clock, so test data must claim times near the wall clock; ``make_home`` widens the window to its maximum
+# (a day behind) so the tests' few hours of workload are live data, not backfill. Hour-aligned: tests about
+# hourly budget windows see the same boundaries as with a fixed date.
+_NOW_US = time.time_ns() // 1000
+T0 = _NOW_US - _NOW_US % US_PER_HOUR - 6 * US_PER_HOUR
+TEST_WINDOW = ClockPolicy(max_behind_us=limits.MAX_CLOCK_SKEW_US, max_ahead_us=limits.DEFAULT_MAX_CLOCK_AHEAD_US)
 
 
 def seed_key(name: str) -> SigningKey:
@@ -33,6 +43,7 @@ def make_home(path: Path, *, agents: tuple[str, ...] = ("alice", "bob"), log_url
                 save_key(home.key_path(a), k)
                 em.emit(AgentRegistered(agent_id=a, key_id=k.key_id, public_key=k.public.raw, priority=i + 1),
                         event_time_us=T0 + 1 + i)
+            em.emit(TEST_WINDOW, event_time_us=T0 + 1 + len(agents))
     finally:
         log.close()
     return home

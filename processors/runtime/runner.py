@@ -227,7 +227,7 @@ class Runner:
                 continue
             v.positions[tp] = rec.offset + 1
             try:
-                acc = self.verifier.check_record(rec.value, Where(rec.topic, rec.partition, rec.offset))
+                acc = self.verifier.check_record(rec.value, Where.of(rec))
             except RejectError as e:
                 v.quarantined.append(Quarantined(rec, e.code.value, e.reason, dict(e.evidence)))
                 continue

@@ -5,7 +5,8 @@ Runtime tables (one set per processor file):
     _tracking(topic, partition, next_offset)   where to resume; written with the state it reflects
     _chain_heads(signer_id, seq, hash, recent)  verifier state: chain heads and each signer's window of
                                                 recent event ids (16 bytes each, oldest first)
-    _keys(...) / _agents(...)                   verifier state: the key ring built from control events
+    _keys(...) / _agents(...) / _grants(...)    verifier state: the key ring built from control events
+                                                (its skew window is the _meta row "clock_policy")
     _producer(signer_id, seq, hash)             chain head of the processor's own derived events
     _outbox(n, topic, key, value)               derived records committed but not yet on the log
     _meta(k, v)                                 batch counter, publish bookkeeping
@@ -59,6 +60,8 @@ CREATE TABLE IF NOT EXISTS _chain_heads (signer_id VARCHAR PRIMARY KEY, seq BIGI
 CREATE TABLE IF NOT EXISTS _keys (key_id VARCHAR PRIMARY KEY, owner VARCHAR, role VARCHAR, public_key BLOB,
     revoked BOOLEAN, revoked_reason VARCHAR, revoked_at_us BIGINT);
 CREATE TABLE IF NOT EXISTS _agents (agent_id VARCHAR PRIMARY KEY, registration_json VARCHAR);
+CREATE TABLE IF NOT EXISTS _grants (agent_id VARCHAR, capability VARCHAR, scope VARCHAR, max_age_us BIGINT,
+    PRIMARY KEY (agent_id, capability, scope));
 CREATE TABLE IF NOT EXISTS _producer (signer_id VARCHAR PRIMARY KEY, seq BIGINT, hash BLOB);
 CREATE TABLE IF NOT EXISTS _outbox (n BIGINT PRIMARY KEY, topic VARCHAR, key BLOB, value BLOB);
 CREATE TABLE IF NOT EXISTS _meta (k VARCHAR PRIMARY KEY, v VARCHAR);
@@ -121,6 +124,17 @@ class Store:
                 d["public_key"] = bytes.fromhex(d["public_key"])
                 d["attributes"] = tuple(tuple(x) for x in d["attributes"])
                 ring.agents[agent_id] = AgentRegistered(**d)
+        from ledger.integrity.keyring import SkewWindow
+        from ledger.wire.events import Grant
+
+        # grants and the skew window are ring state like keys: a restarted runner judges the next record by
+        # the window and grants in force, exactly as one that never stopped (and as a replay)
+        for a, c, sc, age in self.query("SELECT agent_id, capability, scope, max_age_us FROM _grants"):
+            ring.grants[(a, c, sc)] = Grant(a, c, sc, int(age))
+        skew = self.meta("clock_policy")
+        if skew is not None:
+            behind, ahead = (int(x) for x in skew.split(","))
+            ring.skew = SkewWindow(behind, ahead)
         chains = Chains()
         from collections import OrderedDict
 
@@ -240,6 +254,12 @@ class Store:
                          "attributes": [list(x) for x in a.attributes]}
                     docs.append(json.dumps(d, sort_keys=True))
                 self.append("_agents", {"agent_id": list(ring.agents), "registration_json": docs})
+            self.con.execute("DELETE FROM _grants")
+            if ring.grants:
+                gs = [ring.grants[k] for k in sorted(ring.grants)]
+                self.append("_grants", {"agent_id": [g.agent_id for g in gs], "capability": [g.capability for g in gs],
+                                        "scope": [g.scope for g in gs], "max_age_us": [g.max_age_us for g in gs]})
+            self.set_meta("clock_policy", f"{ring.skew.max_behind_us},{ring.skew.max_ahead_us}")
 
     def save_producer(self, signer_id: str, head: Head) -> None:
         self._writing("save_producer")

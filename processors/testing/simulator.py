@@ -392,7 +392,7 @@ class Oracle:
 
     def _judge(self, rec: Record, tp: tuple[str, int]) -> None:
         try:
-            acc = self.verifier.check_record(rec.value, Where(*tp, rec.offset))
+            acc = self.verifier.check_record(rec.value, Where.of(rec))
         except RejectError as e:
             self.quarantine.add((rec.topic, rec.partition, rec.offset, e.code.value))
             return
