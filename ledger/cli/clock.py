@@ -105,8 +105,8 @@ CapabilityArg: Any = typer.Argument(..., help=f"One of {', '.join(CAPABILITIES)}
 ScopeOpt: Any = typer.Option("", "--scope", help="For reserve: the scope as level:id (like project:p1).")
 
 
-@agent_app.command("grant", epilog="Examples: tokenledger agent grant importer backfill --max-age 30d\n\n"
-                                   "tokenledger agent grant scheduler reserve --scope project:p1")
+@agent_app.command("grant", epilog="Example: tokenledger agent grant importer backfill --max-age 30d\n\n"
+                                   "Example: tokenledger agent grant scheduler reserve --scope project:p1")
 @guarded
 def agent_grant(name: str, capability: str = CapabilityArg, scope: str = ScopeOpt,
                 max_age: str | None = typer.Option(None, "--max-age",

@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ledger import limits
-from ledger.errors import LogError, RejectError, ValidationError
+from ledger.errors import LogError, RejectCode, RejectError, ValidationError
 from ledger.limits import MAX_IMPORT_FILE_BYTES, MAX_IMPORT_FILES, MAX_PROBLEM_VALUE_CHARS
 from ledger.log import Log
 from ledger.sdk.emitter import Emitter
@@ -805,6 +805,16 @@ def _emit_one(record: ImportRecord, emitter: Emitter, known: Mapping[str, bytes 
         emitter.emit(record.body, event_time_us=record.event_time_us, context=record.context, idempotency_key=key)
     except ValidationError as e:
         return ImportProblem(source, record.line, _join(record.path, e.field), _short(e.value), e.reason)
+    except RejectError as e:
+        if e.code is not RejectCode.CLOCK_SKEW:
+            raise  # the signer's key itself is refused: nothing of this import would be accepted
+        # readers would quarantine this record's time (outside the skew window, beyond any backfill grant): not
+        # imported, and named like any bad record; the rest of the import goes on
+        ev = e.evidence
+        return ImportProblem(source, record.line, _join(record.path, "event_time_us"), str(ev["claimed_us"]),
+                             f"{e.reason}: accepted from {ev['earliest_us']} to {ev['latest_us']} (append time "
+                             f"~{ev['append_time_us']}); historical telemetry needs a backfill grant "
+                             "(tokenledger agent grant SIGNER backfill --max-age 30d)")
     emitted[key] = content
     return "imported"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -19,8 +20,9 @@ from ledger.wire.events import AgentRegistered, Body, ClockPolicy, Context, KeyR
 # clock, so test data must claim times near the wall clock; ``make_home`` widens the window to its maximum
 # (a day behind) so the tests' few hours of workload are live data, not backfill. Hour-aligned: tests about
 # hourly budget windows see the same boundaries as with a fixed date.
+# The environment carries it to the processes a test starts (writers, racers), so they claim the same times.
 _NOW_US = time.time_ns() // 1000
-T0 = _NOW_US - _NOW_US % US_PER_HOUR - 6 * US_PER_HOUR
+T0 = int(os.environ.setdefault("TOKENLEDGER_TEST_T0", str(_NOW_US - _NOW_US % US_PER_HOUR - 6 * US_PER_HOUR)))
 TEST_WINDOW = ClockPolicy(max_behind_us=limits.MAX_CLOCK_SKEW_US, max_ahead_us=limits.DEFAULT_MAX_CLOCK_AHEAD_US)
 
 

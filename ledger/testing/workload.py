@@ -14,15 +14,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ledger import limits
 from ledger.wire.events import (
     Action,
     AgentRegistered,
     Body,
     BudgetPolicy,
+    ClockPolicy,
     Compute,
     Context,
     Data,
     Flow,
+    Grant,
     Interaction,
     LlmUsage,
     Trust,
@@ -40,6 +43,7 @@ AGENTS = (
 )
 MODEL = {a: (p, m) for a, p, m, _ in AGENTS}
 TASK_SPACING_US = 20_000_000  # a new task every ~20 s of event time
+DEMO_CLOCK_SPARE_US = 10 * 60_000_000  # the demo's skew window reaches ten minutes past its made-up past
 ORG, PROJECT = "acme", "research-assistant"
 
 
@@ -156,6 +160,16 @@ def demo_policies(*, start_us: int) -> list[BudgetPolicy]:
     return out
 
 
+def demo_clock(span_us: int, agents: list[str]) -> list[Body]:
+    """The control events that let a demo append ``span_us`` of made-up past: a skew window reaching back over
+    it (ten minutes spare for the emitters' linger), and backfill grants when it is longer than any window."""
+    behind = min(span_us + DEMO_CLOCK_SPARE_US, limits.MAX_CLOCK_SKEW_US)
+    out: list[Body] = [ClockPolicy(max_behind_us=behind, max_ahead_us=limits.DEFAULT_MAX_CLOCK_AHEAD_US)]
+    if behind < span_us + DEMO_CLOCK_SPARE_US:
+        out += [Grant(agent_id=a, capability="backfill", max_age_us=span_us + DEMO_CLOCK_SPARE_US) for a in agents]
+    return out
+
+
 def registration(agent: str, public_key: bytes, key_id: str, priority: int) -> AgentRegistered:
     return AgentRegistered(agent_id=agent, key_id=key_id, public_key=public_key, role="agent", priority=priority,
                            org=ORG, project=PROJECT)
@@ -183,6 +197,11 @@ def run_demo(home: Home, *, tasks: int = 200, seed: int = 7, log_url: str | None
         span = tasks * TASK_SPACING_US
         run = f"run-{now_us // 1_000_000:x}"
         with Emitter.for_operator(home, log) as op:
+            # the demo writes a made-up past of ``span``: its operator widens the skew window to cover it (up to
+            # the largest window; an older past is backfill, granted to the demo's agents), so readers take the
+            # demo's history as live data instead of quarantining it as clock_skew
+            for body in demo_clock(span, list(keys)):
+                op.emit(body)
             for policy in demo_policies(start_us=now_us - span):
                 op.emit(policy, event_time_us=now_us - span)
         emitters = {a: Emitter(log, keys[a], topic=home.topic, state_dir=home.state_dir, batch_size=batch_size,

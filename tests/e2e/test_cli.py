@@ -4,6 +4,7 @@ default, JSON with --json; each event kind can be emitted and read back; verify 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from typer.main import get_command
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 from ledger.sdk.home import Home
 from ledger.testing.homes import T0, build_record
 from ledger.wire.events import Action
+from ledger.wire.timefmt import fmt_time
 from processors.cli import build_app
 
 app = build_app()  # the whole `tokenledger` command, as the console script builds it
@@ -59,6 +61,8 @@ def test_init_refuses_an_existing_home(home):
 
 def test_emit_every_kind_then_tail_and_verify(home):
     h = ["--home", str(home)]
+    # a claimed time given in full, a minute ago whole seconds: inside the default skew window of its append
+    claimed_us = (time.time_ns() // 1_000_000_000 - 60) * 1_000_000
     cmds = [
         ["emit", "action", "-a", "planner", "--operation", "plan", "--provider", "anthropic", "--model",
          "claude-opus-4-6", "--input-tokens", "1200", "--output-tokens", "300", "--cache-read-tokens", "200",
@@ -69,7 +73,7 @@ def test_emit_every_kind_then_tail_and_verify(home):
         ["emit", "interaction", "-a", "planner", "--responder", "researcher", "--interaction-id", "c1",
          "--requestor-provider", "anthropic", "--requestor-model", "claude-opus-4-6", "--responder-provider", "openai",
          "--responder-model", "gpt-4.1", "--request-tokens", "1500", "--response-tokens", "4000",
-         "--request-cached-tokens", "300", "--cosign", "--time", "2026-03-01T10:00:00Z"],
+         "--request-cached-tokens", "300", "--cosign", "--time", fmt_time(claimed_us)],
     ]
     ids = []
     for c in cmds:
@@ -85,7 +89,7 @@ def test_emit_every_kind_then_tail_and_verify(home):
     assert act["body"]["cost_weight_milli"] == 3200 and act["body"]["usage"]["cache_read_tokens"] == 200
     assert act["context"] == {"org": "acme", "task": "t1", "env": "test"}
     inter = by_id[ids[4]]
-    assert inter["event_time"] == "2026-03-01T10:00:00.000Z"
+    assert inter["event_time"] == fmt_time(claimed_us)
     assert inter["body"]["request_input"] == {"tokens": 1500, "cached_tokens": 300}
     assert inter["body"]["cosignature"]["key_id"].startswith("ed25519:")
     assert by_id[ids[3]]["body"]["value_milli"] == 750
@@ -135,11 +139,12 @@ def test_demo_runs_end_to_end(tmp_path):
     assert res["verify"]["ok"] and res["events"] > 300
     assert set(res["per_agent"]) == {"planner", "researcher", "writer", "critic"}
     from ledger.economics.price_events import default_price_events
-    from ledger.testing.workload import demo_policies
+    from ledger.testing.workload import AGENTS, TASK_SPACING_US, demo_clock, demo_policies
 
     # + operator, four registrations, the default price book (price_set) and the demo's budget policies
     assert res["verify"]["accepted_events"] == (res["events"] + 5 + len(default_price_events())
-                                                + len(demo_policies(start_us=0)))
+                                                + len(demo_policies(start_us=0))
+                                                + len(demo_clock(20 * TASK_SPACING_US, [a for a, *_ in AGENTS])))
     # a second run on the same home appends a new run and still verifies
     r = runner.invoke(app, ["demo", "--home", str(tmp_path / "d"), "--tasks", "5"])
     assert r.exit_code == 0 and "verify: OK" in r.output

@@ -36,6 +36,7 @@ from ledger.integrity.verify import Verifier, audit
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
 from ledger.testing.homes import T0, build_record, fill, make_home
+from ledger.wire.timefmt import fmt_time
 from ledger.wire import codec
 from ledger.wire.events import Action, BudgetPolicy, KeyRevoked, PriceSet
 from processors import order_by_topics
@@ -171,7 +172,7 @@ def llm_calls(h: Home, agent: str, times: list[int], *, key_file_agent: str | No
 
 def test_revoked_key_emit_refused_and_raw_record_quarantined(tmp_path):
     h = make_home(tmp_path / "home", agents=("alice", "eve"))
-    assert tl(h, "emit", "action", "-a", "eve", "--operation", "before", "--time", "2026-01-01T00:00:01Z").exit_code == 0
+    assert tl(h, "emit", "action", "-a", "eve", "--operation", "before", "--time", fmt_time(T0 + 1_000_000)).exit_code == 0
     assert tl(h, "agent", "revoke", "eve", "--reason", "stolen").exit_code == 0
     before = ends(h)
     r = tl(h, "emit", "action", "-a", "eve", "--operation", "x", "--time", "2025-01-01T00:00:00Z")

@@ -29,7 +29,7 @@ from ledger.integrity.keys import SigningKey, save_key
 from ledger.log import read_all
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
-from ledger.testing.homes import T0, fill, make_home
+from ledger.testing.homes import T0, TEST_WINDOW, fill, make_home
 from ledger.wire import codec
 from ledger.wire.events import AgentRegistered, BudgetPolicy, Context, Outcome
 from processors.host.service import live_digest, open_runner, replay, state_file
@@ -53,6 +53,7 @@ def kafka_home(path: Path, url: str, agents: tuple[str, ...]) -> Home:
                 save_key(h.key_path(a), k)
                 em.emit(AgentRegistered(agent_id=a, key_id=k.key_id, public_key=k.public.raw, priority=i + 1),
                         event_time_us=T0 + 1 + i)
+            em.emit(TEST_WINDOW, event_time_us=T0 + 1 + len(agents))  # as make_home: the tests' hours are live
     finally:
         log.close()
     return h

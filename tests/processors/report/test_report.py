@@ -169,8 +169,11 @@ def test_imported_workflow_runs_are_attributed(tmp_path):
     for name, doc in (("wf_sample.json", sample_run_doc()), ("wf_degraded.json", degraded_run_doc())):
         files.append(str(tmp_path / name))
         Path(files[-1]).write_text(json.dumps(doc))
-    for args in (["init", "--home", home], ["import", "claude-code", *files, "--time", "2026-01-01T00:00:00Z",
-                                            "--home", home], ["run", "journal", "--until-caught-up", "--home", home]):
+    # the runs claim a fixed past date: the importer needs the operator's backfill grant reaching back to it
+    for args in (["init", "--home", home], ["agent", "register", "importer", "--home", home],
+                 ["agent", "grant", "importer", "backfill", "--max-age", "3650d", "--home", home],
+                 ["import", "claude-code", *files, "--time", "2026-01-01T00:00:00Z",
+                  "--home", home], ["run", "journal", "--until-caught-up", "--home", home]):
         r = runner.invoke(app, args)
         assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["report", "--home", home, "--json"])

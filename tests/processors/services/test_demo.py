@@ -9,7 +9,7 @@ import pytest
 
 from ledger.economics.price_events import default_price_events
 from ledger.sdk.home import HomeLayout
-from ledger.testing.workload import AGENTS, demo_policies
+from ledger.testing.workload import AGENTS, TASK_SPACING_US, demo_clock, demo_policies
 from processors import REGISTRY, get, order_by_topics
 from processors.services import demo
 
@@ -46,7 +46,8 @@ def test_demo_runs_end_to_end_without_the_cli(tmp_path):
     # the demo's budget policies; the journal saw all of them (and, racing with it, processors registering)
     registrations = 1 + len(AGENTS)
     assert r.verify["accepted_events"] == (
-        r.events + registrations + len(default_price_events()) + len(demo_policies(start_us=0)))
+        r.events + registrations + len(default_price_events()) + len(demo_policies(start_us=0))
+        + len(demo_clock(4 * TASK_SPACING_US, [a for a, *_ in AGENTS])))  # and its skew window
     assert kinds["agent_registered"] >= registrations
     assert sum(n for kind, n in kinds.items() if kind != "agent_registered") == (
         r.verify["accepted_events"] - registrations)
