@@ -50,6 +50,19 @@ What it does
       and ``budget_alerts`` rows; their ids come from the causing event's id and the alert's index,
       so a replay or a re-send never mints a second one.
 
+Which time
+    * Windows, resets, reservation expiry, throttle backoff and suspension use the event's claimed time:
+      readers accept it only within the skew window of its record's append time (``ledger.integrity.verify``;
+      default 5 minutes behind, 1 minute ahead), so live event time is trustworthy to within minutes and a
+      future-stamped usage or reservation (say 2199) is quarantined as ``clock_skew`` before it could move
+      a window, expire every hold or reset a spent budget. Append time is not used for budgets: event time
+      within the window is both trustworthy and what the agent's windows mean.
+    * A backfilled event (``Item.backfilled``: older than the window, accepted through a backfill grant) is
+      history: its usage is counted in its own historical window in ``budget_backfill`` (window start by the
+      policy in force), and it never advances, resets, throttles or suspends a live budget, never expires,
+      takes or settles a hold (a backfilled reserve is refused, reason ``backfilled``), never sets a
+      confidence. Its trust still counts for reputation multipliers (decayed by its own time).
+
 Invariants
     * State depends only on the log in log order and on event time: no clock, no batch-boundary
       effect (time advances only for the budgets an event touches, at that event's time).
@@ -201,6 +214,21 @@ RESERVATIONS = View(
         Column("expires_us", "BIGINT", "hold ends (event time): its expiry or its window's end"),
         Column("updated_us", "BIGINT", "event time of the last change"),
     ))
+BACKFILL = View(
+    name="budget_backfill",
+    doc="Backfilled usage (accepted through a backfill grant), counted in its own historical window; it never "
+        "touches the live budgets.",
+    columns=(
+        Column("event_id", "VARCHAR", "the backfilled usage event"),
+        Column("event_time_us", "BIGINT", "its claimed (historical) event time"),
+        Column("append_time_us", "BIGINT", "when the log appended it"),
+        Column("scope", "VARCHAR", "org | project | task | agent"),
+        Column("scope_id", "VARCHAR", "id at that level"),
+        Column("budget_kind", "VARCHAR", "what is counted"),
+        Column("window_start_us", "BIGINT", "start of its historical window, by the policy in force when appended"),
+        Column("amount", "BIGINT", "units counted in that window (usd: micro-USD at the price of its time)"),
+        BATCH,
+    ))
 # the same columns as the allocations processor's ``prices`` view: one rule, one record of it
 PRICES = View(
     name="budget_prices",
@@ -228,7 +256,7 @@ class Budgets(Processor):
     name = "budgets"
     derived_topics = ("alerts",)
     doc = "budgets per scope and kind: consumption, limits, reservations, alerts and transfers"
-    views = (BUDGETS, ALERTS, TRANSFERS, RESERVATIONS, PRICES, TRUST)
+    views = (BUDGETS, ALERTS, TRANSFERS, RESERVATIONS, PRICES, TRUST, BACKFILL)
 
     def __init__(self) -> None:
         self.policies: dict[Key, b.BudgetPolicy] = {}
@@ -275,10 +303,16 @@ class Budgets(Processor):
         self.alert_rows: list[dict[str, Any]] = []
         self.transfer_rows: list[dict[str, Any]] = []
         self.trust_rows: list[dict[str, Any]] = []
+        self.backfill_rows: list[dict[str, Any]] = []
         for it in items:
             self.n = 0  # derived events from this input event: their idempotency key index
-            self._event(it.decoded.event)
+            if it.backfilled:
+                self._backfilled(it.decoded.event, it.record.append_time_us)
+            else:
+                self._event(it.decoded.event)
         fx = self.fx
+        if self.backfill_rows:
+            fx.append("budget_backfill", columns_of(self.backfill_rows))
         if self.dirty:
             fx.upsert("budgets", columns_of([self._row(k) for k in sorted(self.dirty)]))
         if self.dirty_res:
@@ -314,6 +348,39 @@ class Budgets(Processor):
                 self._usage(ev, kind, amount)
 
     # ------------------------------------------------------------ events
+
+    def _backfilled(self, ev: Event, append_time_us: int) -> None:
+        """A backfilled event: history, not a request about now. Its usage is counted in its own window
+        (``budget_backfill``); it never advances, resets, throttles or suspends a live budget, never expires or
+        takes a hold, never sets a confidence. Its trust still counts (trust decays by its own time)."""
+        body = ev.body
+        if isinstance(body, ReservationEvent):
+            if body.action == "reserve":  # a hold is a request about now: a claim from the past holds nothing
+                self._emit_alert(ev, BudgetAlert(scope=body.scope, scope_id=body.scope_id,
+                                                 budget_kind=body.budget_kind, alert="reservation_refused",
+                                                 window_start_us=0, allocation=0, consumed=0, amount=body.amount,
+                                                 reason="backfilled"))
+                return
+            spends = [(body.budget_kind, body.amount)] if body.action == "commit" and body.amount else []
+        else:
+            if isinstance(body, Outcome):
+                got = incentive_event(ev, body)
+                if got is not None:
+                    self._count_trust(got[0])
+            elif isinstance(body, Trust):
+                te = trust_event(ev, body)
+                if te is not None:
+                    self._count_trust(te)
+            spends = self._spends(ev, body) if not body.CONTROL and not getattr(body, "DERIVED", False) else []
+        t = ev.event_time_us
+        for kind, amount in spends:
+            if amount < 0:
+                continue  # unpriced: no usd to count
+            for key in self._budgeted(self._ids(ev), kind):
+                self.backfill_rows.append({
+                    "event_id": ev.event_id, "event_time_us": t, "append_time_us": append_time_us, "scope": key[0],
+                    "scope_id": key[1], "budget_kind": kind, "window_start_us": self.policies[key].window_start(t),
+                    "amount": amount})
 
     def _policy(self, ev: Event, body: PolicyEvent) -> None:
         key = (body.scope, body.scope_id, body.budget_kind)

@@ -15,6 +15,9 @@ event ids (idempotency key ``checkpoint:<topic>:<partition>:<tree size>``). On d
 partition (``checkpoint_now``; idempotency key ``checkpoint:demand:...``); those change no view, so
 the state digest stays a function of the log.
 
+Which time: none. The cadence counts events, so no claimed time (live, backfilled or skewed) and no
+append time moves it; ``last_event_time_us`` of a checkpoint is reported, never used to decide.
+
 Views: ``merkle_leaves`` (append: one row per leaf, restored into the trees on start) and
 ``checkpoints`` (append: one row per cadence checkpoint).
 

@@ -14,6 +14,16 @@ What it does
     derives the same one. (The score is reported by the agent; an operator who does not want
     self-graded outcomes to move reputation has them signed by a grader agent instead.)
 
+Which time
+    Decay uses each trust event's claimed event time, bounded by the skew window of its record's append
+    time (``ledger.integrity.verify``): a future-stamped rating can no longer stay undecayed for years.
+    Append time is not
+    used: it says when the log heard of a rating, not when it was given.
+    ``as_of_us`` is the latest claimed time of a subject's ratings. A backfilled rating (``Item.backfilled``)
+    counts, decayed by its own historical time; being older than its append time's window, it can raise
+    ``as_of_us`` only while the subject has no later rating, never past what live ratings claim (and the
+    row restores from ``trust_history`` alone, so no live/backfill distinction is needed to restart).
+
 Invariants
     * A subject's row is computed at ``as_of_us`` = the event time of the latest trust event about it
       (counted or not) — a value fixed by the log, not by when or in which batches it was read, so a

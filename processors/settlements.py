@@ -8,6 +8,16 @@ produced exactly once).
 
 Semantics (event time only, so a replay settles exactly as the live run did):
 
+* **Which time.** Windows, the watermark and lateness use allocation event times. An allocation's time is
+  its interaction's claimed time, which readers accepted only within the skew window of its record's
+  append time (``ledger.integrity.verify``): live event time is trustworthy to within minutes, so a
+  future-stamped interaction can no longer drag the watermark ahead and park every honest allocation as
+  late. Append time is not used: it is the processors' arrival order, and a catching-up allocations
+  processor appends late by design. An input the verifier marks backfilled (``Item.backfilled``) is
+  counted in its own window but never moves the watermark; a backfilled interaction's allocation carries
+  its historical time, so it lands in its own window, or, if that one closed, in the first open one
+  (counted as late), and being older than the watermark it cannot move it either.
+
 * **Rules.** A ``settlement_rule`` (by ``rule_id``; a later version replaces it from
   ``max(effective_from_us, its event time)``) settles the allocations of one ``method`` in windows of
   ``window_us`` aligned to the epoch, with a per-pair ``threshold_micros``. Every enabled rule in
@@ -226,7 +236,7 @@ class Settlements(Processor):
             body = ev.body
             if isinstance(body, AllocationEvent):
                 self._allocation(ev.event_time_us, body, out)
-                if ev.event_time_us > self.watermark:
+                if ev.event_time_us > self.watermark and not it.backfilled:
                     self.watermark = ev.event_time_us
                     out.watermark_moved = True
                     self._close_due(out, fx)

@@ -7,12 +7,12 @@ import os
 import time
 from pathlib import Path
 
+from ledger import limits
 from ledger.integrity.keys import SigningKey, save_key
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import OPERATOR_ID, Home
-from ledger.wire import codec
-from ledger import limits
 from ledger.units import US_PER_HOUR
+from ledger.wire import codec
 from ledger.wire.events import AgentRegistered, Body, ClockPolicy, Context, KeyRevoked
 
 # The tests' event times start here: six hours before the hour the test run began. Readers judge every

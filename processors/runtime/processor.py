@@ -62,6 +62,10 @@ class Item:
     record: Record
     key_id: str
     decoded: DecodedEvent
+    # accepted only through the signer's backfill grant: its claimed time is older than the skew window allows
+    # live data (``record.append_time_us - max_behind``). It counts in its own (historical) windows, but must
+    # never move anything live — a window, a watermark, a reservation expiry, a cadence.
+    backfilled: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -233,7 +233,7 @@ class Runner:
                 continue
             v.touched.add(acc.signer_id)
             for d in acc.events:
-                v.items.append(Item(rec, acc.key_id, d))
+                v.items.append(Item(rec, acc.key_id, d, d.event.event_id in acc.backfilled))
                 if d.event.body.CONTROL:
                     v.ring_changed = True
         return v

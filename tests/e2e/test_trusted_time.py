@@ -36,9 +36,9 @@ from ledger.integrity.verify import Verifier, audit
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
 from ledger.testing.homes import T0, build_record, fill, make_home
-from ledger.wire.timefmt import fmt_time
 from ledger.wire import codec
 from ledger.wire.events import Action, BudgetPolicy, KeyRevoked, PriceSet
+from ledger.wire.timefmt import fmt_time
 from processors import order_by_topics
 from processors.cli import build_app
 from processors.host.service import ensure_processor_key, open_runner, state_file

@@ -11,7 +11,7 @@ from ledger.economics.price_events import default_price_events, price_event_time
 from ledger.log import read_all
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
-from ledger.testing.homes import T0, make_home
+from ledger.testing.homes import T0, TEST_WINDOW, make_home
 from ledger.wire import codec
 from ledger.wire.events import AgentRegistered, Body, Flow, Interaction
 from processors.host.service import live_digest, open_runner, replay, state_file
@@ -27,6 +27,7 @@ def econ_home(tmp_path: Path, backend: str = "sqlite", kafka_url: str | None = N
         try:
             with Emitter.for_operator(h, log) as em:
                 em.emit(AgentRegistered("operator", op.key_id, op.public.raw, "operator"), event_time_us=T0)
+                em.emit(TEST_WINDOW, event_time_us=T0)  # as make_home: the tests' hours are live data
         finally:
             log.close()
         assert not agents, "kafka homes here carry the demo agents only"
