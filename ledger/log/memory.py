@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from ledger.errors import LogError, ValidationError
 from ledger.log.base import Position, Record, check_records, next_append_time_us, partition_for
@@ -18,8 +19,11 @@ from ledger.log.base import Position, Record, check_records, next_append_time_us
 class MemoryLog:
     total_order = True  # append times strictly increase over the whole log
 
-    def __init__(self) -> None:
+    def __init__(self, *, wall_clock_us: Callable[[], int] | None = None) -> None:
+        """``wall_clock_us``: the clock append times follow (default: the machine's). A simulation passes its
+        own, so append times, and with them every skew-window verdict, are fixed by its seed."""
         self.url = "memory://"
+        self._wall_clock_us = wall_clock_us
         self._clock_us = 0
         self._topics: dict[str, list[list[Record]]] = {}
         self._cond = threading.Condition()
@@ -46,7 +50,10 @@ class MemoryLog:
         out = []
         with self._cond:
             parts = self._topics[topic]
-            t_us = next_append_time_us(self._clock_us + 1)
+            if self._wall_clock_us is None:
+                t_us = next_append_time_us(self._clock_us + 1)
+            else:  # the same rule over the given clock: never below the last append time + 1
+                t_us = max(self._wall_clock_us(), self._clock_us + 1)
             for key, value in records:
                 p = partition_for(key, n)
                 off = len(parts[p])

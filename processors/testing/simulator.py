@@ -60,7 +60,9 @@ from ledger.wire.events import (
     AllocationRule,
     Body,
     BudgetPolicy,
+    ClockPolicy,
     Context,
+    Grant,
     KeyRevoked,
     KeyRotated,
     PriceSet,
@@ -76,7 +78,8 @@ TOPIC = f"{PREFIX}.events"
 CONTROL = f"{PREFIX}.control"
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in microseconds
 CRASH_POINTS = ("before_commit", "inside_commit", "after_commit", "before_produce", "after_produce")
-CONTROL_KINDS = ("price_set", "budget_policy", "allocation_rule", "settlement_rule", "key_rotated", "key_revoked")
+CONTROL_KINDS = ("price_set", "budget_policy", "allocation_rule", "settlement_rule", "key_rotated", "key_revoked",
+                 "clock_policy", "grant")
 ECONOMIC_KINDS = ("price_set", "budget_policy", "allocation_rule", "settlement_rule")
 UPSTREAM = {"allocations": "allocations"}  # input topic -> the processor that produces it
 FAULT_SEED_SALT = 7919  # the fault stream is seeded apart from the workload's, so knobs change one, not both
@@ -92,7 +95,15 @@ class Knobs:
     events_per_step: tuple[int, int] = (0, 12)  # workload events emitted per step
     emitter_batch: tuple[int, int] = (1, 6)  # events per signed record, drawn per agent (and per new key)
     max_records: tuple[int, int] = (1, 6)  # the runner's batch size, drawn each time a runner opens
-    clock_skew_us: int = 0  # each producer's clock is off by a seeded amount in [-skew, +skew]
+    clock_skew_us: int = 0  # extra: each producer's clock is off by a seeded amount in [-skew, +skew]
+    # Producer clocks against the log's (the skew window judges them): mostly a little behind or ahead, inside
+    # the default window; with skew_out_p, an agent's clock is off by more, behind or ahead, and its records
+    # are quarantined as clock_skew (or, behind with a backfill grant in force, accepted as backfill). Each
+    # step, with skew_change_p, one agent's clock is drawn again (a clock jumps, an NTP fix).
+    skew_in_us: tuple[int, int] = (-120_000_000, 30_000_000)
+    skew_out_us: tuple[int, int] = (360_000_000, 3_600_000_000)
+    skew_out_p: float = 0.15
+    skew_change_p: float = 0.1
     crash_p: float = 0.1  # per crash point passed
     empty_p: float = 0.3  # a data partition's poll comes back empty (partitions interleave differently)
     dup_p: float = 0.15  # the client re-delivers up to 3 records already read
@@ -121,6 +132,7 @@ class Result:
     records: int = 0
     events: int = 0
     rejected: int = 0
+    reject_codes: Counter[str] = field(default_factory=Counter)  # quarantined records by reject code
     digest: str = ""
     trace: list[str] = field(default_factory=list)
 
@@ -180,9 +192,6 @@ class Scenario:
     def __init__(self, seed: int, processor: type[Processor], knobs: Knobs, tmp: Path) -> None:
         self.seed, self.processor, self.knobs, self.tmp = seed, processor, knobs, tmp
         self.rng = random.Random(seed)
-        self.mem = MemoryLog()
-        self.mem.ensure_topic(CONTROL, 1)
-        self.mem.ensure_topic(TOPIC, knobs.partitions)
         self.operator = key("operator")
         self.anchors = {"operator": self.operator.public.raw}
         self.names = [a for a, _, _, _ in AGENTS]
@@ -190,9 +199,14 @@ class Scenario:
         self.key_no = dict.fromkeys(self.names, 0)
         self.revoked: set[str] = set()  # agents whose current key is revoked
         self.revocations = 0
-        self.skew = {a: self.rng.randint(-knobs.clock_skew_us, knobs.clock_skew_us) for a in self.names}
+        self.skew = {a: self._draw_skew() for a in self.names}
         self.newest_us = T0  # newest event time appended so far (back-dating is relative to it)
+        # the log's clock: append times follow the workload's true time (not the producers' skewed claims)
         self.clock = ManualClock(T0)
+        self.mem = MemoryLog(wall_clock_us=lambda: self.clock.now_us)
+        self.mem.ensure_topic(CONTROL, 1)
+        self.mem.ensure_topic(TOPIC, knobs.partitions)
+        self.backfill: set[str] = set()  # agents holding a backfill grant
         upstream = [UPSTREAM[t] for t in processor.topics if t in UPSTREAM]
         self.signers = {n: processor_key(n) for n in [processor.name, *upstream]}
         self.op = Emitter(self.mem, self.operator, topic=CONTROL, batch_size=1, background_flush=False,
@@ -219,9 +233,18 @@ class Scenario:
         return Emitter(self.mem, self.keys[agent], topic=TOPIC, batch_size=self.rng.randint(*self.knobs.emitter_batch),
                        background_flush=False, clock_ns=self.clock.ns, state_dir=self.tmp / "emitters" / agent)
 
-    def _skewed(self, events: Iterator[tuple[str, Body, int, Context]]) -> Iterator[tuple[str, Body, int, Context]]:
+    def _draw_skew(self) -> int:
+        k, rng = self.knobs, self.rng
+        extra = rng.randint(-k.clock_skew_us, k.clock_skew_us)
+        if rng.random() < k.skew_out_p:
+            return rng.choice((-1, 1)) * rng.randint(*k.skew_out_us) + extra
+        return rng.randint(*k.skew_in_us) + extra
+
+    def _skewed(self, events: Iterator[tuple[str, Body, int, Context]]
+                ) -> Iterator[tuple[str, Body, int, int, Context]]:
+        """(agent, body, claimed time, true time, context): the claim is the agent's skewed clock."""
         for agent, body, t, ctx in events:
-            yield agent, body, max(T0 + 1_000, t + self.skew[agent]), ctx
+            yield agent, body, max(T0 + 1_000, t + self.skew[agent]), t, ctx
 
     def _upstream_runner(self, name: str) -> tuple[Runner, Store]:
         from processors import get
@@ -245,8 +268,13 @@ class Scenario:
         want_control = rng.random() < k.control_p and bool(k.control_kinds)
         if want_control and not late:
             notes.append(self._control_event(step))
+        if rng.random() < k.skew_change_p:
+            agent = rng.choice(self.names)
+            self.skew[agent] = self._draw_skew()
+            notes.append(f"clock of {agent} now off by {self.skew[agent] // 1_000_000} s")
         for _ in range(rng.randint(*k.events_per_step)):
-            agent, body, t, ctx = next(self.work)
+            agent, body, t, true_t, ctx = next(self.work)
+            self.clock.now_us = max(self.clock.now_us, true_t)  # the log appends at the workload's true time
             self.emitters[agent].emit(body, event_time_us=t, context=ctx)
             self.newest_us = max(self.newest_us, t)
         if rng.random() < 0.5:
@@ -273,9 +301,26 @@ class Scenario:
             self.revocations += 1
             self.control(KeyRevoked(agent, self.keys[agent].key_id, reason="simulated"), t)
             return f"key_revoked {agent} at {t - T0}"
+        if kind in ("clock_policy", "grant"):
+            return self._clock_control(kind, t)
         body = self._economic(kind, t)
         self.control(body, t)
         return f"{kind} at {t - T0} effective {getattr(body, 'effective_from_us', 0) - T0}"
+
+    def _clock_control(self, kind: str, t: int) -> str:
+        """The operator's say over time: a new skew window, or a backfill grant given or withdrawn."""
+        rng = self.rng
+        if kind == "clock_policy":
+            body: Body = ClockPolicy(max_behind_us=rng.choice((60_000_000, 300_000_000, 1_800_000_000)),
+                                     max_ahead_us=rng.choice((10_000_000, 60_000_000, 600_000_000)))
+            self.control(body, t)
+            return f"clock_policy at {t - T0} behind {body.max_behind_us} ahead {body.max_ahead_us}"
+        agent = rng.choice(self.names)
+        active = agent not in self.backfill or rng.random() < 0.3
+        max_age = rng.choice((3_600_000_000, 86_400_000_000)) if active else 0
+        self.control(Grant(agent, "backfill", max_age_us=max_age, active=active), t)
+        (self.backfill.add if active else self.backfill.discard)(agent)
+        return f"grant backfill {agent} {'max_age ' + str(max_age) if active else 'withdrawn'} at {t - T0}"
 
     def _rotate(self, agent: str, t: int) -> str:
         old = self.emitters.pop(agent)
@@ -520,6 +565,7 @@ class Simulation:
         res.digest = live["digest"]
         res.events = len(self.oracle.events) if self.oracle.journal else self.oracle.accepted
         res.rejected = len(self.oracle.quarantine)
+        res.reject_codes = Counter(code for *_, code in self.oracle.quarantine)
         res.records = sum(self.oracle.committed.values())
         replayed = replay(self.processor, self.scenario.mem, self.scenario.anchors, self.tmp / "replay.duckdb")
         if replayed["digest"] != live["digest"]:

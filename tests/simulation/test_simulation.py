@@ -4,6 +4,7 @@ applies, live state that a replay from offset 0 does not reproduce)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 
 import pytest
@@ -146,6 +147,20 @@ def test_harness_catches_control_applied_before_the_data_appended_ahead_of_it(tm
         except InvariantError:
             failures += 1
     assert failures > 0
+
+
+def test_skewed_producer_clocks_are_quarantined_as_clock_skew_live_and_in_replay(tmp_path):
+    """Some agents' clocks lie outside the skew window: their records are quarantined as clock_skew, and the
+    live state (crashes, re-deliveries, clock_policy and backfill grants appended mid-run) equals a replay."""
+    skewed = Knobs(skew_out_p=0.5, control_kinds=("clock_policy", "grant", "price_set"))
+    codes: Counter[str] = Counter()
+    for seed in (0, 1, 2):
+        try:
+            r = simulate(seed, processor="budgets", knobs=skewed, workdir=tmp_path)
+        except InvariantError as e:
+            pytest.fail(f"seed {seed}: {e}")
+        codes += r.reject_codes
+    assert codes["clock_skew"] > 0
 
 
 def test_knobs_name_every_control_kind():

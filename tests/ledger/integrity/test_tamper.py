@@ -60,7 +60,7 @@ def agent_offsets(h, agent):
 def test_untouched_log_verifies(home):
     code, rep = verify(home)
     assert code == 0 and rep["ok"]
-    assert rep["accepted_events"] == 3 + 18  # registrations + two agents' actions
+    assert rep["accepted_events"] == 3 + 1 + 18  # registrations, make_home's skew window, two agents' actions
     assert rep["signers"] == 3
 
 

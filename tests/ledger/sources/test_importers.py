@@ -40,6 +40,7 @@ from ledger.sources.importers import (
     parse_workflow_run,
 )
 from ledger.testing.homes import T0, make_home, revoke
+from ledger.wire.timefmt import fmt_time
 from ledger.testing.samples import (
     T0_S,
     agent,
@@ -516,7 +517,7 @@ def test_cli_import_registers_its_signer_and_reports_as_table_and_json(tmp_path)
     runs = tmp_path / "runs"
     write(runs / "wf_sample-001.json", json.dumps(sample_run_doc()))
     app = cli_app()
-    args = ["import", "claude-code", str(runs), "--home", str(home.path), "--time", "2026-01-01T00:00:00Z"]
+    args = ["import", "claude-code", str(runs), "--home", str(home.path), "--time", fmt_time(T0)]
 
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
