@@ -63,16 +63,15 @@ def _grants(ring: KeyRing) -> list[dict[str, Any]]:
 def clock_show(home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
     """The skew window in force for the next record appended, and every grant in force."""
     ring = _ring(open_home(home), log)
-    info = {"window": _window(ring), "grants": _grants(ring)}
+    w, grants = _window(ring), _grants(ring)
     if json_:
-        print_json(info)
+        print_json({"window": w, "grants": grants})
         return
-    w = info["window"]
     table("skew window", ["field", "value"],
           [["behind", f"{w['behind']} ({w['max_behind_us']} us)"], ["ahead", f"{w['ahead']} ({w['max_ahead_us']} us)"],
            ["default", "yes" if w["default"] else "no (set by a clock_policy)"]])
     table("grants", ["signer", "capability", "scope", "max age"],
-          [[g["agent_id"], g["capability"], g["scope"], g["max_age"]] for g in info["grants"]])
+          [[g["agent_id"], g["capability"], g["scope"], g["max_age"]] for g in grants])
 
 
 @clock_app.command("set", epilog="Example: tokenledger clock set --behind 10m --ahead 30s")

@@ -311,10 +311,10 @@ class Scenario:
         """The operator's say over time: a new skew window, or a backfill grant given or withdrawn."""
         rng = self.rng
         if kind == "clock_policy":
-            body: Body = ClockPolicy(max_behind_us=rng.choice((60_000_000, 300_000_000, 1_800_000_000)),
-                                     max_ahead_us=rng.choice((10_000_000, 60_000_000, 600_000_000)))
-            self.control(body, t)
-            return f"clock_policy at {t - T0} behind {body.max_behind_us} ahead {body.max_ahead_us}"
+            policy = ClockPolicy(max_behind_us=rng.choice((60_000_000, 300_000_000, 1_800_000_000)),
+                                 max_ahead_us=rng.choice((10_000_000, 60_000_000, 600_000_000)))
+            self.control(policy, t)
+            return f"clock_policy at {t - T0} behind {policy.max_behind_us} ahead {policy.max_ahead_us}"
         agent = rng.choice(self.names)
         active = agent not in self.backfill or rng.random() < 0.3
         max_age = rng.choice((3_600_000_000, 86_400_000_000)) if active else 0

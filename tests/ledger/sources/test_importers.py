@@ -40,7 +40,6 @@ from ledger.sources.importers import (
     parse_workflow_run,
 )
 from ledger.testing.homes import T0, make_home, revoke
-from ledger.wire.timefmt import fmt_time
 from ledger.testing.samples import (
     T0_S,
     agent,
@@ -55,6 +54,7 @@ from ledger.testing.samples import (
     wf_doc,
 )
 from ledger.wire.events import Action
+from ledger.wire.timefmt import fmt_time
 
 # ------------------------------------------------------------------------------- home helpers
 
