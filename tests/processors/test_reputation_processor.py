@@ -14,7 +14,7 @@ from ledger.economics.reputation import US_PER_DAY, TrustEvent, reputation
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
 from ledger.testing.homes import T0, fill, make_home
-from ledger.wire.events import Context, Outcome
+from ledger.wire.events import Context, Grant, Outcome
 from processors.host.service import live_digest
 
 CTX = Context(org="acme", project="p1")
@@ -30,7 +30,16 @@ def backend_home(request, tmp_path) -> Home:
 
 def test_scores_equal_the_pure_function_and_self_trust_is_ignored(tmp_path):
     h = make_home(tmp_path / "home", agents=("alice", "bob", "carol"))
-    t1, t2, t3 = T0 + 1_000, T0 + 3 * US_PER_DAY, T0 + 10 * US_PER_DAY
+    # ten days of ratings, ending at T0: older than any skew window, so the raters hold backfill grants
+    base = T0 - 10 * US_PER_DAY
+    t1, t2, t3 = base + 1_000, base + 3 * US_PER_DAY, base + 10 * US_PER_DAY
+    log = h.open_log()
+    try:
+        with Emitter.for_operator(h, log) as op:
+            for agent in ("alice", "bob", "carol"):
+                op.emit(Grant(agent, "backfill", max_age_us=30 * US_PER_DAY))
+    finally:
+        log.close()
     ids = {}
     with Emitter.open("alice", home=h.path, context=CTX, background_flush=False) as em:
         ids["a1"] = em.trust("bob", "accuracy", 5, event_time_us=t1)
