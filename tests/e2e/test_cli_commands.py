@@ -20,13 +20,14 @@ COMMANDS = {
     "init", "tail", "verify", "broker", "import", "run", "status", "digest", "replay", "query", "demo", "reprice",
     "prove", "verify-proof", "checkpoint", "report",
     "keys", "keys new", "keys list", "keys show",
-    "agent", "agent register", "agent rotate", "agent revoke",
+    "agent", "agent register", "agent rotate", "agent revoke", "agent grant", "agent ungrant",
+    "clock", "clock show", "clock set",
     "emit", "emit action", "emit data", "emit compute", "emit trust", "emit interaction",
     "budget", "budget check", "budget set", "budget show",
     "reputation", "reputation show",
     "econ", "econ estimate", "econ deposit", "econ congestion", "econ cache",
 }
-LEDGER_ONLY = {"init", "tail", "verify", "broker", "import", "keys", "agent", "emit"}
+LEDGER_ONLY = {"init", "tail", "verify", "broker", "import", "keys", "agent", "clock", "emit"}
 
 
 def command_paths(app: typer.Typer) -> set[str]:
