@@ -28,7 +28,7 @@ from ledger.integrity.verify import audit
 from ledger.log import read_all
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
-from ledger.testing.homes import fill, inject_bad, make_home
+from ledger.testing.homes import T0, TEST_WINDOW, fill, inject_bad, make_home
 from ledger.wire import codec
 from processors.cli import build_app
 from processors.host.service import live_digest, open_runner, replay
@@ -62,6 +62,7 @@ def _register_operator(h: Home) -> None:
     try:
         with Emitter.for_operator(h, log) as em:
             em.emit(AgentRegistered("operator", op.key_id, op.public.raw, "operator"), event_time_us=1_767_225_600_000_000)
+            em.emit(TEST_WINDOW, event_time_us=T0)  # as make_home: the tests' hours are live data
     finally:
         log.close()
 
