@@ -30,7 +30,7 @@ from ledger.log import Log, read_all
 from ledger.log.memory import MemoryLog
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
-from ledger.testing.homes import T0, fill, make_home
+from ledger.testing.homes import T0, TEST_WINDOW, fill, make_home
 from ledger.wire import codec
 from ledger.wire.events import EMPTY_CONTEXT, AgentRegistered, Checkpoint, StateCheckpoint
 from processors.cli import build_app
@@ -54,6 +54,7 @@ def nhome(request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.Mon
         op = h.operator_key()
         with h.open_log() as lg, Emitter.for_operator(h, lg) as em:
             em.emit(AgentRegistered("operator", op.key_id, op.public.raw, "operator"), event_time_us=T0)
+            em.emit(TEST_WINDOW, event_time_us=T0)  # as make_home: the tests' hours are live data
     else:
         h = make_home(tmp_path / "home", agents=())
     h.backend = request.param  # type: ignore[attr-defined]
@@ -288,6 +289,7 @@ def test_kafka_rewritten_copy_and_conflicting_checkpoint(kafka_url: str, tmp_pat
     op = h.operator_key()
     with h.open_log() as lg, Emitter.for_operator(h, lg) as em:
         em.emit(AgentRegistered("operator", op.key_id, op.public.raw, "operator"), event_time_us=T0)
+        em.emit(TEST_WINDOW, event_time_us=T0)  # as make_home: the tests' hours are live data
     fill(h, tasks=8, batch_size=4)
     run_notary(h)
     with h.open_log() as lg:
