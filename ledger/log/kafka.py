@@ -61,6 +61,34 @@ Append time (the contract in ``ledger.log.base``):
   record of the partition. Producers through this class never do (they never set a timestamp); on a
   production cluster (Apache Kafka with LogAppendTime) the broker's time wins. The contract suite
   pins both behaviours (tests/contract: test_kafka_producer_cannot_choose_the_append_time).
+
+One order (``merge_by_append_time``; the reader's side is ``ledger.log.order``):
+- Every reader (processor live or in replay, ``verify``) folds control and data merged by (append time,
+  topic, partition, offset). That key is a function of the stored records only (the append time above),
+  so a replay from offset 0 and ``verify`` give one order whatever the batch sizes or arrival timing.
+- A live reader must not fold a data record while the control partition could still receive a record that
+  sorts before it. It reads the data partitions first, then control, each until a read comes back empty
+  (``read`` then checked a high-water mark fetched after the call began). A data record is folded once
+  control was read past its key, or to a high-water mark taken after the data record was read.
+- Why the second case is sound: a control record not yet on the log at that point is appended later than
+  the data record. With ``LogAppendTime`` the broker stamps both from its clock, and the running maximum
+  keeps each partition's times from stepping back, so the later record's time is >= the earlier's (ties
+  are then broken by topic, deterministically). This needs the leaders of the control and data
+  partitions to share a clock (one broker) or to agree to better than a fetch round trip. On Tansu the
+  producer's CreateTime stands in: the promise then needs the writers' clocks to agree to better than the
+  gap between a send and the reader's next look at control (writers on one host: the same clock).
+- A record stamped in the future (Tansu: a writer whose clock runs ahead) is not folded on the strength of
+  an end of control until the reader's own clock has passed its time: control records appended meanwhile
+  by writers with a correct clock would otherwise sort before it. It is held, not refused; the delay is
+  the writer's skew. The reader's clock decides only WHEN, never the order.
+- Where the promise still fails (a writer whose clock runs behind another's by more than that gap, or a raw
+  producer stamping the past on Tansu), the late control record sorts before data a live reader already folded: the
+  runner detects it (``order.late_records``) and refuses to fold on instead of diverging from a replay.
+  Never silently: a replay from offset 0 (``tokenledger replay``) rebuilds the state in the log's order.
+- The alternative, a periodic "tick" record appended to control so that its running maximum alone proves
+  control holds nothing earlier, would need no clock agreement, but every reader of the control topic
+  would have to know and skip a record that is not a signed event; a reader would also stall whenever
+  ticks stop. The high-water mark costs one probe per poll, which readers already made.
 """
 
 from __future__ import annotations
@@ -162,8 +190,10 @@ class KafkaLog:
     not inherited across ``fork``: each process opens its own KafkaLog from the URL.
     """
 
-    # partitions have their own leaders and clocks: no append-time order across them (base module doc)
+    # partitions have their own leaders and clocks: no clock across them (base module doc), but readers merge
+    # them by (append time, topic, partition, offset): the module doc's "One order" says why that is sound
     total_order = False
+    merge_by_append_time = True
 
     def __init__(self, url: str, *, partitions_default: int = DEFAULT_PARTITIONS, client_id: str = CLIENT_ID,
                  connect_timeout_ms: int = CONNECT_TIMEOUT_MS, request_timeout_ms: int = REQUEST_TIMEOUT_MS,

@@ -18,6 +18,34 @@ A reader cannot see the future, so it may process only a prefix of that order it
 4. so every record with ``append_time_us <= cut`` (the smallest of those bounds) is known, and those are
    processed, sorted by append time; the rest wait for a later poll (positions do not move past them).
 
+Kafka (``merge_by_append_time``) has no clock over the log: each partition's leader stamps its own records,
+and the test broker (Tansu) keeps the producer's CreateTime (``ledger.log.kafka``). Append times are still
+fixed by the stored records (a running maximum per partition), so every reader computes the same ones, but
+they may tie and say nothing about other partitions. The one order there is ``order_key``: (append time,
+topic, partition, offset) — deterministic, a function of the stored log only, offset order within a
+partition (times never decrease along one). ``ready_in_merged_order`` releases a prefix of it:
+
+1. a partition whose read was cut short (by a bound) holds no unread record with a key below its last read
+   record's (the next one has a time >= it and a larger offset);
+2. a partition whose read came back empty holds nothing yet; a record appended to it later is taken to sort
+   after every record read before that empty read (the log's promise, see below), so it bounds nothing;
+3. so every record with ``order_key <= cut`` (the smallest bound of step 1) is known and processed in key
+   order; the rest wait (positions do not move past them).
+
+Readers read the data partitions first and the control partition(s) last, each to an empty read (a fresh
+high-water mark taken after the call began): a data record is released only once control has been read
+past it, or to an end observed AFTER that data record was read. The promise step 2 relies on — a record
+appended after a reader observed a partition's end gets a time >= every time the reader had read before —
+holds when the broker stamps ``LogAppendTime`` from one clock that does not step back (one broker, or
+leaders whose clocks agree to better than a fetch round trip): the data record was stamped before the
+reader read it, and the control record after the reader saw control's end. On a broker that keeps the
+producer's CreateTime (Tansu) it holds when producers' clocks agree to better than the time between a
+send and the reader's next look at control; a record stamped ahead of the reader's own clock (a writer
+whose clock runs fast) is held until the reader's clock passes it (``horizon_us``). Replay and ``verify`` do not rely on it (they merge finished
+partitions by key); only a live reader that saw a partition's end does. A record appended after a reader
+passed it with a smaller key is the one thing it cannot handle: ``late_records`` finds them, and the
+runner refuses to fold past one rather than diverge from a replay.
+
 Pure: no I/O. The caller does the reads (``processors.runtime.runner``, ``ledger.integrity.verify.audit``).
 """
 
@@ -28,6 +56,7 @@ from collections.abc import Mapping
 from ledger.log.base import Record
 
 TopicPartition = tuple[str, int]
+OrderKey = tuple[int, str, int, int]
 
 
 def ready_in_log_order(reads: Mapping[TopicPartition, list[Record]], complete: set[TopicPartition],
@@ -48,3 +77,41 @@ def ready_in_log_order(reads: Mapping[TopicPartition, list[Record]], complete: s
     ready = [r for recs in reads.values() for r in recs if r.append_time_us <= cut]
     ready.sort(key=lambda r: r.append_time_us)
     return ready
+
+
+def order_key(record: Record) -> OrderKey:
+    """A record's place in a merged log (Kafka): append time, then topic, partition and offset to break ties."""
+    return (record.append_time_us, record.topic, record.partition, record.offset)
+
+
+def ready_in_merged_order(reads: Mapping[TopicPartition, list[Record]], complete: set[TopicPartition],
+                          horizon_us: int | None = None) -> list[Record]:
+    """The records of ``reads`` that come before every record not yet read, in ``order_key`` order.
+
+    ``reads``: per partition, the records read from the reader's position, in offset order.
+    ``complete``: the partitions whose read ended at an empty read (or a replay's stop position).
+    ``horizon_us``: the reader's clock after its last read (None in a replay, whose stop positions say
+    everything): a record with a later time waits for it, even where every partition is complete.
+    """
+    cut: OrderKey | None = None
+    for tp, recs in reads.items():
+        if tp in complete:
+            continue
+        if not recs:
+            return []  # nothing is known of this partition's next record: nothing is safe yet
+        last = order_key(recs[-1])
+        cut = last if cut is None or last < cut else cut
+    # both conditions bound a prefix of the key order (times never decrease along it), so together they do
+    ready = [r for recs in reads.values() for r in recs
+             if (cut is None or order_key(r) <= cut) and (horizon_us is None or r.append_time_us <= horizon_us)]
+    ready.sort(key=order_key)
+    return ready
+
+
+def late_records(records: list[Record], passed: OrderKey | None) -> list[Record]:
+    """Records that sort before ``passed``, the key of the last record a reader already folded: appended after
+    the reader went past their place in the order (possible only where the log's promise fails, see the module
+    doc). Folding one would make live state differ from a replay."""
+    if passed is None:
+        return []
+    return [r for r in records if order_key(r) < passed]
