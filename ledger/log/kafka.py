@@ -65,30 +65,30 @@ Append time (the contract in ``ledger.log.base``):
 One order (``merge_by_append_time``; the reader's side is ``ledger.log.order``):
 - Every reader (processor live or in replay, ``verify``) folds control and data merged by (append time,
   topic, partition, offset). That key is a function of the stored records only (the append time above),
-  so a replay from offset 0 and ``verify`` give one order whatever the batch sizes or arrival timing.
-- A live reader must not fold a data record while the control partition could still receive a record that
-  sorts before it. It reads the data partitions first, then control, each until a read comes back empty
-  (``read`` then checked a high-water mark fetched after the call began). A data record is folded once
-  control was read past its key, or to a high-water mark taken after the data record was read.
-- Why the second case is sound: a control record not yet on the log at that point is appended later than
-  the data record. With ``LogAppendTime`` the broker stamps both from its clock, and the running maximum
-  keeps each partition's times from stepping back, so the later record's time is >= the earlier's (ties
-  are then broken by topic, deterministically). This needs the leaders of the control and data
-  partitions to share a clock (one broker) or to agree to better than a fetch round trip. On Tansu the
-  producer's CreateTime stands in: the promise then needs the writers' clocks to agree to better than the
-  gap between a send and the reader's next look at control (writers on one host: the same clock).
-- A record stamped in the future (Tansu: a writer whose clock runs ahead) is not folded on the strength of
-  an end of control until the reader's own clock has passed its time: control records appended meanwhile
-  by writers with a correct clock would otherwise sort before it. It is held, not refused; the delay is
-  the writer's skew. The reader's clock decides only WHEN, never the order.
-- Where the promise still fails (a writer whose clock runs behind another's by more than that gap, or a raw
-  producer stamping the past on Tansu), the late control record sorts before data a live reader already folded: the
-  runner detects it (``order.late_records``) and refuses to fold on instead of diverging from a replay.
-  Never silently: a replay from offset 0 (``tokenledger replay``) rebuilds the state in the log's order.
-- The alternative, a periodic "tick" record appended to control so that its running maximum alone proves
-  control holds nothing earlier, would need no clock agreement, but every reader of the control topic
-  would have to know and skip a record that is not a signed event; a reader would also stall whenever
-  ticks stop. The high-water mark costs one probe per poll, which readers already made.
+  so a replay from offset 0 and ``verify`` give one order whatever the batch sizes or arrival timing; a
+  control event (a revocation, a price, a policy) applies to the data after it in that order.
+- A live reader must not fold a record while a partition could still receive one that sorts before it. It
+  reads its clock, then every partition until a read comes back empty (``read`` then checked a fresh
+  high-water mark), data first and control last; it folds only records stamped strictly before that clock
+  reading less ``limits.MERGED_ORDER_MARGIN_MS``, in key order, up to the first partition cut short.
+- Why that is sound: a record not on the log when its partition was read to its end is appended after the
+  reader read its clock. With ``LogAppendTime`` the broker stamps it from its clock, and the running
+  maximum keeps each partition's times from stepping back, so it sorts after everything folded as long as
+  the broker's clock is at most the margin behind the reader's (readers and brokers on NTP: milliseconds).
+  On Tansu the producer's CreateTime stands in: the promise then needs the writers' clocks at most the
+  margin behind the reader's, less a send's network delay (writers on one host: the same clock).
+- A record stamped in the future (Tansu: a writer whose clock runs ahead) is held, not refused, until the
+  reader's clock passes it: control records appended meanwhile by writers with a correct clock would
+  otherwise sort before it. The delay is the writer's skew; the reader's clock decides only WHEN a record
+  is folded, never the order.
+- Where the promise fails (a writer's clock behind the reader's by more than the margin, or a raw producer
+  stamping the past on Tansu), a record sorts before records a live reader already folded: the runner
+  detects it (``order.late_records``) and refuses to fold on rather than diverge from a replay silently; a
+  replay from offset 0 rebuilds the state in the log's order.
+- Rejected alternative: a periodic "tick" record on the control topic, so that control's running maximum
+  alone proves it holds nothing earlier. It needs no clock agreement, but every reader of the control topic
+  (emitters, processors, verify, export) would have to know and skip a record that is not a signed event,
+  and readers would stall whenever the ticks stop.
 """
 
 from __future__ import annotations

@@ -21,30 +21,30 @@ A reader cannot see the future, so it may process only a prefix of that order it
 Kafka (``merge_by_append_time``) has no clock over the log: each partition's leader stamps its own records,
 and the test broker (Tansu) keeps the producer's CreateTime (``ledger.log.kafka``). Append times are still
 fixed by the stored records (a running maximum per partition), so every reader computes the same ones, but
-they may tie and say nothing about other partitions. The one order there is ``order_key``: (append time,
-topic, partition, offset) — deterministic, a function of the stored log only, offset order within a
-partition (times never decrease along one). ``ready_in_merged_order`` releases a prefix of it:
+they may tie, and nothing about one partition's times bounds another's. The one order there is
+``order_key``: (append time, topic, partition, offset) — a function of the stored log only, offset order
+within a partition (its times never decrease). A control event applies to the data after it in that order.
+A live reader releases a prefix of it (``ready_in_merged_order``), the embedded rule with its own clock
+standing in for the log's:
 
-1. a partition whose read was cut short (by a bound) holds no unread record with a key below its last read
-   record's (the next one has a time >= it and a larger offset);
-2. a partition whose read came back empty holds nothing yet; a record appended to it later is taken to sort
-   after every record read before that empty read (the log's promise, see below), so it bounds nothing;
-3. so every record with ``order_key <= cut`` (the smallest bound of step 1) is known and processed in key
-   order; the rest wait (positions do not move past them).
+1. read its clock ``horizon_us`` BEFORE reading (minus ``limits.MERGED_ORDER_MARGIN_MS``);
+2. read every partition, data first and control last, each until a read comes back empty (``read`` then
+   checked a high-water mark fetched after the call began) or a bound cuts it short;
+3. a partition cut short holds no unread record with a key below its last read record's (the next one has a
+   time >= it and a larger offset); a partition read to its end holds only records appended after the
+   horizon was read, which the log's promise (below) dates at or after the horizon;
+4. so every record with ``order_key <= cut`` (the smallest bound of step 3) and a time strictly before the
+   horizon is known; those are processed in key order, the rest wait (positions do not move past them).
 
-Readers read the data partitions first and the control partition(s) last, each to an empty read (a fresh
-high-water mark taken after the call began): a data record is released only once control has been read
-past it, or to an end observed AFTER that data record was read. The promise step 2 relies on — a record
-appended after a reader observed a partition's end gets a time >= every time the reader had read before —
-holds when the broker stamps ``LogAppendTime`` from one clock that does not step back (one broker, or
-leaders whose clocks agree to better than a fetch round trip): the data record was stamped before the
-reader read it, and the control record after the reader saw control's end. On a broker that keeps the
-producer's CreateTime (Tansu) it holds when producers' clocks agree to better than the time between a
-send and the reader's next look at control; a record stamped ahead of the reader's own clock (a writer
-whose clock runs fast) is held until the reader's clock passes it (``horizon_us``). Replay and ``verify`` do not rely on it (they merge finished
-partitions by key); only a live reader that saw a partition's end does. A record appended after a reader
-passed it with a smaller key is the one thing it cannot handle: ``late_records`` finds them, and the
-runner refuses to fold past one rather than diverge from a replay.
+The promise: a record appended after the reader read its clock is stamped no earlier than that reading
+minus the margin. It holds when the stamping clock (the broker's with ``LogAppendTime``; on Tansu the
+producer's, which also stamps before the send's network delay) is at most the margin behind the reader's.
+The strict "before the horizon" makes millisecond ties harmless (a later record in the same millisecond
+as a released one would sort by topic name, not by arrival). A record stamped ahead of the reader's clock
+(a writer whose clock runs fast) simply waits until the reader's clock passes it. Replay and ``verify`` do
+not rely on the promise (they merge finished partitions by key); only a live reader does, and where it
+fails a record sorts before records already folded: ``late_records`` finds it and the runner refuses to
+fold past it rather than diverge from a replay silently.
 
 Pure: no I/O. The caller does the reads (``processors.runtime.runner``, ``ledger.integrity.verify.audit``).
 """
@@ -90,8 +90,8 @@ def ready_in_merged_order(reads: Mapping[TopicPartition, list[Record]], complete
 
     ``reads``: per partition, the records read from the reader's position, in offset order.
     ``complete``: the partitions whose read ended at an empty read (or a replay's stop position).
-    ``horizon_us``: the reader's clock after its last read (None in a replay, whose stop positions say
-    everything): a record with a later time waits for it, even where every partition is complete.
+    ``horizon_us``: the reader's clock read before its reads, less the margin (None in a replay, whose stop
+    positions say everything): only records stamped strictly before it are released.
     """
     cut: OrderKey | None = None
     for tp, recs in reads.items():
@@ -103,7 +103,7 @@ def ready_in_merged_order(reads: Mapping[TopicPartition, list[Record]], complete
         cut = last if cut is None or last < cut else cut
     # both conditions bound a prefix of the key order (times never decrease along it), so together they do
     ready = [r for recs in reads.values() for r in recs
-             if (cut is None or order_key(r) <= cut) and (horizon_us is None or r.append_time_us <= horizon_us)]
+             if (cut is None or order_key(r) <= cut) and (horizon_us is None or r.append_time_us < horizon_us)]
     ready.sort(key=order_key)
     return ready
 

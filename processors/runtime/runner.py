@@ -388,13 +388,17 @@ class Runner:
         return order.ready_in_log_order(reads, complete, clock_us)
 
     def _poll_in_merged_order(self) -> list[Record]:
-        """The next records in a merged log's order (``ledger.log.order``): every data partition read to an
-        empty read or its share, then control likewise, so a control partition that ended did so after every
-        data record was read. Refuses records appended behind what was already folded."""
+        """The next records in a merged log's order (``ledger.log.order``): the clock read first, every data
+        partition read to an empty read or its share, then control likewise (so control's end is observed
+        after every data record was read); released: the known prefix stamped before the clock reading.
+        Refuses records appended behind what was already folded."""
         data = [tp for tp in self._order if tp[0] != self._control]
         control = [tp for tp in self._order if tp[0] == self._control]
         data_share = max(1, self.max_records // max(1, len(data)))
         byte_share = max(1, limits.MAX_RUNNER_BATCH_BYTES // len(self._order))
+        # before any read (ledger.log.order, step 1): a replay's stop positions say everything, so it has none
+        horizon_us = (None if self.stop_at is not None
+                      else time.time_ns() // 1000 - limits.MERGED_ORDER_MARGIN_MS * 1000)
         reads: dict[tuple[str, int], list[Record]] = {}
         complete: set[tuple[str, int]] = set()
         for tp in data + control:  # control last: see the docstring
@@ -411,8 +415,6 @@ class Runner:
                 offset=r.offset, append_time_us=r.append_time_us, folded_up_to=list(self._passed or ()),
                 hint="the writers' clocks disagree (ledger.log.kafka, One order); rebuild this processor's state "
                      "with a replay from offset 0")
-        # a replay's stop positions say everything; live, a record stamped ahead of our clock waits for it
-        horizon_us = None if self.stop_at is not None else time.time_ns() // 1000
         return order.ready_in_merged_order(reads, complete, horizon_us)
 
     def _read_until_empty(self, tp: tuple[str, int], want: int, byte_share: int) -> tuple[list[Record], bool]:
