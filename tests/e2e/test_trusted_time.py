@@ -132,8 +132,8 @@ def verify_report(h: Home) -> tuple[set[str], Counter[str]]:
 
 def journal_verdicts(h: Home) -> tuple[set[str], Counter[str]]:
     accepted = {eid for (eid,) in rows(h, "journal", "SELECT event_id FROM events")}
-    codes = Counter(code for (code,) in rows(h, "journal", "SELECT code FROM quarantine WHERE topic IN ('ledger.control', "
-                                                            "'ledger.events')"))
+    signed = "', '".join(h.ledger_topics)  # the home's control and events topics (names from its config)
+    codes = Counter(code for (code,) in rows(h, "journal", f"SELECT code FROM quarantine WHERE topic IN ('{signed}')"))
     return accepted, codes
 
 
