@@ -19,8 +19,10 @@ and ``verify`` accepts exactly what the journal accepted.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -37,6 +39,7 @@ from ledger.economics.price_events import default_price_events, price_event_time
 from ledger.errors import RejectCode, RejectError
 from ledger.integrity.keyring import KeyRing
 from ledger.integrity.verify import Verifier, audit
+from ledger.log import Log
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
 from ledger.testing.homes import T0, build_record, fill, make_home
@@ -443,3 +446,64 @@ def test_kafka_live_batch_sizes_and_crashes_reach_the_replay_digest(kafka_url, t
     assert_replay_equals_live(h)
     rejected = assert_verify_agrees_with_journal(h)
     assert rejected["revoked_key"] > 0  # the writer's records after its revocation were refused
+
+
+def _raw_produce(h: Home, topic: str, value: bytes, timestamp_ms: int) -> None:
+    """Append with a timestamp the producer chose, past KafkaLog (which never sets one): Tansu stores it."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=h.config["log"][len("kafka://"):].split(","), acks="all")
+    try:
+        producer.send(topic, key=b"raw", value=value, partition=0, timestamp_ms=timestamp_ms).get(30)
+    finally:
+        producer.close()
+
+
+def _journal(h: Home, log: Log) -> tuple[Runner, Store]:
+    from processors import get
+
+    proc = get("journal")()
+    state_file(h, "journal").parent.mkdir(parents=True, exist_ok=True)
+    store = Store(state_file(h, "journal"), proc.views)
+    return Runner(proc, log, store, anchors=h.anchors(), key=h.load_key("processor.journal"),
+                  topic_prefix=h.config["topic_prefix"]), store
+
+
+@pytest.mark.kafka
+@pytest.mark.skipif(bool(os.environ.get("TOKENLEDGER_TEST_KAFKA", "").strip()),
+                    reason="needs a broker that keeps the producer's timestamp (Tansu); Kafka stamps LogAppendTime")
+def test_kafka_control_stamped_behind_what_was_folded_stops_the_runner_and_a_future_stamp_waits(kafka_url, tmp_path):
+    """Where the log's promise fails (a writer whose clock is behind: a control record stamped before data a
+    live reader already folded), the runner refuses to fold on instead of diverging from a replay; and
+    a record stamped ahead of the reader's clock is held, never folded early."""
+    from ledger.errors import RunnerInvariantError
+
+    h = make_home(tmp_path / "home", agents=("alice",), log_url=kafka_url, topic_prefix=f"t{uuid.uuid4().hex[:10]}")
+    log = h.open_log()
+    try:
+        ensure_processor_key(h, "journal", log)
+        llm_calls(h, "alice", [T0 + i for i in range(2)])
+        r, store = _journal(h, log)
+        try:
+            r.run_until_caught_up()
+            folded = dict(r.positions)
+            # data stamped an hour ahead: complete partitions, yet it is not folded before the clock gets there
+            _raw_produce(h, h.topic, b"from the future", int(time.time() * 1000) + 3_600_000)
+            assert r.step() == 0 and r.positions == folded and not r.caught_up()
+            # control stamped in 1970: its append time is control's running maximum, before the folded data's
+            _raw_produce(h, h.control_topic, b"from the past", 1_000)
+            with pytest.raises(RunnerInvariantError) as e:
+                r.step()
+            assert e.value.evidence["invariant"] == "merged_order"
+            assert e.value.evidence["topic"] == h.control_topic
+            assert r.positions == folded
+        finally:
+            store.close()
+        r, store = _journal(h, log)  # a restart remembers how far the order was folded
+        try:
+            with pytest.raises(RunnerInvariantError):
+                r.step()
+        finally:
+            store.close()
+    finally:
+        log.close()
