@@ -121,6 +121,10 @@ MAX_PROBLEM_VALUE_CHARS = 120  # characters of an offending value kept in an Imp
 MAX_RUNNER_DATA_RECORDS = 200  # data records per poll (each a signed batch of up to MAX_BATCH_EVENTS events)
 MAX_RUNNER_CONTROL_RECORDS = 10_000  # control records per poll: drained first, they are few and small
 MAX_RUNNER_BATCH_BYTES = 8 * 1024 * 1024  # stop adding data records to a batch past this many bytes
+# Kafka (no clock over the log): a live reader folds only records stamped this long before its own clock read
+# before polling, so a record appended after the poll, stamped by a clock up to this far behind the reader's
+# (or sent this long before it arrived), still sorts after them (ledger.log.order). Also the added latency.
+MERGED_ORDER_MARGIN_MS = 100
 MAX_REASON_CHARS = 200  # policy_refused reasons: the validation message, cut to fit an alert
 
 # ------------------------------------------------------------------ CLI and report output

@@ -6,14 +6,15 @@ an operator; ``key_rotated`` replaces a key and ``key_revoked`` ends one.
 
 When a revocation takes effect depends on the log:
 
-- **By log order** (``by_log_order=True``; logs with a total clock, read in their one order — see
-  ``ledger.log.order``): a key is valid for the records appended after its registration and before its
-  revocation or rotation, whatever time the events claim. The ring is folded in append order, so a
-  revoked key is simply revoked for everything judged after it: a back-dated record signed after the
-  revocation is refused, and a back-dated revocation does not reach records appended before it.
-- **By event time** (Kafka, where control is drained before data): from the control event's event time
-  on — a batch is refused when any of its events is at or after that time — so the verdict does not
-  depend on how data partitions interleave with the control partition.
+- **By log order** (``by_log_order=True``; every log whose readers fold control and data in one append
+  order: the embedded logs by their clock, Kafka merged by append time — see ``ledger.log.order``): a
+  key is valid for the records appended after its registration and before its revocation or rotation,
+  whatever time the events claim. The ring is folded in append order, so a revoked key is simply
+  revoked for everything judged after it: a back-dated record signed after the revocation is refused,
+  and a back-dated revocation does not reach records appended before it.
+- **By event time** (a log that declares no append order, where control is drained before data): from
+  the control event's event time on — a batch is refused when any of its events is at or after that
+  time — so the verdict does not depend on how data partitions interleave with the control partition.
 
 The ring also holds what the operator granted beyond roles (``grant`` control events: backfill with a
 maximum age, notary, grader, reserve on a scope; see ``ledger.wire.vocab.Capability``) and the skew window

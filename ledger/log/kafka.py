@@ -61,6 +61,34 @@ Append time (the contract in ``ledger.log.base``):
   record of the partition. Producers through this class never do (they never set a timestamp); on a
   production cluster (Apache Kafka with LogAppendTime) the broker's time wins. The contract suite
   pins both behaviours (tests/contract: test_kafka_producer_cannot_choose_the_append_time).
+
+One order (``merge_by_append_time``; the reader's side is ``ledger.log.order``):
+- Every reader (processor live or in replay, ``verify``) folds control and data merged by (append time,
+  topic, partition, offset). That key is a function of the stored records only (the append time above),
+  so a replay from offset 0 and ``verify`` give one order whatever the batch sizes or arrival timing; a
+  control event (a revocation, a price, a policy) applies to the data after it in that order.
+- A live reader must not fold a record while a partition could still receive one that sorts before it. It
+  reads its clock, then every partition until a read comes back empty (``read`` then checked a fresh
+  high-water mark), data first and control last; it folds only records stamped strictly before that clock
+  reading less ``limits.MERGED_ORDER_MARGIN_MS``, in key order, up to the first partition cut short.
+- Why that is sound: a record not on the log when its partition was read to its end is appended after the
+  reader read its clock. With ``LogAppendTime`` the broker stamps it from its clock, and the running
+  maximum keeps each partition's times from stepping back, so it sorts after everything folded as long as
+  the broker's clock is at most the margin behind the reader's (readers and brokers on NTP: milliseconds).
+  On Tansu the producer's CreateTime stands in: the promise then needs the writers' clocks at most the
+  margin behind the reader's, less a send's network delay (writers on one host: the same clock).
+- A record stamped in the future (Tansu: a writer whose clock runs ahead) is held, not refused, until the
+  reader's clock passes it: control records appended meanwhile by writers with a correct clock would
+  otherwise sort before it. The delay is the writer's skew; the reader's clock decides only WHEN a record
+  is folded, never the order.
+- Where the promise fails (a writer's clock behind the reader's by more than the margin, or a raw producer
+  stamping the past on Tansu), a record sorts before records a live reader already folded: the runner
+  detects it (``order.late_records``) and refuses to fold on rather than diverge from a replay silently; a
+  replay from offset 0 rebuilds the state in the log's order.
+- Rejected alternative: a periodic "tick" record on the control topic, so that control's running maximum
+  alone proves it holds nothing earlier. It needs no clock agreement, but every reader of the control topic
+  (emitters, processors, verify, export) would have to know and skip a record that is not a signed event,
+  and readers would stall whenever the ticks stop.
 """
 
 from __future__ import annotations
@@ -162,8 +190,10 @@ class KafkaLog:
     not inherited across ``fork``: each process opens its own KafkaLog from the URL.
     """
 
-    # partitions have their own leaders and clocks: no append-time order across them (base module doc)
+    # partitions have their own leaders and clocks: no clock across them (base module doc), but readers merge
+    # them by (append time, topic, partition, offset): the module doc's "One order" says why that is sound
     total_order = False
+    merge_by_append_time = True
 
     def __init__(self, url: str, *, partitions_default: int = DEFAULT_PARTITIONS, client_id: str = CLIENT_ID,
                  connect_timeout_ms: int = CONNECT_TIMEOUT_MS, request_timeout_ms: int = REQUEST_TIMEOUT_MS,
