@@ -110,6 +110,9 @@ MAX_PROBLEM_VALUE_CHARS = 120  # characters of an offending value kept in an Imp
 MAX_RUNNER_DATA_RECORDS = 200  # data records per poll (each a signed batch of up to MAX_BATCH_EVENTS events)
 MAX_RUNNER_CONTROL_RECORDS = 10_000  # control records per poll: drained first, they are few and small
 MAX_RUNNER_BATCH_BYTES = 8 * 1024 * 1024  # stop adding data records to a batch past this many bytes
+# a worker that ran this long (seconds) without dying is healthy: its next failure restarts it after the
+# shortest backoff again, so a crash once a day never waits the longest backoff a crash loop reached
+RESTART_BACKOFF_RESET_S = 60.0
 MAX_REASON_CHARS = 200  # policy_refused reasons: the validation message, cut to fit an alert
 
 # ------------------------------------------------------------------ CLI and report output
