@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.econ import econ_home
@@ -53,6 +54,15 @@ def _gone(pid: int) -> bool:
         return not supervisor.pid_alive(pid)
 
 
+def _status(home: Home, name: str) -> dict[str, Any]:
+    """The processor's status file as written ({} before it wrote one)."""
+    try:
+        status: dict[str, Any] = json.loads(service.status_file(home, name).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return status
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "from processors.cli import main; main()", *args]
 
@@ -66,7 +76,7 @@ def _running_pids(home: Home, names: list[str]) -> dict[str, int] | None:
     """The pids of ``names`` once each status file says it is running (None until then)."""
     pids = {}
     for n in names:
-        s = service.read_status(home, n)
+        s = _status(home, n)
         if s.get("state") != "running" or not supervisor.pid_alive(int(s.get("pid", 0))):
             return None
         pids[n] = int(s["pid"])
@@ -185,7 +195,7 @@ def test_status_keeps_the_last_error_across_a_restart_and_names_a_kill(home: Hom
     p, pids = _start_run(home, ["journal"])
     try:
         os.kill(pids["journal"], signal.SIGKILL)  # no chance to write anything itself
-        _eventually(lambda: "killed by signal 9" in (service.read_status(home, "journal").get("last_error") or ""),
+        _eventually(lambda: "killed by signal 9" in (_status(home, "journal").get("last_error") or ""),
                     "the supervisor to record the kill")
         # restarted: running again, and still showing the error that caused the restart
         _eventually(lambda: (_running_pids(home, ["journal"]) or {}).get("journal", pids["journal"])
@@ -219,7 +229,7 @@ def test_until_caught_up_runs_settlements_after_allocations_has_produced(tmp_pat
     finally:
         log.close()
     assert end > 0
-    assert service.read_status(home, "settlements")["positions"][f"{topic}/0"] == end
+    assert _status(home, "settlements")["positions"][f"{topic}/0"] == end
 
 
 def test_until_caught_up_does_not_start_a_reader_whose_input_failed(tmp_path: Path) -> None:
@@ -243,7 +253,7 @@ def _assert_stops_on_rewind(home: Home) -> None:
     r = _worker(home, "journal", "--until-caught-up")
     assert r.returncode == ExitCode.LOG, r.stderr
     assert "went backwards" in r.stderr, r.stderr
-    status = service.read_status(home, "journal")
+    status = _status(home, "journal")
     assert status["state"] == "failed"
     assert status["last_error"].startswith("LogRewoundError: ")
     assert status["exit_code"] == ExitCode.LOG
