@@ -13,6 +13,7 @@ SIGTERM. Either way it finishes its batch and exits; one stuck longer than ``ORP
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -34,8 +35,10 @@ ORPHAN_EXIT_CODE = 143  # 128 + SIGTERM, as a shell reports a process ended by i
 def die_with_parent(parent_pid: int) -> None:
     """Exit (through SIGTERM, so the current batch finishes) once ``parent_pid`` is no longer our parent."""
     if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)  # best effort: the watchdog covers a failure
+        # best effort (a libc without prctl, a sandbox refusing it): the watchdog below covers a failure
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != parent_pid:  # it died before the signal was armed: nobody would send it
         os.kill(os.getpid(), signal.SIGTERM)
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="parent-watchdog", daemon=True).start()
