@@ -104,7 +104,7 @@ def test_default_timeouts_report_a_dead_broker_within_the_documented_bound(fresh
     _assert_points_at_broker(info.value, f"127.0.0.1:{port}")
     from ledger.log import kafka
 
-    assert kafka.DEAD_BROKER_ERROR_MS <= documented_s * 1000  # the bound the defaults are asserted against
+    assert documented_s * 1000 >= kafka.DEAD_BROKER_ERROR_MS  # the bound the defaults are asserted against
 
 
 def test_every_operation_fails_fast_once_the_broker_is_gone(fresh_broker: Broker) -> None:
