@@ -125,6 +125,9 @@ MAX_RUNNER_BATCH_BYTES = 8 * 1024 * 1024  # stop adding data records to a batch 
 # before polling, so a record appended after the poll, stamped by a clock up to this far behind the reader's
 # (or sent this long before it arrived), still sorts after them (ledger.log.order). Also the added latency.
 MERGED_ORDER_MARGIN_MS = 100
+# a worker that ran this long (seconds) without dying is healthy: its next failure restarts it after the
+# shortest backoff again, so a crash once a day never waits the longest backoff a crash loop reached
+RESTART_BACKOFF_RESET_S = 60.0
 MAX_REASON_CHARS = 200  # policy_refused reasons: the validation message, cut to fit an alert
 
 # ------------------------------------------------------------------ CLI and report output

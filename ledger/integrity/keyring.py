@@ -126,14 +126,7 @@ class KeyRing:
             raise RejectError(RejectCode.NOT_OPERATOR, f"{body.KIND} must be signed by an operator key",
                               signer_id=signer.owner, key_id=signer.key_id, kind=body.KIND)
         if isinstance(body, AgentRegistered):
-            actual = key_id_of(body.public_key)
-            if body.key_id != actual:
-                raise RejectError(RejectCode.INVALID_FIELD, "key_id does not match the public key",
-                                  field="key_id", expected=actual, actual=body.key_id)
-            known = self._keys.get(body.key_id)
-            if known is not None and known.owner != body.agent_id:
-                raise RejectError(RejectCode.INVALID_FIELD, "this public key is already registered to another signer",
-                                  field="public_key", key_id=body.key_id, expected=known.owner, actual=body.agent_id)
+            self._validate_registration(body)
         elif isinstance(body, KeyRotated):
             old = self._keys.get(body.old_key_id)
             if old is None or old.owner != body.agent_id:
@@ -154,11 +147,19 @@ class KeyRing:
                 raise RejectError(RejectCode.INVALID_FIELD, "revocation would leave no valid operator key "
                                   "(rotate the operator's key instead: a rotation names its successor)",
                                   field="key_id", value=body.key_id, signer_id=body.agent_id, kind=body.KIND)
+        elif isinstance(body, Grant) and not self._is_signer(body.agent_id):
+            raise RejectError(RejectCode.INVALID_FIELD, "a grant names a signer that was never registered",
+                              field="agent_id", value=body.agent_id, kind=body.KIND)
 
-        elif isinstance(body, Grant):
-            if not self._is_signer(body.agent_id):
-                raise RejectError(RejectCode.INVALID_FIELD, "a grant names a signer that was never registered",
-                                  field="agent_id", value=body.agent_id, kind=body.KIND)
+    def _validate_registration(self, body: AgentRegistered) -> None:
+        actual = key_id_of(body.public_key)
+        if body.key_id != actual:
+            raise RejectError(RejectCode.INVALID_FIELD, "key_id does not match the public key",
+                              field="key_id", expected=actual, actual=body.key_id)
+        known = self._keys.get(body.key_id)
+        if known is not None and known.owner != body.agent_id:
+            raise RejectError(RejectCode.INVALID_FIELD, "this public key is already registered to another signer",
+                              field="public_key", key_id=body.key_id, expected=known.owner, actual=body.agent_id)
 
     def _is_signer(self, agent_id: str) -> bool:
         return agent_id in self.agents or any(k.owner == agent_id for k in self._keys.values())

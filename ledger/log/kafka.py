@@ -28,7 +28,8 @@ Invariants:
   call and miss records that were already acknowledged.
 - Every kafka-python exception is translated at one boundary (``_boundary``) into LogError (the
   cluster failed or cannot be reached) or ValidationError (the request itself is bad), with the
-  topic / partition / offset involved and a hint. A dead broker gives a LogError within seconds.
+  topic / partition / offset involved and a hint. A dead broker gives a LogError within
+  ``DEAD_BROKER_ERROR_MS`` (15 s) with the default timeouts.
 
 It never creates a topic implicitly (brokers auto-create on produce; Tansu even when told not to):
 append and read refuse a topic that ``ensure_topic`` did not create.
@@ -117,9 +118,16 @@ from ledger.log.base import Position, Record, check_records, partition_for
 DEFAULT_PARTITIONS = 1  # ensure_topic without a count: same as the other backends; pass partitions_default to scale
 CLIENT_ID = "tokenledger"
 
+# A dead or unreachable cluster is a LogError within DEAD_BROKER_ERROR_MS of the call that meets it, with the
+# defaults below (asserted after them): connecting gives up after CONNECT_TIMEOUT_MS, an append's records expire
+# after DELIVERY_TIMEOUT_MS (it waits SEND_WAIT_MARGIN_MS more for the client to report it), and a probe that did
+# connect waits at most REQUEST_TIMEOUT_MS for its answer. (kafka-python's defaults add up to ~2 minutes; the
+# 30 s delivery timeout used before made an SDK append on a dead broker take ~41 s.)
+DEAD_BROKER_ERROR_MS = 15_000
 CONNECT_TIMEOUT_MS = 5_000  # bootstrap and TCP connection set-up: a dead broker is an error after this
-REQUEST_TIMEOUT_MS = 10_000  # one request/response; must exceed FETCH_MAX_WAIT_MS
-DELIVERY_TIMEOUT_MS = 30_000  # a record may wait this long for its ack, retries included, then append fails
+REQUEST_TIMEOUT_MS = 8_000  # one request/response; must exceed FETCH_MAX_WAIT_MS
+DELIVERY_TIMEOUT_MS = 10_000  # a record may wait this long for its ack, retries included, then append fails
+SEND_WAIT_MARGIN_MS = 2_000  # append waits this long past the delivery timeout for the client to expire a record
 RECONNECT_BACKOFF_MAX_MS = 1_000  # a restarted broker is found within a second, not kafka-python's 30 s
 # append blocks until acked, so a linger only adds latency; records still batch up while a request is in
 # flight. Measured on Tansu, 600 B records: linger 0 / 5 ms -> 1,154 / 157 appends/s from one thread,
@@ -135,6 +143,10 @@ READ_KEY_CHUNK = 1_000  # records read_key scans per read
 TOPIC_CREATED_POLL_S = 0.05  # between metadata checks while a new topic propagates
 TIME_MARK_STRIDE = 4_096  # offsets between remembered append-time floors of a partition (bounds a re-read's rescan)
 TIME_POINTS_KEPT = 256  # recent (offset, floor) points kept per partition besides the stride marks
+
+assert CONNECT_TIMEOUT_MS + REQUEST_TIMEOUT_MS <= DEAD_BROKER_ERROR_MS  # connect, then one unanswered request
+assert DELIVERY_TIMEOUT_MS + SEND_WAIT_MARGIN_MS <= DEAD_BROKER_ERROR_MS  # an append on a broker that went away
+assert DELIVERY_TIMEOUT_MS >= LINGER_MS + REQUEST_TIMEOUT_MS  # kafka-python's own rule (one full attempt)
 
 # Configs for topics this log creates. Tansu stores and ignores them; on Kafka they matter.
 TOPIC_CONFIGS = {
@@ -437,7 +449,8 @@ class KafkaLog:
         except LedgerError as e:  # e.g. no metadata within max_block_ms: what was sent before it is still waited for
             send_error = e
         results: dict[int, _Ack | BaseException] = {}
-        deadline = time.monotonic() + (self.delivery_timeout_ms + self.request_timeout_ms) / 1000
+        # the client expires a record at the delivery timeout: the margin only covers reporting it
+        deadline = time.monotonic() + (self.delivery_timeout_ms + SEND_WAIT_MARGIN_MS) / 1000
         for i, fut in futures:
             try:
                 md = fut.get(timeout=max(0.0, deadline - time.monotonic()))

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ledger import limits
-from ledger.errors import RejectError, RunnerFailedError, RunnerInvariantError
+from ledger.errors import LogRewoundError, RejectError, RunnerFailedError, RunnerInvariantError
 from ledger.integrity.chain import Head
 from ledger.integrity.keys import SigningKey
 from ledger.integrity.verify import Verifier, Where
@@ -164,9 +164,23 @@ class Runner:
         return {tp: max(0, self._end(tp) - off) for tp, off in self.positions.items()}
 
     def _end(self, tp: tuple[str, int]) -> int:
-        end = self.log.end_offset(*tp)
+        end = self._checked_end(tp)
         if self.stop_at is not None:
             end = min(end, self.stop_at.get(tp, 0))
+        return end
+
+    def _checked_end(self, tp: tuple[str, int]) -> int:
+        """The log's end of ``tp``; ``LogRewoundError`` if it is below the committed position: the log went
+        backwards (a broker restarted empty, a topic recreated). Reading on would skip the records that new
+        appends put at offsets this processor counts as read, so it stops and says so."""
+        end = self.log.end_offset(*tp)
+        if end < self.positions.get(tp, 0):
+            raise LogRewoundError(
+                "the log ends before this processor's committed position: it went backwards",
+                processor=self.processor.name, topic=tp[0], partition=tp[1], position=self.positions[tp],
+                end_offset=end, log=self.log.url,
+                hint="was the broker restarted without its data, or the topic deleted and recreated? restore the "
+                     "log, or rebuild this processor from the log as it is now (move its state directory away)")
         return end
 
     def caught_up(self) -> bool:
@@ -368,7 +382,7 @@ class Runner:
             want = limits.MAX_RUNNER_CONTROL_RECORDS if tp[0] == self._control else data_share
             # the end, measured after the clock, covers every record the clock has seen (an empty read
             # alone proves nothing: a client may come back empty-handed while records exist)
-            end = self.log.end_offset(*tp)
+            end = self._checked_end(tp)
             if self.stop_at is not None:
                 end = min(end, self.stop_at.get(tp, 0))
             want = min(want, end - pos)
