@@ -168,3 +168,57 @@ def columns_of(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """Row dicts (same keys) to the column dict ``Effects.append`` takes."""
     keys = list(rows[0])
     return {k: [r[k] for r in rows] for k in keys}
+
+
+# The grants in force, as a processor that acts on them folds them: from the operator-signed ``grant``
+# control events it reads (the runner drains control first, so a grant applies to what follows it), kept in
+# a snapshot view of its own so ``restore`` brings them back. The journal's ``grants`` view is the public
+# record of every grant; this is only the state a processor needs to decide.
+GRANTS_IN_FORCE = View(
+    name="grants_in_force", mode="snapshot", primary_key=("agent_id", "capability", "scope"),
+    doc="Operator grants this processor acts on (grader, reserve, ...), as last set on the control topic.",
+    columns=(
+        Column("agent_id", "VARCHAR", "the signer granted"),
+        Column("capability", "VARCHAR", "backfill | notary | grader | reserve"),
+        Column("scope", "VARCHAR", "reserve: '<level>:<id>'; '' otherwise"),
+        Column("active", "BOOLEAN", "false once withdrawn"),
+    ))
+
+
+class GrantBook:
+    """The grants in force for one processor (see ``GRANTS_IN_FORCE``), folded in log order."""
+
+    __slots__ = ("active", "dirty")
+
+    def __init__(self) -> None:
+        self.active: set[tuple[str, str, str]] = set()
+        self.dirty: dict[tuple[str, str, str], bool] = {}
+
+    def restore(self, query: Any) -> None:
+        for agent, capability, scope, active in query(
+                f"SELECT agent_id, capability, scope, active FROM {GRANTS_IN_FORCE.name}"):  # noqa: S608
+            if active:
+                self.active.add((agent, capability, scope))
+
+    def apply(self, agent_id: str, capability: str, scope: str, active: bool) -> None:
+        key = (agent_id, capability, scope)
+        if active:
+            self.active.add(key)
+        else:
+            self.active.discard(key)
+        self.dirty[key] = active
+
+    def has(self, agent_id: str, capability: str, scope: str = "") -> bool:
+        return (agent_id, capability, scope) in self.active
+
+    def holders(self, capability: str) -> frozenset[str]:
+        return frozenset(a for a, c, _ in self.active if c == capability)
+
+    def flush(self, fx: Effects) -> None:
+        """Upsert the grants changed since the last flush into ``GRANTS_IN_FORCE``."""
+        if self.dirty:
+            keys = sorted(self.dirty)
+            fx.upsert(GRANTS_IN_FORCE.name, {"agent_id": [k[0] for k in keys], "capability": [k[1] for k in keys],
+                                             "scope": [k[2] for k in keys],
+                                             "active": [self.dirty[k] for k in keys]})
+            self.dirty = {}
