@@ -16,7 +16,6 @@ from ledger.sdk.home import OPERATOR_ID, Home, Registration, check_signer_id
 from ledger.wire.events import AgentRegistered, Grant
 from ledger.wire.vocab import Capability
 
-
 NOTARY_SIGNER = "processor.notary"  # the signer the notary processor signs checkpoints as
 
 

@@ -21,13 +21,13 @@ from typing import Any
 
 from ledger import limits
 from ledger.errors import StoreError
+from ledger.integrity.checkpoints import control_keyring
 from ledger.integrity.keys import SigningKey
 from ledger.log import Log
 from ledger.sdk.home import Home
-from ledger.integrity.checkpoints import control_keyring
 from ledger.sdk.registration import ensure_notary_grant, register_signer
-from ledger.wire.vocab import Capability
 from ledger.wire.events import StateCheckpoint
+from ledger.wire.vocab import Capability
 from processors import get
 from processors.runtime.processor import Derived, Processor
 from processors.runtime.publish import Publisher, parse_positions, read_state

@@ -156,3 +156,19 @@ def test_a_flood_of_valid_maximal_data_events_saturates_instead_of_crashing(tmp_
     assert a["consumed"] == limits.MAX_BUDGET_COUNTER and a["status"] == "critical"
     assert budget(h, "org", "acme", "data")["consumed"] == limits.MAX_BUDGET_COUNTER
     assert replayed(h, "budgets")["digest"] == live_digest(h, "budgets")["digest"]
+
+
+# ------------------------------------------------------------------ every grant is visible
+
+
+def test_the_journal_lists_every_grant_and_withdrawal_in_log_order(tmp_path):
+    h = make_home(tmp_path / "home", agents=("alice", "bob"))
+    g1 = grant(h, "bob", "grader", t=T0 + 10)
+    g2 = grant(h, "alice", "reserve", "project:p9", t=T0 + 20)
+    g3 = grant(h, "bob", "grader", active=False, t=T0 + 30)
+    run(h, "journal")
+    got = rows(h, "SELECT * FROM grants ORDER BY append_time_us", "journal")
+    assert [(r["event_id"], r["agent_id"], r["capability"], r["scope"], r["active"]) for r in got] == [
+        (g1, "bob", "grader", "", True), (g2, "alice", "reserve", "project:p9", True), (g3, "bob", "grader", "", False)]
+    assert got[0]["append_time_us"] < got[1]["append_time_us"] < got[2]["append_time_us"]
+    assert replayed(h, "journal")["digest"] == live_digest(h, "journal")["digest"]
