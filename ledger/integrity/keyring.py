@@ -153,11 +153,9 @@ class KeyRing:
                 raise RejectError(RejectCode.INVALID_FIELD, "revocation would leave no valid operator key "
                                   "(rotate the operator's key instead: a rotation names its successor)",
                                   field="key_id", value=body.key_id, signer_id=body.agent_id, kind=body.KIND)
-
-        elif isinstance(body, Grant):
-            if not self._is_signer(body.agent_id):
-                raise RejectError(RejectCode.INVALID_FIELD, "a grant names a signer that was never registered",
-                                  field="agent_id", value=body.agent_id, kind=body.KIND)
+        elif isinstance(body, Grant) and not self._is_signer(body.agent_id):
+            raise RejectError(RejectCode.INVALID_FIELD, "a grant names a signer that was never registered",
+                              field="agent_id", value=body.agent_id, kind=body.KIND)
 
     def _is_signer(self, agent_id: str) -> bool:
         return agent_id in self.agents or any(k.owner == agent_id for k in self._keys.values())
