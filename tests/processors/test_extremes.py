@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ledger import limits
@@ -116,13 +116,14 @@ def _check_bounds(fx: Effects, name: str) -> None:
                         assert -limits.INT64_MAX - 1 <= v <= limits.INT64_MAX, (name, table, col, v)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(bodies=st.lists(agent_bodies(), min_size=1, max_size=3), peer=agent_bodies())
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bodies=st.lists(agent_bodies(), min_size=1, max_size=2), peer=agent_bodies())
+@example(bodies=[Data(limits.MAX_DATA_BYTES, limits.MAX_DATA_BYTES)], peer=Data(5, 0))  # the reported flood
 @pytest.mark.parametrize("name", PROCESSORS)
 def test_extreme_valid_events_never_escape_a_processor(name: str, bodies: list[Body], peer: Body) -> None:
     proc = get(name)()
     control = _items(OP, _control(), "ledger.control", 0, T0, 1)
-    flood = _items(AGENT, [b for b in bodies for _ in range(REPEAT // len(bodies))], "ledger.events", 0,
+    flood = _items(AGENT, [b for b in bodies for _ in range(REPEAT)], "ledger.events", 0,
                    T0 + 10_000, 1)
     after = _items(PEER, [peer], "ledger.events", len(flood), T0 + 10**9, 1)  # someone else, after the flood
     for batch in (control, flood, after):
