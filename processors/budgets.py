@@ -39,8 +39,8 @@ What it does
       foreign project) only with the operator's ``reserve`` grant on it; otherwise the reserve is
       refused with reason not_permitted (a ``reservation_refused`` alert and a refused row).
     * ``AgentRegistered`` and ``Grant`` (control) are folded into ``budget_signers`` (org, project) and
-      ``grants_in_force`` (reserve and grader grants), which decide who may reserve what and whose
-      scores count.
+      ``grant_history`` (reserve and grader grants, each in force from its event time), which decide
+      who may reserve what and whose scores count.
     * ``Outcome`` events record the signer's confidence on its agent-level budgets: once it is at
       or above the policy's threshold, further spend is refused (reservations) or flagged
       (usage: a ``gated`` alert) until a lower confidence is reported.
@@ -115,7 +115,7 @@ from ledger.wire.events import (
 from ledger.wire.vocab import SCOPE_LEVEL_VALUES, Capability, ScopeLevel
 from processors.runtime.processor import (
     BATCH,
-    GRANTS_IN_FORCE,
+    GRANT_HISTORY,
     Column,
     Derived,
     Effects,
@@ -264,7 +264,7 @@ class Budgets(Processor):
     name = "budgets"
     derived_topics = ("alerts",)
     doc = "budgets per scope and kind: consumption, limits, reservations, alerts and transfers"
-    views = (BUDGETS, ALERTS, TRANSFERS, RESERVATIONS, PRICES, TRUST, SIGNERS, GRANTS_IN_FORCE)
+    views = (BUDGETS, ALERTS, TRANSFERS, RESERVATIONS, PRICES, TRUST, SIGNERS, GRANT_HISTORY)
 
     def __init__(self) -> None:
         self.policies: dict[Key, b.BudgetPolicy] = {}
@@ -353,12 +353,12 @@ class Budgets(Processor):
             self.signers[body.agent_id] = (body.org, body.project)
             self.dirty_signers.add(body.agent_id)
         elif isinstance(body, Grant):
-            self.grants.apply(body.agent_id, body.capability, body.scope, body.active)
+            self.grants.apply(body.agent_id, body.capability, body.scope, body.active, ev.event_time_us)
         elif isinstance(body, ReservationEvent):
             self._reservation(ev, body)
         elif isinstance(body, Outcome):
             self._outcome(ev, body)
-            got = incentive_event(ev, body, self.grants.holders(GRADER))
+            got = incentive_event(ev, body, self.grants.holders(GRADER, ev.event_time_us))
             if got is not None:
                 self._count_trust(got[0])
         elif not body.CONTROL and not getattr(body, "DERIVED", False):
@@ -525,7 +525,7 @@ class Budgets(Processor):
         if rkey in self.reservations:
             refuse("duplicate_id", None, None)
             return
-        if not self._may_reserve(ev.signer_id, body.scope, body.scope_id):
+        if not self._may_reserve(ev.signer_id, body.scope, body.scope_id, t):
             refuse("not_permitted", None, None)
             return
         if not chain:
@@ -555,18 +555,19 @@ class Budgets(Processor):
         self.dirty_res.add(rkey)
         self.holds[rid] = rkey
 
-    def _may_reserve(self, agent: str, scope: str, scope_id: str) -> bool:
+    def _may_reserve(self, agent: str, scope: str, scope_id: str, t: int) -> bool:
         """Whether ``agent`` may name ``scope``/``scope_id`` in a reservation: its own agent scope, the org
         or project its operator-signed registration names, or a scope the operator granted it ``reserve``
-        on. A task scope is never its own (nothing on the log ties an agent to a task but its own claim), so
-        it needs a grant. Context levels of the reservation (org/project/task) are held as usage counts
-        them: by the event's context, the same claim a usage event may make."""
+        on (at the reserve's event time). A task scope is never its own (nothing on the log ties an agent
+        to a task but its own claim), so it needs a grant. Context levels of the reservation
+        (org/project/task) are held as usage counts them: by the event's context, the same claim a usage
+        event may make."""
         if scope == ScopeLevel.AGENT.value and scope_id == agent:
             return True
         org, project = self.signers.get(agent, (None, None))
         if (scope, scope_id) in ((ScopeLevel.ORG.value, org), (ScopeLevel.PROJECT.value, project)):
             return True
-        return self.grants.has(agent, RESERVE, f"{scope}:{scope_id}")
+        return self.grants.has(agent, RESERVE, f"{scope}:{scope_id}", t)
 
     def _outcome(self, ev: Event, body: Outcome) -> None:
         if body.confidence_milli is None:

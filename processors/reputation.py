@@ -8,8 +8,8 @@ What it does
     counts.
 
     Incentives (seed 002, ``ledger.economics.reputation.task_incentive``): an ``Outcome`` with a score,
-    signed by a signer holding the operator's ``grader`` grant (a ``grant`` control event, folded here in
-    log order into ``grants_in_force``) about another agent (``subject_id``), is a graded task of that
+    signed by a signer holding the operator's ``grader`` grant (a ``grant`` control event, in force from its
+    event time, kept in ``grant_history``) about another agent (``subject_id``), is a graded task of that
     agent; a score >= 0.8 adds score * 10 accuracy trust, a score < 0.5 takes (1 - score) * 10 away. The
     change is recorded as a trust event issued by ``processor.reputation`` about the subject (id = the
     outcome's event id), so it counts like any other rating and a replay derives the same one. A
@@ -44,7 +44,7 @@ from ledger.economics.reputation import (
 from ledger.units import MILLI
 from ledger.wire.events import Event, Grant, Outcome, Trust
 from ledger.wire.vocab import Capability, TrustDimension
-from processors.runtime.processor import GRANTS_IN_FORCE, Column, Effects, GrantBook, Item, Processor, Quarantined, View
+from processors.runtime.processor import GRANT_HISTORY, Column, Effects, GrantBook, Item, Processor, Quarantined, View
 
 GRADER = Capability.GRADER.value
 
@@ -84,7 +84,7 @@ HISTORY = View(
 class Reputation(Processor):
     name = "reputation"
     doc = "trust decaying by event time: scores per agent and dimension, tier, budget multiplier"
-    views = (REPUTATION, HISTORY, GRANTS_IN_FORCE)
+    views = (REPUTATION, HISTORY, GRANT_HISTORY)
 
     def __init__(self) -> None:
         self.events: dict[str, list[TrustEvent]] = {}
@@ -111,7 +111,7 @@ class Reputation(Processor):
             ev = it.decoded.event
             body = ev.body
             if isinstance(body, Grant):
-                self.grants.apply(body.agent_id, body.capability, body.scope, body.active)
+                self.grants.apply(body.agent_id, body.capability, body.scope, body.active, ev.event_time_us)
                 continue
             if isinstance(body, Trust):
                 row = self._trust(ev, body)
@@ -145,7 +145,7 @@ class Reputation(Processor):
                 "half_life_us": body.half_life_us, "source": body.source, "counted": te is not None}
 
     def _incentive(self, ev: Event, body: Outcome) -> dict[str, Any] | None:
-        if not is_grade(ev, body, self.grants.holders(GRADER)):
+        if not is_grade(ev, body, self.grants.holders(GRADER, ev.event_time_us)):
             # a self-reported score: kept on record (the confidence still gates budgets), never counted
             subject = body.subject_id or ev.signer_id
             self._note(subject, ev.event_time_us)
@@ -154,7 +154,7 @@ class Reputation(Processor):
             return {"event_id": ev.event_id, "event_time_us": ev.event_time_us, "issuer": ev.signer_id,
                     "subject": subject, "dimension": TrustDimension.ACCURACY.value, "value_milli": 0,
                     "half_life_us": None, "source": "self_score", "counted": False}
-        got = incentive_event(ev, body, self.grants.holders(GRADER))
+        got = incentive_event(ev, body, self.grants.holders(GRADER, ev.event_time_us))
         if got is None:
             return None
         te, rule = got
