@@ -51,6 +51,7 @@ class RejectCode(str, enum.Enum):  # noqa: UP042 - str() and format() of members
     REVOKED_KEY = "revoked_key"  # key was revoked before this batch
     NOT_OPERATOR = "not_operator"  # control event not signed by an operator key
     NOT_PROCESSOR = "not_processor"  # derived event not signed by a processor key
+    NOT_GRANTED = "not_granted"  # the signer lacks the operator's grant for what it signed (e.g. a notary checkpoint)
     SIGNER_MISMATCH = "signer_mismatch"  # event's signer differs from the batch signer / key owner
     SEQUENCE_GAP = "sequence_gap"  # sequence number skips ahead
     FORK = "fork"  # same sequence number, different event (or previous hash does not match)

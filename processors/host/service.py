@@ -21,11 +21,13 @@ from typing import Any
 
 from ledger import limits
 from ledger.errors import StoreError
+from ledger.integrity.checkpoints import control_keyring
 from ledger.integrity.keys import SigningKey
 from ledger.log import Log
 from ledger.sdk.home import Home
-from ledger.sdk.registration import register_signer
+from ledger.sdk.registration import ensure_notary_grant, register_signer
 from ledger.wire.events import StateCheckpoint
+from ledger.wire.vocab import Capability
 from processors import get
 from processors.runtime.processor import Derived, Processor
 from processors.runtime.publish import Publisher, parse_positions, read_state
@@ -54,12 +56,16 @@ def status_file(home: Home, name: str) -> Path:
 
 
 def ensure_processor_key(home: Home, name: str, log: Log) -> SigningKey:
-    """The processor's signing key, created and registered (role=processor, by the operator) if new."""
+    """The processor's signing key, created and registered (role=processor, by the operator) if new; the
+    notary's also granted the ``notary`` capability by the operator if the log does not hold that yet."""
     sid = signer_id(name)
     path = home.key_path(sid)
-    if path.exists():
-        return home.load_key(sid)
-    register_signer(home, log, sid, role="processor")  # saves the new key once its registration is appended
+    if not path.exists():
+        register_signer(home, log, sid, role="processor")  # saves the new key once its registration is appended
+    if name == "notary":
+        # only a granted notary's checkpoints count: a home made before grants gets the grant once, here
+        ring = control_keyring(log, home.control_topic, home.anchors())
+        ensure_notary_grant(home, log, ring.granted(sid, Capability.NOTARY.value) is not None)
     return home.load_key(sid)
 
 
