@@ -7,17 +7,36 @@
 Guarantees:
 - **Delivery.** ``emit`` validates and chains the event at once (a bad event raises
   ``ValidationError`` and changes nothing) and returns its id; the event is durable when the batch
-  it belongs to has been appended: when the batch is full (``batch_size`` events), when it is
+  it belongs to has been appended: when the batch is full (``batch_size`` events, or as many bytes as
+  one log record may hold, ``limits.MAX_RECORD_BYTES`` for key + value on every backend), when it is
   ``linger_ms`` old (a background flusher), or on ``flush()`` / ``close()``, which return only after
-  the append is acknowledged. A batch is one signed record.
+  the append is acknowledged. A batch is one signed record. An event whose signed batch alone would
+  exceed the record limit is refused at ``emit`` (``RecordTooLargeError``, its size and the limit).
 - **Idempotence.** Event ids derive from the signer and the caller's ``idempotency_key`` (or, if
   none, the event's content): re-emitting the same call returns the same id and appends nothing.
+  The emitter checks this before it chains or signs anything, against its idempotency window: the
+  signer's last ``limits.IDEMPOTENCY_WINDOW_EVENTS`` events, and any within
+  ``limits.IDEMPOTENCY_WINDOW_US`` of event time of its newest (at most
+  ``limits.MAX_IDEMPOTENCY_WINDOW_EVENTS``), kept in the home next to the chain head and rebuilt from
+  the log when the home has none, so it survives restarts and moves. It contains the readers'
+  duplicate window (``limits.DUPLICATE_WINDOW_EVENTS``), so no retry reaches a reader as a duplicate.
+  A key re-used with another context or body raises ``IdempotencyConflictError`` (both content
+  hashes); a retry may be stamped later (the event time is not part of what a key promises). An
+  event stamped at or before the newest event time the window has forgotten is refused
+  (``IdempotencyWindowError``): it cannot be told from a forgotten retry, and one id must never be
+  on the ledger twice.
 - **Chain continuity.** The chain head is persisted after every append, and on start the emitter
-  reconciles it with the log (records appended just before a crash are found and adopted), so a
-  restarted agent continues its chain instead of forking it.
+  reconciles it with the log (records appended just before a crash, or by this signer's other keys,
+  are found and adopted), so a restarted agent continues its chain instead of forking it. A
+  signer has one chain over every topic: an emitter refuses a topic other than the one its chain
+  is on (``ChainForkError``), e.g. the operator's chain is on the control topic.
 - **No fork.** Only one emitter per signer may run against one home at a time (a lock file); a
   second one gets ``ChainForkError``. An emitter also refuses to start when its saved head is ahead
-  of the log (the log was replaced), instead of writing a second chain.
+  of the log (the log was replaced), instead of writing a second chain. Across homes (one agent run
+  on two machines over one log) every append is read back: a record of this signer that another
+  writer appended since this emitter's last one means two writers; the emitter raises
+  ``ChainForkError`` and refuses from then on, and never acknowledges a record readers reject as a
+  fork (when the other record came first, the flush raises instead of returning).
 - **Refuses what readers reject.** An emitter given the log's control topic and trusted operator keys
   (``Emitter.open``, ``Emitter.for_operator``, ``tokenledger emit`` all do) keeps the key ring that
   topic builds, exactly as readers build it, and refuses to sign with a key the readers would refuse:
@@ -79,6 +98,7 @@ from ledger.wire.events import (
     Context,
     Cosignature,
     Data,
+    Event,
     Flow,
     Interaction,
     LlmUsage,
@@ -673,24 +693,29 @@ class Emitter:
         the first record at a sequence number); one after ours means it is theirs. Either way a second
         writer exists: this emitter refuses from now on, loudly, and never acknowledges a forked record."""
         last = self._saved.offset if self._saved is not None else -1
-        before: list[int] = []
-        after: list[int] = []
+        others: list[int] = []
+        ours_valid = True
         while True:
             recs = self.log.read_key(self.topic, self._key_bytes, last, limits.MAX_EMITTER_CONTROL_READ_RECORDS)
             if not recs:
                 break
             for r in recs:
                 last = r.offset
-                # our own bytes again (a producer retry that landed twice) are a duplicate, not a writer
-                if r.offset != offset and r.value != record and self._signed_by_signer(r.value):
-                    (before if r.offset < offset else after).append(r.offset)
-        if not before and not after:
+                if r.offset == offset or r.value == record:
+                    continue  # ours, or our own bytes again (a producer retry that landed twice): no other writer
+                first = self._first_event_of_signer(r.value)
+                if first is None:
+                    continue  # not a valid batch of this signer: readers reject it, it changes no chain
+                others.append(r.offset)
+                if r.offset < offset and first.seq == self._appended_head.seq + 1 and (
+                        first.prev_hash == self._appended_head.hash):
+                    ours_valid = False  # it extends the head ours extends, and came first: readers take it
+        if not others:
             return
-        ours_valid = not before
         self._fenced = ChainForkError(
             f"another writer appended records for {self.signer_id}: two emitters (two homes or machines) write "
             "one chain", signer_id=self.signer_id, topic=self.topic, partition=self._partition,
-            our_offset=offset, other_offsets=(before + after)[:10], appended=True,
+            our_offset=offset, other_offsets=others[:10], appended=True,
             readers_accept_ours=ours_valid,
             hint=("stop the other writer (one emitter per agent on the whole log), then reopen this emitter: it "
                   "continues from the chain on the log" + ("" if ours_valid else
@@ -705,19 +730,21 @@ class Emitter:
             raise self._fenced
         # ours is the accepted one: acknowledge it (the caller learns of the other writer at its next call)
 
-    def _signed_by_signer(self, value: bytes) -> bool:
-        """Whether a record is a batch of this signer that verifies with its key or a key the ring gives it."""
+    def _first_event_of_signer(self, value: bytes) -> Event | None:
+        """The first event of a record that is a batch of this signer verifying with its key or a key the
+        ring gives it; None for anything else."""
         try:
             batch = codec.decode_batch(value)
             if batch.signer_id != self.signer_id:
-                return False
+                return None
             public = self._public_key(batch.key_id)
             if public is None:
-                return False
-            hashes = [codec.decode_event(raw).hash for raw in batch.events]
+                return None
+            decoded = [codec.decode_event(raw) for raw in batch.events]
         except RejectError:
-            return False
-        return public.verify(batch.signature, codec.batch_signing_bytes(batch.signer_id, batch.key_id, hashes))
+            return None
+        message = codec.batch_signing_bytes(batch.signer_id, batch.key_id, [d.hash for d in decoded])
+        return decoded[0].event if public.verify(batch.signature, message) else None
 
     def _public_key(self, key_id: str) -> PublicKey | None:
         if key_id == self.key.key_id:
