@@ -751,7 +751,9 @@ class Emitter:
             return self.key.public
         if self.control_keys is not None:
             info = self.control_keys.ring.get(key_id)
-            if info is not None and info.owner == self.signer_id:
+            # a revoked or rotated-away key's records are not adopted (readers may reject them: then adopting
+            # would chain onto a rejected record) and are no second writer (it signs nothing readers accept)
+            if info is not None and info.owner == self.signer_id and not info.revoked:
                 return info.public
         return None
 
