@@ -351,6 +351,7 @@ class Emitter:
         self._state = _State(None)  # replaced by the home's file when there is a home
         self._saved: _Saved | None = None
         self._fenced: ChainForkError | None = None  # another writer was seen: every later call raises this
+        self._fence_from = -1  # the last offset of our partition whose records of this signer were examined
         self._key_bytes = self.signer_id.encode()
         self._lock_timeout_s = lock_timeout_s
         self._partition = partition_for(self._key_bytes, log.partitions(topic))
@@ -692,7 +693,7 @@ class Emitter:
         and the one it just appended. Another writer's record there means ours is a fork (readers accept
         the first record at a sequence number); one after ours means it is theirs. Either way a second
         writer exists: this emitter refuses from now on, loudly, and never acknowledges a forked record."""
-        last = self._saved.offset if self._saved is not None else -1
+        last = self._fence_from
         others: list[int] = []
         ours_valid = True
         while True:
@@ -710,6 +711,7 @@ class Emitter:
                 if r.offset < offset and first.seq == self._appended_head.seq + 1 and (
                         first.prev_hash == self._appended_head.hash):
                     ours_valid = False  # it extends the head ours extends, and came first: readers take it
+        self._fence_from = max(last, offset)
         if not others:
             return
         self._fenced = ChainForkError(
@@ -854,6 +856,9 @@ class Emitter:
                                  signer_id=self.signer_id, expected=f"offset < {end}", actual=offset,
                                  hint="point this home at its original log, or start a new home")
         self._saved = saved
+        # every record of this partition below `end` that carries our key is read by the loop below: an append's
+        # read-back starts after them (not at the saved offset, which for a new signer is the partition's start)
+        self._fence_from = end - 1
         last_offset = offset
         entries: list[tuple[str, int, int, bytes]] = []
         while True:
