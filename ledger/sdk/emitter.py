@@ -85,7 +85,7 @@ from ledger.integrity.chain import GENESIS, Head
 from ledger.integrity.keyring import KeyRing
 from ledger.integrity.keys import PublicKey, SigningKey
 from ledger.integrity.verify import Verifier, Where
-from ledger.log import DEFAULT_TOPIC, Log, partition_for
+from ledger.log import DEFAULT_TOPIC, Log, Record, partition_for
 from ledger.sdk.home import OPERATOR_LOCK_WAIT_S, Home, resolve_home, resolve_log_url
 from ledger.units import MILLI
 from ledger.wire import codec
@@ -98,9 +98,10 @@ from ledger.wire.events import (
     Context,
     Cosignature,
     Data,
-    Event,
     Flow,
     Interaction,
+    KeyRevoked,
+    KeyRotated,
     LlmUsage,
     Trust,
     check_int,
@@ -271,6 +272,7 @@ class ControlKeys:
         self.topic = control_topic
         self.verifier = Verifier(KeyRing(dict(anchors), by_log_order=bool(getattr(log, "total_order", False))))
         self._next = [0] * log.partitions(control_topic)  # per partition: the first offset not read yet
+        self.revoked_append_us: dict[str, int] = {}  # key id -> append time of its revocation or rotation
 
     @property
     def ring(self) -> KeyRing:
@@ -287,7 +289,15 @@ class ControlKeys:
                 for r in recs:
                     # a bad control record changes no key for readers (they quarantine it): nor here
                     with contextlib.suppress(RejectError):
-                        self.verifier.check_record(r.value, Where(r.topic, r.partition, r.offset))
+                        accepted = self.verifier.check_record(r.value, Where(r.topic, r.partition, r.offset))
+                        for d in accepted.events:
+                            body = d.event.body
+                            gone = body.old_key_id if isinstance(body, KeyRotated) else (
+                                body.key_id if isinstance(body, KeyRevoked) else None)
+                            if gone is not None:
+                                # where on the log the key stopped signing: readers on a log with one clock
+                                # accept its records appended before this one (the first revocation counts)
+                                self.revoked_append_us.setdefault(gone, r.append_time_us)
                 offset = recs[-1].offset + 1
             self._next[p] = offset
 
@@ -704,9 +714,10 @@ class Emitter:
                 last = r.offset
                 if r.offset == offset or r.value == record:
                     continue  # ours, or our own bytes again (a producer retry that landed twice): no other writer
-                first = self._first_event_of_signer(r.value)
-                if first is None:
+                theirs = self._verified_batch(r)
+                if theirs is None:
                     continue  # not a valid batch of this signer: readers reject it, it changes no chain
+                first = theirs[0].event
                 others.append(r.offset)
                 if r.offset < offset and first.seq == self._appended_head.seq + 1 and (
                         first.prev_hash == self._appended_head.hash):
@@ -732,32 +743,38 @@ class Emitter:
             raise self._fenced
         # ours is the accepted one: acknowledge it (the caller learns of the other writer at its next call)
 
-    def _first_event_of_signer(self, value: bytes) -> Event | None:
-        """The first event of a record that is a batch of this signer verifying with its key or a key the
-        ring gives it; None for anything else."""
+    def _verified_batch(self, rec: Record) -> list[codec.DecodedEvent] | None:
+        """The events of a record that is a batch of this signer, signed by a key readers accept for it there
+        (this emitter's own, or one the ring gives the signer and had not revoked yet); None otherwise."""
         try:
-            batch = codec.decode_batch(value)
+            batch = codec.decode_batch(rec.value)
             if batch.signer_id != self.signer_id:
-                return None
-            public = self._public_key(batch.key_id)
-            if public is None:
                 return None
             decoded = [codec.decode_event(raw) for raw in batch.events]
         except RejectError:
             return None
+        public = self._public_key(batch.key_id, rec.append_time_us, max(d.event.event_time_us for d in decoded))
         message = codec.batch_signing_bytes(batch.signer_id, batch.key_id, [d.hash for d in decoded])
-        return decoded[0].event if public.verify(batch.signature, message) else None
+        return decoded if public is not None and public.verify(batch.signature, message) else None
 
-    def _public_key(self, key_id: str) -> PublicKey | None:
+    def _public_key(self, key_id: str, append_time_us: int, event_time_us: int) -> PublicKey | None:
         if key_id == self.key.key_id:
             return self.key.public
-        if self.control_keys is not None:
-            info = self.control_keys.ring.get(key_id)
-            # a revoked or rotated-away key's records are not adopted (readers may reject them: then adopting
-            # would chain onto a rejected record) and are no second writer (it signs nothing readers accept)
-            if info is not None and info.owner == self.signer_id and not info.revoked:
-                return info.public
-        return None
+        if self.control_keys is None:
+            return None
+        info = self.control_keys.ring.get(key_id)
+        if info is None or info.owner != self.signer_id:
+            return None
+        if info.revoked:
+            # readers accept a revoked (or rotated-away) key's record only from before the revocation: in log
+            # order on a log with one clock, by event time otherwise (ledger.integrity.keyring)
+            if self.control_keys.ring.by_log_order:
+                revoked_at = self.control_keys.revoked_append_us.get(key_id)
+                if revoked_at is None or append_time_us >= revoked_at:
+                    return None
+            elif event_time_us >= info.revoked_at_us:
+                return None
+        return info.public
 
     def _drop_pending(self, error: RejectError) -> None:
         """Forget every buffered event (readers would reject them): the chain head goes back to the last
@@ -867,7 +884,7 @@ class Emitter:
                 break
             for rec in recs:
                 last_offset = rec.offset
-                head = self._adopt(rec.value, head, entries)
+                head = self._adopt(rec, head, entries)
             if len(entries) >= limits.MAX_IDEMPOTENCY_WINDOW_EVENTS:
                 # bounded memory on a long chain: what is collected so far goes to the window now
                 self._appended_head = head
@@ -878,20 +895,10 @@ class Emitter:
             self._save(last_offset, entries)
         return head
 
-    def _adopt(self, value: bytes, head: Head, entries: list[tuple[str, int, int, bytes]]) -> Head:
+    def _adopt(self, rec: Record, head: Head, entries: list[tuple[str, int, int, bytes]]) -> Head:
         """Adopt a record of ours found on the log if it extends our head (others' or bad bytes: ignored)."""
-        try:
-            batch = codec.decode_batch(value)
-            if batch.signer_id != self.signer_id:
-                return head
-            public = self._public_key(batch.key_id)
-            if public is None:
-                return head
-            decoded = [codec.decode_event(raw) for raw in batch.events]
-            message = codec.batch_signing_bytes(batch.signer_id, batch.key_id, [d.hash for d in decoded])
-            if not public.verify(batch.signature, message):
-                return head
-        except RejectError:
+        decoded = self._verified_batch(rec)
+        if decoded is None:
             return head
         new = head
         for d in decoded:

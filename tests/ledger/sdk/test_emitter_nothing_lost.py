@@ -11,13 +11,14 @@ import pytest
 
 from ledger import Emitter, limits
 from ledger.errors import ChainForkError, IdempotencyConflictError, IdempotencyWindowError, RecordTooLargeError
+from ledger.integrity.keys import SigningKey, save_key
 from ledger.integrity.verify import audit
 from ledger.log import read_all
 from ledger.sdk import emitter as emitter_module
 from ledger.sdk.home import Home
 from ledger.testing.homes import T0, make_home
 from ledger.wire import codec
-from ledger.wire.events import Action, Context
+from ledger.wire.events import Action, Context, KeyRotated
 
 # 64 labels of ~1 KB: an event of about 65 KB, well inside MAX_EVENT_BYTES; 20 of them are 1.3 MB
 BIG_LABELS = tuple((f"k{i:02d}", "x" * 1000) for i in range(limits.MAX_LABELS))
@@ -224,6 +225,29 @@ def test_an_agent_moved_to_another_home_continues_its_chain(home, tmp_path):
         em.action("b", event_time_us=T0 + 1)
     rep = _audit(home)
     assert rep.ok and rep.accepted_events == 3 + 2
+
+
+def test_after_a_rotation_a_new_home_adopts_the_old_keys_records_readers_accept(home, tmp_path):
+    with Emitter.open("alice", home=home.path, background_flush=False) as em:
+        em.action("old-key-1", event_time_us=T0 + 10)
+        em.action("old-key-2", event_time_us=T0 + 11)
+    new = SigningKey.generate("alice")
+    log = home.open_log()
+    try:
+        with Emitter.for_operator(home, log) as op:
+            op.emit(KeyRotated(agent_id="alice", old_key_id=home.load_key("alice").key_id, new_key_id=new.key_id,
+                               new_public_key=new.public.raw), event_time_us=T0 + 20)
+    finally:
+        log.close()
+    b = tmp_path / "machine-b"  # the agent moves, with only its new key, to a home with no emitter state
+    (b / "keys").mkdir(parents=True)
+    shutil.copy(home.config_file, b / "config.json")
+    save_key(b / "keys" / "alice.key", new)
+    with Emitter.open("alice", home=b, background_flush=False) as em:
+        assert em.head.seq == 2, "the old key's records came before its rotation: readers accept them"
+        em.action("new-key", event_time_us=T0 + 30)
+    rep = _audit(home)
+    assert rep.ok and rep.accepted_events == 3 + 2 + 1 + 1, rep.first_error
 
 
 def test_a_signer_has_one_chain_the_operator_cannot_also_write_the_events_topic(home):
