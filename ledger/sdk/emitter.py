@@ -320,7 +320,8 @@ class ControlKeys:
 
 
 class Emitter:
-    """Signs and appends one signer's events. Thread-safe; one per signer per home.
+    """Signs and appends one signer's events. Thread-safe; one per signer on the whole log (a second one
+    in the same home cannot start; one in another home is caught at its first append, see the module doc).
 
     With ``control_topic`` and ``anchors`` (the operator keys trusted out of band) it refuses to sign
     with a key readers would refuse (``RejectError`` unknown_key / revoked_key; see the module doc):
