@@ -719,6 +719,11 @@ class Emitter:
                 if theirs is None:
                     continue  # not a valid batch of this signer: readers reject it, it changes no chain
                 first = theirs[0].event
+                if first.seq <= self._appended_head.seq:
+                    # below the head ours extends: a re-delivered old record (ours, by a producer retry) or a
+                    # stale writer's fork; readers reject it, it changes no chain, and a stale writer sees
+                    # our records at its own read-back
+                    continue
                 others.append(r.offset)
                 if r.offset < offset and first.seq == self._appended_head.seq + 1 and (
                         first.prev_hash == self._appended_head.hash):
