@@ -31,6 +31,17 @@ MIN_EVENT_TIME_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z: earlier is a se
 MAX_EVENT_TIME_US = 7_258_118_400_000_000  # 2200-01-01T00:00:00Z: later is a nanoseconds/microseconds mix-up
 MAX_DURATION_US = 10 * 365 * US_PER_DAY  # ten years: any longer window or duration is a unit mix-up
 
+# ------------------------------------------------------------------ trusted time (the skew window)
+
+# An event's claimed time must lie in [append time - behind, append time + ahead] of its record, unless the
+# operator changed the window with a clock_policy control event. Behind is wider than ahead: a batch lingers in
+# an emitter (and retries) before it is appended, so honest events arrive late, never early; ahead only covers
+# clock error between the agent and the log.
+DEFAULT_MAX_CLOCK_BEHIND_US = 5 * 60 * US_PER_S  # five minutes
+DEFAULT_MAX_CLOCK_AHEAD_US = 60 * US_PER_S  # one minute
+MAX_CLOCK_SKEW_US = US_PER_DAY  # an operator's window wider than a day is a unit mix-up (backfill is a grant)
+MAX_BACKFILL_AGE_US = MAX_DURATION_US  # a backfill grant reaches at most ten years back
+
 # ------------------------------------------------------------------ records on the log
 
 MAX_BATCH_EVENTS = 1_000  # events in one signed batch: one signature amortised over many events
@@ -121,6 +132,13 @@ MAX_PROBLEM_VALUE_CHARS = 120  # characters of an offending value kept in an Imp
 MAX_RUNNER_DATA_RECORDS = 200  # data records per poll (each a signed batch of up to MAX_BATCH_EVENTS events)
 MAX_RUNNER_CONTROL_RECORDS = 10_000  # control records per poll: drained first, they are few and small
 MAX_RUNNER_BATCH_BYTES = 8 * 1024 * 1024  # stop adding data records to a batch past this many bytes
+# Kafka (no clock over the log): a live reader folds only records stamped this long before its own clock read
+# before polling, so a record appended after the poll, stamped by a clock up to this far behind the reader's
+# (or sent this long before it arrived), still sorts after them (ledger.log.order). Also the added latency.
+MERGED_ORDER_MARGIN_MS = 100
+# a worker that ran this long (seconds) without dying is healthy: its next failure restarts it after the
+# shortest backoff again, so a crash once a day never waits the longest backoff a crash loop reached
+RESTART_BACKOFF_RESET_S = 60.0
 MAX_REASON_CHARS = 200  # policy_refused reasons: the validation message, cut to fit an alert
 
 # ------------------------------------------------------------------ CLI and report output
@@ -160,3 +178,4 @@ assert 8 * MAX_MICROS <= INT64_MAX
 assert (MAX_TREE_LEAVES - 1).bit_length() + 1 <= MAX_PROOF_HASHES
 # the throttle level cap is where the doubling delay first exceeds the 60 s ceiling (seed 003)
 assert 2 ** (MAX_THROTTLE_LEVEL - 1) * US_PER_S > 60 * US_PER_S >= 2 ** (MAX_THROTTLE_LEVEL - 2) * US_PER_S
+assert DEFAULT_MAX_CLOCK_BEHIND_US <= MAX_CLOCK_SKEW_US and DEFAULT_MAX_CLOCK_AHEAD_US <= MAX_CLOCK_SKEW_US

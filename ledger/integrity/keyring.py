@@ -6,14 +6,20 @@ an operator; ``key_rotated`` replaces a key and ``key_revoked`` ends one.
 
 When a revocation takes effect depends on the log:
 
-- **By log order** (``by_log_order=True``; logs with a total clock, read in their one order — see
-  ``ledger.log.order``): a key is valid for the records appended after its registration and before its
-  revocation or rotation, whatever time the events claim. The ring is folded in append order, so a
-  revoked key is simply revoked for everything judged after it: a back-dated record signed after the
-  revocation is refused, and a back-dated revocation does not reach records appended before it.
-- **By event time** (Kafka, where control is drained before data): from the control event's event time
-  on — a batch is refused when any of its events is at or after that time — so the verdict does not
-  depend on how data partitions interleave with the control partition.
+- **By log order** (``by_log_order=True``; every log whose readers fold control and data in one append
+  order: the embedded logs by their clock, Kafka merged by append time — see ``ledger.log.order``): a
+  key is valid for the records appended after its registration and before its revocation or rotation,
+  whatever time the events claim. The ring is folded in append order, so a revoked key is simply
+  revoked for everything judged after it: a back-dated record signed after the revocation is refused,
+  and a back-dated revocation does not reach records appended before it.
+- **By event time** (a log that declares no append order, where control is drained before data): from
+  the control event's event time on — a batch is refused when any of its events is at or after that
+  time — so the verdict does not depend on how data partitions interleave with the control partition.
+
+The ring also holds what the operator granted beyond roles (``grant`` control events: backfill with a
+maximum age, notary, grader, reserve on a scope; see ``ledger.wire.vocab.Capability``) and the skew window
+(``clock_policy``; defaults in ``ledger.limits``), both folded in the same order as keys, so every reader
+judges a record by the grants and window in force when it was appended.
 
 A second revocation or a rotation of a revoked key never moves its revocation later (the first one stands).
 
@@ -27,9 +33,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ledger import limits
 from ledger.errors import RejectCode, RejectError
 from ledger.integrity.keys import PublicKey, key_id_of
-from ledger.wire.events import AgentRegistered, Body, KeyRevoked, KeyRotated
+from ledger.wire.events import AgentRegistered, Body, ClockPolicy, Grant, KeyRevoked, KeyRotated
+
+
+@dataclass(frozen=True)
+class SkewWindow:
+    """How far an event's claimed time may lie from its record's append time (microseconds)."""
+
+    max_behind_us: int = limits.DEFAULT_MAX_CLOCK_BEHIND_US
+    max_ahead_us: int = limits.DEFAULT_MAX_CLOCK_AHEAD_US
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,9 @@ class KeyRing:
         self.by_log_order = by_log_order
         self._keys: dict[str, KeyInfo] = {}
         self.agents: dict[str, AgentRegistered] = {}
+        # (agent_id, capability, scope) -> the grant in force; withdrawn grants are removed
+        self.grants: dict[tuple[str, str, str], Grant] = {}
+        self.skew = SkewWindow()
         for signer, raw in (anchors or {}).items():
             pk = PublicKey.from_raw(raw)
             self._keys[pk.key_id] = KeyInfo(pk.key_id, signer, "operator", pk)
@@ -60,18 +78,30 @@ class KeyRing:
         other = KeyRing(by_log_order=self.by_log_order)
         other._keys = dict(self._keys)
         other.agents = dict(self.agents)
+        other.grants = dict(self.grants)
+        other.skew = self.skew
         return other
 
     def adopt(self, other: KeyRing) -> None:
         """Take over another ring's state (commit of a batch checked on a copy)."""
         self._keys = other._keys
         self.agents = other.agents
+        self.grants = other.grants
+        self.skew = other.skew
 
     def get(self, key_id: str) -> KeyInfo | None:
         return self._keys.get(key_id)
 
     def keys(self) -> list[KeyInfo]:
         return list(self._keys.values())
+
+    def granted(self, agent_id: str, capability: str, scope: str = "") -> Grant | None:
+        """The grant in force for this signer, capability (and scope), or None."""
+        return self.grants.get((agent_id, capability, scope))
+
+    def granted_scopes(self, agent_id: str, capability: str) -> list[str]:
+        """The scopes of every grant of ``capability`` in force for this signer, sorted."""
+        return sorted(s for (a, c, s) in self.grants if a == agent_id and c == capability)
 
     def check(self, signer_id: str, key_id: str, event_time_us: int | None) -> KeyInfo:
         """The key a batch from ``signer_id`` signed with ``key_id`` must verify against; ``event_time_us``
@@ -96,14 +126,7 @@ class KeyRing:
             raise RejectError(RejectCode.NOT_OPERATOR, f"{body.KIND} must be signed by an operator key",
                               signer_id=signer.owner, key_id=signer.key_id, kind=body.KIND)
         if isinstance(body, AgentRegistered):
-            actual = key_id_of(body.public_key)
-            if body.key_id != actual:
-                raise RejectError(RejectCode.INVALID_FIELD, "key_id does not match the public key",
-                                  field="key_id", expected=actual, actual=body.key_id)
-            known = self._keys.get(body.key_id)
-            if known is not None and known.owner != body.agent_id:
-                raise RejectError(RejectCode.INVALID_FIELD, "this public key is already registered to another signer",
-                                  field="public_key", key_id=body.key_id, expected=known.owner, actual=body.agent_id)
+            self._validate_registration(body)
         elif isinstance(body, KeyRotated):
             old = self._keys.get(body.old_key_id)
             if old is None or old.owner != body.agent_id:
@@ -124,6 +147,22 @@ class KeyRing:
                 raise RejectError(RejectCode.INVALID_FIELD, "revocation would leave no valid operator key "
                                   "(rotate the operator's key instead: a rotation names its successor)",
                                   field="key_id", value=body.key_id, signer_id=body.agent_id, kind=body.KIND)
+        elif isinstance(body, Grant) and not self._is_signer(body.agent_id):
+            raise RejectError(RejectCode.INVALID_FIELD, "a grant names a signer that was never registered",
+                              field="agent_id", value=body.agent_id, kind=body.KIND)
+
+    def _validate_registration(self, body: AgentRegistered) -> None:
+        actual = key_id_of(body.public_key)
+        if body.key_id != actual:
+            raise RejectError(RejectCode.INVALID_FIELD, "key_id does not match the public key",
+                              field="key_id", expected=actual, actual=body.key_id)
+        known = self._keys.get(body.key_id)
+        if known is not None and known.owner != body.agent_id:
+            raise RejectError(RejectCode.INVALID_FIELD, "this public key is already registered to another signer",
+                              field="public_key", key_id=body.key_id, expected=known.owner, actual=body.agent_id)
+
+    def _is_signer(self, agent_id: str) -> bool:
+        return agent_id in self.agents or any(k.owner == agent_id for k in self._keys.values())
 
     def _other_operator_keys(self, key_id: str) -> list[str]:
         """Operator keys other than ``key_id`` that are not revoked."""
@@ -147,3 +186,11 @@ class KeyRing:
             if not info.revoked:  # a second revocation never moves the first one later
                 self._keys[body.key_id] = replace(info, revoked=True, revoked_reason=body.reason or "revoked",
                                                   revoked_at_us=event_time_us)
+        elif isinstance(body, Grant):
+            grant_key = (body.agent_id, body.capability, body.scope)
+            if body.active:
+                self.grants[grant_key] = body
+            else:
+                self.grants.pop(grant_key, None)
+        elif isinstance(body, ClockPolicy):
+            self.skew = SkewWindow(body.max_behind_us, body.max_ahead_us)

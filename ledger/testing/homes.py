@@ -19,9 +19,12 @@ def seed_key(name: str) -> SigningKey:
     return SigningKey.from_seed(name, hashlib.sha256(b"tokenledger-test-" + name.encode()).digest())
 
 
-def make_home(path: Path, *, agents: tuple[str, ...] = ("alice", "bob"), log_url: str | None = None) -> Home:
-    """A ledger home whose log holds the operator's and the agents' registrations."""
-    home = Home.init(path, log_url=log_url)
+def make_home(path: Path, *, agents: tuple[str, ...] = ("alice", "bob"), log_url: str | None = None,
+              topic_prefix: str | None = None) -> Home:
+    """A ledger home whose log holds the operator's and the agents' registrations (``topic_prefix``: topics of
+    its own on a shared cluster)."""
+    home = Home.init(path, log_url=log_url) if topic_prefix is None else Home.init(path, log_url=log_url,
+                                                                                  topic_prefix=topic_prefix)
     op = home.operator_key()
     log = home.open_log()
     try:

@@ -34,6 +34,7 @@ ALLOCATION_METHODS = vocab.ALLOCATION_METHOD_VALUES
 RESERVATION_ACTIONS = vocab.RESERVATION_ACTION_VALUES
 TRANSFER_DIRECTIONS = vocab.TRANSFER_DIRECTION_VALUES
 SETTLEMENT_STATUSES = vocab.SETTLEMENT_STATUS_VALUES
+CAPABILITIES = vocab.CAPABILITY_VALUES
 
 
 # ---------------------------------------------------------------- field checks (shared, cheap)
@@ -768,9 +769,11 @@ class Outcome(Body):
     confidence_milli: int | None = None
     score_milli: int | None = None
     success: bool = True
+    subject_id: str | None = None  # the graded agent; None = the signer (self-reported, never counted as a grade)
 
     def __post_init__(self) -> None:
         check_str("task_id", self.task_id)
+        check_opt_str("subject_id", self.subject_id)
         if self.confidence_milli is not None:
             check_int("confidence_milli", self.confidence_milli, 0, 1000)
         if self.score_milli is not None:
@@ -778,10 +781,66 @@ class Outcome(Body):
         check_bool("success", self.success)
 
 
+@dataclass(frozen=True, slots=True)
+class Grant(Body):
+    """Control: the operator grants (``active``) or withdraws a capability beyond a signer's role
+    (``ledger.wire.vocab.Capability``): ``backfill`` with its ``max_age_us``, ``notary``, ``grader``, or
+    ``reserve`` against one ``scope`` ('<level>:<id>')."""
+
+    KIND: ClassVar[str] = "grant"
+    AVRO: ClassVar[str] = "tokenledger.Grant"
+    CONTROL: ClassVar[bool] = True
+
+    agent_id: str
+    capability: str
+    scope: str = ""
+    max_age_us: int = 0
+    active: bool = True
+
+    def __post_init__(self) -> None:
+        check_str("agent_id", self.agent_id)
+        check_choice("capability", self.capability, CAPABILITIES)
+        check_str("scope", self.scope, allow_empty=True)
+        check_int("max_age_us", self.max_age_us, 0, limits.MAX_BACKFILL_AGE_US)
+        check_bool("active", self.active)
+        if self.capability == vocab.Capability.RESERVE.value:
+            level, sep, scope_id = self.scope.partition(":")
+            if not sep or level not in BUDGET_SCOPES or not scope_id:
+                raise ValidationError("scope", self.scope,
+                                      f"a reserve grant names one scope as '<level>:<id>', level one of "
+                                      f"{', '.join(BUDGET_SCOPES)}")
+        elif self.scope:
+            raise ValidationError("scope", self.scope, f"only a reserve grant has a scope, not {self.capability}")
+        if self.capability == vocab.Capability.BACKFILL.value:
+            if self.active and self.max_age_us <= 0:
+                raise ValidationError("max_age_us", self.max_age_us, "a backfill grant needs a maximum age > 0")
+        elif self.max_age_us:
+            raise ValidationError("max_age_us", self.max_age_us,
+                                  f"only a backfill grant has a maximum age, not {self.capability}")
+
+
+@dataclass(frozen=True, slots=True)
+class ClockPolicy(Body):
+    """Control: the skew window — an event may claim a time at most ``max_behind_us`` before and
+    ``max_ahead_us`` after its record's append time (defaults in ``ledger.limits``)."""
+
+    KIND: ClassVar[str] = "clock_policy"
+    AVRO: ClassVar[str] = "tokenledger.ClockPolicy"
+    CONTROL: ClassVar[bool] = True
+
+    max_behind_us: int
+    max_ahead_us: int
+
+    def __post_init__(self) -> None:
+        check_int("max_behind_us", self.max_behind_us, 0, limits.MAX_CLOCK_SKEW_US)
+        check_int("max_ahead_us", self.max_ahead_us, 0, limits.MAX_CLOCK_SKEW_US)
+
+
 BODY_TYPES: tuple[type[Body], ...] = (
     Action, Data, Compute, Trust, Interaction,
     AgentRegistered, KeyRotated, KeyRevoked, BudgetPolicy, PriceSet, AllocationRule, SettlementRule,
     Rejected, Checkpoint, StateCheckpoint, Allocation, Settlement, BudgetAlert, BudgetTransfer, Reservation, Outcome,
+    Grant, ClockPolicy,
 )
 BY_KIND: dict[str, type[Body]] = {t.KIND: t for t in BODY_TYPES}
 BY_AVRO: dict[str, type[Body]] = {t.AVRO: t for t in BODY_TYPES}
@@ -854,12 +913,14 @@ __all__ = [
     "BudgetPolicy",
     "BudgetTransfer",
     "Checkpoint",
+    "ClockPolicy",
     "Compute",
     "Context",
     "Cosignature",
     "Data",
     "Event",
     "Flow",
+    "Grant",
     "Interaction",
     "KeyRevoked",
     "KeyRotated",

@@ -115,6 +115,15 @@ class SettlementTier(str, enum.Enum):
     TIER_3_DYNAMIC = "tier_3_dynamic"  # settles with a dynamic method (Shapley, Nash)
 
 
+class Capability(str, enum.Enum):
+    """What an operator ``grant`` adds to a signer's role (Avro ``Capability``)."""
+
+    BACKFILL = "backfill"  # may append events claiming times up to the grant's max age before their append time
+    NOTARY = "notary"  # its checkpoints count (a processor key without it proves nothing)
+    GRADER = "grader"  # its outcome scores count for the agents it grades
+    RESERVE = "reserve"  # may reserve against the grant's scope although it is not its own
+
+
 class SettlementStatus(str, enum.Enum):
     PROPOSED = "proposed"
     SETTLED = "settled"
@@ -135,8 +144,9 @@ ALLOCATION_METHOD_VALUES = values(AllocationMethod)
 TRANSFER_DIRECTION_VALUES = values(TransferDirection)
 SETTLEMENT_TIER_VALUES = values(SettlementTier)
 SETTLEMENT_STATUS_VALUES = values(SettlementStatus)
+CAPABILITY_VALUES = values(Capability)
 
 VOCABULARIES: tuple[type[enum.Enum], ...] = (
     Role, ScopeLevel, BudgetKind, HardLimitAction, ReservationAction, TrustDimension, AllocationMethod,
-    TransferDirection, SettlementTier, SettlementStatus,
+    TransferDirection, SettlementTier, SettlementStatus, Capability,
 )

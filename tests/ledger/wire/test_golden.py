@@ -18,7 +18,7 @@ from ledger.wire import codec
 
 ROOT = Path(__file__).resolve().parents[3]
 VECTORS = ROOT / "tests" / "vectors" / "ledger" / "events.json"
-PINNED = "d7336ae25abbd897dcb4c465199af3b985b83a3d5fc5079193ba382db8ad10f4"
+PINNED = "ec38016da1c8747d0b59daea35f673524f9d29b2fa15e8e2a13e1249e76319ed"
 
 
 def _generator():

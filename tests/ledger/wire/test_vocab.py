@@ -26,6 +26,7 @@ SCHEMA_ENUMS: dict[str, type[enum.Enum]] = {
     "HardLimitAction": vocab.HardLimitAction,
     "ReservationAction": vocab.ReservationAction,
     "TrustDimension": vocab.TrustDimension,
+    "Capability": vocab.Capability,
 }
 
 
