@@ -8,7 +8,9 @@ Tree::
 
     LedgerError
     ├── ValidationError        bad input from outside (SDK argument, CLI flag, file); nothing changed
-    │   └── RecordTooLargeError    a record is larger than the log accepts
+    │   ├── RecordTooLargeError    a record is larger than the log accepts
+    │   ├── IdempotencyConflictError   an idempotency key re-used for different content
+    │   └── IdempotencyWindowError     an event older than the emitter's idempotency window
     ├── KeyFileError           a key file is missing, malformed or readable by group/world
     ├── HomeError              the ledger home directory is missing or not a ledger home
     │   └── HomeBusyError          another ``tokenledger run`` (a live pid) already runs this home's processors
@@ -110,6 +112,31 @@ class RecordTooLargeError(ValidationError):
         super().__init__("record_bytes", size, f"key + value larger than the {limit}-byte limit "
                          "(limits.MAX_RECORD_BYTES)", limit=limit, **evidence)
         self.code = RejectCode.OVERSIZED
+
+
+class IdempotencyConflictError(ValidationError):
+    """An idempotency key the signer already used (within the idempotency window) came back with different
+    content: a retry must repeat its call, so this is a bug in the caller, never a duplicate to drop silently.
+    Evidence names the key, the event id and both content hashes (SHA-256 of context and body, hex)."""
+
+    def __init__(self, key: str, event_id: str, first_sha256: str, new_sha256: str, **evidence: Any) -> None:
+        super().__init__("idempotency_key", key, "was already used by this signer for different content "
+                         f"(first content sha256 {first_sha256}, this one {new_sha256})", event_id=event_id,
+                         first_content_sha256=first_sha256, new_content_sha256=new_sha256, **evidence)
+        self.key = key
+        self.first_sha256 = first_sha256
+        self.new_sha256 = new_sha256
+
+
+class IdempotencyWindowError(ValidationError):
+    """An event (keyed or not) is stamped at or before the horizon of ids the emitter has forgotten
+    (``limits.IDEMPOTENCY_WINDOW_*``): it cannot be told from a retry of a forgotten event, and appending it
+    could put one event id on the ledger twice. ``value`` is its event time; ``horizon_us`` the horizon."""
+
+    def __init__(self, event_time_us: int, horizon_us: int, **evidence: Any) -> None:
+        super().__init__("event_time_us", event_time_us, f"is at or before {horizon_us}, the horizon of this "
+                         "signer's idempotency window: a retry this old cannot be recognised",
+                         horizon_us=horizon_us, **evidence)
 
 
 class KeyFileError(LedgerError):
@@ -224,6 +251,8 @@ EXIT_CODES: dict[type[LedgerError], ExitCode] = {
     LedgerError: ExitCode.BAD_INPUT,
     ValidationError: ExitCode.BAD_INPUT,
     RecordTooLargeError: ExitCode.BAD_INPUT,
+    IdempotencyConflictError: ExitCode.BAD_INPUT,
+    IdempotencyWindowError: ExitCode.BAD_INPUT,
     KeyFileError: ExitCode.HOME,
     HomeError: ExitCode.HOME,
     HomeBusyError: ExitCode.HOME,

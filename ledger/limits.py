@@ -67,7 +67,18 @@ SIGNATURE_BYTES = 64  # Ed25519
 PUBLIC_KEY_BYTES = 32  # Ed25519 raw public key
 EVENT_ID_HEX_CHARS = 32  # 128-bit event ids, lower-case hex
 
-DUPLICATE_WINDOW_EVENTS = 4_096  # recent event ids per signer remembered to detect duplicates
+# readers (ledger.integrity.chain): recent event ids per signer kept to reject a re-delivered or re-used id.
+# Small because every reader keeps it for every signer; the emitter's window below contains it, so an honest
+# emitter never appends an id readers would reject as a duplicate.
+DUPLICATE_WINDOW_EVENTS = 4_096
+# The emitter's idempotency window (ledger.sdk.emitter), kept on disk in the home next to the chain head and
+# rebuilt from the log when that is lost. An event id (from an idempotency key, or from the content) is
+# remembered while it is among the signer's last IDEMPOTENCY_WINDOW_EVENTS events OR its event time is within
+# IDEMPOTENCY_WINDOW_US of the signer's newest event time, and never beyond MAX_IDEMPOTENCY_WINDOW_EVENTS.
+# ~100 bytes of SQLite per remembered id: 100 MB for a signer at the hard cap.
+IDEMPOTENCY_WINDOW_EVENTS = 100_000  # events: a retry this many events later is still recognised
+IDEMPOTENCY_WINDOW_US = 7 * US_PER_DAY  # event time: a retry stamped up to a week later is still recognised
+MAX_IDEMPOTENCY_WINDOW_EVENTS = 1_000_000  # events: the hard cap on one signer's window, whatever their times
 MAX_EMITTER_CONTROL_READ_RECORDS = 1_000  # control records one read brings while an emitter catches up its key ring
 
 # ------------------------------------------------------------------ log backends
@@ -150,6 +161,9 @@ assert MAX_EVENT_BYTES < MAX_RECORD_BYTES
 assert MIN_EVENT_TIME_US < MAX_EVENT_TIME_US
 # a re-delivered batch is recognised whole: the window remembers at least one full batch per signer
 assert DUPLICATE_WINDOW_EVENTS >= MAX_BATCH_EVENTS
+# the emitter remembers every id readers remember: a retry readers would reject is deduplicated before signing
+assert IDEMPOTENCY_WINDOW_EVENTS >= DUPLICATE_WINDOW_EVENTS
+assert MAX_IDEMPOTENCY_WINDOW_EVENTS >= IDEMPOTENCY_WINDOW_EVENTS
 # a dead letter (original + reason + evidence + envelope) is itself a valid event
 assert MAX_DEAD_LETTER_EVIDENCE_CHARS > 0
 assert MAX_DEAD_LETTER_EVIDENCE_CHARS <= MAX_JSON_TEXT_CHARS

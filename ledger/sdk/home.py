@@ -6,7 +6,7 @@ only, opens nothing) or ``Home`` (the layout plus its config) for a path::
 
     <home>/config.json                      log URL, topic, trusted operator(s) (public keys only)
     <home>/keys/<signer>.key                Ed25519 key files, mode 0600
-    <home>/state/emitters.sqlite            chain heads of local emitters (so a restarted agent continues)
+    <home>/state/emitters.sqlite            chain heads and idempotency windows of local emitters (restarts continue)
     <home>/state/locks/                     one lock file per signer (two emitters for one signer refuse to start)
     <home>/log.sqlite                       the embedded log (unless config.json names another log)
     <home>/processors/<name>/               a processor's private files: state.duckdb, status.json, replays

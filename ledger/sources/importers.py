@@ -35,7 +35,9 @@ Decisions
       ``openai:{id}``, ``anthropic:{id}``, ``otel:{traceId}:{spanId}`` (keys longer than an id
       may be are replaced by ``{prefix}:sha256:{hex}`` of themselves). Before emitting, the
       importer reads the keys its signer already has on the log (once per import), because the
-      Emitter only remembers its last 4,096 ids. A key seen before with the same content is a
+      Emitter's idempotency window (``limits.IDEMPOTENCY_WINDOW_*``) is bounded and an import may
+      replay records older than it; and because here a changed event time is a changed record
+      (the Emitter lets a retry carry a later time). A key seen before with the same content is a
       duplicate; with different content it is a problem (the source changed since it was imported;
       the ledger is append-only, so the first version stands).
 
