@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledger import limits
 from ledger.errors import HomeError, ValidationError
+from ledger.files import read_text_bounded
 from ledger.integrity.keys import SigningKey, load_key, save_key
 from ledger.log import Log, open_log
 
@@ -203,10 +205,13 @@ class Home(HomeLayout):
             raise HomeError("directory is not a ledger home (no config.json)", path=str(path),
                             hint=f"create one with `tokenledger init --home {path}`, or pass the right --home")
         try:
-            config = json.loads(cfg.read_text("utf-8"))
+            config = json.loads(read_text_bounded(cfg, limits.MAX_CONFIG_FILE_BYTES, field="config",
+                                                  limit_name="MAX_CONFIG_FILE_BYTES"))
             if config.get("version") != CONFIG_VERSION or "log" not in config or "operators" not in config:
                 raise ValueError("missing version/log/operators")
             {k: bytes.fromhex(v) for k, v in config["operators"].items()}
+        except ValidationError as e:  # not a regular file, too large, not UTF-8: read no further
+            raise HomeError(f"config.json cannot be used: {e.reason}", path=str(cfg)) from None
         except (ValueError, AttributeError, TypeError) as e:
             raise HomeError(f"config.json is malformed: {e}", path=str(cfg)) from None
         return cls(path, config)

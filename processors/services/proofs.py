@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledger import limits
 from ledger.errors import LedgerError, RejectCode, RejectError, StoreError, ValidationError
+from ledger.files import read_bounded
 from ledger.integrity.checkpoints import (
     SignedEntry,
     StateCheck,
@@ -277,10 +279,8 @@ def parse_operator_keys(texts: Sequence[str]) -> dict[str, bytes]:
 
 
 def read_proof_file(file: Path) -> bytes:
-    try:
-        return Path(file).read_bytes()
-    except OSError as e:
-        raise ValidationError("file", str(file), f"cannot be read: {e.strerror}") from None
+    # bounded (and regular files only): `verify-proof /dev/zero` is refused, not read until memory runs out
+    return read_bounded(file, limits.MAX_PROOF_FILE_BYTES, field="file", limit_name="MAX_PROOF_FILE_BYTES")
 
 
 def check_proof(data: bytes, trusted: dict[str, bytes]) -> ProofReport:
