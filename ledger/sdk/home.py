@@ -40,21 +40,21 @@ ENV_HOME = "TOKENLEDGER_HOME"
 ENV_LOG = "TOKENLEDGER_LOG"
 CONFIG_VERSION = 1
 OPERATOR_ID = "operator"
-SIGNER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+SIGNER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")  # used with fullmatch
 OPERATOR_LOCK_WAIT_S = 30.0  # how long an operator command waits for another one to finish
 DEFAULT_TOPIC_PREFIX = "ledger"  # topics are <prefix>.events, <prefix>.rejected, ...
-TOPIC_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
+TOPIC_PREFIX_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}")  # used with fullmatch
 
 
 def check_topic_prefix(value: Any) -> str:
-    if not isinstance(value, str) or not TOPIC_PREFIX_RE.match(value):
+    if not isinstance(value, str) or TOPIC_PREFIX_RE.fullmatch(value) is None:
         raise ValidationError("topic_prefix", value, "must be 1-101 characters of letters, digits and . _ -")
     return value
 
 
 def check_signer_id(value: Any, field: str = "agent_id") -> str:
     """Signer ids name key files too: letters, digits and ``._:@-``, 1..128 characters."""
-    if not isinstance(value, str) or not SIGNER_ID_RE.match(value):
+    if not isinstance(value, str) or SIGNER_ID_RE.fullmatch(value) is None:
         raise ValidationError(field, value, "must be 1-128 characters of letters, digits and . _ : @ - "
                               "(starting with a letter or digit)")
     return value
