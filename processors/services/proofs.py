@@ -215,7 +215,8 @@ def checkpoint_now(h: Home, lg: Log) -> list[CheckpointRow]:
                     for e in _notary_checkpoints(h, lg)}
         derived = proc.checkpoint_now(runner.positions, set(existing))
         runner.emit(derived)
-        Publisher(store, proc, h.views_dir(Notary.name)).publish(runner.positions, runner.batch_no)
+        assert runner.key is not None  # open_runner produces, so the notary has its key
+        Publisher(store, proc, h.views_dir(Notary.name), key=runner.key).publish(runner.positions, runner.batch_no)
     finally:
         store.close()
     made = {(d.body.topic, d.body.partition, d.body.tree_size) for d in derived}  # type: ignore[attr-defined]
