@@ -15,6 +15,7 @@ Nothing here writes a published file; copies go only under the caller's ``copy_t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -22,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ledger import limits
-from ledger.errors import LedgerError, ValidationError, ViewIntegrityError
+from ledger.errors import LedgerError, RejectError, ValidationError, ViewIntegrityError
 from ledger.files import read_bounded
 from ledger.integrity import manifest as mf
 from ledger.integrity.keyring import KeyRing
-from ledger.sdk.emitter import ControlKeys
+from ledger.integrity.verify import Verifier, Where
 from ledger.sdk.home import Home, resolve_log_url
 
 MANIFEST_FILE = "_manifest.json"  # in <home>/views/<processor>/
@@ -34,13 +35,25 @@ COPY_CHUNK_BYTES = 1 << 20  # one read while hashing / copying a published file
 
 
 def registered_keys(home: Home, log_url: str | None = None) -> KeyRing:
-    """The key ring the home's log registers (control topic, verified as readers verify it)."""
+    """The key ring the home's log registers: every control record verified exactly as readers verify
+    it (a bad one is skipped, as readers quarantine it), revocations judged as readers judge them on
+    this log (by log order on a log with a total clock, by event time on Kafka)."""
     log = home.open_log(resolve_log_url(log_url, home))
     try:
-        log.ensure_topic(home.control_topic)
-        keys = ControlKeys(log, home.control_topic, home.anchors())
-        keys.refresh()
-        return keys.ring
+        topic = home.control_topic
+        log.ensure_topic(topic)
+        verifier = Verifier(KeyRing(home.anchors(), by_log_order=bool(getattr(log, "total_order", False))))
+        for p in range(log.partitions(topic)):
+            offset, end = 0, log.end_offset(topic, p)
+            while offset < end:
+                recs = log.read(topic, p, offset, limits.MAX_EMITTER_CONTROL_READ_RECORDS)
+                if not recs:
+                    break
+                for r in recs:
+                    with contextlib.suppress(RejectError):
+                        verifier.check_record(r.value, Where(r.topic, r.partition, r.offset))
+                offset = recs[-1].offset + 1
+        return verifier.keyring
     finally:
         log.close()
 
