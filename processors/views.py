@@ -38,7 +38,7 @@ import duckdb
 from ledger.errors import ValidationError
 from ledger.integrity.keyring import KeyRing
 from ledger.sdk.home import Home, HomeLayout
-from ledger.sdk.published import VerifiedViews, has_published, registered_keys, verify_published
+from ledger.sdk.published import VerifiedViews, has_published, listed_files, registered_keys, verify_published
 from processors import REGISTRY
 from processors.runtime.processor import View
 from processors.runtime.publish import published_views
@@ -207,10 +207,13 @@ def attach(con: Connection, path: Path, alias: str) -> bool:
 
 
 def create_parquet_view(con: Connection, name: str, directory: Path, *, union_by_name: bool = True) -> None:
-    """Define view ``name`` (may be schema-qualified) over the Parquet parts in ``directory``."""
+    """Define view ``name`` (may be schema-qualified) over the Parquet parts in ``directory``: the ones its
+    manifest lists when there is one (one publish, unchecked: callers compare with live state), else all."""
     options = ", union_by_name = true" if union_by_name else ""
-    glob = sql_literal(directory / "*.parquet")
-    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{glob}'{options})")  # noqa: S608 (callers' names)
+    files = listed_files(directory)
+    source = ("[" + ", ".join(f"'{sql_literal(f)}'" for f in files) + "]" if files
+              else f"'{sql_literal(directory / '*.parquet')}'")
+    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({source}{options})")  # noqa: S608 (callers' names)
 
 
 __all__ = ["Connection", "PublishedView", "Table", "attach", "catalog", "connect", "connect_views",

@@ -128,6 +128,19 @@ def check_published(views_dir: Path, processor: str, ring: KeyRing, *, copy_to: 
     return result
 
 
+def listed_files(view_dir: Path) -> list[Path] | None:
+    """The files the latest manifest lists for the view in ``view_dir`` (``<views>/<processor>/<view>``),
+    unchecked; None when there is no readable manifest. For readers that compare against the live state
+    anyway (reprice, proofs): they see one publish, never the brief overlap of a new file and the old one
+    it replaces."""
+    processor, view = view_dir.parent.name, view_dir.name
+    try:
+        m, _ = mf.parse(_read_manifest(view_dir.parent / MANIFEST_FILE, processor), processor)
+    except ViewIntegrityError:
+        return None
+    return [view_dir.parent / f.path for f in m.files_of(view)]
+
+
 def _read_manifest(path: Path, processor: str) -> bytes:
     try:
         return read_bounded(path, limits.MAX_VIEW_MANIFEST_BYTES, field="manifest",
@@ -208,5 +221,5 @@ class _Null:
         return None
 
 
-__all__ = ["MANIFEST_FILE", "VerifiedViews", "ViewStatus", "check_published", "has_published", "registered_keys",
-           "verify_published"]
+__all__ = ["MANIFEST_FILE", "VerifiedViews", "ViewStatus", "check_published", "has_published", "listed_files",
+           "registered_keys", "verify_published"]
