@@ -43,7 +43,8 @@ def verify(home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = J
     if json_:
         print_json({**report.to_dict(), "ok": report.ok and cps.ok and views_ok, "checkpoints": cps.to_dict(),
                     **({"views": [{"processor": s.processor, "view": s.view, "files": s.files, "bytes": s.bytes,
-                                   "ok": s.ok, "problems": list(s.problems)} for s in statuses]} if views else {})})
+                                   "ok": s.ok, "problems": list(s.problems), "unlisted": list(s.unlisted)}
+                                  for s in statuses]} if views else {})})
     else:
         table("verify", ["records", "accepted records", "accepted events", "signers", "rejected"],
                [[report.records, report.accepted_records, report.accepted_events, report.signers,
@@ -65,8 +66,7 @@ def verify(home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = J
                       f"{d['actual_root']}, log gives {d.get('expected_root')})", markup=False)
         if views:
             table("published views", ["processor", "view", "files", "bytes", "status"],
-                  [[s.processor, s.view, s.files, s.bytes, "OK" if s.ok else "; ".join(s.problems)]
-                   for s in statuses])
+                  [[s.processor, s.view, s.files, s.bytes, _status(s)] for s in statuses])
             if not views_ok:
                 bad = sorted({s.processor for s in statuses if not s.ok})
                 err.print(f"VIEWS DO NOT MATCH THEIR SIGNED MANIFEST: {', '.join(bad)}. Check the state with "
@@ -74,6 +74,13 @@ def verify(home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = J
                           "to republish its views.")
     if not (report.ok and cps.ok and views_ok):
         exit(ExitCode.REJECTED)
+
+
+def _status(s: ViewStatus) -> str:
+    text = "OK" if s.ok else "; ".join(s.problems)
+    if s.unlisted:  # never read by query/report/budget check; plain DuckDB over views.sql would see them
+        text += f" (ignored, not in the manifest: {', '.join(s.unlisted)})"
+    return text
 
 
 def view_statuses(h: Home, log: str | None) -> list[ViewStatus]:

@@ -134,13 +134,23 @@ def test_forged_token_counts_are_refused_and_a_restart_republishes(home):
     assert r.exit_code == 0 and json.loads(r.stdout) == [{"n": 4, "t": 4_000}]
 
 
-def test_an_extra_file_a_forged_manifest_or_a_manifest_signed_by_an_agent_is_refused(home):
+def test_an_extra_file_is_never_read(home):
     d = home.views_dir("budgets")
-    extra = d / "budgets" / "part-999999999999-extra.parquet"
+    extra = d / "budgets" / "snapshot-999999999999-extra.parquet"
     extra.write_bytes(only_file(d / "budgets").read_bytes())
-    r = invoke(home, *check_args())
-    assert r.exit_code == ExitCode.REJECTED and "is not in the manifest" in r.output
-    extra.unlink()
+    rewrite(extra, "* REPLACE (0 AS allocation)")  # a second, forged row for alice's budget
+    r = invoke(home, *check_args(7))
+    assert r.exit_code == 0 and json.loads(r.stdout)["verdict"] == "deny"  # the listed file alone decides
+    r = invoke(home, "query", "SELECT count(*) AS n FROM budgets", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout) == [{"n": 1}]
+    r = invoke(home, "verify", "--views", "--json")
+    assert r.exit_code == 0
+    (row,) = [v for v in json.loads(r.stdout)["views"] if v["view"] == "budgets" and v["processor"] == "budgets"]
+    assert row["unlisted"] == [extra.name]
+
+
+def test_a_forged_manifest_or_a_manifest_signed_by_an_agent_is_refused(home):
+    d = home.views_dir("budgets")
     original = (d / MANIFEST_FILE).read_bytes()
     doc = json.loads(original)
     doc["manifest"]["batch"] += 1  # any change to the signed body
