@@ -21,6 +21,7 @@ Tree::
     ├── EconomicsError         economics math got inputs it cannot price or split
     ├── BudgetRefused          a spend was refused by the budget fold (``Decision.require``)
     ├── AdmissionError         the published budget views could not be read
+    ├── ViewIntegrityError     published views do not match their processor's signed manifest
     ├── StoreError             a processor's DuckDB state file could not be opened or written
     ├── RunnerFailedError      a processor runner was used again after a step failed mid-batch
     └── RunnerInvariantError   a batch would not continue a processor's committed state
@@ -221,6 +222,11 @@ class AdmissionError(LedgerError):
     """The published budget views could not be read."""
 
 
+class ViewIntegrityError(LedgerError):
+    """Published views cannot be trusted: their manifest is missing, malformed, not signed by a key the log
+    registers for their processor, or a file's SHA-256 differs from the one it signed. Nothing was read."""
+
+
 class StoreError(LedgerError):
     """The processor's DuckDB file could not be opened or written."""
 
@@ -263,6 +269,7 @@ EXIT_CODES: dict[type[LedgerError], ExitCode] = {
     EconomicsError: ExitCode.BAD_INPUT,
     BudgetRefused: ExitCode.BAD_INPUT,
     AdmissionError: ExitCode.BAD_INPUT,
+    ViewIntegrityError: ExitCode.REJECTED,  # like a record that fails verification: the data was tampered with
     StoreError: ExitCode.BAD_INPUT,
     RunnerFailedError: ExitCode.BAD_INPUT,
     RunnerInvariantError: ExitCode.BAD_INPUT,

@@ -101,6 +101,15 @@ MAX_REGISTRATION_RECORDS = 64  # control records one proof may carry (a key's re
 # one log record (1 MiB), hex-encoded (x2), plus 64 KiB of JSON; anything larger is refused before parsing
 MAX_PROOF_FILE_BYTES = 2 * MAX_RECORD_BYTES * (3 + MAX_REGISTRATION_RECORDS) + 65_536
 
+# ------------------------------------------------------------------ files the CLI reads (ledger.files.read_bounded)
+
+MAX_CONFIG_FILE_BYTES = 1_048_576  # a home's config.json: a log URL and a few operator keys, 1 MiB is generous
+MAX_KEY_FILE_BYTES = 65_536  # one key file: a JSON document of four short fields
+# a view manifest: one SHA-256 line per published Parquet part; a long-running processor publishes a part
+# per batch, so allow many (a busy year of parts) before the manifest itself becomes the problem
+MAX_VIEW_MANIFEST_BYTES = 64 * 1024 * 1024
+MAX_VIEW_MANIFEST_RETRIES = 8  # re-reads of a manifest a publish replaced while it was being checked
+
 # ------------------------------------------------------------------ economics
 
 MAX_SPLIT_PARTS = 10_000  # shares in one largest-remainder split: the parties of one interaction, with room

@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledger import limits
 from ledger.errors import HomeError, ValidationError
+from ledger.files import read_text_bounded
 from ledger.integrity.keys import SigningKey, load_key, save_key
 from ledger.log import Log, open_log
 
@@ -38,21 +40,21 @@ ENV_HOME = "TOKENLEDGER_HOME"
 ENV_LOG = "TOKENLEDGER_LOG"
 CONFIG_VERSION = 1
 OPERATOR_ID = "operator"
-SIGNER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+SIGNER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")  # used with fullmatch
 OPERATOR_LOCK_WAIT_S = 30.0  # how long an operator command waits for another one to finish
 DEFAULT_TOPIC_PREFIX = "ledger"  # topics are <prefix>.events, <prefix>.rejected, ...
-TOPIC_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
+TOPIC_PREFIX_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}")  # used with fullmatch
 
 
 def check_topic_prefix(value: Any) -> str:
-    if not isinstance(value, str) or not TOPIC_PREFIX_RE.match(value):
+    if not isinstance(value, str) or TOPIC_PREFIX_RE.fullmatch(value) is None:
         raise ValidationError("topic_prefix", value, "must be 1-101 characters of letters, digits and . _ -")
     return value
 
 
 def check_signer_id(value: Any, field: str = "agent_id") -> str:
     """Signer ids name key files too: letters, digits and ``._:@-``, 1..128 characters."""
-    if not isinstance(value, str) or not SIGNER_ID_RE.match(value):
+    if not isinstance(value, str) or SIGNER_ID_RE.fullmatch(value) is None:
         raise ValidationError(field, value, "must be 1-128 characters of letters, digits and . _ : @ - "
                               "(starting with a letter or digit)")
     return value
@@ -203,10 +205,13 @@ class Home(HomeLayout):
             raise HomeError("directory is not a ledger home (no config.json)", path=str(path),
                             hint=f"create one with `tokenledger init --home {path}`, or pass the right --home")
         try:
-            config = json.loads(cfg.read_text("utf-8"))
+            config = json.loads(read_text_bounded(cfg, limits.MAX_CONFIG_FILE_BYTES, field="config",
+                                                  limit_name="MAX_CONFIG_FILE_BYTES"))
             if config.get("version") != CONFIG_VERSION or "log" not in config or "operators" not in config:
                 raise ValueError("missing version/log/operators")
             {k: bytes.fromhex(v) for k, v in config["operators"].items()}
+        except ValidationError as e:  # not a regular file, too large, not UTF-8: read no further
+            raise HomeError(f"config.json cannot be used: {e.reason}", path=str(cfg)) from None
         except (ValueError, AttributeError, TypeError) as e:
             raise HomeError(f"config.json is malformed: {e}", path=str(cfg)) from None
         return cls(path, config)

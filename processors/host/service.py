@@ -157,7 +157,8 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
     last_error_at = previous.get("last_error_at")
     if max_records:
         runner.max_records = max_records
-    publisher = Publisher(store, processor, home.views_dir(name))
+    assert runner.key is not None  # open_runner produces: the processor's key signs its derived events and views
+    publisher = Publisher(store, processor, home.views_dir(name), key=runner.key)
     last_status = 0.0
     last_digest = 0.0
     state = "running"

@@ -78,7 +78,8 @@ def test_exit_codes_keep_their_numbers() -> None:
                 "ChainForkError": 3, "LogError": 4, "EconomicsError": 2, "BudgetRefused": 2, "AdmissionError": 2,
                 "StoreError": 2, "RunnerFailedError": 2, "RunnerInvariantError": 2,
                 "RecordTooLargeError": 2, "HomeBusyError": 3, "LogRewoundError": 4,
-                "IdempotencyConflictError": 2, "IdempotencyWindowError": 2}
+                "IdempotencyConflictError": 2, "IdempotencyWindowError": 2,
+                "ViewIntegrityError": 1}
     assert {c.__name__: int(code) for c, code in EXIT_CODES.items()} == expected
 
 

@@ -93,7 +93,7 @@ def run(h: Home, name: str = "budgets", *, publish: bool = False, max_records: i
                 r.max_records = max_records
             r.run_until_caught_up()
             if publish:
-                Publisher(store, proc, h.views_dir(name)).publish(r.positions, r.batch_no)
+                Publisher(store, proc, h.views_dir(name), key=r.key).publish(r.positions, r.batch_no)
         finally:
             store.close()
     finally:
