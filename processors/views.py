@@ -123,8 +123,18 @@ def run(con: Connection, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> 
 
 
 def query(home: HomeLayout, sql: str) -> Table:
-    """An analyst's SQL over the published views; bad SQL is a ``ValidationError`` naming it."""
+    """An analyst's SQL over the published views; bad SQL is a ``ValidationError`` naming it.
+
+    The connection may read the published views' directory and nothing else: analysts' SQL is outside
+    text, and DuckDB would otherwise read any file (``read_csv('/etc/passwd')``), write one (``COPY ... TO``)
+    or attach another database with the user's rights. The setting is locked so the SQL cannot lift it."""
+    if not isinstance(sql, str) or not sql.strip():
+        raise ValidationError("sql", sql, "must be a SQL statement",
+                              hint='list the views with: tokenledger query "SHOW TABLES"')
     with connect_views(home) as con:
+        con.execute(f"SET allowed_directories=['{sql_literal(home.views_root)}/']")
+        con.execute("SET enable_external_access=false")
+        con.execute("SET lock_configuration=true")
         try:
             return run(con, sql)
         except duckdb.Error as e:
