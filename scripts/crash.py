@@ -28,7 +28,7 @@ def main() -> int:
     ap.add_argument("--backends", default="sqlite,kafka", help="comma-separated: sqlite, kafka")
     ap.add_argument("--processor-kills", type=int, default=60, help="processor SIGKILLs per backend")
     ap.add_argument("--emitter-kills", type=int, default=30, help="emitter SIGKILLs per backend")
-    ap.add_argument("--events", type=int, default=3000, help="events the killed emitter must append")
+    ap.add_argument("--events", type=int, default=10_000, help="events the killed emitter must append")
     ap.add_argument("--processors", default="journal,allocations", help="processors killed in turn")
     ap.add_argument("--seed", type=int, default=20261202)
     ap.add_argument("--kafka", default=None, help="bootstrap servers of a cluster to use instead of a local Tansu")

@@ -35,6 +35,7 @@ from ledger.sdk.home import Home
 from ledger.sdk.registration import bootstrap, register_signer
 from ledger.testing.homes import fill, inject_bad
 from ledger.wire import codec
+from ledger.wire.events import Rejected
 from processors import REGISTRY
 from processors.host.service import live_digest, replay, state_file
 from processors.runtime.store import Store
@@ -98,9 +99,9 @@ def backend_of(home: Home) -> str:
 
 
 def _writer(home: Home, agent: str, begin: int, total: int, every: int, base_us: int) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "ledger.testing.crash_writer", str(home.path), agent, str(begin),
-                             str(total), str(every), str(base_us)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = [sys.executable, "-m", "ledger.testing.crash_writer", str(home.path), agent, str(begin), str(total),
+            str(every), str(base_us)]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # noqa: S603  (no shell)
 
 
 def emitter_kills(home: Home, kills: int, *, total: int, seed: int, agent: str = "alice") -> EmitterFigures:
@@ -165,7 +166,7 @@ def _worker(home: Home, name: str, *, until_caught_up: bool = False, crash_at: s
         cmd.append("--until-caught-up")
     if crash_at:
         cmd += ["--crash-at", crash_at]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # noqa: S603  (no shell)
 
 
 def _finish(home: Home, name: str) -> None:
@@ -228,7 +229,7 @@ def _processor_figures(home: Home, names: tuple[str, ...], kills: int) -> Proces
                     for raw in codec.decode_batch(rec.value).events:
                         ev = codec.decode_event(raw).event
                         derived[ev.event_id] += 1
-                        if logical == "rejected":
+                        if isinstance(ev.body, Rejected):
                             letters[(ev.body.topic, ev.body.partition, ev.body.offset)] += 1
     finally:
         log.close()
