@@ -11,9 +11,11 @@ Tree::
     │   └── RecordTooLargeError    a record is larger than the log accepts
     ├── KeyFileError           a key file is missing, malformed or readable by group/world
     ├── HomeError              the ledger home directory is missing or not a ledger home
+    │   └── HomeBusyError          another ``tokenledger run`` (a live pid) already runs this home's processors
     ├── RejectError            a record on the log fails a check; carries a RejectCode
     ├── ChainForkError         an emitter would fork its own chain (a second writer for one signer)
     ├── LogError               the log backend failed (I/O, broker unreachable, timeout)
+    │   └── LogRewoundError        the log ends below a processor's saved position (restarted empty, recreated)
     ├── EconomicsError         economics math got inputs it cannot price or split
     ├── BudgetRefused          a spend was refused by the budget fold (``Decision.require``)
     ├── AdmissionError         the published budget views could not be read
@@ -49,6 +51,7 @@ class RejectCode(str, enum.Enum):  # noqa: UP042 - str() and format() of members
     REVOKED_KEY = "revoked_key"  # key was revoked before this batch
     NOT_OPERATOR = "not_operator"  # control event not signed by an operator key
     NOT_PROCESSOR = "not_processor"  # derived event not signed by a processor key
+    NOT_GRANTED = "not_granted"  # the signer lacks the operator's grant for what it signed (e.g. a notary checkpoint)
     SIGNER_MISMATCH = "signer_mismatch"  # event's signer differs from the batch signer / key owner
     SEQUENCE_GAP = "sequence_gap"  # sequence number skips ahead
     FORK = "fork"  # same sequence number, different event (or previous hash does not match)
@@ -160,12 +163,23 @@ class RejectError(LedgerError):
         return new.with_traceback(self.__traceback__)
 
 
+class HomeBusyError(HomeError):
+    """Another ``tokenledger run`` supervises this home's processors. ``pid`` names it, ``lock`` the lock file:
+    two supervisors would fight over every processor's state file (DuckDB allows one writer)."""
+
+
 class ChainForkError(LedgerError):
     """An emitter refused to write because it would fork its signer's chain."""
 
 
 class LogError(LedgerError):
     """The log backend failed; nothing is known to have been appended unless the evidence says so."""
+
+
+class LogRewoundError(LogError):
+    """The log ends below a position a processor already committed (``topic``, ``partition``, ``position``,
+    ``end_offset``): the broker restarted empty, or the topic was deleted and recreated. Reading on would
+    silently skip records that will be appended at offsets the processor thinks it has read, so it stops."""
 
 
 class EconomicsError(LedgerError):
@@ -212,9 +226,11 @@ EXIT_CODES: dict[type[LedgerError], ExitCode] = {
     RecordTooLargeError: ExitCode.BAD_INPUT,
     KeyFileError: ExitCode.HOME,
     HomeError: ExitCode.HOME,
+    HomeBusyError: ExitCode.HOME,
     RejectError: ExitCode.REJECTED,
     ChainForkError: ExitCode.HOME,
     LogError: ExitCode.LOG,
+    LogRewoundError: ExitCode.LOG,
     EconomicsError: ExitCode.BAD_INPUT,
     BudgetRefused: ExitCode.BAD_INPUT,
     AdmissionError: ExitCode.BAD_INPUT,

@@ -108,6 +108,11 @@ MAX_ANOMALIES = 1_000_000  # anomalies counted in one usage review
 MAX_THROTTLE_LEVEL = 7  # the first level whose delay is capped (2 ** 6 s > 60 s); higher adds nothing
 MAX_BUDGET_INTERVAL_US = 10 * 366 * US_PER_DAY  # budget reset windows up to ten years
 MAX_BUDGET_PERCENT = 1000  # soft / hard / emergency percentages above 1000% are typos
+# A budget's running counters (consumed, emergency used, unpriced calls) saturate here instead of overflowing a
+# DuckDB BIGINT / Avro long: 4,612 valid data events of a petabyte read and written each already pass 2**63 - 1.
+# A saturated counter is past every ceiling (allocations are far smaller), so every decision it feeds is a
+# refusal or a breach: saturating never lets anyone spend more, and no valid event can crash the processor.
+MAX_BUDGET_COUNTER = INT64_MAX
 
 # ------------------------------------------------------------------ telemetry sources
 
@@ -121,6 +126,13 @@ MAX_PROBLEM_VALUE_CHARS = 120  # characters of an offending value kept in an Imp
 MAX_RUNNER_DATA_RECORDS = 200  # data records per poll (each a signed batch of up to MAX_BATCH_EVENTS events)
 MAX_RUNNER_CONTROL_RECORDS = 10_000  # control records per poll: drained first, they are few and small
 MAX_RUNNER_BATCH_BYTES = 8 * 1024 * 1024  # stop adding data records to a batch past this many bytes
+# Kafka (no clock over the log): a live reader folds only records stamped this long before its own clock read
+# before polling, so a record appended after the poll, stamped by a clock up to this far behind the reader's
+# (or sent this long before it arrived), still sorts after them (ledger.log.order). Also the added latency.
+MERGED_ORDER_MARGIN_MS = 100
+# a worker that ran this long (seconds) without dying is healthy: its next failure restarts it after the
+# shortest backoff again, so a crash once a day never waits the longest backoff a crash loop reached
+RESTART_BACKOFF_RESET_S = 60.0
 MAX_REASON_CHARS = 200  # policy_refused reasons: the validation message, cut to fit an alert
 
 # ------------------------------------------------------------------ CLI and report output
@@ -157,4 +169,6 @@ assert 8 * MAX_MICROS <= INT64_MAX
 assert (MAX_TREE_LEAVES - 1).bit_length() + 1 <= MAX_PROOF_HASHES
 # the throttle level cap is where the doubling delay first exceeds the 60 s ceiling (seed 003)
 assert 2 ** (MAX_THROTTLE_LEVEL - 1) * US_PER_S > 60 * US_PER_S >= 2 ** (MAX_THROTTLE_LEVEL - 2) * US_PER_S
+# every single spend (two petabytes of data at most) fits under a saturated counter's bound
+assert 2 * MAX_DATA_BYTES < MAX_BUDGET_COUNTER <= INT64_MAX
 assert DEFAULT_MAX_CLOCK_BEHIND_US <= MAX_CLOCK_SKEW_US and DEFAULT_MAX_CLOCK_AHEAD_US <= MAX_CLOCK_SKEW_US

@@ -56,7 +56,7 @@ from ledger.integrity.chain import GENESIS, Head
 from ledger.integrity.keyring import KeyRing
 from ledger.integrity.keys import SigningKey
 from ledger.integrity.verify import Verifier, Where
-from ledger.log import DEFAULT_TOPIC, Log, partition_for
+from ledger.log import DEFAULT_TOPIC, Log, judges_by_log_order, partition_for
 from ledger.sdk.home import OPERATOR_LOCK_WAIT_S, Home, resolve_home, resolve_log_url
 from ledger.units import MILLI
 from ledger.wire import codec
@@ -161,7 +161,7 @@ class ControlKeys:
     def __init__(self, log: Log, control_topic: str, anchors: Mapping[str, bytes]) -> None:
         self.log = log
         self.topic = control_topic
-        self.verifier = Verifier(KeyRing(dict(anchors), by_log_order=bool(getattr(log, "total_order", False))))
+        self.verifier = Verifier(KeyRing(dict(anchors), by_log_order=judges_by_log_order(log)))
         self._next = [0] * log.partitions(control_topic)  # per partition: the first offset not read yet
 
     @property

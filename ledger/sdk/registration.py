@@ -13,21 +13,39 @@ from ledger.integrity.keys import SigningKey, save_key
 from ledger.log import Log
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import OPERATOR_ID, Home, Registration, check_signer_id
-from ledger.wire.events import AgentRegistered
+from ledger.wire.events import AgentRegistered, Grant
+from ledger.wire.vocab import Capability
+
+NOTARY_SIGNER = "processor.notary"  # the signer the notary processor signs checkpoints as
 
 
 def bootstrap(home: Home, log: Log, *, price_book: bool = True) -> int:
     """What every new home appends first, signed by the operator on the control topic: the operator's
-    own registration (readers trust it from config.json's anchor), then, if asked, the default price
+    own registration (readers trust it from config.json's anchor), the notary processor's key and its
+    ``notary`` grant (only a granted notary's checkpoints count), then, if asked, the default price
     book as price_set events (the allocations processor prices from the log only). Returns the
     number of price entries appended."""
     op = home.operator_key()
     prices = default_price_events() if price_book else []
     with Emitter.for_operator(home, log) as em:
         em.emit(AgentRegistered(agent_id=OPERATOR_ID, key_id=op.key_id, public_key=op.public.raw, role="operator"))
+    register_signer(home, log, NOTARY_SIGNER, role="processor")
+    with Emitter.for_operator(home, log) as em:
+        em.emit(Grant(agent_id=NOTARY_SIGNER, capability=Capability.NOTARY.value))
         for body in prices:
             em.emit(body, event_time_us=price_event_time_us(body))
     return len(prices)
+
+
+def ensure_notary_grant(home: Home, log: Log, granted: bool) -> bool:
+    """Append the notary's grant unless the log already holds it (``granted``: what the caller read from
+    the key ring of the control topic); an older home, made before grants, gets it once this way.
+    Returns whether a grant was appended."""
+    if granted:
+        return False
+    with Emitter.for_operator(home, log) as em:
+        em.emit(Grant(agent_id=NOTARY_SIGNER, capability=Capability.NOTARY.value))
+    return True
 
 
 def register_signer(home: Home, log: Log, name: str, *, role: str = "agent", priority: int = 1,

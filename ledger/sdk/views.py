@@ -34,7 +34,7 @@ from typing import Any
 import duckdb
 
 from ledger.economics import budget as b
-from ledger.economics.budget_rows import level_from_row, parse_levels
+from ledger.economics.budget_rows import hold_id, level_from_row, parse_levels
 from ledger.economics.reputation import require_int, require_time
 from ledger.errors import AdmissionError, ValidationError
 from ledger.sdk.home import HomeLayout
@@ -98,7 +98,7 @@ def check(home_path: str | Path, agent: str, kind: str, amount: int, *, org: str
     for r in read_view(home_path, BUDGETS_PROCESSOR, "reservations"):
         if r["status"] != "reserved" or r["budget_kind"] != kind or r["expires_us"] <= t:
             continue
-        res = b.Reservation(r["reservation_id"], r["amount"], r["created_us"], r["expires_us"])
+        res = b.Reservation(hold_id(r["agent_id"], r["reservation_id"]), r["amount"], r["created_us"], r["expires_us"])
         for level in parse_levels(r["levels"]):
             held.setdefault(level, []).append(res)
     wanted = [("org", org), ("project", project), ("task", task), ("agent", agent)]
@@ -111,10 +111,11 @@ def check(home_path: str | Path, agent: str, kind: str, amount: int, *, org: str
                   tuple(f"{lvl}:{sid}" for lvl, sid in keys))
 
 
-def reservation(home_path: str | Path, reservation_id: str) -> dict[str, Any] | None:
-    """The published ``reservations`` row of ``reservation_id`` (None until the budgets processor has
-    decided and published it): what a producer waits for before it spends what it reserved."""
+def reservation(home_path: str | Path, reservation_id: str, agent_id: str) -> dict[str, Any] | None:
+    """The published ``reservations`` row of ``agent_id``'s ``reservation_id`` (None until the budgets
+    processor has decided and published it): what a producer waits for before it spends what it reserved.
+    Reservation ids are per agent, so another agent's reserve with the same id is never this row."""
     for r in read_view(home_path, BUDGETS_PROCESSOR, "reservations"):
-        if r["reservation_id"] == reservation_id:
+        if r["reservation_id"] == reservation_id and r["agent_id"] == agent_id:
             return r
     return None

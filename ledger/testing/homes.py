@@ -9,7 +9,7 @@ from ledger.integrity.keys import SigningKey, save_key
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import OPERATOR_ID, Home
 from ledger.wire import codec
-from ledger.wire.events import AgentRegistered, Body, Context, KeyRevoked
+from ledger.wire.events import AgentRegistered, Body, Context, Grant, KeyRevoked
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in microseconds
 
@@ -19,9 +19,12 @@ def seed_key(name: str) -> SigningKey:
     return SigningKey.from_seed(name, hashlib.sha256(b"tokenledger-test-" + name.encode()).digest())
 
 
-def make_home(path: Path, *, agents: tuple[str, ...] = ("alice", "bob"), log_url: str | None = None) -> Home:
-    """A ledger home whose log holds the operator's and the agents' registrations."""
-    home = Home.init(path, log_url=log_url)
+def make_home(path: Path, *, agents: tuple[str, ...] = ("alice", "bob"), log_url: str | None = None,
+              topic_prefix: str | None = None) -> Home:
+    """A ledger home whose log holds the operator's and the agents' registrations (``topic_prefix``: topics of
+    its own on a shared cluster)."""
+    home = Home.init(path, log_url=log_url) if topic_prefix is None else Home.init(path, log_url=log_url,
+                                                                                  topic_prefix=topic_prefix)
     op = home.operator_key()
     log = home.open_log()
     try:
@@ -43,6 +46,18 @@ def revoke(home: Home, agent: str, t: int = T0 + 500) -> None:
     try:
         with Emitter.for_operator(home, log) as em:
             em.emit(KeyRevoked(agent_id=agent, key_id=home.load_key(agent).key_id, reason="test"), event_time_us=t)
+    finally:
+        log.close()
+
+
+def grant(home: Home, agent: str, capability: str, scope: str = "", *, max_age_us: int = 0, active: bool = True,
+          t: int = T0 + 50) -> str:
+    """Append the operator's ``grant`` control event (``active=False`` withdraws it); returns its event id."""
+    log = home.open_log()
+    try:
+        with Emitter.for_operator(home, log) as em:
+            return em.emit(Grant(agent_id=agent, capability=capability, scope=scope, max_age_us=max_age_us,
+                                 active=active), event_time_us=t)
     finally:
         log.close()
 

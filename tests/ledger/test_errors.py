@@ -76,7 +76,7 @@ def test_exit_codes_keep_their_numbers() -> None:
     expected = {"LedgerError": 2, "ValidationError": 2, "KeyFileError": 3, "HomeError": 3, "RejectError": 1,
                 "ChainForkError": 3, "LogError": 4, "EconomicsError": 2, "BudgetRefused": 2, "AdmissionError": 2,
                 "StoreError": 2, "RunnerFailedError": 2, "RunnerInvariantError": 2,
-                "RecordTooLargeError": 2}
+                "RecordTooLargeError": 2, "HomeBusyError": 3, "LogRewoundError": 4}
     assert {c.__name__: int(code) for c, code in EXIT_CODES.items()} == expected
 
 

@@ -29,7 +29,7 @@ from ledger.integrity.keys import SigningKey, save_key
 from ledger.log import read_all
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
-from ledger.testing.homes import T0, fill, make_home
+from ledger.testing.homes import T0, fill, grant, make_home
 from ledger.wire import codec
 from ledger.wire.events import AgentRegistered, BudgetPolicy, Context, Outcome
 from processors.host.service import live_digest, open_runner, replay, state_file
@@ -335,6 +335,8 @@ def race(h: Home, phase: str) -> None:
 def test_racing_emitters_never_overspend(backend_home):
     h = backend_home
     policy(h, "project", "shared", "action", HARD_LIMIT, emergency_reserve_pct=0, suspend_at_hard=False)
+    for i in range(RACERS):  # "shared" is nobody's registered project: reserving against it takes a grant
+        grant(h, f"racer{i}", "reserve", "project:shared")
     race(h, "reserve")
     run(h, publish=True)  # the processor decides every reservation in log order and publishes
     race(h, "commit")  # each racer spends and commits only what it was granted
