@@ -175,6 +175,9 @@ def run(con: Connection, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> 
 def query(home: HomeLayout, sql: str, *, log_url: str | None = None) -> Table:
     """An analyst's SQL over the published views, in the sandbox; bad SQL, or SQL that reaches for a
     file, a setting or a write, is a ``ValidationError`` naming it."""
+    if not isinstance(sql, str) or not sql.strip():
+        raise ValidationError("sql", sql, "must be a SQL statement",
+                              hint='list the views with: tokenledger query "SHOW TABLES"')
     with connect_views(home, log_url=log_url) as con:
         try:
             return run(con, sql)

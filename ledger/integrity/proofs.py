@@ -276,7 +276,7 @@ def load_proof(data: bytes | str) -> dict[str, Any]:
                           actual=len(data))
     try:
         doc = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: absurd nesting
         code = RejectCode.TRUNCATED if "Expecting" in str(e) or "Unterminated" in str(e) else RejectCode.BAD_SCHEMA
         raise RejectError(code, f"proof file is not valid JSON: {e}", part="file") from None
     if not isinstance(doc, dict):

@@ -158,6 +158,29 @@ class Registration:
     key_file: str
 
 
+def _check_config_fields(config: dict[str, Any]) -> None:
+    """The fields a home's config must have right before anything opens a log with them: a log URL that is
+    not a string would open a SQLite file named after it in the working directory, a bad topic prefix would
+    create topics nobody reads, and a home without an operator trusts nobody (ValueError: ``open`` reports
+    it as a malformed config naming the field and value)."""
+    if not isinstance(config["log"], str) or not config["log"]:
+        raise ValidationError("log", config["log"], "must be a log URL string (sqlite:///path, kafka://host:port)")
+    check_topic_prefix(config.get("topic_prefix", DEFAULT_TOPIC_PREFIX))
+    partitions = config.get("partitions", 1)
+    if not isinstance(partitions, int) or isinstance(partitions, bool):
+        raise ValidationError("partitions", partitions, "must be a whole number")
+    operators = config["operators"]
+    if not isinstance(operators, dict) or not operators:
+        raise ValidationError("operators", operators, "must map at least one operator id to its public key (hex)")
+    for k, v in operators.items():
+        if not isinstance(v, str) or len(v) != 2 * limits.PUBLIC_KEY_BYTES:
+            raise ValidationError(f"operators.{k}", v, f"must be {2 * limits.PUBLIC_KEY_BYTES} hex characters")
+        try:
+            bytes.fromhex(v)
+        except ValueError:
+            raise ValidationError(f"operators.{k}", v, "must be hexadecimal") from None
+
+
 @dataclass
 class Home(HomeLayout):
     config: dict[str, Any]
@@ -210,6 +233,7 @@ class Home(HomeLayout):
             if config.get("version") != CONFIG_VERSION or "log" not in config or "operators" not in config:
                 raise ValueError("missing version/log/operators")
             {k: bytes.fromhex(v) for k, v in config["operators"].items()}
+            _check_config_fields(config)
         except ValidationError as e:  # not a regular file, too large, not UTF-8: read no further
             raise HomeError(f"config.json cannot be used: {e.reason}", path=str(cfg)) from None
         except (ValueError, AttributeError, TypeError) as e:
