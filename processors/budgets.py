@@ -39,7 +39,7 @@ What it does
       foreign project) only with the operator's ``reserve`` grant on it; otherwise the reserve is
       refused with reason not_permitted (a ``reservation_refused`` alert and a refused row).
     * ``AgentRegistered`` and ``Grant`` (control) are folded into ``budget_signers`` (org, project) and
-      ``grant_history`` (reserve and grader grants, each in force from its event time), which decide
+      ``budget_grants`` (reserve and grader grants, each in force from its event time), which decide
       who may reserve what and whose scores count.
     * ``Outcome`` events record the signer's confidence on its agent-level budgets: once it is at
       or above the policy's threshold, further spend is refused (reservations) or flagged
@@ -115,7 +115,6 @@ from ledger.wire.events import (
 from ledger.wire.vocab import SCOPE_LEVEL_VALUES, Capability, ScopeLevel
 from processors.runtime.processor import (
     BATCH,
-    GRANT_HISTORY,
     Column,
     Derived,
     Effects,
@@ -125,6 +124,7 @@ from processors.runtime.processor import (
     Quarantined,
     View,
     columns_of,
+    grant_history_view,
 )
 
 LEVELS = SCOPE_LEVEL_VALUES  # outermost first
@@ -251,6 +251,7 @@ SIGNERS = View(
         Column("org", "VARCHAR", "org it is registered under (NULL: none)"),
         Column("project", "VARCHAR", "project it is registered under (NULL: none)"),
     ))
+BUDGET_GRANTS = grant_history_view("budget_grants")
 RESERVE = Capability.RESERVE.value
 GRADER = Capability.GRADER.value
 ResKey = tuple[str, str]  # (reserving agent, its reservation id)
@@ -264,7 +265,7 @@ class Budgets(Processor):
     name = "budgets"
     derived_topics = ("alerts",)
     doc = "budgets per scope and kind: consumption, limits, reservations, alerts and transfers"
-    views = (BUDGETS, ALERTS, TRANSFERS, RESERVATIONS, PRICES, TRUST, SIGNERS, GRANT_HISTORY)
+    views = (BUDGETS, ALERTS, TRANSFERS, RESERVATIONS, PRICES, TRUST, SIGNERS, BUDGET_GRANTS)
 
     def __init__(self) -> None:
         self.policies: dict[Key, b.BudgetPolicy] = {}
@@ -276,7 +277,7 @@ class Budgets(Processor):
         self.signers: dict[str, tuple[str | None, str | None]] = {}  # agent -> registered (org, project)
         self.dirty_signers: set[str] = set()
         self.holds: dict[str, ResKey] = {}  # hold id in the pure model -> reservation (admitted ones)
-        self.grants = GrantBook()
+        self.grants = GrantBook(BUDGET_GRANTS)
         self.book = PriceBook()  # from PriceSet events only (the shipped book is on the log as such)
         self.trust: dict[str, list[TrustEvent]] = {}
         self.multiplier: dict[Key, str] = {}

@@ -9,7 +9,7 @@ What it does
 
     Incentives (seed 002, ``ledger.economics.reputation.task_incentive``): an ``Outcome`` with a score,
     signed by a signer holding the operator's ``grader`` grant (a ``grant`` control event, in force from its
-    event time, kept in ``grant_history``) about another agent (``subject_id``), is a graded task of that
+    event time, kept in ``reputation_grants``) about another agent (``subject_id``), is a graded task of that
     agent; a score >= 0.8 adds score * 10 accuracy trust, a score < 0.5 takes (1 - score) * 10 away. The
     change is recorded as a trust event issued by ``processor.reputation`` about the subject (id = the
     outcome's event id), so it counts like any other rating and a replay derives the same one. A
@@ -44,7 +44,16 @@ from ledger.economics.reputation import (
 from ledger.units import MILLI
 from ledger.wire.events import Event, Grant, Outcome, Trust
 from ledger.wire.vocab import Capability, TrustDimension
-from processors.runtime.processor import GRANT_HISTORY, Column, Effects, GrantBook, Item, Processor, Quarantined, View
+from processors.runtime.processor import (
+    Column,
+    Effects,
+    GrantBook,
+    Item,
+    Processor,
+    Quarantined,
+    View,
+    grant_history_view,
+)
 
 GRADER = Capability.GRADER.value
 
@@ -64,6 +73,7 @@ REPUTATION = View(
         Column("events_counted", "BIGINT", "trust events about the agent that count"),
         Column("events_self", "BIGINT", "trust events ignored: self-issued (or out of range)"),
     ))
+REPUTATION_GRANTS = grant_history_view("reputation_grants")
 HISTORY = View(
     name="trust_history", doc="Every trust event seen, counted or not, including incentive trust.",
     columns=(
@@ -84,13 +94,13 @@ HISTORY = View(
 class Reputation(Processor):
     name = "reputation"
     doc = "trust decaying by event time: scores per agent and dimension, tier, budget multiplier"
-    views = (REPUTATION, HISTORY, GRANT_HISTORY)
+    views = (REPUTATION, HISTORY, REPUTATION_GRANTS)
 
     def __init__(self) -> None:
         self.events: dict[str, list[TrustEvent]] = {}
         self.as_of: dict[str, int] = {}
         self.self_count: dict[str, int] = {}
-        self.grants = GrantBook()
+        self.grants = GrantBook(REPUTATION_GRANTS)
 
     def restore(self, query: Callable[..., list[tuple[Any, ...]]]) -> None:
         self.grants.restore(query)

@@ -228,15 +228,16 @@ class Home(HomeLayout):
             raise HomeError("directory is not a ledger home (no config.json)", path=str(path),
                             hint=f"create one with `tokenledger init --home {path}`, or pass the right --home")
         try:
-            config = json.loads(read_text_bounded(cfg, limits.MAX_CONFIG_FILE_BYTES, field="config",
-                                                  limit_name="MAX_CONFIG_FILE_BYTES"))
-            if config.get("version") != CONFIG_VERSION or "log" not in config or "operators" not in config:
-                raise ValueError("missing version/log/operators")
-            {k: bytes.fromhex(v) for k, v in config["operators"].items()}
-            _check_config_fields(config)
+            text = read_text_bounded(cfg, limits.MAX_CONFIG_FILE_BYTES, field="config",
+                                     limit_name="MAX_CONFIG_FILE_BYTES")
         except ValidationError as e:  # not a regular file, too large, not UTF-8: read no further
             raise HomeError(f"config.json cannot be used: {e.reason}", path=str(cfg)) from None
-        except (ValueError, AttributeError, TypeError) as e:
+        try:
+            config = json.loads(text)
+            if config.get("version") != CONFIG_VERSION or "log" not in config or "operators" not in config:
+                raise ValueError("missing version/log/operators")
+            _check_config_fields(config)
+        except (ValueError, AttributeError, TypeError) as e:  # ValidationError included: it names field and value
             raise HomeError(f"config.json is malformed: {e}", path=str(cfg)) from None
         return cls(path, config)
 

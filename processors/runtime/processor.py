@@ -171,39 +171,43 @@ def columns_of(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
 
 
 # The grants a processor acts on, as it folds them: from the operator-signed ``grant`` control events it reads,
-# each in force from its EVENT time (as key revocations are on Kafka): on Kafka the runner drains control before
-# each batch, so a replay sees every grant before the data, while a live run saw data before later grants — only a
-# rule by event time gives both the same state. Kept in an append-only view of its own so ``restore`` brings the
-# history back. The journal's ``grants`` view is the public record of every grant; this is only what a processor
-# needs to decide.
-GRANT_HISTORY = View(
-    name="grant_history",
-    doc="Operator grants this processor acts on (grader, reserve, ...), each in force from its event time.",
-    columns=(
-        Column("agent_id", "VARCHAR", "the signer granted"),
-        Column("capability", "VARCHAR", "backfill | notary | grader | reserve"),
-        Column("scope", "VARCHAR", "reserve: '<level>:<id>'; '' otherwise"),
-        Column("active", "BOOLEAN", "true: granted; false: withdrawn"),
-        Column("event_time_us", "BIGINT", "the grant's event time: in force from then on (us)"),
-        Column("seq", "BIGINT", "the order this processor read the grants in (ties at one event time)"),
-        BATCH,
-    ))
+# each in force from its EVENT time. Every reader now folds control and data in the log's one order
+# (``ledger.log.order``), so live and replay see the same grants at every record either way; the event time (bounded
+# by the skew window) keeps a grant's start visible and independent of which batch carried it. Kept in an
+# append-only view of its own so ``restore`` brings the history back. The journal's ``grants`` view is the public
+# record of every grant; this is only what a processor needs to decide. Each processor names its own view (the
+# views of all processors share one query namespace).
+def grant_history_view(name: str) -> View:
+    """The append-only view a processor keeps its ``GrantBook`` in, under its own ``name``."""
+    return View(
+        name=name,
+        doc="Operator grants this processor acts on (grader, reserve, ...), each in force from its event time.",
+        columns=(
+            Column("agent_id", "VARCHAR", "the signer granted"),
+            Column("capability", "VARCHAR", "backfill | notary | grader | reserve"),
+            Column("scope", "VARCHAR", "reserve: '<level>:<id>'; '' otherwise"),
+            Column("active", "BOOLEAN", "true: granted; false: withdrawn"),
+            Column("event_time_us", "BIGINT", "the grant's event time: in force from then on (us)"),
+            Column("seq", "BIGINT", "the order this processor read the grants in (ties at one event time)"),
+            BATCH,
+        ))
 
 
 class GrantBook:
-    """The grants one processor acts on (see ``GRANT_HISTORY``): per (agent, capability, scope) a timeline of
+    """The grants one processor acts on (see ``grant_history_view``): per (agent, capability, scope) a timeline of
     grants and withdrawals over event time."""
 
-    __slots__ = ("pending", "seq", "timelines")
+    __slots__ = ("pending", "seq", "timelines", "view")
 
-    def __init__(self) -> None:
+    def __init__(self, view: View) -> None:
+        self.view = view
         self.timelines: dict[tuple[str, str, str], Timeline[bool]] = {}
         self.seq = 0
         self.pending: list[dict[str, Any]] = []
 
     def restore(self, query: Any) -> None:
         for agent, capability, scope, active, t, seq in query(
-                f"SELECT agent_id, capability, scope, active, event_time_us, seq FROM {GRANT_HISTORY.name} "  # noqa: S608
+                f"SELECT agent_id, capability, scope, active, event_time_us, seq FROM {self.view.name} "  # noqa: S608
                 "ORDER BY seq"):
             self.timelines.setdefault((agent, capability, scope), Timeline()).add(t, seq, bool(active))
             self.seq = max(self.seq, seq)
@@ -224,7 +228,7 @@ class GrantBook:
         return frozenset(a for (a, c, s), tl in self.timelines.items() if c == capability and not s and tl.at(at_us))
 
     def flush(self, fx: Effects) -> None:
-        """Append the grants read since the last flush to ``GRANT_HISTORY``."""
+        """Append the grants read since the last flush to this processor's grant view."""
         if self.pending:
-            fx.append(GRANT_HISTORY.name, columns_of(self.pending))
+            fx.append(self.view.name, columns_of(self.pending))
             self.pending = []

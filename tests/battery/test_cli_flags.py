@@ -30,7 +30,6 @@ def interaction(**over: str) -> list[str]:
 
 
 BUDGET = ["budget", "set", "agent", "alice", "--kind", "action", "--allocation", "10"]
-CONTROL_IDS = "control characters in ids and labels are refused (owned by the id-validation change)"
 
 # (args, exit code, field named in the message, offending value shown)
 CASES = [
@@ -104,22 +103,17 @@ CASES = [
                  "dimension", "vibes", id="trust-dimension-unknown"),
     pytest.param(interaction(responder="alice"), 2, "responder_id", "alice", id="interaction-with-itself"),
     pytest.param(interaction(interaction_id=""), 2, "interaction_id", "''", id="interaction-id-empty"),
-    # ids with control characters and rich markup that are still accepted today
-    pytest.param(interaction(responder="b\nob"), 2, "responder_id", "b", id="responder-newline",
-                 marks=pytest.mark.xfail(strict=True, reason=CONTROL_IDS)),
-    pytest.param(["emit", "trust", "-a", "alice", "--subject", "[/bold]", "--dimension", "accuracy", "--value", "1"],
-                 2, "subject_id", "[/bold]", id="trust-subject-rich-markup",
-                 marks=pytest.mark.xfail(strict=True, reason=CONTROL_IDS)),
-    pytest.param(interaction(interaction_id="i\n1"), 2, "interaction_id", "i", id="interaction-id-newline",
-                 marks=pytest.mark.xfail(strict=True, reason=CONTROL_IDS)),
+    # ids with control characters, escape sequences or bidi overrides (a full-match rule: no trailing newline)
+    pytest.param(interaction(responder="b\nob"), 2, "responder_id", "b", id="responder-newline"),
+    pytest.param(["emit", "trust", "-a", "alice", "--subject", "b\u202eob", "--dimension", "accuracy", "--value",
+                  "1"], 2, "subject_id", "u202e", id="trust-subject-bidi-override"),
+    pytest.param(interaction(interaction_id="i\n1"), 2, "interaction_id", "i", id="interaction-id-newline"),
     pytest.param(["emit", "compute", "-a", "alice", "--node-id", "n\x1b[31m", "--cpu-time-slices", "1"], 2,
-                 "node_id", "n", id="node-id-escape-sequence", marks=pytest.mark.xfail(strict=True, reason=CONTROL_IDS)),
-    pytest.param([*ACTION, "--org", "o\nrg"], 2, "context.org", "o", id="org-newline",
-                 marks=pytest.mark.xfail(strict=True, reason=CONTROL_IDS)),
-    pytest.param([*ACTION, "--provider", "anthropic", "--model", "m\n"], 2, "usage.model", "m", id="model-newline",
-                 marks=pytest.mark.xfail(strict=True, reason=CONTROL_IDS)),
+                 "node_id", "n", id="node-id-escape-sequence"),
+    pytest.param([*ACTION, "--org", "o\nrg"], 2, "context.org", "o", id="org-newline"),
+    pytest.param([*ACTION, "--provider", "anthropic", "--model", "m\n"], 2, "usage.model", "m", id="model-newline"),
     pytest.param(["budget", "set", "agent", "a\nb", "--kind", "action", "--allocation", "10"], 2, "scope_id", "a",
-                 id="budget-scope-id-newline", marks=pytest.mark.xfail(strict=True, reason=CONTROL_IDS)),
+                 id="budget-scope-id-newline"),
     # unknown kinds, enums and names
     pytest.param(["agent", "register", "bad\nname"], 2, "name", "bad", id="register-name-newline"),
     pytest.param(["agent", "register", "carol", "--role", "king"], 2, "role", "king", id="register-role-unknown"),
@@ -167,12 +161,12 @@ CASES = [
     pytest.param(["prove", "--consistency", "a", "b"], 2, "checkpoint", "a", id="prove-unknown-checkpoint"),
     pytest.param(["verify-proof", "/nonexistent/proof.json"], 2, "file", "/nonexistent/proof.json",
                  id="verify-proof-missing-file"),
-    pytest.param(["verify-proof", "/dev/null", "--operator-key", "zz"], 2, "operator_key", "zz",
+    pytest.param(["verify-proof", __file__, "--operator-key", "zz"], 2, "operator_key", "zz",
                  id="verify-proof-operator-key"),
     pytest.param(["verify", "--log", "ftp://example"], 2, "log", "ftp://example", id="log-url-scheme"),
     pytest.param(["emit", "action", "-a", "nobody", "--operation", "x"], 3, "nobody.key", "key file not found",
                  id="agent-without-key"),
-    pytest.param(["agent", "rotate", "nobody"], 3, "nobody.key", "key file not found", id="rotate-without-key"),
+    pytest.param(["agent", "rotate", "nobody"], 2, "name", "nobody", id="rotate-unknown-agent"),
     pytest.param(["keys", "show", "nobody"], 3, "nobody.key", "key file not found", id="keys-show-without-key"),
 ]
 

@@ -24,8 +24,6 @@ from ledger.testing.samples import T0_S, agent, anthropic_payload, genai_span, o
 
 from .support import cli, log_records
 
-CONTROL_IDS = "control characters in ids are refused (owned by the id-validation change)"
-
 
 def j(doc: Any) -> bytes:
     return json.dumps(doc).encode()
@@ -109,8 +107,7 @@ CASES = [
     pytest.param("claude-code", j(run([agent("a1", "A", "claude-haiku-4-5", "many")], total=0)),
                  "workflowProgress[1].tokens", "many", id="workflow-tokens-text"),
     # ids with control characters
-    pytest.param("openai", j(openai_payload(1) | {"id": "a\nb"}), "id", "a\\nb", id="openai-id-newline",
-                 marks=pytest.mark.xfail(strict=True, reason=CONTROL_IDS)),
+    pytest.param("openai", j(openai_payload(1) | {"id": "a\nb"}), "id", "a\\nb", id="openai-id-newline"),
 ]
 
 
