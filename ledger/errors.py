@@ -8,15 +8,20 @@ Tree::
 
     LedgerError
     ├── ValidationError        bad input from outside (SDK argument, CLI flag, file); nothing changed
-    │   └── RecordTooLargeError    a record is larger than the log accepts
+    │   ├── RecordTooLargeError    a record is larger than the log accepts
+    │   ├── IdempotencyConflictError   an idempotency key re-used for different content
+    │   └── IdempotencyWindowError     an event older than the emitter's idempotency window
     ├── KeyFileError           a key file is missing, malformed or readable by group/world
     ├── HomeError              the ledger home directory is missing or not a ledger home
+    │   └── HomeBusyError          another ``tokenledger run`` (a live pid) already runs this home's processors
     ├── RejectError            a record on the log fails a check; carries a RejectCode
     ├── ChainForkError         an emitter would fork its own chain (a second writer for one signer)
     ├── LogError               the log backend failed (I/O, broker unreachable, timeout)
+    │   └── LogRewoundError        the log ends below a processor's saved position (restarted empty, recreated)
     ├── EconomicsError         economics math got inputs it cannot price or split
     ├── BudgetRefused          a spend was refused by the budget fold (``Decision.require``)
     ├── AdmissionError         the published budget views could not be read
+    ├── ViewIntegrityError     published views do not match their processor's signed manifest
     ├── StoreError             a processor's DuckDB state file could not be opened or written
     ├── RunnerFailedError      a processor runner was used again after a step failed mid-batch
     └── RunnerInvariantError   a batch would not continue a processor's committed state
@@ -49,6 +54,7 @@ class RejectCode(str, enum.Enum):  # noqa: UP042 - str() and format() of members
     REVOKED_KEY = "revoked_key"  # key was revoked before this batch
     NOT_OPERATOR = "not_operator"  # control event not signed by an operator key
     NOT_PROCESSOR = "not_processor"  # derived event not signed by a processor key
+    NOT_GRANTED = "not_granted"  # the signer lacks the operator's grant for what it signed (e.g. a notary checkpoint)
     SIGNER_MISMATCH = "signer_mismatch"  # event's signer differs from the batch signer / key owner
     SEQUENCE_GAP = "sequence_gap"  # sequence number skips ahead
     FORK = "fork"  # same sequence number, different event (or previous hash does not match)
@@ -110,6 +116,31 @@ class RecordTooLargeError(ValidationError):
         self.code = RejectCode.OVERSIZED
 
 
+class IdempotencyConflictError(ValidationError):
+    """An idempotency key the signer already used (within the idempotency window) came back with different
+    content: a retry must repeat its call, so this is a bug in the caller, never a duplicate to drop silently.
+    Evidence names the key, the event id and both content hashes (SHA-256 of context and body, hex)."""
+
+    def __init__(self, key: str, event_id: str, first_sha256: str, new_sha256: str, **evidence: Any) -> None:
+        super().__init__("idempotency_key", key, "was already used by this signer for different content "
+                         f"(first content sha256 {first_sha256}, this one {new_sha256})", event_id=event_id,
+                         first_content_sha256=first_sha256, new_content_sha256=new_sha256, **evidence)
+        self.key = key
+        self.first_sha256 = first_sha256
+        self.new_sha256 = new_sha256
+
+
+class IdempotencyWindowError(ValidationError):
+    """An event (keyed or not) is stamped at or before the horizon of ids the emitter has forgotten
+    (``limits.IDEMPOTENCY_WINDOW_*``): it cannot be told from a retry of a forgotten event, and appending it
+    could put one event id on the ledger twice. ``value`` is its event time; ``horizon_us`` the horizon."""
+
+    def __init__(self, event_time_us: int, horizon_us: int, **evidence: Any) -> None:
+        super().__init__("event_time_us", event_time_us, f"is at or before {horizon_us}, the horizon of this "
+                         "signer's idempotency window: a retry this old cannot be recognised",
+                         horizon_us=horizon_us, **evidence)
+
+
 class KeyFileError(LedgerError):
     """A key file cannot be used (missing, malformed, or too permissive)."""
 
@@ -161,12 +192,23 @@ class RejectError(LedgerError):
         return new.with_traceback(self.__traceback__)
 
 
+class HomeBusyError(HomeError):
+    """Another ``tokenledger run`` supervises this home's processors. ``pid`` names it, ``lock`` the lock file:
+    two supervisors would fight over every processor's state file (DuckDB allows one writer)."""
+
+
 class ChainForkError(LedgerError):
     """An emitter refused to write because it would fork its signer's chain."""
 
 
 class LogError(LedgerError):
     """The log backend failed; nothing is known to have been appended unless the evidence says so."""
+
+
+class LogRewoundError(LogError):
+    """The log ends below a position a processor already committed (``topic``, ``partition``, ``position``,
+    ``end_offset``): the broker restarted empty, or the topic was deleted and recreated. Reading on would
+    silently skip records that will be appended at offsets the processor thinks it has read, so it stops."""
 
 
 class EconomicsError(LedgerError):
@@ -179,6 +221,11 @@ class BudgetRefused(LedgerError):
 
 class AdmissionError(LedgerError):
     """The published budget views could not be read."""
+
+
+class ViewIntegrityError(LedgerError):
+    """Published views cannot be trusted: their manifest is missing, malformed, not signed by a key the log
+    registers for their processor, or a file's SHA-256 differs from the one it signed. Nothing was read."""
 
 
 class StoreError(LedgerError):
@@ -211,14 +258,19 @@ EXIT_CODES: dict[type[LedgerError], ExitCode] = {
     LedgerError: ExitCode.BAD_INPUT,
     ValidationError: ExitCode.BAD_INPUT,
     RecordTooLargeError: ExitCode.BAD_INPUT,
+    IdempotencyConflictError: ExitCode.BAD_INPUT,
+    IdempotencyWindowError: ExitCode.BAD_INPUT,
     KeyFileError: ExitCode.HOME,
     HomeError: ExitCode.HOME,
+    HomeBusyError: ExitCode.HOME,
     RejectError: ExitCode.REJECTED,
     ChainForkError: ExitCode.HOME,
     LogError: ExitCode.LOG,
+    LogRewoundError: ExitCode.LOG,
     EconomicsError: ExitCode.BAD_INPUT,
     BudgetRefused: ExitCode.BAD_INPUT,
     AdmissionError: ExitCode.BAD_INPUT,
+    ViewIntegrityError: ExitCode.REJECTED,  # like a record that fails verification: the data was tampered with
     StoreError: ExitCode.BAD_INPUT,
     RunnerFailedError: ExitCode.BAD_INPUT,
     RunnerInvariantError: ExitCode.BAD_INPUT,

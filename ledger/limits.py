@@ -67,7 +67,18 @@ SIGNATURE_BYTES = 64  # Ed25519
 PUBLIC_KEY_BYTES = 32  # Ed25519 raw public key
 EVENT_ID_HEX_CHARS = 32  # 128-bit event ids, lower-case hex
 
-DUPLICATE_WINDOW_EVENTS = 4_096  # recent event ids per signer remembered to detect duplicates
+# readers (ledger.integrity.chain): recent event ids per signer kept to reject a re-delivered or re-used id.
+# Small because every reader keeps it for every signer; the emitter's window below contains it, so an honest
+# emitter never appends an id readers would reject as a duplicate.
+DUPLICATE_WINDOW_EVENTS = 4_096
+# The emitter's idempotency window (ledger.sdk.emitter), kept on disk in the home next to the chain head and
+# rebuilt from the log when that is lost. An event id (from an idempotency key, or from the content) is
+# remembered while it is among the signer's last IDEMPOTENCY_WINDOW_EVENTS events OR its event time is within
+# IDEMPOTENCY_WINDOW_US of the signer's newest event time, and never beyond MAX_IDEMPOTENCY_WINDOW_EVENTS.
+# ~100 bytes of SQLite per remembered id: 100 MB for a signer at the hard cap.
+IDEMPOTENCY_WINDOW_EVENTS = 100_000  # events: a retry this many events later is still recognised
+IDEMPOTENCY_WINDOW_US = 7 * US_PER_DAY  # event time: a retry stamped up to a week later is still recognised
+MAX_IDEMPOTENCY_WINDOW_EVENTS = 1_000_000  # events: the hard cap on one signer's window, whatever their times
 MAX_EMITTER_CONTROL_READ_RECORDS = 1_000  # control records one read brings while an emitter catches up its key ring
 
 # ------------------------------------------------------------------ log backends
@@ -90,6 +101,15 @@ MAX_REGISTRATION_RECORDS = 64  # control records one proof may carry (a key's re
 # one log record (1 MiB), hex-encoded (x2), plus 64 KiB of JSON; anything larger is refused before parsing
 MAX_PROOF_FILE_BYTES = 2 * MAX_RECORD_BYTES * (3 + MAX_REGISTRATION_RECORDS) + 65_536
 
+# ------------------------------------------------------------------ files the CLI reads (ledger.files.read_bounded)
+
+MAX_CONFIG_FILE_BYTES = 1_048_576  # a home's config.json: a log URL and a few operator keys, 1 MiB is generous
+MAX_KEY_FILE_BYTES = 65_536  # one key file: a JSON document of four short fields
+# a view manifest: one SHA-256 line per published Parquet part; a long-running processor publishes a part
+# per batch, so allow many (a busy year of parts) before the manifest itself becomes the problem
+MAX_VIEW_MANIFEST_BYTES = 64 * 1024 * 1024
+MAX_VIEW_MANIFEST_RETRIES = 8  # re-reads of a manifest a publish replaced while it was being checked
+
 # ------------------------------------------------------------------ economics
 
 MAX_SPLIT_PARTS = 10_000  # shares in one largest-remainder split: the parties of one interaction, with room
@@ -108,6 +128,11 @@ MAX_ANOMALIES = 1_000_000  # anomalies counted in one usage review
 MAX_THROTTLE_LEVEL = 7  # the first level whose delay is capped (2 ** 6 s > 60 s); higher adds nothing
 MAX_BUDGET_INTERVAL_US = 10 * 366 * US_PER_DAY  # budget reset windows up to ten years
 MAX_BUDGET_PERCENT = 1000  # soft / hard / emergency percentages above 1000% are typos
+# A budget's running counters (consumed, emergency used, unpriced calls) saturate here instead of overflowing a
+# DuckDB BIGINT / Avro long: 4,612 valid data events of a petabyte read and written each already pass 2**63 - 1.
+# A saturated counter is past every ceiling (allocations are far smaller), so every decision it feeds is a
+# refusal or a breach: saturating never lets anyone spend more, and no valid event can crash the processor.
+MAX_BUDGET_COUNTER = INT64_MAX
 
 # ------------------------------------------------------------------ telemetry sources
 
@@ -121,6 +146,13 @@ MAX_PROBLEM_VALUE_CHARS = 120  # characters of an offending value kept in an Imp
 MAX_RUNNER_DATA_RECORDS = 200  # data records per poll (each a signed batch of up to MAX_BATCH_EVENTS events)
 MAX_RUNNER_CONTROL_RECORDS = 10_000  # control records per poll: drained first, they are few and small
 MAX_RUNNER_BATCH_BYTES = 8 * 1024 * 1024  # stop adding data records to a batch past this many bytes
+# Kafka (no clock over the log): a live reader folds only records stamped this long before its own clock read
+# before polling, so a record appended after the poll, stamped by a clock up to this far behind the reader's
+# (or sent this long before it arrived), still sorts after them (ledger.log.order). Also the added latency.
+MERGED_ORDER_MARGIN_MS = 100
+# a worker that ran this long (seconds) without dying is healthy: its next failure restarts it after the
+# shortest backoff again, so a crash once a day never waits the longest backoff a crash loop reached
+RESTART_BACKOFF_RESET_S = 60.0
 MAX_REASON_CHARS = 200  # policy_refused reasons: the validation message, cut to fit an alert
 
 # ------------------------------------------------------------------ CLI and report output
@@ -138,6 +170,9 @@ assert MAX_EVENT_BYTES < MAX_RECORD_BYTES
 assert MIN_EVENT_TIME_US < MAX_EVENT_TIME_US
 # a re-delivered batch is recognised whole: the window remembers at least one full batch per signer
 assert DUPLICATE_WINDOW_EVENTS >= MAX_BATCH_EVENTS
+# the emitter remembers every id readers remember: a retry readers would reject is deduplicated before signing
+assert IDEMPOTENCY_WINDOW_EVENTS >= DUPLICATE_WINDOW_EVENTS
+assert MAX_IDEMPOTENCY_WINDOW_EVENTS >= IDEMPOTENCY_WINDOW_EVENTS
 # a dead letter (original + reason + evidence + envelope) is itself a valid event
 assert MAX_DEAD_LETTER_EVIDENCE_CHARS > 0
 assert MAX_DEAD_LETTER_EVIDENCE_CHARS <= MAX_JSON_TEXT_CHARS
@@ -157,4 +192,6 @@ assert 8 * MAX_MICROS <= INT64_MAX
 assert (MAX_TREE_LEAVES - 1).bit_length() + 1 <= MAX_PROOF_HASHES
 # the throttle level cap is where the doubling delay first exceeds the 60 s ceiling (seed 003)
 assert 2 ** (MAX_THROTTLE_LEVEL - 1) * US_PER_S > 60 * US_PER_S >= 2 ** (MAX_THROTTLE_LEVEL - 2) * US_PER_S
+# every single spend (two petabytes of data at most) fits under a saturated counter's bound
+assert 2 * MAX_DATA_BYTES < MAX_BUDGET_COUNTER <= INT64_MAX
 assert DEFAULT_MAX_CLOCK_BEHIND_US <= MAX_CLOCK_SKEW_US and DEFAULT_MAX_CLOCK_AHEAD_US <= MAX_CLOCK_SKEW_US

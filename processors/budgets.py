@@ -32,7 +32,15 @@ What it does
       "refused" and a ``reservation_refused`` alert). ``commit`` turns (up to) the hold into
       consumption (any excess is counted as usage); ``release`` frees it; a hold expires by event
       time (at its ``expires_at_us`` or its window's end) when a later event touches its budget.
-      A reservation id is used once; a second reserve with it is refused (reason duplicate_id).
+      A reservation id is the reserving agent's own (the key is (signer, reservation id), so nobody can
+      squat another agent's id); an agent uses it once, a second reserve with it is refused (reason
+      duplicate_id). An agent reserves only against its own scopes: its agent scope, and the org and
+      project its operator-signed registration names — any other scope (another agent's, a task, a
+      foreign project) only with the operator's ``reserve`` grant on it; otherwise the reserve is
+      refused with reason not_permitted (a ``reservation_refused`` alert and a refused row).
+    * ``AgentRegistered`` and ``Grant`` (control) are folded into ``budget_signers`` (org, project) and
+      ``budget_grants`` (reserve and grader grants, each in force from its event time), which decide
+      who may reserve what and whose scores count.
     * ``Outcome`` events record the signer's confidence on its agent-level budgets: once it is at
       or above the policy's threshold, further spend is refused (reservations) or flagged
       (usage: a ``gated`` alert) until a lower confidence is reported.
@@ -44,7 +52,8 @@ What it does
       times the agent's reputation multiplier at that window's first event (0.5x .. 1.5x, rounded
       down), computed by ledger.economics.reputation from the trust this processor counts exactly as the
       reputation processor does (self-issued trust ignored, graded outcomes as incentive trust;
-      kept in ``budget_trust``). A newcomer scores 0.7 = 1.0x. Other levels are not scaled.
+      a score counts only from a grader about another agent; kept in ``budget_trust``). A newcomer
+      scores 0.7 = 1.0x. Other levels are not scaled.
     * Alerts (soft_limit, hard_limit, emergency_reserve, suspended, resumed, breach, gated,
       reservation_refused, policy_refused) are ``BudgetAlert`` derived events on ``<prefix>.alerts``
       and ``budget_alerts`` rows; their ids come from the causing event's id and the alert's index,
@@ -71,7 +80,9 @@ Invariants
     * ``restore`` rebuilds the in-memory state exactly from the snapshot views.
 
 Never
-    Read the wall clock, refuse a usage event (usage is a fact), or move budget partially.
+    Read the wall clock, refuse a usage event (usage is a fact), move budget partially, or overflow a
+    counter: consumption, emergency use and unpriced calls saturate at ``ledger.limits.MAX_BUDGET_COUNTER``
+    (a saturated budget is past every ceiling, so it refuses and flags), so no valid event crash-loops it.
 """
 
 from __future__ import annotations
@@ -81,20 +92,29 @@ from dataclasses import replace
 from typing import Any
 
 from ledger.economics import budget as b
-from ledger.economics.budget_rows import level_from_row, levels_text, parse_levels, policy_columns, policy_from_event
+from ledger.economics.budget_rows import (
+    hold_id,
+    level_from_row,
+    levels_text,
+    parse_levels,
+    policy_columns,
+    policy_from_event,
+)
 from ledger.economics.pricing import PRICE_ROW_COLUMNS, PriceBook, price_book_from_rows, usage_cost
 from ledger.economics.reallocation import Refusal
 from ledger.economics.reputation import TrustEvent, apply_multiplier, incentive_event, reputation, trust_event
 from ledger.errors import LedgerError
-from ledger.limits import MAX_BUDGET_INTERVAL_US, MAX_REASON_CHARS
+from ledger.limits import MAX_BUDGET_COUNTER, MAX_BUDGET_INTERVAL_US, MAX_REASON_CHARS
 from ledger.units import MILLI
 from ledger.wire.events import (
     Action,
+    AgentRegistered,
     BudgetAlert,
     BudgetTransfer,
     Compute,
     Data,
     Event,
+    Grant,
     Outcome,
     PriceSet,
     Trust,
@@ -105,17 +125,19 @@ from ledger.wire.events import (
 from ledger.wire.events import (
     Reservation as ReservationEvent,
 )
-from ledger.wire.vocab import SCOPE_LEVEL_VALUES, ScopeLevel
+from ledger.wire.vocab import SCOPE_LEVEL_VALUES, Capability, ScopeLevel
 from processors.runtime.processor import (
     BATCH,
     Column,
     Derived,
     Effects,
+    GrantBook,
     Item,
     Processor,
     Quarantined,
     View,
     columns_of,
+    grant_history_view,
 )
 
 LEVELS = SCOPE_LEVEL_VALUES  # outermost first
@@ -197,10 +219,10 @@ TRANSFERS = View(
         BATCH,
     ))
 RESERVATIONS = View(
-    name="reservations", mode="snapshot", primary_key=("reservation_id",),
-    doc="Every reservation and what became of it.",
+    name="reservations", mode="snapshot", primary_key=("agent_id", "reservation_id"),
+    doc="Every reservation and what became of it (ids are per agent: the key is agent_id + reservation_id).",
     columns=(
-        Column("reservation_id", "VARCHAR", "the producer's reservation id"),
+        Column("reservation_id", "VARCHAR", "the producer's reservation id (its own: unique per agent)"),
         Column("agent_id", "VARCHAR", "who reserved"),
         Column("scope", "VARCHAR", "scope level named by the reservation"),
         Column("scope_id", "VARCHAR", "scope id named by the reservation"),
@@ -208,7 +230,8 @@ RESERVATIONS = View(
         Column("amount", "BIGINT", "amount requested"),
         Column("committed", "BIGINT", "amount committed (0 until a commit)"),
         Column("status", "VARCHAR", "reserved | committed | released | expired | refused"),
-        Column("reason", "VARCHAR", "decision reason (refusals: hard_limit, suspended, confidence_gate, ...)"),
+        Column("reason", "VARCHAR", "decision reason (refusals: hard_limit, suspended, confidence_gate, "
+                                    "not_permitted, ...)"),
         Column("levels", "VARCHAR", "budgets it holds at: level:id/level:id (org first)"),
         Column("created_us", "BIGINT", "event time of the reserve"),
         Column("expires_us", "BIGINT", "hold ends (event time): its expiry or its window's end"),
@@ -248,6 +271,20 @@ TRUST = View(
     ))
 
 
+SIGNERS = View(
+    name="budget_signers", mode="snapshot", primary_key=("agent_id",),
+    doc="Each registered signer's org and project (from agent_registered): the scopes it may reserve against.",
+    columns=(
+        Column("agent_id", "VARCHAR", "the registered signer"),
+        Column("org", "VARCHAR", "org it is registered under (NULL: none)"),
+        Column("project", "VARCHAR", "project it is registered under (NULL: none)"),
+    ))
+BUDGET_GRANTS = grant_history_view("budget_grants")
+RESERVE = Capability.RESERVE.value
+GRADER = Capability.GRADER.value
+ResKey = tuple[str, str]  # (reserving agent, its reservation id)
+
+
 def _ceil_div(a: int, d: int) -> int:
     return -(-a // d)
 
@@ -256,7 +293,7 @@ class Budgets(Processor):
     name = "budgets"
     derived_topics = ("alerts",)
     doc = "budgets per scope and kind: consumption, limits, reservations, alerts and transfers"
-    views = (BUDGETS, ALERTS, TRANSFERS, RESERVATIONS, PRICES, TRUST, BACKFILL)
+    views = (BUDGETS, ALERTS, TRANSFERS, RESERVATIONS, PRICES, TRUST, SIGNERS, BUDGET_GRANTS, BACKFILL)
 
     def __init__(self) -> None:
         self.policies: dict[Key, b.BudgetPolicy] = {}
@@ -264,7 +301,11 @@ class Budgets(Processor):
         self.parent: dict[Key, tuple[str | None, str | None]] = {}
         self.unpriced: dict[Key, int] = {}
         self.updated: dict[Key, int] = {}
-        self.reservations: dict[str, dict[str, Any]] = {}
+        self.reservations: dict[ResKey, dict[str, Any]] = {}
+        self.signers: dict[str, tuple[str | None, str | None]] = {}  # agent -> registered (org, project)
+        self.dirty_signers: set[str] = set()
+        self.holds: dict[str, ResKey] = {}  # hold id in the pure model -> reservation (admitted ones)
+        self.grants = GrantBook(BUDGET_GRANTS)
         self.book = PriceBook()  # from PriceSet events only (the shipped book is on the log as such)
         self.trust: dict[str, list[TrustEvent]] = {}
         self.multiplier: dict[Key, str] = {}
@@ -273,11 +314,16 @@ class Budgets(Processor):
 
     def restore(self, query: Callable[..., list[tuple[Any, ...]]]) -> None:
         for row in _rows(query, RESERVATIONS):
-            self.reservations[row["reservation_id"]] = row
+            self.reservations[(row["agent_id"], row["reservation_id"])] = row
+        for agent, org, project in query("SELECT agent_id, org, project FROM budget_signers"):
+            self.signers[agent] = (org, project)
+        self.grants.restore(query)
         held: dict[tuple[str, str, str], list[b.Reservation]] = {}
         for row in self.reservations.values():
             if row["status"] == "reserved":
-                r = b.Reservation(row["reservation_id"], row["amount"], row["created_us"], row["expires_us"])
+                hid = hold_id(row["agent_id"], row["reservation_id"])
+                self.holds[hid] = (row["agent_id"], row["reservation_id"])
+                r = b.Reservation(hid, row["amount"], row["created_us"], row["expires_us"])
                 for lvl, sid in parse_levels(row["levels"]):
                     held.setdefault((lvl, sid, row["budget_kind"]), []).append(r)
         for row in _rows(query, BUDGETS):
@@ -299,7 +345,7 @@ class Budgets(Processor):
     def fold(self, items: list[Item], quarantined: list[Quarantined]) -> Effects:
         self.fx = Effects()
         self.dirty: set[Key] = set()
-        self.dirty_res: set[str] = set()
+        self.dirty_res: set[ResKey] = set()
         self.alert_rows: list[dict[str, Any]] = []
         self.transfer_rows: list[dict[str, Any]] = []
         self.trust_rows: list[dict[str, Any]] = []
@@ -323,6 +369,12 @@ class Budgets(Processor):
             fx.append("transfers", columns_of(self.transfer_rows))
         if self.trust_rows:
             fx.append("budget_trust", columns_of(self.trust_rows))
+        if self.dirty_signers:
+            fx.upsert("budget_signers", columns_of([{"agent_id": a, "org": self.signers[a][0],
+                                                     "project": self.signers[a][1]}
+                                                    for a in sorted(self.dirty_signers)]))
+            self.dirty_signers = set()
+        self.grants.flush(fx)
         del self.fx
         return fx
 
@@ -332,11 +384,16 @@ class Budgets(Processor):
             self._policy(ev, body)
         elif isinstance(body, PriceSet):
             self._add_price(ev, body)
+        elif isinstance(body, AgentRegistered):
+            self.signers[body.agent_id] = (body.org, body.project)
+            self.dirty_signers.add(body.agent_id)
+        elif isinstance(body, Grant):
+            self.grants.apply(body.agent_id, body.capability, body.scope, body.active, ev.event_time_us)
         elif isinstance(body, ReservationEvent):
             self._reservation(ev, body)
         elif isinstance(body, Outcome):
             self._outcome(ev, body)
-            got = incentive_event(ev, body)
+            got = incentive_event(ev, body, self.grants.holders(GRADER, ev.event_time_us))
             if got is not None:
                 self._count_trust(got[0])
         elif not body.CONTROL and not getattr(body, "DERIVED", False):
@@ -364,7 +421,7 @@ class Budgets(Processor):
             spends = [(body.budget_kind, body.amount)] if body.action == "commit" and body.amount else []
         else:
             if isinstance(body, Outcome):
-                got = incentive_event(ev, body)
+                got = incentive_event(ev, body, self.grants.holders(GRADER, ev.event_time_us))
                 if got is not None:
                     self._count_trust(got[0])
             elif isinstance(body, Trust):
@@ -441,7 +498,7 @@ class Budgets(Processor):
         t = ev.event_time_us
         if amount < 0:  # an unpriced call: counted as such on the usd rows, no spend
             for key in chain:
-                self.unpriced[key] = self.unpriced.get(key, 0) + 1
+                self.unpriced[key] = min(self.unpriced.get(key, 0) + 1, MAX_BUDGET_COUNTER)
                 self._touch(key, t)
             return
         self._advance(ev, chain)
@@ -454,12 +511,13 @@ class Budgets(Processor):
 
     def _reservation(self, ev: Event, body: ReservationEvent) -> None:
         t = ev.event_time_us
-        rid = body.reservation_id
+        rkey = (ev.signer_id, body.reservation_id)
+        rid = hold_id(*rkey)  # what the pure model holds it under
         if body.action == "reserve":
             self._reserve(ev, body)
             return
-        row = self.reservations.get(rid)
-        if row is None or row["agent_id"] != ev.signer_id or row["budget_kind"] != body.budget_kind:
+        row = self.reservations.get(rkey)
+        if row is None or row["budget_kind"] != body.budget_kind:
             # not ours to settle: a commit is still a spend that happened; a release frees nothing
             if body.action == "commit" and body.amount:
                 self._usage(ev, body.budget_kind, body.amount)
@@ -478,7 +536,7 @@ class Budgets(Processor):
                 self._alerts(ev, rel.alerts)
                 self._touch(key, t)
             if row["status"] == "reserved":
-                self._set_res(rid, t, status="expired" if row["expires_us"] <= t else "released")
+                self._set_res(rkey, t, status="expired" if row["expires_us"] <= t else "released")
             return
         # commit
         if not keys:
@@ -493,10 +551,10 @@ class Budgets(Processor):
         self._alerts(ev, res.alerts)
         if res.decision.reason is b.Reason.NOT_RESERVED:
             # expired or already settled: the spend happened anyway, so it is counted as usage
-            self._set_res(rid, t, status="expired" if row["status"] == "reserved" else row["status"])
+            self._set_res(rkey, t, status="expired" if row["status"] == "reserved" else row["status"])
             self._count(ev, keys, body.amount)
             return
-        self._set_res(rid, t, status="committed", committed=amount)
+        self._set_res(rkey, t, status="committed", committed=amount)
         if body.amount > amount:
             self._count(ev, keys, body.amount - amount)  # spent beyond the hold: usage of its own
 
@@ -509,12 +567,14 @@ class Budgets(Processor):
 
     def _reserve(self, ev: Event, body: ReservationEvent) -> None:
         t = ev.event_time_us
-        rid = body.reservation_id
+        rkey = (ev.signer_id, body.reservation_id)
+        rid = hold_id(*rkey)
         ids = self._ids(ev)
         ids[body.scope] = body.scope_id
         chain = self._budgeted(ids, body.budget_kind)
         self._note_parents(ids, body.budget_kind, chain)
-        row = {"reservation_id": rid, "agent_id": ev.signer_id, "scope": body.scope, "scope_id": body.scope_id,
+        row = {"reservation_id": body.reservation_id, "agent_id": ev.signer_id, "scope": body.scope,
+               "scope_id": body.scope_id,
                "budget_kind": body.budget_kind, "amount": body.amount, "committed": 0, "status": "refused",
                "reason": "", "levels": levels_text([b.Scope(ScopeLevel(k[0]), k[1]) for k in chain]), "created_us": t,
                "expires_us": body.expires_at_us, "updated_us": t}
@@ -526,12 +586,15 @@ class Budgets(Processor):
                 window_start_us=max(0, state.window_start_us) if state else 0,
                 allocation=state.allocation if state else 0, consumed=state.consumed if state else 0,
                 amount=body.amount, reason=reason))
-            if rid not in self.reservations:
-                self.reservations[rid] = {**row, "reason": reason}
-                self.dirty_res.add(rid)
+            if rkey not in self.reservations:
+                self.reservations[rkey] = {**row, "reason": reason}
+                self.dirty_res.add(rkey)
 
-        if rid in self.reservations:
+        if rkey in self.reservations:
             refuse("duplicate_id", None, None)
+            return
+        if not self._may_reserve(ev.signer_id, body.scope, body.scope_id, t):
+            refuse("not_permitted", None, None)
             return
         if not chain:
             refuse("not_budgeted", None, None)
@@ -555,8 +618,24 @@ class Budgets(Processor):
             return
         held = self.states[chain[0]].reservation(rid)
         assert held is not None  # admitted: every level holds it
-        self.reservations[rid] = {**row, "status": "reserved", "reason": d.reason.value, "expires_us": held.expires_us}
-        self.dirty_res.add(rid)
+        self.reservations[rkey] = {**row, "status": "reserved", "reason": d.reason.value,
+                                   "expires_us": held.expires_us}
+        self.dirty_res.add(rkey)
+        self.holds[rid] = rkey
+
+    def _may_reserve(self, agent: str, scope: str, scope_id: str, t: int) -> bool:
+        """Whether ``agent`` may name ``scope``/``scope_id`` in a reservation: its own agent scope, the org
+        or project its operator-signed registration names, or a scope the operator granted it ``reserve``
+        on (at the reserve's event time). A task scope is never its own (nothing on the log ties an agent
+        to a task but its own claim), so it needs a grant. Context levels of the reservation
+        (org/project/task) are held as usage counts them: by the event's context, the same claim a usage
+        event may make."""
+        if scope == ScopeLevel.AGENT.value and scope_id == agent:
+            return True
+        org, project = self.signers.get(agent, (None, None))
+        if (scope, scope_id) in ((ScopeLevel.ORG.value, org), (ScopeLevel.PROJECT.value, project)):
+            return True
+        return self.grants.has(agent, RESERVE, f"{scope}:{scope_id}", t)
 
     def _outcome(self, ev: Event, body: Outcome) -> None:
         if body.confidence_milli is None:
@@ -653,15 +732,15 @@ class Budgets(Processor):
         self.updated[key] = max(self.updated.get(key, t), t)
         self.dirty.add(key)
 
-    def _set_res(self, rid: str, t: int, **changes: Any) -> None:
-        self.reservations[rid] = {**self.reservations[rid], **changes, "updated_us": t}
-        self.dirty_res.add(rid)
+    def _set_res(self, rkey: ResKey, t: int, **changes: Any) -> None:
+        self.reservations[rkey] = {**self.reservations[rkey], **changes, "updated_us": t}
+        self.dirty_res.add(rkey)
 
     def _expired(self, expired: tuple[b.Reservation, ...], t: int) -> None:
         for r in expired:
-            row = self.reservations.get(r.reservation_id)
-            if row is not None and row["status"] == "reserved":
-                self._set_res(r.reservation_id, t, status="expired")
+            rkey = self.holds.get(r.reservation_id)
+            if rkey is not None and self.reservations[rkey]["status"] == "reserved":
+                self._set_res(rkey, t, status="expired")
 
     def _alerts(self, ev: Event, alerts: tuple[b.Alert, ...]) -> None:
         for a in alerts:

@@ -22,11 +22,12 @@ from ledger.wire.events import (
     Body,
     Compute,
     Data,
+    Grant,
     Interaction,
     Rejected,
     Trust,
 )
-from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
+from processors.runtime.processor import BATCH, Column, Derived, Effects, Item, Processor, Quarantined, View, columns_of
 
 COMMON = (
     Column("event_id", "VARCHAR", "event id (32 hex chars, derived from signer + idempotency key or content)"),
@@ -183,21 +184,45 @@ def record_time_us(q: Quarantined) -> int:
     return min(max(t, limits.MIN_EVENT_TIME_US), limits.MAX_EVENT_TIME_US)
 
 
+GRANTS = View(
+    name="grants", doc="Every grant and withdrawal the operator signed (grant control events), in log order: "
+                       "who may do what beyond their role.",
+    columns=(
+        Column("event_id", "VARCHAR", "the grant control event"),
+        Column("agent_id", "VARCHAR", "the signer granted"),
+        Column("capability", "VARCHAR", "backfill | notary | grader | reserve"),
+        Column("scope", "VARCHAR", "reserve: '<level>:<id>'; '' otherwise"),
+        Column("max_age_us", "BIGINT", "backfill: how far back its events may claim (us); 0 otherwise"),
+        Column("active", "BOOLEAN", "true: granted; false: withdrawn"),
+        Column("event_time_us", "BIGINT", "the grant's event time (us)"),
+        Column("append_time_us", "BIGINT", "when the log appended it (us): its place in the log order"),
+        Column("log_topic", "VARCHAR", "topic of the record"),
+        Column("log_offset", "BIGINT", "offset of the record"),
+        BATCH,
+    ))
+
+
 class Journal(Processor):
     name = "journal"
     derived_topics = ("rejected",)
     doc = "every accepted event flattened into `events`; every rejected record in `rejections`"
-    views = (EVENTS,)
+    views = (EVENTS, GRANTS)
     publishes_rejections = True
 
     def fold(self, items: list[Item], quarantined: list[Quarantined]) -> Effects:
         fx = Effects()
         groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}  # by the body's own columns
+        grants: list[dict[str, Any]] = []
         for it in items:
             ev = it.decoded.event
             ctx = ev.context
             rec = it.record
             body = ev.body
+            if isinstance(body, Grant):
+                grants.append({"event_id": ev.event_id, "agent_id": body.agent_id, "capability": body.capability,
+                               "scope": body.scope, "max_age_us": body.max_age_us, "active": body.active,
+                               "event_time_us": ev.event_time_us, "append_time_us": rec.append_time_us,
+                               "log_topic": rec.topic, "log_offset": rec.offset})
             cols, flatten = _FLATTEN.get(type(body), _OTHER)
             row = (ev.event_id, ev.signer_id, it.key_id, ev.seq, body.KIND, ev.event_time_us, ev.event_time_us,
                    ctx.org, ctx.project,
@@ -211,6 +236,8 @@ class Journal(Processor):
             # microseconds straight into an Arrow timestamp column: no datetime object per event
             columns["event_time"] = pa.array(columns["event_time"], type=pa.timestamp("us"))
             fx.append("events", columns)
+        if grants:
+            fx.append("grants", columns_of(grants))
         for q in quarantined:
             fx.derived.append(Derived(topic="rejected", body=rejected_body(q), event_time_us=record_time_us(q),
                                       idempotency_key=f"rejected:{q.record.topic}:{q.record.partition}:{q.record.offset}"))

@@ -7,12 +7,14 @@ What it does
     multiplier). Trust an agent issues about itself is recorded with ``counted = false`` and never
     counts.
 
-    Incentives (seed 002, ``ledger.economics.reputation.task_incentive``): an ``Outcome`` with a score is a
-    graded task of its signer; a score >= 0.8 adds score * 10 accuracy trust, a score < 0.5 takes
-    (1 - score) * 10 away. The change is recorded as a trust event issued by ``processor.reputation``
-    about the signer (id = the outcome's event id), so it counts like any other rating and a replay
-    derives the same one. (The score is reported by the agent; an operator who does not want
-    self-graded outcomes to move reputation has them signed by a grader agent instead.)
+    Incentives (seed 002, ``ledger.economics.reputation.task_incentive``): an ``Outcome`` with a score,
+    signed by a signer holding the operator's ``grader`` grant (a ``grant`` control event, in force from its
+    event time, kept in ``reputation_grants``) about another agent (``subject_id``), is a graded task of that
+    agent; a score >= 0.8 adds score * 10 accuracy trust, a score < 0.5 takes (1 - score) * 10 away. The
+    change is recorded as a trust event issued by ``processor.reputation`` about the subject (id = the
+    outcome's event id), so it counts like any other rating and a replay derives the same one. A
+    self-reported score (no subject, or by a signer without the grant) is recorded in ``trust_history``
+    with ``counted = false`` and never moves accuracy or the multiplier: an agent cannot grade itself up.
 
 Which time
     Decay uses each trust event's claimed event time, bounded by the skew window of its record's append
@@ -33,7 +35,7 @@ Invariants
     * ``restore`` rebuilds the per-subject event lists from ``trust_history``.
 
 Never
-    Read the wall clock, or count a self-issued trust event.
+    Read the wall clock, count a self-issued trust event, or count a score nobody with the grader grant gave.
 """
 
 from __future__ import annotations
@@ -41,11 +43,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ledger.economics.reputation import INCENTIVE_ISSUER, TrustEvent, incentive_event, reputation, trust_event
+from ledger.economics.reputation import (
+    INCENTIVE_ISSUER,
+    TrustEvent,
+    incentive_event,
+    is_grade,
+    reputation,
+    trust_event,
+)
 from ledger.units import MILLI
-from ledger.wire.events import Event, Outcome, Trust
-from ledger.wire.vocab import TrustDimension
-from processors.runtime.processor import Column, Effects, Item, Processor, Quarantined, View
+from ledger.wire.events import Event, Grant, Outcome, Trust
+from ledger.wire.vocab import Capability, TrustDimension
+from processors.runtime.processor import (
+    Column,
+    Effects,
+    GrantBook,
+    Item,
+    Processor,
+    Quarantined,
+    View,
+    grant_history_view,
+)
+
+GRADER = Capability.GRADER.value
 
 REPUTATION = View(
     name="reputation", mode="snapshot", primary_key=("agent_id",),
@@ -63,6 +83,7 @@ REPUTATION = View(
         Column("events_counted", "BIGINT", "trust events about the agent that count"),
         Column("events_self", "BIGINT", "trust events ignored: self-issued (or out of range)"),
     ))
+REPUTATION_GRANTS = grant_history_view("reputation_grants")
 HISTORY = View(
     name="trust_history", doc="Every trust event seen, counted or not, including incentive trust.",
     columns=(
@@ -74,7 +95,8 @@ HISTORY = View(
         Column("value_milli", "BIGINT", "signed value in thousandths of a trust token"),
         Column("half_life_us", "BIGINT", "its own half-life (NULL = the dimension's default)"),
         Column("source", "VARCHAR", "trust: the event's source; incentives: incentive:<rule>"),
-        Column("counted", "BOOLEAN", "false: self-issued, or |value| beyond one event's limit (ignored)"),
+        Column("counted", "BOOLEAN", "false: self-issued (trust, or a score not given by a grader), or |value| "
+                                     "beyond one event's limit (ignored)"),
         Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)"),
     ))
 
@@ -82,14 +104,16 @@ HISTORY = View(
 class Reputation(Processor):
     name = "reputation"
     doc = "trust decaying by event time: scores per agent and dimension, tier, budget multiplier"
-    views = (REPUTATION, HISTORY)
+    views = (REPUTATION, HISTORY, REPUTATION_GRANTS)
 
     def __init__(self) -> None:
         self.events: dict[str, list[TrustEvent]] = {}
         self.as_of: dict[str, int] = {}
         self.self_count: dict[str, int] = {}
+        self.grants = GrantBook(REPUTATION_GRANTS)
 
     def restore(self, query: Callable[..., list[tuple[Any, ...]]]) -> None:
+        self.grants.restore(query)
         rows = query("SELECT event_id, event_time_us, issuer, subject, dimension, value_milli, half_life_us, counted "
                      "FROM trust_history ORDER BY _batch, event_time_us, event_id")
         for eid, t, issuer, subject, dim, vm, hl, counted in rows:
@@ -106,6 +130,9 @@ class Reputation(Processor):
         for it in items:
             ev = it.decoded.event
             body = ev.body
+            if isinstance(body, Grant):
+                self.grants.apply(body.agent_id, body.capability, body.scope, body.active, ev.event_time_us)
+                continue
             if isinstance(body, Trust):
                 row = self._trust(ev, body)
             elif isinstance(body, Outcome) and body.score_milli is not None:
@@ -120,6 +147,7 @@ class Reputation(Processor):
         if touched:
             snap = [self._row(s) for s in sorted(touched)]
             fx.upsert("reputation", {k: [r[k] for r in snap] for k in snap[0]})
+        self.grants.flush(fx)
         return fx
 
     def _note(self, subject: str, t: int) -> None:
@@ -137,14 +165,23 @@ class Reputation(Processor):
                 "half_life_us": body.half_life_us, "source": body.source, "counted": te is not None}
 
     def _incentive(self, ev: Event, body: Outcome) -> dict[str, Any] | None:
-        got = incentive_event(ev, body)
+        if not is_grade(ev, body, self.grants.holders(GRADER, ev.event_time_us)):
+            # a self-reported score: kept on record (the confidence still gates budgets), never counted
+            subject = body.subject_id or ev.signer_id
+            self._note(subject, ev.event_time_us)
+            self.self_count[subject] = self.self_count.get(subject, 0) + 1
+            assert body.score_milli is not None  # fold only passes scored outcomes
+            return {"event_id": ev.event_id, "event_time_us": ev.event_time_us, "issuer": ev.signer_id,
+                    "subject": subject, "dimension": TrustDimension.ACCURACY.value, "value_milli": 0,
+                    "half_life_us": None, "source": "self_score", "counted": False}
+        got = incentive_event(ev, body, self.grants.holders(GRADER, ev.event_time_us))
         if got is None:
             return None
         te, rule = got
-        self._note(ev.signer_id, ev.event_time_us)
-        self.events.setdefault(ev.signer_id, []).append(te)
+        self._note(te.subject, ev.event_time_us)
+        self.events.setdefault(te.subject, []).append(te)
         return {"event_id": ev.event_id, "event_time_us": ev.event_time_us, "issuer": INCENTIVE_ISSUER,
-                "subject": ev.signer_id, "dimension": te.dimension.value, "value_milli": round(te.value * MILLI),
+                "subject": te.subject, "dimension": te.dimension.value, "value_milli": round(te.value * MILLI),
                 "half_life_us": None, "source": f"incentive:{rule}", "counted": True}
 
     def _row(self, subject: str) -> dict[str, Any]:

@@ -10,8 +10,15 @@ its file (proofs).
 Invariants
     * A view whose processor has not published yet is an empty view with the right columns, so a
       query never fails because a processor has not run.
+    * Authenticated: ``connect_views`` checks each processor's signed manifest (``ledger.sdk.published``:
+      signature by the processor's key registered on the log, SHA-256 of every file) and reads private
+      copies of exactly the files it lists; a forged view is a ``ViewIntegrityError``, never an answer.
+    * Sandboxed: the connection ``connect_views`` yields is a read-only database whose configuration is
+      locked after the views are defined, with external access off except for those copies: SQL given
+      to it cannot read another file (``read_csv``), write one (``COPY ... TO``), ``ATTACH`` a state
+      file, load an extension, or change a setting.
     * Reads only: never writes a view or a state file (``attach`` is read-only); the one file it writes
-      is ``<home>/views/views.sql`` for plain DuckDB (``write_views_sql``).
+      is ``<home>/views/views.sql`` for plain DuckDB (``write_views_sql``), whose globs are unchecked.
 
 What it must never do: open a processor's state file for writing, or decide how paths are laid out
 (``ledger.sdk.home.HomeLayout`` does).
@@ -20,6 +27,7 @@ What it must never do: open a processor's state file for writing, or decide how 
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +36,9 @@ from typing import Any
 import duckdb
 
 from ledger.errors import ValidationError
-from ledger.sdk.home import HomeLayout
+from ledger.integrity.keyring import KeyRing
+from ledger.sdk.home import Home, HomeLayout
+from ledger.sdk.published import VerifiedViews, has_published, listed_files, registered_keys, verify_published
 from processors import REGISTRY
 from processors.runtime.processor import View
 from processors.runtime.publish import published_views
@@ -106,13 +116,53 @@ def connect() -> Iterator[Connection]:
         con.close()
 
 
+# what a refused statement in the sandbox looks like (DuckDB has no one exception class for it)
+_SANDBOX_REFUSALS = ("file system operations are disabled", "read-only mode", "configuration has been locked",
+                     "disabled through configuration", "external access")
+SANDBOX_REASON = ("is refused: `tokenledger query` reads only the published views (no other files, no COPY, "
+                  "no ATTACH, no writes, no settings)")
+
+
+def _view_statement(v: PublishedView, files: list[Path]) -> str:
+    if files:
+        listed = ", ".join(f"'{sql_literal(f)}'" for f in files)
+        # view names come from the processors' code, paths are escaped: no outside text is spliced in
+        return f"CREATE VIEW {v.view.name} AS SELECT * FROM read_parquet([{listed}], union_by_name = true)"  # noqa: S608
+    cols = ", ".join(f"CAST(NULL AS {c.sql_type}) AS {c.name}" for c in v.view.columns if not c.name.startswith("_"))
+    return f"CREATE VIEW {v.view.name} AS SELECT {cols} WHERE false"
+
+
 @contextlib.contextmanager
-def connect_views(home: HomeLayout) -> Iterator[Connection]:
-    """An in-memory DuckDB with every published view defined (``views_sql``), closed on exit."""
-    with connect() as con:
-        for stmt in views_sql(home).strip().splitlines():
-            con.execute(stmt)
-        yield con
+def connect_views(home: HomeLayout, *, log_url: str | None = None) -> Iterator[Connection]:
+    """A sandboxed, read-only DuckDB with every published view defined over checked private copies of
+    the files its processor's signed manifest lists (module doc), closed and removed on exit."""
+    h = home if isinstance(home, Home) else Home.open(home.path)
+    ring: KeyRing | None = None
+    with tempfile.TemporaryDirectory(prefix="tokenledger-views-") as tmp:
+        files_root = Path(tmp) / "files"
+        checked: dict[str, VerifiedViews] = {}
+        for name in sorted(REGISTRY):
+            if has_published(h.views_dir(name)):
+                ring = ring or registered_keys(h, log_url)
+                checked[name] = verify_published(h.views_dir(name), name, ring, copy_to=files_root / name)
+        db = Path(tmp) / "views.duckdb"
+        build = duckdb.connect(str(db))
+        try:
+            for v in catalog(h):
+                got = checked.get(v.processor)
+                build.execute(_view_statement(v, got.files.get(v.view.name, []) if got else []))
+        finally:
+            build.close()
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            # order matters: the allowed directory first, then external access off, then the lock (after which
+            # no statement can undo either); the views were defined before, on the copies only
+            con.execute("SET allowed_directories = [?]", [str(files_root) + "/"])
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+            yield con
+        finally:
+            con.close()
 
 
 def run(con: Connection, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> Table:
@@ -122,13 +172,22 @@ def run(con: Connection, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> 
     return Table(cols, tuple(tuple(r) for r in cur.fetchall()) if cols else ())
 
 
-def query(home: HomeLayout, sql: str) -> Table:
-    """An analyst's SQL over the published views; bad SQL is a ``ValidationError`` naming it."""
-    with connect_views(home) as con:
+def query(home: HomeLayout, sql: str, *, log_url: str | None = None) -> Table:
+    """An analyst's SQL over the published views, in the sandbox; bad SQL, or SQL that reaches for a
+    file, a setting or a write, is a ``ValidationError`` naming it."""
+    if not isinstance(sql, str) or not sql.strip():
+        raise ValidationError("sql", sql, "must be a SQL statement",
+                              hint='list the views with: tokenledger query "SHOW TABLES"')
+    with connect_views(home, log_url=log_url) as con:
         try:
             return run(con, sql)
         except duckdb.Error as e:
-            raise ValidationError("sql", sql, str(e).splitlines()[0],
+            first = str(e).splitlines()[0]
+            if isinstance(e, duckdb.PermissionException) or any(r in first for r in _SANDBOX_REFUSALS):
+                raise ValidationError("sql", sql, SANDBOX_REASON, duckdb_error=first,
+                                      hint="query the views by name (SHOW TABLES lists them); to export, use "
+                                           "--csv or --json and redirect the output") from None
+            raise ValidationError("sql", sql, first,
                                   hint='list the views with: tokenledger query "SHOW TABLES"') from None
 
 
@@ -151,10 +210,13 @@ def attach(con: Connection, path: Path, alias: str) -> bool:
 
 
 def create_parquet_view(con: Connection, name: str, directory: Path, *, union_by_name: bool = True) -> None:
-    """Define view ``name`` (may be schema-qualified) over the Parquet parts in ``directory``."""
+    """Define view ``name`` (may be schema-qualified) over the Parquet parts in ``directory``: the ones its
+    manifest lists when there is one (one publish, unchecked: callers compare with live state), else all."""
     options = ", union_by_name = true" if union_by_name else ""
-    glob = sql_literal(directory / "*.parquet")
-    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{glob}'{options})")  # noqa: S608 (callers' names)
+    files = listed_files(directory)
+    source = ("[" + ", ".join(f"'{sql_literal(f)}'" for f in files) + "]" if files
+              else f"'{sql_literal(directory / '*.parquet')}'")
+    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({source}{options})")  # noqa: S608 (callers' names)
 
 
 __all__ = ["Connection", "PublishedView", "Table", "attach", "catalog", "connect", "connect_views",

@@ -11,7 +11,7 @@ from ledger.errors import RejectError, ValidationError
 from ledger.integrity.keys import SigningKey, save_key
 from ledger.sdk.emitter import ControlKeys
 from ledger.sdk.home import OPERATOR_ID, Home, check_signer_id, resolve_log_url
-from ledger.sdk.registration import register_signer
+from ledger.sdk.registration import register_signer, valid_key_ids
 from ledger.wire.events import KeyRevoked, KeyRotated
 
 agent_app = typer.Typer(no_args_is_help=True, help="Register, rotate and revoke signers (signed by the operator).",
@@ -49,14 +49,17 @@ def agent_register(name: str, home: str | None = HomeOpt, log: str | None = LogO
 @agent_app.command("rotate", epilog="Example: tokenledger agent rotate researcher")
 @guarded
 def agent_rotate(name: str, home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
-    """Replace NAME's key with a new one; the old key signs nothing afterwards."""
+    """Replace NAME's key with a new one; the old key signs nothing afterwards.
+
+    Works without NAME's key file too (it was lost): the old key is then the one the log has for NAME."""
     h = open_home(home)
-    old = h.load_key(name)
+    check_signer_id(name, "name")
+    old_key_id = h.load_key(name).key_id if h.key_path(name).exists() else _registered_key_id(h, log, name)
     new = SigningKey.generate(name)
-    (event_id,) = operator_emit(h, log, [KeyRotated(agent_id=name, old_key_id=old.key_id, new_key_id=new.key_id,
+    (event_id,) = operator_emit(h, log, [KeyRotated(agent_id=name, old_key_id=old_key_id, new_key_id=new.key_id,
                                                       new_public_key=new.public.raw)])
     save_key(h.key_path(name), new, overwrite=True)
-    info = {"signer_id": name, "old_key_id": old.key_id, "new_key_id": new.key_id, "event_id": event_id}
+    info = {"signer_id": name, "old_key_id": old_key_id, "new_key_id": new.key_id, "event_id": event_id}
     print_json(info) if json_ else table("rotated", ["field", "value"], [[a, b] for a, b in info.items()])
 
 
@@ -78,6 +81,20 @@ def agent_revoke(name: str, home: str | None = HomeOpt, log: str | None = LogOpt
     (event_id,) = operator_emit(h, log, [body])
     info = {"signer_id": name, "key_id": k.key_id, "event_id": event_id}
     print_json(info) if json_ else table("revoked", ["field", "value"], [[a, b] for a, b in info.items()])
+
+
+def _registered_key_id(h: Home, log: str | None, name: str) -> str:
+    """NAME's one valid key on the log (its key file is gone)."""
+    lg = h.open_log(resolve_log_url(log, h))
+    try:
+        valid = valid_key_ids(h, lg, name)
+    finally:
+        lg.close()
+    if len(valid) != 1:
+        raise ValidationError("name", name, f"has {len(valid)} valid keys on the log and no key file here: "
+                              "nothing to rotate" if not valid else "has several valid keys: revoke all but one "
+                              "(`tokenledger agent revoke`)", registered_key_ids=valid)
+    return valid[0]
 
 
 def _refuse_what_readers_reject(h: Home, log: str | None, body: KeyRevoked) -> None:

@@ -6,7 +6,8 @@ plumbing (error display, tables, JSON, progress bars, time parsing) is ``ledger.
 Exit codes (``ledger.errors.ExitCode``): 0 every record was imported or was already there; 1 some
 records were rejected (every good record was still imported; the problems are listed); 2 bad input
 (unknown kind, a path that does not exist, no files found, claude-code without ``--time``);
-3 home or key problem; 4 log unavailable.
+3 home or key problem, or a signer whose chain is on another topic (the operator signs control events:
+importing as it would fork its chain, so it is refused before anything is appended); 4 log unavailable.
 
 The importer's signer is registered by the operator automatically the first time (its key is
 created and an ``agent_registered`` event is appended before the key file is written, so a

@@ -6,6 +6,13 @@ next. Exit codes come from the one table in ``ledger.errors`` (``ExitCode``, ``e
 
     0 ok · 1 verification found bad records · 2 bad input · 3 home, key or chain problem · 4 log unavailable
 
+Everything printed is printed literally: strings come from the log, from files and from other
+people, so ``out`` and ``err`` never interpret rich markup (``[/bold]``) or emoji codes, and
+``visible`` shows control characters (ESC, newlines, C1) and invisible formatting characters (bidi
+overrides and isolates, zero-width marks) as escapes such as ``\\x1b`` and ``\\u202e``: in table cells
+all of them, in printed lines all but newline and tab. JSON output is unchanged (``json.dumps``
+already escapes every one of them).
+
 Nothing here registers a command; ``ledger.cli.app`` and ``processors.cli`` do that explicitly.
 """
 
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, ParamSpec, TypeVar
@@ -21,6 +29,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from ledger.errors import ExitCode, LedgerError, ValidationError, exit_code_for
 from ledger.sdk.emitter import Emitter
@@ -47,6 +56,7 @@ __all__ = [
     "print_json",
     "progress",
     "table",
+    "visible",
 ]
 
 P = ParamSpec("P")
@@ -54,8 +64,40 @@ R = TypeVar("R")
 
 PIPED_WIDTH = 160  # columns of a table written to a pipe (rich assumes 80 without a terminal)
 
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else PIPED_WIDTH)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# DEL, C1 controls, and the formatting characters that reorder or hide text on a terminal (bidi marks,
+# embeddings, overrides and isolates, zero-width characters, line/paragraph separators, BOM); plus C0 below
+_FORMAT = r"\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+_HIDDEN_RE = re.compile(rf"[\x00-\x1f{_FORMAT}]")
+_HIDDEN_BUT_LINES_RE = re.compile(rf"[\x00-\x08\x0b-\x1f{_FORMAT}]")  # newline (0a) and tab (09) kept
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape(m: re.Match[str]) -> str:
+    ch = m.group()
+    return _NAMED.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+
+
+def visible(text: str, *, keep_lines: bool = False) -> str:
+    """``text`` with every control and invisible formatting character written as an escape (``\\x1b``,
+    ``\\n``, ``\\u202e``), so what a terminal shows is what the string holds; ``keep_lines`` leaves
+    newline and tab alone (whole messages, CSV)."""
+    return (_HIDDEN_BUT_LINES_RE if keep_lines else _HIDDEN_RE).sub(_escape, text)
+
+
+class LiteralConsole(Console):
+    """A console that prints strings literally: no markup, no emoji codes, hidden characters escaped
+    (newline and tab kept, so multi-line messages and CSV still print as lines). Renderables (tables,
+    progress bars) are printed as they are: ``table`` builds its cells as escaped ``Text``."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        kwargs["markup"] = False
+        kwargs["emoji"] = False
+        super().print(*[visible(o, keep_lines=True) if isinstance(o, str) else o for o in objects], **kwargs)
+
+
+out = LiteralConsole(highlight=False, soft_wrap=True, emoji=False, markup=False,
+                     width=None if sys.stdout.isatty() else PIPED_WIDTH)
+err = LiteralConsole(stderr=True, highlight=False, soft_wrap=True, emoji=False, markup=False)
 
 HomeOpt: Any = typer.Option(None, "--home",
                             help="Ledger home directory (default: $TOKENLEDGER_HOME or ~/.tokenledger).")
@@ -76,7 +118,7 @@ def fail(e: LedgerError) -> NoReturn:
     """Print ``e`` as one message, its evidence and its hint, and exit with its code."""
     err.print(f"error: {e.message}", markup=False)
     for k, v in e.evidence.items():
-        err.print(f"  {k}: {codec_safe(v)}", markup=False)
+        err.print(f"  {k}: {visible(codec_safe(v))}")  # one line per item, whatever the value holds
     if e.hint:
         err.print(f"  hint: {e.hint}", markup=False)
     exit(exit_code_for(e))
@@ -117,12 +159,13 @@ def json_line(obj: Any) -> None:
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
     """A table on stdout; integers get thousands separators, None prints as empty."""
-    t = Table(title=title, show_header=True, header_style="bold")
+    t = Table(title=None if title is None else Text(visible(title)), show_header=True, header_style="bold")
     for c in columns:
-        t.add_column(c, overflow="fold")
+        t.add_column(Text(visible(c)), overflow="fold")
     for r in rows:
-        t.add_row(*[("" if x is None else f"{x:,}" if isinstance(x, int) and not isinstance(x, bool) else str(x))
-                    for x in r])
+        # Text, not str: a cell is never parsed as markup (an operation named "[/bold]" is just text)
+        t.add_row(*[Text(visible("" if x is None else f"{x:,}" if isinstance(x, int) and not isinstance(x, bool)
+                                 else str(x))) for x in r])
     out.print(t)
 
 

@@ -9,10 +9,11 @@ from typing import Any
 import typer
 
 from ledger.cli.output import HomeOpt, LogOpt, fmt_time, guarded, json_line, open_home, table
-from ledger.errors import RejectError
-from ledger.log import Log, Record
+from ledger.errors import RejectError, ValidationError
+from ledger.log import TOPICS, Log, Record
 from ledger.sdk.home import resolve_log_url
 from ledger.wire import codec
+from ledger.wire.events import BY_KIND
 
 
 def register(app: typer.Typer) -> None:
@@ -80,6 +81,7 @@ def tail(home: str | None = HomeOpt, log: str | None = LogOpt,
                                    "(default: control and events)."),
          json_: bool = typer.Option(False, "--json", help="One JSON object per line.")) -> None:
     """Print decoded events from the log (records that do not decode are shown as rejected)."""
+    _check_options(limit, from_offset, kind, topic)
     h = open_home(home)
     lg = h.open_log(resolve_log_url(log, h))
     topics = [h.topic_for(t) for t in topic] if topic else h.ledger_topics
@@ -103,6 +105,23 @@ def tail(home: str | None = HomeOpt, log: str | None = LogOpt,
         return
     finally:
         lg.close()
+
+
+LOGICAL_TOPICS = tuple(t.split(".", 1)[1] for t in TOPICS)  # events, control, rejected, ...
+
+
+def _check_options(limit: int, from_offset: int | None, kind: str | None, topic: list[str] | None) -> None:
+    """Refuse what would silently print nothing: a negative count or offset, an event kind no reader
+    knows, a topic that is not one of the ledger's (reading it would even create it on the log)."""
+    if limit < 0:
+        raise ValidationError("limit", limit, "must not be negative (0 = all)")
+    if from_offset is not None and from_offset < 0:
+        raise ValidationError("from", from_offset, "must not be negative")
+    if kind is not None and kind not in BY_KIND:
+        raise ValidationError("kind", kind, f"must be one of {', '.join(sorted(BY_KIND))}")
+    for t in topic or ():
+        if t not in LOGICAL_TOPICS:
+            raise ValidationError("topic", t, f"must be one of {', '.join(LOGICAL_TOPICS)}")
 
 
 def _start_positions(lg: Log, topics: list[str], limit: int, from_offset: int | None) -> dict[tuple[str, int], int]:

@@ -92,7 +92,13 @@ from ledger.economics.reputation import (
     require_time,
 )
 from ledger.errors import BudgetRefused, ValidationError
-from ledger.limits import INT64_MAX, MAX_BUDGET_INTERVAL_US, MAX_BUDGET_PERCENT, MAX_THROTTLE_LEVEL
+from ledger.limits import (
+    INT64_MAX,
+    MAX_BUDGET_COUNTER,
+    MAX_BUDGET_INTERVAL_US,
+    MAX_BUDGET_PERCENT,
+    MAX_THROTTLE_LEVEL,
+)
 from ledger.units import US_PER_DAY, US_PER_HOUR, US_PER_S, US_PER_WEEK
 from ledger.wire.vocab import BudgetKind, HardLimitAction, ScopeLevel
 
@@ -679,12 +685,13 @@ def _consume(
     state: BudgetState, policy: BudgetPolicy, amount: int, t: int, decision: Decision
 ) -> tuple[BudgetState, tuple[Alert, ...]]:
     """Add ``amount`` to consumption and raise the alerts its crossing of the limits calls for."""
-    before, after = state.consumed, state.consumed + amount
+    # saturate (ledger.limits.MAX_BUDGET_COUNTER): a counter at its bound is past every ceiling already
+    before, after = state.consumed, min(state.consumed + amount, MAX_BUDGET_COUNTER)
     allocation = state.allocation
     hard_cap, ceiling = policy.hard_cap(allocation), policy.ceiling(allocation)
     # Emergency use is the consumption that lands between the hard cap and the ceiling.
     draw = min(max(after, hard_cap), ceiling) - min(max(before, hard_cap), ceiling)
-    new = replace(state, consumed=after, emergency_used=state.emergency_used + draw)
+    new = replace(state, consumed=after, emergency_used=min(state.emergency_used + draw, MAX_BUDGET_COUNTER))
     rank_before = _STATUS_RANK[policy.status(before, allocation)]
     rank_after = _STATUS_RANK[policy.status(after, allocation)]
     alerts = []

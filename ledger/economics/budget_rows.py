@@ -13,6 +13,7 @@ decides.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from ledger.economics import budget as b
@@ -83,3 +84,11 @@ def levels_text(scopes: list[b.Scope]) -> str:
 
 def parse_levels(text: str) -> list[tuple[str, str]]:
     return [tuple(part.split(":", 1)) for part in text.split("/") if part]  # type: ignore[misc]
+
+
+def hold_id(agent_id: str, reservation_id: str) -> str:
+    """The id a reservation is held under in the pure model: reservation ids are the reserving agent's own
+    (the key is (agent, reservation id)), so two agents may use the same id without touching each other's
+    hold. A digest, not a join: ids may hold any character and the pure model bounds an id's length."""
+    digest = hashlib.sha256(agent_id.encode() + b"\x00" + reservation_id.encode()).hexdigest()
+    return f"hold-{digest[:32]}"

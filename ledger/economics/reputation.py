@@ -15,8 +15,10 @@ What this module does
     efficiency and anomalies into trust changes.
 
     ``trust_event`` and ``incentive_event`` read signed ``Trust`` and graded ``Outcome`` events into
-    this model, the one reading both the reputation and the budgets processors use, so the trust that
-    scales an agent's budget is the trust its reputation shows.
+    this model (an outcome's score counts only when a signer holding the operator's ``grader`` grant
+    graded another agent: self-graded outcomes never move reputation), the one reading both the
+    reputation and the budgets processors use, so the trust that scales an agent's budget is the trust
+    its reputation shows.
 
     The bottom of the file holds the input checks the budget modules share (``require_*``): the
     three modules validate alike and raise the same ``ValidationError``.
@@ -52,7 +54,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -437,15 +439,27 @@ def trust_event(ev: Event, body: Trust) -> TrustEvent | None:
         return None
 
 
-def incentive_event(ev: Event, body: Outcome) -> tuple[TrustEvent, str] | None:
+def incentive_event(ev: Event, body: Outcome, graders: Container[str]) -> tuple[TrustEvent, str] | None:
     """The incentive trust of a graded ``Outcome`` (``task_incentive``) and the rule that decided it,
-    issued by ``INCENTIVE_ISSUER`` about the signer, its value rounded to thousandths as it is stored.
-    None when the outcome has no score or its score earns no trust change."""
-    if body.score_milli is None:
+    issued by ``INCENTIVE_ISSUER`` about the outcome's ``subject_id``, its value rounded to thousandths as
+    it is stored.
+
+    A score counts only as a grade: signed by a signer in ``graders`` (those holding the operator's
+    ``grader`` grant when the outcome was read) about another agent. A self-report (no subject, or the
+    signer itself) or a score from a non-grader is None here: it still carries a confidence (the
+    budgets processor's gate reads that), but an agent can never raise its own reputation.
+    None also when the outcome has no score or its score earns no trust change."""
+    if body.score_milli is None or not is_grade(ev, body, graders):
         return None
-    change = task_incentive(ev.signer_id, body.score_milli / MILLI).trust
+    assert body.subject_id is not None  # is_grade
+    change = task_incentive(body.subject_id, body.score_milli / MILLI).trust
     if change is None:
         return None
     value = round(change.value * MILLI) / MILLI
-    event = TrustEvent(ev.event_id, INCENTIVE_ISSUER, ev.signer_id, change.dimension, value, ev.event_time_us)
+    event = TrustEvent(ev.event_id, INCENTIVE_ISSUER, body.subject_id, change.dimension, value, ev.event_time_us)
     return event, change.rule
+
+
+def is_grade(ev: Event, body: Outcome, graders: Container[str]) -> bool:
+    """Whether an outcome's score is a grade that counts: a grader's, about someone else."""
+    return body.subject_id is not None and body.subject_id != ev.signer_id and ev.signer_id in graders

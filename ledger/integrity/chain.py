@@ -7,8 +7,13 @@ Rules (each break has its own reject code):
   REPLAY; another event at a sequence number already taken (within the recent window), or a
   prev_hash that does not match, is a FORK; a skipped seq is a SEQUENCE_GAP;
 - an event id seen among the signer's recent events is a DUPLICATE even under a new seq (a producer
-  that re-emitted a retried call). The window is ``limits.DUPLICATE_WINDOW_EVENTS`` per signer; older
-  duplicates are caught downstream by the journal's unique event id.
+  that re-emitted a retried call). The window is ``limits.DUPLICATE_WINDOW_EVENTS`` per signer. The
+  SDK's emitter deduplicates before it signs, over a window that contains this one
+  (``limits.IDEMPOTENCY_WINDOW_*``) and refuses events older than what it forgot, so an honest
+  producer never appends an id twice: this check catches only a producer that does not use it.
+  Such a batch is rejected whole, and the producer's later batches no longer extend the chain.
+
+One chain per signer over every topic it writes (the key is the signer id, never the topic).
 
 Pure: a ``Chains`` value is advanced only through ``check_batch``, which is all-or-nothing.
 """

@@ -8,8 +8,9 @@ the records before ``next_offset`` has ``tree_size`` leaves and root ``root_hash
 
 ``audit_with_checkpoints`` is what ``tokenledger verify`` runs: the usual audit of the input topics
 (ledger/integrity/verify.py), which also feeds every accepted event into the rebuilt trees, then each
-checkpoint record (signature by a registered processor key; no chain check: a processor's chain
-spans several derived topics) and each checkpoint's claims:
+checkpoint record (signature by a registered processor key whose signer holds the operator's
+``notary`` grant — a Checkpoint by any other processor is a bad record, not a checkpoint; no chain check:
+a processor's chain spans several derived topics) and each checkpoint's claims:
 
 * ``tree_size`` ≤ the rebuilt tree's size, and the rebuilt root at ``tree_size`` equals ``root_hash``;
 * the rebuilt tree over the records before ``next_offset`` has exactly ``tree_size`` leaves;
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from ledger.errors import RejectError, ValidationError
 from ledger.integrity.keyring import KeyRing
 from ledger.integrity.merkle import MerkleTree, leaf_hash, verify_consistency
-from ledger.integrity.proofs import control_key_ids, open_record
+from ledger.integrity.proofs import control_key_ids, is_notary_grant, open_record, require_notary
 from ledger.integrity.verify import Accepted, AuditReport, Verifier, Where, audit
 from ledger.wire import codec
 from ledger.wire.events import Checkpoint, StateCheckpoint
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from ledger.log import Log
 
 READ_BATCH = 2_000  # records per read while scanning a topic
+NOTARY_GRANT = "grant:notary"  # stands for "notary grants" among the key ids registration_records follows
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,8 @@ def control_keyring(log: Log, control_topic: str, anchors: dict[str, bytes]) -> 
 def read_checkpoints(log: Log, topic: str, ring: KeyRing,
                      bad: Callable[[RejectError], None] | None = None) -> list[SignedEntry]:
     """Every Checkpoint / StateCheckpoint on ``topic`` whose record verifies against ``ring`` (signed by
-    a registered processor key), in partition then offset order; records that fail go to ``bad``."""
+    a registered processor key; a Checkpoint also by a holder of the notary grant in ``ring``), in
+    partition then offset order; records that fail go to ``bad``."""
     out: list[SignedEntry] = []
     if topic not in log.topics():
         return out
@@ -127,6 +130,13 @@ def read_checkpoints(log: Log, topic: str, ring: KeyRing,
             if bad is not None:
                 bad(e.at(topic=r.topic, partition=r.partition, offset=r.offset))
             return
+        if any(isinstance(d.event.body, Checkpoint) for d in decoded):
+            try:
+                require_notary(ring, batch.signer_id, batch.key_id, "checkpoint record")
+            except RejectError as e:
+                if bad is not None:
+                    bad(e.at(topic=r.topic, partition=r.partition, offset=r.offset))
+                return
         for i, d in enumerate(decoded):
             if isinstance(d.event.body, (Checkpoint, StateCheckpoint)):
                 out.append(SignedEntry(r.topic, r.partition, r.offset, i, d.event.event_id, batch.signer_id,
@@ -138,7 +148,8 @@ def read_checkpoints(log: Log, topic: str, ring: KeyRing,
 
 def registration_records(log: Log, control_topic: str, key_ids: set[str]) -> list[bytes]:
     """The control records (log order) that register, rotate or revoke the given keys — and, in turn,
-    the keys that signed those records, down to keys registered by nobody (the trusted operators)."""
+    the keys that signed those records, down to keys registered by nobody (the trusted operators) —
+    and every record granting or withdrawing the notary capability (with the registrations of its signer)."""
     records: list[tuple[int, bytes, str, set[str]]] = []  # offset, value, signing key, keys it is about
 
     def take(r: Any) -> None:
@@ -146,14 +157,17 @@ def registration_records(log: Log, control_topic: str, key_ids: set[str]) -> lis
             batch = codec.decode_batch(r.value)
             about: set[str] = set()
             for raw in batch.events:
-                about |= control_key_ids(codec.decode_event(raw).event.body)
+                body = codec.decode_event(raw).event.body
+                about |= control_key_ids(body)
+                if is_notary_grant(body):
+                    about.add(NOTARY_GRANT)
         except RejectError:
             return
         if about:
             records.append((r.offset, r.value, batch.key_id, about))
 
     scan(log, control_topic, take)
-    wanted = set(key_ids)
+    wanted = {*key_ids, NOTARY_GRANT}
     chosen: dict[int, bytes] = {}
     while True:
         grew = False

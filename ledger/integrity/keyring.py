@@ -6,14 +6,15 @@ an operator; ``key_rotated`` replaces a key and ``key_revoked`` ends one.
 
 When a revocation takes effect depends on the log:
 
-- **By log order** (``by_log_order=True``; logs with a total clock, read in their one order — see
-  ``ledger.log.order``): a key is valid for the records appended after its registration and before its
-  revocation or rotation, whatever time the events claim. The ring is folded in append order, so a
-  revoked key is simply revoked for everything judged after it: a back-dated record signed after the
-  revocation is refused, and a back-dated revocation does not reach records appended before it.
-- **By event time** (Kafka, where control is drained before data): from the control event's event time
-  on — a batch is refused when any of its events is at or after that time — so the verdict does not
-  depend on how data partitions interleave with the control partition.
+- **By log order** (``by_log_order=True``; every log whose readers fold control and data in one append
+  order: the embedded logs by their clock, Kafka merged by append time — see ``ledger.log.order``): a
+  key is valid for the records appended after its registration and before its revocation or rotation,
+  whatever time the events claim. The ring is folded in append order, so a revoked key is simply
+  revoked for everything judged after it: a back-dated record signed after the revocation is refused,
+  and a back-dated revocation does not reach records appended before it.
+- **By event time** (a log that declares no append order, where control is drained before data): from
+  the control event's event time on — a batch is refused when any of its events is at or after that
+  time — so the verdict does not depend on how data partitions interleave with the control partition.
 
 The ring also holds what the operator granted beyond roles (``grant`` control events: backfill with a
 maximum age, notary, grader, reserve on a scope; see ``ledger.wire.vocab.Capability``) and the skew window
@@ -147,14 +148,7 @@ class KeyRing:
             raise RejectError(RejectCode.NOT_OPERATOR, f"{body.KIND} must be signed by an operator key",
                               signer_id=signer.owner, key_id=signer.key_id, kind=body.KIND)
         if isinstance(body, AgentRegistered):
-            actual = key_id_of(body.public_key)
-            if body.key_id != actual:
-                raise RejectError(RejectCode.INVALID_FIELD, "key_id does not match the public key",
-                                  field="key_id", expected=actual, actual=body.key_id)
-            known = self._keys.get(body.key_id)
-            if known is not None and known.owner != body.agent_id:
-                raise RejectError(RejectCode.INVALID_FIELD, "this public key is already registered to another signer",
-                                  field="public_key", key_id=body.key_id, expected=known.owner, actual=body.agent_id)
+            self._validate_registration(body)
         elif isinstance(body, KeyRotated):
             old = self._keys.get(body.old_key_id)
             if old is None or old.owner != body.agent_id:
@@ -175,10 +169,19 @@ class KeyRing:
                 raise RejectError(RejectCode.INVALID_FIELD, "revocation would leave no valid operator key "
                                   "(rotate the operator's key instead: a rotation names its successor)",
                                   field="key_id", value=body.key_id, signer_id=body.agent_id, kind=body.KIND)
-
         elif isinstance(body, Grant) and not self._is_signer(body.agent_id):
             raise RejectError(RejectCode.INVALID_FIELD, "a grant names a signer that was never registered",
                               field="agent_id", value=body.agent_id, kind=body.KIND)
+
+    def _validate_registration(self, body: AgentRegistered) -> None:
+        actual = key_id_of(body.public_key)
+        if body.key_id != actual:
+            raise RejectError(RejectCode.INVALID_FIELD, "key_id does not match the public key",
+                              field="key_id", expected=actual, actual=body.key_id)
+        known = self._keys.get(body.key_id)
+        if known is not None and known.owner != body.agent_id:
+            raise RejectError(RejectCode.INVALID_FIELD, "this public key is already registered to another signer",
+                              field="public_key", key_id=body.key_id, expected=known.owner, actual=body.agent_id)
 
     def _is_signer(self, agent_id: str) -> bool:
         return agent_id in self.agents or any(k.owner == agent_id for k in self._keys.values())

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ledger import limits
 from ledger.errors import KeyFileError, ValidationError
+from ledger.files import read_text_bounded
 
 KEY_FILE_KIND = "tokenledger-ed25519-key"
 KEY_FILE_MODE = 0o600
@@ -131,7 +132,8 @@ def load_key(path: Path) -> SigningKey:
         raise KeyFileError("key file is readable or writable by group/others", path=str(path),
                            mode=oct(st.st_mode & 0o777), hint=f"run: chmod 600 {path}")
     try:
-        doc = json.loads(path.read_text("utf-8"))
+        doc = json.loads(read_text_bounded(path, limits.MAX_KEY_FILE_BYTES, field="key_file",
+                                           limit_name="MAX_KEY_FILE_BYTES"))
         if not isinstance(doc, dict) or doc.get("kind") != KEY_FILE_KIND:
             raise ValueError(f"kind is not {KEY_FILE_KIND}")
         seed = bytes.fromhex(doc["seed"])

@@ -27,7 +27,11 @@ A registration record must be signed by one of them (or by an operator key regis
 the same list); the event's batch by a key those records registered, unrevoked at the event's
 time *as far as the included records show* (a proof cannot show the absence of a later control
 event: ``tokenledger verify`` over the whole control log can); the checkpoint by a registered key
-of role ``processor``.
+of role ``processor`` whose signer holds the operator's ``notary`` grant — the ``registrations``
+carry the operator-signed ``grant`` records, so a checkpoint by any other processor key (the budgets
+processor's, say) proves nothing. Revocation inside a proof is judged by event time: the proof's
+records are single records lifted from the log without their append times, so log order between the
+event's record and a later revocation is not in the bundle (``tokenledger verify`` judges by log order).
 
 Never: no I/O, no clock, no log access. Every failure raises ``RejectError`` with a code
 (CHECKPOINT_MISMATCH, BAD_SIGNATURE, UNKNOWN_KEY, NOT_PROCESSOR, NOT_OPERATOR, BAD_SCHEMA, ...)
@@ -48,7 +52,8 @@ from ledger.integrity.keys import key_id_of, public_key_fingerprint
 from ledger.integrity.merkle import leaf_hash, verify_consistency, verify_inclusion
 from ledger.limits import MAX_PROOF_FILE_BYTES, MAX_PROOF_HASHES, MAX_REGISTRATION_RECORDS
 from ledger.wire import codec
-from ledger.wire.events import AgentRegistered, Checkpoint, KeyRevoked, KeyRotated
+from ledger.wire.events import AgentRegistered, Checkpoint, Grant, KeyRevoked, KeyRotated
+from ledger.wire.vocab import Capability
 
 PROOF_FORMAT = "tokenledger-proof"
 PROOF_VERSION = 1
@@ -159,6 +164,10 @@ def trust_registrations(records: Sequence[bytes], trusted_operator_keys: Mapping
             body = d.event.body
             if not body.CONTROL:
                 continue
+            if isinstance(body, Grant) and body.agent_id not in ring.agents:
+                # a grant to a signer the proof does not rely on (the bundle carries every notary grant,
+                # not every registration): it cannot matter to this proof
+                continue
             try:
                 ring.validate_control(info, body)
             except RejectError as e:
@@ -166,6 +175,18 @@ def trust_registrations(records: Sequence[bytes], trusted_operator_keys: Mapping
                 raise
             ring.apply(body, d.event.event_time_us)
     return ring
+
+
+def is_notary_grant(body: Any) -> bool:
+    """A ``grant`` (or withdrawal) of the notary capability: a proof carries these with its registrations."""
+    return isinstance(body, Grant) and body.capability == Capability.NOTARY.value
+
+
+def require_notary(ring: KeyRing, signer_id: str, key_id: str, part: str) -> None:
+    """Refuse a checkpoint whose signer does not hold the operator's ``notary`` grant in ``ring``."""
+    if ring.granted(signer_id, Capability.NOTARY.value) is None:
+        raise RejectError(RejectCode.NOT_GRANTED, f"{part}: the signer holds no notary grant from the operator",
+                          part=part, signer_id=signer_id, key_id=key_id, expected="notary grant")
 
 
 def control_key_ids(body: Any) -> set[str]:
@@ -255,7 +276,7 @@ def load_proof(data: bytes | str) -> dict[str, Any]:
                           actual=len(data))
     try:
         doc = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: absurd nesting
         code = RejectCode.TRUNCATED if "Expecting" in str(e) or "Unterminated" in str(e) else RejectCode.BAD_SCHEMA
         raise RejectError(code, f"proof file is not valid JSON: {e}", part="file") from None
     if not isinstance(doc, dict):
@@ -302,6 +323,7 @@ def _checkpoint(ring: KeyRing, ref: Mapping[str, Any], part: str) -> tuple[Check
     if not isinstance(ev.body, Checkpoint):
         raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part} is a {ev.body.KIND}, not a checkpoint",
                           part=part, actual=ev.body.KIND)
+    require_notary(ring, batch.signer_id, batch.key_id, part)
     if ref.get("event_id") != ev.event_id:
         raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part}.event_id differs from the signed event",
                           part=f"{part}.event_id", expected=ev.event_id, actual=ref.get("event_id"))

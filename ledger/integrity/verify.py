@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 from ledger.errors import RejectCode, RejectError
 from ledger.integrity.chain import Chains
 from ledger.integrity.keyring import KeyInfo, KeyRing
-from ledger.log import has_total_order
+from ledger.log import has_merged_order, has_total_order, judges_by_log_order
+from ledger.log.order import order_key
 from ledger.wire import codec
 from ledger.wire.events import Interaction
 
@@ -182,8 +183,9 @@ def audit(log: Log, topics: str | list[str], anchors: dict[str, bytes], *, batch
     """Re-check every record of the topics from offset 0: schemas, signatures, keys, chains.
 
     On a log with a total clock the records of all topics are read merged in append order, exactly as
-    the processors read them (``ledger.log.order``); on Kafka, topic by topic in the order given (the
-    control topic first, as every reader does there). A bad
+    the processors read them (``ledger.log.order``); on Kafka merged by (append time, topic, partition,
+    offset), again as the processors read it; on a log that declares neither, topic by topic in the
+    order given (the control topic first, as every reader does there). A bad
     record is counted and skipped (it changes no state), so one bad record does not hide the next;
     the first one is reported with its full evidence. ``verifier`` (default: a fresh one over
     ``anchors``) is left holding the final key ring; ``on_accepted`` sees every accepted record
@@ -193,10 +195,11 @@ def audit(log: Log, topics: str | list[str], anchors: dict[str, bytes], *, batch
     report = AuditReport()
     names = [topics] if isinstance(topics, str) else list(topics)
     # judge keys exactly as the processors do on this log
-    verifier.keyring.by_log_order = has_total_order(log)
-    if has_total_order(log):
+    verifier.keyring.by_log_order = judges_by_log_order(log)
+    if has_total_order(log) or has_merged_order(log):
         # the log's one order (ledger.log.order): control interleaved with data as appended, as processors read it
-        for rec in _in_append_order(log, names, batch):
+        merged = _in_append_order(log, names, batch) if has_total_order(log) else _in_key_order(log, names, batch)
+        for rec in merged:
             _audit_record(rec, verifier, report, on_accepted)
             if progress is not None:
                 progress(1)
@@ -226,6 +229,26 @@ def _in_append_order(log: TotalOrderLog, topics: list[str], batch: int) -> Itera
 
     streams = [partition(t, p) for t in topics for p in range(log.partitions(t))]
     return heapq.merge(*streams, key=lambda r: r.append_time_us)
+
+
+def _in_key_order(log: Log, topics: list[str], batch: int) -> Iterator[Record]:
+    """Every record of the topics below the high-water marks taken at the start, merged by ``order_key``
+    (one batch per partition in memory): a live processor's order on a log without a clock (Kafka)."""
+    ends = {(t, p): log.end_offset(t, p) for t in topics for p in range(log.partitions(t))}
+
+    def partition(topic: str, p: int) -> Iterator[Record]:
+        offset, end = 0, ends[(topic, p)]
+        while offset < end:
+            recs = log.read(topic, p, offset, min(batch, end - offset))
+            if not recs:
+                return
+            for r in recs:
+                if r.offset >= end:
+                    return
+                yield r
+            offset = recs[-1].offset + 1
+
+    return heapq.merge(*(partition(t, p) for (t, p) in ends), key=order_key)
 
 
 def _audit_record(rec: Record, verifier: Verifier, report: AuditReport,

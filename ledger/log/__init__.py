@@ -17,7 +17,9 @@ from ledger.log.base import (
     Position,
     Record,
     TotalOrderLog,
+    has_merged_order,
     has_total_order,
+    judges_by_log_order,
     partition_for,
     read_all,
 )
@@ -42,4 +44,5 @@ def open_log(url: str | Path, **options: object) -> Log:
 
 
 __all__ = ["DEFAULT_TOPIC", "TOPICS", "Log", "MemoryLog", "Position", "Record", "RecordTooLargeError", "SqliteLog",
-           "TotalOrderLog", "has_total_order", "open_log", "partition_for", "read_all"]
+           "TotalOrderLog", "has_merged_order", "has_total_order",
+           "judges_by_log_order", "open_log", "partition_for", "read_all"]

@@ -24,7 +24,9 @@ Contract (tests/contract runs the same suite against every backend):
   append time, strictly increasing over the whole log in append order, and ``clock_us()`` returns the
   largest given so far (every later record gets a larger one). Readers then process the log in one
   order that no batch size or arrival timing changes: ``ledger.log.order``. A Kafka cluster has no
-  such clock across partitions (``total_order = False``): readers keep the control-first order there.
+  such clock across partitions (``total_order = False``); it declares ``merge_by_append_time = True``
+  instead: readers merge its partitions by (append time, topic, partition, offset), the order
+  ``ledger.log.order`` defines for it. A log that declares neither is read control first.
 - Size: the key plus value of one record is at most ``limits.MAX_RECORD_BYTES``; every backend refuses a
   larger one at append with ``RecordTooLargeError`` (a ValidationError naming the size), before writing
   any record of the call. One number for all backends, below Kafka's default message size, so a log that
@@ -130,6 +132,17 @@ class TotalOrderLog(Log, Protocol):
 def has_total_order(log: Log) -> TypeGuard[TotalOrderLog]:
     """Whether ``log`` keeps one clock over the whole log (and so has ``clock_us``)."""
     return bool(getattr(log, "total_order", False))
+
+
+def has_merged_order(log: Log) -> bool:
+    """Whether readers merge ``log``'s partitions by append time without a clock over it (Kafka)."""
+    return bool(getattr(log, "merge_by_append_time", False))
+
+
+def judges_by_log_order(log: Log) -> bool:
+    """Whether readers of ``log`` fold control and data in one append order (so a key ring judges revocations
+    by that order, ``KeyRing(by_log_order=True)``), rather than control first by event time."""
+    return has_total_order(log) or has_merged_order(log)
 
 
 def partition_for(key: bytes | None, partitions: int) -> int:

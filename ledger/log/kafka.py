@@ -28,7 +28,8 @@ Invariants:
   call and miss records that were already acknowledged.
 - Every kafka-python exception is translated at one boundary (``_boundary``) into LogError (the
   cluster failed or cannot be reached) or ValidationError (the request itself is bad), with the
-  topic / partition / offset involved and a hint. A dead broker gives a LogError within seconds.
+  topic / partition / offset involved and a hint. A dead broker gives a LogError within
+  ``DEAD_BROKER_ERROR_MS`` (15 s) with the default timeouts.
 
 It never creates a topic implicitly (brokers auto-create on produce; Tansu even when told not to):
 append and read refuse a topic that ``ensure_topic`` did not create.
@@ -61,6 +62,34 @@ Append time (the contract in ``ledger.log.base``):
   record of the partition. Producers through this class never do (they never set a timestamp); on a
   production cluster (Apache Kafka with LogAppendTime) the broker's time wins. The contract suite
   pins both behaviours (tests/contract: test_kafka_producer_cannot_choose_the_append_time).
+
+One order (``merge_by_append_time``; the reader's side is ``ledger.log.order``):
+- Every reader (processor live or in replay, ``verify``) folds control and data merged by (append time,
+  topic, partition, offset). That key is a function of the stored records only (the append time above),
+  so a replay from offset 0 and ``verify`` give one order whatever the batch sizes or arrival timing; a
+  control event (a revocation, a price, a policy) applies to the data after it in that order.
+- A live reader must not fold a record while a partition could still receive one that sorts before it. It
+  reads its clock, then every partition until a read comes back empty (``read`` then checked a fresh
+  high-water mark), data first and control last; it folds only records stamped strictly before that clock
+  reading less ``limits.MERGED_ORDER_MARGIN_MS``, in key order, up to the first partition cut short.
+- Why that is sound: a record not on the log when its partition was read to its end is appended after the
+  reader read its clock. With ``LogAppendTime`` the broker stamps it from its clock, and the running
+  maximum keeps each partition's times from stepping back, so it sorts after everything folded as long as
+  the broker's clock is at most the margin behind the reader's (readers and brokers on NTP: milliseconds).
+  On Tansu the producer's CreateTime stands in: the promise then needs the writers' clocks at most the
+  margin behind the reader's, less a send's network delay (writers on one host: the same clock).
+- A record stamped in the future (Tansu: a writer whose clock runs ahead) is held, not refused, until the
+  reader's clock passes it: control records appended meanwhile by writers with a correct clock would
+  otherwise sort before it. The delay is the writer's skew; the reader's clock decides only WHEN a record
+  is folded, never the order.
+- Where the promise fails (a writer's clock behind the reader's by more than the margin, or a raw producer
+  stamping the past on Tansu), a record sorts before records a live reader already folded: the runner
+  detects it (``order.late_records``) and refuses to fold on rather than diverge from a replay silently; a
+  replay from offset 0 rebuilds the state in the log's order.
+- Rejected alternative: a periodic "tick" record on the control topic, so that control's running maximum
+  alone proves it holds nothing earlier. It needs no clock agreement, but every reader of the control topic
+  (emitters, processors, verify, export) would have to know and skip a record that is not a signed event,
+  and readers would stall whenever the ticks stop.
 """
 
 from __future__ import annotations
@@ -89,9 +118,16 @@ from ledger.log.base import Position, Record, check_records, partition_for
 DEFAULT_PARTITIONS = 1  # ensure_topic without a count: same as the other backends; pass partitions_default to scale
 CLIENT_ID = "tokenledger"
 
+# A dead or unreachable cluster is a LogError within DEAD_BROKER_ERROR_MS of the call that meets it, with the
+# defaults below (asserted after them): connecting gives up after CONNECT_TIMEOUT_MS, an append's records expire
+# after DELIVERY_TIMEOUT_MS (it waits SEND_WAIT_MARGIN_MS more for the client to report it), and a probe that did
+# connect waits at most REQUEST_TIMEOUT_MS for its answer. (kafka-python's defaults add up to ~2 minutes; the
+# 30 s delivery timeout used before made an SDK append on a dead broker take ~41 s.)
+DEAD_BROKER_ERROR_MS = 15_000
 CONNECT_TIMEOUT_MS = 5_000  # bootstrap and TCP connection set-up: a dead broker is an error after this
-REQUEST_TIMEOUT_MS = 10_000  # one request/response; must exceed FETCH_MAX_WAIT_MS
-DELIVERY_TIMEOUT_MS = 30_000  # a record may wait this long for its ack, retries included, then append fails
+REQUEST_TIMEOUT_MS = 8_000  # one request/response; must exceed FETCH_MAX_WAIT_MS
+DELIVERY_TIMEOUT_MS = 10_000  # a record may wait this long for its ack, retries included, then append fails
+SEND_WAIT_MARGIN_MS = 2_000  # append waits this long past the delivery timeout for the client to expire a record
 RECONNECT_BACKOFF_MAX_MS = 1_000  # a restarted broker is found within a second, not kafka-python's 30 s
 # append blocks until acked, so a linger only adds latency; records still batch up while a request is in
 # flight. Measured on Tansu, 600 B records: linger 0 / 5 ms -> 1,154 / 157 appends/s from one thread,
@@ -107,6 +143,10 @@ READ_KEY_CHUNK = 1_000  # records read_key scans per read
 TOPIC_CREATED_POLL_S = 0.05  # between metadata checks while a new topic propagates
 TIME_MARK_STRIDE = 4_096  # offsets between remembered append-time floors of a partition (bounds a re-read's rescan)
 TIME_POINTS_KEPT = 256  # recent (offset, floor) points kept per partition besides the stride marks
+
+assert CONNECT_TIMEOUT_MS + REQUEST_TIMEOUT_MS <= DEAD_BROKER_ERROR_MS  # connect, then one unanswered request
+assert DELIVERY_TIMEOUT_MS + SEND_WAIT_MARGIN_MS <= DEAD_BROKER_ERROR_MS  # an append on a broker that went away
+assert DELIVERY_TIMEOUT_MS >= LINGER_MS + REQUEST_TIMEOUT_MS  # kafka-python's own rule (one full attempt)
 
 # Configs for topics this log creates. Tansu stores and ignores them; on Kafka they matter.
 TOPIC_CONFIGS = {
@@ -162,8 +202,10 @@ class KafkaLog:
     not inherited across ``fork``: each process opens its own KafkaLog from the URL.
     """
 
-    # partitions have their own leaders and clocks: no append-time order across them (base module doc)
+    # partitions have their own leaders and clocks: no clock across them (base module doc), but readers merge
+    # them by (append time, topic, partition, offset): the module doc's "One order" says why that is sound
     total_order = False
+    merge_by_append_time = True
 
     def __init__(self, url: str, *, partitions_default: int = DEFAULT_PARTITIONS, client_id: str = CLIENT_ID,
                  connect_timeout_ms: int = CONNECT_TIMEOUT_MS, request_timeout_ms: int = REQUEST_TIMEOUT_MS,
@@ -407,7 +449,8 @@ class KafkaLog:
         except LedgerError as e:  # e.g. no metadata within max_block_ms: what was sent before it is still waited for
             send_error = e
         results: dict[int, _Ack | BaseException] = {}
-        deadline = time.monotonic() + (self.delivery_timeout_ms + self.request_timeout_ms) / 1000
+        # the client expires a record at the delivery timeout: the margin only covers reporting it
+        deadline = time.monotonic() + (self.delivery_timeout_ms + SEND_WAIT_MARGIN_MS) / 1000
         for i, fut in futures:
             try:
                 md = fut.get(timeout=max(0.0, deadline - time.monotonic()))

@@ -7,17 +7,36 @@
 Guarantees:
 - **Delivery.** ``emit`` validates and chains the event at once (a bad event raises
   ``ValidationError`` and changes nothing) and returns its id; the event is durable when the batch
-  it belongs to has been appended: when the batch is full (``batch_size`` events), when it is
+  it belongs to has been appended: when the batch is full (``batch_size`` events, or as many bytes as
+  one log record may hold, ``limits.MAX_RECORD_BYTES`` for key + value on every backend), when it is
   ``linger_ms`` old (a background flusher), or on ``flush()`` / ``close()``, which return only after
-  the append is acknowledged. A batch is one signed record.
+  the append is acknowledged. A batch is one signed record. An event whose signed batch alone would
+  exceed the record limit is refused at ``emit`` (``RecordTooLargeError``, its size and the limit).
 - **Idempotence.** Event ids derive from the signer and the caller's ``idempotency_key`` (or, if
   none, the event's content): re-emitting the same call returns the same id and appends nothing.
+  The emitter checks this before it chains or signs anything, against its idempotency window: the
+  signer's last ``limits.IDEMPOTENCY_WINDOW_EVENTS`` events, and any within
+  ``limits.IDEMPOTENCY_WINDOW_US`` of event time of its newest (at most
+  ``limits.MAX_IDEMPOTENCY_WINDOW_EVENTS``), kept in the home next to the chain head and rebuilt from
+  the log when the home has none, so it survives restarts and moves. It contains the readers'
+  duplicate window (``limits.DUPLICATE_WINDOW_EVENTS``), so no retry reaches a reader as a duplicate.
+  A key re-used with another context or body raises ``IdempotencyConflictError`` (both content
+  hashes); a retry may be stamped later (the event time is not part of what a key promises). An
+  event stamped at or before the newest event time the window has forgotten is refused
+  (``IdempotencyWindowError``): it cannot be told from a forgotten retry, and one id must never be
+  on the ledger twice.
 - **Chain continuity.** The chain head is persisted after every append, and on start the emitter
-  reconciles it with the log (records appended just before a crash are found and adopted), so a
-  restarted agent continues its chain instead of forking it.
+  reconciles it with the log (records appended just before a crash, or by this signer's other keys,
+  are found and adopted), so a restarted agent continues its chain instead of forking it. A
+  signer has one chain over every topic: an emitter refuses a topic other than the one its chain
+  is on (``ChainForkError``), e.g. the operator's chain is on the control topic.
 - **No fork.** Only one emitter per signer may run against one home at a time (a lock file); a
   second one gets ``ChainForkError``. An emitter also refuses to start when its saved head is ahead
-  of the log (the log was replaced), instead of writing a second chain.
+  of the log (the log was replaced), instead of writing a second chain. Across homes (one agent run
+  on two machines over one log) every append is read back: a record of this signer that another
+  writer appended since this emitter's last one means two writers; the emitter raises
+  ``ChainForkError`` and refuses from then on, and never acknowledges a record readers reject as a
+  fork (when the other record came first, the flush raises instead of returning).
 - **Refuses what readers reject.** An emitter given the log's control topic and trusted operator keys
   (``Emitter.open``, ``Emitter.for_operator``, ``tokenledger emit`` all do) keeps the key ring that
   topic builds, exactly as readers build it, and refuses to sign with a key the readers would refuse:
@@ -39,11 +58,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
@@ -51,15 +70,26 @@ from pathlib import Path
 from typing import Any
 
 from ledger import limits
-from ledger.errors import ChainForkError, LedgerError, LogError, RejectCode, RejectError, ValidationError
+from ledger.errors import (
+    ChainForkError,
+    IdempotencyConflictError,
+    IdempotencyWindowError,
+    LedgerError,
+    LogError,
+    RecordTooLargeError,
+    RejectCode,
+    RejectError,
+    ValidationError,
+)
 from ledger.integrity.chain import GENESIS, Head
 from ledger.integrity.keyring import KeyRing
-from ledger.integrity.keys import SigningKey
+from ledger.integrity.keys import PublicKey, SigningKey
 from ledger.integrity.verify import Verifier, Where
-from ledger.log import DEFAULT_TOPIC, Log, partition_for
+from ledger.log import DEFAULT_TOPIC, Log, Record, judges_by_log_order, partition_for
 from ledger.sdk.home import OPERATOR_LOCK_WAIT_S, Home, resolve_home, resolve_log_url
 from ledger.units import MILLI
 from ledger.wire import codec
+from ledger.wire.avro_fast import enc_long
 from ledger.wire.events import (
     EMPTY_CONTEXT,
     Action,
@@ -70,6 +100,8 @@ from ledger.wire.events import (
     Data,
     Flow,
     Interaction,
+    KeyRevoked,
+    KeyRotated,
     LlmUsage,
     Trust,
     check_int,
@@ -99,6 +131,23 @@ def milli(name: str, value: Any) -> int:
     return int(scaled)
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A chained, not yet appended event."""
+
+    event_id: str
+    seq: int
+    raw: bytes
+    hash: bytes
+    event_time_us: int
+    digest: bytes  # content_digest: what a retry with the same idempotency key must match
+
+
+def _item_bytes(raw: bytes) -> int:
+    """What one event adds to a signed batch record: its bytes and their Avro length prefix."""
+    return len(enc_long(len(raw))) + len(raw)
+
+
 @dataclass(frozen=True)
 class EmitterStats:
     emitted: int
@@ -109,42 +158,102 @@ class EmitterStats:
     head_seq: int
 
 
-class _State:
-    """Persisted chain heads of local emitters (one small SQLite file per home)."""
+_EVICT_STRIDE_EVENTS = 1_000  # the window is trimmed once per this many appended events (a trim scans its tail)
+# the ids a window forgets: beyond the count AND older than the time window, or beyond the hard cap
+_FORGOTTEN_MAX_TIME_SQL = ("SELECT MAX(event_time_us) FROM id_window"
+                           " WHERE signer_id=? AND ((seq <= ? AND event_time_us < ?) OR seq <= ?)")
+_FORGET_SQL = "DELETE FROM id_window WHERE signer_id=? AND ((seq <= ? AND event_time_us < ?) OR seq <= ?)"
 
-    def __init__(self, path: Path) -> None:
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        # no fsync here: the log is the source of truth and a stale head is reconciled from it on start
+
+@dataclass(frozen=True)
+class _Saved:
+    """A signer's saved chain head: where its last known record is, and its idempotency window's bounds."""
+
+    topic: str
+    head: Head
+    partition: int
+    offset: int
+    newest_time_us: int  # the largest event time on the signer's chain
+    horizon_us: int  # the largest event time of an id the window forgot (-1: none forgotten)
+
+
+class _State:
+    """Chain heads and idempotency windows of local emitters: one small SQLite file per home (or memory).
+
+    One chain per signer (not per topic): readers keep one chain per signer over every topic.
+    The window (``limits.IDEMPOTENCY_WINDOW_*``) maps each remembered event id to its seq, event time and
+    content digest (SHA-256 of context + body), so a retry is recognised and a key re-used for other
+    content is refused, across restarts. Rows are written only for appended events, after the append.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        where = ":memory:" if path is None else str(path)
+        self.db = sqlite3.connect(where, isolation_level=None, check_same_thread=False, timeout=30)
+        if path is not None:
+            self.db.execute("PRAGMA journal_mode=WAL")
+        # no fsync here: the log is the source of truth and a stale head and window are rebuilt from it on start
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(
-            "CREATE TABLE IF NOT EXISTS heads (signer_id TEXT NOT NULL, topic TEXT NOT NULL, seq INTEGER NOT NULL,"
-            " hash BLOB NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, PRIMARY KEY(signer_id, topic));"
-            "CREATE TABLE IF NOT EXISTS recent (signer_id TEXT NOT NULL, topic TEXT NOT NULL, event_id TEXT NOT NULL,"
-            " seq INTEGER NOT NULL, PRIMARY KEY(signer_id, topic, event_id));")
+            "CREATE TABLE IF NOT EXISTS chain_heads (signer_id TEXT PRIMARY KEY, topic TEXT NOT NULL,"
+            " seq INTEGER NOT NULL, hash BLOB NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,"
+            " newest_time_us INTEGER NOT NULL, horizon_us INTEGER NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS id_window (signer_id TEXT NOT NULL, event_id TEXT NOT NULL,"
+            " seq INTEGER NOT NULL, event_time_us INTEGER NOT NULL, digest BLOB NOT NULL,"
+            " PRIMARY KEY(signer_id, event_id));"
+            "CREATE INDEX IF NOT EXISTS id_window_seq ON id_window (signer_id, seq);")
+        # a home written before chain_heads (heads per signer and topic, 4,096 ids without content digests)
+        # has no row in chain_heads: its emitters rebuild head and window from the log, the source of truth
 
-    def load(self, signer: str, topic: str) -> tuple[Head, int, list[tuple[str, int]]]:
-        row = self.db.execute("SELECT seq, hash, offset FROM heads WHERE signer_id=? AND topic=?",
-                              (signer, topic)).fetchone()
-        recent = self.db.execute("SELECT event_id, seq FROM recent WHERE signer_id=? AND topic=? ORDER BY seq",
-                                 (signer, topic)).fetchall()
+    def load(self, signer: str) -> _Saved | None:
+        row = self.db.execute("SELECT topic, seq, hash, partition, offset, newest_time_us, horizon_us FROM chain_heads"
+                              " WHERE signer_id=?", (signer,)).fetchone()
         if row is None:
-            return GENESIS, -1, []
-        return Head(int(row[0]), bytes(row[1])), int(row[2]), [(str(a), int(b)) for a, b in recent]
+            return None
+        return _Saved(str(row[0]), Head(int(row[1]), bytes(row[2])), int(row[3]), int(row[4]), int(row[5]),
+                      int(row[6]))
 
-    def save(self, signer: str, topic: str, head: Head, partition: int, offset: int,
-             new_ids: list[tuple[str, int]]) -> None:
+    def lookup(self, signer: str, event_id: str) -> bytes | None:
+        """The content digest of ``event_id`` if the window remembers it."""
+        row = self.db.execute("SELECT digest FROM id_window WHERE signer_id=? AND event_id=?",
+                              (signer, event_id)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def save(self, signer: str, saved: _Saved, entries: list[tuple[str, int, int, bytes]]) -> _Saved:
+        """Record the new head and the appended events' (id, seq, event time, digest); trim the window.
+        Returns the head with the horizon the trim moved."""
         self.db.execute("BEGIN")
-        self.db.execute("INSERT OR REPLACE INTO heads VALUES (?, ?, ?, ?, ?, ?)",
-                        (signer, topic, head.seq, head.hash, partition, offset))
-        self.db.executemany("INSERT OR REPLACE INTO recent VALUES (?, ?, ?, ?)",
-                            [(signer, topic, i, s) for i, s in new_ids])
-        self.db.execute("DELETE FROM recent WHERE signer_id=? AND topic=? AND seq <= ?",
-                        (signer, topic, head.seq - limits.DUPLICATE_WINDOW_EVENTS))
-        self.db.execute("COMMIT")
+        try:
+            self.db.executemany("INSERT OR REPLACE INTO id_window VALUES (?, ?, ?, ?, ?)",
+                                [(signer, i, q, t, d) for i, q, t, d in entries])
+            horizon = saved.horizon_us
+            seq = saved.head.seq
+            if entries and seq > limits.IDEMPOTENCY_WINDOW_EVENTS and (
+                    seq // _EVICT_STRIDE_EVENTS != (seq - len(entries)) // _EVICT_STRIDE_EVENTS):
+                # forgotten: beyond the count AND older than the time window, or beyond the hard cap
+                args = (signer, seq - limits.IDEMPOTENCY_WINDOW_EVENTS,
+                        saved.newest_time_us - limits.IDEMPOTENCY_WINDOW_US, seq - limits.MAX_IDEMPOTENCY_WINDOW_EVENTS)
+                (gone,) = self.db.execute(_FORGOTTEN_MAX_TIME_SQL, args).fetchone()
+                if gone is not None:
+                    horizon = max(horizon, int(gone))
+                    self.db.execute(_FORGET_SQL, args)
+            saved = replace(saved, horizon_us=horizon)
+            self.db.execute("INSERT OR REPLACE INTO chain_heads VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (signer, saved.topic, saved.head.seq, saved.head.hash, saved.partition, saved.offset,
+                             saved.newest_time_us, saved.horizon_us))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return saved
 
     def close(self) -> None:
         self.db.close()
+
+
+def content_digest(content: bytes, event_time_us: int) -> bytes:
+    """SHA-256 of an event's context and body: what an idempotency key promises stays the same on a retry
+    (its event time may differ: a retry is stamped when it is retried)."""
+    return hashlib.sha256(content[len(enc_long(event_time_us)):]).digest()
 
 
 class ControlKeys:
@@ -161,8 +270,9 @@ class ControlKeys:
     def __init__(self, log: Log, control_topic: str, anchors: Mapping[str, bytes]) -> None:
         self.log = log
         self.topic = control_topic
-        self.verifier = Verifier(KeyRing(dict(anchors), by_log_order=bool(getattr(log, "total_order", False))))
+        self.verifier = Verifier(KeyRing(dict(anchors), by_log_order=judges_by_log_order(log)))
         self._next = [0] * log.partitions(control_topic)  # per partition: the first offset not read yet
+        self.revoked_append_us: dict[str, int] = {}  # key id -> append time of its revocation or rotation
 
     @property
     def ring(self) -> KeyRing:
@@ -179,7 +289,15 @@ class ControlKeys:
                 for r in recs:
                     # a bad control record changes no key for readers (they quarantine it): nor here
                     with contextlib.suppress(RejectError):
-                        self.verifier.check_record(r.value, Where.of(r))
+                        accepted = self.verifier.check_record(r.value, Where.of(r))
+                        for d in accepted.events:
+                            body = d.event.body
+                            gone = body.old_key_id if isinstance(body, KeyRotated) else (
+                                body.key_id if isinstance(body, KeyRevoked) else None)
+                            if gone is not None:
+                                # where on the log the key stopped signing: readers on a log with one clock
+                                # accept its records appended before this one (the first revocation counts)
+                                self.revoked_append_us.setdefault(gone, r.append_time_us)
                 offset = recs[-1].offset + 1
             self._next[p] = offset
 
@@ -217,7 +335,8 @@ class ControlKeys:
 
 
 class Emitter:
-    """Signs and appends one signer's events. Thread-safe; one per signer per home.
+    """Signs and appends one signer's events. Thread-safe; one per signer on the whole log (a second one
+    in the same home cannot start; one in another home is caught at its first append, see the module doc).
 
     With ``control_topic`` and ``anchors`` (the operator keys trusted out of band) it refuses to sign
     with a key readers would refuse (``RejectError`` unknown_key / revoked_key; see the module doc):
@@ -247,22 +366,32 @@ class Emitter:
         self._clock_ns = clock_ns
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
-        self._pending: list[tuple[str, int, bytes, bytes, int]] = []  # (event_id, seq, bytes, hash, event time)
+        self._pending: list[_Pending] = []
+        self._pending_ids: dict[str, bytes] = {}  # event id -> content digest, of the pending events
+        self._pending_bytes = 0  # what the pending events add to a record (each: its length prefix and bytes)
         self._pending_since = 0.0
-        self._recent: OrderedDict[str, int] = OrderedDict()
         self._counts = {"emitted": 0, "deduplicated": 0, "events": 0, "records": 0}
         self._closed = False
         self._error: LedgerError | None = None
         self._lock_fd: int | None = None
-        self._state: _State | None = None
+        self._state = _State(None)  # replaced by the home's file when there is a home
+        self._saved: _Saved | None = None
+        self._fenced: ChainForkError | None = None  # another writer was seen: every later call raises this
+        self._fence_from = -1  # the last offset of our partition whose records of this signer were examined
         self._key_bytes = self.signer_id.encode()
         self._lock_timeout_s = lock_timeout_s
         self._partition = partition_for(self._key_bytes, log.partitions(topic))
+        # a record's bytes besides its events: key, frame, ids, event count (counted at its largest), signature;
+        # batches are cut so that this plus their events stays within limits.MAX_RECORD_BYTES
+        self._record_overhead = (len(self._key_bytes) + len(enc_long(limits.MAX_BATCH_EVENTS))
+                                 + len(codec.encode_batch(self.signer_id, key.key_id, [],
+                                                          bytes(limits.SIGNATURE_BYTES))))
         self.control_keys = None if control_topic is None or anchors is None else ControlKeys(log, control_topic,
                                                                                                anchors)
         try:
             if state_dir is not None:
                 self._acquire_lock(Path(state_dir))
+                self._state.close()
                 self._state = _State(Path(state_dir) / "emitters.sqlite")
             self._head = self._reconcile()
             self._appended_head = self._head  # the last event known appended: where a refused batch goes back to
@@ -323,10 +452,12 @@ class Emitter:
             raise ValidationError("context", ctx, "must be a Context")
         content = codec.encode_content(event_time_us, ctx, body)
         event_id = codec.derive_event_id(self.signer_id, idempotency_key, content)
+        digest = content_digest(content, event_time_us)
         with self._lock:
             self._check_open()
-            self._counts["emitted"] += 1
-            if event_id in self._recent:
+            # idempotency first, before anything is chained or signed: a retry returns its id and changes nothing
+            if self._seen(event_id, digest, idempotency_key, event_time_us):
+                self._counts["emitted"] += 1
                 self._counts["deduplicated"] += 1
                 return event_id
             if self.control_keys is not None:
@@ -340,18 +471,45 @@ class Emitter:
             if len(raw) > limits.MAX_EVENT_BYTES:
                 raise ValidationError("event", f"<{len(raw)} bytes>",
                                       f"encodes to more than {limits.MAX_EVENT_BYTES} bytes")
+            item = _item_bytes(raw)
+            if self._record_overhead + item > limits.MAX_RECORD_BYTES:
+                # even alone, its signed batch is larger than any log accepts: refused now, never appended
+                raise RecordTooLargeError(self._record_overhead + item, limits.MAX_RECORD_BYTES,
+                                          event_id=event_id, signer_id=self.signer_id, event_bytes=len(raw))
+            if self._pending and self._record_overhead + self._pending_bytes + item > limits.MAX_RECORD_BYTES:
+                # the pending batch is as large as one record may be: it goes first (its chain is unchanged)
+                self._flush_locked()
+                seq = self._head.seq + 1  # unchanged by a flush; recomputed so the reader need not know that
             h = codec.event_hash(raw)
             self._head = Head(seq, h)
-            self._recent[event_id] = seq
-            if len(self._recent) > limits.DUPLICATE_WINDOW_EVENTS:
-                self._recent.popitem(last=False)
             if not self._pending:
                 self._pending_since = time.monotonic()
                 self._wake.notify()
-            self._pending.append((event_id, seq, raw, h, event_time_us))
+            self._pending.append(_Pending(event_id, seq, raw, h, event_time_us, digest))
+            self._pending_ids[event_id] = digest
+            self._pending_bytes += item
+            self._counts["emitted"] += 1
             if len(self._pending) >= self.batch_size:
                 self._flush_locked()
         return event_id
+
+    def _seen(self, event_id: str, digest: bytes, idempotency_key: str | None, event_time_us: int) -> bool:
+        """Whether ``event_id`` is pending or in the idempotency window (a retry). Raises
+        ``IdempotencyConflictError`` for a key seen with other content, and ``IdempotencyWindowError`` for an
+        unseen event stamped at or before the window's horizon (it may be a retry the window forgot)."""
+        known = self._pending_ids.get(event_id)
+        if known is None:
+            known = self._state.lookup(self.signer_id, event_id)
+        if known is not None:
+            if known != digest:
+                # only a key can give one id to two contents (an id without a key is its content's hash)
+                raise IdempotencyConflictError(str(idempotency_key), event_id, known.hex(), digest.hex(),
+                                               signer_id=self.signer_id)
+            return True
+        horizon = self._saved.horizon_us if self._saved is not None else -1
+        if event_time_us <= horizon:
+            raise IdempotencyWindowError(event_time_us, horizon, signer_id=self.signer_id, event_id=event_id)
+        return False
 
     # typed helpers: the obvious way to emit each agent event kind
 
@@ -507,40 +665,146 @@ class Emitter:
 
     # ------------------------------------------------------------ internals
 
+    def _take_batch(self) -> list[_Pending]:
+        """The longest prefix of the pending events that is one record: at most ``batch_size`` events, and
+        at most ``limits.MAX_RECORD_BYTES`` encoded (every event fits alone: ``emit`` checked)."""
+        size = self._record_overhead
+        n = 0
+        for p in self._pending[: self.batch_size]:
+            item = _item_bytes(p.raw)
+            if n and size + item > limits.MAX_RECORD_BYTES:
+                break
+            size += item
+            n += 1
+        return self._pending[:n]
+
     def _flush_locked(self) -> None:
         while self._pending:
-            batch = self._pending[: self.batch_size]
+            if self._fenced is not None:
+                raise self._fenced
+            batch = self._take_batch()
             if self.control_keys is not None:
                 try:
-                    self.control_keys.check(self.signer_id, self.key.key_id, max(t for *_, t in batch))
+                    self.control_keys.check(self.signer_id, self.key.key_id, max(p.event_time_us for p in batch))
                 except RejectError as e:
                     self._drop_pending(e)
                     raise
-            message = codec.batch_signing_bytes(self.signer_id, self.key.key_id, [h for _, _, _, h, _ in batch])
-            record = codec.encode_batch(self.signer_id, self.key.key_id, [raw for _, _, raw, _, _ in batch],
+            message = codec.batch_signing_bytes(self.signer_id, self.key.key_id, [p.hash for p in batch])
+            record = codec.encode_batch(self.signer_id, self.key.key_id, [p.raw for p in batch],
                                         self.key.sign(message))
             try:
                 (pos,) = self.log.append(self.topic, [(self._key_bytes, record)])
             except LogError:
                 # the batch stays pending: a later flush retries the very same signed bytes
                 raise
+            self._read_back(pos.offset, record, len(batch))
             del self._pending[: len(batch)]
-            _, last_seq, _, last_hash, _ = batch[-1]
-            self._appended_head = Head(last_seq, last_hash)
-            if self._state is not None:
-                self._state.save(self.signer_id, self.topic, self._appended_head, pos.partition, pos.offset,
-                                 [(i, s) for i, s, _, _, _ in batch])
+            for p in batch:
+                self._pending_ids.pop(p.event_id, None)
+                self._pending_bytes -= _item_bytes(p.raw)
+            self._appended_head = Head(batch[-1].seq, batch[-1].hash)
+            self._save(pos.offset, [(p.event_id, p.seq, p.event_time_us, p.digest) for p in batch])
             self._counts["events"] += len(batch)
             self._counts["records"] += 1
         self._pending_since = 0.0
+
+    def _save(self, offset: int, entries: list[tuple[str, int, int, bytes]]) -> None:
+        old = self._saved
+        newest = max([t for _, _, t, _ in entries] + ([old.newest_time_us] if old is not None else []), default=-1)
+        self._saved = self._state.save(self.signer_id, _Saved(
+            self.topic, self._appended_head, self._partition, offset, newest,
+            old.horizon_us if old is not None else -1), entries)
+
+    def _read_back(self, offset: int, record: bytes, events: int) -> None:
+        """Fencing, after each append: read this signer's records between the last one this emitter knew
+        and the one it just appended. Another writer's record there means ours is a fork (readers accept
+        the first record at a sequence number); one after ours means it is theirs. Either way a second
+        writer exists: this emitter refuses from now on, loudly, and never acknowledges a forked record."""
+        last = self._fence_from
+        others: list[int] = []
+        ours_valid = True
+        while True:
+            recs = self.log.read_key(self.topic, self._key_bytes, last, limits.MAX_EMITTER_CONTROL_READ_RECORDS)
+            if not recs:
+                break
+            for r in recs:
+                last = r.offset
+                if r.offset == offset or r.value == record:
+                    continue  # ours, or our own bytes again (a producer retry that landed twice): no other writer
+                theirs = self._verified_batch(r)
+                if theirs is None:
+                    continue  # not a valid batch of this signer: readers reject it, it changes no chain
+                first = theirs[0].event
+                if first.seq <= self._appended_head.seq:
+                    # below the head ours extends: a re-delivered old record (ours, by a producer retry) or a
+                    # stale writer's fork; readers reject it, it changes no chain, and a stale writer sees
+                    # our records at its own read-back
+                    continue
+                others.append(r.offset)
+                if r.offset < offset and first.seq == self._appended_head.seq + 1 and (
+                        first.prev_hash == self._appended_head.hash):
+                    ours_valid = False  # it extends the head ours extends, and came first: readers take it
+        self._fence_from = max(last, offset)
+        if not others:
+            return
+        self._fenced = ChainForkError(
+            f"another writer appended records for {self.signer_id}: two emitters (two homes or machines) write "
+            "one chain", signer_id=self.signer_id, topic=self.topic, partition=self._partition,
+            our_offset=offset, other_offsets=others[:10], appended=True,
+            readers_accept_ours=ours_valid,
+            hint=("stop the other writer (one emitter per agent on the whole log), then reopen this emitter: it "
+                  "continues from the chain on the log" + ("" if ours_valid else
+                                                            f"; the {events} events just appended are a fork "
+                                                            "that readers reject: emit them again")))
+        if not ours_valid:
+            for p in self._pending:
+                self._pending_ids.pop(p.event_id, None)
+            self._pending.clear()
+            self._pending_bytes = 0
+            self._head = self._appended_head
+            raise self._fenced
+        # ours is the accepted one: acknowledge it (the caller learns of the other writer at its next call)
+
+    def _verified_batch(self, rec: Record) -> list[codec.DecodedEvent] | None:
+        """The events of a record that is a batch of this signer, signed by a key readers accept for it there
+        (this emitter's own, or one the ring gives the signer and had not revoked yet); None otherwise."""
+        try:
+            batch = codec.decode_batch(rec.value)
+            if batch.signer_id != self.signer_id:
+                return None
+            decoded = [codec.decode_event(raw) for raw in batch.events]
+        except RejectError:
+            return None
+        public = self._public_key(batch.key_id, rec.append_time_us, max(d.event.event_time_us for d in decoded))
+        message = codec.batch_signing_bytes(batch.signer_id, batch.key_id, [d.hash for d in decoded])
+        return decoded if public is not None and public.verify(batch.signature, message) else None
+
+    def _public_key(self, key_id: str, append_time_us: int, event_time_us: int) -> PublicKey | None:
+        if key_id == self.key.key_id:
+            return self.key.public
+        if self.control_keys is None:
+            return None
+        info = self.control_keys.ring.get(key_id)
+        if info is None or info.owner != self.signer_id:
+            return None
+        if info.revoked:
+            # readers accept a revoked (or rotated-away) key's record only from before the revocation: in log
+            # order on a log with one clock, by event time otherwise (ledger.integrity.keyring)
+            if self.control_keys.ring.by_log_order:
+                revoked_at = self.control_keys.revoked_append_us.get(key_id)
+                if revoked_at is None or append_time_us >= revoked_at:
+                    return None
+            elif event_time_us >= info.revoked_at_us:
+                return None
+        return info.public
 
     def _drop_pending(self, error: RejectError) -> None:
         """Forget every buffered event (readers would reject them): the chain head goes back to the last
         appended event and their ids may be emitted again (with a valid key)."""
         error.evidence["dropped_events"] = len(self._pending)
-        for event_id, *_ in self._pending:
-            self._recent.pop(event_id, None)
         self._pending.clear()
+        self._pending_ids.clear()
+        self._pending_bytes = 0
         self._head = self._appended_head
         self._pending_since = 0.0
 
@@ -563,6 +827,8 @@ class Emitter:
     def _check_open(self, allow_closed: bool = False) -> None:
         if self._closed and not allow_closed:
             raise LedgerError("emitter is closed", signer_id=self.signer_id)
+        if self._fenced is not None:
+            raise self._fenced
         if self._error is not None:
             err, self._error = self._error, None
             raise err
@@ -591,9 +857,7 @@ class Emitter:
         self._lock_fd = fd
 
     def _release(self) -> None:
-        if self._state is not None:
-            self._state.close()
-            self._state = None
+        self._state.close()
         if self._lock_fd is not None:
             try:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
@@ -602,51 +866,73 @@ class Emitter:
                 self._lock_fd = None
 
     def _reconcile(self) -> Head:
-        """Start from the saved head, then adopt any of our records the log has beyond it."""
-        head, offset = GENESIS, -1
-        recent: list[tuple[str, int]] = []
-        if self._state is not None:
-            head, offset, recent = self._state.load(self.signer_id, self.topic)
+        """Start from the saved head, then adopt any of our records the log has beyond it.
+
+        Records of this signer signed by another of its keys (``agent rotate``, or the same agent run from
+        another home before) are adopted too when they extend the chain: the chain is the signer's, not a
+        key's or a home's. With no saved head (a new home, a lost or pre-window state file) the whole chain
+        is read from the log, and with it the idempotency window."""
+        if self.control_keys is not None:
+            self.control_keys.refresh()  # the keys our signer's records may be signed with
+            if self.control_keys.topic != self.topic and self.log.read_key(self.control_keys.topic,
+                                                                           self._key_bytes, -1, 1):
+                # readers keep one chain per signer over every topic, and on Kafka they read the control topic
+                # ahead of the others: a chain split over two topics cannot be ordered, so it forks
+                raise ChainForkError(f"{self.signer_id} signs control events: its chain is on "
+                                     f"{self.control_keys.topic}, and a second chain on {self.topic} would fork it",
+                                     signer_id=self.signer_id, topic=self.topic, chain_topic=self.control_keys.topic,
+                                     hint="sign these events as an agent (register one with "
+                                          "`tokenledger agent register NAME`), not as the operator")
+        saved = self._state.load(self.signer_id)
+        if saved is not None and saved.topic != self.topic:
+            raise ChainForkError(f"{self.signer_id}'s chain is on topic {saved.topic}: a second chain on "
+                                 f"{self.topic} would fork it", signer_id=self.signer_id, topic=self.topic,
+                                 chain_topic=saved.topic, hint="write each signer's events to one topic")
+        head, offset = (GENESIS, -1) if saved is None else (saved.head, saved.offset)
         end = self.log.end_offset(self.topic, self._partition)
         if offset >= end:
             raise ChainForkError("saved chain head is ahead of the log: the log was replaced or truncated",
                                  signer_id=self.signer_id, expected=f"offset < {end}", actual=offset,
                                  hint="point this home at its original log, or start a new home")
-        for event_id, seq in recent:
-            self._recent[event_id] = seq
+        self._saved = saved
+        # every record of this partition below `end` that carries our key is read by the loop below: an append's
+        # read-back starts after them (not at the saved offset, which for a new signer is the partition's start)
+        self._fence_from = end - 1
         last_offset = offset
+        entries: list[tuple[str, int, int, bytes]] = []
         while True:
             recs = self.log.read_key(self.topic, self._key_bytes, last_offset, 1000)
             if not recs:
                 break
             for rec in recs:
                 last_offset = rec.offset
-                head = self._adopt(rec.value, head)
-        if self._state is not None and last_offset != offset:
-            self._state.save(self.signer_id, self.topic, head, self._partition, last_offset,
-                             list(self._recent.items())[-limits.DUPLICATE_WINDOW_EVENTS:])
+                head = self._adopt(rec, head, entries)
+            if len(entries) >= limits.MAX_IDEMPOTENCY_WINDOW_EVENTS:
+                # bounded memory on a long chain: what is collected so far goes to the window now
+                self._appended_head = head
+                self._save(last_offset, entries)
+                entries = []
+        if last_offset != offset:
+            self._appended_head = head
+            self._save(last_offset, entries)
         return head
 
-    def _adopt(self, value: bytes, head: Head) -> Head:
+    def _adopt(self, rec: Record, head: Head, entries: list[tuple[str, int, int, bytes]]) -> Head:
         """Adopt a record of ours found on the log if it extends our head (others' or bad bytes: ignored)."""
-        try:
-            batch = codec.decode_batch(value)
-            if batch.signer_id != self.signer_id or batch.key_id != self.key.key_id:
-                return head
-            decoded = [codec.decode_event(raw) for raw in batch.events]
-            message = codec.batch_signing_bytes(batch.signer_id, batch.key_id, [d.hash for d in decoded])
-            if not self.key.public.verify(batch.signature, message):
-                return head
-        except RejectError:
+        decoded = self._verified_batch(rec)
+        if decoded is None:
             return head
+        new = head
         for d in decoded:
-            if d.event.seq == head.seq + 1 and d.event.prev_hash == head.hash:
-                head = Head(d.event.seq, d.hash)
-                self._recent[d.event.event_id] = d.event.seq
-        while len(self._recent) > limits.DUPLICATE_WINDOW_EVENTS:
-            self._recent.popitem(last=False)
-        return head
-
+            if d.event.seq != new.seq + 1 or d.event.prev_hash != new.hash:
+                # a fork, a replay or a re-delivery: readers reject the whole record, so adopt none of it
+                return head
+            new = Head(d.event.seq, d.hash)
+        for d in decoded:
+            ev = d.event
+            entries.append((ev.event_id, ev.seq, ev.event_time_us,
+                            content_digest(d.raw[d.content_offset:], ev.event_time_us)))
+        return new
 
 def context(org: str | None = None, project: str | None = None, task: str | None = None, stage: str | None = None,
             run: str | None = None, labels: Mapping[str, str] | None = None) -> Context:

@@ -6,7 +6,7 @@ only, opens nothing) or ``Home`` (the layout plus its config) for a path::
 
     <home>/config.json                      log URL, topic, trusted operator(s) (public keys only)
     <home>/keys/<signer>.key                Ed25519 key files, mode 0600
-    <home>/state/emitters.sqlite            chain heads of local emitters (so a restarted agent continues)
+    <home>/state/emitters.sqlite            chain heads and idempotency windows of local emitters (restarts continue)
     <home>/state/locks/                     one lock file per signer (two emitters for one signer refuse to start)
     <home>/log.sqlite                       the embedded log (unless config.json names another log)
     <home>/processors/<name>/               a processor's private files: state.duckdb, status.json, replays
@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledger import limits
 from ledger.errors import HomeError, ValidationError
+from ledger.files import read_text_bounded
 from ledger.integrity.keys import SigningKey, load_key, save_key
 from ledger.log import Log, open_log
 
@@ -38,21 +40,21 @@ ENV_HOME = "TOKENLEDGER_HOME"
 ENV_LOG = "TOKENLEDGER_LOG"
 CONFIG_VERSION = 1
 OPERATOR_ID = "operator"
-SIGNER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+SIGNER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")  # used with fullmatch
 OPERATOR_LOCK_WAIT_S = 30.0  # how long an operator command waits for another one to finish
 DEFAULT_TOPIC_PREFIX = "ledger"  # topics are <prefix>.events, <prefix>.rejected, ...
-TOPIC_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
+TOPIC_PREFIX_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}")  # used with fullmatch
 
 
 def check_topic_prefix(value: Any) -> str:
-    if not isinstance(value, str) or not TOPIC_PREFIX_RE.match(value):
+    if not isinstance(value, str) or TOPIC_PREFIX_RE.fullmatch(value) is None:
         raise ValidationError("topic_prefix", value, "must be 1-101 characters of letters, digits and . _ -")
     return value
 
 
 def check_signer_id(value: Any, field: str = "agent_id") -> str:
     """Signer ids name key files too: letters, digits and ``._:@-``, 1..128 characters."""
-    if not isinstance(value, str) or not SIGNER_ID_RE.match(value):
+    if not isinstance(value, str) or SIGNER_ID_RE.fullmatch(value) is None:
         raise ValidationError(field, value, "must be 1-128 characters of letters, digits and . _ : @ - "
                               "(starting with a letter or digit)")
     return value
@@ -156,6 +158,29 @@ class Registration:
     key_file: str
 
 
+def _check_config_fields(config: dict[str, Any]) -> None:
+    """The fields a home's config must have right before anything opens a log with them: a log URL that is
+    not a string would open a SQLite file named after it in the working directory, a bad topic prefix would
+    create topics nobody reads, and a home without an operator trusts nobody (ValueError: ``open`` reports
+    it as a malformed config naming the field and value)."""
+    if not isinstance(config["log"], str) or not config["log"]:
+        raise ValidationError("log", config["log"], "must be a log URL string (sqlite:///path, kafka://host:port)")
+    check_topic_prefix(config.get("topic_prefix", DEFAULT_TOPIC_PREFIX))
+    partitions = config.get("partitions", 1)
+    if not isinstance(partitions, int) or isinstance(partitions, bool):
+        raise ValidationError("partitions", partitions, "must be a whole number")
+    operators = config["operators"]
+    if not isinstance(operators, dict) or not operators:
+        raise ValidationError("operators", operators, "must map at least one operator id to its public key (hex)")
+    for k, v in operators.items():
+        if not isinstance(v, str) or len(v) != 2 * limits.PUBLIC_KEY_BYTES:
+            raise ValidationError(f"operators.{k}", v, f"must be {2 * limits.PUBLIC_KEY_BYTES} hex characters")
+        try:
+            bytes.fromhex(v)
+        except ValueError:
+            raise ValidationError(f"operators.{k}", v, "must be hexadecimal") from None
+
+
 @dataclass
 class Home(HomeLayout):
     config: dict[str, Any]
@@ -203,11 +228,16 @@ class Home(HomeLayout):
             raise HomeError("directory is not a ledger home (no config.json)", path=str(path),
                             hint=f"create one with `tokenledger init --home {path}`, or pass the right --home")
         try:
-            config = json.loads(cfg.read_text("utf-8"))
+            text = read_text_bounded(cfg, limits.MAX_CONFIG_FILE_BYTES, field="config",
+                                     limit_name="MAX_CONFIG_FILE_BYTES")
+        except ValidationError as e:  # not a regular file, too large, not UTF-8: read no further
+            raise HomeError(f"config.json cannot be used: {e.reason}", path=str(cfg)) from None
+        try:
+            config = json.loads(text)
             if config.get("version") != CONFIG_VERSION or "log" not in config or "operators" not in config:
                 raise ValueError("missing version/log/operators")
-            {k: bytes.fromhex(v) for k, v in config["operators"].items()}
-        except (ValueError, AttributeError, TypeError) as e:
+            _check_config_fields(config)
+        except (ValueError, AttributeError, TypeError) as e:  # ValidationError included: it names field and value
             raise HomeError(f"config.json is malformed: {e}", path=str(cfg)) from None
         return cls(path, config)
 

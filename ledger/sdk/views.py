@@ -1,11 +1,14 @@
 """Reading published views on the producer's side, and admission (allow / throttle / deny) from them.
 
 What this module does
-    ``read_view`` reads one published view (every Parquet part under
-    ``<home>/views/<processor>/<view>/``, found through ``ledger.sdk.home.HomeLayout``) with an
-    in-memory DuckDB. ``check`` answers "may agent A spend N units of kind K now?" from the latest
-    published ``budgets`` and ``reservations`` views of the budgets processor: it rebuilds each level's
-    ``BudgetState`` and ``BudgetPolicy`` from the view rows (``ledger.economics.budget_rows``) and asks
+    ``read_view`` reads one published view (the Parquet parts under ``<home>/views/<processor>/<view>/``,
+    found through ``ledger.sdk.home.HomeLayout``) with an in-memory DuckDB, after checking them against
+    the processor's signed manifest (``ledger.sdk.published``): only the files the manifest lists, with
+    the hashes it signed, copied privately before they are read. A forged file is a
+    ``ViewIntegrityError``, never an answer. ``check`` answers "may agent A spend N units of kind K
+    now?" from the latest published ``budgets`` and ``reservations`` views of the budgets processor:
+    it rebuilds each level's ``BudgetState`` and ``BudgetPolicy`` from the view rows
+    (``ledger.economics.budget_rows``) and asks
     ``ledger.economics.budget.admission_chain`` — the very function the processor uses — over the
     agent's hierarchy (org → project → task → agent), so producer and processor can never disagree
     about the rules. ``reservation`` is what a producer waits for after ``Emitter.reserve``.
@@ -26,6 +29,7 @@ What it must never do
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +38,11 @@ from typing import Any
 import duckdb
 
 from ledger.economics import budget as b
-from ledger.economics.budget_rows import level_from_row, parse_levels
+from ledger.economics.budget_rows import hold_id, level_from_row, parse_levels
 from ledger.economics.reputation import require_int, require_time
 from ledger.errors import AdmissionError, ValidationError
-from ledger.sdk.home import HomeLayout
+from ledger.sdk.home import Home, HomeLayout
+from ledger.sdk.published import has_published, registered_keys, verify_published
 from ledger.wire.events import BUDGET_KINDS
 
 BUDGETS_PROCESSOR = "budgets"  # the processor whose views admission reads
@@ -60,28 +65,39 @@ class Answer:
                 "available": self.available, "scope": self.scope, "levels": list(self.levels)}
 
 
-def read_parquet_dir(path: Path, processor: str) -> list[dict[str, Any]]:
-    """The rows of one published view directory of ``processor`` (every Parquet part in it), as dicts;
-    [] if unpublished."""
-    files = sorted(path.glob("*.parquet"))
+def read_parquet_files(files: list[Path], processor: str) -> list[dict[str, Any]]:
+    """The rows of the Parquet ``files`` (one view of ``processor``), as dicts; [] for no files."""
     if not files:
         return []
     try:
         con = duckdb.connect(":memory:")
         try:
-            cur = con.execute("SELECT * FROM read_parquet(?)", [[str(f) for f in files]])
+            cur = con.execute("SELECT * FROM read_parquet(?, union_by_name = true)", [[str(f) for f in files]])
             names = [d[0] for d in cur.description]
             return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
         finally:
             con.close()
     except duckdb.Error as e:
-        raise AdmissionError(f"cannot read the published view at {path}: {e}", path=str(path),
+        raise AdmissionError(f"cannot read the published views of {processor}: {e}", processor=processor,
                              hint=f"is the {processor} processor running? (`tokenledger run {processor}`)") from None
+
+
+def read_views(home_path: str | Path, processor: str, views: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    """The rows ``processor`` last published for each of ``views`` in the home at ``home_path``, checked
+    against its signed manifest (one check for all of them); [] for a view not published yet."""
+    layout = HomeLayout(Path(home_path))
+    views_dir = layout.views_dir(processor)
+    if not has_published(views_dir):  # nothing to check, and no log to open
+        return {v: [] for v in views}
+    home = Home.open(layout.path)
+    with tempfile.TemporaryDirectory(prefix="tokenledger-views-") as tmp:
+        checked = verify_published(views_dir, processor, registered_keys(home), copy_to=Path(tmp))
+        return {v: read_parquet_files(checked.files.get(v, []), processor) for v in views}
 
 
 def read_view(home_path: str | Path, processor: str, view: str) -> list[dict[str, Any]]:
     """The rows ``processor`` last published for ``view`` in the home at ``home_path``; [] if unpublished."""
-    return read_parquet_dir(HomeLayout(Path(home_path)).view_dir(processor, view), processor)
+    return read_views(home_path, processor, (view,))[view]
 
 
 def check(home_path: str | Path, agent: str, kind: str, amount: int, *, org: str | None = None,
@@ -92,13 +108,13 @@ def check(home_path: str | Path, agent: str, kind: str, amount: int, *, org: str
         raise ValidationError("kind", kind, f"must be one of {', '.join(BUDGET_KINDS)}")
     amount = require_int("amount", amount)
     t = time.time_ns() // 1000 if at_us is None else require_time("at_us", at_us)
-    rows = {(r["scope"], r["scope_id"]): r for r in read_view(home_path, BUDGETS_PROCESSOR, "budgets")
-            if r["budget_kind"] == kind}
+    published = read_views(home_path, BUDGETS_PROCESSOR, ("budgets", "reservations"))
+    rows = {(r["scope"], r["scope_id"]): r for r in published["budgets"] if r["budget_kind"] == kind}
     held: dict[tuple[str, str], list[b.Reservation]] = {}
-    for r in read_view(home_path, BUDGETS_PROCESSOR, "reservations"):
+    for r in published["reservations"]:
         if r["status"] != "reserved" or r["budget_kind"] != kind or r["expires_us"] <= t:
             continue
-        res = b.Reservation(r["reservation_id"], r["amount"], r["created_us"], r["expires_us"])
+        res = b.Reservation(hold_id(r["agent_id"], r["reservation_id"]), r["amount"], r["created_us"], r["expires_us"])
         for level in parse_levels(r["levels"]):
             held.setdefault(level, []).append(res)
     wanted = [("org", org), ("project", project), ("task", task), ("agent", agent)]
@@ -111,10 +127,11 @@ def check(home_path: str | Path, agent: str, kind: str, amount: int, *, org: str
                   tuple(f"{lvl}:{sid}" for lvl, sid in keys))
 
 
-def reservation(home_path: str | Path, reservation_id: str) -> dict[str, Any] | None:
-    """The published ``reservations`` row of ``reservation_id`` (None until the budgets processor has
-    decided and published it): what a producer waits for before it spends what it reserved."""
+def reservation(home_path: str | Path, reservation_id: str, agent_id: str) -> dict[str, Any] | None:
+    """The published ``reservations`` row of ``agent_id``'s ``reservation_id`` (None until the budgets
+    processor has decided and published it): what a producer waits for before it spends what it reserved.
+    Reservation ids are per agent, so another agent's reserve with the same id is never this row."""
     for r in read_view(home_path, BUDGETS_PROCESSOR, "reservations"):
-        if r["reservation_id"] == reservation_id:
+        if r["reservation_id"] == reservation_id and r["agent_id"] == agent_id:
             return r
     return None

@@ -35,7 +35,9 @@ Decisions
       ``openai:{id}``, ``anthropic:{id}``, ``otel:{traceId}:{spanId}`` (keys longer than an id
       may be are replaced by ``{prefix}:sha256:{hex}`` of themselves). Before emitting, the
       importer reads the keys its signer already has on the log (once per import), because the
-      Emitter only remembers its last 4,096 ids. A key seen before with the same content is a
+      Emitter's idempotency window (``limits.IDEMPOTENCY_WINDOW_*``) is bounded and an import may
+      replay records older than it; and because here a changed event time is a changed record
+      (the Emitter lets a retry carry a later time). A key seen before with the same content is a
       duplicate; with different content it is a problem (the source changed since it was imported;
       the ledger is append-only, so the first version stands).
 
@@ -61,6 +63,7 @@ from typing import Any, Literal
 
 from ledger import limits
 from ledger.errors import LogError, RejectCode, RejectError, ValidationError
+from ledger.files import read_bounded
 from ledger.limits import MAX_IMPORT_FILE_BYTES, MAX_IMPORT_FILES, MAX_PROBLEM_VALUE_CHARS
 from ledger.log import Log
 from ledger.sdk.emitter import Emitter
@@ -740,7 +743,11 @@ def _read_file(path: Path) -> tuple[int, bytes | None, ImportProblem | None]:
         if size > MAX_IMPORT_FILE_BYTES:
             return size, None, ImportProblem(str(path), None, "file", f"{size:,} bytes",
                                              f"is larger than {MAX_IMPORT_FILE_BYTES:,} bytes; split it")
-        return size, path.read_bytes(), None
+        # bounded, and only regular files: /dev/zero or a FIFO would otherwise be read until memory runs out
+        data = read_bounded(path, MAX_IMPORT_FILE_BYTES, field="file", limit_name="MAX_IMPORT_FILE_BYTES")
+        return len(data), data, None
+    except ValidationError as e:
+        return 0, None, ImportProblem(str(path), None, "file", _short(str(path)), e.reason)
     except OSError as e:
         return 0, None, ImportProblem(str(path), None, "file", _short(str(path)),
                                       f"cannot be read: {e.strerror or e}")

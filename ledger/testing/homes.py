@@ -13,7 +13,7 @@ from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import OPERATOR_ID, Home
 from ledger.units import US_PER_HOUR
 from ledger.wire import codec
-from ledger.wire.events import AgentRegistered, Body, ClockPolicy, Context, KeyRevoked
+from ledger.wire.events import AgentRegistered, Body, ClockPolicy, Context, Grant, KeyRevoked
 
 # The tests' event times start here: six hours before the hour the test run began. Readers judge every
 # agent's claimed time against its record's append time (the skew window), and the log appends at the wall
@@ -31,9 +31,12 @@ def seed_key(name: str) -> SigningKey:
     return SigningKey.from_seed(name, hashlib.sha256(b"tokenledger-test-" + name.encode()).digest())
 
 
-def make_home(path: Path, *, agents: tuple[str, ...] = ("alice", "bob"), log_url: str | None = None) -> Home:
-    """A ledger home whose log holds the operator's and the agents' registrations."""
-    home = Home.init(path, log_url=log_url)
+def make_home(path: Path, *, agents: tuple[str, ...] = ("alice", "bob"), log_url: str | None = None,
+              topic_prefix: str | None = None) -> Home:
+    """A ledger home whose log holds the operator's and the agents' registrations (``topic_prefix``: topics of
+    its own on a shared cluster)."""
+    home = Home.init(path, log_url=log_url) if topic_prefix is None else Home.init(path, log_url=log_url,
+                                                                                  topic_prefix=topic_prefix)
     op = home.operator_key()
     log = home.open_log()
     try:
@@ -56,6 +59,18 @@ def revoke(home: Home, agent: str, t: int = T0 + 500) -> None:
     try:
         with Emitter.for_operator(home, log) as em:
             em.emit(KeyRevoked(agent_id=agent, key_id=home.load_key(agent).key_id, reason="test"), event_time_us=t)
+    finally:
+        log.close()
+
+
+def grant(home: Home, agent: str, capability: str, scope: str = "", *, max_age_us: int = 0, active: bool = True,
+          t: int = T0 + 50) -> str:
+    """Append the operator's ``grant`` control event (``active=False`` withdraws it); returns its event id."""
+    log = home.open_log()
+    try:
+        with Emitter.for_operator(home, log) as em:
+            return em.emit(Grant(agent_id=agent, capability=capability, scope=scope, max_age_us=max_age_us,
+                                 active=active), event_time_us=t)
     finally:
         log.close()
 

@@ -15,6 +15,7 @@ Pure: no I/O, no clock, no environment.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
@@ -51,7 +52,20 @@ def check_int(name: str, value: Any, lo: int, hi: int) -> int:
     return value
 
 
-def check_str(name: str, value: Any, max_chars: int = limits.MAX_ID_CHARS, *, allow_empty: bool = False) -> str:
+# Characters a name or id may not hold: C0 controls (newline, ESC...), DEL, C1 controls, and the invisible
+# formatting characters that reorder or hide text on a terminal (bidi embeddings, overrides and isolates,
+# marks, zero-width characters, line/paragraph separators, BOM). Without this, `alice\n` is a second
+# "alice", and an id can rewrite the line it is printed on.
+_NAME_FORBIDDEN = ("\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff")
+_NAME_RE = re.compile(f"[^{_NAME_FORBIDDEN}]*")
+_NAME_BAD_CHAR = re.compile(f"[{_NAME_FORBIDDEN}]")
+
+
+def check_str(name: str, value: Any, max_chars: int = limits.MAX_ID_CHARS, *, allow_empty: bool = False,
+              text: bool = False) -> str:
+    """A string field. Names and ids (the default) must match a full-match rule: no control or invisible
+    formatting characters anywhere (``re.fullmatch``: a trailing newline is refused too). ``text=True``
+    marks free text (reasons, JSON documents, label values): only NUL is refused; displays escape the rest."""
     if not isinstance(value, str):
         raise ValidationError(name, value, f"must be a string, got {type(value).__name__}")
     if not value and not allow_empty:
@@ -60,6 +74,11 @@ def check_str(name: str, value: Any, max_chars: int = limits.MAX_ID_CHARS, *, al
         raise ValidationError(name, value, f"must be at most {max_chars} characters, got {len(value)}")
     if "\x00" in value:
         raise ValidationError(name, value, "must not contain NUL characters")
+    if not text and _NAME_RE.fullmatch(value) is None:
+        bad = _NAME_BAD_CHAR.search(value)
+        assert bad is not None  # the full match failed, so some character is one of the forbidden ones
+        raise ValidationError(name, value, f"must not contain control or invisible formatting characters "
+                              f"(U+{ord(bad.group()):04X} at index {bad.start()})")
     return value
 
 
@@ -98,7 +117,7 @@ def check_map(name: str, value: Any) -> tuple[tuple[str, str], ...]:
         raise ValidationError(name, len(value), f"must have at most {limits.MAX_LABELS} entries")
     for k, v in value.items():
         check_str(f"{name}.key", k, limits.MAX_ID_CHARS)
-        check_str(f"{name}[{k}]", v, limits.MAX_LABEL_CHARS, allow_empty=True)
+        check_str(f"{name}[{k}]", v, limits.MAX_LABEL_CHARS, allow_empty=True, text=True)
     return tuple(sorted(value.items()))
 
 
@@ -388,7 +407,7 @@ class KeyRevoked(Body):
     def __post_init__(self) -> None:
         check_str("agent_id", self.agent_id)
         check_str("key_id", self.key_id)
-        check_str("reason", self.reason, limits.MAX_LABEL_CHARS, allow_empty=True)
+        check_str("reason", self.reason, limits.MAX_LABEL_CHARS, allow_empty=True, text=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -541,8 +560,8 @@ class Rejected(Body):
         check_int("partition", self.partition, 0, limits.INT32_MAX)
         check_int("offset", self.offset, 0, limits.INT64_MAX)
         check_str("code", self.code)
-        check_str("reason", self.reason, limits.MAX_REJECT_REASON_CHARS, allow_empty=True)
-        check_str("evidence_json", self.evidence_json, limits.MAX_JSON_TEXT_CHARS, allow_empty=True)
+        check_str("reason", self.reason, limits.MAX_REJECT_REASON_CHARS, allow_empty=True, text=True)
+        check_str("evidence_json", self.evidence_json, limits.MAX_JSON_TEXT_CHARS, allow_empty=True, text=True)
         _set(self, "original", check_bytes("original", self.original))
         if len(self.original) > limits.MAX_REJECTED_ORIGINAL_BYTES:
             raise ValidationError("original", f"<{len(self.original)} bytes>",
@@ -599,7 +618,7 @@ class StateCheckpoint(Body):
             check_int(f"positions[{k}]", v, 0, limits.INT64_MAX)
         _set(self, "positions", tuple(sorted(pos.items())))
         check_str("digest", self.digest, 128)
-        check_str("tables_json", self.tables_json, limits.MAX_JSON_TEXT_CHARS, allow_empty=True)
+        check_str("tables_json", self.tables_json, limits.MAX_JSON_TEXT_CHARS, allow_empty=True, text=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -700,7 +719,7 @@ class BudgetAlert(Body):
         check_int("window_start_us", self.window_start_us, 0, limits.MAX_EVENT_TIME_US)
         for n in ("allocation", "consumed", "amount"):
             check_int(n, getattr(self, n), 0, limits.INT64_MAX)
-        check_str("reason", self.reason, limits.MAX_LABEL_CHARS, allow_empty=True)
+        check_str("reason", self.reason, limits.MAX_LABEL_CHARS, allow_empty=True, text=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -726,7 +745,7 @@ class BudgetTransfer(Body):
             raise ValidationError("recipient_id", self.recipient_id, "must differ from the donor")
         check_int("amount", self.amount, 1, limits.INT64_MAX)
         check_int("window_start_us", self.window_start_us, 0, limits.MAX_EVENT_TIME_US)
-        check_str("reason", self.reason, limits.MAX_LABEL_CHARS, allow_empty=True)
+        check_str("reason", self.reason, limits.MAX_LABEL_CHARS, allow_empty=True, text=True)
 
 
 

@@ -115,12 +115,15 @@ def replay(name: str, home: str | None = HomeOpt, log: str | None = LogOpt, json
 
 @commands.command(epilog='Example: tokenledger query "SELECT kind, count(*) FROM events GROUP BY kind" --csv')
 @guarded
-def query(sql: str, home: str | None = HomeOpt, json_: bool = JsonOpt,
+def query(sql: str, home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt,
           csv_: bool = typer.Option(False, "--csv", help="Print CSV.")) -> None:
-    """Run SQL over the published views (never blocks the processors). `tokenledger query "SHOW TABLES"` lists them."""
+    """Run SQL over the published views (never blocks the processors). `tokenledger query "SHOW TABLES"` lists them.
+
+    Each processor's views are checked against its signed manifest first (exit 1 if forged), and the SQL
+    runs read-only: no other files, no COPY, no ATTACH, no writes, no settings."""
     h = open_home(home)
-    views.write_views_sql(h)  # for plain DuckDB: duckdb -init <home>/views/views.sql
-    result = views.query(h, sql)
+    views.write_views_sql(h)  # for plain DuckDB: duckdb -init <home>/views/views.sql (unchecked)
+    result = views.query(h, sql, log_url=log)
     if json_:
         print_json(result.records())
     elif csv_:

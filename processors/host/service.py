@@ -21,11 +21,13 @@ from typing import Any
 
 from ledger import limits
 from ledger.errors import StoreError
+from ledger.integrity.checkpoints import control_keyring
 from ledger.integrity.keys import SigningKey
 from ledger.log import Log
 from ledger.sdk.home import Home
-from ledger.sdk.registration import register_signer
+from ledger.sdk.registration import ensure_notary_grant, register_signer
 from ledger.wire.events import StateCheckpoint
+from ledger.wire.vocab import Capability
 from processors import get
 from processors.runtime.processor import Derived, Processor
 from processors.runtime.publish import Publisher, parse_positions, read_state
@@ -54,12 +56,16 @@ def status_file(home: Home, name: str) -> Path:
 
 
 def ensure_processor_key(home: Home, name: str, log: Log) -> SigningKey:
-    """The processor's signing key, created and registered (role=processor, by the operator) if new."""
+    """The processor's signing key, created and registered (role=processor, by the operator) if new; the
+    notary's also granted the ``notary`` capability by the operator if the log does not hold that yet."""
     sid = signer_id(name)
     path = home.key_path(sid)
-    if path.exists():
-        return home.load_key(sid)
-    register_signer(home, log, sid, role="processor")  # saves the new key once its registration is appended
+    if not path.exists():
+        register_signer(home, log, sid, role="processor")  # saves the new key once its registration is appended
+    if name == "notary":
+        # only a granted notary's checkpoints count: a home made before grants gets the grant once, here
+        ring = control_keyring(log, home.control_topic, home.anchors())
+        ensure_notary_grant(home, log, ring.granted(sid, Capability.NOTARY.value) is not None)
     return home.load_key(sid)
 
 
@@ -106,6 +112,34 @@ def write_status(home: Home, name: str, status: dict[str, Any]) -> None:
     os.replace(tmp, d / STATUS_FILE)
 
 
+def read_status(home: Home, name: str) -> dict[str, Any]:
+    """The processor's last status ({} when it never wrote one, or the file is torn)."""
+    try:
+        status = json.loads(status_file(home, name).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return status if isinstance(status, dict) else {}
+
+
+def note_failure(home: Home, name: str, error: BaseException | str, *, exit_code: int | None = None,
+                 pid: int | None = None) -> None:
+    """Record why the processor is not running as its last error, keeping the rest of its last status
+    (positions, counts): `tokenledger status` then says "failed" and why, not "dead" with no reason."""
+    message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    write_status(home, name, {**read_status(home, name), "processor": name, "state": "failed",
+                              "pid": os.getpid() if pid is None else pid, "last_error": message,
+                              "last_error_at": time.time(), "exit_code": exit_code})
+
+
+def note_exit(home: Home, name: str, pid: int, exit_code: int) -> None:
+    """The supervisor saw worker ``pid`` exit with ``exit_code``: if its status still says it is running (it was
+    killed, or died before it could write), record the exit as its last error."""
+    status = read_status(home, name)
+    if status.get("state") == "running" and status.get("pid") == pid:
+        how = f"killed by signal {-exit_code}" if exit_code < 0 else f"exited with code {exit_code}"
+        note_failure(home, name, f"process {pid} {how} without reporting an error", exit_code=exit_code, pid=pid)
+
+
 def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False, crash_at: str | None = None,
           max_records: int | None = None) -> int:
     """Run the processor until SIGTERM/SIGINT (finishing the current batch) or, if asked, until caught up."""
@@ -117,9 +151,14 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     runner, store, processor = open_runner(home, name, log, crash_at=crash_at)
+    previous = read_status(home, name)
+    # the last error outlives the restart it caused: status shows it until a newer one replaces it
+    runner.stats.last_error = previous.get("last_error")
+    last_error_at = previous.get("last_error_at")
     if max_records:
         runner.max_records = max_records
-    publisher = Publisher(store, processor, home.views_dir(name))
+    assert runner.key is not None  # open_runner produces: the processor's key signs its derived events and views
+    publisher = Publisher(store, processor, home.views_dir(name), key=runner.key)
     last_status = 0.0
     last_digest = 0.0
     state = "running"
@@ -130,7 +169,7 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
                 n = runner.step()
             except Exception as e:  # a failed batch rolled back; report, then restart cleanly
                 runner.stats.last_error = f"{type(e).__name__}: {e}"
-                write_status(home, name, {**runner.status(), "state": "failed",
+                write_status(home, name, {**runner.status(), "state": "failed", "last_error_at": time.time(),
                                           "traceback": traceback.format_exc(limit=5)})
                 raise
             now = time.monotonic()
@@ -143,7 +182,7 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
                     emit_state_checkpoint(runner, name, digest)
                 publisher.publish(runner.positions, runner.batch_no, digest=digest)
             if now - last_status >= STATUS_EVERY_S or idle:
-                write_status(home, name, {**runner.status(), "state": state})
+                write_status(home, name, {**runner.status(), "state": state, "last_error_at": last_error_at})
                 last_status = now
             if idle:
                 if exit_when_caught_up and runner.caught_up():
@@ -153,7 +192,7 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
         final = store.digest()
         emit_state_checkpoint(runner, name, final)
         publisher.publish(runner.positions, runner.batch_no, digest=final)
-        write_status(home, name, {**runner.status(), "state": state})
+        write_status(home, name, {**runner.status(), "state": state, "last_error_at": last_error_at})
     finally:
         store.close()
     return 0

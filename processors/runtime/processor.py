@@ -172,3 +172,67 @@ def columns_of(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """Row dicts (same keys) to the column dict ``Effects.append`` takes."""
     keys = list(rows[0])
     return {k: [r[k] for r in rows] for k in keys}
+
+
+# The grants a processor acts on, as it folds them: from the operator-signed ``grant`` control events it reads,
+# each in force from its EVENT time. Every reader now folds control and data in the log's one order
+# (``ledger.log.order``), so live and replay see the same grants at every record either way; the event time (bounded
+# by the skew window) keeps a grant's start visible and independent of which batch carried it. Kept in an
+# append-only view of its own so ``restore`` brings the history back. The journal's ``grants`` view is the public
+# record of every grant; this is only what a processor needs to decide. Each processor names its own view (the
+# views of all processors share one query namespace).
+def grant_history_view(name: str) -> View:
+    """The append-only view a processor keeps its ``GrantBook`` in, under its own ``name``."""
+    return View(
+        name=name,
+        doc="Operator grants this processor acts on (grader, reserve, ...), each in force from its event time.",
+        columns=(
+            Column("agent_id", "VARCHAR", "the signer granted"),
+            Column("capability", "VARCHAR", "backfill | notary | grader | reserve"),
+            Column("scope", "VARCHAR", "reserve: '<level>:<id>'; '' otherwise"),
+            Column("active", "BOOLEAN", "true: granted; false: withdrawn"),
+            Column("event_time_us", "BIGINT", "the grant's event time: in force from then on (us)"),
+            Column("seq", "BIGINT", "the order this processor read the grants in (ties at one event time)"),
+            BATCH,
+        ))
+
+
+class GrantBook:
+    """The grants one processor acts on (see ``grant_history_view``): per (agent, capability, scope) a timeline of
+    grants and withdrawals over event time."""
+
+    __slots__ = ("pending", "seq", "timelines", "view")
+
+    def __init__(self, view: View) -> None:
+        self.view = view
+        self.timelines: dict[tuple[str, str, str], Timeline[bool]] = {}
+        self.seq = 0
+        self.pending: list[dict[str, Any]] = []
+
+    def restore(self, query: Any) -> None:
+        for agent, capability, scope, active, t, seq in query(
+                f"SELECT agent_id, capability, scope, active, event_time_us, seq FROM {self.view.name} "  # noqa: S608
+                "ORDER BY seq"):
+            self.timelines.setdefault((agent, capability, scope), Timeline()).add(t, seq, bool(active))
+            self.seq = max(self.seq, seq)
+
+    def apply(self, agent_id: str, capability: str, scope: str, active: bool, event_time_us: int) -> None:
+        self.seq += 1
+        self.timelines.setdefault((agent_id, capability, scope), Timeline()).add(event_time_us, self.seq, active)
+        self.pending.append({"agent_id": agent_id, "capability": capability, "scope": scope, "active": active,
+                             "event_time_us": event_time_us, "seq": self.seq})
+
+    def has(self, agent_id: str, capability: str, scope: str, at_us: int) -> bool:
+        """Whether the grant is in force at event time ``at_us``."""
+        tl = self.timelines.get((agent_id, capability, scope))
+        return bool(tl is not None and tl.at(at_us))
+
+    def holders(self, capability: str, at_us: int) -> frozenset[str]:
+        """The signers holding ``capability`` (without a scope) at event time ``at_us``."""
+        return frozenset(a for (a, c, s), tl in self.timelines.items() if c == capability and not s and tl.at(at_us))
+
+    def flush(self, fx: Effects) -> None:
+        """Append the grants read since the last flush to this processor's grant view."""
+        if self.pending:
+            fx.append(self.view.name, columns_of(self.pending))
+            self.pending = []

@@ -42,17 +42,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ledger import limits
-from ledger.errors import RejectError, RunnerFailedError, RunnerInvariantError
+from ledger.errors import LogRewoundError, RejectError, RunnerFailedError, RunnerInvariantError
 from ledger.integrity.chain import Head
 from ledger.integrity.keys import SigningKey
 from ledger.integrity.verify import Verifier, Where
-from ledger.log import Log, Record, order
+from ledger.log import Log, Record, has_merged_order, judges_by_log_order, order
 from ledger.wire import codec
 from ledger.wire.events import EMPTY_CONTEXT
 from processors.runtime.processor import Derived, Effects, Item, Processor, Quarantined
 from processors.runtime.store import Store
 
 GC_GEN0_THRESHOLD = 200_000  # allocations between young-generation collections (default 700)
+PASSED_META = "merged_order_passed"  # store meta: order key of the last record folded (merged-order logs)
 
 
 @runtime_checkable
@@ -86,6 +87,7 @@ class Verified:
     quarantined: list[Quarantined] = field(default_factory=list)
     touched: set[str] = field(default_factory=set)
     ring_changed: bool = False
+    passed: order.OrderKey | None = None  # merged-order logs: the key of the batch's last record
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ class Runner:
         self.state = RunnerState.READY
         self.failure: str | None = None  # what put the runner in FAILED
         ring, chains = store.load_verifier(anchors)
-        ring.by_log_order = bool(getattr(log, "total_order", False))  # the order _step_poll reads in
+        ring.by_log_order = judges_by_log_order(log)  # the order _step_poll reads in
         self.verifier = Verifier(ring, chains)
         self.positions = store.positions()
         self.batch_no = store.batch()
@@ -141,6 +143,8 @@ class Runner:
             for p in range(log.partitions(topic)):
                 self.positions.setdefault((topic, p), 0)
         self.producer_head = store.producer_head(key.signer_id) if key else Head(0, bytes(32))
+        self._merged = not getattr(log, "total_order", False) and has_merged_order(log)
+        self._passed = _load_key(store.meta(PASSED_META, "")) if self._merged else None
         self._control = self.topic("control")
         rank = {self.topic(t): i for i, t in enumerate(processor.topics)}
         self._order = sorted(self.positions, key=lambda tp: (rank.get(tp[0], len(rank)), tp[1]))
@@ -160,9 +164,23 @@ class Runner:
         return {tp: max(0, self._end(tp) - off) for tp, off in self.positions.items()}
 
     def _end(self, tp: tuple[str, int]) -> int:
-        end = self.log.end_offset(*tp)
+        end = self._checked_end(tp)
         if self.stop_at is not None:
             end = min(end, self.stop_at.get(tp, 0))
+        return end
+
+    def _checked_end(self, tp: tuple[str, int]) -> int:
+        """The log's end of ``tp``; ``LogRewoundError`` if it is below the committed position: the log went
+        backwards (a broker restarted empty, a topic recreated). Reading on would skip the records that new
+        appends put at offsets this processor counts as read, so it stops and says so."""
+        end = self.log.end_offset(*tp)
+        if end < self.positions.get(tp, 0):
+            raise LogRewoundError(
+                "the log ends before this processor's committed position: it went backwards",
+                processor=self.processor.name, topic=tp[0], partition=tp[1], position=self.positions[tp],
+                end_offset=end, log=self.log.url,
+                hint="was the broker restarted without its data, or the topic deleted and recreated? restore the "
+                     "log, or rebuild this processor from the log as it is now (move its state directory away)")
         return end
 
     def caught_up(self) -> bool:
@@ -200,11 +218,17 @@ class Runner:
         and data interleaved exactly as appended (``ledger.log.order``), so a control event applies to the
         data appended after it and to nothing before it, live and in a replay alike.
 
-        On Kafka (no clock across partitions): control first, then data partitions in a fixed order, then
-        control again: every control event appended before a data record we read is applied before that
-        record is judged (a key's registration always precedes its first verdict)."""
+        On Kafka (no clock across partitions, ``merge_by_append_time``): merged by (append time, topic,
+        partition, offset) the same way, a data record held back until control was read past it
+        (``ledger.log.order``, ``_poll_in_merged_order``).
+
+        On a log that declares neither: control first, then data partitions in a fixed order, then control
+        again: every control event appended before a data record we read is applied before that record is
+        judged (a key's registration always precedes its first verdict)."""
         if getattr(self.log, "total_order", False):
             return self._poll_in_log_order()
+        if self._merged:
+            return self._poll_in_merged_order()
         next_read = dict(self.positions)
         control = [tp for tp in self._order if tp[0] == self._control]
         data = [tp for tp in self._order if tp[0] != self._control]
@@ -219,6 +243,8 @@ class Runner:
         (processing continues). Advances the in-memory verifier: from here until the commit, a
         failure leaves it ahead of the committed state, which is why ``step`` then refuses to go on."""
         v = Verified(positions=dict(self.positions))
+        if self._merged and records:
+            v.passed = order.order_key(records[-1])  # records come in key order on a merged log
         for rec in records:
             tp = (rec.topic, rec.partition)
             if rec.offset < v.positions[tp]:
@@ -267,8 +293,12 @@ class Runner:
             self._save_outbox(outbox)
             st.save_positions({tp: o for tp, o in verified.positions.items() if o != self.positions.get(tp)})
             st.set_meta("batch", str(batch_no))
+            if verified.passed is not None:
+                st.set_meta(PASSED_META, json.dumps(verified.passed))
             self.crash("inside_commit")
         self.positions = verified.positions
+        if verified.passed is not None:
+            self._passed = verified.passed
         self.batch_no = batch_no
         self.stats.batches += 1
         self.stats.events += len(verified.items)
@@ -352,7 +382,7 @@ class Runner:
             want = limits.MAX_RUNNER_CONTROL_RECORDS if tp[0] == self._control else data_share
             # the end, measured after the clock, covers every record the clock has seen (an empty read
             # alone proves nothing: a client may come back empty-handed while records exist)
-            end = self.log.end_offset(*tp)
+            end = self._checked_end(tp)
             if self.stop_at is not None:
                 end = min(end, self.stop_at.get(tp, 0))
             want = min(want, end - pos)
@@ -370,6 +400,63 @@ class Runner:
             if (kept[-1].offset + 1 if kept else pos) >= end:
                 complete.add(tp)
         return order.ready_in_log_order(reads, complete, clock_us)
+
+    def _poll_in_merged_order(self) -> list[Record]:
+        """The next records in a merged log's order (``ledger.log.order``): the clock read first, every data
+        partition read to an empty read or its share, then control likewise (so control's end is observed
+        after every data record was read); released: the known prefix stamped before the clock reading.
+        Refuses records appended behind what was already folded."""
+        data = [tp for tp in self._order if tp[0] != self._control]
+        control = [tp for tp in self._order if tp[0] == self._control]
+        data_share = max(1, self.max_records // max(1, len(data)))
+        byte_share = max(1, limits.MAX_RUNNER_BATCH_BYTES // len(self._order))
+        # before any read (ledger.log.order, step 1): a replay's stop positions say everything, so it has none
+        horizon_us = (None if self.stop_at is not None
+                      else time.time_ns() // 1000 - limits.MERGED_ORDER_MARGIN_MS * 1000)
+        reads: dict[tuple[str, int], list[Record]] = {}
+        complete: set[tuple[str, int]] = set()
+        for tp in data + control:  # control last: see the docstring
+            want = limits.MAX_RUNNER_CONTROL_RECORDS if tp[0] == self._control else data_share
+            reads[tp], ended = self._read_until_empty(tp, want, byte_share)
+            if ended:
+                complete.add(tp)
+        late = order.late_records([r for recs in reads.values() for r in recs], self._passed)
+        if late:
+            r = late[0]
+            raise self._violation(
+                "merged_order", "a record was appended behind records already folded (its append time is earlier): "
+                "folding it would make this state differ from a replay", topic=r.topic, partition=r.partition,
+                offset=r.offset, append_time_us=r.append_time_us, folded_up_to=list(self._passed or ()),
+                hint="the writers' clocks disagree (ledger.log.kafka, One order); rebuild this processor's state "
+                     "with a replay from offset 0")
+        return order.ready_in_merged_order(reads, complete, horizon_us)
+
+    def _read_until_empty(self, tp: tuple[str, int], want: int, byte_share: int) -> tuple[list[Record], bool]:
+        """Up to ``want`` records (``byte_share`` bytes) of ``tp`` from its position, and whether the reading
+        ended at an empty read or the replay's stop position (the partition holds nothing more for now)."""
+        nxt = self.positions[tp]
+        stop = self.stop_at.get(tp, 0) if self.stop_at is not None else None
+        kept: list[Record] = []
+        size = 0
+        while True:
+            if stop is not None and nxt >= stop:
+                return kept, True
+            n = want - len(kept) if stop is None else min(want - len(kept), stop - nxt)
+            if n <= 0:
+                return kept, False
+            recs = self.log.read(tp[0], tp[1], nxt, n, timeout_s=0.0)
+            if not recs:
+                return kept, True  # read checked a fresh high-water mark: nothing at nxt when it began
+            for r in recs:
+                if r.offset < nxt:
+                    continue  # a re-delivery of what we already have
+                if stop is not None and r.offset >= stop:
+                    return kept, True
+                size += len(r.value)
+                if size > byte_share and kept:
+                    return kept, False  # the rest waits for a later poll: memory per batch stays bounded
+                kept.append(r)
+                nxt = r.offset + 1
 
     def _poll(self, tps: list[tuple[str, int]], next_read: dict[tuple[str, int], int], budget: int) -> list[Record]:
         out: list[Record] = []
@@ -511,6 +598,14 @@ class Runner:
                 "produced": self.stats.produced, "events_per_s": round(self.stats.events / elapsed, 1),
                 "positions": {f"{t}/{p}": o for (t, p), o in sorted(self.positions.items())},
                 "lag": sum(lag.values()), "last_error": self.stats.last_error}
+
+
+def _load_key(text: str | None) -> order.OrderKey | None:
+    """The order key saved under PASSED_META ("" before the first batch)."""
+    if not text:
+        return None
+    t, topic, partition, offset = json.loads(text)
+    return (int(t), str(topic), int(partition), int(offset))
 
 
 def _idle(timeout_s: float) -> None:

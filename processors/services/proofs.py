@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledger import limits
 from ledger.errors import LedgerError, RejectCode, RejectError, StoreError, ValidationError
+from ledger.files import read_bounded
 from ledger.integrity.checkpoints import (
     SignedEntry,
     StateCheck,
@@ -213,7 +215,8 @@ def checkpoint_now(h: Home, lg: Log) -> list[CheckpointRow]:
                     for e in _notary_checkpoints(h, lg)}
         derived = proc.checkpoint_now(runner.positions, set(existing))
         runner.emit(derived)
-        Publisher(store, proc, h.views_dir(Notary.name)).publish(runner.positions, runner.batch_no)
+        assert runner.key is not None  # open_runner produces, so the notary has its key
+        Publisher(store, proc, h.views_dir(Notary.name), key=runner.key).publish(runner.positions, runner.batch_no)
     finally:
         store.close()
     made = {(d.body.topic, d.body.partition, d.body.tree_size) for d in derived}  # type: ignore[attr-defined]
@@ -277,10 +280,8 @@ def parse_operator_keys(texts: Sequence[str]) -> dict[str, bytes]:
 
 
 def read_proof_file(file: Path) -> bytes:
-    try:
-        return Path(file).read_bytes()
-    except OSError as e:
-        raise ValidationError("file", str(file), f"cannot be read: {e.strerror}") from None
+    # bounded (and regular files only): `verify-proof /dev/zero` is refused, not read until memory runs out
+    return read_bounded(file, limits.MAX_PROOF_FILE_BYTES, field="file", limit_name="MAX_PROOF_FILE_BYTES")
 
 
 def check_proof(data: bytes, trusted: dict[str, bytes]) -> ProofReport:

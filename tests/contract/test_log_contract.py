@@ -28,6 +28,7 @@ from ledger.integrity.keyring import KeyRing
 from ledger.integrity.keys import SigningKey
 from ledger.integrity.verify import Verifier, Where
 from ledger.log import Log, Record, RecordTooLargeError, open_log, partition_for, read_all
+from ledger.sdk.emitter import Emitter
 from ledger.wire import codec
 from ledger.wire.events import GENESIS_HASH, Action, Context
 
@@ -330,6 +331,33 @@ def test_read_key_returns_one_keys_records_after_an_offset(log_factory) -> None:
     assert [r.offset for r in got] == a_offsets
     after = log.read_key(topic, b"a", after_offset=a_offsets[4], max_records=3)
     assert [r.offset for r in after] == a_offsets[5:8]
+
+
+# -------------------------------------------------------------------------------------- one record limit
+
+
+def test_an_emitters_batches_fit_the_one_record_limit_every_backend_shares(log_factory) -> None:
+    """Every backend refuses a record over limits.MAX_RECORD_BYTES, the same number (so a record the embedded
+    log takes fits Kafka too), and an emitter given events worth 1.3 MB cuts them into records under it,
+    each accepted by a reader."""
+    log = log_factory()
+    topic = log_factory.topic("ledger.events")
+    log.ensure_topic(topic, 1)
+    with pytest.raises(RecordTooLargeError) as info:
+        log.append(topic, [(b"k", bytes(limits.MAX_RECORD_BYTES))])
+    assert info.value.evidence["limit"] == limits.MAX_RECORD_BYTES
+    key = SigningKey.from_seed("big", bytes(range(32)))
+    labels = tuple((f"k{i:02d}", "x" * 1000) for i in range(limits.MAX_LABELS))  # ~65 KB per event
+    with Emitter(log, key, topic=topic, background_flush=False) as em:
+        for i in range(20):
+            em.emit(Action(operation="big"), event_time_us=EVENT_TIME_US + i, context=Context(labels=labels))
+    records = read_all(log, topic)
+    assert len(records) >= 2
+    assert all(len(r.key or b"") + len(r.value) <= limits.MAX_RECORD_BYTES for r in records)
+    assert max(len(r.value) for r in records) > limits.MAX_RECORD_BYTES // 2, "cut by bytes, not one per record"
+    verifier = Verifier(KeyRing(anchors={"big": key.public.raw}))
+    accepted = [verifier.check_record(r.value, Where(topic, r.partition, r.offset)) for r in records]
+    assert sum(len(a.events) for a in accepted) == 20
 
 
 # -------------------------------------------------------------------------------------- foreign bytes

@@ -195,3 +195,38 @@ def test_unknown_log_url(home):
     assert e.value.field == "log"
     r = runner.invoke(app, ["verify", "--home", str(home.path), "--log", "ftp://example"])
     assert r.exit_code == 2 and "unknown log URL" in r.output
+
+
+# ---------------------------------------------------------------- input files are read bounded
+
+
+def test_verify_proof_refuses_a_device_and_a_fifo(tmp_path):
+    r = runner.invoke(app, ["verify-proof", "/dev/zero"])
+    assert r.exit_code == 2 and "/dev/zero" in r.output and "MAX_PROOF_FILE_BYTES" in r.output
+    fifo = tmp_path / "proof.fifo"
+    os.mkfifo(fifo)
+    r = runner.invoke(app, ["verify-proof", str(fifo)])
+    assert r.exit_code == 2 and "FIFO" in r.output
+
+
+def test_import_refuses_a_device_without_reading_it(home):
+    before = log_size(home)
+    r = runner.invoke(app, ["import", "openai", "/dev/zero", "--home", str(home.path), "--json"])
+    assert r.exit_code != 0
+    problems = json.loads(r.output)["rejected"]
+    assert [(p["file"], p["field"]) for p in problems] == [("/dev/zero", "file")]
+    assert "MAX_IMPORT_FILE_BYTES" in problems[0]["reason"]
+    assert log_size(home) == before
+
+
+def test_a_key_file_or_config_that_is_a_fifo_is_refused(home):
+    key = home.key_path("alice")
+    key.unlink()
+    os.mkfifo(key, 0o600)
+    r = runner.invoke(app, ["emit", "action", "--home", str(home.path), "-a", "alice", "--operation", "x"])
+    assert r.exit_code == 3 and "not a regular file" in r.output
+    cfg = home.path / "config.json"
+    cfg.unlink()
+    os.mkfifo(cfg, 0o600)
+    r = runner.invoke(app, ["verify", "--home", str(home.path)])
+    assert r.exit_code == 3 and "FIFO" in r.output and "MAX_CONFIG_FILE_BYTES" in r.output

@@ -110,7 +110,7 @@ def test_idempotency_key_makes_cli_retries_safe(home):
 def test_keys_and_agents(home):
     r = runner.invoke(app, ["keys", "list", "--home", str(home), "--json"])
     names = {k["signer_id"] for k in json.loads(r.stdout)}
-    assert names == {"operator", "planner", "researcher"}
+    assert names == {"operator", "processor.notary", "planner", "researcher"}  # init registers the notary
     r = runner.invoke(app, ["keys", "new", "spare", "--home", str(home)])
     assert r.exit_code == 0 and "ed25519:" in r.output
     r = runner.invoke(app, ["agent", "revoke", "researcher", "--home", str(home), "--reason", "lost"])
@@ -141,8 +141,9 @@ def test_demo_runs_end_to_end(tmp_path):
     from ledger.economics.price_events import default_price_events
     from ledger.testing.workload import AGENTS, TASK_SPACING_US, demo_clock, demo_policies
 
-    # + operator, four registrations, the default price book (price_set) and the demo's budget policies
-    assert res["verify"]["accepted_events"] == (res["events"] + 5 + len(default_price_events())
+    # + operator, four registrations, the notary's registration and grant, the default price book (price_set),
+    # the demo's budget policies and its skew window
+    assert res["verify"]["accepted_events"] == (res["events"] + 5 + 2 + len(default_price_events())
                                                 + len(demo_policies(start_us=0))
                                                 + len(demo_clock(20 * TASK_SPACING_US, [a for a, *_ in AGENTS])))
     # a second run on the same home appends a new run and still verifies

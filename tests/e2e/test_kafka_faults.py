@@ -78,6 +78,35 @@ def test_dead_broker_is_a_clear_log_error_within_seconds() -> None:
     _assert_points_at_broker(info.value, f"127.0.0.1:{port}")
 
 
+def test_default_timeouts_report_a_dead_broker_within_the_documented_bound(fresh_broker: Broker) -> None:
+    """With the defaults an SDK gets (no options), a broker that died under a connected producer, or a port
+    nobody listens on, is a LogError pointing at the broker within DEAD_BROKER_ERROR_MS. The deadline below
+    adds half of it (a busy machine); the old defaults (30 s delivery + 10 s request) took ~41 s to report."""
+    documented_s = 15.0  # README (operations) and ledger.log.kafka.DEAD_BROKER_ERROR_MS
+    deadline_s = 1.5 * documented_s  # slack for a busy machine; the old defaults never answered before 30 s
+    log = KafkaLog(fresh_broker.url)
+    try:
+        topic = _new_topic(log, "default-timeouts")
+        log.append(topic, [(b"k", b"before")])  # the producer is connected and knows the partition's leader
+        fresh_broker.kill()
+        started = time.monotonic()
+        with pytest.raises(LogError) as info:
+            log.append(topic, [(b"k", b"after")])
+        assert time.monotonic() - started < deadline_s
+        _assert_points_at_broker(info.value, fresh_broker.bootstrap)
+    finally:
+        log.close()
+    port = free_port()  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(LogError) as info:
+        KafkaLog(f"kafka://127.0.0.1:{port}")
+    assert time.monotonic() - started < deadline_s
+    _assert_points_at_broker(info.value, f"127.0.0.1:{port}")
+    from ledger.log import kafka
+
+    assert documented_s * 1000 >= kafka.DEAD_BROKER_ERROR_MS  # the bound the defaults are asserted against
+
+
 def test_every_operation_fails_fast_once_the_broker_is_gone(fresh_broker: Broker) -> None:
     log = KafkaLog(fresh_broker.url, **FAST)
     topic = "faults.dead"

@@ -1,4 +1,5 @@
-"""Attacks on time and order, on real homes with the embedded log (one clock over the whole log).
+"""Attacks on time and order, on real homes with the embedded log (one clock over the whole log) and, where
+marked, on Kafka (the session's broker; partitions merged by append time, ``ledger.log.order``).
 
 The rule under attack: a control event (a price, a budget policy, a key revocation or rotation) applies to
 the data appended after it and never to the data appended before it, whatever time any producer claims.
@@ -11,15 +12,20 @@ and ``verify`` accepts exactly what the journal accepted.
   key is quarantined;
 - an agent whose clock runs 20 s ahead, then a rotation, then the new key: replay equals live everywhere;
 - back-dated price, budget policy and revocation appended after the data they claim to reach;
-- property: one log, random batch sizes and crash/restart points, live equals replay for every processor.
+- property: one log, random batch sizes and crash/restart points, live equals replay for every processor
+  (on Kafka: a few fixed schedules of batch sizes and crash points).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
+import time
+import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,6 +39,7 @@ from ledger.economics.price_events import default_price_events, price_event_time
 from ledger.errors import RejectCode, RejectError
 from ledger.integrity.keyring import KeyRing
 from ledger.integrity.verify import Verifier, audit
+from ledger.log import Log
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
 from ledger.testing.homes import T0, build_record, fill, make_home
@@ -59,9 +66,11 @@ def tl(h: Home, *args: str):
 
 
 def ends(h: Home) -> dict[tuple[str, int], int]:
+    """End offsets of the home's topics (a Kafka cluster may hold other homes' topics too)."""
     log = h.open_log()
     try:
-        return {(t, p): log.end_offset(t, p) for t in log.topics() for p in range(log.partitions(t))}
+        mine = [t for t in log.topics() if t.startswith(h.config.get("topic_prefix", "ledger") + ".")]
+        return {(t, p): log.end_offset(t, p) for t in mine for p in range(log.partitions(t))}
     finally:
         log.close()
 
@@ -127,8 +136,8 @@ def verify_report(h: Home) -> tuple[set[str], Counter[str]]:
 
 def journal_verdicts(h: Home) -> tuple[set[str], Counter[str]]:
     accepted = {eid for (eid,) in rows(h, "journal", "SELECT event_id FROM events")}
-    codes = Counter(code for (code,) in rows(h, "journal", "SELECT code FROM quarantine WHERE topic IN ('ledger.control', "
-                                                            "'ledger.events')"))
+    signed = "', '".join(h.ledger_topics)  # the home's control and events topics (names from its config)
+    codes = Counter(code for (code,) in rows(h, "journal", f"SELECT code FROM quarantine WHERE topic IN ('{signed}')"))
     return accepted, codes
 
 
@@ -153,8 +162,25 @@ def price(usd_per_mtok: int, effective_from_us: int) -> PriceSet:
                     effective_from_us=effective_from_us)
 
 
+NewHome = Callable[[tuple[str, ...]], Home]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("kafka", marks=pytest.mark.kafka)])
+def new_home(request: pytest.FixtureRequest, tmp_path: Path) -> NewHome:
+    """Makes the test's home (with ``agents`` registered) on the embedded log, or on Kafka with topics of its own."""
+    if request.param == "kafka":
+        url = request.getfixturevalue("kafka_url")
+        return lambda agents: make_home(tmp_path / "home", agents=agents, log_url=url,
+                                        topic_prefix=f"t{uuid.uuid4().hex[:10]}")
+    return lambda agents: make_home(tmp_path / "home", agents=agents)
+
+
 def priced_home(path: Path, agents: tuple[str, ...]) -> Home:
-    h = make_home(path, agents=agents)
+    return priced(make_home(path, agents=agents), agents)
+
+
+def priced(h: Home, agents: tuple[str, ...]) -> Home:
+    """``h`` with the default price book and a budget policy for each of ``agents`` appended."""
     control(h, default_price_events(), times=[price_event_time_us(b) for b in default_price_events()])
     control(h, [policy(a, 50 * 1_000_000) for a in agents], t=T0 + 20)
     return h
@@ -170,8 +196,8 @@ def llm_calls(h: Home, agent: str, times: list[int], *, key_file_agent: str | No
 # ------------------------------------------------------------------ a revoked key
 
 
-def test_revoked_key_emit_refused_and_raw_record_quarantined(tmp_path):
-    h = make_home(tmp_path / "home", agents=("alice", "eve"))
+def test_revoked_key_emit_refused_and_raw_record_quarantined(new_home):
+    h = new_home(("alice", "eve"))
     assert tl(h, "emit", "action", "-a", "eve", "--operation", "before", "--time", fmt_time(T0 + 1_000_000)).exit_code == 0
     assert tl(h, "agent", "revoke", "eve", "--reason", "stolen").exit_code == 0
     before = ends(h)
@@ -248,8 +274,8 @@ def test_raw_revocation_of_the_last_operator_key_is_quarantined(tmp_path):
 # ------------------------------------------------------------------ skewed clock and rotation
 
 
-def test_fast_clock_then_rotation_replay_equals_live_everywhere(tmp_path):
-    h = priced_home(tmp_path / "home", ("alice", "fast"))
+def test_fast_clock_then_rotation_replay_equals_live_everywhere(new_home):
+    h = priced(new_home(("alice", "fast")), ("alice", "fast"))
     now = T0 + 100 * SECOND
     llm_calls(h, "alice", [now + i for i in range(3)])
     llm_calls(h, "fast", [now + SKEW_US + i for i in range(3)])  # its clock runs 20 s ahead
@@ -285,8 +311,8 @@ def test_fast_clock_then_rotation_replay_equals_live_everywhere(tmp_path):
 # ------------------------------------------------------------------ back-dated control after the data
 
 
-def test_back_dated_controls_after_the_data_replay_equals_live_everywhere(tmp_path):
-    h = priced_home(tmp_path / "home", ("alice", "bob"))
+def test_back_dated_controls_after_the_data_replay_equals_live_everywhere(new_home):
+    h = priced(new_home(("alice", "bob")), ("alice", "bob"))
     now = T0 + 1_000 * SECOND
     llm_calls(h, "alice", [now + i for i in range(4)])
     llm_calls(h, "bob", [now + 10 + i for i in range(4)])
@@ -314,10 +340,10 @@ def test_back_dated_controls_after_the_data_replay_equals_live_everywhere(tmp_pa
 # ------------------------------------------------------------------ property: batch boundaries and crashes
 
 
-def _interleaved_home(path: Path) -> Home:
+def _interleaved_home(path: Path, *, log_url: str | None = None, topic_prefix: str | None = None) -> Home:
     """One log with the demo workload in three parts and control events (back-dated prices and policies, a
     rotation, a revocation, whose victim keeps appending raw-through-its-emitter) appended between them."""
-    h = make_home(path, agents=())
+    h = make_home(path, agents=(), log_url=log_url, topic_prefix=topic_prefix)
     control(h, default_price_events(), times=[price_event_time_us(b) for b in default_price_events()])
     fill(h, tasks=3, batch_size=3, seed=5, run="r1")
     control(h, [price(40, T0)], t=T0 + 40)
@@ -395,3 +421,90 @@ def test_any_batch_boundaries_and_crash_points_reach_the_replay_digest(interleav
         assert rejected["revoked_key"] > 0  # the writer's records after its revocation were refused
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ Kafka: batch sizes and crashes, live = replay
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("lives,final_batch", [
+    ([], 1),  # one record per poll: control and data interleave at every record boundary
+    ([(3, "after_commit", 2), (1, "before_produce", 1)], 7),
+    ([(2, "inside_commit", 3), (5, None, 0)], 200),  # ends with the default batch size
+])
+def test_kafka_live_batch_sizes_and_crashes_reach_the_replay_digest(kafka_url, tmp_path, lives, final_batch):
+    """On Kafka the partitions are merged by append time while the log is read live, batch after batch and
+    across restarts: every processor ends where a replay from offset 0 does, and verify agrees with the journal."""
+    h = _interleaved_home(tmp_path / "home", log_url=kafka_url, topic_prefix=f"t{uuid.uuid4().hex[:10]}")
+    log = h.open_log()
+    try:
+        for name in PROCESSORS:
+            ensure_processor_key(h, name, log)
+    finally:
+        log.close()
+    for name in PROCESSORS:
+        _run_with_crashes(h, name, lives, final_batch)
+    assert_replay_equals_live(h)
+    rejected = assert_verify_agrees_with_journal(h)
+    assert rejected["revoked_key"] > 0  # the writer's records after its revocation were refused
+
+
+def _raw_produce(h: Home, topic: str, value: bytes, timestamp_ms: int) -> None:
+    """Append with a timestamp the producer chose, past KafkaLog (which never sets one): Tansu stores it."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=h.config["log"][len("kafka://"):].split(","), acks="all")
+    try:
+        producer.send(topic, key=b"raw", value=value, partition=0, timestamp_ms=timestamp_ms).get(30)
+    finally:
+        producer.close()
+
+
+def _journal(h: Home, log: Log) -> tuple[Runner, Store]:
+    from processors import get
+
+    proc = get("journal")()
+    state_file(h, "journal").parent.mkdir(parents=True, exist_ok=True)
+    store = Store(state_file(h, "journal"), proc.views)
+    return Runner(proc, log, store, anchors=h.anchors(), key=h.load_key("processor.journal"),
+                  topic_prefix=h.config["topic_prefix"]), store
+
+
+@pytest.mark.kafka
+@pytest.mark.skipif(bool(os.environ.get("TOKENLEDGER_TEST_KAFKA", "").strip()),
+                    reason="needs a broker that keeps the producer's timestamp (Tansu); Kafka stamps LogAppendTime")
+def test_kafka_control_stamped_behind_what_was_folded_stops_the_runner_and_a_future_stamp_waits(kafka_url, tmp_path):
+    """Where the log's promise fails (a writer whose clock is behind: a control record stamped before data a
+    live reader already folded), the runner refuses to fold on instead of diverging from a replay; and
+    a record stamped ahead of the reader's clock is held, never folded early."""
+    from ledger.errors import RunnerInvariantError
+
+    h = make_home(tmp_path / "home", agents=("alice",), log_url=kafka_url, topic_prefix=f"t{uuid.uuid4().hex[:10]}")
+    log = h.open_log()
+    try:
+        ensure_processor_key(h, "journal", log)
+        llm_calls(h, "alice", [T0 + i for i in range(2)])
+        r, store = _journal(h, log)
+        try:
+            r.run_until_caught_up()
+            folded = dict(r.positions)
+            # data stamped an hour ahead: complete partitions, yet it is not folded before the clock gets there
+            _raw_produce(h, h.topic, b"from the future", int(time.time() * 1000) + 3_600_000)
+            assert r.step() == 0 and r.positions == folded and not r.caught_up()
+            # control stamped in 1970: its append time is control's running maximum, before the folded data's
+            _raw_produce(h, h.control_topic, b"from the past", 1_000)
+            with pytest.raises(RunnerInvariantError) as e:
+                r.step()
+            assert e.value.evidence["invariant"] == "merged_order"
+            assert e.value.evidence["topic"] == h.control_topic
+            assert r.positions == folded
+        finally:
+            store.close()
+        r, store = _journal(h, log)  # a restart remembers how far the order was folded
+        try:
+            with pytest.raises(RunnerInvariantError):
+                r.step()
+        finally:
+            store.close()
+    finally:
+        log.close()

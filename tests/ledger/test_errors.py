@@ -50,7 +50,8 @@ def test_every_ledger_error_is_defined_in_ledger_errors_and_has_its_own_exit_cod
     assert {c.__name__ for c in classes} >= {"LedgerError", "ValidationError", "KeyFileError", "HomeError",
                                              "RejectError", "ChainForkError", "LogError", "EconomicsError",
                                              "BudgetRefused", "AdmissionError", "StoreError", "RunnerFailedError",
-                                             "RunnerInvariantError", "RecordTooLargeError"}
+                                             "RunnerInvariantError", "RecordTooLargeError",
+                                             "IdempotencyConflictError", "IdempotencyWindowError"}
     outside = sorted(f"{c.__module__}.{c.__qualname__}" for c in classes if c.__module__ != "ledger.errors")
     assert not outside, f"define these in ledger/errors.py: {outside}"
     unmapped = sorted(c.__name__ for c in classes if c not in EXIT_CODES)
@@ -76,7 +77,9 @@ def test_exit_codes_keep_their_numbers() -> None:
     expected = {"LedgerError": 2, "ValidationError": 2, "KeyFileError": 3, "HomeError": 3, "RejectError": 1,
                 "ChainForkError": 3, "LogError": 4, "EconomicsError": 2, "BudgetRefused": 2, "AdmissionError": 2,
                 "StoreError": 2, "RunnerFailedError": 2, "RunnerInvariantError": 2,
-                "RecordTooLargeError": 2}
+                "RecordTooLargeError": 2, "HomeBusyError": 3, "LogRewoundError": 4,
+                "IdempotencyConflictError": 2, "IdempotencyWindowError": 2,
+                "ViewIntegrityError": 1}
     assert {c.__name__: int(code) for c, code in EXIT_CODES.items()} == expected
 
 

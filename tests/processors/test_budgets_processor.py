@@ -29,7 +29,7 @@ from ledger.integrity.keys import SigningKey, save_key
 from ledger.log import read_all
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
-from ledger.testing.homes import T0, TEST_WINDOW, fill, make_home
+from ledger.testing.homes import T0, TEST_WINDOW, fill, grant, make_home
 from ledger.wire import codec
 from ledger.wire.events import AgentRegistered, BudgetPolicy, Context, Outcome
 from processors.host.service import live_digest, open_runner, replay, state_file
@@ -94,7 +94,7 @@ def run(h: Home, name: str = "budgets", *, publish: bool = False, max_records: i
                 r.max_records = max_records
             r.run_until_caught_up()
             if publish:
-                Publisher(store, proc, h.views_dir(name)).publish(r.positions, r.batch_no)
+                Publisher(store, proc, h.views_dir(name), key=r.key).publish(r.positions, r.batch_no)
         finally:
             store.close()
     finally:
@@ -336,6 +336,8 @@ def race(h: Home, phase: str) -> None:
 def test_racing_emitters_never_overspend(backend_home):
     h = backend_home
     policy(h, "project", "shared", "action", HARD_LIMIT, emergency_reserve_pct=0, suspend_at_hard=False)
+    for i in range(RACERS):  # "shared" is nobody's registered project: reserving against it takes a grant
+        grant(h, f"racer{i}", "reserve", "project:shared")
     race(h, "reserve")
     run(h, publish=True)  # the processor decides every reservation in log order and publishes
     race(h, "commit")  # each racer spends and commits only what it was granted

@@ -13,7 +13,7 @@ from test_budgets_processor import BACKENDS, kafka_home, replayed, rows, run
 from ledger.economics.reputation import US_PER_DAY, TrustEvent, reputation
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
-from ledger.testing.homes import T0, fill, make_home
+from ledger.testing.homes import T0, fill, grant, make_home
 from ledger.wire.events import Context, Grant, Outcome
 from processors.host.service import live_digest
 
@@ -33,6 +33,7 @@ def test_scores_equal_the_pure_function_and_self_trust_is_ignored(tmp_path):
     # ten days of ratings, ending at T0: older than any skew window, so the raters hold backfill grants
     base = T0 - 10 * US_PER_DAY
     t1, t2, t3 = base + 1_000, base + 3 * US_PER_DAY, base + 10 * US_PER_DAY
+    grant(h, "carol", "grader", t=base)  # in force from before the first rating
     log = h.open_log()
     try:
         with Emitter.for_operator(h, log) as op:
@@ -48,7 +49,9 @@ def test_scores_equal_the_pure_function_and_self_trust_is_ignored(tmp_path):
         ids["c1"] = em.trust("bob", "feedback", -3, event_time_us=t2 + 5)
     with Emitter.open("bob", home=h.path, context=CTX, background_flush=False) as em:
         em.trust("bob", "accuracy", 100, event_time_us=t2 + 6)  # about itself: ignored
-        ids["o1"] = em.emit(Outcome(task_id="t9", confidence_milli=500, score_milli=900), event_time_us=t3)
+    with Emitter.open("carol", home=h.path, context=CTX, background_flush=False) as em:  # the grader grades bob
+        ids["o1"] = em.emit(Outcome(task_id="t9", confidence_milli=500, score_milli=900, subject_id="bob"),
+                            event_time_us=t3)
     run(h, "reputation")
     (row,) = rows(h, "SELECT * FROM reputation WHERE agent_id='bob'", "reputation")
     expected = reputation([
@@ -72,9 +75,11 @@ def test_scores_equal_the_pure_function_and_self_trust_is_ignored(tmp_path):
 def test_restart_and_replay_reach_the_live_digest(backend_home):
     h = backend_home
     fill(h, tasks=10, batch_size=5)
+    grant(h, "carol", "grader")
     with Emitter.open("alice", home=h.path, context=CTX, background_flush=False) as em:
         em.trust("bob", "compliance", -4, event_time_us=T0 + 9_000_000_000)
-        em.emit(Outcome(task_id="t1", score_milli=200), event_time_us=T0 + 9_000_000_001)  # penalty
+    with Emitter.open("carol", home=h.path, context=CTX, background_flush=False) as em:
+        em.emit(Outcome(task_id="t1", score_milli=200, subject_id="alice"), event_time_us=T0 + 9_000_000_001)  # penalty
     run(h, "reputation", max_records=4)
     with Emitter.open("carol", home=h.path, context=CTX, background_flush=False) as em:
         em.trust("alice", "feedback", 2, event_time_us=T0 + 9_100_000_000)

@@ -30,7 +30,7 @@ def main(home: str, agent: str, attempts: int, phase: str) -> None:
                 em.reserve(rid, "action", UNITS, scope="project", scope_id="shared", event_time_us=T0 + 10_000)
                 em.flush()
             else:
-                row = reservation(home, rid)
+                row = reservation(home, rid, agent)
                 if row is not None and row["status"] == "reserved":
                     em.commit(rid, "action", UNITS, scope="project", scope_id="shared", event_time_us=T0 + 10_001 + i)
 

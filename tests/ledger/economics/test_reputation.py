@@ -276,10 +276,10 @@ def test_trust_event_leaves_out_self_issued_and_out_of_range_trust() -> None:
     (600, None),  # in between: no change
     (None, None),  # not graded
 ])
-def test_incentive_event_is_issued_by_the_reputation_processor_about_the_signer(
+def test_incentive_event_is_issued_by_the_reputation_processor_about_the_subject(
         score_milli: int | None, expected: tuple[float, str] | None) -> None:
-    body = Outcome(task_id="t1", score_milli=score_milli)
-    got = incentive_event(signed("agent", body), body)
+    body = Outcome(task_id="t1", score_milli=score_milli, subject_id="agent")
+    got = incentive_event(signed("grader", body), body, {"grader"})
     if expected is None:
         assert got is None
         return
@@ -290,8 +290,19 @@ def test_incentive_event_is_issued_by_the_reputation_processor_about_the_signer(
 
 
 def test_incentive_value_is_rounded_to_thousandths_as_stored() -> None:
-    body = Outcome(task_id="t1", score_milli=810)  # 0.81 * 10 is 8.100000000000001 in floats
+    body = Outcome(task_id="t1", score_milli=810, subject_id="agent")  # 0.81 * 10 is 8.100000000000001 in floats
     change = task_incentive("agent", 0.81).trust
     assert change is not None and change.value != 8.1  # the pure rule's float, before rounding
-    got = incentive_event(signed("agent", body), body)
+    got = incentive_event(signed("grader", body), body, {"grader"})
     assert got is not None and got[0].value == 8.1  # what trust_history stores (8100 milli) and restores
+
+
+@pytest.mark.parametrize(("signer", "subject", "graders"), [
+    ("agent", None, {"agent"}),  # a self-report (no subject), even by a grader
+    ("agent", "agent", {"agent"}),  # a grader grading itself
+    ("peer", "agent", set()),  # a score from someone without the grader grant
+])
+def test_a_score_counts_only_as_a_graders_grade_of_another_agent(signer: str, subject: str | None,
+                                                                  graders: set[str]) -> None:
+    body = Outcome(task_id="t1", score_milli=1000, subject_id=subject)
+    assert incentive_event(signed(signer, body), body, graders) is None

@@ -10,9 +10,9 @@ from ledger.integrity.verify import audit
 from ledger.log import read_all
 from ledger.sdk import views
 from ledger.sdk.home import OPERATOR_ID, Home, HomeLayout
-from ledger.sdk.registration import bootstrap, register_signer
+from ledger.sdk.registration import NOTARY_SIGNER, bootstrap, register_signer
 from ledger.wire import codec
-from ledger.wire.events import AgentRegistered, PriceSet
+from ledger.wire.events import AgentRegistered, Grant, PriceSet
 
 
 def _control_bodies(h: Home) -> list[object]:
@@ -51,14 +51,17 @@ def test_bootstrap_registers_the_operator_then_the_price_book(tmp_path):
     bodies = _control_bodies(h)
     assert isinstance(bodies[0], AgentRegistered) and bodies[0].agent_id == OPERATOR_ID
     assert bodies[0].role == "operator" and bodies[0].public_key == h.operator_key().public.raw
-    assert len(bodies) == 1 + len(default_price_events()) and all(isinstance(b, PriceSet) for b in bodies[1:])
+    # then the notary's key and its grant (only a granted notary's checkpoints count), then the price book
+    assert isinstance(bodies[1], AgentRegistered) and (bodies[1].agent_id, bodies[1].role) == (NOTARY_SIGNER, "processor")
+    assert isinstance(bodies[2], Grant) and (bodies[2].agent_id, bodies[2].capability) == (NOTARY_SIGNER, "notary")
+    assert len(bodies) == 3 + len(default_price_events()) and all(isinstance(b, PriceSet) for b in bodies[3:])
     h2 = Home.init(tmp_path / "bare")
     log = h2.open_log()
     try:
         assert bootstrap(h2, log, price_book=False) == 0
     finally:
         log.close()
-    assert len(_control_bodies(h2)) == 1
+    assert len(_control_bodies(h2)) == 3  # the operator, the notary's registration and its grant
 
 
 def test_register_signer_appends_then_saves_and_reuses_the_key(tmp_path):
@@ -85,6 +88,6 @@ def test_register_signer_appends_then_saves_and_reuses_the_key(tmp_path):
 def test_sdk_views_read_nothing_before_publishing(tmp_path):
     h = Home.init(tmp_path / "h")
     assert views.read_view(h.path, "budgets", "budgets") == []
-    assert views.reservation(h.path, "r1") is None
+    assert views.reservation(h.path, "r1", "alice") is None
     ans = views.check(h.path, "alice", "llm_tokens", 10, at_us=1_700_000_000_000_000)
     assert (ans.verdict, ans.reason, ans.levels) == ("allow", "not_budgeted", ())

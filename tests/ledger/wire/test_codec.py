@@ -47,7 +47,10 @@ from ledger.wire.events import (
     Trust,
 )
 
-ids = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FFF, blacklist_categories=("Cs",)),
+# ids hold no control (Cc) or invisible formatting characters (check_str's full-match rule for names)
+INVISIBLE = "\u061c" + "".join(map(chr, [*range(0x200B, 0x2010), *range(0x2028, 0x202F), *range(0x2060, 0x206A)]))
+ids = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FFF, blacklist_categories=("Cs", "Cc"),
+                                     blacklist_characters=INVISIBLE),
               min_size=1, max_size=24)
 opt_ids = st.none() | ids
 tokens = st.integers(0, limits.MAX_TOKENS)

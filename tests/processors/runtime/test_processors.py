@@ -242,3 +242,13 @@ def test_queries_in_a_loop_while_ingesting(tmp_path, backend):
     assert worker.wait(timeout=60) == 0, worker.stderr.read()  # SIGTERM: finish the batch, exit cleanly
     status = json.loads((h.path / "processors" / "journal" / "status.json").read_text())
     assert status["state"] == "stopped" and status["lag"] == 0
+
+
+def test_no_two_processors_publish_a_view_under_one_name():
+    """The views of every processor are attached into one query database: a shared name would collide there."""
+    from collections import Counter
+
+    from processors import REGISTRY
+
+    names = Counter(v.name for cls in REGISTRY.values() for v in cls.views)
+    assert [n for n, c in names.items() if c > 1] == []

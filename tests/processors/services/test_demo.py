@@ -45,12 +45,13 @@ def test_demo_runs_end_to_end_without_the_cli(tmp_path):
     # verified: the workload plus the operator's and the agents' registrations, the default price book and
     # the demo's budget policies; the journal saw all of them (and, racing with it, processors registering)
     registrations = 1 + len(AGENTS)
+    notary = 2  # init registers the notary's key and grants it
     assert r.verify["accepted_events"] == (
-        r.events + registrations + len(default_price_events()) + len(demo_policies(start_us=0))
+        r.events + registrations + notary + len(default_price_events()) + len(demo_policies(start_us=0))
         + len(demo_clock(4 * TASK_SPACING_US, [a for a, *_ in AGENTS])))  # and its skew window
     assert kinds["agent_registered"] >= registrations
     assert sum(n for kind, n in kinds.items() if kind != "agent_registered") == (
-        r.verify["accepted_events"] - registrations)
+        r.verify["accepted_events"] - registrations - 1)  # the notary's registration is one too (its grant is not)
     assert HomeLayout(path).report_file.stat().st_size > 0 and r.report == str(HomeLayout(path).report_file)
     with pytest.raises(dataclasses.FrozenInstanceError):
         r.events = 0  # type: ignore[misc]

@@ -1,0 +1,269 @@
+"""Nothing an emitter acknowledges is lost: batches fit the log's record limit, retries never break a chain,
+a key re-used for other content is refused, and a second writer for one agent is refused loudly."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections import Counter
+
+import pytest
+
+from ledger import Emitter, limits
+from ledger.errors import ChainForkError, IdempotencyConflictError, IdempotencyWindowError, RecordTooLargeError
+from ledger.integrity.keys import SigningKey, save_key
+from ledger.integrity.verify import audit
+from ledger.log import read_all
+from ledger.sdk import emitter as emitter_module
+from ledger.sdk.home import Home
+from ledger.testing.homes import T0, make_home
+from ledger.wire import codec
+from ledger.wire.events import Action, Context, KeyRotated
+
+# 64 labels of ~1 KB: an event of about 65 KB, well inside MAX_EVENT_BYTES; 20 of them are 1.3 MB
+BIG_LABELS = tuple((f"k{i:02d}", "x" * 1000) for i in range(limits.MAX_LABELS))
+
+
+@pytest.fixture
+def home(tmp_path):
+    return make_home(tmp_path / "home", agents=("alice", "bob"))
+
+
+def _audit(h: Home):
+    log = h.open_log()
+    try:
+        return audit(log, h.ledger_topics, h.anchors())
+    finally:
+        log.close()
+
+
+def _records(h: Home, agent: str):
+    log = h.open_log()
+    try:
+        return [r for r in read_all(log, h.topic) if r.key == agent.encode()]
+    finally:
+        log.close()
+
+
+def _event_ids(h: Home, agent: str) -> Counter[str]:
+    return Counter(codec.decode_event(raw).event.event_id for r in _records(h, agent)
+                   for raw in codec.decode_batch(r.value).events)
+
+
+# ------------------------------------------------------------------ 1. batches cut by encoded bytes
+
+
+def test_large_events_are_cut_into_records_under_the_record_limit_and_all_accepted(home):
+    big = Context(labels=BIG_LABELS)
+    with Emitter.open("alice", home=home.path, background_flush=False) as em:
+        ids = [em.emit(Action("big"), event_time_us=T0 + i, context=big) for i in range(20)]
+    recs = _records(home, "alice")
+    assert len(recs) >= 2, "1.3 MB of events cannot be one record"
+    assert all(len(r.key) + len(r.value) <= limits.MAX_RECORD_BYTES for r in recs)
+    # cut by bytes, not one event per record: each record but the last holds as many as fit
+    assert max(len(r.value) for r in recs) > limits.MAX_RECORD_BYTES // 2
+    assert list(_event_ids(home, "alice")) == ids
+    rep = _audit(home)
+    assert rep.ok and rep.accepted_events == 3 + 20, rep.first_error
+
+
+def test_an_event_whose_batch_alone_exceeds_the_record_limit_is_refused_at_emit(home, monkeypatch):
+    small_limit = 50_000  # below one 65 KB event: its signed batch of one cannot be a record
+    monkeypatch.setattr(limits, "MAX_RECORD_BYTES", small_limit)
+    with Emitter.open("alice", home=home.path, background_flush=False) as em:
+        with pytest.raises(RecordTooLargeError) as e:
+            em.emit(Action("big"), event_time_us=T0, context=Context(labels=BIG_LABELS))
+        assert e.value.value > small_limit and e.value.evidence["limit"] == small_limit
+        assert f"{small_limit}-byte limit" in str(e.value)
+        assert em.head.seq == 0 and em.stats().pending == 0, "nothing chained"
+        em.action("small", event_time_us=T0 + 1)  # the chain goes on from where it was
+    assert len(_records(home, "alice")) == 1
+    assert _audit(home).ok
+
+
+# ------------------------------------------------------------------ 2. the idempotency window
+
+
+def test_a_retry_after_4100_events_returns_its_id_and_appends_nothing(home):
+    with Emitter.open("alice", home=home.path, batch_size=1000, background_flush=False) as em:
+        first = em.action("call", event_time_us=T0, idempotency_key="req-0")
+        for i in range(4_100):
+            em.action("op", event_time_us=T0 + 1 + i)
+        head = em.head.seq
+        assert em.action("call", event_time_us=T0 + 10**6, idempotency_key="req-0") == first
+        assert em.head.seq == head and em.stats().deduplicated == 1
+        em.action("after", event_time_us=T0 + 10**6 + 1)
+    rep = _audit(home)
+    assert rep.ok and rep.accepted_events == 3 + 4_102, rep.first_error
+    assert max(_event_ids(home, "alice").values()) == 1
+
+
+def test_a_retry_after_10000_events_and_a_restart_appends_nothing(home):
+    with Emitter.open("alice", home=home.path, batch_size=1000, background_flush=False) as em:
+        first = em.action("call", event_time_us=T0, idempotency_key="req-0")
+        for i in range(10_000):
+            em.action("op", event_time_us=T0 + 1 + i)
+    with Emitter.open("alice", home=home.path, background_flush=False) as em:
+        assert em.action("call", event_time_us=T0 + 10**6, idempotency_key="req-0") == first
+        assert em.head.seq == 10_001
+    ids = _event_ids(home, "alice")
+    assert sum(ids.values()) == 10_001 and max(ids.values()) == 1, "one event id is on the ledger once"
+    assert _audit(home).ok
+
+
+def test_the_window_is_rebuilt_from_the_log_when_the_home_lost_it(home):
+    with Emitter.open("alice", home=home.path, background_flush=False) as em:
+        first = em.action("call", event_time_us=T0, idempotency_key="req-0")
+    shutil.rmtree(home.state_dir)  # a new machine, or a wiped state directory: the log still has the chain
+    with Emitter.open("alice", home=home.path, background_flush=False) as em:
+        assert em.head.seq == 1
+        assert em.action("call", event_time_us=T0 + 5, idempotency_key="req-0") == first
+        with pytest.raises(IdempotencyConflictError):
+            em.action("other", event_time_us=T0, idempotency_key="req-0")
+    assert sum(_event_ids(home, "alice").values()) == 1
+
+
+def test_the_same_key_with_other_content_is_a_typed_conflict_naming_both_hashes(home):
+    with Emitter.open("alice", home=home.path, background_flush=False) as em:
+        first = em.action("llm.call", provider="p", model="m", input_tokens=5, idempotency_key="resp_1",
+                          event_time_us=T0)
+        for pending in (True, False):  # while the first is buffered, and once it is appended
+            with pytest.raises(IdempotencyConflictError) as e:
+                em.action("llm.call", provider="p", model="m", input_tokens=6, idempotency_key="resp_1",
+                          event_time_us=T0)
+            err = e.value
+            assert err.key == "resp_1" and err.evidence["event_id"] == first
+            assert err.first_sha256 != err.new_sha256 and len(err.first_sha256) == 64
+            assert err.first_sha256 in str(err) and err.new_sha256 in str(err)
+            assert em.head.seq == 1
+            if pending:
+                em.flush()
+    with Emitter.open("alice", home=home.path, background_flush=False) as em, \
+            pytest.raises(IdempotencyConflictError):  # and after a restart
+        em.action("llm.call", provider="p", model="m", input_tokens=6, idempotency_key="resp_1")
+    assert len(_records(home, "alice")) == 1 and _audit(home).ok
+
+
+def test_beyond_the_window_an_old_event_is_refused_never_appended_twice(home, monkeypatch):
+    """With a window of 10 events and 1 ms of event time, the 40th event forgets the first; re-emitting
+    the first (a retry it can no longer recognise) is refused instead of putting its id on the log twice."""
+    monkeypatch.setattr(limits, "IDEMPOTENCY_WINDOW_EVENTS", 10)
+    monkeypatch.setattr(limits, "IDEMPOTENCY_WINDOW_US", 1_000)
+    monkeypatch.setattr(emitter_module, "_EVICT_STRIDE_EVENTS", 1)
+    step = 10_000  # microseconds between events: ten times the time window
+    with Emitter.open("alice", home=home.path, batch_size=5, background_flush=False) as em:
+        first = em.action("call", event_time_us=T0, idempotency_key="req-0")
+        for i in range(1, 40):
+            em.action("op", event_time_us=T0 + i * step)
+        em.flush()
+        with pytest.raises(IdempotencyWindowError) as e:
+            em.action("call", event_time_us=T0, idempotency_key="req-0")
+        assert e.value.evidence["event_id"] == first and e.value.evidence["horizon_us"] >= T0
+        em.action("op", event_time_us=T0 + 35 * step)  # still in the window: a retry
+        assert em.head.seq == 40 and em.stats().deduplicated == 1
+        em.action("new", event_time_us=T0 + 41 * step)  # a new event after the horizon is fine
+    with Emitter.open("alice", home=home.path, background_flush=False) as em, \
+            pytest.raises(IdempotencyWindowError):  # the horizon survives a restart
+        em.action("call", event_time_us=T0, idempotency_key="req-0")
+    assert max(_event_ids(home, "alice").values()) == 1 and _audit(home).ok
+
+
+def test_the_emitters_window_contains_the_readers_duplicate_window():
+    # a retry readers would reject as a duplicate is always deduplicated by the emitter before signing
+    assert limits.IDEMPOTENCY_WINDOW_EVENTS >= limits.DUPLICATE_WINDOW_EVENTS
+    assert limits.MAX_IDEMPOTENCY_WINDOW_EVENTS >= limits.IDEMPOTENCY_WINDOW_EVENTS
+
+
+# ------------------------------------------------------------------ 3. one writer per agent on the whole log
+
+
+def _second_home(home: Home, tmp_path, agent: str) -> Home:
+    """Another machine: its own home (own state and locks) on the same log, with the agent's key copied."""
+    other = tmp_path / "machine-b"
+    (other / "keys").mkdir(parents=True)
+    shutil.copy(home.config_file, other / "config.json")
+    shutil.copy(home.key_path(agent), other / "keys" / f"{agent}.key")
+    return Home.open(other)
+
+
+def test_two_emitters_for_one_agent_in_two_homes_never_acknowledge_a_fork(home, tmp_path):
+    b_home = _second_home(home, tmp_path, "alice")
+    a = Emitter.open("alice", home=home.path, background_flush=False)
+    b = Emitter.open("alice", home=b_home.path, background_flush=False)
+    try:
+        a.action("from-a", event_time_us=T0 + 1)
+        a.flush()  # first on the log: readers accept it
+        b.action("from-b", event_time_us=T0 + 2)
+        with pytest.raises(ChainForkError) as e:
+            b.flush()  # same sequence number, second on the log: a fork, never acknowledged
+        assert e.value.evidence["readers_accept_ours"] is False
+        with pytest.raises(ChainForkError):
+            b.action("again", event_time_us=T0 + 3)  # refused from now on
+        a.action("from-a-2", event_time_us=T0 + 4)
+        a.flush()  # b's record is below the head a extends: readers rejected it, a's chain is intact
+        a.action("from-a-3", event_time_us=T0 + 5)
+        a.flush()
+    finally:
+        a.close()  # nothing pending: closing loses nothing, and releases the lock
+        b.close()
+    rep = _audit(home)
+    assert rep.accepted_events == 3 + 3 and rep.rejected == {"fork": 1}
+    # once the other writer is stopped, a reopened emitter continues the chain readers accept
+    with Emitter.open("alice", home=b_home.path, background_flush=False) as em:
+        assert em.head.seq == 3
+        em.action("b-continues", event_time_us=T0 + 6)
+    assert _audit(home).accepted_events == 3 + 4
+
+
+def test_an_agent_moved_to_another_home_continues_its_chain(home, tmp_path):
+    with Emitter.open("alice", home=home.path, background_flush=False) as em:
+        em.action("a", event_time_us=T0)
+    b_home = _second_home(home, tmp_path, "alice")
+    with Emitter.open("alice", home=b_home.path, background_flush=False) as em:
+        assert em.head.seq == 1
+        em.action("b", event_time_us=T0 + 1)
+    rep = _audit(home)
+    assert rep.ok and rep.accepted_events == 3 + 2
+
+
+def test_after_a_rotation_a_new_home_adopts_the_old_keys_records_readers_accept(home, tmp_path):
+    with Emitter.open("alice", home=home.path, background_flush=False) as em:
+        em.action("old-key-1", event_time_us=T0 + 10)
+        em.action("old-key-2", event_time_us=T0 + 11)
+    new = SigningKey.generate("alice")
+    log = home.open_log()
+    try:
+        with Emitter.for_operator(home, log) as op:
+            op.emit(KeyRotated(agent_id="alice", old_key_id=home.load_key("alice").key_id, new_key_id=new.key_id,
+                               new_public_key=new.public.raw), event_time_us=T0 + 20)
+    finally:
+        log.close()
+    b = tmp_path / "machine-b"  # the agent moves, with only its new key, to a home with no emitter state
+    (b / "keys").mkdir(parents=True)
+    shutil.copy(home.config_file, b / "config.json")
+    save_key(b / "keys" / "alice.key", new)
+    with Emitter.open("alice", home=b, background_flush=False) as em:
+        assert em.head.seq == 2, "the old key's records came before its rotation: readers accept them"
+        em.action("new-key", event_time_us=T0 + 30)
+    rep = _audit(home)
+    assert rep.ok and rep.accepted_events == 3 + 2 + 1 + 1, rep.first_error
+
+
+def test_a_signer_has_one_chain_the_operator_cannot_also_write_the_events_topic(home):
+    log = home.open_log()
+    try:
+        ends = log.end_offset(home.topic, 0)
+        with pytest.raises(ChainForkError) as e:
+            Emitter(log, home.operator_key(), topic=home.topic, state_dir=home.state_dir, background_flush=False,
+                    control_topic=home.control_topic, anchors=home.anchors())
+        assert e.value.evidence["chain_topic"] == home.control_topic
+        assert log.end_offset(home.topic, 0) == ends
+    finally:
+        log.close()
+    # the state file keeps one head per signer (its chain's), not one per signer and topic
+    db = sqlite3.connect(home.state_dir / "emitters.sqlite")
+    try:
+        rows = db.execute("SELECT signer_id, topic FROM chain_heads").fetchall()
+    finally:
+        db.close()
+    assert rows == [("operator", home.control_topic)]
