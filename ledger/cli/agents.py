@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import typer
 
 from ledger.cli.output import HomeOpt, JsonOpt, LogOpt, guarded, labels, open_home, operator_emit, print_json, table
 from ledger.errors import RejectError, ValidationError
+from ledger.integrity.keyring import KeyRing
 from ledger.integrity.keys import SigningKey, save_key
 from ledger.sdk.emitter import ControlKeys
 from ledger.sdk.home import OPERATOR_ID, Home, check_signer_id, resolve_log_url
 from ledger.sdk.registration import register_signer, valid_key_ids
-from ledger.wire.events import KeyRevoked, KeyRotated
+from ledger.wire.events import CAPABILITIES, Grant, KeyRevoked, KeyRotated
+from ledger.wire.timefmt import parse_duration
 
 agent_app = typer.Typer(no_args_is_help=True, help="Register, rotate and revoke signers (signed by the operator).",
                         epilog="Example: tokenledger agent register researcher --priority 2")
@@ -115,3 +118,63 @@ def _refuse_what_readers_reject(h: Home, log: str | None, body: KeyRevoked) -> N
     except RejectError as e:
         raise ValidationError("name", body.agent_id, f"readers would reject this revocation: {e.reason}",
                               key_id=body.key_id, code_readers_give=e.code.value) from None
+
+
+def control_ring(h: Home, log: str | None) -> KeyRing:
+    """The key ring the control topic builds now, as every reader folds it."""
+    lg = h.open_log(resolve_log_url(log, h))
+    try:
+        keys = ControlKeys(lg, h.control_topic, h.anchors())
+        keys.refresh()
+        return keys.ring
+    finally:
+        lg.close()
+
+
+CapabilityArg: Any = typer.Argument(..., help=f"One of {', '.join(CAPABILITIES)}.")
+ScopeOpt: Any = typer.Option("", "--scope", help="For reserve: the scope as level:id (like project:p1).")
+
+
+@agent_app.command("grant", epilog="Example: tokenledger agent grant importer backfill --max-age 30d\n\n"
+                                   "Example: tokenledger agent grant scheduler reserve --scope project:p1")
+@guarded
+def agent_grant(name: str, capability: str = CapabilityArg, scope: str = ScopeOpt,
+                max_age: str | None = typer.Option(None, "--max-age",
+                                                   help="For backfill: how far back its events may claim to be "
+                                                        "(like 30d)."),
+                home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
+    """Grant NAME a capability beyond its role (signed by the operator; applies to records appended after it)."""
+    h = open_home(home)
+    check_signer_id(name, "name")
+    body = Grant(agent_id=name, capability=capability, scope=scope,
+                 max_age_us=0 if max_age is None else parse_duration(max_age, "max_age"))
+    _grant(h, log, body, "granted", json_)
+
+
+@agent_app.command("ungrant", epilog="Example: tokenledger agent ungrant importer backfill")
+@guarded
+def agent_ungrant(name: str, capability: str = CapabilityArg, scope: str = ScopeOpt,
+                  home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
+    """Withdraw a grant: records appended afterwards no longer get the capability."""
+    h = open_home(home)
+    check_signer_id(name, "name")
+    _grant(h, log, Grant(agent_id=name, capability=capability, scope=scope, active=False), "withdrawn", json_)
+
+
+def _grant(h: Home, log: str | None, body: Grant, verb: str, json_: bool) -> None:
+    """Refuse (exit 2, nothing appended) what readers would quarantine, then append the grant."""
+    ring = control_ring(h, log)
+    signer = ring.get(h.operator_key().key_id)
+    if signer is not None:  # an invalid operator key is refused by the emitter, with its own error
+        try:
+            ring.validate_control(signer, body)
+        except RejectError as e:
+            raise ValidationError("name", body.agent_id, f"readers would reject this grant: {e.reason}",
+                                  code_readers_give=e.code.value) from None
+    if not body.active and ring.granted(body.agent_id, body.capability, body.scope) is None:
+        raise ValidationError("capability", body.capability, f"{body.agent_id} holds no such grant "
+                              f"(see `tokenledger clock show`)", scope=body.scope or None)
+    (event_id,) = operator_emit(h, log, [body])
+    info = {"signer_id": body.agent_id, "capability": body.capability, "scope": body.scope,
+            "max_age_us": body.max_age_us, "active": body.active, "event_id": event_id}
+    print_json(info) if json_ else table(verb, ["field", "value"], [[a, b] for a, b in info.items()])

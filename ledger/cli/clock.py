@@ -14,13 +14,11 @@ from typing import Any
 import typer
 
 from ledger import limits
-from ledger.cli.agents import agent_app
+from ledger.cli.agents import control_ring
 from ledger.cli.output import HomeOpt, JsonOpt, LogOpt, guarded, open_home, operator_emit, print_json, table
-from ledger.errors import RejectError, ValidationError
+from ledger.errors import ValidationError
 from ledger.integrity.keyring import KeyRing
-from ledger.sdk.emitter import ControlKeys
-from ledger.sdk.home import Home, check_signer_id, resolve_log_url
-from ledger.wire.events import CAPABILITIES, ClockPolicy, Grant
+from ledger.wire.events import ClockPolicy
 from ledger.wire.timefmt import fmt_duration, parse_duration
 
 clock_app = typer.Typer(no_args_is_help=True,
@@ -29,19 +27,8 @@ clock_app = typer.Typer(no_args_is_help=True,
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``clock`` group to ``app`` (and ``grant``/``ungrant`` to the ``agent`` group)."""
+    """Add the ``clock`` group to ``app``."""
     app.add_typer(clock_app, name="clock")
-
-
-def _ring(h: Home, log: str | None) -> KeyRing:
-    """The key ring the control topic builds now, as every reader folds it."""
-    lg = h.open_log(resolve_log_url(log, h))
-    try:
-        keys = ControlKeys(lg, h.control_topic, h.anchors())
-        keys.refresh()
-        return keys.ring
-    finally:
-        lg.close()
 
 
 def _window(ring: KeyRing) -> dict[str, Any]:
@@ -62,7 +49,7 @@ def _grants(ring: KeyRing) -> list[dict[str, Any]]:
 @guarded
 def clock_show(home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
     """The skew window in force for the next record appended, and every grant in force."""
-    ring = _ring(open_home(home), log)
+    ring = control_ring(open_home(home), log)
     w, grants = _window(ring), _grants(ring)
     if json_:
         print_json({"window": w, "grants": grants})
@@ -89,7 +76,7 @@ def clock_set(behind: str | None = typer.Option(None, help="How far before its a
     h = open_home(home)
     if behind is None and ahead is None:
         raise ValidationError("behind", None, "give --behind, --ahead or both (like --behind 5m --ahead 1m)")
-    current = _ring(h, log).skew
+    current = control_ring(h, log).skew
     body = ClockPolicy(max_behind_us=current.max_behind_us if behind is None else parse_duration(behind, "behind"),
                        max_ahead_us=current.max_ahead_us if ahead is None else parse_duration(ahead, "ahead"))
     (event_id,) = operator_emit(h, log, [body])
@@ -98,52 +85,3 @@ def clock_set(behind: str | None = typer.Option(None, help="How far before its a
             "event_id": event_id}
     print_json(info) if json_ else table("clock policy appended", ["field", "value"],
                                          [[a, b] for a, b in info.items()])
-
-
-CapabilityArg: Any = typer.Argument(..., help=f"One of {', '.join(CAPABILITIES)}.")
-ScopeOpt: Any = typer.Option("", "--scope", help="For reserve: the scope as level:id (like project:p1).")
-
-
-@agent_app.command("grant", epilog="Example: tokenledger agent grant importer backfill --max-age 30d\n\n"
-                                   "Example: tokenledger agent grant scheduler reserve --scope project:p1")
-@guarded
-def agent_grant(name: str, capability: str = CapabilityArg, scope: str = ScopeOpt,
-                max_age: str | None = typer.Option(None, "--max-age",
-                                                   help="For backfill: how far back its events may claim to be "
-                                                        "(like 30d)."),
-                home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
-    """Grant NAME a capability beyond its role (signed by the operator; applies to records appended after it)."""
-    h = open_home(home)
-    check_signer_id(name, "name")
-    body = Grant(agent_id=name, capability=capability, scope=scope,
-                 max_age_us=0 if max_age is None else parse_duration(max_age, "max_age"))
-    _grant(h, log, body, "granted", json_)
-
-
-@agent_app.command("ungrant", epilog="Example: tokenledger agent ungrant importer backfill")
-@guarded
-def agent_ungrant(name: str, capability: str = CapabilityArg, scope: str = ScopeOpt,
-                  home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
-    """Withdraw a grant: records appended afterwards no longer get the capability."""
-    h = open_home(home)
-    check_signer_id(name, "name")
-    _grant(h, log, Grant(agent_id=name, capability=capability, scope=scope, active=False), "withdrawn", json_)
-
-
-def _grant(h: Home, log: str | None, body: Grant, verb: str, json_: bool) -> None:
-    """Refuse (exit 2, nothing appended) what readers would quarantine, then append the grant."""
-    ring = _ring(h, log)
-    signer = ring.get(h.operator_key().key_id)
-    if signer is not None:  # an invalid operator key is refused by the emitter, with its own error
-        try:
-            ring.validate_control(signer, body)
-        except RejectError as e:
-            raise ValidationError("name", body.agent_id, f"readers would reject this grant: {e.reason}",
-                                  code_readers_give=e.code.value) from None
-    if not body.active and ring.granted(body.agent_id, body.capability, body.scope) is None:
-        raise ValidationError("capability", body.capability, f"{body.agent_id} holds no such grant "
-                              f"(see `tokenledger clock show`)", scope=body.scope or None)
-    (event_id,) = operator_emit(h, log, [body])
-    info = {"signer_id": body.agent_id, "capability": body.capability, "scope": body.scope,
-            "max_age_us": body.max_age_us, "active": body.active, "event_id": event_id}
-    print_json(info) if json_ else table(verb, ["field", "value"], [[a, b] for a, b in info.items()])

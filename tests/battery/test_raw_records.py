@@ -148,9 +148,7 @@ CASES: list[Any] = [
     pytest.param(lambda c: ("control", None, b"\x00garbage\xff" * 3), {C.BAD_SCHEMA}, id="garbage-on-control"),
     # the log vouches for time: a claim a day ahead of the append time
     pytest.param(ev(lambda c: build_record(c.bob, [Action("future")], t=NOW_US + DAY_US)[0], b"bob"),
-                 {"clock_skew"}, id="event-time-a-day-ahead",
-                 marks=pytest.mark.xfail(strict=True, reason="clock-skew window not enforced yet "
-                                                             "(owned by the trusted-time change)")),
+                 {"clock_skew"}, id="event-time-a-day-ahead"),
 ]
 
 

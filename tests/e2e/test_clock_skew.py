@@ -22,7 +22,7 @@ from ledger.economics.price_events import default_price_events, price_event_time
 from ledger.errors import RejectCode, RejectError
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
-from ledger.testing.homes import T0, build_record, make_home
+from ledger.testing.homes import T0, build_record, grant, make_home
 from ledger.units import US_PER_DAY
 from ledger.wire.events import Action, BudgetPolicy, ClockPolicy, Context, Reservation
 from processors.cli import build_app
@@ -130,7 +130,9 @@ def test_2199_usage_and_reservation_refused_at_emit_and_quarantined_raw(tmp_path
     assert r.exit_code == 1 and "clock_skew" in r.output and "event_time_us" in r.output
     assert ends(h) == before  # never acknowledged, never appended
 
-    # an honest agent's hold, then the forger's records appended raw, then the honest agent goes on
+    # an honest agent's hold (the project is not hers: the operator grants it), then the forger's records
+    # appended raw, then the honest agent goes on
+    grant(h, "alice", "reserve", "project:p1")
     with emitter(h, "alice") as em:
         em.reserve("r-alice", "action", 600, scope="project", scope_id="p1", event_time_us=now_us())
         em.emit(call("c1", "alice", "bob"), event_time_us=now_us())
