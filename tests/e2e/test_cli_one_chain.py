@@ -5,6 +5,7 @@ command writes (the operator's, on the control topic), while an ordinary import 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,7 @@ def test_register_again_with_the_homes_key_file_is_a_re_registration(home):
 
 def test_import_as_the_operator_is_refused_and_an_agents_import_is_accepted_by_verify(home, tmp_path):
     f = tmp_path / "usage.jsonl"
-    f.write_text(jsonl([openai_payload(1)]))
+    f.write_text(jsonl([openai_payload(1, created=int(time.time()))]))  # live: within the skew window
     before = _ends(home)
     r = runner.invoke(app, ["import", "openai", str(f), "--home", str(home), "--signer", "operator", "--json"])
     assert r.exit_code == 3, r.output

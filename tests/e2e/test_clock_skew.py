@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -42,10 +43,20 @@ def tl(h: Home, *args: str):
     return cli.invoke(app, [*args, "--home", str(h.path)])
 
 
-def skew_home(tmp_path: Path, agents: tuple[str, ...] = ("alice", "bob", "mallory")) -> Home:
+@pytest.fixture(params=["sqlite", pytest.param("kafka", marks=pytest.mark.kafka)])
+def log_url(request: pytest.FixtureRequest) -> str | None:
+    """The log the test's home uses: the embedded default (None), or the test broker (topics of its own)."""
+    return request.getfixturevalue("kafka_url") if request.param == "kafka" else None
+
+
+def skew_home(tmp_path: Path, agents: tuple[str, ...] = ("alice", "bob", "mallory"), *,
+              log_url: str | None = None) -> Home:
     """A home whose records from here on are judged by the default window (make_home widened it for the other
     tests' fixed hours: this policy, appended after, takes over for the records after it)."""
-    h = make_home(tmp_path / "home", agents=agents)
+    if log_url is None:
+        h = make_home(tmp_path / "home", agents=agents)
+    else:
+        h = make_home(tmp_path / "home", agents=agents, log_url=log_url, topic_prefix=f"t{uuid.uuid4().hex[:10]}")
     control(h, default_price_events(), times=[price_event_time_us(b) for b in default_price_events()])
     control(h, [ClockPolicy(limits.DEFAULT_MAX_CLOCK_BEHIND_US, limits.DEFAULT_MAX_CLOCK_AHEAD_US)], t=now_us())
     return h
@@ -111,8 +122,8 @@ def deny_policy(scope: str, scope_id: str, allocation: int) -> BudgetPolicy:
 # ------------------------------------------------------------------ the future: 2199
 
 
-def test_2199_usage_and_reservation_refused_at_emit_and_quarantined_raw(tmp_path):
-    h = skew_home(tmp_path)
+def test_2199_usage_and_reservation_refused_at_emit_and_quarantined_raw(tmp_path, log_url):
+    h = skew_home(tmp_path, log_url=log_url)
     control(h, [deny_policy("project", "p1", 1_000)], t=now_us())
     before = ends(h)
     # the SDK refuses both, naming the field, the claimed time and the window; nothing is appended
@@ -209,8 +220,8 @@ def test_clock_policy_changes_the_window_only_for_later_records(tmp_path):
 # ------------------------------------------------------------------ backfill
 
 
-def test_backfill_needs_a_grant_counts_in_its_window_and_moves_nothing_live(tmp_path):
-    h = skew_home(tmp_path, agents=("alice", "bob"))
+def test_backfill_needs_a_grant_counts_in_its_window_and_moves_nothing_live(tmp_path, log_url):
+    h = skew_home(tmp_path, agents=("alice", "bob"), log_url=log_url)
     agent_budget = BudgetPolicy(scope="agent", scope_id="alice", budget_kind="action", allocation=1_000_000,
                                 reset_interval_us=US_PER_HOUR, effective_from_us=0, hard_limit_action="alert_only",
                                 suspend_at_hard=False)

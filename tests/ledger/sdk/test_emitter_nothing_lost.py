@@ -23,6 +23,9 @@ from ledger.wire.events import Action, Context, KeyRotated
 # 64 labels of ~1 KB: an event of about 65 KB, well inside MAX_EVENT_BYTES; 20 of them are 1.3 MB
 BIG_LABELS = tuple((f"k{i:02d}", "x" * 1000) for i in range(limits.MAX_LABELS))
 
+# what make_home appends: the operator's and two agents' registrations and the tests' skew window
+HOME_EVENTS = 4
+
 
 @pytest.fixture
 def home(tmp_path):
@@ -64,7 +67,7 @@ def test_large_events_are_cut_into_records_under_the_record_limit_and_all_accept
     assert max(len(r.value) for r in recs) > limits.MAX_RECORD_BYTES // 2
     assert list(_event_ids(home, "alice")) == ids
     rep = _audit(home)
-    assert rep.ok and rep.accepted_events == 3 + 20, rep.first_error
+    assert rep.ok and rep.accepted_events == HOME_EVENTS + 20, rep.first_error
 
 
 def test_an_event_whose_batch_alone_exceeds_the_record_limit_is_refused_at_emit(home, monkeypatch):
@@ -94,7 +97,7 @@ def test_a_retry_after_4100_events_returns_its_id_and_appends_nothing(home):
         assert em.head.seq == head and em.stats().deduplicated == 1
         em.action("after", event_time_us=T0 + 10**6 + 1)
     rep = _audit(home)
-    assert rep.ok and rep.accepted_events == 3 + 4_102, rep.first_error
+    assert rep.ok and rep.accepted_events == HOME_EVENTS + 4_102, rep.first_error
     assert max(_event_ids(home, "alice").values()) == 1
 
 
@@ -207,12 +210,12 @@ def test_two_emitters_for_one_agent_in_two_homes_never_acknowledge_a_fork(home, 
         a.close()  # nothing pending: closing loses nothing, and releases the lock
         b.close()
     rep = _audit(home)
-    assert rep.accepted_events == 3 + 3 and rep.rejected == {"fork": 1}
+    assert rep.accepted_events == HOME_EVENTS + 3 and rep.rejected == {"fork": 1}
     # once the other writer is stopped, a reopened emitter continues the chain readers accept
     with Emitter.open("alice", home=b_home.path, background_flush=False) as em:
         assert em.head.seq == 3
         em.action("b-continues", event_time_us=T0 + 6)
-    assert _audit(home).accepted_events == 3 + 4
+    assert _audit(home).accepted_events == HOME_EVENTS + 4
 
 
 def test_an_agent_moved_to_another_home_continues_its_chain(home, tmp_path):
@@ -223,7 +226,7 @@ def test_an_agent_moved_to_another_home_continues_its_chain(home, tmp_path):
         assert em.head.seq == 1
         em.action("b", event_time_us=T0 + 1)
     rep = _audit(home)
-    assert rep.ok and rep.accepted_events == 3 + 2
+    assert rep.ok and rep.accepted_events == HOME_EVENTS + 2
 
 
 def test_after_a_rotation_a_new_home_adopts_the_old_keys_records_readers_accept(home, tmp_path):
@@ -246,7 +249,7 @@ def test_after_a_rotation_a_new_home_adopts_the_old_keys_records_readers_accept(
         assert em.head.seq == 2, "the old key's records came before its rotation: readers accept them"
         em.action("new-key", event_time_us=T0 + 30)
     rep = _audit(home)
-    assert rep.ok and rep.accepted_events == 3 + 2 + 1 + 1, rep.first_error
+    assert rep.ok and rep.accepted_events == HOME_EVENTS + 2 + 1 + 1, rep.first_error
 
 
 def test_a_signer_has_one_chain_the_operator_cannot_also_write_the_events_topic(home):
