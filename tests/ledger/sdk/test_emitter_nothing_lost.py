@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import uuid
 from collections import Counter
 
 import pytest
@@ -27,8 +28,12 @@ BIG_LABELS = tuple((f"k{i:02d}", "x" * 1000) for i in range(limits.MAX_LABELS))
 HOME_EVENTS = 4
 
 
-@pytest.fixture
-def home(tmp_path):
+@pytest.fixture(params=["sqlite", pytest.param("kafka", marks=pytest.mark.kafka)])
+def home(request: pytest.FixtureRequest, tmp_path):
+    """A home on the embedded log, or on the test broker with topics of its own (every finding is about the log)."""
+    if request.param == "kafka":
+        return make_home(tmp_path / "home", agents=("alice", "bob"), log_url=request.getfixturevalue("kafka_url"),
+                         topic_prefix=f"t{uuid.uuid4().hex[:10]}")
     return make_home(tmp_path / "home", agents=("alice", "bob"))
 
 
