@@ -158,6 +158,7 @@ def test_beyond_the_window_an_old_event_is_refused_never_appended_twice(home, mo
     monkeypatch.setattr(limits, "IDEMPOTENCY_WINDOW_EVENTS", 10)
     monkeypatch.setattr(limits, "IDEMPOTENCY_WINDOW_US", 1_000)
     monkeypatch.setattr(emitter_module, "_EVICT_STRIDE_EVENTS", 1)
+    monkeypatch.setattr(emitter_module, "_SAVE_EVERY_EVENTS", 1)  # trims happen when the state is written
     step = 10_000  # microseconds between events: ten times the time window
     with Emitter.open("alice", home=home.path, batch_size=5, background_flush=False) as em:
         first = em.action("call", event_time_us=T0, idempotency_key="req-0")
