@@ -9,30 +9,27 @@ chain verifies end to end: nothing acknowledged was lost, nothing doubled, no fo
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 from ledger.integrity.verify import audit
 from ledger.log import read_all
-from ledger.testing.homes import make_home
+from ledger.testing.homes import T0, make_home
 from ledger.wire import codec
 
-HERE = Path(__file__).resolve().parents[1] / "support"
 KILLS = 20
 TOTAL = 3000
 
 
 def start(home, begin: int, every: int) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.Popen([sys.executable, str(HERE / "crash_writer.py"), str(home.path), "alice", str(begin),
-                             str(TOTAL), str(every)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+    """The crash harness's writer process (the same one ``scripts/crash.py`` kills)."""
+    return subprocess.Popen([sys.executable, "-m", "ledger.testing.crash_writer", str(home.path), "alice", str(begin),
+                             str(TOTAL), str(every), str(T0)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
 
 
 def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path):
