@@ -74,7 +74,8 @@ def check_str(name: str, value: Any, max_chars: int = limits.MAX_ID_CHARS, *, al
         raise ValidationError(name, value, f"must be at most {max_chars} characters, got {len(value)}")
     if "\x00" in value:
         raise ValidationError(name, value, "must not contain NUL characters")
-    if not text and _NAME_RE.fullmatch(value) is None:
+    # printable ASCII (almost every id) holds none of the forbidden characters: skip the regex for it
+    if not text and not (value.isascii() and value.isprintable()) and _NAME_RE.fullmatch(value) is None:
         bad = _NAME_BAD_CHAR.search(value)
         assert bad is not None  # the full match failed, so some character is one of the forbidden ones
         raise ValidationError(name, value, f"must not contain control or invisible formatting characters "
