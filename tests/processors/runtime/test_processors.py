@@ -212,18 +212,25 @@ def test_queries_in_a_loop_while_ingesting(tmp_path, backend):
     appended = {"events": 0}
     errors: list[str] = []
 
+    seen: list[int] = []
+
     def writer():
         try:
             for i in range(25):
                 if stop.is_set():
                     break
                 appended["events"] += fill(h, tasks=2, batch_size=5, seed=i, run=f"w{i}")
+                # interleave by what happened, not by speed: the next append waits for a query after this one
+                # (a slow query, e.g. on a busy machine, must not let the writer finish before any ran)
+                queried = len(seen)
+                until = time.monotonic() + 30
+                while len(seen) == queried and time.monotonic() < until:
+                    time.sleep(0.005)
         except Exception as e:  # surfaced below
             errors.append(repr(e))
 
     t = threading.Thread(target=writer)
     t.start()
-    seen = []
     deadline = time.monotonic() + 60
     try:
         while t.is_alive() and time.monotonic() < deadline:
