@@ -161,7 +161,9 @@ def test_restart_backoff_resets_after_a_healthy_run(tmp_path: Path) -> None:
     def backoffs(healthy_s: float) -> list[str]:
         events: list[str] = []
         w = Worker("crashy", crash)
+        deadline = time.monotonic() + DEADLINE_S  # a broken restart must fail the test, not hang it
         while w.restarts < 3:
+            assert time.monotonic() < deadline, f"only {w.restarts} restarts in {DEADLINE_S} s"
             _tend(w, until_caught_up=False, max_restarts=None, on_event=events.append, healthy_s=healthy_s)
             time.sleep(0.02)
         if w.proc is not None:
