@@ -145,7 +145,9 @@ class _Pending(NamedTuple):
 
 def _item_bytes(raw: bytes) -> int:
     """What one event adds to a signed batch record: its bytes and their Avro length prefix."""
-    return len(enc_long(len(raw))) + len(raw)
+    n = len(raw)
+    # the Avro length prefix is a zig-zag varint: 7 bits a byte of 2n (enc_long's length, without encoding it)
+    return n + ((2 * n).bit_length() + 6) // 7 if n else 1
 
 
 @dataclass(frozen=True)
@@ -164,10 +166,14 @@ class EmitterStats:
 # log, ids included, as it does for any stale state.
 _SAVE_EVERY_EVENTS = 1_000
 _EVICT_STRIDE_EVENTS = 1_000  # the window is trimmed once per this many appended events (a trim scans its tail)
-# the ids a window forgets: beyond the count AND older than the time window, or beyond the hard cap
-_FORGOTTEN_MAX_TIME_SQL = ("SELECT MAX(event_time_us) FROM idem_window"
-                           " WHERE signer_id=? AND ((seq <= ? AND event_time_us < ?) OR seq <= ?)")
-_FORGET_SQL = "DELETE FROM idem_window WHERE signer_id=? AND ((seq <= ? AND event_time_us < ?) OR seq <= ?)"
+# the window is stored as runs: one row per this many consecutive events of a signer at most (a row per event cost
+# more than a fifth of the emit rate at batch 100). A trim forgets whole runs, so the window keeps up to this many
+# events beyond its bounds.
+_RUN_MAX_EVENTS = 1_000
+_ID_CHARS = limits.EVENT_ID_HEX_CHARS  # every event id is this many hex characters (readers refuse any other)
+_NO_DIGEST_SLOT = bytes(32)  # a keyless event's digest slot in a run (no SHA-256 is all zeros)
+# the runs a window forgets: all their events beyond the count AND older than the time window, or beyond the hard cap
+_FORGOTTEN_WHERE = " WHERE signer_id=? AND ((last_seq <= ? AND max_time_us < ?) OR last_seq <= ?)"
 
 
 @dataclass(frozen=True)
@@ -186,9 +192,10 @@ class _State:
     """Chain heads and idempotency windows of local emitters: one small SQLite file per home (or memory).
 
     One chain per signer (not per topic): readers keep one chain per signer over every topic.
-    The window (``limits.IDEMPOTENCY_WINDOW_*``) maps each remembered event id to its seq, event time and
-    content digest (SHA-256 of context + body), so a retry is recognised and a key re-used for other
-    content is refused, across restarts. Rows are written only for appended events, after the append.
+    The window (``limits.IDEMPOTENCY_WINDOW_*``) maps each remembered event id to its seq and content digest
+    (SHA-256 of context + body), so a retry is recognised and a key re-used for other content is refused, across
+    restarts. It is stored as runs of consecutive events (``_RUN_MAX_EVENTS``): a run's ids and digests are
+    packed into one row. Rows are written only for appended events, after the append.
     """
 
     def __init__(self, path: Path | None) -> None:
@@ -198,21 +205,35 @@ class _State:
             self.db.execute("PRAGMA journal_mode=WAL")
         # no fsync here: the log is the source of truth and a stale head and window are rebuilt from it on start
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(
-            "CREATE TABLE IF NOT EXISTS chain_heads (signer_id TEXT PRIMARY KEY, topic TEXT NOT NULL,"
-            " seq INTEGER NOT NULL, hash BLOB NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,"
-            " newest_time_us INTEGER NOT NULL, horizon_us INTEGER NOT NULL);"
-            # keyed by seq, the order events are appended in: a save appends at the end of one B-tree (an index
-            # by id would dirty pages all over it on every save); ids are found through the in-memory map below
-            "CREATE TABLE IF NOT EXISTS idem_window (signer_id TEXT NOT NULL, seq INTEGER NOT NULL,"
-            " event_id TEXT NOT NULL, event_time_us INTEGER NOT NULL, digest BLOB NOT NULL,"
-            " PRIMARY KEY(signer_id, seq)) WITHOUT ROWID;")
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if self.db.execute("SELECT 1 FROM sqlite_master WHERE name='idem_window'").fetchone():
+                # a window of one row per event (written before runs): forget it and the heads that go with it;
+                # each emitter rebuilds its head and window from the log, the source of truth, on its next start
+                self.db.execute("DROP TABLE idem_window")
+                self.db.execute("DELETE FROM chain_heads")
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS chain_heads (signer_id TEXT PRIMARY KEY, topic TEXT NOT NULL,"
+                " seq INTEGER NOT NULL, hash BLOB NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,"
+                " newest_time_us INTEGER NOT NULL, horizon_us INTEGER NOT NULL)")
+            # a run: events first_seq..last_seq of a signer; ids = their hex ids back to back (_ID_CHARS each);
+            # digests = their 32-byte content digests back to back (_NO_DIGEST_SLOT: keyless), or empty when
+            # every one is keyless; max_time_us = their largest event time (what a trim moves the horizon to)
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS idem_runs (signer_id TEXT NOT NULL, first_seq INTEGER NOT NULL,"
+                " last_seq INTEGER NOT NULL, max_time_us INTEGER NOT NULL, ids BLOB NOT NULL, digests BLOB NOT NULL,"
+                " PRIMARY KEY(signer_id, first_seq))")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
         # a home written before chain_heads (heads per signer and topic, 4,096 ids without content digests)
         # has no row in chain_heads: its emitters rebuild head and window from the log, the source of truth
         # Per signer, the first 64 bits of every id in its window -> its seq, in memory: almost every emitted
-        # event is new, and this answers "never seen" without a query; a hit reads the row by its key. One
+        # event is new, and this answers "never seen" without a query; a hit reads the run by its seq. One
         # emitter per signer per home writes a signer's rows, so this copy stays exact; it is dropped when a
-        # trim forgets rows and read again on the next lookup. At most MAX_IDEMPOTENCY_WINDOW_EVENTS entries.
+        # save forgets runs and read again on the next lookup. At most MAX_IDEMPOTENCY_WINDOW_EVENTS entries
+        # (plus one run).
         self._known: dict[str, dict[int, int]] = {}
 
     def load(self, signer: str) -> _Saved | None:
@@ -226,8 +247,10 @@ class _State:
     def _prefixes(self, signer: str) -> dict[int, int]:
         known = self._known.get(signer)
         if known is None:
-            known = {_id_prefix(i): int(q) for i, q in self.db.execute(
-                "SELECT event_id, seq FROM idem_window WHERE signer_id=? ORDER BY seq", (signer,))}
+            known = {}
+            for first, ids in self.db.execute("SELECT first_seq, ids FROM idem_runs WHERE signer_id=?"
+                                              " ORDER BY first_seq", (signer,)):
+                known.update((int(ids[k:k + 16], 16), first + k // _ID_CHARS) for k in range(0, len(ids), _ID_CHARS))
             self._known[signer] = known
         return known
 
@@ -236,34 +259,48 @@ class _State:
         seq = self._prefixes(signer).get(_id_prefix(event_id))
         if seq is None:
             return None
-        row = self.db.execute("SELECT event_id, digest FROM idem_window WHERE signer_id=? AND seq=?",
-                              (signer, seq)).fetchone()
-        if row is not None and row[0] == event_id:
-            return bytes(row[1])
-        # another id with the same first 64 bits (about never): look for this one the slow way
-        row = self.db.execute("SELECT digest FROM idem_window WHERE signer_id=? AND event_id=?",
-                              (signer, event_id)).fetchone()
-        return None if row is None else bytes(row[0])
+        row = self.db.execute("SELECT first_seq, last_seq, ids, digests FROM idem_runs WHERE signer_id=? AND"
+                              " first_seq<=? ORDER BY first_seq DESC LIMIT 1", (signer, seq)).fetchone()
+        if row is not None and seq <= row[1]:
+            found = _in_run(int(row[0]), bytes(row[2]), bytes(row[3]), seq, event_id)
+            if found is not None:
+                return found
+        # another id with the same first 64 bits (about never): look for this one in every run
+        for first, ids, digests in self.db.execute("SELECT first_seq, ids, digests FROM idem_runs WHERE signer_id=?",
+                                                   (signer,)):
+            ids = bytes(ids)
+            at = ids.find(event_id.encode("ascii"))
+            while at >= 0 and at % _ID_CHARS:
+                at = ids.find(event_id.encode("ascii"), at + 1)
+            if at >= 0:
+                return _in_run(int(first), ids, bytes(digests), int(first) + at // _ID_CHARS, event_id)
+        return None
 
     def save(self, signer: str, saved: _Saved, entries: list[tuple[str, int, int, bytes]]) -> _Saved:
-        """Record the new head and the appended events' (id, seq, event time, digest); trim the window.
-        Returns the head with the horizon the trim moved."""
+        """Record the new head and the appended events' (id, seq, event time, digest), consecutive in seq; trim
+        the window. Returns the head with the horizon the trim moved."""
         self.db.execute("BEGIN")
         try:
-            self.db.executemany("INSERT OR REPLACE INTO idem_window (signer_id, event_id, seq, event_time_us, digest)"
-                                " VALUES (?, ?, ?, ?, ?)", [(signer, i, q, t, d) for i, q, t, d in entries])
+            forgot = False
+            if entries:
+                # the chain from the first seq on is this one: a run stored from there on (never, but a stale
+                # state file could hold one) is superseded
+                forgot = self.db.execute("DELETE FROM idem_runs WHERE signer_id=? AND first_seq>=?",
+                                         (signer, entries[0][1])).rowcount > 0
+                self.db.executemany("INSERT INTO idem_runs VALUES (?, ?, ?, ?, ?, ?)",
+                                    [_run_row(signer, entries[k:k + _RUN_MAX_EVENTS])
+                                     for k in range(0, len(entries), _RUN_MAX_EVENTS)])
             horizon = saved.horizon_us
             seq = saved.head.seq
             if entries and seq > limits.IDEMPOTENCY_WINDOW_EVENTS and (
                     seq // _EVICT_STRIDE_EVENTS != (seq - len(entries)) // _EVICT_STRIDE_EVENTS):
-                # forgotten: beyond the count AND older than the time window, or beyond the hard cap
                 args = (signer, seq - limits.IDEMPOTENCY_WINDOW_EVENTS,
                         saved.newest_time_us - limits.IDEMPOTENCY_WINDOW_US, seq - limits.MAX_IDEMPOTENCY_WINDOW_EVENTS)
-                (gone,) = self.db.execute(_FORGOTTEN_MAX_TIME_SQL, args).fetchone()
+                (gone,) = self.db.execute("SELECT MAX(max_time_us) FROM idem_runs" + _FORGOTTEN_WHERE, args).fetchone()
                 if gone is not None:
                     horizon = max(horizon, int(gone))
-                    self.db.execute(_FORGET_SQL, args)
-                    self._known.pop(signer, None)  # read again on the next lookup
+                    self.db.execute("DELETE FROM idem_runs" + _FORGOTTEN_WHERE, args)
+                    forgot = True
             saved = replace(saved, horizon_us=horizon)
             self.db.execute("INSERT OR REPLACE INTO chain_heads VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             (signer, saved.topic, saved.head.seq, saved.head.hash, saved.partition, saved.offset,
@@ -273,13 +310,37 @@ class _State:
             self.db.execute("ROLLBACK")
             self._known.pop(signer, None)
             raise
-        known = self._known.get(signer)
-        if known is not None:
-            known.update((_id_prefix(i), q) for i, q, _, _ in entries)
+        if forgot:
+            self._known.pop(signer, None)  # read again on the next lookup
+        else:
+            known = self._known.get(signer)
+            if known is not None:
+                known.update((_id_prefix(i), q) for i, q, _, _ in entries)
         return saved
 
     def close(self) -> None:
         self.db.close()
+
+
+def _run_row(signer: str, entries: list[tuple[str, int, int, bytes]]) -> tuple[str, int, int, int, bytes, bytes]:
+    """One stored run of consecutive appended events (see ``_State``)."""
+    first, last = entries[0][1], entries[-1][1]
+    if last - first + 1 != len(entries) or any(len(i) != _ID_CHARS for i, _, _, _ in entries):
+        raise ValueError(f"a run is {len(entries)} consecutive events with {_ID_CHARS}-character ids "
+                         f"(seq {first}..{last})")
+    digests = b"" if all(d == NO_DIGEST for _, _, _, d in entries) else b"".join(
+        d or _NO_DIGEST_SLOT for _, _, _, d in entries)
+    return (signer, first, last, max(t for _, _, t, _ in entries),
+            "".join(i for i, _, _, _ in entries).encode("ascii"), digests)
+
+
+def _in_run(first: int, ids: bytes, digests: bytes, seq: int, event_id: str) -> bytes | None:
+    """The digest of ``event_id`` if it is event ``seq`` of the run that starts at ``first``; None otherwise."""
+    k = seq - first
+    if ids[k * _ID_CHARS:(k + 1) * _ID_CHARS] != event_id.encode("ascii"):
+        return None
+    digest = digests[k * 32:(k + 1) * 32] if digests else NO_DIGEST
+    return NO_DIGEST if digest == _NO_DIGEST_SLOT else digest
 
 
 def _id_prefix(event_id: str) -> int:
@@ -438,6 +499,8 @@ class Emitter:
                 self._state.close()
                 self._state = _State(Path(state_dir) / "emitters.sqlite")
             self._head = self._reconcile()
+            # the largest event time of any event this emitter knows of (window, unsaved or pending; -1: none)
+            self._newest_us = self._saved.newest_time_us if self._saved is not None else -1
             self._appended_head = self._head  # the last event known appended: where a refused batch goes back to
         except BaseException:
             self._release()
@@ -502,7 +565,10 @@ class Emitter:
         with self._lock:
             self._check_open()
             # idempotency first, before anything is chained or signed: a retry returns its id and changes nothing
-            if self._seen(event_id, digest, idempotency_key, event_time_us):
+            # a keyless id hashes its event time: stamped after every event this emitter knows, it is new (the
+            # common case, a clock that moves forward, skips the window)
+            if (idempotency_key is not None or event_time_us <= self._newest_us) and self._seen(
+                    event_id, digest, idempotency_key, event_time_us):
                 self._counts["emitted"] += 1
                 self._counts["deduplicated"] += 1
                 return event_id
@@ -532,6 +598,8 @@ class Emitter:
                 self._pending_since = time.monotonic()
                 self._wake.notify()
             self._pending.append(_Pending(event_id, seq, raw, h, event_time_us, digest, item))
+            if event_time_us > self._newest_us:
+                self._newest_us = event_time_us
             self._pending_ids[event_id] = digest
             self._pending_bytes += item
             self._counts["emitted"] += 1

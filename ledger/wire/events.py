@@ -66,6 +66,9 @@ def check_str(name: str, value: Any, max_chars: int = limits.MAX_ID_CHARS, *, al
     """A string field. Names and ids (the default) must match a full-match rule: no control or invisible
     formatting characters anywhere (``re.fullmatch``: a trailing newline is refused too). ``text=True``
     marks free text (reasons, JSON documents, label values): only NUL is refused; displays escape the rest."""
+    # almost every value is a short printable-ASCII name: it holds no NUL, control or invisible character
+    if type(value) is str and 0 < len(value) <= max_chars and value.isascii() and value.isprintable():
+        return value
     if not isinstance(value, str):
         raise ValidationError(name, value, f"must be a string, got {type(value).__name__}")
     if not value and not allow_empty:
@@ -74,8 +77,7 @@ def check_str(name: str, value: Any, max_chars: int = limits.MAX_ID_CHARS, *, al
         raise ValidationError(name, value, f"must be at most {max_chars} characters, got {len(value)}")
     if "\x00" in value:
         raise ValidationError(name, value, "must not contain NUL characters")
-    # printable ASCII (almost every id) holds none of the forbidden characters: skip the regex for it
-    if not text and not (value.isascii() and value.isprintable()) and _NAME_RE.fullmatch(value) is None:
+    if not text and _NAME_RE.fullmatch(value) is None:
         bad = _NAME_BAD_CHAR.search(value)
         assert bad is not None  # the full match failed, so some character is one of the forbidden ones
         raise ValidationError(name, value, f"must not contain control or invisible formatting characters "

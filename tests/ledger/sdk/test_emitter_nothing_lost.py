@@ -177,6 +177,75 @@ def test_beyond_the_window_an_old_event_is_refused_never_appended_twice(home, mo
     assert max(_event_ids(home, "alice").values()) == 1 and _audit(home).ok
 
 
+def test_the_window_remembers_keyed_and_keyless_events_in_runs_across_a_restart(home):
+    """The window is stored as runs of consecutive events (one row per ``_RUN_MAX_EVENTS`` at most): after a
+    restart, a keyless retry in the middle of a run and a keyed one are recognised, a key re-used for other
+    content is refused with the stored digest, and a keyless event stamped in the past but never emitted is new."""
+    ids = {}
+    with Emitter.open("alice", home=home.path, batch_size=7, background_flush=False) as em:
+        for i in range(2_500):
+            key = f"req-{i}" if i % 3 == 0 else None
+            ids[i] = em.action(f"op-{i}", event_time_us=T0 + 10 * i, idempotency_key=key)
+    db = sqlite3.connect(home.state_dir / "emitters.sqlite")
+    runs = db.execute("SELECT first_seq, last_seq, length(ids) FROM idem_runs WHERE signer_id='alice'"
+                      " ORDER BY first_seq").fetchall()
+    db.close()
+    # consecutive runs cover the chain, none longer than a run may be, a few rows in all (not one per event)
+    assert runs[0][0] == 1 and runs[-1][1] == 2_500 and len(runs) <= 8
+    assert all(runs[k + 1][0] == runs[k][1] + 1 for k in range(len(runs) - 1))
+    assert all(n == (l_ - f + 1) * limits.EVENT_ID_HEX_CHARS and l_ - f < emitter_module._RUN_MAX_EVENTS
+               for f, l_, n in runs)
+    with Emitter.open("alice", home=home.path, background_flush=False) as em:
+        assert em.action("op-1234", event_time_us=T0 + 12_340) == ids[1_234]  # keyless, mid-run
+        assert em.action("op-1233", event_time_us=T0 + 99, idempotency_key="req-1233") == ids[1_233]
+        with pytest.raises(IdempotencyConflictError) as e:
+            em.action("other", event_time_us=T0, idempotency_key="req-1233")
+        assert e.value.evidence["event_id"] == ids[1_233]
+        assert em.stats().deduplicated == 2 and em.head.seq == 2_500
+        new = em.action("op-1234", event_time_us=T0 + 12_341)  # past, but never emitted
+        assert new not in ids.values()
+    assert sum(_event_ids(home, "alice").values()) == 2_501 and max(_event_ids(home, "alice").values()) == 1
+    assert _audit(home).ok
+
+
+def test_a_window_lookup_survives_two_ids_with_the_same_first_64_bits(tmp_path):
+    """The in-memory filter holds the first 64 bits of each id: an id sharing them with another is still found
+    (by its run), and an unknown one sharing them is not."""
+    state = emitter_module._State(tmp_path / "s.sqlite")
+    a, b, c = "0123456789abcdef" + "a" * 16, "0123456789abcdef" + "b" * 16, "0123456789abcdef" + "c" * 16
+    head = emitter_module.Head(3, bytes(32))
+    saved = emitter_module._Saved("t", head, 0, 0, -1, -1)
+    state.save("s", saved, [(a, 1, 10, bytes([1]) * 32), ("f" * 32, 2, 11, emitter_module.NO_DIGEST),
+                            (b, 3, 12, emitter_module.NO_DIGEST)])
+    assert state.lookup("s", a) == bytes([1]) * 32  # the filter points at b's seq; a is found in its run
+    assert state.lookup("s", b) == emitter_module.NO_DIGEST
+    assert state.lookup("s", c) is None and state.lookup("s", "e" * 32) is None
+    state.close()
+
+
+def test_a_state_file_from_before_runs_is_rebuilt_from_the_log(home):
+    """A home whose state file holds the old one-row-per-event window: its heads and window are dropped and
+    rebuilt from the log on the next open, so retries are still recognised."""
+    with Emitter.open("alice", home=home.path, background_flush=False) as em:
+        first = em.action("call", event_time_us=T0, idempotency_key="req-0")
+        second = em.action("op", event_time_us=T0 + 1)
+    db = sqlite3.connect(home.state_dir / "emitters.sqlite")
+    db.executescript("DROP TABLE idem_runs; CREATE TABLE idem_window (signer_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+                     " event_id TEXT NOT NULL, event_time_us INTEGER NOT NULL, digest BLOB NOT NULL,"
+                     " PRIMARY KEY(signer_id, seq)) WITHOUT ROWID;")
+    db.close()
+    with Emitter.open("alice", home=home.path, background_flush=False) as em:
+        assert em.head.seq == 2
+        assert em.action("call", event_time_us=T0 + 5, idempotency_key="req-0") == first
+        assert em.action("op", event_time_us=T0 + 1) == second
+        assert em.stats().deduplicated == 2
+    db = sqlite3.connect(home.state_dir / "emitters.sqlite")
+    tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    db.close()
+    assert "idem_window" not in tables and "idem_runs" in tables
+    assert sum(_event_ids(home, "alice").values()) == 2 and _audit(home).ok
+
+
 def test_the_emitters_window_contains_the_readers_duplicate_window():
     # a retry readers would reject as a duplicate is always deduplicated by the emitter before signing
     assert limits.IDEMPOTENCY_WINDOW_EVENTS >= limits.DUPLICATE_WINDOW_EVENTS
