@@ -173,7 +173,9 @@ _RUN_MAX_EVENTS = 1_000
 _ID_CHARS = limits.EVENT_ID_HEX_CHARS  # every event id is this many hex characters (readers refuse any other)
 _NO_DIGEST_SLOT = bytes(32)  # a keyless event's digest slot in a run (no SHA-256 is all zeros)
 # the runs a window forgets: all their events beyond the count AND older than the time window, or beyond the hard cap
-_FORGOTTEN_WHERE = " WHERE signer_id=? AND ((last_seq <= ? AND max_time_us < ?) OR last_seq <= ?)"
+_FORGOTTEN_MAX_TIME_SQL = ("SELECT MAX(max_time_us) FROM idem_runs"
+                           " WHERE signer_id=? AND ((last_seq <= ? AND max_time_us < ?) OR last_seq <= ?)")
+_FORGET_SQL = "DELETE FROM idem_runs WHERE signer_id=? AND ((last_seq <= ? AND max_time_us < ?) OR last_seq <= ?)"
 
 
 @dataclass(frozen=True)
@@ -296,10 +298,10 @@ class _State:
                     seq // _EVICT_STRIDE_EVENTS != (seq - len(entries)) // _EVICT_STRIDE_EVENTS):
                 args = (signer, seq - limits.IDEMPOTENCY_WINDOW_EVENTS,
                         saved.newest_time_us - limits.IDEMPOTENCY_WINDOW_US, seq - limits.MAX_IDEMPOTENCY_WINDOW_EVENTS)
-                (gone,) = self.db.execute("SELECT MAX(max_time_us) FROM idem_runs" + _FORGOTTEN_WHERE, args).fetchone()
+                (gone,) = self.db.execute(_FORGOTTEN_MAX_TIME_SQL, args).fetchone()
                 if gone is not None:
                     horizon = max(horizon, int(gone))
-                    self.db.execute("DELETE FROM idem_runs" + _FORGOTTEN_WHERE, args)
+                    self.db.execute(_FORGET_SQL, args)
                     forgot = True
             saved = replace(saved, horizon_us=horizon)
             self.db.execute("INSERT OR REPLACE INTO chain_heads VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -1,0 +1,547 @@
+#!/usr/bin/env python3
+"""The scale envelope: one log of N events, every figure beside a raw limit measured in the same run.
+
+    python scripts/bench_scale.py                    # N = 1,000,000 (tens of minutes on 2 cores)
+    python scripts/bench_scale.py --events 100000    # the CI-sized form (a few minutes)
+    python scripts/bench_scale.py --events 10000000 --no-freshness --no-replay   # the 10M flat-memory run
+    python scripts/bench_scale.py --repeat 3         # each timed phase 3 times: median and spread
+
+What it does, in order, on a fresh home in a temporary directory (``--keep DIR`` keeps it):
+
+1. builds a log of N events: the demo workload (planner, researcher, writer, critic: LLM actions, data,
+   compute, trust, agent-to-agent interactions with their cost flows, budgets and reservations), signed in
+   batches of 100 on the embedded log;
+2. measures the raw limits of this machine: fastavro decode of this log's events, Ed25519 verify, SHA-256
+   of 300 B, DuckDB Arrow insert (1,000-row batches, one thread), SQLite append (100 rows of 300 B per
+   durable transaction);
+3. ``tokenledger verify`` over the whole log (a fresh process; wall and CPU seconds);
+4. rebuilds every processor from offset 0 in dependency waves, each processor in a fresh process: wall and
+   CPU seconds, events/s, and its peak RSS when it had read a quarter, half and all of its input;
+5. disk bytes per event: the log, the processors' DuckDB files, the published Parquet views;
+6. freshness: the processors run as services (``tokenledger run``) while agents emit at a steady rate
+   (default 5,000 events/s); an event is visible when every processor has published views past it (a
+   processor reading another's derived topic: past what that one had derived by then); p50 and p99;
+7. ``tokenledger replay NAME`` for every processor: rebuilt from offset 0, compared with the live state;
+8. proofs: a checkpoint, then inclusion proofs for random events: size, ``prove`` latency in process and
+   through the CLI, and verification rate.
+
+Nothing is asserted: the numbers are for reading, each next to what the machine can do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+FILL_TASKS = 200  # demo tasks per fill call (a few thousand events each)
+RSS_SAMPLE_S = 0.2  # how often a processor run notes its events read and peak RSS
+VISIBILITY_POLL_S = 0.02  # how often the freshness probe reads every processor's published state
+FRESHNESS_TICK_S = 0.02  # the emitters flush this often at the steady rate
+PROOFS_IN_PROCESS = 200  # proofs built and verified through the API
+PROOFS_CLI = 5  # proofs through the whole `tokenledger prove` command
+TOKENLEDGER = [sys.executable, "-c", "import sys; from processors.cli import main; sys.exit(main())"]
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def cli(*args: str, home: Path, timeout: float | None = None) -> tuple[subprocess.CompletedProcess[str], float, float]:
+    """Run ``tokenledger ARGS --home HOME``; (result, wall s, CPU s of the child)."""
+    before = os.times()
+    t = time.perf_counter()
+    p = subprocess.run([*TOKENLEDGER, *args, "--home", str(home)], capture_output=True,
+                       text=True, cwd=ROOT, timeout=timeout)
+    wall = time.perf_counter() - t
+    after = os.times()
+    return p, wall, (after.children_user - before.children_user) + (after.children_system - before.children_system)
+
+
+def median_spread(xs: list[float]) -> str:
+    if len(xs) == 1:
+        return f"{xs[0]:.2f}"
+    return f"{statistics.median(xs):.2f} (min {min(xs):.2f}, max {max(xs):.2f}, n={len(xs)})"
+
+
+def dir_bytes(path: Path, suffixes: tuple[str, ...] = ()) -> int:
+    if not path.exists():
+        return 0
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and (not suffixes or f.name.endswith(suffixes)))
+
+
+def progress(msg: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------- 1. the log
+
+
+def build(home_path: Path, events: int) -> int:
+    from ledger.testing.homes import fill, make_home
+
+    home = make_home(home_path, agents=())
+    n, i, step = 0, 0, max(events // 10, 1)
+    next_report = step
+    t = time.perf_counter()
+    while n < events:
+        n += fill(home, tasks=FILL_TASKS, batch_size=100, seed=i, run=f"scale{i}")
+        i += 1
+        if n >= next_report:
+            progress(f"log: {n:,} events ({n / (time.perf_counter() - t):,.0f} events/s)")
+            next_report += step
+    return n
+
+
+# ---------------------------------------------------------------------------------------------- 2. raw limits
+
+
+def raw_limits(home_path: Path, tmp: Path) -> dict[str, float]:
+    import duckdb
+    import fastavro
+    import pyarrow as pa
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ledger.sdk.home import Home
+    from ledger.wire import codec, schemas
+
+    home = Home.open(home_path)
+    log = home.open_log()
+    try:
+        raws = [raw for r in log.read(home.topic, 0, 0, 200) for raw in codec.decode_batch(r.value).events]
+    finally:
+        log.close()
+    ev_schema = schemas.current()["Event"].parsed
+    header = 10  # Avro single-object encoding: 2 marker bytes and the schema's 8-byte fingerprint
+    out: dict[str, float] = {}
+
+    def rate(fn: Any, n: int) -> float:
+        best = 0.0
+        for _ in range(3):
+            t = time.perf_counter()
+            fn(n)
+            best = max(best, n / (time.perf_counter() - t))
+        return best
+
+    def decode(n: int) -> None:
+        for i in range(n):
+            fastavro.schemaless_reader(io.BytesIO(raws[i % len(raws)][header:]), ev_schema)
+
+    out["fastavro_decode"] = rate(decode, 20_000)
+    key = Ed25519PrivateKey.generate()
+    pub = key.public_key()
+    msg = os.urandom(300)
+    sig = key.sign(msg)
+    out["ed25519_verify"] = rate(lambda n: [pub.verify(sig, msg) for _ in range(n)], 5_000)
+    out["sha256_300B"] = rate(lambda n: [hashlib.sha256(msg).digest() for _ in range(n)], 200_000)
+
+    con = duckdb.connect(str(tmp / "raw.duckdb"), config={"threads": 1})
+    con.execute("CREATE TABLE t (a BIGINT, b VARCHAR, c VARCHAR, d BIGINT, e BIGINT, f VARCHAR, g BIGINT, h BIGINT)")
+    rows = 1_000
+    batch = pa.table({"a": list(range(rows)), "b": ["agent-x"] * rows, "c": ["claude-sonnet-4-6"] * rows,
+                      "d": list(range(rows)), "e": [7] * rows, "f": ["0123456789abcdef0123456789abcdef"] * rows,
+                      "g": list(range(rows)), "h": [1] * rows})
+
+    def insert(n: int) -> None:
+        for _ in range(n // rows):
+            con.execute("BEGIN")
+            con.register("x", batch)
+            con.execute("INSERT INTO t SELECT * FROM x")
+            con.unregister("x")
+            con.execute("COMMIT")
+
+    out["duckdb_arrow_insert"] = rate(insert, 200_000)
+    con.close()
+
+    def sqlite_append(n: int) -> None:
+        db = sqlite3.connect(tmp / f"raw-{time.perf_counter_ns()}.sqlite", isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("CREATE TABLE r (o INTEGER PRIMARY KEY, v BLOB)")
+        blob = os.urandom(300)
+        for s in range(0, n, 100):
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT INTO r VALUES (?, ?)", [(s + i, blob) for i in range(100)])
+            db.execute("COMMIT")
+        db.close()
+
+    out["sqlite_append"] = rate(sqlite_append, 50_000)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- 4. rebuild
+
+PROCESSOR_RUN = r"""
+import json, resource, sys, threading, time
+from ledger.sdk.home import Home
+from processors.host.service import open_runner
+home = Home.open(sys.argv[1])
+sample_s = float(sys.argv[3])
+log = home.open_log()
+runner, store, proc = open_runner(home, sys.argv[2], log)
+samples = []
+stop = threading.Event()
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def watch():
+    while not stop.wait(sample_s):
+        samples.append((runner.stats.events, peak_mb()))
+threading.Thread(target=watch, daemon=True).start()
+t = time.perf_counter()
+runner.run_until_caught_up()
+wall = time.perf_counter() - t
+stop.set()
+events = runner.stats.events
+samples.append((events, peak_mb()))
+def at(share):
+    return next((mb for ev, mb in samples if ev >= share * events), samples[-1][1])
+ru = resource.getrusage(resource.RUSAGE_SELF)
+digest = store.digest()["digest"]
+store.close()
+log.close()
+print(json.dumps({"events": events, "produced": runner.stats.produced, "wall_s": wall,
+                  "cpu_s": ru.ru_utime + ru.ru_stime, "rss_mb": {"n/4": at(0.25), "n/2": at(0.5), "n": at(1.0)},
+                  "digest": digest}))
+"""
+
+
+def rebuild(home_path: Path) -> tuple[float, dict[str, dict[str, Any]]]:
+    """Every processor from offset 0, in dependency waves, each in its own process; (wall s, per processor)."""
+    from processors import order_by_topics
+
+    results: dict[str, dict[str, Any]] = {}
+    t = time.perf_counter()
+    for wave in order_by_topics():
+        procs = {n: subprocess.Popen([sys.executable, "-c", PROCESSOR_RUN, str(home_path), n, str(RSS_SAMPLE_S)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                 for n in wave}
+        for n, p in procs.items():
+            out, err = p.communicate()
+            if p.returncode != 0:
+                results[n] = {"error": (err.strip().splitlines() or [f"exit {p.returncode}"])[-1],
+                              "exit": p.returncode}
+            else:
+                results[n] = json.loads(out.strip().splitlines()[-1])
+        progress(f"rebuilt {', '.join(wave)} ({time.perf_counter() - t:.1f}s so far)")
+    return time.perf_counter() - t, results
+
+
+# ---------------------------------------------------------------------------------------------- 6. freshness
+
+
+def topic_end(log: Any, topic: str) -> int:
+    """Records on a topic (0 before its first: a derived topic exists once something was derived)."""
+    from ledger.errors import LogError
+
+    try:
+        return sum(log.end_offset(topic, p) for p in range(log.partitions(topic)))
+    except LogError:
+        return 0
+
+
+class Visibility:
+    """When each probe (an appended events-topic offset) became visible in every processor's published views."""
+
+    def __init__(self, home: Any, names: list[str]) -> None:
+        from processors import get
+
+        prefix = home.config.get("topic_prefix", "ledger")
+        self.home = home
+        self.names = names
+        self.events = home.topic
+        self.inputs = {n: [f"{prefix}.{t}" for t in get(n).topics if t != "control"] for n in names}
+        self.producer = {f"{prefix}.{t}": n for n in names for t in get(n).derived_topics}
+        self.probes: list[tuple[float, int]] = []  # (time appended, offset) on the events topic
+        self.seen: dict[tuple[int, str], float] = {}  # (probe, processor) -> time visible
+        self.derived_end: dict[tuple[int, str], int] = {}  # (probe, derived topic) -> its end when its producer saw it
+        self.lock = threading.Lock()
+
+    def positions(self, name: str) -> dict[str, int]:
+        try:
+            state = json.loads((self.home.views_dir(name) / "_state.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        out: dict[str, int] = {}
+        for k, v in state.get("positions", {}).items():
+            topic, _, _ = k.rpartition("/")
+            out[topic] = max(out.get(topic, 0), int(v))
+        return out
+
+    def caught_up(self, log: Any) -> bool:
+        for n in self.names:
+            pos = self.positions(n)
+            for topic in self.inputs[n]:
+                if pos.get(topic, 0) < topic_end(log, topic):
+                    return False
+        return True
+
+    def poll(self, log: Any) -> None:
+        now = time.perf_counter()
+        pos = {n: self.positions(n) for n in self.names}
+        with self.lock:
+            probes = list(enumerate(self.probes))
+        for i, (_, offset) in probes:
+            progressed = True
+            while progressed:  # a producer seen now can make its consumers visible in the same poll
+                progressed = False
+                for n in self.names:
+                    if (i, n) in self.seen:
+                        continue
+                    ok = True
+                    for topic in self.inputs[n]:
+                        if topic == self.events:
+                            ok = ok and pos[n].get(topic, 0) > offset
+                        else:
+                            end = self.derived_end.get((i, topic))
+                            ok = ok and end is not None and pos[n].get(topic, 0) >= end
+                    if ok:
+                        self.seen[(i, n)] = now
+                        progressed = True
+                        for topic, producer in self.producer.items():
+                            if producer == n:
+                                self.derived_end[(i, topic)] = topic_end(log, topic)
+
+    def latencies(self) -> list[float]:
+        out = []
+        for i, (t, _) in enumerate(self.probes):
+            seen = [self.seen.get((i, n)) for n in self.names]
+            if all(s is not None for s in seen):
+                out.append(max(s for s in seen if s is not None) - t)
+        return out
+
+
+def freshness(home_path: Path, rate: int, seconds: float) -> dict[str, Any]:
+    from ledger import Emitter
+    from ledger.sdk.home import Home
+    from ledger.testing.workload import AGENTS, workload
+    from processors import REGISTRY
+
+    home = Home.open(home_path)
+    names = sorted(REGISTRY)
+    vis = Visibility(home, names)
+    sup = subprocess.Popen([*TOKENLEDGER, "run", "--home", str(home_path)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    log = home.open_log()
+    ems = {a: Emitter.open(a, home=home_path, batch_size=1000, background_flush=False) for a, *_ in AGENTS}
+    try:
+        deadline = time.perf_counter() + 300
+        while not vis.caught_up(log):  # every processor has published up to the end of what it reads
+            if time.perf_counter() > deadline or sup.poll() is not None:
+                raise SystemExit("processors did not catch up before the freshness run: "
+                                 f"{sup.stderr.read() if sup.poll() is not None and sup.stderr else 'still running'}")
+            time.sleep(0.2)
+        bodies = workload(tasks=10**9, seed=99, start_us=0, run="fresh")
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(VISIBILITY_POLL_S):
+                vis.poll(log)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        per_tick = max(1, round(rate * FRESHNESS_TICK_S))
+        emitted = 0
+        t0 = time.perf_counter()
+        tick = 0
+        while time.perf_counter() - t0 < seconds:
+            for _ in range(per_tick):
+                agent, body, _, ctx = next(bodies)
+                ems[agent].emit(body, context=ctx)  # stamped now: the log vouches for it within the skew window
+            for em in ems.values():
+                em.flush()
+            emitted += per_tick
+            with vis.lock:
+                vis.probes.append((time.perf_counter(), log.end_offset(home.topic, 0) - 1))
+            tick += 1
+            time.sleep(max(0.0, t0 + tick * FRESHNESS_TICK_S - time.perf_counter()))
+        sent_s = time.perf_counter() - t0
+        wait_until = time.perf_counter() + 60
+        while len(vis.latencies()) < len(vis.probes) and time.perf_counter() < wait_until:
+            time.sleep(0.1)
+        stop.set()
+        watcher.join()
+        lat = sorted(vis.latencies())
+    finally:
+        for em in ems.values():
+            em.close()
+        log.close()
+        sup.send_signal(signal.SIGINT)
+        try:
+            sup.wait(60)
+        except subprocess.TimeoutExpired:
+            sup.kill()
+    if not lat:
+        return {"rate": emitted / sent_s, "probes": len(vis.probes), "visible": 0}
+    return {"rate": emitted / sent_s, "probes": len(vis.probes), "visible": len(lat),
+            "p50": lat[len(lat) // 2], "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))], "max": lat[-1]}
+
+
+# ---------------------------------------------------------------------------------------------- 8. proofs
+
+
+def proofs(home_path: Path) -> dict[str, Any]:
+    from ledger.errors import RejectError
+    from ledger.integrity.proofs import verify_proof
+    from ledger.sdk.home import Home
+    from ledger.wire import codec
+    from processors.services.proofs import checkpoint_now, prove_event
+
+    home = Home.open(home_path)
+    log = home.open_log()
+    try:
+        checkpoint_now(home, log)
+        end = log.end_offset(home.topic, 0)
+        rng = random.Random(7)
+        ids: list[str] = []
+        while len(ids) < PROOFS_IN_PROCESS:
+            rec = log.read(home.topic, 0, rng.randrange(end), 1)[0]
+            try:
+                batch = codec.decode_batch(rec.value)
+            except RejectError:
+                continue  # a record readers quarantine holds no provable event
+            ids.append(codec.decode_event(rng.choice(batch.events)).event.event_id)
+        t = time.perf_counter()
+        docs = [prove_event(home, log, i) for i in ids]
+        gen_s = time.perf_counter() - t
+        anchors = home.anchors()
+        t = time.perf_counter()
+        for d in docs:
+            verify_proof(d, anchors)
+        ver_s = time.perf_counter() - t
+    finally:
+        log.close()
+    sizes = sorted(len(json.dumps(d).encode()) for d in docs)
+    cli_s = []
+    for i in ids[:PROOFS_CLI]:
+        with tempfile.TemporaryDirectory() as out_dir:
+            p, wall, _ = cli("prove", i, "--out", str(Path(out_dir) / "p.json"), home=home_path)
+            if p.returncode != 0:
+                raise SystemExit(f"tokenledger prove failed: {p.stderr}")
+            cli_s.append(wall)
+    return {"proofs": len(docs), "size_median_b": sizes[len(sizes) // 2], "size_max_b": sizes[-1],
+            "prove_ms": gen_s / len(docs) * 1000, "generate_per_s": len(docs) / gen_s,
+            "verify_per_s": len(docs) / ver_s, "cli_prove_s": statistics.median(cli_s)}
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=1_000_000, help="events on the log (default 1,000,000)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each timed phase (verify, rebuild): median, spread")
+    ap.add_argument("--rate", type=int, default=5_000, help="events/s during the freshness run")
+    ap.add_argument("--seconds", type=float, default=20.0, help="length of the freshness run")
+    ap.add_argument("--no-freshness", action="store_true", help="skip the freshness run")
+    ap.add_argument("--no-replay", action="store_true", help="skip replaying every processor")
+    ap.add_argument("--no-proofs", action="store_true", help="skip the proof measurements")
+    ap.add_argument("--keep", type=Path, help="build the home here and keep it (default: a temporary directory)")
+    a = ap.parse_args()
+    print(f"tokenledger scale benchmark — Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+          f"N = {a.events:,} events, signed in batches of 100 on the embedded log", flush=True)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        home = a.keep if a.keep is not None else tmp / "home"
+        t = time.perf_counter()
+        n = build(home, a.events)
+        build_s = time.perf_counter() - t
+        progress(f"built {n:,} events in {build_s:.1f}s")
+        raw = raw_limits(home, tmp)
+        progress("raw limits measured")
+
+        verify_runs = []
+        for _ in range(a.repeat):
+            p, wall, cpu = cli("verify", "--json", home=home)
+            verify_runs.append((wall, cpu, p.returncode))
+        progress(f"verify: {median_spread([w for w, _, _ in verify_runs])} s")
+
+        rebuilds = []
+        from ledger.sdk.home import Home
+
+        h = Home.open(home)
+        for r in range(a.repeat):
+            if r:  # a fresh start for every processor: state files and published views gone
+                shutil.rmtree(h.path / "processors", ignore_errors=True)
+                shutil.rmtree(h.views_root, ignore_errors=True)
+            rebuilds.append(rebuild(home))
+        per = rebuilds[-1][1]
+
+        fresh = None if a.no_freshness else freshness(home, a.rate, a.seconds)
+        if fresh is not None:
+            progress(f"freshness: {fresh}")
+        # after the services ran (they publish the views; the rebuild runs do not); per event of the whole log
+        n_all = n + (round(fresh["rate"] * a.seconds) if fresh is not None else 0)
+        disk = {"log": sum(f.stat().st_size for f in h.path.glob(h.log_file.name + "*")),
+                "duckdb": dir_bytes(h.path / "processors", (".duckdb", ".duckdb.wal")),
+                "parquet": dir_bytes(h.views_root, (".parquet",))}
+
+        replays: dict[str, str] = {}
+        if not a.no_replay:
+            for name in sorted(per):
+                p, wall, _ = cli("replay", name, "--json", home=home)
+                replays[name] = ("EQUAL" if p.returncode == 0 else f"DIFFERENT/exit {p.returncode}") + f" ({wall:.1f}s)"
+            progress("replayed every processor")
+        prf = None if a.no_proofs else proofs(home)
+
+    print()
+    print("raw limits of this machine (same run)")
+    print(f"  fastavro decode (this log's events)     {raw['fastavro_decode']:>12,.0f} events/s")
+    print(f"  Ed25519 verify                          {raw['ed25519_verify']:>12,.0f} verifies/s")
+    print(f"  SHA-256 of 300 B                        {raw['sha256_300B']:>12,.0f} hashes/s")
+    print(f"  DuckDB Arrow insert, 1,000-row batches  {raw['duckdb_arrow_insert']:>12,.0f} rows/s")
+    print(f"  SQLite append, 100 x 300 B per txn      {raw['sqlite_append']:>12,.0f} rows/s")
+    print()
+    print(f"log: {n:,} events built in {build_s:.1f}s ({n / build_s:,.0f} events/s)")
+    walls = [w for w, _, _ in verify_runs]
+    print(f"verify: wall {median_spread(walls)} s, CPU {verify_runs[-1][1]:.1f} s, exit {verify_runs[-1][2]}; "
+          f"{n / statistics.median(walls):,.0f} events/s = {n / statistics.median(walls) / raw['fastavro_decode']:.2f}"
+          " x raw decode   (goal <= 20 s at 1M)")
+    print(f"rebuild, all processors from offset 0 in waves: wall {median_spread([w for w, _ in rebuilds])} s   "
+          "(goal <= 60 s at 1M)")
+    print(f"  {'processor':<12} {'events':>10} {'wall s':>8} {'CPU s':>8} {'ev/CPU-s':>9} "
+          f"{'RSS n/4':>8} {'n/2':>6} {'n':>6}  replay")
+    for name, res in sorted(per.items()):
+        if "error" in res:
+            print(f"  {name:<12} FAILED (exit {res['exit']}): {res['error']}")
+            continue
+        rss = res["rss_mb"]
+        print(f"  {name:<12} {res['events']:>10,} {res['wall_s']:>8.1f} {res['cpu_s']:>8.1f} "
+              f"{res['events'] / max(res['cpu_s'], 1e-9):>9,.0f} {rss['n/4']:>6.0f}MB {rss['n/2']:>4.0f}MB "
+              f"{rss['n']:>4.0f}MB  {replays.get(name, '-')}")
+    print("  (goal: peak RSS <= 300 MB per processor, flat from n/4 to n)")
+    print(f"disk per event ({n_all:,} events): log {disk['log'] / n_all:,.0f} B, "
+          f"DuckDB {disk['duckdb'] / n_all:,.0f} B, "
+          f"Parquet views {disk['parquet'] / n_all:,.0f} B")
+    if fresh is not None:
+        if fresh.get("visible"):
+            print(f"freshness at {fresh['rate']:,.0f} events/s sustained for {a.seconds:.0f}s: emit -> visible in "
+                  f"every processor's views p50 {fresh['p50']:.2f}s, p99 {fresh['p99']:.2f}s, max {fresh['max']:.2f}s "
+                  f"({fresh['visible']}/{fresh['probes']} probes)   (goal p99 <= 1 s at 5k events/s)")
+        else:
+            print(f"freshness: no probe became visible in every processor ({fresh})")
+    if prf is not None:
+        print(f"proofs ({prf['proofs']} random events): size median {prf['size_median_b']:,} B, max "
+              f"{prf['size_max_b']:,} B (goal <= 2 KB); prove {prf['prove_ms']:.1f} ms each in process "
+              f"(goal <= 50 ms), {prf['cli_prove_s']:.2f}s through the CLI (process start included); generate "
+              f"{prf['generate_per_s']:,.0f}/s, verify {prf['verify_per_s']:,.0f}/s (goals 10k/s, 5k/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
