@@ -252,7 +252,7 @@ class Publisher:
                 if plan is not None:
                     jobs.append(self._job(name, *plan))
             if jobs:
-                if self._pool is None:
+                if self._pool is None or self._exporter is None:
                     self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"compact-{self.processor.name}")
                     self._exporter = self.store.exporter()
                 self._merge_targets = {_part_path(v.name, ps[0].first, ps[-1].last, self._run) for v, _, ps in jobs}

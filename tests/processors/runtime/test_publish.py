@@ -5,6 +5,7 @@ instead of vouching for files an earlier run (or anyone else) left behind."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import tempfile
 import threading
@@ -124,7 +125,7 @@ def test_incremental_publishes_with_compaction_read_the_same_as_a_full_export(tm
                     # no batch twice, none missing: the parts tile 0..batch
                     spans = [(p.first, p.last) for p in pub.parts("events")]
                     assert spans[0][0] == 0 and spans[-1][1] == runner.batch_no
-                    assert all(b[0] == a[1] + 1 for a, b in zip(spans, spans[1:], strict=False))
+                    assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(spans))
                 pub._collect_merges(wait=True)  # let the last merge land, then sign it
                 pub.publish(runner.positions, runner.batch_no + 0, changed=runner.written)
                 incremental = rows_of(manifest_files(out, "events"))
