@@ -6,8 +6,8 @@ What this module does
     the processor's signed manifest (``ledger.sdk.published``): only the files the manifest lists, with
     the hashes it signed, copied privately before they are read (copies kept, so each file is hashed
     once). A forged file is a ``ViewIntegrityError``, never an answer. ``check`` answers "may agent A
-    spend N units of kind K now?" from the latest published ``budgets`` and ``reservations`` views of the budgets processor:
-    it rebuilds each level's ``BudgetState`` and ``BudgetPolicy`` from the view rows
+    spend N units of kind K now?" from the latest published ``budgets`` and ``reservations`` views of
+    the budgets processor: it rebuilds each level's ``BudgetState`` and ``BudgetPolicy`` from the view rows
     (``ledger.economics.budget_rows``) and asks
     ``ledger.economics.budget.admission_chain`` — the very function the processor uses — over the
     agent's hierarchy (org → project → task → agent), so producer and processor can never disagree
