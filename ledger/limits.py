@@ -109,6 +109,10 @@ MAX_KEY_FILE_BYTES = 65_536  # one key file: a JSON document of four short field
 # per batch, so allow many (a busy year of parts) before the manifest itself becomes the problem
 MAX_VIEW_MANIFEST_BYTES = 64 * 1024 * 1024
 MAX_VIEW_MANIFEST_RETRIES = 8  # re-reads of a manifest a publish replaced while it was being checked
+# Parquet part files one append-mode view may have in a manifest: compaction (processors.runtime.publish)
+# keeps part sizes falling geometrically (about log2 of the view's rows), this is the hard ceiling, so a
+# reader opens, and a manifest lists, a bounded number of files per view however long the processor runs
+MAX_VIEW_PARTS = 32
 
 # ------------------------------------------------------------------ economics
 

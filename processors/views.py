@@ -13,6 +13,8 @@ Invariants
     * Authenticated: ``connect_views`` checks each processor's signed manifest (``ledger.sdk.published``:
       signature by the processor's key registered on the log, SHA-256 of every file) and reads private
       copies of exactly the files it lists; a forged view is a ``ViewIntegrityError``, never an answer.
+      The copies are kept (``<home>/state/view-cache/``), so a call hashes and copies only what was
+      published since the last one.
     * Sandboxed: the connection ``connect_views`` yields is a read-only database whose configuration is
       locked after the views are defined, with external access off except for those copies: SQL given
       to it cannot read another file (``read_csv``), write one (``COPY ... TO``), ``ATTACH`` a state
@@ -38,7 +40,14 @@ import duckdb
 from ledger.errors import ValidationError
 from ledger.integrity.keyring import KeyRing
 from ledger.sdk.home import Home, HomeLayout
-from ledger.sdk.published import VerifiedViews, has_published, listed_files, registered_keys, verify_published
+from ledger.sdk.published import (
+    VerifiedViews,
+    has_published,
+    listed_files,
+    private_cache,
+    registered_keys,
+    verify_published,
+)
 from processors import REGISTRY
 from processors.runtime.processor import View
 from processors.runtime.publish import published_views
@@ -139,7 +148,8 @@ def connect_views(home: HomeLayout, *, log_url: str | None = None) -> Iterator[C
     h = home if isinstance(home, Home) else Home.open(home.path)
     ring: KeyRing | None = None
     with tempfile.TemporaryDirectory(prefix="tokenledger-views-") as tmp:
-        files_root = Path(tmp) / "files"
+        # the kept, checked copies (each file hashed once across calls); fresh copies if none can be kept
+        files_root = private_cache(h) or Path(tmp) / "files"
         checked: dict[str, VerifiedViews] = {}
         for name in sorted(REGISTRY):
             if has_published(h.views_dir(name)):

@@ -84,6 +84,7 @@ CONFIG_FILE = "config.json"
 KEYS_DIR = "keys"
 STATE_DIR = "state"
 LOCKS_DIR = "locks"  # under state/
+VIEW_CACHE_DIR = "view-cache"  # under state/: readers' checked private copies of published view files
 LOG_FILE = "log.sqlite"
 PROCESSORS_DIR = "processors"
 VIEWS_DIR = "views"
@@ -116,6 +117,12 @@ class HomeLayout:
     @property
     def locks_dir(self) -> Path:
         return self.state_dir / LOCKS_DIR
+
+    @property
+    def view_cache_dir(self) -> Path:
+        """Private copies of published view files that a reader has checked against their signed manifest
+        (``ledger.sdk.published``), kept so each file is hashed and copied once, not on every query."""
+        return self.state_dir / VIEW_CACHE_DIR
 
     @property
     def log_file(self) -> Path:

@@ -5,6 +5,13 @@ against the key ring folded from the log's control topic (``registered_keys``: t
 registered, unrevoked key), then every listed file's size and SHA-256, streaming each into a private
 copy when asked: readers then read the copies, so a file swapped after the check is never read.
 
+Copies are kept: a copy is named by the file's path and signed SHA-256, and written (to a temporary
+name, renamed only once its hash matched) into a directory only this user can write
+(``private_cache``: ``<home>/state/view-cache/``, mode 0700). A file whose copy is already there is
+neither read nor hashed again, so a reader's work per call is the manifest's signature and one ``lstat``
+per listed file, plus whatever was published since its last call (part files never change once
+written). Copies no manifest lists any more are removed once unused for ``COPY_GRACE_S``.
+
 A publish that lands while a reader checks (a new snapshot, the old one removed) changes the manifest:
 the check starts over with the new one, at most ``limits.MAX_VIEW_MANIFEST_RETRIES`` times. A mismatch
 under an unchanged manifest is a forgery: ``ViewIntegrityError`` (exit 1) naming the processor, view,
@@ -19,6 +26,8 @@ import contextlib
 import hashlib
 import os
 import stat
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,10 +37,13 @@ from ledger.files import read_bounded
 from ledger.integrity import manifest as mf
 from ledger.integrity.keyring import KeyRing
 from ledger.integrity.verify import Verifier, Where
-from ledger.sdk.home import Home, resolve_log_url
+from ledger.sdk.home import Home, HomeLayout, resolve_log_url
 
 MANIFEST_FILE = "_manifest.json"  # in <home>/views/<processor>/
 COPY_CHUNK_BYTES = 1 << 20  # one read while hashing / copying a published file
+# a kept copy no manifest lists any more is removed once no reader has used it for this long (a reader
+# touches each copy it reads; a query holding an older manifest's copies is done well within it)
+COPY_GRACE_S = 600.0
 
 
 def registered_keys(home: Home, log_url: str | None = None) -> KeyRing:
@@ -132,6 +144,21 @@ def check_published(views_dir: Path, processor: str, ring: KeyRing, *, copy_to: 
     return result
 
 
+def private_cache(home: HomeLayout) -> Path | None:
+    """The home's directory of kept copies (``HomeLayout.view_cache_dir``), created mode 0700; None when it
+    cannot be created or is not private to this user (a directory others can write could hold a forged
+    copy under a trusted name): the caller then copies into a fresh temporary directory."""
+    path = home.view_cache_dir
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return None
+    return path
+
+
 def listed_files(view_dir: Path) -> list[Path] | None:
     """The files the latest manifest lists for the view in ``view_dir`` (``<views>/<processor>/<view>``),
     unchecked; None when there is no readable manifest. For readers that compare against the live state
@@ -162,8 +189,8 @@ def _check_once(views_dir: Path, processor: str, raw: bytes, ring: KeyRing, copy
         problems: list[str] = []
         listed = m.files_of(view)
         for f in listed:
-            target = None if copy_to is None else copy_to / f.path
-            problem = _hash_copy(views_dir / f.path, f, target)
+            target = None if copy_to is None else _copy_path(copy_to, f)
+            problem = None if target is not None and _kept(target, f) else _hash_copy(views_dir / f.path, f, target)
             if problem:
                 problems.append(problem)
             out.files[view].append(target or views_dir / f.path)
@@ -175,7 +202,39 @@ def _check_once(views_dir: Path, processor: str, raw: bytes, ring: KeyRing, copy
     stray = sorted({f.view for f in m.files} - set(m.views))
     if stray:
         out.statuses.append(ViewStatus(processor, stray[0], 0, 0, ("files of a view the manifest does not list",)))
+    if copy_to is not None and all(s.ok for s in out.statuses):
+        _drop_unused_copies(copy_to, {_copy_path(copy_to, f) for f in m.files})
     return out
+
+
+def _copy_path(copy_to: Path, f: mf.ManifestFile) -> Path:
+    """Where the copy of ``f`` is kept: its name and signed hash, so a copy only ever holds those bytes."""
+    view, _, name = f.path.partition("/")
+    return copy_to / view / f"{f.sha256}-{name}"
+
+
+def _kept(target: Path, f: mf.ManifestFile) -> bool:
+    """Whether a checked copy of ``f`` is already kept at ``target`` (only a copy whose hash matched is ever
+    renamed there); touched, so an unlisted copy in use is not removed under a reader."""
+    try:
+        st = os.lstat(target)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != f.size:
+            return False
+        os.utime(target)
+    except OSError:
+        return False
+    return True
+
+
+def _drop_unused_copies(copy_to: Path, listed: set[Path]) -> None:
+    """Kept copies the manifest no longer lists (merged parts, replaced snapshots), unused for COPY_GRACE_S."""
+    cutoff = time.time() - COPY_GRACE_S
+    with contextlib.suppress(OSError):
+        for d in copy_to.iterdir():
+            for p in d.iterdir():
+                with contextlib.suppress(OSError):
+                    if p not in listed and os.lstat(p).st_mtime < cutoff:
+                        p.unlink()
 
 
 def _hash_copy(src: Path, f: mf.ManifestFile, target: Path | None) -> str | None:
@@ -187,13 +246,16 @@ def _hash_copy(src: Path, f: mf.ManifestFile, target: Path | None) -> str | None
         return f"{f.path} cannot be read: {e.strerror or e}"
     h = hashlib.sha256()
     size = 0
+    tmp: str | None = None
+    out_fd = -1
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return f"{f.path} is not a regular file"
         os.set_blocking(fd, True)
         if target is not None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        with open(os.dup(fd), "rb") as reader, (open(target, "wb") if target is not None else _Null()) as writer:
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            out_fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".copy-")
+        with open(os.dup(fd), "rb") as reader, (open(out_fd, "wb") if tmp is not None else _Null()) as writer:
             while size <= f.size:
                 chunk = reader.read(min(COPY_CHUNK_BYTES, f.size + 1 - size))
                 if not chunk:
@@ -201,15 +263,23 @@ def _hash_copy(src: Path, f: mf.ManifestFile, target: Path | None) -> str | None
                 h.update(chunk)
                 writer.write(chunk)
                 size += len(chunk)
+        problem = None
+        if size != f.size:
+            problem = (f"{f.path} is {'larger than' if size > f.size else f'{size:,} bytes, not'} the "
+                       f"{f.size:,} bytes signed")
+        elif h.hexdigest() != f.sha256:
+            problem = f"{f.path} has SHA-256 {h.hexdigest()}, the manifest signed {f.sha256}"
+        if problem is None and tmp is not None and target is not None:
+            os.replace(tmp, target)  # the kept copy: only bytes whose hash matched ever get this name
+            tmp = None
+        return problem
     except OSError as e:
         return f"{f.path} cannot be read: {e.strerror or e}"
     finally:
         os.close(fd)
-    if size != f.size:
-        return f"{f.path} is {'larger than' if size > f.size else f'{size:,} bytes, not'} the {f.size:,} bytes signed"
-    if h.hexdigest() != f.sha256:
-        return f"{f.path} has SHA-256 {h.hexdigest()}, the manifest signed {f.sha256}"
-    return None
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 class _Null:
@@ -226,4 +296,4 @@ class _Null:
 
 
 __all__ = ["MANIFEST_FILE", "VerifiedViews", "ViewStatus", "check_published", "has_published", "listed_files",
-           "registered_keys", "verify_published"]
+           "private_cache", "registered_keys", "verify_published"]

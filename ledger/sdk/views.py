@@ -4,10 +4,10 @@ What this module does
     ``read_view`` reads one published view (the Parquet parts under ``<home>/views/<processor>/<view>/``,
     found through ``ledger.sdk.home.HomeLayout``) with an in-memory DuckDB, after checking them against
     the processor's signed manifest (``ledger.sdk.published``): only the files the manifest lists, with
-    the hashes it signed, copied privately before they are read. A forged file is a
-    ``ViewIntegrityError``, never an answer. ``check`` answers "may agent A spend N units of kind K
-    now?" from the latest published ``budgets`` and ``reservations`` views of the budgets processor:
-    it rebuilds each level's ``BudgetState`` and ``BudgetPolicy`` from the view rows
+    the hashes it signed, copied privately before they are read (copies kept, so each file is hashed
+    once). A forged file is a ``ViewIntegrityError``, never an answer. ``check`` answers "may agent A
+    spend N units of kind K now?" from the latest published ``budgets`` and ``reservations`` views of
+    the budgets processor: it rebuilds each level's ``BudgetState`` and ``BudgetPolicy`` from the view rows
     (``ledger.economics.budget_rows``) and asks
     ``ledger.economics.budget.admission_chain`` — the very function the processor uses — over the
     agent's hierarchy (org → project → task → agent), so producer and processor can never disagree
@@ -42,7 +42,7 @@ from ledger.economics.budget_rows import hold_id, level_from_row, parse_levels
 from ledger.economics.reputation import require_int, require_time
 from ledger.errors import AdmissionError, ValidationError
 from ledger.sdk.home import Home, HomeLayout
-from ledger.sdk.published import has_published, registered_keys, verify_published
+from ledger.sdk.published import has_published, private_cache, registered_keys, verify_published
 from ledger.wire.events import BUDGET_KINDS
 
 BUDGETS_PROCESSOR = "budgets"  # the processor whose views admission reads
@@ -91,7 +91,10 @@ def read_views(home_path: str | Path, processor: str, views: tuple[str, ...]) ->
         return {v: [] for v in views}
     home = Home.open(layout.path)
     with tempfile.TemporaryDirectory(prefix="tokenledger-views-") as tmp:
-        checked = verify_published(views_dir, processor, registered_keys(home), copy_to=Path(tmp))
+        # the kept, checked copies (each file hashed once across calls); fresh copies if none can be kept
+        cache = private_cache(home)
+        copy_to = Path(tmp) if cache is None else cache / processor
+        checked = verify_published(views_dir, processor, registered_keys(home), copy_to=copy_to)
         return {v: read_parquet_files(checked.files.get(v, []), processor) for v in views}
 
 

@@ -16,9 +16,6 @@ from ledger.cli.output import HomeOpt, JsonOpt, LogOpt, err, guarded, open_home,
 from ledger.errors import ExitCode, LedgerError
 from ledger.sdk.home import resolve_home, resolve_log_url
 from processors import REGISTRY, get, views
-from processors.host.supervisor import supervise
-from processors.services import demo as demo_service
-from processors.services import replay as replay_service
 
 commands = typer.Typer()  # run, status, digest, replay, query, demo
 
@@ -44,6 +41,7 @@ def _names(names: list[str] | None) -> list[str]:
 def run(names: list[str] | None = NamesArg, home: str | None = HomeOpt, log: str | None = LogOpt,
         until_caught_up: bool = typer.Option(False, help="Exit once every processor has read the whole log.")) -> None:
     """Start each processor as its own process (own DuckDB file) and supervise them; Ctrl-C stops them cleanly."""
+    from processors.host.supervisor import supervise  # imported when used: `query` must start fast
     h = open_home(home)
     chosen = _names(names)
     err.print(f"running {', '.join(chosen)} on {resolve_log_url(log, h)} (Ctrl-C to stop)", markup=False)
@@ -59,6 +57,7 @@ def run(names: list[str] | None = NamesArg, home: str | None = HomeOpt, log: str
 @guarded
 def status(home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """Per processor: state, position, lag, events/s and last error."""
+    from processors.services import replay as replay_service  # imported when used: `query` must start fast
     rows = replay_service.status(open_home(home))
     if json_:
         print_json([r.to_dict() for r in rows])
@@ -74,6 +73,7 @@ def status(home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
 @guarded
 def digest(name: str, home: str | None = HomeOpt, json_: bool = JsonOpt) -> None:
     """The processor's state digest (a hash over the canonical contents of its views) and its positions."""
+    from processors.services import replay as replay_service  # imported when used: `query` must start fast
     get(name)
     d = replay_service.digest(open_home(home), name)
     if json_:
@@ -89,6 +89,7 @@ def digest(name: str, home: str | None = HomeOpt, json_: bool = JsonOpt) -> None
 def replay(name: str, home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt,
            keep: bool = typer.Option(False, help="Keep the rebuilt DuckDB file.")) -> None:
     """Rebuild NAME's state from offset 0 into a fresh file, up to the live positions, and compare digests."""
+    from processors.services import replay as replay_service  # imported when used: `query` must start fast
     get(name)
     h = open_home(home)
     live = replay_service.replayable(h, name)
@@ -144,6 +145,7 @@ def demo(home: str | None = HomeOpt, log: str | None = LogOpt,
     """Run the whole system on a multi-agent workload: planner → researcher / writer / critic with LLM calls,
     interactions, data, compute and trust events — signed, chained, appended, verified — then start the
     processors, wait until they have caught up, and show a few views."""
+    from processors.services import demo as demo_service  # imported when used: `query` must start fast
     h, created = demo_service.open_or_create(resolve_home(home), log)
     if created and not json_:
         err.print(f"created ledger home {h.path}", markup=False)

@@ -21,7 +21,6 @@ from ledger.economics.money import format_usd
 from ledger.economics.pricing import ModelPrice, default_price_book
 from ledger.errors import ValidationError
 from ledger.sdk.home import resolve_log_url
-from processors.services import reprice as reprice_service
 
 commands = typer.Typer()  # reprice, econ
 
@@ -55,6 +54,7 @@ def reprice(as_of: str | None = typer.Option(None, "--as-of", help="Price every 
             limit: str = typer.Option(str(REPRICE_ROWS_SHOWN), help="Diff rows to print (0 = all).")) -> None:
     """Re-price the allocations with another price book into a side view and report what changed (and that
     nothing else did). The live views are not touched."""
+    from processors.services import reprice as reprice_service  # imported when used: `query` must start fast
     h = open_home(home)
     as_of_us = parse_time(as_of, "as_of")
     shown = int_arg("limit", limit)

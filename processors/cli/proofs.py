@@ -10,7 +10,6 @@ import typer
 
 from ledger.cli.output import HomeOpt, JsonOpt, LogOpt, guarded, open_home, out, print_json, table
 from ledger.sdk.home import resolve_log_url
-from processors.services import proofs
 
 commands = typer.Typer()  # prove, verify-proof, checkpoint
 
@@ -35,6 +34,7 @@ def prove(event_id: str | None = typer.Argument(None, help="The event to prove (
     """Write a self-contained proof file: the event's bytes and signed batch, its Merkle inclusion path to a
     signed notary checkpoint, and the registrations of every key involved. Check it anywhere with
     `tokenledger verify-proof FILE --operator-key HEX`."""
+    from processors.services import proofs  # imported when used: `query` must start fast
     proofs.require_one_target(event_id, consistency)
     h = open_home(home)
     lg = h.open_log(resolve_log_url(log, h))
@@ -67,6 +67,7 @@ def verify_proof_cmd(file: Path = typer.Argument(..., help="A proof file written
     """Check a proof file offline: signatures, key registrations back to a trusted operator key, the event in
     its batch, the Merkle path to the signed checkpoint root (or the consistency of two checkpoints).
     Exit code 1 and the failed check if it does not hold."""
+    from processors.services import proofs  # imported when used: `query` must start fast
     data = proofs.read_proof_file(file)
     trusted = proofs.parse_operator_keys(operator_key) if operator_key else open_home(home).anchors()
     report = proofs.check_proof(data, trusted).to_dict()
@@ -84,6 +85,7 @@ def checkpoint_cmd(home: str | None = HomeOpt, log: str | None = LogOpt, json_: 
     """Run the notary until it has read the whole log, then sign a checkpoint of every partition's current
     Merkle tree (the notary must not be running; while it runs it checkpoints by itself every
     1,000 events per partition)."""
+    from processors.services import proofs  # imported when used: `query` must start fast
     h = open_home(home)
     lg = h.open_log(resolve_log_url(log, h))
     try:

@@ -15,8 +15,6 @@ import typer
 
 from ledger import limits
 from ledger.cli.output import HomeOpt, JsonOpt, guarded, open_home, out, print_json, table
-from processors.report import html as page
-from processors.report import model as rep
 from processors.report.svg import usd
 
 commands = typer.Typer()  # report
@@ -31,6 +29,7 @@ REPORT_EPILOG = ("Example: tokenledger report --html report.html   ·   tokenled
 
 
 def print_tables(model: dict[str, Any]) -> None:
+    from processors.report import html as page  # imported when used: `query` must start fast
     t = model["totals"]
     table(f"cost report of {model['home']} (data up to {model['as_of'] or 'no events'})", ["total", "value"],
            [["events", t["events"]], ["signers", t["signers"]], ["LLM calls", t["llm_calls"]],
@@ -68,6 +67,8 @@ def report(home: str | None = HomeOpt, json_: bool = JsonOpt,
            run: str | None = typer.Option(None, "--run", help="Only this run's cost waterfall.")) -> None:
     """Cost attribution per run (stage waterfall, sum invariant, degradation, routing savings), efficiency per
     agent / task / project / model, budget burn-rate forecasts, reputation and settlements."""
+    from processors.report import html as page  # imported when used: `query` must start fast
+    from processors.report import model as rep  # imported when used: `query` must start fast
     model = rep.select_run(rep.build(open_home(home)), run)
     path = page.write_html(model, html) if html is not None else None
     if json_:

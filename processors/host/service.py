@@ -164,6 +164,9 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
     state = "running"
     try:
         publisher.publish(runner.positions, runner.batch_no)
+        # views are published while catching up too (paced by publisher.due), and always before a digest:
+        # a publish never waits for one; a digest computed at the published batch is signed afterwards by a
+        # manifest-only publish (no file is written or re-read for it)
         while not stopping["flag"]:
             try:
                 n = runner.step()
@@ -174,13 +177,14 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
                 raise
             now = time.monotonic()
             idle = n == 0
-            if idle or publisher.due():
-                digest = None
-                if idle and runner.caught_up() and now - last_digest >= DIGEST_EVERY_S:
-                    digest = store.digest()
-                    last_digest = now
-                    emit_state_checkpoint(runner, name, digest)
-                publisher.publish(runner.positions, runner.batch_no, digest=digest)
+            if publisher.due(idle):
+                publisher.publish(runner.positions, runner.batch_no, changed=runner.written)
+            if idle and runner.caught_up() and now - last_digest >= DIGEST_EVERY_S:
+                publisher.publish(runner.positions, runner.batch_no, changed=runner.written)  # views first
+                digest = store.digest()
+                last_digest = time.monotonic()
+                emit_state_checkpoint(runner, name, digest)
+                publisher.publish(runner.positions, runner.batch_no, digest=digest, changed=runner.written)
             if now - last_status >= STATUS_EVERY_S or idle:
                 write_status(home, name, {**runner.status(), "state": state, "last_error_at": last_error_at})
                 last_status = now
@@ -189,11 +193,13 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
                     break
                 time.sleep(POLL_IDLE_S)
         state = "stopped"
+        publisher.publish(runner.positions, runner.batch_no, changed=runner.written)
         final = store.digest()
         emit_state_checkpoint(runner, name, final)
-        publisher.publish(runner.positions, runner.batch_no, digest=final)
+        publisher.publish(runner.positions, runner.batch_no, digest=final, changed=runner.written)
         write_status(home, name, {**runner.status(), "state": state, "last_error_at": last_error_at})
     finally:
+        publisher.close()
         store.close()
     return 0
 

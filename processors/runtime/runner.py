@@ -150,6 +150,9 @@ class Runner:
         self._order = sorted(self.positions, key=lambda tp: (rank.get(tp[0], len(rank)), tp[1]))
         # append-mode views carry the commit batch number, so publishing can export only new rows
         self._batched = {v.name for v in processor.views if any(c.name == "_batch" for c in v.columns)}
+        # publishing: table -> the last batch (of this runner) that wrote it, so an unchanged snapshot-mode
+        # view is not re-exported; "*" when a batch ran SQL statements (they may write any table)
+        self.written: dict[str, int] = {}
         processor.restore(store.query)
         if produce:
             self.flush_outbox()
@@ -300,6 +303,9 @@ class Runner:
         if verified.passed is not None:
             self._passed = verified.passed
         self.batch_no = batch_no
+        for table in (*fx.appends, *fx.upserts, *(["*"] if fx.statements else []),
+                      *(["quarantine"] if verified.quarantined else [])):
+            self.written[table] = batch_no
         self.stats.batches += 1
         self.stats.events += len(verified.items)
         self.stats.rejected += len(verified.quarantined)

@@ -306,16 +306,39 @@ class Store:
 
     def export(self, view: View, target: Path, where: str = "") -> None:
         """Write the view's public columns (optionally filtered) to a Parquet file, atomically."""
-        cols = ", ".join(view.public_columns)
-        tmp = target.with_name(target.name + ".tmp")
-        # names from the view definitions, ``where`` from the publisher (batch numbers), the path quoted
-        sql = f"COPY (SELECT {cols} FROM {view.name} {where}) TO '{_sql_path(tmp)}' (FORMAT parquet)"  # noqa: S608  (see above)
-        self.con.execute(sql)
-        tmp.replace(target)
+        _export(self.con, view, target, where)
+
+    def exporter(self) -> Exporter:
+        """A second connection to this database for exporting from another thread (the publisher's
+        compactions): it reads committed rows only, so the runner's open transaction never shows."""
+        return Exporter(self.con.cursor())
 
     def close(self) -> None:
         with suppress(duckdb.Error):
             self.con.close()
+
+
+class Exporter:
+    """Exports on its own connection (``Store.exporter``); used by one thread at a time."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def export(self, view: View, target: Path, where: str = "") -> None:
+        _export(self.con, view, target, where)
+
+    def close(self) -> None:
+        with suppress(duckdb.Error):
+            self.con.close()
+
+
+def _export(con: duckdb.DuckDBPyConnection, view: View, target: Path, where: str) -> None:
+    cols = ", ".join(view.public_columns)
+    tmp = target.with_name(target.name + ".tmp")
+    # names from the view definitions, ``where`` from the publisher (batch numbers), the path quoted
+    sql = f"COPY (SELECT {cols} FROM {view.name} {where}) TO '{_sql_path(tmp)}' (FORMAT parquet)"  # noqa: S608  (see above)
+    con.execute(sql)
+    tmp.replace(target)
 
 
 def _sql_path(p: Path) -> str:
