@@ -540,8 +540,9 @@ class Runner:
                     head = Head(head.seq + 1, h)
                     raws.append(raw)
                     hashes.append(h)
-                sig = self.key.sign(codec.batch_signing_bytes(signer, self.key.key_id, hashes))
-                out.append(OutboxRecord(topic, signer.encode(), codec.encode_batch(signer, self.key.key_id, raws, sig),
+                v = codec.BATCH_VERSION
+                sig = self.key.sign(codec.signing_bytes(v, signer, self.key.key_id, hashes))
+                out.append(OutboxRecord(topic, signer.encode(), codec.encode_batch(signer, self.key.key_id, raws, sig, v),
                                         prev=prev, head=head))
                 prev = head
         self.producer_head = head
