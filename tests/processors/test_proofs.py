@@ -7,9 +7,10 @@ checkpoint record, wrong operator key, truncated file) fails with a typed error 
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,12 +96,12 @@ def test_consistency_proofs(nhome: Home, tmp_path: Path) -> None:
     assert e.value.code is RejectCode.CHECKPOINT_MISMATCH
 
 
-def _flip(hex_str: str, at: int | None = None) -> str:
-    """Flip one bit of the byte at ``at`` (default: the middle) of a hex string."""
-    b = bytearray(bytes.fromhex(hex_str))
+def _flip(text: str, at: int | None = None) -> str:
+    """Flip one bit of the byte at ``at`` (default: the middle) of a base64 string (proof v2 byte strings)."""
+    b = bytearray(base64.b64decode(text))
     i = len(b) // 2 if at is None else at
     b[i] ^= 0x01
-    return b.hex()
+    return base64.b64encode(bytes(b)).decode()
 
 
 def _set(path: str, fn: Callable[[Any], Any]) -> Callable[[dict[str, Any]], None]:
@@ -116,27 +117,38 @@ def _set(path: str, fn: Callable[[Any], Any]) -> Callable[[dict[str, Any]], None
     return apply
 
 
+ANY = set(RejectCode)  # a flipped byte inside an event may break its schema, its id, its path or its signature
+MISMATCH = {RejectCode.CHECKPOINT_MISMATCH}
 MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], None], set[RejectCode]]] = {
-    "event bytes": (_set("event.bytes", _flip), {RejectCode.CHECKPOINT_MISMATCH}),
-    "batch signature": (_set("event.record", lambda h: _flip(h, -1)), {RejectCode.BAD_SIGNATURE}),
-    # a flipped byte inside an event may break its schema, its id or the signature: any of them
-    "event in the signed batch": (_set("event.record", _flip), set(RejectCode)),
-    "path element": (_set("path.0", _flip), {RejectCode.CHECKPOINT_MISMATCH}),
-    "path element dropped": (lambda d: d["path"].pop(), {RejectCode.CHECKPOINT_MISMATCH}),
-    "root": (_set("root_hash", _flip), {RejectCode.CHECKPOINT_MISMATCH}),
-    "tree size +1": (_set("tree_size", lambda v: v + 1), {RejectCode.CHECKPOINT_MISMATCH}),
-    "tree size -1": (_set("tree_size", lambda v: v - 1), {RejectCode.CHECKPOINT_MISMATCH}),
-    "leaf index +1": (_set("leaf_index", lambda v: v + 1), {RejectCode.CHECKPOINT_MISMATCH}),
-    "leaf index -1": (_set("leaf_index", lambda v: v - 1), {RejectCode.CHECKPOINT_MISMATCH}),
-    "event id": (_set("event.event_id", lambda v: "0" * 32), {RejectCode.CHECKPOINT_MISMATCH}),
-    "checkpoint signature": (_set("checkpoint.record", lambda h: _flip(h, -1)), {RejectCode.BAD_SIGNATURE}),
-    "checkpoint root in its record": (_set("checkpoint.record", lambda h: _flip(h, -70)),
-                                      {RejectCode.BAD_SIGNATURE}),
-    "key fingerprint": (lambda d: _set(f"keys.{sorted(d['keys'])[0]}.fingerprint", _flip)(d),
-                        {RejectCode.CHECKPOINT_MISMATCH}),
+    "event bytes": (_set("event.event", _flip), ANY),
+    "event index in its batch": (_set("event.index", lambda v: v ^ 1), MISMATCH),
+    "event count of its batch": (_set("event.count", lambda v: v + 1), MISMATCH | {RejectCode.BAD_SIGNATURE}),
+    "batch path element": (_set("event.path.0", _flip), MISMATCH),
+    "batch path element dropped": (lambda d: d["event"]["path"].pop(), MISMATCH),
+    "batch root": (_set("event.root", _flip), MISMATCH),
+    "batch signature": (_set("event.signature", lambda h: _flip(h, -1)), {RejectCode.BAD_SIGNATURE}),
+    "batch signer": (_set("event.signer", lambda v: v + "x"), {RejectCode.UNKNOWN_KEY, RejectCode.SIGNER_MISMATCH}),
+    "batch key id": (_set("event.key_id", lambda v: v[:-1] + "0"), {RejectCode.UNKNOWN_KEY}),
+    "path element": (_set("path.0", _flip), MISMATCH),
+    "path element dropped": (lambda d: d["path"].pop(), MISMATCH),
+    "tree size +1": (_set("tree_size", lambda v: v + 1), MISMATCH),
+    "tree size -1": (_set("tree_size", lambda v: v - 1), MISMATCH),
+    "leaf index +1": (_set("leaf_index", lambda v: v + 1), MISMATCH),
+    "leaf index -1": (_set("leaf_index", lambda v: v - 1), MISMATCH),
+    "event id": (_set("event.event_id", lambda v: "0" * 32), MISMATCH),
+    "event partition": (_set("event.partition", lambda v: v + 1), MISMATCH),
+    "event offset past the checkpoint": (_set("event.offset", lambda v: 10**12), MISMATCH),
+    "checkpoint event": (_set("checkpoint.event", _flip), ANY),
+    "checkpoint root in its event": (_set("checkpoint.event", lambda h: _flip(h, -40)), ANY),
+    "checkpoint batch root": (_set("checkpoint.root", _flip), MISMATCH),
+    "checkpoint signature": (_set("checkpoint.signature", lambda h: _flip(h, -1)), {RejectCode.BAD_SIGNATURE}),
+    "checkpoint event id": (_set("checkpoint.event_id", lambda v: "0" * 32), MISMATCH),
     "registrations dropped": (lambda d: d["registrations"].clear(), {RejectCode.UNKNOWN_KEY}),
-    "registration signature": (_set("registrations.0", lambda h: _flip(h, -1)), {RejectCode.BAD_SIGNATURE}),
+    "registration event": (_set("registrations.0.event", _flip), ANY),
+    "registration signature": (_set("registrations.0.signature", lambda h: _flip(h, -1)), {RejectCode.BAD_SIGNATURE}),
+    "registration root": (_set("registrations.0.root", _flip), MISMATCH | {RejectCode.BAD_SIGNATURE}),
     "version": (_set("version", lambda v: v + 1), {RejectCode.BAD_SCHEMA}),
+    "path not base64": (_set("path.0", lambda v: "!" + v[1:]), {RejectCode.BAD_SCHEMA}),
 }
 
 
@@ -159,6 +171,36 @@ def test_every_mutation_fails(proof: tuple[Home, dict[str, Any]], tmp_path: Path
             verify_proof(bad, h.anchors())
         assert e.value.code in codes, (name, e.value)
         assert "part" in e.value.evidence or e.value.code is RejectCode.CHECKPOINT_MISMATCH, (name, e.value)
+    # every byte of every hash, signature and event in the file (the checked parts are cached per process:
+    # a changed byte is never served from the cache)
+    def byte_strings(d: Any, at: str = "") -> Iterator[str]:
+        if isinstance(d, dict):
+            for k, v in d.items():
+                if k == "path":
+                    yield from (f"{at}{k}.{i}" for i in range(len(v)))
+                elif k in ("event", "root", "signature") and isinstance(v, str):
+                    yield f"{at}{k}"
+                elif isinstance(v, (dict, list)):
+                    yield from byte_strings(v, f"{at}{k}.")
+        elif isinstance(d, list):
+            for i, v in enumerate(d):
+                yield from byte_strings(v, f"{at}{i}.")
+    fields = list(byte_strings(doc))
+    assert {"event.event", "event.signature", "path.0", "checkpoint.signature", "registrations.0.event"} <= set(fields)
+    flips = 0
+    for where in fields:
+        *parents, leaf = where.split(".")
+        node: Any = doc
+        for p in parents:
+            node = node[int(p)] if isinstance(node, list) else node[p]
+        size = len(base64.b64decode(node[int(leaf)] if isinstance(node, list) else node[leaf]))
+        for i in range(size):
+            bad = copy.deepcopy(doc)
+            _set(where, lambda v, i=i: _flip(v, i))(bad)
+            with pytest.raises(RejectError):
+                verify_proof(bad, h.anchors())
+            flips += 1
+    assert flips > 1_000
     # a wrong operator key: nothing registered by it
     stranger = SigningKey.generate("operator").public.raw
     with pytest.raises(RejectError) as e:
@@ -172,7 +214,7 @@ def test_every_mutation_fails(proof: tuple[Home, dict[str, Any]], tmp_path: Path
     # the CLI: exit 1 and the failed check, for a mutated file and for the wrong key
     f = tmp_path / "bad.json"
     bad = copy.deepcopy(doc)
-    MUTATIONS["root"][0](bad)
+    MUTATIONS["path element"][0](bad)
     f.write_text(json.dumps(bad))
     from typer.testing import CliRunner
 
@@ -180,7 +222,7 @@ def test_every_mutation_fails(proof: tuple[Home, dict[str, Any]], tmp_path: Path
     app = build_app()
 
     r = CliRunner().invoke(app, ["verify-proof", str(f), "--home", str(h.path)])
-    assert r.exit_code == 1 and "checkpoint_mismatch" in r.output and "root_hash" in r.output
+    assert r.exit_code == 1 and "checkpoint_mismatch" in r.output and "path" in r.output
     f.write_text(json.dumps(doc))
     r = CliRunner().invoke(app, ["verify-proof", str(f), "--operator-key", stranger.hex()])
     assert r.exit_code == 1 and "unknown_key" in r.output
