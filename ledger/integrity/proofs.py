@@ -31,8 +31,8 @@ in log order, that register — and rotate or revoke — every key the proof rel
 grants (an operator key's registration by itself is left out: trust in it comes from the verifier's
 own list). Version 1 files also carry ``root_hash`` and a ``keys`` summary; version 2 derives both.
 
-Size of a v2 inclusion proof (JSON, base64): about ``4/3 * (E + 32 * (ceil(log2 B) + ceil(log2 N)))``
-plus ~0.9 KB of signatures, ids and the checkpoint, plus each registration item (its event plus
+Size of a v2 inclusion proof (JSON, base64): about ``4/3 * (E + C + 32 * (ceil(log2 B) + ceil(log2 N) + 6))``
+plus ~0.8 KB of ids and names (C: the checkpoint event, ~250 B), plus each registration item (its event plus
 ``32 * ceil(log2 batch)`` plus ~150 bytes): E the event's bytes, B its batch's events, N the tree size.
 
 Trust: ``verify_proof(doc, trusted_operator_keys)`` believes only the operator keys it is given.
