@@ -296,10 +296,12 @@ class _State:
                     seq // _EVICT_STRIDE_EVENTS != (seq - len(entries)) // _EVICT_STRIDE_EVENTS):
                 args = (signer, seq - limits.IDEMPOTENCY_WINDOW_EVENTS,
                         saved.newest_time_us - limits.IDEMPOTENCY_WINDOW_US, seq - limits.MAX_IDEMPOTENCY_WINDOW_EVENTS)
-                (gone,) = self.db.execute("SELECT MAX(max_time_us) FROM idem_runs" + _FORGOTTEN_WHERE, args).fetchone()
+                # _FORGOTTEN_WHERE is a constant with placeholders; the values are parameters
+                (gone,) = self.db.execute("SELECT MAX(max_time_us) FROM idem_runs" + _FORGOTTEN_WHERE,  # noqa: S608
+                                          args).fetchone()
                 if gone is not None:
                     horizon = max(horizon, int(gone))
-                    self.db.execute("DELETE FROM idem_runs" + _FORGOTTEN_WHERE, args)
+                    self.db.execute("DELETE FROM idem_runs" + _FORGOTTEN_WHERE, args)  # noqa: S608
                     forgot = True
             saved = replace(saved, horizon_us=horizon)
             self.db.execute("INSERT OR REPLACE INTO chain_heads VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -542,8 +542,8 @@ class Runner:
                     hashes.append(h)
                 v = codec.BATCH_VERSION
                 sig = self.key.sign(codec.signing_bytes(v, signer, self.key.key_id, hashes))
-                out.append(OutboxRecord(topic, signer.encode(), codec.encode_batch(signer, self.key.key_id, raws, sig, v),
-                                        prev=prev, head=head))
+                record = codec.encode_batch(signer, self.key.key_id, raws, sig, v)
+                out.append(OutboxRecord(topic, signer.encode(), record, prev=prev, head=head))
                 prev = head
         self.producer_head = head
         return out

@@ -8,8 +8,8 @@ checkpoint record, wrong operator key, truncated file) fails with a typed error 
 from __future__ import annotations
 
 import base64
-import hashlib
 import copy
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -356,7 +356,9 @@ def test_prove_reads_the_path_from_the_notarys_index() -> None:
     leaf_table = pa.table(dict(zip([c.name for c in LEAVES.columns], map(list, zip(*leaves, strict=True)),
                                    strict=True)))
     node_table = pa.table({**nodes, "_batch": [0] * len(nodes["topic"])})
-    con.execute("INSERT INTO merkle_leaves SELECT * FROM leaf_table")  # bulk (executemany is ~1k rows/s)
+    con.register("leaf_table", leaf_table)  # bulk (executemany is ~1k rows/s)
+    con.register("node_table", node_table)
+    con.execute("INSERT INTO merkle_leaves SELECT * FROM leaf_table")
     con.execute("INSERT INTO merkle_nodes SELECT * FROM node_table")
     assert con.execute("SELECT count(*), max(height) FROM merkle_nodes").fetchone() == (n // 256 + n // 65536, 16)
 
