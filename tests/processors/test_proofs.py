@@ -24,6 +24,7 @@ from ledger.integrity.proofs import load_proof, verify_proof
 from ledger.sdk.home import Home
 from ledger.testing.homes import fill
 from processors.services.proofs import notary_leaves, prove_consistency, prove_event
+from processors.testing.proofs import proof_as_v1
 
 
 def _leaf_ids(h: Home) -> dict[str, list[str]]:
@@ -264,34 +265,9 @@ def test_events_of_v1_envelope_batches_still_prove(tmp_path: Path) -> None:
     assert e.value.code is RejectCode.BAD_SIGNATURE and e.value.evidence["part"] == "event"
 
 
-def _as_v1(h: Home, doc: dict[str, Any]) -> dict[str, Any]:
-    """The version 1 file (hex, whole records, keys summary) `prove` wrote before v2, for the same proof."""
-    from ledger.integrity.checkpoints import registration_records
-    from ledger.wire import codec
-
-    with h.open_log() as lg:
-        record = lg.read(doc["event"]["topic"], doc["event"]["partition"], doc["event"]["offset"], 1)[0].value
-        cp_ref = doc["checkpoint"]
-        cp_record = lg.read(h.topic_for("checkpoints"), 0, cp_ref["offset"], 1)[0].value
-        batch, cp_batch = codec.decode_batch(record), codec.decode_batch(cp_record)
-        regs = registration_records(lg, h.control_topic, {batch.key_id, cp_batch.key_id})
-    cp = codec.decode_event(cp_batch.events[cp_ref["index"]]).event.body
-    index = doc["event"]["index"]
-    report = verify_proof(doc, h.anchors())
-    return {"format": "tokenledger-proof", "version": 1, "kind": "inclusion",
-            "event": {"event_id": doc["event"]["event_id"], "topic": doc["event"]["topic"],
-                      "partition": doc["event"]["partition"], "offset": doc["event"]["offset"], "index": index,
-                      "bytes": batch.events[index].hex(), "record": record.hex()},
-            "leaf_index": doc["leaf_index"], "tree_size": doc["tree_size"], "root_hash": cp.root_hash.hex(),
-            "path": [base64.b64decode(p).hex() for p in doc["path"]],
-            "checkpoint": {"event_id": cp_ref["event_id"], "topic": cp_ref["topic"], "partition": cp_ref["partition"],
-                           "offset": cp_ref["offset"], "index": cp_ref["index"], "record": cp_record.hex()},
-            "registrations": [r.hex() for r in regs], "keys": report.keys}
-
-
 def test_version_1_proof_files_still_verify(proof: tuple[Home, dict[str, Any]]) -> None:
     h, doc = proof
-    v1 = _as_v1(h, doc)
+    v1 = proof_as_v1(h, doc)
     assert verify_proof(v1, h.anchors()).leaf_index == doc["leaf_index"]
     for key, mutate in (("root_hash", lambda v: "00" + v[2:]), ("tree_size", lambda v: v + 1)):
         bad = copy.deepcopy(v1)
