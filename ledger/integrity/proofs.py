@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 from collections import OrderedDict
@@ -281,7 +282,14 @@ def signed_item(record: bytes, index: int, *, batch: codec.DecodedBatch | None =
 def registration_items(records: Sequence[bytes], key_ids: set[str]) -> list[dict[str, Any]]:
     """Signed items of the control events a proof needs from ``records`` (``registration_records``'s choice, in
     log order): a v1 record whole; of a v2 record only its events about ``key_ids`` or the keys that signed the
-    chosen records, and its notary grants — leaving out an operator key's registration by itself."""
+    chosen records, and its notary grants — leaving out an operator key's registration by itself. Remembered per
+    process (proofs of one partition share them); each call returns fresh dicts the caller may change."""
+    items = _registration_items(tuple(records), frozenset(key_ids))
+    return [{**i, "path": list(i["path"])} if "path" in i else dict(i) for i in items]
+
+
+@functools.lru_cache(maxsize=TRUST_CACHE_ENTRIES)
+def _registration_items(records: tuple[bytes, ...], key_ids: frozenset[str]) -> list[dict[str, Any]]:
     batches = [codec.decode_batch(r) for r in records]
     wanted = set(key_ids) | {b.key_id for b in batches}
     items: list[dict[str, Any]] = []
@@ -299,6 +307,13 @@ def registration_items(records: Sequence[bytes], key_ids: set[str]) -> list[dict
 
 
 def _checkpoint_json(ref: CheckpointRef) -> dict[str, Any]:
+    item = _checkpoint_item(ref)
+    return {**item, "path": list(item["path"])} if "path" in item else dict(item)
+
+
+@functools.lru_cache(maxsize=TRUST_CACHE_ENTRIES)
+def _checkpoint_item(ref: CheckpointRef) -> dict[str, Any]:
+    """Remembered per process: the proofs of one partition share their checkpoint (callers copy it)."""
     return {"event_id": ref.event_id, "topic": ref.topic, "partition": ref.partition, "offset": ref.offset,
             **signed_item(ref.record, ref.index)}
 
