@@ -18,8 +18,12 @@ the state digest stays a function of the log.
 Which time: none. The cadence counts events, so no claimed time (live, backfilled or skewed) and no
 append time moves it; ``last_event_time_us`` of a checkpoint is reported, never used to decide.
 
-Views: ``merkle_leaves`` (append: one row per leaf, restored into the trees on start) and
-``checkpoints`` (append: one row per cadence checkpoint).
+Views: ``merkle_leaves`` (append: one row per leaf, restored into the trees on start),
+``merkle_nodes`` (append: the root of every complete subtree whose height is a multiple of
+``NODE_STRIDE``, one row per 2**NODE_STRIDE leaves) and ``checkpoints`` (append: one row per cadence
+checkpoint). Leaves and nodes together are the on-disk index ``tokenledger prove`` reads: any subtree
+root the RFC 9162 recursion visits is a fold of at most 2**NODE_STRIDE stored hashes, so a proof
+reads O(2**NODE_STRIDE * log n) hashes instead of the whole partition.
 
 Never: no wall clock, no reading of the log outside ``fold``'s input, no checkpoint that is not the
 current tree at a record boundary.
@@ -51,6 +55,20 @@ LEAVES = View(
         Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)"),
     ),
 )
+NODE_STRIDE = 8  # merkle_nodes holds subtree roots at heights 8, 16, 24, ... (one row per 256 leaves)
+NODES = View(
+    name="merkle_nodes",
+    doc="Roots of the complete subtrees of each partition's tree at heights NODE_STRIDE, 2*NODE_STRIDE, ... "
+        "(with merkle_leaves, the index proofs are read from).",
+    columns=(
+        Column("topic", "VARCHAR", "input topic the tree is over"),
+        Column("log_partition", "INTEGER", "input partition the tree is over"),
+        Column("height", "INTEGER", "subtree height: it covers 2**height leaves"),
+        Column("position", "BIGINT", "subtree number at its height: it starts at leaf position * 2**height"),
+        Column("node_hash", "BLOB", "RFC 9162 root of the subtree, 32 bytes"),
+        Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)"),
+    ),
+)
 CHECKPOINTS = View(
     name="checkpoints",
     doc="Signed tree heads the notary published at its cadence (on-demand ones are only on the log).",
@@ -76,7 +94,7 @@ class Notary(Processor):
     name = "notary"
     derived_topics = ("checkpoints",)
     doc = "RFC 9162 Merkle trees over each input partition's accepted events; signed checkpoints"
-    views = (LEAVES, CHECKPOINTS)
+    views = (LEAVES, NODES, CHECKPOINTS)
     checkpoint_every: ClassVar[int] = CHECKPOINT_EVERY_EVENTS
 
     def __init__(self) -> None:
@@ -100,6 +118,8 @@ class Notary(Processor):
         fx = Effects()
         cols: dict[str, list[Any]] = {c.name: [] for c in LEAVES.columns if c.name != "_batch"}
         cps: dict[str, list[Any]] = {c.name: [] for c in CHECKPOINTS.columns if c.name != "_batch"}
+        nodes: dict[str, list[Any]] = {c.name: [] for c in NODES.columns if c.name != "_batch"}
+        stride_mask = (1 << NODE_STRIDE) - 1
         every = self.checkpoint_every
         n = len(items)
         for i, it in enumerate(items):
@@ -113,6 +133,8 @@ class Notary(Processor):
             cols["log_partition"].append(rec.partition)
             cols["leaf_index"].append(tree.append(leaf_hash(it.decoded.raw)))
             cols["leaf_hash"].append(tree.leaf_hash_at(tree.size - 1))
+            if not tree.size & stride_mask:
+                self._stored_nodes(nodes, tp, tree)
             cols["event_id"].append(ev.event_id)
             cols["log_offset"].append(rec.offset)
             cols["event_time_us"].append(ev.event_time_us)
@@ -124,8 +146,20 @@ class Notary(Processor):
                 if tree.size // every > first_size // every:
                     self._checkpoint(fx, cps, tp, "checkpoint")
         fx.append("merkle_leaves", cols)
+        fx.append("merkle_nodes", nodes)
         fx.append("checkpoints", cps)
         return fx
+
+    @staticmethod
+    def _stored_nodes(nodes: dict[str, list[Any]], tp: tuple[str, int], tree: MerkleTree) -> None:
+        """The subtrees of the stored heights that the last append completed (size a multiple of 2**height)."""
+        height = NODE_STRIDE
+        while tree.size & ((1 << height) - 1) == 0:
+            for name, v in (("topic", tp[0]), ("log_partition", tp[1]), ("height", height),
+                            ("position", (tree.size >> height) - 1)):
+                nodes[name].append(v)
+            nodes["node_hash"].append(tree.subtree_root(height, (tree.size >> height) - 1))
+            height += NODE_STRIDE
 
     def _checkpoint(self, fx: Effects, cps: dict[str, list[Any]] | None, tp: tuple[str, int], prefix: str) -> Derived:
         tree = self.trees[tp]

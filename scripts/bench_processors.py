@@ -121,7 +121,7 @@ for start in range(0, len(records), 200):
             for c in cols:
                 data[c].append(row[c])
             n += 1
-        keys[b["key_id"]].verify(b["signature"], codec.batch_signing_bytes(b["signer_id"], b["key_id"], hashes))
+        keys[b["key_id"]].verify(b["signature"], codec.signing_bytes(b["version"], b["signer_id"], b["key_id"], hashes))
     tbl = pa.table(data)
     con.execute("BEGIN")
     con.register("x", tbl)

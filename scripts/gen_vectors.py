@@ -4,7 +4,12 @@
 Keys come from fixed seeds (Ed25519 signatures are deterministic), times are fixed, so the output
 never changes unless the format does. ``tests/test_golden.py`` regenerates the vectors, compares
 them with the checked-in file and pins the file's SHA-256: any change to a persisted format fails
-loudly. After a deliberate format change: run this script, review the diff, update the pin.
+loudly. After a deliberate format change: first keep the pinned file as
+``events-<type>-<old fingerprint>.json`` (``tests/test_golden.py`` goes on decoding and verifying
+those old bytes), then run this script, review the diff, update the pin.
+
+Batches are written in the current envelope (``codec.BATCH_VERSION``: the signature covers the
+Merkle root of the event hashes); ``events-signedbatch-abb45c45ba342bed.json`` holds v1 envelopes.
 
     python scripts/gen_vectors.py            # write tests/vectors/ledger/events.json, print its SHA-256
 """
@@ -122,11 +127,12 @@ def build() -> dict:
             raws.append(raw)
             hashes.append(h)
             prev = h
-        msg = codec.batch_signing_bytes(name, k.key_id, hashes)
+        msg = codec.signing_bytes(codec.BATCH_VERSION, name, k.key_id, hashes)
         sig = k.sign(msg)
         out["batches"].append({"desc": f"one batch of {name}'s {len(raws)} events", "signer": name,
+                               "version": codec.BATCH_VERSION, "root": codec.batch_root(hashes).hex(),
                                "signing_bytes": msg.hex(), "signature": sig.hex(),
-                               "record": codec.encode_batch(name, k.key_id, raws, sig).hex()})
+                               "record": codec.encode_batch(name, k.key_id, raws, sig, codec.BATCH_VERSION).hex()})
     return out
 
 

@@ -131,6 +131,13 @@ class MerkleTree:
         _check_count("index", index, 0, self._size - 1)
         return self._complete_root(0, index)
 
+    def subtree_root(self, height: int, position: int) -> bytes:
+        """Root of the complete subtree of ``2**height`` leaves starting at leaf ``position << height``.
+        Requires that subtree to be complete within the tree (``(position + 1) << height <= size``)."""
+        _check_count("height", height, 0, max(len(self._levels) - 1, 0))
+        _check_count("position", position, 0, (self._size >> height) - 1)
+        return self._complete_root(height, position)
+
     def truncate(self, size: int) -> None:
         """Forget every leaf at or after ``size``. Requires 0 <= size <= current size.
 
@@ -409,3 +416,63 @@ def _check_proof(proof: object) -> None:
         raise ValidationError("proof", len(proof), reason, actual=len(proof))
     for position, element in enumerate(proof):
         _check_hash(f"proof[{position}]", element)
+
+
+class IndexedTree(MerkleTree):
+    """A tree of ``size`` leaves known only by some of its complete-subtree roots, ``{(height, position): hash}``
+    (as a notary's on-disk index stores them). ``root``, ``inclusion_proof`` and ``consistency_proof`` work
+    when every subtree they visit is given; ``needed`` says which those are. Appending is not supported."""
+
+    __slots__ = ("_roots",)
+
+    def __init__(self, size: int, roots: dict[tuple[int, int], bytes]) -> None:
+        super().__init__()
+        _check_count("size", size, 0, MAX_TREE_LEAVES)
+        self._size = size
+        self._roots = roots
+
+    def append(self, leaf_hash: bytes) -> int:
+        raise ValidationError("tree", "indexed", "an indexed tree is read-only")
+
+    def truncate(self, size: int) -> None:
+        raise ValidationError("tree", "indexed", "an indexed tree is read-only")
+
+    def _complete_root(self, height: int, position: int) -> bytes:
+        found = self._roots.get((height, position))
+        if found is None:
+            raise ValidationError("subtree", f"{height}/{position}", "is not in the index",
+                                  height=height, position=position)
+        return found
+
+    @staticmethod
+    def needed(size: int, *, inclusion: int | None = None, old_size: int | None = None) -> set[tuple[int, int]]:
+        """The complete subtrees (height, position) that ``root(size)``, ``inclusion_proof(inclusion, size)``
+        and (if given) ``consistency_proof(old_size, size)`` read, each O(log size) of them."""
+        seen: set[tuple[int, int]] = set()
+
+        class _Recorder(MerkleTree):
+            __slots__ = ()
+
+            def _complete_root(self, height: int, position: int) -> bytes:
+                seen.add((height, position))
+                return bytes(HASH_BYTES)
+
+        rec = _Recorder()
+        rec._size = size
+        rec.root(size)
+        if inclusion is not None:
+            rec.inclusion_proof(inclusion, size)
+        if old_size is not None:
+            rec.root(old_size)
+            rec.consistency_proof(old_size, size)
+        return seen
+
+
+def fold_complete(hashes: Sequence[bytes]) -> bytes:
+    """Root of a complete subtree from its ``2**k`` nodes of one level, left to right. Requires k >= 0."""
+    level = list(hashes)
+    if len(level) & (len(level) - 1) or not level:
+        raise ValidationError("hashes", len(level), "must be a power of two of nodes")
+    while len(level) > 1:
+        level = [_node(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    return level[0]

@@ -90,7 +90,7 @@ class Verifier:
             if d.event.signer_id != batch.signer_id:
                 raise RejectError(RejectCode.SIGNER_MISMATCH, "event signer differs from the batch signer",
                                   event_id=d.event.event_id, expected=batch.signer_id, actual=d.event.signer_id)
-        message = codec.batch_signing_bytes(batch.signer_id, batch.key_id, [d.hash for d in decoded])
+        message = codec.batch_message(batch, [d.hash for d in decoded])
         if not info.public.verify(batch.signature, message):
             raise RejectError(RejectCode.BAD_SIGNATURE, "batch signature does not verify",
                               signer_id=batch.signer_id, key_id=batch.key_id,

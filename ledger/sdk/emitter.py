@@ -492,7 +492,7 @@ class Emitter:
         # batches are cut so that this plus their events stays within limits.MAX_RECORD_BYTES
         self._record_overhead = (len(self._key_bytes) + len(enc_long(limits.MAX_BATCH_EVENTS))
                                  + len(codec.encode_batch(self.signer_id, key.key_id, [],
-                                                          bytes(limits.SIGNATURE_BYTES))))
+                                                          bytes(limits.SIGNATURE_BYTES), codec.BATCH_VERSION)))
         self.control_keys = None if control_topic is None or anchors is None else ControlKeys(log, control_topic,
                                                                                                anchors)
         try:
@@ -807,9 +807,10 @@ class Emitter:
                 except RejectError as e:
                     self._drop_pending(e)
                     raise
-            message = codec.batch_signing_bytes(self.signer_id, self.key.key_id, [p.hash for p in batch])
+            message = codec.signing_bytes(codec.BATCH_VERSION, self.signer_id, self.key.key_id,
+                                          [p.hash for p in batch])
             record = codec.encode_batch(self.signer_id, self.key.key_id, [p.raw for p in batch],
-                                        self.key.sign(message))
+                                        self.key.sign(message), codec.BATCH_VERSION)
             try:
                 (pos,) = self.log.append(self.topic, [(self._key_bytes, record)])
             except LogError:
@@ -909,7 +910,7 @@ class Emitter:
         except RejectError:
             return None
         public = self._public_key(batch.key_id, rec.append_time_us, max(d.event.event_time_us for d in decoded))
-        message = codec.batch_signing_bytes(batch.signer_id, batch.key_id, [d.hash for d in decoded])
+        message = codec.batch_message(batch, [d.hash for d in decoded])  # either envelope version
         return decoded if public is not None and public.verify(batch.signature, message) else None
 
     def _public_key(self, key_id: str, append_time_us: int, event_time_us: int) -> PublicKey | None:

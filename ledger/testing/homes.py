@@ -76,8 +76,10 @@ def grant(home: Home, agent: str, capability: str, scope: str = "", *, max_age_u
 
 
 def build_record(key: SigningKey, bodies: list[Body], *, start_seq: int = 1, prev_hash: bytes = bytes(32),
-                 t: int = T0, context: Context | None = None, key_id: str | None = None) -> tuple[bytes, bytes]:
-    """A signed batch built by hand (no emitter): returns (record bytes, hash of its last event)."""
+                 t: int = T0, context: Context | None = None, key_id: str | None = None,
+                 version: int = codec.BATCH_V1) -> tuple[bytes, bytes]:
+    """A signed batch built by hand (no emitter): returns (record bytes, hash of its last event). ``version``:
+    the envelope (v1, what writers wrote before v2, by default: hand-built records keep the old one covered)."""
     ctx = context or Context()
     raws, hashes = [], []
     h = prev_hash
@@ -90,8 +92,8 @@ def build_record(key: SigningKey, bodies: list[Body], *, start_seq: int = 1, pre
         raws.append(raw)
         hashes.append(h)
     kid = key_id or key.key_id
-    sig = key.sign(codec.batch_signing_bytes(key.signer_id, kid, hashes))
-    return codec.encode_batch(key.signer_id, kid, raws, sig), h
+    sig = key.sign(codec.signing_bytes(version, key.signer_id, kid, hashes))
+    return codec.encode_batch(key.signer_id, kid, raws, sig, version), h
 
 
 def fill(home: Home, *, tasks: int = 20, batch_size: int = 7, seed: int = 3, run: str = "r1") -> int:

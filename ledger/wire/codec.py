@@ -19,7 +19,18 @@ Hashes and signatures (each with its own domain-separation prefix):
 - ``event_id = hex(SHA-256(DOMAIN_EVENT_ID || signer || 0 || key material)[:16])`` where the material
   is ``"k" || idempotency_key`` when the producer gave one, else ``"c" || content bytes``: a retried
   emit of the same call yields the same id.
-- batch signature = Ed25519 over ``DOMAIN_BATCH || str(signer) || str(key_id) || long(n) || hash_1 .. hash_n``.
+- batch signature, by envelope version (the record's ``version`` field; records written with the
+  first SignedBatch schema have none and are version 1):
+
+  * v1: Ed25519 over ``DOMAIN_BATCH || str(signer) || str(key_id) || long(n) || hash_1 .. hash_n``;
+  * v2 (what writers write): Ed25519 over ``DOMAIN_BATCH_V2 || str(signer) || str(key_id) || long(n) ||
+    root``, ``root`` = the RFC 9162 Merkle root over the event hashes taken as the leaf hashes (each is
+    already domain-separated by ``DOMAIN_EVENT``, so no leaf can pose as an interior node
+    ``SHA-256(0x01 || left || right)``). One event then proves its place in a signed batch with
+    ``ceil(log2 n)`` hashes instead of the whole record (ledger/integrity/proofs.py).
+
+  A v1 record is still written with the first SignedBatch schema (byte for byte what older writers
+  wrote); a v2 record with the current one.
 - responder co-signature = Ed25519 over ``DOMAIN_COSIGN || Avro(Interaction with cosignature null)``.
 
 This module is the envelope (domains, ids, hashes, batch and co-signature bytes); the generic Avro
@@ -46,9 +57,18 @@ from ledger.wire.events import BY_AVRO, Body, Context, Cosignature, Event, Flow,
 DOMAIN_EVENT = b"tokenledger/event/v1\x00"
 DOMAIN_EVENT_ID = b"tokenledger/event-id/v1\x00"
 DOMAIN_BATCH = b"tokenledger/batch/v1\x00"
+DOMAIN_BATCH_V2 = b"tokenledger/batch/v2\x00"
 DOMAIN_COSIGN = b"tokenledger/cosign/v1\x00"
 
 _sha256 = hashlib.sha256
+
+BATCH_V1 = 1  # the signature covers every event hash
+BATCH_V2 = 2  # the signature covers the Merkle root of the event hashes
+BATCH_VERSIONS = (BATCH_V1, BATCH_V2)
+BATCH_VERSION = BATCH_V2  # what the emitter and the processors write
+# the SignedBatch schema v1 records are written with (released; the one every v1 record on a log carries)
+BATCH_V1_FINGERPRINT = bytes.fromhex("abb45c45ba342bed")
+_NODE_PREFIX = b"\x01"  # RFC 9162 interior node (ledger/integrity/merkle.py holds the whole tree)
 
 
 # ---------------------------------------------------------------- schemas used by the codec
@@ -133,6 +153,7 @@ class _BatchDatum(TypedDict):
     key_id: str
     events: list[bytes]
     signature: bytes
+    version: int
 
 
 def _to_datum(obj: Any) -> dict[str, Any]:
@@ -288,12 +309,46 @@ def _decode_resolving(raw: bytes, pos: int, writer: schemas.Schema) -> tuple[int
 
 
 def batch_signing_bytes(signer_id: str, key_id: str, event_hashes: list[bytes]) -> bytes:
+    """What a v1 envelope's signature covers: every event hash."""
     return DOMAIN_BATCH + enc_str(signer_id) + enc_str(key_id) + enc_long(len(event_hashes)) + b"".join(event_hashes)
 
 
-def encode_batch(signer_id: str, key_id: str, events: list[bytes], signature: bytes) -> bytes:
-    """Single-object bytes of a SignedBatch (Avro array = one block of n items, then 0)."""
-    parts = [_s().batch.header, enc_str(signer_id), enc_str(key_id)]
+def batch_root(event_hashes: list[bytes]) -> bytes:
+    """RFC 9162 Merkle root over the event hashes as leaf hashes (a v2 envelope signs it). Requires n >= 1.
+
+    Bottom-up, an odd last node carried up unchanged: the same root as RFC 9162's split at the largest
+    power of two below n (tests/ledger/wire/test_codec.py proves it against ledger/integrity/merkle.py)."""
+    level = event_hashes
+    while len(level) > 1:
+        nxt = [_sha256(_NODE_PREFIX + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def batch_signing_bytes_v2(signer_id: str, key_id: str, count: int, root: bytes) -> bytes:
+    """What a v2 envelope's signature covers: the event count and the Merkle root of the event hashes."""
+    return DOMAIN_BATCH_V2 + enc_str(signer_id) + enc_str(key_id) + enc_long(count) + root
+
+
+def signing_bytes(version: int, signer_id: str, key_id: str, event_hashes: list[bytes]) -> bytes:
+    """The bytes a batch of envelope ``version`` signs over these event hashes."""
+    if version == BATCH_V2:
+        return batch_signing_bytes_v2(signer_id, key_id, len(event_hashes), batch_root(event_hashes))
+    return batch_signing_bytes(signer_id, key_id, event_hashes)
+
+
+def encode_batch(signer_id: str, key_id: str, events: list[bytes], signature: bytes,
+                 version: int = BATCH_V1) -> bytes:
+    """Single-object bytes of a SignedBatch (Avro array = one block of n items, then 0).
+
+    ``version`` is the envelope the signature was made for (see ``signing_bytes``): v1 is written with
+    the first SignedBatch schema, exactly as older writers did; v2 with the current one."""
+    if version not in BATCH_VERSIONS:
+        raise ValidationError("version", version, f"must be one of {BATCH_VERSIONS}")
+    header = schemas.SINGLE_OBJECT_MARKER + BATCH_V1_FINGERPRINT if version == BATCH_V1 else _s().batch.header
+    parts = [header, enc_str(signer_id), enc_str(key_id)]
     if events:
         parts.append(enc_long(len(events)))
         for e in events:
@@ -301,6 +356,8 @@ def encode_batch(signer_id: str, key_id: str, events: list[bytes], signature: by
             parts.append(e)
     parts.append(b"\x00")
     parts.append(enc_bytes(signature))
+    if version != BATCH_V1:
+        parts.append(enc_long(version))  # Avro int and long share the zig-zag varint
     return b"".join(parts)
 
 
@@ -310,6 +367,12 @@ class DecodedBatch:
     key_id: str
     events: list[bytes]
     signature: bytes
+    version: int = BATCH_V1
+
+
+def batch_message(batch: DecodedBatch, event_hashes: list[bytes]) -> bytes:
+    """The bytes ``batch.signature`` must verify over, given the hashes of all its events."""
+    return signing_bytes(batch.version, batch.signer_id, batch.key_id, event_hashes)
 
 
 def decode_batch(raw: bytes) -> DecodedBatch:
@@ -338,7 +401,12 @@ def decode_batch(raw: bytes) -> DecodedBatch:
     if len(d["signature"]) != limits.SIGNATURE_BYTES:
         raise RejectError(RejectCode.BAD_SIGNATURE, "signature has the wrong length",
                           expected=limits.SIGNATURE_BYTES, actual=len(d["signature"]))
-    return DecodedBatch(signer_id=d["signer_id"], key_id=d["key_id"], events=d["events"], signature=d["signature"])
+    version = d["version"]
+    if version not in BATCH_VERSIONS:
+        raise RejectError(RejectCode.BAD_SCHEMA, "unknown batch envelope version", field="version",
+                          expected=f"one of {BATCH_VERSIONS}", actual=version)
+    return DecodedBatch(signer_id=d["signer_id"], key_id=d["key_id"], events=d["events"], signature=d["signature"],
+                        version=version)
 
 
 # ---------------------------------------------------------------- co-signatures

@@ -546,9 +546,10 @@ class Runner:
                     head = Head(head.seq + 1, h)
                     raws.append(raw)
                     hashes.append(h)
-                sig = self.key.sign(codec.batch_signing_bytes(signer, self.key.key_id, hashes))
-                out.append(OutboxRecord(topic, signer.encode(), codec.encode_batch(signer, self.key.key_id, raws, sig),
-                                        prev=prev, head=head))
+                v = codec.BATCH_VERSION
+                sig = self.key.sign(codec.signing_bytes(v, signer, self.key.key_id, hashes))
+                record = codec.encode_batch(signer, self.key.key_id, raws, sig, v)
+                out.append(OutboxRecord(topic, signer.encode(), record, prev=prev, head=head))
                 prev = head
         self.producer_head = head
         return out

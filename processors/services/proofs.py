@@ -1,12 +1,21 @@
 """Merkle proofs for users and auditors, and the check of a replay against signed StateCheckpoints.
 
-``prove_event`` and ``prove_consistency`` need no running system: they read the notary's leaves (its
-DuckDB file read-only when the notary is not running, else its published Parquet view), the signed
+``prove_event`` and ``prove_consistency`` need no running system: they read the notary's index (its
+DuckDB file read-only when the notary is not running, else its published Parquet views), the signed
 checkpoints and the event's record from the log, build a self-contained proof document
 (ledger/integrity/proofs.py) and check it before handing it out; ``write_proof`` also writes it to a
-file. ``check_proof_file`` needs only the file and the operator's public keys. ``checkpoint_now``
-runs the notary until it has caught up and signs a checkpoint of every partition's current tree (the
-notary must not be running: it holds its state file; while it runs it checkpoints every
+file.
+
+``prove_event`` costs O(log n): it finds the event's leaf by id, reads only the stored leaves and
+subtree roots its path needs (``merkle_leaves`` and ``merkle_nodes``, see processors/notary.py), takes
+the newest notary checkpoint covering the leaf from the tail of the checkpoints topic, and lets the final
+``verify_proof`` check every signature (checkpoint and registration signatures are cached per process).
+A notary file from before ``merkle_nodes`` lacks the index of its older leaves: those proofs fall back to
+rebuilding the partition's tree from all its leaves.
+
+``check_proof_file`` needs only the file and the operator's public keys. ``checkpoint_now`` runs
+the notary until it has caught up and signs a checkpoint of every partition's current tree (the notary
+must not be running: it holds its state file; while it runs it checkpoints every
 ``CHECKPOINT_EVERY_EVENTS`` events by itself).
 
 Also here: ``check_state_checkpoints``, which ``replay`` uses to compare a rebuilt digest with the
@@ -33,7 +42,7 @@ from ledger.integrity.checkpoints import (
     read_checkpoints,
     registration_records,
 )
-from ledger.integrity.merkle import MerkleTree
+from ledger.integrity.merkle import IndexedTree, MerkleTree, fold_complete
 from ledger.integrity.proofs import (
     CheckpointRef,
     ProofReport,
@@ -48,13 +57,14 @@ from ledger.wire import codec
 from ledger.wire.events import Checkpoint
 from processors import views
 from processors.host.service import open_runner, signer_id, state_file
-from processors.notary import CHECKPOINT_EVERY_EVENTS, NOTARY_SIGNER, Notary
+from processors.notary import CHECKPOINT_EVERY_EVENTS, NODE_STRIDE, NOTARY_SIGNER, Notary
 from processors.runtime.publish import Publisher
 from processors.runtime.store import Store
 
 # ``query(sql, params) -> rows`` over the notary's merkle_leaves (its Store, or its published Parquet)
 LeafQuery = Callable[..., list[tuple[Any, ...]]]
 ProofDocument = dict[str, Any]  # the JSON document of ledger/integrity/proofs.py (a file format, not a result)
+CHECKPOINT_TAIL_RECORDS = 200  # records of the checkpoints topic read per step while looking back for a checkpoint
 
 
 @dataclass(frozen=True)
@@ -137,9 +147,70 @@ def _tree(q: LeafQuery, topic: str, partition: int, size: int, cp: SignedEntry) 
     return tree
 
 
+def _indexed_tree(q: LeafQuery, topic: str, partition: int, size: int, index: int) -> MerkleTree | None:
+    """The part of a partition's tree at ``size`` leaves that the inclusion path of ``index`` and the root
+    read, from the notary's stored leaves and subtree roots; None when the index lacks some of them."""
+    needed = IndexedTree.needed(size, inclusion=index)
+    spans: dict[int, list[tuple[int, int, int, int]]] = {}  # stored height -> (height, position, first, last)
+    for height, position in needed:
+        base = height - height % NODE_STRIDE
+        first = position << (height - base)
+        spans.setdefault(base, []).append((height, position, first, first + (1 << (height - base)) - 1))
+    roots: dict[tuple[int, int], bytes] = {}
+    for base, wanted in spans.items():
+        ranges = sorted({(a, b) for _, _, a, b in wanted})
+        where = " OR ".join(["x BETWEEN ? AND ?"] * len(ranges))
+        flat = [v for r in ranges for v in r]
+        if base == 0:
+            # only "? AND ?" placeholders are joined into the text; every value is a parameter
+            sql = ("SELECT leaf_index, leaf_hash FROM merkle_leaves WHERE topic = ? AND log_partition = ? AND ("  # noqa: S608
+                   + where.replace("x ", "leaf_index ") + ")")
+            rows = q(sql, [topic, partition, *flat])
+        else:
+            sql = ("SELECT position, node_hash FROM merkle_nodes WHERE topic = ? AND log_partition = ? "  # noqa: S608
+                   "AND height = ? AND (" + where.replace("x ", "position ") + ")")
+            rows = q(sql, [topic, partition, base, *flat])
+        got = {int(p): bytes(h) for p, h in rows}
+        for height, position, first, last in wanted:
+            hashes = [got.get(i) for i in range(first, last + 1)]
+            if any(h is None for h in hashes):
+                return None
+            roots[(height, position)] = fold_complete([h for h in hashes if h is not None])
+    return IndexedTree(size, roots)
+
+
+def _newest_checkpoints(h: Home, lg: Log, topic: str, partition: int, leaf_index: int,
+                        checkpoint_id: str | None) -> Iterator[SignedEntry]:
+    """Notary checkpoints of (topic, partition) covering ``leaf_index`` (or the one named), newest first, read
+    back from the end of the checkpoints topic. Not verified here: the proof built on one is."""
+    cp_topic = h.topic_for("checkpoints")
+    if cp_topic not in lg.topics():
+        return
+    for p in range(lg.partitions(cp_topic)):
+        end = lg.end_offset(cp_topic, p)
+        while end > 0:
+            start = max(0, end - CHECKPOINT_TAIL_RECORDS)
+            recs = lg.read(cp_topic, p, start, end - start)
+            for r in reversed(recs):
+                try:
+                    batch = codec.decode_batch(r.value)
+                    if batch.signer_id != NOTARY_SIGNER:
+                        continue
+                    decoded = [codec.decode_event(raw) for raw in batch.events]
+                except RejectError:
+                    continue  # `verify` reports a bad record; it proves nothing here
+                for i in reversed(range(len(decoded))):
+                    ev = decoded[i].event
+                    body = ev.body
+                    if (isinstance(body, Checkpoint) and (body.topic, body.partition) == (topic, partition)
+                            and body.tree_size > leaf_index and checkpoint_id in (None, ev.event_id)):
+                        yield SignedEntry(r.topic, r.partition, r.offset, i, ev.event_id, batch.signer_id,
+                                          ev.event_time_us, body, r.value)
+            end = start
+
+
 def prove_event(h: Home, lg: Log, event_id: str, checkpoint_id: str | None = None) -> ProofDocument:
-    """The inclusion proof of ``event_id`` in the latest notary checkpoint covering it (or the one named)."""
-    cps = _notary_checkpoints(h, lg)
+    """The inclusion proof of ``event_id`` in the newest notary checkpoint covering it (or the one named)."""
     with notary_leaves(h) as q:
         rows = q("SELECT topic, log_partition, leaf_index, log_offset FROM merkle_leaves WHERE event_id = ? "
                  "ORDER BY topic, log_partition, leaf_index LIMIT 1", [event_id])
@@ -148,28 +219,37 @@ def prove_event(h: Home, lg: Log, event_id: str, checkpoint_id: str | None = Non
                                   hint="check the id (tokenledger tail), or let the notary catch up: "
                                        "tokenledger checkpoint")
         topic, part, index, offset = rows[0]
-        cands = [e for e in cps if (e.body.topic, e.body.partition) == (topic, part)  # type: ignore[union-attr]
-                 and e.body.tree_size > index]  # type: ignore[union-attr]
-        if checkpoint_id is not None:
-            cands = [e for e in cands if e.event_id == checkpoint_id]
-        if not cands:
-            raise ValidationError("event_id", event_id, "no signed checkpoint covers this event yet"
-                                  + (f" (or {checkpoint_id} does not)" if checkpoint_id else ""),
-                                  topic=topic, partition=part, leaf_index=index,
-                                  hint="publish one now: tokenledger checkpoint")
-        cp = max(cands, key=lambda e: (e.body.tree_size, e.partition, e.offset))  # type: ignore[union-attr]
-        size = cp.body.tree_size  # type: ignore[union-attr]
-        tree = _tree(q, topic, part, size, cp)
-    recs = lg.read(topic, part, offset, 1)
-    if not recs or recs[0].offset != offset:
-        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "the event's record is no longer on the log",
-                          event_id=event_id, topic=topic, partition=part, offset=offset)
-    key_ids = {codec.decode_batch(recs[0].value).key_id, codec.decode_batch(cp.record).key_id}
-    doc = build_inclusion_proof(event_id=event_id, topic=topic, partition=part, offset=offset, record=recs[0].value,
-                                leaf_index=index, tree_size=size, path=tree.inclusion_proof(index, size),
-                                checkpoint=_ref(cp), registrations=registration_records(lg, h.control_topic, key_ids))
-    verify_proof(doc, h.anchors())  # never hand out a proof that does not verify
-    return doc
+        recs = lg.read(topic, part, offset, 1)
+        if not recs or recs[0].offset != offset:
+            raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "the event's record is no longer on the log",
+                              event_id=event_id, topic=topic, partition=part, offset=offset)
+        registrations: dict[frozenset[str], list[bytes]] = {}
+        last: RejectError | None = None
+        for cp in _newest_checkpoints(h, lg, topic, part, index, checkpoint_id):
+            assert isinstance(cp.body, Checkpoint)
+            size = cp.body.tree_size
+            tree = _indexed_tree(q, topic, part, size, index) or _tree(q, topic, part, size, cp)
+            key_ids = frozenset({codec.decode_batch(recs[0].value).key_id, codec.decode_batch(cp.record).key_id})
+            if key_ids not in registrations:
+                registrations[key_ids] = registration_records(lg, h.control_topic, set(key_ids))
+            doc = build_inclusion_proof(event_id=event_id, topic=topic, partition=part, offset=offset,
+                                        record=recs[0].value, leaf_index=index, tree_size=size,
+                                        path=tree.inclusion_proof(index, size), checkpoint=_ref(cp),
+                                        registrations=registrations[key_ids])
+            try:
+                verify_proof(doc, h.anchors())  # never hand out a proof that does not verify
+            except RejectError as e:
+                if not str(e.evidence.get("part", "")).startswith("checkpoint"):
+                    raise
+                last = e  # a checkpoint record that does not hold (not the notary's): try an older one
+                continue
+            return doc
+    if last is not None:
+        raise last
+    raise ValidationError("event_id", event_id, "no signed checkpoint covers this event yet"
+                          + (f" (or {checkpoint_id} does not)" if checkpoint_id else ""),
+                          topic=topic, partition=part, leaf_index=index,
+                          hint="publish one now: tokenledger checkpoint")
 
 
 def prove_consistency(h: Home, lg: Log, old_id: str, new_id: str) -> ProofDocument:

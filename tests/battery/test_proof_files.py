@@ -1,7 +1,8 @@
 """Battery, class "proof files": `tokenledger verify-proof` and ``verify_proof`` on bad proof files.
 
 One home (module-scoped) with a small workload, a notary checkpoint and one good inclusion proof of a
-middle event. Each case damages the file (not JSON, truncated, the wrong JSON type) or one field of
+middle event, in both file versions: v1 (hex, whole records: the cases below ``DOC_CASES``) and v2 (base64,
+signed items: ``V2_DOC_CASES``). Each case damages the file (not JSON, truncated, the wrong JSON type) or one field of
 the document (wrong type, wrong length, out of range, a flipped hash). Asserted: ``check_proof``
 raises ``RejectError`` with the expected reject code and names the part of the proof that failed
 (its ``part`` evidence, where the check has one); the CLI exits 1 showing the code; the log is
@@ -10,6 +11,7 @@ unchanged (checking a proof is read-only). Unreadable files are bad input (exit 
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from ledger.integrity.keys import SigningKey
 from ledger.sdk.home import Home
 from ledger.testing.homes import fill, make_home
 from processors.services.proofs import check_proof, checkpoint_now, notary_leaves, prove_event
+from processors.testing.proofs import proof_as_v1
 
 from .support import cli, log_records
 
@@ -33,7 +36,8 @@ C = RejectCode
 @dataclass
 class Proof:
     home: Home
-    doc: dict[str, Any]
+    doc: dict[str, Any]  # version 1
+    v2: dict[str, Any]  # the same proof as `prove` writes it now
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +51,24 @@ def proof(tmp_path_factory: pytest.TempPathFactory) -> Proof:
                                    (h.topic,))]
         doc = prove_event(h, lg, ids[len(ids) // 2])
     assert 0 < doc["leaf_index"] < doc["tree_size"] - 1 and len(doc["path"]) >= 2
-    check_proof(json.dumps(doc).encode(), h.anchors())  # the good proof holds
-    return Proof(h, doc)
+    assert doc["version"] == 2
+    v1 = proof_as_v1(h, doc)
+    for good in (doc, v1):
+        check_proof(json.dumps(good).encode(), h.anchors())  # the good proof holds
+    return Proof(h, v1, doc)
 
 
 def flip(hex_text: str, at: int | None = None) -> str:
     b = bytearray(bytes.fromhex(hex_text))
     b[len(b) // 2 if at is None else at] ^= 0x01
     return b.hex()
+
+
+def flip_sig(record_hex: str) -> str:
+    """Flip the last signature byte of a record (a v2 record ends with its envelope version after it)."""
+    from ledger.wire import codec
+
+    return flip(record_hex, -1 if codec.decode_batch(bytes.fromhex(record_hex)).version == codec.BATCH_V1 else -2)
 
 
 Doc = dict[str, Any]
@@ -105,20 +119,20 @@ FILE_CASES = [
 DOC_CASES = [
     pytest.param(setp("format", lambda v: "something-else"), {C.BAD_SCHEMA}, "format", id="format"),
     pytest.param(setp("version", lambda v: str(v)), {C.BAD_SCHEMA}, "format", id="version-as-text"),
-    pytest.param(setp("version", lambda v: v + 1), {C.BAD_SCHEMA}, "format", id="future-version"),
+    pytest.param(setp("version", lambda v: 3), {C.BAD_SCHEMA}, "format", id="future-version"),
     pytest.param(setp("kind", lambda v: "teleport"), {C.BAD_SCHEMA}, "kind", id="kind-unknown"),
     pytest.param(setp("registrations", lambda v: "none"), {C.BAD_SCHEMA}, "proof.registrations",
                  id="registrations-not-a-list"),
     pytest.param(setp("registrations.0", lambda v: "zz"), {C.BAD_SCHEMA}, "registrations[0]",
                  id="registration-not-hex"),
     pytest.param(setp("registrations", lambda v: []), {C.UNKNOWN_KEY}, None, id="registrations-dropped"),
-    pytest.param(setp("registrations.0", lambda h: flip(h, -1)), {C.BAD_SIGNATURE}, None,
+    pytest.param(setp("registrations.0", flip_sig), {C.BAD_SIGNATURE}, None,
                  id="registration-signature-flipped"),
     pytest.param(dropp("event"), {C.BAD_SCHEMA}, "proof.event", id="event-missing"),
     pytest.param(setp("event", lambda v: [v]), {C.BAD_SCHEMA}, "proof.event", id="event-a-list"),
     pytest.param(setp("event.record", lambda v: "not hex"), {C.BAD_SCHEMA}, "event.record", id="record-not-hex"),
     pytest.param(setp("event.record", lambda v: v[:20]), {C.TRUNCATED, C.BAD_SCHEMA}, None, id="record-truncated"),
-    pytest.param(setp("event.record", lambda h: flip(h, -1)), {C.BAD_SIGNATURE}, None,
+    pytest.param(setp("event.record", flip_sig), {C.BAD_SIGNATURE}, None,
                  id="record-signature-flipped"),
     pytest.param(setp("event.index", lambda v: "0"), {C.BAD_SCHEMA}, "event.index", id="index-as-text"),
     pytest.param(setp("event.index", lambda v: True), {C.BAD_SCHEMA}, "event.index", id="index-bool"),
@@ -145,12 +159,49 @@ DOC_CASES = [
     pytest.param(dropp("checkpoint"), {C.BAD_SCHEMA}, "proof.checkpoint", id="checkpoint-missing"),
     pytest.param(setp("checkpoint.record", lambda v: "00ff"), {C.TRUNCATED, C.BAD_SCHEMA}, None,
                  id="checkpoint-record-garbage"),
-    pytest.param(setp("checkpoint.record", lambda h: flip(h, -1)), {C.BAD_SIGNATURE}, None,
+    pytest.param(setp("checkpoint.record", flip_sig), {C.BAD_SIGNATURE}, None,
                  id="checkpoint-signature-flipped"),
     pytest.param(setp("checkpoint.index", lambda v: "0"), {C.BAD_SCHEMA}, "checkpoint.index",
                  id="checkpoint-index-as-text"),
     pytest.param(lambda d: setp("keys." + sorted(d["keys"])[0] + ".fingerprint", flip)(d),
                  {C.CHECKPOINT_MISMATCH}, None, id="key-fingerprint-flipped"),
+]
+
+
+def b64flip(text: str, at: int | None = None) -> str:
+    b = bytearray(base64.b64decode(text))
+    b[len(b) // 2 if at is None else at] ^= 0x01
+    return base64.b64encode(bytes(b)).decode()
+
+
+B64_32 = base64.b64encode(bytes(32)).decode()
+V2_DOC_CASES = [
+    pytest.param(setp("event.event", lambda v: "not base64!"), {C.BAD_SCHEMA}, "event.event", id="event-not-b64"),
+    pytest.param(setp("event.event", lambda v: v[:16]), {C.TRUNCATED, C.BAD_SCHEMA}, "event", id="event-truncated"),
+    pytest.param(setp("event.signature", lambda v: v[:-4]), {C.BAD_SCHEMA}, "event.signature", id="sig-short"),
+    pytest.param(setp("event.root", lambda v: B64_32[:-4]), {C.BAD_SCHEMA}, "event.root", id="batch-root-short"),
+    pytest.param(setp("event.count", lambda v: 0), {C.BAD_SCHEMA}, "event.count", id="count-zero"),
+    pytest.param(setp("event.count", lambda v: 10**9), {C.BAD_SCHEMA}, "event.count", id="count-huge"),
+    pytest.param(setp("event.count", lambda v: "4"), {C.BAD_SCHEMA}, "event.count", id="count-as-text"),
+    pytest.param(setp("event.index", lambda v: -1), {C.CHECKPOINT_MISMATCH}, "event", id="index-negative"),
+    pytest.param(setp("event.index", lambda v: 10**6), {C.CHECKPOINT_MISMATCH}, "event", id="index-beyond"),
+    pytest.param(setp("event.path", lambda v: [B64_32] * 65), {C.OVERSIZED}, "event.path", id="batch-path-65"),
+    pytest.param(setp("event.path", lambda v: [*v, B64_32]), {C.CHECKPOINT_MISMATCH}, "event.path",
+                 id="batch-path-added"),
+    pytest.param(setp("event.signature", lambda v: b64flip(v, 0)), {C.BAD_SIGNATURE}, "event", id="sig-flipped"),
+    pytest.param(setp("event.signer", lambda v: 7), {C.BAD_SCHEMA}, "event.signer", id="signer-not-text"),
+    pytest.param(lambda d: {**d, "event": {k: v for k, v in d["event"].items() if k != "root"}}, {C.BAD_SCHEMA},
+                 "event.root", id="batch-root-missing"),
+    pytest.param(setp("path.0", lambda v: "zz"), {C.BAD_SCHEMA}, "proof.path", id="path-element-not-b64"),
+    pytest.param(setp("path.0", b64flip), {C.CHECKPOINT_MISMATCH}, "path", id="path-element-flipped"),
+    pytest.param(setp("checkpoint.event", b64flip), set(C), "checkpoint", id="checkpoint-event-flipped"),
+    pytest.param(setp("checkpoint.signature", b64flip), {C.BAD_SIGNATURE}, "checkpoint",
+                 id="checkpoint-signature-flipped"),
+    pytest.param(setp("registrations.0", lambda v: "zz"), {C.BAD_SCHEMA}, "registrations[0]",
+                 id="registration-not-an-object"),
+    pytest.param(setp("registrations.0.signature", b64flip), {C.BAD_SIGNATURE}, "registrations[0]",
+                 id="registration-signature-flipped"),
+    pytest.param(setp("registrations", lambda v: v * 40), {C.OVERSIZED}, "registrations", id="registrations-80"),
 ]
 
 
@@ -180,6 +231,14 @@ def test_a_damaged_proof_fails_naming_the_part(proof: Proof, tmp_path: Path, dam
                                                codes: set[RejectCode], part: str | None) -> None:
     bad = damage(copy.deepcopy(proof.doc))
     assert bad != proof.doc
+    _check(proof, json.dumps(bad).encode(), codes, part, tmp_path)
+
+
+@pytest.mark.parametrize("damage,codes,part", V2_DOC_CASES)
+def test_a_damaged_v2_proof_fails_naming_the_part(proof: Proof, tmp_path: Path, damage: Callable[[Doc], Doc],
+                                                  codes: set[RejectCode], part: str | None) -> None:
+    bad = damage(copy.deepcopy(proof.v2))
+    assert bad != proof.v2
     _check(proof, json.dumps(bad).encode(), codes, part, tmp_path)
 
 

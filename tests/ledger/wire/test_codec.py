@@ -10,8 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import limits
-from ledger.errors import RejectCode, RejectError
+from ledger.errors import RejectCode, RejectError, ValidationError
 from ledger.wire import codec
+from ledger.wire.avro_fast import enc_long
 from ledger.wire.events import (
     ALLOCATION_METHODS,
     BUDGET_KINDS,
@@ -202,9 +203,12 @@ def test_event_id_depends_on_idempotency_key_not_time_when_given():
 
 
 def test_domain_separation_prefixes_are_distinct():
-    prefixes = {codec.DOMAIN_EVENT, codec.DOMAIN_EVENT_ID, codec.DOMAIN_BATCH, codec.DOMAIN_COSIGN}
-    assert len(prefixes) == 4
+    prefixes = {codec.DOMAIN_EVENT, codec.DOMAIN_EVENT_ID, codec.DOMAIN_BATCH, codec.DOMAIN_BATCH_V2,
+                codec.DOMAIN_COSIGN}
+    assert len(prefixes) == 5
     assert all(p.endswith(b"\x00") for p in prefixes)
+    # an event hash (a v2 batch tree's leaf) is over bytes that never start like an interior node's (0x01)
+    assert not codec.DOMAIN_EVENT.startswith(b"\x01")
 
 
 def test_signed_batch_encoding_matches_fastavro():
@@ -215,12 +219,62 @@ def test_signed_batch_encoding_matches_fastavro():
     from ledger.wire import schemas
 
     events = [b"\x01" * 5, b"", b"\xff" * 300]
-    mine = codec.encode_batch("alice", "ed25519:00", events, b"s" * 64)
+    mine = codec.encode_batch("alice", "ed25519:00", events, b"s" * 64, codec.BATCH_V2)
     buf = io.BytesIO()
     s = schemas.current()["SignedBatch"]
     fastavro.schemaless_writer(buf, s.parsed, {"signer_id": "alice", "key_id": "ed25519:00", "events": events,
-                                               "signature": b"s" * 64})
+                                               "signature": b"s" * 64, "version": 2})
     assert mine == s.header + buf.getvalue()
+    # v1 envelopes keep the first schema, byte for byte what writers wrote before v2
+    v1 = schemas.released()[codec.BATCH_V1_FINGERPRINT]
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, v1.parsed, {"signer_id": "alice", "key_id": "ed25519:00", "events": events,
+                                                "signature": b"s" * 64})
+    assert codec.encode_batch("alice", "ed25519:00", events, b"s" * 64) == v1.header + buf.getvalue()
+    assert codec.decode_batch(v1.header + buf.getvalue()).version == codec.BATCH_V1
+    assert codec.decode_batch(mine).version == codec.BATCH_V2
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 9, 100, 257])
+def test_batch_root_is_the_rfc9162_root_of_the_event_hashes(n):
+    from ledger.integrity.merkle import MerkleTree, verify_inclusion
+
+    hashes = [codec.event_hash(bytes([i % 256, i // 256])) for i in range(n)]
+    tree = MerkleTree.from_leaf_hashes(hashes)
+    root = codec.batch_root(hashes)
+    assert root == tree.root()
+    for i in {0, n // 2, n - 1}:
+        verify_inclusion(hashes[i], i, n, tree.inclusion_proof(i, n), root)
+    msg = codec.signing_bytes(codec.BATCH_V2, "alice", "ed25519:00", hashes)
+    assert msg == codec.DOMAIN_BATCH_V2 + b"\x0aalice\x14ed25519:00" + enc_long(n) + root
+    assert msg != codec.signing_bytes(codec.BATCH_V1, "alice", "ed25519:00", hashes)
+
+
+def test_batch_envelope_version_is_checked_and_signed():
+    """An unknown version is refused; rewriting the version of a signed batch breaks its signature."""
+    from ledger.integrity.keyring import KeyRing
+    from ledger.integrity.keys import SigningKey
+    from ledger.integrity.verify import Verifier
+    from ledger.testing.homes import build_record
+
+    with pytest.raises(ValidationError):
+        codec.encode_batch("alice", "ed25519:00", [b"x"], b"s" * 64, 3)
+    garbage = codec.encode_batch("alice", "ed25519:00", [b"x"], b"s" * 64, codec.BATCH_V2)[:-1] + enc_long(3)
+    with pytest.raises(RejectError) as e:
+        codec.decode_batch(garbage)
+    assert e.value.code is RejectCode.BAD_SCHEMA and e.value.evidence["actual"] == 3
+    op = SigningKey.generate("operator")
+    for version in codec.BATCH_VERSIONS:
+        record, _ = build_record(op, [Action("x"), Action("y"), Action("z")], version=version)
+        b = codec.decode_batch(record)
+        assert b.version == version
+        assert len(Verifier(KeyRing({"operator": op.public.raw})).check_record(record).events) == 3
+        # the same events and signature under the other envelope: the signature no longer verifies
+        other = codec.BATCH_V2 if version == codec.BATCH_V1 else codec.BATCH_V1
+        swapped = codec.encode_batch(b.signer_id, b.key_id, b.events, b.signature, other)
+        with pytest.raises(RejectError) as e:
+            Verifier(KeyRing({"operator": op.public.raw})).check_record(swapped)
+        assert e.value.code is RejectCode.BAD_SIGNATURE
 
 
 @settings(max_examples=300, deadline=None)

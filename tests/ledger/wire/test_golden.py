@@ -18,7 +18,7 @@ from ledger.wire import codec
 
 ROOT = Path(__file__).resolve().parents[3]
 VECTORS = ROOT / "tests" / "vectors" / "ledger" / "events.json"
-PINNED = "ec38016da1c8747d0b59daea35f673524f9d29b2fa15e8e2a13e1249e76319ed"
+PINNED = "7dc4ed4065e4f29efba716d927d43cdbb72ec1cf2e931b7664cf1c32f40cf123"
 
 
 def _generator():
@@ -38,12 +38,13 @@ def test_generator_reproduces_the_checked_in_vectors():
     assert gen.render(gen.build()) == VECTORS.read_text()
 
 
-OLD_VECTORS = sorted((ROOT / "tests" / "vectors" / "ledger").glob("events-event-*.json"))
+OLD_VECTORS = sorted((ROOT / "tests" / "vectors" / "ledger").glob("events-*-*.json"))
 
 
 def test_vectors_written_with_older_schemas_still_decode_and_verify():
-    """Vectors pinned when an older Event schema was current: readers must resolve and verify them."""
-    assert OLD_VECTORS
+    """Vectors pinned when an older Event or SignedBatch schema was current (``events-<type>-<fingerprint>``):
+    readers must resolve and verify them."""
+    assert len(OLD_VECTORS) >= 4 and any("signedbatch" in p.name for p in OLD_VECTORS)
     for path in OLD_VECTORS:
         _check(json.loads(path.read_text()), reencode=False)
 
@@ -68,4 +69,9 @@ def _check(v, reencode):
         accepted += len(acc.events)
         raw = codec.decode_batch(bytes.fromhex(b["record"]))
         assert raw.signature.hex() == b["signature"]
+        assert raw.version == b.get("version", codec.BATCH_V1)  # vectors from before v2 name no version
+        hashes = [codec.event_hash(e) for e in raw.events]
+        assert codec.batch_message(raw, hashes).hex() == b["signing_bytes"]
+        if "root" in b:
+            assert codec.batch_root(hashes).hex() == b["root"]
     assert accepted == len(v["events"])
