@@ -93,6 +93,7 @@ class Log(Protocol):
 
     url: str
     total_order: bool  # see the module doc: append times are one strictly increasing clock over the log
+    records_per_append: int  # signed records an emitter hands to one append (more where it is a round trip)
 
     def ensure_topic(self, topic: str, partitions: int = 1) -> int:
         """Create the topic if missing; return its partition count (an existing topic keeps its count)."""

@@ -205,6 +205,8 @@ class KafkaLog:
     # partitions have their own leaders and clocks: no clock across them (base module doc), but readers merge
     # them by (append time, topic, partition, offset): the module doc's "One order" says why that is sound
     total_order = False
+    # an emitter hands this many signed records to one append: in flight together, one round trip for all
+    records_per_append = limits.KAFKA_RECORDS_PER_APPEND
     merge_by_append_time = True
 
     def __init__(self, url: str, *, partitions_default: int = DEFAULT_PARTITIONS, client_id: str = CLIENT_ID,

@@ -18,6 +18,7 @@ from ledger.log.base import Position, Record, check_records, next_append_time_us
 
 class MemoryLog:
     total_order = True  # append times strictly increase over the whole log
+    records_per_append = 1  # an append is one local transaction: nothing to gain from more
 
     def __init__(self, *, wall_clock_us: Callable[[], int] | None = None) -> None:
         """``wall_clock_us``: the clock append times follow (default: the machine's). A simulation passes its

@@ -75,7 +75,6 @@ from ledger.errors import (
     IdempotencyConflictError,
     IdempotencyWindowError,
     LedgerError,
-    LogError,
     RecordTooLargeError,
     RejectCode,
     RejectError,
@@ -488,6 +487,8 @@ class Emitter:
         self._key_bytes = self.signer_id.encode()
         self._lock_timeout_s = lock_timeout_s
         self._partition = partition_for(self._key_bytes, log.partitions(topic))
+        # signed records handed to one append (the log's choice: several where an append is a round trip)
+        self._per_append = max(1, int(getattr(log, "records_per_append", 1)))
         # a record's bytes besides its events: key, frame, ids, event count (counted at its largest), signature;
         # batches are cut so that this plus their events stays within limits.MAX_RECORD_BYTES
         self._record_overhead = (len(self._key_bytes) + len(enc_long(limits.MAX_BATCH_EVENTS))
@@ -605,7 +606,7 @@ class Emitter:
             self._pending_ids[event_id] = digest
             self._pending_bytes += item
             self._counts["emitted"] += 1
-            if len(self._pending) >= self.batch_size:
+            if len(self._pending) >= self.batch_size * self._per_append:
                 self._flush_locked()
         return event_id
 
@@ -783,48 +784,67 @@ class Emitter:
 
     # ------------------------------------------------------------ internals
 
-    def _take_batch(self) -> list[_Pending]:
-        """The longest prefix of the pending events that is one record: at most ``batch_size`` events, and
-        at most ``limits.MAX_RECORD_BYTES`` encoded (every event fits alone: ``emit`` checked)."""
+    def _take_batch(self, start: int = 0) -> list[_Pending]:
+        """The longest run of pending events from ``start`` that is one record: at most ``batch_size`` events,
+        and at most ``limits.MAX_RECORD_BYTES`` encoded (every event fits alone: ``emit`` checked)."""
         size = self._record_overhead
         n = 0
-        for p in self._pending[: self.batch_size]:
+        for p in self._pending[start:start + self.batch_size]:
             item = p.item
             if n and size + item > limits.MAX_RECORD_BYTES:
                 break
             size += item
             n += 1
-        return self._pending[:n]
+        return self._pending[start:start + n]
+
+    def _take_batches(self) -> list[list[_Pending]]:
+        """Up to ``_per_append`` consecutive batches from the front of the pending events."""
+        batches: list[list[_Pending]] = []
+        taken = 0
+        while taken < len(self._pending) and len(batches) < self._per_append:
+            batch = self._take_batch(taken)
+            batches.append(batch)
+            taken += len(batch)
+        return batches
 
     def _flush_locked(self) -> None:
         while self._pending:
             if self._fenced is not None:
                 raise self._fenced
-            batch = self._take_batch()
+            batches = self._take_batches()
             if self.control_keys is not None:
                 try:
-                    self.control_keys.check(self.signer_id, self.key.key_id, max(p.event_time_us for p in batch))
+                    self.control_keys.check(self.signer_id, self.key.key_id,
+                                            max(p.event_time_us for b in batches for p in b))
                 except RejectError as e:
                     self._drop_pending(e)
                     raise
-            message = codec.signing_bytes(codec.BATCH_VERSION, self.signer_id, self.key.key_id,
-                                          [p.hash for p in batch])
-            record = codec.encode_batch(self.signer_id, self.key.key_id, [p.raw for p in batch],
-                                        self.key.sign(message), codec.BATCH_VERSION)
-            try:
-                (pos,) = self.log.append(self.topic, [(self._key_bytes, record)])
-            except LogError:
-                # the batch stays pending: a later flush retries the very same signed bytes
-                raise
-            self._read_back(pos.offset, record, len(batch))
-            del self._pending[: len(batch)]
-            for p in batch:
-                self._pending_ids.pop(p.event_id, None)
-                self._pending_bytes -= p.item
-            self._appended_head = Head(batch[-1].seq, batch[-1].hash)
-            self._remember(pos.offset, [(p.event_id, p.seq, p.event_time_us, p.digest) for p in batch])
-            self._counts["events"] += len(batch)
-            self._counts["records"] += 1
+            records = [codec.encode_batch(self.signer_id, self.key.key_id, [p.raw for p in b], self.key.sign(
+                codec.signing_bytes(codec.BATCH_VERSION, self.signer_id, self.key.key_id, [p.hash for p in b])),
+                codec.BATCH_VERSION) for b in batches]
+            # several records in one append are in flight together (on Kafka: one round trip for all, kept in
+            # order by the idempotent producer); if the append fails they all stay pending, and a later flush
+            # retries the very same signed bytes (LogError propagates)
+            positions = self.log.append(self.topic, [(self._key_bytes, r) for r in records])
+            accepted = self._read_back([pos.offset for pos in positions], records, batches)
+            for batch, pos in zip(batches[:accepted], positions, strict=False):
+                del self._pending[: len(batch)]
+                for p in batch:
+                    self._pending_ids.pop(p.event_id, None)
+                    self._pending_bytes -= p.item
+                self._appended_head = Head(batch[-1].seq, batch[-1].hash)
+                self._remember(pos.offset, [(p.event_id, p.seq, p.event_time_us, p.digest) for p in batch])
+                self._counts["events"] += len(batch)
+                self._counts["records"] += 1
+            if accepted < len(batches):
+                # the rest are a fork readers reject: never acknowledged; their events may be emitted again
+                assert self._fenced is not None  # _read_back fences whenever it finds another writer
+                for p in self._pending:
+                    self._pending_ids.pop(p.event_id, None)
+                self._pending.clear()
+                self._pending_bytes = 0
+                self._head = self._appended_head
+                raise self._fenced
         self._pending_since = 0.0
 
     def _remember(self, offset: int, entries: list[tuple[str, int, int, bytes]]) -> None:
@@ -849,21 +869,26 @@ class Emitter:
             self.topic, self._appended_head, self._partition, offset, newest,
             old.horizon_us if old is not None else -1), entries)
 
-    def _read_back(self, offset: int, record: bytes, events: int) -> None:
+    def _read_back(self, offsets: list[int], records: list[bytes], batches: list[list[_Pending]]) -> int:
         """Fencing, after each append: read this signer's records between the last one this emitter knew
-        and the one it just appended. Another writer's record there means ours is a fork (readers accept
+        and the ones it just appended. Another writer's record there means ours is a fork (readers accept
         the first record at a sequence number); one after ours means it is theirs. Either way a second
-        writer exists: this emitter refuses from now on, loudly, and never acknowledges a forked record."""
+        writer exists: this emitter refuses from now on (``_fenced``), loudly, and never acknowledges a
+        forked record. Returns how many of ours (in order) readers accept: a fork's records and every one
+        after it in our chain are not."""
         last = self._fence_from
         others: list[int] = []
-        ours_valid = True
+        ours = set(records)
+        # the head each of our records extends: the one before the append, then the end of each batch
+        heads = [self._appended_head] + [Head(b[-1].seq, b[-1].hash) for b in batches[:-1]]
+        accepted = len(records)
         while True:
             recs = self.log.read_key(self.topic, self._key_bytes, last, limits.MAX_EMITTER_CONTROL_READ_RECORDS)
             if not recs:
                 break
             for r in recs:
                 last = r.offset
-                if r.offset == offset or r.value == record:
+                if r.offset in offsets or r.value in ours:
                     continue  # ours, or our own bytes again (a producer retry that landed twice): no other writer
                 theirs = self._verified_batch(r)
                 if theirs is None:
@@ -875,29 +900,25 @@ class Emitter:
                     # our records at its own read-back
                     continue
                 others.append(r.offset)
-                if r.offset < offset and first.seq == self._appended_head.seq + 1 and (
-                        first.prev_hash == self._appended_head.hash):
-                    ours_valid = False  # it extends the head ours extends, and came first: readers take it
-        self._fence_from = max(last, offset)
+                for k in range(accepted):
+                    if r.offset < offsets[k] and first.seq == heads[k].seq + 1 and first.prev_hash == heads[k].hash:
+                        accepted = k  # it extends the head our k-th extends, and came first: readers take it
+                        break
+        self._fence_from = max(last, *offsets)
         if not others:
-            return
+            return accepted
+        forked = sum(len(b) for b in batches[accepted:])
         self._fenced = ChainForkError(
             f"another writer appended records for {self.signer_id}: two emitters (two homes or machines) write "
             "one chain", signer_id=self.signer_id, topic=self.topic, partition=self._partition,
-            our_offset=offset, other_offsets=others[:10], appended=True,
-            readers_accept_ours=ours_valid,
+            our_offset=offsets[0], other_offsets=others[:10], appended=True,
+            readers_accept_ours=accepted == len(records),
             hint=("stop the other writer (one emitter per agent on the whole log), then reopen this emitter: it "
-                  "continues from the chain on the log" + ("" if ours_valid else
-                                                            f"; the {events} events just appended are a fork "
+                  "continues from the chain on the log" + ("" if not forked else
+                                                            f"; the {forked} events just appended are a fork "
                                                             "that readers reject: emit them again")))
-        if not ours_valid:
-            for p in self._pending:
-                self._pending_ids.pop(p.event_id, None)
-            self._pending.clear()
-            self._pending_bytes = 0
-            self._head = self._appended_head
-            raise self._fenced
-        # ours is the accepted one: acknowledge it (the caller learns of the other writer at its next call)
+        # what readers accept is acknowledged (the caller learns of the other writer at its next call)
+        return accepted
 
     def _verified_batch(self, rec: Record) -> list[codec.DecodedEvent] | None:
         """The events of a record that is a batch of this signer, signed by a key readers accept for it there

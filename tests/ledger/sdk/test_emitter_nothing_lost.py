@@ -14,7 +14,7 @@ from ledger import Emitter, limits
 from ledger.errors import ChainForkError, IdempotencyConflictError, IdempotencyWindowError, RecordTooLargeError
 from ledger.integrity.keys import SigningKey, save_key
 from ledger.integrity.verify import audit
-from ledger.log import read_all
+from ledger.log import SqliteLog, read_all
 from ledger.sdk import emitter as emitter_module
 from ledger.sdk.home import Home
 from ledger.testing.homes import T0, make_home
@@ -291,6 +291,62 @@ def test_two_emitters_for_one_agent_in_two_homes_never_acknowledge_a_fork(home, 
         assert em.head.seq == 3
         em.action("b-continues", event_time_us=T0 + 6)
     assert _audit(home).accepted_events == HOME_EVENTS + 4
+
+
+class _PipelinedLog(SqliteLog):
+    """The embedded log, asking emitters for three signed records per append (as Kafka asks for several), and
+    noting how many each append carried."""
+
+    records_per_append = 3
+
+    def __init__(self, path) -> None:
+        super().__init__(path)
+        self.appends: list[int] = []
+
+    def append(self, topic, records):
+        self.appends.append(len(records))
+        return super().append(topic, records)
+
+
+def test_records_handed_to_one_append_chain_and_verify(tmp_path):
+    home = make_home(tmp_path / "home", agents=("alice",))
+    log = _PipelinedLog(home.log_file)
+    em = Emitter(log, home.load_key("alice"), topic=home.topic, state_dir=home.state_dir, batch_size=2,
+                 background_flush=False)
+    for i in range(25):
+        em.action(f"op-{i}", event_time_us=T0 + i)
+        assert em.stats().appended_events == 6 * ((i + 1) // 6)  # nothing goes until three batches wait
+    em.close()
+    log.close()
+    assert log.appends == [3, 3, 3, 3, 1]  # 4 appends of 3 full batches, then close sends the last event
+    assert len(_records(home, "alice")) == 13
+    rep = _audit(home)
+    assert rep.ok and rep.accepted_events == 3 + 25, rep.first_error
+
+
+def test_a_fork_in_an_append_of_several_records_acknowledges_none_of_them(tmp_path):
+    home = make_home(tmp_path / "home", agents=("alice",))
+    b_home = _second_home(home, tmp_path, "alice")
+    a = Emitter.open("alice", home=home.path, background_flush=False)
+    log = _PipelinedLog(home.log_file)
+    b = Emitter(log, b_home.load_key("alice"), topic=home.topic, state_dir=b_home.state_dir, batch_size=2,
+                background_flush=False)
+    try:
+        a.action("from-a", event_time_us=T0 + 1)
+        a.flush()  # first on the log: readers accept it
+        for i in range(5):
+            b.action(f"from-b-{i}", event_time_us=T0 + 2 + i)
+        with pytest.raises(ChainForkError) as e:
+            b.action("from-b-5", event_time_us=T0 + 7)  # the sixth fills three batches: one append of three
+        assert e.value.evidence["readers_accept_ours"] is False and "the 6 events" in e.value.hint
+        assert b.stats().appended_events == 0 and b.stats().pending == 0 and b.head.seq == 0
+        assert log.appends == [3]
+    finally:
+        a.close()
+        b.close()
+        log.close()
+    rep = _audit(home)
+    assert rep.accepted_events == 3 + 1 and sum(rep.rejected.values()) == 3, rep.rejected
 
 
 def test_an_agent_moved_to_another_home_continues_its_chain(home, tmp_path):
