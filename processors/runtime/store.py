@@ -175,10 +175,13 @@ class Store:
 
         One chunk, never the whole outbox: a batch's derived records can be tens of MB, and sorting and
         fetching them at once ran DuckDB out of memory (20,000 interactions' allocations, 64 MB limit).
-        ``ORDER BY n LIMIT`` is a top-N (memory bounded by ``limit`` rows); ``n > after`` lets DuckDB skip
-        the row groups already produced, as n grows with insertion order."""
-        rows = self.query("SELECT n, topic, key, value FROM _outbox WHERE n > ? ORDER BY n LIMIT ?", (after, limit))
-        return [(int(n), t, None if k is None else bytes(k), bytes(v)) for n, t, k, v in rows]
+        The numbers come first (a top-N of integers); the chunk's records are then fetched by range and
+        ordered here, so DuckDB never sorts the records' bytes, and holds one chunk's worth at most."""
+        ns = self.query("SELECT n FROM _outbox WHERE n > ? ORDER BY n LIMIT ?", (after, limit))
+        if not ns:
+            return []
+        rows = self.query("SELECT n, topic, key, value FROM _outbox WHERE n >= ? AND n <= ?", (ns[0][0], ns[-1][0]))
+        return sorted(((int(n), t, None if k is None else bytes(k), bytes(v)) for n, t, k, v in rows), key=lambda r: r[0])
 
     # ---------------------------------------------------------------- the one write transaction
 
