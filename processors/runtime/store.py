@@ -181,7 +181,8 @@ class Store:
         if not ns:
             return []
         rows = self.query("SELECT n, topic, key, value FROM _outbox WHERE n >= ? AND n <= ?", (ns[0][0], ns[-1][0]))
-        return sorted(((int(n), t, None if k is None else bytes(k), bytes(v)) for n, t, k, v in rows), key=lambda r: r[0])
+        chunk = [(int(n), t, None if k is None else bytes(k), bytes(v)) for n, t, k, v in rows]
+        return sorted(chunk, key=lambda r: r[0])
 
     # ---------------------------------------------------------------- the one write transaction
 
@@ -343,8 +344,9 @@ class Store:
         """(row count, exact sum of each 64-bit lane of the rows' SHA-256) of view ``v``."""
         # a struct of the public columns, cast to text, is DuckDB's canonical rendering of the row
         row = "struct_pack(" + ", ".join(f"{c} := {c}" for c in v.public_columns) + ")::VARCHAR"
-        lanes = ", ".join(f"coalesce(sum(('0x' || substr(h, {1 + i * DIGEST_LANE_HEX}, {DIGEST_LANE_HEX}))::UBIGINT), 0)"
-                          for i in range(DIGEST_LANES))
+        lanes = ", ".join(
+            f"coalesce(sum(('0x' || substr(h, {1 + i * DIGEST_LANE_HEX}, {DIGEST_LANE_HEX}))::UBIGINT), 0)"
+            for i in range(DIGEST_LANES))
         got = self._one(f"SELECT count(*), {lanes} FROM (SELECT sha256({row}) AS h FROM {v.name})")  # noqa: S608  (names from code)
         assert got is not None  # an aggregate without GROUP BY returns exactly one row
         return int(got[0]), [int(x) for x in got[1:]]
