@@ -9,7 +9,8 @@
 4. Sign the derived events with the processor's key, chained, into outbox records.
 5. One DuckDB transaction: the effects, the quarantine rows, the verifier's new state, the outbox
    records, the new positions. Commit.
-6. Produce the outbox records to the log (skipping any already there), then clear the outbox.
+6. Produce the outbox records to the log (skipping any already there), then clear them: a bounded chunk
+   (``limits.MAX_OUTBOX_CHUNK_RECORDS``) at a time, so memory holds one chunk whatever the batch derived.
 
 Each step is a method (``_step_poll``, ``_step_verify``, ``fold``, ``_step_sign``, ``_step_commit``,
 ``_step_produce``); ``step`` lists them. The named crash points (before_commit, inside_commit,
