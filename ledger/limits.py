@@ -153,6 +153,9 @@ MAX_PROBLEM_VALUE_CHARS = 120  # characters of an offending value kept in an Imp
 MAX_RUNNER_DATA_RECORDS = 200  # data records per poll (each a signed batch of up to MAX_BATCH_EVENTS events)
 MAX_RUNNER_CONTROL_RECORDS = 10_000  # control records per poll: drained first, they are few and small
 MAX_RUNNER_BATCH_BYTES = 8 * 1024 * 1024  # stop adding data records to a batch past this many bytes
+# derived records read from the outbox, produced and cleared at a time (each at most MAX_RECORD_BYTES): one
+# batch's derived records can be tens of MB, more than a processor's DuckDB memory limit holds at once
+MAX_OUTBOX_CHUNK_RECORDS = 8
 # Kafka (no clock over the log): a live reader folds only records stamped this long before its own clock read
 # before polling, so a record appended after the poll, stamped by a clock up to this far behind the reader's
 # (or sent this long before it arrived), still sorts after them (ledger.log.order). Also the added latency.
@@ -187,6 +190,8 @@ assert (MAX_REJECTED_ORIGINAL_BYTES + 4 * MAX_REJECT_REASON_CHARS + MAX_DEAD_LET
         + DEAD_LETTER_ENVELOPE_BYTES) <= MAX_EVENT_BYTES
 # a full-size record fits in one processor batch (the runner also always takes a first record)
 assert MAX_RUNNER_BATCH_BYTES >= MAX_RECORD_BYTES
+# a chunk of the outbox holds no more bytes than a processor's input batch
+assert MAX_OUTBOX_CHUNK_RECORDS * MAX_RECORD_BYTES <= MAX_RUNNER_BATCH_BYTES
 # a Kafka request frames any record the log accepts
 assert MAX_KAFKA_REQUEST_BYTES > MAX_RECORD_BYTES
 # ...and fits a cluster with Kafka's default message size

@@ -305,13 +305,21 @@ def _check_pair(old: SignedEntry, new: SignedEntry, tree: MerkleTree) -> dict[st
     return None
 
 
+def digest_algorithm(digest: str) -> str:
+    """The algorithm a state digest names before its last ``:`` ("" for the unnamed first one, bare hex).
+    Digests of different algorithms say nothing about each other: they are never compared."""
+    return digest.rpartition(":")[0]
+
+
 @dataclass
 class StateCheck:
-    """A replay's digest against the StateCheckpoints its processor signed at the same positions."""
+    """A replay's digest against the StateCheckpoints its processor signed at the same positions.
+    ``other_algorithm``: checkpoints there whose digest another algorithm computed (not compared)."""
 
     processor: str
     checked: list[dict[str, Any]] = field(default_factory=list)
     latest: dict[str, Any] | None = None
+    other_algorithm: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def match(self) -> bool | None:
@@ -321,7 +329,8 @@ class StateCheck:
         return all(c["equal"] for c in self.checked)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"processor": self.processor, "match": self.match, "checked": self.checked, "latest": self.latest}
+        return {"processor": self.processor, "match": self.match, "checked": self.checked, "latest": self.latest,
+                "other_algorithm": self.other_algorithm}
 
 
 def check_state(entries: list[SignedEntry], processor: str, signer_id: str, positions: dict[str, int],
@@ -335,10 +344,14 @@ def check_state(entries: list[SignedEntry], processor: str, signer_id: str, posi
         summary = {"event_id": e.event_id, "offset": e.offset, "positions": dict(body.positions),
                    "digest": body.digest}
         out.latest = summary
-        if dict(body.positions) == positions:
+        if dict(body.positions) != positions:
+            continue
+        if digest_algorithm(body.digest) != digest_algorithm(digest):
+            out.other_algorithm.append(summary)  # signed before an upgrade of the digest: not a disagreement
+        else:
             out.checked.append({**summary, "equal": body.digest == digest})
     return out
 
 
 __all__ = ["CheckpointReport", "SignedEntry", "StateCheck", "TreeBuilder", "audit_with_checkpoints", "check_state",
-           "control_keyring", "read_checkpoints", "registration_records"]
+           "control_keyring", "digest_algorithm", "read_checkpoints", "registration_records"]

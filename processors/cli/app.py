@@ -108,6 +108,9 @@ def replay(name: str, home: str | None = HomeOpt, log: str | None = LogOpt, json
         out.print({None: "no signed state checkpoint at these positions.", True: "the signed state checkpoint "
                    "agrees.", False: "the SIGNED STATE CHECKPOINT DIFFERS."}[result.state_checkpoint.match],
                   markup=False)
+        if result.state_checkpoint.other_algorithm:
+            out.print(f"{len(result.state_checkpoint.other_algorithm)} signed state checkpoint(s) at these positions "
+                      "hold a digest of another algorithm (signed before an upgrade): not compared.", markup=False)
         out.print("EQUAL: the rebuilt state matches the live one." if result.equal
                   else "DIFFERENT: the states diverge.", markup=False)
     if not result.equal:

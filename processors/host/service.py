@@ -224,7 +224,7 @@ def emit_state_checkpoint(runner: Runner, name: str, digest: dict[str, Any]) -> 
                            digest=digest["digest"],
                            tables_json=tables if len(tables) <= limits.MAX_JSON_TEXT_CHARS else "")
     d = Derived(topic="checkpoints", body=body, event_time_us=t_us,
-                idempotency_key=f"state:{name}:{runner.batch_no}:{digest['digest'][:16]}")
+                idempotency_key=f"state:{name}:{runner.batch_no}:{digest['digest'].rpartition(':')[2][:16]}")
     return runner.emit([d], meta={STATE_CHECKPOINT_META: str(runner.batch_no)})
 
 

@@ -9,7 +9,8 @@
 4. Sign the derived events with the processor's key, chained, into outbox records.
 5. One DuckDB transaction: the effects, the quarantine rows, the verifier's new state, the outbox
    records, the new positions. Commit.
-6. Produce the outbox records to the log (skipping any already there), then clear the outbox.
+6. Produce the outbox records to the log (skipping any already there), then clear them: a bounded chunk
+   (``limits.MAX_OUTBOX_CHUNK_RECORDS``) at a time, so memory holds one chunk whatever the batch derived.
 
 Each step is a method (``_step_poll``, ``_step_verify``, ``fold``, ``_step_sign``, ``_step_commit``,
 ``_step_produce``); ``step`` lists them. The named crash points (before_commit, inside_commit,
@@ -555,44 +556,51 @@ class Runner:
         return out
 
     def flush_outbox(self) -> None:
-        """Produce committed-but-unsent derived records that are not on the log yet; then clear them."""
+        """Produce committed-but-unsent derived records that are not on the log yet, then clear them: one
+        chunk of ``limits.MAX_OUTBOX_CHUNK_RECORDS`` records at a time, in outbox order, each chunk cleared
+        (with where its records landed) before the next is read, so memory holds one chunk whatever the
+        outbox's size, and a crash re-sends at most the chunk in flight (found on the log, skipped)."""
         pending = self.store.outbox()
-        if not pending:
-            return
-        present = self._already_produced(pending)
-        by_topic: dict[str, list[tuple[bytes | None, bytes]]] = {}
-        for _, topic, key, value in pending:
-            if (topic, value) not in present:
-                by_topic.setdefault(topic, []).append((key, value))
-        self.crash("before_produce")
-        last: dict[str, int] = {}
-        for topic, recs in by_topic.items():
-            self.log.ensure_topic(topic)
-            positions = self.log.append(topic, recs)
-            last[topic] = max(p.offset for p in positions)
-            self.stats.produced += len(recs)
-        self.crash("after_produce")
-        with self.store.transaction():
-            self.store.clear_outbox(pending[-1][0])
-            for topic, off in last.items():
-                # where to start looking for our own records if we crash before the next clear
-                self.store.set_meta(f"produced_scan:{topic}", str(off))
+        present: dict[str, set[bytes]] = {}  # per topic: our records on the log past its produced_scan mark
+        while pending:
+            by_topic: dict[str, list[tuple[bytes | None, bytes]]] = {}
+            for _, topic, key, value in pending:
+                if topic not in present:
+                    # looked up once per flush, before this flush produced anything to the topic
+                    present[topic] = self._already_produced(topic)
+                if value not in present[topic]:
+                    by_topic.setdefault(topic, []).append((key, value))
+            self.crash("before_produce")
+            last: dict[str, int] = {}
+            for topic, recs in by_topic.items():
+                self.log.ensure_topic(topic)
+                positions = self.log.append(topic, recs)
+                last[topic] = max(p.offset for p in positions)
+                self.stats.produced += len(recs)
+            self.crash("after_produce")
+            upto = pending[-1][0]
+            with self.store.transaction():
+                self.store.clear_outbox(upto)
+                for topic, off in last.items():
+                    # where to start looking for our own records if we crash before the next clear
+                    self.store.set_meta(f"produced_scan:{topic}", str(off))
+            pending = self.store.outbox(after=upto)
 
-    def _already_produced(self, pending: list[tuple[int, str, bytes | None, bytes]]) -> set[tuple[str, bytes]]:
-        """Records of ours already on the log (a crash between producing and clearing the outbox)."""
-        present: set[tuple[str, bytes]] = set()
+    def _already_produced(self, topic: str) -> set[bytes]:
+        """Records of ours on ``topic`` past its produced_scan mark: produced before a crash that came
+        before their outbox chunk was cleared (at most one chunk's worth, as each chunk is cleared)."""
+        present: set[bytes] = set()
         if self.key is None:
             return present
         key = self.key.signer_id.encode()
-        for topic in sorted({t for _, t, _, _ in pending}):
-            self.log.ensure_topic(topic)
-            after = int(self.store.meta(f"produced_scan:{topic}", "-1") or -1)
-            while True:
-                recs = self.log.read_key(topic, key, after, 10_000)
-                if not recs:
-                    break
-                present |= {(topic, r.value) for r in recs}
-                after = recs[-1].offset
+        self.log.ensure_topic(topic)
+        after = int(self.store.meta(f"produced_scan:{topic}", "-1") or -1)
+        while True:
+            recs = self.log.read_key(topic, key, after, limits.MAX_OUTBOX_CHUNK_RECORDS)
+            if not recs:
+                break
+            present |= {r.value for r in recs}
+            after = recs[-1].offset
         return present
 
     # ------------------------------------------------------------ status

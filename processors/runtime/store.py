@@ -8,13 +8,18 @@ Runtime tables (one set per processor file):
     _keys(...) / _agents(...) / _grants(...)    verifier state: the key ring built from control events
                                                 (its skew window is the _meta row "clock_policy")
     _producer(signer_id, seq, hash)             chain head of the processor's own derived events
-    _outbox(n, topic, key, value)               derived records committed but not yet on the log
+    _outbox(n, topic, key, value)               derived records committed but not yet on the log (read in
+                                                chunks of MAX_OUTBOX_CHUNK_RECORDS)
     _meta(k, v)                                 batch counter, publish bookkeeping
     quarantine(...)                             records that failed verification, with their bytes
 
 This is the only module that imports duckdb. Writes go through Arrow tables (bulk), never row by row,
 and only inside ``with store.transaction():`` — the one way to write, so no caller can forget the
 ROLLBACK that keeps a half-applied batch invisible.
+
+Memory: DuckDB runs under a named memory limit (DUCKDB_MEMORY_LIMIT) and spills to a directory next to the
+file (DUCKDB_TEMP_SUFFIX). Nothing here reads a whole table at once: the digest is a streaming aggregate
+(no sort), and the outbox is read a bounded chunk at a time.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from ledger import limits
 from ledger.errors import StoreError
 from ledger.integrity.chain import Chains, Head
 from ledger.integrity.keyring import KeyInfo, KeyRing
@@ -69,6 +75,13 @@ CREATE TABLE IF NOT EXISTS _meta (k VARCHAR PRIMARY KEY, v VARCHAR);
 
 
 DUCKDB_MEMORY_LIMIT = "64MB"  # per processor; DuckDB spills to disk beyond it
+DUCKDB_TEMP_SUFFIX = ".tmp"  # spill directory: <state file>.tmp, next to the processor's DuckDB file
+
+# The state digest's algorithm, named inside every digest text ("<algorithm>:<hex>") so a digest signed by
+# an older algorithm (plain 64 hex chars, rows sorted and concatenated) is never compared with a newer one.
+DIGEST_ALGORITHM = "sha256-lanesum-v2"
+DIGEST_LANE_HEX = 16  # hex chars per lane: 64-bit lanes, each summed exactly into a HUGEINT (no overflow
+DIGEST_LANES = 4  # below 2**64 rows); 4 lanes cover all 256 bits of a row's SHA-256
 
 
 class Store:
@@ -79,7 +92,8 @@ class Store:
         try:
             # a bounded buffer pool keeps a processor's memory flat as its tables grow
             self.con = duckdb.connect(str(self.path), read_only=read_only,
-                                      config={"threads": threads, "memory_limit": memory_limit})
+                                      config={"threads": threads, "memory_limit": memory_limit,
+                                              "temp_directory": str(self.path) + DUCKDB_TEMP_SUFFIX})
         except (duckdb.IOException, duckdb.ConnectionException) as e:
             # IOException: another process holds the file; ConnectionException: this process does, opened
             # with another configuration (a read-only look at a state file a runner here has open)
@@ -155,9 +169,20 @@ class Store:
         """The number of the last committed batch (0 before the first)."""
         return int(self.meta("batch", "0") or 0)
 
-    def outbox(self) -> list[tuple[int, str, bytes | None, bytes]]:
-        return [(n, t, None if k is None else bytes(k), bytes(v))
-                for n, t, k, v in self.query("SELECT n, topic, key, value FROM _outbox ORDER BY n")]
+    def outbox(self, after: int = 0, limit: int = limits.MAX_OUTBOX_CHUNK_RECORDS
+               ) -> list[tuple[int, str, bytes | None, bytes]]:
+        """The next ``limit`` outbox records (n, topic, key, value) numbered above ``after``, in order.
+
+        One chunk, never the whole outbox: a batch's derived records can be tens of MB, and sorting and
+        fetching them at once ran DuckDB out of memory (20,000 interactions' allocations, 64 MB limit).
+        The numbers come first (a top-N of integers); the chunk's records are then fetched by range and
+        ordered here, so DuckDB never sorts the records' bytes, and holds one chunk's worth at most."""
+        ns = self.query("SELECT n FROM _outbox WHERE n > ? ORDER BY n LIMIT ?", (after, limit))
+        if not ns:
+            return []
+        rows = self.query("SELECT n, topic, key, value FROM _outbox WHERE n >= ? AND n <= ?", (ns[0][0], ns[-1][0]))
+        chunk = [(int(n), t, None if k is None else bytes(k), bytes(v)) for n, t, k, v in rows]
+        return sorted(chunk, key=lambda r: r[0])
 
     # ---------------------------------------------------------------- the one write transaction
 
@@ -272,8 +297,13 @@ class Store:
         row = self._one("SELECT coalesce(max(n), 0) + 1 FROM _outbox")
         assert row is not None  # an aggregate always returns one row
         start = int(row[0])
-        self.append("_outbox", {"n": list(range(start, start + len(rows))), "topic": [t for t, _, _ in rows],
-                                "key": [k for _, k, _ in rows], "value": [v for _, _, v in rows]})
+        # in chunks as they are read back: no one Arrow table (and DuckDB scan of it) holds a batch's tens of MB
+        step = limits.MAX_OUTBOX_CHUNK_RECORDS
+        for i in range(0, len(rows), step):
+            part = rows[i:i + step]
+            self.append("_outbox", {"n": list(range(start + i, start + i + len(part))),
+                                    "topic": [t for t, _, _ in part], "key": [k for _, k, _ in part],
+                                    "value": [v for _, _, v in part]})
 
     def clear_outbox(self, upto: int) -> None:
         self._writing("clear_outbox")
@@ -284,23 +314,42 @@ class Store:
     def digest(self) -> dict[str, Any]:
         """A hash over the canonical contents of every published view (internal columns excluded).
 
-        Per table: SHA-256 of each row's canonical text, sorted, concatenated, hashed; the state
-        digest hashes the (view, row count, table digest) list in view-name order. Independent of
-        insertion order and batch boundaries, so a replay reaches the same digest.
-        """
+        Algorithm ``DIGEST_ALGORITHM`` ("sha256-lanesum-v2"): per row, SHA-256 of its canonical text
+        (a struct of the public columns cast to text), read as 4 big-endian 64-bit lanes; per table, the
+        row count and the exact (HUGEINT, non-modular) sum of each lane over its rows, hashed as the text
+        ``"<algorithm>\n<rows>\n<sum 0>\n...\n<sum 3>"``; the state digest is
+        ``"<algorithm>:" + SHA-256`` of the JSON ``{view: {"rows": n, "sha256": table hash}}`` with keys in
+        view-name order. A sum does not depend on the order of its terms, so the digest is independent of
+        insertion order and batch boundaries, and a replay reaches the same digest.
+
+        One streaming aggregate per table: no sort, nothing of the table held at once, so it works at any
+        size under the memory limit (the v1 digest sorted and concatenated every row hash in one
+        ``string_agg`` and ran out of memory near 100,000 rows). It is computed on demand, not kept up
+        to date at commit: ``INSERT OR REPLACE`` upserts and a fold's raw SQL statements change rows
+        without showing the store what they replaced, so an incremental sum would need the replaced
+        rows read back by key on every commit — a join DuckDB answers with a whole-table scan.
+
+        A sum of hashes is a multiset hash: it detects any accidental divergence, but unlike a sorted
+        list's hash it is not built to resist someone choosing many rows to force a collision."""
         tables: dict[str, dict[str, Any]] = {}
         for v in sorted(self.views, key=lambda v: v.name):
-            cols = v.public_columns
-            # a struct of the public columns, cast to text, is DuckDB's canonical rendering of the row
-            row = "struct_pack(" + ", ".join(f"{c} := {c}" for c in cols) + ")::VARCHAR"
-            sql = ("SELECT count(*), coalesce(sha256(string_agg(h, '' ORDER BY h)), '') FROM "  # noqa: S608  (names from code)
-                   f"(SELECT sha256({row}) AS h FROM {v.name})")
-            got = self._one(sql)
-            assert got is not None  # an aggregate without GROUP BY returns exactly one row
-            n, h = got
-            tables[v.name] = {"rows": int(n), "sha256": h}
+            n, sums = self._table_sums(v)
+            text = "\n".join([DIGEST_ALGORITHM, str(n), *(str(x) for x in sums)])
+            tables[v.name] = {"rows": n, "sha256": hashlib.sha256(text.encode()).hexdigest()}
         canon = json.dumps(tables, sort_keys=True).encode()
-        return {"digest": hashlib.sha256(canon).hexdigest(), "tables": tables}
+        return {"algorithm": DIGEST_ALGORITHM, "digest": f"{DIGEST_ALGORITHM}:{hashlib.sha256(canon).hexdigest()}",
+                "tables": tables}
+
+    def _table_sums(self, v: View) -> tuple[int, list[int]]:
+        """(row count, exact sum of each 64-bit lane of the rows' SHA-256) of view ``v``."""
+        # a struct of the public columns, cast to text, is DuckDB's canonical rendering of the row
+        row = "struct_pack(" + ", ".join(f"{c} := {c}" for c in v.public_columns) + ")::VARCHAR"
+        lanes = ", ".join(
+            f"coalesce(sum(('0x' || substr(h, {1 + i * DIGEST_LANE_HEX}, {DIGEST_LANE_HEX}))::UBIGINT), 0)"
+            for i in range(DIGEST_LANES))
+        got = self._one(f"SELECT count(*), {lanes} FROM (SELECT sha256({row}) AS h FROM {v.name})")  # noqa: S608  (names from code)
+        assert got is not None  # an aggregate without GROUP BY returns exactly one row
+        return int(got[0]), [int(x) for x in got[1:]]
 
     # ---------------------------------------------------------------- publishing
 

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import ValidationError
-from ledger.integrity.checkpoints import StateCheck
+from ledger.integrity.checkpoints import StateCheck, digest_algorithm
 from ledger.log import Log
 from ledger.sdk.home import Home
 from processors import REGISTRY, get
 from processors.host import service
 from processors.host.supervisor import pid_alive
+from processors.runtime.store import DIGEST_ALGORITHM
 from processors.services.proofs import check_state_checkpoints
 
 NEVER_RUN = "never run"
@@ -133,6 +134,12 @@ def replayable(home: Home, name: str) -> Digest:
     if live.digest is None:
         raise ValidationError("processor", name, f"has no state to compare with ({live.source})",
                               hint=f"run it first: tokenledger run {name} --until-caught-up")
+    if digest_algorithm(live.digest) != DIGEST_ALGORITHM:
+        # a running processor started before an upgrade publishes the old algorithm's digest: a replay's
+        # could never equal it, and saying the states diverge would be false
+        raise ValidationError("digest", live.digest, f"was computed by another digest algorithm than this "
+                              f"version's ({DIGEST_ALGORITHM})",
+                              hint=f"restart the processor so it publishes a current digest: tokenledger run {name}")
     return live
 
 

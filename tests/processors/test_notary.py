@@ -36,6 +36,7 @@ from ledger.wire.events import EMPTY_CONTEXT, AgentRegistered, Checkpoint, State
 from processors.cli import build_app
 from processors.host.service import open_runner, serve
 from processors.notary import Notary
+from processors.runtime.store import DIGEST_ALGORITHM
 
 app = build_app()  # the whole `tokenledger` command, as the console script builds it
 
@@ -335,12 +336,19 @@ def test_replay_checks_the_signed_state_checkpoint(nhome: Home) -> None:
     ok = invoke(nhome, "replay", "journal")
     assert ok["equal"] and ok["state_checkpoint"]["match"] is True
     assert ok["state_checkpoint"]["checked"][0]["digest"] == ok["replay"]["digest"]
-    # a forged state checkpoint (the journal's key, same positions, another digest) is caught
     body = states[0].body
-    forged = StateCheckpoint(processor="journal", positions=dict(body.positions), digest="0" * 64)
+    key = nhome.load_key("processor.journal")
+    # one signed with the first digest algorithm (bare hex, before an upgrade) is listed, never compared
+    older = StateCheckpoint(processor="journal", positions=dict(body.positions), digest="0" * 64)
     with nhome.open_log() as lg:
-        lg.append(nhome.topic_for("checkpoints"),
-                  [(b"processor.journal", signed_record(nhome.load_key("processor.journal"), [forged], T0 + 10**6))])
+        lg.append(nhome.topic_for("checkpoints"), [(b"processor.journal", signed_record(key, [older], T0 + 10**6))])
+    upgraded = invoke(nhome, "replay", "journal")
+    assert upgraded["equal"] and upgraded["state_checkpoint"]["match"] is True
+    assert [c["digest"] for c in upgraded["state_checkpoint"]["other_algorithm"]] == ["0" * 64]
+    # a forged state checkpoint (the journal's key, same positions, another digest of the same algorithm) is caught
+    forged = StateCheckpoint(processor="journal", positions=dict(body.positions), digest=f"{DIGEST_ALGORITHM}:{'0' * 64}")
+    with nhome.open_log() as lg:
+        lg.append(nhome.topic_for("checkpoints"), [(b"processor.journal", signed_record(key, [forged], T0 + 10**6))])
     bad = invoke(nhome, "replay", "journal", code=1)
     assert not bad["equal"] and bad["state_checkpoint"]["match"] is False
     assert bad["replay"]["digest"] == bad["live"]["digest"]  # the state is fine; the signed claim is not

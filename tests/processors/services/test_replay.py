@@ -11,8 +11,9 @@ from support.econ import econ_home, run
 
 from ledger.errors import ValidationError
 from ledger.testing.homes import fill
-from processors import REGISTRY
+from processors import REGISTRY, get
 from processors.host import service
+from processors.runtime.store import DIGEST_ALGORITHM, Store
 from processors.services import replay as replay_service
 
 
@@ -55,3 +56,24 @@ def test_status_names_who_ran_and_who_never_did(tmp_path):
     assert journal.updated_s_ago is not None and "updated_s_ago" in journal.to_dict()
     service.write_status(h, "notary", {"state": "running", "pid": 2**22 + 12345})  # no such process
     assert {r.processor: r for r in replay_service.status(h)}["notary"].state == "dead"
+
+
+def test_a_digest_published_by_an_older_algorithm_is_not_replayed_against(tmp_path):
+    h = econ_home(tmp_path)
+    fill(h, tasks=2, batch_size=4)
+    run(h, "journal")
+    # the journal "running" (this process holds its file): the live digest is what it last published,
+    # here by a version with the first digest algorithm (bare hex)
+    held = Store(service.state_file(h, "journal"), get("journal")().views)
+    try:
+        out = h.views_dir("journal")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "_state.json").write_text(json.dumps({"positions": {"ledger.events/0": 1},
+                                                     "digest": {"digest": "ab" * 32, "tables": {}}}))
+        assert replay_service.digest(h, "journal").source == "published"
+        with pytest.raises(ValidationError) as e:
+            replay_service.replayable(h, "journal")
+        assert e.value.field == "digest" and e.value.value == "ab" * 32 and DIGEST_ALGORITHM in e.value.reason
+    finally:
+        held.close()
+    assert replay_service.replayable(h, "journal").digest.startswith(f"{DIGEST_ALGORITHM}:")  # from the file again
