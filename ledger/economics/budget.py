@@ -27,6 +27,24 @@ Limits in units (allocation ``a``, percentages of the policy)
     Status (seed 002, exactly): critical at utilisation >= hard%, warning >= soft%, normal >= 50%,
     healthy below. A zero allocation is critical (0 >= hard% of 0).
 
+Integer arithmetic (no Fraction per event)
+    A policy's three percentages are exact (ints or Decimals); at construction each becomes an
+    integer numerator over one scale D, the least common denominator of the three (D = 1 for whole
+    percents, a divisor of a power of ten for Decimals): pct = n / D exactly. Every limit is then
+    integer arithmetic on the ints involved, exact for every size (Python ints do not overflow):
+    * hard cap  = (a * hard_n) // (100 * D)         floor division: rounds down, as floor(a * hard% / 100);
+    * emergency = (a * emergency_n) // (100 * D)    likewise;
+    * needed    = -((-total * 100 * D) // hard_n)   rounds up: ceil(100 * total / hard%);
+    * thresholds by cross-multiplication, never division: total >= a * soft% / 100 is
+      total * 100 * D >= soft_n * a (D > 0, so the comparison is unchanged).
+
+Validation at the edges
+    Values built by callers (policies, states, reservations) are validated when constructed. The
+    operations derive their new states from validated ones with integer steps that keep every field
+    in range (counters saturate at MAX_BUDGET_COUNTER, the throttle level at MAX_THROTTLE_LEVEL), so
+    on the per-event path they copy the state's fields without validating them again
+    (``_evolve``); a state that comes back in from outside is validated by its constructor.
+
 Decisions
     ALLOW: go ahead. THROTTLE: go ahead after ``delay_us`` (the spend is admitted and counted).
     DENY: not admitted; ``delay_us`` > 0 is a retry-after hint (the throttle backoff for the
@@ -59,7 +77,8 @@ Invariants
 
 What it must never do
     Read a clock, the environment or a file; mutate a state (states are frozen; every change is a
-    new value); let a refused spend change consumption; use binary floats for amounts or limits.
+    new value); let a refused spend change consumption; use binary floats or Fractions for amounts
+    or limits on the per-event path.
 """
 
 from __future__ import annotations
@@ -70,7 +89,6 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -204,10 +222,14 @@ class OveragePolicy:
     throttle_at_soft: bool = True
     suspend_at_hard: bool = False
     emergency_reserve_pct: int | Decimal = 0
-    # Exact fractions of the percentages, computed once.
-    _soft: Fraction = field(init=False, repr=False, compare=False)
-    _hard: Fraction = field(init=False, repr=False, compare=False)
-    _emergency: Fraction = field(init=False, repr=False, compare=False)
+    # The percentages as integers in units of 1/_scale percent (see "Integer arithmetic" in the
+    # module doc), computed once so that no limit needs a Fraction per event.
+    _scale: int = field(init=False, repr=False, compare=False)
+    _soft_n: int = field(init=False, repr=False, compare=False)
+    _hard_n: int = field(init=False, repr=False, compare=False)
+    _emergency_n: int = field(init=False, repr=False, compare=False)
+    _cap_den: int = field(init=False, repr=False, compare=False)  # 100 * _scale: a limit's divisor
+    _normal_n: int = field(init=False, repr=False, compare=False)  # NORMAL_FROM_PERCENT in the same units
 
     def __post_init__(self) -> None:
         soft = require_exact("soft_limit_pct", self.soft_limit_pct, low=0, high=MAX_BUDGET_PERCENT)
@@ -224,9 +246,15 @@ class OveragePolicy:
         emergency = require_exact("emergency_reserve_pct", self.emergency_reserve_pct, low=0, high=MAX_BUDGET_PERCENT)
         _require_bool("throttle_at_soft", self.throttle_at_soft)
         _require_bool("suspend_at_hard", self.suspend_at_hard)
-        object.__setattr__(self, "_soft", soft)
-        object.__setattr__(self, "_hard", hard)
-        object.__setattr__(self, "_emergency", emergency)
+        # The least common denominator of the three exact percentages (1 for whole percents; a
+        # Decimal's denominator divides a power of ten): each becomes an exact integer numerator.
+        scale = math.lcm(soft.denominator, hard.denominator, emergency.denominator)
+        object.__setattr__(self, "_scale", scale)
+        object.__setattr__(self, "_soft_n", int(soft * scale))
+        object.__setattr__(self, "_hard_n", int(hard * scale))
+        object.__setattr__(self, "_emergency_n", int(emergency * scale))
+        object.__setattr__(self, "_cap_den", 100 * scale)
+        object.__setattr__(self, "_normal_n", NORMAL_FROM_PERCENT * scale)
 
 
 @dataclass(frozen=True)
@@ -280,29 +308,35 @@ class BudgetPolicy:
     # Limits in units, for an allocation that transfers may have moved away from the policy's.
 
     def hard_cap(self, allocation: int) -> int:
-        return math.floor(allocation * self.overage._hard / 100)
+        o = self.overage
+        return allocation * o._hard_n // o._cap_den
 
     def emergency_allowance(self, allocation: int) -> int:
-        return math.floor(allocation * self.overage._emergency / 100)
+        o = self.overage
+        return allocation * o._emergency_n // o._cap_den
 
     def ceiling(self, allocation: int) -> int:
-        return self.hard_cap(allocation) + self.emergency_allowance(allocation)
+        o = self.overage
+        return allocation * o._hard_n // o._cap_den + allocation * o._emergency_n // o._cap_den
 
     def in_soft_zone(self, total: int, allocation: int) -> bool:
-        return total * 100 >= self.overage._soft * allocation
+        o = self.overage
+        return total * o._cap_den >= o._soft_n * allocation
 
     def allocation_needed(self, total: int) -> int:
         """The smallest allocation whose hard cap covers ``total``: ceil(100 * total / hard%)."""
-        return math.ceil(Fraction(100 * total) / self.overage._hard)
+        o = self.overage
+        return -(-total * o._cap_den // o._hard_n)
 
     def status(self, consumed: int, allocation: int) -> BudgetStatus:
         """Seed 002's status, on exact integer percentages."""
-        used = consumed * 100
-        if used >= self.overage._hard * allocation:
+        o = self.overage
+        used = consumed * o._cap_den
+        if used >= o._hard_n * allocation:
             return BudgetStatus.CRITICAL
-        if used >= self.overage._soft * allocation:
+        if used >= o._soft_n * allocation:
             return BudgetStatus.WARNING
-        if used >= NORMAL_FROM_PERCENT * allocation:
+        if used >= o._normal_n * allocation:
             return BudgetStatus.NORMAL
         return BudgetStatus.HEALTHY
 
@@ -472,6 +506,17 @@ class BudgetState:
         return next((r for r in self.reservations if r.reservation_id == reservation_id), None)
 
 
+def _evolve(state: BudgetState, **changes: Any) -> BudgetState:
+    """``replace(state, **changes)`` without re-running the validation: for the operations' own
+    steps, which derive in-range fields from a validated state (see "Validation at the edges").
+    A dict copy instead of a validated construction per event."""
+    new = object.__new__(BudgetState)
+    fields = new.__dict__
+    fields.update(state.__dict__)
+    fields.update(changes)
+    return new
+
+
 def open_budget(scope: Scope, policy: BudgetPolicy, event_time_us: int) -> BudgetState:
     """A fresh state for ``scope`` in the window holding ``event_time_us``."""
     require_time("event_time_us", event_time_us)
@@ -612,37 +657,40 @@ def _advance(state: BudgetState, policy: BudgetPolicy, t: int) -> Advanced:
     if not expired:
         return Advanced(state, (), ())
     live = tuple(r for r in state.reservations if r.expires_us > t)
-    return Advanced(replace(state, reservations=live), expired, ())
+    return Advanced(_evolve(state, reservations=live), expired, ())
 
 
 def _decide(state: BudgetState, policy: BudgetPolicy, amount: int, t: int) -> Decision:
     """The decision on ``amount`` at ``t`` for an advanced state; changes nothing."""
     allocation = state.allocation
     committed = state.consumed + state.reserved
-    ceiling = policy.ceiling(allocation)
-    window_end = state.window_start_us + policy.reset_interval_us
+    hard_cap = policy.hard_cap(allocation)
+    ceiling = hard_cap + policy.emergency_allowance(allocation)
 
     def decision(verdict: Verdict, reason: Reason, delay_us: int) -> Decision:
         return Decision(verdict, reason, delay_us, amount, max(0, ceiling - committed), state.scope, state.kind)
 
-    next_delay = backoff_delay_us(min(state.throttle_level + 1, MAX_THROTTLE_LEVEL))
+    def next_delay() -> int:
+        return backoff_delay_us(min(state.throttle_level + 1, MAX_THROTTLE_LEVEL))
+
     if state.suspended:
-        return decision(Verdict.DENY, Reason.SUSPENDED, window_end - t)
+        return decision(Verdict.DENY, Reason.SUSPENDED, state.window_start_us + policy.reset_interval_us - t)
     if not gate_allows(policy.confidence_threshold, state.last_confidence):
         return decision(Verdict.DENY, Reason.CONFIDENCE_GATE, 0)
     total = committed + amount
-    if total <= policy.hard_cap(allocation):
+    if total <= hard_cap:
         reason = Reason.WITHIN_BUDGET
     elif total <= ceiling:
         reason = Reason.EMERGENCY_RESERVE
     elif policy.hard_limit_action in (HardLimitAction.ALLOW, HardLimitAction.ALERT_ONLY):
         reason = Reason.OVER_CEILING
     elif policy.hard_limit_action is HardLimitAction.THROTTLE:
-        return decision(Verdict.DENY, Reason.HARD_LIMIT, next_delay)
+        return decision(Verdict.DENY, Reason.HARD_LIMIT, next_delay())
     else:
-        return decision(Verdict.DENY, Reason.HARD_LIMIT, window_end - t)
+        return decision(Verdict.DENY, Reason.HARD_LIMIT, state.window_start_us + policy.reset_interval_us - t)
     if policy.overage.throttle_at_soft and policy.in_soft_zone(total, allocation):
-        return decision(Verdict.THROTTLE, Reason.SOFT_LIMIT if reason is Reason.WITHIN_BUDGET else reason, next_delay)
+        reason = Reason.SOFT_LIMIT if reason is Reason.WITHIN_BUDGET else reason
+        return decision(Verdict.THROTTLE, reason, next_delay())
     return decision(Verdict.ALLOW, reason, 0)
 
 
@@ -665,7 +713,7 @@ def _admitted_effects(state: BudgetState, decision: Decision) -> BudgetState:
         level = 0
     else:
         return state
-    return state if level == state.throttle_level else replace(state, throttle_level=level)
+    return state if level == state.throttle_level else _evolve(state, throttle_level=level)
 
 
 def _refused_effects(
@@ -674,9 +722,9 @@ def _refused_effects(
     if decision.reason is not Reason.HARD_LIMIT:
         return state, ()
     if policy.hard_limit_action is HardLimitAction.THROTTLE:
-        return replace(state, throttle_level=min(state.throttle_level + 1, MAX_THROTTLE_LEVEL)), ()
+        return _evolve(state, throttle_level=min(state.throttle_level + 1, MAX_THROTTLE_LEVEL)), ()
     if policy.overage.suspend_at_hard and not state.suspended:
-        suspended = replace(state, suspended=True)
+        suspended = _evolve(state, suspended=True)
         return suspended, (_alert(AlertKind.SUSPENDED, suspended, t, decision.requested, Reason.HARD_LIMIT),)
     return state, ()
 
@@ -688,10 +736,11 @@ def _consume(
     # saturate (ledger.limits.MAX_BUDGET_COUNTER): a counter at its bound is past every ceiling already
     before, after = state.consumed, min(state.consumed + amount, MAX_BUDGET_COUNTER)
     allocation = state.allocation
-    hard_cap, ceiling = policy.hard_cap(allocation), policy.ceiling(allocation)
+    hard_cap = policy.hard_cap(allocation)
+    ceiling = hard_cap + policy.emergency_allowance(allocation)
     # Emergency use is the consumption that lands between the hard cap and the ceiling.
     draw = min(max(after, hard_cap), ceiling) - min(max(before, hard_cap), ceiling)
-    new = replace(state, consumed=after, emergency_used=min(state.emergency_used + draw, MAX_BUDGET_COUNTER))
+    new = _evolve(state, consumed=after, emergency_used=min(state.emergency_used + draw, MAX_BUDGET_COUNTER))
     rank_before = _STATUS_RANK[policy.status(before, allocation)]
     rank_after = _STATUS_RANK[policy.status(after, allocation)]
     alerts = []
@@ -870,7 +919,7 @@ def reserve_chain(
     def hold(state: BudgetState, policy: BudgetPolicy, decision: Decision) -> tuple[BudgetState, tuple[Alert, ...]]:
         held = Reservation(reservation_id, decision.requested, t, expires_us)
         ordered = tuple(sorted((*state.reservations, held), key=lambda r: r.reservation_id))
-        return replace(state, reservations=ordered), ()
+        return _evolve(state, reservations=ordered), ()
 
     return _admit_chain(checked, amount, t, hold, unique)
 
@@ -915,7 +964,7 @@ def commit_chain(levels: Sequence[Level], reservation_id: str, amount: int, even
     states = []
     for a, (_, policy), decision in zip(advanced, checked, decisions, strict=True):
         live = tuple(r for r in a.state.reservations if r.reservation_id != reservation_id)
-        released = replace(a.state, reservations=live)
+        released = _evolve(a.state, reservations=live)
         state, more = _consume(released, policy, amount, t, decision)
         states.append(state)
         alerts.extend(more)
@@ -939,7 +988,7 @@ def release(state: BudgetState, policy: BudgetPolicy, reservation_id: str, event
     if held is None:
         return Released(advanced.state, None, advanced.alerts)
     live = tuple(r for r in advanced.state.reservations if r.reservation_id != reservation_id)
-    return Released(replace(advanced.state, reservations=live), held, advanced.alerts)
+    return Released(_evolve(advanced.state, reservations=live), held, advanced.alerts)
 
 
 def resume(state: BudgetState, policy: BudgetPolicy, event_time_us: int) -> Advanced:
