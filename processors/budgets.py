@@ -654,6 +654,8 @@ class Budgets(Processor):
             state, policy = self.states[key], self.policies[key]
             if state.consumed + state.reserved + amount <= policy.hard_cap(state.allocation):
                 continue  # fits under the hard cap: no refusal possible at the limit
+            if policy.hard_limit_action in b.ADMITS_OVER_CEILING:
+                continue  # admitted whatever the amount: this level never refuses at its hard limit
             d = b.admission(state, policy, amount, t)
             if d.admitted or d.reason is not b.Reason.HARD_LIMIT:
                 continue

@@ -131,6 +131,8 @@ THROTTLE_MAX_DELAY_US = 60 * US_PER_S  # seed 003: MAX_THROTTLE_DELAY_MS = 60000
 DEFAULT_RESERVATION_TTL_US = 300 * US_PER_S  # one LLM call with its retries and 60 s backoffs
 DEFAULT_MIN_RESERVE_PERCENT = 10  # token-budget-contracts: min_reserve = int(max_tokens * 0.1)
 NORMAL_FROM_PERCENT = 50  # seed 002: utilisation >= 50% is "normal", below is "healthy"
+# The hard-limit actions that admit a spend beyond the ceiling: a budget under them never refuses at its hard limit.
+ADMITS_OVER_CEILING = frozenset((HardLimitAction.ALLOW, HardLimitAction.ALERT_ONLY))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -682,7 +684,7 @@ def _decide(state: BudgetState, policy: BudgetPolicy, amount: int, t: int) -> De
         reason = Reason.WITHIN_BUDGET
     elif total <= ceiling:
         reason = Reason.EMERGENCY_RESERVE
-    elif policy.hard_limit_action in (HardLimitAction.ALLOW, HardLimitAction.ALERT_ONLY):
+    elif policy.hard_limit_action in ADMITS_OVER_CEILING:
         reason = Reason.OVER_CEILING
     elif policy.hard_limit_action is HardLimitAction.THROTTLE:
         return decision(Verdict.DENY, Reason.HARD_LIMIT, next_delay())
