@@ -297,6 +297,9 @@ class Budgets(Processor):
 
     def __init__(self) -> None:
         self.policies: dict[Key, b.BudgetPolicy] = {}
+        # kinds with a policy at some scope (policies are replaced, never removed): a spend of any other
+        # kind has no budget to count against, which is most events' case, found with one set lookup
+        self.kinds: set[str] = set()
         self.states: dict[Key, b.BudgetState] = {}
         self.parent: dict[Key, tuple[str | None, str | None]] = {}
         self.unpriced: dict[Key, int] = {}
@@ -330,6 +333,7 @@ class Budgets(Processor):
             key = (row["scope"], row["scope_id"], row["budget_kind"])
             state, policy = level_from_row(row, tuple(held.get(key, ())))
             self.states[key], self.policies[key] = state, policy
+            self.kinds.add(key[2])
             self.parent[key] = (row["parent_scope"], row["parent_id"])
             self.unpriced[key] = row["unpriced_calls"]
             self.updated[key] = row["updated_us"]
@@ -451,6 +455,7 @@ class Budgets(Processor):
             return
         old = self.states.get(key)
         self.policies[key] = policy
+        self.kinds.add(key[2])
         if old is None:
             opened = b.open_budget(b.Scope(ScopeLevel(body.scope), body.scope_id), policy, t)
             self.states[key] = replace(opened, allocation=self._allocation(key, t))
@@ -471,7 +476,8 @@ class Budgets(Processor):
             u = body.usage
             if u is not None:
                 out.append(("llm_tokens", u.input_tokens + u.output_tokens))
-                out.append(("usd", self._price(ev, u)))
+                if "usd" in self.kinds:  # pricing is the costly part; without a usd budget nothing counts it
+                    out.append(("usd", self._price(ev, u)))
             return out
         if isinstance(body, Data):
             return [("data", body.bytes_read + body.bytes_written)]
@@ -693,10 +699,14 @@ class Budgets(Processor):
 
     def _budgeted(self, ids: dict[str, str | None], kind: str) -> list[Key]:
         """The levels of ``ids`` that have a ``kind`` budget, outermost first."""
+        if kind not in self.kinds:
+            return []
         return [(lvl, sid, kind) for lvl in LEVELS
                 if (sid := ids.get(lvl)) is not None and (lvl, sid, kind) in self.policies]
 
     def _chain(self, ev: Event, kind: str) -> list[Key]:
+        if kind not in self.kinds:
+            return []
         ids = self._ids(ev)
         chain = self._budgeted(ids, kind)
         if chain:

@@ -318,8 +318,13 @@ class BudgetPolicy:
         return allocation * o._emergency_n // o._cap_den
 
     def ceiling(self, allocation: int) -> int:
+        return self.caps(allocation)[1]
+
+    def caps(self, allocation: int) -> tuple[int, int]:
+        """(hard cap, ceiling) for ``allocation``: the two limits every decision needs, in one call."""
         o = self.overage
-        return allocation * o._hard_n // o._cap_den + allocation * o._emergency_n // o._cap_den
+        hard_cap = allocation * o._hard_n // o._cap_den
+        return hard_cap, hard_cap + allocation * o._emergency_n // o._cap_den
 
     def in_soft_zone(self, total: int, allocation: int) -> bool:
         o = self.overage
@@ -666,19 +671,13 @@ def _decide(state: BudgetState, policy: BudgetPolicy, amount: int, t: int) -> De
     """The decision on ``amount`` at ``t`` for an advanced state; changes nothing."""
     allocation = state.allocation
     committed = state.consumed + state.reserved
-    hard_cap = policy.hard_cap(allocation)
-    ceiling = hard_cap + policy.emergency_allowance(allocation)
-
-    def decision(verdict: Verdict, reason: Reason, delay_us: int) -> Decision:
-        return Decision(verdict, reason, delay_us, amount, max(0, ceiling - committed), state.scope, state.kind)
-
-    def next_delay() -> int:
-        return backoff_delay_us(min(state.throttle_level + 1, MAX_THROTTLE_LEVEL))
-
+    hard_cap, ceiling = policy.caps(allocation)
+    available = max(0, ceiling - committed)
     if state.suspended:
-        return decision(Verdict.DENY, Reason.SUSPENDED, state.window_start_us + policy.reset_interval_us - t)
+        window_end = state.window_start_us + policy.reset_interval_us
+        return Decision(Verdict.DENY, Reason.SUSPENDED, window_end - t, amount, available, state.scope, state.kind)
     if not gate_allows(policy.confidence_threshold, state.last_confidence):
-        return decision(Verdict.DENY, Reason.CONFIDENCE_GATE, 0)
+        return Decision(Verdict.DENY, Reason.CONFIDENCE_GATE, 0, amount, available, state.scope, state.kind)
     total = committed + amount
     if total <= hard_cap:
         reason = Reason.WITHIN_BUDGET
@@ -686,14 +685,21 @@ def _decide(state: BudgetState, policy: BudgetPolicy, amount: int, t: int) -> De
         reason = Reason.EMERGENCY_RESERVE
     elif policy.hard_limit_action in ADMITS_OVER_CEILING:
         reason = Reason.OVER_CEILING
-    elif policy.hard_limit_action is HardLimitAction.THROTTLE:
-        return decision(Verdict.DENY, Reason.HARD_LIMIT, next_delay())
     else:
-        return decision(Verdict.DENY, Reason.HARD_LIMIT, state.window_start_us + policy.reset_interval_us - t)
+        if policy.hard_limit_action is HardLimitAction.THROTTLE:
+            delay_us = _next_delay_us(state)
+        else:  # DENY: retry in the next window
+            delay_us = state.window_start_us + policy.reset_interval_us - t
+        return Decision(Verdict.DENY, Reason.HARD_LIMIT, delay_us, amount, available, state.scope, state.kind)
     if policy.overage.throttle_at_soft and policy.in_soft_zone(total, allocation):
         reason = Reason.SOFT_LIMIT if reason is Reason.WITHIN_BUDGET else reason
-        return decision(Verdict.THROTTLE, reason, next_delay())
-    return decision(Verdict.ALLOW, reason, 0)
+        return Decision(Verdict.THROTTLE, reason, _next_delay_us(state), amount, available, state.scope, state.kind)
+    return Decision(Verdict.ALLOW, reason, 0, amount, available, state.scope, state.kind)
+
+
+def _next_delay_us(state: BudgetState) -> int:
+    """The backoff of the throttle level one above the state's (what a THROTTLE now waits)."""
+    return backoff_delay_us(min(state.throttle_level + 1, MAX_THROTTLE_LEVEL))
 
 
 def _combine(decisions: Sequence[Decision]) -> Decision:
@@ -738,8 +744,7 @@ def _consume(
     # saturate (ledger.limits.MAX_BUDGET_COUNTER): a counter at its bound is past every ceiling already
     before, after = state.consumed, min(state.consumed + amount, MAX_BUDGET_COUNTER)
     allocation = state.allocation
-    hard_cap = policy.hard_cap(allocation)
-    ceiling = hard_cap + policy.emergency_allowance(allocation)
+    hard_cap, ceiling = policy.caps(allocation)
     # Emergency use is the consumption that lands between the hard cap and the ceiling.
     draw = min(max(after, hard_cap), ceiling) - min(max(before, hard_cap), ceiling)
     new = _evolve(state, consumed=after, emergency_used=min(state.emergency_used + draw, MAX_BUDGET_COUNTER))
