@@ -283,6 +283,11 @@ BUDGET_GRANTS = grant_history_view("budget_grants")
 RESERVE = Capability.RESERVE.value
 GRADER = Capability.GRADER.value
 ResKey = tuple[str, str]  # (reserving agent, its reservation id)
+# Memo of the budgeted chain of an event's hierarchy (org, project, task, signer, kind) -> levels with their
+# parent scope: entries, each a tuple of at most four levels; emptied when full and when a new budget appears.
+CHAIN_MEMO_ENTRIES = 4_096
+ChainKey = tuple[str | None, str | None, str | None, str, str]
+Parent = tuple[str | None, str | None]
 
 
 def _ceil_div(a: int, d: int) -> int:
@@ -301,7 +306,8 @@ class Budgets(Processor):
         # kind has no budget to count against, which is most events' case, found with one set lookup
         self.kinds: set[str] = set()
         self.states: dict[Key, b.BudgetState] = {}
-        self.parent: dict[Key, tuple[str | None, str | None]] = {}
+        self.parent: dict[Key, Parent] = {}
+        self.chains: dict[ChainKey, tuple[tuple[Key, Parent], ...]] = {}  # memo, at most CHAIN_MEMO_ENTRIES
         self.unpriced: dict[Key, int] = {}
         self.updated: dict[Key, int] = {}
         self.reservations: dict[ResKey, dict[str, Any]] = {}
@@ -457,6 +463,7 @@ class Budgets(Processor):
         self.policies[key] = policy
         self.kinds.add(key[2])
         if old is None:
+            self.chains.clear()  # a new budget: chains that lacked it are stale
             opened = b.open_budget(b.Scope(ScopeLevel(body.scope), body.scope_id), policy, t)
             self.states[key] = replace(opened, allocation=self._allocation(key, t))
             self.parent.setdefault(key, (None, None))
@@ -705,18 +712,28 @@ class Budgets(Processor):
                 if (sid := ids.get(lvl)) is not None and (lvl, sid, kind) in self.policies]
 
     def _chain(self, ev: Event, kind: str) -> list[Key]:
+        """The budgeted levels of the event's hierarchy for ``kind`` (outermost first), each noted with the
+        parent scope this event shows it under. Memoised: most events repeat a few hierarchies."""
         if kind not in self.kinds:
             return []
-        ids = self._ids(ev)
-        chain = self._budgeted(ids, kind)
-        if chain:
-            self._note_parents(ids, kind, chain)
-        return chain
+        c = ev.context
+        memo_key = (c.org, c.project, c.task, ev.signer_id, kind)
+        levels = self.chains.get(memo_key)
+        if levels is None:
+            ids = self._ids(ev)
+            levels = tuple((key, _parent_of(ids, key)) for key in self._budgeted(ids, kind))
+            if len(self.chains) >= CHAIN_MEMO_ENTRIES:
+                self.chains.clear()
+            self.chains[memo_key] = levels
+        for key, up in levels:
+            if self.parent.get(key) != up:
+                self.parent[key] = up
+                self.dirty.add(key)
+        return [key for key, _ in levels]
 
     def _note_parents(self, ids: dict[str, str | None], kind: str, chain: list[Key]) -> None:
         for key in chain:
-            i = LEVELS.index(key[0])
-            up = next(((lvl, ids[lvl]) for lvl in reversed(LEVELS[:i]) if ids.get(lvl) is not None), (None, None))
+            up = _parent_of(ids, key)
             if self.parent.get(key) != up:
                 self.parent[key] = up
                 self.dirty.add(key)
@@ -817,6 +834,12 @@ class Budgets(Processor):
             "reputation_multiplier": self.multiplier.get(key, "1.0"),
             **policy_columns(policy),
         }
+
+
+def _parent_of(ids: dict[str, str | None], key: Key) -> Parent:
+    """The nearest enclosing level of ``key`` that ``ids`` names: (level, id), or (None, None) at the top."""
+    i = LEVELS.index(key[0])
+    return next(((lvl, sid) for lvl in reversed(LEVELS[:i]) if (sid := ids.get(lvl)) is not None), (None, None))
 
 
 def _rows(query: Callable[..., list[tuple[Any, ...]]], view: View) -> list[dict[str, Any]]:
