@@ -519,7 +519,8 @@ class Budgets(Processor):
         for key in chain:
             res = b.record_usage(self.states[key], self.policies[key], amount, t)
             self.states[key] = res.state
-            self._alerts(ev, res.alerts)
+            if res.alerts:
+                self._alerts(ev, res.alerts)
             self._touch(key, t)
 
     def _reservation(self, ev: Event, body: ReservationEvent) -> None:

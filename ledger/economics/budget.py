@@ -507,7 +507,7 @@ class BudgetState:
 
     @property
     def reserved(self) -> int:
-        return sum(r.amount for r in self.reservations)
+        return sum(r.amount for r in self.reservations) if self.reservations else 0
 
     def reservation(self, reservation_id: str) -> Reservation | None:
         return next((r for r in self.reservations if r.reservation_id == reservation_id), None)
@@ -653,7 +653,7 @@ def _check_level(state: object, policy: object) -> None:
 
 
 def _advance(state: BudgetState, policy: BudgetPolicy, t: int) -> Advanced:
-    start = policy.window_start(t)
+    start = _window_start(t, policy.reset_interval_us, policy.anchor_us)
     if start > state.window_start_us:
         # A new window: consumption, emergency use, throttling and suspension start over, and every
         # reservation has expired (none outlives its window end, which is <= start).
