@@ -283,6 +283,11 @@ BUDGET_GRANTS = grant_history_view("budget_grants")
 RESERVE = Capability.RESERVE.value
 GRADER = Capability.GRADER.value
 ResKey = tuple[str, str]  # (reserving agent, its reservation id)
+# Memo of the budgeted chain of an event's hierarchy (org, project, task, signer, kind) -> levels with their
+# parent scope: entries, each a tuple of at most four levels; emptied when full and when a new budget appears.
+CHAIN_MEMO_ENTRIES = 4_096
+ChainKey = tuple[str | None, str | None, str | None, str, str]
+Parent = tuple[str | None, str | None]
 
 
 def _ceil_div(a: int, d: int) -> int:
@@ -297,8 +302,12 @@ class Budgets(Processor):
 
     def __init__(self) -> None:
         self.policies: dict[Key, b.BudgetPolicy] = {}
+        # kinds with a policy at some scope (policies are replaced, never removed): a spend of any other
+        # kind has no budget to count against, which is most events' case, found with one set lookup
+        self.kinds: set[str] = set()
         self.states: dict[Key, b.BudgetState] = {}
-        self.parent: dict[Key, tuple[str | None, str | None]] = {}
+        self.parent: dict[Key, Parent] = {}
+        self.chains: dict[ChainKey, tuple[tuple[Key, Parent], ...]] = {}  # memo, at most CHAIN_MEMO_ENTRIES
         self.unpriced: dict[Key, int] = {}
         self.updated: dict[Key, int] = {}
         self.reservations: dict[ResKey, dict[str, Any]] = {}
@@ -330,6 +339,7 @@ class Budgets(Processor):
             key = (row["scope"], row["scope_id"], row["budget_kind"])
             state, policy = level_from_row(row, tuple(held.get(key, ())))
             self.states[key], self.policies[key] = state, policy
+            self.kinds.add(key[2])
             self.parent[key] = (row["parent_scope"], row["parent_id"])
             self.unpriced[key] = row["unpriced_calls"]
             self.updated[key] = row["updated_us"]
@@ -451,7 +461,9 @@ class Budgets(Processor):
             return
         old = self.states.get(key)
         self.policies[key] = policy
+        self.kinds.add(key[2])
         if old is None:
+            self.chains.clear()  # a new budget: chains that lacked it are stale
             opened = b.open_budget(b.Scope(ScopeLevel(body.scope), body.scope_id), policy, t)
             self.states[key] = replace(opened, allocation=self._allocation(key, t))
             self.parent.setdefault(key, (None, None))
@@ -471,7 +483,8 @@ class Budgets(Processor):
             u = body.usage
             if u is not None:
                 out.append(("llm_tokens", u.input_tokens + u.output_tokens))
-                out.append(("usd", self._price(ev, u)))
+                if "usd" in self.kinds:  # pricing is the costly part; without a usd budget nothing counts it
+                    out.append(("usd", self._price(ev, u)))
             return out
         if isinstance(body, Data):
             return [("data", body.bytes_read + body.bytes_written)]
@@ -506,7 +519,8 @@ class Budgets(Processor):
         for key in chain:
             res = b.record_usage(self.states[key], self.policies[key], amount, t)
             self.states[key] = res.state
-            self._alerts(ev, res.alerts)
+            if res.alerts:
+                self._alerts(ev, res.alerts)
             self._touch(key, t)
 
     def _reservation(self, ev: Event, body: ReservationEvent) -> None:
@@ -654,6 +668,8 @@ class Budgets(Processor):
             state, policy = self.states[key], self.policies[key]
             if state.consumed + state.reserved + amount <= policy.hard_cap(state.allocation):
                 continue  # fits under the hard cap: no refusal possible at the limit
+            if policy.hard_limit_action in b.ADMITS_OVER_CEILING:
+                continue  # admitted whatever the amount: this level never refuses at its hard limit
             d = b.admission(state, policy, amount, t)
             if d.admitted or d.reason is not b.Reason.HARD_LIMIT:
                 continue
@@ -691,20 +707,34 @@ class Budgets(Processor):
 
     def _budgeted(self, ids: dict[str, str | None], kind: str) -> list[Key]:
         """The levels of ``ids`` that have a ``kind`` budget, outermost first."""
+        if kind not in self.kinds:
+            return []
         return [(lvl, sid, kind) for lvl in LEVELS
                 if (sid := ids.get(lvl)) is not None and (lvl, sid, kind) in self.policies]
 
     def _chain(self, ev: Event, kind: str) -> list[Key]:
-        ids = self._ids(ev)
-        chain = self._budgeted(ids, kind)
-        if chain:
-            self._note_parents(ids, kind, chain)
-        return chain
+        """The budgeted levels of the event's hierarchy for ``kind`` (outermost first), each noted with the
+        parent scope this event shows it under. Memoised: most events repeat a few hierarchies."""
+        if kind not in self.kinds:
+            return []
+        c = ev.context
+        memo_key = (c.org, c.project, c.task, ev.signer_id, kind)
+        levels = self.chains.get(memo_key)
+        if levels is None:
+            ids = self._ids(ev)
+            levels = tuple((key, _parent_of(ids, key)) for key in self._budgeted(ids, kind))
+            if len(self.chains) >= CHAIN_MEMO_ENTRIES:
+                self.chains.clear()
+            self.chains[memo_key] = levels
+        for key, up in levels:
+            if self.parent.get(key) != up:
+                self.parent[key] = up
+                self.dirty.add(key)
+        return [key for key, _ in levels]
 
     def _note_parents(self, ids: dict[str, str | None], kind: str, chain: list[Key]) -> None:
         for key in chain:
-            i = LEVELS.index(key[0])
-            up = next(((lvl, ids[lvl]) for lvl in reversed(LEVELS[:i]) if ids.get(lvl) is not None), (None, None))
+            up = _parent_of(ids, key)
             if self.parent.get(key) != up:
                 self.parent[key] = up
                 self.dirty.add(key)
@@ -805,6 +835,12 @@ class Budgets(Processor):
             "reputation_multiplier": self.multiplier.get(key, "1.0"),
             **policy_columns(policy),
         }
+
+
+def _parent_of(ids: dict[str, str | None], key: Key) -> Parent:
+    """The nearest enclosing level of ``key`` that ``ids`` names: (level, id), or (None, None) at the top."""
+    i = LEVELS.index(key[0])
+    return next(((lvl, sid) for lvl in reversed(LEVELS[:i]) if (sid := ids.get(lvl)) is not None), (None, None))
 
 
 def _rows(query: Callable[..., list[tuple[Any, ...]]], view: View) -> list[dict[str, Any]]:

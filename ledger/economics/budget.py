@@ -27,6 +27,24 @@ Limits in units (allocation ``a``, percentages of the policy)
     Status (seed 002, exactly): critical at utilisation >= hard%, warning >= soft%, normal >= 50%,
     healthy below. A zero allocation is critical (0 >= hard% of 0).
 
+Integer arithmetic (no Fraction per event)
+    A policy's three percentages are exact (ints or Decimals); at construction each becomes an
+    integer numerator over one scale D, the least common denominator of the three (D = 1 for whole
+    percents, a divisor of a power of ten for Decimals): pct = n / D exactly. Every limit is then
+    integer arithmetic on the ints involved, exact for every size (Python ints do not overflow):
+    * hard cap  = (a * hard_n) // (100 * D)         floor division: rounds down, as floor(a * hard% / 100);
+    * emergency = (a * emergency_n) // (100 * D)    likewise;
+    * needed    = -((-total * 100 * D) // hard_n)   rounds up: ceil(100 * total / hard%);
+    * thresholds by cross-multiplication, never division: total >= a * soft% / 100 is
+      total * 100 * D >= soft_n * a (D > 0, so the comparison is unchanged).
+
+Validation at the edges
+    Values built by callers (policies, states, reservations) are validated when constructed. The
+    operations derive their new states from validated ones with integer steps that keep every field
+    in range (counters saturate at MAX_BUDGET_COUNTER, the throttle level at MAX_THROTTLE_LEVEL), so
+    on the per-event path they copy the state's fields without validating them again
+    (``_evolve``); a state that comes back in from outside is validated by its constructor.
+
 Decisions
     ALLOW: go ahead. THROTTLE: go ahead after ``delay_us`` (the spend is admitted and counted).
     DENY: not admitted; ``delay_us`` > 0 is a retry-after hint (the throttle backoff for the
@@ -59,7 +77,8 @@ Invariants
 
 What it must never do
     Read a clock, the environment or a file; mutate a state (states are frozen; every change is a
-    new value); let a refused spend change consumption; use binary floats for amounts or limits.
+    new value); let a refused spend change consumption; use binary floats or Fractions for amounts
+    or limits on the per-event path.
 """
 
 from __future__ import annotations
@@ -70,7 +89,6 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -113,6 +131,8 @@ THROTTLE_MAX_DELAY_US = 60 * US_PER_S  # seed 003: MAX_THROTTLE_DELAY_MS = 60000
 DEFAULT_RESERVATION_TTL_US = 300 * US_PER_S  # one LLM call with its retries and 60 s backoffs
 DEFAULT_MIN_RESERVE_PERCENT = 10  # token-budget-contracts: min_reserve = int(max_tokens * 0.1)
 NORMAL_FROM_PERCENT = 50  # seed 002: utilisation >= 50% is "normal", below is "healthy"
+# The hard-limit actions that admit a spend beyond the ceiling: a budget under them never refuses at its hard limit.
+ADMITS_OVER_CEILING = frozenset((HardLimitAction.ALLOW, HardLimitAction.ALERT_ONLY))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,10 +224,14 @@ class OveragePolicy:
     throttle_at_soft: bool = True
     suspend_at_hard: bool = False
     emergency_reserve_pct: int | Decimal = 0
-    # Exact fractions of the percentages, computed once.
-    _soft: Fraction = field(init=False, repr=False, compare=False)
-    _hard: Fraction = field(init=False, repr=False, compare=False)
-    _emergency: Fraction = field(init=False, repr=False, compare=False)
+    # The percentages as integers in units of 1/_scale percent (see "Integer arithmetic" in the
+    # module doc), computed once so that no limit needs a Fraction per event.
+    _scale: int = field(init=False, repr=False, compare=False)
+    _soft_n: int = field(init=False, repr=False, compare=False)
+    _hard_n: int = field(init=False, repr=False, compare=False)
+    _emergency_n: int = field(init=False, repr=False, compare=False)
+    _cap_den: int = field(init=False, repr=False, compare=False)  # 100 * _scale: a limit's divisor
+    _normal_n: int = field(init=False, repr=False, compare=False)  # NORMAL_FROM_PERCENT in the same units
 
     def __post_init__(self) -> None:
         soft = require_exact("soft_limit_pct", self.soft_limit_pct, low=0, high=MAX_BUDGET_PERCENT)
@@ -224,9 +248,15 @@ class OveragePolicy:
         emergency = require_exact("emergency_reserve_pct", self.emergency_reserve_pct, low=0, high=MAX_BUDGET_PERCENT)
         _require_bool("throttle_at_soft", self.throttle_at_soft)
         _require_bool("suspend_at_hard", self.suspend_at_hard)
-        object.__setattr__(self, "_soft", soft)
-        object.__setattr__(self, "_hard", hard)
-        object.__setattr__(self, "_emergency", emergency)
+        # The least common denominator of the three exact percentages (1 for whole percents; a
+        # Decimal's denominator divides a power of ten): each becomes an exact integer numerator.
+        scale = math.lcm(soft.denominator, hard.denominator, emergency.denominator)
+        object.__setattr__(self, "_scale", scale)
+        object.__setattr__(self, "_soft_n", int(soft * scale))
+        object.__setattr__(self, "_hard_n", int(hard * scale))
+        object.__setattr__(self, "_emergency_n", int(emergency * scale))
+        object.__setattr__(self, "_cap_den", 100 * scale)
+        object.__setattr__(self, "_normal_n", NORMAL_FROM_PERCENT * scale)
 
 
 @dataclass(frozen=True)
@@ -280,29 +310,40 @@ class BudgetPolicy:
     # Limits in units, for an allocation that transfers may have moved away from the policy's.
 
     def hard_cap(self, allocation: int) -> int:
-        return math.floor(allocation * self.overage._hard / 100)
+        o = self.overage
+        return allocation * o._hard_n // o._cap_den
 
     def emergency_allowance(self, allocation: int) -> int:
-        return math.floor(allocation * self.overage._emergency / 100)
+        o = self.overage
+        return allocation * o._emergency_n // o._cap_den
 
     def ceiling(self, allocation: int) -> int:
-        return self.hard_cap(allocation) + self.emergency_allowance(allocation)
+        return self.caps(allocation)[1]
+
+    def caps(self, allocation: int) -> tuple[int, int]:
+        """(hard cap, ceiling) for ``allocation``: the two limits every decision needs, in one call."""
+        o = self.overage
+        hard_cap = allocation * o._hard_n // o._cap_den
+        return hard_cap, hard_cap + allocation * o._emergency_n // o._cap_den
 
     def in_soft_zone(self, total: int, allocation: int) -> bool:
-        return total * 100 >= self.overage._soft * allocation
+        o = self.overage
+        return total * o._cap_den >= o._soft_n * allocation
 
     def allocation_needed(self, total: int) -> int:
         """The smallest allocation whose hard cap covers ``total``: ceil(100 * total / hard%)."""
-        return math.ceil(Fraction(100 * total) / self.overage._hard)
+        o = self.overage
+        return -(-total * o._cap_den // o._hard_n)
 
     def status(self, consumed: int, allocation: int) -> BudgetStatus:
         """Seed 002's status, on exact integer percentages."""
-        used = consumed * 100
-        if used >= self.overage._hard * allocation:
+        o = self.overage
+        used = consumed * o._cap_den
+        if used >= o._hard_n * allocation:
             return BudgetStatus.CRITICAL
-        if used >= self.overage._soft * allocation:
+        if used >= o._soft_n * allocation:
             return BudgetStatus.WARNING
-        if used >= NORMAL_FROM_PERCENT * allocation:
+        if used >= o._normal_n * allocation:
             return BudgetStatus.NORMAL
         return BudgetStatus.HEALTHY
 
@@ -466,10 +507,21 @@ class BudgetState:
 
     @property
     def reserved(self) -> int:
-        return sum(r.amount for r in self.reservations)
+        return sum(r.amount for r in self.reservations) if self.reservations else 0
 
     def reservation(self, reservation_id: str) -> Reservation | None:
         return next((r for r in self.reservations if r.reservation_id == reservation_id), None)
+
+
+def _evolve(state: BudgetState, **changes: Any) -> BudgetState:
+    """``replace(state, **changes)`` without re-running the validation: for the operations' own
+    steps, which derive in-range fields from a validated state (see "Validation at the edges").
+    A dict copy instead of a validated construction per event."""
+    new = object.__new__(BudgetState)
+    fields = new.__dict__
+    fields.update(state.__dict__)
+    fields.update(changes)
+    return new
 
 
 def open_budget(scope: Scope, policy: BudgetPolicy, event_time_us: int) -> BudgetState:
@@ -601,7 +653,7 @@ def _check_level(state: object, policy: object) -> None:
 
 
 def _advance(state: BudgetState, policy: BudgetPolicy, t: int) -> Advanced:
-    start = policy.window_start(t)
+    start = _window_start(t, policy.reset_interval_us, policy.anchor_us)
     if start > state.window_start_us:
         # A new window: consumption, emergency use, throttling and suspension start over, and every
         # reservation has expired (none outlives its window end, which is <= start).
@@ -612,38 +664,42 @@ def _advance(state: BudgetState, policy: BudgetPolicy, t: int) -> Advanced:
     if not expired:
         return Advanced(state, (), ())
     live = tuple(r for r in state.reservations if r.expires_us > t)
-    return Advanced(replace(state, reservations=live), expired, ())
+    return Advanced(_evolve(state, reservations=live), expired, ())
 
 
 def _decide(state: BudgetState, policy: BudgetPolicy, amount: int, t: int) -> Decision:
     """The decision on ``amount`` at ``t`` for an advanced state; changes nothing."""
     allocation = state.allocation
     committed = state.consumed + state.reserved
-    ceiling = policy.ceiling(allocation)
-    window_end = state.window_start_us + policy.reset_interval_us
-
-    def decision(verdict: Verdict, reason: Reason, delay_us: int) -> Decision:
-        return Decision(verdict, reason, delay_us, amount, max(0, ceiling - committed), state.scope, state.kind)
-
-    next_delay = backoff_delay_us(min(state.throttle_level + 1, MAX_THROTTLE_LEVEL))
+    hard_cap, ceiling = policy.caps(allocation)
+    available = max(0, ceiling - committed)
     if state.suspended:
-        return decision(Verdict.DENY, Reason.SUSPENDED, window_end - t)
+        window_end = state.window_start_us + policy.reset_interval_us
+        return Decision(Verdict.DENY, Reason.SUSPENDED, window_end - t, amount, available, state.scope, state.kind)
     if not gate_allows(policy.confidence_threshold, state.last_confidence):
-        return decision(Verdict.DENY, Reason.CONFIDENCE_GATE, 0)
+        return Decision(Verdict.DENY, Reason.CONFIDENCE_GATE, 0, amount, available, state.scope, state.kind)
     total = committed + amount
-    if total <= policy.hard_cap(allocation):
+    if total <= hard_cap:
         reason = Reason.WITHIN_BUDGET
     elif total <= ceiling:
         reason = Reason.EMERGENCY_RESERVE
-    elif policy.hard_limit_action in (HardLimitAction.ALLOW, HardLimitAction.ALERT_ONLY):
+    elif policy.hard_limit_action in ADMITS_OVER_CEILING:
         reason = Reason.OVER_CEILING
-    elif policy.hard_limit_action is HardLimitAction.THROTTLE:
-        return decision(Verdict.DENY, Reason.HARD_LIMIT, next_delay)
     else:
-        return decision(Verdict.DENY, Reason.HARD_LIMIT, window_end - t)
+        if policy.hard_limit_action is HardLimitAction.THROTTLE:
+            delay_us = _next_delay_us(state)
+        else:  # DENY: retry in the next window
+            delay_us = state.window_start_us + policy.reset_interval_us - t
+        return Decision(Verdict.DENY, Reason.HARD_LIMIT, delay_us, amount, available, state.scope, state.kind)
     if policy.overage.throttle_at_soft and policy.in_soft_zone(total, allocation):
-        return decision(Verdict.THROTTLE, Reason.SOFT_LIMIT if reason is Reason.WITHIN_BUDGET else reason, next_delay)
-    return decision(Verdict.ALLOW, reason, 0)
+        reason = Reason.SOFT_LIMIT if reason is Reason.WITHIN_BUDGET else reason
+        return Decision(Verdict.THROTTLE, reason, _next_delay_us(state), amount, available, state.scope, state.kind)
+    return Decision(Verdict.ALLOW, reason, 0, amount, available, state.scope, state.kind)
+
+
+def _next_delay_us(state: BudgetState) -> int:
+    """The backoff of the throttle level one above the state's (what a THROTTLE now waits)."""
+    return backoff_delay_us(min(state.throttle_level + 1, MAX_THROTTLE_LEVEL))
 
 
 def _combine(decisions: Sequence[Decision]) -> Decision:
@@ -665,7 +721,7 @@ def _admitted_effects(state: BudgetState, decision: Decision) -> BudgetState:
         level = 0
     else:
         return state
-    return state if level == state.throttle_level else replace(state, throttle_level=level)
+    return state if level == state.throttle_level else _evolve(state, throttle_level=level)
 
 
 def _refused_effects(
@@ -674,9 +730,9 @@ def _refused_effects(
     if decision.reason is not Reason.HARD_LIMIT:
         return state, ()
     if policy.hard_limit_action is HardLimitAction.THROTTLE:
-        return replace(state, throttle_level=min(state.throttle_level + 1, MAX_THROTTLE_LEVEL)), ()
+        return _evolve(state, throttle_level=min(state.throttle_level + 1, MAX_THROTTLE_LEVEL)), ()
     if policy.overage.suspend_at_hard and not state.suspended:
-        suspended = replace(state, suspended=True)
+        suspended = _evolve(state, suspended=True)
         return suspended, (_alert(AlertKind.SUSPENDED, suspended, t, decision.requested, Reason.HARD_LIMIT),)
     return state, ()
 
@@ -688,10 +744,10 @@ def _consume(
     # saturate (ledger.limits.MAX_BUDGET_COUNTER): a counter at its bound is past every ceiling already
     before, after = state.consumed, min(state.consumed + amount, MAX_BUDGET_COUNTER)
     allocation = state.allocation
-    hard_cap, ceiling = policy.hard_cap(allocation), policy.ceiling(allocation)
+    hard_cap, ceiling = policy.caps(allocation)
     # Emergency use is the consumption that lands between the hard cap and the ceiling.
     draw = min(max(after, hard_cap), ceiling) - min(max(before, hard_cap), ceiling)
-    new = replace(state, consumed=after, emergency_used=min(state.emergency_used + draw, MAX_BUDGET_COUNTER))
+    new = _evolve(state, consumed=after, emergency_used=min(state.emergency_used + draw, MAX_BUDGET_COUNTER))
     rank_before = _STATUS_RANK[policy.status(before, allocation)]
     rank_after = _STATUS_RANK[policy.status(after, allocation)]
     alerts = []
@@ -870,7 +926,7 @@ def reserve_chain(
     def hold(state: BudgetState, policy: BudgetPolicy, decision: Decision) -> tuple[BudgetState, tuple[Alert, ...]]:
         held = Reservation(reservation_id, decision.requested, t, expires_us)
         ordered = tuple(sorted((*state.reservations, held), key=lambda r: r.reservation_id))
-        return replace(state, reservations=ordered), ()
+        return _evolve(state, reservations=ordered), ()
 
     return _admit_chain(checked, amount, t, hold, unique)
 
@@ -915,7 +971,7 @@ def commit_chain(levels: Sequence[Level], reservation_id: str, amount: int, even
     states = []
     for a, (_, policy), decision in zip(advanced, checked, decisions, strict=True):
         live = tuple(r for r in a.state.reservations if r.reservation_id != reservation_id)
-        released = replace(a.state, reservations=live)
+        released = _evolve(a.state, reservations=live)
         state, more = _consume(released, policy, amount, t, decision)
         states.append(state)
         alerts.extend(more)
@@ -939,7 +995,7 @@ def release(state: BudgetState, policy: BudgetPolicy, reservation_id: str, event
     if held is None:
         return Released(advanced.state, None, advanced.alerts)
     live = tuple(r for r in advanced.state.reservations if r.reservation_id != reservation_id)
-    return Released(replace(advanced.state, reservations=live), held, advanced.alerts)
+    return Released(_evolve(advanced.state, reservations=live), held, advanced.alerts)
 
 
 def resume(state: BudgetState, policy: BudgetPolicy, event_time_us: int) -> Advanced:

@@ -62,7 +62,7 @@ from ledger.economics.money import (
     check_rate,
     check_result_micros,
     check_tokens,
-    cost_micros,
+    checked_cost_micros,
     parse_usd,
 )
 from ledger.errors import EconomicsError, RejectCode, ValidationError
@@ -434,12 +434,14 @@ def usage_cost(price: ModelPrice, *, input_tokens: int, output_tokens: int, cach
     uncached_tokens = input_tokens - cache_read_tokens - cache_write_tokens
     plain_output_tokens = output_tokens - reasoning_tokens
     assert price.reasoning is not None  # set in ModelPrice.__post_init__
+    # every count is checked above (the two differences are between 0 and a checked count) and every rate
+    # when the ModelPrice was built, so each class is priced without checking its inputs again
     parts = {
-        "uncached_input": cost_micros(uncached_tokens, price.input),
-        "cache_read": cost_micros(cache_read_tokens, price.cache_read),
-        "cache_write": cost_micros(cache_write_tokens, price.cache_write),
-        "output": cost_micros(plain_output_tokens, price.output),
-        "reasoning": cost_micros(reasoning_tokens, price.reasoning),
+        "uncached_input": checked_cost_micros(uncached_tokens, price.input),
+        "cache_read": checked_cost_micros(cache_read_tokens, price.cache_read),
+        "cache_write": checked_cost_micros(cache_write_tokens, price.cache_write),
+        "output": checked_cost_micros(plain_output_tokens, price.output),
+        "reasoning": checked_cost_micros(reasoning_tokens, price.reasoning),
     }
     total = check_result_micros("total", sum(parts.values()))
     return UsageCost(price=price, uncached_input_tokens=uncached_tokens, plain_output_tokens=plain_output_tokens,
