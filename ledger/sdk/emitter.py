@@ -882,10 +882,10 @@ class Emitter:
         # the head each of our records extends: the one before the append, then the end of each batch
         heads = [self._appended_head] + [Head(b[-1].seq, b[-1].hash) for b in batches[:-1]]
         accepted = len(records)
-        while True:
+        more = True
+        while more:
             recs = self.log.read_key(self.topic, self._key_bytes, last, limits.MAX_EMITTER_CONTROL_READ_RECORDS)
-            if not recs:
-                break
+            more = len(recs) == limits.MAX_EMITTER_CONTROL_READ_RECORDS  # a short read reached the end: no 2nd query
             for r in recs:
                 last = r.offset
                 if r.offset in offsets or r.value in ours:
