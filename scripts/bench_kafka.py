@@ -37,7 +37,9 @@ from ledger.sdk.emitter import Emitter
 from ledger.testing.broker import Broker
 from ledger.wire.events import Context
 
-T0_US = 1_767_225_600_000_000  # 2026-01-01: event times are explicit, never the wall clock
+# event times start when the benchmark does: readers judge every claimed time against its record's append
+# time (the skew window), so a fixed date in the past would be quarantined as clock_skew
+T0_US = time.time_ns() // 1000
 SIGNER = "bench"
 READ_CHUNK = 5_000  # records per KafkaLog.read
 RAW_POLL_RECORDS = 10_000  # BROKER.md §7: large polls are the consumer's best case

@@ -876,6 +876,11 @@ class Emitter:
         writer exists: this emitter refuses from now on (``_fenced``), loudly, and never acknowledges a
         forked record. Returns how many of ours (in order) readers accept: a fork's records and every one
         after it in our chain are not."""
+        if offsets == list(range(self._fence_from + 1, self._fence_from + 1 + len(offsets))):
+            # ours directly follow the last record examined: no other record lies before any of them, so readers
+            # take ours; a record after them is another writer's fork, examined at the next append's read-back
+            self._fence_from = offsets[-1]
+            return len(records)
         last = self._fence_from
         others: list[int] = []
         ours = set(records)
