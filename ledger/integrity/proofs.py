@@ -638,14 +638,9 @@ def _derived_keys(ring: KeyRing, key_ids: set[str]) -> dict[str, dict[str, str]]
     return out
 
 
-def _verify_inclusion_v2(doc: Mapping[str, Any], ring: KeyRing) -> ProofReport:
-    ev_doc = _get(doc, "event", dict, "proof")
-    signer, key_id, decoded, _ = open_item(ring, ev_doc, part="event")
-    d = decoded[0]
-    if ev_doc.get("event_id") != d.event.event_id:
-        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "event.event_id differs from the signed event",
-                          part="event.event_id", expected=d.event.event_id, actual=ev_doc.get("event_id"))
-    cp, cp_id, cp_signer, cp_key = _checkpoint_v2(ring, _get(doc, "checkpoint", dict, "proof"), "checkpoint")
+def _within_checkpoint(doc: Mapping[str, Any], ev_doc: Mapping[str, Any], cp: Checkpoint) -> None:
+    """The event lies in the checkpoint's partition, below its offset, in a tree of its size (both proof versions);
+    a ``RejectError`` names the first field that does not."""
     if ev_doc.get("topic") != cp.topic or ev_doc.get("partition") != cp.partition:
         raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "the event's partition is not the checkpoint's",
                           part="event.topic", expected=f"{cp.topic}/{cp.partition}",
@@ -658,6 +653,17 @@ def _verify_inclusion_v2(doc: Mapping[str, Any], ring: KeyRing) -> ProofReport:
     if tree_size != cp.tree_size:
         raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "tree_size differs from the signed checkpoint",
                           part="tree_size", expected=cp.tree_size, actual=tree_size)
+
+
+def _verify_inclusion_v2(doc: Mapping[str, Any], ring: KeyRing) -> ProofReport:
+    ev_doc = _get(doc, "event", dict, "proof")
+    signer, key_id, decoded, _ = open_item(ring, ev_doc, part="event")
+    d = decoded[0]
+    if ev_doc.get("event_id") != d.event.event_id:
+        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "event.event_id differs from the signed event",
+                          part="event.event_id", expected=d.event.event_id, actual=ev_doc.get("event_id"))
+    cp, cp_id, cp_signer, cp_key = _checkpoint_v2(ring, _get(doc, "checkpoint", dict, "proof"), "checkpoint")
+    _within_checkpoint(doc, ev_doc, cp)
     leaf_index = _get(doc, "leaf_index", int, "proof")
     try:
         verify_inclusion(leaf_hash(d.raw), leaf_index, cp.tree_size, _hashes(doc, "path", "proof"), cp.root_hash)
@@ -705,18 +711,7 @@ def _verify_inclusion_v1(doc: Mapping[str, Any], ring: KeyRing) -> ProofReport:
         raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "event.event_id differs from the signed event",
                           part="event.event_id", expected=d.event.event_id, actual=ev_doc.get("event_id"))
     cp, cp_id, cp_signer, cp_key = _checkpoint_v1(ring, _get(doc, "checkpoint", dict, "proof"), "checkpoint")
-    if ev_doc.get("topic") != cp.topic or ev_doc.get("partition") != cp.partition:
-        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "the event's partition is not the checkpoint's",
-                          part="event.topic", expected=f"{cp.topic}/{cp.partition}",
-                          actual=f"{ev_doc.get('topic')}/{ev_doc.get('partition')}")
-    offset = _get(ev_doc, "offset", int, "event")
-    if not 0 <= offset < cp.next_offset:
-        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "the event's offset is past the checkpoint",
-                          part="event.offset", expected=f"< {cp.next_offset}", actual=offset)
-    tree_size = _get(doc, "tree_size", int, "proof")
-    if tree_size != cp.tree_size:
-        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "tree_size differs from the signed checkpoint",
-                          part="tree_size", expected=cp.tree_size, actual=tree_size)
+    _within_checkpoint(doc, ev_doc, cp)
     root = _hex(doc, "root_hash", "proof", limits.HASH_BYTES)
     if root != cp.root_hash:
         raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "root_hash differs from the signed checkpoint",
