@@ -130,7 +130,7 @@ MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], None], set[RejectCode]]] =
     "batch root": (_set("event.root", _flip), MISMATCH),
     "batch signature": (_set("event.signature", lambda h: _flip(h, -1)), {RejectCode.BAD_SIGNATURE}),
     "batch signer": (_set("event.signer", lambda v: v + "x"), {RejectCode.UNKNOWN_KEY, RejectCode.SIGNER_MISMATCH}),
-    "batch key id": (_set("event.key_id", lambda v: v[:-1] + "0"), {RejectCode.UNKNOWN_KEY}),
+    "batch key id": (_set("event.key_id", lambda v: v[:-1] + ("1" if v.endswith("0") else "0")), {RejectCode.UNKNOWN_KEY}),
     "path element": (_set("path.0", _flip), MISMATCH),
     "path element dropped": (lambda d: d["path"].pop(), MISMATCH),
     "tree size +1": (_set("tree_size", lambda v: v + 1), MISMATCH),
