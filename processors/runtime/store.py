@@ -75,6 +75,11 @@ CREATE TABLE IF NOT EXISTS _meta (k VARCHAR PRIMARY KEY, v VARCHAR);
 
 
 DUCKDB_MEMORY_LIMIT = "64MB"  # per processor; DuckDB spills to disk beyond it
+# The Parquet writer holds a whole row group in memory before it writes it: at DuckDB's default (122,880 rows) one
+# row group of the journal's events passes the 64 MB limit (a 100k-event view failed to publish). Row groups of at
+# most this many rows, and about this many bytes, keep an export's buffer a fraction of the limit.
+PARQUET_ROW_GROUP_ROWS = 16_384
+PARQUET_ROW_GROUP_BYTES = "8MB"
 DUCKDB_TEMP_SUFFIX = ".tmp"  # spill directory: <state file>.tmp, next to the processor's DuckDB file
 
 # The state digest's algorithm, named inside every digest text ("<algorithm>:<hex>") so a digest signed by
@@ -385,7 +390,9 @@ def _export(con: duckdb.DuckDBPyConnection, view: View, target: Path, where: str
     cols = ", ".join(view.public_columns)
     tmp = target.with_name(target.name + ".tmp")
     # names from the view definitions, ``where`` from the publisher (batch numbers), the path quoted
-    sql = f"COPY (SELECT {cols} FROM {view.name} {where}) TO '{_sql_path(tmp)}' (FORMAT parquet)"  # noqa: S608  (see above)
+    sql = (f"COPY (SELECT {cols} FROM {view.name} {where}) TO '{_sql_path(tmp)}' "  # noqa: S608  (see above)
+           f"(FORMAT parquet, ROW_GROUP_SIZE {PARQUET_ROW_GROUP_ROWS}, "
+           f"ROW_GROUP_SIZE_BYTES '{PARQUET_ROW_GROUP_BYTES}')")
     con.execute(sql)
     tmp.replace(target)
 

@@ -262,3 +262,25 @@ def test_a_crash_between_chunks_resends_nothing_already_on_the_log(journal_parts
     _runner(h, log, store)
     assert [r.value for r in read_all(log.inner, topic)] == values  # each once, in order
     assert store.outbox() == []
+
+
+WIDE_ROWS = 100_000  # rows of ~500 B: one default Parquet row group (122,880 rows) of them passes 64 MB
+
+
+def test_a_wide_view_exports_under_the_processors_memory_limit(tmp_path: Path):
+    """Publishing writes Parquet in row groups of PARQUET_ROW_GROUP_ROWS: with DuckDB's default row group the
+    journal's 100k-event `events` view ran out of memory at its first publish (the processor restarted forever)."""
+    store = Store(tmp_path / "wide.duckdb", VIEWS)  # the processors' own limit, DUCKDB_MEMORY_LIMIT
+    try:
+        step = 20_000
+        for i in range(0, WIDE_ROWS, step):
+            with store.transaction():
+                store.append("lines", {"id": list(range(i, i + step)),
+                                       "note": [f"{j:08d}" + "x" * 492 for j in range(i, i + step)],
+                                       "_batch": [i] * step})
+        target = tmp_path / "lines.parquet"
+        store.export(LINES, target)
+        got = store.query(f"SELECT count(*), count(DISTINCT id), min(length(note)) FROM read_parquet('{target}')")
+        assert got == [(WIDE_ROWS, WIDE_ROWS, 500)]
+    finally:
+        store.close()
