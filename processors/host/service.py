@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -159,6 +160,7 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
         runner.max_records = max_records
     assert runner.key is not None  # open_runner produces: the processor's key signs its derived events and views
     publisher = Publisher(store, processor, home.views_dir(name), key=runner.key)
+    digester = BackgroundDigest(store)
     last_status = 0.0
     last_digest = 0.0
     state = "running"
@@ -179,12 +181,16 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
             idle = n == 0
             if publisher.due(idle):
                 publisher.publish(runner.positions, runner.batch_no, changed=runner.written)
-            if idle and runner.caught_up() and now - last_digest >= DIGEST_EVERY_S:
+            if idle and runner.caught_up() and now - last_digest >= DIGEST_EVERY_S and not digester.busy():
                 publisher.publish(runner.positions, runner.batch_no, changed=runner.written)  # views first
-                digest = store.digest()
-                last_digest = time.monotonic()
-                emit_state_checkpoint(runner, name, digest)
-                publisher.publish(runner.positions, runner.batch_no, digest=digest, changed=runner.written)
+                digester.start()  # on its own connection and thread: the loop keeps folding meanwhile
+                last_digest = now
+            done = digester.result()
+            if done is not None and done[0] == runner.batch_no:
+                # the digest is of the state still committed: sign it with these positions (a digest that a
+                # newer batch overtook is dropped; the next idle moment takes another)
+                emit_state_checkpoint(runner, name, done[1])
+                publisher.publish(runner.positions, runner.batch_no, digest=done[1], changed=runner.written)
             if now - last_status >= STATUS_EVERY_S or idle:
                 write_status(home, name, {**runner.status(), "state": state, "last_error_at": last_error_at})
                 last_status = now
@@ -193,15 +199,57 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
                     break
                 time.sleep(POLL_IDLE_S)
         state = "stopped"
+        digester.join()
         publisher.publish(runner.positions, runner.batch_no, changed=runner.written)
         final = store.digest()
         emit_state_checkpoint(runner, name, final)
         publisher.publish(runner.positions, runner.batch_no, digest=final, changed=runner.written)
         write_status(home, name, {**runner.status(), "state": state, "last_error_at": last_error_at})
     finally:
+        digester.join()
         publisher.close()
         store.close()
     return 0
+
+
+class BackgroundDigest:
+    """One state digest at a time, computed on the store's second connection in a thread (a digest of a
+    large state takes seconds; the service's loop must keep folding and publishing meanwhile)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._thread: threading.Thread | None = None
+        self._result: tuple[int, dict[str, Any]] | None = None
+        self._error: BaseException | None = None
+
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        def run() -> None:
+            try:
+                self._result = self.store.snapshot_digest()
+            except BaseException as e:  # noqa: BLE001  (re-raised in the loop's thread by result())
+                self._error = e
+
+        self._thread = threading.Thread(target=run, name="digest", daemon=True)
+        self._thread.start()
+
+    def result(self) -> tuple[int, dict[str, Any]] | None:
+        """The finished digest as (batch number, digest), once; None while running or when none was started.
+        A failure in the thread is raised here, in the loop, like any failure of the step it belongs to."""
+        if self._thread is None or self._thread.is_alive():
+            return None
+        self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+        done, self._result = self._result, None
+        return done
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
 
 
 def emit_state_checkpoint(runner: Runner, name: str, digest: dict[str, Any]) -> int:

@@ -336,23 +336,41 @@ class Store:
 
         A sum of hashes is a multiset hash: it detects any accidental divergence, but unlike a sorted
         list's hash it is not built to resist someone choosing many rows to force a collision."""
+        return self._digest(self.con)
+
+    def snapshot_digest(self) -> tuple[int, dict[str, Any]]:
+        """(batch number, digest) of the last committed state, on a connection of its own: safe to call from
+        another thread while the runner commits (one read transaction sees one committed batch, never a
+        half-applied one), so a service computes its digest without pausing its loop."""
+        con = self.con.cursor()
+        try:
+            con.execute("BEGIN TRANSACTION")
+            rows = con.execute("SELECT v FROM _meta WHERE k='batch'").fetchall()
+            digest = self._digest(con)
+            con.execute("COMMIT")
+            return (int(rows[0][0] or 0) if rows else 0), digest
+        finally:
+            with suppress(duckdb.Error):
+                con.close()
+
+    def _digest(self, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         tables: dict[str, dict[str, Any]] = {}
         for v in sorted(self.views, key=lambda v: v.name):
-            n, sums = self._table_sums(v)
+            n, sums = self._table_sums(con, v)
             text = "\n".join([DIGEST_ALGORITHM, str(n), *(str(x) for x in sums)])
             tables[v.name] = {"rows": n, "sha256": hashlib.sha256(text.encode()).hexdigest()}
         canon = json.dumps(tables, sort_keys=True).encode()
         return {"algorithm": DIGEST_ALGORITHM, "digest": f"{DIGEST_ALGORITHM}:{hashlib.sha256(canon).hexdigest()}",
                 "tables": tables}
 
-    def _table_sums(self, v: View) -> tuple[int, list[int]]:
+    def _table_sums(self, con: duckdb.DuckDBPyConnection, v: View) -> tuple[int, list[int]]:
         """(row count, exact sum of each 64-bit lane of the rows' SHA-256) of view ``v``."""
         # a struct of the public columns, cast to text, is DuckDB's canonical rendering of the row
         row = "struct_pack(" + ", ".join(f"{c} := {c}" for c in v.public_columns) + ")::VARCHAR"
         lanes = ", ".join(
             f"coalesce(sum(('0x' || substr(h, {1 + i * DIGEST_LANE_HEX}, {DIGEST_LANE_HEX}))::UBIGINT), 0)"
             for i in range(DIGEST_LANES))
-        got = self._one(f"SELECT count(*), {lanes} FROM (SELECT sha256({row}) AS h FROM {v.name})")  # noqa: S608  (names from code)
+        got = con.execute(f"SELECT count(*), {lanes} FROM (SELECT sha256({row}) AS h FROM {v.name})").fetchone()  # noqa: S608  (names from code)
         assert got is not None  # an aggregate without GROUP BY returns exactly one row
         return int(got[0]), [int(x) for x in got[1:]]
 

@@ -284,3 +284,23 @@ def test_a_wide_view_exports_under_the_processors_memory_limit(tmp_path: Path):
         assert got == [(WIDE_ROWS, WIDE_ROWS, 500)]
     finally:
         store.close()
+
+
+def test_a_snapshot_digest_sees_one_committed_batch_never_an_open_one(tmp_path: Path):
+    """The service digests on a second connection while its runner writes: the digest and batch number are of
+    the last committed state, whatever the open transaction holds."""
+    store = Store(tmp_path / "snap.duckdb", VIEWS)
+    try:
+        with store.transaction():
+            store.append("lines", {"id": [1, 2], "note": ["a", "b"], "_batch": [1, 1]})
+            store.set_meta("batch", "1")
+        committed = store.digest()
+        assert store.snapshot_digest() == (1, committed)
+        with store.transaction():
+            store.append("lines", {"id": [3], "note": ["c"], "_batch": [2]})
+            store.set_meta("batch", "2")
+            assert store.snapshot_digest() == (1, committed)  # the open batch is invisible to it
+            assert store.digest() != committed  # (the writer's own connection sees its rows)
+        assert store.snapshot_digest() == (2, store.digest())
+    finally:
+        store.close()
