@@ -55,6 +55,7 @@ FILL_TASKS = 200  # demo tasks per fill call (a few thousand events each)
 RSS_SAMPLE_S = 0.2  # how often a processor run notes its events read and peak RSS
 VISIBILITY_POLL_S = 0.02  # how often the freshness probe reads every processor's published state
 FRESHNESS_TICK_S = 0.02  # the emitters flush this often at the steady rate
+WARMUP_S = 5.0  # seconds of emitting at the steady rate before probes are taken
 PROOFS_IN_PROCESS = 200  # proofs built and verified through the API
 PROOFS_CLI = 5  # proofs through the whole `tokenledger prove` command
 TOKENLEDGER = [sys.executable, "-c", "import sys; from processors.cli import main; sys.exit(main())"]
@@ -283,8 +284,15 @@ class Visibility:
             out[topic] = max(out.get(topic, 0), int(v))
         return out
 
-    def caught_up(self, log: Any) -> bool:
+    def caught_up(self, log: Any, since: float) -> bool:
+        """Every processor has published, since ``since`` (wall clock), up to the end of what it reads: a
+        restarted service first re-exports its views whole, and only then is its freshness steady."""
         for n in self.names:
+            try:
+                if (self.home.views_dir(n) / "_state.json").stat().st_mtime < since:
+                    return False
+            except FileNotFoundError:
+                return False
             pos = self.positions(n)
             for topic in self.inputs[n]:
                 if pos.get(topic, 0) < topic_end(log, topic):
@@ -335,13 +343,14 @@ def freshness(home_path: Path, rate: int, seconds: float) -> dict[str, Any]:
     home = Home.open(home_path)
     names = sorted(REGISTRY)
     vis = Visibility(home, names)
+    started = time.time()
     sup = subprocess.Popen([*TOKENLEDGER, "run", "--home", str(home_path)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     log = home.open_log()
     ems = {a: Emitter.open(a, home=home_path, batch_size=1000, background_flush=False) for a, *_ in AGENTS}
     try:
-        deadline = time.perf_counter() + 300
-        while not vis.caught_up(log):  # every processor has published up to the end of what it reads
+        deadline = time.perf_counter() + 900  # a restart re-exports every view whole first
+        while not vis.caught_up(log, started):  # every processor has published up to the end of what it reads
             if time.perf_counter() > deadline or sup.poll() is not None:
                 raise SystemExit("processors did not catch up before the freshness run: "
                                  f"{sup.stderr.read() if sup.poll() is not None and sup.stderr else 'still running'}")
@@ -359,15 +368,17 @@ def freshness(home_path: Path, rate: int, seconds: float) -> dict[str, Any]:
         emitted = 0
         t0 = time.perf_counter()
         tick = 0
-        while time.perf_counter() - t0 < seconds:
+        warm_until = t0 + WARMUP_S  # the first seconds are not probed: publishers and pacing settle
+        while time.perf_counter() - t0 < seconds + WARMUP_S:
             for _ in range(per_tick):
                 agent, body, _, ctx = next(bodies)
                 ems[agent].emit(body, context=ctx)  # stamped now: the log vouches for it within the skew window
             for em in ems.values():
                 em.flush()
             emitted += per_tick
-            with vis.lock:
-                vis.probes.append((time.perf_counter(), log.end_offset(home.topic, 0) - 1))
+            if time.perf_counter() >= warm_until:
+                with vis.lock:
+                    vis.probes.append((time.perf_counter(), log.end_offset(home.topic, 0) - 1))
             tick += 1
             time.sleep(max(0.0, t0 + tick * FRESHNESS_TICK_S - time.perf_counter()))
         sent_s = time.perf_counter() - t0
