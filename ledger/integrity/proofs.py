@@ -415,19 +415,7 @@ def _checkpoint_v1(ring: KeyRing, ref: Mapping[str, Any], part: str) -> tuple[Ch
     index = _get(ref, "index", int, part)
     batch, decoded, _ = open_record(ring, record, role="processor", part=part, only=index)
     ev = decoded[0].event
-    if not isinstance(ev.body, Checkpoint):
-        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part} is a {ev.body.KIND}, not a checkpoint",
-                          part=part, actual=ev.body.KIND)
-    require_notary(ring, batch.signer_id, batch.key_id, part)
-    if ref.get("event_id") != ev.event_id:
-        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part}.event_id differs from the signed event",
-                          part=f"{part}.event_id", expected=ev.event_id, actual=ref.get("event_id"))
-    if ref.get("topic") != ev.body.topic or ref.get("partition") != ev.body.partition:
-        # topic/partition of the reference describe the partition the checkpoint is about
-        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part} names another partition than its signed body",
-                          part=part, expected=f"{ev.body.topic}/{ev.body.partition}",
-                          actual=f"{ref.get('topic')}/{ref.get('partition')}")
-    return ev.body, ev.event_id, batch.signer_id, batch.key_id
+    return _signed_checkpoint(ring, ref, ev, batch.signer_id, batch.key_id, part)
 
 
 def _check_keys(doc: Mapping[str, Any], ring: KeyRing, key_ids: set[str]) -> dict[str, dict[str, str]]:
@@ -615,18 +603,7 @@ def _checkpoint_v2(ring: KeyRing, ref: Any, part: str) -> tuple[Checkpoint, str,
     """(checkpoint body, its event id, signer, key id) from a verified v2 checkpoint reference."""
     signer, key_id, decoded, _ = open_item(ring, ref, part=part, role="processor", cache=True)
     ev = decoded[0].event
-    if not isinstance(ev.body, Checkpoint):
-        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part} is a {ev.body.KIND}, not a checkpoint",
-                          part=part, actual=ev.body.KIND)
-    require_notary(ring, signer, key_id, part)
-    if ref.get("event_id") != ev.event_id:
-        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part}.event_id differs from the signed event",
-                          part=f"{part}.event_id", expected=ev.event_id, actual=ref.get("event_id"))
-    if ref.get("topic") != ev.body.topic or ref.get("partition") != ev.body.partition:
-        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part} names another partition than its signed body",
-                          part=part, expected=f"{ev.body.topic}/{ev.body.partition}",
-                          actual=f"{ref.get('topic')}/{ref.get('partition')}")
-    return ev.body, ev.event_id, signer, key_id
+    return _signed_checkpoint(ring, ref, ev, signer, key_id, part)
 
 
 def _derived_keys(ring: KeyRing, key_ids: set[str]) -> dict[str, dict[str, str]]:
@@ -636,6 +613,25 @@ def _derived_keys(ring: KeyRing, key_ids: set[str]) -> dict[str, dict[str, str]]
         assert info is not None  # a record signed with it verified
         out[kid] = _key_entry(info.owner, info.role, info.public.raw)
     return out
+
+
+def _signed_checkpoint(ring: KeyRing, ref: Mapping[str, Any], ev: Any, signer: str, key_id: str,
+                       part: str) -> tuple[Checkpoint, str, str, str]:
+    """(checkpoint, its event id, signer, key id) once the signed event is shown to be a checkpoint by a notary,
+    the one ``ref`` names, about the partition ``ref`` names (both proof versions)."""
+    if not isinstance(ev.body, Checkpoint):
+        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part} is a {ev.body.KIND}, not a checkpoint",
+                          part=part, actual=ev.body.KIND)
+    require_notary(ring, signer, key_id, part)
+    if ref.get("event_id") != ev.event_id:
+        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part}.event_id differs from the signed event",
+                          part=f"{part}.event_id", expected=ev.event_id, actual=ref.get("event_id"))
+    if ref.get("topic") != ev.body.topic or ref.get("partition") != ev.body.partition:
+        # topic/partition of the reference describe the partition the checkpoint is about
+        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part} names another partition than its signed body",
+                          part=part, expected=f"{ev.body.topic}/{ev.body.partition}",
+                          actual=f"{ref.get('topic')}/{ref.get('partition')}")
+    return ev.body, ev.event_id, signer, key_id
 
 
 def _within_checkpoint(doc: Mapping[str, Any], ev_doc: Mapping[str, Any], cp: Checkpoint) -> None:
