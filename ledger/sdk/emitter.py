@@ -139,14 +139,7 @@ class _Pending(NamedTuple):
     hash: bytes
     event_time_us: int
     digest: bytes  # content_digest: what a retry with the same idempotency key must match
-    item: int  # _item_bytes(raw): what it adds to its signed batch record
-
-
-def _item_bytes(raw: bytes) -> int:
-    """What one event adds to a signed batch record: its bytes and their Avro length prefix."""
-    n = len(raw)
-    # the Avro length prefix is a zig-zag varint: 7 bits a byte of 2n (enc_long's length, without encoding it)
-    return n + ((2 * n).bit_length() + 6) // 7 if n else 1
+    item: int  # codec.batch_item_bytes(raw): what it adds to its signed batch record
 
 
 @dataclass(frozen=True)
@@ -491,9 +484,7 @@ class Emitter:
         self._per_append = max(1, int(getattr(log, "records_per_append", 1)))
         # a record's bytes besides its events: key, frame, ids, event count (counted at its largest), signature;
         # batches are cut so that this plus their events stays within limits.MAX_RECORD_BYTES
-        self._record_overhead = (len(self._key_bytes) + len(enc_long(limits.MAX_BATCH_EVENTS))
-                                 + len(codec.encode_batch(self.signer_id, key.key_id, [],
-                                                          bytes(limits.SIGNATURE_BYTES), codec.BATCH_VERSION)))
+        self._record_overhead = codec.batch_overhead_bytes(self.signer_id, key.key_id, codec.BATCH_VERSION)
         self.control_keys = None if control_topic is None or anchors is None else ControlKeys(log, control_topic,
                                                                                                anchors)
         try:
@@ -586,7 +577,7 @@ class Emitter:
             if len(raw) > limits.MAX_EVENT_BYTES:
                 raise ValidationError("event", f"<{len(raw)} bytes>",
                                       f"encodes to more than {limits.MAX_EVENT_BYTES} bytes")
-            item = _item_bytes(raw)
+            item = codec.batch_item_bytes(raw)
             if self._record_overhead + item > limits.MAX_RECORD_BYTES:
                 # even alone, its signed batch is larger than any log accepts: refused now, never appended
                 raise RecordTooLargeError(self._record_overhead + item, limits.MAX_RECORD_BYTES,

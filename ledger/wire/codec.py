@@ -339,6 +339,21 @@ def signing_bytes(version: int, signer_id: str, key_id: str, event_hashes: list[
     return batch_signing_bytes(signer_id, key_id, event_hashes)
 
 
+def batch_item_bytes(raw: bytes) -> int:
+    """What one event adds to a signed batch record: its bytes and their Avro length prefix (a zig-zag varint
+    of 7 bits a byte, counted without encoding it)."""
+    n = len(raw)
+    return n + ((2 * n).bit_length() + 6) // 7 if n else 1
+
+
+def batch_overhead_bytes(signer_id: str, key_id: str, version: int = BATCH_V1) -> int:
+    """A signed batch record's bytes besides its events (the log key, which is the signer id, included): the
+    frame, ids, event count (counted at its largest) and signature. A record is this plus its events' items
+    (``batch_item_bytes``), and is cut so that the sum stays within ``limits.MAX_RECORD_BYTES``."""
+    return (len(signer_id.encode()) + len(enc_long(limits.MAX_BATCH_EVENTS))
+            + len(encode_batch(signer_id, key_id, [], bytes(limits.SIGNATURE_BYTES), version)))
+
+
 def encode_batch(signer_id: str, key_id: str, events: list[bytes], signature: bytes,
                  version: int = BATCH_V1) -> bytes:
     """Single-object bytes of a SignedBatch (Avro array = one block of n items, then 0).

@@ -533,24 +533,39 @@ class Runner:
         out: list[OutboxRecord] = []
         head = prev = self.producer_head
         signer = self.key.signer_id
+        v = codec.BATCH_VERSION
+        overhead = codec.batch_overhead_bytes(signer, self.key.key_id, v)
+
+        key = self.key
+
+        def seal(topic: str, raws: list[bytes], hashes: list[bytes], prev: Head, head: Head) -> None:
+            sig = key.sign(codec.signing_bytes(v, signer, key.key_id, hashes))
+            out.append(OutboxRecord(topic, signer.encode(), codec.encode_batch(signer, key.key_id, raws, sig, v),
+                                    prev=prev, head=head))
+
         for logical in sorted(by_topic):
             topic = self.topic(logical)
-            batch = by_topic[logical]
-            for start in range(0, len(batch), limits.MAX_BATCH_EVENTS):
-                raws, hashes = [], []
-                for d in batch[start:start + limits.MAX_BATCH_EVENTS]:
-                    content = codec.encode_content(d.event_time_us, EMPTY_CONTEXT, d.body)
-                    eid = codec.derive_event_id(signer, d.idempotency_key, content)
-                    raw = codec.assemble_event(event_id=eid, signer_id=signer, seq=head.seq + 1, prev_hash=head.hash,
-                                               idempotency_key=d.idempotency_key, content=content)
-                    h = codec.event_hash(raw)
-                    head = Head(head.seq + 1, h)
-                    raws.append(raw)
-                    hashes.append(h)
-                v = codec.BATCH_VERSION
-                sig = self.key.sign(codec.signing_bytes(v, signer, self.key.key_id, hashes))
-                record = codec.encode_batch(signer, self.key.key_id, raws, sig, v)
-                out.append(OutboxRecord(topic, signer.encode(), record, prev=prev, head=head))
+            raws: list[bytes] = []
+            hashes: list[bytes] = []
+            size = overhead
+            for d in by_topic[logical]:
+                content = codec.encode_content(d.event_time_us, EMPTY_CONTEXT, d.body)
+                eid = codec.derive_event_id(signer, d.idempotency_key, content)
+                raw = codec.assemble_event(event_id=eid, signer_id=signer, seq=head.seq + 1, prev_hash=head.hash,
+                                           idempotency_key=d.idempotency_key, content=content)
+                item = codec.batch_item_bytes(raw)
+                # a record holds at most MAX_BATCH_EVENTS events and MAX_RECORD_BYTES bytes (the log refuses a
+                # larger one): a burst of large derived events (dead letters carry their originals) is cut
+                if raws and (len(raws) == limits.MAX_BATCH_EVENTS or size + item > limits.MAX_RECORD_BYTES):
+                    seal(topic, raws, hashes, prev, head)
+                    prev, raws, hashes, size = head, [], [], overhead
+                h = codec.event_hash(raw)
+                head = Head(head.seq + 1, h)
+                raws.append(raw)
+                hashes.append(h)
+                size += item
+            if raws:
+                seal(topic, raws, hashes, prev, head)
                 prev = head
         self.producer_head = head
         return out

@@ -26,10 +26,12 @@ from hypothesis import strategies as st
 
 from ledger import limits
 from ledger.log import Log, read_all
-from ledger.testing.homes import make_home
+from ledger.testing.homes import T0, make_home
+from ledger.wire import codec
+from ledger.wire.events import Rejected
 from processors.host.service import ensure_processor_key
 from processors.journal import Journal
-from processors.runtime.processor import Column, View
+from processors.runtime.processor import Column, Derived, View
 from processors.runtime.runner import Crash, Runner
 from processors.runtime.store import DIGEST_ALGORITHM, Store
 
@@ -304,3 +306,29 @@ def test_a_snapshot_digest_sees_one_committed_batch_never_an_open_one(tmp_path: 
         assert store.snapshot_digest() == (2, store.digest())
     finally:
         store.close()
+
+
+DEAD_LETTER_BYTES = 150_000  # each derived event's original: 20 of them are 3 MB, three records' worth
+
+
+def test_large_derived_events_are_cut_into_records_the_log_accepts(journal_parts):
+    """Derived records are cut by bytes as well as by count: a burst of dead letters (each carries its original
+    record) in one batch used to become one record over MAX_RECORD_BYTES, which the log refused (the processor
+    crashed and restarted on it forever)."""
+    h, log, store = journal_parts
+    runner = _runner(h, log, store)
+    derived = [Derived(topic="rejected", event_time_us=T0 + i, idempotency_key=f"dead-{i}", body=Rejected(
+        topic=h.topic, partition=0, offset=i, code="clock_skew", reason="test", evidence_json="{}",
+        original=bytes([i]) * DEAD_LETTER_BYTES, original_size=DEAD_LETTER_BYTES,
+        original_sha256=bytes(32))) for i in range(20)]
+    before = runner.producer_head
+    records = runner._sign(derived)
+    assert len(records) >= 3 and all(len(r.key or b"") + len(r.value) <= limits.MAX_RECORD_BYTES for r in records)
+    # one chain across the records: each continues the previous, the last is the producer's new head
+    assert records[0].prev == before and all(a.head == b.prev for a, b in pairwise(records))
+    assert records[-1].head == runner.producer_head and runner.producer_head.seq == before.seq + 20
+    events = [e for r in records for e in codec.decode_batch(r.value).events]
+    assert len(events) == 20
+    assert [codec.decode_event(e).event.body.offset for e in events] == list(range(20))
+    log.inner.ensure_topic(h.topic_for("rejected"))
+    log.inner.append(h.topic_for("rejected"), [(r.key, r.value) for r in records])  # the log takes every one
