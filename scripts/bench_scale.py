@@ -51,7 +51,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-FILL_TASKS = 200  # demo tasks per fill call (a few thousand events each)
+FILL_TASKS = 50  # demo tasks per fill call: ~1,000 events over ~17 min of event time (a task every ~20 s)
+# Each fill call starts this much event time after the one before. An emitter refuses an event stamped at or before
+# its idempotency window's horizon (a retry it may have forgotten), and past MAX_IDEMPOTENCY_WINDOW_EVENTS per
+# signer the horizon moves to the newest time it forgot: the calls still in a busy signer's window (~2,000 of
+# ~500 events) must span more event time (~33 min) than one call (~17 min). 10M events are ~10,000 calls: ~2.8 h of
+# event time, inside the test homes' day-wide skew window from T0 (six hours before the run).
+FILL_STEP_US = 1_000_000
 RSS_SAMPLE_S = 0.2  # how often a processor run notes its events read and peak RSS
 VISIBILITY_POLL_S = 0.02  # how often the freshness probe reads every processor's published state
 FRESHNESS_TICK_S = 0.02  # the emitters flush this often at the steady rate
@@ -95,18 +101,19 @@ def progress(msg: str) -> None:
 
 
 def build(home_path: Path, events: int) -> int:
-    from ledger.testing.homes import fill, make_home
+    from ledger.testing.homes import T0, Filler, make_home
 
     home = make_home(home_path, agents=())
     n, i, step = 0, 0, max(events // 10, 1)
     next_report = step
     t = time.perf_counter()
-    while n < events:
-        n += fill(home, tasks=FILL_TASKS, batch_size=100, seed=i, run=f"scale{i}")
-        i += 1
-        if n >= next_report:
-            progress(f"log: {n:,} events ({n / (time.perf_counter() - t):,.0f} events/s)")
-            next_report += step
+    with Filler(home, batch_size=100) as f:
+        while n < events:
+            n += f.run(tasks=FILL_TASKS, seed=i, run=f"scale{i}", start_us=T0 + 1_000_000 + i * FILL_STEP_US)
+            i += 1
+            if n >= next_report:
+                progress(f"log: {n:,} events ({n / (time.perf_counter() - t):,.0f} events/s)")
+                next_report += step
     return n
 
 

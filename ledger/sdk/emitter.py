@@ -165,8 +165,8 @@ _RUN_MAX_EVENTS = 1_000
 _ID_CHARS = limits.EVENT_ID_HEX_CHARS  # every event id is this many hex characters (readers refuse any other)
 _NO_DIGEST_SLOT = bytes(32)  # a keyless event's digest slot in a run (no SHA-256 is all zeros)
 # the runs a window forgets: all their events beyond the count AND older than the time window, or beyond the hard cap
-_FORGOTTEN_MAX_TIME_SQL = ("SELECT MAX(max_time_us) FROM idem_runs"
-                           " WHERE signer_id=? AND ((last_seq <= ? AND max_time_us < ?) OR last_seq <= ?)")
+_FORGOTTEN_SQL = ("SELECT first_seq, max_time_us, ids FROM idem_runs"
+                  " WHERE signer_id=? AND ((last_seq <= ? AND max_time_us < ?) OR last_seq <= ?)")
 _FORGET_SQL = "DELETE FROM idem_runs WHERE signer_id=? AND ((last_seq <= ? AND max_time_us < ?) OR last_seq <= ?)"
 
 
@@ -275,7 +275,8 @@ class _State:
         the window. Returns the head with the horizon the trim moved."""
         self.db.execute("BEGIN")
         try:
-            forgot = False
+            forgot = False  # a run superseded: the prefix map is read again
+            forgotten: list[tuple[int, bytes]] = []  # runs the trim forgot: their prefixes leave the map
             if entries:
                 # the chain from the first seq on is this one: a run stored from there on (never, but a stale
                 # state file could hold one) is superseded
@@ -290,11 +291,11 @@ class _State:
                     seq // _EVICT_STRIDE_EVENTS != (seq - len(entries)) // _EVICT_STRIDE_EVENTS):
                 args = (signer, seq - limits.IDEMPOTENCY_WINDOW_EVENTS,
                         saved.newest_time_us - limits.IDEMPOTENCY_WINDOW_US, seq - limits.MAX_IDEMPOTENCY_WINDOW_EVENTS)
-                (gone,) = self.db.execute(_FORGOTTEN_MAX_TIME_SQL, args).fetchone()
-                if gone is not None:
-                    horizon = max(horizon, int(gone))
+                gone = self.db.execute(_FORGOTTEN_SQL, args).fetchall()
+                if gone:
+                    horizon = max(horizon, *(int(t) for _, t, _ in gone))
                     self.db.execute(_FORGET_SQL, args)
-                    forgot = True
+                    forgotten = [(int(first), bytes(ids)) for first, _, ids in gone]
             saved = replace(saved, horizon_us=horizon)
             self.db.execute("INSERT OR REPLACE INTO chain_heads VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             (signer, saved.topic, saved.head.seq, saved.head.hash, saved.partition, saved.offset,
@@ -306,10 +307,17 @@ class _State:
             raise
         if forgot:
             self._known.pop(signer, None)  # read again on the next lookup
-        else:
-            known = self._known.get(signer)
-            if known is not None:
-                known.update((_id_prefix(i), q) for i, q, _, _ in entries)
+            return saved
+        known = self._known.get(signer)
+        if known is not None:
+            # a full window trims every _EVICT_STRIDE_EVENTS events: dropping the forgotten runs' prefixes costs
+            # O(run), where reading the whole window again cost O(window) per trim (~1 s at a million events)
+            for first, ids in forgotten:
+                for k in range(0, len(ids), _ID_CHARS):
+                    prefix = int(ids[k:k + 16], 16)
+                    if known.get(prefix) == first + k // _ID_CHARS:
+                        del known[prefix]
+            known.update((_id_prefix(i), q) for i, q, _, _ in entries)
         return saved
 
     def close(self) -> None:

@@ -98,32 +98,58 @@ def build_record(key: SigningKey, bodies: list[Body], *, start_seq: int = 1, pre
 
 def fill(home: Home, *, tasks: int = 20, batch_size: int = 7, seed: int = 3, run: str = "r1") -> int:
     """Register the demo's agents and append its workload; returns the number of agent events."""
-    from ledger.testing.workload import AGENTS, registration, workload
+    with Filler(home, batch_size=batch_size) as f:
+        return f.run(tasks=tasks, seed=seed, run=run)
 
-    log = home.open_log()
-    try:
-        keys = {}
-        with Emitter.for_operator(home, log) as op:
-            for i, (agent, _, _, prio) in enumerate(AGENTS):
-                if home.key_path(agent).exists():
-                    keys[agent] = home.load_key(agent)
-                    continue
-                keys[agent] = SigningKey.generate(agent)
-                save_key(home.key_path(agent), keys[agent])
-                op.emit(registration(agent, keys[agent].public.raw, keys[agent].key_id, prio), event_time_us=T0 + i)
-        ems = {a: Emitter(log, k, topic=home.topic, state_dir=home.state_dir, batch_size=batch_size,
-                          background_flush=False) for a, k in keys.items()}
-        n = 0
+
+class Filler:
+    """``fill`` that keeps its log and emitters open across calls: a long build (scripts/bench_scale.py) would
+    otherwise reopen every agent's emitter per call, reloading an idempotency window that grows with the log."""
+
+    def __init__(self, home: Home, *, batch_size: int = 7) -> None:
+        from ledger.testing.workload import AGENTS, registration
+
+        self.log = home.open_log()
         try:
-            for agent, body, t, ctx in workload(tasks=tasks, seed=seed, start_us=T0 + 1_000_000, run=run):
-                ems[agent].emit(body, event_time_us=t, context=ctx)
-                n += 1
-        finally:
-            for em in ems.values():
-                em.close()
+            keys = {}
+            with Emitter.for_operator(home, self.log) as op:
+                for i, (agent, _, _, prio) in enumerate(AGENTS):
+                    if home.key_path(agent).exists():
+                        keys[agent] = home.load_key(agent)
+                        continue
+                    keys[agent] = SigningKey.generate(agent)
+                    save_key(home.key_path(agent), keys[agent])
+                    op.emit(registration(agent, keys[agent].public.raw, keys[agent].key_id, prio),
+                            event_time_us=T0 + i)
+            self.emitters = {a: Emitter(self.log, k, topic=home.topic, state_dir=home.state_dir,
+                                        batch_size=batch_size, background_flush=False) for a, k in keys.items()}
+        except BaseException:
+            self.log.close()
+            raise
+
+    def run(self, *, tasks: int, seed: int, run: str, start_us: int = T0 + 1_000_000) -> int:
+        """Append one demo workload (``tasks`` tasks, labelled ``run``, from event time ``start_us``); returns
+        its number of events."""
+        from ledger.testing.workload import workload
+
+        n = 0
+        for agent, body, t, ctx in workload(tasks=tasks, seed=seed, start_us=start_us, run=run):
+            self.emitters[agent].emit(body, event_time_us=t, context=ctx)
+            n += 1
         return n
-    finally:
-        log.close()
+
+    def close(self) -> None:
+        try:
+            for em in self.emitters.values():
+                em.close()
+        finally:
+            self.log.close()
+
+    def __enter__(self) -> Filler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def inject_bad(home: Home) -> dict[str, int]:

@@ -401,3 +401,31 @@ def test_a_signer_has_one_chain_the_operator_cannot_also_write_the_events_topic(
     finally:
         db.close()
     assert rows == [("operator", home.control_topic)]
+
+
+def test_a_full_window_trims_its_id_map_in_place_and_still_recognises_what_it_keeps(home, monkeypatch):
+    """At its cap the window trims every few events. The in-memory id map drops exactly the forgotten runs (it
+    used to be read again whole after every trim: ~1 s per 1,000 events for a signer with a million remembered):
+    it stays equal to a fresh read of the stored runs, a retry of a kept event returns its id and appends nothing,
+    and a forgotten one is refused."""
+    monkeypatch.setattr(limits, "IDEMPOTENCY_WINDOW_EVENTS", 20)
+    monkeypatch.setattr(limits, "MAX_IDEMPOTENCY_WINDOW_EVENTS", 50)
+    monkeypatch.setattr(emitter_module, "_RUN_MAX_EVENTS", 5)
+    monkeypatch.setattr(emitter_module, "_EVICT_STRIDE_EVENTS", 5)
+    monkeypatch.setattr(emitter_module, "_SAVE_EVERY_EVENTS", 1)
+    ids = {}
+    with Emitter.open("alice", home=home.path, batch_size=5, background_flush=False) as em:
+        for i in range(300):  # all within the time window: only the cap of 50 events trims; keyed, so every
+            # event is looked up in the map (a keyless one stamped after all others skips it)
+            ids[i] = em.action(f"op-{i}", event_time_us=T0 + i, idempotency_key=f"k{i}")
+        em.flush()
+        state = em._state
+        kept = dict(state._known["alice"])
+        assert 50 <= len(kept) <= 60  # the cap plus at most one run and one stride
+        state._known.pop("alice")
+        assert state._prefixes("alice") == kept  # what a fresh read of the stored runs gives
+        assert em.action("op-290", event_time_us=T0 + 290, idempotency_key="k290") == ids[290]
+        with pytest.raises(IdempotencyWindowError):
+            em.action("op-10", event_time_us=T0 + 10, idempotency_key="k10")
+        assert em.head.seq == 300 and em.stats().deduplicated == 1
+    assert max(_event_ids(home, "alice").values()) == 1 and _audit(home).ok
