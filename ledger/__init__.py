@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     )
     from ledger.integrity.keyring import KeyRing
     from ledger.integrity.keys import PublicKey, SigningKey, load_key, save_key
-    from ledger.integrity.proofs import ProofReport, load_proof, verify_proof
+    from ledger.integrity.proofs import ProofReport, load_proof, verify_proof, verify_proofs
     from ledger.integrity.verify import Verifier, Where
     from ledger.log import Log, open_log
     from ledger.sdk.emitter import Emitter, context
@@ -95,6 +95,7 @@ _LAZY = {
     "open_log": "ledger.log",
     "save_key": "ledger.integrity.keys",
     "verify_proof": "ledger.integrity.proofs",
+    "verify_proofs": "ledger.integrity.proofs",
 }
 
 __version__ = "0.1.0"
@@ -144,6 +145,7 @@ __all__ = [
     "open_log",
     "save_key",
     "verify_proof",
+    "verify_proofs",
 ]
 
 

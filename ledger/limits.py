@@ -100,6 +100,8 @@ MAX_TREE_LEAVES = INT64_MAX
 # bounds every valid proof for MAX_TREE_LEAVES; a longer one is refused before any hashing.
 MAX_PROOF_HASHES = 64
 MAX_REGISTRATION_RECORDS = 64  # control records one proof may carry (a key's registration + rotations)
+MAX_PROOF_FILE_EVENTS = 10_000  # events one proof file proves (~2 KB each at a million leaves: ~20 MB)
+MAX_PROOF_FILE_CHECKPOINTS = 1_024  # checkpoints one proof file refers to (one per partition its events are in)
 # a proof holds at most: its event's record, two checkpoint records and the registrations, each at most
 # one log record (1 MiB), hex-encoded (x2), plus 64 KiB of JSON; anything larger is refused before parsing
 MAX_PROOF_FILE_BYTES = 2 * MAX_RECORD_BYTES * (3 + MAX_REGISTRATION_RECORDS) + 65_536

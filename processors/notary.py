@@ -18,7 +18,10 @@ the state digest stays a function of the log.
 Which time: none. The cadence counts events, so no claimed time (live, backfilled or skewed) and no
 append time moves it; ``last_event_time_us`` of a checkpoint is reported, never used to decide.
 
-Views: ``merkle_leaves`` (append: one row per leaf, restored into the trees on start),
+Memory: the notary keeps each tree's frontier only (``CompactTree``: one hash per set bit of its size), so it runs in
+the same memory at any log size; on start it reads each frontier back from its index (``subtree_roots``).
+
+Views: ``merkle_leaves`` (append: one row per leaf),
 ``merkle_nodes`` (append: the root of every complete subtree whose height is a multiple of
 ``NODE_STRIDE``, one row per 2**NODE_STRIDE leaves) and ``checkpoints`` (append: one row per cadence
 checkpoint). Leaves and nodes together are the on-disk index ``tokenledger prove`` reads: any subtree
@@ -31,9 +34,10 @@ current tree at a record boundary.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from ledger.integrity.merkle import MerkleTree, leaf_hash
+from ledger.integrity.merkle import CompactTree, MerkleTree, fold_complete, frontier, leaf_hash
 from ledger.wire import codec
 from ledger.wire.events import Checkpoint
 from processors.runtime.processor import Column, Derived, Effects, Item, Processor, Quarantined, View
@@ -98,21 +102,24 @@ class Notary(Processor):
     checkpoint_every: ClassVar[int] = CHECKPOINT_EVERY_EVENTS
 
     def __init__(self) -> None:
-        self.trees: dict[tuple[str, int], MerkleTree] = {}
+        self.trees: dict[tuple[str, int], CompactTree] = {}
         self.latest_time: dict[tuple[str, int], int] = {}
         self.next_offset: dict[tuple[str, int], int] = {}
 
     def restore(self, query: Any) -> None:
-        rows = query("SELECT topic, log_partition, leaf_hash FROM merkle_leaves ORDER BY topic, log_partition, "
-                     "leaf_index")
-        groups: dict[tuple[str, int], list[bytes]] = {}
-        for topic, part, h in rows:
-            groups.setdefault((topic, part), []).append(bytes(h))
-        self.trees = {tp: MerkleTree.from_leaf_hashes(hs) for tp, hs in groups.items()}
-        for topic, part, t, off in query("SELECT topic, log_partition, max(event_time_us), max(log_offset) "
-                                         "FROM merkle_leaves GROUP BY ALL"):
-            self.latest_time[(topic, part)] = int(t)
-            self.next_offset[(topic, part)] = int(off) + 1
+        self.trees = {}
+        for topic, part, size, t, off in query("SELECT topic, log_partition, max(leaf_index) + 1, max(event_time_us), "
+                                               "max(log_offset) FROM merkle_leaves GROUP BY ALL"):
+            tp = (str(topic), int(part))
+            self.latest_time[tp] = int(t)
+            self.next_offset[tp] = int(off) + 1
+            roots = subtree_roots(query, tp[0], tp[1], frontier(int(size)))
+            if roots is None:  # a notary file from before merkle_nodes: the frontier from all the leaves, once
+                rows = query("SELECT leaf_hash FROM merkle_leaves WHERE topic = ? AND log_partition = ? "
+                             "ORDER BY leaf_index", [tp[0], tp[1]])
+                full = MerkleTree.from_leaf_hashes(bytes(r[0]) for r in rows)
+                roots = {(h, p): full.subtree_root(h, p) for h, p in frontier(full.size)}
+            self.trees[tp] = CompactTree.from_frontier(int(size), roots)
 
     def fold(self, items: list[Item], quarantined: list[Quarantined]) -> Effects:
         fx = Effects()
@@ -127,14 +134,16 @@ class Notary(Processor):
             tp = (rec.topic, rec.partition)
             tree = self.trees.get(tp)
             if tree is None:
-                tree = self.trees[tp] = MerkleTree()
+                tree = self.trees[tp] = CompactTree()
             ev = it.decoded.event
+            leaf = leaf_hash(it.decoded.raw)
             cols["topic"].append(rec.topic)
             cols["log_partition"].append(rec.partition)
-            cols["leaf_index"].append(tree.append(leaf_hash(it.decoded.raw)))
-            cols["leaf_hash"].append(tree.leaf_hash_at(tree.size - 1))
+            cols["leaf_index"].append(tree.size)
+            cols["leaf_hash"].append(leaf)
+            done = tree.append(leaf)
             if not tree.size & stride_mask:
-                self._stored_nodes(nodes, tp, tree)
+                self._stored_nodes(nodes, tp, done)
             cols["event_id"].append(ev.event_id)
             cols["log_offset"].append(rec.offset)
             cols["event_time_us"].append(ev.event_time_us)
@@ -151,15 +160,13 @@ class Notary(Processor):
         return fx
 
     @staticmethod
-    def _stored_nodes(nodes: dict[str, list[Any]], tp: tuple[str, int], tree: MerkleTree) -> None:
-        """The subtrees of the stored heights that the last append completed (size a multiple of 2**height)."""
-        height = NODE_STRIDE
-        while tree.size & ((1 << height) - 1) == 0:
-            for name, v in (("topic", tp[0]), ("log_partition", tp[1]), ("height", height),
-                            ("position", (tree.size >> height) - 1)):
-                nodes[name].append(v)
-            nodes["node_hash"].append(tree.subtree_root(height, (tree.size >> height) - 1))
-            height += NODE_STRIDE
+    def _stored_nodes(nodes: dict[str, list[Any]], tp: tuple[str, int], done: list[tuple[int, int, bytes]]) -> None:
+        """The subtrees of the stored heights (multiples of NODE_STRIDE) that the last append completed."""
+        for height, position, root in done:
+            if height % NODE_STRIDE == 0:
+                for name, v in (("topic", tp[0]), ("log_partition", tp[1]), ("height", height),
+                                ("position", position), ("node_hash", root)):
+                    nodes[name].append(v)
 
     def _checkpoint(self, fx: Effects, cps: dict[str, list[Any]] | None, tp: tuple[str, int], prefix: str) -> Derived:
         tree = self.trees[tp]
@@ -188,6 +195,40 @@ class Notary(Processor):
             self.next_offset[tp] = max(self.next_offset.get(tp, 0), positions.get(tp, 0))
             out.append(self._checkpoint(Effects(), None, tp, "checkpoint:demand"))
         return out
+
+
+def subtree_roots(query: Any, topic: str, partition: int,
+                  needed: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes] | None:
+    """The roots of the complete subtrees ``needed`` ``{(height, position)}`` of a partition's tree, each folded from
+    at most 2**NODE_STRIDE hashes of the notary's index (``merkle_leaves`` below the first stored height,
+    ``merkle_nodes`` above); None when the index lacks some (a notary file from before ``merkle_nodes``).
+    ``query(sql, params)``: over the notary's Store or its published Parquet."""
+    spans: dict[int, list[tuple[int, int, int, int]]] = {}  # stored height -> (height, position, first, last)
+    for height, position in needed:
+        base = height - height % NODE_STRIDE
+        first = position << (height - base)
+        spans.setdefault(base, []).append((height, position, first, first + (1 << (height - base)) - 1))
+    roots: dict[tuple[int, int], bytes] = {}
+    for base, wanted in spans.items():
+        ranges = sorted({(a, b) for _, _, a, b in wanted})
+        where = " OR ".join(["x BETWEEN ? AND ?"] * len(ranges))
+        flat = [v for r in ranges for v in r]
+        if base == 0:
+            # only "? AND ?" placeholders are joined into the text; every value is a parameter
+            sql = ("SELECT leaf_index, leaf_hash FROM merkle_leaves WHERE topic = ? AND log_partition = ? AND ("  # noqa: S608
+                   + where.replace("x ", "leaf_index ") + ")")
+            rows = query(sql, [topic, partition, *flat])
+        else:
+            sql = ("SELECT position, node_hash FROM merkle_nodes WHERE topic = ? AND log_partition = ? "  # noqa: S608
+                   "AND height = ? AND (" + where.replace("x ", "position ") + ")")
+            rows = query(sql, [topic, partition, base, *flat])
+        got = {int(p): bytes(h) for p, h in rows}
+        for height, position, first, last in wanted:
+            hashes = [got.get(i) for i in range(first, last + 1)]
+            if any(h is None for h in hashes):
+                return None
+            roots[(height, position)] = fold_complete([h for h in hashes if h is not None])
+    return roots
 
 
 def _events_in_record(items: list[Item], last: int) -> int:

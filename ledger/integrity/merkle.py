@@ -247,11 +247,24 @@ def verify_inclusion(
     that does not lead to ``root`` raises RejectError(CHECKPOINT_MISMATCH) naming the failed check.
     Note that ``size`` is bound only through ``root``: take both from one signed checkpoint.
     """
+    _check_hash("root", root)
+    computed, facts = _inclusion_root(leaf_hash, index, size, proof)
+    _require_equal("inclusion", "root_mismatch", facts, expected=root, actual=computed)
+
+
+def root_from_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
+    """The root that ``proof`` leads to from leaf ``index`` of a tree of ``size`` leaves (RFC 9162 §2.1.3.2 steps
+    1-5, without the final comparison): for a tree whose root is never written down but signed, as a v2 batch's
+    (the signature check is the comparison). Same requirements and errors as ``verify_inclusion``; a path of the
+    wrong length raises RejectError(CHECKPOINT_MISMATCH)."""
+    return _inclusion_root(leaf_hash, index, size, proof)[0]
+
+
+def _inclusion_root(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes]) -> tuple[bytes, dict[str, Any]]:
     _check_hash("leaf_hash", leaf_hash)
     _check_count("size", size, 1, MAX_TREE_LEAVES)
     _check_count("index", index, 0, size - 1)
     _check_proof(proof)
-    _check_hash("root", root)
     facts: dict[str, Any] = {
         "index": index,
         "size": size,
@@ -262,7 +275,7 @@ def verify_inclusion(
     _, computed, remaining, used = _fold_path(index, size - 1, leaf_hash, proof, with_old=False)
     # Step 5.
     _require_whole_path("inclusion", len(proof) - used, remaining, facts)
-    _require_equal("inclusion", "root_mismatch", facts, expected=root, actual=computed)
+    return computed, facts
 
 
 def verify_consistency(
@@ -416,6 +429,77 @@ def _check_proof(proof: object) -> None:
         raise ValidationError("proof", len(proof), reason, actual=len(proof))
     for position, element in enumerate(proof):
         _check_hash(f"proof[{position}]", element)
+
+
+class CompactTree:
+    """An append-only RFC 9162 tree that keeps only its frontier: the roots of the complete subtrees its size is made
+    of (one per set bit of the size, largest first), so O(log n) hashes whatever its size. It can append, give its
+    current root and say which complete subtrees each append finished — what a notary needs while it runs; proofs
+    of past states come from those subtrees stored on disk (``IndexedTree``)."""
+
+    __slots__ = ("_frontier", "_size")
+
+    def __init__(self) -> None:
+        self._frontier: list[tuple[int, bytes]] = []  # (height, root), heights strictly decreasing
+        self._size = 0
+
+    @classmethod
+    def from_frontier(cls, size: int, roots: dict[tuple[int, int], bytes]) -> CompactTree:
+        """The tree of ``size`` leaves from the roots of its frontier subtrees ``{(height, position): hash}``
+        (``frontier(size)`` says which). Requires every one of them."""
+        _check_count("size", size, 0, MAX_TREE_LEAVES)
+        tree = cls()
+        for height, position in frontier(size):
+            root = roots.get((height, position))
+            if root is None:
+                raise ValidationError("subtree", f"{height}/{position}", "is missing from the frontier",
+                                      height=height, position=position)
+            _check_hash(f"roots[{height}/{position}]", root)
+            tree._frontier.append((height, root))
+        tree._size = size
+        return tree
+
+    @property
+    def size(self) -> int:
+        """How many leaves the tree holds."""
+        return self._size
+
+    def append(self, leaf_hash: bytes) -> list[tuple[int, int, bytes]]:
+        """Add one leaf hash (its index is the size before); return the complete subtrees of height >= 1 it
+        finished, ``(height, position, root)``, lowest first. Requires a 32-byte hash."""
+        _check_hash("leaf_hash", leaf_hash)
+        frontier = self._frontier
+        node, height = leaf_hash, 0
+        done: list[tuple[int, int, bytes]] = []
+        size = self._size + 1
+        while frontier and frontier[-1][0] == height:
+            node = _node(frontier.pop()[1], node)
+            height += 1
+            done.append((height, (size >> height) - 1, node))
+        frontier.append((height, node))
+        self._size = size
+        return done
+
+    def root(self) -> bytes:
+        """MTH of all the leaves: the frontier folded from the right."""
+        if not self._frontier:
+            return EMPTY_ROOT
+        root = self._frontier[-1][1]
+        for _, left in reversed(self._frontier[:-1]):
+            root = _node(left, root)
+        return root
+
+
+def frontier(size: int) -> list[tuple[int, int]]:
+    """The complete subtrees ``(height, position)`` a tree of ``size`` leaves is made of, largest first: one per set
+    bit of ``size`` (what ``CompactTree`` keeps, and what ``root(size)`` reads)."""
+    out = []
+    start = 0
+    for height in range(size.bit_length() - 1, -1, -1):
+        if size >> height & 1:
+            out.append((height, start >> height))
+            start += 1 << height
+    return out
 
 
 class IndexedTree(MerkleTree):

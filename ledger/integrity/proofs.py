@@ -1,41 +1,44 @@
-"""Self-contained proof files: an event's inclusion in a signed checkpoint, and one checkpoint
-extending another — built from log bytes and checked offline with nothing but operator public keys.
+"""Self-contained proof files: events' inclusion in signed checkpoints, and one checkpoint extending
+another — built from log bytes and checked offline with nothing but operator public keys.
 
-A proof file is one JSON document (``PROOF_FORMAT``, ``PROOF_VERSION``). Version 2 (what ``build_*``
-writes) carries each signed thing as a **signed item**, the smallest evidence its envelope allows;
-byte strings are standard base64. Version 1 files (hex, whole records) still verify.
+A proof file is one JSON document (``PROOF_FORMAT``, ``PROOF_VERSION``). Version 3 (what ``build_*`` writes)
+carries each signed thing as a **signed item**, the smallest evidence its envelope allows, and may prove many
+events at once, sharing their checkpoints and registrations; byte strings are standard base64, and a path is its
+32-byte hashes back to back in one string. Version 2 (one event; items with their batch root and signer written
+down, paths as lists) and version 1 (hex, whole records) files still verify.
 
 Signed item, by the envelope of the batch that carried the event (ledger/wire/codec.py):
 
-* v2 batch: ``event`` (the event's exact bytes), ``index`` (its place in the batch), ``count`` (events
-  in the batch), ``path`` (RFC 9162 audit path of the event hash inside the batch), ``root`` (the
-  batch's Merkle root), ``signer``, ``key_id``, ``signature`` (Ed25519 over ``DOMAIN_BATCH_V2 ||
-  signer || key_id || count || root``). Size: the event plus ``32 * ceil(log2 count)`` bytes plus ~130.
-* v1 batch: ``record`` (the whole signed batch, as version 1 files carry it) and ``index``.
+* v2 batch: ``event`` (the event's exact bytes), ``index`` (its place in the batch), ``count`` (events in the
+  batch), ``batch_path`` (RFC 9162 audit path of the event hash inside the batch), ``key_id`` and ``signature``
+  (Ed25519 over ``DOMAIN_BATCH_V2 || signer || key_id || count || root``). The signer is the event's own; the
+  root is what the path leads to (a wrong path, index or count gives another root, which the signature refuses).
+  Size: the event plus ``32 * ceil(log2 count)`` bytes plus 64, base64.
+* v1 batch: ``record`` (the whole signed batch) and ``index``.
 
 Kinds:
 
 ``inclusion``
-    ``event``: a signed item plus ``event_id``, ``topic``, ``partition``, ``offset`` (where the record
-    was read; a hint, bound only by the checkpoint's ``next_offset``); ``leaf_index``, ``tree_size``,
-    ``path`` (RFC 9162 inclusion path in the partition's tree; leaf data = the event's bytes);
-    ``checkpoint``: a checkpoint reference (below).
+    ``events``: 1..``MAX_PROOF_FILE_EVENTS`` entries, each a signed item plus ``event_id``, ``offset`` (where the
+    record was read; a hint, bound only by the checkpoint's ``next_offset``), ``checkpoint`` (an index into
+    ``checkpoints``), ``leaf_index`` and ``path`` (RFC 9162 inclusion path in the partition's tree at the
+    checkpoint's size; leaf data = the event's bytes). ``checkpoints``: the checkpoints the entries use, each a
+    signed item holding a ``Checkpoint`` event (its topic, partition, tree size and root are in its signed body)
+    plus ``event_id`` and ``offset`` on the checkpoints topic (a hint).
 ``consistency``
-    ``old`` and ``new`` checkpoint references of one partition and ``path`` (the RFC 9162
-    consistency proof from ``old.tree_size`` to ``new.tree_size``).
+    ``old`` and ``new`` checkpoints of one partition (as above) and ``path`` (the RFC 9162 consistency proof
+    from ``old``'s tree size to ``new``'s).
 
-A checkpoint reference is a signed item holding the ``Checkpoint`` event plus ``event_id``,
-``topic``/``partition`` (the partition the checkpoint is about) and ``offset`` on the checkpoints
-topic (a hint). Both kinds carry ``registrations``: signed items of the operator-signed control events,
-in log order, that register — and rotate or revoke — every key the proof relies on, and the notary
-grants (an operator key's registration by itself is left out: trust in it comes from the verifier's
-own list). Version 1 files also carry ``root_hash`` and a ``keys`` summary; version 2 derives both.
+Both kinds carry ``registrations``: signed items of the operator-signed control events, in log order, that
+register — and rotate or revoke — every key the proof relies on, and the notary grants (an operator key's
+registration by itself is left out: trust in it comes from the verifier's own list).
 
-Size of a v2 inclusion proof (JSON, base64): about ``4/3 * (E + C + 32 * (ceil(log2 B) + ceil(log2 N) + 6))``
-plus ~0.8 KB of ids and names (C: the checkpoint event, ~250 B), plus each registration item (its event plus
-``32 * ceil(log2 batch)`` plus ~150 bytes): E the event's bytes, B its batch's events, N the tree size.
+Size of an inclusion entry (JSON): about ``4/3 * (E + 64 + 32 * (ceil(log2 B) + ceil(log2 N)))`` plus ~250 B of
+names and numbers, E the event's bytes, B its batch's events, N the tree size: ~1.8 KB for a 300 B event in a
+100-event batch at a million leaves. Once per file: each checkpoint (~0.6 KB) and the registrations (~0.5 KB each,
+typically three: the agent's key, the notary's key, the notary grant).
 
-Trust: ``verify_proof(doc, trusted_operator_keys)`` believes only the operator keys it is given.
+Trust: ``verify_proofs(doc, trusted_operator_keys)`` believes only the operator keys it is given.
 A registration must be signed by one of them (or by an operator key registered earlier in the same
 list); the event's batch by a key those records registered, unrevoked at the event's time *as far as
 the included records show* (a proof cannot show the absence of a later control event: ``tokenledger
@@ -72,17 +75,24 @@ from ledger import limits
 from ledger.errors import RejectCode, RejectError, ValidationError
 from ledger.integrity.keyring import KeyInfo, KeyRing
 from ledger.integrity.keys import key_id_of, public_key_fingerprint
-from ledger.integrity.merkle import leaf_hash, verify_consistency, verify_inclusion
-from ledger.limits import MAX_PROOF_FILE_BYTES, MAX_PROOF_HASHES, MAX_REGISTRATION_RECORDS
+from ledger.integrity.merkle import leaf_hash, root_from_inclusion, verify_consistency, verify_inclusion
+from ledger.limits import (
+    MAX_PROOF_FILE_BYTES,
+    MAX_PROOF_FILE_CHECKPOINTS,
+    MAX_PROOF_FILE_EVENTS,
+    MAX_PROOF_HASHES,
+    MAX_REGISTRATION_RECORDS,
+)
 from ledger.wire import codec
 from ledger.wire.events import AgentRegistered, Checkpoint, Grant, KeyRevoked, KeyRotated
 from ledger.wire.vocab import Capability
 
 PROOF_FORMAT = "tokenledger-proof"
-PROOF_VERSION = 2  # what build_* writes
-PROOF_VERSIONS = (1, 2)  # what verify_proof reads
+PROOF_VERSION = 3  # what build_* writes
+PROOF_VERSIONS = (1, 2, 3)  # what verify_proofs reads
 TRUST_CACHE_ENTRIES = 256  # key rings built from registrations, per (registrations, trusted keys), per process
 SIGNATURE_CACHE_ENTRIES = 4_096  # checkpoint / registration signatures that verified, per process
+BATCH_TREE_CACHE_ENTRIES = 64  # decoded batches and their trees kept while building proofs, per process
 
 
 @dataclass(frozen=True)
@@ -251,31 +261,49 @@ def batch_audit_path(hashes: Sequence[bytes], index: int) -> tuple[bytes, list[b
     """(root, RFC 9162 audit path of leaf ``index``) of the tree whose leaf hashes are ``hashes`` — a v2
     batch's tree over its event hashes. Bottom-up with an odd last node carried up (the RFC 9162 shape,
     see codec.batch_root): at each level the sibling, if the node has one, is the next path element."""
-    level = list(hashes)
-    path: list[bytes] = []
-    i = index
-    while len(level) > 1:
-        sibling = i ^ 1
-        if sibling < len(level):
-            path.append(level[sibling])
+    levels = _levels(tuple(hashes))
+    return levels[-1][0], _audit_path(levels, index)
+
+
+def _levels(hashes: tuple[bytes, ...]) -> list[list[bytes]]:
+    """Every level of a batch's tree, leaves first, root last."""
+    levels = [list(hashes)]
+    while len(levels[-1]) > 1:
+        level = levels[-1]
         nxt = [hashlib.sha256(b"\x01" + level[k] + level[k + 1]).digest() for k in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             nxt.append(level[-1])
-        level = nxt
+        levels.append(nxt)
+    return levels
+
+
+def _audit_path(levels: Sequence[Sequence[bytes]], index: int) -> list[bytes]:
+    path: list[bytes] = []
+    i = index
+    for level in levels[:-1]:
+        if (i ^ 1) < len(level):
+            path.append(level[i ^ 1])
         i >>= 1
-    return level[0], path
+    return path
 
 
-def signed_item(record: bytes, index: int, *, batch: codec.DecodedBatch | None = None) -> dict[str, Any]:
-    """The smallest evidence that event ``index`` of ``record`` was signed (module docstring, "signed item").
-    Requires a decodable record holding that index (built from the log; ``verify_proof`` checks the rest)."""
-    batch = batch or codec.decode_batch(record)
+@functools.lru_cache(maxsize=BATCH_TREE_CACHE_ENTRIES)
+def _batch_levels(record: bytes) -> tuple[codec.DecodedBatch, list[list[bytes]]]:
+    """A v2 record decoded and the levels of its batch tree: the proofs of many events of one batch (a proof
+    file of a run, say) hash its events once."""
+    batch = codec.decode_batch(record)
+    return batch, _levels(tuple(codec.event_hash(raw) for raw in batch.events))
+
+
+def signed_item(record: bytes, index: int) -> dict[str, Any]:
+    """The smallest evidence that event ``index`` of ``record`` was signed (module docstring, "signed item"),
+    in the shape of proof format v3. Requires a decodable record holding that index (built from the log;
+    ``verify_proofs`` checks the rest)."""
+    batch, levels = _batch_levels(record)
     if batch.version == codec.BATCH_V1:
         return {"record": _b64(record), "index": index}
-    _event_hash = codec.event_hash
-    root, path = batch_audit_path([_event_hash(raw) for raw in batch.events], index)
     return {"event": _b64(batch.events[index]), "index": index, "count": len(batch.events),
-            "path": [_b64(h) for h in path], "root": _b64(root), "signer": batch.signer_id, "key_id": batch.key_id,
+            "batch_path": _b64(b"".join(_audit_path(levels, index))), "key_id": batch.key_id,
             "signature": _b64(batch.signature)}
 
 
@@ -284,8 +312,7 @@ def registration_items(records: Sequence[bytes], key_ids: set[str]) -> list[dict
     log order): a v1 record whole; of a v2 record only its events about ``key_ids`` or the keys that signed the
     chosen records, and its notary grants — leaving out an operator key's registration by itself. Remembered per
     process (proofs of one partition share them); each call returns fresh dicts the caller may change."""
-    items = _registration_items(tuple(records), frozenset(key_ids))
-    return [{**i, "path": list(i["path"])} if "path" in i else dict(i) for i in items]
+    return [dict(i) for i in _registration_items(tuple(records), frozenset(key_ids))]
 
 
 @functools.lru_cache(maxsize=TRUST_CACHE_ENTRIES)
@@ -295,57 +322,91 @@ def _registration_items(records: tuple[bytes, ...], key_ids: frozenset[str]) -> 
     items: list[dict[str, Any]] = []
     for record, batch in zip(records, batches, strict=True):
         if batch.version == codec.BATCH_V1:
-            items.append(signed_item(record, 0, batch=batch))
+            items.append(signed_item(record, 0))
             continue
         for i, raw in enumerate(batch.events):
             body = codec.decode_event(raw).event.body
             if isinstance(body, AgentRegistered) and body.key_id == batch.key_id:
                 continue  # self-registration: proves nothing the verifier's trusted keys do not
             if control_key_ids(body) & wanted or is_notary_grant(body):
-                items.append(signed_item(record, i, batch=batch))
+                items.append(signed_item(record, i))
     return items
-
-
-def _checkpoint_json(ref: CheckpointRef) -> dict[str, Any]:
-    item = _checkpoint_item(ref)
-    return {**item, "path": list(item["path"])} if "path" in item else dict(item)
 
 
 @functools.lru_cache(maxsize=TRUST_CACHE_ENTRIES)
 def _checkpoint_item(ref: CheckpointRef) -> dict[str, Any]:
     """Remembered per process: the proofs of one partition share their checkpoint (callers copy it)."""
-    return {"event_id": ref.event_id, "topic": ref.topic, "partition": ref.partition, "offset": ref.offset,
-            **signed_item(ref.record, ref.index)}
+    return {"event_id": ref.event_id, "offset": ref.offset, **signed_item(ref.record, ref.index)}
+
+
+@dataclass(frozen=True)
+class EventEvidence:
+    """What the log and the notary's index give for one event to prove: where its record is, its leaf and the
+    inclusion path of that leaf in ``checkpoint``'s tree. ``index``: the event's place in ``record`` when known
+    (else found by id)."""
+
+    event_id: str
+    topic: str
+    partition: int
+    offset: int
+    record: bytes
+    leaf_index: int
+    path: tuple[bytes, ...]
+    checkpoint: CheckpointRef
+    index: int | None = None
+
+
+def build_inclusion_proofs(events: Sequence[EventEvidence], registrations: Sequence[bytes]) -> dict[str, Any]:
+    """One proof file (format v3) for every event in ``events``: each event's entry, the checkpoints they refer to
+    (once each) and the registrations of every key involved (once). Nothing here is trusted until
+    ``verify_proofs`` has checked it."""
+    if not 1 <= len(events) <= MAX_PROOF_FILE_EVENTS:
+        raise ValidationError("events", len(events), f"a proof file holds 1..{MAX_PROOF_FILE_EVENTS:,} events",
+                              hint="split the ids over several proof files")
+    checkpoints: dict[CheckpointRef, int] = {}
+    key_ids: set[str] = set()
+    entries = []
+    for ev in events:
+        batch, _ = _batch_levels(ev.record)
+        index = _event_index(ev, batch)
+        cp = ev.checkpoint
+        if cp not in checkpoints:
+            cp_batch, _ = _batch_levels(cp.record)
+            body = codec.decode_event(cp_batch.events[cp.index]).event.body
+            if not isinstance(body, Checkpoint) or (body.topic, body.partition) != (ev.topic, ev.partition):
+                raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "the checkpoint reference holds no checkpoint of "
+                                  "the event's partition", event_id=cp.event_id, actual=body.KIND,
+                                  expected=f"checkpoint of {ev.topic}/{ev.partition}")
+            checkpoints[cp] = len(checkpoints)
+            key_ids.add(cp_batch.key_id)
+        key_ids.add(batch.key_id)
+        entries.append({"event_id": ev.event_id, "offset": ev.offset, "checkpoint": checkpoints[cp],
+                        "leaf_index": ev.leaf_index, "path": _b64(b"".join(ev.path)),
+                        **signed_item(ev.record, index)})
+    return {"format": PROOF_FORMAT, "version": PROOF_VERSION, "kind": "inclusion", "events": entries,
+            "checkpoints": [_checkpoint_item(cp) for cp in checkpoints],
+            "registrations": registration_items(registrations, key_ids)}
+
+
+def _event_index(ev: EventEvidence, batch: codec.DecodedBatch) -> int:
+    if ev.index is not None and 0 <= ev.index < len(batch.events):
+        return ev.index
+    # the id is in each event's first bytes: decode only the candidates
+    tag = ev.event_id.encode()
+    for i, raw in enumerate(batch.events):
+        if tag in raw[:64] and codec.decode_event(raw).event.event_id == ev.event_id:
+            return i
+    raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "the event is not in the record at its offset",
+                      event_id=ev.event_id, topic=ev.topic, partition=ev.partition, offset=ev.offset)
 
 
 def build_inclusion_proof(*, event_id: str, topic: str, partition: int, offset: int, record: bytes,
                           leaf_index: int, tree_size: int, path: Sequence[bytes], checkpoint: CheckpointRef,
                           registrations: Sequence[bytes], index: int | None = None) -> dict[str, Any]:
-    """The proof document for one event (see the module docstring); nothing here is trusted until
-    ``verify_proof`` has checked it. ``index``: the event's place in ``record`` when known (else found by id)."""
-    batch = codec.decode_batch(record)
-    if index is None or not 0 <= index < len(batch.events):
-        # the id is in each event's first bytes: decode only the candidates
-        tag = event_id.encode()
-        matches = [i for i, raw in enumerate(batch.events)
-                   if tag in raw[:64] and codec.decode_event(raw).event.event_id == event_id]
-        if not matches:
-            raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "the event is not in the record at its offset",
-                              event_id=event_id, topic=topic, partition=partition, offset=offset)
-        index = matches[0]
-    cp_batch = codec.decode_batch(checkpoint.record)
-    cp = codec.decode_event(cp_batch.events[checkpoint.index]).event.body
-    if not isinstance(cp, Checkpoint):
-        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "the checkpoint reference holds no checkpoint",
-                          event_id=checkpoint.event_id, actual=cp.KIND)
-    return {
-        "format": PROOF_FORMAT, "version": PROOF_VERSION, "kind": "inclusion",
-        "event": {"event_id": event_id, "topic": topic, "partition": partition, "offset": offset,
-                  **signed_item(record, index, batch=batch)},
-        "leaf_index": leaf_index, "tree_size": tree_size, "path": [_b64(h) for h in path],
-        "checkpoint": _checkpoint_json(checkpoint),
-        "registrations": registration_items(registrations, {batch.key_id, cp_batch.key_id}),
-    }
+    """The proof file of one event (``build_inclusion_proofs`` of one); ``tree_size`` is the checkpoint's."""
+    del tree_size  # the signed checkpoint carries it
+    return build_inclusion_proofs([EventEvidence(event_id, topic, partition, offset, record, leaf_index, tuple(path),
+                                                 checkpoint, index)], registrations)
 
 
 def build_consistency_proof(*, old: CheckpointRef, new: CheckpointRef, path: Sequence[bytes],
@@ -354,7 +415,7 @@ def build_consistency_proof(*, old: CheckpointRef, new: CheckpointRef, path: Seq
     wanted = {codec.decode_batch(old.record).key_id, codec.decode_batch(new.record).key_id}
     return {
         "format": PROOF_FORMAT, "version": PROOF_VERSION, "kind": "consistency",
-        "old": _checkpoint_json(old), "new": _checkpoint_json(new), "path": [_b64(h) for h in path],
+        "old": dict(_checkpoint_item(old)), "new": dict(_checkpoint_item(new)), "path": _b64(b"".join(path)),
         "registrations": registration_items(registrations, wanted),
     }
 
@@ -433,9 +494,10 @@ def _check_keys(doc: Mapping[str, Any], ring: KeyRing, key_ids: set[str]) -> dic
     return derived
 
 
-def verify_proof(doc: Mapping[str, Any], trusted_operator_keys: Mapping[str, bytes]) -> ProofReport:
-    """Check a proof document (version 1 or 2) offline against the trusted operator public keys (raw 32 bytes
-    each). Returns what it proves; raises RejectError naming the first failed check."""
+def verify_proofs(doc: Mapping[str, Any], trusted_operator_keys: Mapping[str, bytes]) -> list[ProofReport]:
+    """Check a proof document (version 1, 2 or 3) offline against the trusted operator public keys (raw 32 bytes
+    each). Returns what it proves: one report per event of an inclusion proof file (version 3 files hold one or
+    more), one for a consistency proof. Raises RejectError naming the first failed check."""
     version = doc.get("version")
     if doc.get("format") != PROOF_FORMAT or version not in PROOF_VERSIONS or isinstance(version, bool):
         raise RejectError(RejectCode.BAD_SCHEMA, "not a tokenledger proof of a known version", part="format",
@@ -448,21 +510,31 @@ def verify_proof(doc: Mapping[str, Any], trusted_operator_keys: Mapping[str, byt
             ring = trust_registrations([_hex({"r": r}, "r", f"registrations[{i}]") for i, r in enumerate(regs)],
                                        trusted_operator_keys)
             if kind == "inclusion":
-                return _verify_inclusion_v1(doc, ring)
+                return [_verify_inclusion_v1(doc, ring)]
             if kind == "consistency":
-                return _verify_consistency_v1(doc, ring)
+                return [_verify_consistency_v1(doc, ring)]
         else:
             ring = trust_items(regs, trusted_operator_keys)
             if kind == "inclusion":
-                return _verify_inclusion_v2(doc, ring)
+                return [_verify_inclusion_v2(doc, ring)] if version == 2 else _verify_inclusion_v3(doc, ring)
             if kind == "consistency":
-                return _verify_consistency_v2(doc, ring)
+                return [_verify_consistency_v2(doc, ring) if version == 2 else _verify_consistency_v3(doc, ring)]
     except ValidationError as e:  # a size or index out of range for the tree: the proof does not hold
         raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"proof does not hold: {e.message}",
                           part=e.evidence.get("field", "proof"), **{k: v for k, v in e.evidence.items()
                                                                     if k != "field"}) from None
     raise RejectError(RejectCode.BAD_SCHEMA, "unknown proof kind", part="kind", actual=kind,
                       expected="inclusion | consistency")
+
+
+def verify_proof(doc: Mapping[str, Any], trusted_operator_keys: Mapping[str, bytes]) -> ProofReport:
+    """``verify_proofs`` of a document that proves one thing (one event, or one consistency); a file of several
+    events is refused here (check it with ``verify_proofs``)."""
+    reports = verify_proofs(doc, trusted_operator_keys)
+    if len(reports) != 1:
+        raise RejectError(RejectCode.BAD_SCHEMA, f"the proof file proves {len(reports)} events, not one",
+                          part="events", expected=1, actual=len(reports))
+    return reports[0]
 
 
 # ---------------------------------------------------------------- version 2: signed items
@@ -500,6 +572,8 @@ def open_item(ring: KeyRing, item: Any, *, part: str, role: str | None = None, c
         batch, decoded, info = open_record(ring, _unb64(item, "record", part), role=role, part=part,
                                            only=None if whole else index, cache=cache)
         return batch.signer_id, batch.key_id, decoded, info
+    if "batch_path" in item:
+        return _open_item_v3(ring, item, index, part=part, role=role, cache=cache)
     raw = _unb64(item, "event", part)
     count = _get(item, "count", int, part)
     signer = _get(item, "signer", str, part)
@@ -537,6 +611,68 @@ def open_item(ring: KeyRing, item: Any, *, part: str, role: str | None = None, c
     return signer, key_id, [d], info
 
 
+def _open_item_v3(ring: KeyRing, item: Mapping[str, Any], index: int, *, part: str, role: str | None,
+                  cache: bool) -> tuple[str, str, list[codec.DecodedEvent], KeyInfo]:
+    """A v3 signed item: the signer is the event's own, and the batch root is what the audit path leads to from the
+    event (never written down): a wrong path or index gives another root, which the signature refuses."""
+    raw = _unb64(item, "event", part)
+    count = _get(item, "count", int, part)
+    key_id = _get(item, "key_id", str, part)
+    signature = _unb64(item, "signature", part, limits.SIGNATURE_BYTES)
+    path = _hash_run(item, "batch_path", part)
+    if not 1 <= count <= limits.MAX_BATCH_EVENTS:
+        raise RejectError(RejectCode.BAD_SCHEMA, f"{part}.count is outside 1..{limits.MAX_BATCH_EVENTS}",
+                          part=f"{part}.count", actual=count)
+    try:
+        d = codec.decode_event(raw)
+        signer = d.event.signer_id
+        info = ring.check(signer, key_id, d.event.event_time_us)
+        root = root_from_inclusion(d.hash, index, count, path)
+    except RejectError as e:
+        e.evidence.setdefault("part", part)
+        raise
+    except ValidationError as e:
+        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part}: the event is not in its batch: {e.message}",
+                          part=f"{part}.{e.evidence.get('field', 'index')}") from None
+    if not _signature_holds(info, signature, codec.batch_signing_bytes_v2(signer, key_id, count, root), cache):
+        raise RejectError(RejectCode.BAD_SIGNATURE, f"{part}: batch signature does not verify", part=part,
+                          signer_id=signer, key_id=key_id)
+    if role is not None and info.role != role:
+        code = RejectCode.NOT_PROCESSOR if role == "processor" else RejectCode.NOT_OPERATOR
+        raise RejectError(code, f"{part}: signed by a key of role {info.role}, not {role}", part=part,
+                          signer_id=signer, key_id=key_id, expected=role, actual=info.role)
+    return signer, key_id, [d], info
+
+
+def _hash_run(doc: Mapping[str, Any], key: str, part: str) -> list[bytes]:
+    """A v3 path: its hashes back to back in one base64 string."""
+    b = _unb64(doc, key, part)
+    if len(b) % limits.HASH_BYTES:
+        raise RejectError(RejectCode.BAD_SCHEMA, f"{part}.{key} is not a whole number of {limits.HASH_BYTES}-byte "
+                          "hashes", part=f"{part}.{key}", actual=len(b))
+    if len(b) > MAX_PROOF_HASHES * limits.HASH_BYTES:
+        raise RejectError(RejectCode.OVERSIZED, f"{part}.{key} too long", part=f"{part}.{key}",
+                          expected=MAX_PROOF_HASHES, actual=len(b) // limits.HASH_BYTES)
+    return [b[i:i + limits.HASH_BYTES] for i in range(0, len(b), limits.HASH_BYTES)]
+
+
+def _item_signer(item: Any, part: str) -> tuple[str, str]:
+    """(signer, key id) a signed item claims, before anything is checked (to find the trusted anchors)."""
+    if not isinstance(item, Mapping):
+        raise RejectError(RejectCode.BAD_SCHEMA, f"{part} is not an object", part=part)
+    try:
+        if "record" in item:
+            b = codec.decode_batch(_unb64(item, "record", part))
+            return b.signer_id, b.key_id
+        if "batch_path" in item:
+            return (codec.decode_event(_unb64(item, "event", part)).event.signer_id,
+                    _get(item, "key_id", str, part))
+    except RejectError as e:
+        e.evidence.setdefault("part", part)
+        raise
+    return _get(item, "signer", str, part), _get(item, "key_id", str, part)
+
+
 _trusted_rings: OrderedDict[bytes, KeyRing] = OrderedDict()  # (registrations, trusted keys) -> the ring they build
 
 
@@ -556,18 +692,7 @@ def trust_items(items: Sequence[Any], trusted_operator_keys: Mapping[str, bytes]
         return _trusted_rings[cache_key]
     anchors: dict[str, bytes] = {}
     for i, item in enumerate(items):
-        part = f"registrations[{i}]"
-        if isinstance(item, Mapping) and "record" in item:
-            try:
-                b = codec.decode_batch(_unb64(item, "record", part))
-            except RejectError as e:
-                e.evidence.setdefault("part", part)
-                raise
-            signer, key_id = b.signer_id, b.key_id
-        elif isinstance(item, Mapping):
-            signer, key_id = _get(item, "signer", str, part), _get(item, "key_id", str, part)
-        else:
-            raise RejectError(RejectCode.BAD_SCHEMA, f"{part} is not an object", part=part)
+        signer, key_id = _item_signer(item, f"registrations[{i}]")
         if key_id in trusted:
             anchors.setdefault(signer, trusted[key_id])
     ring = KeyRing(anchors)
@@ -681,6 +806,81 @@ def _verify_consistency_v2(doc: Mapping[str, Any], ring: KeyRing) -> ProofReport
                           part="new", expected=f"{old.topic}/{old.partition}", actual=f"{new.topic}/{new.partition}")
     try:
         verify_consistency(old.tree_size, new.tree_size, old.root_hash, new.root_hash, _hashes(doc, "path", "proof"))
+    except RejectError as e:
+        e.evidence.setdefault("part", "path")
+        raise
+    return ProofReport(kind="consistency", topic=new.topic, partition=new.partition, tree_size=new.tree_size,
+                       root_hash=new.root_hash.hex(), checkpoint_event_id=new_id, checkpoint_signer=new_signer,
+                       old_tree_size=old.tree_size, old_root_hash=old.root_hash.hex(), old_checkpoint_event_id=old_id,
+                       keys=_derived_keys(ring, {old_key, new_key}))
+
+
+# ---------------------------------------------------------------- version 3: shared checkpoints, one or more events
+
+
+def _checkpoint_v3(ring: KeyRing, ref: Any, part: str) -> tuple[Checkpoint, str, str, str]:
+    """(checkpoint body, its event id, signer, key id) from a verified v3 checkpoint item (the partition it is
+    about is its signed body's: the item names none)."""
+    signer, key_id, decoded, _ = open_item(ring, ref, part=part, role="processor", cache=True)
+    ev = decoded[0].event
+    return _signed_checkpoint(ring, {**ref, "topic": getattr(ev.body, "topic", None),
+                                     "partition": getattr(ev.body, "partition", None)}, ev, signer, key_id, part)
+
+
+def _verify_inclusion_v3(doc: Mapping[str, Any], ring: KeyRing) -> list[ProofReport]:
+    events = _get(doc, "events", list, "proof")
+    cp_items = _get(doc, "checkpoints", list, "proof")
+    for key, items, most in (("events", events, MAX_PROOF_FILE_EVENTS), ("checkpoints", cp_items,
+                                                                         MAX_PROOF_FILE_CHECKPOINTS)):
+        if not 1 <= len(items) <= most:
+            raise RejectError(RejectCode.BAD_SCHEMA if not items else RejectCode.OVERSIZED,
+                              f"proof.{key} must hold 1..{most:,} entries", part=key, actual=len(items))
+    checkpoints = [_checkpoint_v3(ring, c, f"checkpoints[{i}]") for i, c in enumerate(cp_items)]
+    reports = []
+    for i, ev_doc in enumerate(events):
+        part = f"events[{i}]"
+        signer, key_id, decoded, _ = open_item(ring, ev_doc, part=part)
+        d = decoded[0]
+        if ev_doc.get("event_id") != d.event.event_id:
+            raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part}.event_id differs from the signed event",
+                              part=f"{part}.event_id", expected=d.event.event_id, actual=ev_doc.get("event_id"))
+        which = _get(ev_doc, "checkpoint", int, part)
+        if not 0 <= which < len(checkpoints):
+            raise RejectError(RejectCode.BAD_SCHEMA, f"{part}.checkpoint names no checkpoint of the file",
+                              part=f"{part}.checkpoint", expected=f"0..{len(checkpoints) - 1}", actual=which)
+        cp, cp_id, cp_signer, cp_key = checkpoints[which]
+        offset = _get(ev_doc, "offset", int, part)
+        if not 0 <= offset < cp.next_offset:
+            raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part}: the event's offset is past the checkpoint",
+                              part=f"{part}.offset", expected=f"< {cp.next_offset}", actual=offset)
+        leaf_index = _get(ev_doc, "leaf_index", int, part)
+        try:
+            verify_inclusion(leaf_hash(d.raw), leaf_index, cp.tree_size, _hash_run(ev_doc, "path", part),
+                             cp.root_hash)
+        except RejectError as e:
+            e.evidence["part"] = f"{part}.path"
+            e.evidence.setdefault("event_id", d.event.event_id)
+            raise
+        except ValidationError as e:
+            raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part}: proof does not hold: {e.message}",
+                              part=f"{part}.{e.evidence.get('field', 'leaf_index')}",
+                              event_id=d.event.event_id) from None
+        reports.append(ProofReport(kind="inclusion", topic=cp.topic, partition=cp.partition,
+                                   tree_size=cp.tree_size, root_hash=cp.root_hash.hex(), checkpoint_event_id=cp_id,
+                                   checkpoint_signer=cp_signer, event_id=d.event.event_id, signer_id=signer,
+                                   leaf_index=leaf_index, keys=_derived_keys(ring, {key_id, cp_key})))
+    return reports
+
+
+def _verify_consistency_v3(doc: Mapping[str, Any], ring: KeyRing) -> ProofReport:
+    old, old_id, _, old_key = _checkpoint_v3(ring, _get(doc, "old", dict, "proof"), "old")
+    new, new_id, new_signer, new_key = _checkpoint_v3(ring, _get(doc, "new", dict, "proof"), "new")
+    if (old.topic, old.partition) != (new.topic, new.partition):
+        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "the checkpoints are about different partitions",
+                          part="new", expected=f"{old.topic}/{old.partition}", actual=f"{new.topic}/{new.partition}")
+    try:
+        verify_consistency(old.tree_size, new.tree_size, old.root_hash, new.root_hash,
+                           _hash_run(doc, "path", "proof"))
     except RejectError as e:
         e.evidence.setdefault("part", "path")
         raise

@@ -20,34 +20,51 @@ def register(app: typer.Typer) -> None:
 
 
 @commands.command(epilog="Example: tokenledger prove 3f2a...e1 --out proof.json   ·   "
+                    "tokenledger prove --ids run42.txt --out run42-proofs.json   ·   "
                     "tokenledger prove --consistency OLD_CHECKPOINT_ID NEW_CHECKPOINT_ID")
 @guarded
-def prove(event_id: str | None = typer.Argument(None, help="The event to prove (32 hex chars)."),
+def prove(event_ids: list[str] | None = typer.Argument(None, help="The events to prove (32 hex chars each); "
+                                                                  "several share one file."),
+          ids: Path | None = typer.Option(None, "--ids", help="Also prove the event ids in this file (one per line)."),
           consistency: tuple[str, str] | None = typer.Option(
               None, "--consistency", metavar="OLD NEW",
               help="Instead: prove checkpoint NEW extends checkpoint OLD (both notary checkpoint event ids, "
                    "same partition; see the `checkpoints` view or `tokenledger checkpoint --json`)."),
           checkpoint: str | None = typer.Option(None, help="Prove against this checkpoint (event id) "
-                                                              "instead of the latest one covering the event."),
-          out_: Path | None = typer.Option(None, "--out", help="Proof file (default: proof-<id>.json here)."),
+                                                              "instead of the latest one covering the events."),
+          out_: Path | None = typer.Option(None, "--out", help="Proof file (default: proof-<id>.json here, "
+                                                              "proofs-<first id>-<n>.json for several)."),
           home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
-    """Write a self-contained proof file: the event's bytes and signed batch, its Merkle inclusion path to a
-    signed notary checkpoint, and the registrations of every key involved. Check it anywhere with
-    `tokenledger verify-proof FILE --operator-key HEX`."""
+    """Write a self-contained proof file: each event's bytes with its path to its batch's signature, its Merkle
+    inclusion path to a signed notary checkpoint, and (once per file) the checkpoints and the registrations of every
+    key involved. Check it anywhere with `tokenledger verify-proof FILE --operator-key HEX`."""
     from processors.services import proofs  # imported when used: `query` must start fast
-    proofs.require_one_target(event_id, consistency)
+    wanted = [*(event_ids or []), *(proofs.read_event_ids(ids) if ids is not None else [])]
+    proofs.require_one_target(wanted, consistency)
     h = open_home(home)
     lg = h.open_log(resolve_log_url(log, h))
     try:
-        written = proofs.write_proof(h, lg, event_id=event_id, consistency=consistency, checkpoint_id=checkpoint,
+        written = proofs.write_proof(h, lg, event_ids=wanted, consistency=consistency, checkpoint_id=checkpoint,
                                      out=out_)
     finally:
         lg.close()
-    report = written.report.to_dict()
+    size = written.file.stat().st_size
     if json_:
-        print_json({"file": str(written.file), **report})
+        reports = [r.to_dict() for r in written.reports]
+        # one thing proved: its fields at the top as well (what scripts read before files of many events)
+        print_json({"file": str(written.file), "bytes": size, **(reports[0] if len(reports) == 1 else {}),
+                    "proofs": reports})
         return
-    _print_report(f"proof written to {written.file}", report)
+    _print_reports(f"proof written to {written.file} ({size:,} bytes)", [r.to_dict() for r in written.reports])
+
+
+def _print_reports(title: str, reports: list[dict[str, Any]]) -> None:
+    if len(reports) == 1:
+        _print_report(title, reports[0])
+        return
+    table(f"{title}: {len(reports):,} events", ["event id", "signer", "leaf", "tree size", "checkpoint"],
+          [[r["event_id"], r["signer_id"], r["leaf_index"], r["tree_size"], r["checkpoint_event_id"]]
+           for r in reports])
 
 
 def _print_report(title: str, r: dict[str, Any]) -> None:
@@ -59,7 +76,8 @@ def _print_report(title: str, r: dict[str, Any]) -> None:
 
 @commands.command("verify-proof", epilog="Example: tokenledger verify-proof proof.json --operator-key 5c1f...9a")
 @guarded
-def verify_proof_cmd(file: Path = typer.Argument(..., help="A proof file written by `tokenledger prove`."),
+def verify_proof_cmd(file: Path = typer.Argument(..., help="A proof file written by `tokenledger prove` (one or "
+                                                               "more events, or a consistency proof)."),
                      operator_key: list[str] | None = typer.Option(
                          None, "--operator-key", help="A trusted operator public key, 64 hex chars (repeatable). "
                                                       "Default: the operators in the home's config."),
@@ -70,13 +88,15 @@ def verify_proof_cmd(file: Path = typer.Argument(..., help="A proof file written
     from processors.services import proofs  # imported when used: `query` must start fast
     data = proofs.read_proof_file(file)
     trusted = proofs.parse_operator_keys(operator_key) if operator_key else open_home(home).anchors()
-    report = proofs.check_proof(data, trusted).to_dict()
+    reports = [r.to_dict() for r in proofs.check_proofs(data, trusted)]
     if json_:
-        print_json({"ok": True, **report})
+        print_json({"ok": True, **(reports[0] if len(reports) == 1 else {}), "proofs": reports})
         return
-    _print_report("proof verified", report)
-    out.print(f"OK: the {report['kind']} proof holds against checkpoint {report['checkpoint_event_id']} "
-              f"signed by {report['checkpoint_signer']}.", markup=False)
+    _print_reports("proof verified", reports)
+    cps = sorted({(r["checkpoint_event_id"], r["checkpoint_signer"]) for r in reports})
+    what = f"the {reports[0]['kind']} proof holds" if len(reports) == 1 else f"all {len(reports):,} proofs hold"
+    out.print(f"OK: {what} against checkpoint{'s' if len(cps) > 1 else ''} "
+              + ", ".join(f"{c} signed by {s}" for c, s in cps) + ".", markup=False)
 
 
 @commands.command("checkpoint", epilog="Example: tokenledger checkpoint --json")

@@ -42,14 +42,16 @@ from ledger.integrity.checkpoints import (
     read_checkpoints,
     registration_records,
 )
-from ledger.integrity.merkle import IndexedTree, MerkleTree, fold_complete
+from ledger.integrity.merkle import IndexedTree, MerkleTree
 from ledger.integrity.proofs import (
     CheckpointRef,
+    EventEvidence,
     ProofReport,
     build_consistency_proof,
-    build_inclusion_proof,
+    build_inclusion_proofs,
     load_proof,
     verify_proof,
+    verify_proofs,
 )
 from ledger.log import Log
 from ledger.sdk.home import Home
@@ -57,7 +59,7 @@ from ledger.wire import codec
 from ledger.wire.events import Checkpoint
 from processors import views
 from processors.host.service import open_runner, signer_id, state_file
-from processors.notary import CHECKPOINT_EVERY_EVENTS, NODE_STRIDE, NOTARY_SIGNER, Notary
+from processors.notary import CHECKPOINT_EVERY_EVENTS, NOTARY_SIGNER, Notary, subtree_roots
 from processors.runtime.publish import Publisher
 from processors.runtime.store import Store
 
@@ -65,6 +67,7 @@ from processors.runtime.store import Store
 LeafQuery = Callable[..., list[tuple[Any, ...]]]
 ProofDocument = dict[str, Any]  # the JSON document of ledger/integrity/proofs.py (a file format, not a result)
 CHECKPOINT_TAIL_RECORDS = 200  # records of the checkpoints topic read per step while looking back for a checkpoint
+LEAF_LOOKUP_IDS = 1_000  # event ids looked up in the notary's leaves per query
 
 
 @dataclass(frozen=True)
@@ -82,11 +85,11 @@ class CheckpointRow:
 
 @dataclass(frozen=True)
 class WrittenProof:
-    """A proof document written to ``file`` and the report of checking it."""
+    """A proof document written to ``file`` and the reports of checking it (one per event it proves)."""
 
     file: Path
     document: ProofDocument
-    report: ProofReport
+    reports: list[ProofReport]
 
 
 @contextlib.contextmanager
@@ -150,33 +153,8 @@ def _tree(q: LeafQuery, topic: str, partition: int, size: int, cp: SignedEntry) 
 def _indexed_tree(q: LeafQuery, topic: str, partition: int, size: int, index: int) -> MerkleTree | None:
     """The part of a partition's tree at ``size`` leaves that the inclusion path of ``index`` and the root
     read, from the notary's stored leaves and subtree roots; None when the index lacks some of them."""
-    needed = IndexedTree.needed(size, inclusion=index)
-    spans: dict[int, list[tuple[int, int, int, int]]] = {}  # stored height -> (height, position, first, last)
-    for height, position in needed:
-        base = height - height % NODE_STRIDE
-        first = position << (height - base)
-        spans.setdefault(base, []).append((height, position, first, first + (1 << (height - base)) - 1))
-    roots: dict[tuple[int, int], bytes] = {}
-    for base, wanted in spans.items():
-        ranges = sorted({(a, b) for _, _, a, b in wanted})
-        where = " OR ".join(["x BETWEEN ? AND ?"] * len(ranges))
-        flat = [v for r in ranges for v in r]
-        if base == 0:
-            # only "? AND ?" placeholders are joined into the text; every value is a parameter
-            sql = ("SELECT leaf_index, leaf_hash FROM merkle_leaves WHERE topic = ? AND log_partition = ? AND ("  # noqa: S608
-                   + where.replace("x ", "leaf_index ") + ")")
-            rows = q(sql, [topic, partition, *flat])
-        else:
-            sql = ("SELECT position, node_hash FROM merkle_nodes WHERE topic = ? AND log_partition = ? "  # noqa: S608
-                   "AND height = ? AND (" + where.replace("x ", "position ") + ")")
-            rows = q(sql, [topic, partition, base, *flat])
-        got = {int(p): bytes(h) for p, h in rows}
-        for height, position, first, last in wanted:
-            hashes = [got.get(i) for i in range(first, last + 1)]
-            if any(h is None for h in hashes):
-                return None
-            roots[(height, position)] = fold_complete([h for h in hashes if h is not None])
-    return IndexedTree(size, roots)
+    roots = subtree_roots(q, topic, partition, IndexedTree.needed(size, inclusion=index))
+    return None if roots is None else IndexedTree(size, roots)
 
 
 def _newest_checkpoints(h: Home, lg: Log, topic: str, partition: int, leaf_index: int,
@@ -211,44 +189,103 @@ def _newest_checkpoints(h: Home, lg: Log, topic: str, partition: int, leaf_index
 
 def prove_event(h: Home, lg: Log, event_id: str, checkpoint_id: str | None = None) -> ProofDocument:
     """The inclusion proof of ``event_id`` in the newest notary checkpoint covering it (or the one named)."""
+    return prove_events(h, lg, [event_id], checkpoint_id)
+
+
+def _leaves(q: LeafQuery, event_ids: Sequence[str]) -> dict[str, tuple[str, int, int, int]]:
+    """event id -> (topic, partition, leaf index, log offset) of its first leaf, for the ids the notary holds."""
+    found: dict[str, tuple[str, int, int, int]] = {}
+    for k in range(0, len(event_ids), LEAF_LOOKUP_IDS):
+        chunk = list(dict.fromkeys(event_ids[k:k + LEAF_LOOKUP_IDS]))
+        marks = ", ".join("?" * len(chunk))  # placeholders only: every id is a parameter
+        rows = q("SELECT event_id, topic, log_partition, leaf_index, log_offset FROM merkle_leaves "  # noqa: S608
+                 f"WHERE event_id IN ({marks}) ORDER BY topic, log_partition, leaf_index", chunk)
+        for eid, topic, part, index, offset in rows:
+            found.setdefault(eid, (topic, int(part), int(index), int(offset)))
+    return found
+
+
+def prove_events(h: Home, lg: Log, event_ids: Sequence[str], checkpoint_id: str | None = None) -> ProofDocument:
+    """One proof file for every event of ``event_ids``, each against the newest notary checkpoint of its partition
+    covering all of them there (or the one named): the checkpoints and registrations are in the file once."""
+    if not 1 <= len(event_ids) <= limits.MAX_PROOF_FILE_EVENTS:
+        raise ValidationError("event_id", len(event_ids), f"give 1..{limits.MAX_PROOF_FILE_EVENTS:,} event ids",
+                              hint="split the ids over several proof files")
+    event_ids = list(dict.fromkeys(event_ids))
     with notary_leaves(h) as q:
-        rows = q("SELECT topic, log_partition, leaf_index, log_offset FROM merkle_leaves WHERE event_id = ? "
-                 "ORDER BY topic, log_partition, leaf_index LIMIT 1", [event_id])
-        if not rows:
-            raise ValidationError("event_id", event_id, "is not among the events the notary has accepted",
+        leaves = _leaves(q, event_ids)
+        missing = [e for e in event_ids if e not in leaves]
+        if missing:
+            raise ValidationError("event_id", missing[0], "is not among the events the notary has accepted"
+                                  + (f" ({len(missing)} of the ids are not)" if len(missing) > 1 else ""),
                                   hint="check the id (tokenledger tail), or let the notary catch up: "
                                        "tokenledger checkpoint")
-        topic, part, index, offset = rows[0]
-        recs = lg.read(topic, part, offset, 1)
-        if not recs or recs[0].offset != offset:
-            raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "the event's record is no longer on the log",
-                              event_id=event_id, topic=topic, partition=part, offset=offset)
-        registrations: dict[frozenset[str], list[bytes]] = {}
-        last: RejectError | None = None
-        for cp in _newest_checkpoints(h, lg, topic, part, index, checkpoint_id):
-            assert isinstance(cp.body, Checkpoint)
-            size = cp.body.tree_size
-            tree = _indexed_tree(q, topic, part, size, index) or _tree(q, topic, part, size, cp)
-            key_ids = frozenset({codec.decode_batch(recs[0].value).key_id, codec.decode_batch(cp.record).key_id})
-            if key_ids not in registrations:
-                registrations[key_ids] = registration_records(lg, h.control_topic, set(key_ids))
-            doc = build_inclusion_proof(event_id=event_id, topic=topic, partition=part, offset=offset,
-                                        record=recs[0].value, leaf_index=index, tree_size=size,
-                                        path=tree.inclusion_proof(index, size), checkpoint=_ref(cp),
-                                        registrations=registrations[key_ids])
-            try:
-                verify_proof(doc, h.anchors())  # never hand out a proof that does not verify
-            except RejectError as e:
-                if not str(e.evidence.get("part", "")).startswith("checkpoint"):
-                    raise
-                last = e  # a checkpoint record that does not hold (not the notary's): try an older one
-                continue
-            return doc
+        by_partition: dict[tuple[str, int], list[str]] = {}
+        for eid in event_ids:
+            topic, part, _, _ = leaves[eid]
+            by_partition.setdefault((topic, part), []).append(eid)
+        records: dict[tuple[str, int, int], bytes] = {}
+        for eid in event_ids:
+            topic, part, _, offset = leaves[eid]
+            if (topic, part, offset) not in records:
+                recs = lg.read(topic, part, offset, 1)
+                if not recs or recs[0].offset != offset:
+                    raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "the event's record is no longer on the log",
+                                      event_id=eid, topic=topic, partition=part, offset=offset)
+                records[(topic, part, offset)] = recs[0].value
+        evidence: dict[str, EventEvidence] = {}
+        for (topic, part), ids in by_partition.items():
+            evidence.update(_partition_evidence(h, lg, q, topic, part, ids, leaves, records, checkpoint_id))
+    key_ids = {codec.decode_batch(ev.record).key_id for ev in evidence.values()}
+    key_ids |= {codec.decode_batch(ev.checkpoint.record).key_id for ev in evidence.values()}
+    doc = build_inclusion_proofs([evidence[e] for e in event_ids],
+                                 registration_records(lg, h.control_topic, key_ids))
+    verify_proofs(doc, h.anchors())  # never hand out a proof that does not verify
+    return doc
+
+
+def _partition_evidence(h: Home, lg: Log, q: LeafQuery, topic: str, part: int, ids: list[str],
+                        leaves: dict[str, tuple[str, int, int, int]], records: dict[tuple[str, int, int], bytes],
+                        checkpoint_id: str | None) -> dict[str, EventEvidence]:
+    """Evidence for the events of one partition, against its newest checkpoint covering them all whose signature
+    holds (an older one when a newer record on the checkpoints topic is not the notary's)."""
+    top = max(leaves[e][2] for e in ids)
+    last: RejectError | None = None
+    tree: MerkleTree | None = None
+    for cp in _newest_checkpoints(h, lg, topic, part, top, checkpoint_id):
+        assert isinstance(cp.body, Checkpoint)
+        size = cp.body.tree_size
+        out = {}
+        for eid in ids:
+            _, _, index, offset = leaves[eid]
+            path = None
+            if tree is None:
+                indexed = _indexed_tree(q, topic, part, size, index)
+                path = indexed.inclusion_proof(index, size) if indexed is not None else None
+            if path is None:
+                if tree is None:
+                    tree = _tree(q, topic, part, size, cp)
+                path = tree.inclusion_proof(index, size)
+            out[eid] = EventEvidence(eid, topic, part, offset, records[(topic, part, offset)], index, tuple(path),
+                                     _ref(cp))
+        first = out[ids[0]]
+        regs = registration_records(lg, h.control_topic, {codec.decode_batch(first.record).key_id,
+                                                          codec.decode_batch(cp.record).key_id})
+        try:  # the checkpoint's signature and grant, on the first event's proof
+            verify_proofs(build_inclusion_proofs([first], regs), h.anchors())
+        except RejectError as e:
+            if not str(e.evidence.get("part", "")).startswith("checkpoint"):
+                raise
+            last = e  # a checkpoint record that does not hold (not the notary's): try an older one
+            tree = None
+            continue
+        return out
     if last is not None:
         raise last
-    raise ValidationError("event_id", event_id, "no signed checkpoint covers this event yet"
-                          + (f" (or {checkpoint_id} does not)" if checkpoint_id else ""),
-                          topic=topic, partition=part, leaf_index=index,
+    raise ValidationError("event_id", ids[0], "no signed checkpoint covers this event yet"
+                          + (f" (or {checkpoint_id} does not)" if checkpoint_id else "")
+                          + (f" (nor all {len(ids)} ids of its partition)" if len(ids) > 1 else ""),
+                          topic=topic, partition=part, leaf_index=top,
                           hint="publish one now: tokenledger checkpoint")
 
 
@@ -322,27 +359,38 @@ def check_state_checkpoints(h: Home, lg: Log, name: str, positions: dict[str, in
     return check_state(entries, name, signer_id(name), positions, digest)
 
 
-def require_one_target(event_id: str | None, consistency: tuple[str, str] | None) -> None:
-    """A proof is of one event or of two checkpoints' consistency, never both or neither."""
-    if (event_id is None) == (consistency is None):
-        raise ValidationError("event_id", event_id, "give either EVENT_ID or --consistency OLD NEW")
+def require_one_target(event_ids: Sequence[str], consistency: tuple[str, str] | None) -> None:
+    """A proof file is of events or of two checkpoints' consistency, never both or neither."""
+    if bool(event_ids) == (consistency is not None):
+        raise ValidationError("event_id", ", ".join(event_ids) or None,
+                              "give either EVENT_ID ... (one or more) or --consistency OLD NEW")
 
 
-def write_proof(h: Home, lg: Log, *, event_id: str | None = None, consistency: tuple[str, str] | None = None,
+def read_event_ids(file: Path) -> list[str]:
+    """Event ids from a text file, one per line (blank lines and ``#`` comments skipped), size-bounded."""
+    text = read_bounded(file, limits.MAX_PROOF_FILE_EVENTS * 80, field="ids", limit_name="MAX_PROOF_FILE_EVENTS")
+    return [t for line in text.decode("utf-8", "replace").splitlines() if (t := line.split("#")[0].strip())]
+
+
+def write_proof(h: Home, lg: Log, *, event_ids: Sequence[str] = (), consistency: tuple[str, str] | None = None,
                 checkpoint_id: str | None = None, out: Path | None = None) -> WrittenProof:
-    """The inclusion proof of ``event_id`` or, instead, the consistency proof of the two checkpoints in
-    ``consistency`` (OLD, NEW), written to ``out`` (default: ``proof-<id>.json`` in the working directory)."""
-    require_one_target(event_id, consistency)
+    """One proof file: the inclusion proof of every event of ``event_ids`` or, instead, the consistency proof of the
+    two checkpoints in ``consistency`` (OLD, NEW), written to ``out`` (default in the working directory:
+    ``proof-<id>.json`` for one event, ``proofs-<first id>-<n>.json`` for several)."""
+    require_one_target(event_ids, consistency)
     if consistency is not None:
         doc = prove_consistency(h, lg, consistency[0], consistency[1])
-        name = f"consistency-{consistency[0][:12]}-{consistency[1][:12]}"
+        name = f"proof-consistency-{consistency[0][:12]}-{consistency[1][:12]}"
     else:
-        assert event_id is not None
-        doc = prove_event(h, lg, event_id, checkpoint_id)
-        name = event_id
-    path = out or Path(f"proof-{name}.json")
-    path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-    return WrittenProof(file=path, document=doc, report=verify_proof(doc, h.anchors()))
+        doc = prove_events(h, lg, event_ids, checkpoint_id)
+        name = f"proof-{event_ids[0]}" if len(event_ids) == 1 else f"proofs-{event_ids[0][:12]}-{len(event_ids)}"
+    text = json.dumps(doc, separators=(",", ":"), sort_keys=True) + "\n"
+    if len(text) > limits.MAX_PROOF_FILE_BYTES:
+        raise ValidationError("event_id", len(event_ids), f"the proof file would be {len(text):,} bytes, over the "
+                              f"{limits.MAX_PROOF_FILE_BYTES:,} a verifier reads", hint="prove fewer events per file")
+    path = out or Path(f"{name}.json")
+    path.write_text(text)
+    return WrittenProof(file=path, document=doc, reports=verify_proofs(doc, h.anchors()))
 
 
 def parse_operator_keys(texts: Sequence[str]) -> dict[str, bytes]:
@@ -365,5 +413,12 @@ def read_proof_file(file: Path) -> bytes:
 
 
 def check_proof(data: bytes, trusted: dict[str, bytes]) -> ProofReport:
-    """Check a proof file's bytes offline against ``trusted`` operator keys (raises the failed check)."""
+    """Check a proof file's bytes offline against ``trusted`` operator keys (raises the failed check); the file
+    must prove one thing."""
     return verify_proof(load_proof(data), trusted)
+
+
+def check_proofs(data: bytes, trusted: dict[str, bytes]) -> list[ProofReport]:
+    """Check a proof file's bytes offline against ``trusted`` operator keys: one report per event it proves (one for
+    a consistency proof); raises the first failed check."""
+    return verify_proofs(load_proof(data), trusted)

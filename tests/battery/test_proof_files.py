@@ -1,8 +1,8 @@
 """Battery, class "proof files": `tokenledger verify-proof` and ``verify_proof`` on bad proof files.
 
 One home (module-scoped) with a small workload, a notary checkpoint and one good inclusion proof of a
-middle event, in both file versions: v1 (hex, whole records: the cases below ``DOC_CASES``) and v2 (base64,
-signed items: ``V2_DOC_CASES``). Each case damages the file (not JSON, truncated, the wrong JSON type) or one field of
+middle event, in every file version: v1 (hex, whole records: the cases below ``DOC_CASES``), v2 (base64,
+signed items: ``V2_DOC_CASES``) and v3 (shared checkpoints, paths as one string: ``V3_DOC_CASES``). Each case damages the file (not JSON, truncated, the wrong JSON type) or one field of
 the document (wrong type, wrong length, out of range, a flipped hash). Asserted: ``check_proof``
 raises ``RejectError`` with the expected reject code and names the part of the proof that failed
 (its ``part`` evidence, where the check has one); the CLI exits 1 showing the code; the log is
@@ -26,7 +26,7 @@ from ledger.integrity.keys import SigningKey
 from ledger.sdk.home import Home
 from ledger.testing.homes import fill, make_home
 from processors.services.proofs import check_proof, checkpoint_now, notary_leaves, prove_event
-from processors.testing.proofs import proof_as_v1
+from processors.testing.proofs import proof_as_v1, proof_as_v2
 
 from .support import cli, log_records
 
@@ -37,7 +37,8 @@ C = RejectCode
 class Proof:
     home: Home
     doc: dict[str, Any]  # version 1
-    v2: dict[str, Any]  # the same proof as `prove` writes it now
+    v2: dict[str, Any]  # the same proof in version 2
+    v3: dict[str, Any]  # the same proof as `prove` writes it now
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +51,13 @@ def proof(tmp_path_factory: pytest.TempPathFactory) -> Proof:
             ids = [r[0] for r in q("SELECT event_id FROM merkle_leaves WHERE topic = ? ORDER BY leaf_index",
                                    (h.topic,))]
         doc = prove_event(h, lg, ids[len(ids) // 2])
-    assert 0 < doc["leaf_index"] < doc["tree_size"] - 1 and len(doc["path"]) >= 2
-    assert doc["version"] == 2
-    v1 = proof_as_v1(h, doc)
-    for good in (doc, v1):
+    assert doc["version"] == 3
+    v2 = proof_as_v2(doc)
+    assert 0 < v2["leaf_index"] < v2["tree_size"] - 1 and len(v2["path"]) >= 2
+    v1 = proof_as_v1(h, v2)
+    for good in (doc, v2, v1):
         check_proof(json.dumps(good).encode(), h.anchors())  # the good proof holds
-    return Proof(h, v1, doc)
+    return Proof(h, v1, v2, doc)
 
 
 def flip(hex_text: str, at: int | None = None) -> str:
@@ -119,7 +121,7 @@ FILE_CASES = [
 DOC_CASES = [
     pytest.param(setp("format", lambda v: "something-else"), {C.BAD_SCHEMA}, "format", id="format"),
     pytest.param(setp("version", lambda v: str(v)), {C.BAD_SCHEMA}, "format", id="version-as-text"),
-    pytest.param(setp("version", lambda v: 3), {C.BAD_SCHEMA}, "format", id="future-version"),
+    pytest.param(setp("version", lambda v: 4), {C.BAD_SCHEMA}, "format", id="future-version"),
     pytest.param(setp("kind", lambda v: "teleport"), {C.BAD_SCHEMA}, "kind", id="kind-unknown"),
     pytest.param(setp("registrations", lambda v: "none"), {C.BAD_SCHEMA}, "proof.registrations",
                  id="registrations-not-a-list"),
@@ -205,6 +207,76 @@ V2_DOC_CASES = [
 ]
 
 
+def b64cut(n: int) -> Callable[[str], str]:
+    """A base64 byte string without its last ``n`` bytes (negative: with -n zero bytes more)."""
+    def apply(text: str) -> str:
+        b = base64.b64decode(text)
+        return base64.b64encode(b[:-n] if n > 0 else b + bytes(-n)).decode()
+    return apply
+
+
+V3_DOC_CASES = [
+    pytest.param(dropp("events"), {C.BAD_SCHEMA}, "proof.events", id="events-missing"),
+    pytest.param(setp("events", lambda v: []), {C.BAD_SCHEMA}, "events", id="events-empty"),
+    pytest.param(setp("events", lambda v: v * 10_001), {C.OVERSIZED}, "events", id="events-10001"),
+    pytest.param(setp("events.0", lambda v: "zz"), {C.BAD_SCHEMA}, "events[0]", id="event-not-an-object"),
+    pytest.param(dropp("checkpoints"), {C.BAD_SCHEMA}, "proof.checkpoints", id="checkpoints-missing"),
+    pytest.param(setp("checkpoints", lambda v: []), {C.BAD_SCHEMA}, "checkpoints", id="checkpoints-empty"),
+    pytest.param(setp("checkpoints", lambda v: v * 1_025), {C.OVERSIZED}, "checkpoints", id="checkpoints-1025"),
+    pytest.param(setp("events.0.event", lambda v: "not base64!"), {C.BAD_SCHEMA}, "events[0].event",
+                 id="event-not-b64"),
+    pytest.param(setp("events.0.event", lambda v: v[:16]), {C.TRUNCATED, C.BAD_SCHEMA}, "events[0]",
+                 id="event-truncated"),
+    pytest.param(setp("events.0.signature", b64cut(4)), {C.BAD_SCHEMA}, "events[0].signature", id="sig-short"),
+    pytest.param(setp("events.0.signature", lambda v: b64flip(v, 0)), {C.BAD_SIGNATURE}, "events[0]",
+                 id="sig-flipped"),
+    pytest.param(setp("events.0.count", lambda v: 0), {C.BAD_SCHEMA}, "events[0].count", id="count-zero"),
+    pytest.param(setp("events.0.count", lambda v: 10**9), {C.BAD_SCHEMA}, "events[0].count", id="count-huge"),
+    pytest.param(setp("events.0.count", lambda v: "4"), {C.BAD_SCHEMA}, "events[0].count", id="count-as-text"),
+    pytest.param(setp("events.0.index", lambda v: -1), {C.CHECKPOINT_MISMATCH}, "events[0]", id="index-negative"),
+    pytest.param(setp("events.0.index", lambda v: 10**6), {C.CHECKPOINT_MISMATCH}, "events[0]", id="index-beyond"),
+    pytest.param(setp("events.0.batch_path", b64cut(1)), {C.BAD_SCHEMA}, "events[0].batch_path",
+                 id="batch-path-not-whole-hashes"),
+    pytest.param(setp("events.0.batch_path", b64cut(-32 * 65)), {C.OVERSIZED}, "events[0].batch_path",
+                 id="batch-path-65"),
+    pytest.param(setp("events.0.batch_path", b64cut(-32)), {C.CHECKPOINT_MISMATCH}, "events[0]",
+                 id="batch-path-added"),
+    pytest.param(setp("events.0.batch_path", b64flip), {C.BAD_SIGNATURE}, "events[0]", id="batch-path-flipped"),
+    pytest.param(setp("events.0.key_id", lambda v: 7), {C.BAD_SCHEMA}, "events[0].key_id", id="key-id-not-text"),
+    pytest.param(setp("events.0.path", lambda v: "zz"), {C.BAD_SCHEMA}, "events[0].path", id="path-not-b64"),
+    pytest.param(setp("events.0.path", b64cut(1)), {C.BAD_SCHEMA}, "events[0].path", id="path-not-whole-hashes"),
+    pytest.param(setp("events.0.path", b64cut(-32 * 65)), {C.OVERSIZED}, "events[0].path", id="path-65"),
+    pytest.param(setp("events.0.path", lambda v: b64flip(v, 0)), {C.CHECKPOINT_MISMATCH}, "events[0].path",
+                 id="path-element-flipped"),
+    pytest.param(setp("events.0.path", b64cut(32)), {C.CHECKPOINT_MISMATCH}, "events[0].path",
+                 id="path-element-dropped"),
+    pytest.param(setp("events.0.leaf_index", lambda v: -1), {C.CHECKPOINT_MISMATCH}, "events[0]",
+                 id="leaf-index-negative"),
+    pytest.param(setp("events.0.leaf_index", lambda v: 2**70), {C.CHECKPOINT_MISMATCH}, "events[0]",
+                 id="leaf-index-2-to-70"),
+    pytest.param(setp("events.0.leaf_index", lambda v: 1.5), {C.BAD_SCHEMA}, "events[0].leaf_index",
+                 id="leaf-index-float"),
+    pytest.param(setp("events.0.offset", lambda v: -1), {C.CHECKPOINT_MISMATCH}, "events[0].offset",
+                 id="offset-negative"),
+    pytest.param(setp("events.0.checkpoint", lambda v: -1), {C.BAD_SCHEMA}, "events[0].checkpoint",
+                 id="checkpoint-index-negative"),
+    pytest.param(setp("events.0.checkpoint", lambda v: True), {C.BAD_SCHEMA}, "events[0].checkpoint",
+                 id="checkpoint-index-bool"),
+    pytest.param(setp("checkpoints.0.event", b64flip), set(C), "checkpoints[0]", id="checkpoint-event-flipped"),
+    pytest.param(setp("checkpoints.0.signature", b64flip), {C.BAD_SIGNATURE}, "checkpoints[0]",
+                 id="checkpoint-signature-flipped"),
+    pytest.param(setp("checkpoints.0", lambda v: {**v, "event": v["event"], "key_id": "nobody"}), {C.UNKNOWN_KEY},
+                 "checkpoints[0]", id="checkpoint-key-unknown"),
+    pytest.param(setp("registrations.0", lambda v: "zz"), {C.BAD_SCHEMA}, "registrations[0]",
+                 id="registration-not-an-object"),
+    pytest.param(setp("registrations.0.event", lambda v: v[:8]), {C.TRUNCATED, C.BAD_SCHEMA}, "registrations[0]",
+                 id="registration-event-truncated"),
+    pytest.param(setp("registrations.0.signature", b64flip), {C.BAD_SIGNATURE}, "registrations[0]",
+                 id="registration-signature-flipped"),
+    pytest.param(setp("registrations", lambda v: v * 40), {C.OVERSIZED}, "registrations", id="registrations-80"),
+]
+
+
 def _check(p: Proof, data: bytes, codes: set[RejectCode], part: str | None, tmp_path: Path) -> None:
     with pytest.raises(RejectError) as e:
         check_proof(data, p.home.anchors())
@@ -242,9 +314,17 @@ def test_a_damaged_v2_proof_fails_naming_the_part(proof: Proof, tmp_path: Path, 
     _check(proof, json.dumps(bad).encode(), codes, part, tmp_path)
 
 
+@pytest.mark.parametrize("damage,codes,part", V3_DOC_CASES)
+def test_a_damaged_v3_proof_fails_naming_the_part(proof: Proof, tmp_path: Path, damage: Callable[[Doc], Doc],
+                                                  codes: set[RejectCode], part: str | None) -> None:
+    bad = damage(copy.deepcopy(proof.v3))
+    assert bad != proof.v3
+    _check(proof, json.dumps(bad).encode(), codes, part, tmp_path)
+
+
 def test_a_proof_checked_against_another_operator_key_fails(proof: Proof, tmp_path: Path) -> None:
     f = tmp_path / "proof.json"
-    f.write_text(json.dumps(proof.doc))
+    f.write_text(json.dumps(proof.v3))
     stranger = SigningKey.generate("operator").public.raw.hex()
     r = cli(None, ["verify-proof", str(f), "--operator-key", stranger])
     assert r.exit_code == 1 and "unknown_key" in r.output, r.output

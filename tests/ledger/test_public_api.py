@@ -11,7 +11,7 @@ PUBLIC = [
     "KeyFileError", "KeyRevoked", "KeyRing", "KeyRotated", "LedgerError", "LlmUsage", "Log", "LogError",
     "PriceSet", "ProofReport", "PublicKey", "RejectCode", "RejectError", "SettlementRule", "SigningKey", "Trust",
     "ValidationError", "Verifier", "Where", "__version__", "context", "economics", "load_key", "load_proof",
-    "open_log", "save_key", "verify_proof",
+    "open_log", "save_key", "verify_proof", "verify_proofs",
 ]
 
 
