@@ -33,8 +33,8 @@ Nothing is asserted: the numbers are for reading, each next to what the machine 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import base64
+import contextlib
 import hashlib
 import io
 import json
