@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,7 @@ from processors.host.service import open_runner, signer_id, state_file
 from processors.notary import CHECKPOINT_EVERY_EVENTS, NOTARY_SIGNER, Notary, subtree_roots
 from processors.runtime.publish import Publisher
 from processors.runtime.store import Store
+from processors.services.leaf_index import LEAF_INDEX_FILE, LeafIndex
 
 # ``query(sql, params) -> rows`` over the notary's merkle_leaves (its Store, or its published Parquet)
 LeafQuery = Callable[..., list[tuple[Any, ...]]]
@@ -205,6 +207,41 @@ def _leaves(q: LeafQuery, event_ids: Sequence[str]) -> dict[str, tuple[str, int,
     return found
 
 
+def _indexed_leaves(h: Home, lg: Log, q: LeafQuery, event_ids: Sequence[str],
+                    records: dict[tuple[str, int, int], bytes]) -> dict[str, tuple[str, int, int, int]]:
+    """The leaves of ``event_ids`` the event-id index knows (caught up first), each checked against the log: the
+    record at its offset holds the event (read into ``records``). An unwritable home indexes nothing."""
+    try:
+        index = LeafIndex(h.state_dir / LEAF_INDEX_FILE)
+    except (sqlite3.Error, OSError):
+        return {}
+    try:
+        topics = set(lg.topics())
+        index.catch_up(q, [(t, p) for t in (h.control_topic, h.topic) if t in topics for p in range(lg.partitions(t))])
+        found = index.find(event_ids)
+    finally:
+        index.close()
+    out = {}
+    for eid, (topic, part, leaf, offset) in found.items():
+        if (topic, part, offset) not in records:
+            recs = lg.read(topic, part, offset, 1)
+            if not recs or recs[0].offset != offset:
+                continue
+            records[(topic, part, offset)] = recs[0].value
+        if _holds(records[(topic, part, offset)], eid):
+            out[eid] = (topic, part, leaf, offset)
+    return out
+
+
+def _holds(record: bytes, event_id: str) -> bool:
+    try:
+        batch = codec.decode_batch(record)
+    except RejectError:
+        return False
+    tag = event_id.encode()
+    return any(tag in raw[:64] and codec.decode_event(raw).event.event_id == event_id for raw in batch.events)
+
+
 def prove_events(h: Home, lg: Log, event_ids: Sequence[str], checkpoint_id: str | None = None) -> ProofDocument:
     """One proof file for every event of ``event_ids``, each against the newest notary checkpoint of its partition
     covering all of them there (or the one named): the checkpoints and registrations are in the file once."""
@@ -212,8 +249,24 @@ def prove_events(h: Home, lg: Log, event_ids: Sequence[str], checkpoint_id: str 
         raise ValidationError("event_id", len(event_ids), f"give 1..{limits.MAX_PROOF_FILE_EVENTS:,} event ids",
                               hint="split the ids over several proof files")
     event_ids = list(dict.fromkeys(event_ids))
+    try:
+        return _prove_events(h, lg, event_ids, checkpoint_id, use_index=True)
+    except RejectError as e:
+        if e.code is not RejectCode.CHECKPOINT_MISMATCH:
+            raise
+        # a leaf the event-id index misplaced inside the right record (never seen, but the index is a cache):
+        # the notary's view alone decides
+        return _prove_events(h, lg, event_ids, checkpoint_id, use_index=False)
+
+
+def _prove_events(h: Home, lg: Log, event_ids: list[str], checkpoint_id: str | None, *,
+                  use_index: bool) -> ProofDocument:
     with notary_leaves(h) as q:
-        leaves = _leaves(q, event_ids)
+        records: dict[tuple[str, int, int], bytes] = {}
+        leaves = _indexed_leaves(h, lg, q, event_ids, records) if use_index else {}
+        rest = [e for e in event_ids if e not in leaves]
+        if rest:
+            leaves.update(_leaves(q, rest))
         missing = [e for e in event_ids if e not in leaves]
         if missing:
             raise ValidationError("event_id", missing[0], "is not among the events the notary has accepted"
@@ -224,7 +277,6 @@ def prove_events(h: Home, lg: Log, event_ids: Sequence[str], checkpoint_id: str 
         for eid in event_ids:
             topic, part, _, _ = leaves[eid]
             by_partition.setdefault((topic, part), []).append(eid)
-        records: dict[tuple[str, int, int], bytes] = {}
         for eid in event_ids:
             topic, part, _, offset = leaves[eid]
             if (topic, part, offset) not in records:

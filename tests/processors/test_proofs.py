@@ -437,3 +437,56 @@ def test_prove_reads_the_path_from_the_notarys_index() -> None:
     old = Notary()
     old.restore(q)  # from every leaf, once
     assert old.trees[("t", 0)].root() == tree.root(n)
+
+
+def test_prove_finds_leaves_through_the_event_id_index_and_never_trusts_it(nhome: Home) -> None:
+    """`prove` keeps an event-id index of the notary's leaves (<home>/state/leaf-index.sqlite), caught up on each
+    use; an answer that does not hold on the log (a wrong row, as two ids sharing 64 bits would give) falls back to
+    the view, and a home whose state directory cannot hold the index still proves."""
+    import sqlite3
+
+    from processors.services.leaf_index import LEAF_INDEX_FILE
+
+    events = _leaf_ids(nhome)[nhome.topic]
+    path = nhome.state_dir / LEAF_INDEX_FILE
+    path.unlink(missing_ok=True)
+    with nhome.open_log() as lg:
+        doc = prove_event(nhome, lg, events[5])
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT count(*) FROM leaf_ids").fetchone()[0] >= len(events)
+    marks = dict(((t, p), n) for t, p, n in db.execute("SELECT * FROM marks"))
+    assert marks[(nhome.topic, 0)] == len(events)
+    # more events: the next prove catches up before it looks
+    fill(nhome, tasks=2, batch_size=4, seed=5, run="more")
+    run_notary(nhome)
+    invoke(nhome, "checkpoint")
+    newest = _leaf_ids(nhome)[nhome.topic][-1]
+    with nhome.open_log() as lg:
+        assert verify_proof(prove_event(nhome, lg, newest), nhome.anchors()).event_id == newest
+    # a wrong row: event 5's entry points at event 6's leaf and record
+    prefix = int(events[5][:16], 16)
+    prefix -= (1 << 64) if prefix >= 1 << 63 else 0
+    other = int(events[6][:16], 16)
+    other -= (1 << 64) if other >= 1 << 63 else 0
+    (_, t, p, leaf, off) = db.execute("SELECT * FROM leaf_ids WHERE prefix = ?", (other,)).fetchone()
+    db.execute("UPDATE leaf_ids SET leaf_index = ?, log_offset = ? WHERE prefix = ?", (leaf, off + 1, prefix))
+    db.commit()
+    db.close()
+    with nhome.open_log() as lg:
+        again = prove_event(nhome, lg, events[5])
+    assert again["events"][0]["leaf_index"] == doc["events"][0]["leaf_index"] == 5
+    assert verify_proof(again, nhome.anchors()).event_id == events[5]
+    # a wrong leaf inside the right record: the proof built on it does not verify, so the view decides
+    db = sqlite3.connect(path)
+    db.execute("UPDATE leaf_ids SET leaf_index = ? WHERE prefix = ?", (leaf, prefix))
+    db.commit()
+    db.close()
+    with nhome.open_log() as lg:
+        assert prove_event(nhome, lg, events[5])["events"][0]["leaf_index"] == 5
+    # no index at all: the state directory holds a directory where the file should be
+    path.unlink()
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    path.mkdir()
+    with nhome.open_log() as lg:
+        assert verify_proof(prove_event(nhome, lg, events[7]), nhome.anchors()).event_id == events[7]
