@@ -468,7 +468,7 @@ def test_prove_finds_leaves_through_the_event_id_index_and_never_trusts_it(nhome
     prefix -= (1 << 64) if prefix >= 1 << 63 else 0
     other = int(events[6][:16], 16)
     other -= (1 << 64) if other >= 1 << 63 else 0
-    (_, t, p, leaf, off) = db.execute("SELECT * FROM leaf_ids WHERE prefix = ?", (other,)).fetchone()
+    (leaf, off) = db.execute("SELECT leaf_index, log_offset FROM leaf_ids WHERE prefix = ?", (other,)).fetchone()
     db.execute("UPDATE leaf_ids SET leaf_index = ?, log_offset = ? WHERE prefix = ?", (leaf, off + 1, prefix))
     db.commit()
     db.close()
