@@ -15,8 +15,13 @@ a processor's chain spans several derived topics) and each checkpoint's claims:
 * ``tree_size`` ≤ the rebuilt tree's size, and the rebuilt root at ``tree_size`` equals ``root_hash``;
 * the rebuilt tree over the records before ``next_offset`` has exactly ``tree_size`` leaves;
 * consecutive checkpoints of a partition (by tree size) are consistent: an RFC 9162 consistency
-  proof from the rebuilt tree verifies between their signed roots (two different roots for one
-  size — a forked notary — fail here).
+  proof from the rebuilt tree verifies between their signed roots — which holds exactly when both are
+  the rebuilt roots at their sizes, so that is what is compared (two different roots for one size —
+  a forked notary — fail here).
+
+Memory: the rebuilt trees are kept as frontiers (O(log n) hashes each); the checkpoints topic is read once
+before the audit to learn which tree sizes and offsets to sample as the log streams by (``TreeBuilder``), so
+``verify`` runs in the same memory at any log size.
 
 The first divergence, in checkpoint-topic order, is reported with the checkpoint's event id,
 partition, tree size and the expected (rebuilt) and actual (signed) roots.
@@ -29,16 +34,15 @@ Never: writes nothing, imports nothing from processors/.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ledger.errors import RejectError, ValidationError
+from ledger.errors import RejectError
 from ledger.integrity.keyring import KeyRing
-from ledger.integrity.merkle import MerkleTree, leaf_hash, verify_consistency
+from ledger.integrity.merkle import EMPTY_ROOT, CompactTree, leaf_hash
 from ledger.integrity.proofs import control_key_ids, is_notary_grant, open_record, require_notary
 from ledger.integrity.verify import Accepted, AuditReport, Verifier, Where, audit
 from ledger.wire import codec
@@ -183,38 +187,99 @@ def registration_records(log: Log, control_topic: str, key_ids: set[str]) -> lis
 
 
 class TreeBuilder:
-    """Per (topic, partition): the tree over accepted events in log order, and record boundaries
-    (next offset → tree size) to check a checkpoint's ``next_offset``."""
+    """Per (topic, partition): the tree over accepted events in log order, kept as its frontier only
+    (``CompactTree``), and what the checkpoints need of it, sampled while the log streams by: the root at each
+    tree size a checkpoint names, and the leaves before each ``next_offset`` one names. Memory: O(log n) per
+    partition plus one sample per checkpoint, whatever the log's size."""
 
-    def __init__(self) -> None:
-        self.trees: dict[tuple[str, int], MerkleTree] = {}
-        self.bounds: dict[tuple[str, int], tuple[list[int], list[int]]] = {}
+    def __init__(self, sizes: dict[tuple[str, int], set[int]] | None = None,
+                 offsets: dict[tuple[str, int], set[int]] | None = None) -> None:
+        self.trees: dict[tuple[str, int], CompactTree] = {}
+        self._sizes = sizes or {}
+        self._offsets = {tp: sorted(xs) for tp, xs in (offsets or {}).items()}
+        self._next = dict.fromkeys(self._offsets, 0)  # per tp: the first wanted offset not yet passed
+        self.roots: dict[tuple[str, int], dict[int, bytes]] = {}  # tp -> tree size -> root
+        self.covered: dict[tuple[str, int], dict[int, int]] = {}  # tp -> next_offset -> leaves before it
 
     def on_accepted(self, where: Where, acc: Accepted) -> None:
         tp = (where.topic, where.partition)
         tree = self.trees.get(tp)
         if tree is None:
-            tree = self.trees[tp] = MerkleTree()
-            self.bounds[tp] = ([], [])
+            tree = self.trees[tp] = CompactTree()
+            roots = self.roots[tp] = {}
+            if 0 in self._sizes.get(tp, ()):
+                roots[0] = tree.root()
+        self._pass(tp, where.offset + 1, tree.size)
+        wanted = self._sizes.get(tp, ())
+        roots = self.roots[tp]
         for d in acc.events:
             tree.append(leaf_hash(d.raw))
-        offs, sizes = self.bounds[tp]
-        offs.append(where.offset + 1)
-        sizes.append(tree.size)
+            if tree.size in wanted:
+                roots[tree.size] = tree.root()
+
+    def _pass(self, tp: tuple[str, int], upto: int, size: int) -> None:
+        """Every wanted next_offset at or below ``upto`` - 1 (all records before it seen) covers ``size`` leaves."""
+        xs = self._offsets.get(tp)
+        if not xs:
+            return
+        k = self._next[tp]
+        got = self.covered.setdefault(tp, {})
+        while k < len(xs) and xs[k] < upto:
+            got[xs[k]] = size
+            k += 1
+        self._next[tp] = k
+
+    def finish(self) -> None:
+        """The log has ended: every wanted offset past its last record covers the whole tree."""
+        for tp in self._offsets:
+            tree = self.trees.get(tp)
+            self._pass(tp, 1 << 63, tree.size if tree is not None else 0)
+
+    def size(self, tp: tuple[str, int]) -> int:
+        tree = self.trees.get(tp)
+        return tree.size if tree is not None else 0
+
+    def root(self, tp: tuple[str, int], size: int) -> bytes | None:
+        """The log's root at ``size`` leaves, if it was sampled (None past the end of the log)."""
+        if size == 0:
+            return EMPTY_ROOT
+        return self.roots.get(tp, {}).get(size)
 
     def size_before(self, tp: tuple[str, int], next_offset: int) -> int:
-        """Leaves from records at offsets below ``next_offset``."""
-        offs, sizes = self.bounds.get(tp, ([], []))
-        i = bisect.bisect_right(offs, next_offset)
-        return sizes[i - 1] if i else 0
+        """Leaves from records at offsets below ``next_offset`` (a sampled one)."""
+        return self.covered.get(tp, {}).get(next_offset, 0)
+
+
+def checkpoint_samples(log: Log, topic: str) -> tuple[dict[tuple[str, int], set[int]],
+                                                         dict[tuple[str, int], set[int]]]:
+    """The tree sizes and next offsets the Checkpoint events on ``topic`` name, per partition they are about —
+    read before the audit streams the log, unverified: they only say where to sample the tree (the checks use
+    the verified ones)."""
+    sizes: dict[tuple[str, int], set[int]] = {}
+    offsets: dict[tuple[str, int], set[int]] = {}
+    if topic not in log.topics():
+        return sizes, offsets
+
+    def take(r: Any) -> None:
+        with contextlib.suppress(RejectError):
+            for raw in codec.decode_batch(r.value).events:
+                body = codec.decode_event(raw).event.body
+                if isinstance(body, Checkpoint):
+                    tp = (body.topic, body.partition)
+                    sizes.setdefault(tp, set()).add(body.tree_size)
+                    offsets.setdefault(tp, set()).add(body.next_offset)
+
+    scan(log, topic, take)
+    return sizes, offsets
 
 
 def audit_with_checkpoints(log: Log, topics: list[str], checkpoint_topic: str, anchors: dict[str, bytes], *,
                            progress: Callable[[int], None] | None = None) -> tuple[AuditReport, CheckpointReport]:
     """The audit of ``topics`` (control first) plus the checkpoint checks of the module docstring."""
     verifier = Verifier(KeyRing(anchors))
-    trees = TreeBuilder()
+    trees = TreeBuilder(*checkpoint_samples(log, checkpoint_topic))
     report = audit(log, topics, anchors, progress=progress, verifier=verifier, on_accepted=trees.on_accepted)
+    trees.finish()
     cr = CheckpointReport()
 
     def bad(e: RejectError) -> None:
@@ -236,12 +301,11 @@ def audit_with_checkpoints(log: Log, topics: list[str], checkpoint_topic: str, a
     by_tp: dict[tuple[str, int], list[tuple[SignedEntry, Checkpoint]]] = {}
     for e, cp in cps:
         by_tp.setdefault((cp.topic, cp.partition), []).append((e, cp))
-    for tp, pairs in by_tp.items():
+    for pairs in by_tp.values():
         pairs.sort(key=lambda ec: (ec[1].tree_size, ec[0].partition, ec[0].offset))
         group = [e for e, _ in pairs]
-        tree = trees.trees.get(tp, MerkleTree())
         for old, new in itertools.pairwise(group):
-            problem = _check_pair(old, new, tree)
+            problem = _check_pair(old, new, trees)
             if problem is not None:
                 found.append((max(_pos(old), _pos(new)), problem))
     found.sort(key=lambda x: x[0])
@@ -267,14 +331,15 @@ def _check_one(e: SignedEntry, trees: TreeBuilder) -> dict[str, Any] | None:
     cp = e.body
     assert isinstance(cp, Checkpoint)
     tp = (cp.topic, cp.partition)
-    tree = trees.trees.get(tp, MerkleTree())
-    if cp.tree_size > tree.size:
+    size = trees.size(tp)
+    if cp.tree_size > size:
         return _divergence(e, "the checkpoint covers more events than the log holds", expected_root=None,
-                           log_tree_size=tree.size)
-    expected = tree.root(cp.tree_size)
+                           log_tree_size=size)
+    expected = trees.root(tp, cp.tree_size)
+    assert expected is not None  # sampled: the checkpoint named this size
     if expected != cp.root_hash:
         return _divergence(e, "root differs from the tree rebuilt from the log", expected_root=expected.hex(),
-                           log_tree_size=tree.size)
+                           log_tree_size=size)
     covered = trees.size_before(tp, cp.next_offset)
     if covered != cp.tree_size:
         return _divergence(e, "the records before next_offset hold another number of accepted events",
@@ -282,27 +347,32 @@ def _check_one(e: SignedEntry, trees: TreeBuilder) -> dict[str, Any] | None:
     return None
 
 
-def _check_pair(old: SignedEntry, new: SignedEntry, tree: MerkleTree) -> dict[str, Any] | None:
+def _check_pair(old: SignedEntry, new: SignedEntry, trees: TreeBuilder) -> dict[str, Any] | None:
+    """Whether the later-sized checkpoint extends the other: checked as RFC 9162 consistency with the log's own
+    tree as the proof's source, which holds exactly when both roots are the log's roots at their sizes (the log's
+    tree is kept as a frontier, so the two sampled roots are compared directly)."""
     a, b = old.body, new.body
     assert isinstance(a, Checkpoint) and isinstance(b, Checkpoint)
-    if a.tree_size == 0 or b.tree_size > tree.size:
-        proof: list[bytes] = []
+    if a.tree_size == 0:
+        return None  # the empty tree is a prefix of every tree
+    tp = (b.topic, b.partition)
+    if b.tree_size > trees.size(tp):
+        consistent = a.tree_size == b.tree_size and a.root_hash == b.root_hash  # an empty proof: equal trees only
+        detail = "the later one covers more events than the log holds"
     else:
-        proof = tree.consistency_proof(a.tree_size, b.tree_size)
-    try:
-        if a.tree_size == 0:
-            return None  # the empty tree is a prefix of every tree
-        verify_consistency(a.tree_size, b.tree_size, a.root_hash, b.root_hash, proof)
-    except (RejectError, ValidationError) as err:
-        # blame the one published later: the earlier one stood alone until it came
-        late, early = (new, old) if _pos(new) > _pos(old) else (old, new)
-        size = late.body.tree_size  # type: ignore[union-attr]
-        return _divergence(late, "not consistent with another checkpoint of this partition",
-                           other_checkpoint_event_id=early.event_id,
-                           other_tree_size=early.body.tree_size,  # type: ignore[union-attr]
-                           other_root=early.body.root_hash.hex(),  # type: ignore[union-attr]
-                           expected_root=tree.root(size).hex() if size <= tree.size else None, detail=err.message)
-    return None
+        consistent = trees.root(tp, a.tree_size) == a.root_hash and trees.root(tp, b.tree_size) == b.root_hash
+        detail = "their roots are not both the log's roots at their sizes"
+    if consistent:
+        return None
+    # blame the one published later: the earlier one stood alone until it came
+    late, early = (new, old) if _pos(new) > _pos(old) else (old, new)
+    size = late.body.tree_size  # type: ignore[union-attr]
+    expected = trees.root(tp, size)
+    return _divergence(late, "not consistent with another checkpoint of this partition",
+                       other_checkpoint_event_id=early.event_id,
+                       other_tree_size=early.body.tree_size,  # type: ignore[union-attr]
+                       other_root=early.body.root_hash.hex(),  # type: ignore[union-attr]
+                       expected_root=expected.hex() if expected is not None else None, detail=detail)
 
 
 def digest_algorithm(digest: str) -> str:

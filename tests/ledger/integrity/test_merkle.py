@@ -590,3 +590,30 @@ def test_random_appends_and_truncations_keep_the_bulk_state(steps: list[tuple[bo
 @given(st.integers(0, LEAF_COUNT))
 def test_random_past_roots_equal_a_fresh_fold(size: int) -> None:
     assert TREE.root(size) == root_from_leaf_hashes(LEAF_HASHES[:size])
+
+
+def test_compact_tree_equals_the_whole_tree_keeping_only_its_frontier() -> None:
+    """``CompactTree`` (what the notary and ``verify`` keep): after every append its root is the whole tree's, the
+    subtrees it says it completed are the whole tree's, it holds one hash per set bit of its size, and rebuilt
+    from its frontier's roots it goes on the same way."""
+    from ledger.integrity.merkle import CompactTree, IndexedTree, frontier
+
+    whole, compact = MerkleTree(), CompactTree()
+    assert compact.root() == whole.root()
+    for i in range(2_100):
+        leaf = hashlib.sha256(i.to_bytes(4, "big")).digest()
+        whole.append(leaf)
+        done = compact.append(leaf)
+        assert compact.root() == whole.root(), i
+        assert [h for h, _, _ in done] == list(range(1, len(done) + 1))
+        for height, position, root in done:
+            assert whole.subtree_root(height, position) == root
+        assert len(compact._frontier) == bin(whole.size).count("1")
+        assert set(frontier(whole.size)) == IndexedTree.needed(whole.size)
+        if i % 211 == 0:
+            again = CompactTree.from_frontier(whole.size, {(h, p): whole.subtree_root(h, p)
+                                                           for h, p in frontier(whole.size)})
+            assert again.root() == whole.root() and again.size == whole.size
+            compact = again
+    with pytest.raises(ValidationError):
+        CompactTree.from_frontier(3, {})
