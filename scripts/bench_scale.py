@@ -78,13 +78,36 @@ TOKENLEDGER = [sys.executable, "-c", "import sys; from processors.cli import mai
 
 def cli(*args: str, home: Path, timeout: float | None = None) -> tuple[subprocess.CompletedProcess[str], float, float]:
     """Run ``tokenledger ARGS --home HOME``; (result, wall s, CPU s of the child)."""
-    before = os.times()
+    p, wall, cpu, _ = cli_rss(*args, home=home, timeout=timeout)
+    return p, wall, cpu
+
+
+def cli_rss(*args: str, home: Path,
+            timeout: float | None = None) -> tuple[subprocess.CompletedProcess[str], float, float, float]:
+    """``cli`` and the child's peak RSS in MB (its own rusage, from wait4)."""
     t = time.perf_counter()
-    p = subprocess.run([*TOKENLEDGER, *args, "--home", str(home)], capture_output=True,
-                       text=True, cwd=ROOT, timeout=timeout)
-    wall = time.perf_counter() - t
-    after = os.times()
-    return p, wall, (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([*TOKENLEDGER, *args, "--home", str(home)], stdout=out, stderr=err, text=True,
+                                cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0) if timeout is None else _wait4_within(proc, timeout)
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+        wall = time.perf_counter() - t
+        out.seek(0)
+        err.seek(0)
+        p = subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+    return p, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def _wait4_within(proc: subprocess.Popen[str], timeout: float) -> tuple[int, int, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            return pid, status, usage
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    raise subprocess.TimeoutExpired(proc.args, timeout)
 
 
 def median_spread(xs: list[float]) -> str:
@@ -574,9 +597,11 @@ def main() -> int:
         progress("raw limits measured")
 
         verify_runs = []
+        verify_rss = 0.0
         for _ in range(a.repeat):
-            p, wall, cpu = cli("verify", "--json", home=home)
+            p, wall, cpu, rss = cli_rss("verify", "--json", home=home)
             verify_runs.append((wall, cpu, p.returncode))
+            verify_rss = max(verify_rss, rss)
         progress(f"verify: {median_spread([w for w, _, _ in verify_runs])} s")
 
         rebuilds = []
@@ -622,7 +647,7 @@ def main() -> int:
     walls = [w for w, _, _ in verify_runs]
     print(f"verify: wall {median_spread(walls)} s, CPU {verify_runs[-1][1]:.1f} s, exit {verify_runs[-1][2]}; "
           f"{n / statistics.median(walls):,.0f} events/s = {n / statistics.median(walls) / raw['fastavro_decode']:.2f}"
-          " x raw decode   (goal <= 20 s at 1M)")
+          f" x raw decode, peak RSS {verify_rss:,.0f} MB   (goal <= 20 s at 1M)")
     print(f"rebuild, all processors from offset 0 in waves: wall {median_spread([w for w, _ in rebuilds])} s   "
           "(goal <= 60 s at 1M)")
     print(f"  {'processor':<12} {'events':>10} {'wall s':>8} {'CPU s':>8} {'ev/CPU-s':>9} "
