@@ -581,9 +581,7 @@ def open_item(ring: KeyRing, item: Any, *, part: str, role: str | None = None, c
     root = _unb64(item, "root", part, limits.HASH_BYTES)
     signature = _unb64(item, "signature", part, limits.SIGNATURE_BYTES)
     path = _hashes(item, "path", part)
-    if not 1 <= count <= limits.MAX_BATCH_EVENTS:
-        raise RejectError(RejectCode.BAD_SCHEMA, f"{part}.count is outside 1..{limits.MAX_BATCH_EVENTS}",
-                          part=f"{part}.count", actual=count)
+    _require_count(count, part)
     try:
         d = codec.decode_event(raw)
         info = ring.check(signer, key_id, d.event.event_time_us)
@@ -601,13 +599,7 @@ def open_item(ring: KeyRing, item: Any, *, part: str, role: str | None = None, c
     except ValidationError as e:
         raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part}: the event is not in its batch: {e.message}",
                           part=f"{part}.{e.evidence.get('field', 'index')}") from None
-    if not _signature_holds(info, signature, codec.batch_signing_bytes_v2(signer, key_id, count, root), cache):
-        raise RejectError(RejectCode.BAD_SIGNATURE, f"{part}: batch signature does not verify", part=part,
-                          signer_id=signer, key_id=key_id)
-    if role is not None and info.role != role:
-        code = RejectCode.NOT_PROCESSOR if role == "processor" else RejectCode.NOT_OPERATOR
-        raise RejectError(code, f"{part}: signed by a key of role {info.role}, not {role}", part=part,
-                          signer_id=signer, key_id=key_id, expected=role, actual=info.role)
+    _require_batch_signature(info, signature, signer, key_id, count, root, cache=cache, role=role, part=part)
     return signer, key_id, [d], info
 
 
@@ -620,9 +612,7 @@ def _open_item_v3(ring: KeyRing, item: Mapping[str, Any], index: int, *, part: s
     key_id = _get(item, "key_id", str, part)
     signature = _unb64(item, "signature", part, limits.SIGNATURE_BYTES)
     path = _hash_run(item, "batch_path", part)
-    if not 1 <= count <= limits.MAX_BATCH_EVENTS:
-        raise RejectError(RejectCode.BAD_SCHEMA, f"{part}.count is outside 1..{limits.MAX_BATCH_EVENTS}",
-                          part=f"{part}.count", actual=count)
+    _require_count(count, part)
     try:
         d = codec.decode_event(raw)
         signer = d.event.signer_id
@@ -634,6 +624,19 @@ def _open_item_v3(ring: KeyRing, item: Mapping[str, Any], index: int, *, part: s
     except ValidationError as e:
         raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part}: the event is not in its batch: {e.message}",
                           part=f"{part}.{e.evidence.get('field', 'index')}") from None
+    _require_batch_signature(info, signature, signer, key_id, count, root, cache=cache, role=role, part=part)
+    return signer, key_id, [d], info
+
+
+def _require_count(count: int, part: str) -> None:
+    if not 1 <= count <= limits.MAX_BATCH_EVENTS:
+        raise RejectError(RejectCode.BAD_SCHEMA, f"{part}.count is outside 1..{limits.MAX_BATCH_EVENTS}",
+                          part=f"{part}.count", actual=count)
+
+
+def _require_batch_signature(info: KeyInfo, signature: bytes, signer: str, key_id: str, count: int, root: bytes, *,
+                             cache: bool, role: str | None, part: str) -> None:
+    """The v2 envelope's signature over (signer, key id, count, root) holds, by a key of ``role`` if one is asked."""
     if not _signature_holds(info, signature, codec.batch_signing_bytes_v2(signer, key_id, count, root), cache):
         raise RejectError(RejectCode.BAD_SIGNATURE, f"{part}: batch signature does not verify", part=part,
                           signer_id=signer, key_id=key_id)
@@ -641,7 +644,6 @@ def _open_item_v3(ring: KeyRing, item: Mapping[str, Any], index: int, *, part: s
         code = RejectCode.NOT_PROCESSOR if role == "processor" else RejectCode.NOT_OPERATOR
         raise RejectError(code, f"{part}: signed by a key of role {info.role}, not {role}", part=part,
                           signer_id=signer, key_id=key_id, expected=role, actual=info.role)
-    return signer, key_id, [d], info
 
 
 def _hash_run(doc: Mapping[str, Any], key: str, part: str) -> list[bytes]:
@@ -799,13 +801,20 @@ def _verify_inclusion_v2(doc: Mapping[str, Any], ring: KeyRing) -> ProofReport:
 
 
 def _verify_consistency_v2(doc: Mapping[str, Any], ring: KeyRing) -> ProofReport:
-    old, old_id, _, old_key = _checkpoint_v2(ring, _get(doc, "old", dict, "proof"), "old")
-    new, new_id, new_signer, new_key = _checkpoint_v2(ring, _get(doc, "new", dict, "proof"), "new")
+    return _consistency(ring, _checkpoint_v2(ring, _get(doc, "old", dict, "proof"), "old"),
+                        _checkpoint_v2(ring, _get(doc, "new", dict, "proof"), "new"), _hashes(doc, "path", "proof"))
+
+
+def _consistency(ring: KeyRing, old_cp: tuple[Checkpoint, str, str, str], new_cp: tuple[Checkpoint, str, str, str],
+                 path: list[bytes]) -> ProofReport:
+    """The report that the verified checkpoint ``new_cp`` extends ``old_cp`` along ``path`` (proof versions 2, 3)."""
+    old, old_id, _, old_key = old_cp
+    new, new_id, new_signer, new_key = new_cp
     if (old.topic, old.partition) != (new.topic, new.partition):
         raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "the checkpoints are about different partitions",
                           part="new", expected=f"{old.topic}/{old.partition}", actual=f"{new.topic}/{new.partition}")
     try:
-        verify_consistency(old.tree_size, new.tree_size, old.root_hash, new.root_hash, _hashes(doc, "path", "proof"))
+        verify_consistency(old.tree_size, new.tree_size, old.root_hash, new.root_hash, path)
     except RejectError as e:
         e.evidence.setdefault("part", "path")
         raise
@@ -873,21 +882,8 @@ def _verify_inclusion_v3(doc: Mapping[str, Any], ring: KeyRing) -> list[ProofRep
 
 
 def _verify_consistency_v3(doc: Mapping[str, Any], ring: KeyRing) -> ProofReport:
-    old, old_id, _, old_key = _checkpoint_v3(ring, _get(doc, "old", dict, "proof"), "old")
-    new, new_id, new_signer, new_key = _checkpoint_v3(ring, _get(doc, "new", dict, "proof"), "new")
-    if (old.topic, old.partition) != (new.topic, new.partition):
-        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, "the checkpoints are about different partitions",
-                          part="new", expected=f"{old.topic}/{old.partition}", actual=f"{new.topic}/{new.partition}")
-    try:
-        verify_consistency(old.tree_size, new.tree_size, old.root_hash, new.root_hash,
-                           _hash_run(doc, "path", "proof"))
-    except RejectError as e:
-        e.evidence.setdefault("part", "path")
-        raise
-    return ProofReport(kind="consistency", topic=new.topic, partition=new.partition, tree_size=new.tree_size,
-                       root_hash=new.root_hash.hex(), checkpoint_event_id=new_id, checkpoint_signer=new_signer,
-                       old_tree_size=old.tree_size, old_root_hash=old.root_hash.hex(), old_checkpoint_event_id=old_id,
-                       keys=_derived_keys(ring, {old_key, new_key}))
+    return _consistency(ring, _checkpoint_v3(ring, _get(doc, "old", dict, "proof"), "old"),
+                        _checkpoint_v3(ring, _get(doc, "new", dict, "proof"), "new"), _hash_run(doc, "path", "proof"))
 
 
 # ---------------------------------------------------------------- version 1: whole records, hex

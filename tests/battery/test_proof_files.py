@@ -298,27 +298,15 @@ def test_a_bad_proof_file_fails_with_a_reject_code(proof: Proof, tmp_path: Path,
     _check(proof, damage(json.dumps(proof.doc).encode()), codes, part, tmp_path)
 
 
-@pytest.mark.parametrize("damage,codes,part", DOC_CASES)
-def test_a_damaged_proof_fails_naming_the_part(proof: Proof, tmp_path: Path, damage: Callable[[Doc], Doc],
-                                               codes: set[RejectCode], part: str | None) -> None:
-    bad = damage(copy.deepcopy(proof.doc))
-    assert bad != proof.doc
-    _check(proof, json.dumps(bad).encode(), codes, part, tmp_path)
-
-
-@pytest.mark.parametrize("damage,codes,part", V2_DOC_CASES)
-def test_a_damaged_v2_proof_fails_naming_the_part(proof: Proof, tmp_path: Path, damage: Callable[[Doc], Doc],
-                                                  codes: set[RejectCode], part: str | None) -> None:
-    bad = damage(copy.deepcopy(proof.v2))
-    assert bad != proof.v2
-    _check(proof, json.dumps(bad).encode(), codes, part, tmp_path)
-
-
-@pytest.mark.parametrize("damage,codes,part", V3_DOC_CASES)
-def test_a_damaged_v3_proof_fails_naming_the_part(proof: Proof, tmp_path: Path, damage: Callable[[Doc], Doc],
-                                                  codes: set[RejectCode], part: str | None) -> None:
-    bad = damage(copy.deepcopy(proof.v3))
-    assert bad != proof.v3
+@pytest.mark.parametrize("version,damage,codes,part",
+                         [pytest.param(v, *c.values, id=f"v{v}-{c.id}") for v, cases in
+                          ((1, DOC_CASES), (2, V2_DOC_CASES), (3, V3_DOC_CASES)) for c in cases])
+def test_a_damaged_proof_fails_naming_the_part(proof: Proof, tmp_path: Path, version: int,
+                                               damage: Callable[[Doc], Doc], codes: set[RejectCode],
+                                               part: str | None) -> None:
+    good = {1: proof.doc, 2: proof.v2, 3: proof.v3}[version]
+    bad = damage(copy.deepcopy(good))
+    assert bad != good
     _check(proof, json.dumps(bad).encode(), codes, part, tmp_path)
 
 
