@@ -6,22 +6,44 @@ reading only the signed topics and what earlier waves derive. Imports go one way
 
 from __future__ import annotations
 
-from processors.allocations import Allocations
-from processors.budgets import Budgets
-from processors.journal import Journal
-from processors.notary import Notary
-from processors.reputation import Reputation
-from processors.runtime.processor import Processor
-from processors.settlements import Settlements
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
-REGISTRY: dict[str, type[Processor]] = {
-    Journal.name: Journal,
-    Allocations.name: Allocations,
-    Settlements.name: Settlements,
-    Notary.name: Notary,
-    Budgets.name: Budgets,
-    Reputation.name: Reputation,
-}
+if TYPE_CHECKING:
+    from processors.runtime.processor import Processor
+
+
+class _Registry(Mapping[str, "type[Processor]"]):
+    """Processor name -> class, each module imported on first use: `tokenledger query` names the processors
+    without loading their code (their imports are most of a CLI start)."""
+
+    def __init__(self, where: dict[str, str]) -> None:
+        self._where = where  # name -> "module:Class"
+        self._loaded: dict[str, type[Processor]] = {}
+
+    def __getitem__(self, name: str) -> type[Processor]:
+        cls = self._loaded.get(name)
+        if cls is None:
+            module, _, attr = self._where[name].partition(":")
+            cls = self._loaded[name] = getattr(importlib.import_module(module), attr)
+        return cls
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
+REGISTRY: Mapping[str, type[Processor]] = _Registry({
+    "journal": "processors.journal:Journal",
+    "allocations": "processors.allocations:Allocations",
+    "settlements": "processors.settlements:Settlements",
+    "notary": "processors.notary:Notary",
+    "budgets": "processors.budgets:Budgets",
+    "reputation": "processors.reputation:Reputation",
+})
 
 
 def get(name: str) -> type[Processor]:

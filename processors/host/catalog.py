@@ -1,13 +1,18 @@
 """The view catalog: every published view, its columns and their meaning, and which processor owns
 it — rendered from the processors' own view definitions, so it cannot drift from the code.
 
-``python scripts/gen_view_catalog.py`` writes processors/VIEWS.md; a test fails if it is stale.
+``python scripts/gen_view_catalog.py`` writes processors/VIEWS.md and processors/data/views.json (the same
+definitions as data: `tokenledger query` reads them instead of importing every processor); a test fails if either
+is stale.
 """
 
 from __future__ import annotations
 
+import json
+
 from processors import REGISTRY
 from processors.runtime.publish import published_views
+from processors.runtime.view import view_to_json
 
 
 def render_catalog() -> str:
@@ -31,3 +36,10 @@ def render_catalog() -> str:
             sec += [f"| `{c.name}` | {c.sql_type} | {c.doc} |" for c in cols]
             sections.append("\n".join(sec))
     return "\n".join(lines) + "\n\n" + "\n\n".join(sections) + "\n"
+
+
+def catalog_json() -> str:
+    """Every published view's definition, by processor (sorted), as JSON: processors/data/views.json."""
+    doc = {name: [view_to_json(view) for view, _table in published_views(REGISTRY[name]())]
+           for name in sorted(REGISTRY)}
+    return json.dumps(doc, indent=1, sort_keys=True) + "\n"

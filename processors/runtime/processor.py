@@ -20,39 +20,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 from ledger.log import Record
 from ledger.wire.codec import DecodedEvent
 from ledger.wire.events import Body
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    sql_type: str
-    doc: str
-
-
-@dataclass(frozen=True)
-class View:
-    """A table a processor owns and publishes for analysts.
-
-    ``mode`` "append": rows are only ever inserted (published incrementally as part files);
-    "snapshot": rows are updated in place (published whole, atomically).
-    Columns whose name starts with ``_`` are internal: not published, not part of the digest.
-    """
-
-    name: str
-    doc: str
-    columns: tuple[Column, ...]
-    mode: str = "append"
-    primary_key: tuple[str, ...] = ()
-
-    def ddl(self) -> str:
-        cols = [f"{c.name} {c.sql_type}" for c in self.columns]
-        if self.primary_key:
-            cols.append(f"PRIMARY KEY ({', '.join(self.primary_key)})")
-        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n  " + ",\n  ".join(cols) + "\n)"
-
-    @property
-    def public_columns(self) -> list[str]:
-        return [c.name for c in self.columns if not c.name.startswith("_")]
+from processors.runtime.view import Column as Column  # re-exported: processors describe their views with these
+from processors.runtime.view import View as View
 
 
 @dataclass(frozen=True, slots=True)

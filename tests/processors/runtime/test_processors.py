@@ -259,3 +259,13 @@ def test_no_two_processors_publish_a_view_under_one_name():
 
     names = Counter(v.name for cls in REGISTRY.values() for v in cls.views)
     assert [n for n, c in names.items() if c > 1] == []
+
+
+def test_the_registry_names_each_processor_class_by_its_own_name() -> None:
+    """``processors.REGISTRY`` imports a processor's module only when asked for it; each entry is the class
+    whose ``name`` it is listed under."""
+    from processors import REGISTRY
+
+    assert sorted(REGISTRY) == ["allocations", "budgets", "journal", "notary", "reputation", "settlements"]
+    for name, cls in REGISTRY.items():
+        assert cls.name == name
