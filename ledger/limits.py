@@ -110,6 +110,7 @@ MAX_PROOF_FILE_BYTES = 2 * MAX_RECORD_BYTES * (3 + MAX_REGISTRATION_RECORDS) + 6
 
 MAX_CONFIG_FILE_BYTES = 1_048_576  # a home's config.json: a log URL and a few operator keys, 1 MiB is generous
 MAX_KEY_FILE_BYTES = 65_536  # one key file: a JSON document of four short fields
+MAX_PRICE_FILE_BYTES = 16 * 1024 * 1024  # `prices load`: every model of every provider a few times over
 # a view manifest: one SHA-256 line per published Parquet part; a long-running processor publishes a part
 # per batch, so allow many (a busy year of parts) before the manifest itself becomes the problem
 MAX_VIEW_MANIFEST_BYTES = 64 * 1024 * 1024

@@ -22,12 +22,13 @@ COMMANDS = {
     "keys", "keys new", "keys list", "keys show",
     "agent", "agent register", "agent rotate", "agent revoke", "agent grant", "agent ungrant",
     "clock", "clock show", "clock set",
+    "prices", "prices list", "prices show", "prices set", "prices load",
     "emit", "emit action", "emit data", "emit compute", "emit trust", "emit interaction",
     "budget", "budget check", "budget set", "budget show",
     "reputation", "reputation show",
     "econ", "econ estimate", "econ deposit", "econ congestion", "econ cache",
 }
-LEDGER_ONLY = {"init", "tail", "verify", "broker", "import", "keys", "agent", "clock", "emit"}
+LEDGER_ONLY = {"init", "tail", "verify", "broker", "import", "keys", "agent", "clock", "prices", "emit"}
 
 
 def command_paths(app: typer.Typer) -> set[str]:
