@@ -211,24 +211,35 @@ def subtree_roots(query: Any, topic: str, partition: int,
     roots: dict[tuple[int, int], bytes] = {}
     for base, wanted in spans.items():
         ranges = sorted({(a, b) for _, _, a, b in wanted})
-        where = " OR ".join(["x BETWEEN ? AND ?"] * len(ranges))
-        flat = [v for r in ranges for v in r]
-        if base == 0:
-            # only "? AND ?" placeholders are joined into the text; every value is a parameter
-            sql = ("SELECT leaf_index, leaf_hash FROM merkle_leaves WHERE topic = ? AND log_partition = ? AND ("  # noqa: S608
-                   + where.replace("x ", "leaf_index ") + ")")
-            rows = query(sql, [topic, partition, *flat])
-        else:
-            sql = ("SELECT position, node_hash FROM merkle_nodes WHERE topic = ? AND log_partition = ? "  # noqa: S608
-                   "AND height = ? AND (" + where.replace("x ", "position ") + ")")
-            rows = query(sql, [topic, partition, base, *flat])
-        got = {int(p): bytes(h) for p, h in rows}
+        got = {int(p): bytes(h) for p, h in _stored(query, topic, partition, base, ranges)}
         for height, position, first, last in wanted:
             hashes = [got.get(i) for i in range(first, last + 1)]
             if any(h is None for h in hashes):
                 return None
             roots[(height, position)] = fold_complete([h for h in hashes if h is not None])
     return roots
+
+
+MANY_RANGES = 32  # past this many ranges of stored hashes, one query selects their 256-wide blocks instead
+
+
+def _stored(query: Any, topic: str, partition: int, base: int, ranges: list[tuple[int, int]]) -> list[tuple[Any, ...]]:
+    """(position, hash) of the stored hashes at height ``base`` (leaves at 0) covering ``ranges`` (each inside one
+    block of 2**NODE_STRIDE positions). A few ranges: one query of OR'ed ranges, pruned by the stored order. Many
+    (the paths of a file of many events): one query for their blocks as a list, scanning the column once."""
+    if base == 0:
+        table, col, extra, params = "merkle_leaves", "leaf_index", "", [topic, partition]
+        cols = "leaf_index, leaf_hash"
+    else:
+        table, col, extra, params = "merkle_nodes", "position", " AND height = ?", [topic, partition, base]
+        cols = "position, node_hash"
+    head = f"SELECT {cols} FROM {table} WHERE topic = ? AND log_partition = ?{extra} AND "  # noqa: S608
+    if len(ranges) <= MANY_RANGES:
+        # only fixed names and "? AND ?" placeholders are joined into the text; every value is a parameter
+        where = " OR ".join([f"{col} BETWEEN ? AND ?"] * len(ranges))
+        return list(query(head + "(" + where + ")", [*params, *(v for r in ranges for v in r)]))
+    blocks = sorted({a >> NODE_STRIDE for a, _ in ranges})
+    return list(query(head + f"{col} >> {NODE_STRIDE} IN (SELECT unnest(?::BIGINT[]))", [*params, blocks]))
 
 
 def _events_in_record(items: list[Item], last: int) -> int:

@@ -152,10 +152,13 @@ def _tree(q: LeafQuery, topic: str, partition: int, size: int, cp: SignedEntry) 
     return tree
 
 
-def _indexed_tree(q: LeafQuery, topic: str, partition: int, size: int, index: int) -> MerkleTree | None:
-    """The part of a partition's tree at ``size`` leaves that the inclusion path of ``index`` and the root
-    read, from the notary's stored leaves and subtree roots; None when the index lacks some of them."""
-    roots = subtree_roots(q, topic, partition, IndexedTree.needed(size, inclusion=index))
+def _indexed_tree(q: LeafQuery, topic: str, partition: int, size: int, index: int | Sequence[int]) -> MerkleTree | None:
+    """The part of a partition's tree at ``size`` leaves that the inclusion paths of ``index`` (one leaf or several)
+    and the root read, from the notary's stored leaves and subtree roots; None when the index lacks some of them."""
+    needed: set[tuple[int, int]] = set()
+    for i in [index] if isinstance(index, int) else index:
+        needed |= IndexedTree.needed(size, inclusion=i)
+    roots = subtree_roots(q, topic, partition, needed)
     return None if roots is None else IndexedTree(size, roots)
 
 
@@ -303,23 +306,16 @@ def _partition_evidence(h: Home, lg: Log, q: LeafQuery, topic: str, part: int, i
     holds (an older one when a newer record on the checkpoints topic is not the notary's)."""
     top = max(leaves[e][2] for e in ids)
     last: RejectError | None = None
-    tree: MerkleTree | None = None
     for cp in _newest_checkpoints(h, lg, topic, part, top, checkpoint_id):
         assert isinstance(cp.body, Checkpoint)
         size = cp.body.tree_size
+        # every path from the notary's index at once (one read for a file of many events), else the whole tree
+        tree = _indexed_tree(q, topic, part, size, [leaves[e][2] for e in ids]) or _tree(q, topic, part, size, cp)
         out = {}
         for eid in ids:
             _, _, index, offset = leaves[eid]
-            path = None
-            if tree is None:
-                indexed = _indexed_tree(q, topic, part, size, index)
-                path = indexed.inclusion_proof(index, size) if indexed is not None else None
-            if path is None:
-                if tree is None:
-                    tree = _tree(q, topic, part, size, cp)
-                path = tree.inclusion_proof(index, size)
-            out[eid] = EventEvidence(eid, topic, part, offset, records[(topic, part, offset)], index, tuple(path),
-                                     _ref(cp))
+            out[eid] = EventEvidence(eid, topic, part, offset, records[(topic, part, offset)], index,
+                                     tuple(tree.inclusion_proof(index, size)), _ref(cp))
         first = out[ids[0]]
         regs = registration_records(lg, h.control_topic, {codec.decode_batch(first.record).key_id,
                                                           codec.decode_batch(cp.record).key_id})
@@ -329,7 +325,6 @@ def _partition_evidence(h: Home, lg: Log, q: LeafQuery, topic: str, part: int, i
             if not str(e.evidence.get("part", "")).startswith("checkpoint"):
                 raise
             last = e  # a checkpoint record that does not hold (not the notary's): try an older one
-            tree = None
             continue
         return out
     if last is not None:

@@ -421,6 +421,13 @@ def test_prove_reads_the_path_from_the_notarys_index() -> None:
         assert indexed.root() == tree.root(size)
         assert indexed.inclusion_proof(index, size) == tree.inclusion_proof(index, size), (size, index)
         assert sum(reads) <= 2 * 256 * 4, (size, index, reads)  # never the partition
+    # the paths of many leaves at once (a proof file of many events): one read per stored height, the same paths
+    many = [0, 1, 255, 256, 12_345, 40_000, 65_535, 65_536, n - 1, *range(100, 6_100, 150)]
+    reads.clear()
+    indexed = _indexed_tree(q, "t", 0, n, many)
+    assert indexed is not None and len(reads) <= 3, reads
+    for i in many:
+        assert indexed.inclusion_proof(i, n) == tree.inclusion_proof(i, n), i
     # the notary restarts from its index: each tree's frontier (one subtree per set bit of its size), reading
     # O(2**NODE_STRIDE * log n) rows past the one aggregate over the leaves, never the leaf hashes of the partition
     reads.clear()
