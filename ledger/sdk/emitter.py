@@ -83,7 +83,7 @@ from ledger.errors import (
 from ledger.integrity.chain import GENESIS, Head
 from ledger.integrity.keyring import KeyRing
 from ledger.integrity.keys import PublicKey, SigningKey
-from ledger.integrity.verify import Verifier, Where
+from ledger.integrity.verify import Accepted, Verifier, Where
 from ledger.log import DEFAULT_TOPIC, Log, Record, judges_by_log_order, partition_for
 from ledger.sdk.home import OPERATOR_LOCK_WAIT_S, Home, resolve_home, resolve_log_url
 from ledger.units import MILLI
@@ -370,9 +370,11 @@ class ControlKeys:
     partition when nothing is new.
     """
 
-    def __init__(self, log: Log, control_topic: str, anchors: Mapping[str, bytes]) -> None:
+    def __init__(self, log: Log, control_topic: str, anchors: Mapping[str, bytes],
+                 on_accepted: Callable[[Accepted], None] | None = None) -> None:
         self.log = log
         self.topic = control_topic
+        self.on_accepted = on_accepted  # told of every control record the ring accepted, in log order
         self.verifier = Verifier(KeyRing(dict(anchors), by_log_order=judges_by_log_order(log)))
         self._next = [0] * log.partitions(control_topic)  # per partition: the first offset not read yet
         self.revoked_append_us: dict[str, int] = {}  # key id -> append time of its revocation or rotation
@@ -393,6 +395,8 @@ class ControlKeys:
                     # a bad control record changes no key for readers (they quarantine it): nor here
                     with contextlib.suppress(RejectError):
                         accepted = self.verifier.check_record(r.value, Where.of(r))
+                        if self.on_accepted is not None:
+                            self.on_accepted(accepted)
                         for d in accepted.events:
                             body = d.event.body
                             gone = body.old_key_id if isinstance(body, KeyRotated) else (

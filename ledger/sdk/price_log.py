@@ -7,16 +7,13 @@ What `tokenledger prices` shows and compares against; processors fold the same e
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ledger import limits
 from ledger.economics.pricing import PriceBook
-from ledger.errors import RejectError
-from ledger.integrity.keyring import KeyRing
-from ledger.integrity.verify import Verifier, Where
-from ledger.log import Log, judges_by_log_order
+from ledger.integrity.verify import Accepted
+from ledger.log import Log
+from ledger.sdk.emitter import ControlKeys
 from ledger.wire.events import PriceSet
 
 
@@ -30,23 +27,17 @@ class Announced:
 
 
 def read_price_sets(log: Log, control_topic: str, anchors: Mapping[str, bytes]) -> list[Announced]:
-    """Every verified ``price_set`` of the control topic, in log order."""
-    verifier = Verifier(KeyRing(dict(anchors), by_log_order=judges_by_log_order(log)))
+    """Every verified ``price_set`` of the control topic, in log order (read as the emitters' ``ControlKeys``
+    reads the control topic: every record verified as readers verify it, a bad one skipped)."""
     out: list[Announced] = []
     if control_topic not in log.topics():
         return out
-    for p in range(log.partitions(control_topic)):
-        offset, end = 0, log.end_offset(control_topic, p)
-        while offset < end:
-            recs = log.read(control_topic, p, offset, limits.MAX_EMITTER_CONTROL_READ_RECORDS)
-            if not recs:
-                break
-            for r in recs:
-                with contextlib.suppress(RejectError):  # readers quarantine it: it sets no price
-                    events = verifier.check_record(r.value, Where.of(r)).events
-                    out.extend(Announced(d.event.event_id, d.event.event_time_us, d.event.body)
-                               for d in events if isinstance(d.event.body, PriceSet))
-            offset = recs[-1].offset + 1
+
+    def take(accepted: Accepted) -> None:
+        out.extend(Announced(d.event.event_id, d.event.event_time_us, d.event.body)
+                   for d in accepted.events if isinstance(d.event.body, PriceSet))
+
+    ControlKeys(log, control_topic, anchors, on_accepted=take).refresh()
     return out
 
 
