@@ -394,6 +394,25 @@ class Visibility:
         return out
 
 
+def worker_cpu(supervisor: int, names: list[str]) -> dict[str, float]:
+    """CPU seconds (user + system) each processor's worker process has used so far: the children of the
+    ``tokenledger run`` supervisor, named by the processor in their command line (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) != supervisor:  # ppid
+                continue
+            argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        name = next((n for n in names if n.encode() in argv), None)
+        if name is not None:
+            out[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return out
+
+
 def freshness(home_path: Path, rate: int, seconds: float) -> dict[str, Any]:
     from ledger import Emitter
     from ledger.sdk.home import Home
@@ -429,7 +448,11 @@ def freshness(home_path: Path, rate: int, seconds: float) -> dict[str, Any]:
         t0 = time.perf_counter()
         tick = 0
         warm_until = t0 + WARMUP_S  # the first seconds are not probed: publishers and pacing settle
+        cpu_from: dict[str, float] | None = None
+        emitted_from = 0
         while time.perf_counter() - t0 < seconds + WARMUP_S:
+            if cpu_from is None and time.perf_counter() >= warm_until:
+                cpu_from, emitted_from = worker_cpu(sup.pid, names), emitted
             for _ in range(per_tick):
                 agent, body, _, ctx = next(bodies)
                 ems[agent].emit(body, context=ctx)  # stamped now: the log vouches for it within the skew window
@@ -442,6 +465,9 @@ def freshness(home_path: Path, rate: int, seconds: float) -> dict[str, Any]:
             tick += 1
             time.sleep(max(0.0, t0 + tick * FRESHNESS_TICK_S - time.perf_counter()))
         sent_s = time.perf_counter() - t0
+        cpu_to = worker_cpu(sup.pid, names)
+        live_cpu = {n: cpu_to.get(n, 0.0) - (cpu_from or {}).get(n, 0.0) for n in names}
+        live_events = emitted - emitted_from
         wait_until = time.perf_counter() + 60
         while len(vis.latencies()) < len(vis.probes) and time.perf_counter() < wait_until:
             time.sleep(0.1)
@@ -457,9 +483,10 @@ def freshness(home_path: Path, rate: int, seconds: float) -> dict[str, Any]:
             sup.wait(60)
         except subprocess.TimeoutExpired:
             sup.kill()
+    cpu = {"cpu_s": live_cpu, "cpu_events": live_events}
     if not lat:
-        return {"rate": emitted / sent_s, "probes": len(vis.probes), "visible": 0}
-    return {"rate": emitted / sent_s, "probes": len(vis.probes), "visible": len(lat),
+        return {"rate": emitted / sent_s, "probes": len(vis.probes), "visible": 0, **cpu}
+    return {"rate": emitted / sent_s, "probes": len(vis.probes), "visible": len(lat), **cpu,
             "p50": lat[len(lat) // 2], "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))], "max": lat[-1]}
 
 
@@ -669,6 +696,16 @@ def main() -> int:
             print(f"freshness at {fresh['rate']:,.0f} events/s sustained for {a.seconds:.0f}s: emit -> visible in "
                   f"every processor's views p50 {fresh['p50']:.2f}s, p99 {fresh['p99']:.2f}s, max {fresh['max']:.2f}s "
                   f"({fresh['visible']}/{fresh['probes']} probes)   (goal p99 <= 1 s at 5k events/s)")
+            live = fresh["cpu_s"]
+            n_ev = max(fresh["cpu_events"], 1)
+            def us_per_event(cpu_s: float, events: int) -> str:
+                return f"{cpu_s / max(events, 1) * 1e6:,.0f} us"
+
+            print(f"  live CPU per event while probed ({fresh['cpu_events']:,} events): " + ", ".join(
+                f"{name} {us_per_event(live[name], n_ev)} "
+                f"(rebuild {us_per_event(per[name]['cpu_s'], per[name]['events'])})"
+                for name in sorted(live) if name in per and "error" not in per[name]) +
+                f"; all processors {sum(live.values()):,.1f} CPU-s over {a.seconds:.0f}s")
         else:
             print(f"freshness: no probe became visible in every processor ({fresh})")
     if prf is not None:
