@@ -210,17 +210,35 @@ def _leaves(q: LeafQuery, event_ids: Sequence[str]) -> dict[str, tuple[str, int,
     return found
 
 
+def _open_index(h: Home, lg: Log, q: LeafQuery) -> LeafIndex | None:
+    """The home's event-id index, caught up with the notary's view; None when the home cannot hold it."""
+    try:
+        index = LeafIndex(h.state_dir / LEAF_INDEX_FILE)
+    except (sqlite3.Error, OSError):
+        return None
+    try:
+        topics = set(lg.topics())
+        index.catch_up(q, [(t, p) for t in (h.control_topic, h.topic) if t in topics for p in range(lg.partitions(t))])
+    except BaseException:
+        index.close()
+        raise
+    return index
+
+
+def _catch_up_index(h: Home, lg: Log, q: LeafQuery) -> None:
+    index = _open_index(h, lg, q)
+    if index is not None:
+        index.close()
+
+
 def _indexed_leaves(h: Home, lg: Log, q: LeafQuery, event_ids: Sequence[str],
                     records: dict[tuple[str, int, int], bytes]) -> dict[str, tuple[str, int, int, int]]:
     """The leaves of ``event_ids`` the event-id index knows (caught up first), each checked against the log: the
     record at its offset holds the event (read into ``records``). An unwritable home indexes nothing."""
-    try:
-        index = LeafIndex(h.state_dir / LEAF_INDEX_FILE)
-    except (sqlite3.Error, OSError):
+    index = _open_index(h, lg, q)
+    if index is None:
         return {}
     try:
-        topics = set(lg.topics())
-        index.catch_up(q, [(t, p) for t in (h.control_topic, h.topic) if t in topics for p in range(lg.partitions(t))])
         found = index.find(event_ids)
     finally:
         index.close()
@@ -381,6 +399,7 @@ def checkpoint_now(h: Home, lg: Log) -> list[CheckpointRow]:
         runner.emit(derived)
         assert runner.key is not None  # open_runner produces, so the notary has its key
         Publisher(store, proc, h.views_dir(Notary.name), key=runner.key).publish(runner.positions, runner.batch_no)
+        _catch_up_index(h, lg, store.query)  # the next `prove` finds its leaves without copying them first
     finally:
         store.close()
     made = {(d.body.topic, d.body.partition, d.body.tree_size) for d in derived}  # type: ignore[attr-defined]

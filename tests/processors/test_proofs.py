@@ -463,11 +463,15 @@ def test_prove_finds_leaves_through_the_event_id_index_and_never_trusts_it(nhome
     assert db.execute("SELECT count(*) FROM leaf_ids").fetchone()[0] >= len(events)
     marks = dict(((t, p), n) for t, p, n in db.execute("SELECT * FROM marks"))
     assert marks[(nhome.topic, 0)] == len(events)
-    # more events: the next prove catches up before it looks
+    # more events: `checkpoint` catches the index up with the notary; a prove would too, before it looks
     fill(nhome, tasks=2, batch_size=4, seed=5, run="more")
     run_notary(nhome)
     invoke(nhome, "checkpoint")
     newest = _leaf_ids(nhome)[nhome.topic][-1]
+    with sqlite3.connect(path) as fresh:
+        (mark,) = fresh.execute("SELECT next_leaf FROM marks WHERE topic = ? AND log_partition = 0",
+                                (nhome.topic,)).fetchone()
+    assert mark == len(_leaf_ids(nhome)[nhome.topic])
     with nhome.open_log() as lg:
         assert verify_proof(prove_event(nhome, lg, newest), nhome.anchors()).event_id == newest
     # a wrong row: event 5's entry points at event 6's leaf and record
