@@ -572,18 +572,28 @@ def open_item(ring: KeyRing, item: Any, *, part: str, role: str | None = None, c
         batch, decoded, info = open_record(ring, _unb64(item, "record", part), role=role, part=part,
                                            only=None if whole else index, cache=cache)
         return batch.signer_id, batch.key_id, decoded, info
-    if "batch_path" in item:
-        return _open_item_v3(ring, item, index, part=part, role=role, cache=cache)
+    return _open_event_item(ring, item, index, part=part, role=role, cache=cache)
+
+
+def _open_event_item(ring: KeyRing, item: Mapping[str, Any], index: int, *, part: str, role: str | None,
+                     cache: bool) -> tuple[str, str, list[codec.DecodedEvent], KeyInfo]:
+    """A v2 or v3 signed item: one event, its audit path inside its batch, the signature over the batch root. A v3
+    item (``batch_path``) writes neither the signer (the event's own) nor the root (what the path leads to: a wrong
+    path, index or count gives another root, which the signature refuses); a v2 item writes both, and they must
+    agree with the event and the path."""
+    v3 = "batch_path" in item
     raw = _unb64(item, "event", part)
     count = _get(item, "count", int, part)
-    signer = _get(item, "signer", str, part)
+    claimed = None if v3 else _get(item, "signer", str, part)
     key_id = _get(item, "key_id", str, part)
-    root = _unb64(item, "root", part, limits.HASH_BYTES)
+    written_root = None if v3 else _unb64(item, "root", part, limits.HASH_BYTES)
     signature = _unb64(item, "signature", part, limits.SIGNATURE_BYTES)
-    path = _hashes(item, "path", part)
+    path_key = "batch_path" if v3 else "path"
+    path = _hash_run(item, path_key, part) if v3 else _hashes(item, path_key, part)
     _require_count(count, part)
     try:
         d = codec.decode_event(raw)
+        signer = d.event.signer_id if claimed is None else claimed
         info = ring.check(signer, key_id, d.event.event_time_us)
     except RejectError as e:
         e.evidence.setdefault("part", part)
@@ -592,38 +602,16 @@ def open_item(ring: KeyRing, item: Any, *, part: str, role: str | None = None, c
         raise RejectError(RejectCode.SIGNER_MISMATCH, f"{part}: event signer differs from the batch signer",
                           part=part, event_id=d.event.event_id, expected=signer, actual=d.event.signer_id)
     try:
-        verify_inclusion(d.hash, index, count, path, root)
-    except RejectError as e:
-        e.evidence["part"] = f"{part}.path"
-        raise
-    except ValidationError as e:
-        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part}: the event is not in its batch: {e.message}",
-                          part=f"{part}.{e.evidence.get('field', 'index')}") from None
-    _require_batch_signature(info, signature, signer, key_id, count, root, cache=cache, role=role, part=part)
-    return signer, key_id, [d], info
-
-
-def _open_item_v3(ring: KeyRing, item: Mapping[str, Any], index: int, *, part: str, role: str | None,
-                  cache: bool) -> tuple[str, str, list[codec.DecodedEvent], KeyInfo]:
-    """A v3 signed item: the signer is the event's own, and the batch root is what the audit path leads to from the
-    event (never written down): a wrong path or index gives another root, which the signature refuses."""
-    raw = _unb64(item, "event", part)
-    count = _get(item, "count", int, part)
-    key_id = _get(item, "key_id", str, part)
-    signature = _unb64(item, "signature", part, limits.SIGNATURE_BYTES)
-    path = _hash_run(item, "batch_path", part)
-    _require_count(count, part)
-    try:
-        d = codec.decode_event(raw)
-        signer = d.event.signer_id
-        info = ring.check(signer, key_id, d.event.event_time_us)
         root = root_from_inclusion(d.hash, index, count, path)
     except RejectError as e:
-        e.evidence.setdefault("part", part)
+        e.evidence["part"] = f"{part}.{path_key}"
         raise
     except ValidationError as e:
         raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part}: the event is not in its batch: {e.message}",
                           part=f"{part}.{e.evidence.get('field', 'index')}") from None
+    if written_root is not None and root != written_root:
+        raise RejectError(RejectCode.CHECKPOINT_MISMATCH, f"{part}: the audit path does not lead to the batch root",
+                          part=f"{part}.path", expected=written_root.hex(), actual=root.hex())
     _require_batch_signature(info, signature, signer, key_id, count, root, cache=cache, role=role, part=part)
     return signer, key_id, [d], info
 
