@@ -257,16 +257,9 @@ def _b64(b: bytes) -> str:
     return base64.b64encode(b).decode("ascii")
 
 
-def batch_audit_path(hashes: Sequence[bytes], index: int) -> tuple[bytes, list[bytes]]:
-    """(root, RFC 9162 audit path of leaf ``index``) of the tree whose leaf hashes are ``hashes`` — a v2
-    batch's tree over its event hashes. Bottom-up with an odd last node carried up (the RFC 9162 shape,
-    see codec.batch_root): at each level the sibling, if the node has one, is the next path element."""
-    levels = _levels(tuple(hashes))
-    return levels[-1][0], _audit_path(levels, index)
-
-
 def _levels(hashes: tuple[bytes, ...]) -> list[list[bytes]]:
-    """Every level of a batch's tree, leaves first, root last."""
+    """Every level of a batch's tree (a v2 envelope's tree over its event hashes), leaves first, root last: bottom-up
+    with an odd last node carried up (the RFC 9162 shape, see codec.batch_root)."""
     levels = [list(hashes)]
     while len(levels[-1]) > 1:
         level = levels[-1]
