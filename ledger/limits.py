@@ -133,6 +133,9 @@ MAX_QUEUE_MS = 10**12  # milliseconds of estimated queue time (30 years)
 MAX_PRIORITY_RANK = INT32_MAX  # priorities are small ranks; anything larger is a unit mix-up
 MAX_TRUST_VALUE = 1000.0  # |value| of one trust event: seed 002's whole weekly trust budget
 MAX_HALF_LIFE_US = 10 * 366 * US_PER_DAY  # ten years; longer is "never decays" in practice
+# trust events kept one by one per subject (the latest by event time); older ones are settled into one decayed
+# sum per (dimension, half-life), so a subject's trust state stays this size however long the log grows
+TRUST_RECENT_EVENTS = 64
 MAX_BUDGET_MULTIPLIER = 100  # a budget multiplier above 100x is a typo, not a policy
 MAX_ANOMALIES = 1_000_000  # anomalies counted in one usage review
 MAX_THROTTLE_LEVEL = 7  # the first level whose delay is capped (2 ** 6 s > 60 s); higher adds nothing

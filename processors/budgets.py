@@ -102,7 +102,7 @@ from ledger.economics.budget_rows import (
 )
 from ledger.economics.pricing import PRICE_ROW_COLUMNS, PriceBook, price_book_from_rows, usage_cost
 from ledger.economics.reallocation import Refusal
-from ledger.economics.reputation import TrustEvent, apply_multiplier, incentive_event, reputation, trust_event
+from ledger.economics.reputation import TrustEvent, TrustFold, apply_multiplier, incentive_event, trust_event
 from ledger.errors import LedgerError
 from ledger.limits import MAX_BUDGET_COUNTER, MAX_BUDGET_INTERVAL_US, MAX_REASON_CHARS
 from ledger.units import MILLI
@@ -138,6 +138,8 @@ from processors.runtime.processor import (
     View,
     columns_of,
     grant_history_view,
+    restore_trust_fold,
+    trust_fold_view,
 )
 
 LEVELS = SCOPE_LEVEL_VALUES  # outermost first
@@ -269,6 +271,7 @@ TRUST = View(
         Column("half_life_us", "BIGINT", "its own half-life (NULL = the dimension's default)"),
         BATCH,
     ))
+TRUST_DECAY = trust_fold_view("budget_trust_decay")
 
 
 SIGNERS = View(
@@ -298,7 +301,7 @@ class Budgets(Processor):
     name = "budgets"
     derived_topics = ("alerts",)
     doc = "budgets per scope and kind: consumption, limits, reservations, alerts and transfers"
-    views = (BUDGETS, ALERTS, TRANSFERS, RESERVATIONS, PRICES, TRUST, SIGNERS, BUDGET_GRANTS, BACKFILL)
+    views = (BUDGETS, ALERTS, TRANSFERS, RESERVATIONS, PRICES, TRUST, TRUST_DECAY, SIGNERS, BUDGET_GRANTS, BACKFILL)
 
     def __init__(self) -> None:
         self.policies: dict[Key, b.BudgetPolicy] = {}
@@ -316,7 +319,7 @@ class Budgets(Processor):
         self.holds: dict[str, ResKey] = {}  # hold id in the pure model -> reservation (admitted ones)
         self.grants = GrantBook(BUDGET_GRANTS)
         self.book = PriceBook()  # from PriceSet events only (the shipped book is on the log as such)
-        self.trust: dict[str, list[TrustEvent]] = {}
+        self.trust = TrustFold()
         self.multiplier: dict[Key, str] = {}
 
     # ------------------------------------------------------------ restore
@@ -344,10 +347,7 @@ class Budgets(Processor):
             self.unpriced[key] = row["unpriced_calls"]
             self.updated[key] = row["updated_us"]
             self.multiplier[key] = row["reputation_multiplier"]
-        for eid, t, issuer, subject, dim, vm, hl in query(
-                "SELECT event_id, event_time_us, issuer, subject, dimension, value_milli, half_life_us "
-                "FROM budget_trust ORDER BY _batch, event_time_us, event_id"):
-            self.trust.setdefault(subject, []).append(TrustEvent(eid, issuer, subject, dim, vm / MILLI, t, hl))
+        restore_trust_fold(self.trust, query, TRUST_DECAY, TRUST.name)
         self.book = price_book_from_rows(_rows(query, PRICES))
 
     # ------------------------------------------------------------ fold
@@ -379,6 +379,8 @@ class Budgets(Processor):
             fx.append("transfers", columns_of(self.transfer_rows))
         if self.trust_rows:
             fx.append("budget_trust", columns_of(self.trust_rows))
+        if settled := self.trust.changed_rows():
+            fx.upsert(TRUST_DECAY.name, columns_of(settled))
         if self.dirty_signers:
             fx.upsert("budget_signers", columns_of([{"agent_id": a, "org": self.signers[a][0],
                                                      "project": self.signers[a][1]}
@@ -799,12 +801,12 @@ class Budgets(Processor):
         if key[0] != "agent":
             self.multiplier[key] = "1.0"
             return policy.allocation
-        r = reputation(self.trust.get(key[1], ()), key[1], t)
+        r = self.trust.score(key[1], t)
         self.multiplier[key] = str(r.multiplier)
         return apply_multiplier(policy.allocation, r.multiplier)
 
     def _count_trust(self, te: TrustEvent) -> None:
-        self.trust.setdefault(te.subject, []).append(te)
+        self.trust.add(te)
         self.trust_rows.append({"event_id": te.event_id, "event_time_us": te.event_time_us, "issuer": te.issuer,
                                 "subject": te.subject, "dimension": te.dimension.value,
                                 "value_milli": round(te.value * MILLI), "half_life_us": te.half_life_us})

@@ -31,8 +31,12 @@ Invariants
       (counted or not) — a value fixed by the log, not by when or in which batches it was read, so a
       replay reaches the same digest. To see the score at a later time, decay it further with
       ``ledger.economics.reputation.reputation(..., at_us)`` over ``trust_history``.
-    * Scores equal the pure function's results bit for bit (same events, same ``math.fsum``).
-    * ``restore`` rebuilds the per-subject event lists from ``trust_history``.
+    * Scores equal the pure function's results bit for bit while a subject has at most
+      ``TRUST_RECENT_EVENTS`` counted events; past that, older ones are settled into decayed sums
+      (``ledger.economics.reputation.TrustFold``, kept in ``reputation_decay``) and agree with it to float
+      rounding, so a subject's state stays the same size however long the log grows.
+    * ``restore`` reads the settled sums, each subject's latest ``TRUST_RECENT_EVENTS`` counted events from
+      ``trust_history`` and the ``reputation`` rows: the same cost at any log size, the same bits as a replay.
 
 Never
     Read the wall clock, count a self-issued trust event, or count a score nobody with the grader grant gave.
@@ -45,10 +49,9 @@ from typing import Any
 
 from ledger.economics.reputation import (
     INCENTIVE_ISSUER,
-    TrustEvent,
+    TrustFold,
     incentive_event,
     is_grade,
-    reputation,
     trust_event,
 )
 from ledger.units import MILLI
@@ -62,7 +65,10 @@ from processors.runtime.processor import (
     Processor,
     Quarantined,
     View,
+    columns_of,
     grant_history_view,
+    restore_trust_fold,
+    trust_fold_view,
 )
 
 GRADER = Capability.GRADER.value
@@ -84,6 +90,7 @@ REPUTATION = View(
         Column("events_self", "BIGINT", "trust events ignored: self-issued (or out of range)"),
     ))
 REPUTATION_GRANTS = grant_history_view("reputation_grants")
+DECAY = trust_fold_view("reputation_decay")
 HISTORY = View(
     name="trust_history", doc="Every trust event seen, counted or not, including incentive trust.",
     columns=(
@@ -104,24 +111,21 @@ HISTORY = View(
 class Reputation(Processor):
     name = "reputation"
     doc = "trust decaying by event time: scores per agent and dimension, tier, budget multiplier"
-    views = (REPUTATION, HISTORY, REPUTATION_GRANTS)
+    views = (REPUTATION, HISTORY, REPUTATION_GRANTS, DECAY)
 
     def __init__(self) -> None:
-        self.events: dict[str, list[TrustEvent]] = {}
+        self.trust = TrustFold()
         self.as_of: dict[str, int] = {}
         self.self_count: dict[str, int] = {}
         self.grants = GrantBook(REPUTATION_GRANTS)
 
     def restore(self, query: Callable[..., list[tuple[Any, ...]]]) -> None:
         self.grants.restore(query)
-        rows = query("SELECT event_id, event_time_us, issuer, subject, dimension, value_milli, half_life_us, counted "
-                     "FROM trust_history ORDER BY _batch, event_time_us, event_id")
-        for eid, t, issuer, subject, dim, vm, hl, counted in rows:
-            self._note(subject, t)
-            if counted:
-                self.events.setdefault(subject, []).append(TrustEvent(eid, issuer, subject, dim, vm / MILLI, t, hl))
-            else:
-                self.self_count[subject] = self.self_count.get(subject, 0) + 1
+        restore_trust_fold(self.trust, query, DECAY, "trust_history", "counted")
+        for subject, as_of, n_self in query("SELECT agent_id, as_of_us, events_self FROM reputation"):
+            self.as_of[subject] = as_of
+            if n_self:
+                self.self_count[subject] = n_self
 
     def fold(self, items: list[Item], quarantined: list[Quarantined]) -> Effects:
         fx = Effects()
@@ -147,6 +151,8 @@ class Reputation(Processor):
         if touched:
             snap = [self._row(s) for s in sorted(touched)]
             fx.upsert("reputation", {k: [r[k] for r in snap] for k in snap[0]})
+        if settled := self.trust.changed_rows():
+            fx.upsert(DECAY.name, columns_of(settled))
         self.grants.flush(fx)
         return fx
 
@@ -157,7 +163,7 @@ class Reputation(Processor):
         te = trust_event(ev, body)
         self._note(body.subject_id, ev.event_time_us)
         if te is not None:
-            self.events.setdefault(body.subject_id, []).append(te)
+            self.trust.add(te)
         else:
             self.self_count[body.subject_id] = self.self_count.get(body.subject_id, 0) + 1
         return {"event_id": ev.event_id, "event_time_us": ev.event_time_us, "issuer": ev.signer_id,
@@ -179,15 +185,14 @@ class Reputation(Processor):
             return None
         te, rule = got
         self._note(te.subject, ev.event_time_us)
-        self.events.setdefault(te.subject, []).append(te)
+        self.trust.add(te)
         return {"event_id": ev.event_id, "event_time_us": ev.event_time_us, "issuer": INCENTIVE_ISSUER,
                 "subject": te.subject, "dimension": te.dimension.value, "value_milli": round(te.value * MILLI),
                 "half_life_us": None, "source": f"incentive:{rule}", "counted": True}
 
     def _row(self, subject: str) -> dict[str, Any]:
-        events = self.events.get(subject, [])
-        r = reputation(events, subject, self.as_of[subject])
+        r = self.trust.score(subject, self.as_of[subject])
         scores = {d.value: s for d, s in r.scores}
         return {"agent_id": subject, "as_of_us": r.at_us, **{d.value: scores[d.value] for d in TrustDimension},
                 "overall": r.overall, "tier": r.tier.value, "multiplier": str(r.multiplier),
-                "events_counted": len(events), "events_self": self.self_count.get(subject, 0)}
+                "events_counted": self.trust.counted(subject), "events_self": self.self_count.get(subject, 0)}

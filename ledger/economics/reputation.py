@@ -53,13 +53,14 @@ Defaults and where they come from
 from __future__ import annotations
 
 import enum
+import heapq
 import math
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ledger.errors import ValidationError
 from ledger.limits import (
@@ -69,6 +70,7 @@ from ledger.limits import (
     MAX_HALF_LIFE_US,
     MAX_ID_CHARS,
     MAX_TRUST_VALUE,
+    TRUST_RECENT_EVENTS,
 )
 from ledger.units import MILLI, US_PER_DAY
 from ledger.wire.events import Event, Outcome, Trust
@@ -318,6 +320,13 @@ def reputation(
             continue
         half_life = event.half_life_us if event.half_life_us is not None else default_half_life[event.dimension]
         terms[event.dimension].append(decayed_value(event, at_us, half_life))
+    return _scored(subject, at_us, terms, weight)
+
+
+def _scored(subject: str, at_us: int, terms: Mapping[TrustDimension, list[float]],
+            weight: Mapping[TrustDimension, float]) -> Reputation:
+    """Scores from each dimension's decayed terms: ``math.fsum`` is correctly rounded, so the order of the
+    terms never changes a bit."""
     scores = tuple(
         (d, min(1.0, max(0.0, NEUTRAL_SCORE + math.fsum(terms[d]) / TRUST_TOKENS_PER_SCORE_UNIT)))
         for d in TrustDimension
@@ -326,6 +335,130 @@ def reputation(
     overall = min(1.0, max(0.0, overall))  # a weighted mean of [0, 1] values; guard the last ulp
     tier, multiplier = _bracket(overall)
     return Reputation(subject, at_us, scores, overall, tier, multiplier)
+
+
+# ---------------------------------------------------------------------------------------------
+# Trust in bounded memory: the latest events one by one, the rest as decayed sums
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DecayedSum:
+    """Settled trust of one subject in one (dimension, half-life): ``total`` is the sum of the settled
+    events' values decayed to ``ref_us``, the latest event time among them."""
+
+    ref_us: int
+    total: float
+    events: int
+
+    def settle(self, event: TrustEvent, half_life_us: int) -> None:
+        """Add one event. A later one first decays the sum to its time (weights halve per half-life, so
+        decaying a sum decays every term in it); an earlier one is decayed to ``ref_us`` and added."""
+        if event.event_time_us >= self.ref_us:
+            factor: float = 2.0 ** (-((event.event_time_us - self.ref_us) / half_life_us))
+            self.total = self.total * factor + event.value
+            self.ref_us = event.event_time_us
+        else:
+            self.total += decayed_value(event, self.ref_us, half_life_us)
+        self.events += 1
+
+    def at(self, at_us: int, half_life_us: int) -> float:
+        """The sum's value at ``at_us``. Asked about a time before ``ref_us`` it answers its value at
+        ``ref_us``: the settled events are never grown back (see ``TrustFold``)."""
+        if at_us <= self.ref_us:
+            return self.total
+        factor: float = 2.0 ** (-((at_us - self.ref_us) / half_life_us))
+        return self.total * factor
+
+
+class TrustFold:
+    """Every counted trust event about every subject, in memory bounded per subject, scored like ``reputation``.
+
+    The latest ``recent`` events of a subject (by event time, then event id) are kept one by one; an older one
+    is settled into the subject's ``DecayedSum`` for its (dimension, half-life). So a subject costs at most
+    ``recent`` events plus a few sums, however long the log grows, and a score costs O(recent), not O(history).
+
+    Exactness: while a subject has at most ``recent`` counted events, ``score`` equals ``reputation`` over
+    them bit for bit. Past that, the settled sums agree with it to within float rounding (about 1e-15
+    relative per event settled) and, asked about a time before a sum's ``ref_us`` (a time earlier than the
+    subject's ``recent`` latest ratings), count the settled events as of ``ref_us`` instead of leaving out
+    the ones claimed after the time asked about. Which event settles when depends only on the order the
+    events are added: the log's order; ``rows``/``restore`` carry the sums bit for bit, so a restart and a
+    replay reach the same bits.
+    """
+
+    def __init__(self, recent: int = TRUST_RECENT_EVENTS, *,
+                 half_lives: Mapping[TrustDimension, int] = DEFAULT_HALF_LIFE_US,
+                 weights: Mapping[TrustDimension, float] = DEFAULT_WEIGHTS) -> None:
+        self.recent = require_int("recent", recent, low=1, high=1_000_000)
+        self.half_lives = _check_half_lives(half_lives)
+        self.weights = _check_weights(weights)
+        self._recent: dict[str, list[tuple[int, str, TrustEvent]]] = {}  # min-heap by (event time, event id)
+        self._sums: dict[str, dict[tuple[TrustDimension, int], DecayedSum]] = {}
+        self._changed: set[tuple[str, TrustDimension, int]] = set()
+
+    def half_life(self, event: TrustEvent) -> int:
+        return event.half_life_us if event.half_life_us is not None else self.half_lives[event.dimension]
+
+    def add(self, event: TrustEvent) -> None:
+        """Count one trust event (self-issued ones never count and are ignored)."""
+        if not event.counts:
+            return
+        heap = self._recent.setdefault(event.subject, [])
+        heapq.heappush(heap, (event.event_time_us, event.event_id, event))
+        if len(heap) > self.recent:
+            self._settle(heapq.heappop(heap)[2])
+
+    def _settle(self, event: TrustEvent) -> None:
+        h = self.half_life(event)
+        sums = self._sums.setdefault(event.subject, {})
+        acc = sums.get((event.dimension, h))
+        if acc is None:
+            sums[(event.dimension, h)] = DecayedSum(event.event_time_us, event.value, 1)
+        else:
+            acc.settle(event, h)
+        self._changed.add((event.subject, event.dimension, h))
+
+    def counted(self, subject: str) -> int:
+        """How many trust events about ``subject`` count."""
+        return len(self._recent.get(subject, ())) + sum(s.events for s in self._sums.get(subject, {}).values())
+
+    def score(self, subject: str, at_us: int) -> Reputation:
+        """``reputation`` of ``subject`` at ``at_us`` over everything added (see the class note on exactness)."""
+        require_id("subject", subject)
+        require_time("at_us", at_us)
+        terms: dict[TrustDimension, list[float]] = {d: [] for d in TrustDimension}
+        for (dimension, h), acc in self._sums.get(subject, {}).items():
+            terms[dimension].append(acc.at(at_us, h))
+        for t, _, event in self._recent.get(subject, ()):
+            if t <= at_us:
+                terms[event.dimension].append(decayed_value(event, at_us, self.half_life(event)))
+        return _scored(subject, at_us, terms, self.weights)
+
+    def changed_rows(self) -> list[dict[str, Any]]:
+        """The settled sums changed since the last call, as rows (subject, dimension, half_life_us, ref_us,
+        total, events) to keep; ``restore`` takes them back."""
+        out: list[dict[str, Any]] = []
+        for subject, dimension, h in sorted(self._changed, key=lambda k: (k[0], k[1].value, k[2])):
+            acc = self._sums[subject][(dimension, h)]
+            out.append({"subject": subject, "dimension": dimension.value, "half_life_us": h,
+                        "ref_us": acc.ref_us, "total": acc.total, "events": acc.events})
+        self._changed.clear()
+        return out
+
+    def restore(self, sums: Iterable[tuple[str, str, int, int, float, int]], recent: Iterable[TrustEvent]) -> None:
+        """Back to a kept state: the settled sums (rows as ``changed_rows`` gave them) and each subject's latest
+        ``recent`` counted events (by event time, then event id), in any order."""
+        for subject, dimension, h, ref_us, total, events in sums:
+            dim = require_choice(TrustDimension, "dimension", dimension)
+            self._sums.setdefault(subject, {})[(dim, h)] = DecayedSum(ref_us, total, events)
+        for event in recent:
+            heap = self._recent.setdefault(event.subject, [])
+            heap.append((event.event_time_us, event.event_id, event))
+        for heap in self._recent.values():
+            heapq.heapify(heap)
+            if len(heap) > self.recent:
+                raise ValidationError("recent", len(heap), f"at most {self.recent} events per subject")
 
 
 # ---------------------------------------------------------------------------------------------

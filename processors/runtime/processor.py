@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import abc
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
+from ledger.economics.reputation import TrustEvent, TrustFold
 from ledger.log import Record
+from ledger.units import MILLI
 from ledger.wire.codec import DecodedEvent
 from ledger.wire.events import Body
 from processors.runtime.view import Column as Column  # re-exported: processors describe their views with these
@@ -164,6 +167,36 @@ def grant_history_view(name: str) -> View:
             Column("seq", "BIGINT", "the order this processor read the grants in (ties at one event time)"),
             BATCH,
         ))
+
+
+def trust_fold_view(name: str) -> View:
+    """The snapshot view a processor keeps its ``TrustFold``'s settled sums in, under its own ``name``."""
+    return View(
+        name=name, mode="snapshot", primary_key=("subject", "dimension", "half_life_us"),
+        doc="Trust settled into decayed sums: per subject, dimension and half-life, every counted trust event "
+            "older than the subject's latest TRUST_RECENT_EVENTS, decayed to ref_us (the rest are kept one by one).",
+        columns=(
+            Column("subject", "VARCHAR", "who the trust is about"),
+            Column("dimension", "VARCHAR", "accuracy | compliance | feedback | reliability"),
+            Column("half_life_us", "BIGINT", "the half-life the settled events decay by"),
+            Column("ref_us", "BIGINT", "event time the sum is decayed to: the latest settled event's"),
+            Column("total", "DOUBLE", "the settled events' values decayed to ref_us, summed (trust tokens)"),
+            Column("events", "BIGINT", "trust events settled into the sum"),
+        ))
+
+
+def restore_trust_fold(fold: TrustFold, query: Callable[..., list[tuple[Any, ...]]], view: View,
+                       history: str, counted: str = "TRUE") -> None:
+    """Bring ``fold`` back from ``view`` (its settled sums) and the ``history`` table (every counted trust event;
+    ``counted`` is the SQL condition that picks them): only each subject's latest ``fold.recent`` events are
+    read, so a restore costs the same at any log size."""
+    sums = query(f"SELECT subject, dimension, half_life_us, ref_us, total, events FROM {view.name}")  # noqa: S608
+    recent = query(
+        "SELECT event_id, event_time_us, issuer, subject, dimension, value_milli, half_life_us FROM ("  # noqa: S608
+        "  SELECT *, row_number() OVER (PARTITION BY subject ORDER BY event_time_us DESC, event_id DESC) AS n"
+        f"  FROM {history} WHERE {counted}) WHERE n <= ?", [fold.recent])
+    fold.restore(sums, (TrustEvent(eid, issuer, subject, dim, vm / MILLI, t, hl)
+                        for eid, t, issuer, subject, dim, vm, hl in recent))
 
 
 class GrantBook:

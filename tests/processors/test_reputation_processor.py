@@ -105,3 +105,35 @@ def test_reputation_show_cli(tmp_path):
     assert r.exit_code == 0, r.output
     (bob,) = json.loads(r.stdout)
     assert bob["agent_id"] == "bob" and bob["accuracy"] == pytest.approx(0.8) and bob["multiplier"] == "1.0"
+
+
+def test_a_long_history_is_settled_into_sums_restored_and_replayed_to_the_same_bits(tmp_path):
+    """Past TRUST_RECENT_EVENTS ratings about one subject, the older ones live as decayed sums (reputation_decay,
+    budget_trust_decay): scores stay within rounding of the pure function, and a restart part-way and a replay
+    from offset 0 reach the live digest — the sums are carried bit for bit, never refolded in another order."""
+    from ledger.limits import TRUST_RECENT_EVENTS
+
+    h = make_home(tmp_path / "home", agents=("alice", "bob", "carol"))
+    rng = __import__("random").Random(5)
+    sent: list[TrustEvent] = []
+    n = 2 * TRUST_RECENT_EVENTS + 40
+    for part in range(3):
+        for issuer in ("alice", "carol"):
+            with Emitter.open(issuer, home=h.path, context=CTX, background_flush=False) as em:
+                for i in range(n // 6):
+                    t = T0 + 1_000 * (part * n + i) + (7 if issuer == "carol" else 0)
+                    dim, value = rng.choice(["accuracy", "feedback"]), rng.randrange(-5_000, 8_001)
+                    eid = em.trust("bob", dim, f"{value / 1000}", event_time_us=t)
+                    sent.append(TrustEvent(eid, issuer, "bob", dim, value / 1000, t))
+        for name in ("reputation", "budgets"):
+            run(h, name, max_records=3)  # a new process each part: state restored from the views
+    (row,) = rows(h, "SELECT * FROM reputation WHERE agent_id='bob'", "reputation")
+    want = reputation(sent, "bob", row["as_of_us"])
+    assert row["events_counted"] == len(sent) > TRUST_RECENT_EVENTS
+    for d, score in want.scores:
+        assert row[d.value] == pytest.approx(score, rel=1e-12)
+    settled = rows(h, "SELECT sum(events) AS n FROM reputation_decay WHERE subject='bob'", "reputation")
+    assert settled[0]["n"] == len(sent) - TRUST_RECENT_EVENTS
+    assert rows(h, "SELECT sum(events) AS n FROM budget_trust_decay WHERE subject='bob'")[0]["n"] == settled[0]["n"]
+    for name in ("reputation", "budgets"):
+        assert replayed(h, name)["digest"] == live_digest(h, name)["digest"]
