@@ -44,10 +44,17 @@ import pyarrow as pa
 
 from ledger.economics.allocation import NASH_BARGAINING, REQUESTOR_PAYS, SHAPLEY, allocate
 from ledger.economics.metering import InteractionFlows, MeteredInteraction, meter_interaction
-from ledger.economics.pricing import PRICE_ROW_COLUMNS, ModelPrice, PriceBook, PriceInForce, price_book_from_rows
+from ledger.economics.pricing import (
+    PRICE_MATCH_ROW_COLUMNS,
+    PRICE_ROW_COLUMNS,
+    ModelPrice,
+    PriceBook,
+    PriceInForce,
+    price_book_from_rows,
+)
 from ledger.errors import LedgerError, ValidationError
 from ledger.wire.events import Allocation as AllocationEvent
-from ledger.wire.events import AllocationRule, Interaction, PriceSet
+from ledger.wire.events import AllocationRule, Interaction, PriceMatch, PriceSet
 from processors.runtime.processor import (
     BATCH,
     Column,
@@ -159,6 +166,10 @@ PRICES = View(
     name="prices", doc="Every price-book entry read from price_set control events, with when it is in force.",
     columns=(*(Column(*c) for c in PRICE_ROW_COLUMNS), BATCH),
 )
+PRICE_MATCHES = View(
+    name="price_matches", doc="Every model-matching rule read from price_match control events, with when it applies.",
+    columns=(*(Column(*c) for c in PRICE_MATCH_ROW_COLUMNS), BATCH),
+)
 ALLOCATION_RULES = View(
     name="allocation_rules", doc="Every allocation rule version read from allocation_rule control events.",
     columns=(
@@ -176,6 +187,7 @@ ALLOCATION_RULES = View(
 
 
 _PRICE_ROWS_SQL = f"SELECT {', '.join(PRICES.public_columns)} FROM prices"  # noqa: S608  (fixed names)
+_MATCH_ROWS_SQL = f"SELECT {', '.join(PRICE_MATCHES.public_columns)} FROM price_matches"  # noqa: S608
 
 
 @dataclass(frozen=True)
@@ -240,7 +252,7 @@ class Allocations(Processor):
     derived_topics = ("allocations",)
     doc = "prices interactions (price book from control events) and splits each cost by the configured methods"
     topics = ("control", "events")
-    views = (INTERACTIONS, ALLOCATIONS, AGENT_COSTS, UNPRICED, PRICES, ALLOCATION_RULES)
+    views = (INTERACTIONS, ALLOCATIONS, AGENT_COSTS, UNPRICED, PRICES, PRICE_MATCHES, ALLOCATION_RULES)
 
     def __init__(self) -> None:
         self.prices = PriceBook()  # from price_set events only (the shipped book is on the log as such)
@@ -252,8 +264,9 @@ class Allocations(Processor):
     # ------------------------------------------------------------------ state
 
     def restore(self, query: Any) -> None:
-        names = PRICES.public_columns  # the columns PriceInForce.row() writes
-        self.prices = price_book_from_rows(dict(zip(names, r, strict=True)) for r in query(_PRICE_ROWS_SQL))
+        names, match_names = PRICES.public_columns, PRICE_MATCHES.public_columns  # PriceInForce/RuleInForce.row()
+        self.prices = price_book_from_rows([dict(zip(names, r, strict=True)) for r in query(_PRICE_ROWS_SQL)],
+                                           [dict(zip(match_names, r, strict=True)) for r in query(_MATCH_ROWS_SQL)])
         for rid, method, pj, org, project, enabled, start, seq in query(
                 "SELECT rule_id, method, params_json, org, project, enabled, in_force_from_us, seq "
                 "FROM allocation_rules ORDER BY seq"):
@@ -267,7 +280,8 @@ class Allocations(Processor):
 
     def price_lookup(self) -> PriceLookup:
         """How prices are found (the ``reprice`` side processor swaps this for an alternative book)."""
-        # self.prices is replaced (never changed in place) by each price_set: look it up at call time
+        # price_set / price_match events change self.prices (in place, or a restore replaces it): look it up at
+        # call time
         return lambda provider, model, t_us: self.prices.in_force_at(provider, model, t_us)
 
     def methods_for(self, t_us: int, org: str | None, project: str | None) -> list[tuple[str, str, Params]]:
@@ -295,6 +309,7 @@ class Allocations(Processor):
         alloc_rows: list[dict[str, Any]] = []
         unpriced: list[dict[str, Any]] = []
         price_rows: list[dict[str, Any]] = []
+        match_rows: list[dict[str, Any]] = []
         rule_rows: list[dict[str, Any]] = []
         touched: set[tuple[str, str]] = set()
         lookup = self.price_lookup()
@@ -305,12 +320,14 @@ class Allocations(Processor):
                 self._interaction(ev, body, lookup, inter_rows, alloc_rows, unpriced, touched, fx)
             elif isinstance(body, PriceSet):
                 try:
-                    self.prices = self.prices.with_price_set(body, ev.event_time_us)
+                    price_rows.append(self.prices.apply_price_set(body, ev.event_time_us).row())
                 except LedgerError:
                     continue  # refused by the book (see the module docstring): no entry, no row
-                entry = self.prices.last_applied
-                assert entry is not None  # just applied
-                price_rows.append(entry.row())
+            elif isinstance(body, PriceMatch):
+                try:
+                    match_rows.append(self.prices.apply_price_match(body, ev.event_time_us).row())
+                except LedgerError:
+                    continue  # a rule the book refuses (bad clause, book full): no rule, no row
             elif isinstance(body, AllocationRule):
                 self.rule_seq += 1
                 start = max(body.effective_from_us, ev.event_time_us)
@@ -322,7 +339,7 @@ class Allocations(Processor):
                                   "project": v.project, "enabled": v.enabled, "in_force_from_us": start,
                                   "seq": v.seq})
         for table, rows in (("interactions", inter_rows), ("allocations", alloc_rows), ("unpriced", unpriced),
-                            ("prices", price_rows), ("allocation_rules", rule_rows)):
+                            ("prices", price_rows), ("price_matches", match_rows), ("allocation_rules", rule_rows)):
             if rows:
                 cols = columns_of(rows)
                 if table == "interactions":

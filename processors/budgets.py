@@ -100,7 +100,13 @@ from ledger.economics.budget_rows import (
     policy_columns,
     policy_from_event,
 )
-from ledger.economics.pricing import PRICE_ROW_COLUMNS, PriceBook, price_book_from_rows, usage_cost
+from ledger.economics.pricing import (
+    PRICE_MATCH_ROW_COLUMNS,
+    PRICE_ROW_COLUMNS,
+    PriceBook,
+    price_book_from_rows,
+    usage_cost,
+)
 from ledger.economics.reallocation import Refusal
 from ledger.economics.reputation import TrustEvent, TrustFold, apply_multiplier, incentive_event, trust_event
 from ledger.errors import LedgerError
@@ -116,6 +122,7 @@ from ledger.wire.events import (
     Event,
     Grant,
     Outcome,
+    PriceMatch,
     PriceSet,
     Trust,
 )
@@ -259,6 +266,9 @@ PRICES = View(
     name="budget_prices",
     doc="Every price-book entry read from PriceSet control events (the only prices), with when it is in force.",
     columns=(*(Column(*c) for c in PRICE_ROW_COLUMNS), BATCH))
+PRICE_MATCHES = View(
+    name="budget_price_matches", doc="Every model-matching rule read from price_match control events (as allocations).",
+    columns=(*(Column(*c) for c in PRICE_MATCH_ROW_COLUMNS), BATCH))
 TRUST = View(
     name="budget_trust", doc="Trust the budgets processor counts to scale agents' allocations (as reputation does).",
     columns=(
@@ -301,7 +311,8 @@ class Budgets(Processor):
     name = "budgets"
     derived_topics = ("alerts",)
     doc = "budgets per scope and kind: consumption, limits, reservations, alerts and transfers"
-    views = (BUDGETS, ALERTS, TRANSFERS, RESERVATIONS, PRICES, TRUST, TRUST_DECAY, SIGNERS, BUDGET_GRANTS, BACKFILL)
+    views = (BUDGETS, ALERTS, TRANSFERS, RESERVATIONS, PRICES, PRICE_MATCHES, TRUST, TRUST_DECAY, SIGNERS,
+             BUDGET_GRANTS, BACKFILL)
 
     def __init__(self) -> None:
         self.policies: dict[Key, b.BudgetPolicy] = {}
@@ -348,7 +359,7 @@ class Budgets(Processor):
             self.updated[key] = row["updated_us"]
             self.multiplier[key] = row["reputation_multiplier"]
         restore_trust_fold(self.trust, query, TRUST_DECAY, TRUST.name)
-        self.book = price_book_from_rows(_rows(query, PRICES))
+        self.book = price_book_from_rows(_rows(query, PRICES), _rows(query, PRICE_MATCHES))
 
     # ------------------------------------------------------------ fold
 
@@ -394,7 +405,7 @@ class Budgets(Processor):
         body = ev.body
         if isinstance(body, PolicyEvent):
             self._policy(ev, body)
-        elif isinstance(body, PriceSet):
+        elif isinstance(body, (PriceSet, PriceMatch)):
             self._add_price(ev, body)
         elif isinstance(body, AgentRegistered):
             self.signers[body.agent_id] = (body.org, body.project)
@@ -499,10 +510,11 @@ class Budgets(Processor):
     def _price(self, ev: Event, u: Any) -> int:
         """micro-USD of one LLM call; -1 when the model has no price at the event's time."""
         try:
-            price = self.book.price_at(u.provider, u.model, ev.event_time_us)
+            price = self.book.price_at(u.provider, u.model, ev.event_time_us, service_tier=u.service_tier,
+                                       input_tokens=u.input_tokens)
             return usage_cost(price, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
                               cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
-                              reasoning_tokens=u.reasoning_tokens).total
+                              reasoning_tokens=u.reasoning_tokens, cache_write_1h_tokens=u.cache_write_1h_tokens).total
         except LedgerError:
             return -1
 
@@ -811,14 +823,15 @@ class Budgets(Processor):
                                 "subject": te.subject, "dimension": te.dimension.value,
                                 "value_milli": round(te.value * MILLI), "half_life_us": te.half_life_us})
 
-    def _add_price(self, ev: Event, body: PriceSet) -> None:
+    def _add_price(self, ev: Event, body: PriceSet | PriceMatch) -> None:
         try:
-            self.book = self.book.with_price_set(body, ev.event_time_us)
+            if isinstance(body, PriceSet):
+                row, view = self.book.apply_price_set(body, ev.event_time_us).row(), PRICES.name
+            else:
+                row, view = self.book.apply_price_match(body, ev.event_time_us).row(), PRICE_MATCHES.name
         except LedgerError:
-            return  # refused by the book (rates out of range, or the book is full): no entry, no row
-        entry = self.book.last_applied
-        assert entry is not None  # just applied
-        self.fx.append("budget_prices", {k: [v] for k, v in entry.row().items()})
+            return  # refused by the book (rates out of range, a bad clause, the book is full): no entry, no row
+        self.fx.append(view, {k: [v] for k, v in row.items()})
 
     def _row(self, key: Key) -> dict[str, Any]:
         state, policy = self.states[key], self.policies[key]

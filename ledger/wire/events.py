@@ -153,7 +153,9 @@ EMPTY_CONTEXT = Context()
 
 @dataclass(frozen=True, slots=True)
 class LlmUsage:
-    """One LLM call. cache_read + cache_write are parts of input_tokens; reasoning is part of output."""
+    """One LLM call. cache_read + cache_write are parts of input_tokens; reasoning is part of output; the 1-hour
+    cache writes are part of cache_write. ``service_tier`` is what the provider reported ('' = standard), and
+    ``provider_cost_micros`` the cost it (or a gateway) reported, kept beside ours, never instead of it."""
 
     provider: str
     model: str
@@ -162,21 +164,33 @@ class LlmUsage:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    service_tier: str = ""
+    provider_cost_micros: int | None = None
 
     def __post_init__(self) -> None:
         check_str("usage.provider", self.provider)
         check_str("usage.model", self.model)
-        for n in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
+        for n in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
+                  "cache_write_1h_tokens"):
             check_int(f"usage.{n}", getattr(self, n), 0, limits.MAX_TOKENS)
         if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
             raise ValidationError(
                 "usage.cache_read_tokens", self.cache_read_tokens,
                 f"cache read ({self.cache_read_tokens}) + cache write ({self.cache_write_tokens}) tokens are parts of "
                 f"input_tokens ({self.input_tokens}) and cannot exceed it")
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise ValidationError(
+                "usage.cache_write_1h_tokens", self.cache_write_1h_tokens,
+                f"1-hour cache writes are part of cache_write_tokens ({self.cache_write_tokens}) and cannot exceed it")
         if self.reasoning_tokens > self.output_tokens:
             raise ValidationError(
                 "usage.reasoning_tokens", self.reasoning_tokens,
                 f"reasoning tokens are part of output_tokens ({self.output_tokens}) and cannot exceed it")
+        if self.service_tier:
+            check_str("usage.service_tier", self.service_tier, limits.MAX_SERVICE_TIER_CHARS)
+        if self.provider_cost_micros is not None:
+            check_int("usage.provider_cost_micros", self.provider_cost_micros, 0, limits.MAX_MICROS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,7 +475,8 @@ class BudgetPolicy(Body):
 
 @dataclass(frozen=True, slots=True)
 class PriceSet(Body):
-    """Control: a price-book entry (micro-USD per million tokens) in force from an event time."""
+    """Control: a price-book line (micro-USD per million tokens) for one provider, model, service tier and
+    prompt-size tier, in force from an event time."""
 
     KIND: ClassVar[str] = "price_set"
     AVRO: ClassVar[str] = "tokenledger.PriceSet"
@@ -475,6 +490,11 @@ class PriceSet(Body):
     cache_write_micros_per_mtok: int
     reasoning_micros_per_mtok: int | None = None
     effective_from_us: int = 0
+    service_tier: str = ""
+    above_input_tokens: int = 0
+    cache_write_1h_micros_per_mtok: int | None = None
+    request_micros_per_k: int = 0
+    source: str = ""
 
     def __post_init__(self) -> None:
         check_str("provider", self.provider)
@@ -482,9 +502,49 @@ class PriceSet(Body):
         for n in ("input_micros_per_mtok", "output_micros_per_mtok", "cache_read_micros_per_mtok",
                   "cache_write_micros_per_mtok"):
             check_int(n, getattr(self, n), 0, limits.MAX_RATE_MICROS_PER_MTOK)
-        if self.reasoning_micros_per_mtok is not None:
-            check_int("reasoning_micros_per_mtok", self.reasoning_micros_per_mtok, 0, limits.MAX_RATE_MICROS_PER_MTOK)
+        for n in ("reasoning_micros_per_mtok", "cache_write_1h_micros_per_mtok"):
+            if getattr(self, n) is not None:
+                check_int(n, getattr(self, n), 0, limits.MAX_RATE_MICROS_PER_MTOK)
         check_int("effective_from_us", self.effective_from_us, 0, limits.MAX_EVENT_TIME_US)
+        if self.service_tier:
+            check_str("service_tier", self.service_tier, limits.MAX_SERVICE_TIER_CHARS)
+        check_int("above_input_tokens", self.above_input_tokens, 0, limits.MAX_TOKENS)
+        check_int("request_micros_per_k", self.request_micros_per_k, 0, limits.MAX_RATE_MICROS_PER_MTOK)
+        if self.source:
+            check_str("source", self.source, text=True)
+
+
+@dataclass(frozen=True, slots=True)
+class PriceMatch(Body):
+    """Control: a model-matching rule: calls from ``provider`` ('*' = any) whose model id the clause ``rule``
+    matches are priced as ``target_provider``/``target_model`` ('' = the id as reported). Checked and
+    evaluated by ``ledger.economics.matching``."""
+
+    KIND: ClassVar[str] = "price_match"
+    AVRO: ClassVar[str] = "tokenledger.PriceMatch"
+    CONTROL: ClassVar[bool] = True
+
+    provider: str
+    rule: str
+    target_provider: str
+    target_model: str
+    rank: int = 0
+    effective_from_us: int = 0
+    active: bool = True
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        check_str("provider", self.provider)
+        check_str("rule", self.rule, limits.MAX_MATCH_RULE_CHARS, text=True)
+        check_str("target_provider", self.target_provider)
+        if self.target_model:
+            check_str("target_model", self.target_model)
+        check_int("rank", self.rank, -limits.MAX_MATCH_RANK, limits.MAX_MATCH_RANK)
+        check_int("effective_from_us", self.effective_from_us, 0, limits.MAX_EVENT_TIME_US)
+        if type(self.active) is not bool:
+            raise ValidationError("active", self.active, "must be true or false")
+        if self.source:
+            check_str("source", self.source, text=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -862,7 +922,7 @@ BODY_TYPES: tuple[type[Body], ...] = (
     Action, Data, Compute, Trust, Interaction,
     AgentRegistered, KeyRotated, KeyRevoked, BudgetPolicy, PriceSet, AllocationRule, SettlementRule,
     Rejected, Checkpoint, StateCheckpoint, Allocation, Settlement, BudgetAlert, BudgetTransfer, Reservation, Outcome,
-    Grant, ClockPolicy,
+    Grant, ClockPolicy, PriceMatch,
 )
 BY_KIND: dict[str, type[Body]] = {t.KIND: t for t in BODY_TYPES}
 BY_AVRO: dict[str, type[Body]] = {t.AVRO: t for t in BODY_TYPES}
@@ -948,6 +1008,7 @@ __all__ = [
     "KeyRotated",
     "LlmUsage",
     "Outcome",
+    "PriceMatch",
     "PriceSet",
     "Rejected",
     "Reservation",

@@ -110,7 +110,7 @@ def test_price_changes_apply_from_their_time_only() -> None:
     ("anthropic", "gpt-4.1"),  # a real model under the wrong provider
     ("anthropic", "claude-opus-9"),
     ("mistral", "mistral-large"),
-    ("openai", "GPT-4.1"),  # lookup is exact
+    ("openai", "gpt-4.1-2025-04-14"),  # a dated id, and the book has no match rule
 ])
 def test_unknown_model_is_a_rejection_with_evidence_never_zero(provider: str, model: str) -> None:
     with pytest.raises(EconomicsError) as caught:

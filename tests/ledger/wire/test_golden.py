@@ -18,7 +18,7 @@ from ledger.wire import codec
 
 ROOT = Path(__file__).resolve().parents[3]
 VECTORS = ROOT / "tests" / "vectors" / "ledger" / "events.json"
-PINNED = "7dc4ed4065e4f29efba716d927d43cdbb72ec1cf2e931b7664cf1c32f40cf123"
+PINNED = "1c7e9d62378b4c1751857462e69715fb7d64e166d455bcf363ab2a22c521afef"
 
 
 def _generator():
