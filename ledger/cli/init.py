@@ -22,10 +22,12 @@ INIT_EPILOG = "Example: tokenledger init --home ./ledger-home"
 def init(home: str | None = HomeOpt, log: str | None = LogOpt,
          partitions: int = typer.Option(1, help="Partitions of ledger.events (Kafka logs)."),
          topic_prefix: str = typer.Option("ledger", help="Topics are PREFIX.events, PREFIX.rejected, ..."),
-         price_book: bool = typer.Option(True, help="Append the default price book as price_set control events."),
+         price_book: bool = typer.Option(True, help="Seed the price book from the installed price catalog "
+                                                    "(genai-prices): price_set and price_match control events."),
          json_: bool = JsonOpt) -> None:
     """Create a ledger home: operator key, config and the log; register the operator on the log and
-    append the default price book (ledger/data/default_prices.json) as price_set control events."""
+    seed the price book from the installed catalog (prices and model-matching rules of the main providers, as
+    operator-signed control events; `tokenledger prices sync --provider P` adds others)."""
     path = resolve_home(home)
     h = Home.init(path, log_url=log, partitions=partitions, topic_prefix=topic_prefix)
     op = h.operator_key()
@@ -35,7 +37,7 @@ def init(home: str | None = HomeOpt, log: str | None = LogOpt,
     finally:
         lg.close()
     info = {"home": str(path), "log": h.config["log"], "topic": h.topic, "operator_key_id": op.key_id,
-            "price_entries": price_entries}
+            "price_events": price_entries}
     if json_:
         print_json(info)
     else:

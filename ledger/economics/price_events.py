@@ -1,20 +1,26 @@
-"""The shipped default price book as control events, so the log alone determines every price.
+"""Price books as control events, so the log alone determines every price.
 
-``tokenledger init`` (and the demo's home creation) append these ``PriceSet`` events through the
-operator's emitter; they are the only way the shipped book reaches a processor (the rule in
-``ledger.economics.pricing``: prices come from the log, and a price is in force from
-``max(effective_from_us, the PriceSet's own event time)``). Each is emitted with event time
-``price_event_time_us(entry)``: the default book is in force "from the beginning", so its events carry
-the earliest valid event time.
+``tokenledger init`` (and the demo's home creation) append ``seed_events()``: the installed price catalog's
+lines and match rules (``ledger.economics.catalog``) through the operator's emitter; they are the only way a
+price reaches a processor (the rule in ``ledger.economics.pricing``: prices come from the log, and a price is
+in force from ``max(effective_from_us, the event's own event time)``). Each is emitted with event time
+``price_event_time_us(body)``: on a new log the catalog's history applies from its own dates (nothing was
+priced before them), and its oldest prices and its rules from the earliest valid event time.
 
-Pure: no I/O beyond ``default_price_book`` reading the shipped data file.
+``default_price_events`` is the reference table of context-window-economics (``ledger/data/default_prices.json``)
+as events: the simulator's and the seed-fidelity tests' world, not what a home is seeded with.
+
+Pure: no I/O beyond reading the shipped data file and the installed catalog.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ledger import limits
+from ledger.economics.catalog import catalog_book, events_in_order
 from ledger.economics.pricing import ModelPrice, PriceBook, default_price_book
-from ledger.wire.events import PriceSet
+from ledger.wire.events import PriceMatch, PriceSet
 
 
 def price_set_from_entry(price: ModelPrice) -> PriceSet:
@@ -27,9 +33,15 @@ def price_set_from_entry(price: ModelPrice) -> PriceSet:
                     effective_from_us=price.effective_from_us)
 
 
-def price_event_time_us(body: PriceSet) -> int:
+def price_event_time_us(body: PriceSet | PriceMatch) -> int:
     """Event time to emit ``body`` with: its effective time, kept inside the valid event-time range."""
     return max(body.effective_from_us, limits.MIN_EVENT_TIME_US)
+
+
+def seed_events(providers: Sequence[str] | None = None) -> list[PriceSet | PriceMatch]:
+    """What a new home's book starts as: the installed catalog's lines, then its match rules, for ``providers``
+    (default ``ledger.economics.catalog.DEFAULT_PROVIDERS``)."""
+    return list(events_in_order(catalog_book(providers)))
 
 
 def default_price_events(book: PriceBook | None = None) -> list[PriceSet]:

@@ -433,6 +433,15 @@ class PriceBook:
         index = bisect.bisect_right(starts, (t, math.inf)) - 1
         return self._lines[key][index] if index >= 0 else None
 
+    def line_at(self, provider: str, model: str, event_time_us: int, *, service_tier: str = STANDARD_TIER,
+                above_input_tokens: int = 0) -> PriceInForce | None:
+        """The entry of exactly this line (no matching, no fallback) in force at ``event_time_us``, or None."""
+        return self._entry_at((provider, model, service_tier, above_input_tokens), event_time_us)
+
+    def rule_at(self, provider: str, rule: str, event_time_us: int) -> RuleInForce | None:
+        """The version of the rule (provider, clause text) in force at ``event_time_us``, or None."""
+        return self._rule_at((provider, rule), event_time_us) if (provider, rule) in self._rules else None
+
     def _rule_at(self, key: tuple[str, str], t: int) -> RuleInForce | None:
         found = None
         for r in self._rules[key]:  # sorted by (start, seq): the last one started by t is in force

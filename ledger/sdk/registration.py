@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ledger.economics.price_events import default_price_events, price_event_time_us
+from ledger.economics.price_events import price_event_time_us, seed_events
 from ledger.errors import ValidationError
 from ledger.integrity.keys import SigningKey, save_key
 from ledger.log import Log
@@ -23,11 +23,11 @@ NOTARY_SIGNER = "processor.notary"  # the signer the notary processor signs chec
 def bootstrap(home: Home, log: Log, *, price_book: bool = True) -> int:
     """What every new home appends first, signed by the operator on the control topic: the operator's
     own registration (readers trust it from config.json's anchor), the notary processor's key and its
-    ``notary`` grant (only a granted notary's checkpoints count), then, if asked, the default price
-    book as price_set events (the allocations processor prices from the log only). Returns the
-    number of price entries appended."""
+    ``notary`` grant (only a granted notary's checkpoints count), then, if asked, the installed price
+    catalog's lines and match rules as price_set and price_match events (processors price from the log
+    only). Returns the number of price events appended."""
     op = home.operator_key()
-    prices = default_price_events() if price_book else []
+    prices = seed_events() if price_book else []
     with Emitter.for_operator(home, log) as em:
         em.emit(AgentRegistered(agent_id=OPERATOR_ID, key_id=op.key_id, public_key=op.public.raw, role="operator"))
     register_signer(home, log, NOTARY_SIGNER, role="processor")

@@ -138,12 +138,12 @@ def test_demo_runs_end_to_end(tmp_path):
     res = json.loads(r.stdout)
     assert res["verify"]["ok"] and res["events"] > 300
     assert set(res["per_agent"]) == {"planner", "researcher", "writer", "critic"}
-    from ledger.economics.price_events import default_price_events
+    from ledger.economics.price_events import seed_events
     from ledger.testing.workload import AGENTS, TASK_SPACING_US, demo_clock, demo_policies
 
     # + operator, four registrations, the notary's registration and grant, the default price book (price_set),
     # the demo's budget policies and its skew window
-    assert res["verify"]["accepted_events"] == (res["events"] + 5 + 2 + len(default_price_events())
+    assert res["verify"]["accepted_events"] == (res["events"] + 5 + 2 + len(seed_events())
                                                 + len(demo_policies(start_us=0))
                                                 + len(demo_clock(20 * TASK_SPACING_US, [a for a, *_ in AGENTS])))
     # a second run on the same home appends a new run and still verifies

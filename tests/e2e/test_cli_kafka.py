@@ -37,10 +37,10 @@ def test_cli_and_sdk_on_kafka(kafka_url, tmp_path):
     got = {json.loads(line)["event_id"] for line in r.stdout.splitlines()}
     assert set(ids) <= got
     r = runner.invoke(app, ["verify", "--home", home, "--json"])
-    from ledger.economics.price_events import default_price_events
+    from ledger.economics.price_events import seed_events
 
     # operator + alice, the notary's registration and grant, init's price book, one action, 25 SDK actions
-    assert r.exit_code == 0 and json.loads(r.stdout)["accepted_events"] == 2 + 2 + len(default_price_events()) + 1 + 25
+    assert r.exit_code == 0 and json.loads(r.stdout)["accepted_events"] == 2 + 2 + len(seed_events()) + 1 + 25
 
 
 def test_demo_and_replay_on_kafka(kafka_url, tmp_path):

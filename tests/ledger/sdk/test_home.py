@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.economics.price_events import default_price_events
+from ledger.economics.price_events import seed_events
 from ledger.errors import ValidationError
 from ledger.integrity.verify import audit
 from ledger.log import read_all
@@ -12,7 +12,7 @@ from ledger.sdk import views
 from ledger.sdk.home import OPERATOR_ID, Home, HomeLayout
 from ledger.sdk.registration import NOTARY_SIGNER, bootstrap, register_signer
 from ledger.wire import codec
-from ledger.wire.events import AgentRegistered, Grant, PriceSet
+from ledger.wire.events import AgentRegistered, Grant
 
 
 def _control_bodies(h: Home) -> list[object]:
@@ -44,7 +44,7 @@ def test_bootstrap_registers_the_operator_then_the_price_book(tmp_path):
     h = Home.init(tmp_path / "h")
     log = h.open_log()
     try:
-        assert bootstrap(h, log) == len(default_price_events())
+        assert bootstrap(h, log) == len(seed_events())
         assert audit(log, h.ledger_topics, h.anchors()).ok
     finally:
         log.close()
@@ -54,7 +54,7 @@ def test_bootstrap_registers_the_operator_then_the_price_book(tmp_path):
     # then the notary's key and its grant (only a granted notary's checkpoints count), then the price book
     assert isinstance(bodies[1], AgentRegistered) and (bodies[1].agent_id, bodies[1].role) == (NOTARY_SIGNER, "processor")
     assert isinstance(bodies[2], Grant) and (bodies[2].agent_id, bodies[2].capability) == (NOTARY_SIGNER, "notary")
-    assert len(bodies) == 3 + len(default_price_events()) and all(isinstance(b, PriceSet) for b in bodies[3:])
+    assert len(bodies) == 3 + len(seed_events()) and bodies[3:] == seed_events()
     h2 = Home.init(tmp_path / "bare")
     log = h2.open_log()
     try:

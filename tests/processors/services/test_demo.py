@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from ledger.economics.price_events import default_price_events
+from ledger.economics.price_events import seed_events
 from ledger.sdk.home import HomeLayout
 from ledger.testing.workload import AGENTS, TASK_SPACING_US, demo_clock, demo_policies
 from processors import REGISTRY, get, order_by_topics
@@ -47,7 +47,7 @@ def test_demo_runs_end_to_end_without_the_cli(tmp_path):
     registrations = 1 + len(AGENTS)
     notary = 2  # init registers the notary's key and grants it
     assert r.verify["accepted_events"] == (
-        r.events + registrations + notary + len(default_price_events()) + len(demo_policies(start_us=0))
+        r.events + registrations + notary + len(seed_events()) + len(demo_policies(start_us=0))
         + len(demo_clock(4 * TASK_SPACING_US, [a for a, *_ in AGENTS])))  # and its skew window
     assert kinds["agent_registered"] >= registrations
     assert sum(n for kind, n in kinds.items() if kind != "agent_registered") == (
