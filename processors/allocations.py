@@ -1,6 +1,8 @@
-"""The allocations processor: prices every interaction and splits its cost by each configured method.
+"""The allocations processor: prices every LLM call and every interaction, and splits each interaction's cost by
+each configured method.
 
-Inputs: control events (``price_set``, ``allocation_rule``) and agent ``interaction`` events.
+Inputs: control events (``price_set``, ``price_match``, ``allocation_rule``), agent ``interaction`` events and
+``action`` events that carry an LLM call's usage.
 Outputs: the views below, and one derived ``allocation`` event per (interaction, method) on
 ``<prefix>.allocations``, signed by ``processor.allocations``, carrying the method's inputs (the rates
 used on each side, the four flows' tokens, the method's parameters) so anyone can recompute it. Its
@@ -14,7 +16,12 @@ Semantics (all from event time; never the wall clock):
   every control event first) prices each interaction exactly as the live run did. For one model, the
   entry with the latest start at or before the interaction's event time applies; equal starts: the
   later one on the log. A back-dated what-if is ``tokenledger reprice``.
-* **Unknown model.** An interaction whose requestor or responder model has no price in force (no
+* **Every call's cost.** ``llm_calls`` has one row per LLM call: an action with usage (its cost by
+  ``ledger.economics.pricing.usage_cost`` on the line ``PriceBook.quote`` picks: the model resolved by the
+  book's match rules, the service tier the call reports, the prompt-size tier its input reaches) and each
+  side of an interaction (the side's two flows, priced as ``interactions`` prices them). The same function
+  and book as budgets, ``report`` and ``reprice``: one cost path.
+* **Unknown model.** A call or an interaction whose model has no price in force (no
   fallback to the shipped book: it enters only as control events) is never
   priced at $0: it goes to the ``unpriced`` view with the reason code ``unknown_model`` and the evidence
   (provider, model, event time), and no allocation is made. Processing continues. A ``price_set`` the
@@ -51,10 +58,11 @@ from ledger.economics.pricing import (
     PriceBook,
     PriceInForce,
     price_book_from_rows,
+    usage_cost,
 )
 from ledger.errors import LedgerError, ValidationError
+from ledger.wire.events import Action, AllocationRule, Interaction, LlmUsage, PriceMatch, PriceSet
 from ledger.wire.events import Allocation as AllocationEvent
-from ledger.wire.events import AllocationRule, Interaction, PriceMatch, PriceSet
 from processors.runtime.processor import (
     BATCH,
     Column,
@@ -145,15 +153,62 @@ AGENT_COSTS = View(
         Column("balance_micros", "BIGINT", "allocated - incurred: positive = it owes others, negative = is owed"),
     ),
 )
+LLM_CALLS = View(
+    name="llm_calls",
+    doc="Every LLM call priced: actions with usage (one row) and interactions (one row per side), the model as "
+        "reported and as priced, tokens and cost per kind, the price_set used, and the provider's own cost.",
+    columns=(
+        Column("event_id", "VARCHAR", "the action or interaction event"),
+        Column("side", "VARCHAR", "call (an action) | requestor | responder (the sides of an interaction)"),
+        Column("event_time_us", "BIGINT", "event time, microseconds"),
+        Column("agent_id", "VARCHAR", "who made the call (the signer; for an interaction, that side's agent)"),
+        Column("org", "VARCHAR", "context label"),
+        Column("project", "VARCHAR", "context label"),
+        Column("task", "VARCHAR", "context label"),
+        Column("run", "VARCHAR", "context label"),
+        Column("stage", "VARCHAR", "context label"),
+        Column("provider", "VARCHAR", "provider as reported"),
+        Column("model", "VARCHAR", "model id as reported"),
+        Column("priced_provider", "VARCHAR", "the provider whose price line was used"),
+        Column("priced_model", "VARCHAR", "the model the id resolved to"),
+        Column("matched_via", "VARCHAR", "exact | lower-case | prefix | rule | dated (PriceBook.resolve); an "
+                                          "interaction side: exact | matched"),
+        Column("service_tier", "VARCHAR", "service tier as reported ('' = standard)"),
+        Column("priced_tier", "VARCHAR", "service tier priced ('' when the model has no line for the reported one)"),
+        Column("above_input_tokens", "BIGINT", "the prompt-size tier applied (0 = base rates)"),
+        Column("input_tokens", "BIGINT", "input tokens, cache reads and writes included"),
+        Column("output_tokens", "BIGINT", "output tokens, reasoning included"),
+        Column("cache_read_tokens", "BIGINT", "part of input read from a cache"),
+        Column("cache_write_tokens", "BIGINT", "part of input written to a cache (all lifetimes)"),
+        Column("cache_write_1h_tokens", "BIGINT", "part of the cache writes with a 1-hour lifetime"),
+        Column("reasoning_tokens", "BIGINT", "part of output spent reasoning"),
+        Column("cost_micros", "BIGINT", "the call's cost, micro-USD: the sum of the parts below"),
+        Column("input_micros", "BIGINT", "uncached input"),
+        Column("cache_read_micros", "BIGINT", "cache reads"),
+        Column("cache_write_micros", "BIGINT", "5-minute cache writes"),
+        Column("cache_write_1h_micros", "BIGINT", "1-hour cache writes"),
+        Column("output_micros", "BIGINT", "output that is not reasoning"),
+        Column("reasoning_micros", "BIGINT", "reasoning"),
+        Column("request_micros", "BIGINT", "per-request fee"),
+        Column("price_event_id", "VARCHAR", "the price_set event whose line priced the call"),
+        Column("provider_cost_micros", "BIGINT", "the cost the provider or gateway reported, if any"),
+        Column("cost_difference_micros", "BIGINT", "cost_micros - provider_cost_micros (NULL when none reported)"),
+        BATCH,
+    ),
+)
 UNPRICED = View(
     name="unpriced",
-    doc="Interactions (or one method of one) that could not be priced or allocated, and why; never $0.",
+    doc="LLM calls and interactions (or one method of one) that could not be priced or allocated, and why; "
+        "never $0.",
     columns=(
-        Column("event_id", "VARCHAR", "the interaction event's id"),
-        Column("interaction_id", "VARCHAR", "the interaction's own id"),
+        Column("event_id", "VARCHAR", "the call's or the interaction's event id"),
+        Column("interaction_id", "VARCHAR", "the interaction's own id (NULL for a call)"),
         Column("event_time_us", "BIGINT", "its event time, microseconds"),
-        Column("requestor_id", "VARCHAR", "who asked"),
-        Column("responder_id", "VARCHAR", "who answered"),
+        Column("requestor_id", "VARCHAR", "who asked (for a call: who made it)"),
+        Column("responder_id", "VARCHAR", "who answered (NULL for a call)"),
+        Column("source", "VARCHAR", "call | interaction"),
+        Column("provider", "VARCHAR", "for a call: the provider as reported"),
+        Column("model", "VARCHAR", "for a call: the model id as reported"),
         Column("stage", "VARCHAR", "pricing (no price in force) | allocation (one method failed)"),
         Column("method", "VARCHAR", "the method that failed (NULL when pricing failed)"),
         Column("code", "VARCHAR", "reason code, e.g. unknown_model, economics, invalid_field"),
@@ -252,7 +307,7 @@ class Allocations(Processor):
     derived_topics = ("allocations",)
     doc = "prices interactions (price book from control events) and splits each cost by the configured methods"
     topics = ("control", "events")
-    views = (INTERACTIONS, ALLOCATIONS, AGENT_COSTS, UNPRICED, PRICES, PRICE_MATCHES, ALLOCATION_RULES)
+    views = (INTERACTIONS, LLM_CALLS, ALLOCATIONS, AGENT_COSTS, UNPRICED, PRICES, PRICE_MATCHES, ALLOCATION_RULES)
 
     def __init__(self) -> None:
         self.prices = PriceBook()  # from price_set events only (the shipped book is on the log as such)
@@ -310,6 +365,7 @@ class Allocations(Processor):
         unpriced: list[dict[str, Any]] = []
         price_rows: list[dict[str, Any]] = []
         match_rows: list[dict[str, Any]] = []
+        call_rows: list[dict[str, Any]] = []
         rule_rows: list[dict[str, Any]] = []
         touched: set[tuple[str, str]] = set()
         lookup = self.price_lookup()
@@ -317,17 +373,11 @@ class Allocations(Processor):
             ev = it.decoded.event
             body = ev.body
             if isinstance(body, Interaction):
-                self._interaction(ev, body, lookup, inter_rows, alloc_rows, unpriced, touched, fx)
-            elif isinstance(body, PriceSet):
-                try:
-                    price_rows.append(self.prices.apply_price_set(body, ev.event_time_us).row())
-                except LedgerError:
-                    continue  # refused by the book (see the module docstring): no entry, no row
-            elif isinstance(body, PriceMatch):
-                try:
-                    match_rows.append(self.prices.apply_price_match(body, ev.event_time_us).row())
-                except LedgerError:
-                    continue  # a rule the book refuses (bad clause, book full): no rule, no row
+                self._interaction(ev, body, lookup, inter_rows, alloc_rows, unpriced, touched, fx, call_rows)
+            elif isinstance(body, Action) and body.usage is not None:
+                self._call(ev, body.usage, call_rows, unpriced)
+            elif isinstance(body, (PriceSet, PriceMatch)):
+                self._price_event(ev, body, price_rows, match_rows)
             elif isinstance(body, AllocationRule):
                 self.rule_seq += 1
                 start = max(body.effective_from_us, ev.event_time_us)
@@ -338,7 +388,8 @@ class Allocations(Processor):
                                   "params_json": json.dumps(dict(v.params), sort_keys=True), "org": v.org,
                                   "project": v.project, "enabled": v.enabled, "in_force_from_us": start,
                                   "seq": v.seq})
-        for table, rows in (("interactions", inter_rows), ("allocations", alloc_rows), ("unpriced", unpriced),
+        for table, rows in (("interactions", inter_rows), ("llm_calls", call_rows), ("allocations", alloc_rows),
+                            ("unpriced", unpriced),
                             ("prices", price_rows), ("price_matches", match_rows), ("allocation_rules", rule_rows)):
             if rows:
                 cols = columns_of(rows)
@@ -354,12 +405,49 @@ class Allocations(Processor):
                 "balance_micros": [self.costs[k][2] - self.costs[k][1] for k in keys]})
         return fx
 
+    def _price_event(self, ev: Any, body: PriceSet | PriceMatch, price_rows: list[dict[str, Any]],
+                     match_rows: list[dict[str, Any]]) -> None:
+        try:
+            if isinstance(body, PriceSet):
+                price_rows.append(self.prices.apply_price_set(body, ev.event_time_us, ev.event_id).row())
+            else:
+                match_rows.append(self.prices.apply_price_match(body, ev.event_time_us).row())
+        except LedgerError:
+            return  # refused by the book (see the module docstring; a bad clause, a full book): no entry, no row
+
+    def _call(self, ev: Any, u: LlmUsage, call_rows: list[dict[str, Any]], unpriced: list[dict[str, Any]]) -> None:
+        """One LLM call of an action: its row in ``llm_calls``, or in ``unpriced`` with the reason."""
+        t = ev.event_time_us
+        try:
+            q = self.prices.quote(u.provider, u.model, t, service_tier=u.service_tier, input_tokens=u.input_tokens)
+            c = usage_cost(q.entry.price, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+                           cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
+                           reasoning_tokens=u.reasoning_tokens, cache_write_1h_tokens=u.cache_write_1h_tokens)
+        except LedgerError as e:
+            unpriced.append(_unpriced({"event_id": ev.event_id, "interaction_id": None, "event_time_us": t,
+                                       "requestor_id": ev.signer_id, "responder_id": None, "source": "call",
+                                       "provider": u.provider, "model": u.model}, "pricing", None, e))
+            return
+        pc = u.provider_cost_micros
+        call_rows.append({
+            **_call_base(ev, "call", ev.signer_id, u.provider, u.model), "priced_provider": q.resolution.provider,
+            "priced_model": q.resolution.model, "matched_via": q.resolution.via, "service_tier": u.service_tier,
+            "priced_tier": q.service_tier, "above_input_tokens": q.above_input_tokens, "input_tokens": u.input_tokens,
+            "output_tokens": u.output_tokens, "cache_read_tokens": u.cache_read_tokens,
+            "cache_write_tokens": u.cache_write_tokens, "cache_write_1h_tokens": u.cache_write_1h_tokens,
+            "reasoning_tokens": u.reasoning_tokens, "cost_micros": c.total, "input_micros": c.uncached_input,
+            "cache_read_micros": c.cache_read, "cache_write_micros": c.cache_write,
+            "cache_write_1h_micros": c.cache_write_1h, "output_micros": c.output, "reasoning_micros": c.reasoning,
+            "request_micros": c.request, "price_event_id": q.entry.event_id, "provider_cost_micros": pc,
+            "cost_difference_micros": None if pc is None else c.total - pc})
+
     def _interaction(self, ev: Any, body: Interaction, lookup: PriceLookup, inter_rows: list[dict[str, Any]],
                      alloc_rows: list[dict[str, Any]], unpriced: list[dict[str, Any]],
-                     touched: set[tuple[str, str]], fx: Effects) -> None:
+                     touched: set[tuple[str, str]], fx: Effects, call_rows: list[dict[str, Any]]) -> None:
         t = ev.event_time_us
         base = {"event_id": ev.event_id, "interaction_id": body.interaction_id, "event_time_us": t,
                 "requestor_id": body.requestor_id, "responder_id": body.responder_id}
+        unpriced_base = {**base, "source": "interaction", "provider": None, "model": None}
         try:
             req = lookup(body.requestor_provider, body.requestor_model, t)
             resp = lookup(body.responder_provider, body.responder_model, t)
@@ -368,9 +456,10 @@ class Allocations(Processor):
             metered = meter_interaction(InteractionFlows.from_interaction(body), requestor_price=req_price,
                                         responder_price=resp_price)
         except LedgerError as e:
-            unpriced.append(_unpriced(base, "pricing", None, e))
+            unpriced.append(_unpriced(unpriced_base, "pricing", None, e))
             return
         f = metered.flows
+        call_rows.extend(_side_rows(ev, body, metered, req, resp))
         inter_rows.append({
             **base, "org": ev.context.org, "project": ev.context.project,
             "requestor_provider": body.requestor_provider, "requestor_model": body.requestor_model,
@@ -391,7 +480,7 @@ class Allocations(Processor):
             try:
                 a = allocate(metered, method, **method_params(method, params))
             except LedgerError as e:
-                unpriced.append(_unpriced(base, "allocation", method, e))
+                unpriced.append(_unpriced(unpriced_base, "allocation", method, e))
                 continue
             wire = {**inputs, "rule_id": rule_id, "requested_method": method,
                     **{f"method.{k}": str(v) for k, v in sorted(a.parameters.items()) if v is not None}}
@@ -420,6 +509,35 @@ class Allocations(Processor):
                         request_input_micros=metered.request_input.cost,
                         response_output_micros=metered.response_output.cost,
                         response_input_micros=metered.response_input.cost, params=tuple(sorted(wire.items())))))
+
+
+def _call_base(ev: Any, side: str, agent: str, provider: str, model: str) -> dict[str, Any]:
+    cx = ev.context
+    return {"event_id": ev.event_id, "side": side, "event_time_us": ev.event_time_us, "agent_id": agent,
+            "org": cx.org, "project": cx.project, "task": cx.task, "run": cx.run, "stage": cx.stage,
+            "provider": provider, "model": model}
+
+
+def _side_rows(ev: Any, body: Interaction, m: Any, req: PriceInForce, resp: PriceInForce) -> list[dict[str, Any]]:
+    """An interaction's two LLM calls for ``llm_calls``: the requestor writes the request and reads the response,
+    the responder reads the request and writes the response (ledger.economics.metering's four flows)."""
+    out = []
+    for side, agent, provider, model, entry, read, wrote in (
+            ("requestor", body.requestor_id, body.requestor_provider, body.requestor_model, req,
+             m.response_input, m.request_output),
+            ("responder", body.responder_id, body.responder_provider, body.responder_model, resp,
+             m.request_input, m.response_output)):
+        out.append({
+            **_call_base(ev, side, agent, provider, model), "priced_provider": entry.price.provider,
+            "priced_model": entry.price.model, "matched_via": "exact" if (entry.price.provider, entry.price.model)
+            == (provider, model) else "matched", "service_tier": "", "priced_tier": entry.price.service_tier,
+            "above_input_tokens": entry.price.above_input_tokens, "input_tokens": read.tokens,
+            "output_tokens": wrote.tokens, "cache_read_tokens": read.cached_tokens, "cache_write_tokens": 0,
+            "cache_write_1h_tokens": 0, "reasoning_tokens": 0, "cost_micros": read.cost + wrote.cost,
+            "input_micros": read.uncached, "cache_read_micros": read.cached, "cache_write_micros": 0,
+            "cache_write_1h_micros": 0, "output_micros": wrote.cost, "reasoning_micros": 0, "request_micros": 0,
+            "price_event_id": entry.event_id, "provider_cost_micros": None, "cost_difference_micros": None})
+    return out
 
 
 def _unpriced(base: dict[str, Any], stage: str, method: str | None, e: LedgerError) -> dict[str, Any]:

@@ -826,7 +826,7 @@ class Budgets(Processor):
     def _add_price(self, ev: Event, body: PriceSet | PriceMatch) -> None:
         try:
             if isinstance(body, PriceSet):
-                row, view = self.book.apply_price_set(body, ev.event_time_us).row(), PRICES.name
+                row, view = self.book.apply_price_set(body, ev.event_time_us, ev.event_id).row(), PRICES.name
             else:
                 row, view = self.book.apply_price_match(body, ev.event_time_us).row(), PRICE_MATCHES.name
         except LedgerError:

@@ -167,6 +167,7 @@ class PriceInForce:
     in_force_from_us: int
     event_time_us: int | None
     seq: int
+    event_id: str | None = None  # the price_set event's id, when the book was built from the log
 
     @property
     def effective_from_us(self) -> int:
@@ -182,7 +183,7 @@ class PriceInForce:
                 "effective_from_us": p.effective_from_us, "announced_us": self.event_time_us,
                 "in_force_from_us": self.in_force_from_us, "seq": self.seq, "service_tier": p.service_tier,
                 "above_input_tokens": p.above_input_tokens, "cache_write_1h_micros_per_mtok": p.cache_write_1h,
-                "request_micros_per_k": p.request_per_k, "source": p.source}
+                "request_micros_per_k": p.request_per_k, "source": p.source, "event_id": self.event_id}
 
 
 # The columns of ``PriceInForce.row()`` as (name, SQL type, meaning): every processor that keeps a price
@@ -205,6 +206,7 @@ PRICE_ROW_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("cache_write_1h_micros_per_mtok", "BIGINT", "1-hour cache-write rate, micro-USD per million tokens"),
     ("request_micros_per_k", "BIGINT", "per-request fee, micro-USD per thousand calls"),
     ("source", "VARCHAR", "where the line comes from (catalog and version, or operator)"),
+    ("event_id", "VARCHAR", "the price_set event"),
 )
 
 
@@ -349,12 +351,12 @@ class PriceBook:
         book._add_direct(price)
         return book
 
-    def apply_price_set(self, body: PriceSet, event_time_us: int) -> PriceInForce:
+    def apply_price_set(self, body: PriceSet, event_time_us: int, event_id: str | None = None) -> PriceInForce:
         """Apply the ``price_set`` event ``body`` (at ``event_time_us``) to this book, after every event applied
         so far: in force from ``in_force_from_us(body.effective_from_us, event_time_us)``. Returns the entry."""
         price = ModelPrice.from_price_set(body)
         entry = PriceInForce(price=price, in_force_from_us=in_force_from_us(price.effective_from_us, event_time_us),
-                             event_time_us=event_time_us, seq=self._applied + 1)
+                             event_time_us=event_time_us, seq=self._applied + 1, event_id=event_id)
         self._put(entry)
         self._applied, self._last = entry.seq, entry
         return entry
@@ -592,7 +594,7 @@ def price_book_from_rows(rows: Iterable[Mapping[str, Any]], rule_rows: Iterable[
     tagged = sorted([(r["seq"], 0, r) for r in rows] + [(r["seq"], 1, r) for r in rule_rows], key=lambda x: x[0])
     for seq, kind, r in tagged:
         if kind == 0:
-            book.apply_price_set(price_set_from_row(r), r["announced_us"])
+            book.apply_price_set(price_set_from_row(r), r["announced_us"], r.get("event_id"))
         else:
             book.apply_price_match(PriceMatch(provider=r["provider"], rule=r["rule"],
                                               target_provider=r["target_provider"], target_model=r["target_model"],

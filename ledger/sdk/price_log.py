@@ -50,7 +50,7 @@ def book_of(announced: list[Announced]) -> PriceBook:
     for a in announced:
         with contextlib.suppress(LedgerError):
             if isinstance(a.body, PriceSet):
-                book.apply_price_set(a.body, a.event_time_us)
+                book.apply_price_set(a.body, a.event_time_us, a.event_id)
             else:
                 book.apply_price_match(a.body, a.event_time_us)
     return book

@@ -9,11 +9,12 @@ Cost waterfall per run, by stage (first-seen stage order):
     * imported workflow runs (``tokenledger import claude-code``): ``ledger.sources.attribution`` over runs
       rebuilt from the journal's rows (``runs_from_events``): tokens, the sum invariant, silent
       degradation findings, the *estimated* cost and a routing savings estimate;
-    * every other run: the run's LLM calls (``action`` events with a model) priced with the price
-      book on the log (the allocations processor's ``prices`` view, read back by the one rule of
-      ``ledger.economics.pricing``; no fallback to the shipped book: a model the log never priced is
-      unpriced) at each call's event time, plus the cost of its agent-to-agent interactions
-      (``interactions`` view).
+    * every other run: the run's LLM calls (``action`` events with a model) at the cost the allocations
+      processor gave each in ``llm_calls`` (the price book on the log, by the one rule of
+      ``ledger.economics.pricing``: no fallback to a shipped table; a call it could not price is in its
+      ``unpriced`` view and counted here as unpriced), plus the cost of its agent-to-agent interactions
+      (``interactions`` view). So the report's LLM cost is ``SELECT sum(cost_micros) FROM llm_calls
+      WHERE side = 'call'`` for the same filter.
       The invariant: the stage costs add up to the run's total computed over the run's calls
       directly. Routing savings: the same calls repriced on the run's priciest model (by output
       rate) vs what they cost.
@@ -49,9 +50,17 @@ from processors.report.metrics import burn_forecast, efficiency, model_breakdown
 
 _ZERO_HASH = bytes(32)  # the chain link is not in the views; runs_from_events never reads it
 
-_CALLS_SQL = """SELECT event_id, signer_id AS agent, task, project, run, stage, provider, model, input_tokens,
-    output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, event_time_us
-    FROM events WHERE kind = 'action' AND model IS NOT NULL ORDER BY event_time_us, event_id"""
+# every LLM call of an action: priced ones from the allocations processor's llm_calls (their cost is the view's, so
+# the report's LLM cost is exactly sum(cost_micros) over llm_calls), unpriced ones from its unpriced view (the
+# journal's row gives their tokens)
+_CALLS_SQL = """SELECT event_id, agent_id AS agent, task, project, run, stage, provider, model, input_tokens,
+    output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, event_time_us, cost_micros
+    FROM llm_calls WHERE side = 'call'
+    UNION ALL
+    SELECT e.event_id, e.signer_id, e.task, e.project, e.run, e.stage, e.provider, e.model, e.input_tokens,
+    e.output_tokens, e.cache_read_tokens, e.cache_write_tokens, e.reasoning_tokens, e.event_time_us, NULL
+    FROM unpriced u JOIN events e USING (event_id) WHERE u.source = 'call'
+    ORDER BY event_time_us, event_id"""
 _INTERACTIONS_SQL = """SELECT i.event_id, i.requestor_id, i.responder_id, i.total_micros, i.event_time_us,
     e.run, e.stage FROM interactions i LEFT JOIN events e USING (event_id) ORDER BY i.event_time_us, i.event_id"""
 _STAGE_ORDER_SQL = """SELECT run, stage, min(event_time_us) AS first_us FROM events WHERE run IS NOT NULL
@@ -77,10 +86,10 @@ def _one(con: Any, sql: str) -> tuple[Any, ...]:
     return tuple(row)
 
 
-def price_book(price_rows: Iterable[Mapping[str, Any]]) -> PriceBook:
+def price_book(price_rows: Iterable[Mapping[str, Any]], match_rows: Iterable[Mapping[str, Any]] = ()) -> PriceBook:
     """The book the allocations processor read from the log, by the same rule (empty when the log
     announced no prices: then every call is unpriced, never priced from a table here)."""
-    return price_book_from_rows(price_rows)
+    return price_book_from_rows(price_rows, match_rows)
 
 
 def call_cost(book: PriceBook, call: Mapping[str, Any], *, model: tuple[str, str] | None = None) -> int | None:
@@ -265,10 +274,8 @@ def _settlement_edges(con: Any) -> tuple[str, list[dict[str, Any]]]:
 def build(home: Home) -> dict[str, Any]:
     """The report model of ``home``'s published views (plain JSON-ready dicts and lists)."""
     with views.connect_views(home) as con:
-        book = price_book(_rows(con, "SELECT * FROM prices"))
+        book = price_book(_rows(con, "SELECT * FROM prices"), _rows(con, "SELECT * FROM price_matches"))
         calls = _rows(con, _CALLS_SQL)
-        for c in calls:
-            c["cost_micros"] = call_cost(book, c)
         interactions = _rows(con, _INTERACTIONS_SQL)
         wf_rows = [r for r in _rows(con, _WORKFLOW_SQL, [attribution.WORKFLOW_OPERATION])
                    if json.loads(r["labels_json"] or "{}").get(attribution.LABEL_SOURCE)

@@ -223,7 +223,7 @@ def parse_overrides(texts: Sequence[str]) -> dict[tuple[str, str], ModelPrice]:
         if len(overrides) >= MAX_PRICE_OVERRIDES:
             raise ValidationError("price", len(texts), f"at most {MAX_PRICE_OVERRIDES} --price options")
         p = parse_price(text)
-        overrides[p.key] = p
+        overrides[(p.provider, p.model)] = p
     return overrides
 
 

@@ -22,7 +22,7 @@ COMMANDS = {
     "keys", "keys new", "keys list", "keys show",
     "agent", "agent register", "agent rotate", "agent revoke", "agent grant", "agent ungrant",
     "clock", "clock show", "clock set",
-    "prices", "prices list", "prices show", "prices set", "prices load",
+    "prices", "prices list", "prices show", "prices set", "prices load", "prices sync", "prices alias",
     "emit", "emit action", "emit data", "emit compute", "emit trust", "emit interaction",
     "budget", "budget check", "budget set", "budget show",
     "reputation", "reputation show",

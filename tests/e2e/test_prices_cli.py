@@ -1,4 +1,4 @@
-"""`tokenledger prices list | show | set | load` on a real home (embedded log): the book the log holds, changed only
+"""`tokenledger prices list | show | set | load | sync | alias` on a real home (embedded log): the book the log holds, changed only
 by operator-signed price_set events. Rates typed in USD per million tokens are stored exactly as micro-USD; a rate
 finer than a micro-dollar, a float in a file, an unknown field or a missing rate is refused naming the field, and
 nothing is appended; a back-dated price is in force from when it was recorded; loading a file twice appends nothing
@@ -65,7 +65,7 @@ def test_set_list_show_and_never_retroactive(home: Home) -> None:
                str(time.time_ns() // 1000 + 2 * 86_400_000_000), "--json")[0]
     assert now_row["input_micros_per_mtok"] == 1_000_000 and later["input_micros_per_mtok"] == 2_000_000
     assert later["cache_read_micros_per_mtok"] == 2_000_000  # cache rates default to the input rate
-    history = tl(home, "prices", "show", "anthropic/claude-haiku-4-5", "--json")
+    history = tl(home, "prices", "show", "anthropic/claude-haiku-4-5", "--json")["prices"]
     assert [h["input_micros_per_mtok"] for h in history] == [1_000_000, 2_000_000]
     assert [h["current"] for h in history] == [True, False]
     assert "claude-haiku-4-5" in tl(home, "prices", "show", "claude-haiku-4-5")  # any provider: a table
@@ -143,3 +143,51 @@ def test_the_processors_charge_the_price_the_cli_set(home: Home) -> None:
     got = rows(home, "budgets", "SELECT consumed, unpriced_calls FROM budgets WHERE scope = 'agent' AND "
                                 "scope_id = 'alice' AND budget_kind = 'usd'")
     assert got == [(4_000_000, 0)]
+
+
+def test_sync_twice_appends_nothing_the_second_time(home: Home) -> None:
+    """`prices sync` appends what the installed catalog has and the book lacks; the same sync again appends nothing;
+    the dry run says exactly what the real one then appends."""
+    planned = tl(home, "prices", "sync", "--provider", "anthropic", "--dry-run", "--json")
+    before = price_sets(home)
+    assert price_sets(home) == before  # a dry run appends nothing
+    done = tl(home, "prices", "sync", "--provider", "anthropic", "--json")
+    assert len(done["appended"]) == len(planned["would_append"]) > 50
+    assert [(d["kind"], d["model"]) for d in done["appended"]] == [(w["kind"], w["model"])
+                                                                   for w in planned["would_append"]]
+    assert done["catalog"]["source"].startswith("genai-prices ")
+    assert price_sets(home) == before + len(done["appended"])
+    again = tl(home, "prices", "sync", "--provider", "anthropic", "--json")
+    assert again["appended"] == [] and price_sets(home) == before + len(done["appended"])
+    shown = tl(home, "prices", "show", "anthropic/claude-haiku-4-5-20251001", "--json")
+    assert (shown["resolved"]["model"], shown["resolved"]["via"]) == ("claude-haiku-4-5", "rule")
+    assert shown["resolved"]["rule_event_id"] in {d["event_id"] for d in done["appended"]}
+    assert "is not in the price catalog" in tl(home, "prices", "sync", "--provider", "no-such-provider", code=2)
+
+
+def test_alias_maps_ids_to_a_priced_model_and_can_be_withdrawn(home: Home) -> None:
+    tl(home, "prices", "set", "acme/m9", "--input", "2", "--output", "4")
+    refused = tl(home, "prices", "alias", "proxy-*", "acme/not-priced", code=2)
+    assert "has no price" in refused
+    made = tl(home, "prices", "alias", "Proxy-*", "acme/m9", "--json")
+    (event,) = made["appended"]
+    assert event["kind"] == "price_match" and event["tier"] == '{"starts_with":"proxy-"}'
+    shown = tl(home, "prices", "show", "gateway/proxy-large-v2", "--json")
+    assert (shown["resolved"]["provider"], shown["resolved"]["model"]) == ("acme", "m9")
+    assert shown["resolved"]["rule_event_id"] == event["event_id"]
+    assert tl(home, "prices", "alias", "Proxy-*", "acme/m9", "--json")["appended"] == []  # the same rule again
+    tl(home, "prices", "alias", "proxy-*", "acme/m9", "--remove")
+    assert "no match rule" in tl(home, "prices", "show", "gateway/proxy-large-v2", code=2)
+
+
+@pytest.mark.parametrize(("pattern", "regex", "rule"), [
+    ("gpt-4.1", False, '{"equals":"gpt-4.1"}'),
+    ("*-latest", False, '{"ends_with":"-latest"}'),
+    ("*sonnet*", False, '{"contains":"sonnet"}'),
+    ("claude-*-v1:0", False, r'{"regex":"^claude\\-.*\\-v1:0$"}'),
+    ("^o[134]", True, '{"regex":"^o[134]"}'),
+])
+def test_alias_patterns_become_clauses(pattern: str, regex: bool, rule: str) -> None:
+    from ledger.cli.prices import pattern_rule
+
+    assert pattern_rule(pattern, regex=regex) == rule

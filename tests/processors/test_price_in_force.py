@@ -115,3 +115,41 @@ def test_budgets_price_only_from_the_log(tmp_path, with_book):
     usd = budget(h, "agent", "alice", "usd")
     assert (usd["consumed"], usd["unpriced_calls"]) == ((3 * MTOK, 0) if with_book else (0, 1))  # sonnet: $3/MTok
     assert live_digest(h, "budgets")["digest"] == replayed(h, "budgets")["digest"]
+
+
+def test_catalog_sync_dated_ids_and_a_back_dated_set_replay_equal(tmp_path):
+    """The catalog's lines and rules on the log (what `prices sync` appends), calls that report dated ids, then a
+    back-dated correction of one model: every call is priced by its resolved model — the budget counts what the
+    catalog charges — and a replay of allocations and budgets from offset 0 equals the live state."""
+    from datetime import UTC, datetime
+
+    from genai_prices import Usage, calc_price
+
+    from ledger.economics.catalog import catalog_book, sync_plan
+    from ledger.economics.pricing import PriceBook
+
+    h = make_home(tmp_path / "home", agents=("alice", "bob"))
+    control(h, sync_plan(PriceBook(), catalog_book(["anthropic", "openai"]), T0), t=T0 + 10)
+    policy(h, "agent", "alice", "usd", 100 * MTOK)
+    haiku, gpt = ("anthropic", "claude-haiku-4-5-20251001"), ("openai", "gpt-4.1-2025-04-14")
+    with Emitter.open("alice", home=h.path, context=CTX, background_flush=False) as em:
+        em.action("llm", provider=haiku[0], model=haiku[1], input_tokens=MTOK, output_tokens=0, event_time_us=CALL_US)
+    emit_as(h, "alice", [(call("i1", "alice", "bob", req_model=haiku, resp_model=gpt), CALL_US + 1)])
+    for name in ("allocations", "budgets"):
+        run_processor(h, name)
+    at = datetime.fromtimestamp(CALL_US / 1e6, tz=UTC)
+    want = calc_price(Usage(input_tokens=MTOK), haiku[1], provider_id=haiku[0], genai_request_timestamp=at)
+    assert budget(h, "agent", "alice", "usd")["consumed"] == int(want.total_price * MTOK)
+    assert rows(h, "allocations", "SELECT count(*) FROM unpriced") == [(0,)]
+    # a correction declared from before the call, recorded after it: in force only from when it was recorded
+    fix = PriceSet(provider="anthropic", model="claude-haiku-4-5", input_micros_per_mtok=9 * MTOK,
+                   output_micros_per_mtok=9 * MTOK, cache_read_micros_per_mtok=9 * MTOK,
+                   cache_write_micros_per_mtok=9 * MTOK, effective_from_us=T0 + 500)
+    control(h, [fix], t=RECORDED_US)
+    with Emitter.open("alice", home=h.path, context=CTX, background_flush=False) as em:
+        em.action("llm", provider=haiku[0], model=haiku[1], input_tokens=MTOK, output_tokens=0, event_time_us=AFTER_US)
+    for name in ("allocations", "budgets"):
+        run_processor(h, name)
+    assert budget(h, "agent", "alice", "usd")["consumed"] == int(want.total_price * MTOK) + 9 * MTOK
+    for name in ("allocations", "budgets"):
+        assert replay_equal(h, name), name

@@ -15,6 +15,7 @@ from ledger.testing.homes import T0, TEST_WINDOW, make_home
 from ledger.wire import codec
 from ledger.wire.events import AgentRegistered, Body, Flow, Interaction
 from processors.host.service import live_digest, open_runner, replay, state_file
+from processors.runtime.publish import Publisher
 
 
 def econ_home(tmp_path: Path, backend: str = "sqlite", kafka_url: str | None = None,
@@ -48,13 +49,16 @@ def control(h: Home, bodies: list[Body], *, t: int = T0 + 10, times: list[int] |
         log.close()
 
 
-def run(h: Home, name: str) -> None:
-    """Run one processor inline until it has read the whole log (producing its derived events)."""
+def run(h: Home, name: str, *, publish: bool = False) -> None:
+    """Run one processor inline until it has read the whole log (producing its derived events); ``publish``: then
+    publish its views, as the running service does."""
     log = h.open_log()
     try:
-        r, store, _ = open_runner(h, name, log)
+        r, store, proc = open_runner(h, name, log)
         try:
             r.run_until_caught_up()
+            if publish:
+                Publisher(store, proc, h.views_dir(name), key=r.key).publish(r.positions, r.batch_no)
         finally:
             store.close()
     finally:

@@ -230,3 +230,45 @@ def test_report_renders_in_chromium_without_console_errors(demo_home, tmp_path):
     assert dom.count("<svg") >= len(SECTIONS) and "<polyline" in dom and "<rect" in dom and "<circle" in dom
     for title in SECTIONS:
         assert title in dom
+
+
+def test_the_reports_llm_cost_is_the_llm_calls_view_and_unpriced_agrees(tmp_path):
+    """One cost path: the report's LLM cost is sum(cost_micros) over llm_calls (side 'call'), call by call the
+    cost the book on the log gives (dated ids resolved by the catalog's rules), and its unpriced count is the
+    unpriced view's calls."""
+    from support.econ import control
+    from support.econ import run as run_processor
+
+    from ledger.economics.catalog import catalog_book, sync_plan
+    from ledger.economics.pricing import PriceBook, usage_cost
+    from ledger.sdk.emitter import Emitter
+    from ledger.testing.homes import T0, make_home
+    from ledger.wire.events import Context
+    from processors import REGISTRY, views
+    from processors.report.model import build
+
+    h = make_home(tmp_path / "home", agents=("alice", "bob"))
+    plan = sync_plan(PriceBook(), catalog_book(["anthropic", "openai"]), T0)
+    control(h, plan, t=T0 + 10)
+    calls = [("anthropic", "claude-haiku-4-5-20251001", 120_000, 900), ("openai", "gpt-4.1-2025-04-14", 5_000, 300),
+             ("anthropic", "claude-sonnet-4-5", 250_000, 4_000), ("acme", "no-such-model", 1_000, 10)]
+    with Emitter.open("alice", home=h.path, context=Context(org="o", project="p", task="t", run="r1", stage="s"),
+                      background_flush=False) as em:
+        for i, (provider, model, tin, tout) in enumerate(calls):
+            em.action("llm", provider=provider, model=model, input_tokens=tin, output_tokens=tout,
+                      event_time_us=T0 + 1_000 + i)
+    for name in sorted(REGISTRY):
+        run_processor(h, name, publish=True)
+    report = build(h)
+    with views.connect_views(h) as con:
+        (total,) = con.execute("SELECT sum(cost_micros) FROM llm_calls WHERE side = 'call'").fetchone()
+        (unpriced,) = con.execute("SELECT count(*) FROM unpriced WHERE source = 'call'").fetchone()
+        priced = con.execute("SELECT model, priced_model, cost_micros FROM llm_calls ORDER BY event_time_us").fetchall()
+    assert report["totals"]["llm_cost_micros"] == total and report["totals"]["unpriced_calls"] == unpriced == 1
+    book = PriceBook()
+    for body in plan:
+        (book.apply_price_set if hasattr(body, "input_micros_per_mtok") else book.apply_price_match)(body, T0 + 10)
+    for (provider, model, tin, tout), (got_model, priced_as, cost) in zip(calls[:3], priced, strict=True):
+        price = book.price_at(provider, model, T0 + 2_000, input_tokens=tin)
+        assert got_model == model and cost == usage_cost(price, input_tokens=tin, output_tokens=tout).total
+        assert priced_as == price.model
