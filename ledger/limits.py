@@ -30,6 +30,10 @@ MAX_RATE_MICROS_PER_MTOK = 10**12  # price-book rates, micro-USD per million tok
 MAX_SERVICE_TIER_CHARS = 32  # a provider's service tier name: 'batch', 'flex', 'priority', 'default', ...
 MAX_MATCH_RULE_CHARS = 4096  # one model-matching clause as JSON (the catalog's longest is far shorter)
 MAX_MATCH_RANK = 10**9  # |rank| of a model-matching rule
+# a call's reported cost (a gateway's, a provider's) differs from the ledger's when they are this far apart: more
+# than COST_DISCREPANCY_PERMILLE of the larger, and more than COST_DISCREPANCY_FLOOR_MICROS (sub-cent calls round)
+COST_DISCREPANCY_PERMILLE = 10  # 1 %
+COST_DISCREPANCY_FLOOR_MICROS = 100  # $0.0001
 MAX_MATCH_CACHE_ENTRIES = 65_536  # (provider, model id) pairs whose matching rules a price book remembers
 MIN_EVENT_TIME_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z: earlier is a seconds/microseconds mix-up
 MAX_EVENT_TIME_US = 7_258_118_400_000_000  # 2200-01-01T00:00:00Z: later is a nanoseconds/microseconds mix-up

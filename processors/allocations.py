@@ -61,6 +61,7 @@ from ledger.economics.pricing import (
     usage_cost,
 )
 from ledger.errors import LedgerError, ValidationError
+from ledger.limits import COST_DISCREPANCY_FLOOR_MICROS, COST_DISCREPANCY_PERMILLE
 from ledger.wire.events import Action, AllocationRule, Interaction, LlmUsage, PriceMatch, PriceSet
 from ledger.wire.events import Allocation as AllocationEvent
 from processors.runtime.processor import (
@@ -196,6 +197,26 @@ LLM_CALLS = View(
         BATCH,
     ),
 )
+COST_DISCREPANCIES = View(
+    name="cost_discrepancies",
+    doc="LLM calls whose provider- or gateway-reported cost differs from the ledger's by more than "
+        "COST_DISCREPANCY_PERMILLE of the larger (and COST_DISCREPANCY_FLOOR_MICROS): a wrong price, a missed "
+        "discount, or a bill to question.",
+    columns=(
+        Column("event_id", "VARCHAR", "the call's event"),
+        Column("event_time_us", "BIGINT", "event time, microseconds"),
+        Column("agent_id", "VARCHAR", "who made the call"),
+        Column("provider", "VARCHAR", "provider as reported"),
+        Column("model", "VARCHAR", "model id as reported"),
+        Column("priced_model", "VARCHAR", "the model the ledger priced it as"),
+        Column("cost_micros", "BIGINT", "the ledger's cost, micro-USD"),
+        Column("provider_cost_micros", "BIGINT", "the reported cost, micro-USD"),
+        Column("difference_micros", "BIGINT", "cost_micros - provider_cost_micros"),
+        Column("difference_permille", "BIGINT", "|difference| per thousand of the larger cost, rounded down"),
+        Column("price_event_id", "VARCHAR", "the price_set event whose line priced the call"),
+        BATCH,
+    ),
+)
 UNPRICED = View(
     name="unpriced",
     doc="LLM calls and interactions (or one method of one) that could not be priced or allocated, and why; "
@@ -307,7 +328,8 @@ class Allocations(Processor):
     derived_topics = ("allocations",)
     doc = "prices interactions (price book from control events) and splits each cost by the configured methods"
     topics = ("control", "events")
-    views = (INTERACTIONS, LLM_CALLS, ALLOCATIONS, AGENT_COSTS, UNPRICED, PRICES, PRICE_MATCHES, ALLOCATION_RULES)
+    views = (INTERACTIONS, LLM_CALLS, COST_DISCREPANCIES, ALLOCATIONS, AGENT_COSTS, UNPRICED, PRICES, PRICE_MATCHES,
+             ALLOCATION_RULES)
 
     def __init__(self) -> None:
         self.prices = PriceBook()  # from price_set events only (the shipped book is on the log as such)
@@ -366,6 +388,7 @@ class Allocations(Processor):
         price_rows: list[dict[str, Any]] = []
         match_rows: list[dict[str, Any]] = []
         call_rows: list[dict[str, Any]] = []
+        discrepancies: list[dict[str, Any]] = []
         rule_rows: list[dict[str, Any]] = []
         touched: set[tuple[str, str]] = set()
         lookup = self.price_lookup()
@@ -375,7 +398,7 @@ class Allocations(Processor):
             if isinstance(body, Interaction):
                 self._interaction(ev, body, lookup, inter_rows, alloc_rows, unpriced, touched, fx, call_rows)
             elif isinstance(body, Action) and body.usage is not None:
-                self._call(ev, body.usage, call_rows, unpriced)
+                self._call(ev, body.usage, call_rows, unpriced, discrepancies)
             elif isinstance(body, (PriceSet, PriceMatch)):
                 self._price_event(ev, body, price_rows, match_rows)
             elif isinstance(body, AllocationRule):
@@ -388,7 +411,8 @@ class Allocations(Processor):
                                   "params_json": json.dumps(dict(v.params), sort_keys=True), "org": v.org,
                                   "project": v.project, "enabled": v.enabled, "in_force_from_us": start,
                                   "seq": v.seq})
-        for table, rows in (("interactions", inter_rows), ("llm_calls", call_rows), ("allocations", alloc_rows),
+        for table, rows in (("interactions", inter_rows), ("llm_calls", call_rows),
+                            ("cost_discrepancies", discrepancies), ("allocations", alloc_rows),
                             ("unpriced", unpriced),
                             ("prices", price_rows), ("price_matches", match_rows), ("allocation_rules", rule_rows)):
             if rows:
@@ -415,7 +439,8 @@ class Allocations(Processor):
         except LedgerError:
             return  # refused by the book (see the module docstring; a bad clause, a full book): no entry, no row
 
-    def _call(self, ev: Any, u: LlmUsage, call_rows: list[dict[str, Any]], unpriced: list[dict[str, Any]]) -> None:
+    def _call(self, ev: Any, u: LlmUsage, call_rows: list[dict[str, Any]], unpriced: list[dict[str, Any]],
+              discrepancies: list[dict[str, Any]]) -> None:
         """One LLM call of an action: its row in ``llm_calls``, or in ``unpriced`` with the reason."""
         t = ev.event_time_us
         try:
@@ -440,6 +465,12 @@ class Allocations(Processor):
             "cache_write_1h_micros": c.cache_write_1h, "output_micros": c.output, "reasoning_micros": c.reasoning,
             "request_micros": c.request, "price_event_id": q.entry.event_id, "provider_cost_micros": pc,
             "cost_difference_micros": None if pc is None else c.total - pc})
+        if pc is not None and (permille := _discrepancy_permille(c.total, pc)) is not None:
+            discrepancies.append({
+                "event_id": ev.event_id, "event_time_us": t, "agent_id": ev.signer_id, "provider": u.provider,
+                "model": u.model, "priced_model": q.resolution.model, "cost_micros": c.total,
+                "provider_cost_micros": pc, "difference_micros": c.total - pc, "difference_permille": permille,
+                "price_event_id": q.entry.event_id})
 
     def _interaction(self, ev: Any, body: Interaction, lookup: PriceLookup, inter_rows: list[dict[str, Any]],
                      alloc_rows: list[dict[str, Any]], unpriced: list[dict[str, Any]],
@@ -509,6 +540,14 @@ class Allocations(Processor):
                         request_input_micros=metered.request_input.cost,
                         response_output_micros=metered.response_output.cost,
                         response_input_micros=metered.response_input.cost, params=tuple(sorted(wire.items())))))
+
+
+def _discrepancy_permille(ours: int, theirs: int) -> int | None:
+    """|ours - theirs| per thousand of the larger, when it is a discrepancy (see COST_DISCREPANCIES); else None."""
+    gap, larger = abs(ours - theirs), max(ours, theirs)
+    if gap <= COST_DISCREPANCY_FLOOR_MICROS or gap * 1000 <= COST_DISCREPANCY_PERMILLE * larger:
+        return None
+    return gap * 1000 // larger
 
 
 def _call_base(ev: Any, side: str, agent: str, provider: str, model: str) -> dict[str, Any]:

@@ -638,14 +638,23 @@ class Emitter:
     def action(self, operation: str, *, cost_weight: float | int | str = 1, result_hash: str | None = None,
                provider: str | None = None, model: str | None = None, input_tokens: int = 0,
                output_tokens: int = 0, cache_read_tokens: int = 0, cache_write_tokens: int = 0,
-               reasoning_tokens: int = 0, **common: Any) -> str:
-        """An action token; pass provider and model (and token counts) when the action was an LLM call."""
+               reasoning_tokens: int = 0, cache_write_1h_tokens: int = 0, service_tier: str = "",
+               provider_cost_micros: int | None = None, **common: Any) -> str:
+        """An action token; pass provider and model (and token counts) when the action was an LLM call.
+
+        Cache reads and writes are parts of ``input_tokens``, 1-hour writes part of ``cache_write_tokens``, reasoning
+        part of ``output_tokens``; ``service_tier`` as the provider reported it ('' = standard; batch, flex,
+        priority, ...); ``provider_cost_micros`` the cost the provider or a gateway reported, kept beside the
+        ledger's own (``cost_discrepancies`` lists the calls where they differ)."""
         usage = None
         if provider is not None or model is not None:
             usage = LlmUsage(provider=provider, model=model, input_tokens=input_tokens,  # type: ignore[arg-type]
                              output_tokens=output_tokens, cache_read_tokens=cache_read_tokens,
-                             cache_write_tokens=cache_write_tokens, reasoning_tokens=reasoning_tokens)
-        elif any((input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)):
+                             cache_write_tokens=cache_write_tokens, reasoning_tokens=reasoning_tokens,
+                             cache_write_1h_tokens=cache_write_1h_tokens, service_tier=service_tier,
+                             provider_cost_micros=provider_cost_micros)
+        elif any((input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+                  cache_write_1h_tokens)) or provider_cost_micros is not None:
             raise ValidationError("provider", None, "token counts need a provider and a model")
         return self.emit(Action(operation=operation, cost_weight_milli=milli("cost_weight", cost_weight),
                                 result_hash=result_hash, usage=usage), **common)

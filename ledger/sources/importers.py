@@ -58,6 +58,7 @@ import json
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
@@ -98,7 +99,6 @@ IMPORT_OPERATION = "llm.call"  # operation of events imported from OpenAI, Anthr
 UNKNOWN_PROVIDER = "unknown"
 LABEL_SPAN_NAME = "span_name"
 LABEL_GEN_AI_OPERATION = "gen_ai_operation"
-LABEL_CACHE_WRITE_1H = "cache_write_1h_tokens"  # Anthropic 1-hour cache writes (priced above 5-minute ones)
 
 DIRECTORY_PATTERNS: dict[str, tuple[str, ...]] = {
     "claude-code": ("wf_*.json",),
@@ -464,9 +464,41 @@ def _openai_record(value: Any, path: str, line: int | None, fallback_us: int | N
         idempotency_key=idempotency_key("openai", record_id),
         body=Action(operation=IMPORT_OPERATION, usage=LlmUsage(
             provider="openai", model=model, input_tokens=prompt, output_tokens=completion,
-            cache_read_tokens=cached, reasoning_tokens=reasoning)),
+            cache_read_tokens=cached, reasoning_tokens=reasoning, service_tier=_service_tier(obj, path),
+            provider_cost_micros=_reported_cost(usage, up))),
         event_time_us=_time_or_fallback(obj, "created", path, fallback_us),
         context=_OPENAI_CONTEXT, line=line, path=path)
+
+
+# service tiers a provider reports for its standard rates: recorded as '' (the ledger's standard)
+_STANDARD_TIERS = frozenset({"default", "standard", "auto", "on_demand"})
+
+
+def _service_tier(obj: Mapping[str, Any], path: str) -> str:
+    """The ``service_tier`` a response reports (OpenAI: top level; Anthropic: in usage), lower-cased; '' for the
+    standard tier or none."""
+    raw = obj.get("service_tier")
+    if raw is None:
+        return ""
+    tier = _string(obj, "service_tier", path, limits.MAX_SERVICE_TIER_CHARS).lower()
+    return "" if tier in _STANDARD_TIERS else tier
+
+
+def _reported_cost(usage: Mapping[str, Any], path: str) -> int | None:
+    """The call's cost as the gateway reported it (OpenRouter's ``usage.cost``, USD), in micro-USD rounded half to
+    even; None when not reported. Kept beside the ledger's own cost, never instead of it."""
+    raw = usage.get("cost")
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise ValidationError(_join(path, "cost"), raw, "must be a number of USD")
+    try:
+        usd = Decimal(str(raw))
+    except InvalidOperation:
+        raise ValidationError(_join(path, "cost"), raw, "must be a number of USD") from None
+    if not usd.is_finite() or usd < 0 or usd * 1_000_000 > limits.MAX_MICROS:
+        raise ValidationError(_join(path, "cost"), raw, "must be a finite, non-negative number of USD")
+    return int((usd * 1_000_000).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
 def _anthropic_record(value: Any, path: str, line: int | None, fallback_us: int | None) -> ImportRecord:
@@ -476,26 +508,24 @@ def _anthropic_record(value: Any, path: str, line: int | None, fallback_us: int 
     output = _count(_required(usage, "output_tokens", up), _join(up, "output_tokens"))
     written = _optional_count(usage, "cache_creation_input_tokens", up)
     read = _optional_count(usage, "cache_read_input_tokens", up)
-    labels = {LABEL_SOURCE: "anthropic"}
     split_path = _join(up, "cache_creation")
     split = _optional_object(usage, "cache_creation", up)
+    one_hour = 0
     if split is not None:
         five_minutes = _optional_count(split, "ephemeral_5m_input_tokens", split_path)
         one_hour = _optional_count(split, "ephemeral_1h_input_tokens", split_path)
         if five_minutes + one_hour != written:
             raise ValidationError(split_path, dict(split), "the 5-minute and 1-hour cache writes must add up to "
                                   f"cache_creation_input_tokens ({written:,})")
-        if one_hour:
-            labels[LABEL_CACHE_WRITE_1H] = str(one_hour)
     # Anthropic reports input_tokens WITHOUT the cached parts; the ledger's input total includes them.
     return ImportRecord(
         idempotency_key=idempotency_key("anthropic", record_id),
         body=Action(operation=IMPORT_OPERATION, usage=LlmUsage(
             provider="anthropic", model=model, input_tokens=uncached + written + read, output_tokens=output,
-            cache_read_tokens=read, cache_write_tokens=written)),
+            cache_read_tokens=read, cache_write_tokens=written, cache_write_1h_tokens=one_hour,
+            service_tier=_service_tier(usage, up))),
         event_time_us=_time_or_fallback(obj, "created", path, fallback_us),
-        context=_ANTHROPIC_CONTEXT if len(labels) == 1 else Context(labels=tuple(labels.items())), line=line,
-        path=path)
+        context=_ANTHROPIC_CONTEXT, line=line, path=path)
 
 
 # -------------------------------------------------------------------------------- OpenTelemetry GenAI spans

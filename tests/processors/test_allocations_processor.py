@@ -115,3 +115,26 @@ def test_rules_scope_params_and_failures(tmp_path):
                     ("plain", "allocation", "nash_bargaining")]
     shap = rows(h, "allocations", "SELECT params_json FROM allocations WHERE method = 'shapley' LIMIT 1")[0][0]
     assert '"method.standalone_cost_a": "1000"' in shap
+
+
+def test_llm_calls_keep_the_reported_cost_and_list_discrepancies(tmp_path):
+    """A call's provider-reported cost stays beside the ledger's in llm_calls; calls where they differ by more than
+    COST_DISCREPANCY_PERMILLE (and the floor) are in cost_discrepancies, the others are not."""
+    from ledger.limits import COST_DISCREPANCY_FLOOR_MICROS
+    from ledger.sdk.emitter import Emitter
+    from ledger.testing.homes import make_home
+
+    h = make_home(tmp_path / "home", agents=("alice",))
+    control(h, [PriceSet(provider="acme", model="m1", input_micros_per_mtok=2_000_000, output_micros_per_mtok=0,
+                         cache_read_micros_per_mtok=0, cache_write_micros_per_mtok=0)])
+    # 1M input tokens at $2/MTok: the ledger says 2,000,000 micro-USD
+    reported = {"close": 2_010_000, "far": 2_500_000, "none": None, "tiny": 2_000_000 + COST_DISCREPANCY_FLOOR_MICROS}
+    with Emitter.open("alice", home=h.path, context=Context(org="o"), background_flush=False) as em:
+        ids = {name: em.action("llm", provider="acme", model="m1", input_tokens=1_000_000, provider_cost_micros=pc,
+                               event_time_us=T0 + 100 + i) for i, (name, pc) in enumerate(reported.items())}
+    run(h, "allocations")
+    got = dict((r[0], r[1:]) for r in rows(h, "allocations", "SELECT event_id, cost_micros, provider_cost_micros, "
+                                                             "cost_difference_micros FROM llm_calls"))
+    assert got[ids["far"]] == (2_000_000, 2_500_000, -500_000) and got[ids["none"]] == (2_000_000, None, None)
+    listed = rows(h, "allocations", "SELECT event_id, difference_micros, difference_permille FROM cost_discrepancies")
+    assert listed == [(ids["far"], -500_000, 200)]  # 1 % (close) and the floor (tiny) are within tolerance

@@ -267,7 +267,27 @@ def test_anthropic_cache_tokens_are_parts_of_the_input_total_never_double_counte
     # $3/MTok uncached, $3.75 write, $0.30 read, $15 output: 300 + 7,500 + 9,000 + 6,000 micro-USD
     assert (cost.uncached_input, cost.cache_write, cost.cache_read, cost.output, cost.total) == (
         300, 7_500, 9_000, 6_000, 22_800)
-    assert second.body.usage.input_tokens == 4_000 and dict(second.context.labels)["cache_write_1h_tokens"] == "2000"
+    assert (second.body.usage.input_tokens, second.body.usage.cache_write_1h_tokens) == (4_000, 2_000)
+
+
+def test_service_tier_and_a_gateways_reported_cost_are_kept(home, tmp_path):
+    """OpenAI's top-level service_tier and Anthropic's usage.service_tier go on the usage ('' for the standard
+    tier); a gateway's usage.cost (OpenRouter, USD) is kept in micro-USD beside the ledger's own cost."""
+    path = write(tmp_path / "usage.jsonl", jsonl([
+        openai_payload(1) | {"service_tier": "flex"},
+        openai_payload(2) | {"service_tier": "default"},
+        openai_payload(3) | {"usage": openai_payload(3)["usage"] | {"cost": 0.0001235}},
+        openai_payload(4) | {"usage": openai_payload(4)["usage"] | {"cost": "lots"}},
+    ]))
+    summary = run_import(home, "openai", [path])
+    assert summary.imported == 3 and [(p.line, p.field) for p in summary.rejected] == [(4, "usage.cost")]
+    flex, default, costed = (e.body.usage for e in events_of(home))
+    assert (flex.service_tier, default.service_tier, costed.service_tier) == ("flex", "", "")
+    assert (flex.provider_cost_micros, costed.provider_cost_micros) == (None, 124)  # 123.5 -> 124, half to even
+    path = write(tmp_path / "messages.jsonl", jsonl([
+        anthropic_payload(9) | {"usage": anthropic_payload(9)["usage"] | {"service_tier": "batch"}}]))
+    run_import(home, "anthropic", [path], event_time_us=T0)
+    assert events_of(home)[-1].body.usage.service_tier == "batch"
 
 
 def test_anthropic_records_without_a_time_are_problems_without_time_option(home, tmp_path):
