@@ -57,11 +57,13 @@ from ledger.economics.pricing import (
     ModelPrice,
     PriceBook,
     PriceInForce,
+    UsageCost,
     price_book_from_rows,
     usage_cost,
 )
 from ledger.errors import LedgerError, ValidationError
 from ledger.limits import COST_DISCREPANCY_FLOOR_MICROS, COST_DISCREPANCY_PERMILLE
+from ledger.sources.attribution import IO_SPLIT_UNKNOWN, LABEL_IO_SPLIT, estimate_cost_micros
 from ledger.wire.events import Action, AllocationRule, Interaction, LlmUsage, PriceMatch, PriceSet
 from ledger.wire.events import Allocation as AllocationEvent
 from processors.runtime.processor import (
@@ -184,6 +186,9 @@ LLM_CALLS = View(
         Column("cache_write_1h_tokens", "BIGINT", "part of the cache writes with a 1-hour lifetime"),
         Column("reasoning_tokens", "BIGINT", "part of output spent reasoning"),
         Column("cost_micros", "BIGINT", "the call's cost, micro-USD: the sum of the parts below"),
+        Column("estimate", "BOOLEAN", "true: the telemetry had no input/output split (label io_split=unknown); the "
+                                      "cost is the blended estimate of ledger.sources.attribution on the same line, "
+                                      "all in input_micros"),
         Column("input_micros", "BIGINT", "uncached input"),
         Column("cache_read_micros", "BIGINT", "cache reads"),
         Column("cache_write_micros", "BIGINT", "5-minute cache writes"),
@@ -453,6 +458,15 @@ class Allocations(Processor):
                                        "requestor_id": ev.signer_id, "responder_id": None, "source": "call",
                                        "provider": u.provider, "model": u.model}, "pricing", None, e))
             return
+        estimate = bool(ev.context.labels) and dict(ev.context.labels).get(LABEL_IO_SPLIT) == IO_SPLIT_UNKNOWN
+        if estimate:
+            # one count, no split: the documented blend of this very line's rates (the report's run estimate)
+            p = q.entry.price
+            blended = estimate_cost_micros(u.input_tokens + u.output_tokens, u.model, rates=lambda _m: (p.input,
+                                                                                                         p.output))
+            assert blended is not None  # the lookup always answers
+            c = UsageCost(price=p, uncached_input_tokens=u.input_tokens, plain_output_tokens=u.output_tokens,
+                          uncached_input=blended, cache_read=0, cache_write=0, output=0, reasoning=0, total=blended)
         pc = u.provider_cost_micros
         call_rows.append({
             **_call_base(ev, "call", ev.signer_id, u.provider, u.model), "priced_provider": q.resolution.provider,
@@ -460,7 +474,8 @@ class Allocations(Processor):
             "priced_tier": q.service_tier, "above_input_tokens": q.above_input_tokens, "input_tokens": u.input_tokens,
             "output_tokens": u.output_tokens, "cache_read_tokens": u.cache_read_tokens,
             "cache_write_tokens": u.cache_write_tokens, "cache_write_1h_tokens": u.cache_write_1h_tokens,
-            "reasoning_tokens": u.reasoning_tokens, "cost_micros": c.total, "input_micros": c.uncached_input,
+            "reasoning_tokens": u.reasoning_tokens, "cost_micros": c.total, "estimate": estimate,
+            "input_micros": c.uncached_input,
             "cache_read_micros": c.cache_read, "cache_write_micros": c.cache_write,
             "cache_write_1h_micros": c.cache_write_1h, "output_micros": c.output, "reasoning_micros": c.reasoning,
             "request_micros": c.request, "price_event_id": q.entry.event_id, "provider_cost_micros": pc,
@@ -572,7 +587,7 @@ def _side_rows(ev: Any, body: Interaction, m: Any, req: PriceInForce, resp: Pric
             == (provider, model) else "matched", "service_tier": "", "priced_tier": entry.price.service_tier,
             "above_input_tokens": entry.price.above_input_tokens, "input_tokens": read.tokens,
             "output_tokens": wrote.tokens, "cache_read_tokens": read.cached_tokens, "cache_write_tokens": 0,
-            "cache_write_1h_tokens": 0, "reasoning_tokens": 0, "cost_micros": read.cost + wrote.cost,
+            "cache_write_1h_tokens": 0, "reasoning_tokens": 0, "cost_micros": read.cost + wrote.cost, "estimate": False,
             "input_micros": read.uncached, "cache_read_micros": read.cached, "cache_write_micros": 0,
             "cache_write_1h_micros": 0, "output_micros": wrote.cost, "reasoning_micros": 0, "request_micros": 0,
             "price_event_id": entry.event_id, "provider_cost_micros": None, "cost_difference_micros": None})

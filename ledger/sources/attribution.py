@@ -21,11 +21,15 @@ Rules (the degradation rules are those of the reference meter, SEEDS.md §3.4):
   float ratio means the decimal it prints as (0.1 is 1/10); the reference compares binary floats,
   so the two can differ only at an exact tie (or within float rounding of one).
 * The cost is an **estimate**: the telemetry has one token count per agent and no input/output
-  split, so each agent's tokens are priced at its model tier's blended rate
-  ``share x input + (1 - share) x output`` (default share 85 % input). A model name that matches no
-  tier is priced as opus, as the reference does, but it is *named* in ``assumed_models`` so the
-  guess is never silent. Money is integer micro-USD: each agent's cost is rounded half-to-even
-  once (``ledger.economics.money``); stage and run totals are sums of those, so they add up exactly.
+  split, so each agent's tokens are priced at a blended rate ``share x input + (1 - share) x output``
+  (default share 85 % input) of its model's rates. Where the rates come from is the caller's ``rates``
+  lookup: the report passes the price book on the log (``ledger.economics.pricing``, the one cost path:
+  a model the book does not price is *unpriced*, named in ``unpriced_models``, never guessed);
+  without one, the reference's own tier table (``reference_rates``: model-name substrings, a name that
+  matches no tier priced as opus and named in ``assumed_models``) reproduces the reference package's
+  numbers. Money is integer micro-USD: each agent's cost is rounded half-to-even once
+  (``ledger.economics.money``); stage and run totals, and the routing estimate's routed and baseline
+  amounts, are sums of per-agent amounts, so every total of a run is the same number.
 
 Never: I/O, the clock, the environment, a float as money, or a default that hides bad input.
 """
@@ -33,7 +37,7 @@ Never: I/O, the clock, the environment, a float as money, or a default that hide
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -61,8 +65,9 @@ UNKNOWN_STATE = "?"  # state of an agent entry without a state
 ERROR_STATE = "error"  # the only state the "errors" rule counts ("failed", "errored" do not)
 SEVERITY_HIGH = "high"
 
-# Tier list prices in micro-USD per million tokens: (input, output). Matched by lower-case
-# substring in this order, so "claude-sonnet-opus-mix" is opus (first match wins).
+# The reference package's tier list prices in micro-USD per million tokens: (input, output), matched by lower-case
+# substring in this order, so "claude-sonnet-opus-mix" is opus (first match wins). Only ``reference_rates`` reads
+# them: the reproduction of the reference's numbers. The ledger's own costs come from the price book on the log.
 TIER_PRICES: dict[str, tuple[int, int]] = {
     "fable": (10_000_000, 50_000_000),
     "opus": (5_000_000, 25_000_000),
@@ -263,21 +268,37 @@ def _share(input_share: Number) -> Fraction:
     return exact_number("input_share", input_share, minimum=0, maximum=1)
 
 
-def blended_rate(model: str, input_share: Number = DEFAULT_INPUT_SHARE) -> Fraction:
-    """Blended micro-USD per million tokens for ``model`` (exact); unknown tiers at the opus price."""
+# model -> (input, output) micro-USD per million tokens, or None when the model has no price
+RateLookup = Callable[[str], tuple[int, int] | None]
+
+
+def reference_rates(model: str) -> tuple[int, int]:
+    """The reference package's rates for ``model``: its tier's (unknown tiers at the opus price)."""
+    return TIER_PRICES[tier(model) or UNKNOWN_TIER_PRICED_AS]
+
+
+def blended_rate(model: str, input_share: Number = DEFAULT_INPUT_SHARE, *,
+                 rates: RateLookup = reference_rates) -> Fraction | None:
+    """Blended micro-USD per million tokens for ``model`` (exact), from ``rates``; None when it has no price."""
     share = _share(input_share)
-    rate_in, rate_out = TIER_PRICES[tier(model) or UNKNOWN_TIER_PRICED_AS]
+    got = rates(model)
+    if got is None:
+        return None
+    rate_in, rate_out = got
     return share * rate_in + (1 - share) * rate_out
 
 
-def _exact_cost(tokens: int, model: str, input_share: Number) -> Fraction:
+def _exact_cost(tokens: int, model: str, input_share: Number, rates: RateLookup) -> Fraction | None:
     check_tokens("tokens", tokens)
-    return tokens * blended_rate(model, input_share) / TOKENS_PER_MTOK
+    rate = blended_rate(model, input_share, rates=rates)
+    return None if rate is None else tokens * rate / TOKENS_PER_MTOK
 
 
-def estimate_cost_micros(tokens: int, model: str, input_share: Number = DEFAULT_INPUT_SHARE) -> int:
-    """Estimated micro-USD for ``tokens`` on ``model``, rounded half-to-even once."""
-    return round_fraction(_exact_cost(tokens, model, input_share))
+def estimate_cost_micros(tokens: int, model: str, input_share: Number = DEFAULT_INPUT_SHARE, *,
+                         rates: RateLookup = reference_rates) -> int | None:
+    """Estimated micro-USD for ``tokens`` on ``model``, rounded half-to-even once; None when it has no price."""
+    exact = _exact_cost(tokens, model, input_share, rates)
+    return None if exact is None else round_fraction(exact)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,23 +308,35 @@ class CostEstimate:
     input_share: Fraction
     by_stage: tuple[tuple[str, int], ...]  # (stage, micro-USD), first-seen order
     total_micros: int  # == sum of by_stage
-    assumed_models: tuple[str, ...]  # models that matched no tier and were priced as opus
+    assumed_models: tuple[str, ...]  # reference rates only: models that matched no tier and were priced as opus
+    unpriced_models: tuple[str, ...] = ()  # a book's rates: models it has no price for (their agents add nothing)
+    unpriced_agents: int = 0
 
     @property
     def total_usd(self) -> Fraction:
         return Fraction(self.total_micros, MICROS_PER_USD)
 
 
-def estimate_run_cost(run: WorkflowRun, input_share: Number = DEFAULT_INPUT_SHARE) -> CostEstimate:
-    """Per-agent estimates (so routing one agent to a cheaper model shows), summed per stage."""
+def estimate_run_cost(run: WorkflowRun, input_share: Number = DEFAULT_INPUT_SHARE, *,
+                      rates: RateLookup | None = None) -> CostEstimate:
+    """Per-agent estimates (so routing one agent to a cheaper model shows), summed per stage; ``rates`` None: the
+    reference's tier table."""
     share = _share(input_share)
     by_stage: dict[str, int] = {}
     assumed: dict[str, None] = {}
+    unpriced: dict[str, None] = {}
+    unpriced_agents = 0
     for agent in run.agents:
-        if tier(agent.model) is None:
+        if rates is None and tier(agent.model) is None:
             assumed[agent.model] = None
-        by_stage[agent.stage] = by_stage.get(agent.stage, 0) + estimate_cost_micros(agent.tokens, agent.model, share)
-    return CostEstimate(share, tuple(by_stage.items()), sum(by_stage.values()), tuple(assumed))
+        cost = estimate_cost_micros(agent.tokens, agent.model, share, rates=rates or reference_rates)
+        if cost is None:
+            unpriced[agent.model] = None
+            unpriced_agents += 1
+            cost = 0  # not a price: the agent is counted in unpriced_agents and its model named
+        by_stage[agent.stage] = by_stage.get(agent.stage, 0) + cost
+    return CostEstimate(share, tuple(by_stage.items()), sum(by_stage.values()), tuple(assumed), tuple(unpriced),
+                        unpriced_agents)
 
 
 # -------------------------------------------------------------------------------- the report
@@ -322,9 +355,9 @@ class RunReport:
 
 
 def report(run: WorkflowRun, *, input_share: Number = DEFAULT_INPUT_SHARE, min_agents: int = DEFAULT_MIN_AGENTS,
-           cheap_ratio: Number = DEFAULT_CHEAP_RATIO) -> RunReport:
+           cheap_ratio: Number = DEFAULT_CHEAP_RATIO, rates: RateLookup | None = None) -> RunReport:
     return RunReport(summarize(run), detect_degradation(run, min_agents=min_agents, cheap_ratio=cheap_ratio),
-                     estimate_run_cost(run, input_share))
+                     estimate_run_cost(run, input_share, rates=rates))
 
 
 # -------------------------------------------------------------------------------- routing savings
@@ -341,7 +374,7 @@ class SavingsEstimate:
 
 
 def savings_estimate(traffic: Mapping[str, int], routes: Mapping[str, str], *, baseline_model: str,
-                     input_share: Number = DEFAULT_INPUT_SHARE) -> SavingsEstimate:
+                     input_share: Number = DEFAULT_INPUT_SHARE, rates: RateLookup = reference_rates) -> SavingsEstimate:
     """Price each role's token volume on its routed model and on ``baseline_model``.
 
     ``traffic`` maps role -> tokens (e.g. the stage waterfall), ``routes`` maps role -> model. A
@@ -355,14 +388,41 @@ def savings_estimate(traffic: Mapping[str, int], routes: Mapping[str, str], *, b
         if role not in routes:
             raise ValidationError("traffic", role, f"has no route; routed roles: {', '.join(sorted(routes))}")
         model = check_str(f"routes[{role}]", routes[role])
-        role_baseline = _exact_cost(check_tokens(f"traffic[{role}]", tokens), baseline_model, share)
-        role_routed = _exact_cost(tokens, model, share)
+        role_baseline = _exact_cost(check_tokens(f"traffic[{role}]", tokens), baseline_model, share, rates)
+        role_routed = _exact_cost(tokens, model, share, rates)
+        if role_baseline is None or role_routed is None:
+            unknown = baseline_model if role_baseline is None else model
+            raise ValidationError("model", unknown, "has no price: a savings estimate cannot price it")
         exact_baseline += role_baseline
         exact_routed += role_routed
         baseline += round_fraction(role_baseline)
         routed += round_fraction(role_routed)
     # The percentage is a ratio, taken from the unrounded amounts: on a baseline of a few micro-USD
     # the rounded ones would move it by tens of points.
+    pct = float(100 * (exact_baseline - exact_routed) / exact_baseline) if exact_baseline else 0.0
+    return SavingsEstimate(baseline, routed, baseline - routed, pct)
+
+
+def run_savings(run: WorkflowRun, *, baseline_model: str, input_share: Number = DEFAULT_INPUT_SHARE,
+                rates: RateLookup = reference_rates) -> SavingsEstimate:
+    """The run as routed vs every agent on ``baseline_model``, each agent priced and rounded once (as
+    ``estimate_run_cost`` does), so ``routed_micros`` is the run's estimated cost to the micro-dollar: one total
+    wherever the run is shown. Agents on a model ``rates`` does not price are left out of both sides."""
+    share = _share(input_share)
+    check_str("baseline_model", baseline_model)
+    baseline = routed = 0
+    exact_baseline = exact_routed = Fraction(0)
+    for agent in run.agents:
+        got = _exact_cost(agent.tokens, agent.model, share, rates)
+        if got is None:
+            continue
+        base = _exact_cost(agent.tokens, baseline_model, share, rates)
+        if base is None:
+            raise ValidationError("baseline_model", baseline_model, "has no price: a savings estimate cannot price it")
+        exact_routed += got
+        exact_baseline += base
+        routed += round_fraction(got)
+        baseline += round_fraction(base)
     pct = float(100 * (exact_baseline - exact_routed) / exact_baseline) if exact_baseline else 0.0
     return SavingsEstimate(baseline, routed, baseline - routed, pct)
 

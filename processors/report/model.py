@@ -43,6 +43,7 @@ from ledger.errors import EconomicsError, ValidationError
 from ledger.limits import MAX_REPUTATION_SAMPLES, MAX_SERIES_POINTS
 from ledger.sdk.home import Home
 from ledger.sources import attribution
+from ledger.sources.importers import infer_provider
 from ledger.wire.events import Action, Context, Event, LlmUsage
 from ledger.wire.timefmt import fmt_time
 from processors import views
@@ -119,30 +120,44 @@ def _event_from_row(row: Mapping[str, Any]) -> Event:
                              result_hash=row["result_hash"], usage=usage))
 
 
-def _workflow_run(rep: attribution.RunReport, run: attribution.WorkflowRun) -> dict[str, Any]:
+def book_rates(book: PriceBook, at_us: int) -> attribution.RateLookup:
+    """A workflow agent's (input, output) rates from the book on the log at ``at_us``: its model resolved under the
+    provider the importer names for it (ledger.sources.importers.infer_provider), None when unpriced."""
+
+    def rates(model: str) -> tuple[int, int] | None:
+        try:
+            price = book.price_at(infer_provider(model), model, at_us)
+        except (EconomicsError, ValidationError):
+            return None
+        return price.input, price.output
+
+    return rates
+
+
+def _workflow_run(rep: attribution.RunReport, run: attribution.WorkflowRun,
+                  rates: attribution.RateLookup) -> dict[str, Any]:
     s = rep.summary
     cost = dict(rep.cost.by_stage)
     stages = [{"stage": st.stage, "tokens": st.tokens, "calls": st.count, "pct": st.pct,
                "cost_micros": cost.get(st.stage, 0), "states": dict(st.states)} for st in s.stages]
-    # Routing savings: the stages on the models they ran on vs everything on the run's priciest model.
-    dominant: dict[str, dict[str, int]] = {}
-    for a in run.agents:
-        by_model = dominant.setdefault(a.stage, {})
-        by_model[a.model] = by_model.get(a.model, 0) + a.tokens
-    routes = {stage: max(models.items(), key=lambda kv: (kv[1], kv[0]))[0] for stage, models in dominant.items()}
+    # Routing savings: the agents on the models they ran on vs everything on the run's priciest model (each agent
+    # priced once, as the estimate is: the routed amount is the run's total)
+    priced = [a.model for a in run.agents if attribution.blended_rate(a.model, rates=rates) is not None]
     savings = None
-    if routes:
-        baseline = max(routes.values(), key=lambda m: (attribution.blended_rate(m), m))
-        sv = attribution.savings_estimate(dict(attribution.decompose(run)), routes, baseline_model=baseline)
+    if priced:
+        baseline = max(set(priced), key=lambda m: (attribution.blended_rate(m, rates=rates) or 0, m))
+        sv = attribution.run_savings(run, baseline_model=baseline, rates=rates)
         savings = {"baseline_model": baseline, "baseline_micros": sv.baseline_micros, "routed_micros": sv.routed_micros,
                    "saved_micros": sv.saved_micros, "saved_pct": round(sv.saved_pct, 1)}
     return {"run": s.run_id, "source": "workflow", "workflow": s.workflow, "status": s.status,
             "total_tokens": s.total_tokens, "stage_tokens": s.agent_tokens, "invariant_ok": s.invariant_ok,
             "total_micros": rep.cost.total_micros, "cost_is_estimate": True,
-            "assumed_models": list(rep.cost.assumed_models), "unpriced_calls": 0,
+            "assumed_models": list(rep.cost.assumed_models), "unpriced_calls": rep.cost.unpriced_agents,
+            "unpriced_models": list(rep.cost.unpriced_models),
             "findings": [{"stage": f.stage, "kind": f.kind, "severity": f.severity, "detail": f.detail}
                          for f in rep.findings],
-            "publishable": rep.publishable and s.invariant_ok, "stages": stages, "savings": savings}
+            "publishable": rep.publishable and s.invariant_ok and not rep.cost.unpriced_agents, "stages": stages,
+            "savings": savings}
 
 
 @dataclass
@@ -280,8 +295,10 @@ def build(home: Home) -> dict[str, Any]:
         wf_rows = [r for r in _rows(con, _WORKFLOW_SQL, [attribution.WORKFLOW_OPERATION])
                    if json.loads(r["labels_json"] or "{}").get(attribution.LABEL_SOURCE)
                    == attribution.SOURCE_CLAUDE_CODE]
-        runs = [_workflow_run(attribution.report(wf), wf)
-                for wf in attribution.runs_from_events(_event_from_row(r) for r in wf_rows)]
+        wf_events = [_event_from_row(r) for r in wf_rows]
+        rates = book_rates(book, max((e.event_time_us for e in wf_events), default=0))
+        runs = [_workflow_run(attribution.report(wf, rates=rates), wf, rates)
+                for wf in attribution.runs_from_events(wf_events)]
         wf_ids = {r["run"] for r in runs}
         # imported workflow agents are attributed above with their estimate; keep them out of the ledger runs
         ledger_calls = [c for c in calls if c["run"] not in wf_ids]

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -173,7 +174,8 @@ def test_imported_workflow_runs_are_attributed(tmp_path):
     for args in (["init", "--home", home], ["agent", "register", "importer", "--home", home],
                  ["agent", "grant", "importer", "backfill", "--max-age", "3650d", "--home", home],
                  ["import", "claude-code", *files, "--time", "2026-01-01T00:00:00Z",
-                  "--home", home], ["run", "journal", "--until-caught-up", "--home", home]):
+                  "--home", home], ["run", "journal", "--until-caught-up", "--home", home],
+                 ["run", "allocations", "--until-caught-up", "--home", home]):
         r = runner.invoke(app, args)
         assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["report", "--home", home, "--json"])
@@ -183,6 +185,28 @@ def test_imported_workflow_runs_are_attributed(tmp_path):
     good, bad = runs[sample_run_doc()["runId"]], runs[degraded_run_doc()["runId"]]
     assert [s["tokens"] for s in good["stages"]] == [31_204, 254_248, 720_748]
     assert good["publishable"] and good["invariant_ok"] and not good["findings"]
+    # one total everywhere: the run's estimate (priced from the book on the log, not a second table), its stages,
+    # the routing estimate's routed amount, and the llm_calls rows of its agents (flagged as estimates)
+    assert good["unpriced_calls"] == 0 and sum(s["cost_micros"] for s in good["stages"]) == good["total_micros"]
+    assert good["savings"]["routed_micros"] == good["total_micros"]
+    from ledger.sdk.home import Home
+    from processors import views
+    from processors.report.model import book_rates, price_book
+
+    with views.connect_views(Home.open(Path(home))) as con:
+        (calls_total, estimates) = con.execute("SELECT sum(cost_micros), bool_and(estimate) FROM llm_calls "
+                                               "WHERE run = ?", [good["run"]]).fetchone()
+        tables = []
+        for sql in ("SELECT * FROM prices", "SELECT * FROM price_matches"):
+            cur = con.execute(sql)
+            names = [d[0] for d in cur.description]
+            tables.append([dict(zip(names, row, strict=True)) for row in cur.fetchall()])
+        book = price_book(*tables)
+    assert calls_total == good["total_micros"] and estimates
+    NOW_US = time.time_ns() // 1000
+    opus = book_rates(book, NOW_US)("claude-opus-4-6")
+    assert opus is not None and opus == (book.price_at("anthropic", "claude-opus-4-6", NOW_US).input,
+                                         book.price_at("anthropic", "claude-opus-4-6", NOW_US).output)
     assert not bad["publishable"] and {f["kind"] for f in bad["findings"]} == {"errors", "cheap"}
     r = runner.invoke(app, ["report", "--home", home])
     assert "NOT publishable" in r.output
