@@ -30,6 +30,9 @@ MAX_RATE_MICROS_PER_MTOK = 10**12  # price-book rates, micro-USD per million tok
 MAX_SERVICE_TIER_CHARS = 32  # a provider's service tier name: 'batch', 'flex', 'priority', 'default', ...
 MAX_MATCH_RULE_CHARS = 4096  # one model-matching clause as JSON (the catalog's longest is far shorter)
 MAX_MATCH_RANK = 10**9  # |rank| of a model-matching rule
+MAX_CLAUSE_DEPTH = 8  # nesting of or/and in one matching clause: the catalog's deepest is 2
+MAX_CLAUSE_TERMS = 256  # clauses in one or/and list
+MAX_RESOLUTION_HOPS = 3  # provider/ prefix splits and provider-only rules followed for one model id: no loop runs on
 # a call's reported cost (a gateway's, a provider's) differs from the ledger's when they are this far apart: more
 # than COST_DISCREPANCY_PERMILLE of the larger, and more than COST_DISCREPANCY_FLOOR_MICROS (sub-cent calls round)
 COST_DISCREPANCY_PERMILLE = 10  # 1 %

@@ -30,10 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.errors import ValidationError
-from ledger.limits import MAX_MATCH_RULE_CHARS
+from ledger.limits import MAX_CLAUSE_DEPTH, MAX_CLAUSE_TERMS, MAX_MATCH_RULE_CHARS
 
-MAX_CLAUSE_DEPTH = 8  # nesting of or/and: the catalog's deepest is 2
-MAX_CLAUSE_TERMS = 256  # clauses in one or/and list
 LEAVES = ("equals", "starts_with", "ends_with", "contains", "regex")
 GROUPS = ("or", "and")
 

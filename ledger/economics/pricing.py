@@ -270,7 +270,6 @@ class Quote:
     above_input_tokens: int
 
 
-MAX_RESOLUTION_HOPS = 3  # prefix splits and provider-only rules followed for one id: no loop can run longer
 # service tiers a provider reports for its standard rates
 STANDARD_TIER_NAMES = frozenset({"", "default", "standard", "auto", "on_demand", "on-demand"})
 
@@ -493,7 +492,7 @@ class PriceBook:
         low = model.lower()
         if (provider, low) in self._models:
             return Resolution(provider, low, "lower-case")
-        if hops < MAX_RESOLUTION_HOPS:
+        if hops < limits.MAX_RESOLUTION_HOPS:
             head, sep, rest = low.partition("/")
             if sep and rest and head in self._providers:
                 got = self._resolve(head, rest, t, hops + 1, asked)

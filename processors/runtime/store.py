@@ -112,6 +112,26 @@ class Store:
                         self.con.execute(stmt)
                 for v in self.views:
                     self.con.execute(v.ddl())
+            self._check_layout()
+
+    def _check_layout(self) -> None:
+        """Refuse a state file whose tables another version of these views wrote (a column added or retyped since):
+        writing into it would fail mid-batch. The state is derived from the log, so the way out is a rebuild."""
+        found: dict[str, list[tuple[str, str]]] = {}
+        for table, column, sql_type in self.con.execute(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position").fetchall():
+            found.setdefault(table, []).append((column, sql_type))
+        for v in self.views:
+            want = [(c.name, c.sql_type) for c in v.columns]
+            got = found.get(v.name, [])
+            if [n for n, _ in got] != [n for n, _ in want]:
+                self.con.close()
+                raise StoreError("processor state was written by another version of its views",
+                                 path=str(self.path), table=v.name, columns=[n for n, _ in got],
+                                 expected=[n for n, _ in want],
+                                 hint="the state is derived from the log: stop the processor, move this file "
+                                      "aside and start it again to rebuild it from offset 0")
 
     # ---------------------------------------------------------------- reads
 

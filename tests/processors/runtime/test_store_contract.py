@@ -284,3 +284,21 @@ def test_the_digest_is_equal_for_equal_content_and_differs_otherwise(tmp_path: P
     finally:
         for s in (one, two, other):
             s.close()
+
+
+def test_a_state_file_of_another_view_layout_is_refused_with_the_way_out(tmp_path):
+    """A view that gained a column since the file was written: opening it for writing is a typed StoreError naming
+    the table and both column lists (never a failure in the middle of a batch), and the file is left as it was."""
+    from ledger.errors import StoreError
+    from processors.runtime.store import Store
+    from processors.runtime.view import Column, View
+
+    old = View(name="things", doc="", columns=(Column("a", "BIGINT", ""),))
+    new = View(name="things", doc="", columns=(Column("a", "BIGINT", ""), Column("b", "VARCHAR", "")))
+    Store(tmp_path / "state.duckdb", [old]).close()
+    with pytest.raises(StoreError) as caught:
+        Store(tmp_path / "state.duckdb", [new])
+    ev = caught.value.evidence
+    assert (ev["table"], ev["columns"], ev["expected"]) == ("things", ["a"], ["a", "b"])
+    assert "rebuild" in (caught.value.hint or "")
+    Store(tmp_path / "state.duckdb", [old]).close()  # untouched: the old layout still opens
