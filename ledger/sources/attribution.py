@@ -382,21 +382,31 @@ def savings_estimate(traffic: Mapping[str, int], routes: Mapping[str, str], *, b
     """
     share = _share(input_share)
     check_str("baseline_model", baseline_model)
-    baseline = routed = 0
-    exact_baseline = exact_routed = Fraction(0)
+    volumes = []
     for role, tokens in traffic.items():
         if role not in routes:
             raise ValidationError("traffic", role, f"has no route; routed roles: {', '.join(sorted(routes))}")
-        model = check_str(f"routes[{role}]", routes[role])
-        role_baseline = _exact_cost(check_tokens(f"traffic[{role}]", tokens), baseline_model, share, rates)
-        role_routed = _exact_cost(tokens, model, share, rates)
-        if role_baseline is None or role_routed is None:
-            unknown = baseline_model if role_baseline is None else model
-            raise ValidationError("model", unknown, "has no price: a savings estimate cannot price it")
-        exact_baseline += role_baseline
-        exact_routed += role_routed
-        baseline += round_fraction(role_baseline)
-        routed += round_fraction(role_routed)
+        volumes.append((check_tokens(f"traffic[{role}]", tokens), check_str(f"routes[{role}]", routes[role])))
+    return _savings(volumes, baseline_model, share, rates, skip_unpriced=False)
+
+
+def _savings(volumes: Iterable[tuple[int, str]], baseline_model: str, share: Fraction, rates: RateLookup, *,
+             skip_unpriced: bool) -> SavingsEstimate:
+    """Each (tokens, model) priced on its model and on ``baseline_model``, each amount rounded once and summed."""
+    baseline = routed = 0
+    exact_baseline = exact_routed = Fraction(0)
+    for tokens, model in volumes:
+        got = _exact_cost(tokens, model, share, rates)
+        base = _exact_cost(tokens, baseline_model, share, rates)
+        if got is None and skip_unpriced:
+            continue
+        if got is None or base is None:
+            raise ValidationError("model", model if got is None else baseline_model,
+                                  "has no price: a savings estimate cannot price it")
+        exact_routed += got
+        exact_baseline += base
+        routed += round_fraction(got)
+        baseline += round_fraction(base)
     # The percentage is a ratio, taken from the unrounded amounts: on a baseline of a few micro-USD
     # the rounded ones would move it by tens of points.
     pct = float(100 * (exact_baseline - exact_routed) / exact_baseline) if exact_baseline else 0.0
@@ -408,23 +418,8 @@ def run_savings(run: WorkflowRun, *, baseline_model: str, input_share: Number = 
     """The run as routed vs every agent on ``baseline_model``, each agent priced and rounded once (as
     ``estimate_run_cost`` does), so ``routed_micros`` is the run's estimated cost to the micro-dollar: one total
     wherever the run is shown. Agents on a model ``rates`` does not price are left out of both sides."""
-    share = _share(input_share)
-    check_str("baseline_model", baseline_model)
-    baseline = routed = 0
-    exact_baseline = exact_routed = Fraction(0)
-    for agent in run.agents:
-        got = _exact_cost(agent.tokens, agent.model, share, rates)
-        if got is None:
-            continue
-        base = _exact_cost(agent.tokens, baseline_model, share, rates)
-        if base is None:
-            raise ValidationError("baseline_model", baseline_model, "has no price: a savings estimate cannot price it")
-        exact_routed += got
-        exact_baseline += base
-        routed += round_fraction(got)
-        baseline += round_fraction(base)
-    pct = float(100 * (exact_baseline - exact_routed) / exact_baseline) if exact_baseline else 0.0
-    return SavingsEstimate(baseline, routed, baseline - routed, pct)
+    return _savings(((a.tokens, a.model) for a in run.agents), check_str("baseline_model", baseline_model),
+                    _share(input_share), rates, skip_unpriced=True)
 
 
 # -------------------------------------------------------------------------------- from the ledger
