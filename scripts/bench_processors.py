@@ -54,7 +54,8 @@ counts = {v.name: store.query(f"SELECT count(*) FROM {v.name}")[0][0] for v in p
 store.close()
 log.close()
 print(json.dumps({"events": runner.stats.events, "produced": runner.stats.produced, "seconds": dt, "rows": counts,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1])
+                                 / 1024}))  # VmHWM: ru_maxrss would carry the parent's size across fork and exec
 """
 
 
@@ -130,7 +131,7 @@ for start in range(0, len(records), 200):
     con.execute("COMMIT")
 dt = time.perf_counter() - t
 con.close()
-peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak_rss_mb = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]) / 1024
 print(json.dumps({"events": n, "seconds": dt, "peak_rss_mb": peak_rss_mb}))
 """
 

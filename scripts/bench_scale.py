@@ -71,6 +71,14 @@ PROOFS_SINGLE = 50  # of them proved one per call (`prove_event`: the latency of
 API_PROOFS = 10_000  # proof entries built through the proof API alone
 PROOFS_CLI = 5  # proofs through the whole `tokenledger prove` command
 TOKENLEDGER = [sys.executable, "-c", "import sys; from processors.cli import main; sys.exit(main())"]
+# The command again, writing its own peak RSS (VmHWM) to the file named by $TL_BENCH_HWM at exit. Not rusage's
+# ru_maxrss: Linux carries a process's maxrss across fork and exec, so a child of a big benchmark process would
+# report the parent's size (every processor showed this script's 689 MB at 10M until this was fixed).
+HWM_READ = ("int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1]) / 1024")
+TOKENLEDGER_HWM = [sys.executable, "-c",
+                   "import atexit, os, sys\n"
+                   "atexit.register(lambda: open(os.environ['TL_BENCH_HWM'], 'w').write(str(" + HWM_READ + ")))\n"
+                   "from processors.cli import main\nsys.exit(main())"]
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -84,18 +92,20 @@ def cli(*args: str, home: Path, timeout: float | None = None) -> tuple[subproces
 
 def cli_rss(*args: str, home: Path,
             timeout: float | None = None) -> tuple[subprocess.CompletedProcess[str], float, float, float]:
-    """``cli`` and the child's peak RSS in MB (its own rusage, from wait4)."""
+    """``cli`` and the child's peak RSS in MB (its own VmHWM, written at exit; see TOKENLEDGER_HWM)."""
     t = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([*TOKENLEDGER, *args, "--home", str(home)], stdout=out, stderr=err, text=True,
-                                cwd=ROOT)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.NamedTemporaryFile("r", suffix=".hwm") as hwm:
+        proc = subprocess.Popen([*TOKENLEDGER_HWM, *args, "--home", str(home)], stdout=out, stderr=err, text=True,
+                                cwd=ROOT, env={**os.environ, "TL_BENCH_HWM": hwm.name})
         _, status, usage = os.wait4(proc.pid, 0) if timeout is None else _wait4_within(proc, timeout)
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
         wall = time.perf_counter() - t
         out.seek(0)
         err.seek(0)
         p = subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
-    return p, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+        peak = float(hwm.read() or "nan")
+    return p, wall, usage.ru_utime + usage.ru_stime, peak
 
 
 def _wait4_within(proc: subprocess.Popen[str], timeout: float) -> tuple[int, int, Any]:
@@ -258,8 +268,9 @@ log = home.open_log()
 runner, store, proc = open_runner(home, sys.argv[2], log)
 samples = []
 stop = threading.Event()
-def peak_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_mb():  # this process's own high-water RSS (ru_maxrss would carry the parent's across fork and exec)
+    with open("/proc/self/status") as f:
+        return int(next(l for l in f if l.startswith("VmHWM:")).split()[1]) / 1024
 def watch():
     while not stop.wait(sample_s):
         samples.append((runner.stats.events, peak_mb()))
