@@ -247,9 +247,11 @@ def decode_event(raw: bytes) -> DecodedEvent:
     writer, pos = schemas.writer_schema(raw, expected="Event")
     s = _s()
     try:
-        if writer.fingerprint == s.event.fingerprint:
+        # the current schema's compiled decoder, or a released older one's (fields it lacks take their defaults)
+        fast = s.decode_event if writer.fingerprint == s.event.fingerprint else _older_decoder(writer)
+        if fast is not None:
             (event_id, signer_id, seq, prev_hash, idem, event_time_us, context, body, content_offset), p = (
-                s.decode_event(raw, pos))
+                fast(raw, pos))
             if p != len(raw):
                 raise RejectError(RejectCode.BAD_SCHEMA, "trailing bytes after the event", expected=p,
                                   actual=len(raw))
@@ -283,6 +285,30 @@ def decode_event(raw: bytes) -> DecodedEvent:
         raise RejectError(RejectCode.BAD_ID, "event id does not match its content", event_id=event_id,
                           expected=expected_id, actual=event_id)
     return DecodedEvent(event=event, raw=raw, hash=event_hash(raw), content_offset=content_offset)
+
+
+# compiled decoders of the released Event schemas older than the current one, by fingerprint: at most one per
+# released schema (a handful), so a log written before a schema change verifies and rebuilds at full speed
+_OLDER: dict[bytes, avro_fast.DecodeFn | None] = {}
+
+
+def _older_decoder(writer: schemas.Schema) -> avro_fast.DecodeFn | None:
+    """A decoder compiled from an older Event schema, or None where only Avro resolution can read it (a record
+    name the model does not know, or another envelope header). Evolution only adds fields with defaults and union
+    branches at the end (schemas/README.md), so the writer's own layout builds the current model objects, each
+    field it lacks at the model's default: what resolution against the current schema gives, without its cost."""
+    if writer.fingerprint in _OLDER:
+        return _OLDER[writer.fingerprint]
+    fields = cast(list[avro_fast.AvroField], writer.source.get("fields", []))
+    fn: avro_fast.DecodeFn | None = None
+    if [f["name"] for f in fields] == ["event_id", "signer_id", "seq", "prev_hash", "idempotency_key",
+                                        "event_time_us", "context", "body"]:
+        try:
+            fn = avro_fast.compile_decoder(fields, _CLASSES, cached_records=_CACHED_RECORDS, mark_at=5)
+        except (KeyError, ValueError, TypeError):
+            fn = None  # a layout the fast decoder cannot build: resolution reads it
+    _OLDER[writer.fingerprint] = fn
+    return fn
 
 
 def _decode_resolving(raw: bytes, pos: int, writer: schemas.Schema) -> tuple[int, Context, Body]:
