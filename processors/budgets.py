@@ -371,6 +371,7 @@ class Budgets(Processor):
         self.transfer_rows: list[dict[str, Any]] = []
         self.trust_rows: list[dict[str, Any]] = []
         self.backfill_rows: list[dict[str, Any]] = []
+        self.price_rows: dict[str, list[dict[str, Any]]] = {PRICES.name: [], PRICE_MATCHES.name: []}
         for it in items:
             self.n = 0  # derived events from this input event: their idempotency key index
             if it.backfilled:
@@ -378,18 +379,16 @@ class Budgets(Processor):
             else:
                 self._event(it.decoded.event)
         fx = self.fx
-        if self.backfill_rows:
-            fx.append("budget_backfill", columns_of(self.backfill_rows))
+        # appended rows, one insert per view and batch (a seeded catalog is ~1,200 price rows in one batch)
+        for view, rows in (("budget_backfill", self.backfill_rows), *self.price_rows.items(),
+                           ("budget_alerts", self.alert_rows), ("transfers", self.transfer_rows),
+                           ("budget_trust", self.trust_rows)):
+            if rows:
+                fx.append(view, columns_of(rows))
         if self.dirty:
             fx.upsert("budgets", columns_of([self._row(k) for k in sorted(self.dirty)]))
         if self.dirty_res:
             fx.upsert("reservations", columns_of([self.reservations[r] for r in sorted(self.dirty_res)]))
-        if self.alert_rows:
-            fx.append("budget_alerts", columns_of(self.alert_rows))
-        if self.transfer_rows:
-            fx.append("transfers", columns_of(self.transfer_rows))
-        if self.trust_rows:
-            fx.append("budget_trust", columns_of(self.trust_rows))
         if settled := self.trust.changed_rows():
             fx.upsert(TRUST_DECAY.name, columns_of(settled))
         if self.dirty_signers:
@@ -831,7 +830,7 @@ class Budgets(Processor):
                 row, view = self.book.apply_price_match(body, ev.event_time_us).row(), PRICE_MATCHES.name
         except LedgerError:
             return  # refused by the book (rates out of range, a bad clause, the book is full): no entry, no row
-        self.fx.append(view, {k: [v] for k, v in row.items()})
+        self.price_rows[view].append(row)
 
     def _row(self, key: Key) -> dict[str, Any]:
         state, policy = self.states[key], self.policies[key]

@@ -140,9 +140,20 @@ def progress(msg: str) -> None:
 
 
 def build(home_path: Path, events: int) -> int:
+    from ledger.economics.price_events import price_event_time_us, seed_events
+    from ledger.sdk.emitter import Emitter
     from ledger.testing.homes import T0, Filler, make_home
 
     home = make_home(home_path, agents=())
+    # the price book `tokenledger init` seeds (the catalog's lines and match rules), so allocations and budgets
+    # price every call as they would in a real home (without it every call is unpriced: cheap, and not the work)
+    log = home.open_log()
+    try:
+        with Emitter.for_operator(home, log) as em:
+            for body in seed_events():
+                em.emit(body, event_time_us=price_event_time_us(body))
+    finally:
+        log.close()
     n, i, step = 0, 0, max(events // 10, 1)
     next_report = step
     t = time.perf_counter()
