@@ -62,7 +62,7 @@ from ledger.economics.pricing import (
     usage_cost,
 )
 from ledger.errors import LedgerError, ValidationError
-from ledger.limits import COST_DISCREPANCY_FLOOR_MICROS, COST_DISCREPANCY_PERMILLE
+from ledger.limits import COST_DISCREPANCY_FLOOR_MICROS, COST_DISCREPANCY_PERMILLE, MAX_ALLOCATIONS_DATA_RECORDS
 from ledger.sources.attribution import IO_SPLIT_UNKNOWN, LABEL_IO_SPLIT, estimate_cost_micros
 from ledger.wire.events import Action, AllocationRule, Interaction, LlmUsage, PriceMatch, PriceSet
 from ledger.wire.events import Allocation as AllocationEvent
@@ -333,6 +333,7 @@ class Allocations(Processor):
     derived_topics = ("allocations",)
     doc = "prices interactions (price book from control events) and splits each cost by the configured methods"
     topics = ("control", "events")
+    data_records_per_poll = MAX_ALLOCATIONS_DATA_RECORDS
     views = (INTERACTIONS, LLM_CALLS, COST_DISCREPANCIES, ALLOCATIONS, AGENT_COSTS, UNPRICED, PRICES, PRICE_MATCHES,
              ALLOCATION_RULES)
 

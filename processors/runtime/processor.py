@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
+from ledger import limits
 from ledger.economics.reputation import TrustEvent, TrustFold
 from ledger.log import Record
 from ledger.units import MILLI
@@ -96,6 +97,8 @@ class Processor(abc.ABC):
     # logical topics its Derived events go to (besides the StateCheckpoints every processor signs), so
     # ``processors.order_by_topics`` can start a processor after those whose topics it reads
     derived_topics: ClassVar[tuple[str, ...]] = ()
+    # data records (signed batches) one poll brings: the batch's rows are in memory at once until they commit
+    data_records_per_poll: ClassVar[int] = limits.MAX_RUNNER_DATA_RECORDS
     views: ClassVar[tuple[View, ...]] = ()
     publishes_rejections: ClassVar[bool] = False  # one processor (the journal) sends dead letters
 

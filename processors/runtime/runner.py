@@ -119,7 +119,7 @@ class Runner:
                  topic_prefix: str = "ledger", key: SigningKey | None = None, produce: bool = True,
                  stop_at: dict[tuple[str, int], int] | None = None,
                  crash_hook: Callable[[str], None] | None = None,
-                 max_records: int = limits.MAX_RUNNER_DATA_RECORDS) -> None:
+                 max_records: int | None = None) -> None:
         self.processor = processor
         self.log = log
         self.prefix = topic_prefix
@@ -129,7 +129,7 @@ class Runner:
         self.produce = produce
         self.stop_at = stop_at  # replay: never read past these positions
         self.crash = crash_hook or (lambda point: None)
-        self.max_records = max_records
+        self.max_records = processor.data_records_per_poll if max_records is None else max_records
         self.stats = Stats()
         self.state = RunnerState.READY
         self.failure: str | None = None  # what put the runner in FAILED
@@ -574,49 +574,45 @@ class Runner:
         """Produce committed-but-unsent derived records that are not on the log yet, then clear them: one
         chunk of ``limits.MAX_OUTBOX_CHUNK_RECORDS`` records at a time, in outbox order, each chunk cleared
         (with where its records landed) before the next is read, so memory holds one chunk whatever the
-        outbox's size, and a crash re-sends at most the chunk in flight (found on the log, skipped)."""
+        outbox's size, and a crash re-sends at most the chunk in flight (found on the log, skipped).
+
+        "Found on the log" walks our own records past the topic's ``produced_scan`` mark in step with the
+        outbox (``_ProducedScan``), a chunk at a time: one producer appends a topic's records in outbox
+        order, so a record already there is the next one of ours. A set of every record past the mark held
+        them all at once: a rebuild from offset 0 on a log that already carries this processor's output
+        (same key, same records) read the whole topic into memory (+250 MB at 1M events)."""
         pending = self.store.outbox()
-        present: dict[str, set[bytes]] = {}  # per topic: our records on the log past its produced_scan mark
+        scans: dict[str, _ProducedScan] = {}
         while pending:
             by_topic: dict[str, list[tuple[bytes | None, bytes]]] = {}
             for _, topic, key, value in pending:
-                if topic not in present:
-                    # looked up once per flush, before this flush produced anything to the topic
-                    present[topic] = self._already_produced(topic)
-                if value not in present[topic]:
+                scan = scans.get(topic)
+                if scan is None:
+                    # positioned once per flush, before this flush produced anything to the topic
+                    scan = scans[topic] = self._produced_scan(topic)
+                if not scan.already_there(value):
                     by_topic.setdefault(topic, []).append((key, value))
             self.crash("before_produce")
-            last: dict[str, int] = {}
             for topic, recs in by_topic.items():
                 self.log.ensure_topic(topic)
                 positions = self.log.append(topic, recs)
-                last[topic] = max(p.offset for p in positions)
+                scans[topic].produced(max(p.offset for p in positions))
                 self.stats.produced += len(recs)
             self.crash("after_produce")
             upto = pending[-1][0]
             with self.store.transaction():
                 self.store.clear_outbox(upto)
-                for topic, off in last.items():
-                    # where to start looking for our own records if we crash before the next clear
-                    self.store.set_meta(f"produced_scan:{topic}", str(off))
+                for topic, scan in scans.items():
+                    if scan.moved:
+                        # where to start looking for our own records if we crash before the next clear
+                        self.store.set_meta(f"produced_scan:{topic}", str(scan.mark))
+                        scan.moved = False
             pending = self.store.outbox(after=upto)
 
-    def _already_produced(self, topic: str) -> set[bytes]:
-        """Records of ours on ``topic`` past its produced_scan mark: produced before a crash that came
-        before their outbox chunk was cleared (at most one chunk's worth, as each chunk is cleared)."""
-        present: set[bytes] = set()
-        if self.key is None:
-            return present
-        key = self.key.signer_id.encode()
+    def _produced_scan(self, topic: str) -> _ProducedScan:
         self.log.ensure_topic(topic)
         after = int(self.store.meta(f"produced_scan:{topic}", "-1") or -1)
-        while True:
-            recs = self.log.read_key(topic, key, after, limits.MAX_OUTBOX_CHUNK_RECORDS)
-            if not recs:
-                break
-            present |= {r.value for r in recs}
-            after = recs[-1].offset
-        return present
+        return _ProducedScan(self.log, topic, None if self.key is None else self.key.signer_id.encode(), after)
 
     # ------------------------------------------------------------ status
 
@@ -628,6 +624,43 @@ class Runner:
                 "produced": self.stats.produced, "events_per_s": round(self.stats.events / elapsed, 1),
                 "positions": {f"{t}/{p}": o for (t, p), o in sorted(self.positions.items())},
                 "lag": sum(lag.values()), "last_error": self.stats.last_error}
+
+
+class _ProducedScan:
+    """Our records on one topic past its ``produced_scan`` mark, read a chunk at a time
+    (``limits.MAX_OUTBOX_CHUNK_RECORDS``) and matched against the outbox in order. A match is a record
+    produced before a crash (or by an earlier run of this processor with the same key, whose output a
+    rebuild re-derives byte for byte): skipped, and the mark moves past it. The first mismatch ends the
+    matching for this flush: later records of ours are chained to different predecessors, so none of
+    them can equal what we are about to produce."""
+
+    __slots__ = ("log", "topic", "key", "mark", "moved", "_buffer", "_done")
+
+    def __init__(self, log: Log, topic: str, key: bytes | None, mark: int) -> None:
+        self.log, self.topic, self.key, self.mark = log, topic, key, mark
+        self.moved = False
+        self._buffer: list[Record] = []
+        self._done = key is None  # without a key we never produced anything to find
+
+    def already_there(self, value: bytes) -> bool:
+        if self._done:
+            return False
+        if not self._buffer:
+            assert self.key is not None
+            self._buffer = self.log.read_key(self.topic, self.key, self.mark, limits.MAX_OUTBOX_CHUNK_RECORDS)
+            self._buffer.reverse()  # popped from the end, oldest first
+            if not self._buffer:
+                self._done = True
+                return False
+        if self._buffer[-1].value != value:
+            self._done = True
+            return False
+        self.mark = self._buffer.pop().offset
+        self.moved = True
+        return True
+
+    def produced(self, last_offset: int) -> None:
+        self.mark, self.moved, self._done = last_offset, True, True
 
 
 def _load_key(text: str | None) -> order.OrderKey | None:
