@@ -634,7 +634,7 @@ class _ProducedScan:
     matching for this flush: later records of ours are chained to different predecessors, so none of
     them can equal what we are about to produce."""
 
-    __slots__ = ("log", "topic", "key", "mark", "moved", "_buffer", "_done")
+    __slots__ = ("_buffer", "_done", "key", "log", "mark", "moved", "topic")
 
     def __init__(self, log: Log, topic: str, key: bytes | None, mark: int) -> None:
         self.log, self.topic, self.key, self.mark = log, topic, key, mark

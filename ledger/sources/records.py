@@ -1,0 +1,272 @@
+"""The shared core of the importers: what a parse yields (records, problems), and the pure field readers
+every format uses. A reader names the offending field by its JSON path and never turns a malformed value into 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any
+
+from ledger import limits
+from ledger.errors import ValidationError
+from ledger.limits import MAX_PROBLEM_VALUE_CHARS
+from ledger.units import US_PER_S
+from ledger.wire.events import Action, Context, check_int, check_str
+
+IMPORT_OPERATION = "llm.call"  # operation of events imported from provider payloads and spans
+UNKNOWN_PROVIDER = "unknown"
+
+_PROVIDER_PATTERNS = (
+    ("anthropic", re.compile(r"claude")),
+    ("openai", re.compile(r"(^|/)(gpt|chatgpt|o[1-9](-|$)|text-embedding)")),
+    ("google", re.compile(r"gemini")),
+)
+HEX = re.compile(r"[0-9a-fA-F]+")
+UTF8_BOM = b"\xef\xbb\xbf"
+
+# -------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class ImportProblem:
+    """A record (or file) that was not imported, and exactly where and why.
+
+    ``line`` is the 1-based line of a JSON-lines file, None for a JSON document (``field`` then
+    starts with the record's JSON path, e.g. ``workflowProgress[3].tokens``) or for the whole file.
+    """
+
+    file: str
+    line: int | None
+    field: str
+    value: str  # a short repr of the offending value
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "field": self.field, "value": self.value, "reason": self.reason}
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.field}={self.value}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRecord:
+    """One event to emit, with the identity it is deduplicated by and where it came from."""
+
+    idempotency_key: str
+    body: Action
+    event_time_us: int
+    context: Context
+    line: int | None
+    path: str  # JSON path of the record in its file ("" for a whole JSON-lines line)
+
+
+@dataclass(frozen=True, slots=True)
+class ParseResult:
+    records: tuple[ImportRecord, ...]
+    problems: tuple[ImportProblem, ...]
+    skipped: int = 0  # well-formed records that carry no token usage (e.g. non-GenAI spans)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    kind: str
+    files: int
+    imported: int
+    duplicates: int
+    skipped: int
+    rejected: tuple[ImportProblem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "files": self.files, "imported": self.imported, "duplicates": self.duplicates,
+                "skipped": self.skipped, "rejected": [p.to_dict() for p in self.rejected], "ok": self.ok}
+
+
+# -------------------------------------------------------------------------------- field readers
+
+
+def infer_provider(model: str) -> str:
+    """The provider a model name belongs to, or ``"unknown"`` (see the module docstring)."""
+    name = model.lower()
+    for provider, pattern in _PROVIDER_PATTERNS:
+        if pattern.search(name):
+            return provider
+    return UNKNOWN_PROVIDER
+
+
+def idempotency_key(prefix: str, *parts: str) -> str:
+    """``prefix:part:...``; hashed to ``prefix:sha256:<hex>`` when longer than an id may be."""
+    key = ":".join((prefix, *parts))
+    if len(key) <= limits.MAX_ID_CHARS:
+        return key
+    return f"{prefix}:sha256:{hashlib.sha256(key.encode('utf-8')).hexdigest()}"
+
+
+def short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= MAX_PROBLEM_VALUE_CHARS else text[: MAX_PROBLEM_VALUE_CHARS - 3] + "..."
+
+
+def problem(file: str, line: int | None, error: ValidationError) -> ImportProblem:
+    return ImportProblem(file, line, error.field, short(error.value), error.reason)
+
+
+def join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def json_object(value: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise ValidationError(path or "record", value, f"must be a JSON object, got {json_type(value)}")
+    return value
+
+
+def json_type(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number",
+            type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def required(obj: Mapping[str, Any], name: str, path: str) -> Any:
+    value = obj.get(name)
+    if value is None:
+        raise ValidationError(join(path, name), value, "is required" if name not in obj else "must not be null")
+    return value
+
+
+def string(obj: Mapping[str, Any], name: str, path: str, max_chars: int = limits.MAX_ID_CHARS, *,
+            default: str | None = None, allow_empty: bool = False) -> str:
+    """A string field; ``default`` (when given) stands in for a missing or null one."""
+    value = obj.get(name)
+    if value is None and default is not None:
+        return default
+    return check_str(join(path, name), required(obj, name, path), max_chars, allow_empty=allow_empty)
+
+
+def count(value: Any, field: str) -> int:
+    """A token count: a JSON integer in [0, MAX_TOKENS]. Strings, floats, bools, NaN are refused."""
+    return check_int(field, value, 0, limits.MAX_TOKENS)
+
+
+def optional_count(obj: Mapping[str, Any] | None, name: str, path: str) -> int:
+    """An optional count (absent or null: the provider reported none of this kind, which is 0)."""
+    if obj is None or obj.get(name) is None:
+        return 0
+    return count(obj[name], join(path, name))
+
+
+def optional_object(obj: Mapping[str, Any], name: str, path: str) -> Mapping[str, Any] | None:
+    value = obj.get(name)
+    return None if value is None else json_object(value, join(path, name))
+
+
+def part_of(part: int, part_field: str, total: int, total_name: str) -> None:
+    if part > total:
+        raise ValidationError(part_field, part, f"is part of {total_name} ({total:,}) and cannot exceed it")
+
+
+def event_time(field: str, value_us: int, shown: Any) -> int:
+    if not limits.MIN_EVENT_TIME_US <= value_us <= limits.MAX_EVENT_TIME_US:
+        raise ValidationError(field, shown, "is outside the ledger's event-time range (years 2000 to 2200)")
+    return value_us
+
+
+def time_or_fallback(obj: Mapping[str, Any], name: str, path: str, fallback_us: int | None) -> int:
+    """``created`` (Unix seconds) of an OpenAI-style record, else the caller's fallback time."""
+    value = obj.get(name)
+    if value is None:
+        if fallback_us is None:
+            raise ValidationError(join(path, name), None, "the record has no event time; pass one (--time)")
+        return fallback_us
+    seconds = check_int(join(path, name), value, 0, limits.MAX_EVENT_TIME_US // US_PER_S)
+    return event_time(join(path, name), seconds * US_PER_S, value)
+
+
+# -------------------------------------------------------------------------------- JSON and JSON lines
+
+
+def decode_document(data: bytes, source: str) -> tuple[Any, ImportProblem | None]:
+    try:
+        return json.loads(data.removeprefix(UTF8_BOM)), None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError; absurd nesting
+        return None, ImportProblem(source, None, "file", short(data[:40]), f"is not a JSON document: {e}")
+
+
+def json_values(data: bytes, source: str) -> tuple[list[tuple[int | None, str, Any]], list[ImportProblem]]:
+    """(line, JSON path, value) of each record of a JSON document (an array: one record per item)
+    or of a JSON-lines file, plus a problem per unreadable line (one for the file if none is JSON)."""
+    data = data.removeprefix(UTF8_BOM)
+    if not data.strip():
+        return [], []
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):
+        pass  # not one JSON document: read it as JSON lines below
+    else:
+        if isinstance(document, list):
+            return [(None, f"[{i}]", item) for i, item in enumerate(document)], []
+        return [(None, "", document)], []
+    values: list[tuple[int | None, str, Any]] = []
+    problems: list[ImportProblem] = []
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            values.append((number, "", json.loads(line)))
+        except (ValueError, RecursionError) as e:
+            problems.append(ImportProblem(source, number, "line", short(line[:60]), f"is not valid JSON: {e}"))
+    if not values:
+        return [], [ImportProblem(source, None, "file", short(data[:40]), "is neither JSON nor JSON lines")]
+    return values, problems
+
+
+# -------------------------------------------------------------------------------- provider payloads
+
+
+def payload_identity(obj: Mapping[str, Any], path: str) -> tuple[str, str, Mapping[str, Any], str]:
+    """(id, model, usage object, usage path) of a provider response."""
+    record_id = string(obj, "id", path, limits.MAX_LABEL_CHARS)
+    model = string(obj, "model", path)
+    usage_path = join(path, "usage")
+    return record_id, model, json_object(required(obj, "usage", path), usage_path), usage_path
+
+
+
+# service tiers a provider reports for its standard rates: recorded as '' (the ledger's standard)
+STANDARD_TIERS = frozenset({"default", "standard", "auto", "on_demand"})
+
+
+def service_tier(obj: Mapping[str, Any], path: str) -> str:
+    """The ``service_tier`` a response reports (OpenAI: top level; Anthropic: in usage), lower-cased; '' for the
+    standard tier or none."""
+    raw = obj.get("service_tier")
+    if raw is None:
+        return ""
+    tier = string(obj, "service_tier", path, limits.MAX_SERVICE_TIER_CHARS).lower()
+    return "" if tier in STANDARD_TIERS else tier
+
+
+def reported_cost(usage: Mapping[str, Any], path: str) -> int | None:
+    """The call's cost as the gateway reported it (OpenRouter's ``usage.cost``, USD), in micro-USD rounded half to
+    even; None when not reported. Kept beside the ledger's own cost, never instead of it."""
+    raw = usage.get("cost")
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise ValidationError(join(path, "cost"), raw, "must be a number of USD")
+    try:
+        usd = Decimal(str(raw))
+    except InvalidOperation:
+        raise ValidationError(join(path, "cost"), raw, "must be a number of USD") from None
+    if not usd.is_finite() or usd < 0 or usd * 1_000_000 > limits.MAX_MICROS:
+        raise ValidationError(join(path, "cost"), raw, "must be a finite, non-negative number of USD")
+    return int((usd * 1_000_000).to_integral_value(rounding=ROUND_HALF_EVEN))
+
