@@ -4,7 +4,8 @@ Registered on the app by ``register(app)`` (``ledger.cli.app.build_app`` calls i
 plumbing (error display, tables, JSON, progress bars, time parsing) is ``ledger.cli.output``.
 
 Exit codes (``ledger.errors.ExitCode``): 0 every record was imported or was already there; 1 some
-records were rejected (every good record was still imported; the problems are listed); 2 bad input
+records were rejected, or skipped as carrying no usage without ``--allow-skips`` (every good record was still
+imported; the problems and skips are listed with file and line); 2 bad input
 (unknown kind, a path that does not exist, no files found, claude-code without ``--time``);
 3 home or key problem, or a signer whose chain is on another topic (the operator signs control events:
 importing as it would fork its chain, so it is refused before anything is appended); 4 log unavailable.
@@ -63,6 +64,8 @@ def import_command(
     time_: str | None = typer.Option(None, "--time", help="Event time (ISO-8601 or microseconds) of records "
                                                              "that carry none: required for claude-code (wf files "
                                                              "have no timestamps); Anthropic payloads too."),
+    allow_skips: bool = typer.Option(False, "--allow-skips", help="Exit 0 when records were skipped as carrying no "
+                                                                  "usage (tool or HTTP spans); they are still listed."),
     json_: bool = typer.Option(False, "--json", help="Print the summary and every problem as JSON."),
 ) -> None:
     """Import usage records as signed action events, idempotently: importing a file again adds nothing.
@@ -70,13 +73,14 @@ def import_command(
     claude-code: one event per workflow agent (tokens recorded as input, label io_split=unknown).
     openai / anthropic: one event per response (cache tokens are parts of the input total).
     otel: one event per GenAI span with token usage. Malformed records are listed with file, line
-    and field and are not imported; the rest of the file is. Exit code 1 when any record was rejected.
+    and field and are not imported; the rest of the file is. Records without usage are skipped and
+    listed the same way. Exit code 1 when any record was rejected, or skipped (unless --allow-skips).
     """
-    _run(kind, paths, home, log, signer, time_, json_)
+    _run(kind, paths, home, log, signer, time_, json_, allow_skips)
 
 
 def _run(kind: str, paths: list[Path], home: str | None, log: str | None, signer: str,
-         time_: str | None, json_: bool) -> None:
+         time_: str | None, json_: bool, allow_skips: bool = False) -> None:
     check_kind(kind)
     check_signer_id(signer, "signer")
     event_time_us = check_import_time(kind, parse_time(time_))  # before anything is written
@@ -102,7 +106,7 @@ def _run(kind: str, paths: list[Path], home: str | None, log: str | None, signer
                                              "key_id": key.key_id})
     else:
         _show(summary, signer)
-    if not summary.ok:
+    if not summary.ok or (summary.skipped and not allow_skips):
         exit(ExitCode.REJECTED)
 
 
@@ -121,12 +125,14 @@ def _signer_key(h: Home, log: str | None, signer: str) -> tuple[SigningKey, bool
 def _show(summary: ImportSummary, signer: str) -> None:
     table(f"import {summary.kind} as {signer}", ["files", "imported", "already imported", "skipped (no usage)",
                                                       "rejected"],
-               [[summary.files, summary.imported, summary.duplicates, summary.skipped, len(summary.rejected)]])
-    if summary.rejected:
-        shown = summary.rejected[:limits.MAX_PROBLEM_ROWS]
-        table("rejected records (not imported)", ["file", "line", "field", "value", "reason"],
-                   [[p.file, "" if p.line is None else str(p.line), p.field, p.value[: limits.MAX_ID_CHARS], p.reason]
-                    for p in shown])
-        if len(summary.rejected) > len(shown):
-            err.print(f"... and {len(summary.rejected) - len(shown):,} more (use --json to list all)",
-                          markup=False)
+               [[summary.files, summary.imported, summary.duplicates, len(summary.skipped), len(summary.rejected)]])
+    for title, listed in (("rejected records (not imported)", summary.rejected),
+                          ("skipped records (no usage; --allow-skips to accept)", summary.skipped)):
+        if not listed:
+            continue
+        shown = listed[:limits.MAX_PROBLEM_ROWS]
+        table(title, ["file", "line", "field", "value", "reason"],
+              [[p.file, "" if p.line is None else str(p.line), p.field, p.value[: limits.MAX_ID_CHARS], p.reason]
+               for p in shown])
+        if len(listed) > len(shown):
+            err.print(f"... and {len(listed) - len(shown):,} more (use --json to list all)", markup=False)

@@ -42,3 +42,5 @@ def message_record(value: Any, path: str, line: int | None, fallback_us: int | N
         event_time_us=rec.time_or_fallback(obj, "created", path, fallback_us),
         context=_ANTHROPIC_CONTEXT, line=line, path=path)
 
+
+FAMILY = rec.Family("anthropic", rec.one_unit, message_record, rec.json_values)

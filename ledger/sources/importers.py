@@ -68,6 +68,7 @@ from ledger.sources import anthropic, claude_code, openai, otel
 from ledger.sources import records as rec
 from ledger.sources.claude_code import parse_workflow_run, workflow_records
 from ledger.sources.records import (
+    Family,
     ImportProblem,
     ImportRecord,
     ImportSummary,
@@ -80,16 +81,13 @@ from ledger.wire.events import Action, Context, Event, check_int
 
 # -------------------------------------------------------------------------------- limits and names
 
-KINDS = ("claude-code", "openai", "anthropic", "otel")
+FAMILIES: dict[str, Family] = {f.kind: f for f in (openai.FAMILY, anthropic.FAMILY, otel.FAMILY)}
+KINDS = ("claude-code", *FAMILIES)
 KEY_SCAN_RECORDS = 1_000  # log records read per request while collecting already-imported keys
 
 
-DIRECTORY_PATTERNS: dict[str, tuple[str, ...]] = {
-    "claude-code": ("wf_*.json",),
-    "openai": ("*.json", "*.jsonl", "*.ndjson"),
-    "anthropic": ("*.json", "*.jsonl", "*.ndjson"),
-    "otel": ("*.json", "*.jsonl", "*.ndjson"),
-}
+DIRECTORY_PATTERNS: dict[str, tuple[str, ...]] = {"claude-code": ("wf_*.json",)} | {
+    kind: f.patterns for kind, f in FAMILIES.items()}
 
 
 # -------------------------------------------------------------------------------- small pure helpers
@@ -115,14 +113,6 @@ def check_import_time(kind: str, event_time_us: Any) -> int | None:
 
 # -------------------------------------------------------------------------------- the pure entry point
 
-_RecordParser = Callable[[Any, str, "int | None", "int | None"], "ImportRecord | None"]
-_PAYLOAD_KINDS: dict[str, tuple[Callable[[Any, str], list[tuple[str, Any]]], _RecordParser]] = {
-    "openai": (lambda value, path: [(path, value)], openai.chat_completion_record),
-    "anthropic": (lambda value, path: [(path, value)], anthropic.message_record),
-    "otel": (otel.spans, otel.span_record),
-}
-
-
 def parse(kind: str, data: bytes | str, *, source: str, event_time_us: int | None = None) -> ParseResult:
     """Records and problems of one file's bytes. Pure: same input, same output.
 
@@ -134,29 +124,34 @@ def parse(kind: str, data: bytes | str, *, source: str, event_time_us: int | Non
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     if kind == "claude-code":
         return claude_code.parse_claude_code(raw, source, event_time_us)
-    expand, parse_one = _PAYLOAD_KINDS[kind]
-    values, line_problems = rec.json_values(raw, source)
+    family = FAMILIES[kind]
+    values, line_problems = family.values(raw, source)
     records: list[ImportRecord] = []
     problems = list(line_problems)
-    skipped = 0
+    skipped: list[ImportProblem] = []
     for line, prefix, value in values:
         try:
-            units = expand(value, prefix)
+            units = family.expand(value, prefix)
         except ValidationError as e:
             problems.append(rec.problem(source, line, e))
             continue
         for path, unit in units:
             try:
-                record = parse_one(unit, path, line, event_time_us)
+                record = family.parse_one(unit, path, line, event_time_us)
             except ValidationError as e:
                 problems.append(rec.problem(source, line, e))
                 continue
-            if record is None:
-                skipped += 1
+            if isinstance(record, rec.Skip):
+                skipped.append(ImportProblem(source, line, path or "record", "", record.reason))
             else:
                 records.append(record)
+    if family.finish is not None:
+        records, more_problems, more_skips = family.finish(records, source)
+        problems.extend(more_problems)
+        skipped.extend(more_skips)
     problems.sort(key=lambda p: (p.line or 0,))  # stable: unreadable lines interleave with bad records
-    return ParseResult(tuple(records), tuple(problems), skipped)
+    skipped.sort(key=lambda p: (p.line or 0,))
+    return ParseResult(tuple(records), tuple(problems), tuple(skipped))
 
 
 # -------------------------------------------------------------------------------- the emitting layer
@@ -260,7 +255,8 @@ def import_files(kind: str, paths: Sequence[str | Path], emitter: Emitter, *, ev
     else:
         known = dict.fromkeys(known_keys)
     emitted: dict[str, tuple[int, Context, Action]] = {}  # this import's own keys, against in-input repeats
-    imported = duplicates = skipped = 0
+    imported = duplicates = 0
+    skipped: list[ImportProblem] = []
     rejected: list[ImportProblem] = []
     for path in files:
         size, data, problem = _read_file(path)
@@ -269,7 +265,7 @@ def import_files(kind: str, paths: Sequence[str | Path], emitter: Emitter, *, ev
         if data is not None:
             result = parse(kind, data, source=str(path), event_time_us=event_time_us)
             rejected.extend(result.problems)
-            skipped += result.skipped
+            skipped.extend(result.skipped)
             for record in result.records:
                 outcome = _emit_one(record, emitter, known, emitted, str(path))
                 if outcome == "imported":
@@ -281,7 +277,7 @@ def import_files(kind: str, paths: Sequence[str | Path], emitter: Emitter, *, ev
         if progress is not None:
             progress(size)
     emitter.flush()
-    return ImportSummary(kind, len(files), imported, duplicates, skipped, tuple(rejected))
+    return ImportSummary(kind, len(files), imported, duplicates, tuple(skipped), tuple(rejected))
 
 
 def _emit_one(record: ImportRecord, emitter: Emitter, known: Mapping[str, bytes | None],

@@ -41,3 +41,5 @@ def chat_completion_record(value: Any, path: str, line: int | None, fallback_us:
         event_time_us=rec.time_or_fallback(obj, "created", path, fallback_us),
         context=_OPENAI_CONTEXT, line=line, path=path)
 
+
+FAMILY = rec.Family("openai", rec.one_unit, chat_completion_record, rec.json_values)

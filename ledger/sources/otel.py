@@ -97,12 +97,12 @@ _IN, _OUT = "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"
 _CACHE_READ, _CACHE_WRITE = "gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_creation.input_tokens"
 
 
-def span_record(value: Any, path: str, line: int | None, fallback_us: int | None) -> ImportRecord | None:
+def span_record(value: Any, path: str, line: int | None, fallback_us: int | None) -> ImportRecord | rec.Skip:
     span = rec.json_object(value, path)
     attributes_path = rec.join(path, "attributes")
     attrs = _otel_attributes(span.get("attributes"), attributes_path)
     if attrs.get(_IN) is None and attrs.get(_OUT) is None:
-        return None  # not an LLM call (an HTTP or tool span): nothing to meter
+        return rec.Skip("no gen_ai.usage.*_tokens attributes: not an LLM call (an HTTP or tool span)")
     trace_id = _hex_id(span, "traceId", path, 32)
     span_id = _hex_id(span, "spanId", path, 16)
     model_name = "gen_ai.response.model" if attrs.get("gen_ai.response.model") is not None else "gen_ai.request.model"
@@ -145,3 +145,5 @@ def span_record(value: Any, path: str, line: int | None, fallback_us: int | None
         event_time_us=event_time_us, context=Context(run=trace_id, labels=tuple(labels.items())), line=line,
         path=path)
 
+
+FAMILY = rec.Family("otel", spans, span_record, rec.json_values)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
@@ -64,13 +64,24 @@ class ImportRecord:
     context: Context
     line: int | None
     path: str  # JSON path of the record in its file ("" for a whole JSON-lines line)
+    # the agent that made the call when the source names one (OTel ``gen_ai.agent.name``, a gateway's user):
+    # the event is attributed to it (``Context.agent``), the importer signing on its behalf
+    agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """A well-formed record that is not a metered call (an HTTP or tool span, a bucket with no requests), and why.
+    Never silent: each is reported with its place, like a problem."""
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
 class ParseResult:
     records: tuple[ImportRecord, ...]
     problems: tuple[ImportProblem, ...]
-    skipped: int = 0  # well-formed records that carry no token usage (e.g. non-GenAI spans)
+    skipped: tuple[ImportProblem, ...] = ()  # well-formed records that carry no token usage, each with its reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +90,7 @@ class ImportSummary:
     files: int
     imported: int
     duplicates: int
-    skipped: int
+    skipped: tuple[ImportProblem, ...]
     rejected: tuple[ImportProblem, ...]
 
     @property
@@ -88,7 +99,35 @@ class ImportSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "files": self.files, "imported": self.imported, "duplicates": self.duplicates,
-                "skipped": self.skipped, "rejected": [p.to_dict() for p in self.rejected], "ok": self.ok}
+                "skipped": len(self.skipped), "skips": [p.to_dict() for p in self.skipped],
+                "rejected": [p.to_dict() for p in self.rejected], "ok": self.ok}
+
+
+# one JSON value of a file: (1-based line of a JSON-lines file or None, JSON path, the value)
+Value = tuple[int | None, str, Any]
+# a file's records -> (records kept, problems, skips)
+Finish = Callable[[list[ImportRecord], str], tuple[list[ImportRecord], list[ImportProblem], list[ImportProblem]]]
+JSON_PATTERNS = ("*.json", "*.jsonl", "*.ndjson")
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One source's importer: how a file becomes values, a value becomes units (one per metered call), and a unit
+    becomes a record or a ``Skip``. Within a family each unit's format is detected from its shape. ``finish`` sees a
+    file's records together (e.g. an aggregate span whose children carry the usage), returning the records to keep
+    and the problems and skips it found."""
+
+    kind: str
+    expand: Callable[[Any, str], list[tuple[str, Any]]]
+    parse_one: Callable[[Any, str, int | None, int | None], ImportRecord | Skip]
+    values: Callable[[bytes, str], tuple[list[Value], list[ImportProblem]]]
+    patterns: tuple[str, ...] = JSON_PATTERNS  # searched for in a directory given to ``import``
+    finish: Finish | None = None
+
+
+def one_unit(value: Any, path: str) -> list[tuple[str, Any]]:
+    """``Family.expand`` of a format whose every value is one call."""
+    return [(path, value)]
 
 
 # -------------------------------------------------------------------------------- field readers

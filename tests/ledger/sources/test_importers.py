@@ -319,7 +319,8 @@ def test_otel_genai_spans_in_both_attribute_encodings(home, tmp_path):
                    gen_ai__request__model="text-embedding-3-small"),
     ]))
     summary = run_import(home, "otel", [path])
-    assert (summary.imported, summary.skipped, summary.rejected) == (4, 1, ())
+    assert (summary.imported, len(summary.skipped), summary.rejected) == (4, 1, ())
+    assert summary.skipped[0].line == 3 and "not an LLM call" in summary.skipped[0].reason
     events = events_of(home)
     got = [(e.body.usage.provider, e.body.usage.model, e.body.usage.input_tokens, e.body.usage.output_tokens,
             e.body.usage.cache_read_tokens, e.body.usage.cache_write_tokens) for e in events]
