@@ -85,6 +85,8 @@ def build() -> dict:
             ClockPolicy(600_000_000, 30_000_000),
             KeyRotated("carol", carol.key_id, key("carol-2").key_id, key("carol-2").public.raw),
             KeyRevoked("carol", key("carol-2").key_id, "test vector"),
+            AgentRegistered("importer", key("importer").key_id, key("importer").public.raw),
+            Grant("importer", "backfill", "", 30 * 86_400_000_000),
         ]),
         "alice": (alice, [
             Action("llm.call", 1500, "sha256:00ff",
@@ -107,6 +109,10 @@ def build() -> dict:
             BudgetAlert("agent", "alice", "action", "soft_limit", T0, 5000, 4100, 100, "80% used"),
             BudgetTransfer("action", "bob", "alice", 400, T0, "shortfall"),
         ]),
+        # an importer recording a call on alice's behalf (Context.agent, context v2)
+        "importer": (key("importer"), [
+            Action("llm.call", 1000, None, LlmUsage("openai", "gpt-4.1", 900, 100, 300, 0, 20)),
+        ]),
     }
     out: dict = {"schemas": {n: s.fingerprint_hex for n, s in schemas.current().items()},
                  "keys": {}, "events": [], "batches": []}
@@ -116,7 +122,7 @@ def build() -> dict:
         raws, hashes = [], []
         for i, body in enumerate(bodies):
             idem = f"{name}-{i}" if i % 2 else None
-            content = codec.encode_content(T0 + i, ctx, body)
+            content = codec.encode_content(T0 + i, replace(ctx, agent="alice") if name == "importer" else ctx, body)
             eid = codec.derive_event_id(name, idem, content)
             raw = codec.assemble_event(event_id=eid, signer_id=name, seq=i + 1, prev_hash=prev,
                                        idempotency_key=idem, content=content)

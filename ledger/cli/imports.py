@@ -12,7 +12,9 @@ importing as it would fork its chain, so it is refused before anything is append
 
 The importer's signer is registered by the operator automatically the first time (its key is
 created and an ``agent_registered`` event is appended before the key file is written, so a
-failed registration never leaves a key that signs events nobody trusts).
+failed registration never leaves a key that signs events nobody trusts), with a 30-day backfill grant: records up
+to 30 days old are accepted, and each may name the agent that made the call (``Context.agent``: OTel
+``gen_ai.agent.name``, a gateway's user), which only a backfill signer may do.
 """
 
 from __future__ import annotations
@@ -40,9 +42,13 @@ from ledger.integrity.keys import SigningKey, save_key
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home, check_signer_id, resolve_log_url
 from ledger.sources.importers import KINDS, ImportSummary, check_import_time, check_kind, expand_paths, import_files
-from ledger.wire.events import AgentRegistered
+from ledger.units import US_PER_DAY
+from ledger.wire.events import AgentRegistered, Grant
 
 DEFAULT_SIGNER = "importer"
+# the backfill grant an importer signer gets when `import` registers it: records up to 30 days old, and the right to
+# name the agent that made each call (Context.agent); older history needs `agent grant SIGNER backfill --max-age`
+IMPORTER_BACKFILL_US = 30 * US_PER_DAY
 IMPORT_EPILOG = ("Example: tokenledger import claude-code runs/ --time 2026-01-01T00:00:00Z   ·   "
                  "tokenledger import openai usage.jsonl --json")
 
@@ -88,7 +94,9 @@ def _run(kind: str, paths: list[Path], home: str | None, log: str | None, signer
     h = open_home(home)
     key, registered = _signer_key(h, log, signer)
     if registered and not json_:
-        err.print(f"registered signer {signer} (key id {key.key_id}) with the operator", markup=False)
+        err.print(f"registered signer {signer} (key id {key.key_id}) with the operator, with a "
+                  f"{IMPORTER_BACKFILL_US // US_PER_DAY}-day backfill grant (history, and naming each call's agent)",
+                  markup=False)
     total_bytes = sum(p.stat().st_size for p in files if p.exists())
     lg = h.open_log(resolve_log_url(log, h))
     try:
@@ -117,7 +125,9 @@ def _signer_key(h: Home, log: str | None, signer: str) -> tuple[SigningKey, bool
         return h.load_key(signer), False
     key = SigningKey.generate(signer)
     operator_emit(h, log, [AgentRegistered(agent_id=signer, key_id=key.key_id, public_key=key.public.raw,
-                                                attributes=(("purpose", "importer"),))])
+                                           attributes=(("purpose", "importer"),)),
+                           # an importer records other agents' past calls: history and attribution are its job
+                           Grant(agent_id=signer, capability="backfill", max_age_us=IMPORTER_BACKFILL_US)])
     save_key(path, key)
     return key, True
 

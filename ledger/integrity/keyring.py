@@ -125,6 +125,17 @@ class KeyRing:
                           hint="the operator sets the window (tokenledger clock set) and grants backfill "
                                "(tokenledger agent grant NAME backfill --max-age ...)")
 
+    def check_attribution(self, signer_id: str, event_id: str, agent: str | None) -> None:
+        """An event recorded on another agent's behalf (``Context.agent``) needs the signer's backfill grant: the
+        operator's word that this signer imports other agents' history. Anyone else naming another agent would be
+        charging that agent's budget and costs with its own claims. Raise RejectError(NOT_GRANTED) otherwise."""
+        if agent is None or agent == signer_id or self.granted(signer_id, "backfill") is not None:
+            return
+        raise RejectError(RejectCode.NOT_GRANTED, "only a signer with a backfill grant (an importer) may record "
+                          "events on another agent's behalf", field="context.agent", event_id=event_id,
+                          signer_id=signer_id, agent=agent,
+                          hint=f"the operator grants it: tokenledger agent grant {signer_id} backfill --max-age 30d")
+
     def check(self, signer_id: str, key_id: str, event_time_us: int | None) -> KeyInfo:
         """The key a batch from ``signer_id`` signed with ``key_id`` must verify against; ``event_time_us``
         is the latest event time in the batch (None: only check that the key exists and is the signer's)."""

@@ -108,6 +108,8 @@ class Verifier:
                                       event_id=d.event.event_id)
             elif isinstance(body, Interaction):
                 self._check_interaction(batch.signer_id, d)
+            if not body.CONTROL and d.event.context.agent is not None:
+                self.keyring.check_attribution(batch.signer_id, d.event.event_id, d.event.context.agent)
         ring = self._ring_after(info, controls) if controls else self.keyring
         self.chains.check_batch(batch.signer_id, [(d.event, d.hash) for d in decoded])
         if controls:

@@ -425,6 +425,15 @@ class ControlKeys:
                           "after `agent rotate`, reopen the emitter with the signer's new key")
             raise
 
+    def check_attribution(self, signer_id: str, event_id: str, agent: str) -> None:
+        """Raise ``RejectError`` (not_granted) if readers would reject this event's ``Context.agent``
+        (``KeyRing.check_attribution``: naming another agent needs a backfill grant)."""
+        try:
+            self.ring.check_attribution(signer_id, event_id, agent)
+        except RejectError as e:
+            e.evidence["appended"] = False
+            raise
+
     def check_time(self, key_id: str, body: Body, event_id: str, event_time_us: int, now_us: int) -> None:
         """Raise ``RejectError`` (clock_skew) if readers would quarantine this event's claimed time: judged as
         they judge it (``KeyRing.check_time``: the skew window and backfill grants in force), with local ``now``
@@ -550,6 +559,16 @@ class Emitter:
 
     # ------------------------------------------------------------ emit
 
+    def _check_readers_accept(self, keys: ControlKeys, body: Body, ctx: Context, event_id: str,
+                              event_time_us: int) -> None:
+        """Raise what readers would reject this event for (key, claimed time, attribution): never acknowledged.
+        The first event of a batch reads what is new on the control topic; the rest of the batch is checked
+        against that ring (the append re-checks with a fresh read anyway)."""
+        keys.check(self.signer_id, self.key.key_id, event_time_us, refresh=not self._pending)
+        keys.check_time(self.key.key_id, body, event_id, event_time_us, self._clock_ns() // 1000)
+        if ctx.agent is not None and not body.CONTROL:
+            keys.check_attribution(self.signer_id, event_id, ctx.agent)
+
     def emit(self, body: Body, *, event_time_us: int | None = None, context: Context | None = None,
              idempotency_key: str | None = None) -> str:
         """Chain and buffer one event; return its id. Nothing is buffered if validation fails."""
@@ -579,10 +598,7 @@ class Emitter:
                 self._counts["deduplicated"] += 1
                 return event_id
             if self.control_keys is not None:
-                # the first event of a batch reads what is new on the control topic; the rest of the batch is
-                # checked against that ring (the append re-checks with a fresh read anyway)
-                self.control_keys.check(self.signer_id, self.key.key_id, event_time_us, refresh=not self._pending)
-                self.control_keys.check_time(self.key.key_id, body, event_id, event_time_us, self._clock_ns() // 1000)
+                self._check_readers_accept(self.control_keys, body, ctx, event_id, event_time_us)
             seq = self._head.seq + 1
             raw = codec.assemble_event(event_id=event_id, signer_id=self.signer_id, seq=seq,
                                        prev_hash=self._head.hash, idempotency_key=idempotency_key, content=content)

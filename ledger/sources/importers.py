@@ -217,7 +217,11 @@ def imported_events(log: Log, topic: str, signer_id: str) -> Iterator[Event]:
 
 
 def _content_digest(record: ImportRecord) -> bytes:
-    return hashlib.sha256(codec.encode_content(record.event_time_us, record.context, record.body)).digest()
+    return hashlib.sha256(codec.encode_content(record.event_time_us, record.event_context, record.body)).digest()
+
+
+def _agent_field(record: ImportRecord) -> str:
+    return rec.join(record.path, "agent") if record.path else "agent"
 
 
 def _read_file(path: Path) -> tuple[int, bytes | None, ImportProblem | None]:
@@ -285,7 +289,8 @@ def _emit_one(record: ImportRecord, emitter: Emitter, known: Mapping[str, bytes 
               source: str) -> Literal["imported", "duplicate"] | ImportProblem:
     """Emit ``record`` unless its key was imported before (alike: a duplicate; not alike: a problem)."""
     key = record.idempotency_key
-    content = (record.event_time_us, record.context, record.body)
+    context = record.event_context
+    content = (record.event_time_us, context, record.body)
     if key in emitted or key in known:
         same = emitted[key] == content if key in emitted else known[key] in (None, _content_digest(record))
         if same:
@@ -294,10 +299,14 @@ def _emit_one(record: ImportRecord, emitter: Emitter, known: Mapping[str, bytes 
                              "was already imported with different content (its usage, context or event time "
                              "differ: the source, or --time, changed since); the ledger keeps the first version")
     try:
-        emitter.emit(record.body, event_time_us=record.event_time_us, context=record.context, idempotency_key=key)
+        emitter.emit(record.body, event_time_us=record.event_time_us, context=context, idempotency_key=key)
     except ValidationError as e:
         return ImportProblem(source, record.line, rec.join(record.path, e.field), rec.short(e.value), e.reason)
     except RejectError as e:
+        if e.code is RejectCode.NOT_GRANTED and e.evidence.get("field") == "context.agent":
+            # naming the agent that made the call needs the signer's backfill grant: this record is not imported
+            return ImportProblem(source, record.line, _agent_field(record), rec.short(record.agent),
+                                 f"{e.reason}; {e.hint}")
         if e.code is not RejectCode.CLOCK_SKEW:
             raise  # the signer's key itself is refused: nothing of this import would be accepted
         # readers would quarantine this record's time (outside the skew window, beyond any backfill grant): not

@@ -8,7 +8,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
@@ -67,6 +67,13 @@ class ImportRecord:
     # the agent that made the call when the source names one (OTel ``gen_ai.agent.name``, a gateway's user):
     # the event is attributed to it (``Context.agent``), the importer signing on its behalf
     agent: str | None = None
+
+    @property
+    def event_context(self) -> Context:
+        """The context the event is written with: the record's, naming ``agent`` when the source attributes it."""
+        if self.agent is None or self.agent == self.context.agent:
+            return self.context
+        return replace(self.context, agent=self.agent)
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,6 +135,7 @@ class ContextDatum(TypedDict):
     stage: str | None
     run: str | None
     labels: dict[str, str]
+    agent: str | None
 
 
 class _EventDatum(TypedDict):
@@ -189,7 +190,7 @@ def body_from_datum(name: str, d: dict[str, Any]) -> Body:
 def context_from_datum(d: ContextDatum) -> Context:
     # labels as pairs, the type Context declares (it sorts and checks them, as it does a mapping)
     return Context(org=d["org"], project=d["project"], task=d["task"], stage=d["stage"], run=d["run"],
-                   labels=tuple(d["labels"].items()))
+                   labels=tuple(d["labels"].items()), agent=d.get("agent"))
 
 
 # ---------------------------------------------------------------- events

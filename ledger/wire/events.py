@@ -133,7 +133,9 @@ def _set(obj: Any, name: str, value: Any) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """Where an event happened: hierarchy labels (org > project > task > stage; run) and free labels."""
+    """Where an event happened: hierarchy labels (org > project > task > stage; run) and free labels; and ``agent``,
+    the agent that made the call when the signer records it on that agent's behalf (an importer: only a signer with
+    a backfill grant may name another agent, ``ledger.integrity.keyring``); None = the signer itself."""
 
     org: str | None = None
     project: str | None = None
@@ -141,9 +143,10 @@ class Context:
     stage: str | None = None
     run: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
+    agent: str | None = None
 
     def __post_init__(self) -> None:
-        for n in ("org", "project", "task", "stage", "run"):
+        for n in ("org", "project", "task", "stage", "run", "agent"):
             check_opt_str(f"context.{n}", getattr(self, n))
         _set(self, "labels", check_map("context.labels", self.labels))
 

@@ -18,7 +18,7 @@ from ledger.wire import codec
 
 ROOT = Path(__file__).resolve().parents[3]
 VECTORS = ROOT / "tests" / "vectors" / "ledger" / "events.json"
-PINNED = "1c7e9d62378b4c1751857462e69715fb7d64e166d455bcf363ab2a22c521afef"
+PINNED = "4d73f4e6e1959d8a13a51dfa66f484dc0e7670665d7f4bc032153009baea8c2d"
 
 
 def _generator():
