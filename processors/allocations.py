@@ -456,7 +456,7 @@ class Allocations(Processor):
                            reasoning_tokens=u.reasoning_tokens, cache_write_1h_tokens=u.cache_write_1h_tokens)
         except LedgerError as e:
             unpriced.append(_unpriced({"event_id": ev.event_id, "interaction_id": None, "event_time_us": t,
-                                       "requestor_id": ev.signer_id, "responder_id": None, "source": "call",
+                                       "requestor_id": ev.agent, "responder_id": None, "source": "call",
                                        "provider": u.provider, "model": u.model}, "pricing", None, e))
             return
         estimate = bool(ev.context.labels) and dict(ev.context.labels).get(LABEL_IO_SPLIT) == IO_SPLIT_UNKNOWN
@@ -470,7 +470,7 @@ class Allocations(Processor):
                           uncached_input=blended, cache_read=0, cache_write=0, output=0, reasoning=0, total=blended)
         pc = u.provider_cost_micros
         call_rows.append({
-            **_call_base(ev, "call", ev.signer_id, u.provider, u.model), "priced_provider": q.resolution.provider,
+            **_call_base(ev, "call", ev.agent, u.provider, u.model), "priced_provider": q.resolution.provider,
             "priced_model": q.resolution.model, "matched_via": q.resolution.via, "service_tier": u.service_tier,
             "priced_tier": q.service_tier, "above_input_tokens": q.above_input_tokens, "input_tokens": u.input_tokens,
             "output_tokens": u.output_tokens, "cache_read_tokens": u.cache_read_tokens,
@@ -483,7 +483,7 @@ class Allocations(Processor):
             "cost_difference_micros": None if pc is None else c.total - pc})
         if pc is not None and (permille := _discrepancy_permille(c.total, pc)) is not None:
             discrepancies.append({
-                "event_id": ev.event_id, "event_time_us": t, "agent_id": ev.signer_id, "provider": u.provider,
+                "event_id": ev.event_id, "event_time_us": t, "agent_id": ev.agent, "provider": u.provider,
                 "model": u.model, "priced_model": q.resolution.model, "cost_micros": c.total,
                 "provider_cost_micros": pc, "difference_micros": c.total - pc, "difference_permille": permille,
                 "price_event_id": q.entry.event_id})

@@ -716,7 +716,7 @@ class Budgets(Processor):
 
     def _ids(self, ev: Event) -> dict[str, str | None]:
         c = ev.context
-        return {"org": c.org, "project": c.project, "task": c.task, "agent": ev.signer_id}
+        return {"org": c.org, "project": c.project, "task": c.task, "agent": ev.agent}
 
     def _budgeted(self, ids: dict[str, str | None], kind: str) -> list[Key]:
         """The levels of ``ids`` that have a ``kind`` budget, outermost first."""
@@ -731,7 +731,7 @@ class Budgets(Processor):
         if kind not in self.kinds:
             return []
         c = ev.context
-        memo_key = (c.org, c.project, c.task, ev.signer_id, kind)
+        memo_key = (c.org, c.project, c.task, ev.agent, kind)
         levels = self.chains.get(memo_key)
         if levels is None:
             ids = self._ids(ev)
@@ -800,7 +800,7 @@ class Budgets(Processor):
         aid = f"budgets:{ev.event_id}:{self.n}"
         self.fx.derived.append(Derived(topic="alerts", body=body, event_time_us=ev.event_time_us, idempotency_key=aid))
         self.alert_rows.append({
-            "alert_id": aid, "event_time_us": ev.event_time_us, "cause_event_id": ev.event_id, "agent_id": ev.signer_id,
+            "alert_id": aid, "event_time_us": ev.event_time_us, "cause_event_id": ev.event_id, "agent_id": ev.agent,
             "scope": body.scope, "scope_id": body.scope_id, "budget_kind": body.budget_kind, "alert": body.alert,
             "reason": body.reason, "window_start_us": body.window_start_us, "allocation": body.allocation,
             "consumed": body.consumed, "amount": body.amount})

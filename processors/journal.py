@@ -19,6 +19,7 @@ import pyarrow as pa
 from ledger import limits
 from ledger.wire.events import (
     Action,
+    AgentRegistered,
     Body,
     Compute,
     Data,
@@ -32,6 +33,10 @@ from processors.runtime.processor import BATCH, Column, Derived, Effects, Item, 
 COMMON = (
     Column("event_id", "VARCHAR", "event id (32 hex chars, derived from signer + idempotency key or content)"),
     Column("signer_id", "VARCHAR", "who signed the event"),
+    Column("agent", "VARCHAR", "the agent it is about: the one an importer recorded it for (context.agent), else the "
+                               "signer"),
+    Column("agent_registered", "BOOLEAN", "the agent had a registered key when the event was read (false: an agent "
+                                          "named by an import that nobody registered, listed, never invented)"),
     Column("key_id", "VARCHAR", "the key that signed its batch"),
     Column("seq", "BIGINT", "position in the signer's chain (1 = genesis)"),
     Column("kind", "VARCHAR", "action | data | compute | trust | interaction | control kinds | rejected"),
@@ -209,6 +214,15 @@ class Journal(Processor):
     views = (EVENTS, GRANTS)
     publishes_rejections = True
 
+    def __init__(self) -> None:
+        # agent ids registered so far (one per registration: bounded by the operator, not by the log)
+        self.registered: set[str] = set()
+
+    def restore(self, query: Any) -> None:
+        self.registered = {r[0] for r in query(
+            "SELECT DISTINCT json_extract_string(details_json, '$.agent_id') FROM events WHERE kind = ?",
+            (AgentRegistered.KIND,)) if r[0] is not None}
+
     def fold(self, items: list[Item], quarantined: list[Quarantined]) -> Effects:
         fx = Effects()
         groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}  # by the body's own columns
@@ -218,13 +232,17 @@ class Journal(Processor):
             ctx = ev.context
             rec = it.record
             body = ev.body
+            if isinstance(body, AgentRegistered):
+                self.registered.add(body.agent_id)
             if isinstance(body, Grant):
                 grants.append({"event_id": ev.event_id, "agent_id": body.agent_id, "capability": body.capability,
                                "scope": body.scope, "max_age_us": body.max_age_us, "active": body.active,
                                "event_time_us": ev.event_time_us, "append_time_us": rec.append_time_us,
                                "log_topic": rec.topic, "log_offset": rec.offset})
             cols, flatten = _FLATTEN.get(type(body), _OTHER)
-            row = (ev.event_id, ev.signer_id, it.key_id, ev.seq, body.KIND, ev.event_time_us, ev.event_time_us,
+            agent = ev.agent
+            row = (ev.event_id, ev.signer_id, agent, agent == ev.signer_id or agent in self.registered, it.key_id,
+                   ev.seq, body.KIND, ev.event_time_us, ev.event_time_us,
                    ctx.org, ctx.project,
                    ctx.task, ctx.stage, ctx.run, json.dumps(dict(ctx.labels), sort_keys=True) if ctx.labels else None,
                    ev.idempotency_key, rec.topic, rec.partition, rec.offset, *flatten(body))

@@ -960,6 +960,12 @@ class Event:
     context: Context
     body: Body
 
+    @property
+    def agent(self) -> str:
+        """The agent the event is about: the one it was recorded for (``context.agent``, set only by a signer with a
+        backfill grant, e.g. an importer) or else its signer. Budgets, costs and reports count it under this agent."""
+        return self.context.agent or self.signer_id
+
     def __post_init__(self) -> None:
         check_str("event_id", self.event_id, limits.EVENT_ID_HEX_CHARS)
         check_str("signer_id", self.signer_id)

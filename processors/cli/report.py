@@ -32,7 +32,8 @@ def print_tables(model: dict[str, Any]) -> None:
     from processors.report import html as page  # imported when used: `query` must start fast
     t = model["totals"]
     table(f"cost report of {model['home']} (data up to {model['as_of'] or 'no events'})", ["total", "value"],
-           [["events", t["events"]], ["signers", t["signers"]], ["LLM calls", t["llm_calls"]],
+           [["events", t["events"]], ["signers", t["signers"]],
+            ["agents (unregistered)", f"{t['agents']} ({t['unregistered_agents']})"], ["LLM calls", t["llm_calls"]],
             ["LLM tokens in / out", f"{t['input_tokens']:,} / {t['output_tokens']:,}"],
             ["LLM cost", usd(t["llm_cost_micros"])], ["interaction cost", usd(t["interaction_cost_micros"])],
             ["settled", usd(t["settled_micros"])], ["unpriced calls", t["unpriced_calls"]],
@@ -47,6 +48,10 @@ def print_tables(model: dict[str, Any]) -> None:
             out.print(f"routing savings estimate: all on {sv['baseline_model']} {usd(sv['baseline_micros'])}, "
                       f"as routed {usd(sv['routed_micros'])}, saved {usd(sv['saved_micros'])} "
                       f"({sv['saved_pct']}%)", markup=False)
+    if model["unregistered_agents"]:
+        table("agents named by imports that nobody registered (listed as named; register them to budget them)",
+              ["agent", "recorded by", "events"],
+              [[a["agent"], ", ".join(a["recorded_by"]), a["events"]] for a in model["unregistered_agents"]])
     for key in ("agent", "project"):
         table(f"efficiency per {key}", *page.efficiency_rows(model["efficiency"][key], key))
     cols, rows = page.efficiency_rows(model["efficiency"]["task"], "task")

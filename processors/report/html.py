@@ -128,7 +128,10 @@ def _header(model: Mapping[str, Any]) -> str:
 
 def _cards(totals: Mapping[str, Any]) -> str:
     t = totals
-    cards = [("events", f"{t['events']:,}"), ("signers", f"{t['signers']:,}"), ("LLM calls", f"{t['llm_calls']:,}"),
+    cards = [("events", f"{t['events']:,}"), ("signers", f"{t['signers']:,}"),
+             ("agents", f"{t['agents']:,}" + (f" ({t['unregistered_agents']:,} unregistered)"
+                                              if t["unregistered_agents"] else "")),
+             ("LLM calls", f"{t['llm_calls']:,}"),
              ("LLM tokens", f"{t['input_tokens'] + t['output_tokens']:,}"), ("LLM cost", usd(t["llm_cost_micros"])),
              ("interaction cost", usd(t["interaction_cost_micros"])), ("settled", usd(t["settled_micros"])),
              ("unpriced calls", f"{t['unpriced_calls']:,}"),

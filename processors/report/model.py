@@ -58,7 +58,7 @@ _CALLS_SQL = """SELECT event_id, agent_id AS agent, task, project, run, stage, p
     output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, event_time_us, cost_micros
     FROM llm_calls WHERE side = 'call'
     UNION ALL
-    SELECT e.event_id, e.signer_id, e.task, e.project, e.run, e.stage, e.provider, e.model, e.input_tokens,
+    SELECT e.event_id, e.agent, e.task, e.project, e.run, e.stage, e.provider, e.model, e.input_tokens,
     e.output_tokens, e.cache_read_tokens, e.cache_write_tokens, e.reasoning_tokens, e.event_time_us, NULL
     FROM unpriced u JOIN events e USING (event_id) WHERE u.source = 'call'
     ORDER BY event_time_us, event_id"""
@@ -304,7 +304,11 @@ def build(home: Home) -> dict[str, Any]:
         ledger_calls = [c for c in calls if c["run"] not in wf_ids]
         runs += _ledger_runs(ledger_calls, interactions, _rows(con, _STAGE_ORDER_SQL), book, wf_ids)
         (as_of,) = _one(con, "SELECT max(event_time_us) FROM events")
-        counts = _rows(con, """SELECT count(*) AS events, count(DISTINCT signer_id) AS signers FROM events""")[0]
+        counts = _rows(con, """SELECT count(*) AS events, count(DISTINCT signer_id) AS signers,
+            count(DISTINCT agent) AS agents FROM events""")[0]
+        # agents an import named that nobody registered: listed as they were named, never invented or merged
+        unregistered = _rows(con, """SELECT agent, list(DISTINCT signer_id ORDER BY signer_id) AS recorded_by,
+            count(*) AS events FROM events WHERE NOT agent_registered GROUP BY agent ORDER BY agent""")
         forecasts = burn_forecast(_rows(con, _BUDGETS_SQL), as_of or 0)
         reputation_now = _rows(con, "SELECT agent_id, overall, tier, multiplier, events_counted FROM reputation "
                                     "ORDER BY overall DESC, agent_id")
@@ -316,7 +320,8 @@ def build(home: Home) -> dict[str, Any]:
     priced = [c for c in calls if c["cost_micros"] is not None]
     return {
         "home": str(home.path), "as_of_us": as_of, "as_of": fmt_time(as_of) if as_of else None,
-        "totals": {"events": counts["events"], "signers": counts["signers"], "llm_calls": len(calls),
+        "totals": {"events": counts["events"], "signers": counts["signers"], "agents": counts["agents"],
+                   "unregistered_agents": len(unregistered), "llm_calls": len(calls),
                    "input_tokens": sum(c["input_tokens"] or 0 for c in calls),
                    "output_tokens": sum(c["output_tokens"] or 0 for c in calls),
                    "llm_cost_micros": sum(c["cost_micros"] for c in priced),
@@ -325,6 +330,7 @@ def build(home: Home) -> dict[str, Any]:
                    "settled_micros": sum(e["amount_micros"] for e in edges) if graph_source == "settlements" else 0,
                    "runs": len(runs), "unpublishable_runs": sum(not r["publishable"] for r in runs)},
         "runs": runs,
+        "unregistered_agents": unregistered,
         "efficiency": {k: efficiency(calls, k) for k in ("agent", "task", "project")},
         "models": model_breakdown(calls),
         "forecasts": forecasts,
