@@ -136,6 +136,13 @@ def _show(summary: ImportSummary, signer: str) -> None:
     table(f"import {summary.kind} as {signer}", ["files", "imported", "already imported", "skipped (no usage)",
                                                       "rejected"],
                [[summary.files, summary.imported, summary.duplicates, len(summary.skipped), len(summary.rejected)]])
+    if len(summary.per_file) > 1:
+        shown_files = summary.per_file[:limits.MAX_PROBLEM_ROWS]
+        table("per file", ["file", "imported", "already imported", "skipped", "rejected"],
+              [[f.file, f.imported, f.duplicates, f.skipped, f.rejected] for f in shown_files])
+        if len(summary.per_file) > len(shown_files):
+            err.print(f"... and {len(summary.per_file) - len(shown_files):,} more files (use --json to list all)",
+                      markup=False)
     for title, listed in (("rejected records (not imported)", summary.rejected),
                           ("skipped records (no usage; --allow-skips to accept)", summary.skipped)):
         if not listed:

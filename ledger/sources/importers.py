@@ -64,11 +64,12 @@ from ledger.files import read_bounded
 from ledger.limits import MAX_IMPORT_FILE_BYTES, MAX_IMPORT_FILES
 from ledger.log import Log
 from ledger.sdk.emitter import Emitter
-from ledger.sources import anthropic, claude_code, openai, otel
+from ledger.sources import anthropic, claude_code, litellm, openai, otel
 from ledger.sources import records as rec
 from ledger.sources.claude_code import parse_workflow_run, workflow_records
 from ledger.sources.records import (
     Family,
+    FileResult,
     ImportProblem,
     ImportRecord,
     ImportSummary,
@@ -81,7 +82,7 @@ from ledger.wire.events import Action, Context, Event, check_int
 
 # -------------------------------------------------------------------------------- limits and names
 
-FAMILIES: dict[str, Family] = {f.kind: f for f in (openai.FAMILY, anthropic.FAMILY, otel.FAMILY)}
+FAMILIES: dict[str, Family] = {f.kind: f for f in (openai.FAMILY, anthropic.FAMILY, otel.FAMILY, litellm.FAMILY)}
 KINDS = ("claude-code", *FAMILIES)
 KEY_SCAN_RECORDS = 1_000  # log records read per request while collecting already-imported keys
 
@@ -259,17 +260,20 @@ def import_files(kind: str, paths: Sequence[str | Path], emitter: Emitter, *, ev
     else:
         known = dict.fromkeys(known_keys)
     emitted: dict[str, tuple[int, Context, Action]] = {}  # this import's own keys, against in-input repeats
-    imported = duplicates = 0
+    per_file: list[FileResult] = []
     skipped: list[ImportProblem] = []
     rejected: list[ImportProblem] = []
     for path in files:
+        imported = duplicates = 0
+        file_skips: tuple[ImportProblem, ...] = ()
+        file_rejected: list[ImportProblem] = []
         size, data, problem = _read_file(path)
         if problem is not None:
-            rejected.append(problem)
+            file_rejected.append(problem)
         if data is not None:
             result = parse(kind, data, source=str(path), event_time_us=event_time_us)
-            rejected.extend(result.problems)
-            skipped.extend(result.skipped)
+            file_rejected.extend(result.problems)
+            file_skips = result.skipped
             for record in result.records:
                 outcome = _emit_one(record, emitter, known, emitted, str(path))
                 if outcome == "imported":
@@ -277,11 +281,15 @@ def import_files(kind: str, paths: Sequence[str | Path], emitter: Emitter, *, ev
                 elif outcome == "duplicate":
                     duplicates += 1
                 else:
-                    rejected.append(outcome)
+                    file_rejected.append(outcome)
+        per_file.append(FileResult(str(path), imported, duplicates, len(file_skips), len(file_rejected)))
+        skipped.extend(file_skips)
+        rejected.extend(file_rejected)
         if progress is not None:
             progress(size)
     emitter.flush()
-    return ImportSummary(kind, len(files), imported, duplicates, tuple(skipped), tuple(rejected))
+    return ImportSummary(kind, len(files), sum(f.imported for f in per_file), sum(f.duplicates for f in per_file),
+                         tuple(skipped), tuple(rejected), tuple(per_file))
 
 
 def _emit_one(record: ImportRecord, emitter: Emitter, known: Mapping[str, bytes | None],

@@ -92,6 +92,21 @@ class ParseResult:
 
 
 @dataclass(frozen=True, slots=True)
+class FileResult:
+    """What one file of an import gave: records imported, already there, skipped (no usage), rejected."""
+
+    file: str
+    imported: int
+    duplicates: int
+    skipped: int
+    rejected: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "imported": self.imported, "duplicates": self.duplicates, "skipped": self.skipped,
+                "rejected": self.rejected}
+
+
+@dataclass(frozen=True, slots=True)
 class ImportSummary:
     kind: str
     files: int
@@ -99,6 +114,7 @@ class ImportSummary:
     duplicates: int
     skipped: tuple[ImportProblem, ...]
     rejected: tuple[ImportProblem, ...]
+    per_file: tuple[FileResult, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -107,7 +123,8 @@ class ImportSummary:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "files": self.files, "imported": self.imported, "duplicates": self.duplicates,
                 "skipped": len(self.skipped), "skips": [p.to_dict() for p in self.skipped],
-                "rejected": [p.to_dict() for p in self.rejected], "ok": self.ok}
+                "rejected": [p.to_dict() for p in self.rejected], "ok": self.ok,
+                "per_file": [f.to_dict() for f in self.per_file]}
 
 
 # one JSON value of a file: (1-based line of a JSON-lines file or None, JSON path, the value)

@@ -588,3 +588,15 @@ def test_cli_import_as_a_revoked_signer_is_refused_and_appends_nothing(tmp_path)
     assert r.exit_code == 1, r.output
     assert "revoked" in r.output
     assert log_ends(home) == before
+
+
+def test_each_file_reports_its_own_counts(home, tmp_path):
+    """Per file: imported, already imported, skipped, rejected (a directory of exports shows where each came from)."""
+    write(tmp_path / "in" / "a.jsonl", jsonl([openai_payload(1, 100, 10), openai_payload(2, 100, 10)]))
+    second = write(tmp_path / "in" / "b.jsonl", jsonl([openai_payload(2, 100, 10), {"id": "x", "model": "gpt-4.1"}]))
+    summary = run_import(home, "openai", [tmp_path / "in"])
+    assert [(Path(f.file).name, f.imported, f.duplicates, f.skipped, f.rejected) for f in summary.per_file] == [
+        ("a.jsonl", 2, 0, 0, 0), ("b.jsonl", 0, 1, 0, 1)]
+    assert (summary.imported, summary.duplicates, len(summary.rejected)) == (2, 1, 1)
+    assert summary.to_dict()["per_file"][1] == {"file": str(second), "imported": 0, "duplicates": 1, "skipped": 0,
+                                                "rejected": 1}
