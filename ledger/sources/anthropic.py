@@ -62,19 +62,21 @@ from ledger import limits
 from ledger.errors import ValidationError
 from ledger.sources import records as rec
 from ledger.sources.attribution import LABEL_SOURCE
-from ledger.sources.openai import (
+from ledger.sources.records import (
     AGGREGATE_OPERATION,
+    IMPORT_OPERATION,
     LABEL_AGGREGATE,
     LABEL_BUCKET_END,
     LABEL_BUCKET_START,
     LABEL_CUSTOM_ID,
     UNKNOWN_MODEL,
+    ImportRecord,
     batch_tier,
     check_bucket_bounds,
+    idempotency_key,
     json_list,
     page_units,
 )
-from ledger.sources.records import IMPORT_OPERATION, ImportRecord, idempotency_key
 from ledger.wire.events import Action, Context, LlmUsage, check_str
 from ledger.wire.timefmt import fmt_time
 

@@ -76,30 +76,26 @@ from ledger import limits
 from ledger.errors import ValidationError
 from ledger.sources import records as rec
 from ledger.sources.attribution import LABEL_SOURCE
-from ledger.sources.records import IMPORT_OPERATION, ImportRecord, idempotency_key
+from ledger.sources.records import (
+    AGGREGATE_OPERATION,
+    IMPORT_OPERATION,
+    LABEL_AGGREGATE,
+    LABEL_BUCKET_END,
+    LABEL_BUCKET_START,
+    LABEL_CUSTOM_ID,
+    LABEL_NUM_MODEL_REQUESTS,
+    LABEL_STATUS,
+    UNKNOWN_MODEL,
+    ImportRecord,
+    batch_tier,
+    check_bucket_bounds,
+    idempotency_key,
+    json_list,
+    page_units,
+)
 from ledger.units import US_PER_S
 from ledger.wire.events import Action, Context, LlmUsage, check_int
 from ledger.wire.timefmt import fmt_time
-
-# -------------------------------------------------------------------------------- names shared with anthropic
-
-AGGREGATE_OPERATION = "llm.usage_aggregate"  # operation of an event that sums many calls (a usage report's result)
-LABEL_AGGREGATE = "aggregate"  # "true" on every aggregate event
-LABEL_BUCKET_START = "bucket_start"  # ISO-8601 start of the report bucket an aggregate covers
-LABEL_BUCKET_END = "bucket_end"  # ISO-8601 end (exclusive) of that bucket
-LABEL_CUSTOM_ID = "custom_id"  # the caller's id of a batch request
-LABEL_STATUS = "status"  # a Responses API status other than "completed"
-BATCH_TIER = "batch"  # the service tier of calls made through a provider's batch API
-UNKNOWN_MODEL = "unknown"  # model of an aggregate a report did not group by model: priced nowhere, fails closed
-
-
-def batch_tier(reported: str, field: str, shown: Any) -> str:
-    """The tier of a batch result: ``batch``, when the payload reported the standard tier ('') or batch itself."""
-    if reported not in ("", BATCH_TIER):
-        raise ValidationError(field, shown, f"reports service tier {reported!r}, but a batch result is billed at "
-                                            f"the {BATCH_TIER!r} tier")
-    return BATCH_TIER
-
 
 # -------------------------------------------------------------------------------- OpenAI names
 
@@ -111,7 +107,6 @@ OBJECT_PAGE = "page"
 OBJECT_BUCKET = "bucket"
 OBJECT_COMPLETIONS_RESULT = "organization.usage.completions.result"
 RESPONSE_COMPLETED = "completed"
-LABEL_NUM_MODEL_REQUESTS = "num_model_requests"
 LABEL_INPUT_AUDIO = "input_audio_tokens"
 LABEL_OUTPUT_AUDIO = "output_audio_tokens"
 LABEL_BATCH = "batch"
@@ -132,12 +127,6 @@ def unix_seconds(obj: Mapping[str, Any], name: str, path: str) -> int:
     field = rec.join(path, name)
     seconds = check_int(field, rec.required(obj, name, path), 0, limits.MAX_EVENT_TIME_US // US_PER_S)
     return rec.event_time(field, seconds * US_PER_S, seconds)
-
-
-def json_list(value: Any, path: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise ValidationError(path, value, f"must be a JSON array, got {rec.json_type(value)}")
-    return value
 
 
 def _context(labels: Mapping[str, str]) -> Context:
@@ -318,11 +307,6 @@ class BucketResult:
     result: Any
 
 
-def check_bucket_bounds(start_us: int, end_us: int, end_field: str, shown: Any) -> None:
-    if end_us <= start_us:
-        raise ValidationError(end_field, shown, "must be later than the bucket's start")
-
-
 def _usage_bucket(bucket: Any, path: str) -> list[tuple[str, Any]]:
     obj = rec.json_object(bucket, path)
     kind = obj.get("object")
@@ -335,20 +319,6 @@ def _usage_bucket(bucket: Any, path: str) -> list[tuple[str, Any]]:
     start_key, end_key = str(obj["start_time"]), str(obj["end_time"])
     return [(rec.join(path, f"results[{i}]"), BucketResult(start_us, end_us, start_key, end_key, result))
             for i, result in enumerate(results)]
-
-
-def page_units(obj: Mapping[str, Any], path: str, bucket_units: Any) -> list[tuple[str, Any]]:
-    """Units of a report page: one per result of each bucket; a malformed bucket becomes one unit that carries its
-    error (``parse_one`` raises it), so it is one problem while the page's other buckets import."""
-    data_path = rec.join(path, "data")
-    units: list[tuple[str, Any]] = []
-    for i, bucket in enumerate(json_list(rec.required(obj, "data", path), data_path)):
-        bucket_path = f"{data_path}[{i}]"
-        try:
-            units.extend(bucket_units(bucket, bucket_path))
-        except ValidationError as e:
-            units.append((bucket_path, e))
-    return units
 
 
 def _optional_label(obj: Mapping[str, Any], name: str, path: str) -> str | None:

@@ -333,3 +333,48 @@ def reported_cost(usage: Mapping[str, Any], path: str) -> int | None:
         raise ValidationError(join(path, "cost"), raw, "must be a finite, non-negative number of USD")
     return int((usd * 1_000_000).to_integral_value(rounding=ROUND_HALF_EVEN))
 
+
+# -------------------------------------------------------------------------------- names the provider importers share
+
+AGGREGATE_OPERATION = "llm.usage_aggregate"  # operation of an event that sums many calls (a usage report's result)
+LABEL_AGGREGATE = "aggregate"  # "true" on every aggregate event
+LABEL_BUCKET_START = "bucket_start"  # ISO-8601 start of the report bucket an aggregate covers
+LABEL_BUCKET_END = "bucket_end"  # ISO-8601 end (exclusive) of that bucket
+LABEL_CUSTOM_ID = "custom_id"  # the caller's id of a batch request
+LABEL_STATUS = "status"  # a Responses API status other than "completed"
+BATCH_TIER = "batch"  # the service tier of calls made through a provider's batch API
+LABEL_NUM_MODEL_REQUESTS = "num_model_requests"  # on an aggregate: the calls it sums (pricing uses it)
+UNKNOWN_MODEL = "unknown"  # model of an aggregate a report did not group by model: priced nowhere, fails closed
+
+
+def batch_tier(reported: str, field: str, shown: Any) -> str:
+    """The tier of a batch result: ``batch``, when the payload reported the standard tier ('') or batch itself."""
+    if reported not in ("", BATCH_TIER):
+        raise ValidationError(field, shown, f"reports service tier {reported!r}, but a batch result is billed at "
+                                            f"the {BATCH_TIER!r} tier")
+    return BATCH_TIER
+
+
+def json_list(value: Any, path: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValidationError(path, value, f"must be a JSON array, got {json_type(value)}")
+    return value
+
+
+def check_bucket_bounds(start_us: int, end_us: int, end_field: str, shown: Any) -> None:
+    if end_us <= start_us:
+        raise ValidationError(end_field, shown, "must be later than the bucket's start")
+
+
+def page_units(obj: Mapping[str, Any], path: str, bucket_units: Any) -> list[tuple[str, Any]]:
+    """Units of a report page: one per result of each bucket; a malformed bucket becomes one unit that carries its
+    error (``parse_one`` raises it), so it is one problem while the page's other buckets import."""
+    data_path = join(path, "data")
+    units: list[tuple[str, Any]] = []
+    for i, bucket in enumerate(json_list(required(obj, "data", path), data_path)):
+        bucket_path = f"{data_path}[{i}]"
+        try:
+            units.extend(bucket_units(bucket, bucket_path))
+        except ValidationError as e:
+            units.append((bucket_path, e))
+    return units
