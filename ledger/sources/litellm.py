@@ -31,10 +31,10 @@ Everything else
     * Attribution (``ImportRecord.agent``): ``end_user`` when set, else ``user``. ``end_user`` is the ``user`` a
       caller passes with each request (the agent or customer the call is made for); ``user`` is the internal user
       owning the virtual key, the coarser owner, used only when the request named no one.
-    * Labels: ``user``, ``team_id``, ``end_user`` (each from its column, else from ``metadata.user_api_key_user_id``
-      / ``user_api_key_team_id`` / ``user_api_key_end_user_id``; a column and its metadata twin that disagree are a
-      problem), ``request_tags`` (the JSON array, compact), ``call_type``, ``model_group``, ``status`` for failures.
-      The hashed ``api_key`` is not copied: it identifies a credential, not a cost owner.
+    * Labels: ``user``, ``team_id`` (each from its column, else from ``metadata.user_api_key_user_id`` /
+      ``user_api_key_team_id``, which LiteLLM fills the columns from; a column and its metadata twin that disagree
+      are a problem), ``end_user``, ``request_tags`` (the JSON array, compact), ``call_type``, ``model_group``,
+      ``status`` for failures. The hashed ``api_key`` is not copied: it identifies a credential, not a cost owner.
     * Key ``litellm:{request_id}``; event time ``startTime``, ISO 8601 (``2025-01-15T10:20:30.123Z``, or
       ``2025-01-15 10:20:30.123+00`` as PostgreSQL writes it); a time without an offset is UTC, because LiteLLM's
       schema stores times as UTC in a column without a zone. Anything else is a problem.
@@ -74,9 +74,9 @@ MAX_COUNT_DIGITS = 13  # MAX_TOKENS (10**12) has 13 digits: longer digit strings
 LABEL_USER, LABEL_TEAM, LABEL_END_USER = "user", "team_id", "end_user"
 LABEL_TAGS, LABEL_CALL_TYPE, LABEL_MODEL_GROUP, LABEL_STATUS = "request_tags", "call_type", "model_group", "status"
 
-# (column, its twin in metadata): LiteLLM fills the column from the metadata value
-_OWNER_COLUMNS = ((LABEL_USER, "user_api_key_user_id"), (LABEL_TEAM, "user_api_key_team_id"),
-                  (LABEL_END_USER, "user_api_key_end_user_id"))
+# (column, its twin in metadata or None): LiteLLM fills the user and team columns from the metadata values
+_OWNER_COLUMNS: tuple[tuple[str, str | None], ...] = (
+    (LABEL_USER, "user_api_key_user_id"), (LABEL_TEAM, "user_api_key_team_id"), (LABEL_END_USER, None))
 _DIGITS = re.compile(r"[0-9]+")
 _DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 _ISO_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
@@ -298,9 +298,9 @@ def _part(details: Sequence[tuple[Mapping[str, Any], str]], places: Sequence[tup
     return value or 0, first
 
 
-def _owner(row: _Row, column: str, twin: str, metadata: Mapping[str, Any] | None) -> str | None:
+def _owner(row: _Row, column: str, twin: str | None, metadata: Mapping[str, Any] | None) -> str | None:
     value = row.text(column)
-    if metadata is None or metadata.get(twin) in (None, ""):
+    if twin is None or metadata is None or metadata.get(twin) in (None, ""):
         return value
     twin_field = rec.join(row.field("metadata"), twin)
     other = check_str(twin_field, metadata[twin], limits.MAX_LABEL_CHARS)

@@ -106,7 +106,8 @@ _DECIMAL_INT = re.compile(r"-?[0-9]{1,20}")
 class _Node:
     """What the file says about one span, for its descendants: its parent and its attributes."""
 
-    parent: str | None  # parent span id (lower-case hex), None for a root or an unreadable link
+    parent: str | None  # parent span id (lower-case hex), None for a root
+    parent_ok: bool  # False: its parentSpanId does not read (its lineage above it cannot be followed)
     attrs: Mapping[str, Any] | None  # None: they do not decode (the span's own problem says why)
     where: str  # "line N" / JSON path, for messages
 
@@ -152,7 +153,8 @@ def otlp_values(data: bytes, source: str) -> tuple[list[rec.Value], list[ImportP
         key = _index_key(span)
         if key is not None and key not in index:  # a repeated span: the first stands (the emitter dedups it)
             where = path if line is None else f"line {line}" + (f" {path}" if path else "")
-            index[key] = _Node(_loose_parent(span), None if isinstance(attrs, ValidationError) else attrs, where)
+            parent, parent_ok = _loose_parent(span)
+            index[key] = _Node(parent, parent_ok, None if isinstance(attrs, ValidationError) else attrs, where)
         decoded.append((line, path, span, attrs, resource, resource_path))
     values: list[rec.Value] = [(line, path, _Span(span, attrs, resource, resource_path, index))
                                for line, path, span, attrs, resource, resource_path in decoded]
@@ -349,9 +351,12 @@ def _index_key(span: Any) -> tuple[str, str] | None:
     return trace_id.lower(), span_id.lower()
 
 
-def _loose_parent(span: Any) -> str | None:
-    parent = span.get("parentSpanId") if isinstance(span, dict) else None
-    return parent.lower() if _is_hex(parent, 16) else None
+def _loose_parent(span: Any) -> tuple[str | None, bool]:
+    """(parent span id or None for a root, whether the link reads)."""
+    parent = span.get("parentSpanId")
+    if parent is None or parent == "":
+        return None, True
+    return (parent.lower(), True) if _is_hex(parent, 16) else (None, False)
 
 
 # ------------------------------------------------------------------------------------ one span
@@ -458,6 +463,10 @@ def _lineage(unit: _Span, trace_id: str, span_id: str, path: str) -> list[tuple[
         if len(chain) == MAX_SPAN_DEPTH:
             raise ValidationError(rec.join(path, "parentSpanId"), unit.span.get("parentSpanId"),
                                   f"has more than {MAX_SPAN_DEPTH} ancestor spans in this file (MAX_SPAN_DEPTH)")
+        if not node.parent_ok:
+            raise ValidationError(rec.join(path, "parentSpanId"), unit.span.get("parentSpanId"),
+                                  f"its ancestor span {parent} ({node.where}) has a parentSpanId that does not read, "
+                                  "so the agent and aggregates above it cannot be known")
         seen.add(parent)
         chain.append((parent, node))
         parent = node.parent

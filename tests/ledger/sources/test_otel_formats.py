@@ -393,13 +393,17 @@ def test_the_resource_names_the_agent_when_no_span_does_and_spans_across_lines_a
 
 def test_a_loop_in_parent_links_or_a_bad_ancestor_name_is_a_problem_of_the_span():
     spans = [chat(1, 10, 1, parent=2), chat(2, 10, 1, parent=1),
-             S(3, "invoke_agent", {"gen_ai.agent.name": 42}), chat(4, 10, 1, parent=3), chat(5, 10, 1)]
-    result = parse("otel", jsonl([s.as_json() for s in spans]), source="loop.jsonl")
+             S(3, "invoke_agent", {"gen_ai.agent.name": 42}), chat(4, 10, 1, parent=3), chat(5, 10, 1),
+             S(6, "invoke_agent", {"gen_ai.agent.name": "lost"}), chat(7, 10, 1, parent=6)]
+    lines = [s.as_json() for s in spans]
+    lines[5]["parentSpanId"] = "not-a-span-id"  # a span without usage: a skip, but its link is unreadable
+    result = parse("otel", jsonl(lines), source="loop.jsonl")
     assert [r.line for r in result.records] == [5]
-    assert [(p.line, p.field) for p in result.problems] == [(1, "parentSpanId"), (2, "parentSpanId"),
-                                                            (4, "span 0000000000000003 (line 3) attributes."
-                                                                "gen_ai.agent.name")]
+    assert [(p.line, p.field) for p in result.problems] == [
+        (1, "parentSpanId"), (2, "parentSpanId"), (4, "span 0000000000000003 (line 3) attributes.gen_ai.agent.name"),
+        (7, "parentSpanId")]
     assert "loop" in result.problems[0].reason and "must be a string" in result.problems[2].reason
+    assert "does not read" in result.problems[3].reason
 
 
 # ------------------------------------------------------------------------------- protobuf
