@@ -50,7 +50,7 @@ DEFAULT_SIGNER = "importer"
 # name the agent that made each call (Context.agent); older history needs `agent grant SIGNER backfill --max-age`
 IMPORTER_BACKFILL_US = 30 * US_PER_DAY
 IMPORT_EPILOG = ("Example: tokenledger import claude-code runs/ --time 2026-01-01T00:00:00Z   ·   "
-                 "tokenledger import openai usage.jsonl --json")
+                 "tokenledger import otel traces.binpb   ·   tokenledger import litellm spend_logs.csv --json")
 
 
 def register(app: typer.Typer) -> None:
@@ -62,7 +62,8 @@ def register(app: typer.Typer) -> None:
 def import_command(
     kind: str = typer.Argument(..., help=f"What the files hold: {' | '.join(KINDS)}."),
     paths: list[Path] = typer.Argument(..., help="Files, or directories searched recursively (wf_*.json for "
-                                                 "claude-code; *.json, *.jsonl, *.ndjson otherwise)."),
+                                                 "claude-code; *.json, *.jsonl, *.ndjson, plus *.csv for litellm "
+                                                 "and *.pb, *.binpb, *.otlp for otel)."),
     home: str | None = HomeOpt,
     log: str | None = LogOpt,
     signer: str = typer.Option(DEFAULT_SIGNER, "--signer", help="Signer of the imported events; registered "
@@ -77,10 +78,13 @@ def import_command(
     """Import usage records as signed action events, idempotently: importing a file again adds nothing.
 
     claude-code: one event per workflow agent (tokens recorded as input, label io_split=unknown).
-    openai / anthropic: one event per response (cache tokens are parts of the input total).
-    otel: one event per GenAI span with token usage. Malformed records are listed with file, line
-    and field and are not imported; the rest of the file is. Records without usage are skipped and
-    listed the same way. Exit code 1 when any record was rejected, or skipped (unless --allow-skips).
+    openai: chat completions, streamed final chunks, Responses objects, Batch output lines, Usage API pages.
+    anthropic: messages, Message Batches results, usage report pages (cache tokens are parts of the input total).
+    litellm: proxy spend logs (JSON or CSV); spend kept as the provider-reported cost.
+    otel: GenAI spans (OTLP/JSON or protobuf), legacy attribute names, each call under its agent.
+    Each record's format is detected from its shape. Malformed records are listed with file, line and field and
+    are not imported; the rest of the file is. Records without usage are skipped and listed the same way.
+    Exit code 1 when any record was rejected, or skipped (unless --allow-skips).
     """
     _run(kind, paths, home, log, signer, time_, json_, allow_skips)
 

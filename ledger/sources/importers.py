@@ -1,20 +1,19 @@
 """Importers: turn usage records written by other tools into signed ``Action`` events, idempotently.
 
-Kinds (``KINDS``)
-    ``claude-code``  Claude Code workflow telemetry, ``wf_*.json`` (one run per file): each
-                     ``workflow_agent`` entry becomes one ``workflow.agent`` event.
-    ``openai``       OpenAI Chat Completions responses (JSON, a JSON array, or JSON lines):
-                     ``prompt_tokens`` is the input total, its ``cached_tokens`` the cache-read part;
-                     ``completion_tokens`` the output, its ``reasoning_tokens`` the reasoning part.
-    ``anthropic``    Anthropic Messages responses: ``input_tokens`` there EXCLUDES the cache, so the
-                     ledger's input total is ``input_tokens + cache_creation_input_tokens +
-                     cache_read_input_tokens`` with cache write = creation and cache read = read
-                     (never counted twice, never dropped).
-    ``otel``         OpenTelemetry GenAI spans as JSON lines: a span per line, or an OTLP
-                     ``{"resourceSpans": ...}`` export per line; attributes as a dict or as OTLP
-                     ``[{"key", "value": {"intValue": ...}}]``. Per the GenAI conventions the
-                     ``gen_ai.usage.cache_*.input_tokens`` are parts of ``gen_ai.usage.input_tokens``.
-                     Spans with no ``gen_ai.usage.*_tokens`` (HTTP, tool spans) are counted as skipped.
+Kinds (``KINDS``): one family module each, which detects each record's format from its shape and documents every
+field rule (which provider field is which token kind, cache inside or outside the input count).
+    ``claude-code``  Claude Code workflow telemetry, ``wf_*.json`` (``ledger.sources.claude_code``).
+    ``openai``       Chat Completions objects and streamed chunks with usage, Responses API objects, Batch output
+                     lines, Usage API pages (aggregates) (``ledger.sources.openai``).
+    ``anthropic``    Messages responses, Message Batches result lines, usage report pages (aggregates)
+                     (``ledger.sources.anthropic``). Anthropic's ``input_tokens`` EXCLUDES the cache.
+    ``litellm``      LiteLLM proxy spend logs as JSON, JSON lines or CSV (``ledger.sources.litellm``).
+    ``otel``         OpenTelemetry GenAI spans: OTLP/JSON or OTLP protobuf, current and legacy attribute names,
+                     agent attribution, aggregate spans not counted twice (``ledger.sources.otel``).
+
+Attribution: a record that names the agent that made the call (OTel ``gen_ai.agent.name``, LiteLLM ``end_user``)
+is written with ``Context.agent``; only a signer with a backfill grant may do that (``tokenledger import``
+registers its signer with one), and every view counts the call under that agent.
 
 Decisions
     * Provider: OTel spans name it (``gen_ai.provider.name``, else ``gen_ai.system``); OpenAI and
@@ -41,11 +40,11 @@ Decisions
       duplicate; with different content it is a problem (the source changed since it was imported;
       the ledger is append-only, so the first version stands).
 
-Invariants: a record is either emitted, counted as a duplicate, counted as skipped (a non-usage
-span), or reported as an ``ImportProblem`` naming file, line (JSON lines) or JSON path, field, value
-and reason. A bad record never stops the rest of its file; a file that is not JSON is one problem.
-Never: turn a malformed count into 0 (a string ``"12.7"``, a float, a bool, NaN, a negative, cache
-tokens above their total are all problems), guess an input/output split, or read the clock.
+Invariants: a record is either emitted, counted as a duplicate, skipped with its place and reason (a non-usage
+span, a stream chunk without usage, a failed batch request), or reported as an ``ImportProblem`` naming file, line
+(JSON lines) or JSON path, field, value and reason. A bad record never stops the rest of its file; a file that is
+not JSON is one problem. Never: turn a malformed count into 0 (a string ``"12.7"``, a float, a bool, NaN, a
+negative, cache tokens above their total are all problems), guess an input/output split, or read the clock.
 
 The parsing layer (``parse``, ``parse_workflow_run``, ``workflow_records``) is pure: bytes in,
 records and problems out. ``import_files`` is the emitting layer: it reads files and the log.

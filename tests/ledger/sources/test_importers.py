@@ -338,7 +338,9 @@ def test_otel_genai_spans_in_both_attribute_encodings(home, tmp_path):
 # ------------------------------------------------------------------------------- malformed input
 
 GOOD = {"openai": lambda i: openai_payload(i), "anthropic": lambda i: anthropic_payload(i) | {"created": T0_S},
-        "otel": lambda i: genai_span(i)}
+        "otel": lambda i: genai_span(i),
+        "litellm": lambda i: {"request_id": f"req-{i}", "startTime": fmt_time(T0 + i), "model": "gpt-4.1",
+                              "prompt_tokens": 10, "completion_tokens": 2}}
 
 MALFORMED = [
     ("openai", json.dumps(openai_payload(7, prompt="12.7")), "usage.prompt_tokens", "integer"),
