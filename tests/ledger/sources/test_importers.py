@@ -10,31 +10,22 @@ the log's end offsets unchanged, also beyond the Emitter's 4,096-id memory.
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import typer
+from support.importing import audit_ok, cli_app, events_of, importer_home, log_ends, run_import, write
 from typer.testing import CliRunner
 
 from ledger import limits
-from ledger.cli.imports import register
 from ledger.economics.pricing import default_price_book, usage_cost
 from ledger.errors import ValidationError
-from ledger.integrity.verify import audit
-from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
 from ledger.sources import importers
 from ledger.sources.attribution import WorkflowAgent, WorkflowRun, runs_from_events
 from ledger.sources.importers import (
-    ImportSummary,
     expand_paths,
     idempotency_key,
-    import_files,
-    imported_events,
     infer_provider,
     parse,
     parse_workflow_run,
@@ -61,56 +52,7 @@ from ledger.wire.timefmt import fmt_time
 
 @pytest.fixture
 def home(tmp_path: Path) -> Home:
-    return make_home(tmp_path / "home", agents=("importer",))
-
-
-@contextlib.contextmanager
-def importer(home: Home, signer: str = "importer") -> Iterator[Emitter]:
-    log = home.open_log()
-    try:
-        with Emitter(log, home.load_key(signer), topic=home.topic, state_dir=home.state_dir,
-                     background_flush=False) as em:
-            yield em
-    finally:
-        log.close()
-
-
-def run_import(home: Home, kind: str, paths: list[Path], **options: Any) -> ImportSummary:
-    with importer(home) as em:
-        return import_files(kind, paths, em, **options)
-
-
-def log_ends(home: Home) -> tuple[int, ...]:
-    log = home.open_log()
-    try:
-        return tuple(log.end_offset(home.topic, p) for p in range(log.partitions(home.topic)))
-    finally:
-        log.close()
-
-
-def events_of(home: Home, signer: str = "importer") -> list[Any]:
-    log = home.open_log()
-    try:
-        return list(imported_events(log, home.topic, signer))
-    finally:
-        log.close()
-
-
-def audit_ok(home: Home) -> bool:
-    log = home.open_log()
-    try:
-        return audit(log, home.ledger_topics, home.anchors()).ok
-    finally:
-        log.close()
-
-
-def write(path: Path, text: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text)
-    return path
+    return importer_home(tmp_path)
 
 
 # ------------------------------------------------------------------------------- Claude Code workflows
@@ -523,16 +465,6 @@ def test_expand_paths_searches_directories_recursively_and_refuses_missing_paths
 
 
 runner = CliRunner()
-
-
-def cli_app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def main() -> None:
-        """tokenledger (test app)"""
-    return app
 
 
 def test_cli_import_registers_its_signer_and_reports_as_table_and_json(tmp_path):

@@ -9,26 +9,22 @@ log and read back; the three renderings must give the same records.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as dt
 import hashlib
 import io
 import json
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.importing import audit_ok, events_of, import_runner, importer_home, kinds, log_ends, write
 
-from ledger.integrity.verify import audit
-from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
-from ledger.sources.importers import ImportSummary, expand_paths, import_files, imported_events, parse
-from ledger.testing.homes import T0, grant, make_home
+from ledger.sources.importers import expand_paths, parse
+from ledger.testing.homes import T0
 from ledger.testing.samples import jsonl
-from ledger.units import US_PER_DAY
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 KEY_HASH = hashlib.sha256(b"sk-test-key-of-our-own").hexdigest()  # the proxy stores keys hashed
@@ -39,48 +35,10 @@ COLUMNS = ["request_id", "call_type", "api_key", "spend", "total_tokens", "promp
 
 @pytest.fixture
 def home(tmp_path: Path) -> Home:
-    home = make_home(tmp_path / "home", agents=("importer",))
-    # as `tokenledger import` registers its signer: a backfill grant, which naming each call's agent needs
-    grant(home, "importer", "backfill", max_age_us=30 * US_PER_DAY)
-    return home
+    return importer_home(tmp_path, backfill=True)  # as `tokenledger import` registers its signer
 
 
-@contextlib.contextmanager
-def importer(home: Home) -> Iterator[Emitter]:
-    log = home.open_log()
-    try:
-        with Emitter(log, home.load_key("importer"), topic=home.topic, state_dir=home.state_dir,
-                     background_flush=False) as em:
-            yield em
-    finally:
-        log.close()
-
-
-def run_import(home: Home, paths: list[Path]) -> ImportSummary:
-    with importer(home) as em:
-        return import_files("litellm", paths, em)
-
-
-def log_ends(home: Home) -> tuple[int, ...]:
-    log = home.open_log()
-    try:
-        return tuple(log.end_offset(home.topic, p) for p in range(log.partitions(home.topic)))
-    finally:
-        log.close()
-
-
-def events_of(home: Home) -> list[Any]:
-    log = home.open_log()
-    try:
-        return list(imported_events(log, home.topic, "importer"))
-    finally:
-        log.close()
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+run_import = import_runner("litellm")
 
 
 def iso(us: int, *, postgres: bool = False) -> str:
@@ -88,12 +46,6 @@ def iso(us: int, *, postgres: bool = False) -> str:
     if postgres:  # a `timestamp(3) without time zone` column as psql's CSV writes it
         return t.replace(tzinfo=None).isoformat(sep=" ")
     return t.isoformat().replace("+00:00", "Z")
-
-
-def kinds(usage: Any) -> tuple[int, int, int, int, int]:
-    """(input, output, cache read, cache write, reasoning) of one LlmUsage."""
-    return (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
-            usage.reasoning_tokens)
 
 
 def row(i: int, prompt: int, completion: int, *, usage: dict[str, Any] | None = None, **columns: Any
@@ -196,11 +148,7 @@ def test_a_json_export_imports_with_exact_tokens_cost_and_labels_once(home, tmp_
     ends = log_ends(home)
     again = run_import(home, [path])
     assert (again.imported, again.duplicates, again.rejected) == (0, 3, ()) and log_ends(home) == ends
-    log = home.open_log()
-    try:
-        assert audit(log, home.ledger_topics, home.anchors()).ok
-    finally:
-        log.close()
+    assert audit_ok(home)
 
 
 def test_csv_and_database_json_lines_give_the_same_records_as_the_json_array(home, tmp_path):

@@ -10,21 +10,15 @@ and the good records must import. Re-imports must leave the log's end offsets un
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
+from support.importing import audit_ok, cli_app, events_of, import_runner, importer_home, log_ends, write
 from typer.testing import CliRunner
 
-from ledger.cli.imports import register
-from ledger.integrity.verify import audit
-from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
-from ledger.sources.importers import ImportSummary, import_files, imported_events
 from ledger.testing.homes import make_home
 from ledger.testing.samples import T0_S, jsonl
 from ledger.wire.timefmt import fmt_time
@@ -37,53 +31,10 @@ US = 1_000_000
 
 @pytest.fixture
 def home(tmp_path: Path) -> Home:
-    return make_home(tmp_path / "home", agents=("importer",))
+    return importer_home(tmp_path)
 
 
-@contextlib.contextmanager
-def importer(home: Home) -> Iterator[Emitter]:
-    log = home.open_log()
-    try:
-        with Emitter(log, home.load_key("importer"), topic=home.topic, state_dir=home.state_dir,
-                     background_flush=False) as em:
-            yield em
-    finally:
-        log.close()
-
-
-def run_import(home: Home, paths: list[Path], **options: Any) -> ImportSummary:
-    with importer(home) as em:
-        return import_files("openai", paths, em, **options)
-
-
-def events_of(home: Home) -> list[Any]:
-    log = home.open_log()
-    try:
-        return list(imported_events(log, home.topic, "importer"))
-    finally:
-        log.close()
-
-
-def log_ends(home: Home) -> tuple[int, ...]:
-    log = home.open_log()
-    try:
-        return tuple(log.end_offset(home.topic, p) for p in range(log.partitions(home.topic)))
-    finally:
-        log.close()
-
-
-def audit_ok(home: Home) -> bool:
-    log = home.open_log()
-    try:
-        return audit(log, home.ledger_topics, home.anchors()).ok
-    finally:
-        log.close()
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+run_import = import_runner("openai")
 
 
 def kinds(event: Any) -> tuple[int, int, int, int, int]:
@@ -470,16 +421,6 @@ def test_the_good_variants_of_the_malformed_records_import(home, tmp_path):
 # ------------------------------------------------------------------------------- the command
 
 runner = CliRunner()
-
-
-def cli_app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def main() -> None:
-        """tokenledger (test app)"""
-    return app
 
 
 def test_cli_imports_a_usage_page_and_lists_its_skips(tmp_path):

@@ -9,10 +9,8 @@ are imported through ``import_files`` into a real home with a real SQLite log an
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,71 +19,23 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+from support.importing import audit_ok, events_of, import_runner, importer_home, kinds, log_ends, write
 
-from ledger.integrity.verify import audit
-from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
 from ledger.sources import otel
-from ledger.sources.importers import ImportSummary, expand_paths, import_files, imported_events, parse
-from ledger.testing.homes import T0, grant, make_home
+from ledger.sources.importers import expand_paths, parse
+from ledger.testing.homes import T0
 from ledger.testing.samples import jsonl, otlp_attrs
-from ledger.units import US_PER_DAY
 
 TRACE = 0xA1
 
 
 @pytest.fixture
 def home(tmp_path: Path) -> Home:
-    home = make_home(tmp_path / "home", agents=("importer",))
-    # as `tokenledger import` registers its signer: a backfill grant, which naming each call's agent needs
-    grant(home, "importer", "backfill", max_age_us=30 * US_PER_DAY)
-    return home
+    return importer_home(tmp_path, backfill=True)  # as `tokenledger import` registers its signer
 
 
-@contextlib.contextmanager
-def importer(home: Home) -> Iterator[Emitter]:
-    log = home.open_log()
-    try:
-        with Emitter(log, home.load_key("importer"), topic=home.topic, state_dir=home.state_dir,
-                     background_flush=False) as em:
-            yield em
-    finally:
-        log.close()
-
-
-def run_import(home: Home, paths: list[Path], **options: Any) -> ImportSummary:
-    with importer(home) as em:
-        return import_files("otel", paths, em, **options)
-
-
-def log_ends(home: Home) -> tuple[int, ...]:
-    log = home.open_log()
-    try:
-        return tuple(log.end_offset(home.topic, p) for p in range(log.partitions(home.topic)))
-    finally:
-        log.close()
-
-
-def events_of(home: Home) -> list[Any]:
-    log = home.open_log()
-    try:
-        return list(imported_events(log, home.topic, "importer"))
-    finally:
-        log.close()
-
-
-def audit_ok(home: Home) -> bool:
-    log = home.open_log()
-    try:
-        return audit(log, home.ledger_topics, home.anchors()).ok
-    finally:
-        log.close()
-
-
-def kinds(usage: Any) -> tuple[int, int, int, int, int]:
-    """(input, output, cache read, cache write, reasoning) of one LlmUsage."""
-    return (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
-            usage.reasoning_tokens)
+run_import = import_runner("otel")
 
 
 def total(events: list[Any]) -> int:
@@ -168,15 +118,6 @@ def chat(span: int, input_tokens: int, output_tokens: int, parent: int | None = 
              "gen_ai.usage.input_tokens": input_tokens, "gen_ai.usage.output_tokens": output_tokens}
     attrs.update({k.replace("__", "."): v for k, v in more.items()})
     return S(span, "chat gpt-4.1", {k: v for k, v in attrs.items() if v is not None}, parent)
-
-
-def write(path: Path, content: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content)
-    return path
 
 
 # ------------------------------------------------------------------------------- OTLP/JSON
