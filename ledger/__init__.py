@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ledger.integrity.verify import Verifier, Where
     from ledger.log import Log, open_log
     from ledger.sdk.emitter import Emitter, context
+    from ledger.sdk.guard import guard
     from ledger.sdk.home import Home
     from ledger.wire.events import (
         Action,
@@ -44,7 +45,9 @@ if TYPE_CHECKING:
         KeyRevoked,
         KeyRotated,
         LlmUsage,
+        Outcome,
         PriceSet,
+        Reservation,
         SettlementRule,
         Trust,
     )
@@ -77,11 +80,13 @@ _LAZY = {
     "LlmUsage": "ledger.wire.events",
     "Log": "ledger.log",
     "LogError": "ledger.errors",
+    "Outcome": "ledger.wire.events",
     "PriceSet": "ledger.wire.events",
     "ProofReport": "ledger.integrity.proofs",
     "PublicKey": "ledger.integrity.keys",
     "RejectCode": "ledger.errors",
     "RejectError": "ledger.errors",
+    "Reservation": "ledger.wire.events",
     "SettlementRule": "ledger.wire.events",
     "SigningKey": "ledger.integrity.keys",
     "Trust": "ledger.wire.events",
@@ -90,6 +95,7 @@ _LAZY = {
     "Where": "ledger.integrity.verify",
     "context": "ledger.sdk.emitter",
     "economics": "ledger.economics",
+    "guard": "ledger.sdk.guard",
     "load_key": "ledger.integrity.keys",
     "load_proof": "ledger.integrity.proofs",
     "open_log": "ledger.log",
@@ -126,11 +132,13 @@ __all__ = [
     "LlmUsage",
     "Log",
     "LogError",
+    "Outcome",
     "PriceSet",
     "ProofReport",
     "PublicKey",
     "RejectCode",
     "RejectError",
+    "Reservation",
     "SettlementRule",
     "SigningKey",
     "Trust",
@@ -140,6 +148,7 @@ __all__ = [
     "__version__",
     "context",
     "economics",
+    "guard",
     "load_key",
     "load_proof",
     "open_log",

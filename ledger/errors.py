@@ -19,8 +19,10 @@ Tree::
     ├── LogError               the log backend failed (I/O, broker unreachable, timeout)
     │   └── LogRewoundError        the log ends below a processor's saved position (restarted empty, recreated)
     ├── EconomicsError         economics math got inputs it cannot price or split
-    ├── BudgetRefused          a spend was refused by the budget fold (``Decision.require``)
-    ├── AdmissionError         the published budget views could not be read
+    ├── BudgetRefused          a spend was refused by the budget fold (``Decision.require``), or a spend guard's
+    │                          reservation was refused (``ledger.sdk.guard``): the call was never sent
+    ├── AdmissionError         the published budget views could not be read, or showed a spend guard no
+    │                          decision within its timeout (the hold was released)
     ├── ViewIntegrityError     published views do not match their processor's signed manifest
     ├── StoreError             a processor's DuckDB state file could not be opened or written
     ├── RunnerFailedError      a processor runner was used again after a step failed mid-batch
@@ -216,11 +218,15 @@ class EconomicsError(LedgerError):
 
 
 class BudgetRefused(LedgerError):
-    """A spend was refused (raised by ``Decision.require``; the fold itself returns decisions)."""
+    """A spend was refused before it happened. ``Decision.require`` (the fold itself returns decisions) gives
+    ``scope``, ``kind``, ``requested``, ``available``, ``reason`` and ``delay_us``; a spend guard
+    (``ledger.sdk.guard``) gives ``reservation_id``, ``kind``, ``amount``, ``reason`` (the budgets processor's
+    decision reason, or ``exceeds_hold``), ``scope`` (``level:id`` of the level that decided) and a hint."""
 
 
 class AdmissionError(LedgerError):
-    """The published budget views could not be read."""
+    """The published budget views could not be read, or did not show a spend guard's reservation decided within its
+    ``timeout_s`` (``ledger.sdk.guard``: evidence ``reservation_id``, ``kind``, ``amount``, ``released``)."""
 
 
 class ViewIntegrityError(LedgerError):

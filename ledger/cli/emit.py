@@ -1,4 +1,4 @@
-"""``tokenledger emit action | data | compute | trust | interaction``: one signed event as an agent."""
+"""``tokenledger emit action | data | compute | trust | interaction | outcome``: one signed event as an agent."""
 
 from __future__ import annotations
 
@@ -19,9 +19,12 @@ from ledger.cli.output import (
     print_json,
     table,
 )
+from ledger.errors import RejectCode, RejectError, ValidationError
 from ledger.sdk.emitter import Emitter, milli
 from ledger.sdk.home import resolve_log_url
-from ledger.wire.events import Context, Flow
+from ledger.units import MILLI
+from ledger.wire.events import Context, Flow, Outcome
+from ledger.wire.vocab import Capability
 
 emit_app = typer.Typer(no_args_is_help=True, help="Emit one signed event as an agent.",
                        epilog="Example: tokenledger emit action -a researcher --operation web.search")
@@ -175,3 +178,63 @@ def emit_interaction(agent: str = AgentOpt, responder: str = typer.Option(...),
         requestor_model=requestor_model, responder_provider=responder_provider, responder_model=responder_model,
         request_output=Flow(rq), request_input=Flow(rq, rqc), response_output=Flow(rs),  # type: ignore[arg-type]
         response_input=Flow(rs, rsc), cosigner=cosigner, **kw))  # type: ignore[arg-type]
+
+
+def _fraction(flag: str, value: str | None) -> int | None:
+    """A --confidence / --score between 0 and 1, as thousandths (None when not given)."""
+    if value is None:
+        return None
+    m = milli(flag, value)
+    if not 0 <= m <= MILLI:
+        raise ValidationError(flag, value, "must be between 0 and 1")
+    return m
+
+
+@emit_app.command("outcome", epilog="Example: tokenledger emit outcome task-42 -a writer --confidence 0.9  ·  "
+                                      "graded (needs the grader grant): tokenledger emit outcome task-42 -a critic "
+                                      "--score 0.8 --subject writer")
+@guarded
+def emit_outcome(task_id: str = typer.Argument(..., help="The task this is the outcome of."), agent: str = AgentOpt,
+                 confidence: str | None = typer.Option(None, help="The signer's confidence in its result, 0..1: at "
+                                                       "its budgets' threshold further spend is refused."),
+                 score: str | None = typer.Option(None, help="A grade of --subject's work, 0..1; counts only from a "
+                                                  "signer the operator granted `grader`."),
+                 subject: str | None = typer.Option(None, help="The agent --score grades (never the signer)."),
+                 failed: bool = typer.Option(False, "--failed", help="The task failed (default: it succeeded)."),
+                 time_: str | None = TimeOpt, idempotency_key: str | None = IdemOpt,
+                 org: str | None = OrgOpt, project: str | None = ProjectOpt, task: str | None = TaskOpt,
+                 stage: str | None = StageOpt, run: str | None = RunOpt, label: list[str] | None = LabelOpt,
+                 home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
+    """Emit a task's outcome: the signer's confidence and success, or a grader's score of another agent.
+
+    A score counts (reputation, budget multipliers) only as a grade: about another agent (--subject), signed by a
+    holder of the operator's grader grant. Readers keep any other score but never count it, so this command refuses
+    one before appending: a score without another agent as --subject (ValidationError, exit 2), or from a signer
+    the log's key ring shows without the grader grant (not_granted, exit 1). The grant is judged as it stands on
+    the log now."""
+    conf_milli = _fraction("confidence", confidence)
+    score_milli = _fraction("score", score)
+    if subject is not None and score is None:
+        raise ValidationError("subject", subject, "names the agent a --score grades: give --score too")
+    if score is not None and (subject is None or subject == agent):
+        raise ValidationError("score", score, "counts only as a grade of another agent: give --subject (a score "
+                              "the signer gives itself is never counted)", subject=subject)
+    body = Outcome(task_id=task_id, confidence_milli=conf_milli, score_milli=score_milli, success=not failed,
+                   subject_id=subject)
+    kw = _common(time_, idempotency_key, org, project, task, stage, run, label)
+
+    def emit(em: Emitter) -> str:
+        if score_milli is not None:
+            keys = em.control_keys
+            assert keys is not None  # _emit gives the emitter the control topic and anchors
+            keys.refresh()
+            if keys.ring.granted(agent, Capability.GRADER.value) is None:
+                # readers would accept the event and silently not count its score: never acknowledge that
+                raise RejectError(RejectCode.NOT_GRANTED, f"{agent} holds no grader grant: its score of {subject} "
+                                  "would never count", signer_id=agent, capability=Capability.GRADER.value,
+                                  subject_id=subject, appended=False,
+                                  hint=f"the operator grants it: `tokenledger agent grant {agent} grader`; or emit "
+                                       "the outcome without --score")
+        return em.emit(body, **kw)
+
+    _emit(agent, home, log, json_, emit)

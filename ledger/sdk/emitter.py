@@ -67,7 +67,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ledger import limits
 from ledger.errors import (
@@ -107,6 +107,9 @@ from ledger.wire.events import (
     check_map,
     check_opt_str,
 )
+
+if TYPE_CHECKING:
+    from ledger.sdk.guard import Guard
 
 DEFAULT_BATCH_SIZE = 100  # events per signed record
 DEFAULT_LINGER_MS = 20.0  # longest a buffered event waits before the background flusher sends it
@@ -735,6 +738,14 @@ class Emitter:
 
         return self.emit(Reservation(reservation_id=reservation_id, action="release", scope=scope,
                                      scope_id=scope_id or self.signer_id, budget_kind=kind, amount=0), **common)
+
+    def guard(self, kind: str, **options: Any) -> Guard:
+        """A spend guard for ``kind`` ("usd" with ``estimate_micros``, "llm_tokens" with ``estimate_tokens``, or no
+        estimate: reserved at the first instrumented call): ``with em.guard(...) as g:`` or ``@em.guard(...)``
+        reserves, waits for the decision, refuses before the call, commits what was used (``ledger.sdk.guard``)."""
+        from ledger.sdk.guard import guard
+
+        return guard(self, kind, **options)
 
     def interaction(self, *, responder_id: str, interaction_id: str, requestor_provider: str, requestor_model: str,
                     responder_provider: str, responder_model: str, request_tokens: int | None = None,
