@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ledger.log import Log, open_log
     from ledger.sdk.emitter import Emitter, context
     from ledger.sdk.guard import guard
+    from ledger.sdk.instrument import instrument
     from ledger.sdk.home import Home
     from ledger.wire.events import (
         Action,
@@ -96,6 +97,7 @@ _LAZY = {
     "context": "ledger.sdk.emitter",
     "economics": "ledger.economics",
     "guard": "ledger.sdk.guard",
+    "instrument": "ledger.sdk.instrument",
     "load_key": "ledger.integrity.keys",
     "load_proof": "ledger.integrity.proofs",
     "open_log": "ledger.log",
@@ -149,6 +151,7 @@ __all__ = [
     "context",
     "economics",
     "guard",
+    "instrument",
     "load_key",
     "load_proof",
     "open_log",

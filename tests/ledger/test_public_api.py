@@ -13,6 +13,7 @@ PUBLIC = [
     "ValidationError", "Verifier", "Where", "__version__", "context", "economics", "load_key", "load_proof",
     "open_log", "save_key", "verify_proof", "verify_proofs",
     "Outcome", "Reservation", "guard",  # the spend guard (ledger.sdk.guard) and the event bodies it and `emit` use
+    "instrument",  # metering of openai / anthropic client calls (ledger.sdk.instrument)
 ]
 
 
