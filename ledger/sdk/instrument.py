@@ -252,6 +252,8 @@ def _total(fields: _Fields, base: str, first: str, second: str, a: int, b: int) 
                                   f"must equal {first} + {second} ({a + b:,})")
 
 
+# service_tier and reported_cost: the rules of ledger.sources.records' functions of the same names, which read them
+# from a JSON mapping by its parent path (not importable from here: sources sits above sdk in the layers).
 def service_tier(value: Any, path: str) -> str:
     """A reported service tier, lower-cased; '' for the standard tiers (``STANDARD_TIERS``) or none."""
     if value is None:
@@ -275,52 +277,55 @@ def reported_cost(value: Any, path: str) -> int | None:
     return int((usd * MICROS_PER_USD).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
-_CHAT_USAGE = ("prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details",
-               "completion_tokens_details", "cost")
+# The importer (ledger.sources.openai) reads the same fields by the same rule; sources sits above sdk in the
+# layers, so neither table can be the other's (as STANDARD_TIERS, service_tier and reported_cost above).
+@dataclass(frozen=True, slots=True)
+class _OpenAIUsage:
+    """How one OpenAI API names its usage fields: Chat Completions and Responses apply the same rule (module doc)."""
+
+    input: str  # the input total, cache included
+    output: str  # the output total, reasoning included
+    input_details: str  # object holding cached_tokens (a part of the input)
+    output_details: str  # object holding reasoning_tokens (a part of the output)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The usage fields read."""
+        return (self.input, self.output, "total_tokens", self.input_details, self.output_details, "cost")
 
 
-def chat_completion_metered(response: Any, path: str = "") -> Metered:
-    """A Chat Completions response (or the final stream chunk that carries ``usage``) in ledger terms (module doc)."""
+_CHAT_USAGE = _OpenAIUsage("prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details")
+_RESPONSES_USAGE = _OpenAIUsage("input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details")
+
+
+def _openai_metered(response: Any, path: str, names: _OpenAIUsage) -> Metered:
+    """An OpenAI response whose usage fields are named ``names``, in ledger terms (module doc)."""
     usage_path = _join(path, "usage")
-    u = _usage_fields(response, path, _CHAT_USAGE)
-    prompt = u.count("prompt_tokens", usage_path, required=True)
-    completion = u.count("completion_tokens", usage_path, required=True)
-    _total(u, usage_path, "prompt_tokens", "completion_tokens", prompt, completion)
-    cached = u.part("prompt_tokens_details", usage_path, ("cached_tokens",))
-    read = cached.count("cached_tokens", u.path("prompt_tokens_details", usage_path), required=False)
-    _part_of(read, cached.path("cached_tokens", ""), prompt, u.path("prompt_tokens", usage_path))
-    details = u.part("completion_tokens_details", usage_path, ("reasoning_tokens",))
-    reasoning = details.count("reasoning_tokens", u.path("completion_tokens_details", usage_path), required=False)
-    _part_of(reasoning, details.path("reasoning_tokens", ""), completion, u.path("completion_tokens", usage_path))
-    return Metered(_optional_id(response, path), LlmUsage(
-        provider=PROVIDER_OPENAI, model=_string(response, "model", path, limits.MAX_ID_CHARS), input_tokens=prompt,
-        output_tokens=completion, cache_read_tokens=read, reasoning_tokens=reasoning,
-        service_tier=service_tier(_get(response, "service_tier"), _join(path, "service_tier")),
-        provider_cost_micros=reported_cost(u.values.get("cost"), u.path("cost", usage_path))))
-
-
-_RESPONSES_USAGE = ("input_tokens", "output_tokens", "total_tokens", "input_tokens_details", "output_tokens_details",
-                    "cost")
-
-
-def response_metered(response: Any, path: str = "") -> Metered:
-    """A Responses ``response`` object in ledger terms (module doc)."""
-    usage_path = _join(path, "usage")
-    u = _usage_fields(response, path, _RESPONSES_USAGE)
-    inp = u.count("input_tokens", usage_path, required=True)
-    out = u.count("output_tokens", usage_path, required=True)
-    _total(u, usage_path, "input_tokens", "output_tokens", inp, out)
-    cached = u.part("input_tokens_details", usage_path, ("cached_tokens",))
-    read = cached.count("cached_tokens", u.path("input_tokens_details", usage_path), required=False)
-    _part_of(read, cached.path("cached_tokens", ""), inp, u.path("input_tokens", usage_path))
-    details = u.part("output_tokens_details", usage_path, ("reasoning_tokens",))
-    reasoning = details.count("reasoning_tokens", u.path("output_tokens_details", usage_path), required=False)
-    _part_of(reasoning, details.path("reasoning_tokens", ""), out, u.path("output_tokens", usage_path))
+    u = _usage_fields(response, path, names.fields)
+    inp = u.count(names.input, usage_path, required=True)
+    out = u.count(names.output, usage_path, required=True)
+    _total(u, usage_path, names.input, names.output, inp, out)
+    cached = u.part(names.input_details, usage_path, ("cached_tokens",))
+    read = cached.count("cached_tokens", u.path(names.input_details, usage_path), required=False)
+    _part_of(read, cached.path("cached_tokens", ""), inp, u.path(names.input, usage_path))
+    details = u.part(names.output_details, usage_path, ("reasoning_tokens",))
+    reasoning = details.count("reasoning_tokens", u.path(names.output_details, usage_path), required=False)
+    _part_of(reasoning, details.path("reasoning_tokens", ""), out, u.path(names.output, usage_path))
     return Metered(_optional_id(response, path), LlmUsage(
         provider=PROVIDER_OPENAI, model=_string(response, "model", path, limits.MAX_ID_CHARS), input_tokens=inp,
         output_tokens=out, cache_read_tokens=read, reasoning_tokens=reasoning,
         service_tier=service_tier(_get(response, "service_tier"), _join(path, "service_tier")),
         provider_cost_micros=reported_cost(u.values.get("cost"), u.path("cost", usage_path))))
+
+
+def chat_completion_metered(response: Any, path: str = "") -> Metered:
+    """A Chat Completions response (or the final stream chunk that carries ``usage``) in ledger terms (module doc)."""
+    return _openai_metered(response, path, _CHAT_USAGE)
+
+
+def response_metered(response: Any, path: str = "") -> Metered:
+    """A Responses ``response`` object in ledger terms (module doc)."""
+    return _openai_metered(response, path, _RESPONSES_USAGE)
 
 
 _ANTHROPIC_USAGE = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",

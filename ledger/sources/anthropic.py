@@ -63,22 +63,16 @@ from ledger.errors import ValidationError
 from ledger.sources import records as rec
 from ledger.sources.attribution import LABEL_SOURCE
 from ledger.sources.records import (
-    AGGREGATE_OPERATION,
     IMPORT_OPERATION,
-    LABEL_AGGREGATE,
-    LABEL_BUCKET_END,
-    LABEL_BUCKET_START,
     LABEL_CUSTOM_ID,
     UNKNOWN_MODEL,
     ImportRecord,
-    batch_tier,
     check_bucket_bounds,
     idempotency_key,
     json_list,
     page_units,
 )
 from ledger.wire.events import Action, Context, LlmUsage, check_str
-from ledger.wire.timefmt import fmt_time
 
 PROVIDER = "anthropic"
 TYPE_MESSAGE = "message"
@@ -126,10 +120,6 @@ def rfc3339_us(value: Any, field: str) -> int:
     return rec.event_time(field, (utc - _EPOCH) // _MICROSECOND + micros, value)
 
 
-def _context(labels: Mapping[str, str]) -> Context:
-    return Context(labels=tuple(labels.items()))
-
-
 # -------------------------------------------------------------------------------- messages
 
 
@@ -149,9 +139,7 @@ def message_usage(obj: Mapping[str, Any], path: str, *, batch: bool = False) -> 
         if five_minutes + one_hour != written:
             raise ValidationError(split_path, dict(split), "the 5-minute and 1-hour cache writes must add up to "
                                   f"cache_creation_input_tokens ({written:,})")
-    tier = rec.service_tier(usage, up)
-    if batch:
-        tier = batch_tier(tier, rec.join(up, "service_tier"), usage.get("service_tier"))
+    tier = rec.call_tier(usage, up, batch=batch)
     # Anthropic reports input_tokens WITHOUT the cached parts; the ledger's input total includes them.
     return record_id, LlmUsage(
         provider=PROVIDER, model=model, input_tokens=uncached + written + read, output_tokens=output,
@@ -202,7 +190,7 @@ def batch_result_record(obj: Mapping[str, Any], path: str, line: int | None,
         idempotency_key=idempotency_key("anthropic-batch", custom_id, message_id),
         body=Action(operation=IMPORT_OPERATION, usage=usage),
         event_time_us=rec.time_or_fallback(message, "created", message_path, fallback_us),
-        context=_context({LABEL_SOURCE: PROVIDER, LABEL_CUSTOM_ID: custom_id}), line=line, path=path)
+        context=rec.labels_context({LABEL_SOURCE: PROVIDER, LABEL_CUSTOM_ID: custom_id}), line=line, path=path)
 
 
 # -------------------------------------------------------------------------------- usage and cost report pages
@@ -227,10 +215,6 @@ def _report_bucket(bucket: Any, path: str) -> list[tuple[str, Any]]:
             for i, result in enumerate(results)]
 
 
-def _optional_name(obj: Mapping[str, Any], name: str, path: str) -> str | None:
-    return None if obj.get(name) is None else rec.string(obj, name, path, limits.MAX_LABEL_CHARS)
-
-
 def report_result_record(unit: ReportResult, path: str, line: int | None) -> ImportRecord | rec.Skip:
     """One usage report result as an ``llm.usage_aggregate`` event; a cost report result is a Skip."""
     obj = rec.json_object(unit.result, path)
@@ -245,8 +229,7 @@ def report_result_record(unit: ReportResult, path: str, line: int | None) -> Imp
     split = rec.optional_object(obj, "cache_creation", path)
     five_minutes = rec.optional_count(split, "ephemeral_5m_input_tokens", split_path)
     one_hour = rec.optional_count(split, "ephemeral_1h_input_tokens", split_path)
-    labels = {LABEL_SOURCE: PROVIDER, LABEL_AGGREGATE: "true", LABEL_BUCKET_START: fmt_time(unit.start_us),
-              LABEL_BUCKET_END: fmt_time(unit.end_us)}
+    labels = {LABEL_SOURCE: PROVIDER}
     tools_path = rec.join(path, "server_tool_use")
     tools = rec.optional_object(obj, "server_tool_use", path) or {}
     if len(tools) > SERVER_TOOL_KINDS_PER_RESULT:
@@ -257,23 +240,16 @@ def report_result_record(unit: ReportResult, path: str, line: int | None) -> Imp
         if tools[name] is not None:  # requests, not tokens: a label
             labels[LABEL_SERVER_TOOL_PREFIX + name] = str(rec.count(tools[name], rec.join(tools_path, name)))
     tier = rec.service_tier(obj, path)
-    grouping = {name: _optional_name(obj, name, path) for name in REPORT_GROUPING_FIELDS}
     key_parts = [str(unit.start_us), str(unit.end_us)]
-    for name, value in grouping.items():
-        if value is not None:
-            key_parts.append(f"{name}={value}")
-            if name in USAGE_GROUPING_LABELS:
-                labels[name] = value
-    model = grouping["model"]
+    model = rec.grouping(obj, path, REPORT_GROUPING_FIELDS, USAGE_GROUPING_LABELS, labels, key_parts)["model"]
     # uncached_input_tokens EXCLUDES the cache, like a message's input_tokens: the input total is the sum
     written = five_minutes + one_hour
-    return ImportRecord(
-        idempotency_key=idempotency_key("anthropic-usage", *key_parts),
-        body=Action(operation=AGGREGATE_OPERATION, usage=LlmUsage(
+    return rec.aggregate_record(
+        "anthropic-usage", key_parts, LlmUsage(
             provider=PROVIDER, model=UNKNOWN_MODEL if model is None else model,
             input_tokens=uncached + read + written, output_tokens=output, cache_read_tokens=read,
-            cache_write_tokens=written, cache_write_1h_tokens=one_hour, service_tier=tier)),
-        event_time_us=unit.start_us, context=_context(labels), line=line, path=path)
+            cache_write_tokens=written, cache_write_1h_tokens=one_hour, service_tier=tier),
+        unit.start_us, unit.end_us, labels, line, path)
 
 
 # -------------------------------------------------------------------------------- the family

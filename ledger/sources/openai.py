@@ -61,9 +61,8 @@ Usage API pages (``/v1/organization/usage/completions``: ``{"object": "page", "d
     Importing both per-call records and usage pages of the same period counts those calls twice: import one or
     the other.
 
-Names this module defines for both provider importers (``AGGREGATE_OPERATION``, the aggregate and batch labels,
-``BATCH_TIER``, ``UNKNOWN_MODEL``, ``batch_tier``) would belong in ``records``; the Anthropic importer uses them
-from here.
+What both provider importers share (``AGGREGATE_OPERATION``, the aggregate and batch labels, ``BATCH_TIER``,
+``UNKNOWN_MODEL``, the batch tier rule, a usage report result's grouping key and aggregate event) is in ``records``.
 """
 
 from __future__ import annotations
@@ -77,11 +76,7 @@ from ledger.errors import ValidationError
 from ledger.sources import records as rec
 from ledger.sources.attribution import LABEL_SOURCE
 from ledger.sources.records import (
-    AGGREGATE_OPERATION,
     IMPORT_OPERATION,
-    LABEL_AGGREGATE,
-    LABEL_BUCKET_END,
-    LABEL_BUCKET_START,
     LABEL_CUSTOM_ID,
     LABEL_NUM_MODEL_REQUESTS,
     LABEL_STATUS,
@@ -95,7 +90,6 @@ from ledger.sources.records import (
 )
 from ledger.units import US_PER_S
 from ledger.wire.events import Action, Context, LlmUsage, check_int
-from ledger.wire.timefmt import fmt_time
 
 # -------------------------------------------------------------------------------- OpenAI names
 
@@ -129,10 +123,6 @@ def unix_seconds(obj: Mapping[str, Any], name: str, path: str) -> int:
     return rec.event_time(field, seconds * US_PER_S, seconds)
 
 
-def _context(labels: Mapping[str, str]) -> Context:
-    return Context(labels=tuple(labels.items()))
-
-
 def _total_check(usage: Mapping[str, Any], up: str, total: int, parts: str) -> None:
     """``usage.total_tokens``, when reported, must be the sum the importer records (a mismatch is a problem)."""
     if usage.get("total_tokens") is not None:
@@ -141,48 +131,49 @@ def _total_check(usage: Mapping[str, Any], up: str, total: int, parts: str) -> N
             raise ValidationError(rec.join(up, "total_tokens"), reported, f"must equal {parts} ({total:,})")
 
 
-def _tier(obj: Mapping[str, Any], path: str, batch: bool) -> str:
-    tier = rec.service_tier(obj, path)
-    return batch_tier(tier, rec.join(path, "service_tier"), obj.get("service_tier")) if batch else tier
-
-
 # -------------------------------------------------------------------------------- payloads (one call each)
+
+
+@dataclass(frozen=True, slots=True)
+class _UsageNames:
+    """How one OpenAI API names the usage fields the ledger reads: the same rule, other names (module docstring)."""
+
+    input: str  # the input total, cache included
+    output: str  # the output total, reasoning included
+    input_details: str  # object holding cached_tokens (a part of the input)
+    output_details: str  # object holding reasoning_tokens (a part of the output)
+
+
+_CHAT_USAGE = _UsageNames("prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details")
+_RESPONSE_USAGE = _UsageNames("input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details")
+
+
+def _usage(obj: Mapping[str, Any], path: str, names: _UsageNames, batch: bool) -> tuple[str, LlmUsage]:
+    """(id, usage) of a payload whose usage fields are named ``names``."""
+    record_id, model, usage, up = rec.payload_identity(obj, path)
+    input_tokens = rec.count(rec.required(usage, names.input, up), rec.join(up, names.input))
+    output_tokens = rec.count(rec.required(usage, names.output, up), rec.join(up, names.output))
+    _total_check(usage, up, input_tokens + output_tokens, f"{names.input} + {names.output}")
+    input_path, output_path = rec.join(up, names.input_details), rec.join(up, names.output_details)
+    cached = rec.optional_count(rec.optional_object(usage, names.input_details, up), "cached_tokens", input_path)
+    rec.part_of(cached, rec.join(input_path, "cached_tokens"), input_tokens, names.input)
+    reasoning = rec.optional_count(rec.optional_object(usage, names.output_details, up), "reasoning_tokens",
+                                   output_path)
+    rec.part_of(reasoning, rec.join(output_path, "reasoning_tokens"), output_tokens, names.output)
+    return record_id, LlmUsage(
+        provider=PROVIDER, model=model, input_tokens=input_tokens, output_tokens=output_tokens,
+        cache_read_tokens=cached, reasoning_tokens=reasoning, service_tier=rec.call_tier(obj, path, batch=batch),
+        provider_cost_micros=rec.reported_cost(usage, up))
 
 
 def chat_usage(obj: Mapping[str, Any], path: str, *, batch: bool = False) -> tuple[str, LlmUsage]:
     """(id, usage) of a Chat Completions response or usage-bearing chunk (see the module docstring)."""
-    record_id, model, usage, up = rec.payload_identity(obj, path)
-    prompt = rec.count(rec.required(usage, "prompt_tokens", up), rec.join(up, "prompt_tokens"))
-    completion = rec.count(rec.required(usage, "completion_tokens", up), rec.join(up, "completion_tokens"))
-    _total_check(usage, up, prompt + completion, "prompt_tokens + completion_tokens")
-    prompt_path, completion_path = rec.join(up, "prompt_tokens_details"), rec.join(up, "completion_tokens_details")
-    cached = rec.optional_count(rec.optional_object(usage, "prompt_tokens_details", up), "cached_tokens", prompt_path)
-    rec.part_of(cached, rec.join(prompt_path, "cached_tokens"), prompt, "prompt_tokens")
-    reasoning = rec.optional_count(rec.optional_object(usage, "completion_tokens_details", up), "reasoning_tokens",
-                                   completion_path)
-    rec.part_of(reasoning, rec.join(completion_path, "reasoning_tokens"), completion, "completion_tokens")
-    return record_id, LlmUsage(
-        provider=PROVIDER, model=model, input_tokens=prompt, output_tokens=completion, cache_read_tokens=cached,
-        reasoning_tokens=reasoning, service_tier=_tier(obj, path, batch),
-        provider_cost_micros=rec.reported_cost(usage, up))
+    return _usage(obj, path, _CHAT_USAGE, batch)
 
 
 def response_usage(obj: Mapping[str, Any], path: str, *, batch: bool = False) -> tuple[str, LlmUsage]:
     """(id, usage) of a Responses API response that carries usage (see the module docstring)."""
-    record_id, model, usage, up = rec.payload_identity(obj, path)
-    input_tokens = rec.count(rec.required(usage, "input_tokens", up), rec.join(up, "input_tokens"))
-    output_tokens = rec.count(rec.required(usage, "output_tokens", up), rec.join(up, "output_tokens"))
-    _total_check(usage, up, input_tokens + output_tokens, "input_tokens + output_tokens")
-    input_path, output_path = rec.join(up, "input_tokens_details"), rec.join(up, "output_tokens_details")
-    cached = rec.optional_count(rec.optional_object(usage, "input_tokens_details", up), "cached_tokens", input_path)
-    rec.part_of(cached, rec.join(input_path, "cached_tokens"), input_tokens, "input_tokens")
-    reasoning = rec.optional_count(rec.optional_object(usage, "output_tokens_details", up), "reasoning_tokens",
-                                   output_path)
-    rec.part_of(reasoning, rec.join(output_path, "reasoning_tokens"), output_tokens, "output_tokens")
-    return record_id, LlmUsage(
-        provider=PROVIDER, model=model, input_tokens=input_tokens, output_tokens=output_tokens,
-        cache_read_tokens=cached, reasoning_tokens=reasoning, service_tier=_tier(obj, path, batch),
-        provider_cost_micros=rec.reported_cost(usage, up))
+    return _usage(obj, path, _RESPONSE_USAGE, batch)
 
 
 def _response_status(obj: Mapping[str, Any], path: str) -> str:
@@ -226,7 +217,7 @@ def response_record(obj: Mapping[str, Any], path: str, line: int | None,
     record_id, usage = response_usage(obj, path)
     status = _response_status(obj, path)
     context = (_OPENAI_CONTEXT if status in ("", RESPONSE_COMPLETED)
-               else _context({LABEL_SOURCE: PROVIDER, LABEL_STATUS: status}))
+               else rec.labels_context({LABEL_SOURCE: PROVIDER, LABEL_STATUS: status}))
     return ImportRecord(
         idempotency_key=idempotency_key(PROVIDER, record_id), body=Action(operation=IMPORT_OPERATION, usage=usage),
         event_time_us=rec.time_or_fallback(obj, "created_at", path, fallback_us), context=context, line=line,
@@ -289,8 +280,8 @@ def batch_line_record(obj: Mapping[str, Any], path: str, line: int | None,
                         "bodies are imported")
     return ImportRecord(
         idempotency_key=idempotency_key("openai-batch", line_id), body=Action(operation=IMPORT_OPERATION, usage=usage),
-        event_time_us=rec.time_or_fallback(body, time_name, body_path, fallback_us), context=_context(labels),
-        line=line, path=path)
+        event_time_us=rec.time_or_fallback(body, time_name, body_path, fallback_us),
+        context=rec.labels_context(labels), line=line, path=path)
 
 
 # -------------------------------------------------------------------------------- Usage API pages (aggregates)
@@ -321,21 +312,11 @@ def _usage_bucket(bucket: Any, path: str) -> list[tuple[str, Any]]:
             for i, result in enumerate(results)]
 
 
-def _optional_label(obj: Mapping[str, Any], name: str, path: str) -> str | None:
-    return None if obj.get(name) is None else rec.string(obj, name, path, limits.MAX_LABEL_CHARS)
-
-
 def _usage_grouping(obj: Mapping[str, Any], path: str, labels: dict[str, str],
                     key_parts: list[str]) -> tuple[list[str], str | None, str]:
     """(key parts, model or None, service tier) of a usage result; its grouping fields go into ``labels``."""
-    for name in USAGE_GROUPING_LABELS:
-        value = _optional_label(obj, name, path)
-        if value is not None:
-            labels[name] = value
-            key_parts.append(f"{name}={value}")
-    model = _optional_label(obj, "model", path)
-    if model is not None:
-        key_parts.append(f"model={model}")
+    model = rec.grouping(obj, path, (*USAGE_GROUPING_LABELS, "model"), USAGE_GROUPING_LABELS, labels,
+                         key_parts)["model"]
     batch = obj.get("batch")
     tier = rec.service_tier(obj, path)
     if batch is not None:
@@ -361,8 +342,7 @@ def usage_result_record(unit: BucketResult, path: str, line: int | None) -> Impo
     requests = rec.count(rec.required(obj, "num_model_requests", path), rec.join(path, "num_model_requests"))
     cached = rec.optional_count(obj, "input_cached_tokens", path)
     rec.part_of(cached, rec.join(path, "input_cached_tokens"), input_tokens, "input_tokens")
-    labels = {LABEL_SOURCE: PROVIDER, LABEL_AGGREGATE: "true", LABEL_NUM_MODEL_REQUESTS: str(requests),
-              LABEL_BUCKET_START: fmt_time(unit.start_us), LABEL_BUCKET_END: fmt_time(unit.end_us)}
+    labels = {LABEL_SOURCE: PROVIDER, LABEL_NUM_MODEL_REQUESTS: str(requests)}
     # audio tokens are parts of the totals (the ledger has no audio kind): checked, kept inside, and labelled
     for name, total, total_name in ((LABEL_INPUT_AUDIO, input_tokens, "input_tokens"),
                                     (LABEL_OUTPUT_AUDIO, output_tokens, "output_tokens")):
@@ -376,12 +356,11 @@ def usage_result_record(unit: BucketResult, path: str, line: int | None) -> Impo
                                   f"is 0 while the result reports {input_tokens + output_tokens:,} tokens")
         return rec.Skip("a usage result with no requests and no tokens")
     key_parts, model, tier = _usage_grouping(obj, path, labels, [unit.start_key, unit.end_key])
-    return ImportRecord(
-        idempotency_key=idempotency_key("openai-usage", *key_parts),
-        body=Action(operation=AGGREGATE_OPERATION, usage=LlmUsage(
+    return rec.aggregate_record(
+        "openai-usage", key_parts, LlmUsage(
             provider=PROVIDER, model=UNKNOWN_MODEL if model is None else model, input_tokens=input_tokens,
-            output_tokens=output_tokens, cache_read_tokens=cached, service_tier=tier)),
-        event_time_us=unit.start_us, context=_context(labels), line=line, path=path)
+            output_tokens=output_tokens, cache_read_tokens=cached, service_tier=tier),
+        unit.start_us, unit.end_us, labels, line, path)
 
 
 # -------------------------------------------------------------------------------- the family

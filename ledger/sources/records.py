@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
@@ -16,7 +16,8 @@ from ledger import limits
 from ledger.errors import ValidationError
 from ledger.limits import MAX_PROBLEM_VALUE_CHARS
 from ledger.units import US_PER_S
-from ledger.wire.events import Action, Context, check_int, check_str
+from ledger.wire.events import Action, Context, LlmUsage, check_int, check_str
+from ledger.wire.timefmt import fmt_time
 
 IMPORT_OPERATION = "llm.call"  # operation of events imported from provider payloads and spans
 UNKNOWN_PROVIDER = "unknown"
@@ -353,6 +354,46 @@ def batch_tier(reported: str, field: str, shown: Any) -> str:
         raise ValidationError(field, shown, f"reports service tier {reported!r}, but a batch result is billed at "
                                             f"the {BATCH_TIER!r} tier")
     return BATCH_TIER
+
+
+def call_tier(obj: Mapping[str, Any], path: str, *, batch: bool) -> str:
+    """The service tier of a call whose ``service_tier`` is ``obj``'s (``service_tier``); of a batch result
+    (``batch``): ``batch``, which the reported tier must not contradict (``batch_tier``)."""
+    tier = service_tier(obj, path)
+    return batch_tier(tier, join(path, "service_tier"), obj.get("service_tier")) if batch else tier
+
+
+def labels_context(labels: Mapping[str, str]) -> Context:
+    """A context carrying ``labels`` (and nothing else)."""
+    return Context(labels=tuple(labels.items()))
+
+
+def grouping(obj: Mapping[str, Any], path: str, names: Sequence[str], labelled: Collection[str],
+             labels: dict[str, str], key_parts: list[str]) -> dict[str, str | None]:
+    """The grouping fields ``names`` of a usage report result: each an optional string (absent or null: the report
+    is not grouped by it), read in order. Each one present is appended to ``key_parts`` as ``name=value`` (in the
+    order of ``names``: the aggregate's idempotency key) and, when in ``labelled``, set in ``labels``."""
+    values = {name: None if obj.get(name) is None else string(obj, name, path, limits.MAX_LABEL_CHARS)
+              for name in names}
+    for name, value in values.items():
+        if value is not None:
+            key_parts.append(f"{name}={value}")
+            if name in labelled:
+                labels[name] = value
+    return values
+
+
+def aggregate_record(key_prefix: str, key_parts: Sequence[str], usage: LlmUsage, start_us: int, end_us: int,
+                     labels: Mapping[str, str], line: int | None, path: str) -> ImportRecord:
+    """One result of a usage report bucket as an ``llm.usage_aggregate`` event (one event sums many calls): keyed
+    ``{key_prefix}:{key_parts...}``, at the bucket's start, with ``labels`` plus ``aggregate=true`` and the bucket's
+    bounds (``bucket_start``, ``bucket_end``: ISO-8601)."""
+    return ImportRecord(
+        idempotency_key=idempotency_key(key_prefix, *key_parts),
+        body=Action(operation=AGGREGATE_OPERATION, usage=usage), event_time_us=start_us,
+        context=labels_context({**labels, LABEL_AGGREGATE: "true", LABEL_BUCKET_START: fmt_time(start_us),
+                                LABEL_BUCKET_END: fmt_time(end_us)}),
+        line=line, path=path)
 
 
 def json_list(value: Any, path: str) -> list[Any]:

@@ -8,6 +8,7 @@ a backfill grant stays visible where the tests rely on it.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,23 @@ def kinds(usage: Any) -> tuple[int, int, int, int, int]:
     """(input, output, cache read, cache write, reasoning) of one LlmUsage."""
     return (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
             usage.reasoning_tokens)
+
+
+def with_field(base: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    """``base`` (deep-copied) with the field at a dotted path set to ``value`` (``...`` deletes it); a number in the
+    path is a list index."""
+    out = json.loads(json.dumps(base))
+    *parents, last = dotted.split(".")
+    node = out
+    for name in parents:
+        node = node[int(name)] if isinstance(node, list) else node[name]
+    if value is ...:
+        del node[last]
+    elif isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return out
 
 
 def cli_app() -> typer.Typer:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.importing import audit_ok, cli_app, events_of, import_runner, importer_home, log_ends, write
+from support.importing import audit_ok, cli_app, events_of, import_runner, importer_home, log_ends, with_field, write
 from typer.testing import CliRunner
 
 from ledger.errors import ValidationError
@@ -286,22 +286,6 @@ def test_importing_every_format_again_appends_nothing(home, tmp_path):
 # ------------------------------------------------------------------------------- malformed records
 
 
-def _with(base: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
-    """``base`` (deep-copied) with the field at a dotted path set to ``value`` (``...`` deletes it)."""
-    out = json.loads(json.dumps(base))
-    *parents, last = dotted.split(".")
-    node = out
-    for name in parents:
-        node = node[int(name)] if isinstance(node, list) else node[name]
-    if value is ...:
-        del node[last]
-    elif isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-    return out
-
-
 GOOD_BATCH = succeeded("x", message("msg_x", 100, 10, read=50, five_minutes=20, one_hour=10))
 GOOD_PAGE = report_page([report_bucket(T0, [report_result(100, 10, read=50, five_minutes=20, one_hour=10,
                                                           model="claude-sonnet-4-6")])])
@@ -309,33 +293,33 @@ R0 = "data.0.results.0"
 MSG = "result.message"
 
 MALFORMED = [
-    ("batch-unknown-result", _with(GOOD_BATCH, "result.type", "pending"), "result.type", "must be one of"),
-    ("batch-result-missing", _with(GOOD_BATCH, "result", ...), "result", "required"),
-    ("batch-custom-id-number", _with(GOOD_BATCH, "custom_id", 5), "custom_id", "string"),
-    ("batch-no-message", _with(GOOD_BATCH, f"{MSG}", None), MSG, "must not be null"),
-    ("batch-message-other-type", _with(GOOD_BATCH, f"{MSG}.type", "message_start"), f"{MSG}.type", "message"),
-    ("batch-negative-input", _with(GOOD_BATCH, f"{MSG}.usage.input_tokens", -1), f"{MSG}.usage.input_tokens",
+    ("batch-unknown-result", with_field(GOOD_BATCH, "result.type", "pending"), "result.type", "must be one of"),
+    ("batch-result-missing", with_field(GOOD_BATCH, "result", ...), "result", "required"),
+    ("batch-custom-id-number", with_field(GOOD_BATCH, "custom_id", 5), "custom_id", "string"),
+    ("batch-no-message", with_field(GOOD_BATCH, f"{MSG}", None), MSG, "must not be null"),
+    ("batch-message-other-type", with_field(GOOD_BATCH, f"{MSG}.type", "message_start"), f"{MSG}.type", "message"),
+    ("batch-negative-input", with_field(GOOD_BATCH, f"{MSG}.usage.input_tokens", -1), f"{MSG}.usage.input_tokens",
      "between 0"),
-    ("batch-split-mismatch", _with(GOOD_BATCH, f"{MSG}.usage.cache_creation.ephemeral_1h_input_tokens", 11),
+    ("batch-split-mismatch", with_field(GOOD_BATCH, f"{MSG}.usage.cache_creation.ephemeral_1h_input_tokens", 11),
      f"{MSG}.usage.cache_creation", "add up"),
-    ("batch-priority-tier", _with(GOOD_BATCH, f"{MSG}.usage.service_tier", "priority"), f"{MSG}.usage.service_tier",
-     "batch"),
-    ("report-string-count", _with(GOOD_PAGE, f"{R0}.uncached_input_tokens", "100"),
+    ("batch-priority-tier", with_field(GOOD_BATCH, f"{MSG}.usage.service_tier", "priority"),
+     f"{MSG}.usage.service_tier", "batch"),
+    ("report-string-count", with_field(GOOD_PAGE, f"{R0}.uncached_input_tokens", "100"),
      "data[0].results[0].uncached_input_tokens", "integer"),
-    ("report-missing-output", _with(GOOD_PAGE, f"{R0}.output_tokens", ...), "data[0].results[0].output_tokens",
+    ("report-missing-output", with_field(GOOD_PAGE, f"{R0}.output_tokens", ...), "data[0].results[0].output_tokens",
      "required"),
-    ("report-negative-1h", _with(GOOD_PAGE, f"{R0}.cache_creation.ephemeral_1h_input_tokens", -1),
+    ("report-negative-1h", with_field(GOOD_PAGE, f"{R0}.cache_creation.ephemeral_1h_input_tokens", -1),
      "data[0].results[0].cache_creation.ephemeral_1h_input_tokens", "between 0"),
-    ("report-cache-creation-list", _with(GOOD_PAGE, f"{R0}.cache_creation", [1]), "data[0].results[0].cache_creation",
-     "JSON object"),
-    ("report-web-search-text", _with(GOOD_PAGE, f"{R0}.server_tool_use.web_search_requests", "many"),
+    ("report-cache-creation-list", with_field(GOOD_PAGE, f"{R0}.cache_creation", [1]),
+     "data[0].results[0].cache_creation", "JSON object"),
+    ("report-web-search-text", with_field(GOOD_PAGE, f"{R0}.server_tool_use.web_search_requests", "many"),
      "data[0].results[0].server_tool_use.web_search_requests", "integer"),
-    ("report-model-number", _with(GOOD_PAGE, f"{R0}.model", 3), "data[0].results[0].model", "string"),
-    ("report-end-before-start", _with(GOOD_PAGE, "data.0.ending_at", rfc3339(T0 - HOUR_US)), "data[0].ending_at",
+    ("report-model-number", with_field(GOOD_PAGE, f"{R0}.model", 3), "data[0].results[0].model", "string"),
+    ("report-end-before-start", with_field(GOOD_PAGE, "data.0.ending_at", rfc3339(T0 - HOUR_US)), "data[0].ending_at",
      "later"),
-    ("report-end-text", _with(GOOD_PAGE, "data.0.ending_at", "soon"), "data[0].ending_at", "RFC 3339"),
-    ("report-results-missing", _with(GOOD_PAGE, "data.0.results", ...), "data[0].results", "required"),
-    ("report-data-object", _with(GOOD_PAGE, "data", {}), "data", "array"),
+    ("report-end-text", with_field(GOOD_PAGE, "data.0.ending_at", "soon"), "data[0].ending_at", "RFC 3339"),
+    ("report-results-missing", with_field(GOOD_PAGE, "data.0.results", ...), "data[0].results", "required"),
+    ("report-data-object", with_field(GOOD_PAGE, "data", {}), "data", "array"),
     ("stream-event", {"type": "message_start", "message": {}}, "type", "not a record"),
 ]
 

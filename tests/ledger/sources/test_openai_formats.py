@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.importing import audit_ok, cli_app, events_of, import_runner, importer_home, log_ends, write
+from support.importing import audit_ok, cli_app, events_of, import_runner, importer_home, log_ends, with_field, write
 from typer.testing import CliRunner
 
 from ledger.sdk.home import Home
@@ -323,22 +323,6 @@ def test_a_usage_bucket_that_changed_since_its_import_is_a_conflict_not_a_duplic
 # ------------------------------------------------------------------------------- malformed records
 
 
-def _with(base: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
-    """``base`` (deep-copied) with the field at a dotted path set to ``value`` (``...`` deletes it)."""
-    out = json.loads(json.dumps(base))
-    *parents, last = dotted.split(".")
-    node = out
-    for name in parents:
-        node = node[int(name)] if isinstance(node, list) else node[name]
-    if value is ...:
-        del node[last]
-    elif isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-    return out
-
-
 GOOD_CHUNK = chunk("chatcmpl-x", {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110,
                                   "prompt_tokens_details": {"cached_tokens": 50}})
 GOOD_RESPONSE = response("resp_x", 100, 10, cached=50, reasoning=5)
@@ -348,50 +332,50 @@ GOOD_PAGE = page([bucket(T0_S, [usage_result(100, 10, 1, input_cached_tokens=50,
 R0 = "data.0.results.0"
 
 MALFORMED = [
-    ("chunk-string-count", _with(GOOD_CHUNK, "usage.prompt_tokens", "100"), "usage.prompt_tokens", "integer"),
-    ("chunk-cache-above-input", _with(GOOD_CHUNK, "usage.prompt_tokens_details.cached_tokens", 101),
+    ("chunk-string-count", with_field(GOOD_CHUNK, "usage.prompt_tokens", "100"), "usage.prompt_tokens", "integer"),
+    ("chunk-cache-above-input", with_field(GOOD_CHUNK, "usage.prompt_tokens_details.cached_tokens", 101),
      "usage.prompt_tokens_details.cached_tokens", "cannot exceed"),
-    ("response-negative", _with(GOOD_RESPONSE, "usage.input_tokens", -1), "usage.input_tokens", "between 0"),
-    ("response-cache-above-input", _with(GOOD_RESPONSE, "usage.input_tokens_details.cached_tokens", 101),
+    ("response-negative", with_field(GOOD_RESPONSE, "usage.input_tokens", -1), "usage.input_tokens", "between 0"),
+    ("response-cache-above-input", with_field(GOOD_RESPONSE, "usage.input_tokens_details.cached_tokens", 101),
      "usage.input_tokens_details.cached_tokens", "cannot exceed"),
-    ("response-reasoning-above-output", _with(GOOD_RESPONSE, "usage.output_tokens_details.reasoning_tokens", 11),
+    ("response-reasoning-above-output", with_field(GOOD_RESPONSE, "usage.output_tokens_details.reasoning_tokens", 11),
      "usage.output_tokens_details.reasoning_tokens", "cannot exceed"),
-    ("response-total", _with(GOOD_RESPONSE, "usage.total_tokens", 111), "usage.total_tokens", "must equal"),
-    ("response-completed-without-usage", _with(GOOD_RESPONSE, "usage", None), "usage", "must not be null"),
-    ("response-time-text", _with(GOOD_RESPONSE, "created_at", "2026-01-01"), "created_at", "integer"),
-    ("response-time-float", _with(GOOD_RESPONSE, "created_at", T0_S + 0.5), "created_at", "integer"),
-    ("response-status-number", _with(GOOD_RESPONSE, "status", 5), "status", "string"),
-    ("batch-status-text", _with(GOOD_BATCH, "response.status_code", "200"), "response.status_code", "integer"),
-    ("batch-status-range", _with(GOOD_BATCH, "response.status_code", 700), "response.status_code", "between"),
-    ("batch-body-float", _with(GOOD_BATCH, "response.body.usage.prompt_tokens", 100.0),
+    ("response-total", with_field(GOOD_RESPONSE, "usage.total_tokens", 111), "usage.total_tokens", "must equal"),
+    ("response-completed-without-usage", with_field(GOOD_RESPONSE, "usage", None), "usage", "must not be null"),
+    ("response-time-text", with_field(GOOD_RESPONSE, "created_at", "2026-01-01"), "created_at", "integer"),
+    ("response-time-float", with_field(GOOD_RESPONSE, "created_at", T0_S + 0.5), "created_at", "integer"),
+    ("response-status-number", with_field(GOOD_RESPONSE, "status", 5), "status", "string"),
+    ("batch-status-text", with_field(GOOD_BATCH, "response.status_code", "200"), "response.status_code", "integer"),
+    ("batch-status-range", with_field(GOOD_BATCH, "response.status_code", 700), "response.status_code", "between"),
+    ("batch-body-float", with_field(GOOD_BATCH, "response.body.usage.prompt_tokens", 100.0),
      "response.body.usage.prompt_tokens", "integer"),
-    ("batch-body-flex-tier", _with(GOOD_BATCH, "response.body.service_tier", "flex"), "response.body.service_tier",
+    ("batch-body-flex-tier", with_field(GOOD_BATCH, "response.body.service_tier", "flex"), "response.body.service_tier",
      "batch"),
-    ("batch-null-custom-id", _with(GOOD_BATCH, "custom_id", None), "custom_id", "must not be null"),
-    ("batch-no-response-no-error", _with(GOOD_BATCH, "response", None), "response", "required"),
-    ("batch-no-body", _with(GOOD_BATCH, "response.body", ...), "response.body", "required"),
-    ("usage-string-count", _with(GOOD_PAGE, f"{R0}.input_tokens", "100"), "data[0].results[0].input_tokens",
+    ("batch-null-custom-id", with_field(GOOD_BATCH, "custom_id", None), "custom_id", "must not be null"),
+    ("batch-no-response-no-error", with_field(GOOD_BATCH, "response", None), "response", "required"),
+    ("batch-no-body", with_field(GOOD_BATCH, "response.body", ...), "response.body", "required"),
+    ("usage-string-count", with_field(GOOD_PAGE, f"{R0}.input_tokens", "100"), "data[0].results[0].input_tokens",
      "integer"),
-    ("usage-cache-above-input", _with(GOOD_PAGE, f"{R0}.input_cached_tokens", 101),
+    ("usage-cache-above-input", with_field(GOOD_PAGE, f"{R0}.input_cached_tokens", 101),
      "data[0].results[0].input_cached_tokens", "cannot exceed"),
-    ("usage-audio-above-input", _with(GOOD_PAGE, f"{R0}.input_audio_tokens", 101),
+    ("usage-audio-above-input", with_field(GOOD_PAGE, f"{R0}.input_audio_tokens", 101),
      "data[0].results[0].input_audio_tokens", "cannot exceed"),
-    ("usage-audio-above-output", _with(GOOD_PAGE, f"{R0}.output_audio_tokens", 11),
+    ("usage-audio-above-output", with_field(GOOD_PAGE, f"{R0}.output_audio_tokens", 11),
      "data[0].results[0].output_audio_tokens", "cannot exceed"),
-    ("usage-tokens-without-requests", _with(GOOD_PAGE, f"{R0}.num_model_requests", 0),
+    ("usage-tokens-without-requests", with_field(GOOD_PAGE, f"{R0}.num_model_requests", 0),
      "data[0].results[0].num_model_requests", "is 0"),
-    ("usage-no-requests-field", _with(GOOD_PAGE, f"{R0}.num_model_requests", ...),
+    ("usage-no-requests-field", with_field(GOOD_PAGE, f"{R0}.num_model_requests", ...),
      "data[0].results[0].num_model_requests", "required"),
-    ("usage-batch-text", _with(GOOD_PAGE, f"{R0}.batch", "yes"), "data[0].results[0].batch", "true, false"),
-    ("usage-batch-flex", _with(_with(GOOD_PAGE, f"{R0}.batch", True), f"{R0}.service_tier", "flex"),
+    ("usage-batch-text", with_field(GOOD_PAGE, f"{R0}.batch", "yes"), "data[0].results[0].batch", "true, false"),
+    ("usage-batch-flex", with_field(with_field(GOOD_PAGE, f"{R0}.batch", True), f"{R0}.service_tier", "flex"),
      "data[0].results[0].service_tier", "batch"),
-    ("usage-model-number", _with(GOOD_PAGE, f"{R0}.model", 4), "data[0].results[0].model", "string"),
-    ("bucket-time-text", _with(GOOD_PAGE, "data.0.start_time", "yesterday"), "data[0].start_time", "integer"),
-    ("bucket-time-ms", _with(GOOD_PAGE, "data.0.start_time", T0_S * 1_000), "data[0].start_time", "between"),
-    ("bucket-end-before-start", _with(GOOD_PAGE, "data.0.end_time", T0_S), "data[0].end_time", "later"),
-    ("bucket-results-object", _with(GOOD_PAGE, "data.0.results", {}), "data[0].results", "array"),
-    ("bucket-other-object", _with(GOOD_PAGE, "data.0.object", "list"), "data[0].object", "bucket"),
-    ("page-data-object", _with(GOOD_PAGE, "data", {}), "data", "array"),
+    ("usage-model-number", with_field(GOOD_PAGE, f"{R0}.model", 4), "data[0].results[0].model", "string"),
+    ("bucket-time-text", with_field(GOOD_PAGE, "data.0.start_time", "yesterday"), "data[0].start_time", "integer"),
+    ("bucket-time-ms", with_field(GOOD_PAGE, "data.0.start_time", T0_S * 1_000), "data[0].start_time", "between"),
+    ("bucket-end-before-start", with_field(GOOD_PAGE, "data.0.end_time", T0_S), "data[0].end_time", "later"),
+    ("bucket-results-object", with_field(GOOD_PAGE, "data.0.results", {}), "data[0].results", "array"),
+    ("bucket-other-object", with_field(GOOD_PAGE, "data.0.object", "list"), "data[0].object", "bucket"),
+    ("page-data-object", with_field(GOOD_PAGE, "data", {}), "data", "array"),
     ("unknown-object", {"id": "run_1", "object": "thread.run", "usage": {}}, "object", "not a record"),
 ]
 
