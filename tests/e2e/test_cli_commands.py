@@ -23,7 +23,7 @@ COMMANDS = {
     "agent", "agent register", "agent rotate", "agent revoke", "agent grant", "agent ungrant",
     "clock", "clock show", "clock set",
     "prices", "prices list", "prices show", "prices set", "prices load", "prices sync", "prices alias",
-    "emit", "emit action", "emit data", "emit compute", "emit trust", "emit interaction",
+    "emit", "emit action", "emit data", "emit compute", "emit trust", "emit interaction", "emit outcome",
     "budget", "budget check", "budget set", "budget show",
     "reputation", "reputation show",
     "econ", "econ estimate", "econ deposit", "econ congestion", "econ cache",
