@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from ledger.log import Log, open_log
     from ledger.sdk.emitter import Emitter, context
     from ledger.sdk.guard import guard
-    from ledger.sdk.instrument import instrument
     from ledger.sdk.home import Home
+    from ledger.sdk.instrument import instrument
     from ledger.wire.events import (
         Action,
         AgentRegistered,
