@@ -83,5 +83,5 @@ def test_import_as_the_operator_is_refused_and_an_agents_import_is_accepted_by_v
     assert json.loads(r.stdout)["imported"] == 1
     report = _verify(home)
     assert report["ok"] and report["rejected"] == {}
-    # the importer's registration (first import) and the imported event: both accepted
-    assert report["accepted_events"] == accepted + 2
+    # the importer's registration and backfill grant (first import) and the imported event: all accepted
+    assert report["accepted_events"] == accepted + 3
