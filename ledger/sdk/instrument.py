@@ -32,8 +32,9 @@ client), the libraries' other helpers (``chat.completions.stream`` / ``parse``, 
 - the idempotency key ``openai:{id}`` / ``anthropic:{id}`` where ``id`` is the RESPONSE's id (``chatcmpl-...``,
   ``resp_...``, ``msg_...``; keys too long for an id hashed as the importers do). That is the key
   ``tokenledger import openai|anthropic`` gives the same response, so an import of responses already metered here
-  appends nothing (it reports them as imported before with other content: the context and time differ, and the
-  first record stands). The request-id header is not the key: the importers never see it. A response without an
+  BY THE SAME SIGNER appends nothing (it reports them as imported before with other content: the context and time
+  differ, and the first record stands). Keys are per signer: imported under the ``importer`` signer, the same
+  responses would count again, so meter a source or import it, not both. The request-id header is not the key: the importers never see it. A response without an
   id is keyed by its request id, and without either it is emitted without a key (the spend is still recorded).
   The same response id metered twice (a replaying proxy, a server that reuses ids) appends nothing the second
   time: the emitter refuses the key with other content (``IdempotencyConflictError``), which is logged as a
