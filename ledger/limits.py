@@ -227,3 +227,8 @@ assert 2 ** (MAX_THROTTLE_LEVEL - 1) * US_PER_S > 60 * US_PER_S >= 2 ** (MAX_THR
 # every single spend (two petabytes of data at most) fits under a saturated counter's bound
 assert 2 * MAX_DATA_BYTES < MAX_BUDGET_COUNTER <= INT64_MAX
 assert DEFAULT_MAX_CLOCK_BEHIND_US <= MAX_CLOCK_SKEW_US and DEFAULT_MAX_CLOCK_AHEAD_US <= MAX_CLOCK_SKEW_US
+
+# ------------------------------------------------------------------ telemetry in (importers, the spend guard)
+MAX_DECISION_TIMEOUT_S = 3_600.0  # seconds: a longer wait is a unit mix-up (milliseconds given as seconds)
+MAX_COUNT_DIGITS = 13  # MAX_TOKENS (10**12) has 13 digits: longer digit strings are refused before int()
+MAX_SPAN_DEPTH = 256  # ancestor spans followed up from one span: agent call trees are tens deep, not hundreds

@@ -151,7 +151,6 @@ ESTIMATE_FIELDS = {USD: "estimate_micros", LLM_TOKENS: "estimate_tokens"}
 
 DECISION_POLL_S = 0.1  # seconds between two reads of the published reservations view while waiting
 DECISION_TIMEOUT_S = 30.0  # seconds a guard waits for the budgets processor's decision by default
-MAX_DECISION_TIMEOUT_S = 3_600.0  # seconds: a longer wait is a unit mix-up (milliseconds given as seconds)
 GUARD_TTL_US = 600_000_000  # event-time microseconds a guard's hold lasts (10 minutes: a few long LLM calls)
 RESERVATION_ID_PREFIX = "guard-"  # + 32 hex digits of a random UUID: a fresh id per reservation
 BUDGETS_PROCESSOR = "budgets"  # whose published views hold the decisions and the price book
@@ -244,9 +243,9 @@ class Guard:
         estimate = given[kind]
         self.estimate = None if estimate is None else check_int(ESTIMATE_FIELDS[kind], estimate, 0, limits.MAX_MICROS)
         if (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not math.isfinite(timeout_s)
-                or not 0 < timeout_s <= MAX_DECISION_TIMEOUT_S):
+                or not 0 < timeout_s <= limits.MAX_DECISION_TIMEOUT_S):
             raise ValidationError("timeout_s", timeout_s, f"must be seconds, above 0 and at most "
-                                  f"{MAX_DECISION_TIMEOUT_S:g}")
+                                  f"{limits.MAX_DECISION_TIMEOUT_S:g}")
         self.timeout_s = float(timeout_s)
         self.ttl_us = check_int("ttl_us", ttl_us, 1, limits.MAX_DURATION_US)
         self.scope = check_choice("scope", scope, BUDGET_SCOPES)

@@ -34,7 +34,8 @@ client), the libraries' other helpers (``chat.completions.stream`` / ``parse``, 
   ``tokenledger import openai|anthropic`` gives the same response, so an import of responses already metered here
   BY THE SAME SIGNER appends nothing (it reports them as imported before with other content: the context and time
   differ, and the first record stands). Keys are per signer: imported under the ``importer`` signer, the same
-  responses would count again, so meter a source or import it, not both. The request-id header is not the key: the importers never see it. A response without an
+  responses would count again, so meter a source or import it, not both. The request-id header is not the key:
+  the importers never see it. A response without an
   id is keyed by its request id, and without either it is emitted without a key (the spend is still recorded).
   The same response id metered twice (a replaying proxy, a server that reuses ids) appends nothing the second
   time: the emitter refuses the key with other content (``IdempotencyConflictError``), which is logged as a
@@ -152,7 +153,7 @@ _CLIENTS = {("openai", "OpenAI"): (PROVIDER_OPENAI, False), ("openai", "AsyncOpe
 _REQUEST_ID_HEADER = {PROVIDER_OPENAI: "x-request-id", PROVIDER_ANTHROPIC: "request-id"}
 _PROMPT_FIELDS = {API_CHAT: ("messages", "tools"), API_RESPONSES: ("input", "instructions", "tools"),
                   API_MESSAGES: ("system", "messages", "tools")}
-_MAX_OUTPUT_FIELDS = {API_CHAT: ("max_completion_tokens", "max_tokens"), API_RESPONSES: ("max_output_tokens",),
+_OUTPUT_CAP_FIELDS = {API_CHAT: ("max_completion_tokens", "max_tokens"), API_RESPONSES: ("max_output_tokens",),
                       API_MESSAGES: ("max_tokens",)}
 _RESPONSES_FINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _MARK = "_tokenledger_meter"  # set on an instrumented client: instrumenting it twice would meter every call twice
@@ -473,7 +474,7 @@ def estimate_input_tokens(api: str, request: Mapping[str, Any]) -> int:
 
 def requested_max_output_tokens(api: str, request: Mapping[str, Any]) -> int | None:
     """The request's output cap (module doc), or None when it sets none."""
-    for name in _MAX_OUTPUT_FIELDS[api]:
+    for name in _OUTPUT_CAP_FIELDS[api]:
         value = request.get(name)
         if _given(value):
             return check_int(name, value, 0, limits.MAX_TOKENS)

@@ -69,7 +69,6 @@ SOURCE_LITELLM = "litellm"
 CSV_PATTERNS = ("*.csv",)
 REQUIRED_COLUMNS = ("request_id", "startTime", "prompt_tokens", "completion_tokens")
 STATUS_SUCCESS, STATUS_FAILURE = "success", "failure"
-MAX_COUNT_DIGITS = 13  # MAX_TOKENS (10**12) has 13 digits: longer digit strings are refused before int()
 
 LABEL_USER, LABEL_TEAM, LABEL_END_USER = "user", "team_id", "end_user"
 LABEL_TAGS, LABEL_CALL_TYPE, LABEL_MODEL_GROUP, LABEL_STATUS = "request_tags", "call_type", "model_group", "status"
@@ -181,7 +180,7 @@ class _Row:
         if raw is None:
             return None
         if self.csv:
-            if len(raw) > MAX_COUNT_DIGITS or not _DIGITS.fullmatch(raw):
+            if len(raw) > limits.MAX_COUNT_DIGITS or not _DIGITS.fullmatch(raw):
                 raise ValidationError(self.field(name), raw, "must be a whole number of tokens (decimal digits)")
             raw = int(raw)
         return rec.count(raw, self.field(name))

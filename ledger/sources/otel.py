@@ -41,7 +41,7 @@ Everything else
       the nearest ``gen_ai.conversation.id`` (span, ancestors, resource) the label ``gen_ai_conversation_id``;
       ``service.name`` (span, else resource) the label ``service_name``; the trace id is ``Context.run``. Resource
       attributes are visible to their spans for these and for provider, never for usage (it would count once per
-      span). An ancestor chain that loops, or is deeper than ``MAX_SPAN_DEPTH``, is a problem.
+      span). An ancestor chain that loops, or is deeper than ``limits.MAX_SPAN_DEPTH``, is a problem.
     * Aggregates: a span with usage that has spans with usage beneath it in the file (an ``invoke_agent`` span
       totalling its ``chat`` spans) is not recorded: the spans beneath it that have none beneath them (its child
       calls) are. Its reported kinds are compared with their sums: equal is a skip ("aggregate of N child spans
@@ -72,7 +72,6 @@ from ledger.sources.records import IMPORT_OPERATION, ImportProblem, ImportRecord
 from ledger.units import NS_PER_US
 from ledger.wire.events import Action, Context, LlmUsage, check_str
 
-MAX_SPAN_DEPTH = 256  # ancestor spans followed up from one span: agent call trees are tens deep, not hundreds
 FRAME_HEADER_BYTES = 4  # the collector's file exporter writes each request's length as a big-endian uint32
 PROTO_FIRST_BYTE = b"\x0a"  # field 1 (resource_spans), length-delimited: how a non-empty request starts
 PROTOBUF_PATTERNS = ("*.pb", "*.binpb", "*.otlp")
@@ -449,7 +448,8 @@ def _usage(attrs: Mapping[str, Any], path: str) -> _Usage:
 
 
 def _lineage(unit: _Span, trace_id: str, span_id: str, path: str) -> list[tuple[str, _Node]]:
-    """The span's ancestors in the file, nearest first (a loop or a chain deeper than MAX_SPAN_DEPTH: a problem)."""
+    """The span's ancestors in the file, nearest first (a loop, or a chain deeper than limits.MAX_SPAN_DEPTH: a
+    problem)."""
     chain: list[tuple[str, _Node]] = []
     seen = {span_id}
     parent = _parent_id(unit.span, path)
@@ -460,9 +460,10 @@ def _lineage(unit: _Span, trace_id: str, span_id: str, path: str) -> list[tuple[
         if parent in seen:
             raise ValidationError(rec.join(path, "parentSpanId"), unit.span.get("parentSpanId"),
                                   f"its ancestors form a loop: span {parent} ({node.where}) is its own ancestor")
-        if len(chain) == MAX_SPAN_DEPTH:
+        if len(chain) == limits.MAX_SPAN_DEPTH:
             raise ValidationError(rec.join(path, "parentSpanId"), unit.span.get("parentSpanId"),
-                                  f"has more than {MAX_SPAN_DEPTH} ancestor spans in this file (MAX_SPAN_DEPTH)")
+                                  f"has more than {limits.MAX_SPAN_DEPTH} ancestor spans in this file "
+                                  "(limits.MAX_SPAN_DEPTH)")
         if not node.parent_ok:
             raise ValidationError(rec.join(path, "parentSpanId"), unit.span.get("parentSpanId"),
                                   f"its ancestor span {parent} ({node.where}) has a parentSpanId that does not read, "
