@@ -11,12 +11,12 @@ in ``ledger.errors`` (``ExitCode``):
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 
 import typer
 
 from ledger.cli import agents, broker, clock, emit, imports, init, keys, prices, tail, verify
+from ledger.cli.output import run
 
 # the order of ``tokenledger --help``: commands, then groups
 LEDGER_COMMANDS: tuple[Callable[[typer.Typer], None], ...] = (
@@ -36,14 +36,6 @@ def build_app() -> typer.Typer:
     for register in LEDGER_COMMANDS:
         register(app)
     return app
-
-
-def run(app: typer.Typer) -> None:
-    """Run ``app`` as the process's command line."""
-    try:
-        app()
-    except BrokenPipeError:  # `tokenledger tail | head`
-        sys.stderr.close()
 
 
 def main() -> None:

@@ -32,7 +32,6 @@ from rich.table import Table
 from rich.text import Text
 
 from ledger.errors import ExitCode, LedgerError, ValidationError, exit_code_for
-from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home, resolve_home, resolve_log_url
 from ledger.wire.timefmt import fmt_time, parse_time
 
@@ -54,6 +53,7 @@ __all__ = [
     "out",
     "parse_time",
     "print_json",
+    "run",
     "progress",
     "table",
     "visible",
@@ -212,7 +212,17 @@ def operator_emit(h: Home, log: str | None, bodies: list[Any]) -> list[str]:
     """Append ``bodies`` as control events signed by the home's operator; their event ids, in order."""
     lg = h.open_log(resolve_log_url(log, h))
     try:
+        from ledger.sdk.emitter import Emitter  # imported when used: `query` must start fast
+
         with Emitter.for_operator(h, lg) as em:
             return [em.emit(b) for b in bodies]
     finally:
         lg.close()
+
+
+def run(app: typer.Typer) -> None:
+    """Run ``app`` as the process's command line."""
+    try:
+        app()
+    except BrokenPipeError:  # `tokenledger tail | head`
+        sys.stderr.close()
