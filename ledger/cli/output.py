@@ -53,8 +53,8 @@ __all__ = [
     "out",
     "parse_time",
     "print_json",
-    "run",
     "progress",
+    "run",
     "table",
     "visible",
 ]
