@@ -93,10 +93,12 @@ class CheckpointReport:
                 "first_divergence": self.first_divergence, "first_bad_record": self.first_bad_record}
 
 
-def scan(log: Log, topic: str, fn: Callable[[Any], None]) -> None:
-    """Call ``fn(record)`` for every record of every partition of ``topic``, in partition then offset order."""
+def scan(log: Log, topic: str, fn: Callable[[Any], None], *, start: dict[int, int] | None = None) -> dict[int, int]:
+    """Call ``fn(record)`` for every record of every partition of ``topic``, in partition then offset order, from
+    ``start`` (partition -> first offset; default 0); return where reading stopped per partition."""
+    stopped: dict[int, int] = {}
     for p in range(log.partitions(topic)):
-        offset, end = 0, log.end_offset(topic, p)
+        offset, end = (start or {}).get(p, 0), log.end_offset(topic, p)
         while offset < end:
             recs = log.read(topic, p, offset, READ_BATCH)
             if not recs:
@@ -104,6 +106,8 @@ def scan(log: Log, topic: str, fn: Callable[[Any], None]) -> None:
             for r in recs:
                 fn(r)
             offset = recs[-1].offset + 1
+        stopped[p] = offset
+    return stopped
 
 
 def control_keyring(log: Log, control_topic: str, anchors: dict[str, bytes]) -> KeyRing:
@@ -187,16 +191,7 @@ def _key_records(log: Log, control_topic: str) -> list[tuple[int, bytes, str, se
             seen.records.append((r.offset, r.value, batch.key_id, about))
 
     if control_topic in log.topics():
-        for p in range(log.partitions(control_topic)):
-            offset, end = seen.next_offsets.get(p, 0), log.end_offset(control_topic, p)
-            while offset < end:
-                recs = log.read(control_topic, p, offset, READ_BATCH)
-                if not recs:
-                    break
-                for r in recs:
-                    take(r)
-                offset = recs[-1].offset + 1
-            seen.next_offsets[p] = offset
+        seen.next_offsets = scan(log, control_topic, take, start=seen.next_offsets)
     return seen.records
 
 
