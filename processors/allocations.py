@@ -58,13 +58,13 @@ from ledger.economics.pricing import (
     PriceBook,
     PriceInForce,
     UsageCost,
+    aggregate_shape,
     price_book_from_rows,
     usage_cost,
 )
 from ledger.errors import LedgerError, ValidationError
 from ledger.limits import COST_DISCREPANCY_FLOOR_MICROS, COST_DISCREPANCY_PERMILLE, MAX_ALLOCATIONS_DATA_RECORDS
 from ledger.sources.attribution import IO_SPLIT_UNKNOWN, LABEL_IO_SPLIT, estimate_cost_micros
-from ledger.sources.records import AGGREGATE_OPERATION, LABEL_NUM_MODEL_REQUESTS
 from ledger.wire.events import Action, AllocationRule, Interaction, LlmUsage, PriceMatch, PriceSet
 from ledger.wire.events import Allocation as AllocationEvent
 from processors.runtime.processor import (
@@ -561,32 +561,6 @@ class Allocations(Processor):
                         request_input_micros=metered.request_input.cost,
                         response_output_micros=metered.response_output.cost,
                         response_input_micros=metered.response_input.cost, params=tuple(sorted(wire.items())))))
-
-
-def aggregate_shape(operation: str, labels: tuple[tuple[str, str], ...], input_tokens: int) -> tuple[int, int, bool]:
-    """(requests, input tokens that choose the prompt-size tier, whether the request count is known) of an action.
-
-    A call: (1, its input, True). An aggregate (``llm.usage_aggregate``, a usage report's result) sums many calls:
-    its per-request fee counts ``num_model_requests`` times, and the prompt-size tier is chosen by the mean input
-    per request (the report has no per-call sizes: a mix of long and short prompts is priced at their mean). Without
-    a count (Anthropic's report has none) the tier comes from the report's ``context_window`` group when present
-    ("200k-1M": above 200k), else the base tier, and the cost is flagged an estimate."""
-    if operation != AGGREGATE_OPERATION:
-        return 1, input_tokens, True
-    found = dict(labels)
-    raw = found.get(LABEL_NUM_MODEL_REQUESTS, "")
-    if raw.isdigit() and int(raw) > 0:
-        n = int(raw)
-        return n, input_tokens // n, True
-    return 1, _context_window_floor(found.get("context_window", "")), False
-
-
-def _context_window_floor(group: str) -> int:
-    """The smallest prompt of a context-window group such as "200k-1M" (200,001 tokens), 0 when it names none."""
-    low = group.split("-", 1)[0].strip().lower()
-    scale = {"k": 1_000, "m": 1_000_000}.get(low[-1:], 1)
-    digits = low[:-1] if scale != 1 else low
-    return int(digits) * scale + 1 if digits.isdigit() and int(digits) > 0 else 0
 
 
 def _discrepancy_permille(ours: int, theirs: int) -> int | None:

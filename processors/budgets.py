@@ -104,6 +104,7 @@ from ledger.economics.pricing import (
     PRICE_MATCH_ROW_COLUMNS,
     PRICE_ROW_COLUMNS,
     PriceBook,
+    aggregate_shape,
     price_book_from_rows,
     usage_cost,
 )
@@ -507,13 +508,17 @@ class Budgets(Processor):
         return []
 
     def _price(self, ev: Event, u: Any) -> int:
-        """micro-USD of one LLM call; -1 when the model has no price at the event's time."""
+        """micro-USD of one LLM call (or of the calls an aggregate sums, priced as allocations prices them:
+        ``aggregate_shape``); -1 when the model has no price at the event's time."""
+        requests, tier_input, _ = aggregate_shape(getattr(ev.body, "operation", ""), ev.context.labels,
+                                                  u.input_tokens)
         try:
             price = self.book.price_at(u.provider, u.model, ev.event_time_us, service_tier=u.service_tier,
-                                       input_tokens=u.input_tokens)
+                                       input_tokens=tier_input)
             return usage_cost(price, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
                               cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
-                              reasoning_tokens=u.reasoning_tokens, cache_write_1h_tokens=u.cache_write_1h_tokens).total
+                              reasoning_tokens=u.reasoning_tokens, cache_write_1h_tokens=u.cache_write_1h_tokens,
+                              requests=requests).total
         except LedgerError:
             return -1
 

@@ -733,3 +733,35 @@ def usage_cost(price: ModelPrice, *, input_tokens: int, output_tokens: int, cach
     total = check_result_micros("total", sum(parts.values()))
     return UsageCost(price=price, uncached_input_tokens=uncached_tokens, plain_output_tokens=plain_output_tokens,
                      total=total, **parts)
+
+
+# ------------------------------------------------------------------ aggregates (a usage report's result)
+
+AGGREGATE_OPERATION = "llm.usage_aggregate"  # operation of an event that sums many calls (a usage report's result)
+LABEL_NUM_MODEL_REQUESTS = "num_model_requests"  # on an aggregate: the calls it sums
+
+
+def aggregate_shape(operation: str, labels: tuple[tuple[str, str], ...], input_tokens: int) -> tuple[int, int, bool]:
+    """(requests, input tokens that choose the prompt-size tier, whether the request count is known) of an action.
+
+    A call: (1, its input, True). An aggregate (``llm.usage_aggregate``, a usage report's result) sums many calls:
+    its per-request fee counts ``num_model_requests`` times, and the prompt-size tier is chosen by the mean input
+    per request (the report has no per-call sizes: a mix of long and short prompts is priced at their mean). Without
+    a count (Anthropic's report has none) the tier comes from the report's ``context_window`` group when present
+    ("200k-1M": above 200k), else the base tier, and the cost is flagged an estimate."""
+    if operation != AGGREGATE_OPERATION:
+        return 1, input_tokens, True
+    found = dict(labels)
+    raw = found.get(LABEL_NUM_MODEL_REQUESTS, "")
+    if raw.isdigit() and int(raw) > 0:
+        n = int(raw)
+        return n, input_tokens // n, True
+    return 1, _context_window_floor(found.get("context_window", "")), False
+
+
+def _context_window_floor(group: str) -> int:
+    """The smallest prompt of a context-window group such as "200k-1M" (200,001 tokens), 0 when it names none."""
+    low = group.split("-", 1)[0].strip().lower()
+    scale = {"k": 1_000, "m": 1_000_000}.get(low[-1:], 1)
+    digits = low[:-1] if scale != 1 else low
+    return int(digits) * scale + 1 if digits.isdigit() and int(digits) > 0 else 0

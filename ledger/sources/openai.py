@@ -72,13 +72,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger import limits
+from ledger.economics.pricing import LABEL_NUM_MODEL_REQUESTS
 from ledger.errors import ValidationError
 from ledger.sources import records as rec
 from ledger.sources.attribution import LABEL_SOURCE
 from ledger.sources.records import (
     IMPORT_OPERATION,
     LABEL_CUSTOM_ID,
-    LABEL_NUM_MODEL_REQUESTS,
     LABEL_STATUS,
     UNKNOWN_MODEL,
     ImportRecord,

@@ -427,8 +427,9 @@ def _usage(attrs: Mapping[str, Any], path: str) -> _Usage:
     cache = read + written
     without_cache = False
     if total is not None:
+        # a total of input + output is the conventions' reading (the cache parts, if any, are inside the input)
         if total == input_tokens + output_tokens:
-            pass  # the conventions' reading: the cache parts (if any) are inside the input
+            without_cache = False
         elif cache and total == input_tokens + cache + output_tokens:
             without_cache = True
             input_tokens += cache

@@ -13,6 +13,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
 from ledger import limits
+from ledger.economics.pricing import AGGREGATE_OPERATION
 from ledger.errors import ValidationError
 from ledger.limits import MAX_PROBLEM_VALUE_CHARS
 from ledger.units import US_PER_S
@@ -337,14 +338,12 @@ def reported_cost(usage: Mapping[str, Any], path: str) -> int | None:
 
 # -------------------------------------------------------------------------------- names the provider importers share
 
-AGGREGATE_OPERATION = "llm.usage_aggregate"  # operation of an event that sums many calls (a usage report's result)
 LABEL_AGGREGATE = "aggregate"  # "true" on every aggregate event
 LABEL_BUCKET_START = "bucket_start"  # ISO-8601 start of the report bucket an aggregate covers
 LABEL_BUCKET_END = "bucket_end"  # ISO-8601 end (exclusive) of that bucket
 LABEL_CUSTOM_ID = "custom_id"  # the caller's id of a batch request
 LABEL_STATUS = "status"  # a Responses API status other than "completed"
 BATCH_TIER = "batch"  # the service tier of calls made through a provider's batch API
-LABEL_NUM_MODEL_REQUESTS = "num_model_requests"  # on an aggregate: the calls it sums (pricing uses it)
 UNKNOWN_MODEL = "unknown"  # model of an aggregate a report did not group by model: priced nowhere, fails closed
 
 

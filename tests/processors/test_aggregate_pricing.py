@@ -8,12 +8,16 @@ from pathlib import Path
 
 from support.econ import control, econ_home, rows, run
 
-from ledger.economics.pricing import ModelPrice, usage_cost
+from ledger.economics.pricing import (
+    AGGREGATE_OPERATION,
+    LABEL_NUM_MODEL_REQUESTS,
+    ModelPrice,
+    aggregate_shape,
+    usage_cost,
+)
 from ledger.sdk.emitter import Emitter
-from ledger.sources.records import AGGREGATE_OPERATION, LABEL_NUM_MODEL_REQUESTS
 from ledger.testing.homes import T0
-from ledger.wire.events import Action, Context, LlmUsage, PriceSet
-from processors.allocations import aggregate_shape
+from ledger.wire.events import Action, BudgetPolicy, Context, LlmUsage, PriceSet
 
 BASE = ModelPrice(provider="acme-ai", model="m1", input=2_000_000, output=8_000_000, cache_read=500_000,
                   cache_write=2_000_000, request_per_k=10_000)
@@ -32,7 +36,8 @@ def test_an_aggregate_pays_the_request_fee_per_request_at_the_tier_of_its_mean_p
     h = econ_home(tmp_path, agents=("importer",))
     control(h, [PriceSet("acme-ai", "m1", 2_000_000, 8_000_000, 500_000, 2_000_000, request_micros_per_k=10_000),
                 PriceSet("acme-ai", "m1", 4_000_000, 12_000_000, 1_000_000, 4_000_000, above_input_tokens=200_000,
-                         request_micros_per_k=10_000)])
+                         request_micros_per_k=10_000),
+                BudgetPolicy("agent", "importer", "usd", 10**12, 86_400_000_000)])
     usage = LlmUsage("acme-ai", "m1", 4_000_000, 400_000, 1_000_000, 0)  # 40 calls of 100k input: base tier
     log = h.open_log()
     try:
@@ -44,6 +49,7 @@ def test_an_aggregate_pays_the_request_fee_per_request_at_the_tier_of_its_mean_p
     finally:
         log.close()
     run(h, "allocations")
+    run(h, "budgets")
     got = rows(h, "allocations", "SELECT cost_micros FROM llm_calls ORDER BY event_time_us")
     expected = usage_cost(BASE, input_tokens=4_000_000, output_tokens=400_000, cache_read_tokens=1_000_000,
                           requests=40).total
@@ -51,3 +57,7 @@ def test_an_aggregate_pays_the_request_fee_per_request_at_the_tier_of_its_mean_p
     assert got[1][0] != expected  # the same tokens as one call: the long-prompt tier
     assert rows(h, "allocations", "SELECT estimate, request_micros FROM llm_calls ORDER BY event_time_us")[0] == (
         False, 400)
+    # budgets counts the same USD as allocations prices (it priced an aggregate as one call before)
+    consumed = rows(h, "budgets", "SELECT max(consumed) FROM budgets WHERE scope = 'agent' AND scope_id = 'importer' "
+                                  "AND budget_kind = 'usd'")
+    assert consumed == [(got[0][0] + got[1][0],)]
