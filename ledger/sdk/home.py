@@ -12,6 +12,7 @@ only, opens nothing) or ``Home`` (the layout plus its config) for a path::
     <home>/processors/<name>/               a processor's private files: state.duckdb, status.json, replays
     <home>/views/<name>/<view>/*.parquet    the views a processor published (read by anyone, never written)
     <home>/views/views.sql                  CREATE VIEW statements over them, for plain DuckDB
+    <home>/state/tokens.sqlite              API tokens of `tokenledger serve` (SHA-256 hashes, scopes, expiry), 0600
     <home>/report.html                      the last cost report the demo wrote
 
 A new home is made by ``Home.init`` (files) then ``registration.bootstrap`` (the operator's registration and
@@ -90,6 +91,7 @@ PROCESSORS_DIR = "processors"
 VIEWS_DIR = "views"
 VIEWS_SQL_FILE = "views.sql"  # under views/
 REPORT_FILE = "report.html"
+TOKENS_FILE = "tokens.sqlite"  # under state/
 
 
 @dataclass
@@ -152,6 +154,11 @@ class HomeLayout:
     @property
     def report_file(self) -> Path:
         return self.path / REPORT_FILE
+
+    @property
+    def tokens_file(self) -> Path:
+        """The API tokens ``tokenledger serve`` accepts (``ledger.sdk.tokens``): hashes only, never a token."""
+        return self.state_dir / TOKENS_FILE
 
 
 @dataclass(frozen=True)
