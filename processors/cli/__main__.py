@@ -1,0 +1,5 @@
+"""``python -m processors.cli``: the ``tokenledger`` command (for environments without the console script)."""
+
+from processors.cli import main
+
+main()
