@@ -60,8 +60,9 @@ class Served:
 
 @contextlib.contextmanager
 def running_service(home: Path, *, log_url: str | None = None, extra_args: Sequence[str] = (),
-                    operator_rate_per_s: float = 10_000.0) -> Iterator[Served]:
-    """Start ``tokenledger serve`` on the home; yield once it answers ``/healthz``; stop it after."""
+                    operator_rate_per_s: float = 10_000.0, ca_file: Path | None = None) -> Iterator[Served]:
+    """Start ``tokenledger serve`` on the home; yield once it answers ``/healthz``; stop it after. ``ca_file``: the
+    certificate to trust when ``extra_args`` serve HTTPS."""
     store = TokenStore(Home.open(home).tokens_file)
     try:
         operator = store.create(agent=None, operator=True, rate_per_s=operator_rate_per_s, note="test operator").token
@@ -93,7 +94,7 @@ def running_service(home: Path, *, log_url: str | None = None, extra_args: Seque
         if not ready.wait(START_TIMEOUT_S) or not url:
             raise RuntimeError("tokenledger serve did not start:\n" + "\n".join(lines[-40:]))
         served = Served(url[0], proc, home, operator, lines)
-        _wait_healthy(served)
+        _wait_healthy(served, ca_file)
         yield served
     finally:
         if proc.poll() is None:
@@ -105,16 +106,19 @@ def running_service(home: Path, *, log_url: str | None = None, extra_args: Seque
                 proc.wait()
 
 
-def _wait_healthy(served: Served) -> None:
+def _wait_healthy(served: Served, ca_file: Path | None) -> None:
+    import ssl
     import urllib.error
     import urllib.request
+
+    context = None if ca_file is None else ssl.create_default_context(cafile=str(ca_file))
 
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         if served.proc.poll() is not None:
             raise RuntimeError("tokenledger serve exited:\n" + "\n".join(served.stderr_lines[-40:]))
         try:
-            with urllib.request.urlopen(served.url + "/healthz", timeout=2) as r:  # noqa: S310 (loopback URL we built)
+            with urllib.request.urlopen(served.url + "/healthz", timeout=2, context=context) as r:  # noqa: S310 (loopback URL we built)
                 if r.status == 200:
                     return
         except (urllib.error.URLError, OSError):

@@ -100,3 +100,38 @@ def test_serve_refuses_bad_flags_with_the_field(tmp_path):
         r = subprocess.run([sys.executable, "-m", "processors.cli", "serve", "--home", str(home.path), *args],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and field in r.stderr, r.stderr
+
+
+def test_serves_https_with_the_given_certificate(tmp_path):
+    import datetime as dt
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_file.chmod(0o600)
+    home = make_home(tmp_path / "h", agents=())
+    with running_service(home.path, extra_args=["--tls-cert", str(cert_file), "--tls-key", str(key_file)],
+                         ca_file=cert_file) as s:
+        assert s.url.startswith("https://")
+        ctx = ssl.create_default_context(cafile=str(cert_file))
+        assert httpx.get(s.url + "/healthz", verify=ctx).json() == {"status": "ok"}
+        with pytest.raises(httpx.ConnectError):  # an untrusted certificate is refused by a default client
+            httpx.get(s.url + "/healthz")
