@@ -351,3 +351,6 @@ def _refused(e: RejectError) -> RejectError:
     out = RejectError(e.code, e.reason, **evidence)
     out.hint = e.hint or _HINTS.get(e.code)
     return out
+
+
+__all__ = ["CACHED_SIGNERS", "FOLD_READ_RECORDS", "Admitted", "BatchGate"]

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.signing import Client, ids_of
 
 from ledger import limits
 from ledger.errors import ChainForkError, LogError, RecordTooLargeError, RejectCode, RejectError
@@ -27,52 +28,11 @@ from ledger.sdk.registration import register_signer
 from ledger.testing.homes import T0, grant, make_home, revoke
 from ledger.units import US_PER_DAY, US_PER_S
 from ledger.wire import codec
-from ledger.wire.events import EMPTY_CONTEXT, Action, Body, Checkpoint, Context, KeyRevoked, KeyRotated, LlmUsage
-
-# ------------------------------------------------------------------------------- a client that signs itself
-
-
-class Client:
-    """Signs batches for one key exactly as the emitter does (derive_event_id, assemble_event, event_hash,
-    signing_bytes, encode_batch), keeping its own chain head."""
-
-    def __init__(self, key: SigningKey) -> None:
-        self.key = key
-        self.head = GENESIS
-
-    def batch(self, n: int = 1, *, t: int = T0 + 1_000, op: str = "op", contexts: list[Context] | None = None,
-              head: Head | None = None, advance: bool = True, version: int = codec.BATCH_VERSION,
-              sign_with: SigningKey | None = None, keys: list[str | None] | None = None,
-              bodies: list[Body] | None = None) -> bytes:
-        start = self.head if head is None else head
-        n = len(bodies) if bodies is not None else n
-        raws, hashes = [], []
-        h, seq = start.hash, start.seq
-        for i in range(n):
-            ctx = contexts[i] if contexts is not None else EMPTY_CONTEXT
-            idem = keys[i] if keys is not None else None
-            body = bodies[i] if bodies is not None else Action(f"{op}-{i}")
-            content = codec.encode_content(t + i, ctx, body)
-            event_id = codec.derive_event_id(self.key.signer_id, idem, content)
-            seq += 1
-            raw = codec.assemble_event(event_id=event_id, signer_id=self.key.signer_id, seq=seq, prev_hash=h,
-                                       idempotency_key=idem, content=content)
-            h = codec.event_hash(raw)
-            raws.append(raw)
-            hashes.append(h)
-        signer = sign_with or self.key
-        signature = signer.sign(codec.signing_bytes(version, self.key.signer_id, self.key.key_id, hashes))
-        if advance:
-            self.head = Head(seq, h)
-        return codec.encode_batch(self.key.signer_id, self.key.key_id, raws, signature, version)
+from ledger.wire.events import EMPTY_CONTEXT, Action, Checkpoint, Context, KeyRevoked, KeyRotated, LlmUsage
 
 
 def now_us() -> int:
     return time.time_ns() // 1000
-
-
-def ids_of(raw: bytes) -> tuple[str, ...]:
-    return tuple(codec.decode_event(e).event.event_id for e in codec.decode_batch(raw).events)
 
 
 # ------------------------------------------------------------------------------- fixtures
