@@ -232,3 +232,7 @@ assert DEFAULT_MAX_CLOCK_BEHIND_US <= MAX_CLOCK_SKEW_US and DEFAULT_MAX_CLOCK_AH
 MAX_DECISION_TIMEOUT_S = 3_600.0  # seconds: a longer wait is a unit mix-up (milliseconds given as seconds)
 MAX_COUNT_DIGITS = 13  # MAX_TOKENS (10**12) has 13 digits: longer digit strings are refused before int()
 MAX_SPAN_DEPTH = 256  # ancestor spans followed up from one span: agent call trees are tens deep, not hundreds
+# one OTLP/HTTP export (POST /v1/traces), as received and again after Content-Encoding (a gzip bomb stops here): the
+# OpenTelemetry Collector's default max_request_body_size; an SDK's batch of 512 spans is well under 1 MiB
+MAX_OTLP_BODY_BYTES = 20 * 1024 * 1024
+assert MAX_OTLP_BODY_BYTES <= MAX_IMPORT_FILE_BYTES  # a body is imported as one input (importers.import_bytes)

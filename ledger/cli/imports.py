@@ -10,11 +10,11 @@ imported; the problems and skips are listed with file and line); 2 bad input
 3 home or key problem, or a signer whose chain is on another topic (the operator signs control events:
 importing as it would fork its chain, so it is refused before anything is appended); 4 log unavailable.
 
-The importer's signer is registered by the operator automatically the first time (its key is
-created and an ``agent_registered`` event is appended before the key file is written, so a
-failed registration never leaves a key that signs events nobody trusts), with a 30-day backfill grant: records up
-to 30 days old are accepted, and each may name the agent that made the call (``Context.agent``: OTel
-``gen_ai.agent.name``, a gateway's user), which only a backfill signer may do.
+The importer's signer is registered by the operator automatically the first time
+(``ledger.sources.importers.importer_key``: its key is created and an ``agent_registered`` event is appended before
+the key file is written, so a failed registration never leaves a key that signs events nobody trusts), with a 30-day
+backfill grant: records up to 30 days old are accepted, and each may name the agent that made the call
+(``Context.agent``: OTel ``gen_ai.agent.name``, a gateway's user), which only a backfill signer may do.
 """
 
 from __future__ import annotations
@@ -31,24 +31,27 @@ from ledger.cli.output import (
     exit,
     guarded,
     open_home,
-    operator_emit,
     parse_time,
     print_json,
     progress,
     table,
 )
 from ledger.errors import ExitCode
-from ledger.integrity.keys import SigningKey, save_key
-from ledger.sdk.emitter import Emitter
-from ledger.sdk.home import Home, check_signer_id, resolve_log_url
-from ledger.sources.importers import KINDS, ImportSummary, check_import_time, check_kind, expand_paths, import_files
+from ledger.sdk.home import check_signer_id, resolve_log_url
+from ledger.sources.importers import (
+    DEFAULT_SIGNER,
+    IMPORTER_BACKFILL_US,
+    KINDS,
+    ImportSummary,
+    check_import_time,
+    check_kind,
+    expand_paths,
+    import_files,
+    importer_emitter,
+    importer_key,
+)
 from ledger.units import US_PER_DAY
-from ledger.wire.events import AgentRegistered, Grant
 
-DEFAULT_SIGNER = "importer"
-# the backfill grant an importer signer gets when `import` registers it: records up to 30 days old, and the right to
-# name the agent that made each call (Context.agent); older history needs `agent grant SIGNER backfill --max-age`
-IMPORTER_BACKFILL_US = 30 * US_PER_DAY
 IMPORT_EPILOG = ("Example: tokenledger import claude-code runs/ --time 2026-01-01T00:00:00Z   ·   "
                  "tokenledger import otel traces.binpb   ·   tokenledger import litellm spend_logs.csv --json")
 
@@ -96,18 +99,16 @@ def _run(kind: str, paths: list[Path], home: str | None, log: str | None, signer
     event_time_us = check_import_time(kind, parse_time(time_))  # before anything is written
     files = expand_paths(kind, paths)
     h = open_home(home)
-    key, registered = _signer_key(h, log, signer)
-    if registered and not json_:
-        err.print(f"registered signer {signer} (key id {key.key_id}) with the operator, with a "
-                  f"{IMPORTER_BACKFILL_US // US_PER_DAY}-day backfill grant (history, and naming each call's agent)",
-                  markup=False)
     total_bytes = sum(p.stat().st_size for p in files if p.exists())
     lg = h.open_log(resolve_log_url(log, h))
     try:
+        key, registered = importer_key(h, lg, signer)
+        if registered and not json_:
+            err.print(f"registered signer {signer} (key id {key.key_id}) with the operator, with a "
+                      f"{IMPORTER_BACKFILL_US // US_PER_DAY}-day backfill grant (history, and naming each call's "
+                      "agent)", markup=False)
         # the key ring is checked before appending, as `emit` does: never "imported" for what readers reject
-        with Emitter(lg, key, topic=h.topic, state_dir=h.state_dir, background_flush=False,
-                     control_topic=h.control_topic, anchors=h.anchors()) as em, \
-                progress(total_bytes, f"importing {kind}", not json_) as bar:
+        with importer_emitter(h, lg, key) as em, progress(total_bytes, f"importing {kind}", not json_) as bar:
             task = bar.add_task("import", total=total_bytes)
             summary = import_files(kind, files, em, event_time_us=event_time_us,
                                    progress=lambda n: bar.advance(task, n))
@@ -120,20 +121,6 @@ def _run(kind: str, paths: list[Path], home: str | None, log: str | None, signer
         _show(summary, signer)
     if not summary.ok or (summary.skipped and not allow_skips):
         exit(ExitCode.REJECTED)
-
-
-def _signer_key(h: Home, log: str | None, signer: str) -> tuple[SigningKey, bool]:
-    """The signer's key; created and registered by the operator when the home has none."""
-    path = h.key_path(signer)
-    if path.exists():
-        return h.load_key(signer), False
-    key = SigningKey.generate(signer)
-    operator_emit(h, log, [AgentRegistered(agent_id=signer, key_id=key.key_id, public_key=key.public.raw,
-                                           attributes=(("purpose", "importer"),)),
-                           # an importer records other agents' past calls: history and attribution are its job
-                           Grant(agent_id=signer, capability="backfill", max_age_us=IMPORTER_BACKFILL_US)])
-    save_key(path, key)
-    return key, True
 
 
 def _show(summary: ImportSummary, signer: str) -> None:

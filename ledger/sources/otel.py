@@ -10,6 +10,9 @@ Inputs (the format is detected from the bytes, never from the file name)
       span ids as hex (protobuf's JSON mapping writes bytes as base64), so both encodings give the same records.
       Places in a framed file are ``message[i].resourceSpans[j]...``.
     A UTF-8 file is read as JSON first, anything else as protobuf first; a file that is neither is one problem.
+    * Declared (``FAMILY.formats``; an OTLP/HTTP body, whose content type says which): ``json`` is exactly one
+      OTLP/JSON request object, ``protobuf`` exactly one binary request (no length prefix); bytes that are not
+      one raise ``ValidationError`` on ``body`` (nothing of them is read), and the spans inside are read as above.
 
 Token kinds (``LlmUsage``), current attribute names | the legacy names still emitted by older instrumentations:
     input          ``gen_ai.usage.input_tokens`` | ``gen_ai.usage.prompt_tokens``
@@ -75,6 +78,8 @@ from ledger.wire.events import Action, Context, LlmUsage, check_str
 FRAME_HEADER_BYTES = 4  # the collector's file exporter writes each request's length as a big-endian uint32
 PROTO_FIRST_BYTE = b"\x0a"  # field 1 (resource_spans), length-delimited: how a non-empty request starts
 PROTOBUF_PATTERNS = ("*.pb", "*.binpb", "*.otlp")
+# the encodings a sender may declare (``importers.parse(..., format=...)``; the OTLP/HTTP content types)
+JSON_FORMAT, PROTOBUF_FORMAT = "json", "protobuf"
 
 LABEL_SPAN_NAME = "span_name"
 LABEL_GEN_AI_OPERATION = "gen_ai_operation"
@@ -139,7 +144,39 @@ class SpanRecord(ImportRecord):
 
 def otlp_values(data: bytes, source: str) -> tuple[list[rec.Value], list[ImportProblem]]:
     """``Family.values``: one value per span of the file (OTLP/JSON or protobuf), each with the file's span index."""
-    documents, problems = _documents(data, source)
+    return _span_values(*_documents(data, source), source)
+
+
+def otlp_json_values(data: bytes, source: str) -> tuple[list[rec.Value], list[ImportProblem]]:
+    """``Family.formats[JSON_FORMAT]``: the spans of one OTLP/JSON ``ExportTraceServiceRequest`` document (an OTLP/HTTP
+    body sent as ``application/json``): a JSON object whose ``resourceSpans`` (absent: no spans) is an array. Not
+    that: ``ValidationError`` on ``body``. Everything inside is read as in a file."""
+    document, problem = rec.decode_document(data, source)
+    if problem is not None:
+        raise ValidationError("body", problem.value, problem.reason)
+    if not isinstance(document, dict):
+        raise ValidationError("body", rec.short(document), "must be a JSON object (an OTLP/JSON "
+                              f"ExportTraceServiceRequest), got {rec.json_type(document)}")
+    spans = document.get("resourceSpans")
+    if spans is not None and not isinstance(spans, list):
+        raise ValidationError("body.resourceSpans", rec.short(spans),
+                              f"must be a JSON array (OTLP/JSON ExportTraceServiceRequest), got {rec.json_type(spans)}")
+    return _span_values([(None, "", {"resourceSpans": spans or []})], [], source)
+
+
+def otlp_protobuf_values(data: bytes, source: str) -> tuple[list[rec.Value], list[ImportProblem]]:
+    """``Family.formats[PROTOBUF_FORMAT]``: the spans of one binary ``ExportTraceServiceRequest`` (an OTLP/HTTP body
+    sent as ``application/x-protobuf``; no length prefix). Bytes that are not one (or decode only to unknown fields):
+    ``ValidationError`` on ``body``. Empty bytes are the empty request."""
+    document = _request(data)
+    if document is None:
+        raise ValidationError("body", rec.short(data[:40]), "is not an OTLP ExportTraceServiceRequest (protobuf)")
+    return _span_values([(None, "", document)], [], source)
+
+
+def _span_values(documents: list[rec.Value], problems: list[ImportProblem],
+                 source: str) -> tuple[list[rec.Value], list[ImportProblem]]:
+    """One value per span of ``documents`` (OTLP/JSON-shaped), each with the span index of them all."""
     found: list[tuple[int | None, str, Any, Mapping[str, Any], str]] = []
     for line, path, document in documents:
         spans, errors = _spans(document, path)
@@ -626,4 +663,4 @@ def _show(totals: Mapping[str, int]) -> str:
 
 
 FAMILY = rec.Family("otel", rec.one_unit, span_record, otlp_values, (*rec.JSON_PATTERNS, *PROTOBUF_PATTERNS),
-                    aggregates)
+                    aggregates, {JSON_FORMAT: otlp_json_values, PROTOBUF_FORMAT: otlp_protobuf_values})

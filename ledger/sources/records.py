@@ -4,6 +4,7 @@ every format uses. A reader names the offending field by its JSON path and never
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -133,6 +134,8 @@ class ImportSummary:
 Value = tuple[int | None, str, Any]
 # a file's records -> (records kept, problems, skips)
 Finish = Callable[[list[ImportRecord], str], tuple[list[ImportRecord], list[ImportProblem], list[ImportProblem]]]
+# (bytes, source) -> the values and the line problems of an input whose format its sender declared
+Values = Callable[[bytes, str], tuple[list[Value], list[ImportProblem]]]
 JSON_PATTERNS = ("*.json", "*.jsonl", "*.ndjson")
 
 
@@ -141,14 +144,19 @@ class Family:
     """One source's importer: how a file becomes values, a value becomes units (one per metered call), and a unit
     becomes a record or a ``Skip``. Within a family each unit's format is detected from its shape. ``finish`` sees a
     file's records together (e.g. an aggregate span whose children carry the usage), returning the records to keep
-    and the problems and skips it found."""
+    and the problems and skips it found.
+
+    ``formats``: the encodings a sender may declare (an HTTP body's content type), each with the ``values`` that
+    reads exactly that encoding instead of detecting one; it raises ``ValidationError`` (field ``body``) when the
+    bytes are not one input of that encoding at all, since then nothing of them can be read."""
 
     kind: str
     expand: Callable[[Any, str], list[tuple[str, Any]]]
     parse_one: Callable[[Any, str, int | None, int | None], ImportRecord | Skip]
-    values: Callable[[bytes, str], tuple[list[Value], list[ImportProblem]]]
+    values: Values
     patterns: tuple[str, ...] = JSON_PATTERNS  # searched for in a directory given to ``import``
     finish: Finish | None = None
+    formats: Mapping[str, Values] = dataclasses.field(default_factory=dict)
 
 
 def one_unit(value: Any, path: str) -> list[tuple[str, Any]]:
