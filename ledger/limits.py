@@ -236,3 +236,34 @@ MAX_SPAN_DEPTH = 256  # ancestor spans followed up from one span: agent call tre
 # OpenTelemetry Collector's default max_request_body_size; an SDK's batch of 512 spans is well under 1 MiB
 MAX_OTLP_BODY_BYTES = 20 * 1024 * 1024
 assert MAX_OTLP_BODY_BYTES <= MAX_IMPORT_FILE_BYTES  # a body is imported as one input (importers.import_bytes)
+
+# ------------------------------------------------------------------ alert webhooks (processors.deliveries)
+MAX_ARRAY_ITEMS = 64  # entries in one array field of an event (a sink's alert kinds): a list of names, not a payload
+MAX_WEBHOOK_URL_CHARS = 2_048  # a sink's URL: what browsers and proxies reliably accept
+MIN_WEBHOOK_SECRET_BYTES = 16  # a signing secret: below 128 bits it can be guessed
+MAX_WEBHOOK_SECRET_BYTES = 1_024  # a signing secret (or its file): a key, not a document
+MAX_DELIVERIES_IN_FLIGHT = 8  # webhook POSTs one delivery worker has open at once (threads, sockets)
+WEBHOOK_TIMEOUT_S = 10.0  # seconds one POST may take (connect + answer): a receiver slower than this failed
+MAX_WEBHOOK_RESPONSE_BYTES = 4_096  # bytes of a receiver's answer read: only its status counts, the start is evidence
+MAX_DELIVERY_ERROR_CHARS = 512  # a delivery attempt's error: the reason and the start of the receiver's answer
+MAX_DELIVERY_ATTEMPTS = 100  # attempts of one delivery: a retry schedule longer than this is a unit mix-up
+MAX_DELIVERY_DELAY_US = US_PER_DAY  # one retry delay: waiting longer than a day is a unit mix-up
+# the production retry schedule (exponential backoff); TOKENLEDGER_WEBHOOK_RETRY (ledger.sdk.home) overrides it
+WEBHOOK_FIRST_DELAY_US = 10 * US_PER_S  # after the first failed attempt
+WEBHOOK_BACKOFF_FACTOR = 2  # each later delay is this times the one before
+MAX_WEBHOOK_BACKOFF_FACTOR = 10  # a larger factor reaches the maximum delay after one or two retries: a typo
+WEBHOOK_MAX_DELAY_US = 60 * 60 * US_PER_S  # no delay longer than an hour
+WEBHOOK_MAX_ATTEMPTS = 12  # then it is failed: 11 waits (10 s, 20 s, ... 2,560 s, 1 h, 1 h) = about 3.4 hours of trying
+assert WEBHOOK_FIRST_DELAY_US <= WEBHOOK_MAX_DELAY_US <= MAX_DELIVERY_DELAY_US
+assert 1 <= WEBHOOK_MAX_ATTEMPTS <= MAX_DELIVERY_ATTEMPTS
+assert 1 <= WEBHOOK_BACKOFF_FACTOR <= MAX_WEBHOOK_BACKOFF_FACTOR
+
+# ------------------------------------------------------------------ the front door (tokenledger serve)
+MAX_TOKEN_TTL_US = 3650 * US_PER_DAY  # an API token's lifetime: longer is a typo, or should be --expires never
+MAX_TOKEN_RATE_PER_S = 100_000.0  # requests per second one API token may be allowed
+MAX_TOKEN_NOTE_CHARS = 200  # a token's note (what it is for)
+MAX_TOKEN_CHARS = 128  # an Authorization header's token is looked at only up to this length (ours are 60)
+MAX_RATE_LIMIT_BUCKETS = 100_000  # per-token rate buckets one service process keeps (least recently used forgotten)
+MAX_METRICS_BUDGET_SERIES = 5_000  # budget rows /metrics exports (the most utilised first): a scrape stays bounded
+MAX_READY_LAG_RECORDS = 10**12  # the largest ?max_lag= /readyz accepts
+MAX_PROBLEM_VALUE_CHARS = 200  # a value echoed in a problem+json answer: never a whole request back

@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ledger import limits
 from ledger.errors import ValidationError
 from ledger.sdk.home import check_signer_id
 from ledger.units import US_PER_DAY, US_PER_HOUR, US_PER_S
@@ -41,12 +42,8 @@ TOKEN_PREFIX = "tlk_"  # noqa: S105 (a prefix that makes leaked tokens easy to f
 TOKEN_ID_HEX_CHARS = 12
 SECRET_BYTES = 32
 DEFAULT_TTL_US = 90 * US_PER_DAY  # a token expires after 90 days unless its creator says otherwise
-MAX_TTL_US = 3650 * US_PER_DAY  # ten years: anything longer is a typo, or should be --expires never
 DEFAULT_RATE_PER_S = 100.0  # requests per second per token
-MAX_RATE_PER_S = 100_000.0
 RATE_BURST_S = 2.0  # a token may send this many seconds' worth of requests at once
-MAX_NOTE_CHARS = 200
-MAX_TOKEN_CHARS = 128  # what an Authorization header may carry before we even look it up
 _TOKEN_RE = re.compile(r"tlk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 _DURATION_RE = re.compile(r"([1-9][0-9]{0,5})([smhd])")
 _DURATION_UNITS = {"s": US_PER_S, "m": 60 * US_PER_S, "h": US_PER_HOUR, "d": US_PER_DAY}
@@ -105,14 +102,15 @@ def parse_ttl(value: str) -> int | None:
     if m is None:
         raise ValidationError("expires", value, "must be a duration such as 90d, 12h, 30m or 45s, or 'never'")
     ttl = int(m.group(1)) * _DURATION_UNITS[m.group(2)]
-    if ttl > MAX_TTL_US:
-        raise ValidationError("expires", value, f"must be at most {MAX_TTL_US // US_PER_DAY}d (or 'never')")
+    if ttl > limits.MAX_TOKEN_TTL_US:
+        raise ValidationError("expires", value,
+                              f"must be at most {limits.MAX_TOKEN_TTL_US // US_PER_DAY}d (or 'never')")
     return ttl
 
 
 def token_id_of(token: str) -> str | None:
     """The id part of a well-formed token, else None (never raises: the caller answers 401)."""
-    m = _TOKEN_RE.fullmatch(token) if len(token) <= MAX_TOKEN_CHARS else None
+    m = _TOKEN_RE.fullmatch(token) if len(token) <= limits.MAX_TOKEN_CHARS else None
     return None if m is None else m.group(1)
 
 
@@ -155,11 +153,12 @@ class TokenStore:
             check_signer_id(agent, "agent")
             chosen = check_scopes(scopes)
         if isinstance(rate_per_s, bool) or not isinstance(rate_per_s, (int, float)) or not (
-                0 < rate_per_s <= MAX_RATE_PER_S):
+                0 < rate_per_s <= limits.MAX_TOKEN_RATE_PER_S):
             raise ValidationError("rate", rate_per_s, f"must be a number of requests per second in (0, "
-                                                      f"{MAX_RATE_PER_S:.0f}]")
-        if len(note) > MAX_NOTE_CHARS:
-            raise ValidationError("note", note[:40] + "...", f"must be at most {MAX_NOTE_CHARS} characters")
+                                                      f"{limits.MAX_TOKEN_RATE_PER_S:.0f}]")
+        if len(note) > limits.MAX_TOKEN_NOTE_CHARS:
+            raise ValidationError("note", note[:40] + "...",
+                                  f"must be at most {limits.MAX_TOKEN_NOTE_CHARS} characters")
         now = time.time_ns() // 1000 if now_us is None else now_us
         token_id = secrets.token_hex(TOKEN_ID_HEX_CHARS // 2)
         secret = base64.urlsafe_b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii").rstrip("=")

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from fastapi import Depends
 from starlette.requests import Request
 
+from ledger import limits
 from ledger.sdk.tokens import RATE_BURST_S, SCOPES, TokenInfo
 from processors.api.problems import Problem
 from processors.api.state import Service, service
 
 OPERATOR = "operator"  # the pseudo-scope of operator-only endpoints
-MAX_BUCKETS = 100_000  # rate-limit buckets kept per process (least recently used forgotten beyond)
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class RateLimiter:
             tokens = min(burst, tokens + (now - at) * rate_per_s)
             wait = 0.0 if tokens >= 1.0 else (1.0 - tokens) / rate_per_s
             self._buckets[token_id] = (tokens - 1.0 if wait == 0.0 else tokens, now)
-            while len(self._buckets) > MAX_BUCKETS:
+            while len(self._buckets) > limits.MAX_RATE_LIMIT_BUCKETS:
                 self._buckets.popitem(last=False)
         return wait
 

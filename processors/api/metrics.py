@@ -20,12 +20,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ledger import limits
 from ledger.errors import LedgerError
 from ledger.sdk.home import Home
 from processors.api.state import published_state
 
 VIEW_METRICS_CACHE_S = 5.0  # rejections and budget utilisation are read from the views at most this often
-MAX_BUDGET_SERIES = 5_000  # budget rows exported (the most utilised first): a scrape stays bounded
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 HTTP_REQUESTS = Counter("tokenledger_http_requests", "HTTP requests answered, by route template, method and status",
@@ -102,7 +102,7 @@ class HomeCollector(Collector):
                                                   " ORDER BY code").rows)
                     budgets = list(views.run(con, "SELECT scope, scope_id, budget_kind, utilisation FROM budgets"
                                                   " ORDER BY utilisation DESC NULLS LAST LIMIT ?",
-                                             (MAX_BUDGET_SERIES,)).rows)
+                                             (limits.MAX_METRICS_BUDGET_SERIES,)).rows)
             except LedgerError:
                 by_code, budgets = [], []  # views not verifiable right now (mid-publish): the next scrape tries again
             self._cached = (by_code, budgets)

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ledger import limits
 from ledger.errors import LedgerError
 from processors.api.auth import OPERATOR, authenticate
 from processors.api.metrics import REGISTRY
@@ -22,7 +23,6 @@ from processors.api.problems import Problem
 from processors.api.state import Service, service
 
 router = APIRouter(tags=["operations"])
-MAX_READY_LAG_RECORDS = 10**12  # the largest ?max_lag= accepted
 
 
 @router.get("/healthz", summary="The process is up")
@@ -33,7 +33,7 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz", summary="The log is reachable; each processor's state and lag",
             responses={503: {"description": "the log is unreachable, or a processor is behind ?max_lag="}})
 def readyz(svc: Service = Depends(service),  # noqa: B008 (FastAPI idiom)
-           max_lag: int | None = Query(None, ge=0, le=MAX_READY_LAG_RECORDS,
+           max_lag: int | None = Query(None, ge=0, le=limits.MAX_READY_LAG_RECORDS,
                                        description="answer 503 when a processor is not running or lags more records "
                                                    "than this")) -> Response:
     from processors.services import replay as replay_service

@@ -2,7 +2,7 @@
 
 Every error the service answers goes through ``problem_response``: a ``Problem`` raised by an endpoint, or a ledger
 error (``ledger.errors``) an endpoint let propagate, mapped by ``from_ledger_error``. Values are cut to
-``MAX_VALUE_CHARS``: a problem never echoes a whole request back.
+``limits.MAX_PROBLEM_VALUE_CHARS``: a problem never echoes a whole request back.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from ledger import limits
 from ledger.errors import (
     ChainForkError,
     HomeBusyError,
@@ -26,7 +27,6 @@ from ledger.errors import (
 
 PROBLEM_TYPE_BASE = "https://tokenledger.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
-MAX_VALUE_CHARS = 200
 
 
 class Problem(Exception):
@@ -58,9 +58,9 @@ class Problem(Exception):
 
 def _short(v: Any) -> Any:
     if isinstance(v, (bytes, bytearray)):
-        v = bytes(v[:MAX_VALUE_CHARS // 2]).hex()
-    if isinstance(v, str) and len(v) > MAX_VALUE_CHARS:
-        return v[:MAX_VALUE_CHARS] + "..."
+        v = bytes(v[:limits.MAX_PROBLEM_VALUE_CHARS // 2]).hex()
+    if isinstance(v, str) and len(v) > limits.MAX_PROBLEM_VALUE_CHARS:
+        return v[:limits.MAX_PROBLEM_VALUE_CHARS] + "..."
     if isinstance(v, (str, int, float, bool)) or v is None:
         return v
     if isinstance(v, (list, tuple)):
