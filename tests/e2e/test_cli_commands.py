@@ -29,8 +29,9 @@ COMMANDS = {
     "budget", "budget check", "budget set", "budget show",
     "reputation", "reputation show",
     "econ", "econ estimate", "econ deposit", "econ congestion", "econ cache",
+    "serve", "token", "token create", "token list", "token revoke",
 }
-LEDGER_ONLY = {"init", "tail", "verify", "broker", "import", "keys", "agent", "clock", "prices", "emit"}
+LEDGER_ONLY = {"init", "tail", "verify", "broker", "import", "keys", "agent", "clock", "prices", "emit", "token"}
 
 
 def command_paths(app: typer.Typer) -> set[str]:
