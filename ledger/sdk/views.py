@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,14 +66,23 @@ class Answer:
                 "available": self.available, "scope": self.scope, "levels": list(self.levels)}
 
 
-def read_parquet_files(files: list[Path], processor: str) -> list[dict[str, Any]]:
-    """The rows of the Parquet ``files`` (one view of ``processor``), as dicts; [] for no files."""
+def read_parquet_files(files: list[Path], processor: str, *,
+                       match: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The rows of the Parquet ``files`` (one view of ``processor``), as dicts; [] for no files. ``match``: only
+    the rows whose columns equal these values (column names are the caller's code, never outside text)."""
     if not files:
         return []
+    match = match or {}
+    for name in match:
+        if not name.isidentifier():
+            raise ValidationError("match", name, "must name a column")
+    # the names are checked identifiers from the caller's code; the values are bound parameters
+    where = " AND ".join(f"{name} = ?" for name in match)
+    sql = "SELECT * FROM read_parquet(?, union_by_name = true)" + (f" WHERE {where}" if where else "")  # noqa: S608
     try:
         con = duckdb.connect(":memory:")
         try:
-            cur = con.execute("SELECT * FROM read_parquet(?, union_by_name = true)", [[str(f) for f in files]])
+            cur = con.execute(sql, [[str(f) for f in files], *match.values()])
             names = [d[0] for d in cur.description]
             return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
         finally:
@@ -82,9 +92,11 @@ def read_parquet_files(files: list[Path], processor: str) -> list[dict[str, Any]
                              hint=f"is the {processor} processor running? (`tokenledger run {processor}`)") from None
 
 
-def read_views(home_path: str | Path, processor: str, views: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+def read_views(home_path: str | Path, processor: str, views: tuple[str, ...], *, log_url: str | None = None,
+               match: Mapping[str, Any] | None = None) -> dict[str, list[dict[str, Any]]]:
     """The rows ``processor`` last published for each of ``views`` in the home at ``home_path``, checked
-    against its signed manifest (one check for all of them); [] for a view not published yet."""
+    against its signed manifest (one check for all of them, with the keys registered on ``log_url``, default
+    the home's log); [] for a view not published yet. ``match``: only rows equal to it (``read_parquet_files``)."""
     layout = HomeLayout(Path(home_path))
     views_dir = layout.views_dir(processor)
     if not has_published(views_dir):  # nothing to check, and no log to open
@@ -94,13 +106,13 @@ def read_views(home_path: str | Path, processor: str, views: tuple[str, ...]) ->
         # the kept, checked copies (each file hashed once across calls); fresh copies if none can be kept
         cache = private_cache(home)
         copy_to = Path(tmp) if cache is None else cache / processor
-        checked = verify_published(views_dir, processor, registered_keys(home), copy_to=copy_to)
-        return {v: read_parquet_files(checked.files.get(v, []), processor) for v in views}
+        checked = verify_published(views_dir, processor, registered_keys(home, log_url), copy_to=copy_to)
+        return {v: read_parquet_files(checked.files.get(v, []), processor, match=match) for v in views}
 
 
-def read_view(home_path: str | Path, processor: str, view: str) -> list[dict[str, Any]]:
+def read_view(home_path: str | Path, processor: str, view: str, *, log_url: str | None = None) -> list[dict[str, Any]]:
     """The rows ``processor`` last published for ``view`` in the home at ``home_path``; [] if unpublished."""
-    return read_views(home_path, processor, (view,))[view]
+    return read_views(home_path, processor, (view,), log_url=log_url)[view]
 
 
 def check(home_path: str | Path, agent: str, kind: str, amount: int, *, org: str | None = None,
@@ -130,11 +142,11 @@ def check(home_path: str | Path, agent: str, kind: str, amount: int, *, org: str
                   tuple(f"{lvl}:{sid}" for lvl, sid in keys))
 
 
-def reservation(home_path: str | Path, reservation_id: str, agent_id: str) -> dict[str, Any] | None:
+def reservation(home_path: str | Path, reservation_id: str, agent_id: str, *,
+                log_url: str | None = None) -> dict[str, Any] | None:
     """The published ``reservations`` row of ``agent_id``'s ``reservation_id`` (None until the budgets
     processor has decided and published it): what a producer waits for before it spends what it reserved.
     Reservation ids are per agent, so another agent's reserve with the same id is never this row."""
-    for r in read_view(home_path, BUDGETS_PROCESSOR, "reservations"):
-        if r["reservation_id"] == reservation_id and r["agent_id"] == agent_id:
-            return r
-    return None
+    rows = read_views(home_path, BUDGETS_PROCESSOR, ("reservations",), log_url=log_url,
+                      match={"reservation_id": reservation_id, "agent_id": agent_id})["reservations"]
+    return rows[0] if rows else None  # (agent_id, reservation_id) is the view's key: one row at most

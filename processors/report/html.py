@@ -122,8 +122,10 @@ def _burn_lines(forecasts: Sequence[Mapping[str, Any]]) -> tuple[Lines, Lines]:
 
 
 def _header(model: Mapping[str, Any]) -> str:
+    filters = [f"{k}={v}" for k, v in model.get("filters", {}).items() if v is not None]
+    only = f" · only {', '.join(filters)}" if filters else ""
     return (f"<header><h1>tokenledger cost report</h1><p>home {E(model['home'])} · data up to "
-            f"{E(model['as_of'] or 'no events')} (event time)</p></header><main>")
+            f"{E(model['as_of'] or 'no events')} (event time){E(only)}</p></header><main>")
 
 
 def _cards(totals: Mapping[str, Any]) -> str:

@@ -24,6 +24,16 @@ Cost waterfall per run, by stage (first-seen stage order):
 Spend over time per agent = cumulative cost of the agent's own priced LLM calls (interactions are
 shown per stage, not per agent, so nothing is counted twice on one chart).
 
+Filters (``ReportFilter``, all optional; ``tokenledger serve``'s ``/report`` passes them): event time ``from_us``
+(inclusive) .. ``to_us`` (exclusive), ``agent``, ``model`` (as reported), ``project``. They narrow the LLM calls (their
+agent, model, project, time) and the interactions (the agent is either side, the model either side's, the
+interaction's project and time), and so every total, efficiency table, chart and ledger run built from them (a ledger
+run none of whose calls or interactions matches is left out); the events counted and the unregistered agents (the
+event's agent, action model, project, time). An imported workflow run is kept whole when any of its agents' events
+matches (its sum invariant is over the whole run). ``agent`` also narrows the budgets forecast to that agent's own
+budgets, the reputation to its own and the settlement graph to the edges it is on; ``project`` (without ``agent``)
+narrows the forecast to that project's budgets. The budgets are their current windows whatever the times asked.
+
 Invariants: money is integer micro-USD (the model holds no formatted amount); times come from the data,
 never the clock.
 Never: price an unpriced call as $0 (it is counted in ``unpriced_calls`` instead), or publish a
@@ -63,12 +73,68 @@ _CALLS_SQL = """SELECT event_id, agent_id AS agent, task, project, run, stage, p
     FROM unpriced u JOIN events e USING (event_id) WHERE u.source = 'call'
     ORDER BY event_time_us, event_id"""
 _INTERACTIONS_SQL = """SELECT i.event_id, i.requestor_id, i.responder_id, i.total_micros, i.event_time_us,
-    e.run, e.stage FROM interactions i LEFT JOIN events e USING (event_id) ORDER BY i.event_time_us, i.event_id"""
+    i.requestor_model, i.responder_model, i.project, e.run, e.stage FROM interactions i LEFT JOIN events e
+    USING (event_id) ORDER BY i.event_time_us, i.event_id"""
 _STAGE_ORDER_SQL = """SELECT run, stage, min(event_time_us) AS first_us FROM events WHERE run IS NOT NULL
     GROUP BY ALL ORDER BY run, first_us, stage"""
 _WORKFLOW_SQL = """SELECT * FROM events WHERE kind = 'action' AND operation = ? ORDER BY event_time_us, event_id"""
 _BUDGETS_SQL = """SELECT * FROM budgets QUALIFY row_number() OVER (PARTITION BY scope, scope_id, budget_kind
     ORDER BY window_start_us DESC) = 1 ORDER BY scope, scope_id, budget_kind"""
+
+
+# ------------------------------------------------------------------------------------ filters
+
+
+@dataclass(frozen=True)
+class ReportFilter:
+    """What the report covers (module doc, "Filters"); None everywhere: everything."""
+
+    from_us: int | None = None
+    to_us: int | None = None
+    agent: str | None = None
+    model: str | None = None
+    project: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in asdict(self).values())
+
+    def _in_time(self, t: int) -> bool:
+        return (self.from_us is None or t >= self.from_us) and (self.to_us is None or t < self.to_us)
+
+    def keep_call(self, c: Mapping[str, Any]) -> bool:
+        """An LLM call row (or a journal row) with ``agent``, ``model``, ``project``, ``event_time_us``."""
+        return (self._in_time(c["event_time_us"]) and self.agent in (None, c["agent"])
+                and self.model in (None, c["model"]) and self.project in (None, c["project"]))
+
+    def keep_interaction(self, i: Mapping[str, Any]) -> bool:
+        return (self._in_time(i["event_time_us"])
+                and (self.agent is None or self.agent in (i["requestor_id"], i["responder_id"]))
+                and (self.model is None or self.model in (i["requestor_model"], i["responder_model"]))
+                and self.project in (None, i["project"]))
+
+    def keep_budget(self, b: Mapping[str, Any]) -> bool:
+        if self.agent is not None:
+            return bool(b["scope"] == "agent" and b["scope_id"] == self.agent)
+        return self.project is None or bool(b["scope"] == "project" and b["scope_id"] == self.project)
+
+    def events_where(self) -> tuple[str, list[Any]]:
+        """The filter over the journal's ``events`` view: a SQL condition (this code's text) and its parameters."""
+        conds, params = ["true"], list[Any]()
+        for cond, value in (("event_time_us >= ?", self.from_us), ("event_time_us < ?", self.to_us),
+                            ("agent = ?", self.agent), ("model = ?", self.model), ("project = ?", self.project)):
+            if value is not None:
+                conds.append(cond)
+                params.append(value)
+        return " AND ".join(conds), params
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"from": fmt_time(self.from_us) if self.from_us is not None else None,
+                "to": fmt_time(self.to_us) if self.to_us is not None else None,
+                "agent": self.agent, "model": self.model, "project": self.project}
+
+
+NO_FILTER = ReportFilter()
 
 
 # ------------------------------------------------------------------------------------ gathering
@@ -80,9 +146,9 @@ def _rows(con: Any, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]
     return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
 
-def _one(con: Any, sql: str) -> tuple[Any, ...]:
+def _one(con: Any, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...]:
     """The row of an aggregate query without GROUP BY."""
-    row = con.execute(sql).fetchone()
+    row = con.execute(sql, list(params)).fetchone()
     assert row is not None  # an aggregate without GROUP BY returns exactly one row, even over no rows
     return tuple(row)
 
@@ -286,15 +352,19 @@ def _settlement_edges(con: Any) -> tuple[str, list[dict[str, Any]]]:
     return "open pair balances", pairs
 
 
-def build(home: Home) -> dict[str, Any]:
-    """The report model of ``home``'s published views (plain JSON-ready dicts and lists)."""
-    with views.connect_views(home) as con:
+def build(home: Home, filters: ReportFilter = NO_FILTER, *, log_url: str | None = None) -> dict[str, Any]:
+    """The report model of ``home``'s published views (plain JSON-ready dicts and lists), narrowed by ``filters``
+    (module doc); ``log_url``: the log whose registered keys check the views (default: the home's)."""
+    f = filters
+    where, params = f.events_where()
+    with views.connect_views(home, log_url=log_url) as con:
         book = price_book(_rows(con, "SELECT * FROM prices"), _rows(con, "SELECT * FROM price_matches"))
-        calls = _rows(con, _CALLS_SQL)
-        interactions = _rows(con, _INTERACTIONS_SQL)
+        calls = [c for c in _rows(con, _CALLS_SQL) if f.keep_call(c)]
+        interactions = [i for i in _rows(con, _INTERACTIONS_SQL) if f.keep_interaction(i)]
         wf_rows = [r for r in _rows(con, _WORKFLOW_SQL, [attribution.WORKFLOW_OPERATION])
                    if json.loads(r["labels_json"] or "{}").get(attribution.LABEL_SOURCE)
                    == attribution.SOURCE_CLAUDE_CODE]
+        wf_matching = {r["run"] for r in wf_rows if f.keep_call(r)}
         wf_events = [_event_from_row(r) for r in wf_rows]
         rates = book_rates(book, max((e.event_time_us for e in wf_events), default=0))
         runs = [_workflow_run(attribution.report(wf, rates=rates), wf, rates)
@@ -302,24 +372,35 @@ def build(home: Home) -> dict[str, Any]:
         wf_ids = {r["run"] for r in runs}
         # imported workflow agents are attributed above with their estimate; keep them out of the ledger runs
         ledger_calls = [c for c in calls if c["run"] not in wf_ids]
-        runs += _ledger_runs(ledger_calls, interactions, _rows(con, _STAGE_ORDER_SQL), book, wf_ids)
-        (as_of,) = _one(con, "SELECT max(event_time_us) FROM events")
-        counts = _rows(con, """SELECT count(*) AS events, count(DISTINCT signer_id) AS signers,
-            count(DISTINCT agent) AS agents FROM events""")[0]
+        ledger_runs = _ledger_runs(ledger_calls, interactions, _rows(con, _STAGE_ORDER_SQL), book, wf_ids)
+        if f.active:  # only the runs the filter left something of
+            runs = [r for r in runs if r["run"] in wf_matching]
+            ledger_runs = [r for r in ledger_runs if r["stages"]]
+        runs += ledger_runs
+        # the filter's condition is this module's text; its values are bound parameters
+        (as_of,) = _one(con, f"SELECT max(event_time_us) FROM events WHERE {where}", params)  # noqa: S608
+        (latest,) = _one(con, "SELECT max(event_time_us) FROM events")  # budgets are now: forecast at the latest
+        counts = _rows(con, f"""SELECT count(*) AS events, count(DISTINCT signer_id) AS signers,
+            count(DISTINCT agent) AS agents FROM events WHERE {where}""", params)[0]  # noqa: S608
         # agents an import named that nobody registered: listed as they were named, never invented or merged
-        unregistered = _rows(con, """SELECT agent, list(DISTINCT signer_id ORDER BY signer_id) AS recorded_by,
-            count(*) AS events FROM events WHERE NOT agent_registered GROUP BY agent ORDER BY agent""")
-        forecasts = burn_forecast(_rows(con, _BUDGETS_SQL), as_of or 0)
-        reputation_now = _rows(con, "SELECT agent_id, overall, tier, multiplier, events_counted FROM reputation "
-                                    "ORDER BY overall DESC, agent_id")
-        trust = _rows(con, "SELECT * FROM trust_history ORDER BY event_time_us, event_id")
+        unregistered = _rows(con, f"""SELECT agent, list(DISTINCT signer_id ORDER BY signer_id) AS recorded_by,
+            count(*) AS events FROM events WHERE NOT agent_registered AND {where} GROUP BY agent
+            ORDER BY agent""", params)  # noqa: S608
+        forecasts = burn_forecast([b for b in _rows(con, _BUDGETS_SQL) if f.keep_budget(b)], latest or 0)
+        reputation_now = [r for r in _rows(con, "SELECT agent_id, overall, tier, multiplier, events_counted FROM "
+                                                "reputation ORDER BY overall DESC, agent_id")
+                          if f.agent in (None, r["agent_id"])]
+        trust = [t for t in _rows(con, "SELECT * FROM trust_history ORDER BY event_time_us, event_id")
+                 if f.agent in (None, t["subject"])]
         graph_source, edges = _settlement_edges(con)
+        edges = [e for e in edges if f.agent is None or f.agent in (e["payer"], e["payee"])]
         agents = sorted({c["agent"] for c in calls} | {i["requestor_id"] for i in interactions}
                         | {i["responder_id"] for i in interactions} | {e["payer"] for e in edges}
                         | {e["payee"] for e in edges})
     priced = [c for c in calls if c["cost_micros"] is not None]
     return {
         "home": str(home.path), "as_of_us": as_of, "as_of": fmt_time(as_of) if as_of else None,
+        "filters": f.as_dict(),
         "totals": {"events": counts["events"], "signers": counts["signers"], "agents": counts["agents"],
                    "unregistered_agents": len(unregistered), "llm_calls": len(calls),
                    "input_tokens": sum(c["input_tokens"] or 0 for c in calls),
@@ -352,4 +433,4 @@ def select_run(model: dict[str, Any], run: str | None) -> dict[str, Any]:
     return {**model, "runs": chosen}
 
 
-__all__ = ["build", "call_cost", "price_book", "select_run"]
+__all__ = ["NO_FILTER", "ReportFilter", "build", "call_cost", "price_book", "select_run"]

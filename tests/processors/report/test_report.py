@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from support.chromium import render
 from typer.testing import CliRunner
 
 from ledger.testing.samples import degraded_run_doc, sample_run_doc
@@ -213,29 +212,6 @@ def test_imported_workflow_runs_are_attributed(tmp_path):
 
 
 # ------------------------------------------------------------------ headless Chromium
-
-
-def chromium() -> str:
-    path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-    if path is None:
-        pytest.skip("chromium is not installed (Debian package `chromium`); the CI image installs it")
-    return path
-
-
-def render(page: Path, tmp_path: Path) -> tuple[str, list[str]]:
-    """The DOM Chromium built from ``page`` and the page's console lines (errors, uncaught exceptions)."""
-    profile = tmp_path / "profile"
-    profile.mkdir(exist_ok=True)
-    proc = subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--dump-dom", page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    # Chromium logs every console message of the page as ":INFO:CONSOLE(line)] "message", source: ..."
-    # (or ":CONSOLE:line]" in newer builds); an uncaught exception is one of them.
-    console = [ln for ln in proc.stderr.splitlines() if re.search(r":CONSOLE[(:]|Uncaught", ln)]
-    return proc.stdout, console
 
 
 def test_console_detector_flags_a_page_with_a_js_error(tmp_path):
