@@ -90,17 +90,20 @@ def authenticate(request: Request, svc: Service) -> TokenInfo:
     return info
 
 
-def require(scope: str) -> Callable[..., Principal]:
-    """The dependency for an endpoint needing ``scope`` (one of ``SCOPES``, or ``"operator"``)."""
-    if scope not in SCOPES and scope != OPERATOR:
-        raise ValueError(f"unknown scope {scope!r}")
+def require(scope: str, *alternatives: str) -> Callable[..., Principal]:
+    """The dependency for an endpoint needing ``scope`` (one of ``SCOPES``, or ``"operator"``), or any of
+    ``alternatives`` (``require("reserve", "read")``: a token with either scope may call it)."""
+    accepted = (scope, *alternatives)
+    for s in accepted:
+        if s not in SCOPES and s != OPERATOR:
+            raise ValueError(f"unknown scope {s!r}")
 
     def dependency(request: Request, svc: Service = Depends(service)) -> Principal:  # noqa: B008 (FastAPI idiom)
         info = authenticate(request, svc)
         if scope == OPERATOR and not info.operator:
             raise Problem(403, "Forbidden", code="operator_only", detail="this endpoint needs an operator token")
-        if not info.operator and scope not in info.scopes:
-            raise Problem(403, "Forbidden", code="missing_scope", field="scope", value=scope,
+        if not info.operator and not any(s in info.scopes for s in accepted):
+            raise Problem(403, "Forbidden", code="missing_scope", field="scope", value=" or ".join(accepted),
                           detail=f"this token's scopes are {', '.join(info.scopes)}")
         principal = Principal(info.token_id, info.agent, info.operator, frozenset(SCOPES if info.operator
                                                                                   else info.scopes))

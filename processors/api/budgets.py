@@ -11,9 +11,12 @@ Reservations (``ledger.sdk.guard`` does the same in-process; these are its steps
   lasts (``DEFAULT_TTL_S``, at most ``MAX_TTL_S``); ``scope``/``scope_id`` as in ``Emitter.reserve`` (default the
   agent's own scope); ``reservation_id`` the agent's own id (a uuid4 hex when absent; at most
   ``MAX_RESERVATION_ID_CHARS``). ``agent``: whom the reservation is for; only an operator token names another agent.
-  The event's idempotency key is ``api-reservation:reserve:<id>``: a second reserve of one id is a 409 (idempotency
-  conflict: its expiry moved with the clock), never a second hold.
-* ``GET /v1/reservations/{id}?wait=5s&agent=`` (scope ``read``): the decision the budgets processor published in its
+  The event's idempotency key is ``api-reservation:reserve:<id>``: a second reserve of one id is never a second
+  hold. Its expiry moves with the clock, so the emitter sees other content under the key: when the processor has
+  published that reservation with the same kind, amount and scope, the request was a retry and is answered with it
+  (200, ``"duplicate": true``); otherwise it is a 409 (idempotency conflict).
+* ``GET /v1/reservations/{id}?wait=5s&agent=`` (scope ``read`` or ``reserve``): the decision the budgets processor
+  published in its
   ``reservations`` view (``ledger.sdk.views.reservation``, checked against its signed manifest). With ``wait`` (a
   duration with a unit, at most ``MAX_WAIT_US``) it long-polls until there is a decision: every ``POLL_S`` it looks at
   the processor's manifest (one ``stat``) and reads the view again only when a new publish landed; it sleeps in
@@ -68,6 +71,7 @@ from starlette.responses import JSONResponse
 from ledger import limits
 from ledger.economics.budget_rows import parse_levels
 from ledger.economics.money import micros_to_usd
+from ledger.errors import IdempotencyConflictError
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.published import MANIFEST_FILE
 from ledger.sdk.views import read_views, reservation
@@ -262,9 +266,21 @@ def reserve(body: ReserveBody, who: Principal = Depends(require("reserve")),  # 
     check_str("scope_id", scope_id)
     now = svc.now_us()
     ttl_us = body.ttl_s * US_PER_S
-    event_id = _append(svc, agent, lambda em: em.reserve(rid, kind, body.amount, ttl_us=ttl_us, scope=scope,
-                                                         scope_id=scope_id, event_time_us=now,
-                                                         idempotency_key=_key("reserve", rid)))
+    try:
+        event_id = _append(svc, agent, lambda em: em.reserve(rid, kind, body.amount, ttl_us=ttl_us, scope=scope,
+                                                             scope_id=scope_id, event_time_us=now,
+                                                             idempotency_key=_key("reserve", rid)))
+    except IdempotencyConflictError:
+        # a retry of a reserve whose answer was lost: its expiry is computed from the retry's time, so the emitter
+        # sees other content under the same key. The same kind, amount and scope as the reservation the processor
+        # published is that retry (answered with the original); anything else, or nothing published yet, stays 409
+        row = _published_row(svc, rid, agent)
+        if row is None or (row["budget_kind"], row["amount"], row["scope"], row["scope_id"]) != (
+                kind, body.amount, scope, scope_id):
+            raise
+        answer = reservation_answer(rid, agent, row, now)
+        answer["duplicate"] = True
+        return JSONResponse(answer, status_code=200)
     location = f"/v1/reservations/{rid}" + ("" if who.agent == agent else f"?agent={agent}")
     return JSONResponse({"reservation_id": rid, "agent": agent, "status": "pending", "reason": None, "kind": kind,
                          "amount": body.amount, "scope": scope, "scope_id": scope_id, "event_id": event_id,
@@ -278,7 +294,7 @@ def reserve(body: ReserveBody, who: Principal = Depends(require("reserve")),  # 
 async def get_reservation(request: Request, reservation_id: str,
                           wait: Annotated[str | None, Query(description=WAIT_DOC)] = None,
                           agent: Annotated[str | None, Query(description="operator tokens: whose")] = None,
-                          who: Principal = Depends(require("read")),  # noqa: B008 (FastAPI idiom)
+                          who: Principal = Depends(require("read", "reserve")),  # noqa: B008 (FastAPI idiom)
                           svc: Service = Depends(service)) -> dict[str, Any]:  # noqa: B008
     rid = _check_reservation_id(reservation_id)
     whose = acting_agent(who, agent)

@@ -158,8 +158,14 @@ def test_a_released_reservation_frees_its_hold(served):
     r = _reserve(served, erin, reservation_id="release-me", kind="llm_tokens", amount=1_000)
     assert r.status_code == 202 and r.json()["reservation_id"] == "release-me"
     assert _decision(served, erin, "release-me")["status"] == "granted"
-    # the id is taken: a second reserve of it is refused before anything is appended
-    problem(_reserve(served, erin, reservation_id="release-me", kind="llm_tokens", amount=1_000), 409,
+    # a token that may only reserve may still poll its own decision
+    only_reserve = served.token("erin", scopes=("reserve",))
+    assert _decision(served, only_reserve, "release-me")["status"] == "granted"
+    # a retry of the same reserve (its answer lost) is answered with the published reservation, appending nothing
+    again = _reserve(served, erin, reservation_id="release-me", kind="llm_tokens", amount=1_000)
+    assert again.status_code == 200 and again.json()["duplicate"] is True and again.json()["status"] == "granted"
+    # the id is taken: a reserve of it for another amount is refused before anything is appended
+    problem(_reserve(served, erin, reservation_id="release-me", kind="llm_tokens", amount=1_001), 409,
             "idempotency_conflict")
     r = httpx.post(f"{served.url}/v1/reservations/release-me/release", headers=served.auth(erin))
     assert r.status_code == 202 and r.json()["kind"] == "llm_tokens"  # the kind from the published reservation
