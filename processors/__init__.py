@@ -43,6 +43,7 @@ REGISTRY: Mapping[str, type[Processor]] = _Registry({
     "notary": "processors.notary:Notary",
     "budgets": "processors.budgets:Budgets",
     "reputation": "processors.reputation:Reputation",
+    "deliveries": "processors.deliveries:Deliveries",
 })
 
 

@@ -38,6 +38,7 @@ from ledger.wire.events import (
     Context,
     Cosignature,
     Data,
+    DeliveryAttempt,
     Flow,
     Grant,
     Interaction,
@@ -51,6 +52,7 @@ from ledger.wire.events import (
     SettlementRule,
     StateCheckpoint,
     Trust,
+    WebhookSink,
 )
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "ledger" / "events.json"
@@ -87,6 +89,10 @@ def build() -> dict:
             KeyRevoked("carol", key("carol-2").key_id, "test vector"),
             AgentRegistered("importer", key("importer").key_id, key("importer").public.raw),
             Grant("importer", "backfill", "", 30 * 86_400_000_000),
+            WebhookSink("ops-pager", "https://hooks.example.test/tokenledger?team=ops", ("suspended", "hard_limit"),
+                        hashlib.sha256(b"golden webhook secret").digest()),
+            WebhookSink("ops-pager", "https://hooks.example.test/tokenledger?team=ops", ("rejections",),
+                        hashlib.sha256(b"golden webhook secret").digest(), False),
         ]),
         "alice": (alice, [
             Action("llm.call", 1500, "sha256:00ff",
@@ -108,6 +114,8 @@ def build() -> dict:
                        "settled", "ledger", "tx-1"),
             BudgetAlert("agent", "alice", "action", "soft_limit", T0, 5000, 4100, 100, "80% used"),
             BudgetTransfer("action", "bob", "alice", 400, T0, "shortfall"),
+            DeliveryAttempt("d" * 32, "ops-pager", 1, "retrying", 503, "HTTP 503: busy", T0 + 10_000_000),
+            DeliveryAttempt("d" * 32, "ops-pager", 2, "delivered", 204),
         ]),
         # an importer recording a call on alice's behalf (Context.agent, context v2)
         "importer": (key("importer"), [

@@ -13,13 +13,16 @@ only, opens nothing) or ``Home`` (the layout plus its config) for a path::
     <home>/views/<name>/<view>/*.parquet    the views a processor published (read by anyone, never written)
     <home>/views/views.sql                  CREATE VIEW statements over them, for plain DuckDB
     <home>/state/tokens.sqlite              API tokens of `tokenledger serve` (SHA-256 hashes, scopes, expiry), 0600
+    <home>/secrets/webhooks/<sink_id>.key   webhook signing secrets, 0600 (dirs 0700); the log holds their SHA-256
     <home>/report.html                      the last cost report the demo wrote
 
 A new home is made by ``Home.init`` (files) then ``registration.bootstrap`` (the operator's registration and
 the default price book, appended as control events).
 
 The home is chosen by ``--home``, else the ``TOKENLEDGER_HOME`` environment variable, else
-``~/.tokenledger``. This module is the only reader of tokenledger's environment variables.
+``~/.tokenledger``. This module is the only reader of tokenledger's environment variables: besides those two,
+``TOKENLEDGER_WEBHOOK_RETRY`` (``webhook_retry_setting``) sets the delivery worker's retry schedule, for tests and
+operators who want another one than ``ledger.limits``'s (``ledger.sdk.webhooks.parse_retry`` says its form).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from ledger.log import Log, open_log
 
 ENV_HOME = "TOKENLEDGER_HOME"
 ENV_LOG = "TOKENLEDGER_LOG"
+ENV_WEBHOOK_RETRY = "TOKENLEDGER_WEBHOOK_RETRY"
 CONFIG_VERSION = 1
 OPERATOR_ID = "operator"
 SIGNER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")  # used with fullmatch
@@ -70,6 +74,12 @@ def resolve_home(cli_value: str | Path | None = None) -> Path:
     return Path.home() / ".tokenledger"
 
 
+def webhook_retry_setting() -> str | None:
+    """The delivery worker's retry schedule as ``TOKENLEDGER_WEBHOOK_RETRY`` gives it (None: the defaults of
+    ``ledger.limits``); parsed and checked by ``ledger.sdk.webhooks.parse_retry``."""
+    return os.environ.get(ENV_WEBHOOK_RETRY) or None
+
+
 def resolve_log_url(cli_value: str | None, home: Home | None) -> str:
     if cli_value:
         return cli_value
@@ -92,6 +102,9 @@ VIEWS_DIR = "views"
 VIEWS_SQL_FILE = "views.sql"  # under views/
 REPORT_FILE = "report.html"
 TOKENS_FILE = "tokens.sqlite"  # under state/
+SECRETS_DIR = "secrets"
+WEBHOOK_SECRETS_DIR = "webhooks"  # under secrets/
+WEBHOOK_SECRET_SUFFIX = ".key"  # noqa: S105 - a file name suffix, not a password
 
 
 @dataclass
@@ -154,6 +167,19 @@ class HomeLayout:
     @property
     def report_file(self) -> Path:
         return self.path / REPORT_FILE
+
+    @property
+    def secrets_dir(self) -> Path:
+        """Secrets that must never reach the log (mode 0700): today the webhook signing secrets."""
+        return self.path / SECRETS_DIR
+
+    @property
+    def webhook_secrets_dir(self) -> Path:
+        return self.secrets_dir / WEBHOOK_SECRETS_DIR
+
+    def webhook_secret_path(self, sink_id: str) -> Path:
+        """The signing secret of webhook sink ``sink_id`` (mode 0600; its SHA-256 is in the sink's control event)."""
+        return self.webhook_secrets_dir / f"{check_signer_id(sink_id, 'sink_id')}{WEBHOOK_SECRET_SUFFIX}"
 
     @property
     def tokens_file(self) -> Path:

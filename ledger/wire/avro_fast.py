@@ -7,8 +7,9 @@ the reference: tests prove both give the same bytes, and schema resolution of ol
 goes through fastavro.
 
 What the generators support is what the ledger's schemas use: primitives, records, enums,
-``["null", T]`` unions, unions of records (the branch chosen by the object's class), and maps of
-strings or longs held in the model as key-sorted tuples of pairs. Anything else raises ValueError
+``["null", T]`` unions, unions of records (the branch chosen by the object's class), maps of
+strings or longs held in the model as key-sorted tuples of pairs, and arrays of strings or longs held in the
+model as tuples (written as one block, read into a tuple). Anything else raises ValueError
 when the function is generated, never when it runs.
 
 Generated code: the functions are built as Python source and ``exec``-uted once per process. The
@@ -153,6 +154,24 @@ def read_map(b: bytes, p: int, value: Callable[[bytes, int], tuple[Any, int]]) -
             out[k], p = value(b, p)
 
 
+def read_array(b: bytes, p: int, item: Callable[[bytes, int], tuple[Any, int]]) -> tuple[tuple[Any, ...], int]:
+    """An Avro array (blocks of items, a negative count carrying a byte size, then 0) into a tuple; at most
+    ``limits.MAX_ARRAY_ITEMS`` items in all (arrays in events are short lists of names)."""
+    out: list[Any] = []
+    while True:
+        n, p = read_long(b, p)
+        if n == 0:
+            return tuple(out), p
+        if n < 0:
+            n = -n
+            _, p = read_long(b, p)  # block size in bytes: not needed
+        if len(out) + n > limits.MAX_ARRAY_ITEMS:
+            raise ValueError(f"array of more than {limits.MAX_ARRAY_ITEMS} items")
+        for _ in range(n):
+            x, p = item(b, p)
+            out.append(x)
+
+
 # ---------------------------------------------------------------- code generation, shared
 
 
@@ -225,7 +244,7 @@ class _Encoder(_Source):
         elif t["type"] == "map":
             self.map(t, expr, indent)
         elif t["type"] == "array":
-            raise ValueError("arrays are not used in event content")
+            self.array(t, expr, indent)
         else:
             self.value(t["type"], expr, indent)
 
@@ -261,6 +280,20 @@ class _Encoder(_Source):
         self.emit(indent + 1, f"for k_, v_ in {v}:")
         self.emit(indent + 2, "o.append(S(k_))")
         self.value(t["values"], "v_", indent + 2)
+        self.emit(indent, "o.append(b'\\x00')")
+
+    def array(self, t: AvroComplex, expr: str, indent: int) -> None:
+        # one block of every item, then the end marker (an empty array is the marker alone); the items the
+        # decoder reads (strings, longs) are the ones written
+        if t["items"] not in ("string", "long"):
+            raise ValueError(f"arrays of {t['items']} are not used in events")
+        v = f"a{len(self.lines)}"
+        x = f"x{len(self.lines)}"
+        self.emit(indent, f"{v} = {expr}")
+        self.emit(indent, f"if {v}:")
+        self.emit(indent + 1, f"o.append(L(len({v})))")
+        self.emit(indent + 1, f"for {x} in {v}:")
+        self.value(t["items"], x, indent + 2)
         self.emit(indent, "o.append(b'\\x00')")
 
     def union(self, branches: list[AvroType], expr: str, indent: int) -> None:
@@ -305,7 +338,7 @@ class _Decoder(_Source):
     common case, costs no call), records become constructor calls of the model classes."""
 
     def __init__(self, classes: Mapping[str, type], cached_records: frozenset[str]) -> None:
-        super().__init__({"RL": read_long, "RMAP": read_map, "RS": read_string, "Short": ShortRead,
+        super().__init__({"RL": read_long, "RMAP": read_map, "RARR": read_array, "RS": read_string, "Short": ShortRead,
                           "ValueError": ValueError}, "k", classes)
         self.cached_records = cached_records
 
@@ -353,6 +386,8 @@ class _Decoder(_Source):
             self.enum(t, ind, out)
         elif t["type"] == "map":
             self.map(t, ind, out)
+        elif t["type"] == "array":
+            self.array(t, ind, out)
         else:
             self.value(t["type"], ind, out)
 
@@ -422,6 +457,13 @@ class _Decoder(_Source):
         if reader is None:
             raise ValueError(f"maps of {values} are not used in events")
         self.emit(ind, f"{out}, p = RMAP(b, p, {reader})")
+
+    def array(self, t: AvroComplex, ind: int, out: str) -> None:
+        items = t["items"]
+        reader = {"string": "RS", "long": "RL"}.get(items) if isinstance(items, str) else None
+        if reader is None:
+            raise ValueError(f"arrays of {items} are not used in events")
+        self.emit(ind, f"{out}, p = RARR(b, p, {reader})")
 
 
 def compile_decoder(fields: list[AvroField], classes: Mapping[str, type], *,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
@@ -36,6 +37,10 @@ RESERVATION_ACTIONS = vocab.RESERVATION_ACTION_VALUES
 TRANSFER_DIRECTIONS = vocab.TRANSFER_DIRECTION_VALUES
 SETTLEMENT_STATUSES = vocab.SETTLEMENT_STATUS_VALUES
 CAPABILITIES = vocab.CAPABILITY_VALUES
+WEBHOOK_EVENTS = vocab.WEBHOOK_EVENT_VALUES
+DELIVERY_OUTCOMES = vocab.DELIVERY_OUTCOME_VALUES
+WEBHOOK_SCHEMES = ("http", "https")  # a sink's URL scheme
+HTTP_STATUS_MAX = 599  # the largest HTTP status code (RFC 9110 defines 100-599); 0 = no answer
 
 
 # ---------------------------------------------------------------- field checks (shared, cheap)
@@ -122,6 +127,31 @@ def check_map(name: str, value: Any) -> tuple[tuple[str, str], ...]:
         check_str(f"{name}.key", k, limits.MAX_ID_CHARS)
         check_str(f"{name}[{k}]", v, limits.MAX_LABEL_CHARS, allow_empty=True, text=True)
     return tuple(sorted(value.items()))
+
+
+def check_webhook_url(name: str, value: Any) -> str:
+    """An absolute http(s) URL with a host, no credentials (they would be on the log for every reader) and no
+    fragment (never sent); no whitespace or control characters."""
+    check_str(name, value, limits.MAX_WEBHOOK_URL_CHARS)
+    if any(ch.isspace() for ch in value):
+        raise ValidationError(name, value, "must not contain whitespace")
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port = parts.port  # a port that is not a number in 0..65535 raises here
+    except ValueError as e:
+        raise ValidationError(name, value, f"is not a valid URL: {e}") from None
+    if parts.scheme not in WEBHOOK_SCHEMES:
+        raise ValidationError(name, value, f"must be an http or https URL, not {parts.scheme or 'a relative one'}")
+    if not parts.hostname:
+        raise ValidationError(name, value, "must name a host (http://host[:port]/path)")
+    if parts.username is not None or parts.password is not None:
+        raise ValidationError(name, value, "must not carry credentials (user:password@): every reader of the log "
+                              "would see them; authenticate with the signing secret")
+    if parts.fragment or value.endswith("#"):
+        raise ValidationError(name, value, "must not have a #fragment (it is never sent)")
+    if port == 0:
+        raise ValidationError(name, value, "must not name port 0")
+    return str(value)
 
 
 def _set(obj: Any, name: str, value: Any) -> None:
@@ -921,11 +951,83 @@ class ClockPolicy(Body):
         check_int("max_ahead_us", self.max_ahead_us, 0, limits.MAX_CLOCK_SKEW_US)
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookSink(Body):
+    """Control: a webhook sink receives the alerts whose kind is in ``events`` (``WEBHOOK_EVENTS``) as signed HTTP
+    POSTs to ``url`` (``processors.deliveries``). ``secret_sha256`` is the SHA-256 of the signing secret: the secret
+    itself is never on the log (every reader would see it), it lives in the home
+    (``HomeLayout.webhook_secret_path``) and the delivery worker refuses one whose hash differs. A later sink with
+    the same ``sink_id`` replaces it; ``active`` false removes it. ``events`` is kept sorted (same set, same bytes)."""
+
+    KIND: ClassVar[str] = "webhook_sink"
+    AVRO: ClassVar[str] = "tokenledger.WebhookSink"
+    CONTROL: ClassVar[bool] = True
+
+    sink_id: str
+    url: str
+    events: tuple[str, ...]
+    secret_sha256: bytes
+    active: bool = True
+
+    def __post_init__(self) -> None:
+        check_str("sink_id", self.sink_id)
+        check_webhook_url("url", self.url)
+        if not isinstance(self.events, (tuple, list)):
+            raise ValidationError("events", self.events, "must be a list of alert kinds")
+        if not self.events:
+            raise ValidationError("events", [], f"must name at least one of {', '.join(WEBHOOK_EVENTS)}")
+        if len(self.events) > limits.MAX_ARRAY_ITEMS:
+            raise ValidationError("events", len(self.events), f"must have at most {limits.MAX_ARRAY_ITEMS} entries")
+        for i, e in enumerate(self.events):
+            check_choice(f"events[{i}]", e, WEBHOOK_EVENTS)
+        if len(set(self.events)) != len(self.events):
+            dup = next(e for i, e in enumerate(self.events) if e in self.events[:i])
+            raise ValidationError("events", dup, "names an alert kind twice")
+        _set(self, "events", tuple(sorted(self.events)))
+        _set(self, "secret_sha256", check_bytes("secret_sha256", self.secret_sha256, limits.HASH_BYTES))
+        check_bool("active", self.active)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt(Body):
+    """Derived (deliveries): one attempt to POST delivery ``delivery_id`` to sink ``sink_id``, as the delivery
+    worker saw it: ``attempt`` (1 = the first), ``outcome`` (``DELIVERY_OUTCOMES``), the receiver's
+    ``http_status`` (0 = no answer: refused, timed out, or not sent because the secret could not be used), the
+    ``error`` ('' when delivered) and, when retrying, ``next_attempt_at_us`` (wall clock, us; 0 otherwise). Its
+    event time is when the attempt ended."""
+
+    KIND: ClassVar[str] = "delivery_attempt"
+    AVRO: ClassVar[str] = "tokenledger.DeliveryAttempt"
+    DERIVED: ClassVar[bool] = True
+
+    delivery_id: str
+    sink_id: str
+    attempt: int
+    outcome: str
+    http_status: int = 0
+    error: str = ""
+    next_attempt_at_us: int = 0
+
+    def __post_init__(self) -> None:
+        check_str("delivery_id", self.delivery_id)
+        check_str("sink_id", self.sink_id)
+        check_int("attempt", self.attempt, 1, limits.MAX_DELIVERY_ATTEMPTS)
+        check_choice("outcome", self.outcome, DELIVERY_OUTCOMES)
+        check_int("http_status", self.http_status, 0, HTTP_STATUS_MAX)
+        check_str("error", self.error, limits.MAX_DELIVERY_ERROR_CHARS, allow_empty=True, text=True)
+        check_int("next_attempt_at_us", self.next_attempt_at_us, 0, limits.MAX_EVENT_TIME_US)
+        if self.outcome == "delivered" and not 200 <= self.http_status < 300:
+            raise ValidationError("http_status", self.http_status, "a delivered attempt had a 2xx answer")
+        if (self.outcome == "retrying") != (self.next_attempt_at_us > 0):
+            raise ValidationError("next_attempt_at_us", self.next_attempt_at_us,
+                                  "is set exactly when the outcome is retrying")
+
+
 BODY_TYPES: tuple[type[Body], ...] = (
     Action, Data, Compute, Trust, Interaction,
     AgentRegistered, KeyRotated, KeyRevoked, BudgetPolicy, PriceSet, AllocationRule, SettlementRule,
     Rejected, Checkpoint, StateCheckpoint, Allocation, Settlement, BudgetAlert, BudgetTransfer, Reservation, Outcome,
-    Grant, ClockPolicy, PriceMatch,
+    Grant, ClockPolicy, PriceMatch, WebhookSink, DeliveryAttempt,
 )
 BY_KIND: dict[str, type[Body]] = {t.KIND: t for t in BODY_TYPES}
 BY_AVRO: dict[str, type[Body]] = {t.AVRO: t for t in BODY_TYPES}
@@ -1009,6 +1111,7 @@ __all__ = [
     "Context",
     "Cosignature",
     "Data",
+    "DeliveryAttempt",
     "Event",
     "Flow",
     "Grant",
@@ -1025,6 +1128,7 @@ __all__ = [
     "SettlementRule",
     "StateCheckpoint",
     "Trust",
+    "WebhookSink",
     "body_from_dict",
     "body_type",
 ]

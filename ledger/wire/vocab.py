@@ -129,6 +129,30 @@ class SettlementStatus(str, enum.Enum):
     SETTLED = "settled"
 
 
+class WebhookEvent(str, enum.Enum):
+    """What a webhook sink subscribes to: the budget alerts by name (``BudgetAlert.alert``) and ``rejections``
+    (the journal's dead letters)."""
+
+    SOFT_LIMIT = "soft_limit"
+    HARD_LIMIT = "hard_limit"
+    EMERGENCY_RESERVE = "emergency_reserve"
+    SUSPENDED = "suspended"
+    RESUMED = "resumed"
+    BREACH = "breach"
+    GATED = "gated"
+    RESERVATION_REFUSED = "reservation_refused"
+    POLICY_REFUSED = "policy_refused"
+    REJECTIONS = "rejections"
+
+
+class DeliveryOutcome(str, enum.Enum):
+    """What became of one webhook delivery attempt."""
+
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    RETRYING = "retrying"  # another attempt is scheduled
+    FAILED = "failed"  # no further attempt
+
+
 def values(vocabulary: type[enum.Enum]) -> tuple[str, ...]:
     """The plain string values of a vocabulary, in declaration order."""
     return tuple(str(member.value) for member in vocabulary)
@@ -145,8 +169,10 @@ TRANSFER_DIRECTION_VALUES = values(TransferDirection)
 SETTLEMENT_TIER_VALUES = values(SettlementTier)
 SETTLEMENT_STATUS_VALUES = values(SettlementStatus)
 CAPABILITY_VALUES = values(Capability)
+WEBHOOK_EVENT_VALUES = values(WebhookEvent)
+DELIVERY_OUTCOME_VALUES = values(DeliveryOutcome)
 
 VOCABULARIES: tuple[type[enum.Enum], ...] = (
     Role, ScopeLevel, BudgetKind, HardLimitAction, ReservationAction, TrustDimension, AllocationMethod,
-    TransferDirection, SettlementTier, SettlementStatus, Capability,
+    TransferDirection, SettlementTier, SettlementStatus, Capability, WebhookEvent, DeliveryOutcome,
 )

@@ -18,10 +18,11 @@ import typer
 def build_app() -> typer.Typer:
     """A new ``tokenledger`` app: the ledger's commands, then the processors'."""
     from ledger.cli import app as ledger_app
-    from processors.cli import app, budget, econ, proofs, report, serve
+    from processors.cli import alerts, app, budget, econ, proofs, report, serve
 
     cli = ledger_app.build_app()
-    for register in (app.register, budget.register, econ.register, proofs.register, report.register, serve.register):
+    for register in (app.register, budget.register, econ.register, proofs.register, report.register, serve.register,
+                     alerts.register):
         register(cli)
     return cli
 

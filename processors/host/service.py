@@ -161,6 +161,9 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
     assert runner.key is not None  # open_runner produces: the processor's key signs its derived events and views
     publisher = Publisher(store, processor, home.views_dir(name), key=runner.key)
     digester = BackgroundDigest(store)
+    # a processor with an effect at the edge (deliveries: webhook POSTs) is driven from this loop, never by a replay
+    open_edge = getattr(processor, "open_edge", None)
+    edge = open_edge(home, runner) if open_edge is not None else NoEdge()
     last_status = 0.0
     last_digest = 0.0
     state = "running"
@@ -172,6 +175,7 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
         while not stopping["flag"]:
             try:
                 n = runner.step()
+                edge.tick(n == 0)
             except Exception as e:  # a failed batch rolled back; report, then restart cleanly
                 runner.stats.last_error = f"{type(e).__name__}: {e}"
                 write_status(home, name, {**runner.status(), "state": "failed", "last_error_at": time.time(),
@@ -199,6 +203,7 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
                     break
                 time.sleep(POLL_IDLE_S)
         state = "stopped"
+        edge.drain()  # what the edge has under way is recorded before the last checkpoint
         digester.join()
         publisher.publish(runner.positions, runner.batch_no, changed=runner.written)
         final = store.digest()
@@ -206,10 +211,25 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
         publisher.publish(runner.positions, runner.batch_no, digest=final, changed=runner.written)
         write_status(home, name, {**runner.status(), "state": state, "last_error_at": last_error_at})
     finally:
+        edge.stop()
         digester.join()
         publisher.close()
         store.close()
     return 0
+
+
+class NoEdge:
+    """The edge of a processor without effects: ``serve`` drives an edge after every step (a processor's
+    ``open_edge(home, runner)`` makes its own, e.g. ``processors.deliveries.Sender``)."""
+
+    def tick(self, idle: bool) -> None:
+        """After a runner step (``idle``: it read nothing)."""
+
+    def drain(self) -> None:
+        """Stopping normally: finish and record what is under way."""
+
+    def stop(self) -> None:
+        """Stopping (after a failure too): abandon what is under way."""
 
 
 class BackgroundDigest:

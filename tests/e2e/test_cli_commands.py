@@ -30,6 +30,7 @@ COMMANDS = {
     "reputation", "reputation show",
     "econ", "econ estimate", "econ deposit", "econ congestion", "econ cache",
     "serve", "token", "token create", "token list", "token revoke",
+    "alerts", "alerts add-webhook", "alerts list", "alerts remove", "alerts deliveries",
 }
 LEDGER_ONLY = {"init", "tail", "verify", "broker", "import", "keys", "agent", "clock", "prices", "emit", "token"}
 

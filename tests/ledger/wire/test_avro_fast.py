@@ -153,6 +153,35 @@ def test_maps_in_blocks_with_byte_sizes_are_read():
     assert avro_fast.read_map(raw, 0, avro_fast.read_long) == ({"a": 1, "b": -2, "c": 3}, len(raw))
 
 
+ARRAY_FIELDS = [{"name": "names", "type": {"type": "array", "items": "string"}},
+                {"name": "numbers", "type": {"type": "array", "items": "long"}}]
+ARRAY_PARSED = fastavro.parse_schema({"type": "record", "name": "t.Lists", "fields": ARRAY_FIELDS}, _force=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(names=st.lists(text, max_size=limits.MAX_ARRAY_ITEMS).map(tuple),
+       numbers=st.lists(longs, max_size=limits.MAX_ARRAY_ITEMS).map(tuple))
+def test_arrays_match_fastavro_and_read_back_as_tuples(names, numbers):
+    raw = avro_fast.compile_encoder(ARRAY_FIELDS, ["names", "numbers"], {})(names, numbers)
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, ARRAY_PARSED, {"names": list(names), "numbers": list(numbers)})
+    assert raw == buf.getvalue()
+    assert avro_fast.compile_decoder(ARRAY_FIELDS, {})(raw, 0) == ((names, numbers), len(raw))
+
+
+def test_array_blocks_with_byte_sizes_are_read_and_long_arrays_refused():
+    """Two blocks, the first with a negative count and its byte size (the Avro spec allows both)."""
+    items = avro_fast.enc_str("a") + avro_fast.enc_str("b")
+    raw = avro_fast.enc_long(-2) + avro_fast.enc_long(len(items)) + items + avro_fast.enc_long(1) + \
+        avro_fast.enc_str("c") + b"\x00"
+    assert fastavro.schemaless_reader(io.BytesIO(raw), {"type": "array", "items": "string"}) == ["a", "b", "c"]
+    assert avro_fast.read_array(raw, 0, avro_fast.read_string) == (("a", "b", "c"), len(raw))
+    n = limits.MAX_ARRAY_ITEMS
+    too_long = avro_fast.enc_long(n) + avro_fast.enc_str("x") * n + avro_fast.enc_long(1) + avro_fast.enc_str("y")
+    with pytest.raises(ValueError, match=f"array of more than {n} items"):
+        avro_fast.read_array(too_long + b"\x00", 0, avro_fast.read_string)
+
+
 def test_map_blocks_over_the_label_limit_are_refused():
     raw = avro_fast.enc_long(limits.MAX_LABELS + 1) + (avro_fast.enc_str("k") + avro_fast.enc_str("v")) * 2
     with pytest.raises(ValueError, match=f"map block of {limits.MAX_LABELS + 1} entries"):
@@ -200,7 +229,7 @@ def test_the_encoder_refuses_an_object_of_no_branch(encode):
 
 
 @pytest.mark.parametrize(("fields", "message"), [
-    ([{"name": "a", "type": {"type": "array", "items": "long"}}], "arrays are not used"),
+    ([{"name": "a", "type": {"type": "array", "items": "bytes"}}], "arrays of bytes are not used"),
     ([{"name": "s", "type": [CIRCLE, {"type": "record", "name": "t.Other", "fields": []}]}], "no model class for record t.Other"),
 ])
 def test_the_encoder_generator_refuses_what_it_does_not_support(fields, message):
@@ -212,7 +241,8 @@ def test_the_encoder_generator_refuses_what_it_does_not_support(fields, message)
     ([{"name": "m", "type": {"type": "map", "values": "bytes"}}], "maps of bytes are not used"),
     ([{"name": "m", "type": {"type": "map", "values": TAG}}], "maps of .* are not used"),
     ([{"name": "r", "type": {"type": "record", "name": "t.Unknown", "fields": []}}], "no model class for record t.Unknown"),
-    ([{"name": "a", "type": {"type": "array", "items": "long"}}], "type array is not supported"),
+    ([{"name": "a", "type": {"type": "array", "items": "bytes"}}], "arrays of bytes are not used"),
+    ([{"name": "a", "type": {"type": "array", "items": TAG}}], "arrays of .* are not used"),
     ([{"name": "f", "type": {"type": "fixed", "name": "t.F", "size": 4}}], "type fixed is not supported"),
     ([{"name": "c", "type": "t.Color"}, {"name": "d", "type": COLOR}], "type t.Color is not supported, or not defined"),
 ])

@@ -18,7 +18,7 @@ from ledger.wire import codec
 
 ROOT = Path(__file__).resolve().parents[3]
 VECTORS = ROOT / "tests" / "vectors" / "ledger" / "events.json"
-PINNED = "4d73f4e6e1959d8a13a51dfa66f484dc0e7670665d7f4bc032153009baea8c2d"
+PINNED = "8c54b6e59e5d02602a8df727d61bd614e568ec0deb6f56c01130d1a45d20096c"
 
 
 def _generator():

@@ -266,6 +266,6 @@ def test_the_registry_names_each_processor_class_by_its_own_name() -> None:
     whose ``name`` it is listed under."""
     from processors import REGISTRY
 
-    assert sorted(REGISTRY) == ["allocations", "budgets", "journal", "notary", "reputation", "settlements"]
+    assert sorted(REGISTRY) == ["allocations", "budgets", "deliveries", "journal", "notary", "reputation", "settlements"]
     for name, cls in REGISTRY.items():
         assert cls.name == name
