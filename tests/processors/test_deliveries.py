@@ -36,6 +36,7 @@ import pytest
 from support.econ import derived, replay_digests, rows
 from typer.testing import CliRunner
 
+from ledger import limits
 from ledger.errors import RejectCode, ValidationError
 from ledger.log import read_all
 from ledger.sdk import webhooks
@@ -82,6 +83,7 @@ class Receiver:
     """A webhook endpoint on loopback: answers ``fail_first`` 500s to each delivery id, then 200; keeps every POST."""
 
     fail_first: int = 0
+    hold: threading.Event | None = None  # set: answer; unset: keep every request waiting
     posts: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
@@ -98,6 +100,8 @@ class Receiver:
                     status = 500 if seen < receiver.fail_first else 200
                     receiver.posts.append(Received(did, self.headers.get(webhooks.TIMESTAMP_HEADER, ""),
                                                    self.headers.get(webhooks.SIGNATURE_HEADER, ""), body, status))
+                if receiver.hold is not None:
+                    receiver.hold.wait(DEADLINE_S)
                 self.send_response(status)
                 self.end_headers()
                 self.wfile.write(b"try again later" if status == 500 else b"thanks")
@@ -324,6 +328,49 @@ def test_a_secret_file_that_does_not_match_signs_nothing(home: Home, receiver: R
     w.until(lambda: w.deliveries()[0][1] == "delivered", "delivered with the right secret")
     assert w.deliveries() == [("soft_limit", "delivered", 2, 200, "")]
     assert [_hmac_ok(p, SECRET) for p in receiver.seen()] == [True]
+    w.close()
+
+
+def test_a_delivery_that_keeps_failing_is_failed_after_the_last_attempt(home: Home, receiver: Receiver) -> None:
+    receiver.fail_first = 100  # always 500
+    add_webhook(home, receiver.url)
+    spend(home, 5, T0 + 1_000)
+    run_inline(home, "budgets")
+    now = [time.time_ns() // 1000]
+    w = Worker(home, clock_us=lambda: now[0])
+    for n in range(1, 6):  # FAST_RETRY: five attempts
+        w.until(lambda n=n: w.deliveries()[0][2] == n, f"attempt {n} recorded")
+        now[0] += US_PER_S  # past the next retry's due time (at most 200 ms)
+    assert w.deliveries() == [("soft_limit", "failed", 5, 500, "HTTP 500: try again later")]
+    for _ in range(20):
+        w.turn()
+    assert len(receiver.seen()) == 5  # nothing after the last attempt
+    attempts = w.store.query("SELECT attempt, outcome, CASE WHEN next_attempt_at_us = 0 THEN 0 "
+                             "ELSE next_attempt_at_us - attempted_at_us END FROM delivery_attempts ORDER BY attempt")
+    # the backoff: 50 ms, doubled, capped at 200 ms; the fifth attempt was the last (no next one)
+    assert attempts == [(1, "retrying", 50_000), (2, "retrying", 100_000), (3, "retrying", 200_000),
+                        (4, "retrying", 200_000), (5, "failed", 0)]
+    w.close()
+
+
+def test_no_more_than_the_in_flight_limit_is_sent_at_once(home: Home, receiver: Receiver) -> None:
+    receiver.hold = threading.Event()  # every request waits for the test
+    add_webhook(home, receiver.url)
+    add_webhook(home, receiver.url, "--sink-id", "second-sink")
+    spend(home, 10, T0 + 1_000)
+    inject_bad(home)
+    run_inline(home, "budgets", "journal")
+    w = Worker(home)
+    try:
+        w.until(lambda: len(receiver.seen()) == limits.MAX_DELIVERIES_IN_FLIGHT, "the limit of requests open")
+        for _ in range(20):
+            w.turn()
+        assert len(receiver.seen()) == len(w.sender.flights) == limits.MAX_DELIVERIES_IN_FLIGHT
+        assert len(w.proc.open) == 2 * 7  # two sinks: soft_limit, hard_limit and five rejections each
+    finally:
+        receiver.hold.set()
+    w.until(lambda: not w.proc.open, "every delivery delivered")
+    assert len({p.delivery_id for p in receiver.seen()}) == 14
     w.close()
 
 
