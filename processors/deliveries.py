@@ -54,6 +54,7 @@ import hashlib
 import heapq
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -322,7 +323,7 @@ class Sender:
     runner: Runner
     home: HomeLayout
     policy: webhooks.RetryPolicy
-    clock_us: Any = field(default=lambda: time.time_ns() // 1000)
+    clock_us: Callable[[], int] = field(default=lambda: time.time_ns() // 1000)
     ready: bool = False  # caught up once since start: every earlier attempt is folded
     flights: dict[str, _Flight] = field(default_factory=dict)
     recorded: dict[str, int] = field(default_factory=dict)  # attempt numbers emitted, not yet read back
