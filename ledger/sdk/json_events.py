@@ -568,15 +568,18 @@ class _Compiled:
     fields: tuple[FieldSpec, ...]  # the kind's, then the common ones
     by_name: dict[str, tuple[FieldSpec, Callable[[FieldSpec, str, Any], Any]]]  # each field and its check
     required: tuple[str, ...]
+    required_set: frozenset[str]
     defaults: dict[str, Any]  # checked values of the fields with a default
-    needs: tuple[tuple[str, tuple[str, ...]], ...]
+    needs: dict[str, tuple[str, ...]]
+    needs_keys: frozenset[str]
 
 
 def _compile(spec: KindSpec) -> _Compiled:
     fields_ = spec.fields + COMMON_FIELDS
     defaults = {f.name: _CHECKS[f.type](f, f.name, f.default) for f in fields_ if f.default is not None}
-    return _Compiled(spec, fields_, {f.name: (f, _CHECKS[f.type]) for f in fields_},
-                     tuple(f.name for f in fields_ if f.required), defaults, tuple(spec.needs.items()))
+    required = tuple(f.name for f in fields_ if f.required)
+    return _Compiled(spec, fields_, {f.name: (f, _CHECKS[f.type]) for f in fields_}, required, frozenset(required),
+                     defaults, dict(spec.needs), frozenset(spec.needs))
 
 
 _COMPILED = {k: _compile(s) for k, s in KIND_SPECS.items()}
@@ -629,14 +632,15 @@ def _values(c: _Compiled, obj: dict[str, Any], path: str, kind: str) -> dict[str
         if v is None:
             raise ValidationError(f"{path}.{name}", None, "must not be null (leave the field out instead)")
         values[name] = got[1](got[0], path, v)
-    for name in c.required:
-        if name not in obj:
-            raise ValidationError(f"{path}.{name}", None, f"is required for kind {kind}")
-    for name, needed in c.needs:
-        if name in obj:
-            for n in needed:
-                if n not in obj:
-                    raise ValidationError(f"{path}.{n}", None, f"is required when {name} is given")
+    if not c.required_set <= obj.keys():
+        missing = next(n for n in c.required if n not in obj)
+        raise ValidationError(f"{path}.{missing}", None, f"is required for kind {kind}")
+    if not c.needs_keys.isdisjoint(obj.keys()):
+        for name, needed in c.needs.items():  # in the table's order: the same error every time
+            if name in obj:
+                for n in needed:
+                    if n not in obj:
+                        raise ValidationError(f"{path}.{n}", None, f"is required when {name} is given")
     return values
 
 

@@ -77,6 +77,7 @@ class _Slot:
     ready: threading.Event = field(default_factory=threading.Event)
     turn: threading.Lock = field(default_factory=threading.Lock)  # held by the one request using the emitter
     emitter: Emitter | None = None
+    log: Log | None = None  # the emitter's own connection to the log (closed with it)
     key_file: tuple[int, int, int] | None = None  # (inode, mtime ns, size) of the key file it was opened with
     error: Exception | None = None  # why it could not be opened (ready is set)
     users: int = 0  # requests holding or waiting for it: never closed while > 0, except when the pool closes
@@ -89,13 +90,15 @@ class _Slot:
 class CustodyPool:
     """The service's custodial emitters, one per agent (see the module docstring). Thread-safe."""
 
-    def __init__(self, home: Home, log_: Log, *, clock_us: Callable[[], int], idle_s: float = EMITTER_IDLE_S,
+    def __init__(self, home: Home, log_: Log, log_url: str, *, clock_us: Callable[[], int],
+                 idle_s: float = EMITTER_IDLE_S,
                  max_open: int = EMITTERS_OPEN_LIMIT, session_wait_s: float = SESSION_WAIT_S,
                  reap_every_s: float = REAP_EVERY_S, monotonic: Callable[[], float] = time.monotonic) -> None:
         if max_open < 1:
             raise ValueError(f"max_open must be at least 1, got {max_open}")
         self.home = home
         self.log = log_
+        self.log_url = log_url
         self.idle_s = idle_s
         self.max_open = max_open
         self.session_wait_s = session_wait_s
@@ -118,7 +121,7 @@ class CustodyPool:
         """The service's pool, made on first use and closed with the service."""
 
         def make() -> CustodyPool:
-            pool = cls(svc.home, svc.log, clock_us=svc.now_us)
+            pool = cls(svc.home, svc.log, svc.log_url, clock_us=svc.now_us)
             svc.on_close(pool.close)
             return pool
 
@@ -247,6 +250,8 @@ class CustodyPool:
         except Exception:  # a fenced emitter raises its fork again on close: the lock is released all the same
             log.warning("closing %s's custodial emitter", slot.agent, exc_info=True)
         finally:
+            if slot.log is not None:
+                slot.log.close()
             with self._lock:
                 if self._leaving.get(slot.agent) is slot:
                     del self._leaving[slot.agent]
@@ -266,7 +271,10 @@ class CustodyPool:
                               detail=f"{agent}'s previous emitter did not close within {self.session_wait_s:g} s",
                               agent=agent)
             key, slot.key_file = self._custodial_key(agent)
-            em = Emitter(self.log, key, topic=self.home.topic, state_dir=self.home.state_dir,
+            # its own connection to the log, as Emitter.open gives it: one agent's append (an fsync on SQLite) or
+            # read never waits for another agent's on a shared connection
+            slot.log = self.home.open_log(self.log_url)
+            em = Emitter(slot.log, key, topic=self.home.topic, state_dir=self.home.state_dir,
                          control_topic=self.home.control_topic, anchors=self.home.anchors(),
                          batch_size=limits.MAX_BATCH_EVENTS, background_flush=False,
                          clock_ns=lambda: self._clock_us() * NS_PER_US)
@@ -283,6 +291,9 @@ class CustodyPool:
         except Exception as e:  # noqa: BLE001 - kept for every caller waiting on this opening, raised to each
             slot.error = e
         if slot.error is not None:
+            if slot.log is not None and slot.emitter is None:
+                slot.log.close()
+                slot.log = None
             with self._lock:
                 if self._slots.get(agent) is slot:
                     del self._slots[agent]

@@ -49,8 +49,8 @@ def clock() -> Clock:
 @pytest.fixture
 def pool(home: Home, clock: Clock) -> Iterator[CustodyPool]:
     log = home.open_log()
-    p = CustodyPool(home, log, clock_us=lambda: T0 + 5_000_000, idle_s=60.0, max_open=2, session_wait_s=5.0,
-                    reap_every_s=3_600.0, monotonic=clock)
+    p = CustodyPool(home, log, str(home.config["log"]), clock_us=lambda: T0 + 5_000_000, idle_s=60.0, max_open=2,
+                    session_wait_s=5.0, reap_every_s=3_600.0, monotonic=clock)
     try:
         yield p
     finally:
