@@ -267,3 +267,6 @@ MAX_RATE_LIMIT_BUCKETS = 100_000  # per-token rate buckets one service process k
 MAX_METRICS_BUDGET_SERIES = 5_000  # budget rows /metrics exports (the most utilised first): a scrape stays bounded
 MAX_READY_LAG_RECORDS = 10**12  # the largest ?max_lag= /readyz accepts
 MAX_PROBLEM_VALUE_CHARS = 200  # a value echoed in a problem+json answer: never a whole request back
+MAX_RESERVATION_WAIT_US = 30 * US_PER_S  # the longest long-poll of a reservation's decision (GET ...?wait=)
+MAX_TIME_TEXT_CHARS = 40  # the longest RFC 3339 time read from a query: 'YYYY-MM-DDTHH:MM:SS.ffffff+hh:mm' is 32
+MAX_RESERVATION_TTL_S = MAX_DURATION_US // US_PER_S  # a reservation's ttl_s over HTTP: the longest duration, in s

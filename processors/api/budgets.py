@@ -8,19 +8,18 @@ Reservations (``ledger.sdk.guard`` does the same in-process; these are its steps
   (``processors.api.custody``: the service signs for the agent), flushed before the answer: 202
   ``{"reservation_id", "status": "pending", ...}``. ``amount`` is in the kind's unit (usd: micro-USD; llm_tokens:
   input + output tokens), an integer from 1 to ``limits.MAX_MICROS``; ``ttl_s`` whole seconds of event time the hold
-  lasts (``DEFAULT_TTL_S``, at most ``MAX_TTL_S``); ``scope``/``scope_id`` as in ``Emitter.reserve`` (default the
-  agent's own scope); ``reservation_id`` the agent's own id (a uuid4 hex when absent; at most
-  ``MAX_RESERVATION_ID_CHARS``). ``agent``: whom the reservation is for; only an operator token names another agent.
+  lasts (``DEFAULT_TTL_S``, at most ``limits.MAX_RESERVATION_TTL_S``); ``scope``/``scope_id`` as in
+  ``Emitter.reserve`` (default the agent's own scope); ``reservation_id`` the agent's own id (a uuid4 hex when
+  absent; at most ``RESERVATION_ID_CHARS``). ``agent``: whom the reservation is for; only an operator token names another agent.
   The event's idempotency key is ``api-reservation:reserve:<id>``: a second reserve of one id is never a second
   hold. Its expiry moves with the clock, so the emitter sees other content under the key: when the processor has
   published that reservation with the same kind, amount and scope, the request was a retry and is answered with it
   (200, ``"duplicate": true``); otherwise it is a 409 (idempotency conflict).
 * ``GET /v1/reservations/{id}?wait=5s&agent=`` (scope ``read`` or ``reserve``): the decision the budgets processor
-  published in its
-  ``reservations`` view (``ledger.sdk.views.reservation``, checked against its signed manifest). With ``wait`` (a
-  duration with a unit, at most ``MAX_WAIT_US``) it long-polls until there is a decision: every ``POLL_S`` it looks at
-  the processor's manifest (one ``stat``) and reads the view again only when a new publish landed; it sleeps in
-  between (``anyio.sleep``, the reads run in worker threads: no thread is held spinning) and stops early when the
+  published in its ``reservations`` view (``ledger.sdk.views.reservation``, checked against its signed manifest).
+  With ``wait`` (a duration with a unit, at most ``limits.MAX_RESERVATION_WAIT_US``) it long-polls until there is a
+  decision: every ``POLL_S`` it looks at the processor's manifest (one ``stat``) and reads the view again only when a
+  new publish landed; it sleeps in between (``anyio.sleep``, the reads run in worker threads: no thread is held spinning) and stops early when the
   client went away. Statuses: ``pending`` (no published row yet: undecided, or the processor is not running),
   ``granted`` (the view's ``reserved``), ``denied`` (``refused``; ``reason`` says why: hard_limit, not_budgeted,
   not_permitted, duplicate_id, ...), ``committed``, ``released``, ``expired`` — the view's ``expired``, or a granted
@@ -89,16 +88,15 @@ router = APIRouter(tags=["budgets"])
 
 BUDGETS_PROCESSOR = "budgets"  # decides reservations, publishes budgets and reservations
 ALLOCATIONS_PROCESSOR = "allocations"  # prices LLM calls: llm_calls, unpriced
-MAX_WAIT_US = 30 * US_PER_S  # the longest long-poll of a reservation's decision (?wait=)
 POLL_S = 0.25  # seconds between two looks at the budgets processor's manifest while long-polling
 DEFAULT_TTL_S = 300  # seconds of event time a reservation holds when ttl_s is not given (Emitter.reserve's default)
-MAX_TTL_S = limits.MAX_DURATION_US // US_PER_S
 IDEMPOTENCY_PREFIX = "api-reservation:"  # + action + ":" + reservation id: the key of each reservation event
 _LONGEST_ACTION = "release:"
 # a reservation id leaves room for its idempotency key's prefix within limits.MAX_ID_CHARS
-MAX_RESERVATION_ID_CHARS = limits.MAX_ID_CHARS - len(IDEMPOTENCY_PREFIX) - len(_LONGEST_ACTION)
+RESERVATION_ID_CHARS = limits.MAX_ID_CHARS - len(IDEMPOTENCY_PREFIX) - len(_LONGEST_ACTION)
 GROUP_BY = ("model", "day")
-WAIT_DOC = f"wait up to this long for a decision: a duration with a unit (5s), at most {fmt_duration(MAX_WAIT_US)}"
+WAIT_DOC = ("wait up to this long for a decision: a duration with a unit (5s), at most "
+            f"{fmt_duration(limits.MAX_RESERVATION_WAIT_US)}")
 # the reservations view's statuses as the API names them (an absent row is "pending")
 STATUS = {"reserved": "granted", "refused": "denied", "committed": "committed", "released": "released",
           "expired": "expired"}
@@ -120,7 +118,8 @@ class ReserveBody(BaseModel):
     reservation_id: Annotated[OptionalId, Field(description="the agent's own id (a uuid4 hex when absent)")] = None
     kind: Annotated[str, Field(description=KIND_DOC)]
     amount: Annotated[int, Field(ge=1, le=limits.MAX_MICROS, description="units of the kind (usd: micro-USD)")]
-    ttl_s: Annotated[int, Field(ge=1, le=MAX_TTL_S, description="seconds of event time the hold lasts")] = DEFAULT_TTL_S
+    ttl_s: Annotated[int, Field(ge=1, le=limits.MAX_RESERVATION_TTL_S,
+                                description="seconds of event time the hold lasts")] = DEFAULT_TTL_S
     scope: Annotated[str, Field(description="scope level: " + " | ".join(BUDGET_SCOPES))] = "agent"
     scope_id: Annotated[OptionalId, Field(description="its id (default: the agent, for the agent scope)")] = None
     agent: Annotated[OptionalId, Field(description=AGENT_DOC)] = None
@@ -232,7 +231,7 @@ def _manifest_stamp(svc: Service) -> tuple[int, int, int] | None:
 
 
 def _check_reservation_id(reservation_id: str) -> str:
-    return check_str("reservation_id", reservation_id, MAX_RESERVATION_ID_CHARS)
+    return check_str("reservation_id", reservation_id, RESERVATION_ID_CHARS)
 
 
 def _kind_and_scope(svc: Service, reservation_id: str, agent: str,
@@ -298,7 +297,7 @@ async def get_reservation(request: Request, reservation_id: str,
                           svc: Service = Depends(service)) -> dict[str, Any]:  # noqa: B008
     rid = _check_reservation_id(reservation_id)
     whose = acting_agent(who, agent)
-    wait_s = 0.0 if wait is None else duration("wait", wait, MAX_WAIT_US) / US_PER_S
+    wait_s = 0.0 if wait is None else duration("wait", wait, limits.MAX_RESERVATION_WAIT_US) / US_PER_S
     deadline = anyio.current_time() + wait_s
     seen: tuple[int, int, int] | str | None = "unread"  # the manifest stamp the last read saw
     row = None
@@ -442,5 +441,5 @@ def agent_usage(agent: str,
     return {**_usage(svc, agent, start, end, group_by), "freshness": svc.freshness(ALLOCATIONS_PROCESSOR)}
 
 
-__all__ = ["DEFAULT_TTL_S", "MAX_TTL_S", "MAX_WAIT_US", "POLL_S", "STATUS", "acting_agent", "budget_answer",
+__all__ = ["DEFAULT_TTL_S", "POLL_S", "STATUS", "acting_agent", "budget_answer",
            "reservation_answer", "router"]

@@ -21,14 +21,13 @@ from ledger import limits
 from ledger.errors import ValidationError
 from ledger.wire.timefmt import fmt_duration, parse_duration
 
-MAX_TIME_CHARS = 40  # the longest RFC 3339 time we read: 'YYYY-MM-DDTHH:MM:SS.ffffff+hh:mm' is 32
 _RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?([Zz]|[+-]\d{2}:\d{2})")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def rfc3339(name: str, text: str) -> int:
     """``text`` (RFC 3339, see the module doc) as microseconds since the Unix epoch."""
-    m = _RFC3339.fullmatch(text) if isinstance(text, str) and len(text) <= MAX_TIME_CHARS else None
+    m = _RFC3339.fullmatch(text) if isinstance(text, str) and len(text) <= limits.MAX_TIME_TEXT_CHARS else None
     if m is None:
         raise ValidationError(name, text, "must be an RFC 3339 time with a zone and at most six decimals, like "
                               "2026-05-01T12:00:00Z")
@@ -52,7 +51,7 @@ def rfc3339(name: str, text: str) -> int:
 
 def duration(name: str, text: str, max_us: int) -> int:
     """``text`` (a whole number with a unit) as microseconds, at most ``max_us``."""
-    if not isinstance(text, str) or len(text) > MAX_TIME_CHARS:
+    if not isinstance(text, str) or len(text) > limits.MAX_TIME_TEXT_CHARS:
         raise ValidationError(name, text, "must be a whole number with a unit, like 5s")
     us = parse_duration(text, name)
     if us > max_us:

@@ -70,9 +70,13 @@ def _short(v: Any) -> Any:
     return _short(str(v))
 
 
+_MEMBERS = frozenset({"type", "title", "status", "detail", "code", "field", "value", "headers", "reason"})
+
+
 def from_ledger_error(e: LedgerError) -> Problem:
     """The HTTP answer to a ledger error an endpoint let propagate."""
-    evidence = {k: v for k, v in e.evidence.items() if k not in ("field", "value")}
+    # evidence keys that are the problem's own members (a RejectError's evidence may repeat its code) are not repeated
+    evidence = {k: v for k, v in e.evidence.items() if k not in _MEMBERS}
     if e.hint:
         evidence["hint"] = e.hint
     if isinstance(e, RecordTooLargeError):
