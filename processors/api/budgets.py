@@ -10,7 +10,8 @@ Reservations (``ledger.sdk.guard`` does the same in-process; these are its steps
   input + output tokens), an integer from 1 to ``limits.MAX_MICROS``; ``ttl_s`` whole seconds of event time the hold
   lasts (``DEFAULT_TTL_S``, at most ``limits.MAX_RESERVATION_TTL_S``); ``scope``/``scope_id`` as in
   ``Emitter.reserve`` (default the agent's own scope); ``reservation_id`` the agent's own id (a uuid4 hex when
-  absent; at most ``RESERVATION_ID_CHARS``). ``agent``: whom the reservation is for; only an operator token names another agent.
+  absent; at most ``RESERVATION_ID_CHARS``). ``agent``: whom the reservation is for; only an operator token names
+  another agent.
   The event's idempotency key is ``api-reservation:reserve:<id>``: a second reserve of one id is never a second
   hold. Its expiry moves with the clock, so the emitter sees other content under the key: when the processor has
   published that reservation with the same kind, amount and scope, the request was a retry and is answered with it
@@ -19,7 +20,8 @@ Reservations (``ledger.sdk.guard`` does the same in-process; these are its steps
   published in its ``reservations`` view (``ledger.sdk.views.reservation``, checked against its signed manifest).
   With ``wait`` (a duration with a unit, at most ``limits.MAX_RESERVATION_WAIT_US``) it long-polls until there is a
   decision: every ``POLL_S`` it looks at the processor's manifest (one ``stat``) and reads the view again only when a
-  new publish landed; it sleeps in between (``anyio.sleep``, the reads run in worker threads: no thread is held spinning) and stops early when the
+  new publish landed; it sleeps in between (``anyio.sleep``, the reads run in worker threads: no thread is held
+  spinning) and stops early when the
   client went away. Statuses: ``pending`` (no published row yet: undecided, or the processor is not running),
   ``granted`` (the view's ``reserved``), ``denied`` (``refused``; ``reason`` says why: hard_limit, not_budgeted,
   not_permitted, duplicate_id, ...), ``committed``, ``released``, ``expired`` — the view's ``expired``, or a granted
