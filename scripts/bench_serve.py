@@ -9,7 +9,7 @@ Three measurements, each bounded (it stops by itself; nothing leaves 127.0.0.1):
 2. **JSON ingest**: ``--clients`` threads, one agent and one keep-alive connection each, POST ``/v1/events`` in
    batches of ``--batch`` until ``--events`` are acknowledged; events/s over the whole run and p50/p99 latency per
    request;
-3. **reservation decisions** with the budgets processor running (``tokenledger run budgets``): ``--reservations``
+3. **reservation decisions** with every processor running (``tokenledger run``): ``--reservations``
    reservations one after the other, each ``POST /v1/reservations`` then ``GET /v1/reservations/{id}?wait=10s``
    until decided; p50/p99 of POST-to-decision.
 
@@ -181,15 +181,17 @@ def main() -> None:
                   f"({acked:,} acknowledged) = {rate / sdk_rate:.2f} x raw SDK; request latency "
                   f"p50 {pct(lat, 0.5) * 1e3:.1f} ms, p99 {pct(lat, 0.99) * 1e3:.1f} ms "
                   f"(goal >= 20,000 events/s)", flush=True)
-            run = subprocess.Popen([sys.executable, "-m", "processors.cli", "run", "budgets", "--home",
-                                    str(home.path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # every processor runs (as `tokenledger run` starts them): the decision competes with all of them
+            run = subprocess.Popen([sys.executable, "-m", "processors.cli", "run", "--home", str(home.path)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
-                wait_caught_up(home.path, "budgets")
+                for name in ("journal", "budgets", "allocations"):
+                    wait_caught_up(home.path, name)
                 times, outcomes = reservations(served, "reserver", a.reservations)
             finally:
                 run.terminate()
                 run.wait(60)
-            print(f"reservation decision (budgets running, {len(times)} sequential): p50 "
+            print(f"reservation decision (all processors running, {len(times)} sequential): p50 "
                   f"{statistics.median(times) * 1e3:.0f} ms, p99 {pct(times, 0.99) * 1e3:.0f} ms, max "
                   f"{max(times) * 1e3:.0f} ms; outcomes {outcomes} (goal p99 <= 250 ms)", flush=True)
 

@@ -90,7 +90,7 @@ router = APIRouter(tags=["budgets"])
 
 BUDGETS_PROCESSOR = "budgets"  # decides reservations, publishes budgets and reservations
 ALLOCATIONS_PROCESSOR = "allocations"  # prices LLM calls: llm_calls, unpriced
-POLL_S = 0.25  # seconds between two looks at the budgets processor's manifest while long-polling
+POLL_S = 0.02  # seconds between two looks at the budgets processor's manifest while long-polling (one stat each)
 DEFAULT_TTL_S = 300  # seconds of event time a reservation holds when ttl_s is not given (Emitter.reserve's default)
 IDEMPOTENCY_PREFIX = "api-reservation:"  # + action + ":" + reservation id: the key of each reservation event
 _LONGEST_ACTION = "release:"
