@@ -6,7 +6,7 @@ Three measurements, each bounded (it stops by itself; nothing leaves 127.0.0.1):
 1. **raw SDK emit** (the limit the service is compared with): the same LLM-call events through an in-process
    ``Emitter`` (batches of ``--batch``, flushed per batch: durable like an acknowledged request) on the same kind of
    home, and the bare HTTP round trip of ``GET /healthz`` with one client (the HTTP floor of this machine);
-2. **JSON ingest**: ``--clients`` threads, one agent and one keep-alive connection each, POST ``/v1/events`` in
+2. **JSON ingest**: ``--clients`` client processes, one agent and one keep-alive connection each, POST ``/v1/events`` in
    batches of ``--batch`` until ``--events`` are acknowledged; events/s over the whole run and p50/p99 latency per
    request;
 3. **reservation decisions** with every processor running (``tokenledger run``): ``--reservations``
@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -78,45 +78,57 @@ def healthz_floor(served: Served) -> float:
         return HEALTHZ_ROUNDS / (time.perf_counter() - started)
 
 
+def _client(url: str, token: str, bodies: list[bytes], warm: list[bytes], barrier: Any,
+            out: Any) -> None:
+    """One client process: warm up, wait for the others, post every body in turn; report latencies and counts."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    latencies: list[float] = []
+    acked = 0
+    error = None
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+        for body in warm:
+            c.post("/v1/events", content=body)
+        barrier.wait()
+        started = time.perf_counter()
+        for body in bodies:
+            t = time.perf_counter()
+            r = c.post("/v1/events", content=body)
+            latencies.append(time.perf_counter() - t)
+            if r.status_code != 201:
+                error = f"{r.status_code} {r.text[:200]}"
+                break
+            acked += r.json()["appended"]
+        ended = time.perf_counter()
+    out.put((latencies, acked, started, ended, error))
+
+
 def ingest(served: Served, agents: list[str], events: int, batch: int) -> tuple[float, list[float], int]:
-    """(events/s, per-request latencies in seconds, events acknowledged)."""
+    """(events/s, per-request latencies in seconds, events acknowledged). Each client is its own process (one agent,
+    one keep-alive connection): client threads in one process would share one interpreter lock and measure the
+    client, not the service."""
     per_client = events // len(agents)
-    latencies: list[list[float]] = [[] for _ in agents]
-    acked = [0] * len(agents)
-    errors: list[str] = []
     tokens = [served.token(a, scopes=("ingest",), rate_per_s=100_000) for a in agents]
-    bodies = [[json.dumps({"events": [event(a, i) for i in range(s, min(per_client, s + batch))]}).encode()
-               for s in range(0, per_client, batch)] for a in agents]
-    warm = [[json.dumps({"events": [event(a + "-warm", i) for i in range(s, s + batch)]}).encode()
-             for s in range(0, WARMUP_REQUESTS * batch, batch)] for a in agents]
-    barrier = threading.Barrier(len(agents) + 1)
-
-    def client(k: int) -> None:
-        headers = {"Authorization": f"Bearer {tokens[k]}", "Content-Type": "application/json"}
-        with httpx.Client(base_url=served.url, headers=headers, timeout=60) as c:
-            for body in warm[k]:
-                c.post("/v1/events", content=body)
-            barrier.wait()
-            for body in bodies[k]:
-                t = time.perf_counter()
-                r = c.post("/v1/events", content=body)
-                latencies[k].append(time.perf_counter() - t)
-                if r.status_code != 201:
-                    errors.append(f"{r.status_code} {r.text[:200]}")
-                    return
-                acked[k] += r.json()["appended"]
-
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(len(agents))]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - started
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(len(agents))
+    out = ctx.Queue()
+    procs = []
+    for k, a in enumerate(agents):
+        bodies = [json.dumps({"events": [event(a, i) for i in range(s, min(per_client, s + batch))]}).encode()
+                  for s in range(0, per_client, batch)]
+        warm = [json.dumps({"events": [event(a + "-warm", i) for i in range(s, s + batch)]}).encode()
+                for s in range(0, WARMUP_REQUESTS * batch, batch)]
+        procs.append(ctx.Process(target=_client, args=(served.url, tokens[k], bodies, warm, barrier, out)))
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=CATCH_UP_TIMEOUT_S) for _ in procs]
+    for p in procs:
+        p.join()
+    errors = [r[4] for r in results if r[4]]
     if errors:
         raise SystemExit(f"ingest failed: {errors[0]}")
-    return sum(acked) / wall, [x for lat in latencies for x in lat], sum(acked)
+    wall = max(r[3] for r in results) - min(r[2] for r in results)
+    acked = sum(r[1] for r in results)
+    return acked / wall, [x for r in results for x in r[0]], acked
 
 
 def tokenledger(home: Path, *args: str) -> None:
@@ -163,7 +175,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=100_000, help="events to ingest over HTTP (and emit raw)")
     ap.add_argument("--batch", type=int, default=100, help="events per request (and per SDK flush)")
-    ap.add_argument("--clients", type=int, default=4, help="client threads, one agent each")
+    ap.add_argument("--clients", type=int, default=4, help="client processes, one agent each")
     ap.add_argument("--reservations", type=int, default=200, help="reservation decisions timed")
     a = ap.parse_args()
     agents = [f"agent{k}" for k in range(a.clients)]
