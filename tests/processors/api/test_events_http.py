@@ -167,6 +167,16 @@ def test_no_token_or_a_bad_one_is_401_and_appends_nothing(home, served):
     assert ends(home) == before
 
 
+def test_over_the_tokens_rate_is_429_with_retry_after_and_appends_nothing(home, served):
+    slow = served.token("alice", scopes=("ingest",), rate_per_s=0.5)  # a burst of one request, then one per 2 s
+    first = post(served, {"events": [{**LLM, "idempotency_key": "rate-1"}]}, slow)
+    assert first.status_code == 201, first.text
+    before = ends(home)
+    r = post(served, {"events": [{**LLM, "idempotency_key": "rate-2"}]}, slow)
+    assert problem(r, 429, "rate_limited") and int(r.headers["retry-after"]) >= 1
+    assert ends(home) == before
+
+
 def test_another_agents_events_are_403_and_an_operator_names_the_agent(home, served):
     before = ends(home)
     alice = served.token("alice", scopes=("ingest",))
