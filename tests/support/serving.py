@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from ledger.integrity.verify import audit
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
 from ledger.wire.events import Body
@@ -96,7 +97,26 @@ def problem(r: httpx.Response, status: int, code: str, field: str | None = None)
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith(PROBLEM), r.headers["content-type"]
     body: dict[str, Any] = r.json()
-    assert body["status"] == status and body["code"] == code, body
+    assert body["status"] == status and body["code"] == code and body["type"].endswith("/" + code), body
     if field is not None:
         assert body["field"] == field, body
     return body
+
+
+def ends(home: Home) -> dict[tuple[str, int], int]:
+    """The end offset of every partition of every topic on the home's log (unchanged when nothing was appended)."""
+    log = home.open_log()
+    try:
+        return {(t, p): log.end_offset(t, p) for t in log.topics() for p in range(log.partitions(t))}
+    finally:
+        log.close()
+
+
+def audit_clean(home: Home) -> None:
+    """Every record on the home's ledger topics passes the audit (signatures, chains, anchors)."""
+    log = home.open_log()
+    try:
+        rep = audit(log, home.ledger_topics, home.anchors())
+    finally:
+        log.close()
+    assert rep.rejected == {}, rep.first_error

@@ -14,12 +14,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.econ import rows, run
+from support.serving import audit_clean, ends, problem
 from support.signing import Client, ids_of
 
 from ledger import limits
 from ledger.integrity.chain import GENESIS
 from ledger.integrity.keys import SigningKey
-from ledger.integrity.verify import audit
 from ledger.log import read_all
 from ledger.sdk.home import Home
 from ledger.testing.homes import T0, make_home
@@ -46,20 +46,6 @@ def post(served: Served, raw: bytes, token: str | None = None, *, media: str = B
                       timeout=60)
 
 
-def problem(r: httpx.Response, status: int, code: str) -> dict:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith(PROBLEM)
-    body = r.json()
-    assert body["status"] == status and body["code"] == code and body["type"].endswith("/" + code)
-    return body
-
-
-def ends(home: Home) -> dict[tuple[str, int], int]:
-    log = home.open_log()
-    try:
-        return {(t, p): log.end_offset(t, p) for t in log.topics() for p in range(log.partitions(t))}
-    finally:
-        log.close()
 
 
 def records_of(home: Home, signer: str) -> list[bytes]:
@@ -76,14 +62,6 @@ def ingested(served: Served) -> dict[str, float]:
     return {s.labels["outcome"]: s.value for family in text_string_to_metric_families(text)
             for s in family.samples if s.name == "tokenledger_ingest_events_total" and s.labels["route"] == "batches"}
 
-
-def audit_clean(home: Home) -> None:
-    log = home.open_log()
-    try:
-        rep = audit(log, home.ledger_topics, home.anchors())
-    finally:
-        log.close()
-    assert rep.rejected == {}, rep.first_error
 
 
 def test_a_signed_batch_is_appended_and_its_retry_is_answered_with_the_original(home, served):

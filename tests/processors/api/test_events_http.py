@@ -15,9 +15,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.econ import rows, run
+from support.serving import audit_clean, ends, problem
 
 from ledger import limits
-from ledger.integrity.verify import audit
 from ledger.log import read_all
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
@@ -52,20 +52,6 @@ def post(served: Served, body: Any, token: str | None = None, *, raw: bytes | No
                       headers={"Content-Type": media, **({} if token == "" else served.auth(token))})
 
 
-def problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith(PROBLEM)
-    body = r.json()
-    assert body["status"] == status and body["code"] == code and body["type"].endswith("/" + code)
-    return body
-
-
-def ends(home: Home) -> dict[tuple[str, int], int]:
-    log = home.open_log()
-    try:
-        return {(t, p): log.end_offset(t, p) for t in log.topics() for p in range(log.partitions(t))}
-    finally:
-        log.close()
 
 
 def events_of(home: Home, signer: str) -> list[Event]:
@@ -77,14 +63,6 @@ def events_of(home: Home, signer: str) -> list[Event]:
     finally:
         log.close()
 
-
-def audit_clean(home: Home) -> None:
-    log = home.open_log()
-    try:
-        rep = audit(log, home.ledger_topics, home.anchors())
-    finally:
-        log.close()
-    assert rep.rejected == {}, rep.first_error
 
 
 def ingested(served: Served) -> dict[str, float]:

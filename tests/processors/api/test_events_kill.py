@@ -12,8 +12,8 @@ from collections import Counter
 from typing import Any
 
 import httpx
+from support.serving import audit_clean
 
-from ledger.integrity.verify import audit
 from ledger.log import read_all
 from ledger.sdk.home import Home
 from ledger.sdk.tokens import TokenStore
@@ -44,14 +44,6 @@ def on_log(home: Home) -> Counter[str]:
     finally:
         log.close()
 
-
-def audit_clean(home: Home) -> None:
-    log = home.open_log()
-    try:
-        rep = audit(log, home.ledger_topics, home.anchors())
-    finally:
-        log.close()
-    assert rep.rejected == {}, rep.first_error
 
 
 class Round:

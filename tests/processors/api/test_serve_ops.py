@@ -10,11 +10,10 @@ import sys
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support.serving import problem
 
 from ledger.testing.homes import fill, inject_bad, make_home
 from processors.testing.serve import running_service
-
-PROBLEM = "application/problem+json"
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +28,6 @@ def served(tmp_path_factory):
         yield s
 
 
-def _problem(r: httpx.Response, status: int, code: str) -> dict:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith(PROBLEM)
-    body = r.json()
-    assert body["status"] == status and body["code"] == code and body["type"].endswith("/" + code)
-    return body
-
 
 def test_health_is_public_and_ready_reports_the_log_and_processors(served):
     assert httpx.get(served.url + "/healthz").json() == {"status": "ok"}
@@ -47,15 +39,15 @@ def test_health_is_public_and_ready_reports_the_log_and_processors(served):
     # reputation never ran and nothing runs now: readiness with a lag bound says so
     r = httpx.get(served.url + "/readyz", params={"max_lag": 0})
     assert r.status_code == 503 and "reputation" in r.json()["behind"]
-    _problem(httpx.get(served.url + "/readyz", params={"max_lag": -1}), 400, "invalid_field")
+    problem(httpx.get(served.url + "/readyz", params={"max_lag": -1}), 400, "invalid_field")
 
 
 def test_metrics_need_an_operator_token(served):
-    _problem(httpx.get(served.url + "/metrics"), 401, "unauthorized")
+    problem(httpx.get(served.url + "/metrics"), 401, "unauthorized")
     r = httpx.get(served.url + "/metrics", headers={"Authorization": "Bearer tlk_000000000000_" + "A" * 43})
-    assert _problem(r, 401, "unauthorized") and r.headers["www-authenticate"] == "Bearer"
+    assert problem(r, 401, "unauthorized") and r.headers["www-authenticate"] == "Bearer"
     agent = served.token("alice", scopes=("read",))
-    _problem(httpx.get(served.url + "/metrics", headers=served.auth(agent)), 403, "operator_only")
+    problem(httpx.get(served.url + "/metrics", headers=served.auth(agent)), 403, "operator_only")
 
 
 def test_metrics_parse_and_carry_the_processors_rejections_and_requests(served):
@@ -83,12 +75,12 @@ def test_rate_limit_answers_429_with_retry_after(served):
     first = httpx.get(served.url + "/metrics", headers=served.auth(slow))
     assert first.status_code == 403  # authenticated (then refused the endpoint): it counted
     r = httpx.get(served.url + "/metrics", headers=served.auth(slow))
-    body = _problem(r, 429, "rate_limited")
+    body = problem(r, 429, "rate_limited")
     assert int(r.headers["retry-after"]) >= 1 and body["token_id"]
 
 
 def test_unknown_route_is_a_problem_and_openapi_lists_the_endpoints(served):
-    _problem(httpx.get(served.url + "/v0/nothing"), 404, "not_found")
+    problem(httpx.get(served.url + "/v0/nothing"), 404, "not_found")
     spec = httpx.get(served.url + "/openapi.json").json()
     assert spec["openapi"].startswith("3.") and {"/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
 

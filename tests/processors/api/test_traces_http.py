@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from support.importing import audit_ok, events_of, kinds, log_ends
+from support.serving import problem
 
 from ledger import limits
 from ledger.sdk.home import Home
@@ -102,13 +103,6 @@ def response(r: httpx.Response) -> ExportTraceServiceResponse:
     assert r.headers["content-type"] == PROTOBUF
     return ExportTraceServiceResponse.FromString(r.content)
 
-
-def problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith(PROBLEM)
-    body: dict[str, Any] = r.json()
-    assert body["status"] == status and body["code"] == code
-    return body
 
 
 def trace_hex(span: ReadableSpan) -> str:
