@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from ledger.integrity.verify import audit
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
 from ledger.wire.events import Body
+from processors.testing.serve import stop
 
 T = TypeVar("T")
 WAIT_S = 180.0  # upper bound for processors to catch up or a decision to appear (never an assertion on time)
@@ -83,13 +83,7 @@ def processors_running(h: Home, names: Sequence[str], log_file: Path) -> Iterato
         try:
             yield proc
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(STOP_S)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop(proc, STOP_S)
 
 
 def problem(r: httpx.Response, status: int, code: str, field: str | None = None) -> dict[str, Any]:
