@@ -282,18 +282,7 @@ class BatchGate:
         is the signer's and was not revoked (or rotated away) yet: before the revocation's record on a log judged
         by log order, before its event time otherwise (``ledger.integrity.keyring``; as ``Emitter`` adopts)."""
         with self._ring_lock:
-            ring = self.control_keys.ring
-            info = ring.get(key_id)
-            if info is None or info.owner != signer_id:
-                return None
-            if info.revoked:
-                if ring.by_log_order:
-                    revoked_at = self.control_keys.revoked_append_us.get(key_id)
-                    if revoked_at is None or append_time_us >= revoked_at:
-                        return None
-                elif event_time_us >= info.revoked_at_us:
-                    return None
-            return info.public
+            return self.control_keys.key_at(signer_id, key_id, append_time_us, event_time_us)
 
     def _check_role(self, batch: codec.DecodedBatch) -> None:
         """Refuse a signer whose chain lives on another topic (ring lock held)."""

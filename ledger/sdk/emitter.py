@@ -428,6 +428,23 @@ class ControlKeys:
                           "after `agent rotate`, reopen the emitter with the signer's new key")
             raise
 
+    def key_at(self, signer_id: str, key_id: str, append_time_us: int, event_time_us: int) -> PublicKey | None:
+        """The public key readers verify a record of ``signer_id`` signed by ``key_id`` with, or None: the key is
+        the signer's, and was not revoked (or rotated away) yet when the record was written. Readers accept a
+        revoked key's record only from before the revocation: in log order on a log with one clock (its append
+        time before the revocation record's), by event time otherwise (``ledger.integrity.keyring``)."""
+        info = self.ring.get(key_id)
+        if info is None or info.owner != signer_id:
+            return None
+        if info.revoked:
+            if self.ring.by_log_order:
+                revoked_at = self.revoked_append_us.get(key_id)
+                if revoked_at is None or append_time_us >= revoked_at:
+                    return None
+            elif event_time_us >= info.revoked_at_us:
+                return None
+        return info.public
+
     def check_attribution(self, signer_id: str, event_id: str, agent: str) -> None:
         """Raise ``RejectError`` (not_granted) if readers would reject this event's ``Context.agent``
         (``KeyRing.check_attribution``: naming another agent needs a backfill grant)."""
@@ -983,19 +1000,7 @@ class Emitter:
             return self.key.public
         if self.control_keys is None:
             return None
-        info = self.control_keys.ring.get(key_id)
-        if info is None or info.owner != self.signer_id:
-            return None
-        if info.revoked:
-            # readers accept a revoked (or rotated-away) key's record only from before the revocation: in log
-            # order on a log with one clock, by event time otherwise (ledger.integrity.keyring)
-            if self.control_keys.ring.by_log_order:
-                revoked_at = self.control_keys.revoked_append_us.get(key_id)
-                if revoked_at is None or append_time_us >= revoked_at:
-                    return None
-            elif event_time_us >= info.revoked_at_us:
-                return None
-        return info.public
+        return self.control_keys.key_at(self.signer_id, key_id, append_time_us, event_time_us)
 
     def _drop_pending(self, error: RejectError) -> None:
         """Forget every buffered event (readers would reject them): the chain head goes back to the last
