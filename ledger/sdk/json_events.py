@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime as dt
 import json
 import math
 import re
@@ -96,6 +95,7 @@ from ledger.wire.events import (
     check_int,
     check_str,
 )
+from ledger.wire.timefmt import RFC3339_PATTERN, parse_rfc3339
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID_BASE = "https://tokenledger.dev/schemas/events/"
@@ -111,12 +111,6 @@ UNLABELLED_EVENT_BYTES = 64 * 1024
 # written as an ECMA-262 / Python regex for the schema; the test checks the two agree on every BMP character)
 NAME_PATTERN = ("^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2069\\ufeff]*$")
 TEXT_PATTERN = "^[^\\u0000]*$"  # free text: only NUL is refused
-# RFC 3339 date-time with an offset, at most microsecond precision (digits 7-9 of a fraction only zeros)
-RFC3339_PATTERN = ("^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\\.([0-9]{1,6})0{0,3})?"
-                   "([Zz]|([+-])([0-9]{2}):([0-9]{2}))$")
-_RFC3339 = re.compile(RFC3339_PATTERN)
-_RFC3339_ANY_FRACTION = re.compile(r"^[0-9T:tZz+.-]*\.[0-9]{7,}")  # for the message when only the fraction is wrong
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _ABSENT: Any = object()
 
 
@@ -526,37 +520,6 @@ def _at(path: str, e: ValidationError) -> ValidationError:
     """A body constructor's error (``usage.cache_read_tokens``) named as the JSON field (``events[3]....``)."""
     name = e.field.removeprefix("usage.")
     return ValidationError(f"{path}.{name}", e.value, e.reason)
-
-
-def parse_rfc3339(value: Any, field: str = "event_time") -> int:
-    """An RFC 3339 date-time with an offset (``2026-05-01T12:00:00.25+02:00``; ``Z`` for UTC; at most 6 nonzero
-    fraction digits) as integer microseconds since the epoch, exactly (no float arithmetic), within the ledger's
-    event-time bounds."""
-    if not isinstance(value, str):
-        raise ValidationError(field, value, f"must be an RFC 3339 date-time string, got {_json_type(value)}")
-    m = _RFC3339.fullmatch(value)
-    if m is None:
-        if _RFC3339_ANY_FRACTION.match(value):
-            raise ValidationError(field, value, "has more than microsecond precision (nonzero digits after the "
-                                  "sixth of the fraction): the ledger keeps microseconds and never rounds")
-        raise ValidationError(field, value, "must be RFC 3339 with an offset, like 2026-05-01T12:00:00Z or "
-                              "2026-05-01T14:00:00.250+02:00")
-    y, mo, d, h, mi, s, frac, zone, sign, oh, om = m.groups()
-    try:
-        offset = dt.timedelta(0)
-        if zone not in ("Z", "z"):
-            if int(oh) > 23 or int(om) > 59:
-                raise ValueError(f"offset {zone} out of range")
-            offset = dt.timedelta(hours=int(oh), minutes=int(om)) * (1 if sign == "+" else -1)
-        t = dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), tzinfo=dt.timezone(offset))
-    except ValueError as e:
-        raise ValidationError(field, value, f"is not a valid date-time ({e}; a leap second :60 is not "
-                              "representable)") from None
-    us = (t - _EPOCH) // dt.timedelta(microseconds=1) + (int(frac.ljust(6, "0")) if frac else 0)
-    if not limits.MIN_EVENT_TIME_US <= us <= limits.MAX_EVENT_TIME_US:
-        raise ValidationError(field, value, "must lie between 2000-01-01 and 2200-01-01 (limits.MIN_EVENT_TIME_US, "
-                              "MAX_EVENT_TIME_US)")
-    return us
 
 
 # ---------------------------------------------------------------- the converter

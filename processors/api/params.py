@@ -14,39 +14,17 @@ Each reader takes the parameter's name and its raw text and returns an exact int
 
 from __future__ import annotations
 
-import datetime as dt
-import re
-
 from ledger import limits
 from ledger.errors import ValidationError
-from ledger.wire.timefmt import fmt_duration, parse_duration
-
-_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?([Zz]|[+-]\d{2}:\d{2})")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+from ledger.wire.timefmt import fmt_duration, parse_duration, parse_rfc3339
 
 
 def rfc3339(name: str, text: str) -> int:
     """``text`` (RFC 3339, see the module doc) as microseconds since the Unix epoch."""
-    m = _RFC3339.fullmatch(text) if isinstance(text, str) and len(text) <= limits.MAX_TIME_TEXT_CHARS else None
-    if m is None:
+    if not isinstance(text, str) or len(text) > limits.MAX_TIME_TEXT_CHARS:
         raise ValidationError(name, text, "must be an RFC 3339 time with a zone and at most six decimals, like "
                               "2026-05-01T12:00:00Z")
-    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
-    zone = m.group(8)
-    offset = dt.timedelta(0)
-    if zone not in ("Z", "z"):
-        hours, minutes = int(zone[1:3]), int(zone[4:6])
-        if hours > 23 or minutes > 59:
-            raise ValidationError(name, text, "has a zone offset out of range (at most ±23:59)")
-        offset = (1 if zone[0] == "+" else -1) * dt.timedelta(hours=hours, minutes=minutes)
-    try:
-        at = dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.timezone(offset))
-    except ValueError as e:  # 2026-02-30, 24:00:00, 23:59:60 (leap seconds have no microsecond of their own)
-        raise ValidationError(name, text, f"is not a valid time: {e}") from None
-    us = (at - _EPOCH) // dt.timedelta(microseconds=1) + int((m.group(7) or "").ljust(6, "0"))
-    if not limits.MIN_EVENT_TIME_US <= us <= limits.MAX_EVENT_TIME_US:
-        raise ValidationError(name, text, "is outside the times the ledger holds")
-    return us
+    return parse_rfc3339(text, name)
 
 
 def duration(name: str, text: str, max_us: int) -> int:
