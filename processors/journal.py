@@ -5,6 +5,12 @@ knowing Avro, plus the ``rejections`` view (the runtime's quarantine) — and a 
 One row per event: ids, signer, kind, event time, context labels, where it came from on the log, and
 the kind's fields (LLM usage, bytes, compute, trust, the four cost flows of interactions); control
 and derived events keep their body as JSON in ``details_json``.
+
+The flat topic: each ``events`` row is also published once as an unsigned Avro record (``ledger.wire.flat``: the
+view's public columns) on ``<prefix>.events.flat``, keyed by the agent id (UTF-8; partition = CRC-32 of the key, as
+on every ledger topic), by the service's edge (``open_edge``, ``processors.runtime.flat``: exactly once per event,
+never by a replay). Framing: the Confluent wire format with the schema registered under ``<topic>-value`` when a
+Schema Registry is configured (``ledger.sdk.schema_registry``), Avro single-object encoding otherwise.
 """
 
 from __future__ import annotations
@@ -17,6 +23,11 @@ from typing import Any
 import pyarrow as pa
 
 from ledger import limits
+from ledger.errors import ValidationError
+from ledger.log import Record
+from ledger.sdk import schema_registry
+from ledger.sdk.home import Home
+from ledger.wire import flat
 from ledger.wire.events import (
     Action,
     AgentRegistered,
@@ -28,7 +39,9 @@ from ledger.wire.events import (
     Rejected,
     Trust,
 )
+from processors.runtime.flat import FlatFormat, FlatPublisher
 from processors.runtime.processor import BATCH, Column, Derived, Effects, Item, Processor, Quarantined, View, columns_of
+from processors.runtime.runner import Runner
 
 COMMON = (
     Column("event_id", "VARCHAR", "event id (32 hex chars, derived from signer + idempotency key or content)"),
@@ -218,6 +231,10 @@ class Journal(Processor):
         # agent ids registered so far (one per registration: bounded by the operator, not by the log)
         self.registered: set[str] = set()
 
+    def open_edge(self, home: Home, runner: Runner) -> FlatPublisher:
+        """The flat topic's publisher the running service drives (module docstring); never opened by a replay."""
+        return _open_flat_edge(home, runner)
+
     def restore(self, query: Any) -> None:
         self.registered = {r[0] for r in query(
             "SELECT DISTINCT json_extract_string(details_json, '$.agent_id') FROM events WHERE kind = ?",
@@ -262,3 +279,45 @@ class Journal(Processor):
         return fx
 
 
+
+
+FLAT_TOPIC = "events.flat"  # logical: published on <prefix>.events.flat
+
+
+def flat_format(registry: schema_registry.SchemaRegistry | None, topic: str) -> FlatFormat:
+    """How an ``events`` row becomes a flat record on ``topic``, and back: Confluent wire format under the
+    registry's id for the current flat schema (registered here, idempotently), else single-object encoding."""
+    frame: Any
+    if registry is not None:
+        schema_id = registry.register(schema_registry.value_subject(topic), flat.schema_text())
+
+        def frame(body: bytes) -> bytes:
+            return flat.frame_confluent(schema_id, body)
+
+        describe = f"confluent wire format, schema id {schema_id} at {registry.url}"
+    else:
+        frame = flat.frame_single_object
+        describe = f"avro single-object, fingerprint {flat.current().fingerprint_hex}"
+
+    def encode(row: dict[str, Any]) -> tuple[bytes, bytes]:
+        # the view's TIMESTAMP reads back as a naive datetime: the record carries the exact microseconds instead
+        row["event_time"] = row["event_time_us"]
+        return row["agent"].encode(), frame(flat.encode_body(row))
+
+    def position(rec: Record) -> tuple[str, str, int, int, int]:
+        if rec.key is None:
+            raise ValidationError("key", None, "a flat record is keyed by its agent id",
+                                  topic=rec.topic, partition=rec.partition, offset=rec.offset)
+        f = flat.decode(rec.value, None if registry is None else registry.flat_schema).fields
+        return rec.key.decode(), f["topic"], f["log_partition"], f["log_offset"], f["seq"]
+
+    return FlatFormat(encode=encode, position=position, describe=describe)
+
+
+def _open_flat_edge(home: Home, runner: Runner) -> FlatPublisher:
+    url = schema_registry.configured_url(home.config)
+    registry = schema_registry.SchemaRegistry(url) if url else None
+    topic = runner.topic(FLAT_TOPIC)
+    # as many partitions as the events topic: the flat records of an agent follow its key like its signed ones
+    return FlatPublisher(runner, EVENTS, topic, flat_format(registry, topic),
+                         partitions=int(home.config.get("partitions", 1)))

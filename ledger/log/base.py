@@ -45,7 +45,7 @@ from ledger.errors import RecordTooLargeError, ValidationError
 
 DEFAULT_TOPIC = "ledger.events"
 TOPICS = ("ledger.control", "ledger.events", "ledger.allocations", "ledger.settlements", "ledger.alerts",
-          "ledger.checkpoints", "ledger.rejected")
+          "ledger.checkpoints", "ledger.rejected", "ledger.events.flat")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 
 import typer
 
@@ -39,10 +40,16 @@ def _names(names: list[str] | None) -> list[str]:
 @commands.command(epilog="Example: tokenledger run            ·  tokenledger run journal --until-caught-up")
 @guarded
 def run(names: list[str] | None = NamesArg, home: str | None = HomeOpt, log: str | None = LogOpt,
-        until_caught_up: bool = typer.Option(False, help="Exit once every processor has read the whole log.")) -> None:
+        until_caught_up: bool = typer.Option(False, help="Exit once every processor has read the whole log."),
+        schema_registry: str | None = typer.Option(None, "--schema-registry", metavar="URL",
+                                                   help="Schema Registry for the flat event topic (default: the "
+                                                        "home's schema_registry; none: Avro single-object)")) -> None:
     """Start each processor as its own process (own DuckDB file) and supervise them; Ctrl-C stops them cleanly."""
+    from ledger.sdk import schema_registry as registry  # imported when used, as the supervisor
     from processors.host.supervisor import supervise  # imported when used: `query` must start fast
     h = open_home(home)
+    if schema_registry is not None:  # the workers inherit it (ledger.sdk.schema_registry.configured_url reads it)
+        os.environ[registry.ENV_VAR] = registry.check_url(schema_registry, "schema-registry")
     chosen = _names(names)
     err.print(f"running {', '.join(chosen)} on {resolve_log_url(log, h)} (Ctrl-C to stop)", markup=False)
     codes = supervise(chosen, h.path, log, until_caught_up=until_caught_up,
