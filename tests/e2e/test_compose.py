@@ -399,7 +399,8 @@ def test_init_creates_the_shared_home_once_before_anything_runs_on_it(compose: d
     assert init["restart"] == "no"
     for name, svc in compose["services"].items():
         if is_tokenledger_image(svc) and name != "init":
-            assert svc["depends_on"] == {"init": {"condition": "service_completed_successfully"}}, name
+            assert svc["depends_on"]["init"] == {"condition": "service_completed_successfully"}, name
+            assert set(svc["depends_on"]) <= {"init", "schema-registry"}, name
             assert svc["restart"] == "unless-stopped", name
 
 
@@ -458,6 +459,13 @@ def test_production_has_a_pinned_schema_registry_on_the_cluster(production: dict
     assert servers == [f"PLAINTEXT://{svc['hostname']}:{INTERNAL_PORT}" for svc in brokers(production).values()]
     assert int(env["SCHEMA_REGISTRY_KAFKASTORE_TOPIC_REPLICATION_FACTOR"]) == PRODUCTION_REPLICAS
     assert registry["ports"] == ["127.0.0.1:${SCHEMA_REGISTRY_HOST_PORT:-8081}:8081"]
+    # the journal publishes ledger.events.flat with its schema registered there, once the registry answers
+    url = f"http://{registry['hostname']}:{env['SCHEMA_REGISTRY_LISTENERS'].rsplit(':', 1)[1]}"
+    for name, svc in production["services"].items():
+        for argv in tokenledger_commands(svc):
+            wanted = url if argv[1:3] == ["run", "journal"] else None
+            assert parse_cli(argv).get("schema_registry") == wanted, name
+    assert production["services"]["journal"]["depends_on"]["schema-registry"] == {"condition": "service_healthy"}
 
 
 # ---------------------------------------------------------------------------------- the image
