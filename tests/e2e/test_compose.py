@@ -177,7 +177,7 @@ def _compose_clis() -> list[tuple[str, list[str] | None]]:
     return found
 
 
-@pytest.mark.parametrize(("label", "cli"), _compose_clis(), ids=lambda x: x if isinstance(x, str) else "")
+@pytest.mark.parametrize(("label", "cli"), _compose_clis(), ids=["compose-v2", "docker-compose-v1"])
 def test_the_compose_cli_accepts_the_file(label: str, cli: list[str] | None, path: Path,
                                          compose: dict[str, Any]) -> None:
     if cli is None:
