@@ -13,8 +13,10 @@ rebuild from an empty state file and SIGKILLs at the publisher's crash points ap
 
 from __future__ import annotations
 
+import ast
 import io
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -355,3 +357,34 @@ def test_registry_urls_and_answers_are_checked(tmp_path):
     h = _home(tmp_path / "home")
     r = cli.invoke(app, ["run", "journal", "--until-caught-up", "--home", str(h.path), "--schema-registry", "ftp://x"])
     assert r.exit_code == 2 and "schema-registry" in r.output
+
+
+# ---------------------------------------------------------------------------------- the README's tools
+
+
+def _readme_block(marker: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(marker)
+    fence = text.rindex("```", 0, start)
+    return text[text.index("\n", fence) + 1:text.index("```", start)]
+
+
+@pytest.mark.kafka
+def test_the_readme_duckdb_block_reads_the_topic(tmp_path, kafka_url):
+    h = _home(tmp_path / "home", kafka_url)
+    _emit(h, "r1")
+    _run(h)
+    topic = h.topic_for("events.flat")
+    bootstrap = kafka_url.removeprefix("kafka://")
+    script = tmp_path / "flat_to_duckdb.py"
+    script.write_text(_readme_block("# flat_to_duckdb.py"))
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                       env={**os.environ, "BOOTSTRAP": bootstrap, "TOPIC": topic, "SCHEMA": str(SCHEMA_FILE)})
+    assert p.returncode == 0, p.stderr
+    got = {kind: (n, tokens) for kind, n, tokens in ast.literal_eval(p.stdout.strip())}
+    expected: dict[str, tuple[int, int | None]] = {}
+    for r in _view(h).values():
+        n, tokens = expected.get(r["kind"], (0, None))
+        expected[r["kind"]] = (n + 1, tokens if r["input_tokens"] is None else (tokens or 0) + r["input_tokens"])
+    assert got == expected
+    assert got["action"] == (1, 12_000) and got["interaction"] == (1, None)
