@@ -223,7 +223,8 @@ GRANTS = View(
 class Journal(Processor):
     name = "journal"
     derived_topics = ("rejected",)
-    doc = "every accepted event flattened into `events`; every rejected record in `rejections`"
+    doc = ("every accepted event flattened into `events` (and once onto <prefix>.events.flat for Kafka tools); "
+           "every rejected record in `rejections`")
     views = (EVENTS, GRANTS)
     publishes_rejections = True
 

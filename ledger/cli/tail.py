@@ -107,7 +107,9 @@ def tail(home: str | None = HomeOpt, log: str | None = LogOpt,
         lg.close()
 
 
-LOGICAL_TOPICS = tuple(t.split(".", 1)[1] for t in TOPICS)  # events, control, rejected, ...
+# events, control, rejected, ...: the topics of signed batches (events.flat holds unsigned Avro records for Kafka
+# tools, README "The flat event topic"; tail would show each as a rejected batch)
+LOGICAL_TOPICS = tuple(t.split(".", 1)[1] for t in TOPICS if t != "ledger.events.flat")
 
 
 def _check_options(limit: int, from_offset: int | None, kind: str | None, topic: list[str] | None) -> None:

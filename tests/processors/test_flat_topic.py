@@ -388,3 +388,10 @@ def test_the_readme_duckdb_block_reads_the_topic(tmp_path, kafka_url):
         expected[r["kind"]] = (n + 1, tokens if r["input_tokens"] is None else (tokens or 0) + r["input_tokens"])
     assert got == expected
     assert got["action"] == (1, 12_000) and got["interaction"] == (1, None)
+
+
+def test_tail_refuses_the_flat_topic(tmp_path):
+    """tail decodes signed batches: it names the flat topic a bad choice rather than show its records as rejected."""
+    h = _home(tmp_path / "home")
+    r = cli.invoke(app, ["tail", "--topic", "events.flat", "--home", str(h.path)])
+    assert r.exit_code == 2 and "events.flat" in r.output
