@@ -15,13 +15,13 @@ from collections.abc import Callable
 
 import typer
 
-from ledger.cli import agents, broker, clock, emit, imports, init, keys, prices, tail, tokens, verify
+from ledger.cli import agents, broker, clock, doctor, emit, imports, init, keys, prices, tail, tokens, verify
 from ledger.cli.output import run
 
 # the order of ``tokenledger --help``: commands, then groups
 LEDGER_COMMANDS: tuple[Callable[[typer.Typer], None], ...] = (
     init.register, tail.register, verify.register, broker.register, imports.register,
-    keys.register, agents.register, clock.register, prices.register, emit.register, tokens.register,
+    keys.register, agents.register, clock.register, prices.register, emit.register, tokens.register, doctor.register,
 )
 
 

@@ -1,7 +1,30 @@
 """The Kafka log: any Kafka-protocol cluster (Apache Kafka, Redpanda, Tansu) through kafka-python.
 
-URL: ``kafka://host:port[,host:port...]`` (bootstrap servers). Records are opaque bytes; no ledger
+URL: ``kafka://host:port[,host:port...][?settings]`` (bootstrap servers). Records are opaque bytes; no ledger
 semantics here.
+
+Security (managed clusters: Confluent Cloud, MSK, Aiven, Redpanda Cloud): TLS and SASL settings are URL parameters
+or the home config's ``"kafka"`` object, parsed and checked by ``ledger.log.kafka_security`` (its docstring is the
+reference), e.g. ``kafka://b1:9093,b2:9093?security=sasl_ssl&sasl_mechanism=SCRAM-SHA-512&sasl_username=svc
+&sasl_password_env=KAFKA_PW&ca=/etc/kafka/ca.pem``. Names: ``security`` (plaintext | ssl | sasl_plaintext |
+sasl_ssl), ``ca``, ``cert``, ``key``, ``key_password_env`` / ``key_password_file``, ``check_hostname`` (true by
+default), ``sasl_mechanism`` (PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512 | OAUTHBEARER), ``sasl_username``,
+``sasl_password_env`` / ``sasl_password_file``, ``oauth_token_command``. What this module does with them:
+- TLS: one ``ssl.SSLContext`` built here (``ssl.create_default_context``: TLS 1.2 or later, certificate chain
+  verified against ``ca`` or the system trust store, hostname checked unless ``check_hostname=false``; client
+  certificate and key loaded when given) and handed to every kafka-python client. A missing or unreadable file,
+  or a key that does not match its certificate, is a ValidationError naming the field before anything connects.
+- SASL PLAIN / SCRAM: kafka-python's ``sasl_plain_username`` / ``sasl_plain_password``; OAUTHBEARER: a token
+  provider that runs ``oauth_token_command`` (no shell, ``OAUTH_TOKEN_COMMAND_TIMEOUT_S``, at most
+  ``MAX_OAUTH_TOKEN_BYTES`` of output) each time a connection authenticates.
+- Logging: kafka-python logs a client's configuration (password included) at DEBUG; a filter on its client
+  loggers (``CLIENT_LOGGERS``) redacts ``SECRET_CONFIG_KEYS`` in every record's arguments.
+- Secrets: ``*_file`` settings are read here (at most ``MAX_SECRET_FILE_BYTES``, one trailing newline
+  stripped); ``*_env`` settings are resolved by the caller, never here: ``Home.open_log`` (``ledger.sdk.home``,
+  the only reader of tokenledger's environment variables) reads exactly the variables the settings name and
+  passes ``env={name: value}``. A variable that is not passed is a ValidationError naming the field. Secret values
+  live only inside the kafka-python configuration (``_ClientSecurity``, whose ``repr`` hides them); the URL, the
+  errors and ``repr(KafkaLog)`` name variables and files, never a secret.
 
 Invariants:
 - ``append`` returns only after the cluster acknowledged every record (acks=all, idempotent
@@ -95,23 +118,30 @@ One order (``merge_by_append_time``; the reader's side is ``ledger.log.order``):
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import re
+import ssl
+import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 import kafka.codec as kcodec
 import kafka.errors as kerr
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from kafka.net.sasl.oauth import AbstractTokenProvider
 
 from ledger import limits
 from ledger.errors import LedgerError, LogError, ValidationError
 from ledger.limits import MAX_KAFKA_POLL_RECORDS, MAX_KAFKA_REQUEST_BYTES, MAX_PARTITIONS, MAX_TOPIC_CHARS
 from ledger.log.base import Position, Record, check_records, partition_for
+from ledger.log.kafka_security import KafkaSecurity, SecretRef, security_for, split_url
 
 # -- limits and defaults (units in the names)
 
@@ -144,6 +174,13 @@ TOPIC_CREATED_POLL_S = 0.05  # between metadata checks while a new topic propaga
 TIME_MARK_STRIDE = 4_096  # offsets between remembered append-time floors of a partition (bounds a re-read's rescan)
 TIME_POINTS_KEPT = 256  # recent (offset, floor) points kept per partition besides the stride marks
 
+MAX_SECRET_FILE_BYTES = 65_536  # a password or passphrase file; anything larger is not one
+MAX_OAUTH_TOKEN_BYTES = 65_536  # a bearer token printed by oauth_token_command (JWTs are a few KiB)
+OAUTH_TOKEN_COMMAND_TIMEOUT_S = 30.0  # a token command that hangs fails the connection instead of the process
+# the topic configs ``layout`` reads for ``tokenledger doctor``
+LAYOUT_CONFIGS = ("min.insync.replicas", "message.timestamp.type", "retention.ms", "retention.bytes",
+                  "cleanup.policy")
+
 assert CONNECT_TIMEOUT_MS + REQUEST_TIMEOUT_MS <= DEAD_BROKER_ERROR_MS  # connect, then one unanswered request
 assert DELIVERY_TIMEOUT_MS + SEND_WAIT_MARGIN_MS <= DEAD_BROKER_ERROR_MS  # an append on a broker that went away
 assert DELIVERY_TIMEOUT_MS >= LINGER_MS + REQUEST_TIMEOUT_MS  # kafka-python's own rule (one full attempt)
@@ -174,10 +211,10 @@ _CONNECTION_ERRORS = (kerr.KafkaConnectionError, kerr.NodeNotReadyError, kerr.Ka
 
 
 def parse_url(url: str) -> list[str]:
-    """``kafka://h1:p1,h2:p2`` -> ["h1:p1", "h2:p2"]; ValidationError naming the URL otherwise."""
-    if not url.startswith("kafka://"):
-        raise ValidationError("log", url, "a Kafka log URL starts with kafka://")
-    servers = [s.strip() for s in url[len("kafka://"):].rstrip("/").split(",")]
+    """``kafka://h1:p1,h2:p2[?settings]`` -> ["h1:p1", "h2:p2"]; ValidationError naming the URL otherwise (the
+    settings are ``kafka_security.security_for``'s; an inline secret is refused, redacted, before this echoes)."""
+    host_part, _ = split_url(url)
+    servers = [s.strip() for s in host_part.rstrip("/").split(",")]
     if not servers or servers == [""]:
         raise ValidationError("log", url, "no bootstrap server; use kafka://host:port[,host:port]")
     for s in servers:
@@ -213,10 +250,15 @@ class KafkaLog:
                  connect_timeout_ms: int = CONNECT_TIMEOUT_MS, request_timeout_ms: int = REQUEST_TIMEOUT_MS,
                  delivery_timeout_ms: int = DELIVERY_TIMEOUT_MS, linger_ms: int = LINGER_MS,
                  compression_type: str | None = None, fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
-                 max_poll_records: int = MAX_KAFKA_POLL_RECORDS, replication_factor: int = 1) -> None:
+                 max_poll_records: int = MAX_KAFKA_POLL_RECORDS, replication_factor: int = 1,
+                 security: KafkaSecurity | None = None, env: Mapping[str, str] | None = None) -> None:
+        """``security``: TLS/SASL settings (default: the URL's own, ``kafka_security.security_for(url)``);
+        ``env``: the values of the environment variables they name (``Home.open_log`` passes them)."""
         self.url = url
         self.servers = parse_url(url)
         self.bootstrap = ",".join(self.servers)
+        self.security = security_for(url) if security is None else security
+        self._client_security = _ClientSecurity.build(self.security, env)
         _check_range("partitions_default", partitions_default, 1, MAX_PARTITIONS)
         _check_range("connect_timeout_ms", connect_timeout_ms, 100, 300_000)
         _check_range("fetch_max_wait_ms", fetch_max_wait_ms, 0, 10_000)
@@ -272,7 +314,8 @@ class KafkaLog:
         return dict(bootstrap_servers=self.servers, client_id=self.client_id,
                     request_timeout_ms=self.request_timeout_ms,
                     bootstrap_timeout_ms=self.connect_timeout_ms,  # unreachable cluster -> error after this
-                    reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
+                    reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+                    **self._client_security.config)
 
     def _new_admin(self) -> KafkaAdminClient:
         return _construct(KafkaAdminClient, **self._common())
@@ -372,6 +415,34 @@ class KafkaLog:
     def topics(self) -> list[str]:
         names = self._admin_call("topics", lambda admin: admin.list_topics())
         return sorted(t for t in names if not t.startswith("__"))  # __consumer_offsets etc. are the broker's
+
+    def layout(self, topics: list[str]) -> ClusterLayout:
+        """What ``tokenledger doctor`` judges: the brokers, and for each topic whether it exists, its partitions,
+        its replication factor (the smallest replica set over its partitions), the smallest in-sync set, and the
+        ``LAYOUT_CONFIGS`` the cluster reports for it (all sources, defaults included; absent if not reported)."""
+        for t in topics:
+            check_topic_name(t)
+        cluster = self._admin_call("layout", lambda admin: admin.describe_cluster())
+        descs = self._admin_call("layout", lambda admin: admin.describe_topics(list(topics))) if topics else []
+        by_name = {d["name"]: d for d in descs}
+        existing = [t for t in topics if t in by_name and kerr.for_code(by_name[t]["error_code"]) is kerr.NoError]
+        configs: dict[str, dict[str, Any]] = {}
+        if existing:
+            resources = [ConfigResource(ConfigResourceType.TOPIC, t) for t in existing]
+            reply = self._admin_call("layout", lambda admin: admin.describe_configs(resources, config_filter="all"))
+            configs = reply.get("topic", {}) if isinstance(reply, dict) else {}
+        out: list[TopicLayout] = []
+        for t in topics:
+            if t not in existing:
+                out.append(TopicLayout(t, False, 0, 0, 0, {}))
+                continue
+            parts = by_name[t]["partitions"]
+            rf = min((len(p["replica_nodes"]) for p in parts), default=0)
+            isr = min((len(p["isr_nodes"]) for p in parts), default=0)
+            values = {k: str(v["value"]) for k, v in configs.get(t, {}).items()
+                      if k in LAYOUT_CONFIGS and isinstance(v, dict) and v.get("value") is not None}
+            out.append(TopicLayout(t, True, len(parts), rf, isr, values))
+        return ClusterLayout(str(cluster.get("cluster_id")), len(cluster.get("brokers") or []), out)
 
     def partitions(self, topic: str) -> int:
         """Partition count of an existing topic; LogError if it does not exist. Cached: counts never shrink."""
@@ -724,7 +795,7 @@ class KafkaLog:
             raise LogError("the log is closed", servers=self.bootstrap)
 
     def _hint(self) -> str:
-        return f"is the broker running at {self.bootstrap}? start one with `tokenledger broker`"
+        return _hint(self.bootstrap, self.security)
 
     @contextmanager
     def _boundary(self, op: str, **where: Any) -> Iterator[None]:
@@ -734,7 +805,7 @@ class KafkaLog:
         except LedgerError:
             raise
         except (kerr.KafkaError, OSError, ValueError) as e:  # ValueError: kafka-python's own argument checks
-            raise _translate(e, op, self.bootstrap, **where) from None
+            raise _translate(e, op, self.bootstrap, security=self.security, **where) from None
 
     def __enter__(self) -> KafkaLog:
         return self
@@ -744,6 +815,23 @@ class KafkaLog:
 
     def __repr__(self) -> str:
         return f"KafkaLog({self.url!r})"
+
+
+class TopicLayout(NamedTuple):
+    """One topic as the cluster describes it (``KafkaLog.layout``)."""
+
+    name: str
+    exists: bool
+    partitions: int
+    replication_factor: int  # smallest replica set over the partitions
+    in_sync: int  # smallest in-sync replica set over the partitions
+    configs: dict[str, str]  # LAYOUT_CONFIGS the cluster reported (defaults included)
+
+
+class ClusterLayout(NamedTuple):
+    cluster_id: str
+    brokers: int
+    topics: list[TopicLayout]
 
 
 class _Ack(NamedTuple):
@@ -769,13 +857,29 @@ def _construct(cls: type[_Client], **config: Any) -> _Client:
     return client
 
 
-def _translate(e: BaseException, op: str, servers: str, **where: Any) -> LedgerError:
+def _hint(servers: str, security: KafkaSecurity | None) -> str:
+    if security is None or security.protocol == "PLAINTEXT":
+        return f"is the broker running at {servers}? start one with `tokenledger broker`"
+    return (f"is the broker running at {servers}, and does it take security={security.protocol.lower()} there? "
+            "check the CA, client certificate and SASL settings (`tokenledger doctor` checks them)")
+
+
+def _translate(e: BaseException, op: str, servers: str, security: KafkaSecurity | None = None,
+               **where: Any) -> LedgerError:
     """Map a kafka-python (or socket) exception to LogError / ValidationError with evidence and a hint."""
     if isinstance(e, LedgerError):
         return e
     name = type(e).__name__
-    hint = f"is the broker running at {servers}? start one with `tokenledger broker`"
+    hint = _hint(servers, security)
     evidence = dict(where, servers=servers, kafka_error=name)
+    if isinstance(e, (kerr.SaslAuthenticationFailedError, kerr.UnsupportedSaslMechanismError,
+                      kerr.IllegalSaslStateError)):
+        return LogError(f"{op}: the cluster refused to authenticate this client: {e}",
+                        hint="check sasl_mechanism, sasl_username and the password or token the settings name",
+                        **evidence)
+    if isinstance(e, ssl.SSLError):
+        return LogError(f"{op}: TLS failed: {e}", hint="check ca (the broker's CA), check_hostname and the client "
+                        "certificate", **evidence)
     if isinstance(e, (kerr.MessageSizeTooLargeError, kerr.RecordListTooLargeError)):
         return ValidationError("record_bytes", where.get("records"), f"the cluster refused the size: {e}",
                                **{k: v for k, v in evidence.items() if k != "records"})
@@ -819,3 +923,153 @@ def _lost_producer_state(results: dict[int, _Ack | BaseException], parts: list[i
 def _check_range(field: str, value: Any, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ValidationError(field, value, f"must be an integer in {lo}..{hi}")
+
+
+# ---------------------------------------------------------------------------------------------- security
+
+# kafka-python logs a client's whole configuration at DEBUG ("Starting KafkaAdminClient with configuration:
+# {...}"), password included. Every logger of a client this module constructs gets a filter that replaces the
+# secret entries of any mapping in a record's arguments before the record is formatted anywhere.
+SECRET_CONFIG_KEYS = ("sasl_plain_password", "ssl_password", "sasl_oauth_token_provider")
+CLIENT_LOGGERS = ("kafka.admin.client", "kafka.producer.kafka", "kafka.consumer.group", "kafka.net.manager",
+                  "kafka.net.connection", "kafka.client_async", "kafka.conn")
+_REDACTED = "<redacted>"
+
+
+class _RedactSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, Mapping):
+            record.args = _redacted(args)
+        elif isinstance(args, tuple) and any(isinstance(a, Mapping) for a in args):
+            record.args = tuple(_redacted(a) if isinstance(a, Mapping) else a for a in args)
+        return True
+
+
+def _redacted(m: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (_REDACTED if k in SECRET_CONFIG_KEYS and v is not None else v) for k, v in m.items()}
+
+
+for _name in CLIENT_LOGGERS:
+    if not any(isinstance(f, _RedactSecrets) for f in logging.getLogger(_name).filters):
+        logging.getLogger(_name).addFilter(_RedactSecrets())
+
+
+@dataclass(frozen=True)
+class _ClientSecurity:
+    """The kafka-python arguments for TLS and SASL, secrets included. Its ``repr`` names no secret."""
+
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"_ClientSecurity({sorted(self.config)})"
+
+    @classmethod
+    def build(cls, sec: KafkaSecurity, env: Mapping[str, str] | None) -> _ClientSecurity:
+        """Check every file the settings name and read the secrets (files here, variables from ``env``)."""
+        config: dict[str, Any] = {"security_protocol": sec.protocol}
+        if sec.tls:
+            config["ssl_context"] = _ssl_context(sec, env)
+            config["ssl_check_hostname"] = sec.check_hostname  # ignored when ssl_context is given; kept consistent
+        if sec.sasl:
+            config["sasl_mechanism"] = sec.sasl_mechanism
+            if sec.oauth_token_command is not None:
+                config["sasl_oauth_token_provider"] = CommandTokenProvider(sec.oauth_token_command,
+                                                                           sec.field("oauth_token_command"))
+            else:
+                assert sec.sasl_password is not None  # parse_security requires one for PLAIN and SCRAM
+                config["sasl_plain_username"] = sec.sasl_username
+                config["sasl_plain_password"] = _read_secret(sec.sasl_password, env)
+        return cls(config)
+
+
+def _ssl_context(sec: KafkaSecurity, env: Mapping[str, str] | None) -> ssl.SSLContext:
+    """TLS 1.2+, chain verified (against ``ca`` or the system store), hostname checked unless turned off."""
+    for name, path in (("ca", sec.ca), ("cert", sec.cert), ("key", sec.key)):
+        if path is not None:
+            _check_readable(sec.field(name), path)
+    try:
+        ctx = ssl.create_default_context(cafile=sec.ca)
+    except (ssl.SSLError, OSError, ValueError) as e:
+        raise ValidationError(sec.field("ca"), sec.ca, f"not a usable PEM file of CA certificates: {e}") from None
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = sec.check_hostname  # verify_mode stays CERT_REQUIRED either way
+    if sec.cert is not None:
+        password = _read_secret(sec.key_password, env) if sec.key_password is not None else None
+        try:
+            ctx.load_cert_chain(sec.cert, sec.key, password=password)
+        except (ssl.SSLError, OSError, ValueError) as e:  # no key, key/cert mismatch, wrong passphrase
+            field_name = sec.field("key") if sec.key is not None else sec.field("cert")
+            raise ValidationError(field_name, sec.key or sec.cert, "cannot load the client certificate and key "
+                                  f"(wrong file, key does not match, or wrong passphrase): {type(e).__name__}"
+                                  ) from None
+    return ctx
+
+
+def _check_readable(field_name: str, path: str) -> None:
+    if not os.path.isfile(path):
+        raise ValidationError(field_name, path, "no such file")
+    if not os.access(path, os.R_OK):
+        raise ValidationError(field_name, path, "the file is not readable by this user")
+
+
+def _read_secret(ref: SecretRef, env: Mapping[str, str] | None) -> str:
+    """The secret ``ref`` points to. ValidationError (naming the setting, never the secret) if it is not there."""
+    if ref.env is not None:
+        if env is None or ref.env not in env:
+            reason = ("is not set in the environment" if env is not None else
+                      "was not resolved: open the log through the home (Home.open_log reads the environment)")
+            raise ValidationError(ref.field, ref.env, f"the environment variable {reason}")
+        value = env[ref.env]
+    else:
+        assert ref.file is not None
+        _check_readable(ref.field, ref.file)
+        with open(ref.file, "rb") as f:
+            data = f.read(MAX_SECRET_FILE_BYTES + 1)
+        if len(data) > MAX_SECRET_FILE_BYTES:
+            raise ValidationError(ref.field, ref.file, f"larger than {MAX_SECRET_FILE_BYTES} bytes: not a secret file")
+        try:
+            value = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValidationError(ref.field, ref.file, "is not UTF-8 text") from None
+        value = value.removesuffix("\n").removesuffix("\r")  # editors add one newline; a secret never ends with it
+    if not value:
+        raise ValidationError(ref.field, ref.env or ref.file, "the secret is empty")
+    return value
+
+
+class CommandTokenProvider(AbstractTokenProvider):  # type: ignore[misc]  # kafka-python has no type information
+    """OAUTHBEARER tokens from a command: run (no shell) each time a connection authenticates; its standard
+    output, stripped, is the token. A failure is a LogError naming the setting and the exit code; neither the
+    command's output nor its error stream is ever put in the error (either may hold a token)."""
+
+    def __init__(self, argv: tuple[str, ...], setting: str) -> None:
+        super().__init__()
+        self.argv = argv
+        self.setting = setting
+
+    def token(self) -> str:
+        try:
+            proc = subprocess.run(list(self.argv), stdin=subprocess.DEVNULL, capture_output=True,  # noqa: S603
+                                  timeout=OAUTH_TOKEN_COMMAND_TIMEOUT_S, check=False)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise LogError(f"the OAUTHBEARER token command could not run: {type(e).__name__}", setting=self.setting,
+                           program=self.argv[0], timeout_s=OAUTH_TOKEN_COMMAND_TIMEOUT_S) from None
+        if proc.returncode != 0:
+            raise LogError("the OAUTHBEARER token command failed", setting=self.setting, program=self.argv[0],
+                           exit_code=proc.returncode, hint="run it by hand to see why")
+        if len(proc.stdout) > MAX_OAUTH_TOKEN_BYTES:
+            raise LogError(f"the OAUTHBEARER token command printed more than {MAX_OAUTH_TOKEN_BYTES} bytes",
+                           setting=self.setting, program=self.argv[0])
+        try:
+            token = proc.stdout.decode("ascii").strip()
+        except UnicodeDecodeError:
+            raise LogError("the OAUTHBEARER token command printed non-ASCII bytes", setting=self.setting,
+                           program=self.argv[0]) from None
+        if not token or any(c.isspace() for c in token):
+            raise LogError("the OAUTHBEARER token command printed no token (or one with white space inside)",
+                           setting=self.setting, program=self.argv[0])
+        return token
+
+    def __repr__(self) -> str:
+        return f"CommandTokenProvider({self.argv[0]!r})"

@@ -23,6 +23,8 @@ The home is chosen by ``--home``, else the ``TOKENLEDGER_HOME`` environment vari
 ``~/.tokenledger``. This module is the only reader of tokenledger's environment variables: besides those two,
 ``TOKENLEDGER_WEBHOOK_RETRY`` (``webhook_retry_setting``) sets the delivery worker's retry schedule, for tests and
 operators who want another one than ``ledger.limits``'s (``ledger.sdk.webhooks.parse_retry`` says its form).
+It also reads the variables a Kafka log's security settings name (``sasl_password_env=NAME``,
+``key_password_env=NAME``; ``kafka_log_options``), exactly those and only when it opens that log.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ from ledger.errors import HomeError, ValidationError
 from ledger.files import read_text_bounded
 from ledger.integrity.keys import SigningKey, load_key, save_key
 from ledger.log import Log, open_log
+from ledger.log.kafka_security import URL_SCHEME as KAFKA_URL_SCHEME
+from ledger.log.kafka_security import check_config as check_kafka_config
+from ledger.log.kafka_security import security_for
 
 ENV_HOME = "TOKENLEDGER_HOME"
 ENV_LOG = "TOKENLEDGER_LOG"
@@ -78,6 +83,18 @@ def webhook_retry_setting() -> str | None:
     """The delivery worker's retry schedule as ``TOKENLEDGER_WEBHOOK_RETRY`` gives it (None: the defaults of
     ``ledger.limits``); parsed and checked by ``ledger.sdk.webhooks.parse_retry``."""
     return os.environ.get(ENV_WEBHOOK_RETRY) or None
+
+
+def kafka_log_options(url: str, kafka_config: Any = None) -> dict[str, Any]:
+    """What ``open_log`` needs beyond a ``kafka://`` URL: its security settings (the home config's ``kafka``
+    object overlaid with the URL's parameters) and the values of the environment variables they name (only
+    those; a variable that is not set is left out, and the log's ValidationError names the setting). No
+    options for other logs."""
+    if not url.startswith(KAFKA_URL_SCHEME):
+        return {}
+    security = security_for(url, kafka_config)
+    env = {name: os.environ[name] for name in security.env_names() if name in os.environ}
+    return {"security": security, "env": env}
 
 
 def resolve_log_url(cli_value: str | None, home: Home | None) -> str:
@@ -206,6 +223,7 @@ def _check_config_fields(config: dict[str, Any]) -> None:
     if not isinstance(config["log"], str) or not config["log"]:
         raise ValidationError("log", config["log"], "must be a log URL string (sqlite:///path, kafka://host:port)")
     check_topic_prefix(config.get("topic_prefix", DEFAULT_TOPIC_PREFIX))
+    check_kafka_config(config.get("kafka"))  # TLS/SASL settings of a Kafka log (ledger.log.kafka_security)
     partitions = config.get("partitions", 1)
     if not isinstance(partitions, int) or isinstance(partitions, bool):
         raise ValidationError("partitions", partitions, "must be a whole number")
@@ -319,7 +337,10 @@ class Home(HomeLayout):
         return sorted(p.stem for p in self.keys_dir.glob("*.key"))
 
     def open_log(self, url: str | None = None) -> Log:
-        log = open_log(url or self.config["log"])
+        """Open the home's log (or ``url``) and make sure its ledger topics exist. A Kafka log gets the config's
+        ``kafka`` security settings and the secrets they name in environment variables (``kafka_log_options``)."""
+        target = url or self.config["log"]
+        log = open_log(target, **kafka_log_options(str(target), self.config.get("kafka")))
         log.ensure_topic(self.control_topic, 1)
         log.ensure_topic(self.topic, int(self.config.get("partitions", 1)))
         return log

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # registration around must show up here
 COMMANDS = {
     "init", "tail", "verify", "broker", "import", "run", "status", "digest", "replay", "query", "demo", "reprice",
-    "prove", "verify-proof", "checkpoint", "report",
+    "prove", "verify-proof", "checkpoint", "report", "doctor",
     "keys", "keys new", "keys list", "keys show",
     "agent", "agent register", "agent rotate", "agent revoke", "agent grant", "agent ungrant",
     "clock", "clock show", "clock set",
@@ -32,7 +32,8 @@ COMMANDS = {
     "serve", "token", "token create", "token list", "token revoke",
     "alerts", "alerts add-webhook", "alerts list", "alerts remove", "alerts deliveries",
 }
-LEDGER_ONLY = {"init", "tail", "verify", "broker", "import", "keys", "agent", "clock", "prices", "emit", "token"}
+LEDGER_ONLY = {"init", "tail", "verify", "broker", "import", "keys", "agent", "clock", "prices", "emit", "token",
+               "doctor"}
 
 
 def command_paths(app: typer.Typer) -> set[str]:
