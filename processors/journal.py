@@ -283,6 +283,8 @@ class Journal(Processor):
 
 
 FLAT_TOPIC = "events.flat"  # logical: published on <prefix>.events.flat
+# where the flat encoder finds these among the view's public columns (= the flat schema's fields, in order)
+_AGENT, _EVENT_TIME, _EVENT_TIME_US = (EVENTS.public_columns.index(c) for c in ("agent", "event_time", "event_time_us"))
 
 
 def flat_format(registry: schema_registry.SchemaRegistry | None, topic: str) -> FlatFormat:
@@ -300,10 +302,11 @@ def flat_format(registry: schema_registry.SchemaRegistry | None, topic: str) -> 
         frame = flat.frame_single_object
         describe = f"avro single-object, fingerprint {flat.current().fingerprint_hex}"
 
-    def encode(row: dict[str, Any]) -> tuple[bytes, bytes]:
+    def encode(values: tuple[Any, ...]) -> tuple[bytes, bytes]:
         # the view's TIMESTAMP reads back as a naive datetime: the record carries the exact microseconds instead
-        row["event_time"] = row["event_time_us"]
-        return row["agent"].encode(), frame(flat.encode_body(row))
+        v = list(values)
+        v[_EVENT_TIME] = v[_EVENT_TIME_US]
+        return v[_AGENT].encode(), frame(flat.encode_values(v))
 
     def position(rec: Record) -> tuple[str, str, int, int, int]:
         if rec.key is None:
@@ -316,6 +319,11 @@ def flat_format(registry: schema_registry.SchemaRegistry | None, topic: str) -> 
 
 
 def _open_flat_edge(home: Home, runner: Runner) -> FlatPublisher:
+    if tuple(EVENTS.public_columns) != flat.field_names():
+        # a column added to the view needs a new schema version (schemas/README.md), never a silent mismatch
+        raise ValidationError("events.flat", flat.current().fingerprint_hex,
+                              "the flat schema's fields are not the events view's public columns",
+                              view=EVENTS.public_columns, schema=list(flat.field_names()))
     url = schema_registry.configured_url(home.config)
     registry = schema_registry.SchemaRegistry(url) if url else None
     topic = runner.topic(FLAT_TOPIC)

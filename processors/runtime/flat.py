@@ -58,10 +58,10 @@ class FlatPublisherFailed(LedgerError):
 
 @dataclass(frozen=True)
 class FlatFormat:
-    """How rows become records: ``encode(row) -> (key, value)`` with ``row`` a dict of the view's public columns;
-    ``position(record) -> (key, input topic, input partition, offset, seq)`` reads one back."""
+    """How rows become records: ``encode(values) -> (key, value)`` with ``values`` the view's public columns in
+    order; ``position(record) -> (key, input topic, input partition, offset, seq)`` reads one back."""
 
-    encode: Callable[[dict[str, Any]], tuple[bytes, bytes]]
+    encode: Callable[[tuple[Any, ...]], tuple[bytes, bytes]]
     position: Callable[[Record], tuple[str, str, int, int, int]]
     describe: str  # for the status and errors: "confluent schema id 3 at URL" / "avro single-object"
 
@@ -137,8 +137,7 @@ class FlatPublisher:
         n = len(ORDER)
         out: list[tuple[bytes | None, bytes]] = []
         for r in rows:
-            row = dict(zip(self.columns, r[n:], strict=True))
-            key, value = self.fmt.encode(row)
+            key, value = self.fmt.encode(r[n:])
             where = (key.decode(), str(r[1]), int(r[2]))
             seen = self.pending.get(where)
             if seen is not None:

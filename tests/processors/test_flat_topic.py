@@ -130,7 +130,11 @@ def _plain_fastavro(value: bytes) -> dict[str, Any]:
     schema = fastavro.parse_schema(json.loads(SCHEMA_FILE.read_text()))
     assert value[:2] == b"\xc3\x01"
     assert value[2:10].hex() == fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO")
-    return fastavro.schemaless_reader(io.BytesIO(value[10:]), schema)
+    record = fastavro.schemaless_reader(io.BytesIO(value[10:]), schema)
+    again = io.BytesIO()
+    fastavro.schemaless_writer(again, schema, record)
+    assert again.getvalue() == value[10:], "the journal's encoder and fastavro (the reference) differ"
+    return record
 
 
 def _check_against_view(h: Home, decoded: list[tuple[bytes | None, dict[str, Any]]], ids: dict[str, str]) -> None:
