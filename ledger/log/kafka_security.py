@@ -126,8 +126,9 @@ class KafkaSecurity:
         if self.sasl:
             out.update(sasl_mechanism=self.sasl_mechanism, sasl_username=self.sasl_username,
                        sasl_password=self.sasl_password.describe() if self.sasl_password else None,
-                       oauth_token_command=(shlex.join(self.oauth_token_command)
-                                            if self.oauth_token_command else None))
+                       # the program only: its arguments may carry a client secret
+                       oauth_token_command=(f"{self.oauth_token_command[0]} ..." if self.oauth_token_command
+                                            else None))
         return {k: v for k, v in out.items() if v is not None}
 
 
@@ -148,7 +149,8 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query), max_num_fields=len(NAMES) + 1)
     except ValueError:  # its message quotes the field, which could be a secret: not repeated
-        raise ValidationError("log", redact_url(url), "malformed query string; use ?name=value&name=value") from None
+        raise ValidationError("log", redact_url(url), f"malformed query string or more than {len(NAMES)} "
+                              "settings; use ?name=value&name=value") from None
     for name, value in pairs:
         field = f"log.{name}"
         if name.lower() in INLINE_SECRET_NAMES:
