@@ -16,11 +16,10 @@ What it folds (pure: the state depends only on the log, in log order)
       last_error, next_attempt_at_us and delivered_at_us (the attempt's event time). Every attempt is also a
       ``delivery_attempts`` row, with ``applied`` false for one that did not move its delivery (a late answer for
       a delivery already closed, e.g. by the sink's removal).
-    It also reads ``<prefix>.checkpoints``: the processors whose alerts and dead letters it reads sign their state
-    checkpoints on the same chain as them (one chain per signer over every topic), so without those links their
-    chains would have gaps (``sequence_gap``). Chains of processors whose other topics it does not read
-    (allocations, settlements) still show gaps at their checkpoints: those records are quarantined here and
-    change nothing.
+    It does not read ``<prefix>.checkpoints``: the state checkpoints of the processors whose topics it reads (and
+    its own) are signed on chains of their own (``processor.<name>.checkpoints``), so the chains of budgets,
+    journal and deliveries are whole on the topics it reads (``processors.host.service.emit_state_checkpoint``;
+    links an older version signed on those chains are closed by ``processors.runtime.links``).
 
 The effect at the edge (``Sender``; never in ``fold``, never in a replay)
     ``tokenledger run`` starts this processor like any other (``processors.host.service.serve``); ``serve`` asks
@@ -195,7 +194,7 @@ class Delivery:
 class Deliveries(Processor):
     name = NAME
     doc = "alerts and dead letters delivered to webhook sinks: signed POSTs, retried with backoff, attempts on the log"
-    topics: ClassVar[tuple[str, ...]] = ("control", "alerts", "rejected", "deliveries", "checkpoints")
+    topics: ClassVar[tuple[str, ...]] = ("control", "alerts", "rejected", "deliveries")
     derived_topics: ClassVar[tuple[str, ...]] = ("deliveries",)
     views = (SINKS, DELIVERIES, ATTEMPTS)
 

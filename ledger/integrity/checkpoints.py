@@ -9,8 +9,9 @@ the records before ``next_offset`` has ``tree_size`` leaves and root ``root_hash
 ``audit_with_checkpoints`` is what ``tokenledger verify`` runs: the usual audit of the input topics
 (ledger/integrity/verify.py), which also feeds every accepted event into the rebuilt trees, then each
 checkpoint record (signature by a registered processor key whose signer holds the operator's
-``notary`` grant — a Checkpoint by any other processor is a bad record, not a checkpoint; no chain check:
-a processor's chain spans several derived topics) and each checkpoint's claims:
+``notary`` grant — a Checkpoint by any other processor is a bad record, not a checkpoint; no chain check: on
+logs an older version wrote, a processor's StateCheckpoints are links of the chain of its derived events, on
+another topic; now they are a chain of their own, ``processor.<name>.checkpoints``) and each checkpoint's claims:
 
 * ``tree_size`` ≤ the rebuilt tree's size, and the rebuilt root at ``tree_size`` equals ``root_hash``;
 * the rebuilt tree over the records before ``next_offset`` has exactly ``tree_size`` leaves;
@@ -37,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -432,13 +433,16 @@ class StateCheck:
                 "other_algorithm": self.other_algorithm}
 
 
-def check_state(entries: list[SignedEntry], processor: str, signer_id: str, positions: dict[str, int],
+def check_state(entries: list[SignedEntry], processor: str, signer_ids: Collection[str], positions: dict[str, int],
                 digest: str) -> StateCheck:
-    """Compare a rebuilt digest at ``positions`` with the processor's signed StateCheckpoints there."""
+    """Compare a rebuilt digest at ``positions`` with the processor's signed StateCheckpoints there: those signed by
+    one of ``signer_ids`` (the processor's signers: its checkpoint chain's, and its own, which signed them before
+    they had a chain of their own)."""
     out = StateCheck(processor)
+    signers = frozenset(signer_ids)
     for e in entries:
         body = e.body
-        if not isinstance(body, StateCheckpoint) or body.processor != processor or e.signer_id != signer_id:
+        if not isinstance(body, StateCheckpoint) or body.processor != processor or e.signer_id not in signers:
             continue
         summary = {"event_id": e.event_id, "offset": e.offset, "positions": dict(body.positions),
                    "digest": body.digest}

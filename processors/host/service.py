@@ -41,10 +41,18 @@ DIGEST_EVERY_S = 10.0  # how often a caught-up processor computes and publishes 
 STATE_CHECKPOINT_META = "state_checkpoint_batch"  # _meta key: the batch last signed as a StateCheckpoint
 STATE_FILE = "state.duckdb"  # in the processor's directory
 STATUS_FILE = "status.json"  # in the processor's directory
+CHECKPOINT_SIGNER_SUFFIX = ".checkpoints"  # processor.<name>.checkpoints signs its StateCheckpoints
 
 
 def signer_id(name: str) -> str:
+    """The signer of the processor's derived events (its one derived topic) and of its published views."""
     return f"processor.{name}"
+
+
+def checkpoint_signer_id(name: str) -> str:
+    """The signer of the processor's StateCheckpoints: a chain of their own, on <prefix>.checkpoints alone
+    (``emit_state_checkpoint`` says why)."""
+    return f"{signer_id(name)}{CHECKPOINT_SIGNER_SUFFIX}"
 
 
 def state_file(home: Home, name: str) -> Path:
@@ -57,16 +65,27 @@ def status_file(home: Home, name: str) -> Path:
 
 
 def ensure_processor_key(home: Home, name: str, log: Log) -> SigningKey:
-    """The processor's signing key, created and registered (role=processor, by the operator) if new; the
-    notary's also granted the ``notary`` capability by the operator if the log does not hold that yet."""
+    """The processor's signing key, created and registered (role=processor, by the operator) if new, and its
+    state checkpoints' key likewise (``ensure_checkpoint_key``); the notary's also granted the ``notary``
+    capability by the operator if the log does not hold that yet."""
     sid = signer_id(name)
     path = home.key_path(sid)
     if not path.exists():
         register_signer(home, log, sid, role="processor")  # saves the new key once its registration is appended
+    ensure_checkpoint_key(home, name, log)  # both of its keys, registered together
     if name == "notary":
         # only a granted notary's checkpoints count: a home made before grants gets the grant once, here
         ring = control_keyring(log, home.control_topic, home.anchors())
         ensure_notary_grant(home, log, ring.granted(sid, Capability.NOTARY.value) is not None)
+    return home.load_key(sid)
+
+
+def ensure_checkpoint_key(home: Home, name: str, log: Log) -> SigningKey:
+    """The key of the processor's StateCheckpoint chain (``checkpoint_signer_id``), created and registered
+    (role=processor, by the operator) if new: a home made before that chain existed gets it on the next start."""
+    sid = checkpoint_signer_id(name)
+    if not home.key_path(sid).exists():
+        register_signer(home, log, sid, role="processor")
     return home.load_key(sid)
 
 
@@ -93,10 +112,12 @@ def open_runner(home: Home, name: str, log: Log, *, produce: bool = True,
     d = home.processor_dir(name)
     d.mkdir(parents=True, exist_ok=True)
     key = ensure_processor_key(home, name, log) if produce else None
+    checkpoint_key = ensure_checkpoint_key(home, name, log) if produce else None
     store = Store(d / STATE_FILE, processor.views)
     try:
         runner = Runner(processor, log, store, anchors=home.anchors(), key=key, produce=produce,
-                        topic_prefix=home.config.get("topic_prefix", "ledger"), crash_hook=crash_hook(crash_at))
+                        topic_prefix=home.config.get("topic_prefix", "ledger"), crash_hook=crash_hook(crash_at),
+                        checkpoint_key=checkpoint_key)
     except BaseException:
         store.close()
         raise
@@ -275,8 +296,18 @@ class BackgroundDigest:
 def emit_state_checkpoint(runner: Runner, name: str, digest: dict[str, Any]) -> int:
     """Sign (input positions, state digest) as a StateCheckpoint on <prefix>.checkpoints, once per
     committed batch (deduplicated through the store, so a restart at the same positions sends none).
-    Its event time is the newest log timestamp at the positions: from the log, so replays agree."""
-    if runner.key is None or runner.batch_no == 0:
+    Its event time is the newest log timestamp at the positions: from the log, so replays agree.
+
+    Signed by ``processor.<name>.checkpoints``, on a chain of its own (``Runner.emit_state``), never as a link of
+    the chain of the processor's derived events: those are read on the processor's derived topic (settlements
+    reads allocations) by readers that do not read this topic, and a link they cannot see was a ``sequence_gap``
+    at the next derived record, then every later record of the processor refused. Its readers reading this
+    topic too would not do: on Kafka the order between topics is by append time, which ties (same millisecond;
+    a tie goes by topic name) or skews (each partition's leader stamps its own) between one producer's
+    consecutive appends, so one chain across two topics cannot be checked in it; and a processor reading its own
+    checkpoints would checkpoint again for ever. Links an older version signed this way are closed by
+    ``processors.runtime.links``; ``replay`` compares StateCheckpoints of both signers."""
+    if runner.checkpoint_key is None or runner.batch_no == 0:
         return 0
     if runner.store.meta(STATE_CHECKPOINT_META) == str(runner.batch_no):
         return 0
@@ -293,7 +324,7 @@ def emit_state_checkpoint(runner: Runner, name: str, digest: dict[str, Any]) -> 
                            tables_json=tables if len(tables) <= limits.MAX_JSON_TEXT_CHARS else "")
     d = Derived(topic="checkpoints", body=body, event_time_us=t_us,
                 idempotency_key=f"state:{name}:{runner.batch_no}:{digest['digest'].rpartition(':')[2][:16]}")
-    return runner.emit([d], meta={STATE_CHECKPOINT_META: str(runner.batch_no)})
+    return runner.emit_state([d], meta={STATE_CHECKPOINT_META: str(runner.batch_no)})
 
 
 def live_digest(home: Home, name: str) -> dict[str, Any]:

@@ -94,8 +94,10 @@ class Processor(abc.ABC):
     doc: ClassVar[str] = ""
     # logical input topics, the home maps them to <prefix>.<name>; "control" is drained before each batch
     topics: ClassVar[tuple[str, ...]] = ("control", "events")
-    # logical topics its Derived events go to (besides the StateCheckpoints every processor signs), so
-    # ``processors.order_by_topics`` can start a processor after those whose topics it reads
+    # logical topics its Derived events go to (besides the StateCheckpoints every processor signs, on a chain of
+    # their own), so ``processors.order_by_topics`` can start a processor after those whose topics it reads. At
+    # most one: all of a processor's derived events are one chain, which its readers can verify only whole, on the
+    # one topic they read
     derived_topics: ClassVar[tuple[str, ...]] = ()
     # data records (signed batches) one poll brings: the batch's rows are in memory at once until they commit
     data_records_per_poll: ClassVar[int] = limits.MAX_RUNNER_DATA_RECORDS

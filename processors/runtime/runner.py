@@ -28,6 +28,12 @@ so a crash before step 5 redoes the batch from the old positions, and a crash af
 the batch. Derived records are in the outbox from the same commit; on start the runner produces any
 that are not yet on the log (step 6 again), so none is lost and none is produced twice.
 
+Chains: the processor's derived events (fold's, and ``emit``'s) are one chain, signed by ``key``
+(``processor.<name>``) onto its derived topic; its state checkpoints are another, signed by ``checkpoint_key``
+(``processor.<name>.checkpoints``) onto ``<prefix>.checkpoints`` (``emit_state``). Each chain on one topic, so a
+reader of a derived topic sees its producer's whole chain. A gap that state checkpoints of an older version fill
+is closed by ``processors.runtime.links`` (step 2).
+
 Wall-clock time is used only for pacing (publish cadence, rates in the status file), never for state.
 """
 
@@ -43,13 +49,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ledger import limits
-from ledger.errors import LogRewoundError, RejectError, RunnerFailedError, RunnerInvariantError
+from ledger.errors import LogRewoundError, RejectCode, RejectError, RunnerFailedError, RunnerInvariantError
 from ledger.integrity.chain import Head
 from ledger.integrity.keys import SigningKey
-from ledger.integrity.verify import Verifier, Where
+from ledger.integrity.verify import Accepted, Verifier, Where
 from ledger.log import Log, Record, has_merged_order, judges_by_log_order, order
 from ledger.wire import codec
 from ledger.wire.events import EMPTY_CONTEXT
+from processors.runtime.links import LegacyLinks
 from processors.runtime.processor import Derived, Effects, Item, Processor, Quarantined
 from processors.runtime.store import Store
 
@@ -119,13 +126,15 @@ class Runner:
                  topic_prefix: str = "ledger", key: SigningKey | None = None, produce: bool = True,
                  stop_at: dict[tuple[str, int], int] | None = None,
                  crash_hook: Callable[[str], None] | None = None,
-                 max_records: int | None = None) -> None:
+                 max_records: int | None = None, checkpoint_key: SigningKey | None = None) -> None:
         self.processor = processor
         self.log = log
         self.prefix = topic_prefix
         self.store = store
         self.anchors = anchors
         self.key = key
+        # signs the processor's StateCheckpoints, on a chain of their own (``emit_state`` says why)
+        self.checkpoint_key = checkpoint_key
         self.produce = produce
         self.stop_at = stop_at  # replay: never read past these positions
         self.crash = crash_hook or (lambda point: None)
@@ -136,7 +145,11 @@ class Runner:
         ring, chains = store.load_verifier(anchors)
         ring.by_log_order = judges_by_log_order(log)  # the order _step_poll reads in
         self.verifier = Verifier(ring, chains)
-        self.positions = store.positions()
+        declared = {self.topic(t) for t in processor.topics}
+        # the topics the processor reads, and only those: a position its file kept for a topic this version no
+        # longer reads (deliveries read <prefix>.checkpoints until state checkpoints had a chain of their own)
+        # stays in the file and is never read on
+        self.positions = {tp: o for tp, o in store.positions().items() if tp[0] in declared}
         self.batch_no = store.batch()
         for logical in processor.topics:
             topic = self.topic(logical)
@@ -147,6 +160,12 @@ class Runner:
         self._merged = not getattr(log, "total_order", False) and has_merged_order(log)
         self._passed = _load_key(store.meta(PASSED_META, "")) if self._merged else None
         self._control = self.topic("control")
+        # legacy links (processors.runtime.links): gaps in a chain read on a derived topic may be state checkpoints
+        # an older version signed on that chain; a reader of the checkpoints topic reads them in order anyway
+        derived_inputs = declared - {self._control, self.topic("events")}
+        self._links = (LegacyLinks(log, self.topic("checkpoints"))
+                       if derived_inputs and "checkpoints" not in processor.topics else None)
+        self._derived_inputs = derived_inputs
         rank = {self.topic(t): i for i, t in enumerate(processor.topics)}
         self._order = sorted(self.positions, key=lambda tp: (rank.get(tp[0], len(rank)), tp[1]))
         # append-mode views carry the commit batch number, so publishing can export only new rows
@@ -259,14 +278,32 @@ class Runner:
             try:
                 acc = self.verifier.check_record(rec.value, Where.of(rec))
             except RejectError as e:
-                v.quarantined.append(Quarantined(rec, e.code.value, e.reason, dict(e.evidence)))
-                continue
+                try:
+                    acc = self._across_legacy_links(rec, e, v)
+                except RejectError as again:
+                    v.quarantined.append(Quarantined(rec, again.code.value, again.reason, dict(again.evidence)))
+                    continue
             v.touched.add(acc.signer_id)
             for d in acc.events:
                 v.items.append(Item(rec, acc.key_id, d, d.event.event_id in acc.backfilled))
                 if d.event.body.CONTROL:
                     v.ring_changed = True
         return v
+
+    def _across_legacy_links(self, rec: Record, gap: RejectError, v: Verified) -> Accepted:
+        """A record refused for a ``sequence_gap`` on a derived topic, checked again once the signer's legacy state
+        checkpoint links that fill the gap (``processors.runtime.links``) are verified into the chain; ``gap``
+        re-raised when there are none (a record really missing is still a gap, and everything after it too)."""
+        if gap.code is not RejectCode.SEQUENCE_GAP or self._links is None or rec.topic not in self._derived_inputs:
+            raise gap
+        signer, expected, actual = (gap.evidence.get(k) for k in ("signer_id", "expected", "actual"))
+        if not (isinstance(signer, str) and isinstance(expected, int) and isinstance(actual, int)):
+            raise gap
+        if expected != self.verifier.chains.head(signer).seq + 1:
+            raise gap  # a gap inside the record, not at its committed chain head: no link can be meant
+        if self._links.fill(self.verifier, signer, expected, actual):
+            v.touched.add(signer)  # the links moved its chain head: saved with the batch
+        return self.verifier.check_record(rec.value, Where.of(rec))
 
     def _step_sign(self, derived: list[Derived]) -> list[OutboxRecord]:
         """Step 4: sign the derived events with the processor's key, chained, into outbox records."""
@@ -353,26 +390,29 @@ class Runner:
         if stored_batch != self.batch_no or batch_no != stored_batch + 1:
             raise self._violation("batch_monotonic", "the batch number would not follow the committed one",
                                   before=stored_batch, after=batch_no)
-        self._check_outbox_chain(outbox)
+        if self.key is not None:
+            self._check_outbox_chain(self.key.signer_id, outbox, self.producer_head)
 
-    def _check_outbox_chain(self, outbox: list[OutboxRecord]) -> None:
-        if self.key is None or not outbox:
+    def _check_outbox_chain(self, signer_id: str, outbox: list[OutboxRecord], last: Head) -> None:
+        """The records continue ``signer_id``'s committed producer chain link by link and end at ``last``."""
+        if not outbox:
             return
-        head = self.store.producer_head(self.key.signer_id)
+        head = self.store.producer_head(signer_id)
         for rec in outbox:
             if rec.prev != head or rec.head.seq < rec.prev.seq + 1:
                 raise self._violation("outbox_head_continuity", "a derived record does not continue the producer "
                                       "chain", topic=rec.topic, before=_head_text(head), after=_head_text(rec.prev))
             head = rec.head
-        if head != self.producer_head:
+        if head != last:
             raise self._violation("outbox_head_continuity", "the producer head to commit is not the outbox's last",
-                                  before=_head_text(head), after=_head_text(self.producer_head))
+                                  before=_head_text(head), after=_head_text(last))
 
-    def _save_outbox(self, outbox: list[OutboxRecord]) -> None:
+    def _save_outbox(self, outbox: list[OutboxRecord], signer_id: str | None = None, head: Head | None = None) -> None:
+        """The records into the outbox and the chain head after them (default: the processor's own chain)."""
         if outbox:
             assert self.key is not None  # only a runner with a key signs derived records
             self.store.add_outbox([(r.topic, r.key, r.value) for r in outbox])
-            self.store.save_producer(self.key.signer_id, self.producer_head)
+            self.store.save_producer(signer_id or self.key.signer_id, self.producer_head if head is None else head)
 
     def _poll_in_log_order(self) -> list[Record]:
         log = self.log
@@ -504,7 +544,7 @@ class Runner:
     # ------------------------------------------------------------ derived events
 
     def emit(self, derived: list[Derived], meta: dict[str, str] | None = None) -> int:
-        """Derived events made between batches (state checkpoints, on-demand checkpoints): signed on the
+        """Derived events made between batches (on-demand checkpoints, delivery attempts): signed on the
         same producer chain as fold's, committed to the outbox with the chain head (and ``meta``) in one
         transaction, then produced like any batch's. Changes no view. Returns the records produced."""
         if self.key is None or not derived:
@@ -514,7 +554,7 @@ class Runner:
         outbox = self._sign(derived)
         try:
             with self.store.transaction():
-                self._check_outbox_chain(outbox)
+                self._check_outbox_chain(self.key.signer_id, outbox, self.producer_head)
                 self._save_outbox(outbox)
                 for k, v in (meta or {}).items():
                     self.store.set_meta(k, v)
@@ -525,18 +565,46 @@ class Runner:
             self.flush_outbox()
         return len(outbox)
 
+    def emit_state(self, derived: list[Derived], meta: dict[str, str] | None = None) -> int:
+        """State checkpoints: like ``emit``, but signed with ``checkpoint_key`` on its own chain, whose head lives
+        in the store only. Returns the records produced (0 without that key: a replay signs nothing).
+
+        Why a chain of their own: a processor's derived events go to its derived topic, and their readers
+        (settlements reads allocations) read that topic, not ``<prefix>.checkpoints``. A state checkpoint signed
+        as a link of the same chain was a link those readers never saw: a ``sequence_gap`` at the next derived
+        record, and every later record refused after it. One signer id per chain, each chain on one topic, so
+        every reader of a topic sees whole chains in partition order, on every log (Kafka's order between topics
+        is by append time, which need not be one producer's order: ``processors.host.service``)."""
+        if self.key is None or self.checkpoint_key is None or not derived:
+            return 0
+        self._require_ready()
+        signer = self.checkpoint_key.signer_id
+        outbox, head = self._sign_chain(derived, self.checkpoint_key, self.store.producer_head(signer))
+        with self.store.transaction():
+            self._check_outbox_chain(signer, outbox, head)
+            self._save_outbox(outbox, signer, head)
+            for k, v in (meta or {}).items():
+                self.store.set_meta(k, v)
+        if self.produce:
+            self.flush_outbox()
+        return len(outbox)
+
     def _sign(self, derived: list[Derived]) -> list[OutboxRecord]:
+        """The derived events signed on the processor's own chain, which moves ahead in memory (``producer_head``)."""
         assert self.key is not None
+        out, self.producer_head = self._sign_chain(derived, self.key, self.producer_head)
+        return out
+
+    def _sign_chain(self, derived: list[Derived], key: SigningKey, start: Head) -> tuple[list[OutboxRecord], Head]:
+        """The derived events signed by ``key``, chained from ``start``, as outbox records; and the head after them."""
         by_topic: dict[str, list[Derived]] = {}
         for d in derived:
             by_topic.setdefault(d.topic, []).append(d)
         out: list[OutboxRecord] = []
-        head = prev = self.producer_head
-        signer = self.key.signer_id
+        head = prev = start
+        signer = key.signer_id
         v = codec.BATCH_VERSION
-        overhead = codec.batch_overhead_bytes(signer, self.key.key_id, v)
-
-        key = self.key
+        overhead = codec.batch_overhead_bytes(signer, key.key_id, v)
 
         def seal(topic: str, raws: list[bytes], hashes: list[bytes], prev: Head, head: Head) -> None:
             sig = key.sign(codec.signing_bytes(v, signer, key.key_id, hashes))
@@ -567,8 +635,7 @@ class Runner:
             if raws:
                 seal(topic, raws, hashes, prev, head)
                 prev = head
-        self.producer_head = head
-        return out
+        return out, head
 
     def flush_outbox(self) -> None:
         """Produce committed-but-unsent derived records that are not on the log yet, then clear them: one
@@ -582,37 +649,51 @@ class Runner:
         them all at once: a rebuild from offset 0 on a log that already carries this processor's output
         (same key, same records) read the whole topic into memory (+250 MB at 1M events)."""
         pending = self.store.outbox()
-        scans: dict[str, _ProducedScan] = {}
+        # one scan per topic and record key (= signer: the processor's own chain and its state checkpoints' chain
+        # may share a topic, the notary's do), each matching that signer's records in outbox order
+        scans: dict[tuple[str, bytes | None], _ProducedScan] = {}
         while pending:
             by_topic: dict[str, list[tuple[bytes | None, bytes]]] = {}
             for _, topic, key, value in pending:
-                scan = scans.get(topic)
+                scan = scans.get((topic, key))
                 if scan is None:
                     # positioned once per flush, before this flush produced anything to the topic
-                    scan = scans[topic] = self._produced_scan(topic)
+                    scan = scans[(topic, key)] = self._produced_scan(topic, key)
                 if not scan.already_there(value):
                     by_topic.setdefault(topic, []).append((key, value))
             self.crash("before_produce")
             for topic, recs in by_topic.items():
                 self.log.ensure_topic(topic)
                 positions = self.log.append(topic, recs)
-                scans[topic].produced(max(p.offset for p in positions))
+                last: dict[bytes | None, int] = {}
+                for (key, _), pos in zip(recs, positions, strict=True):
+                    last[key] = max(last.get(key, -1), pos.offset)
+                for key, offset in last.items():
+                    scans[(topic, key)].produced(offset)
                 self.stats.produced += len(recs)
             self.crash("after_produce")
             upto = pending[-1][0]
             with self.store.transaction():
                 self.store.clear_outbox(upto)
-                for topic, scan in scans.items():
+                for (topic, key), scan in scans.items():
                     if scan.moved:
                         # where to start looking for our own records if we crash before the next clear
-                        self.store.set_meta(f"produced_scan:{topic}", str(scan.mark))
+                        self.store.set_meta(self._scan_meta(topic, key), str(scan.mark))
                         scan.moved = False
             pending = self.store.outbox(after=upto)
 
-    def _produced_scan(self, topic: str) -> _ProducedScan:
+    def _scan_meta(self, topic: str, key: bytes | None) -> str:
+        """The store meta holding a scan's mark: ``produced_scan:<topic>`` for the processor's own chain (as before
+        state checkpoints had a chain of their own), ``produced_scan:<topic>:<signer>`` for another signer's."""
+        own = None if self.key is None else self.key.signer_id.encode()
+        if key == own or key is None:
+            return f"produced_scan:{topic}"
+        return f"produced_scan:{topic}:{key.decode()}"
+
+    def _produced_scan(self, topic: str, key: bytes | None) -> _ProducedScan:
         self.log.ensure_topic(topic)
-        after = int(self.store.meta(f"produced_scan:{topic}", "-1") or -1)
-        return _ProducedScan(self.log, topic, None if self.key is None else self.key.signer_id.encode(), after)
+        after = int(self.store.meta(self._scan_meta(topic, key), "-1") or -1)
+        return _ProducedScan(self.log, topic, None if self.key is None else key, after)
 
     # ------------------------------------------------------------ status
 

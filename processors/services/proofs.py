@@ -59,7 +59,7 @@ from ledger.sdk.home import Home
 from ledger.wire import codec
 from ledger.wire.events import Checkpoint
 from processors import views
-from processors.host.service import open_runner, signer_id, state_file
+from processors.host.service import checkpoint_signer_id, open_runner, signer_id, state_file
 from processors.notary import CHECKPOINT_EVERY_EVENTS, NOTARY_SIGNER, Notary, subtree_roots
 from processors.runtime.publish import Publisher
 from processors.runtime.store import Store
@@ -422,7 +422,7 @@ def check_state_checkpoints(h: Home, lg: Log, name: str, positions: dict[str, in
     """``replay``'s check: a rebuilt digest at ``positions`` against NAME's signed StateCheckpoints there."""
     ring = control_keyring(lg, h.control_topic, h.anchors())
     entries = read_checkpoints(lg, h.topic_for("checkpoints"), ring)
-    return check_state(entries, name, signer_id(name), positions, digest)
+    return check_state(entries, name, (checkpoint_signer_id(name), signer_id(name)), positions, digest)
 
 
 def require_one_target(event_ids: Sequence[str], consistency: tuple[str, str] | None) -> None:
