@@ -25,7 +25,7 @@ def _row(t: TokenInfo, now_us: int) -> list[str]:
             t.note]
 
 
-@token_app.command("create", epilog="Examples: tokenledger token create --agent researcher\n\n"
+@token_app.command("create", epilog="Example: tokenledger token create --agent researcher\n\n"
                                     "tokenledger token create --operator --expires 30d --note grafana")
 @guarded
 def token_create(

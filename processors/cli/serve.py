@@ -17,9 +17,9 @@ GRACEFUL_SHUTDOWN_S = 10  # on SIGTERM: requests in flight get this long to fini
 
 def register(app: typer.Typer) -> None:
     """Add ``serve`` to ``app``."""
-    app.command(epilog="Examples: tokenledger serve\n\n"
-                       "tokenledger serve --host 0.0.0.0 --port 8443 --tls-cert cert.pem --tls-key key.pem\n\n"
-                       "curl -s localhost:8787/readyz")(guarded(serve))
+    app.command(epilog="Example: tokenledger serve\n\n"
+                       "Also: tokenledger serve --host 0.0.0.0 --port 8443 --tls-cert cert.pem --tls-key key.pem\n\n"
+                       "then: curl -s localhost:8787/readyz")(guarded(serve))
 
 
 def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
