@@ -1,0 +1,7 @@
+"""``python -m ledger.compat.cwep``: the ``cwep`` command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
