@@ -27,9 +27,10 @@ Rules (the degradation rules are those of the reference meter, SEEDS.md §3.4):
   a model the book does not price is *unpriced*, named in ``unpriced_models``, never guessed);
   without one, the reference's own tier table (``reference_rates``: model-name substrings, a name that
   matches no tier priced as opus and named in ``assumed_models``) reproduces the reference package's
-  numbers. Money is integer micro-USD: each agent's cost is rounded half-to-even once
-  (``ledger.economics.money``); stage and run totals, and the routing estimate's routed and baseline
-  amounts, are sums of per-agent amounts, so every total of a run is the same number.
+  numbers (the blended maths and the tier table live in ``ledger.economics.blended``, the savings maths in
+  ``ledger.economics.routing``; their names are re-exported here). Money is integer micro-USD: each agent's
+  cost is rounded half-to-even once (``ledger.economics.money``); stage and run totals, and the routing
+  estimate's routed and baseline amounts, are sums of per-agent amounts, so every total of a run is the same number.
 
 Never: I/O, the clock, the environment, a float as money, or a default that hides bad input.
 """
@@ -37,44 +38,38 @@ Never: I/O, the clock, the environment, a float as money, or a default that hide
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
 from ledger import limits
-from ledger.economics.money import (
-    check_tokens,
-    exact_number,
-    round_fraction,
+from ledger.economics.blended import (  # the blended estimate; re-exported: this module's public names since 0.x
+    DEFAULT_INPUT_SHARE,
+    TIER_PRICES,
+    UNKNOWN_TIER_PRICED_AS,
+    Number,
+    RateLookup,
+    blended_rate,
+    check_share,
+    estimate_cost_micros,
+    reference_rates,
+    tier,
 )
+from ledger.economics.money import check_tokens, exact_number
+from ledger.economics.routing import SavingsEstimate, priced_savings, savings_estimate
 from ledger.errors import ValidationError
-from ledger.units import MICROS_PER_USD, TOKENS_PER_MTOK
+from ledger.units import MICROS_PER_USD
 from ledger.wire.events import Action, Event, check_int, check_str
 
 # -------------------------------------------------------------------------------- constants
 
-Number = int | float | Decimal | Fraction  # read exactly by ledger.economics.money.exact_number (a float as it prints)
-
 DEFAULT_MIN_AGENTS = 5  # agents a stage needs before the "cheap" rule looks at it
 DEFAULT_CHEAP_RATIO = Fraction(1, 4)  # a stage mean below this share of the baseline is "cheap"
-DEFAULT_INPUT_SHARE = Fraction(17, 20)  # 85 % of a blended token is priced as input
 UNKNOWN_STAGE = "?"  # stage of an agent entry without a phaseTitle
 UNKNOWN_STATE = "?"  # state of an agent entry without a state
 ERROR_STATE = "error"  # the only state the "errors" rule counts ("failed", "errored" do not)
 SEVERITY_HIGH = "high"
-
-# The reference package's tier list prices in micro-USD per million tokens: (input, output), matched by lower-case
-# substring in this order, so "claude-sonnet-opus-mix" is opus (first match wins). Only ``reference_rates`` reads
-# them: the reproduction of the reference's numbers. The ledger's own costs come from the price book on the log.
-TIER_PRICES: dict[str, tuple[int, int]] = {
-    "fable": (10_000_000, 50_000_000),
-    "opus": (5_000_000, 25_000_000),
-    "sonnet": (3_000_000, 15_000_000),
-    "haiku": (1_000_000, 5_000_000),
-}
-UNKNOWN_TIER_PRICED_AS = "opus"  # the reference's choice for names that match no tier; flagged
 
 # How the importer represents one workflow agent on the ledger (an Action event). Shared here so
 # ``runs_from_events`` reads exactly what ``ledger.sources.importers`` writes.
@@ -113,7 +108,7 @@ class WorkflowAgent:
         check_str("agent_id", self.agent_id, limits.MAX_LABEL_CHARS, allow_empty=True)
         check_str("label", self.label, limits.MAX_LABEL_CHARS, allow_empty=True)
         check_str("stage", self.stage, limits.MAX_ID_CHARS)
-        check_str("model", self.model, limits.MAX_ID_CHARS)
+        check_str("model", self.model, limits.MAX_ID_CHARS, allow_empty=True)  # empty: an anonymous reading only
         check_str("state", self.state, limits.MAX_LABEL_CHARS, allow_empty=True)
         check_tokens("tokens", self.tokens)
         if self.tool_calls is not None:
@@ -131,7 +126,7 @@ class WorkflowRun:
     agents: tuple[WorkflowAgent, ...]
 
     def __post_init__(self) -> None:
-        check_str("run_id", self.run_id, limits.MAX_ID_CHARS)
+        check_str("run_id", self.run_id, limits.MAX_ID_CHARS, allow_empty=True)  # empty: an anonymous reading only
         check_str("workflow", self.workflow, limits.MAX_ID_CHARS, allow_empty=True)
         check_str("status", self.status, limits.MAX_LABEL_CHARS, allow_empty=True)
         check_tokens("total_tokens", self.total_tokens)
@@ -255,52 +250,6 @@ def is_healthy(run: WorkflowRun, **options: Any) -> bool:
 # -------------------------------------------------------------------------------- cost estimate
 
 
-def tier(model: str) -> str | None:
-    """The price tier a model name falls in (lower-case substring, first of TIER_PRICES), or None."""
-    name = model.lower()
-    for candidate in TIER_PRICES:
-        if candidate in name:
-            return candidate
-    return None
-
-
-def _share(input_share: Number) -> Fraction:
-    return exact_number("input_share", input_share, minimum=0, maximum=1)
-
-
-# model -> (input, output) micro-USD per million tokens, or None when the model has no price
-RateLookup = Callable[[str], tuple[int, int] | None]
-
-
-def reference_rates(model: str) -> tuple[int, int]:
-    """The reference package's rates for ``model``: its tier's (unknown tiers at the opus price)."""
-    return TIER_PRICES[tier(model) or UNKNOWN_TIER_PRICED_AS]
-
-
-def blended_rate(model: str, input_share: Number = DEFAULT_INPUT_SHARE, *,
-                 rates: RateLookup = reference_rates) -> Fraction | None:
-    """Blended micro-USD per million tokens for ``model`` (exact), from ``rates``; None when it has no price."""
-    share = _share(input_share)
-    got = rates(model)
-    if got is None:
-        return None
-    rate_in, rate_out = got
-    return share * rate_in + (1 - share) * rate_out
-
-
-def _exact_cost(tokens: int, model: str, input_share: Number, rates: RateLookup) -> Fraction | None:
-    check_tokens("tokens", tokens)
-    rate = blended_rate(model, input_share, rates=rates)
-    return None if rate is None else tokens * rate / TOKENS_PER_MTOK
-
-
-def estimate_cost_micros(tokens: int, model: str, input_share: Number = DEFAULT_INPUT_SHARE, *,
-                         rates: RateLookup = reference_rates) -> int | None:
-    """Estimated micro-USD for ``tokens`` on ``model``, rounded half-to-even once; None when it has no price."""
-    exact = _exact_cost(tokens, model, input_share, rates)
-    return None if exact is None else round_fraction(exact)
-
-
 @dataclass(frozen=True, slots=True)
 class CostEstimate:
     """An estimate, not a bill: list prices, a blended input share, no I/O split in the telemetry."""
@@ -321,7 +270,7 @@ def estimate_run_cost(run: WorkflowRun, input_share: Number = DEFAULT_INPUT_SHAR
                       rates: RateLookup | None = None) -> CostEstimate:
     """Per-agent estimates (so routing one agent to a cheaper model shows), summed per stage; ``rates`` None: the
     reference's tier table."""
-    share = _share(input_share)
+    share = check_share(input_share)
     by_stage: dict[str, int] = {}
     assumed: dict[str, None] = {}
     unpriced: dict[str, None] = {}
@@ -363,63 +312,13 @@ def report(run: WorkflowRun, *, input_share: Number = DEFAULT_INPUT_SHARE, min_a
 # -------------------------------------------------------------------------------- routing savings
 
 
-@dataclass(frozen=True, slots=True)
-class SavingsEstimate:
-    """A planning estimate of routed vs all-on-one-model spend; never a measurement."""
-
-    baseline_micros: int
-    routed_micros: int
-    saved_micros: int  # negative when the routes cost more than the baseline
-    saved_pct: float  # 100 * saved / baseline, of the unrounded amounts; 0.0 when the baseline is 0
-
-
-def savings_estimate(traffic: Mapping[str, int], routes: Mapping[str, str], *, baseline_model: str,
-                     input_share: Number = DEFAULT_INPUT_SHARE, rates: RateLookup = reference_rates) -> SavingsEstimate:
-    """Price each role's token volume on its routed model and on ``baseline_model``.
-
-    ``traffic`` maps role -> tokens (e.g. the stage waterfall), ``routes`` maps role -> model. A
-    role with no route is a ValidationError: an unrouted role must surface, not fall back.
-    """
-    share = _share(input_share)
-    check_str("baseline_model", baseline_model)
-    volumes = []
-    for role, tokens in traffic.items():
-        if role not in routes:
-            raise ValidationError("traffic", role, f"has no route; routed roles: {', '.join(sorted(routes))}")
-        volumes.append((check_tokens(f"traffic[{role}]", tokens), check_str(f"routes[{role}]", routes[role])))
-    return _savings(volumes, baseline_model, share, rates, skip_unpriced=False)
-
-
-def _savings(volumes: Iterable[tuple[int, str]], baseline_model: str, share: Fraction, rates: RateLookup, *,
-             skip_unpriced: bool) -> SavingsEstimate:
-    """Each (tokens, model) priced on its model and on ``baseline_model``, each amount rounded once and summed."""
-    baseline = routed = 0
-    exact_baseline = exact_routed = Fraction(0)
-    for tokens, model in volumes:
-        got = _exact_cost(tokens, model, share, rates)
-        base = _exact_cost(tokens, baseline_model, share, rates)
-        if got is None and skip_unpriced:
-            continue
-        if got is None or base is None:
-            raise ValidationError("model", model if got is None else baseline_model,
-                                  "has no price: a savings estimate cannot price it")
-        exact_routed += got
-        exact_baseline += base
-        routed += round_fraction(got)
-        baseline += round_fraction(base)
-    # The percentage is a ratio, taken from the unrounded amounts: on a baseline of a few micro-USD
-    # the rounded ones would move it by tens of points.
-    pct = float(100 * (exact_baseline - exact_routed) / exact_baseline) if exact_baseline else 0.0
-    return SavingsEstimate(baseline, routed, baseline - routed, pct)
-
-
 def run_savings(run: WorkflowRun, *, baseline_model: str, input_share: Number = DEFAULT_INPUT_SHARE,
                 rates: RateLookup = reference_rates) -> SavingsEstimate:
     """The run as routed vs every agent on ``baseline_model``, each agent priced and rounded once (as
     ``estimate_run_cost`` does), so ``routed_micros`` is the run's estimated cost to the micro-dollar: one total
     wherever the run is shown. Agents on a model ``rates`` does not price are left out of both sides."""
-    return _savings(((a.tokens, a.model) for a in run.agents), check_str("baseline_model", baseline_model),
-                    _share(input_share), rates, skip_unpriced=True)
+    return priced_savings(((a.tokens, a.model) for a in run.agents), check_str("baseline_model", baseline_model),
+                          check_share(input_share), rates, skip_unpriced=True)
 
 
 # -------------------------------------------------------------------------------- from the ledger
@@ -480,7 +379,8 @@ def runs_from_events(events: Iterable[Event]) -> tuple[WorkflowRun, ...]:
 
 
 __all__ = [
-    "CostEstimate", "Finding", "RunReport", "RunSummary", "SavingsEstimate", "StageRow", "WorkflowAgent",
-    "WorkflowRun", "blended_rate", "decompose", "detect_degradation", "estimate_cost_micros", "estimate_run_cost",
-    "is_healthy", "report", "runs_from_events", "savings_estimate", "summarize", "tier", "verify_invariant",
+    "DEFAULT_INPUT_SHARE", "TIER_PRICES", "UNKNOWN_TIER_PRICED_AS", "CostEstimate", "Finding", "Number",
+    "RateLookup", "RunReport", "RunSummary", "SavingsEstimate", "StageRow", "WorkflowAgent", "WorkflowRun",
+    "blended_rate", "decompose", "detect_degradation", "estimate_cost_micros", "estimate_run_cost", "is_healthy",
+    "reference_rates", "report", "runs_from_events", "savings_estimate", "summarize", "tier", "verify_invariant",
 ]

@@ -29,7 +29,7 @@ from ledger.sources.attribution import (
     WorkflowRun,
 )
 from ledger.sources.records import ImportProblem, ImportRecord, ParseResult, idempotency_key, infer_provider
-from ledger.wire.events import Action, Context, LlmUsage, check_int
+from ledger.wire.events import Action, Context, LlmUsage, check_int, check_str
 
 
 def parse_workflow_run(document: Any, *, source: str) -> tuple[WorkflowRun | None, tuple[ImportProblem, ...]]:
@@ -40,31 +40,49 @@ def parse_workflow_run(document: Any, *, source: str) -> tuple[WorkflowRun | Non
     field is left out with a problem; the run's sum invariant then shows the gap.
     """
     try:
-        doc = rec.json_object(document, "")
-        run_id = rec.string(doc, "runId", "")
-        workflow = rec.string(doc, "workflowName", "", default="")
-        status = rec.string(doc, "status", "", limits.MAX_LABEL_CHARS, default="", allow_empty=True)
-        total = rec.count(rec.required(doc, "totalTokens", ""), "totalTokens")
-        entries = rec.required(doc, "workflowProgress", "")
-        if not isinstance(entries, list):
-            raise ValidationError("workflowProgress", entries, f"must be a JSON array, got {rec.json_type(entries)}")
+        head, entries = _run_head(document, anonymous=False)
     except ValidationError as e:
         return None, (rec.problem(source, None, e),)
     agents: list[WorkflowAgent] = []
     problems: list[ImportProblem] = []
     for index, entry in enumerate(entries):
-        path = f"workflowProgress[{index}]"
         try:
-            agent = _workflow_agent(entry, index, path)
+            agent = _workflow_agent(entry, index, f"workflowProgress[{index}]", anonymous=False)
         except ValidationError as e:
             problems.append(rec.problem(source, None, e))
             continue
         if agent is not None:
             agents.append(agent)
-    return WorkflowRun(run_id, workflow, status, total, tuple(agents)), tuple(problems)
+    return WorkflowRun(*head, tuple(agents)), tuple(problems)
 
 
-def _workflow_agent(entry: Any, index: int, path: str) -> WorkflowAgent | None:
+def read_workflow_run(document: Any, *, anonymous: bool = False) -> WorkflowRun:
+    """A decoded ``wf_*.json`` document as a typed run, all or nothing: the first bad field (run or agent entry) is
+    a ValidationError naming its JSON path and value. For one-shot reports that persist nothing.
+
+    ``anonymous``: the run and its agents may lack ``runId``, ``workflowName`` and ``model`` (empty strings then,
+    and an empty model matches no price tier); token counts and ``totalTokens`` are required all the same.
+    """
+    head, entries = _run_head(document, anonymous=anonymous)
+    agents = [_workflow_agent(entry, index, f"workflowProgress[{index}]", anonymous=anonymous)
+              for index, entry in enumerate(entries)]
+    return WorkflowRun(*head, tuple(a for a in agents if a is not None))
+
+
+def _run_head(document: Any, *, anonymous: bool) -> tuple[tuple[str, str, str, int], list[Any]]:
+    """(run_id, workflow, status, totalTokens) and the workflowProgress entries of a document."""
+    doc = rec.json_object(document, "")
+    run_id = rec.string(doc, "runId", "", default="" if anonymous else None)
+    workflow = rec.string(doc, "workflowName", "", default="")
+    status = rec.string(doc, "status", "", limits.MAX_LABEL_CHARS, default="", allow_empty=True)
+    total = rec.count(rec.required(doc, "totalTokens", ""), "totalTokens")
+    entries = rec.required(doc, "workflowProgress", "")
+    if not isinstance(entries, list):
+        raise ValidationError("workflowProgress", entries, f"must be a JSON array, got {rec.json_type(entries)}")
+    return (run_id, workflow, status, total), entries
+
+
+def _workflow_agent(entry: Any, index: int, path: str, *, anonymous: bool) -> WorkflowAgent | None:
     """One entry: an agent, or None for a phase header (headers carry no tokens)."""
     obj = rec.json_object(entry, path)
     kind = obj.get("type")
@@ -79,7 +97,7 @@ def _workflow_agent(entry: Any, index: int, path: str) -> WorkflowAgent | None:
         agent_id=rec.string(obj, "agentId", path, limits.MAX_LABEL_CHARS, default="", allow_empty=True),
         label=rec.string(obj, "label", path, limits.MAX_LABEL_CHARS, default="", allow_empty=True),
         stage=UNKNOWN_STAGE if stage is None else rec.string(obj, "phaseTitle", path),
-        model=rec.string(obj, "model", path),
+        model=rec.string(obj, "model", path, default="" if anonymous else None),
         state=rec.string(obj, "state", path, limits.MAX_LABEL_CHARS, default=UNKNOWN_STATE, allow_empty=True),
         tokens=rec.count(rec.required(obj, "tokens", path), rec.join(path, "tokens")),
         tool_calls=None if tool_calls is None else check_int(rec.join(path, "toolCalls"), tool_calls, 0,
@@ -89,6 +107,7 @@ def _workflow_agent(entry: Any, index: int, path: str) -> WorkflowAgent | None:
 def workflow_records(run: WorkflowRun, event_time_us: int) -> tuple[ImportRecord, ...]:
     """The events that represent ``run`` on the ledger (one per agent; see the module docstring)."""
     check_int("event_time_us", event_time_us, limits.MIN_EVENT_TIME_US, limits.MAX_EVENT_TIME_US)
+    check_str("run_id", run.run_id)  # an anonymous reading (read_workflow_run) has nothing to key events by
     head = {LABEL_SOURCE: SOURCE_CLAUDE_CODE, LABEL_TOTAL_TOKENS: str(run.total_tokens),
             LABEL_IO_SPLIT: IO_SPLIT_UNKNOWN}
     if run.status:

@@ -49,6 +49,7 @@ from typing import Any
 
 from ledger.economics.pricing import PriceBook, price_book_from_rows, usage_cost
 from ledger.economics.reputation import TrustEvent, reputation
+from ledger.economics.routing import priciest_model
 from ledger.errors import EconomicsError, ValidationError
 from ledger.limits import MAX_REPUTATION_SAMPLES, MAX_SERIES_POINTS
 from ledger.sdk.home import Home
@@ -208,10 +209,9 @@ def _workflow_run(rep: attribution.RunReport, run: attribution.WorkflowRun,
                "cost_micros": cost.get(st.stage, 0), "states": dict(st.states)} for st in s.stages]
     # Routing savings: the agents on the models they ran on vs everything on the run's priciest model (each agent
     # priced once, as the estimate is: the routed amount is the run's total)
-    priced = [a.model for a in run.agents if attribution.blended_rate(a.model, rates=rates) is not None]
+    baseline = priciest_model((a.model for a in run.agents), rates=rates)
     savings = None
-    if priced:
-        baseline = max(set(priced), key=lambda m: (attribution.blended_rate(m, rates=rates) or 0, m))
+    if baseline is not None:
         sv = attribution.run_savings(run, baseline_model=baseline, rates=rates)
         savings = {"baseline_model": baseline, "baseline_micros": sv.baseline_micros, "routed_micros": sv.routed_micros,
                    "saved_micros": sv.saved_micros, "saved_pct": round(sv.saved_pct, 1)}
