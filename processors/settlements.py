@@ -35,8 +35,12 @@ Semantics (event time only, so a replay settles exactly as the live run did):
   pair nets give each agent a net position (they sum to zero, ``net_positions``); the multilateral
   settlement (netting.multilateral_settle) is the fewest transfers that pay each agent exactly its
   position. Each transfer is a proposal; tiers 2 and 3 send it to the built-in ``LedgerRail``, whose
-  receipt (status "settled", tx_ref = idempotency key) is the event; tier 1 (metering) keeps it a
-  proposal (status "proposed", rail "none") and moves no money.
+  receipt (status "settled", tx_ref = idempotency key) is the event. Tier 1 (metering) makes no proposal
+  at all, as in the reference (``ledger.economics.proposals.should_propose``): its windows still net
+  pairs and report net positions (with paid and received 0), and no ``settlement`` event is derived.
+* **Threshold on the interaction.** An allocation whose interaction total (``total_micros``) is below the
+  rule's ``threshold_micros`` is not worth settling (the reference checks the total before proposing): it
+  is left out of the rule's pair balances. The threshold then applies again to each window's pair nets.
 """
 
 from __future__ import annotations
@@ -109,8 +113,8 @@ SETTLEMENTS = View(
         Column("payee", "VARCHAR", "agent that is paid"),
         Column("amount_micros", "BIGINT", "amount, micro-USD"),
         Column("method", "VARCHAR", "allocation method whose transfers were settled"),
-        Column("tier", "VARCHAR", "settlement tier (tier_1_metering only proposes)"),
-        Column("status", "VARCHAR", "settled (receipt from a rail) | proposed (tier 1: not paid)"),
+        Column("tier", "VARCHAR", "settlement tier (tier_1_metering derives none: it only meters)"),
+        Column("status", "VARCHAR", "settled (receipt from a rail) | proposed (a rail outside the fold pays)"),
         Column("rail", "VARCHAR", "payment rail: ledger (built in) | none"),
         Column("tx_ref", "VARCHAR", "the rail's transaction reference (ledger: the event's idempotency key)"),
         BATCH,
@@ -259,6 +263,8 @@ class Settlements(Processor):
         for rule in self.rules_at(t):
             if rule.method != body.method:
                 continue
+            if body.total_micros < rule.threshold_micros:  # too small an interaction to settle (reference rule)
+                continue
             start = window_start(t, rule.window_us)
             late = 0
             closed = self.closed_until.get(rule.rule_id, 0)
@@ -311,6 +317,8 @@ class Settlements(Processor):
         received: dict[str, int] = {}
         paid: dict[str, int] = {}
         settles = tier_settles(rule.tier)
+        if not settles:
+            transfers = []  # tier 1 meters only: the positions are reported, nothing is proposed or paid
         for tr in transfers:
             sid = settlement_id(rid, start, end, tr.payer, tr.payee)
             key = f"settlement:{sid}"

@@ -6,7 +6,9 @@
 - across windows nothing is lost: the pair balances of closed windows equal what was settled plus
   what is still carried below the threshold;
 - windows close by event time only (watermark past the end plus the allowed lateness);
-- tier 1 only proposes; tiers 2/3 settle through the ledger rail (receipt tx_ref = idempotency key);
+- tier 1 only meters (positions, no proposal); tiers 2/3 settle through the ledger rail (receipt tx_ref =
+  idempotency key);
+- an interaction whose total is below the rule's threshold is left out of its pair balances;
 - derived `settlement` events exactly once; replay equality.
 """
 
@@ -46,8 +48,12 @@ def test_windows_conserve_and_multilateral_pays_positions(home):
     # every closed window: positions sum to zero; transfers pay each agent exactly its position
     assert rows(home, "settlements", "SELECT count(*) FROM (SELECT rule_id, window_start_us, sum(position_micros) s "
                                      "FROM net_positions GROUP BY ALL) WHERE s != 0")[0][0] == 0
-    assert rows(home, "settlements", "SELECT count(*) FROM net_positions "
-                                     "WHERE received_micros - paid_micros != position_micros")[0][0] == 0
+    assert rows(home, "settlements", "SELECT count(*) FROM net_positions WHERE rule_id = 's-min' "
+                                     "AND received_micros - paid_micros != position_micros")[0][0] == 0
+    # tier 1 meters: positions are reported, nothing was paid or received
+    metered = rows(home, "settlements", "SELECT count(*), sum(abs(position_micros)), sum(received_micros + "
+                                        "paid_micros) FROM net_positions WHERE rule_id = 's-meter'")[0]
+    assert metered[0] > 0 and metered[1] > 0 and metered[2] == 0
     transfers = rows(home, "settlements", "SELECT rule_id, window_start_us, payer, payee, amount_micros "
                                           "FROM settlements")
     assert transfers
@@ -57,7 +63,7 @@ def test_windows_conserve_and_multilateral_pays_positions(home):
         by_window[(rid, ws)][payee] += amount
     positions = defaultdict(dict)
     for rid, ws, agent, pos in rows(home, "settlements", "SELECT rule_id, window_start_us, agent_id, position_micros "
-                                                         "FROM net_positions"):
+                                                         "FROM net_positions WHERE rule_id = 's-min'"):
         positions[(rid, ws)][agent] = pos
     assert {k: {a: v for a, v in d.items() if v} for k, d in by_window.items()} == dict(positions)
     assert all(sum(1 for t in transfers if (t[0], t[1]) == k) <= len(p) - 1 for k, p in positions.items())
@@ -79,9 +85,9 @@ def test_windows_conserve_and_multilateral_pays_positions(home):
     assert rows(home, "settlements", "SELECT count(*) FROM pair_balances WHERE status = 'closed' "
                                      f"AND window_end_us + {ALLOWED_LATENESS_US} > {wm}")[0][0] == 0
     assert rows(home, "settlements", "SELECT count(*) FROM pair_balances WHERE status = 'open'")[0][0] > 0
-    # tiers: metering proposes, tier 2 settles through the ledger rail; events exactly once
+    # tiers: metering proposes nothing, tier 2 settles through the ledger rail; events exactly once
     tiers = set(rows(home, "settlements", "SELECT tier, status, rail FROM settlements"))
-    assert tiers == {("tier_1_metering", "proposed", "none"), ("tier_2_rule_based", "settled", "ledger")}
+    assert tiers == {("tier_2_rule_based", "settled", "ledger")}
     events = derived(home, "settlements")
     assert len(events) == len(transfers) == len({i for i, _ in events})
     assert all(b.tx_ref == f"settlement:{b.settlement_id}" for _, b in events if b.status == "settled")
@@ -109,4 +115,27 @@ def test_opposite_transfers_cancel_within_a_window(tmp_path):
     assert pairs == [("alice", "bob", 0, 2, "closed"), ("bob", "carol", cost, 1, "closed")]
     assert rows(h, "settlements", "SELECT payer, payee, amount_micros, status FROM settlements") == [
         ("bob", "carol", cost, "settled")]
+    assert replay_equal(h, "settlements")
+
+
+def test_interactions_below_the_threshold_are_not_settled(tmp_path):
+    h = econ_home(tmp_path, agents=("alice", "bob", "carol"))
+    # gpt-4.1 both sides ($2 in, $8 out per MTok): "big" costs 100_000 micro-USD in all, "small" 35_000
+    control(h, [SettlementRule(rule_id="s", tier="tier_2_rule_based", method="requestor_pays",
+                               window_us=MINUTE_US, threshold_micros=40_000)], t=T0)
+    w0 = T0 - T0 % MINUTE_US + MINUTE_US
+    emit_as(h, "alice", [(call("big", "alice", "bob", request=4_000, response=6_000), w0 + 1_000),
+                         (call("small", "alice", "carol", request=500), w0 + 2_000)])
+    emit_as(h, "carol", [(call("tick", "carol", "alice"), w0 + MINUTE_US + ALLOWED_LATENESS_US + 1)])
+    run(h, "allocations")
+    totals = dict(rows(h, "allocations", "SELECT interaction_id, total_micros FROM allocations "
+                                         "WHERE method = 'requestor_pays'"))
+    assert totals["small"] < 40_000 <= totals["big"]
+    run(h, "settlements")
+    pairs = rows(h, "settlements", "SELECT agent_a, agent_b, allocations FROM pair_balances "
+                                   f"WHERE window_start_us = {w0} ORDER BY 1, 2")
+    assert pairs == [("alice", "bob", 1)]  # alice -> carol was too small to settle: no balance at all
+    big_owed = 4_000 * 2 + 6_000 * 8  # bob reads 4,000 at $2/MTok and writes 6,000 at $8/MTok
+    assert rows(h, "settlements", "SELECT payer, payee, amount_micros FROM settlements") == [
+        ("alice", "bob", big_owed)]
     assert replay_equal(h, "settlements")
