@@ -1,4 +1,5 @@
-"""The economics half of the ``tokenledger`` command: ``reprice`` and ``econ estimate|deposit|congestion|cache``.
+"""The economics half of the ``tokenledger`` command: ``reprice`` and
+``econ estimate|allocate|deposit|congestion|cache``.
 
 ``reprice`` prints what processors/services/reprice.py finds: the allocations re-priced with another
 price book (``--as-of`` and/or ``--price`` overrides) in a side view, diffed against the live view.
@@ -9,6 +10,7 @@ ledger/economics/allocation.py) and the shipped default price book; they touch n
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 import typer
@@ -16,8 +18,8 @@ import typer
 from ledger.cli.output import HomeOpt, JsonOpt, LogOpt, guarded, int_arg, open_home, out, parse_time, print_json, table
 from ledger.economics import econ
 from ledger.economics.allocation import ALLOCATION_METHODS, NASH_BARGAINING, allocate
-from ledger.economics.metering import estimate_interaction_cost
-from ledger.economics.money import format_usd
+from ledger.economics.metering import InteractionFlows, estimate_interaction_cost, meter_interaction
+from ledger.economics.money import format_usd, parse_usd
 from ledger.economics.pricing import ModelPrice, default_price_book
 from ledger.errors import ValidationError
 from ledger.sdk.home import resolve_log_url
@@ -115,26 +117,67 @@ def _emit(json_: bool, title: str, data: dict[str, Any]) -> None:
         table(title, ["field", "value"], [[k, v] for k, v in data.items()])
 
 
+def _usd_option(field: str, text: str | None) -> int | None:
+    """A USD amount option (``0.25`` or ``$0.25``) as exact micro-USD; the error names the option."""
+    if text is None:
+        return None
+    try:
+        micros = parse_usd(text.strip())
+    except ValidationError as e:
+        raise ValidationError(field, text, e.reason) from None
+    if micros < 0:
+        raise ValidationError(field, text, "must not be negative")
+    return micros
+
+
+def _fraction_option(field: str, text: str | None) -> Fraction | None:
+    """An exact decimal option (``0.6`` is 3/5); the library checks its range and names the same field."""
+    if text is None:
+        return None
+    try:
+        return Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise ValidationError(field, text, "must be a decimal number such as 0.5") from None
+
+
+def _split_row(a: Any) -> dict[str, Any]:
+    return {"requestor_pays_micros": a.requestor_pays, "responder_pays_micros": a.responder_pays,
+            "net_transfer_micros": a.net_transfer, "direction": a.direction}
+
+
 @econ_app.command("estimate", epilog="Example: tokenledger econ estimate --requestor anthropic/claude-opus-4-6 "
-                                     "--responder openai/gpt-4.1 --request-tokens 1500 --response-tokens 4000")
+                                     "--responder openai/gpt-4.1 --request-tokens 1500 --response-tokens 4000 "
+                                     "--value-a 0.50 --value-b 0.20")
 @guarded
 def econ_estimate(requestor: str = typer.Option(..., help="Requestor's provider/model."),
                   responder: str = typer.Option(..., help="Responder's provider/model."),
                   request_tokens: str = typer.Option(..., help="Request size, tokens."),
                   response_tokens: str = typer.Option(..., help="Response size, tokens."),
+                  value_a: str | None = typer.Option(None, "--value-a", help="Nash: what the interaction is worth "
+                                                     "to the requestor, USD (with --value-b: adds nash_bargaining)."),
+                  value_b: str | None = typer.Option(None, "--value-b", help="Nash: what it is worth to the "
+                                                     "responder, USD."),
+                  alpha: str = typer.Option("0.5", help="Nash: the requestor's bargaining power, 0-1."),
                   json_: bool = JsonOpt) -> None:
-    """What an interaction would cost (four flows, no caching) and how each method would split it."""
+    """What an interaction would cost (four flows, no caching) and how each method would split it (Nash
+    bargaining too when both sides' values are given)."""
     m = estimate_interaction_cost(request_tokens=_count("request_tokens", request_tokens),
                                   response_tokens=_count("response_tokens", response_tokens),
                                   requestor_price=_model("requestor", requestor),
                                   responder_price=_model("responder", responder))
+    va, vb = _usd_option("value_a", value_a), _usd_option("value_b", value_b)
+    if (va is None) != (vb is None):
+        raise ValidationError("value_b" if vb is None else "value_a", None,
+                              "Nash bargaining needs both --value-a and --value-b")
     splits: dict[str, dict[str, Any]] = {}
     for method in ALLOCATION_METHODS:
         if method == NASH_BARGAINING:
-            continue  # needs each side's value: not estimable from sizes alone
-        a = allocate(m, method)
-        splits[method] = {"requestor_pays_micros": a.requestor_pays, "responder_pays_micros": a.responder_pays,
-                          "net_transfer_micros": a.net_transfer, "direction": a.direction}
+            if va is None:
+                continue  # needs each side's value: not estimable from sizes alone
+            a = allocate(m, method, value_a=va, value_b=vb, alpha=_fraction_option("alpha", alpha))
+        else:
+            a = allocate(m, method)
+        splits[method] = _split_row(a)
     data: dict[str, int] = {**{f"{k}_micros": v for k, v in m.flow_costs().items()}, "total_micros": m.total,
             "requestor_incurred_micros": m.requestor_incurred, "responder_incurred_micros": m.responder_incurred}
     if json_:
@@ -144,6 +187,85 @@ def econ_estimate(requestor: str = typer.Option(..., help="Requestor's provider/
     table("allocation by method", ["method", "requestor pays", "responder pays", "transfer", "direction"],
            [[k, format_usd(v["requestor_pays_micros"]), format_usd(v["responder_pays_micros"]),
              format_usd(v["net_transfer_micros"]), v["direction"]] for k, v in splits.items()])
+
+
+@econ_app.command("allocate", epilog="Example: tokenledger econ allocate --requestor anthropic/claude-sonnet-4-6 "
+                                     "--responder anthropic/claude-sonnet-4-6 --request-tokens 10000 "
+                                     "--response-tokens 3000 --method nash_bargaining --value-a 1 --value-b 0.5 "
+                                     "--alpha 0.6")
+@guarded
+def econ_allocate(requestor: str = typer.Option(..., help="Requestor's provider/model."),
+                  responder: str = typer.Option(..., help="Responder's provider/model."),
+                  request_tokens: str = typer.Option(..., help="Request size, tokens (written, then read)."),
+                  response_tokens: str = typer.Option(..., help="Response size, tokens (written, then read)."),
+                  request_cached: str = typer.Option("0", help="Part of the request the responder reads from "
+                                                     "its cache, tokens."),
+                  response_cached: str = typer.Option("0", help="Part of the response the requestor reads from "
+                                                      "its cache, tokens."),
+                  method: str = typer.Option("shapley", help="One of: " + ", ".join(ALLOCATION_METHODS) + "."),
+                  alpha: str | None = typer.Option(None, help="nash_bargaining: the requestor's bargaining "
+                                                   "power, 0-1 (default 0.5)."),
+                  value_a: str | None = typer.Option(None, "--value-a", help="nash_bargaining (required): the "
+                                                     "interaction's worth to the requestor, USD."),
+                  value_b: str | None = typer.Option(None, "--value-b", help="nash_bargaining (required): its "
+                                                     "worth to the responder, USD."),
+                  disagreement_a: str | None = typer.Option(None, "--disagreement-a", help="nash_bargaining: the "
+                                                            "requestor's payoff without a deal, USD (default 0)."),
+                  disagreement_b: str | None = typer.Option(None, "--disagreement-b", help="nash_bargaining: the "
+                                                            "responder's payoff without a deal, USD (default 0)."),
+                  no_surplus_fallback: str | None = typer.Option(None, help="nash_bargaining: the rule-based "
+                                                                 "method to use when there is no surplus "
+                                                                 "(default: refuse)."),
+                  standalone_cost_a: str | None = typer.Option(None, "--standalone-cost-a", help="shapley: what "
+                                                               "the requestor spends alone, USD (default: its "
+                                                               "request-output cost)."),
+                  standalone_cost_b: str | None = typer.Option(None, "--standalone-cost-b", help="shapley: what "
+                                                               "the responder spends alone, USD (default 0)."),
+                  json_: bool = JsonOpt) -> None:
+    """Split one interaction's cost by a method, with its parameters: the four flows, each side's share, the
+    net transfer and its direction. A parameter the method does not take is refused, as is Nash without
+    both values."""
+    flows = InteractionFlows.symmetric(request_tokens=_count("request_tokens", request_tokens),
+                                       response_tokens=_count("response_tokens", response_tokens),
+                                       request_cached_tokens=_count("request_cached", request_cached),
+                                       response_cached_tokens=_count("response_cached", response_cached))
+    m = meter_interaction(flows, requestor_price=_model("requestor", requestor),
+                          responder_price=_model("responder", responder))
+    given = {"alpha": _fraction_option("alpha", alpha), "value_a": _usd_option("value_a", value_a),
+             "value_b": _usd_option("value_b", value_b),
+             "disagreement_a": _usd_option("disagreement_a", disagreement_a),
+             "disagreement_b": _usd_option("disagreement_b", disagreement_b),
+             "no_surplus_fallback": no_surplus_fallback,
+             "standalone_cost_a": _usd_option("standalone_cost_a", standalone_cost_a),
+             "standalone_cost_b": _usd_option("standalone_cost_b", standalone_cost_b)}
+    a = allocate(m, method, **{k: v for k, v in given.items() if v is not None})
+    data: dict[str, Any] = {"method": a.method, **_split_row(a), "total_micros": m.total,
+                            "requestor_incurred_micros": m.requestor_incurred,
+                            "responder_incurred_micros": m.responder_incurred,
+                            "flows_micros": m.flow_costs(), "parameters": a.parameters}
+    if json_:
+        print_json(data)
+        return
+    table(f"interaction cost ({format_usd(m.total)})", ["flow", "tokens", "cached", "cost"],
+          [[name, getattr(flows, name).tokens, getattr(flows, name).cached_tokens, format_usd(cost)]
+           for name, cost in m.flow_costs().items()])
+    table(f"allocation: {a.method}", ["field", "value"], [
+        ["requestor pays", format_usd(a.requestor_pays)], ["responder pays", format_usd(a.responder_pays)],
+        ["requestor incurred", format_usd(m.requestor_incurred)],
+        ["responder incurred", format_usd(m.responder_incurred)],
+        ["net transfer", format_usd(a.net_transfer)], ["direction", a.direction],
+        *[[f"parameter {k}", _parameter_text(k, v)] for k, v in sorted(a.parameters.items())]])
+
+
+# allocation parameters that are money (int micro-USD); the rest are ratios, names or counts
+_MONEY_PARAMETERS = frozenset({"value_a", "value_b", "disagreement_a", "disagreement_b", "surplus",
+                               "standalone_cost_a", "standalone_cost_b"})
+
+
+def _parameter_text(name: str, value: Any) -> str:
+    if value is None:
+        return ""
+    return format_usd(value) if name in _MONEY_PARAMETERS and isinstance(value, int) else str(value)
 
 
 def _number(field: str, text: str | None, meaning: str) -> float | None:
@@ -208,8 +330,6 @@ def econ_cache(model: str = typer.Option(..., help="provider/model (its input, c
                uses: str = typer.Option("10", help="Interactions that reuse it (>= 1)."),
                json_: bool = JsonOpt) -> None:
     """Caching economics: per-use cost of a cached context with the model's own cache rates, vs no cache."""
-    from fractions import Fraction
-
     price = _model("model", model)
     if price.input == 0:
         raise ValidationError("model", model, "has a zero input rate: cache multipliers are undefined")

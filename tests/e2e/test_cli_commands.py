@@ -28,7 +28,7 @@ COMMANDS = {
     "emit", "emit action", "emit data", "emit compute", "emit trust", "emit interaction", "emit outcome",
     "budget", "budget check", "budget set", "budget show",
     "reputation", "reputation show",
-    "econ", "econ estimate", "econ deposit", "econ congestion", "econ cache",
+    "econ", "econ estimate", "econ allocate", "econ deposit", "econ congestion", "econ cache",
     "serve", "token", "token create", "token list", "token revoke",
     "alerts", "alerts add-webhook", "alerts list", "alerts remove", "alerts deliveries",
 }
