@@ -25,7 +25,10 @@ Limits in units (allocation ``a``, percentages of the policy)
       action is ALLOW or ALERT_ONLY;
     * soft zone   = consumed (+ reserved + requested) >= a * soft% / 100 exactly.
     Status (seed 002, exactly): critical at utilisation >= hard%, warning >= soft%, normal >= 50%,
-    healthy below. A zero allocation is critical (0 >= hard% of 0).
+    healthy below. A zero allocation is critical (0 >= hard% of 0). A view reports one more:
+    overdrawn when consumed > allocation, whatever the percentages; its ``remaining`` is then
+    negative (allocation - consumed, as token-budget-contracts reports an overdraw), where seed
+    002 clamps it at 0. The fold's own status (alerts) never says overdrawn: ``policy.status``.
 
 Integer arithmetic (no Fraction per event)
     A policy's three percentages are exact (ints or Decimals); at construction each becomes an
@@ -147,6 +150,7 @@ class BudgetStatus(str, enum.Enum):  # noqa: UP042 - str() and format() of membe
     NORMAL = "normal"
     WARNING = "warning"
     CRITICAL = "critical"
+    OVERDRAWN = "overdrawn"  # views only: consumed beyond the allocation (remaining < 0)
 
 
 _STATUS_RANK = {s: i for i, s in enumerate(BudgetStatus)}
@@ -590,10 +594,10 @@ class BudgetView:
     allocation: int
     consumed: int
     reserved: int
-    remaining: int  # allocation - consumed, at least 0 (seed 002)
+    remaining: int  # allocation - consumed: negative when overdrawn (seed 002 clamps at 0; we report the overdraw)
     available: int  # what admission could still admit: ceiling - consumed - reserved, at least 0
     utilisation: float  # consumed / allocation (0.0 or inf for a zero allocation)
-    status: BudgetStatus
+    status: BudgetStatus  # overdrawn when remaining < 0, else the seed's status
     emergency_used: int
     throttle_level: int
     suspended: bool
@@ -844,14 +848,19 @@ def view(state: BudgetState, policy: BudgetPolicy, at_us: int | None = None) -> 
         allocation=allocation,
         consumed=consumed,
         reserved=reserved,
-        remaining=max(0, allocation - consumed),
+        remaining=allocation - consumed,
         available=max(0, policy.ceiling(allocation) - consumed - reserved),
         utilisation=utilisation,
-        status=policy.status(consumed, allocation),
+        status=view_status(policy, consumed, allocation),
         emergency_used=state.emergency_used,
         throttle_level=state.throttle_level,
         suspended=state.suspended,
     )
+
+
+def view_status(policy: BudgetPolicy, consumed: int, allocation: int) -> BudgetStatus:
+    """A view's status: overdrawn when ``consumed`` exceeds ``allocation``, else the seed's (``policy.status``)."""
+    return BudgetStatus.OVERDRAWN if consumed > allocation else policy.status(consumed, allocation)
 
 
 def admission_chain(levels: Sequence[Level], amount: int, event_time_us: int) -> Decision:

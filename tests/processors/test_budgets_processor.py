@@ -160,7 +160,10 @@ def test_consumption_status_resets_and_alerts_once(tmp_path):
                   event_time_us=T0 + 2_003)
     run(h)
     a = budget(h, "agent", "alice", "action")
-    assert (a["consumed"], a["status"], a["parent_scope"], a["parent_id"]) == (12, "critical", "task", "t1")
+    # 12 of 10 consumed (usage is a fact, recorded past the limit): an overdraw, reported as such and as negative
+    # remaining (token-budget-contracts' convention), no longer clamped to 0 / "critical"
+    assert (a["consumed"], a["status"], a["parent_scope"], a["parent_id"]) == (12, "overdrawn", "task", "t1")
+    assert a["remaining"] == -2
     assert budget(h, "project", "p1", "data")["consumed"] == 500
     assert budget(h, "agent", "alice", "llm_tokens")["consumed"] == 1_515  # an unpriced call still has tokens
     usd = budget(h, "agent", "alice", "usd")

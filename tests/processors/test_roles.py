@@ -153,7 +153,9 @@ def test_a_flood_of_valid_maximal_data_events_saturates_instead_of_crashing(tmp_
         em.emit(Data(bytes_read=5, bytes_written=0), event_time_us=T0 + 10_000)
     run(h)
     a = budget(h, "agent", "alice", "data")
-    assert a["consumed"] == limits.MAX_BUDGET_COUNTER and a["status"] == "critical"
+    # saturated far past its allocation: an overdraw, reported as such with negative remaining (not clamped to 0)
+    assert a["consumed"] == limits.MAX_BUDGET_COUNTER and a["status"] == "overdrawn"
+    assert a["remaining"] == 10**6 - limits.MAX_BUDGET_COUNTER
     assert budget(h, "org", "acme", "data")["consumed"] == limits.MAX_BUDGET_COUNTER
     assert replayed(h, "budgets")["digest"] == live_digest(h, "budgets")["digest"]
 
