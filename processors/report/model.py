@@ -3,7 +3,9 @@
 ``build(home)`` reads the published views (``processors.views.connect_views``: Parquet only, so it never
 blocks a processor) and returns a plain, JSON-ready report model; ``processors.report.html.render_html``
 turns the model into ONE self-contained HTML page with the inline SVG charts of ``processors.report.svg``;
-the CLI (processors/cli/report.py) prints the same model as tables.
+the CLI (processors/cli/report.py) prints the same model as tables. ``build_files(paths)`` is the one-shot report of
+Claude Code workflow files without a home (``tokenledger report FILE...``): the same per-run entries, priced by the
+reference tier table.
 
 Cost waterfall per run, by stage (first-seen stage order):
     * imported workflow runs (``tokenledger import claude-code``): ``ledger.sources.attribution`` over runs
@@ -45,16 +47,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from ledger.economics.pricing import PriceBook, price_book_from_rows, usage_cost
 from ledger.economics.reputation import TrustEvent, reputation
 from ledger.economics.routing import priciest_model
 from ledger.errors import EconomicsError, ValidationError
-from ledger.limits import MAX_REPUTATION_SAMPLES, MAX_SERIES_POINTS
+from ledger.files import read_text_bounded
+from ledger.limits import MAX_IMPORT_FILE_BYTES, MAX_REPUTATION_SAMPLES, MAX_SERIES_POINTS
 from ledger.sdk.home import Home
 from ledger.sources import attribution
-from ledger.sources.importers import infer_provider
+from ledger.sources.claude_code import read_workflow_run
+from ledger.sources.importers import expand_paths, infer_provider
+from ledger.sources.records import short
 from ledger.wire.events import Action, Context, Event, LlmUsage
 from ledger.wire.timefmt import fmt_time
 from processors import views
@@ -422,15 +428,54 @@ def build(home: Home, filters: ReportFilter = NO_FILTER, *, log_url: str | None 
     }
 
 
+FILES_RATES = ("no home, so no price book: the reference meter's tier table at list prices (fable, opus, sonnet, "
+               "haiku by model-name substring; a model in no tier is priced as opus and named in assumed_models)")
+
+
+def _read_run_file(path: Path) -> attribution.WorkflowRun:
+    """One ``wf_*.json`` file as a run, all or nothing (``read_workflow_run``: runId, models and counts required)."""
+    text = read_text_bounded(path, MAX_IMPORT_FILE_BYTES, field="file", limit_name="MAX_IMPORT_FILE_BYTES")
+    try:
+        document = json.loads(text)
+    except ValueError as e:
+        raise ValidationError("file", str(path), f"is not JSON: {e}") from None
+    return read_workflow_run(document)
+
+
+def build_files(paths: Sequence[str | Path]) -> dict[str, Any]:
+    """The one-shot report of Claude Code workflow files (``wf_*.json``; a directory stands for the ones under it),
+    without a ledger home: nothing is read from or written to a log.
+
+    Each file is one run, attributed as an imported run is (``_workflow_run``: the stage waterfall in first-seen order,
+    the sum invariant, degradation findings, the *estimated* cost and the routing savings estimate), but priced by the
+    reference tier table (``FILES_RATES``): there is no price book without a home. A file that cannot be read or holds
+    a bad field is left out and listed in ``problems`` (file, JSON path, value, reason); the others are reported."""
+    files = expand_paths("claude-code", paths)
+    runs: list[dict[str, Any]] = []
+    problems: list[dict[str, Any]] = []
+    for path in files:
+        try:
+            run = _read_run_file(path)
+        except ValidationError as e:
+            problems.append({"file": str(path), "field": e.field, "value": short(e.value), "reason": e.reason})
+            continue
+        rates = attribution.reference_rates
+        # rates None: the tier table, and the models it prices as opus are named (assumed_models)
+        runs.append({**_workflow_run(attribution.report(run), run, rates), "file": str(path)})
+    return {"home": None, "files": [str(p) for p in files], "rates": FILES_RATES, "runs": runs, "problems": problems}
+
+
 def select_run(model: dict[str, Any], run: str | None) -> dict[str, Any]:
     """The model narrowed to one run's waterfall; a run that is not there is a ValidationError."""
     if run is None:
         return model
     chosen = [r for r in model["runs"] if r["run"] == run]
     if not chosen:
-        raise ValidationError("run", run, "is not a run in this home's events",
+        raise ValidationError("run", run, "is not a run in these files" if model["home"] is None
+                              else "is not a run in this home's events",
                               hint="runs: " + ", ".join(r["run"] for r in model["runs"][:20]))
     return {**model, "runs": chosen}
 
 
-__all__ = ["NO_FILTER", "ReportFilter", "build", "call_cost", "price_book", "select_run"]
+__all__ = ["FILES_RATES", "NO_FILTER", "ReportFilter", "build", "build_files", "call_cost", "price_book",
+           "select_run"]
