@@ -18,7 +18,7 @@ from ledger.compat.acat import health, pricing
 from ledger.compat.acat import ledger as acat_ledger
 from ledger.errors import ValidationError
 from ledger.sources.attribution import WorkflowRun
-from ledger.testing.samples import agent, degraded_run_doc, phase, sample_run_doc, wf_doc
+from ledger.testing.samples import agent, degraded_run_doc, phase, sample_run_doc
 
 
 def small_run() -> dict[str, Any]:
@@ -219,24 +219,3 @@ def test_deviation_degradation_arguments_checked() -> None:
         acat.detect_degradation(sample_run_doc(), min_agents=-1)
     with pytest.raises(ValidationError):
         acat.detect_degradation(sample_run_doc(), cheap_ratio="0.25")
-
-
-def test_run_id_required_only_by_the_importer() -> None:
-    from ledger.sources.claude_code import parse_workflow_run, read_workflow_run, workflow_records
-
-    doc = small_run()
-    run, problems = parse_workflow_run(doc, source="f.json")
-    assert run is None and problems[0].field == "runId"
-    anonymous = read_workflow_run(doc, anonymous=True)
-    assert anonymous.run_id == "" and anonymous.agents[2].model == ""
-    with pytest.raises(ValidationError) as e:
-        read_workflow_run(doc)
-    assert e.value.field == "runId"
-    with pytest.raises(ValidationError) as e:
-        workflow_records(anonymous, 1_700_000_000_000_000)
-    assert e.value.field == "run_id"
-    named = read_workflow_run(wf_doc("wf_1", [agent("a", "S", "claude-opus-4-6", 10)]))
-    assert [(a.stage, a.tokens) for a in named.agents] == [("S", 10)]
-    with pytest.raises(ValidationError) as e:
-        read_workflow_run(wf_doc("wf_1", [{"type": "workflow_agent", "tokens": 10}]))
-    assert e.value.field == "workflowProgress[0].model"
