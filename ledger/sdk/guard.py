@@ -60,6 +60,9 @@ The rules:
   - ``g.spent(amount)`` is spend no event records (a tool, an uninstrumented call), in the guard's unit: counted
     against the holds and committed when the block closes (``reported``). Code that meters calls itself either
     emits the action and reports it with ``after_call``, or reports it only with ``spent``; never both.
+* **Calls without usage.** ``g.spent_text(prompt, reply)`` (``llm_tokens`` guards) reports a call nothing metered
+  by the token estimator (``ledger.economics.token_estimate``): a real tokenizer where installed, the word
+  heuristic otherwise; ``ledger.sdk.govern`` reserves and reports this way around a function.
 * **Closing.** On exit, with or without an exception, ``reported`` is committed across the holds in order (each up
   to its amount; the last one also takes any excess, which the budgets processor counts as usage beyond the hold);
   a hold nothing was committed to is released. A commit frees the rest of its hold (the budgets fold,
@@ -101,6 +104,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from ledger import limits
 from ledger.economics.pricing import PriceBook, price_book_from_rows, usage_cost
+from ledger.economics.token_estimate import count_tokens
 from ledger.errors import AdmissionError, BudgetRefused, EconomicsError, LedgerError, ValidationError
 from ledger.wire.events import BUDGET_SCOPES, LlmUsage, check_choice, check_int, check_opt_str, check_str
 
@@ -373,6 +377,18 @@ class ActiveGuard:
             self._check_open()
             self._used += amount
             self._reported += amount
+
+    def spent_text(self, *texts: str) -> int:
+        """Spend of a call whose usage nobody reported, estimated from its texts (prompt, reply): for an
+        ``llm_tokens`` guard, ``spent`` of the sum of ``ledger.economics.token_estimate.count_tokens`` over
+        ``texts`` (tiktoken's cl100k_base where installed, the words * 1.3 heuristic otherwise); returns it. A usd
+        guard refuses it (an estimate in tokens has no price without a model). Reported usage replaces estimates:
+        never for a call an instrumented client recorded."""
+        if self.kind != LLM_TOKENS:
+            raise ValidationError("kind", self.kind, "a text estimate is in tokens: only an llm_tokens guard takes it")
+        amount = sum(count_tokens(t) for t in texts)
+        self.spent(amount)
+        return amount
 
     # the instrumented clients' hooks
 
