@@ -13,12 +13,14 @@
   the start of the text or after whitespace, as a whole word) wins and is removed from the text (runs of spaces or
   tabs it leaves collapse to one, ends stripped); otherwise a match of the caller's ``deep_pattern`` (case-insensitive)
   routes to ``deep_role``; otherwise ``default_role``. A text that is not a string routes as the empty text.
-* **Savings estimate** (``savings_estimate``, ``run_savings``): token volumes priced on their routed model and on one
-  baseline model at the blended rate of ``ledger.economics.blended``. Feed it the meter's *real* volumes (a workflow
-  run's stage waterfall, ``volumes_by_role``, or the tokens per role of the ledger's own calls); the result is
-  labelled an **estimate** (``SavingsEstimate.basis``): list prices and an assumed input share, never a
-  measurement. Each (volume, model) amount is rounded half-to-even to micro-USD once and the amounts are summed, so
-  routed, baseline and saved are exact integers that add up; the percentage is taken from the unrounded amounts.
+* **Savings estimate** (``savings_estimate``; per agent: ``priced_savings``): token volumes priced on their routed
+  model and on one baseline model at the blended rate of ``ledger.economics.blended``. Feed it the meter's *real*
+  volumes (a workflow run's stage waterfall, ``volumes_by_role``, or the tokens per role of the ledger's own calls);
+  the result is labelled an **estimate** (``SavingsEstimate.basis``): list prices and an assumed input share, never
+  a measurement. ``metered_savings`` prices volumes that carry the ledger's input/output split (``metered_volumes``)
+  at each model's input and output rates, so no share is assumed. Each (volume, model) amount is rounded
+  half-to-even to micro-USD once and the amounts are summed, so routed, baseline and saved are exact integers that
+  add up; the percentage is taken from the unrounded amounts.
 
 Never: a float as money, a guessed model for an unknown role, an override that silently changes nothing.
 Pure: the caller reads the overrides file (``read_overrides`` is the one function here that does I/O).
@@ -46,6 +48,7 @@ from ledger.economics.blended import (
 )
 from ledger.economics.money import check_tokens, round_fraction
 from ledger.errors import ValidationError
+from ledger.units import TOKENS_PER_MTOK
 from ledger.wire.events import check_str
 
 DEFAULT_ROLE = "chat"  # the role a message goes to without a tag or an escalation
@@ -312,6 +315,70 @@ def volumes_by_role(usage: Iterable[tuple[str, int]]) -> dict[str, int]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class MeteredVolume:
+    """Tokens a role was metered with, split as the ledger records them: ``input_tokens`` (everything the model read,
+    cache reads included) and ``output_tokens`` (everything it wrote, reasoning included)."""
+
+    input_tokens: int
+    output_tokens: int
+
+    def __post_init__(self) -> None:
+        check_tokens("input_tokens", self.input_tokens)
+        check_tokens("output_tokens", self.output_tokens)
+
+
+def metered_volumes(calls: Iterable[tuple[str, int, int]]) -> dict[str, MeteredVolume]:
+    """(role, input_tokens, output_tokens) per metered call (e.g. each ``llm_calls`` row's stage and counts) summed
+    per role, in first-seen order."""
+    totals: dict[str, tuple[int, int]] = {}
+    for role, input_tokens, output_tokens in calls:
+        check_str("role", role, limits.MAX_ID_CHARS)
+        got_in, got_out = totals.get(role, (0, 0))
+        totals[role] = (got_in + check_tokens(f"input_tokens[{role}]", input_tokens),
+                        got_out + check_tokens(f"output_tokens[{role}]", output_tokens))
+    return {role: MeteredVolume(i, o) for role, (i, o) in totals.items()}
+
+
+def metered_savings(volumes: Mapping[str, MeteredVolume], routes: Mapping[str, str] | RoleTable, *,
+                    baseline_model: str, rates: RateLookup = reference_rates) -> SavingsEstimate:
+    """Like ``savings_estimate``, but on volumes that carry their input/output split (the ledger meters both): each
+    role's input tokens at the model's input rate and its output tokens at its output rate, so no input share is
+    assumed. Still an estimate: the same tokens on another model are list prices of a run that did not happen
+    (another model would not have written the same number of tokens). A model ``rates`` does not price is a
+    ValidationError."""
+    check_str("baseline_model", baseline_model)
+    baseline = routed = 0
+    exact_baseline = exact_routed = Fraction(0)
+    for role, volume in volumes.items():
+        if not isinstance(volume, MeteredVolume):
+            raise ValidationError(f"volumes[{role}]", volume, "must be a MeteredVolume")
+        model = routes.resolve(role).model if isinstance(routes, RoleTable) else _route(routes, role)
+        got = _split_cost(volume, model, rates)
+        base = _split_cost(volume, baseline_model, rates)
+        exact_routed += got
+        exact_baseline += base
+        routed += round_fraction(got)
+        baseline += round_fraction(base)
+    pct = float(100 * (exact_baseline - exact_routed) / exact_baseline) if exact_baseline else 0.0
+    return SavingsEstimate(baseline, routed, baseline - routed, pct,
+                           basis="estimate: list prices of the metered input and output tokens; not a measurement")
+
+
+def _route(routes: Mapping[str, str], role: str) -> str:
+    if role not in routes:
+        raise ValidationError("volumes", role, f"has no route; routed roles: {', '.join(sorted(routes))}")
+    return check_str(f"routes[{role}]", routes[role])
+
+
+def _split_cost(volume: MeteredVolume, model: str, rates: RateLookup) -> Fraction:
+    got = rates(model)
+    if got is None:
+        raise ValidationError("model", model, "has no price: a savings estimate cannot price it")
+    rate_in, rate_out = got
+    return Fraction(volume.input_tokens * rate_in + volume.output_tokens * rate_out, TOKENS_PER_MTOK)
+
+
 def priciest_model(models: Iterable[str], *, input_share: Number = DEFAULT_INPUT_SHARE,
                    rates: RateLookup = reference_rates) -> str | None:
     """The model with the highest blended rate (ties: the greater name), None when none is priced: the natural
@@ -326,7 +393,8 @@ def priciest_model(models: Iterable[str], *, input_share: Number = DEFAULT_INPUT
 
 
 __all__ = [
-    "DEEP_ROLE", "DEFAULT_ROLE", "ESTIMATE_BASIS", "MessageRouter", "OverrideProblem", "RoleConfig", "RoleOverride",
-    "RoleTable", "Routed", "SavingsEstimate", "parse_overrides", "priced_savings", "priciest_model",
-    "read_overrides", "role_table_from", "savings_estimate", "volumes_by_role",
+    "DEEP_ROLE", "DEFAULT_ROLE", "ESTIMATE_BASIS", "MessageRouter", "MeteredVolume", "OverrideProblem",
+    "RoleConfig", "RoleOverride", "RoleTable", "Routed", "SavingsEstimate", "metered_savings", "metered_volumes",
+    "parse_overrides", "priced_savings", "priciest_model", "read_overrides", "role_table_from", "savings_estimate",
+    "volumes_by_role",
 ]

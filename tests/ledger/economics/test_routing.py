@@ -244,3 +244,29 @@ def test_savings_on_a_runs_measured_volumes() -> None:
     assert priciest_model(["x"], rates=lambda _m: None) is None
     with pytest.raises(ValidationError):
         volumes_by_role([("Search", "12")])  # type: ignore[list-item]
+
+
+def test_metered_savings_use_the_measured_split() -> None:
+    calls = [("Search", 900_000, 100_000), ("Verify", 200_000, 50_000), ("Search", 100_000, 0)]
+    volumes = routing.metered_volumes(calls)
+    assert volumes == {"Search": routing.MeteredVolume(1_000_000, 100_000),
+                       "Verify": routing.MeteredVolume(200_000, 50_000)}
+    est = routing.metered_savings(volumes, {"Search": "claude-haiku-4-5", "Verify": "claude-sonnet-4-6"},
+                                  baseline_model="claude-opus-4-6")
+    # routed: Search 1M x 1 + 0.1M x 5 = 1.5 USD; Verify 0.2M x 3 + 0.05M x 15 = 1.35 -> 2,850,000 micro-USD
+    # baseline opus: 1.2M x 5 + 0.15M x 25 = 9.75 -> 9,750,000
+    assert (est.routed_micros, est.baseline_micros, est.saved_micros) == (2_850_000, 9_750_000, 6_900_000)
+    assert est.saved_pct == pytest.approx(100 * 6.9 / 9.75) and "metered input and output" in est.basis
+    by_table = routing.metered_savings({"extract": routing.MeteredVolume(3, 1)}, table(), baseline_model="x-opus")
+    # haiku: 3 tokens x 1 USD/MTok + 1 x 5 = 8 micro-USD; opus: 3 x 5 + 1 x 25 = 40
+    assert (by_table.routed_micros, by_table.baseline_micros, by_table.saved_pct) == (8, 40, 80.0)
+    with pytest.raises(ValidationError) as e:
+        routing.metered_savings({"nosuch": routing.MeteredVolume(1, 1)}, {"chat": "m"}, baseline_model="m")
+    assert e.value.field == "volumes"
+    with pytest.raises(ValidationError):
+        routing.metered_savings({"chat": (1, 1)}, {"chat": "m"}, baseline_model="m")  # type: ignore[dict-item]
+    with pytest.raises(ValidationError) as e:
+        routing.metered_volumes([("Search", 1, -1)])
+    assert e.value.field == "output_tokens[Search]"
+    with pytest.raises(ValidationError):
+        routing.metered_savings(volumes, {"Search": "m", "Verify": "m"}, baseline_model="m", rates=lambda _m: None)
