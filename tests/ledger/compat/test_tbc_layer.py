@@ -406,3 +406,35 @@ def test_public_names_and_lazy_adapters() -> None:
         assert getattr(tbc, name) is getattr(adapters, name)
     with pytest.raises(AttributeError):
         tbc.nothing_here  # noqa: B018
+
+
+def test_global_tracer_and_exceptions_recorded_on_spans() -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)  # once per process: a later call is ignored with a warning
+    m = tbc.BudgetManager()
+    assert m.enable_telemetry("tbc-layer-test") is True
+    m.register_agent("g", max_tokens=100, confidence_threshold=0.5)
+    m.record_usage("g", 1, confidence=0.7)
+
+    @m.govern("g")
+    def call(q: str) -> str:
+        return "x"
+
+    exporter.clear()
+    with pytest.raises(tbc.BudgetExceededError):
+        call("blocked")
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    if not spans:  # another test in this process set the global provider first
+        pytest.skip("the global tracer provider was already set by another test")
+    assert dict(spans["tbc.confidence_gate_block"].attributes or {}) == {
+        "tbc.agent": "g", "tbc.confidence": 0.7, "tbc.threshold": 0.5}
+    gov = spans["tbc.govern_call"]
+    assert (gov.attributes or {}).get("tbc.gate_blocked") is True
+    assert [e.name for e in gov.events] == ["exception"]
