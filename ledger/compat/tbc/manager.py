@@ -34,7 +34,7 @@ from ledger.compat.tbc.ledger import Ledger
 from ledger.compat.tbc.reallocator import Reallocator
 from ledger.compat.tbc.store import UNKNOWN, HomeStore
 from ledger.compat.tbc.tokenizer import estimate_tokens
-from ledger.economics.reallocation import next_confidence
+from ledger.economics.reallocation import Transfer, next_confidence
 from ledger.errors import ValidationError
 from ledger.sdk.home import Home
 
@@ -122,24 +122,36 @@ class BudgetManager:
 
     # spending
 
-    def _enforce(self, agent_name: str, tokens: int) -> None:
-        """Raise ``BudgetExceededError`` unless ``tokens`` fit, reallocating the shortfall (all or nothing)."""
+    def _enforce(self, agent_name: str, tokens: int) -> tuple[Transfer, ...]:
+        """Raise ``BudgetExceededError`` unless ``tokens`` fit, reallocating the shortfall (all or nothing); the
+        transfers it made (none when the tokens fit as they are)."""
         remaining = self.ledger.remaining(agent_name)
         if tokens <= remaining:
-            return
+            return ()
         shortfall = tokens - remaining
         if self.reallocator.reallocate(agent_name, shortfall) < shortfall:
             raise BudgetExceededError(agent_name, requested=tokens, available=remaining)
+        return self.reallocator.last_transfers
+
+    def _undo(self, transfers: tuple[Transfer, ...]) -> None:
+        """Give back what ``transfers`` moved (the spend that needed them was not recorded)."""
+        for t in reversed(transfers):
+            self.ledger.adjust_allocation(t.recipient, -t.amount)
+            self.ledger.adjust_allocation(t.donor, t.amount)
 
     def _record(self, agent_name: str, tokens: int, note: str, confidence: float | None, *, output_tokens: int = 0,
                 idempotency_key: str | None = None) -> None:
         contract = self._contract(agent_name)
         if confidence is not None:
             next_confidence(contract.last_confidence, confidence)  # refuse a bad confidence before anything moves
-        self._enforce(agent_name, tokens)
+        moved = self._enforce(agent_name, tokens)
         if self.store is not None:
-            self.store.usage(agent_name, tokens, note, output_tokens=output_tokens, confidence=confidence,
-                             idempotency_key=idempotency_key)
+            try:
+                self.store.usage(agent_name, tokens, note, output_tokens=output_tokens, confidence=confidence,
+                                 idempotency_key=idempotency_key)
+            except BaseException:
+                self._undo(moved)  # all or nothing: no usage on the log, so no reallocation for it either
+                raise
         self.ledger.record(agent_name, tokens, note=note)
         contract.last_confidence = next_confidence(contract.last_confidence, confidence)
 

@@ -121,3 +121,18 @@ def test_store_refuses_bad_input(home: Home) -> None:
             store.usage("alice", 5, "x", output_tokens=6)
         assert e.value.field == "output_tokens"
     assert policy_event(tbc.BudgetContract("z", max_tokens=10)).min_reserve == 1
+
+
+def test_a_usage_the_home_refuses_undoes_its_reallocation(home: Home) -> None:
+    with tbc.BudgetManager(home=home.path) as m:
+        m.register_agent("alice", priority=2, max_tokens=100, min_reserve=0)
+        m.register_agent("bob", priority=1, max_tokens=500, min_reserve=0)
+        ends = log_ends(home)
+        with pytest.raises(ValidationError) as e:
+            m.record_usage("alice", 300, note="n" * 2_000)  # an operation name longer than the log takes
+        assert e.value.field == "operation"
+        assert m.report() == {"alice": {"allocated": 100, "consumed": 0, "remaining": 100},
+                              "bob": {"allocated": 500, "consumed": 0, "remaining": 500}}
+        assert log_ends(home) == ends
+        m.record_usage("alice", 300, note="fits")
+        assert m.report()["bob"]["allocated"] == 300
