@@ -16,6 +16,17 @@ What it does
     self-reported score (no subject, or by a signer without the grant) is recorded in ``trust_history``
     with ``counted = false`` and never moves accuracy or the multiplier: an agent cannot grade itself up.
 
+Deposits
+    ``Deposit`` events (spam deposits, ``ledger.wire.events.Deposit``) are folded into ``deposits``, one row per
+    deposit: ``create`` signed by the requestor commits it (``status`` committed); ``refund`` or ``forfeit``
+    signed by that deposit's responder, naming the same two parties, resolves it once (refunded / forfeited).
+    Anything else (a create by another signer or under a used id, a resolution of an unknown or already
+    resolved deposit, by another signer or naming other parties) changes no deposit and is recorded in
+    ``deposit_events`` with ``accepted = false`` and the reason, like every accepted step. Each row also says
+    which tier the ledger's own reputation put the requestor in at the create (``ledger_tier``: the overall
+    score x 100 classified as CWEP does, ``ledger.economics.econ.classify_reputation``; ``unknown`` while no
+    trust about it counts), beside the tier the requestor priced its deposit at.
+
 Which time
     Decay uses each trust event's claimed event time, bounded by the skew window of its record's append
     time (``ledger.integrity.verify``): a future-stamped rating can no longer stay undecayed for years.
@@ -47,6 +58,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ledger.economics.econ import ReputationTier, classify_reputation
 from ledger.economics.reputation import (
     INCENTIVE_ISSUER,
     TrustFold,
@@ -54,8 +66,9 @@ from ledger.economics.reputation import (
     is_grade,
     trust_event,
 )
+from ledger.limits import MAX_REPUTATION_SCORE_POINTS
 from ledger.units import MILLI
-from ledger.wire.events import Event, Grant, Outcome, Trust
+from ledger.wire.events import Deposit, Event, Grant, Outcome, Trust
 from ledger.wire.vocab import Capability, TrustDimension
 from processors.runtime.processor import (
     Column,
@@ -107,17 +120,51 @@ HISTORY = View(
         Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)"),
     ))
 
+DEPOSITS = View(
+    name="deposits", mode="snapshot", primary_key=("deposit_id",),
+    doc="Per spam deposit: its parties, amount and tier, and where its life cycle stands (create, refund, forfeit).",
+    columns=(
+        Column("deposit_id", "VARCHAR", "the deposit"),
+        Column("requestor_id", "VARCHAR", "who committed it (the create's signer)"),
+        Column("responder_id", "VARCHAR", "who holds it and resolves it"),
+        Column("amount_micros", "BIGINT", "amount committed, micro-USD"),
+        Column("reputation_tier", "VARCHAR", "tier the requestor priced it at: high | medium | low | unknown"),
+        Column("ledger_tier", "VARCHAR", "tier of the requestor's ledger reputation at the create (overall x 100): "
+                                         "high | medium | low | unknown (no counted trust)"),
+        Column("multiplier_milli", "BIGINT", "effective multiplier (base x reputation), thousandths"),
+        Column("interaction_id", "VARCHAR", "the interaction it guards (NULL: none named)"),
+        Column("status", "VARCHAR", "committed | refunded | forfeited"),
+        Column("created_at_us", "BIGINT", "event time of the create"),
+        Column("resolved_at_us", "BIGINT", "event time of the refund or forfeit (NULL while committed)"),
+        Column("created_event_id", "VARCHAR", "the create event"),
+        Column("resolved_event_id", "VARCHAR", "the refund or forfeit event (NULL while committed)"),
+    ))
+DEPOSIT_EVENTS = View(
+    name="deposit_events", doc="Every deposit event seen, accepted or not, with the reason it was not.",
+    columns=(
+        Column("event_id", "VARCHAR", "the deposit event"),
+        Column("event_time_us", "BIGINT", "event time"),
+        Column("signer", "VARCHAR", "who signed it (or, backfilled, the agent it was recorded for)"),
+        Column("deposit_id", "VARCHAR", "the deposit it names"),
+        Column("action", "VARCHAR", "create | refund | forfeit"),
+        Column("accepted", "BOOLEAN", "whether it changed the deposit"),
+        Column("reason", "VARCHAR", "why not ('' when accepted)"),
+        Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)"),
+    ))
+RESOLVED_STATUS = {"refund": "refunded", "forfeit": "forfeited"}
+
 
 class Reputation(Processor):
     name = "reputation"
     doc = "trust decaying by event time: scores per agent and dimension, tier, budget multiplier"
-    views = (REPUTATION, HISTORY, REPUTATION_GRANTS, DECAY)
+    views = (REPUTATION, HISTORY, REPUTATION_GRANTS, DECAY, DEPOSITS, DEPOSIT_EVENTS)
 
     def __init__(self) -> None:
         self.trust = TrustFold()
         self.as_of: dict[str, int] = {}
         self.self_count: dict[str, int] = {}
         self.grants = GrantBook(REPUTATION_GRANTS)
+        self.deposits: dict[str, dict[str, Any]] = {}  # deposit_id -> its ``deposits`` row
 
     def restore(self, query: Callable[..., list[tuple[Any, ...]]]) -> None:
         self.grants.restore(query)
@@ -126,14 +173,23 @@ class Reputation(Processor):
             self.as_of[subject] = as_of
             if n_self:
                 self.self_count[subject] = n_self
+        names = [c.name for c in DEPOSITS.columns]
+        for values in query(f"SELECT {', '.join(names)} FROM deposits"):  # noqa: S608 (our own column names)
+            row = dict(zip(names, values, strict=True))
+            self.deposits[row["deposit_id"]] = row
 
     def fold(self, items: list[Item], quarantined: list[Quarantined]) -> Effects:
         fx = Effects()
         rows: list[dict[str, Any]] = []
         touched: set[str] = set()
+        steps: list[dict[str, Any]] = []
+        changed: set[str] = set()
         for it in items:
             ev = it.decoded.event
             body = ev.body
+            if isinstance(body, Deposit):
+                steps.append(self._deposit_step(ev, body, changed))
+                continue
             if isinstance(body, Grant):
                 self.grants.apply(body.agent_id, body.capability, body.scope, body.active, ev.event_time_us)
                 continue
@@ -153,8 +209,54 @@ class Reputation(Processor):
             fx.upsert("reputation", {k: [r[k] for r in snap] for k in snap[0]})
         if settled := self.trust.changed_rows():
             fx.upsert(DECAY.name, columns_of(settled))
+        if steps:
+            fx.append(DEPOSIT_EVENTS.name, columns_of(steps))
+        if changed:
+            fx.upsert(DEPOSITS.name, columns_of([self.deposits[d] for d in sorted(changed)]))
         self.grants.flush(fx)
         return fx
+
+    def _deposit_step(self, ev: Event, body: Deposit, changed: set[str]) -> dict[str, Any]:
+        """Apply one deposit event; its ``deposit_events`` row (``changed`` gains the deposit if it moved)."""
+        reason = self._deposit(ev, body)
+        if not reason:
+            changed.add(body.deposit_id)
+        return {"event_id": ev.event_id, "event_time_us": ev.event_time_us, "signer": ev.agent,
+                "deposit_id": body.deposit_id, "action": body.action, "accepted": not reason, "reason": reason}
+
+    def _deposit(self, ev: Event, body: Deposit) -> str:
+        """Apply one deposit step; return why it was refused ('' when it was applied)."""
+        row = self.deposits.get(body.deposit_id)
+        if body.action == "create":
+            if row is not None:
+                return "deposit_id already created"
+            if ev.agent != body.requestor_id:
+                return f"a create is signed by the requestor ({body.requestor_id}), not {ev.agent}"
+            self.deposits[body.deposit_id] = {
+                "deposit_id": body.deposit_id, "requestor_id": body.requestor_id, "responder_id": body.responder_id,
+                "amount_micros": body.amount_micros, "reputation_tier": body.reputation_tier,
+                "ledger_tier": self._ledger_tier(body.requestor_id, ev.event_time_us),
+                "multiplier_milli": body.multiplier_milli, "interaction_id": body.interaction_id,
+                "status": "committed", "created_at_us": ev.event_time_us, "resolved_at_us": None,
+                "created_event_id": ev.event_id, "resolved_event_id": None}
+            return ""
+        if row is None:
+            return "no such deposit (no create before it in the log)"
+        if (body.requestor_id, body.responder_id) != (row["requestor_id"], row["responder_id"]):
+            return "names other parties than the create"
+        if ev.agent != row["responder_id"]:
+            return f"a {body.action} is signed by the responder ({row['responder_id']}), not {ev.agent}"
+        if row["status"] != "committed":
+            return f"already {row['status']}"
+        row.update(status=RESOLVED_STATUS[body.action], resolved_at_us=ev.event_time_us,
+                   resolved_event_id=ev.event_id)
+        return ""
+
+    def _ledger_tier(self, agent: str, at_us: int) -> str:
+        """The CWEP tier of ``agent``'s ledger reputation at ``at_us`` (unknown while no trust about it counts)."""
+        if not self.trust.counted(agent):
+            return ReputationTier.UNKNOWN.value
+        return classify_reputation(self.trust.score(agent, at_us).overall * MAX_REPUTATION_SCORE_POINTS).value
 
     def _note(self, subject: str, t: int) -> None:
         self.as_of[subject] = max(self.as_of.get(subject, t), t)

@@ -39,6 +39,7 @@ from ledger.wire.events import (
     Cosignature,
     Data,
     DeliveryAttempt,
+    Deposit,
     Flow,
     Grant,
     Interaction,
@@ -104,6 +105,8 @@ def build() -> dict:
             Reservation("res-1", "reserve", "agent", "alice", "usd", 250_000, T0 + 60_000_000),
             Outcome("t1", 850, 900, True),
             Outcome("t0", None, 700, True, "bob"),
+            Deposit("dep-1", "create", "alice", "bob", 1_875_000, "unknown", 7_500, "i-1"),
+            Deposit("dep-1", "refund", "alice", "bob"),
         ]),
         "notary": (notary, [
             Checkpoint("ledger.events", 0, 7, bytes(range(32)), 12, T0 + 4),

@@ -38,6 +38,8 @@ TRANSFER_DIRECTIONS = vocab.TRANSFER_DIRECTION_VALUES
 SETTLEMENT_STATUSES = vocab.SETTLEMENT_STATUS_VALUES
 CAPABILITIES = vocab.CAPABILITY_VALUES
 WEBHOOK_EVENTS = vocab.WEBHOOK_EVENT_VALUES
+DEPOSIT_ACTIONS = vocab.DEPOSIT_ACTION_VALUES
+DEPOSIT_TIERS = vocab.DEPOSIT_TIER_VALUES
 DELIVERY_OUTCOMES = vocab.DELIVERY_OUTCOME_VALUES
 WEBHOOK_SCHEMES = ("http", "https")  # a sink's URL scheme
 HTTP_STATUS_MAX = 599  # the largest HTTP status code (RFC 9110 defines 100-599); 0 = no answer
@@ -1023,11 +1025,52 @@ class DeliveryAttempt(Body):
                                   "is set exactly when the outcome is retrying")
 
 
+@dataclass(frozen=True, slots=True)
+class Deposit(Body):
+    """Agent: one step of a spam deposit's life cycle (``processors.reputation`` folds them into ``deposits``).
+
+    ``create`` is signed by the requestor: it commits ``amount_micros`` (micro-USD, >= 0) to the responder before a
+    request, priced at ``reputation_tier`` with the effective multiplier ``multiplier_milli`` (base x reputation, in
+    thousandths; ``ledger.economics.econ.calculate_deposit``). ``refund`` (a legitimate request) and ``forfeit``
+    (spam) are signed by the responder and name the deposit by ``deposit_id``; they repeat its two parties and carry
+    no amount, tier or multiplier (0 and ''). ``interaction_id`` ties the deposit to the interaction it guards."""
+
+    KIND: ClassVar[str] = "deposit"
+    AVRO: ClassVar[str] = "tokenledger.Deposit"
+
+    deposit_id: str
+    action: str
+    requestor_id: str
+    responder_id: str
+    amount_micros: int = 0
+    reputation_tier: str = ""
+    multiplier_milli: int = 0
+    interaction_id: str | None = None
+
+    def __post_init__(self) -> None:
+        check_str("deposit_id", self.deposit_id)
+        check_choice("action", self.action, DEPOSIT_ACTIONS)
+        check_str("requestor_id", self.requestor_id)
+        check_str("responder_id", self.responder_id)
+        if self.requestor_id == self.responder_id:
+            raise ValidationError("responder_id", self.responder_id, "a deposit is held by the other party")
+        check_int("amount_micros", self.amount_micros, 0, limits.MAX_MICROS)
+        check_int("multiplier_milli", self.multiplier_milli, 0, limits.MAX_DEPOSIT_MULTIPLIER_MILLI)
+        check_opt_str("interaction_id", self.interaction_id)
+        if self.action == "create":
+            check_choice("reputation_tier", self.reputation_tier, DEPOSIT_TIERS)
+        else:
+            for name, empty in (("amount_micros", 0), ("reputation_tier", ""), ("multiplier_milli", 0)):
+                if getattr(self, name) != empty:
+                    raise ValidationError(name, getattr(self, name),
+                                          f"a {self.action} carries none: the create fixed it")
+
+
 BODY_TYPES: tuple[type[Body], ...] = (
     Action, Data, Compute, Trust, Interaction,
     AgentRegistered, KeyRotated, KeyRevoked, BudgetPolicy, PriceSet, AllocationRule, SettlementRule,
     Rejected, Checkpoint, StateCheckpoint, Allocation, Settlement, BudgetAlert, BudgetTransfer, Reservation, Outcome,
-    Grant, ClockPolicy, PriceMatch, WebhookSink, DeliveryAttempt,
+    Grant, ClockPolicy, PriceMatch, WebhookSink, DeliveryAttempt, Deposit,
 )
 BY_KIND: dict[str, type[Body]] = {t.KIND: t for t in BODY_TYPES}
 BY_AVRO: dict[str, type[Body]] = {t.AVRO: t for t in BODY_TYPES}
@@ -1112,6 +1155,7 @@ __all__ = [
     "Cosignature",
     "Data",
     "DeliveryAttempt",
+    "Deposit",
     "Event",
     "Flow",
     "Grant",

@@ -129,6 +129,23 @@ class SettlementStatus(str, enum.Enum):
     SETTLED = "settled"
 
 
+class DepositAction(str, enum.Enum):
+    """A spam deposit's life cycle (``Deposit``): the requestor commits it, the responder refunds or forfeits it."""
+
+    CREATE = "create"
+    REFUND = "refund"
+    FORFEIT = "forfeit"
+
+
+class DepositTier(str, enum.Enum):
+    """The reputation tier a deposit was priced at (``ledger.economics.econ.ReputationTier``)."""
+
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    UNKNOWN = "unknown"
+
+
 class WebhookEvent(str, enum.Enum):
     """What a webhook sink subscribes to: the budget alerts by name (``BudgetAlert.alert``) and ``rejections``
     (the journal's dead letters)."""
@@ -170,9 +187,12 @@ SETTLEMENT_TIER_VALUES = values(SettlementTier)
 SETTLEMENT_STATUS_VALUES = values(SettlementStatus)
 CAPABILITY_VALUES = values(Capability)
 WEBHOOK_EVENT_VALUES = values(WebhookEvent)
+DEPOSIT_ACTION_VALUES = values(DepositAction)
+DEPOSIT_TIER_VALUES = values(DepositTier)
 DELIVERY_OUTCOME_VALUES = values(DeliveryOutcome)
 
 VOCABULARIES: tuple[type[enum.Enum], ...] = (
     Role, ScopeLevel, BudgetKind, HardLimitAction, ReservationAction, TrustDimension, AllocationMethod,
-    TransferDirection, SettlementTier, SettlementStatus, Capability, WebhookEvent, DeliveryOutcome,
+    TransferDirection, SettlementTier, SettlementStatus, Capability, WebhookEvent, DeliveryOutcome, DepositAction,
+    DepositTier,
 )

@@ -18,6 +18,7 @@ from ledger.economics import econ
 from ledger.economics.metering import InteractionFlows, meter_interaction
 from ledger.economics.pricing import ModelPrice
 from ledger.errors import ValidationError
+from ledger.limits import MAX_CMR_SIZE_BYTES as MAX_CMR_SIZE_BYTES  # the protocol constant, re-exported
 
 from . import _units
 
@@ -28,7 +29,6 @@ DEFAULT_SETTLEMENT_THRESHOLD = 0.01  # USD: smaller interactions and transfers a
 DEFAULT_DEPOSIT_MULTIPLIER = float(econ.DEFAULT_DEPOSIT_MULTIPLIER)
 DEFAULT_BATCH_WINDOW_SECONDS = 3600
 DEFAULT_BATCH_THRESHOLD_USD = 1.00
-MAX_CMR_SIZE_BYTES = 2048  # the protocol's size budget for one record (informational, as in the reference)
 PROTOCOL_OVERHEAD_TOKENS = econ.PROTOCOL_OVERHEAD_TOKENS
 DEFAULT_CONTEXT_WINDOW_TOKENS = 1_000_000
 

@@ -18,7 +18,7 @@ from ledger.wire import codec
 
 ROOT = Path(__file__).resolve().parents[3]
 VECTORS = ROOT / "tests" / "vectors" / "ledger" / "events.json"
-PINNED = "8c54b6e59e5d02602a8df727d61bd614e568ec0deb6f56c01130d1a45d20096c"
+PINNED = "2e05fd1118aa056cc98ae7bb7b66d9a704b28ad87ad968759167bf1710fb9e10"
 
 
 def _generator():
