@@ -332,6 +332,9 @@ def _jsonable(v: Any) -> Any:
 class Allocations(Processor):
     name = "allocations"
     derived_topics = ("allocations",)
+    shard_refusal = ("an interaction's cost is split between its requestor (whose partition carries it) and its "
+                     "responder, who may live on another partition: the per-agent snapshot (agent_id, method) sums "
+                     "across partitions, and its allocation events are one signed chain read by settlements")
     doc = "prices interactions (price book from control events) and splits each cost by the configured methods"
     topics = ("control", "events")
     data_records_per_poll = MAX_ALLOCATIONS_DATA_RECORDS

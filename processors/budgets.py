@@ -312,6 +312,8 @@ def _ceil_div(a: int, d: int) -> int:
 class Budgets(Processor):
     name = "budgets"
     derived_topics = ("alerts",)
+    shard_refusal = ("budgets roll consumption up by org / project / task scope and decide reservations against a "
+                     "shared scope: one scope's state gathers events of agents on every partition")
     doc = "budgets per scope and kind: consumption, limits, reservations, alerts and transfers"
     views = (BUDGETS, ALERTS, TRANSFERS, RESERVATIONS, PRICES, PRICE_MATCHES, TRUST, TRUST_DECAY, SIGNERS,
              BUDGET_GRANTS, BACKFILL)

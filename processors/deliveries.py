@@ -196,6 +196,8 @@ class Deliveries(Processor):
     doc = "alerts and dead letters delivered to webhook sinks: signed POSTs, retried with backoff, attempts on the log"
     topics: ClassVar[tuple[str, ...]] = ("control", "alerts", "rejected", "deliveries")
     derived_topics: ClassVar[tuple[str, ...]] = ("deliveries",)
+    shard_refusal = ("it reads the alerts, rejected and deliveries topics, each one signed chain of one producer "
+                     "and not keyed by agent, and drives webhook POSTs at its edge from one delivery state")
     views = (SINKS, DELIVERIES, ATTEMPTS)
 
     def __init__(self) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 
@@ -227,6 +227,11 @@ class Journal(Processor):
            "every rejected record in `rejections`")
     views = (EVENTS, GRANTS)
     publishes_rejections = True
+    # every row is one event (or one rejected record, one grant) of the partition it was read from, and its only
+    # cross-record state (``registered``) comes from control, which every shard reads whole
+    shardable = True
+    shard_refusal = ""
+    control_rows: ClassVar[dict[str, str]] = {"events": "topic", "grants": "log_topic"}
 
     def __init__(self) -> None:
         # agent ids registered so far (one per registration: bounded by the operator, not by the log)

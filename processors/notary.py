@@ -100,6 +100,10 @@ class Notary(Processor):
     doc = "RFC 9162 Merkle trees over each input partition's accepted events; signed checkpoints"
     views = (LEAVES, NODES, CHECKPOINTS)
     checkpoint_every: ClassVar[int] = CHECKPOINT_EVERY_EVENTS
+    shard_refusal = ("its trees are per partition, but every Checkpoint it signs is trusted only from the one granted "
+                     "signer processor.notary (the checkpoints view's checkpoint_event_id, `tokenledger prove` and "
+                     "`verify` read that signer's checkpoints): shards would need notary grants and readers of their "
+                     "own signers")
 
     def __init__(self) -> None:
         self.trees: dict[tuple[str, int], CompactTree] = {}

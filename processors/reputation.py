@@ -156,6 +156,8 @@ RESOLVED_STATUS = {"refund": "refunded", "forfeit": "forfeited"}
 
 class Reputation(Processor):
     name = "reputation"
+    shard_refusal = ("a subject's reputation folds the trust events others signed about it, which are on the "
+                     "issuers' partitions, not the subject's")
     doc = "trust decaying by event time: scores per agent and dimension, tier, budget multiplier"
     views = (REPUTATION, HISTORY, REPUTATION_GRANTS, DECAY, DEPOSITS, DEPOSIT_EVENTS)
 

@@ -188,6 +188,8 @@ def settlement_id(rule_id: str, start: int, end: int, payer: str, payee: str) ->
 class Settlements(Processor):
     name = "settlements"
     derived_topics = ("settlements",)
+    shard_refusal = ("it nets allocations per agent pair and settles multilaterally: pairs and netting sets span "
+                     "partitions (its input is the allocations topic, one chain)")
     doc = "nets allocations per agent pair over event-time windows; multilateral transfers through a payment rail"
     topics = ("control", "allocations")
     views = (SETTLEMENTS, PAIR_BALANCES, NET_POSITIONS, CARRIED, SETTLEMENT_RULES, PROGRESS)

@@ -39,7 +39,7 @@ from typing import Any
 
 import duckdb
 
-from ledger.errors import ValidationError
+from ledger.errors import ValidationError, ViewIntegrityError
 from ledger.integrity.keyring import KeyRing
 from ledger.sdk.home import Home, HomeLayout
 from ledger.sdk.published import (
@@ -91,12 +91,43 @@ def _definitions() -> tuple[tuple[str, View], ...]:
 
 
 def catalog(home: HomeLayout) -> list[PublishedView]:
-    """Every view every processor owns, sorted by processor, with its directory and whether it is published."""
+    """Every view every processor owns, sorted by processor, with its directory and whether it is published (by
+    the processor, or by its shards: then ``directory`` is the processor's, above the shards' directories)."""
     out = []
     for name, view in _definitions():
         d = home.view_dir(name, view.name)
-        out.append(PublishedView(view, name, d, d.exists() and any(d.glob("*.parquet"))))
+        shards = [s / view.name for s in home.shard_views_dirs(name).values()]
+        published = any(x.exists() and any(x.glob("*.parquet")) for x in (d, *shards))
+        out.append(PublishedView(view, name, d, published))
     return out
+
+
+def published_dirs(home: HomeLayout, name: str) -> dict[str, Path]:
+    """Where processor ``name``'s views were published, by the label its manifest carries: ``{name: dir}`` when it
+    runs as one instance, ``{"<name>.shard-I-of-N": dir, ...}`` for every shard when it runs sharded (its views are
+    the union of the shards': ``processors.runtime.shards``), {} when it never published.
+    ``ViewIntegrityError`` when the directories do not make one whole: shards of different counts, a shard missing,
+    or both shards and the unsharded processor (a union would count rows twice or miss some)."""
+    single = home.views_dir(name)
+    shard_dirs = {label: d for label, d in home.shard_views_dirs(name).items() if has_published(d)}
+    if not shard_dirs:
+        return {name: single} if has_published(single) else {}
+    counts = {int(label.rpartition("-of-")[2]) for label in shard_dirs}
+    hint = (f"keep the directories of the one layout {name} runs as under {home.views_dir(name)} and move the "
+            f"others away (and stop every instance of another count)")
+    if len(counts) != 1:
+        raise ViewIntegrityError(f"the views of {name} were published by shards of different counts",
+                                 processor=name, shards=sorted(shard_dirs), hint=hint)
+    (n,) = counts
+    missing = [f"shard-{i}-of-{n}" for i in range(n) if f"shard-{i}-of-{n}" not in shard_dirs]
+    if missing:
+        raise ViewIntegrityError(f"the views of {name} are published by shards, but not by every shard",
+                                 processor=name, missing=missing,
+                                 hint=f"start the missing instances (`tokenledger run {name} --shard I/{n}`)")
+    if has_published(single):
+        raise ViewIntegrityError(f"the views of {name} were published both as one instance and as {n} shards",
+                                 processor=name, hint=hint)
+    return {f"{name}.{label}": d for label, d in sorted(shard_dirs.items())}
 
 
 def views_sql(home: HomeLayout) -> str:
@@ -105,9 +136,10 @@ def views_sql(home: HomeLayout) -> str:
     lines = []
     for v in catalog(home):
         if v.published:
-            glob = sql_literal(v.directory / "*.parquet")
+            dirs = [d / v.view.name for d in published_dirs(home, v.processor).values()]
+            globs = ", ".join(f"'{sql_literal(d / '*.parquet')}'" for d in dirs)
             # view names come from the processors' code, the path is escaped: no outside text is spliced in
-            lines.append(f"CREATE OR REPLACE VIEW {v.view.name} AS SELECT * FROM read_parquet('{glob}', "  # noqa: S608
+            lines.append(f"CREATE OR REPLACE VIEW {v.view.name} AS SELECT * FROM read_parquet([{globs}], "  # noqa: S608
                          "union_by_name = true);")
         else:
             cols = ", ".join(f"CAST(NULL AS {c.sql_type}) AS {c.name}" for c in v.view.columns
@@ -158,17 +190,18 @@ def connect_views(home: HomeLayout, *, log_url: str | None = None) -> Iterator[C
     with tempfile.TemporaryDirectory(prefix="tokenledger-views-") as tmp:
         # the kept, checked copies (each file hashed once across calls); fresh copies if none can be kept
         files_root = private_cache(h) or Path(tmp) / "files"
-        checked: dict[str, VerifiedViews] = {}
+        checked: dict[str, list[VerifiedViews]] = {}
         for name in sorted(REGISTRY):
-            if has_published(h.views_dir(name)):
+            # one manifest, or one per shard (each signed by its shard's signer): the view is the union of their files
+            for label, d in published_dirs(h, name).items():
                 ring = ring or registered_keys(h, log_url)
-                checked[name] = verify_published(h.views_dir(name), name, ring, copy_to=files_root / name)
+                checked.setdefault(name, []).append(verify_published(d, label, ring, copy_to=files_root / label))
         db = Path(tmp) / "views.duckdb"
         build = duckdb.connect(str(db))
         try:
             for v in catalog(h):
-                got = checked.get(v.processor)
-                build.execute(_view_statement(v, got.files.get(v.view.name, []) if got else []))
+                files = [f for got in checked.get(v.processor, []) for f in got.files.get(v.view.name, [])]
+                build.execute(_view_statement(v, files))
         finally:
             build.close()
         con = duckdb.connect(str(db), read_only=True)
@@ -238,4 +271,4 @@ def create_parquet_view(con: Connection, name: str, directory: Path, *, union_by
 
 
 __all__ = ["Connection", "PublishedView", "Table", "attach", "catalog", "connect", "connect_views",
-           "create_parquet_view", "query", "read_view", "run", "views_sql", "write_views_sql"]
+           "create_parquet_view", "published_dirs", "query", "read_view", "run", "views_sql", "write_views_sql"]

@@ -115,6 +115,7 @@ LOCKS_DIR = "locks"  # under state/
 VIEW_CACHE_DIR = "view-cache"  # under state/: readers' checked private copies of published view files
 LOG_FILE = "log.sqlite"
 PROCESSORS_DIR = "processors"
+SHARD_DIR_RE = re.compile(r"shard-(\d+)-of-(\d+)")  # a shard's directory under its processor's (and views')
 VIEWS_DIR = "views"
 VIEWS_SQL_FILE = "views.sql"  # under views/
 REPORT_FILE = "report.html"
@@ -161,17 +162,28 @@ class HomeLayout:
         """The embedded log's file (used unless config.json names another log)."""
         return self.path / LOG_FILE
 
-    def processor_dir(self, name: str) -> Path:
-        """A processor's private files (state.duckdb, status.json, replays): one writer, that processor."""
-        return self.path / PROCESSORS_DIR / name
+    def processor_dir(self, name: str, shard: str | None = None) -> Path:
+        """A processor's private files (state.duckdb, status.json, replays): one writer, that processor; a shard's
+        (``shard``: its label ``shard-I-of-N``, ``processors.runtime.shards``) in a directory of its own below."""
+        d = self.path / PROCESSORS_DIR / name
+        return d if shard is None else d / shard
 
     @property
     def views_root(self) -> Path:
         return self.path / VIEWS_DIR
 
-    def views_dir(self, name: str) -> Path:
-        """Where processor ``name`` publishes its views (``<view>/*.parquet`` and ``_state.json``)."""
-        return self.views_root / name
+    def views_dir(self, name: str, shard: str | None = None) -> Path:
+        """Where processor ``name`` publishes its views (``<view>/*.parquet`` and ``_state.json``); a shard of it
+        (``shard``: its label ``shard-I-of-N``) in a directory of its own below."""
+        d = self.views_root / name
+        return d if shard is None else d / shard
+
+    def shard_views_dirs(self, name: str) -> dict[str, Path]:
+        """The shards of processor ``name`` that have a views directory: label ``shard-I-of-N`` -> directory."""
+        d = self.views_root / name
+        if not d.is_dir():
+            return {}
+        return {p.name: p for p in sorted(d.iterdir()) if p.is_dir() and SHARD_DIR_RE.fullmatch(p.name)}
 
     def view_dir(self, name: str, view: str) -> Path:
         """The Parquet parts of one published view of processor ``name``."""

@@ -14,7 +14,7 @@ import os
 import typer
 
 from ledger.cli.output import HomeOpt, JsonOpt, LogOpt, err, guarded, open_home, out, print_json, progress, table
-from ledger.errors import ExitCode, LedgerError
+from ledger.errors import ExitCode, LedgerError, ValidationError
 from ledger.sdk.home import resolve_home, resolve_log_url
 from processors import REGISTRY, get, views
 
@@ -43,17 +43,39 @@ def run(names: list[str] | None = NamesArg, home: str | None = HomeOpt, log: str
         until_caught_up: bool = typer.Option(False, help="Exit once every processor has read the whole log."),
         schema_registry: str | None = typer.Option(None, "--schema-registry", metavar="URL",
                                                    help="Schema Registry for the flat event topic (default: the "
-                                                        "home's schema_registry; none: Avro single-object)")) -> None:
+                                                        "home's schema_registry; none: Avro single-object)"),
+        instances: int | None = typer.Option(None, "--instances", metavar="N",
+                                             help="Run each named processor as N instances here, each owning the "
+                                                  "partitions p with p % N = I (shardable processors only)"),
+        shard: str | None = typer.Option(None, "--shard", metavar="I/N",
+                                         help="Run only instance I of N of each named processor (one machine's "
+                                              "share; shardable processors only)")) -> None:
     """Start each processor as its own process (own DuckDB file) and supervise them; Ctrl-C stops them cleanly."""
     from ledger.sdk import schema_registry as registry  # imported when used, as the supervisor
     from processors.host.supervisor import supervise  # imported when used: `query` must start fast
+    from processors.runtime import shards as sharding
     h = open_home(home)
     if schema_registry is not None:  # the workers inherit it (ledger.sdk.schema_registry.configured_url reads it)
         os.environ[registry.ENV_VAR] = registry.check_url(schema_registry, "schema-registry")
     chosen = _names(names)
+    layout: dict[str, list[sharding.Shard]] = {}
+    if instances is not None or shard is not None:
+        if instances is not None and shard is not None:
+            raise ValidationError("--shard", shard, "give --instances N (all instances here) or --shard I/N (one), "
+                                  "not both")
+        if not names:
+            raise ValidationError("names", None, "--instances/--shard need the processors to shard named",
+                                  hint="e.g. tokenledger run journal --instances 3")
+        wanted = (sharding.all_shards(instances) if instances is not None
+                  else [sharding.parse_shard(shard or "")])
+        if wanted != [sharding.Shard(0, 1)]:  # one instance of one is the processor as it always ran
+            for n in chosen:
+                for sh in wanted:
+                    sharding.require_shardable(get(n), sh)
+                layout[n] = wanted
     err.print(f"running {', '.join(chosen)} on {resolve_log_url(log, h)} (Ctrl-C to stop)", markup=False)
     codes = supervise(chosen, h.path, log, until_caught_up=until_caught_up,
-                      on_event=lambda m: err.print(m, markup=False))
+                      on_event=lambda m: err.print(m, markup=False), shards=layout)
     bad = {n: c for n, c in codes.items() if c not in (0, -15)}
     if bad:
         raise LedgerError("processors exited with errors", exit_codes=bad,

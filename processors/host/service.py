@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from ledger import limits
-from ledger.errors import StoreError
+from ledger.errors import StoreError, ValidationError
 from ledger.integrity.checkpoints import control_keyring
 from ledger.integrity.keys import SigningKey
 from ledger.log import Log
-from ledger.sdk.home import Home
+from ledger.sdk.home import SHARD_DIR_RE, Home
 from ledger.sdk.registration import ensure_notary_grant, register_signer
 from ledger.wire.events import StateCheckpoint
 from ledger.wire.vocab import Capability
@@ -33,6 +33,7 @@ from processors import get
 from processors.runtime.processor import Derived, Processor
 from processors.runtime.publish import Publisher, parse_positions, read_state
 from processors.runtime.runner import Runner
+from processors.runtime.shards import Shard, combine, hidden_rows, require_shardable, shard_signer_suffix
 from processors.runtime.store import Store
 
 POLL_IDLE_S = 0.05  # sleep between empty polls
@@ -44,46 +45,51 @@ STATUS_FILE = "status.json"  # in the processor's directory
 CHECKPOINT_SIGNER_SUFFIX = ".checkpoints"  # processor.<name>.checkpoints signs its StateCheckpoints
 
 
-def signer_id(name: str) -> str:
-    """The signer of the processor's derived events (its one derived topic) and of its published views."""
-    return f"processor.{name}"
+def signer_id(name: str, shard: Shard | None = None) -> str:
+    """The signer of the processor's derived events (its one derived topic) and of its published views; a shard's
+    ``processor.<name>.shard-I-of-N`` (two instances signing as one signer would fork its chain)."""
+    return f"processor.{name}{shard_signer_suffix(shard)}"
 
 
-def checkpoint_signer_id(name: str) -> str:
+def checkpoint_signer_id(name: str, shard: Shard | None = None) -> str:
     """The signer of the processor's StateCheckpoints: a chain of their own, on <prefix>.checkpoints alone
     (``emit_state_checkpoint`` says why)."""
-    return f"{signer_id(name)}{CHECKPOINT_SIGNER_SUFFIX}"
+    return f"{signer_id(name, shard)}{CHECKPOINT_SIGNER_SUFFIX}"
 
 
-def state_file(home: Home, name: str) -> Path:
-    """The processor's DuckDB state file (its one writer is the running processor)."""
-    return home.processor_dir(name) / STATE_FILE
+def shard_label(shard: Shard | None) -> str | None:
+    return None if shard is None else shard.label
 
 
-def status_file(home: Home, name: str) -> Path:
-    return home.processor_dir(name) / STATUS_FILE
+def state_file(home: Home, name: str, shard: Shard | None = None) -> Path:
+    """The processor's DuckDB state file (its one writer is the running processor, or shard)."""
+    return home.processor_dir(name, shard_label(shard)) / STATE_FILE
 
 
-def ensure_processor_key(home: Home, name: str, log: Log) -> SigningKey:
+def status_file(home: Home, name: str, shard: Shard | None = None) -> Path:
+    return home.processor_dir(name, shard_label(shard)) / STATUS_FILE
+
+
+def ensure_processor_key(home: Home, name: str, log: Log, shard: Shard | None = None) -> SigningKey:
     """The processor's signing key, created and registered (role=processor, by the operator) if new, and its
     state checkpoints' key likewise (``ensure_checkpoint_key``); the notary's also granted the ``notary``
     capability by the operator if the log does not hold that yet."""
-    sid = signer_id(name)
+    sid = signer_id(name, shard)
     path = home.key_path(sid)
     if not path.exists():
         register_signer(home, log, sid, role="processor")  # saves the new key once its registration is appended
-    ensure_checkpoint_key(home, name, log)  # both of its keys, registered together
-    if name == "notary":
+    ensure_checkpoint_key(home, name, log, shard)  # both of its keys, registered together
+    if name == "notary" and shard is None:
         # only a granted notary's checkpoints count: a home made before grants gets the grant once, here
         ring = control_keyring(log, home.control_topic, home.anchors())
         ensure_notary_grant(home, log, ring.granted(sid, Capability.NOTARY.value) is not None)
     return home.load_key(sid)
 
 
-def ensure_checkpoint_key(home: Home, name: str, log: Log) -> SigningKey:
+def ensure_checkpoint_key(home: Home, name: str, log: Log, shard: Shard | None = None) -> SigningKey:
     """The key of the processor's StateCheckpoint chain (``checkpoint_signer_id``), created and registered
     (role=processor, by the operator) if new: a home made before that chain existed gets it on the next start."""
-    sid = checkpoint_signer_id(name)
+    sid = checkpoint_signer_id(name, shard)
     if not home.key_path(sid).exists():
         register_signer(home, log, sid, role="processor")
     return home.load_key(sid)
@@ -107,25 +113,29 @@ def crash_hook(spec: str | None) -> Any:
 
 
 def open_runner(home: Home, name: str, log: Log, *, produce: bool = True,
-                crash_at: str | None = None) -> tuple[Runner, Store, Processor]:
+                crash_at: str | None = None, shard: Shard | None = None) -> tuple[Runner, Store, Processor]:
+    """The processor's runner on its state file; ``shard``: one instance of a sharded processor, on the shard's own
+    file, positions and signers (``ShardingRefused`` before anything is created if the processor cannot shard)."""
     processor = get(name)()
-    d = home.processor_dir(name)
+    if shard is not None:
+        require_shardable(processor, shard)
+    d = home.processor_dir(name, shard_label(shard))
     d.mkdir(parents=True, exist_ok=True)
-    key = ensure_processor_key(home, name, log) if produce else None
-    checkpoint_key = ensure_checkpoint_key(home, name, log) if produce else None
-    store = Store(d / STATE_FILE, processor.views)
+    key = ensure_processor_key(home, name, log, shard) if produce else None
+    checkpoint_key = ensure_checkpoint_key(home, name, log, shard) if produce else None
+    store = Store(d / STATE_FILE, processor.views, hidden=hidden_rows(processor, shard, home.control_topic))
     try:
         runner = Runner(processor, log, store, anchors=home.anchors(), key=key, produce=produce,
                         topic_prefix=home.config.get("topic_prefix", "ledger"), crash_hook=crash_hook(crash_at),
-                        checkpoint_key=checkpoint_key)
+                        checkpoint_key=checkpoint_key, shard=shard)
     except BaseException:
         store.close()
         raise
     return runner, store, processor
 
 
-def write_status(home: Home, name: str, status: dict[str, Any]) -> None:
-    d = home.processor_dir(name)
+def write_status(home: Home, name: str, status: dict[str, Any], shard: Shard | None = None) -> None:
+    d = home.processor_dir(name, shard_label(shard))
     d.mkdir(parents=True, exist_ok=True)
     status = {**status, "updated_at": time.time()}
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".status")
@@ -134,36 +144,37 @@ def write_status(home: Home, name: str, status: dict[str, Any]) -> None:
     os.replace(tmp, d / STATUS_FILE)
 
 
-def read_status(home: Home, name: str) -> dict[str, Any]:
+def read_status(home: Home, name: str, shard: Shard | None = None) -> dict[str, Any]:
     """The processor's last status ({} when it never wrote one, or the file is torn)."""
     try:
-        status = json.loads(status_file(home, name).read_text())
+        status = json.loads(status_file(home, name, shard).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
     return status if isinstance(status, dict) else {}
 
 
 def note_failure(home: Home, name: str, error: BaseException | str, *, exit_code: int | None = None,
-                 pid: int | None = None) -> None:
+                 pid: int | None = None, shard: Shard | None = None) -> None:
     """Record why the processor is not running as its last error, keeping the rest of its last status
     (positions, counts): `tokenledger status` then says "failed" and why, not "dead" with no reason."""
     message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    write_status(home, name, {**read_status(home, name), "processor": name, "state": "failed",
+    write_status(home, name, {**read_status(home, name, shard), "processor": name, "state": "failed",
                               "pid": os.getpid() if pid is None else pid, "last_error": message,
-                              "last_error_at": time.time(), "exit_code": exit_code})
+                              "last_error_at": time.time(), "exit_code": exit_code}, shard)
 
 
-def note_exit(home: Home, name: str, pid: int, exit_code: int) -> None:
+def note_exit(home: Home, name: str, pid: int, exit_code: int, shard: Shard | None = None) -> None:
     """The supervisor saw worker ``pid`` exit with ``exit_code``: if its status still says it is running (it was
     killed, or died before it could write), record the exit as its last error."""
-    status = read_status(home, name)
+    status = read_status(home, name, shard)
     if status.get("state") == "running" and status.get("pid") == pid:
         how = f"killed by signal {-exit_code}" if exit_code < 0 else f"exited with code {exit_code}"
-        note_failure(home, name, f"process {pid} {how} without reporting an error", exit_code=exit_code, pid=pid)
+        note_failure(home, name, f"process {pid} {how} without reporting an error", exit_code=exit_code, pid=pid,
+                     shard=shard)
 
 
 def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False, crash_at: str | None = None,
-          max_records: int | None = None) -> int:
+          max_records: int | None = None, shard: Shard | None = None) -> int:
     """Run the processor until SIGTERM/SIGINT (finishing the current batch) or, if asked, until caught up."""
     stopping = {"flag": False}
 
@@ -172,15 +183,16 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    runner, store, processor = open_runner(home, name, log, crash_at=crash_at)
-    previous = read_status(home, name)
+    runner, store, processor = open_runner(home, name, log, crash_at=crash_at, shard=shard)
+    previous = read_status(home, name, shard)
     # the last error outlives the restart it caused: status shows it until a newer one replaces it
     runner.stats.last_error = previous.get("last_error")
     last_error_at = previous.get("last_error_at")
     if max_records:
         runner.max_records = max_records
     assert runner.key is not None  # open_runner produces: the processor's key signs its derived events and views
-    publisher = Publisher(store, processor, home.views_dir(name), key=runner.key)
+    publisher = Publisher(store, processor, home.views_dir(name, shard_label(shard)), key=runner.key,
+                          label=None if shard is None else f"{name}{shard_signer_suffix(shard)}")
     digester = BackgroundDigest(store)
     # a processor with an effect at the edge (deliveries: webhook POSTs) is driven from this loop, never by a replay
     open_edge = getattr(processor, "open_edge", None)
@@ -200,7 +212,7 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
             except Exception as e:  # a failed batch rolled back; report, then restart cleanly
                 runner.stats.last_error = f"{type(e).__name__}: {e}"
                 write_status(home, name, {**runner.status(), "state": "failed", "last_error_at": time.time(),
-                                          "traceback": traceback.format_exc(limit=5)})
+                                          "traceback": traceback.format_exc(limit=5)}, shard)
                 raise
             now = time.monotonic()
             idle = n == 0
@@ -217,7 +229,7 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
                 emit_state_checkpoint(runner, name, done[1])
                 publisher.publish(runner.positions, runner.batch_no, digest=done[1], changed=runner.written)
             if now - last_status >= STATUS_EVERY_S or idle:
-                write_status(home, name, {**runner.status(), "state": state, "last_error_at": last_error_at})
+                write_status(home, name, {**runner.status(), "state": state, "last_error_at": last_error_at}, shard)
                 last_status = now
             if idle:
                 if exit_when_caught_up and runner.caught_up():
@@ -230,7 +242,7 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
         final = store.digest()
         emit_state_checkpoint(runner, name, final)
         publisher.publish(runner.positions, runner.batch_no, digest=final, changed=runner.written)
-        write_status(home, name, {**runner.status(), "state": state, "last_error_at": last_error_at})
+        write_status(home, name, {**runner.status(), "state": state, "last_error_at": last_error_at}, shard)
     finally:
         edge.stop()
         digester.join()
@@ -374,3 +386,98 @@ def replay(home: Home, name: str, log: Log, *, positions: dict[str, int] | None 
     finally:
         store.close()
     return {"processor": name, "positions": pos, "digest": d["digest"], "tables": d["tables"], "file": str(target)}
+
+
+def shard_replay(home: Home, name: str, log: Log, shard: Shard, *, positions: dict[str, int] | None = None,
+                 target: Path | None = None) -> dict[str, Any]:
+    """``replay`` of one shard: its partitions (and control) from offset 0 into a fresh file, up to ``positions``,
+    with the shard's hidden rows (``processors.runtime.shards``); its digest includes the sums to combine."""
+    processor = get(name)()
+    require_shardable(processor, shard)
+    stop_at = parse_positions({"positions": positions}) if positions is not None else None
+    if target is None:
+        d = home.processor_dir(name, shard.label)
+        d.mkdir(parents=True, exist_ok=True)
+        target = Path(tempfile.mkdtemp(prefix=f"replay-{name}-", dir=d)) / STATE_FILE
+    store = Store(target, processor.views, hidden=hidden_rows(processor, shard, home.control_topic))
+    try:
+        runner = Runner(processor, log, store, anchors=home.anchors(), key=None, produce=False, stop_at=stop_at,
+                        topic_prefix=home.config.get("topic_prefix", "ledger"), shard=shard)
+        while True:
+            n = runner.step()
+            if n == 0 and (stop_at is not None or runner.caught_up()):
+                break
+        digest = store.digest()
+        pos = {f"{t}/{p}": o for (t, p), o in sorted(runner.positions.items())}
+    finally:
+        store.close()
+    return {"processor": name, "shard": shard.label, "positions": pos, **digest, "file": str(target)}
+
+
+def shard_live_digest(home: Home, name: str, shard: Shard) -> dict[str, Any]:
+    """One shard's digest (with its sums) and positions: from its state file when it is not running, else from
+    what it last published."""
+    processor = get(name)()
+    path = state_file(home, name, shard)
+    if not path.exists():
+        return {"processor": name, "shard": shard.label, "positions": {}, "digest": None, "source": "none"}
+    try:
+        store = Store(path, processor.views, read_only=True,
+                      hidden=hidden_rows(processor, shard, home.control_topic))
+    except StoreError:
+        state = read_state(home.views_dir(name, shard.label))
+        if not state or "sums" not in state.get("digest", {}):
+            return {"processor": name, "shard": shard.label, "positions": {}, "digest": None,
+                    "source": "running, no digest yet"}
+        return {"processor": name, "shard": shard.label, "positions": state["positions"], **state["digest"],
+                "source": "published"}
+    try:
+        d = store.digest()
+        pos = {f"{t}/{p}": o for (t, p), o in sorted(store.positions().items())}
+    finally:
+        store.close()
+    return {"processor": name, "shard": shard.label, "positions": pos, **d, "source": "state file"}
+
+
+def combined_digest(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The digest of the union of the shards (``shards.combine`` over each part's ``sums``), their positions merged
+    (data partitions are disjoint; control: the lowest of the shards', the point every shard has read past), and
+    each shard's own; digest None unless every shard has one."""
+    name = parts[0]["processor"] if parts else ""
+    merged: dict[str, int] = {}
+    for p in parts:
+        for tp, off in p.get("positions", {}).items():
+            merged[tp] = min(merged[tp], off) if tp in merged else off
+    out: dict[str, Any] = {"processor": name, "shards": {p["shard"]: {"positions": p.get("positions", {}),
+                                                                      "digest": p.get("digest"),
+                                                                      "source": p.get("source", "")}
+                                                         for p in parts},
+                           "positions": dict(sorted(merged.items())), "digest": None, "tables": {}}
+    if parts and all(p.get("digest") is not None and "sums" in p for p in parts):
+        d = combine([{t: (int(v[0]), [int(x) for x in v[1:]]) for t, v in p["sums"].items()} for p in parts])
+        out.update(digest=d["digest"], tables=d["tables"], sums=d["sums"])
+    return out
+
+
+def shard_count(home: Home, name: str) -> int | None:
+    """How many shards processor ``name`` runs as in this home (from their state files), or None when it runs as
+    one instance (or never ran). ``ValidationError`` when the state files do not make one layout."""
+    d = home.processor_dir(name)
+    counts: dict[int, set[int]] = {}
+    if d.is_dir():
+        for p in d.iterdir():
+            m = SHARD_DIR_RE.fullmatch(p.name)
+            if m and (p / STATE_FILE).exists():
+                counts.setdefault(int(m.group(2)), set()).add(int(m.group(1)))
+    if not counts:
+        return None
+    hint = f"move aside the state directories under {d} of the layout {name} no longer runs as"
+    if len(counts) > 1 or (d / STATE_FILE).exists():
+        raise ValidationError("processor", name, "has state files of more than one layout (one instance, or shards "
+                              "of different counts)", layouts=sorted(counts), hint=hint)
+    ((n, present),) = counts.items()
+    if present != set(range(n)):
+        raise ValidationError("processor", name, f"runs as {n} shards but not every shard has a state file",
+                              missing=[f"shard-{i}-of-{n}" for i in range(n) if i not in present],
+                              hint=f"run every instance: tokenledger run {name} --instances {n} --until-caught-up")
+    return n

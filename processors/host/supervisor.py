@@ -25,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -33,8 +33,9 @@ from typing import IO
 from ledger import limits
 from ledger.errors import ExitCode, HomeBusyError
 from ledger.sdk.home import Home
-from processors import order_by_topics
+from processors import get, order_by_topics
 from processors.host import service
+from processors.runtime.shards import Shard, require_shardable
 
 RESTART_BACKOFF_MIN_S = 0.5
 RESTART_BACKOFF_MAX_S = 10.0
@@ -46,8 +47,10 @@ PROCESSORS_DIR = "processors"  # Home.processor_dir's parent (the supervisor get
 
 @dataclass
 class Worker:
-    name: str
+    name: str  # what it is called in messages and results: the processor, or "<processor>/shard-I-of-N"
     args: list[str]
+    processor: str = ""  # the processor it runs ("" = name)
+    shard: Shard | None = None  # one instance of a sharded processor
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -56,9 +59,12 @@ class Worker:
     exit_codes: list[int] = field(default_factory=list)
 
 
-def worker_command(name: str, home: Path, log: str | None, until_caught_up: bool) -> list[str]:
+def worker_command(name: str, home: Path, log: str | None, until_caught_up: bool,
+                   shard: Shard | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "processors.host.worker", name, "--home", str(home),
            "--supervisor-pid", str(os.getpid())]
+    if shard is not None:
+        cmd += ["--shard", f"{shard.index}/{shard.count}"]
     if log:
         cmd += ["--log", log]
     if until_caught_up:
@@ -97,8 +103,12 @@ def home_lock(home: Path) -> Iterator[None]:
 
 def supervise(names: list[str], home: Path, log: str | None, *, until_caught_up: bool = False,
               on_event: Callable[[str], None] = lambda msg: None,
-              max_restarts: int | None = None) -> dict[str, int]:
+              max_restarts: int | None = None,
+              shards: Mapping[str, list[Shard]] | None = None) -> dict[str, int]:
     """Run workers until they all exit cleanly (``until_caught_up``) or until a stop signal.
+
+    ``shards``: processor -> the instances of it to run here (``processors.runtime.shards``), one worker each,
+    named ``<processor>/shard-I-of-N`` in messages and results; a processor not in it runs as one worker.
 
     ``max_restarts``: give up on a worker after that many failed starts (default: never when
     running as a service; 3 when running until caught up, where a persistent failure must surface).
@@ -107,12 +117,12 @@ def supervise(names: list[str], home: Path, log: str | None, *, until_caught_up:
         max_restarts = 3
     # as a service every processor runs at once (each follows the log live); until caught up, in waves
     waves = order_by_topics(names) if until_caught_up else [sorted(names)]
-    workers = {n: Worker(n, worker_command(n, home, log, until_caught_up)) for wave in waves for n in wave}
+    workers, members = _workers(waves, home, log, until_caught_up, shards or {})
     ledger_home = Home.open(home)
 
     def exited(w: Worker, pid: int, code: int) -> None:
         if code != 0:  # a worker killed outright left "running" in its status: say it is not, and why
-            service.note_exit(ledger_home, w.name, pid, code)
+            service.note_exit(ledger_home, w.processor or w.name, pid, code, w.shard)
 
     stopping = {"flag": False}
 
@@ -124,12 +134,12 @@ def supervise(names: list[str], home: Path, log: str | None, *, until_caught_up:
         try:
             for i, wave in enumerate(waves):
                 if i > 0:
-                    failed = [n for w in waves[:i] for n in w if workers[n].exit_codes[-1:] != [0]]
+                    failed = [k for w in waves[:i] for n in w for k in members[n] if workers[k].exit_codes[-1:] != [0]]
                     if failed:
                         on_event(f"not starting {', '.join(wave)}: {', '.join(failed)} did not catch up")
                         break
                     on_event(f"{', '.join(waves[i - 1])} caught up; starting {', '.join(wave)}")
-                _run_wave([workers[n] for n in wave], stopping, until_caught_up=until_caught_up,
+                _run_wave([workers[k] for n in wave for k in members[n]], stopping, until_caught_up=until_caught_up,
                           max_restarts=max_restarts, on_event=on_event, on_exit=exited)
                 if stopping["flag"]:
                     break
@@ -138,6 +148,24 @@ def supervise(names: list[str], home: Path, log: str | None, *, until_caught_up:
             for s, h in old.items():
                 signal.signal(s, h)
     return {n: _result(w, until_caught_up) for n, w in workers.items()}
+
+
+def _workers(waves: list[list[str]], home: Path, log: str | None, until_caught_up: bool,
+             shards: Mapping[str, list[Shard]]) -> tuple[dict[str, Worker], dict[str, list[str]]]:
+    """The workers by name, and each processor's workers' names (one, or one per shard)."""
+    for n, instances in shards.items():
+        for one in instances:
+            require_shardable(get(n), one)  # refused before anything starts
+    members: dict[str, list[str]] = {}
+    workers: dict[str, Worker] = {}
+    for wave in waves:
+        for n in wave:
+            mine: list[Shard | None] = [*shards[n]] if shards.get(n) else [None]
+            for sh in mine:
+                key = n if sh is None else f"{n}/{sh.label}"
+                workers[key] = Worker(key, worker_command(n, home, log, until_caught_up, sh), processor=n, shard=sh)
+                members.setdefault(n, []).append(key)
+    return workers, members
 
 
 def _result(w: Worker, until_caught_up: bool) -> int:

@@ -25,6 +25,7 @@ import time
 from ledger.errors import LedgerError, exit_code_for
 from ledger.sdk.home import Home, resolve_home, resolve_log_url
 from processors.host.service import note_failure, serve
+from processors.runtime.shards import Shard, parse_shard
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PARENT_POLL_S = 0.5  # how often the watchdog checks that the supervisor is still its parent
@@ -60,18 +61,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--until-caught-up", action="store_true")
     ap.add_argument("--supervisor-pid", type=int, default=None, help="exit when this process is no longer the parent")
     ap.add_argument("--max-records", type=int, default=None, help="records per batch (default: the runtime's)")
+    ap.add_argument("--shard", default=None, help="I/N: run instance I of N of a sharded processor")
     ap.add_argument("--crash-at",
                     help="fault injection for crash tests: POINT:N (see processors.host.service.crash_hook)")
     a = ap.parse_args(argv)
     if a.supervisor_pid is not None:
         die_with_parent(a.supervisor_pid)
     home: Home | None = None
+    shard: Shard | None = None
     try:
+        shard = None if a.shard is None else parse_shard(a.shard)
         home = Home.open(resolve_home(a.home))
         log = home.open_log(resolve_log_url(a.log, home))
         try:
             return serve(home, a.name, log, exit_when_caught_up=a.until_caught_up, crash_at=a.crash_at,
-                         max_records=a.max_records)
+                         max_records=a.max_records, shard=shard)
         finally:
             log.close()
     except LedgerError as e:
@@ -79,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         code = int(exit_code_for(e))  # the CLI's table: a missing home is 3, an unreachable log 4
         if home is not None:
             # e.g. the broker is down: the processor never got as far as its own status; say why it is not running
-            note_failure(home, a.name, e, exit_code=code)
+            note_failure(home, a.name, e, exit_code=code, shard=shard)
         return code
 
 

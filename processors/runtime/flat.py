@@ -130,7 +130,8 @@ class FlatPublisher:
             # _batch >= first: lets DuckDB skip row groups of published batches by their min/max
             where += f" AND _batch >= ? AND ({order}) > (?, ?, ?, ?, ?)"
             params += [self.cursor[0], *self.cursor]
-        return self.store.query(f"SELECT {cols} FROM {self.view.name} WHERE {where} "  # noqa: S608  (names from code)
+        # a shard's hidden rows (processors.runtime.shards: control rows, published by shard 0 only) are skipped
+        return self.store.query(f"SELECT {cols} FROM {self.store.visible(self.view.name)} WHERE {where} "  # noqa: S608  (names from code)
                                 f"ORDER BY {order} LIMIT ?", [*params, FLAT_CHUNK_ROWS])
 
     def _publish_chunk(self, rows: list[tuple[Any, ...]]) -> int:

@@ -103,6 +103,14 @@ class Processor(abc.ABC):
     data_records_per_poll: ClassVar[int] = limits.MAX_RUNNER_DATA_RECORDS
     views: ClassVar[tuple[View, ...]] = ()
     publishes_rejections: ClassVar[bool] = False  # one processor (the journal) sends dead letters
+    # sharding (processors.runtime.shards): True only when every row of every view is a function of one data
+    # partition (plus control), so N instances each owning some partitions hold, together, the one instance's rows
+    shardable: ClassVar[bool] = False
+    # why not, naming the state that crosses partitions (shown when --instances/--shard is refused)
+    shard_refusal: ClassVar[str] = "its sharding was not analysed"
+    # table -> the column holding the input topic a row came from: rows of the control topic are made alike by
+    # every shard (every shard reads control), so only shard 0 publishes, digests and sends them
+    control_rows: ClassVar[dict[str, str]] = {}
 
     def restore(self, query: Any) -> None:  # noqa: B027  (optional hook: a stateless processor restores nothing)
         """Load in-memory state from the processor's tables (``query(sql, params) -> rows``)."""

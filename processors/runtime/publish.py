@@ -113,9 +113,13 @@ class _Merge:
 
 class Publisher:
     def __init__(self, store: Store, processor: Processor, out_dir: Path, *, key: SigningKey,
-                 min_interval_s: float = PUBLISH_INTERVAL_S, max_parts: int = limits.MAX_VIEW_PARTS) -> None:
+                 min_interval_s: float = PUBLISH_INTERVAL_S, max_parts: int = limits.MAX_VIEW_PARTS,
+                 label: str | None = None) -> None:
         self.store = store
         self.processor = processor
+        # the name in the manifest and _state.json: the processor's, or ``<name>.shard-I-of-N`` for a shard, whose
+        # manifest is then checked against signer ``processor.<name>.shard-I-of-N`` (processors.runtime.shards)
+        self.label = label or processor.name
         self.out = out_dir
         self.key = key
         self.min_interval_s = min_interval_s
@@ -168,12 +172,12 @@ class Publisher:
         self._compact()
         pos = {f"{t}/{p}": o for (t, p), o in sorted(positions.items())}
         names = [v.name for v, _ in published_views(self.processor)]
-        state = {"processor": self.processor.name, "batch": batch_no, "published_at": time.time(),
+        state = {"processor": self.label, "batch": batch_no, "published_at": time.time(),
                  "positions": pos, "views": names}
         if digest is not None:
             state["digest"] = digest
         _write_atomically(self.out / "_state.json", (json.dumps(state, indent=2, sort_keys=True) + "\n").encode())
-        m = mf.ViewManifest(processor=self.processor.name, signer_id=self.key.signer_id, key_id=self.key.key_id,
+        m = mf.ViewManifest(processor=self.label, signer_id=self.key.signer_id, key_id=self.key.key_id,
                             batch=batch_no, positions=tuple(sorted(pos.items())), digest=digest_text,
                             views=tuple(names), files=tuple(self._files[p] for p in sorted(self._files)))
         _write_atomically(self.out / MANIFEST_FILE, mf.sign(m, self.key))
@@ -222,7 +226,8 @@ class Publisher:
         last = -1 if first else self._view_batch.get(view.name, -1)
         if batch_no <= last:
             return
-        count_sql = f"SELECT count(*) FROM {table} WHERE _batch > ? AND _batch <= ?"  # noqa: S608  (a view name from code)
+        rows_of = self.store.visible(table)  # a shard's hidden rows are not its to publish (processors.runtime.shards)
+        count_sql = f"SELECT count(*) FROM {rows_of} WHERE _batch > ? AND _batch <= ?"  # noqa: S608  (names from code)
         rows = int(self.store.query(count_sql, (last, batch_no))[0][0])
         if not rows and not first:
             return  # nothing new: no empty part file (the first one is written even empty: it carries the schema)

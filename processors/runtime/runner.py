@@ -58,6 +58,7 @@ from ledger.wire import codec
 from ledger.wire.events import EMPTY_CONTEXT
 from processors.runtime.links import LegacyLinks
 from processors.runtime.processor import Derived, Effects, Item, Processor, Quarantined
+from processors.runtime.shards import Shard, require_shardable
 from processors.runtime.store import Store
 
 GC_GEN0_THRESHOLD = 200_000  # allocations between young-generation collections (default 700)
@@ -126,7 +127,11 @@ class Runner:
                  topic_prefix: str = "ledger", key: SigningKey | None = None, produce: bool = True,
                  stop_at: dict[tuple[str, int], int] | None = None,
                  crash_hook: Callable[[str], None] | None = None,
-                 max_records: int | None = None, checkpoint_key: SigningKey | None = None) -> None:
+                 max_records: int | None = None, checkpoint_key: SigningKey | None = None,
+                 shard: Shard | None = None) -> None:
+        if shard is not None:
+            require_shardable(processor, shard)
+        self.shard = shard  # None: every partition; else only the data partitions this instance owns
         self.processor = processor
         self.log = log
         self.prefix = topic_prefix
@@ -149,17 +154,18 @@ class Runner:
         # the topics the processor reads, and only those: a position its file kept for a topic this version no
         # longer reads (deliveries read <prefix>.checkpoints until state checkpoints had a chain of their own)
         # stays in the file and is never read on
-        self.positions = {tp: o for tp, o in store.positions().items() if tp[0] in declared}
+        self._control = self.topic("control")
+        self.positions = {tp: o for tp, o in store.positions().items() if tp[0] in declared and self.owns(tp)}
         self.batch_no = store.batch()
         for logical in processor.topics:
             topic = self.topic(logical)
             log.ensure_topic(topic)
             for p in range(log.partitions(topic)):
-                self.positions.setdefault((topic, p), 0)
+                if self.owns((topic, p)):
+                    self.positions.setdefault((topic, p), 0)
         self.producer_head = store.producer_head(key.signer_id) if key else Head(0, bytes(32))
         self._merged = not getattr(log, "total_order", False) and has_merged_order(log)
         self._passed = _load_key(store.meta(PASSED_META, "")) if self._merged else None
-        self._control = self.topic("control")
         # legacy links (processors.runtime.links): gaps in a chain read on a derived topic may be state checkpoints
         # an older version signed on that chain; a reader of the checkpoints topic reads them in order anyway
         derived_inputs = declared - {self._control, self.topic("events")}
@@ -180,6 +186,10 @@ class Runner:
 
     def topic(self, logical: str) -> str:
         return f"{self.prefix}.{logical}"
+
+    def owns(self, tp: tuple[str, int]) -> bool:
+        """Whether this runner reads ``tp``: every partition, or a shard's own data partitions and control."""
+        return self.shard is None or tp[0] == self._control or self.shard.owns(tp[1])
 
     # ------------------------------------------------------------ the loop
 
@@ -220,7 +230,7 @@ class Runner:
             if verified.positions == self.positions:
                 _idle(timeout_s)
                 return 0
-            fx = self.processor.fold(verified.items, verified.quarantined)  # Step 3: fold (pure)
+            fx = self.processor.fold(verified.items, self._quarantined_to_fold(verified))  # Step 3: fold (pure)
             outbox = self._step_sign(fx.derived)
             self.crash("before_commit")
             self._step_commit(fx, verified, outbox)
@@ -304,6 +314,13 @@ class Runner:
         if self._links.fill(self.verifier, signer, expected, actual):
             v.touched.add(signer)  # the links moved its chain head: saved with the batch
         return self.verifier.check_record(rec.value, Where.of(rec))
+
+    def _quarantined_to_fold(self, verified: Verified) -> list[Quarantined]:
+        """The quarantined records fold sees: on a shard but shard 0, not those of control, which shard 0 folds
+        (its dead letters would otherwise be sent once per shard, by different signers: processors.runtime.shards)."""
+        if self.shard is None or self.shard.owns_control_rows:
+            return verified.quarantined
+        return [q for q in verified.quarantined if q.record.topic != self._control]
 
     def _step_sign(self, derived: list[Derived]) -> list[OutboxRecord]:
         """Step 4: sign the derived events with the processor's key, chained, into outbox records."""

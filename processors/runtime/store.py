@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -89,11 +89,30 @@ DIGEST_LANE_HEX = 16  # hex chars per lane: 64-bit lanes, each summed exactly in
 DIGEST_LANES = 4  # below 2**64 rows); 4 lanes cover all 256 bits of a row's SHA-256
 
 
+TableSums = tuple[int, list[int]]  # a table's rows and the exact sum of each digest lane over them
+
+
+def digest_from_sums(sums: Mapping[str, TableSums]) -> dict[str, Any]:
+    """The state digest (``Store.digest``: algorithm, digest text, per-table rows and hash) from per-table sums."""
+    tables: dict[str, dict[str, Any]] = {}
+    for name in sorted(sums):
+        n, lanes = sums[name]
+        text = "\n".join([DIGEST_ALGORITHM, str(n), *(str(x) for x in lanes)])
+        tables[name] = {"rows": n, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    canon = json.dumps(tables, sort_keys=True).encode()
+    # "sums": the terms themselves, so the digests of shards can be added up (processors.runtime.shards.combine)
+    return {"algorithm": DIGEST_ALGORITHM, "digest": f"{DIGEST_ALGORITHM}:{hashlib.sha256(canon).hexdigest()}",
+            "tables": tables, "sums": {name: [sums[name][0], *sums[name][1]] for name in sorted(sums)}}
+
+
 class Store:
     def __init__(self, path: Path | str, views: Iterable[View], *, read_only: bool = False, threads: int = 1,
-                 memory_limit: str = DUCKDB_MEMORY_LIMIT) -> None:
+                 memory_limit: str = DUCKDB_MEMORY_LIMIT, hidden: Mapping[str, str] | None = None) -> None:
         self.path = Path(path)
         self.views = (QUARANTINE, *views)
+        # table -> SQL condition of rows kept but never published nor digested (a shard's copies of the rows
+        # control records made: ``processors.runtime.shards.hidden_rows``); from code, never from outside text
+        self.hidden: dict[str, str] = dict(hidden or {})
         try:
             # a bounded buffer pool keeps a processor's memory flat as its tables grow
             self.con = duckdb.connect(str(self.path), read_only=read_only,
@@ -374,14 +393,20 @@ class Store:
                 con.close()
 
     def _digest(self, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-        tables: dict[str, dict[str, Any]] = {}
-        for v in sorted(self.views, key=lambda v: v.name):
-            n, sums = self._table_sums(con, v)
-            text = "\n".join([DIGEST_ALGORITHM, str(n), *(str(x) for x in sums)])
-            tables[v.name] = {"rows": n, "sha256": hashlib.sha256(text.encode()).hexdigest()}
-        canon = json.dumps(tables, sort_keys=True).encode()
-        return {"algorithm": DIGEST_ALGORITHM, "digest": f"{DIGEST_ALGORITHM}:{hashlib.sha256(canon).hexdigest()}",
-                "tables": tables}
+        return digest_from_sums(self._all_sums(con))
+
+    def table_sums(self) -> dict[str, TableSums]:
+        """Per published view: (row count, exact lane sums) of its visible rows, the digest's terms
+        (``digest_from_sums``); a shard's are added to the others' by ``processors.runtime.shards.combine``."""
+        return self._all_sums(self.con)
+
+    def _all_sums(self, con: duckdb.DuckDBPyConnection) -> dict[str, TableSums]:
+        return {v.name: self._table_sums(con, v) for v in self.views}
+
+    def visible(self, table: str) -> str:
+        """``table`` as a FROM source without its hidden rows (``hidden``)."""
+        cond = self.hidden.get(table)
+        return table if cond is None else f"(SELECT * FROM {table} WHERE NOT ({cond}))"  # noqa: S608 (from code)
 
     def _table_sums(self, con: duckdb.DuckDBPyConnection, v: View) -> tuple[int, list[int]]:
         """(row count, exact sum of each 64-bit lane of the rows' SHA-256) of view ``v``."""
@@ -390,7 +415,8 @@ class Store:
         lanes = ", ".join(
             f"coalesce(sum(('0x' || substr(h, {1 + i * DIGEST_LANE_HEX}, {DIGEST_LANE_HEX}))::UBIGINT), 0)"
             for i in range(DIGEST_LANES))
-        got = con.execute(f"SELECT count(*), {lanes} FROM (SELECT sha256({row}) AS h FROM {v.name})").fetchone()  # noqa: S608  (names from code)
+        source = self.visible(v.name)  # a shard's hidden rows are another shard's to digest
+        got = con.execute(f"SELECT count(*), {lanes} FROM (SELECT sha256({row}) AS h FROM {source})").fetchone()  # noqa: S608  (names from code)
         assert got is not None  # an aggregate without GROUP BY returns exactly one row
         return int(got[0]), [int(x) for x in got[1:]]
 
@@ -398,12 +424,12 @@ class Store:
 
     def export(self, view: View, target: Path, where: str = "") -> None:
         """Write the view's public columns (optionally filtered) to a Parquet file, atomically."""
-        _export(self.con, view, target, where)
+        _export(self.con, view, target, where, self.visible(view.name))
 
     def exporter(self) -> Exporter:
         """A second connection to this database for exporting from another thread (the publisher's
         compactions): it reads committed rows only, so the runner's open transaction never shows."""
-        return Exporter(self.con.cursor())
+        return Exporter(self.con.cursor(), self.visible)
 
     def close(self) -> None:
         with suppress(duckdb.Error):
@@ -413,22 +439,23 @@ class Store:
 class Exporter:
     """Exports on its own connection (``Store.exporter``); used by one thread at a time."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, visible: Callable[[str], str] = str) -> None:
         self.con = con
+        self.visible = visible
 
     def export(self, view: View, target: Path, where: str = "") -> None:
-        _export(self.con, view, target, where)
+        _export(self.con, view, target, where, self.visible(view.name))
 
     def close(self) -> None:
         with suppress(duckdb.Error):
             self.con.close()
 
 
-def _export(con: duckdb.DuckDBPyConnection, view: View, target: Path, where: str) -> None:
+def _export(con: duckdb.DuckDBPyConnection, view: View, target: Path, where: str, source: str) -> None:
     cols = ", ".join(view.public_columns)
     tmp = target.with_name(target.name + ".tmp")
     # names from the view definitions, ``where`` from the publisher (batch numbers), the path quoted
-    sql = (f"COPY (SELECT {cols} FROM {view.name} {where}) TO '{_sql_path(tmp)}' "  # noqa: S608  (see above)
+    sql = (f"COPY (SELECT {cols} FROM {source} {where}) TO '{_sql_path(tmp)}' "  # noqa: S608  (see above)
            f"(FORMAT parquet, ROW_GROUP_SIZE {PARQUET_ROW_GROUP_ROWS}, "
            f"ROW_GROUP_SIZE_BYTES '{PARQUET_ROW_GROUP_BYTES}')")
     con.execute(sql)

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import ValidationError
-from ledger.integrity.checkpoints import StateCheck, digest_algorithm
+from ledger.integrity.checkpoints import StateCheck, check_state, control_keyring, digest_algorithm, read_checkpoints
 from ledger.log import Log
-from ledger.sdk.home import Home
+from ledger.sdk.home import SHARD_DIR_RE, Home
 from processors import REGISTRY, get
 from processors.host import service
 from processors.host.supervisor import pid_alive
+from processors.runtime.shards import all_shards, parse_shard
 from processors.runtime.store import DIGEST_ALGORITHM
 from processors.services.proofs import check_state_checkpoints
 
@@ -64,11 +65,15 @@ class Digest:
     source: str
     tables: dict[str, Any] | None = None
     file: str | None = None
+    # a sharded processor (processors.runtime.shards): per shard label, its positions, digest and source (and file);
+    # ``digest`` is then the combined digest of the union of the shards, ``positions`` their merged positions
+    shards: dict[str, dict[str, Any]] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "") -> Digest:
         return cls(processor=d["processor"], positions=dict(d["positions"]), digest=d["digest"],
-                   source=d.get("source", source), tables=d.get("tables"), file=d.get("file"))
+                   source=d.get("source", source), tables=d.get("tables"), file=d.get("file"),
+                   shards=d.get("shards"))
 
     @property
     def records(self) -> int:
@@ -83,6 +88,8 @@ class Digest:
             out["file"] = self.file
         else:
             out["source"] = self.source
+        if self.shards is not None:
+            out["shards"] = self.shards
         return out
 
 
@@ -105,27 +112,41 @@ class Replay:
 
 
 def status(home: Home) -> list[ProcessorStatus]:
-    """Every registered processor's last status, sorted by name."""
+    """Every registered processor's last status, sorted by name; a sharded one's, one row per shard that wrote a
+    status file (``<name>/shard-I-of-N``), after its own row when it also ran as one instance."""
     rows = []
     for name in sorted(REGISTRY):
-        try:
-            s = json.loads(service.status_file(home, name).read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            rows.append(ProcessorStatus(name, NEVER_RUN))
-            continue
-        running = s.get("state") == "running" and pid_alive(int(s.get("pid", 0)))
-        state = s.get("state", "?") if running or s.get("state") != "running" else "dead"
-        rows.append(ProcessorStatus(name, state, pid=s.get("pid"), positions=s.get("positions"), lag=s.get("lag"),
-                                    events_per_s=s.get("events_per_s"), events=s.get("events"),
-                                    rejected=s.get("rejected"), last_error=s.get("last_error"),
-                                    updated_s_ago=round(time.time() - s.get("updated_at", 0), 1)))
+        shards = [p for p in sorted(home.processor_dir(name).glob("shard-*-of-*/" + service.STATUS_FILE))
+                  if SHARD_DIR_RE.fullmatch(p.parent.name)]
+        own = service.status_file(home, name)
+        if own.exists() or not shards:
+            rows.append(_status_row(name, own))
+        rows.extend(_status_row(f"{name}/{p.parent.name}", p) for p in shards)
     return rows
 
 
+def _status_row(name: str, path: Path) -> ProcessorStatus:
+    try:
+        s = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return ProcessorStatus(name, NEVER_RUN)
+    running = s.get("state") == "running" and pid_alive(int(s.get("pid", 0)))
+    state = s.get("state", "?") if running or s.get("state") != "running" else "dead"
+    return ProcessorStatus(name, state, pid=s.get("pid"), positions=s.get("positions"), lag=s.get("lag"),
+                           events_per_s=s.get("events_per_s"), events=s.get("events"),
+                           rejected=s.get("rejected"), last_error=s.get("last_error"),
+                           updated_s_ago=round(time.time() - s.get("updated_at", 0), 1))
+
+
 def digest(home: Home, name: str) -> Digest:
-    """The live digest of processor ``name`` (from its file when it is not running, else what it published)."""
+    """The live digest of processor ``name`` (from its file when it is not running, else what it published); of a
+    sharded one, the combined digest of its shards (``service.combined_digest``)."""
     get(name)
-    return Digest.from_dict(service.live_digest(home, name))
+    n = service.shard_count(home, name)
+    if n is None:
+        return Digest.from_dict(service.live_digest(home, name))
+    d = service.combined_digest([service.shard_live_digest(home, name, sh) for sh in all_shards(n)])
+    return Digest.from_dict({**d, "source": f"{n} shards combined"})
 
 
 def replayable(home: Home, name: str) -> Digest:
@@ -147,11 +168,40 @@ def replay(home: Home, name: str, log: Log, live: Digest, *, keep: bool = False,
            progress: Callable[[int], None] | None = None) -> Replay:
     """Rebuild ``name``'s state from offset 0 into a fresh file up to ``live``'s positions (``progress``
     gets the records read per step) and compare; the rebuilt file is removed unless ``keep``."""
+    if live.shards is not None:
+        return _replay_shards(home, name, log, live, keep=keep, progress=progress)
     rebuilt = Digest.from_dict(service.replay(home, name, log, positions=live.positions, progress=progress))
     assert rebuilt.digest is not None  # a replay always computes one
     signed = check_state_checkpoints(home, log, name, rebuilt.positions, rebuilt.digest)
     if not keep and rebuilt.file is not None:
         shutil.rmtree(Path(rebuilt.file).parent, ignore_errors=True)
+    return Replay(processor=name, live=live, rebuilt=rebuilt, state_checkpoint=signed)
+
+
+def _replay_shards(home: Home, name: str, log: Log, live: Digest, *, keep: bool,
+                   progress: Callable[[int], None] | None) -> Replay:
+    """Each shard rebuilt up to its own live positions, the rebuilt digests combined and compared with the live
+    combined one; each shard's rebuilt digest against the StateCheckpoints that shard signed at its positions."""
+    assert live.shards is not None
+    parts = []
+    signed = StateCheck(processor=name)
+    for label in sorted(live.shards):
+        sh = parse_shard(label.removeprefix("shard-").replace("-of-", "/"), "shard")
+        part = service.shard_replay(home, name, log, sh, positions=live.shards[label]["positions"])
+        if progress is not None:
+            progress(sum(part["positions"].values()))
+        ring = control_keyring(log, home.control_topic, home.anchors())
+        entries = read_checkpoints(log, home.topic_for("checkpoints"), ring)
+        check = check_state(entries, name, (service.checkpoint_signer_id(name, sh), service.signer_id(name, sh)),
+                            part["positions"], part["digest"])
+        signed.checked.extend(check.checked)
+        signed.other_algorithm.extend(check.other_algorithm)
+        signed.latest = check.latest or signed.latest
+        if not keep:
+            shutil.rmtree(Path(part["file"]).parent, ignore_errors=True)
+        parts.append(part)
+    d = service.combined_digest(parts)
+    rebuilt = Digest.from_dict({**d, "source": f"{len(parts)} shards replayed"})
     return Replay(processor=name, live=live, rebuilt=rebuilt, state_checkpoint=signed)
 
 
