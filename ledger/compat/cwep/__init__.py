@@ -34,10 +34,12 @@ Deviations from the reference, each the ledger's documented behaviour:
 11. ``CacheTracker.record_hit`` takes the real cache-read rate (``cache_rate_per_mtok``); only without it does it
     assume, as the reference always does, that a cache read costs 10% of input.
 12. ``verify_cmr_pair`` also compares the agents and the cached tokens (the reference ignores both).
-13. ``CWEPStore``: CMRs are signed ledger events; appending one twice stores it once; reads never crash on a torn
-    line (the log is transactional); ``read_cmrs(limit)`` gives the last ``limit`` in log order, as the reference
-    does. ``cwep settle`` records each (interaction, method) once, however often it runs. The empty store's
-    ``total_cost_usd`` is ``0.0``.
+13. ``CWEPStore`` is a ledger home: CMRs are signed ``interaction`` events and deposits signed ``deposit`` events
+    (create by the requestor, refund or forfeit by the responder; a ``disputed`` record is refused), read back
+    through the ledger's verifier; appending one twice stores it once; the log is transactional, so no torn line
+    breaks a read; ``read_cmrs(limit)`` gives the last ``limit`` in log order, as the reference does. Settlement
+    records stay JSON lines (free-form dicts). ``cwep settle`` records each (interaction, method) once, however
+    often it runs. The empty store's ``total_cost_usd`` is ``0.0``.
 14. ``__version__`` is this layer's reference version, ``"0.1.1"`` (the reference reports ``"0.1.0"``).
 """
 

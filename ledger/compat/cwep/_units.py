@@ -14,7 +14,7 @@ from typing import Any
 
 from ledger.economics.allocation import NO_TRANSFER
 from ledger.errors import ValidationError
-from ledger.units import MICROS_PER_USD
+from ledger.units import MICROS_PER_USD, MILLI
 
 NO_LIMIT = -1  # the reference's "unlimited" / "never" / "no score yet"
 NO_DIRECTION = ""  # the reference's direction of a proposal that moves no money
@@ -41,6 +41,14 @@ def usd_micros(field: str, value: Any, *, signed: bool = False) -> int:
 def rate_micros(field: str, value: Any) -> int:
     """A USD-per-million-tokens rate as micro-USD per million tokens (the ledger's rate unit)."""
     return usd_micros(field, value)
+
+
+def thousandths(field: str, value: Any) -> int:
+    """A non-negative multiplier as exact thousandths (the ledger's unit for ratios on the log)."""
+    scaled = _decimal(field, value) * MILLI
+    if scaled != scaled.to_integral_value() or scaled < 0:
+        raise ValidationError(field, value, "must be a non-negative number exact to the thousandth")
+    return int(scaled)
 
 
 def usd(micros: int) -> float:

@@ -10,9 +10,15 @@ state, the CMR's own timestamp, version and ``coc_chain_ref``) travels in the ev
 a record it rejects is never returned. The event time is the append time (the CMR's timestamp is kept in a
 label): a signer's key is valid from its registration on.
 
-Settlement proposals and deposit records are not ledger events here: ``append_settlement`` and ``append_deposit``
-write JSON lines under ``<home>/cwep/`` (``settlements.jsonl``, ``deposits.jsonl``), each line written whole and
-flushed to disk.
+Deposits are ledger ``deposit`` events too (``ledger.wire.events.Deposit``, folded by the reputation processor into
+the ``deposits`` view): ``append_deposit`` emits the create, signed by the requestor (key ``cwep.deposit:<id>:create``),
+and for a refunded or forfeited record also the resolution, signed by the responder (``cwep.deposit:<id>:<action>``);
+each party is registered the first time it is seen. ``read_deposits`` rebuilds the records from the verified events
+(a resolution counts only when its responder signed it, the first one only). A ``disputed`` record is refused: the
+ledger has no such step.
+
+Settlement records are free-form dicts in CWEP, so they are not ledger events: ``append_settlement`` writes JSON
+lines to ``<home>/cwep/settlements.jsonl``, each line written whole and synced to disk.
 """
 
 from __future__ import annotations
@@ -27,16 +33,19 @@ from ledger.integrity.verify import Accepted, audit
 from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home, HomeLayout
 from ledger.sdk.registration import bootstrap, register_signer
-from ledger.wire.events import Context, Flow, Interaction
+from ledger.units import MILLI
+from ledger.wire.events import Context, Deposit, Flow, Interaction
 
 from . import _units
-from .schema import AgentPricing, ContextState, CostMeteringRecord, DepositRecord
+from .schema import AgentPricing, ContextState, CostMeteringRecord, DepositRecord, DepositStatus
 
 CMR_KEY_PREFIX = "cwep.cmr:"  # idempotency key of a CMR's interaction event
+DEPOSIT_KEY_PREFIX = "cwep.deposit:"  # cwep.deposit:<deposit_id>:<action>
+RESOLUTIONS = {DepositStatus.REFUNDED.value: "refund", DepositStatus.FORFEITED.value: "forfeit"}
+STATUS_OF = {action: status for status, action in RESOLUTIONS.items()}
 LABEL_PREFIX = "cwep."
 SIDECAR_DIR = "cwep"
 SETTLEMENTS_FILE = "settlements.jsonl"
-DEPOSITS_FILE = "deposits.jsonl"
 
 
 class CWEPStore:
@@ -93,14 +102,18 @@ class CWEPStore:
         return event_id
 
     def _interaction_events(self) -> list[Any]:
-        """The CMR interaction events that pass verification (schema, signature, key, chain), in log order: the
-        whole log is read through the ledger's verifier, and a record it rejects is not a CMR."""
+        """The CMR interaction events that pass verification (schema, signature, key, chain), in log order."""
+        return self._verified(Interaction, CMR_KEY_PREFIX)
+
+    def _verified(self, kind: type, key_prefix: str) -> list[Any]:
+        """The events of ``kind`` whose idempotency key starts with ``key_prefix`` that pass verification, in log
+        order: the whole log is read through the ledger's verifier, and a record it rejects counts for nothing."""
         events: list[Any] = []
 
         def keep(_where: Any, accepted: Accepted) -> None:
             for decoded in accepted.events:
                 event = decoded.event
-                if isinstance(event.body, Interaction) and (event.idempotency_key or "").startswith(CMR_KEY_PREFIX):
+                if isinstance(event.body, kind) and (event.idempotency_key or "").startswith(key_prefix):
                     events.append(event)
 
         log = self.home.open_log()
@@ -153,13 +166,53 @@ class CWEPStore:
     def settlement_count(self) -> int:
         return len(self.read_settlements())
 
+    def _emit(self, signer: str, body: Deposit, key: str, labels: dict[str, str] | None = None) -> str:
+        self._ensure_signer(signer)
+        context = Context(labels=tuple((LABEL_PREFIX + k, v) for k, v in (labels or {}).items()))
+        with Emitter.open(signer, home=self.home.path, background_flush=False) as em:
+            event_id = em.emit(body, context=context, idempotency_key=key)
+            em.flush()
+        return event_id
+
     def append_deposit(self, deposit: DepositRecord) -> None:
+        """Emit the deposit's create (and its refund or forfeit, if it has one) as signed ``deposit`` events."""
         if not isinstance(deposit, DepositRecord):
             raise ValidationError("deposit", deposit, "must be a DepositRecord")
-        self._append_line(DEPOSITS_FILE, deposit.to_dict())
+        if deposit.status not in (DepositStatus.COMMITTED.value, *RESOLUTIONS):
+            raise ValidationError("deposit.status", deposit.status, "must be committed, refunded or forfeited")
+        multiplier = _units.thousandths("deposit.multiplier", deposit.multiplier)
+        create = Deposit(deposit_id=deposit.deposit_id, action="create", requestor_id=deposit.requestor_id,
+                         responder_id=deposit.responder_id,
+                         amount_micros=_units.usd_micros("deposit.amount_usd", deposit.amount_usd),
+                         reputation_tier=deposit.reputation_tier, multiplier_milli=multiplier,
+                         interaction_id=deposit.interaction_id)
+        self._emit(deposit.requestor_id, create, f"{DEPOSIT_KEY_PREFIX}{deposit.deposit_id}:create",
+                   {"timestamp": deposit.timestamp})
+        if deposit.status in RESOLUTIONS:
+            action = RESOLUTIONS[deposit.status]
+            self._emit(deposit.responder_id, Deposit(deposit_id=deposit.deposit_id, action=action,
+                                                     requestor_id=deposit.requestor_id,
+                                                     responder_id=deposit.responder_id),
+                       f"{DEPOSIT_KEY_PREFIX}{deposit.deposit_id}:{action}")
 
     def read_deposits(self) -> list[DepositRecord]:
-        return [DepositRecord.from_dict(d) for d in self._read_lines(DEPOSITS_FILE)]
+        """The deposits in the order they were created, with the status their responder's first resolution gave."""
+        records: dict[str, DepositRecord] = {}
+        for event in self._verified(Deposit, DEPOSIT_KEY_PREFIX):
+            body: Deposit = event.body
+            record = records.get(body.deposit_id)
+            if body.action == "create" and record is None and event.signer_id == body.requestor_id:
+                labels = dict(event.context.labels)
+                records[body.deposit_id] = DepositRecord(
+                    deposit_id=body.deposit_id, requestor_id=body.requestor_id, responder_id=body.responder_id,
+                    amount_usd=_units.usd(body.amount_micros), status=DepositStatus.COMMITTED.value,
+                    interaction_id=body.interaction_id, timestamp=labels.get(LABEL_PREFIX + "timestamp", ""),
+                    multiplier=body.multiplier_milli / MILLI, reputation_tier=body.reputation_tier)
+            elif (body.action in STATUS_OF and record is not None and event.signer_id == record.responder_id
+                  and record.status == DepositStatus.COMMITTED.value
+                  and (body.requestor_id, body.responder_id) == (record.requestor_id, record.responder_id)):
+                record.status = STATUS_OF[body.action]
+        return list(records.values())
 
     def deposit_count(self) -> int:
         return len(self.read_deposits())

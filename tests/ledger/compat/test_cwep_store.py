@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from ledger.compat.cwep import cli, metering, schema
+from ledger.compat.cwep import cli, metering, schema, spam
 from ledger.compat.cwep.store import CMR_KEY_PREFIX, CWEPStore
 from ledger.errors import IdempotencyConflictError, ValidationError
 from ledger.integrity.verify import audit
 from ledger.sdk.home import Home
-from ledger.wire.events import Interaction
+from ledger.wire.events import Deposit, Interaction
 
 
 def _audit(path):
@@ -80,7 +80,39 @@ def test_custom_pricing_survives_the_round_trip_and_read_limit_takes_the_last(tm
         store.read_cmrs(limit=-1)
 
 
-def test_settlements_and_deposits_as_json_lines(tmp_path):
+def test_deposits_are_signed_deposit_events_of_both_parties(tmp_path):
+    store = CWEPStore(tmp_path / "cw")
+    dep = spam.create_deposit("req", "resp", 50_000, 5.0, reputation_score=10, interaction_id="i-7")
+    store.append_deposit(dep)
+    assert store.read_deposits() == [dep]
+    spam.resolve_deposit(dep, is_spam=True)
+    store.append_deposit(dep)  # the create again (stored once) and now the forfeit, signed by the responder
+    store.append_deposit(dep)
+    (back,) = store.read_deposits()
+    assert (back.status, back.amount_usd, back.multiplier, back.reputation_tier, back.interaction_id) == (
+        "forfeited", 1.125, 4.5, "low", "i-7")
+    report, _ = _audit(tmp_path / "cw")
+    home = Home.open(tmp_path / "cw")
+    log = home.open_log()
+    steps = []
+    try:
+        audit(log, home.ledger_topics, home.anchors(), on_accepted=lambda _w, acc: steps.extend(
+            (d.event.signer_id, d.event.body.action, d.event.body.amount_micros) for d in acc.events
+            if isinstance(d.event.body, Deposit)))
+    finally:
+        log.close()
+    assert report.ok and steps == [("req", "create", 1_125_000), ("resp", "forfeit", 0)]
+    disputed = schema.DepositRecord(requestor_id="req", responder_id="resp", status="disputed")
+    with pytest.raises(ValidationError) as e:
+        store.append_deposit(disputed)
+    assert e.value.field == "deposit.status"
+    with pytest.raises(ValidationError) as e:
+        store.append_deposit(schema.DepositRecord(requestor_id="req", responder_id="resp", multiplier=1.2345))
+    assert e.value.field == "deposit.multiplier"
+    assert store.deposit_count() == 1
+
+
+def test_settlements_as_json_lines_and_deposits(tmp_path):
     store = CWEPStore(tmp_path / "cw")
     assert store.statistics()["total_cost_usd"] == 0.0 and store.read_settlements() == []
     store.append_settlement({"method": "shapley", "amount": 0.5})
