@@ -89,3 +89,20 @@ def test_a_malformed_deposit_is_refused_naming_the_field(kw, field):
     with pytest.raises(ValidationError) as e:
         Deposit(**args)
     assert e.value.field == field
+
+
+def test_a_cwep_store_is_a_home_whose_deposits_the_processor_folds(tmp_path):
+    """The CWEP layer's deposits are the same events: the reputation processor shows them in ``deposits``."""
+    from ledger.compat.cwep import CWEPStore, create_deposit, resolve_deposit
+
+    store = CWEPStore(tmp_path / "cw")
+    refunded = create_deposit("req", "resp", 100_000, 3.0, reputation_score=55)  # medium: 0.3 x 1.5 x 1
+    store.append_deposit(resolve_deposit(refunded, is_spam=False))
+    open_one = create_deposit("req", "other", 1_000, 0.25)  # unknown: 0.00025 x 1.5 x 5
+    store.append_deposit(open_one)
+    run(store.home, "reputation")
+    got = {r["deposit_id"]: (r["requestor_id"], r["responder_id"], r["amount_micros"], r["reputation_tier"],
+                             r["multiplier_milli"], r["status"], r["ledger_tier"])
+           for r in rows(store.home, "SELECT * FROM deposits", "reputation")}
+    assert got == {refunded.deposit_id: ("req", "resp", 450_000, "medium", 1_500, "refunded", "unknown"),
+                   open_one.deposit_id: ("req", "other", 1_875, "unknown", 7_500, "committed", "unknown")}

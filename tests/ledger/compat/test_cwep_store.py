@@ -178,3 +178,18 @@ def test_cli_text_output(tmp_path, capsys):
     assert cli.main(["--store", str(tmp_path / "cw"), "estimate", "--request-tokens", "10000",
                      "--response-tokens", "3000"]) == 0
     assert capsys.readouterr().out.splitlines()[:2] == ["ro: $0.150000", "ri: $0.030000"]
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "ledger.compat.cwep", "--store", str(tmp_path / "cw"), "--json",
+                           "meter", "--requestor", "a", "--responder", "b", "--request-tokens", "100",
+                           "--response-tokens", "20"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["totals"]["total_tokens"] == 240
+    done = subprocess.run([sys.executable, "-m", "ledger.compat.cwep", "--version"], capture_output=True, text=True,
+                          check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, "cwep 1.0.0")
+    assert CWEPStore(tmp_path / "cw").cmr_count() == 1
