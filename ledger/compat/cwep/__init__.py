@@ -8,6 +8,9 @@ idempotent ``interaction`` events in a ledger home (``store.CWEPStore``). The co
 ``python -m ledger.compat.cwep`` (the ``cwep`` command). At the boundary: float USD <-> integer micro-USD, ``-1``
 <-> ``None``, direction ``none`` <-> ``""``.
 
+To run code written for the package unchanged, call ``install()`` once before it imports
+``context_window_economics``: the package name and each submodule name then resolve to this layer.
+
 Deviations from the reference, each the ledger's documented behaviour:
 
 1. Exact money: every cost is whole micro-USD, rounded once per flow (the reference sums binary floats); so
@@ -117,6 +120,22 @@ from .spam import (
 from .store import CWEPStore
 
 __version__ = "0.1.1"
+
+PACKAGE_NAME = "context_window_economics"  # the reference's module name
+SUBMODULES = ("schema", "metering", "allocation", "settlement", "spam", "congestion", "caching", "store", "cli")
+
+
+def install() -> None:
+    """Alias ``context_window_economics`` and its submodules to this layer in ``sys.modules``, so that
+    ``import context_window_economics`` (and ``from context_window_economics.metering import Meter``) give these
+    modules, one copy each. Call it before the code that imports the package; an already imported copy of the
+    reference package is replaced for later imports only."""
+    import importlib
+    import sys
+
+    sys.modules[PACKAGE_NAME] = sys.modules[__name__]
+    for name in SUBMODULES:
+        sys.modules[f"{PACKAGE_NAME}.{name}"] = importlib.import_module(f"{__name__}.{name}")
 
 __all__ = [
     "DEFAULT_BATCH_THRESHOLD_USD",

@@ -320,3 +320,26 @@ def test_package_exports_every_name_it_lists():
     for name in cwep.__all__:
         assert hasattr(cwep, name), name
     assert cwep.__version__ == "0.1.1" and cwep.PROTOCOL_VERSION == "1.0.0"
+
+
+def test_install_aliases_the_package_and_every_submodule_once():
+    import subprocess
+    import sys
+
+    code = """
+import ledger.compat.cwep as layer
+layer.install()
+import context_window_economics
+from context_window_economics.metering import Meter
+from context_window_economics.schema import CostMeteringRecord
+import context_window_economics.store as store
+import context_window_economics.cli as cli
+cmr = Meter("a").record_interaction("b", request_tokens=10, response_tokens=1)
+assert context_window_economics is layer
+assert isinstance(cmr, layer.CostMeteringRecord) and CostMeteringRecord is layer.schema.CostMeteringRecord
+assert store.CWEPStore is layer.CWEPStore and cli.main is layer.cli.main
+assert not context_window_economics.__file__.startswith(tuple(p for p in __import__("sys").path if "site-packages" in p))
+print(cmr.totals.total_tokens)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, "22"), done.stderr
