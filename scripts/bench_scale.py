@@ -5,6 +5,7 @@
     python scripts/bench_scale.py --events 100000    # the CI-sized form (a few minutes)
     python scripts/bench_scale.py --events 10000000 --no-freshness --no-replay   # the 10M flat-memory run
     python scripts/bench_scale.py --repeat 3         # each timed phase 3 times: median and spread
+    python scripts/bench_scale.py --instances 1,2,3 --events 100000   # only: processors as 1, 2, 3 instances
 
 What it does, in order, on a fresh home in a temporary directory (``--keep DIR`` keeps it):
 
@@ -329,6 +330,103 @@ def rebuild(home_path: Path) -> tuple[float, dict[str, dict[str, Any]]]:
     return time.perf_counter() - t, results
 
 
+# ---------------------------------------------------------------------------------------------- --instances
+
+
+def build_partitioned(home_path: Path, events: int, partitions: int) -> int:
+    """A log like ``build``'s, on a home whose events topic has ``partitions`` partitions (agents spread by key)."""
+    from ledger.sdk.emitter import Emitter
+    from ledger.sdk.home import OPERATOR_ID, Home
+    from ledger.testing.homes import T0, TEST_WINDOW, Filler
+    from ledger.wire.events import AgentRegistered
+
+    home = Home.init(home_path, partitions=partitions)
+    op = home.operator_key()
+    log = home.open_log()
+    try:
+        with Emitter.for_operator(home, log) as em:
+            em.emit(AgentRegistered(agent_id=OPERATOR_ID, key_id=op.key_id, public_key=op.public.raw,
+                                    role="operator"), event_time_us=T0)
+            em.emit(TEST_WINDOW, event_time_us=T0 + 1)
+    finally:
+        log.close()
+    n, i = 0, 0
+    with Filler(home, batch_size=100) as f:
+        while n < events:
+            n += f.run(tasks=FILL_TASKS, seed=i, run=f"scale{i}", start_us=T0 + 1_000_000 + i * FILL_STEP_US)
+            i += 1
+    return n
+
+
+def instances(home_path: Path, counts: list[int]) -> dict[str, dict[int, dict[str, Any]]]:
+    """Every processor from offset 0 as 1, 2, 3... instances (``tokenledger run NAME --instances N
+    --until-caught-up``, a fresh state each time): wall and CPU seconds (supervisor and workers), events/s (the
+    events view's rows of the combined digest / wall; rows of all views for the others), the combined digest; a
+    processor that cannot shard: why."""
+    from ledger.sdk.home import Home
+    from processors import get, order_by_topics
+    from processors.host.service import ensure_processor_key
+    from processors.runtime.shards import all_shards
+
+    h = Home.open(home_path)
+    names = [n for wave in order_by_topics() for n in wave]
+    # every key any run will register, registered first: a registration is a control event, which the journal
+    # records, so registering during the runs would give each instance count another log to digest
+    log = h.open_log()
+    try:
+        for name in names:
+            ensure_processor_key(h, name, log)
+            for count in counts:
+                if count > 1 and get(name).shardable:
+                    for sh in all_shards(count):
+                        ensure_processor_key(h, name, log, sh)
+    finally:
+        log.close()
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for name in names:
+        out[name] = {}
+        for count in counts:
+            if count > 1 and not get(name).shardable:
+                out[name][count] = {"refused": get(name).shard_refusal}
+                continue
+            shutil.rmtree(h.processor_dir(name), ignore_errors=True)
+            shutil.rmtree(h.views_dir(name), ignore_errors=True)
+            extra = ("--instances", str(count)) if count > 1 else ()
+            p, wall, cpu = cli("run", name, *extra, "--until-caught-up", home=home_path)
+            if p.returncode != 0:
+                out[name][count] = {"error": (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]}
+                continue
+            d, _, _ = cli("digest", name, "--json", home=home_path)
+            doc = json.loads(d.stdout)
+            # the journal's events view holds one row per event; another processor's work is counted in rows
+            tables = doc["tables"]
+            unit = "events" if "events" in tables else "rows"
+            rows = tables["events"]["rows"] if unit == "events" else sum(t["rows"] for t in tables.values())
+            out[name][count] = {"wall_s": wall, "cpu_s": cpu, "unit": unit, "per_s": rows / max(wall, 1e-9),
+                                "digest": doc["digest"]}
+        progress(f"{name}: ran as {', '.join(map(str, counts))} instance(s)")
+    return out
+
+
+def print_instances(res: dict[str, dict[int, dict[str, Any]]], n: int, partitions: int) -> None:
+    print(f"processors as N instances ({n:,} events on {partitions} partitions; per second of wall time, process "
+          "start included: the journal's events, another processor's rows of all its views)")
+    for name, by_count in res.items():
+        digests = {r["digest"] for r in by_count.values() if "digest" in r}
+        for count, r in by_count.items():
+            if "refused" in r:
+                print(f"  {name:<12} x{count}: refused ({r['refused']})")
+            elif "error" in r:
+                print(f"  {name:<12} x{count}: FAILED: {r['error']}")
+            else:
+                print(f"  {name:<12} x{count}: wall {r['wall_s']:>7.1f} s, CPU {r['cpu_s']:>7.1f} s, "
+                      f"{r['per_s']:>9,.0f} {r['unit']}/s")
+        if len(digests) > 1:
+            print(f"  {name:<12} THE COMBINED DIGESTS DIFFER: {sorted(digests)}")
+        elif digests:
+            print(f"  {name:<12} one combined digest for every instance count")
+
+
 # ---------------------------------------------------------------------------------------------- 6. freshness
 
 
@@ -634,7 +732,20 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, help="build the home here and keep it (default: a temporary directory)")
     ap.add_argument("--reuse", action="store_true", help="with --keep: use the log already there (built by an "
                     "earlier run) instead of building one; its processors start again from nothing")
+    ap.add_argument("--instances", help="only this: every processor run as each of these instance counts, e.g. "
+                                        "1,2,3 (sharded processors; the others are run once and say why not)")
+    ap.add_argument("--partitions", type=int, default=6, help="with --instances: partitions of the events topic")
     a = ap.parse_args()
+    if a.instances is not None:
+        counts = sorted({int(x) for x in a.instances.split(",") if x.strip()})
+        if not counts or counts[0] < 1:
+            ap.error("--instances takes instance counts from 1, e.g. 1,2,3")
+        with tempfile.TemporaryDirectory() as d:
+            home = a.keep if a.keep is not None else Path(d) / "home"
+            n = build_partitioned(home, a.events, a.partitions)
+            progress(f"built {n:,} events on {a.partitions} partitions")
+            print_instances(instances(home, counts), n, a.partitions)
+        return 0
     if a.reuse and a.keep is None:
         ap.error("--reuse needs --keep DIR (the home of an earlier run)")
     print(f"tokenledger scale benchmark — Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
