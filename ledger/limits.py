@@ -272,3 +272,15 @@ MAX_PROBLEM_VALUE_CHARS = 200  # a value echoed in a problem+json answer: never 
 MAX_RESERVATION_WAIT_US = 30 * US_PER_S  # the longest long-poll of a reservation's decision (GET ...?wait=)
 MAX_TIME_TEXT_CHARS = 40  # the longest RFC 3339 time read from a query: 'YYYY-MM-DDTHH:MM:SS.ffffff+hh:mm' is 32
 MAX_RESERVATION_TTL_S = MAX_DURATION_US // US_PER_S  # a reservation's ttl_s over HTTP: the longest duration, in s
+
+# ------------------------------------------------------------------ Kafka security, schema registry, routing
+MAX_SECRET_FILE_BYTES = 65_536  # a password or passphrase file; anything larger is not one
+MAX_OAUTH_TOKEN_BYTES = 65_536  # a bearer token printed by oauth_token_command (JWTs are a few KiB)
+MAX_KAFKA_SETTING_CHARS = 4_096  # one URL parameter or config value (a path, a user name, a command line)
+MAX_SASL_USERNAME_CHARS = 1_024  # a SASL user name (managed clusters use API keys of ~16-64 characters)
+MAX_ROUTING_OVERRIDES_BYTES = 1 << 20  # an overrides file larger than this (1 MiB) is ignored, not read
+MAX_ESCALATION_PATTERN_CHARS = 4_096  # the escalation regex's length bound (characters)
+MAX_SCHEMA_REGISTRY_BODY_BYTES = 1_048_576  # one schema per request
+MAX_REGISTRY_URL_CHARS = 2_048  # a longer URL is a mistake, not a registry
+MAX_REGISTRY_RESPONSE_BYTES = 1_048_576  # one answer holds one schema: 1 MiB is far above any real one
+MAX_REGISTRY_SUBJECT_CHARS = 255  # a topic name (249 at most in Kafka) plus "-value"

@@ -54,8 +54,6 @@ from ledger.wire.events import check_str
 DEFAULT_ROLE = "chat"  # the role a message goes to without a tag or an escalation
 DEEP_ROLE = "chat_deep"  # the role a message matching the escalation pattern goes to
 TAG_PREFIX = "!"  # a tag is typed as !name
-MAX_OVERRIDES_BYTES = 1 << 20  # an overrides file larger than this (1 MiB) is ignored, not read
-MAX_PATTERN_CHARS = 4_096  # the escalation regex's length bound (characters)
 ESTIMATE_BASIS = "estimate: list prices at a blended input share; not a measurement"
 
 
@@ -187,11 +185,12 @@ def read_overrides(path: Path, roles: Iterable[str]) -> tuple[dict[str, RoleOver
     gives no overrides and one problem (fail soft: the defaults stand)."""
     try:
         with path.open("rb") as f:
-            data = f.read(MAX_OVERRIDES_BYTES + 1)
+            data = f.read(limits.MAX_ROUTING_OVERRIDES_BYTES + 1)
     except OSError as e:
         return {}, (OverrideProblem("", str(path), f"cannot be read ({e.strerror or e}); defaults used"),)
-    if len(data) > MAX_OVERRIDES_BYTES:
-        return {}, (OverrideProblem("", str(path), f"is larger than {MAX_OVERRIDES_BYTES} bytes; defaults used"),)
+    if len(data) > limits.MAX_ROUTING_OVERRIDES_BYTES:
+        return {}, (OverrideProblem("", str(path), f"is larger than {limits.MAX_ROUTING_OVERRIDES_BYTES} bytes; "
+                                    "defaults used"),)
     try:
         document = json.loads(data)
     except ValueError as e:
@@ -220,7 +219,7 @@ class MessageRouter:
         self.table = table
         parsed = role_table_from({check_str("tags", k, limits.MAX_ID_CHARS).lower(): v for k, v in tags.items()})
         self.tags: dict[str, RoleConfig] = parsed
-        check_str("deep_pattern", deep_pattern, MAX_PATTERN_CHARS, text=True)
+        check_str("deep_pattern", deep_pattern, limits.MAX_ESCALATION_PATTERN_CHARS, text=True)
         try:
             self._deep = re.compile(deep_pattern, re.IGNORECASE)
         except re.error as e:

@@ -16,10 +16,10 @@ default), ``sasl_mechanism`` (PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512 | OAUTHBEARE
   or a key that does not match its certificate, is a ValidationError naming the field before anything connects.
 - SASL PLAIN / SCRAM: kafka-python's ``sasl_plain_username`` / ``sasl_plain_password``; OAUTHBEARER: a token
   provider that runs ``oauth_token_command`` (no shell, ``OAUTH_TOKEN_COMMAND_TIMEOUT_S``, at most
-  ``MAX_OAUTH_TOKEN_BYTES`` of output) each time a connection authenticates.
+  ``limits.MAX_OAUTH_TOKEN_BYTES`` of output) each time a connection authenticates.
 - Logging: kafka-python logs a client's configuration (password included) at DEBUG; a filter on its client
   loggers (``CLIENT_LOGGERS``) redacts ``SECRET_CONFIG_KEYS`` in every record's arguments.
-- Secrets: ``*_file`` settings are read here (at most ``MAX_SECRET_FILE_BYTES``, one trailing newline
+- Secrets: ``*_file`` settings are read here (at most ``limits.MAX_SECRET_FILE_BYTES``, one trailing newline
   stripped); ``*_env`` settings are resolved by the caller, never here: ``Home.open_log`` (``ledger.sdk.home``,
   the only reader of tokenledger's environment variables) reads exactly the variables the settings name and
   passes ``env={name: value}``. A variable that is not passed is a ValidationError naming the field. Secret values
@@ -174,8 +174,6 @@ TOPIC_CREATED_POLL_S = 0.05  # between metadata checks while a new topic propaga
 TIME_MARK_STRIDE = 4_096  # offsets between remembered append-time floors of a partition (bounds a re-read's rescan)
 TIME_POINTS_KEPT = 256  # recent (offset, floor) points kept per partition besides the stride marks
 
-MAX_SECRET_FILE_BYTES = 65_536  # a password or passphrase file; anything larger is not one
-MAX_OAUTH_TOKEN_BYTES = 65_536  # a bearer token printed by oauth_token_command (JWTs are a few KiB)
 OAUTH_TOKEN_COMMAND_TIMEOUT_S = 30.0  # a token command that hangs fails the connection instead of the process
 # the topic configs ``layout`` reads for ``tokenledger doctor``
 LAYOUT_CONFIGS = ("min.insync.replicas", "message.timestamp.type", "retention.ms", "retention.bytes",
@@ -1025,9 +1023,10 @@ def _read_secret(ref: SecretRef, env: Mapping[str, str] | None) -> str:
         assert ref.file is not None
         _check_readable(ref.field, ref.file)
         with open(ref.file, "rb") as f:
-            data = f.read(MAX_SECRET_FILE_BYTES + 1)
-        if len(data) > MAX_SECRET_FILE_BYTES:
-            raise ValidationError(ref.field, ref.file, f"larger than {MAX_SECRET_FILE_BYTES} bytes: not a secret file")
+            data = f.read(limits.MAX_SECRET_FILE_BYTES + 1)
+        if len(data) > limits.MAX_SECRET_FILE_BYTES:
+            raise ValidationError(ref.field, ref.file,
+                                  f"larger than {limits.MAX_SECRET_FILE_BYTES} bytes: not a secret file")
         try:
             value = data.decode("utf-8")
         except UnicodeDecodeError:
@@ -1058,8 +1057,8 @@ class CommandTokenProvider(AbstractTokenProvider):  # type: ignore[misc]  # kafk
         if proc.returncode != 0:
             raise LogError("the OAUTHBEARER token command failed", setting=self.setting, program=self.argv[0],
                            exit_code=proc.returncode, hint="run it by hand to see why")
-        if len(proc.stdout) > MAX_OAUTH_TOKEN_BYTES:
-            raise LogError(f"the OAUTHBEARER token command printed more than {MAX_OAUTH_TOKEN_BYTES} bytes",
+        if len(proc.stdout) > limits.MAX_OAUTH_TOKEN_BYTES:
+            raise LogError(f"the OAUTHBEARER token command printed more than {limits.MAX_OAUTH_TOKEN_BYTES} bytes",
                            setting=self.setting, program=self.argv[0])
         try:
             token = proc.stdout.decode("ascii").strip()

@@ -42,6 +42,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
+from ledger import limits
 from ledger.errors import ValidationError
 
 URL_SCHEME = "kafka://"
@@ -53,8 +54,6 @@ SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 PASSWORD_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 SASL_MECHANISMS = (*PASSWORD_MECHANISMS, "OAUTHBEARER")
 
-MAX_SETTING_CHARS = 4_096  # one URL parameter or config value (a path, a user name, a command line)
-MAX_USERNAME_CHARS = 1_024  # a SASL user name (managed clusters use API keys of ~16-64 characters)
 
 TLS_NAMES = ("ca", "cert", "key", "key_password_env", "key_password_file", "check_hostname")
 SASL_NAMES = ("sasl_mechanism", "sasl_username", "sasl_password_env", "sasl_password_file", "oauth_token_command")
@@ -210,8 +209,9 @@ def _check_names(settings: Mapping[str, Any], where: str) -> None:
             raise ValidationError(f"{where}.{name}", REDACTED, f"unknown Kafka setting; known: {', '.join(NAMES)}")
         if name != "check_hostname" and not isinstance(value, str):
             raise ValidationError(f"{where}.{name}", value, "must be a string")
-        if isinstance(value, str) and (len(value) > MAX_SETTING_CHARS or "\x00" in value):
-            raise ValidationError(f"{where}.{name}", value[:80], f"must be at most {MAX_SETTING_CHARS} characters "
+        if isinstance(value, str) and (len(value) > limits.MAX_KAFKA_SETTING_CHARS or "\x00" in value):
+            raise ValidationError(f"{where}.{name}", value[:80],
+                                  f"must be at most {limits.MAX_KAFKA_SETTING_CHARS} characters "
                                   "with no NUL")
 
 
@@ -259,8 +259,9 @@ def _parse_sasl(s: Mapping[str, Any], where: str, raw_protocol: str) -> dict[str
     if mechanism in PASSWORD_MECHANISMS:
         if username is None:
             raise ValidationError(f"{where}.sasl_username", None, f"required with sasl_mechanism={mechanism}")
-        if len(username) > MAX_USERNAME_CHARS:
-            raise ValidationError(f"{where}.sasl_username", username[:80], f"longer than {MAX_USERNAME_CHARS} "
+        if len(username) > limits.MAX_SASL_USERNAME_CHARS:
+            raise ValidationError(f"{where}.sasl_username", username[:80],
+                                  f"longer than {limits.MAX_SASL_USERNAME_CHARS} "
                                   "characters")
         if password is None:
             raise ValidationError(f"{where}.sasl_password_env", None, f"sasl_mechanism={mechanism} needs a "

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ledger import limits
 from ledger.errors import LedgerError, ValidationError
 from ledger.wire import flat
 from ledger.wire.schemas import Schema
@@ -36,23 +37,20 @@ CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 ENV_VAR = "TOKENLEDGER_SCHEMA_REGISTRY"  # set by `tokenledger run --schema-registry URL` for its workers
 CONFIG_KEY = "schema_registry"  # the home's config.json
 REGISTRY_TIMEOUT_S = 10.0  # seconds one request may take (connect + answer)
-MAX_REGISTRY_URL_CHARS = 2_048  # a longer URL is a mistake, not a registry
-MAX_REGISTRY_RESPONSE_BYTES = 1_048_576  # one answer holds one schema: 1 MiB is far above any real one
-MAX_SUBJECT_CHARS = 255  # a topic name (249 at most in Kafka) plus "-value"
 
 
 def value_subject(topic: str) -> str:
     """The subject of ``topic``'s record values under the TopicNameStrategy."""
     subject = f"{topic}-value"
-    if not topic or len(subject) > MAX_SUBJECT_CHARS:
-        raise ValidationError("subject", subject, f"must be 1-{MAX_SUBJECT_CHARS} characters")
+    if not topic or len(subject) > limits.MAX_REGISTRY_SUBJECT_CHARS:
+        raise ValidationError("subject", subject, f"must be 1-{limits.MAX_REGISTRY_SUBJECT_CHARS} characters")
     return subject
 
 
 def check_url(value: Any, field_name: str = CONFIG_KEY) -> str:
     """A registry base URL: http(s), a host, no credentials, no query or fragment; the trailing slash dropped."""
-    if not isinstance(value, str) or not value or len(value) > MAX_REGISTRY_URL_CHARS:
-        raise ValidationError(field_name, value, f"must be an http(s) URL of at most {MAX_REGISTRY_URL_CHARS} "
+    if not isinstance(value, str) or not value or len(value) > limits.MAX_REGISTRY_URL_CHARS:
+        raise ValidationError(field_name, value, f"must be an http(s) URL of at most {limits.MAX_REGISTRY_URL_CHARS} "
                                                  "characters")
     parts = urllib.parse.urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -139,15 +137,15 @@ class SchemaRegistry:
         try:
             conn.request(method, parts.path + path, body=data, headers=headers)
             resp = conn.getresponse()
-            raw = resp.read(MAX_REGISTRY_RESPONSE_BYTES + 1)
+            raw = resp.read(limits.MAX_REGISTRY_RESPONSE_BYTES + 1)
         except (OSError, http.client.HTTPException) as e:  # refused, reset, timed out, TLS, a broken answer
             raise SchemaRegistryError(f"the schema registry cannot be reached: {type(e).__name__}: {e}",
                                       hint="is the registry running at this URL? (--schema-registry / "
                                            f"{ENV_VAR} / the home's {CONFIG_KEY})", **where) from None
         finally:
             conn.close()
-        if len(raw) > MAX_REGISTRY_RESPONSE_BYTES:
-            raise SchemaRegistryError(f"the registry's answer is over {MAX_REGISTRY_RESPONSE_BYTES} bytes",
+        if len(raw) > limits.MAX_REGISTRY_RESPONSE_BYTES:
+            raise SchemaRegistryError(f"the registry's answer is over {limits.MAX_REGISTRY_RESPONSE_BYTES} bytes",
                                       status=resp.status, **where)
         try:
             answer = json.loads(raw)

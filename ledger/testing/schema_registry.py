@@ -25,8 +25,9 @@ from typing import Any
 
 import fastavro
 
+from ledger import limits
+
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
-MAX_BODY_BYTES = 1_048_576  # one schema per request
 _VERSIONS = re.compile(r"^/subjects/(?P<subject>[^/]+)/versions$")
 _LATEST = re.compile(r"^/subjects/(?P<subject>[^/]+)/versions/latest$")
 _BY_ID = re.compile(r"^/schemas/ids/(?P<id>[0-9]{1,10})$")
@@ -98,7 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
         if m is None:
             return self._answer(404, {"error_code": 404, "message": "HTTP 404 Not Found"})
         length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
+        if length > limits.MAX_SCHEMA_REGISTRY_BODY_BYTES:
             return self._answer(413, {"error_code": 413, "message": "body too large"})
         try:
             text = json.loads(self.rfile.read(length))["schema"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ledger import limits
 from ledger.economics import blended, routing
 from ledger.economics.routing import (
     ESTIMATE_BASIS,
@@ -138,7 +139,7 @@ def test_read_overrides_fails_soft(tmp_path: Path) -> None:
     got, problems = read_overrides(listed, roles)
     assert got == {} and problems[0].reason == "the overrides file must hold a JSON object"
     big = tmp_path / "big.json"
-    big.write_bytes(b" " * (routing.MAX_OVERRIDES_BYTES + 1))
+    big.write_bytes(b" " * (limits.MAX_ROUTING_OVERRIDES_BYTES + 1))
     got, problems = read_overrides(big, roles)
     assert got == {} and "larger than" in problems[0].reason
     good = tmp_path / "good.json"
