@@ -248,6 +248,16 @@ class RunnerInvariantError(LedgerError):
     committed value and the one the batch would write. Nothing of the batch is committed."""
 
 
+class SchemaRegistryError(LogError):
+    """A Schema Registry could not be reached, or refused or did not understand a request (the flat topic's
+    schemas are registered there: like the log, a service the ledger depends on)."""
+
+
+class FlatPublisherFailed(LogError):
+    """An append of the flat event topic, or its confirmation, failed: that publisher stops; a restarted processor
+    resumes from its store."""
+
+
 class ExitCode(enum.IntEnum):
     """Process exit codes of ``tokenledger`` and of each processor process. A script may rely on them."""
 
@@ -273,6 +283,8 @@ EXIT_CODES: dict[type[LedgerError], ExitCode] = {
     ChainForkError: ExitCode.HOME,
     LogError: ExitCode.LOG,
     LogRewoundError: ExitCode.LOG,
+    SchemaRegistryError: ExitCode.LOG,
+    FlatPublisherFailed: ExitCode.LOG,
     EconomicsError: ExitCode.BAD_INPUT,
     BudgetRefused: ExitCode.BAD_INPUT,
     AdmissionError: ExitCode.BAD_INPUT,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger import limits
-from ledger.errors import LedgerError, ValidationError
+from ledger.errors import SchemaRegistryError, ValidationError
 from ledger.wire import flat
 from ledger.wire.schemas import Schema
 
@@ -78,10 +78,6 @@ def configured_url(config: Mapping[str, Any], environ: Mapping[str, str] | None 
     if from_config is None:
         return None
     return check_url(from_config, CONFIG_KEY)
-
-
-class SchemaRegistryError(LedgerError):
-    """The registry could not be reached, or refused or did not understand a request."""
 
 
 @dataclass

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.errors import LedgerError
+from ledger.errors import FlatPublisherFailed
 from ledger.log import Record
 from processors.runtime.runner import Runner
 from processors.runtime.view import View
@@ -50,10 +50,6 @@ ORDER = ("_batch", "topic", "log_partition", "log_offset", "seq")  # the publish
 
 # (record key, input topic, input partition) -> the largest (offset, seq) of it on the flat topic, not yet reached
 Pending = dict[tuple[str, str, int], tuple[int, int]]
-
-
-class FlatPublisherFailed(LedgerError):
-    """An append or its confirmation failed: this publisher stops; a restarted service resumes from the store."""
 
 
 @dataclass(frozen=True)
