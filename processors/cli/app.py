@@ -73,6 +73,10 @@ def run(names: list[str] | None = NamesArg, home: str | None = HomeOpt, log: str
                 for sh in wanted:
                     sharding.require_shardable(get(n), sh)
                 layout[n] = wanted
+    from processors.host.service import check_layout
+    for n in chosen:  # a layout beside another is refused here, before any worker starts (each would refuse too)
+        for one in [*layout[n]] if n in layout else [None]:
+            check_layout(h, n, one)
     err.print(f"running {', '.join(chosen)} on {resolve_log_url(log, h)} (Ctrl-C to stop)", markup=False)
     codes = supervise(chosen, h.path, log, until_caught_up=until_caught_up,
                       on_event=lambda m: err.print(m, markup=False), shards=layout)

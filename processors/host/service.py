@@ -119,6 +119,8 @@ def open_runner(home: Home, name: str, log: Log, *, produce: bool = True,
     processor = get(name)()
     if shard is not None:
         require_shardable(processor, shard)
+    if produce:
+        check_layout(home, name, shard)
     d = home.processor_dir(name, shard_label(shard))
     d.mkdir(parents=True, exist_ok=True)
     key = ensure_processor_key(home, name, log, shard) if produce else None
@@ -132,6 +134,26 @@ def open_runner(home: Home, name: str, log: Log, *, produce: bool = True,
         store.close()
         raise
     return runner, store, processor
+
+
+def check_layout(home: Home, name: str, shard: Shard | None) -> None:
+    """Refuse to start ``name`` as one instance where it runs as shards, or as shards of another count or beside
+    an unsharded state: both would publish views whose union counts rows twice (``processors.views`` refuses to
+    read such a layout); ``ValidationError`` before anything is created."""
+    d = home.processor_dir(name)
+    labels = sorted(p.name for p in d.glob("shard-*-of-*") if SHARD_DIR_RE.fullmatch(p.name)
+                    and (p / STATE_FILE).exists()) if d.is_dir() else []
+    single = (d / STATE_FILE).exists()
+    if shard is None:
+        clash = labels
+    else:
+        clash = [x for x in labels if not x.endswith(f"-of-{shard.count}")] + (["one instance"] if single else [])
+    if clash:
+        how = "as one instance" if shard is None else f"as {shard.count} instances"
+        raise ValidationError("processor", name, f"cannot start {how}: it has state here as {', '.join(clash)}",
+                              directory=str(d),
+                              hint=f"run it as it ran before, or move the state under {d} and its views under "
+                                   f"{home.views_dir(name)} away to rebuild it from the log in the new layout")
 
 
 def write_status(home: Home, name: str, status: dict[str, Any], shard: Shard | None = None) -> None:

@@ -280,3 +280,25 @@ def test_shard_specs():
     assert [Shard(i, 3).owns(p) for i in range(3) for p in range(6)] == [
         True, False, False, True, False, False, False, True, False, False, True, False,
         False, False, True, False, False, True]
+
+
+def test_a_processor_does_not_start_in_a_layout_beside_another(tmp_path):
+    h = _home(tmp_path / "home")
+    _emit(h, "r1", per_agent=1)
+    _run_sharded(h)
+    for args in (("run", "journal"), ("run", "journal", "--instances", "2"), ("run", "journal", "--shard", "0/2")):
+        p = _cli(*args, "--until-caught-up", "--home", str(h.path))
+        assert p.returncode != 0, args
+        assert "it has state here as shard-0-of-3" in p.stderr, p.stderr
+    assert not (h.processor_dir("journal") / service.STATE_FILE).exists()
+    assert not h.processor_dir("journal", "shard-0-of-2").exists()
+    _check_layout_refused_for_shards_beside_one(tmp_path / "other")
+
+
+def _check_layout_refused_for_shards_beside_one(path: Path) -> None:
+    h = _home(path)
+    p = _cli("run", "journal", "--until-caught-up", "--home", str(h.path))
+    assert p.returncode == 0, p.stderr
+    p = _cli("run", "journal", "--instances", "3", "--until-caught-up", "--home", str(h.path))
+    assert p.returncode != 0 and "it has state here as one instance" in p.stderr, p.stderr
+
