@@ -94,9 +94,29 @@ class Service:
 
 
 def published_state(home: Home, processor: str) -> dict[str, Any] | None:
-    """What ``processor`` wrote beside its views when it last published (``published_at`` as a float), or None."""
+    """What ``processor`` wrote beside its views when it last published (``published_at`` as a float), or None. A
+    sharded processor (``processors.runtime.shards``): its shards' states together, as fresh as the stalest shard
+    (the oldest ``published_at``) with their positions merged (a data partition is one shard's; control: the
+    lowest); None until every shard has published."""
+    state = _read_published(home.views_dir(processor))
+    shards = home.shard_views_dirs(processor)
+    if state is not None or not shards:
+        return state
+    parts = [_read_published(d) for d in shards.values()]
+    if any(p is None for p in parts):
+        return None
+    positions: dict[str, int] = {}
+    for p in parts:
+        assert p is not None
+        for tp, off in p.get("positions", {}).items():
+            positions[tp] = min(positions[tp], off) if tp in positions else off
+    oldest = min((p for p in parts if p is not None), key=lambda p: p["published_at"])
+    return {**oldest, "processor": processor, "positions": dict(sorted(positions.items())), "shards": sorted(shards)}
+
+
+def _read_published(directory: Path) -> dict[str, Any] | None:
     try:
-        state = json.loads((home.views_dir(processor) / PUBLISHED_STATE_FILE).read_text())
+        state = json.loads((directory / PUBLISHED_STATE_FILE).read_text())
         state["published_at"] = float(state["published_at"])
         return state  # type: ignore[no-any-return]
     except (OSError, ValueError, KeyError, TypeError):

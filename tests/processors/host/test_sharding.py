@@ -28,6 +28,7 @@ from ledger.sdk.home import Home
 from ledger.testing.homes import T0, TEST_WINDOW
 from ledger.wire.events import AgentRegistered
 from processors import REGISTRY, get
+from processors.api.state import published_state
 from processors.cli import build_app
 from processors.host import service
 from processors.journal import EVENTS, GRANTS
@@ -222,6 +223,11 @@ def test_the_flat_topic_gets_every_event_once_from_the_shards(home):
     assert len(flat) == len(union)  # control events too, published by shard 0 alone
     # the dead letters of each shard are signed by that shard's own signer, and accepted by the ledger's readers
     assert {r.key for r in flat} >= {a.encode() for a in AGENTS}
+    # the service's freshness (tokenledger serve, /metrics): the shards' published states together
+    state = published_state(home, "journal")
+    assert state is not None and state["shards"] == [f"shard-{i}-of-{INSTANCES}" for i in range(INSTANCES)]
+    assert sorted(k for k in state["positions"] if k.startswith(home.topic_for("events") + "/")) == sorted(
+        f"{home.topic_for('events')}/{p}" for p in range(PARTITIONS))
 
 
 def test_a_killed_instance_restarted_loses_and_duplicates_nothing(home):
