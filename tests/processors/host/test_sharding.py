@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from typer.testing import CliRunner
 
@@ -27,7 +28,7 @@ from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import Home
 from ledger.testing.homes import T0, TEST_WINDOW
 from ledger.wire.events import AgentRegistered
-from processors import REGISTRY, get
+from processors import REGISTRY, get, views
 from processors.api.state import published_state
 from processors.cli import build_app
 from processors.host import service
@@ -308,3 +309,33 @@ def _check_layout_refused_for_shards_beside_one(path: Path) -> None:
     p = _cli("run", "journal", "--instances", "3", "--until-caught-up", "--home", str(h.path))
     assert p.returncode != 0 and "it has state here as one instance" in p.stderr, p.stderr
 
+
+def test_the_union_is_checked_shard_by_shard_and_whole(tmp_path):
+    h = _home(tmp_path / "home")
+    _emit(h, "r1", per_agent=2)
+    _run_sharded(h)
+    # a shard's part changed after it was published (before any reader kept a checked copy): refused, naming it
+    part = next(h.views_dir("journal", "shard-2-of-3").glob("events/*.parquet"))
+    original = part.read_bytes()
+    part.write_bytes(original + b"x")
+    r = cli.invoke(app, ["query", "SELECT count(*) FROM events", "--home", str(h.path), "--json"])
+    assert r.exit_code != 0 and "journal.shard-2-of-3" in r.output, r.output
+    part.write_bytes(original)
+    n_events = len(_union(h)["events"])
+    # per agent 2 calls and 1 data event; on control: the operator's, the agents' and each shard's 2 signers'
+    # registrations, and the test window, each once though every shard read control
+    assert n_events == len(AGENTS) * 3 + (1 + len(AGENTS) + 2 * INSTANCES + 1)
+    # plain DuckDB over views.sql: every shard's parts
+    con = duckdb.connect()
+    try:
+        con.execute(views.views_sql(h))
+        assert con.execute("SELECT count(*) FROM events").fetchone() == (n_events,)
+    finally:
+        con.close()
+    # a shard's views missing: refused, never a union of part of the data
+    shard1 = h.views_dir("journal", "shard-1-of-3")
+    shard1.rename(tmp_path / "moved")
+    r = cli.invoke(app, ["query", "SELECT count(*) FROM events", "--home", str(h.path), "--json"])
+    assert r.exit_code != 0 and "shard-1-of-3" in r.output, r.output
+    (tmp_path / "moved").rename(shard1)
+    assert len(_union(h)["events"]) == n_events
