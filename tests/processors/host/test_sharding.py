@@ -339,3 +339,40 @@ def test_the_union_is_checked_shard_by_shard_and_whole(tmp_path):
     assert r.exit_code != 0 and "shard-1-of-3" in r.output, r.output
     (tmp_path / "moved").rename(shard1)
     assert len(_union(h)["events"]) == n_events
+
+
+def test_readers_of_the_dead_letters_accept_every_shard_signer(tmp_path):
+    """deliveries reads <prefix>.rejected: the dead letters two shards signed verify there (none quarantined)."""
+    h = _home(tmp_path / "home")
+    _emit(h, "r1", per_agent=1)
+    log = h.open_log()
+    try:
+        # forged records on two agents' partitions owned by two different shards
+        parts = {a: next(r.partition for r in read_all(log, h.topic_for("events")) if r.key == a.encode())
+                 for a in AGENTS}
+        chosen = {}
+        for a, p in parts.items():
+            chosen.setdefault(p % INSTANCES, a)
+        assert len(chosen) >= 2
+        for a in chosen.values():
+            log.append(h.topic_for("events"), [(a.encode(), b"not a signed batch")])
+    finally:
+        log.close()
+    _run_sharded(h)
+    p = _cli("run", "deliveries", "--until-caught-up", "--home", str(h.path))
+    assert p.returncode == 0, p.stderr
+    log = h.open_log()
+    try:
+        dead = read_all(log, h.topic_for("rejected"))
+        end = log.end_offset(h.topic_for("rejected"), 0)
+    finally:
+        log.close()
+    assert len(dead) == len(chosen)
+    assert {r.key.decode() for r in dead} == {f"processor.journal.shard-{i}-of-{INSTANCES}" for i in chosen}
+    store = Store(service.state_file(h, "deliveries"), get("deliveries").views, read_only=True)
+    try:
+        assert store.query("SELECT count(*) FROM quarantine") == [(0,)]
+        assert store.positions()[(h.topic_for("rejected"), 0)] == end
+    finally:
+        store.close()
+
