@@ -258,6 +258,10 @@ class FlatPublisherFailed(LogError):
     resumes from its store."""
 
 
+class ShardingRefused(ValidationError):
+    """``--instances`` / ``--shard`` on a processor whose state crosses partitions (``Processor.shard_refusal``)."""
+
+
 class ExitCode(enum.IntEnum):
     """Process exit codes of ``tokenledger`` and of each processor process. A script may rely on them."""
 
@@ -285,6 +289,7 @@ EXIT_CODES: dict[type[LedgerError], ExitCode] = {
     LogRewoundError: ExitCode.LOG,
     SchemaRegistryError: ExitCode.LOG,
     FlatPublisherFailed: ExitCode.LOG,
+    ShardingRefused: ExitCode.BAD_INPUT,
     EconomicsError: ExitCode.BAD_INPUT,
     BudgetRefused: ExitCode.BAD_INPUT,
     AdmissionError: ExitCode.BAD_INPUT,

@@ -284,3 +284,4 @@ MAX_SCHEMA_REGISTRY_BODY_BYTES = 1_048_576  # one schema per request
 MAX_REGISTRY_URL_CHARS = 2_048  # a longer URL is a mistake, not a registry
 MAX_REGISTRY_RESPONSE_BYTES = 1_048_576  # one answer holds one schema: 1 MiB is far above any real one
 MAX_REGISTRY_SUBJECT_CHARS = 255  # a topic name (249 at most in Kafka) plus "-value"
+MAX_SHARDS = 256  # instances of one processor: far above what its partitions can use, low enough to catch typos

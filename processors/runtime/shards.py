@@ -33,17 +33,13 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ledger.errors import ValidationError
+from ledger import limits
+from ledger.errors import ShardingRefused, ValidationError
 from processors.runtime.processor import Processor
 from processors.runtime.store import QUARANTINE, TableSums, digest_from_sums
 
-MAX_SHARDS = 256  # instances of one processor: far above what its partitions can use, low enough to catch typos
 SHARD_LABEL = "shard-{index}-of-{count}"  # a shard's directory and signer suffix
 _SPEC = re.compile(r"(\d{1,4})/(\d{1,4})")
-
-
-class ShardingRefused(ValidationError):
-    """``--instances`` / ``--shard`` on a processor whose state crosses partitions (``Processor.shard_refusal``)."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -69,21 +65,21 @@ class Shard:
 
 
 def parse_shard(text: str, field: str = "--shard") -> Shard:
-    """``"I/N"`` as a Shard; ``ValidationError`` naming ``field`` unless 0 <= I < N <= MAX_SHARDS."""
+    """``"I/N"`` as a Shard; ``ValidationError`` naming ``field`` unless 0 <= I < N <= ``limits.MAX_SHARDS``."""
     m = _SPEC.fullmatch(text.strip()) if isinstance(text, str) else None
     if m is None:
         raise ValidationError(field, text, "must be I/N: this instance's number I (from 0) of N instances, e.g. 0/3")
     index, count = int(m.group(1)), int(m.group(2))
-    if not 1 <= count <= MAX_SHARDS:
-        raise ValidationError(field, text, f"N (instances) must be between 1 and {MAX_SHARDS}")
+    if not 1 <= count <= limits.MAX_SHARDS:
+        raise ValidationError(field, text, f"N (instances) must be between 1 and {limits.MAX_SHARDS}")
     if index >= count:
         raise ValidationError(field, text, f"I must be below N (instances are numbered 0 to {count - 1})")
     return Shard(index, count)
 
 
 def check_instances(value: int, field: str = "--instances") -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SHARDS:
-        raise ValidationError(field, value, f"must be a whole number of instances from 1 to {MAX_SHARDS}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limits.MAX_SHARDS:
+        raise ValidationError(field, value, f"must be a whole number of instances from 1 to {limits.MAX_SHARDS}")
     return value
 
 

@@ -79,7 +79,8 @@ def test_exit_codes_keep_their_numbers() -> None:
                 "StoreError": 2, "RunnerFailedError": 2, "RunnerInvariantError": 2,
                 "RecordTooLargeError": 2, "HomeBusyError": 3, "LogRewoundError": 4,
                 "IdempotencyConflictError": 2, "IdempotencyWindowError": 2,
-                "ViewIntegrityError": 1, "SchemaRegistryError": 4, "FlatPublisherFailed": 4}
+                "ViewIntegrityError": 1, "SchemaRegistryError": 4, "FlatPublisherFailed": 4,
+                "ShardingRefused": 2}
     assert {c.__name__: int(code) for c, code in EXIT_CODES.items()} == expected
 
 
