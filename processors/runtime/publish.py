@@ -160,6 +160,16 @@ class Publisher:
             return False
         self.out.mkdir(parents=True, exist_ok=True)
         first = not self._started
+        names = [v.name for v, _ in published_views(self.processor)]
+        pos = {f"{t}/{p}": o for (t, p), o in sorted(positions.items())}
+        if first and not (self.out / MANIFEST_FILE).exists():
+            # a reader takes view files without a signed manifest for tampering: the very first manifest (listing no
+            # file yet, at the positions before anything was published) is in place before the first file is
+            # written, so a reader during this first publish sees empty views, never an integrity error
+            empty = mf.ViewManifest(processor=self.label, signer_id=self.key.signer_id, key_id=self.key.key_id,
+                                    batch=batch_no, positions=tuple(sorted(pos.items())), digest=None,
+                                    views=tuple(names), files=())
+            _write_atomically(self.out / MANIFEST_FILE, mf.sign(empty, self.key))
         for view, table in published_views(self.processor):
             (self.out / view.name).mkdir(exist_ok=True)
             source = view if table == view.name else QUARANTINE
@@ -170,8 +180,6 @@ class Publisher:
                 self._export_new_rows(view, source, table, batch_no, first=first)
             self._view_batch[view.name] = batch_no
         self._compact()
-        pos = {f"{t}/{p}": o for (t, p), o in sorted(positions.items())}
-        names = [v.name for v, _ in published_views(self.processor)]
         state = {"processor": self.label, "batch": batch_no, "published_at": time.time(),
                  "positions": pos, "views": names}
         if digest is not None:
