@@ -23,7 +23,7 @@ from ledger.errors import RejectCode, RejectError, ValidationError
 from ledger.sdk.emitter import Emitter, milli
 from ledger.sdk.home import resolve_log_url
 from ledger.units import MILLI
-from ledger.wire.events import Context, Flow, Outcome
+from ledger.wire.events import Context, Deposit, Flow, Outcome
 from ledger.wire.vocab import Capability
 
 emit_app = typer.Typer(no_args_is_help=True, help="Emit one signed event as an agent.",
@@ -238,3 +238,48 @@ def emit_outcome(task_id: str = typer.Argument(..., help="The task this is the o
         return em.emit(body, **kw)
 
     _emit(agent, home, log, json_, emit)
+
+
+@emit_app.command("deposit", epilog="Example: tokenledger emit deposit dep-7 -a planner --action create --responder "
+                                      "researcher --amount-micros 1200 --tier standard  ·  settled by the responder: "
+                                      "tokenledger emit deposit dep-7 -a researcher --action refund "
+                                      "--requestor planner")
+@guarded
+def emit_deposit(deposit_id: str = typer.Argument(..., help="The deposit's id (the create names it; refund and "
+                                                            "forfeit name the one they settle)."),
+                 agent: str = AgentOpt,
+                 action: str = typer.Option(..., help="create (the requestor commits it) | refund (the responder "
+                                                      "returns it: a legitimate request) | forfeit (the responder "
+                                                      "keeps it: spam)."),
+                 responder: str | None = typer.Option(None, help="create: who holds the deposit."),
+                 requestor: str | None = typer.Option(None, help="refund / forfeit: who committed it."),
+                 amount_micros: str = typer.Option("0", help="create: the deposit in micro-USD (`tokenledger econ "
+                                                             "deposit` computes it)."),
+                 tier: str = typer.Option("", help="create: the requestor's reputation tier it was priced at."),
+                 multiplier: str = typer.Option("1", help="create: the effective multiplier (base x reputation)."),
+                 interaction_id: str | None = typer.Option(None, help="The interaction the deposit guards."),
+                 time_: str | None = TimeOpt, idempotency_key: str | None = IdemOpt,
+                 home: str | None = HomeOpt, log: str | None = LogOpt, json_: bool = JsonOpt) -> None:
+    """Emit one step of a spam deposit's life cycle; the reputation processor folds them into the `deposits` view.
+
+    The requestor signs the create (-a is the requestor, --responder the holder); the responder signs the refund or
+    forfeit (-a is the responder, --requestor who committed it). A step out of order (a refund of an unknown or
+    already settled deposit) is kept on the log and listed with its reason in `deposit_events`."""
+    if action == "create":
+        if responder is None or requestor is not None:
+            raise ValidationError("responder", responder, "a create names the holder with --responder (the signer "
+                                  "is the requestor)")
+        body = Deposit(deposit_id=deposit_id, action=action, requestor_id=agent, responder_id=responder,
+                       amount_micros=int_arg("amount_micros", amount_micros) or 0, reputation_tier=tier,
+                       multiplier_milli=milli("multiplier", multiplier), interaction_id=interaction_id)
+    else:
+        if requestor is None or responder is not None:
+            raise ValidationError("requestor", requestor, f"a {action} names who committed the deposit with "
+                                  "--requestor (the signer is the responder)")
+        if amount_micros != "0" or tier or multiplier != "1":
+            raise ValidationError("action", action, "a refund or forfeit carries no amount, tier or multiplier: the "
+                                  "create fixed them")
+        body = Deposit(deposit_id=deposit_id, action=action, requestor_id=requestor, responder_id=agent,
+                       interaction_id=interaction_id)
+    kw = _common(time_, idempotency_key, None, None, None, None, None, None)
+    _emit(agent, home, log, json_, lambda em: em.emit(body, **kw))

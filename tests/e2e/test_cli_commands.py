@@ -26,6 +26,7 @@ COMMANDS = {
     "clock", "clock show", "clock set",
     "prices", "prices list", "prices show", "prices set", "prices load", "prices sync", "prices alias",
     "emit", "emit action", "emit data", "emit compute", "emit trust", "emit interaction", "emit outcome",
+    "emit deposit",
     "budget", "budget check", "budget set", "budget show",
     "reputation", "reputation show",
     "econ", "econ estimate", "econ allocate", "econ deposit", "econ congestion", "econ cache",

@@ -106,3 +106,33 @@ def test_a_cwep_store_is_a_home_whose_deposits_the_processor_folds(tmp_path):
            for r in rows(store.home, "SELECT * FROM deposits", "reputation")}
     assert got == {refunded.deposit_id: ("req", "resp", 450_000, "medium", 1_500, "refunded", "unknown"),
                    open_one.deposit_id: ("req", "other", 1_875, "unknown", 7_500, "committed", "unknown")}
+
+
+def test_the_cli_records_a_deposit_and_its_refund(tmp_path):
+    from typer.testing import CliRunner
+
+    from processors.cli import build_app
+
+    h = make_home(tmp_path / "home", agents=("alice", "bob"))
+    cli = CliRunner()
+    home = ["--home", str(h.path)]
+    made = cli.invoke(build_app(), ["emit", "deposit", "dep-9", "-a", "alice", "--action", "create", "--responder",
+                                    "bob", "--amount-micros", "1200", "--tier", "low", "--multiplier", "3",
+                                    "--interaction-id", "i-9", "--time", str(T0 + 5 * S), *home])
+    assert made.exit_code == 0, made.output
+    back = cli.invoke(build_app(), ["emit", "deposit", "dep-9", "-a", "bob", "--action", "refund", "--requestor",
+                                    "alice", "--time", str(T0 + 9 * S), *home])
+    assert back.exit_code == 0, back.output
+    # refusals name the flag and append nothing
+    for args, field in ((["-a", "alice", "--action", "create", "--requestor", "bob"], "responder"),
+                        (["-a", "bob", "--action", "forfeit", "--responder", "alice"], "requestor"),
+                        (["-a", "bob", "--action", "refund", "--requestor", "alice", "--amount-micros", "5"], "action"),
+                        (["-a", "alice", "--action", "create", "--responder", "bob", "--tier", "gold"],
+                         "reputation_tier")):
+        bad = cli.invoke(build_app(), ["emit", "deposit", "dep-x", *args, *home])
+        assert bad.exit_code == 2 and field in bad.output, (args, bad.output)
+    run(h, "reputation")
+    (row,) = rows(h, "SELECT deposit_id, requestor_id, responder_id, amount_micros, reputation_tier, multiplier_milli,"
+                  " interaction_id, status FROM deposits", "reputation")
+    assert row == {"deposit_id": "dep-9", "requestor_id": "alice", "responder_id": "bob", "amount_micros": 1200,
+                   "reputation_tier": "low", "multiplier_milli": 3000, "interaction_id": "i-9", "status": "refunded"}
