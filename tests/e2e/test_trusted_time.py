@@ -427,6 +427,7 @@ def test_any_batch_boundaries_and_crash_points_reach_the_replay_digest(interleav
 
 
 @pytest.mark.kafka
+@pytest.mark.slow  # ~40 s for the three; scripts/slow_tests.sh
 @pytest.mark.parametrize("lives,final_batch", [
     ([], 1),  # one record per poll: control and data interleave at every record boundary
     ([(3, "after_commit", 2), (1, "before_produce", 1)], 7),

@@ -142,6 +142,7 @@ def _worker(h: Home, *, until_caught_up: bool = False, crash_at: str | None = No
 POINTS = ("before_commit", "inside_commit", "after_commit", "before_produce", "after_produce")
 
 
+@pytest.mark.slow  # ~40 s over both logs; scripts/slow_tests.sh
 def test_sigkill_at_random_moments_and_every_commit_step(home):
     """Story: 24 times, append more work (with bad records), start the journal (3 records a batch)
     and kill it — half the time at a named step of the commit protocol (deterministic), half after a
