@@ -60,7 +60,7 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return importlib.import_module(spec.origin)
 
     def exec_module(self, module):
-        pass
+        """Nothing to run: create_module returned tokenledger's module, already imported."""
 
 
 sys.meta_path.insert(0, _Alias())

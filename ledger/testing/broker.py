@@ -184,6 +184,14 @@ class Broker:
                        port=fixed, log=str(self.log_path),
                        hint="see the broker log; pass another port or leave it out to pick a free one")
 
+    def _advertised_port(self, port: int) -> int:
+        """The port clients are told to connect to (metadata): the listening one (a proxy in front overrides it)."""
+        return port
+
+    def _extra_args(self) -> tuple[str, ...]:
+        """More tansu arguments (none here; a subclass may add e.g. ``--authentication``)."""
+        return ()
+
     def _spawn_and_wait(self, port: int) -> str | None:
         """Spawn tansu on ``port``; None once ready, else why not (and the process is gone)."""
         self._starts += 1
@@ -192,10 +200,11 @@ class Broker:
         env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
         env["RUST_LOG"] = RUST_LOG
         listener = f"tcp://{HOST}:{port}"
+        advertised = f"tcp://{HOST}:{self._advertised_port(port)}"
         argv = [str(binary_path()), "broker", "--cluster-id", CLUSTER_ID, "--listener-url", listener,
-                "--advertised-listener-url", listener, "--storage-engine", STORAGE_ENGINE]
+                "--advertised-listener-url", advertised, "--storage-engine", STORAGE_ENGINE, *self._extra_args()]
         with self.log_path.open("ab") as log:
-            log.write(f"--- tokenledger: start #{self._starts} on {listener} ---\n".encode())
+            log.write(f"--- tokenledger: start #{self._starts} on {listener}, advertised {advertised} ---\n".encode())
             log.flush()
             self._process = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                              stderr=subprocess.STDOUT, start_new_session=True)

@@ -26,11 +26,8 @@ import contextlib
 import datetime as dt
 import ipaddress
 import os
-import signal
 import ssl
-import subprocess
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,15 +38,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ledger.errors import LogError
 from ledger.testing.broker import (
-    CLUSTER_ID,
     HOST,
-    RUST_LOG,
-    SCRUBBED_ENV,
     STOP_GRACE_S,
-    STORAGE_ENGINE,
     Broker,
-    api_versions_ok,
-    binary_path,
 )
 
 CERT_VALID_DAYS = 2  # test certificates outlive any test run, and nothing else
@@ -209,8 +200,8 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         while data := await reader.read(PIPE_CHUNK_BYTES):
             writer.write(data)
             await writer.drain()
-    except (OSError, ssl.SSLError):  # the other side went away: close ours too
-        pass
+    except (OSError, ssl.SSLError):
+        return  # the other side went away: close ours too (below)
     finally:
         with contextlib.suppress(OSError, ssl.SSLError, RuntimeError):
             writer.close()
@@ -226,33 +217,12 @@ class ProxiedBroker(Broker):
         self.advertised_port = advertised_port
         self.extra_args = extra_args
 
-    def _spawn_and_wait(self, port: int) -> str | None:
-        """Broker's spawn with the advertised listener pointing at the proxy."""
-        self._starts += 1
-        workdir = self.directory / f"cwd-{self._starts}"  # fresh and empty: tansu loads .env from its cwd
-        workdir.mkdir()
-        env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
-        env["RUST_LOG"] = RUST_LOG
-        argv = [str(binary_path()), "broker", "--cluster-id", CLUSTER_ID, "--listener-url", f"tcp://{HOST}:{port}",
-                "--advertised-listener-url", f"tcp://{HOST}:{self.advertised_port}", "--storage-engine",
-                STORAGE_ENGINE, *self.extra_args]
-        with self.log_path.open("ab") as log:
-            log.write(f"--- tokenledger: start #{self._starts} on {port}, advertised {self.advertised_port} ---\n"
-                      .encode())
-            log.flush()
-            self._process = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                             stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + self.ready_timeout_s
-        while time.monotonic() < deadline:
-            code = self._process.poll()
-            if code is not None:
-                self._process = None
-                return f"exited with code {code} before it was ready"
-            if api_versions_ok(port):
-                return None
-            time.sleep(0.01)
-        self._signal_and_reap(signal.SIGTERM, STOP_GRACE_S)  # not stop(): the log must survive for the error
-        return f"not ready after {self.ready_timeout_s} s"
+    def _advertised_port(self, port: int) -> int:
+        # clients reconnect to the advertised address: the proxy's, so TLS is never bypassed
+        return self.advertised_port
+
+    def _extra_args(self) -> tuple[str, ...]:
+        return self.extra_args
 
 
 class TlsBroker:

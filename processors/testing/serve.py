@@ -122,12 +122,11 @@ def _wait_healthy(served: Served, ca_file: Path | None) -> None:
     while True:
         if served.proc.poll() is not None:
             raise RuntimeError("tokenledger serve exited:\n" + "\n".join(served.stderr_lines[-40:]))
-        try:
-            with urllib.request.urlopen(served.url + "/healthz", timeout=2, context=context) as r:  # noqa: S310 (loopback URL we built)
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
+        # not listening yet: ask again until the deadline (a loopback URL we built)
+        with contextlib.suppress(urllib.error.URLError, OSError), urllib.request.urlopen(  # noqa: S310
+                served.url + "/healthz", timeout=2, context=context) as r:
+            if r.status == 200:
+                return
         if time.monotonic() > deadline:
             raise RuntimeError("tokenledger serve did not answer /healthz:\n" + "\n".join(served.stderr_lines[-40:]))
         time.sleep(0.05)

@@ -25,19 +25,19 @@ class _NullSpan:
     """A span that records nothing (telemetry off)."""
 
     def set_attribute(self, key: str, value: Any) -> None:
-        pass
+        """Recorded nowhere: telemetry is off."""
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        pass
+        """Recorded nowhere: telemetry is off."""
 
     def add_event(self, name: str, attributes: Mapping[str, Any] | None = None) -> None:
-        pass
+        """Recorded nowhere: telemetry is off."""
 
     def record_exception(self, exception: BaseException) -> None:
-        pass
+        """Recorded nowhere: the exception still propagates."""
 
     def set_status(self, *args: Any, **kwargs: Any) -> None:
-        pass
+        """Recorded nowhere: telemetry is off."""
 
     def __enter__(self) -> _NullSpan:
         return self
@@ -89,14 +89,14 @@ class TelemetryRecorder:
     def event_register(self, agent_name: str, priority: int, max_tokens: int) -> None:
         with self.span("tbc.register_agent", {"tbc.agent": agent_name, "tbc.priority": priority,
                                               "tbc.max_tokens": max_tokens}):
-            pass
+            return  # an instant span: its attributes are the record
 
     def event_reallocation(self, needy_agent: str, donor_agent: str, tokens_moved: int, shortfall: int) -> None:
         with self.span("tbc.reallocate", {"tbc.needy_agent": needy_agent, "tbc.donor_agent": donor_agent,
                                           "tbc.tokens_moved": tokens_moved, "tbc.shortfall": shortfall}):
-            pass
+            return  # an instant span: its attributes are the record
 
     def event_gate_block(self, agent_name: str, confidence: float, threshold: float) -> None:
         with self.span("tbc.confidence_gate_block", {"tbc.agent": agent_name, "tbc.confidence": confidence,
                                                      "tbc.threshold": threshold}):
-            pass
+            return  # an instant span: its attributes are the record
