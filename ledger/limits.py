@@ -285,3 +285,8 @@ MAX_REGISTRY_URL_CHARS = 2_048  # a longer URL is a mistake, not a registry
 MAX_REGISTRY_RESPONSE_BYTES = 1_048_576  # one answer holds one schema: 1 MiB is far above any real one
 MAX_REGISTRY_SUBJECT_CHARS = 255  # a topic name (249 at most in Kafka) plus "-value"
 MAX_SHARDS = 256  # instances of one processor: far above what its partitions can use, low enough to catch typos
+# the exchange of a sharded processor (processors.runtime.exchange)
+MAX_EXCHANGE_RECORD_BYTES = MAX_RECORD_BYTES - 65_536  # one exchange record, its header and items (room to spare)
+MAX_EXCHANGE_REFUSED_BYTES = 262_144  # of a refused record's bytes an exchange record carries (the size is kept)
+MAX_EXCHANGE_READ_RECORDS = 50  # exchange records an owner reads from one router per poll
+EXCHANGE_IDLE_MARK_MS = 200  # an idle router looks for data its marks do not cover yet at most this often

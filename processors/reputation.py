@@ -156,8 +156,9 @@ RESOLVED_STATUS = {"refund": "refunded", "forfeit": "forfeited"}
 
 class Reputation(Processor):
     name = "reputation"
-    shard_refusal = ("a subject's reputation folds the trust events others signed about it, which are on the "
-                     "issuers' partitions, not the subject's")
+    # sharded through the exchange (processors.runtime.exchange): a trust event or a graded outcome goes to its
+    # subject's shard, a deposit step to its requestor's (whose trust gives the deposit's ledger tier)
+    exchanges = True
     doc = "trust decaying by event time: scores per agent and dimension, tier, budget multiplier"
     views = (REPUTATION, HISTORY, REPUTATION_GRANTS, DECAY, DEPOSITS, DEPOSIT_EVENTS)
 
@@ -167,6 +168,31 @@ class Reputation(Processor):
         self.self_count: dict[str, int] = {}
         self.grants = GrantBook(REPUTATION_GRANTS)
         self.deposits: dict[str, dict[str, Any]] = {}  # deposit_id -> its ``deposits`` row
+        self._step_requestor: dict[str, str] = {}  # this batch's deposit steps: event id -> the requestor it names
+
+    # ------------------------------------------------------------ sharding (processors.runtime.exchange)
+
+    def route(self, item: Item) -> tuple[str, ...]:
+        ev = item.decoded.event
+        body = ev.body
+        if isinstance(body, Trust):
+            return (body.subject_id,)
+        if isinstance(body, Outcome) and body.score_milli is not None:
+            return (body.subject_id or ev.signer_id,)
+        if isinstance(body, Deposit):
+            return (body.requestor_id,)
+        return ()
+
+    def row_owner(self, table: str, row: dict[str, Any]) -> str | None:
+        if table in ("trust_history", DECAY.name):
+            return str(row["subject"])
+        if table == "reputation":
+            return str(row["agent_id"])
+        if table == DEPOSITS.name:
+            return str(row["requestor_id"])
+        if table == DEPOSIT_EVENTS.name:
+            return self._step_requestor[row["event_id"]]
+        return None  # the grants: from control, alike on every shard
 
     def restore(self, query: Callable[..., list[tuple[Any, ...]]]) -> None:
         self.grants.restore(query)
@@ -186,11 +212,13 @@ class Reputation(Processor):
         touched: set[str] = set()
         steps: list[dict[str, Any]] = []
         changed: set[str] = set()
+        self._step_requestor = {}
         for it in items:
             ev = it.decoded.event
             body = ev.body
             if isinstance(body, Deposit):
                 steps.append(self._deposit_step(ev, body, changed))
+                self._step_requestor[ev.event_id] = body.requestor_id
                 continue
             if isinstance(body, Grant):
                 self.grants.apply(body.agent_id, body.capability, body.scope, body.active, ev.event_time_us)

@@ -115,3 +115,43 @@ def late_records(records: list[Record], passed: OrderKey | None) -> list[Record]
     if passed is None:
         return []
     return [r for r in records if order_key(r) < passed]
+
+
+# The largest topic, partition and offset a key can hold: (t, TOP...) sorts after every record stamped t.
+_TOP_TOPIC = "\U0010ffff"
+_TOP_PARTITION = 2**31 - 1
+_TOP_OFFSET = 2**63 - 1
+
+
+def through_in_log_order(reads: Mapping[TopicPartition, list[Record]], complete: set[TopicPartition],
+                         clock_us: int) -> OrderKey | None:
+    """The key through which ``ready_in_log_order`` released every record of ``reads``' partitions (every record of
+    them with a key at or below it was released now or before); None when nothing is known yet. A sharded
+    processor's router sends it to the owners as its mark (``processors.runtime.exchange``)."""
+    cut = clock_us
+    for tp, recs in reads.items():
+        if tp in complete:
+            continue
+        if not recs:
+            return None
+        cut = min(cut, recs[-1].append_time_us)
+    return (cut, _TOP_TOPIC, _TOP_PARTITION, _TOP_OFFSET)
+
+
+def through_in_merged_order(reads: Mapping[TopicPartition, list[Record]], complete: set[TopicPartition],
+                            horizon_us: int | None) -> OrderKey | None:
+    """Like ``through_in_log_order`` for ``ready_in_merged_order``: the smaller of the cut (the least last key of a
+    partition read short) and the horizon (records stamped before it); with neither (a replay that read every
+    partition to its stop), past every key."""
+    cut: OrderKey | None = None
+    for tp, recs in reads.items():
+        if tp in complete:
+            continue
+        if not recs:
+            return None
+        last = order_key(recs[-1])
+        cut = last if cut is None or last < cut else cut
+    if horizon_us is not None:
+        before = (horizon_us - 1, _TOP_TOPIC, _TOP_PARTITION, _TOP_OFFSET)
+        cut = before if cut is None or before < cut else cut
+    return (2**62, _TOP_TOPIC, _TOP_PARTITION, _TOP_OFFSET) if cut is None else cut

@@ -33,6 +33,7 @@ from processors import get
 from processors.runtime.processor import Derived, Processor
 from processors.runtime.publish import Publisher, parse_positions, read_state
 from processors.runtime.runner import Runner
+from processors.runtime.exchange import ROUTER_FILE, OwnerRunner, RouterRunner
 from processors.runtime.shards import Shard, combine, hidden_rows, require_shardable, shard_signer_suffix
 from processors.runtime.store import Store
 
@@ -126,14 +127,35 @@ def open_runner(home: Home, name: str, log: Log, *, produce: bool = True,
     key = ensure_processor_key(home, name, log, shard) if produce else None
     checkpoint_key = ensure_checkpoint_key(home, name, log, shard) if produce else None
     store = Store(d / STATE_FILE, processor.views, hidden=hidden_rows(processor, shard, home.control_topic))
+    prefix = home.config.get("topic_prefix", "ledger")
+    hook = crash_hook(crash_at)
     try:
-        runner = Runner(processor, log, store, anchors=home.anchors(), key=key, produce=produce,
-                        topic_prefix=home.config.get("topic_prefix", "ledger"), crash_hook=crash_hook(crash_at),
-                        checkpoint_key=checkpoint_key, shard=shard)
+        if shard is not None and processor.exchanges and not processor.shardable and key is not None:
+            # a shard of a processor whose state crosses partitions: its router and its owner (runtime.exchange)
+            router_store = Store(d / ROUTER_FILE, ())
+            try:
+                router = RouterRunner(get(name)(), log, router_store, shard=shard, key=key, anchors=home.anchors(),
+                                      topic_prefix=prefix, crash_hook=hook)
+                runner: Runner = OwnerRunner(processor, log, store, shard=shard, anchors=home.anchors(),
+                                             topic_prefix=prefix, key=key, crash_hook=hook,
+                                             checkpoint_key=checkpoint_key, router=router)
+            except BaseException:
+                router_store.close()
+                raise
+        else:
+            runner = Runner(processor, log, store, anchors=home.anchors(), key=key, produce=produce,
+                            topic_prefix=prefix, crash_hook=hook, checkpoint_key=checkpoint_key, shard=shard)
     except BaseException:
         store.close()
         raise
     return runner, store, processor
+
+
+def close_runner(runner: Runner) -> None:
+    """Close what the runner holds besides its store (a shard's router and its file)."""
+    router = getattr(runner, "router", None)
+    if router is not None:
+        router.store.close()
 
 
 def check_layout(home: Home, name: str, shard: Shard | None) -> None:
@@ -269,6 +291,7 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
         edge.stop()
         digester.join()
         publisher.close()
+        close_runner(runner)
         store.close()
     return 0
 

@@ -111,6 +111,23 @@ class Processor(abc.ABC):
     # table -> the column holding the input topic a row came from: rows of the control topic are made alike by
     # every shard (every shard reads control), so only shard 0 publishes, digests and sends them
     control_rows: ClassVar[dict[str, str]] = {}
+    # sharding through the exchange (processors.runtime.exchange): True when ``route``, ``row_owner`` and
+    # ``derived_owner`` say which shard owns every row and derived event, and to which shards each event must go
+    exchanges: ClassVar[bool] = False
+
+    def route(self, item: Item) -> tuple[str, ...]:
+        """The owner keys of the state this event may change (an exchange-sharded processor's router sends it to
+        the shard of each): every event that can change a row must reach that row's owner. Pure: the item only."""
+        return ()
+
+    def row_owner(self, table: str, row: dict[str, Any]) -> str | None:
+        """The owner key of one row of ``table`` (None: a row every shard makes alike from control; shard 0 keeps
+        it). Only the shard owning the key keeps the row."""
+        return None
+
+    def derived_owner(self, derived: Derived) -> str | None:
+        """The owner key of one derived event (None: shard 0 sends it); only that shard signs and sends it."""
+        return None
 
     def restore(self, query: Any) -> None:  # noqa: B027  (optional hook: a stateless processor restores nothing)
         """Load in-memory state from the processor's tables (``query(sql, params) -> rows``)."""

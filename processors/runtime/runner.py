@@ -97,6 +97,7 @@ class Verified:
     touched: set[str] = field(default_factory=set)
     ring_changed: bool = False
     passed: order.OrderKey | None = None  # merged-order logs: the key of the batch's last record
+    meta: dict[str, str] = field(default_factory=dict)  # more store meta committed with the batch (exchange marks)
 
 
 @dataclass(frozen=True)
@@ -150,15 +151,14 @@ class Runner:
         ring, chains = store.load_verifier(anchors)
         ring.by_log_order = judges_by_log_order(log)  # the order _step_poll reads in
         self.verifier = Verifier(ring, chains)
-        declared = {self.topic(t) for t in processor.topics}
+        declared = set(self._input_topics())
         # the topics the processor reads, and only those: a position its file kept for a topic this version no
         # longer reads (deliveries read <prefix>.checkpoints until state checkpoints had a chain of their own)
         # stays in the file and is never read on
         self._control = self.topic("control")
         self.positions = {tp: o for tp, o in store.positions().items() if tp[0] in declared and self.owns(tp)}
         self.batch_no = store.batch()
-        for logical in processor.topics:
-            topic = self.topic(logical)
+        for topic in self._input_topics():
             log.ensure_topic(topic)
             for p in range(log.partitions(topic)):
                 if self.owns((topic, p)):
@@ -166,13 +166,16 @@ class Runner:
         self.producer_head = store.producer_head(key.signer_id) if key else Head(0, bytes(32))
         self._merged = not getattr(log, "total_order", False) and has_merged_order(log)
         self._passed = _load_key(store.meta(PASSED_META, "")) if self._merged else None
+        # the key through which the last poll released every record of the inputs (None: nothing known, or a log
+        # without one order): a sharded processor's router sends it on (processors.runtime.exchange)
+        self.through: order.OrderKey | None = None
         # legacy links (processors.runtime.links): gaps in a chain read on a derived topic may be state checkpoints
         # an older version signed on that chain; a reader of the checkpoints topic reads them in order anyway
         derived_inputs = declared - {self._control, self.topic("events")}
         self._links = (LegacyLinks(log, self.topic("checkpoints"))
                        if derived_inputs and "checkpoints" not in processor.topics else None)
         self._derived_inputs = derived_inputs
-        rank = {self.topic(t): i for i, t in enumerate(processor.topics)}
+        rank = {t: i for i, t in enumerate(self._input_topics())}
         self._order = sorted(self.positions, key=lambda tp: (rank.get(tp[0], len(rank)), tp[1]))
         # append-mode views carry the commit batch number, so publishing can export only new rows
         self._batched = {v.name for v in processor.views if any(c.name == "_batch" for c in v.columns)}
@@ -186,6 +189,11 @@ class Runner:
 
     def topic(self, logical: str) -> str:
         return f"{self.prefix}.{logical}"
+
+    def _input_topics(self) -> list[str]:
+        """The topics this runner reads, control first (an exchange owner reads its routers' topics instead of the
+        processor's data topics: ``processors.runtime.exchange``)."""
+        return [self.topic(t) for t in self.processor.topics]
 
     def owns(self, tp: tuple[str, int]) -> bool:
         """Whether this runner reads ``tp``: every partition, or a shard's own data partitions and control."""
@@ -353,6 +361,8 @@ class Runner:
             st.set_meta("batch", str(batch_no))
             if verified.passed is not None:
                 st.set_meta(PASSED_META, json.dumps(verified.passed))
+            for k, v in verified.meta.items():
+                st.set_meta(k, v)
             self.crash("inside_commit")
         self.positions = verified.positions
         if verified.passed is not None:
@@ -463,6 +473,7 @@ class Runner:
             reads[tp] = kept
             if (kept[-1].offset + 1 if kept else pos) >= end:
                 complete.add(tp)
+        self.through = order.through_in_log_order(reads, complete, clock_us)
         return order.ready_in_log_order(reads, complete, clock_us)
 
     def _poll_in_merged_order(self) -> list[Record]:
@@ -493,6 +504,7 @@ class Runner:
                 offset=r.offset, append_time_us=r.append_time_us, folded_up_to=list(self._passed or ()),
                 hint="the writers' clocks disagree (ledger.log.kafka, One order); rebuild this processor's state "
                      "with a replay from offset 0")
+        self.through = order.through_in_merged_order(reads, complete, horizon_us)
         return order.ready_in_merged_order(reads, complete, horizon_us)
 
     def _read_until_empty(self, tp: tuple[str, int], want: int, byte_share: int) -> tuple[list[Record], bool]:

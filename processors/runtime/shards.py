@@ -91,7 +91,7 @@ def require_shardable(processor: type[Processor] | Processor, shard: Shard) -> N
     """``ShardingRefused`` unless ``processor`` is partition-local (its ``shard_refusal`` says why not)."""
     if shard.count == 1 and shard.index == 0:
         return  # one instance of one: the processor as it always ran (but in a shard's directory)
-    if not processor.shardable:
+    if not (processor.shardable or processor.exchanges):
         raise ShardingRefused(
             "processor", processor.name,
             f"cannot run as several instances: {processor.shard_refusal}",
