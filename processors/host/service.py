@@ -234,6 +234,8 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
     last_error_at = previous.get("last_error_at")
     if max_records:
         runner.max_records = max_records
+        if getattr(runner, "router", None) is not None:
+            runner.router.max_records = max_records  # type: ignore[attr-defined]  (a shard's router: runtime.exchange)
     assert runner.key is not None  # open_runner produces: the processor's key signs its derived events and views
     publisher = Publisher(store, processor, home.views_dir(name, shard_label(shard)), key=runner.key,
                           label=None if shard is None else f"{name}{shard_signer_suffix(shard)}")

@@ -94,7 +94,7 @@ def _key_text(k: wire.ItemKey | None) -> str:
     return "" if k is None else json.dumps(list(k))
 
 
-def _load_item_key(text: str | None) -> wire.ItemKey | None:
+def load_item_key(text: str | None) -> wire.ItemKey | None:
     if not text:
         return None
     t, topic, p, off, i = json.loads(text)
@@ -139,7 +139,7 @@ class RouterRunner(Runner):
         for t in self.targets:
             log.ensure_topic(t)
         self.heads = {t: store.producer_head(pair_chain(key.signer_id, t)) for t in range(shard.count)}
-        self.sent_mark = _load_item_key(store.meta(SENT_MARK_META, ""))
+        self.sent_mark = load_item_key(store.meta(SENT_MARK_META, ""))
         self._next_idle_check = 0.0
 
     def _check_continues_committed(self, positions: dict[tuple[str, int], int], batch_no: int,
@@ -341,12 +341,12 @@ class OwnerRunner(Runner):
         super().__init__(processor, log, store, anchors=anchors, topic_prefix=topic_prefix, key=key, produce=produce,
                          crash_hook=crash_hook, checkpoint_key=checkpoint_key)
         self._links = None  # exchange records are not chains of events: no legacy links to fill
-        self.released = _load_item_key(store.meta(RELEASED_META, ""))
+        self.released = load_item_key(store.meta(RELEASED_META, ""))
         self.sources: list[_Source] = []
         for j, topic in enumerate(self._sources_topics):
             head_text = store.meta(f"exchange_in_head:{j}", "") or ""
             head = _parse_head(head_text)
-            src = _Source(topic, j, self.positions[(topic, 0)], head, _load_item_key(store.meta(f"exchange_in_mark:{j}")))
+            src = _Source(topic, j, self.positions[(topic, 0)], head, load_item_key(store.meta(f"exchange_in_mark:{j}")))
             src.next_read, src.read_head = src.position, src.head
             self.sources.append(src)
         self._senders: KeyRing | None = None
@@ -610,3 +610,21 @@ def _filter(cols: dict[str, Any], keep: Callable[[dict[str, Any]], bool]) -> dic
             out[name] = [v for v, m in zip(vals, mask, strict=True) if m]
     return out
 
+
+
+def positions_through(log: Log, topics: list[str], key: wire.ItemKey) -> dict[tuple[str, int], int]:
+    """Per partition of ``topics``: the offset of its first record with an order key above ``key`` (its end when
+    there is none), found by bisection (a partition's keys grow with its offsets)."""
+    out: dict[tuple[str, int], int] = {}
+    for topic in topics:
+        for p in range(log.partitions(topic)):
+            lo, hi = 0, log.end_offset(topic, p)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                recs = log.read(topic, p, mid, 1, timeout_s=0.0)
+                if recs and _item_key(order.order_key(recs[0]), 0) <= key:
+                    lo = recs[0].offset + 1
+                else:
+                    hi = mid
+            out[(topic, p)] = lo
+    return out

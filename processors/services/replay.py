@@ -21,11 +21,13 @@ from ledger.errors import ValidationError
 from ledger.integrity.checkpoints import StateCheck, check_state, control_keyring, digest_algorithm, read_checkpoints
 from ledger.log import Log
 from ledger.sdk.home import SHARD_DIR_RE, Home
+from ledger.wire.exchange import ItemKey
 from processors import REGISTRY, get
 from processors.host import service
 from processors.host.supervisor import pid_alive
-from processors.runtime.shards import all_shards, parse_shard
-from processors.runtime.store import DIGEST_ALGORITHM
+from processors.runtime.exchange import RELEASED_META, load_item_key, positions_through
+from processors.runtime.shards import Shard, all_shards, parse_shard
+from processors.runtime.store import DIGEST_ALGORITHM, Store
 from processors.services.proofs import check_state_checkpoints
 
 NEVER_RUN = "never run"
@@ -168,6 +170,8 @@ def replay(home: Home, name: str, log: Log, live: Digest, *, keep: bool = False,
            progress: Callable[[int], None] | None = None) -> Replay:
     """Rebuild ``name``'s state from offset 0 into a fresh file up to ``live``'s positions (``progress``
     gets the records read per step) and compare; the rebuilt file is removed unless ``keep``."""
+    if live.shards is not None and get(name).exchanges and not get(name).shardable:
+        return _replay_exchange(home, name, log, live, keep=keep, progress=progress)
     if live.shards is not None:
         return _replay_shards(home, name, log, live, keep=keep, progress=progress)
     rebuilt = Digest.from_dict(service.replay(home, name, log, positions=live.positions, progress=progress))
@@ -176,6 +180,40 @@ def replay(home: Home, name: str, log: Log, live: Digest, *, keep: bool = False,
     if not keep and rebuilt.file is not None:
         shutil.rmtree(Path(rebuilt.file).parent, ignore_errors=True)
     return Replay(processor=name, live=live, rebuilt=rebuilt, state_checkpoint=signed)
+
+
+def _replay_exchange(home: Home, name: str, log: Log, live: Digest, *, keep: bool,
+                     progress: Callable[[int], None] | None) -> Replay:
+    """Shards of a processor sharded through the exchange (``processors.runtime.exchange``) hold, together, what one
+    instance holds at the key through which they released: one instance rebuilt up to the input positions of that
+    key is compared with their combined digest. The shards must have stopped at one key (run until caught up)."""
+    assert live.shards is not None
+    keys = {label: exchange_released(home, name, parse_shard(label.removeprefix("shard-").replace("-of-", "/"),
+                                                                  "shard")) for label in sorted(live.shards)}
+    if len(set(keys.values())) != 1 or None in keys.values():
+        raise ValidationError("processor", name, "its shards did not stop at one point of the log",
+                              released={k: list(v) if v else None for k, v in keys.items()},
+                              hint=f"run them until caught up, then replay: tokenledger run {name} --instances "
+                                   f"{len(keys)} --until-caught-up")
+    released = next(iter(keys.values()))
+    assert released is not None
+    processor = get(name)()
+    topics = [home.topic_for(t) for t in processor.topics]
+    positions = {f"{tp[0]}/{tp[1]}": o for tp, o in positions_through(log, topics, released).items()}
+    rebuilt = Digest.from_dict(service.replay(home, name, log, positions=positions, progress=progress))
+    if not keep and rebuilt.file is not None:
+        shutil.rmtree(Path(rebuilt.file).parent, ignore_errors=True)
+    return Replay(processor=name, live=live, rebuilt=rebuilt, state_checkpoint=StateCheck(processor=name))
+
+
+def exchange_released(home: Home, name: str, shard: Shard) -> ItemKey | None:
+    """The key through which shard ``shard`` of ``name`` has folded (from its state file; None before its first
+    release). ``StoreError`` while the shard runs (its file is locked): stop it first."""
+    store = Store(service.state_file(home, name, shard), get(name).views, read_only=True)
+    try:
+        return load_item_key(store.meta(RELEASED_META, ""))
+    finally:
+        store.close()
 
 
 def _replay_shards(home: Home, name: str, log: Log, live: Digest, *, keep: bool,
