@@ -48,11 +48,11 @@ from ledger.integrity.chain import Head
 from ledger.integrity.checkpoints import control_keyring
 from ledger.integrity.keyring import KeyInfo, KeyRing
 from ledger.integrity.keys import SigningKey
-from ledger.integrity.verify import Where
+from ledger.integrity.verify import Verifier, Where
 from ledger.log import Log, Record, judges_by_log_order, order
 from ledger.wire import codec
 from ledger.wire import exchange as wire
-from processors.runtime.processor import Effects, Item, Processor, Quarantined
+from processors.runtime.processor import BROADCAST, Effects, Item, Processor, Quarantined
 from processors.runtime.runner import OutboxRecord, Runner, Verified
 from processors.runtime.shards import Shard
 from processors.runtime.store import Store
@@ -139,8 +139,33 @@ class RouterRunner(Runner):
         for t in self.targets:
             log.ensure_topic(t)
         self.heads = {t: store.producer_head(pair_chain(key.signer_id, t)) for t in range(shard.count)}
+        self._observe_control_read()
         self.sent_mark = load_item_key(store.meta(SENT_MARK_META, ""))
         self._next_idle_check = 0.0
+
+    def _observe_control_read(self) -> None:
+        """The routing state ``observe_control`` keeps, rebuilt from the control records this router has read (a
+        fresh verifier over them: only what every reader accepts is observed)."""
+        if type(self.inner).observe_control is Processor.observe_control:
+            return  # the processor's routes need no control
+        verifier = Verifier(KeyRing(self.anchors, by_log_order=True))
+        end = self.positions.get((self._control, 0), 0)
+        nxt = 0
+        while nxt < end:
+            recs = self.log.read(self._control, 0, nxt, min(limits.MAX_RUNNER_CONTROL_RECORDS, end - nxt),
+                                 timeout_s=0.0)
+            if not recs:
+                break
+            for r in recs:
+                if r.offset >= end:
+                    return
+                nxt = r.offset + 1
+                try:
+                    acc = verifier.check_record(r.value, Where.of(r))
+                except RejectError:
+                    continue
+                for d in acc.events:
+                    self.inner.observe_control(Item(r, acc.key_id, d, d.event.event_id in acc.backfilled))
 
     def _check_continues_committed(self, positions: dict[tuple[str, int], int], batch_no: int,
                                    outbox: list[OutboxRecord]) -> None:
@@ -215,10 +240,13 @@ class RouterRunner(Runner):
             index = index + 1 if rec is previous else 0
             previous = rec
             if rec.topic == self._control:
+                self.inner.observe_control(it)
                 continue  # every owner reads control itself, in the same order
             routed = wire.Routed(rec.topic, rec.partition, rec.offset, index, rec.append_time_us, it.key_id,
                                  it.backfilled, it.decoded.raw)
-            for t in sorted({owner_index(k, count) for k in self.inner.route(it)}):
+            keys = self.inner.route(it)
+            targets = range(count) if BROADCAST in keys else sorted({owner_index(k, count) for k in keys})
+            for t in targets:
                 items[t].append(routed)
         for q in verified.quarantined:
             if q.record.topic == self._control:
@@ -295,6 +323,9 @@ def last_input_key(log: Log, topics: list[str], stop_at: dict[tuple[str, int], i
 # ---------------------------------------------------------------- the owner
 
 
+_Entry = tuple[wire.ItemKey, Item | None, Quarantined | None]  # one thing to fold, at its place in the order
+
+
 @dataclass(frozen=True, slots=True)
 class _Read:
     """One exchange record read: verified (``rec``, and the pair's chain head after it) or refused (``bad``)."""
@@ -344,9 +375,9 @@ class OwnerRunner(Runner):
         self.released = load_item_key(store.meta(RELEASED_META, ""))
         self.sources: list[_Source] = []
         for j, topic in enumerate(self._sources_topics):
-            head_text = store.meta(f"exchange_in_head:{j}", "") or ""
-            head = _parse_head(head_text)
-            src = _Source(topic, j, self.positions[(topic, 0)], head, load_item_key(store.meta(f"exchange_in_mark:{j}")))
+            head = _parse_head(store.meta(f"exchange_in_head:{j}", "") or "")
+            mark = load_item_key(store.meta(f"exchange_in_mark:{j}"))
+            src = _Source(topic, j, self.positions[(topic, 0)], head, mark)
             src.next_read, src.read_head = src.position, src.head
             self.sources.append(src)
         self._senders: KeyRing | None = None
@@ -481,7 +512,20 @@ class OwnerRunner(Runner):
         if cut is None:
             return None
         v = Verified(positions=dict(self.positions))
-        entries: list[tuple[wire.ItemKey, Item | None, Quarantined | None]] = []
+        entries = self._control_entries(control, v)
+        for s in self.sources:
+            entries.extend(self._source_entries(s, cut, v))
+        if v.positions == self.positions and not entries:
+            return None
+        entries.sort(key=lambda e: e[0])
+        v.meta[RELEASED_META] = _key_text(cut if self.released is None else max(cut, self.released))
+        v.items = [e[1] for e in entries if e[1] is not None]
+        v.quarantined = [e[2] for e in entries if e[2] is not None]
+        return v
+
+    def _control_entries(self, control: list[Record], v: Verified) -> list[_Entry]:
+        """The control records read, verified in order (the verifier's ring moves with them)."""
+        entries: list[_Entry] = []
         for r in control:
             v.positions[(r.topic, 0)] = r.offset + 1
             try:
@@ -496,43 +540,42 @@ class OwnerRunner(Runner):
                 entries.append((_item_key(order.order_key(r), i),
                                 Item(r, acc.key_id, d, d.event.event_id in acc.backfilled), None))
                 v.ring_changed = v.ring_changed or d.event.body.CONTROL
+        return entries
+
+    def _source_entries(self, s: _Source, cut: wire.ItemKey, v: Verified) -> list[_Entry]:
+        """One router's events and refused records to release, and (into ``v``) the position, chain head and mark
+        after the exchange records it releases whole."""
+        entries: list[_Entry] = []
         released = self.released
-        for s in self.sources:
-            whole = 0
-            for read in s.buffered:
-                rec = read.rec
-                if rec is None:
-                    if read.bad is not None:  # an exchange record refused: quarantined once its place is passed
-                        entries.append(((-1, "", s.sender_index, read.offset, 0), None, read.bad))
-                    whole += 1
-                    continue
-                for it in rec.items:
-                    k = it.item_key
-                    if (released is None or k > released) and k <= cut:
-                        rec_ = Record(it.topic, it.partition, it.offset, None, b"", it.append_time_us)
-                        entries.append((k, Item(rec_, it.key_id, codec.decode_event(it.event), it.backfilled), None))
-                for q in rec.quarantined:
-                    k = q.item_key
-                    if (released is None or k > released) and k <= cut:
-                        rec_ = Record(q.topic, q.partition, q.offset, None, q.value, q.append_time_us)
-                        entries.append((k, None, Quarantined(rec_, q.code, q.reason, json.loads(q.evidence_json))))
-                if _last_key(rec) > cut:
-                    break  # some of it waits for the other routers' marks: read again from here after a restart
-                whole += 1  # folded whole (its mark may lie beyond the cut: it is kept as the router's mark)
-            if whole:
-                last = s.buffered[whole - 1]
-                v.positions[(s.topic, 0)] = last.offset + 1
-                v.meta[f"exchange_in_head:{s.sender_index}"] = f"{last.head.seq}:{last.head.hash.hex()}"
-                good = next((r.rec for r in reversed(s.buffered[:whole]) if r.rec is not None), None)
-                if good is not None:
-                    v.meta[f"exchange_in_mark:{s.sender_index}"] = _key_text(good.through)
-        if v.positions == self.positions and not entries:
-            return None
-        entries.sort(key=lambda e: e[0])
-        v.meta[RELEASED_META] = _key_text(cut if self.released is None else max(cut, self.released))
-        v.items = [e[1] for e in entries if e[1] is not None]
-        v.quarantined = [e[2] for e in entries if e[2] is not None]
-        return v
+        whole = 0
+        for read in s.buffered:
+            rec = read.rec
+            if rec is None:
+                if read.bad is not None:  # an exchange record refused: quarantined once its place is passed
+                    entries.append(((-1, "", s.sender_index, read.offset, 0), None, read.bad))
+                whole += 1
+                continue
+            for it in rec.items:
+                k = it.item_key
+                if (released is None or k > released) and k <= cut:
+                    rec_ = Record(it.topic, it.partition, it.offset, None, b"", it.append_time_us)
+                    entries.append((k, Item(rec_, it.key_id, codec.decode_event(it.event), it.backfilled), None))
+            for q in rec.quarantined:
+                k = q.item_key
+                if (released is None or k > released) and k <= cut:
+                    rec_ = Record(q.topic, q.partition, q.offset, None, q.value, q.append_time_us)
+                    entries.append((k, None, Quarantined(rec_, q.code, q.reason, json.loads(q.evidence_json))))
+            if _last_key(rec) > cut:
+                break  # some of it waits for the other routers' marks: read again from here after a restart
+            whole += 1  # folded whole (its mark may lie beyond the cut: it is kept as the router's mark)
+        if whole:
+            last = s.buffered[whole - 1]
+            v.positions[(s.topic, 0)] = last.offset + 1
+            v.meta[f"exchange_in_head:{s.sender_index}"] = f"{last.head.seq}:{last.head.hash.hex()}"
+            good = next((r.rec for r in reversed(s.buffered[:whole]) if r.rec is not None), None)
+            if good is not None:
+                v.meta[f"exchange_in_mark:{s.sender_index}"] = _key_text(good.through)
+        return entries
 
     def _after_commit(self, cut: wire.ItemKey | None) -> None:
         if cut is not None:

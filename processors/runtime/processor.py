@@ -87,6 +87,9 @@ class Effects:
             self.upserts.setdefault(table, []).append(columns)
 
 
+BROADCAST = "*"  # a route key meaning every shard (processors.runtime.exchange)
+
+
 class Processor(abc.ABC):
     """Base class. Subclasses set ``name`` and ``views`` and implement ``fold``."""
 
@@ -117,8 +120,13 @@ class Processor(abc.ABC):
 
     def route(self, item: Item) -> tuple[str, ...]:
         """The owner keys of the state this event may change (an exchange-sharded processor's router sends it to
-        the shard of each): every event that can change a row must reach that row's owner. Pure: the item only."""
+        the shard of each; ``BROADCAST`` sends it to every shard): every event that can change a row must reach that
+        row's owner. A function of the item and of what ``observe_control`` kept."""
         return ()
+
+    def observe_control(self, item: Item) -> None:  # noqa: B027  (optional hook: most routes need no control)
+        """On a router's instance, every accepted control event in the log's order, before the events after it are
+        routed (say, to learn each agent's registered org); replayed from control's start when the router starts."""
 
     def row_owner(self, table: str, row: dict[str, Any]) -> str | None:
         """The owner key of one row of ``table`` (None: a row every shard makes alike from control; shard 0 keeps
