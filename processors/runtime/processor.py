@@ -124,6 +124,14 @@ class Processor(abc.ABC):
         row's owner. A function of the item and of what ``observe_control`` kept."""
         return ()
 
+    # set by an exchange shard's owner (processors.runtime.exchange): which owner keys this instance keeps
+    _owner_keys: Callable[[str], bool] | None = None
+
+    def owns(self, key: str) -> bool:
+        """Whether this instance keeps the state of owner key ``key``: always, but on a shard of an exchange-sharded
+        processor, where a fold may skip work for keys other shards own (an event broadcast for one effect only)."""
+        return self._owner_keys is None or self._owner_keys(key)
+
     def observe_control(self, item: Item) -> None:  # noqa: B027  (optional hook: most routes need no control)
         """On a router's instance, every accepted control event in the log's order, before the events after it are
         routed (say, to learn each agent's registered org); replayed from control's start when the router starts."""
