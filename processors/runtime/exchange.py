@@ -367,7 +367,7 @@ class OwnerRunner(Runner):
         require_exchange_log(log, processor.name, shard)
         self.xshard = shard
         self.router = router
-        processor._owner_keys = lambda key: owner_index(key, shard.count) == shard.index  # noqa: SLF001
+        processor._owner_keys = lambda key: owner_index(key, shard.count) == shard.index
         self._sources_topics = [exchange_topic(topic_prefix, processor.name, Shard(j, shard.count), shard.index)
                                 for j in range(shard.count)]
         super().__init__(processor, log, store, anchors=anchors, topic_prefix=topic_prefix, key=key, produce=produce,
