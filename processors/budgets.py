@@ -136,6 +136,7 @@ from ledger.wire.events import (
 from ledger.wire.vocab import SCOPE_LEVEL_VALUES, Capability, ScopeLevel
 from processors.runtime.processor import (
     BATCH,
+    BROADCAST,
     Column,
     Derived,
     Effects,
@@ -309,11 +310,23 @@ def _ceil_div(a: int, d: int) -> int:
     return -(-a // d)
 
 
+# the budget kinds each agent event kind can spend (``Budgets._spends``): an event spending none of the kinds that have
+# a policy changes nothing, and a shard's router need not send it anywhere
+SPEND_KINDS: dict[type, frozenset[str]] = {Action: frozenset({"action", "llm_tokens", "usd"}),
+                                           Data: frozenset({"data"}), Compute: frozenset({"compute"})}
+
+
 class Budgets(Processor):
     name = "budgets"
     derived_topics = ("alerts",)
-    shard_refusal = ("budgets roll consumption up by org / project / task scope and decide reservations against a "
-                     "shared scope: one scope's state gathers events of agents on every partition")
+    # sharded through the exchange (processors.runtime.exchange), replicated: every shard folds every event that can
+    # move a budget (usage of a kind with a policy, reservations, trust, outcomes), in the log's one order, so every
+    # shard reaches the one instance's whole state and decides every reservation as it would (racing agents on
+    # different partitions cannot overspend an org); each keeps the rows and derived events whose primary key hashes
+    # to it. The routers split reading and verifying the log; the fold itself is not divided (docs/scaling.md says
+    # how it would be: tenants and leases)
+    exchanges = True
+    replicated = True
     doc = "budgets per scope and kind: consumption, limits, reservations, alerts and transfers"
     views = (BUDGETS, ALERTS, TRANSFERS, RESERVATIONS, PRICES, PRICE_MATCHES, TRUST, TRUST_DECAY, SIGNERS,
              BUDGET_GRANTS, BACKFILL)
@@ -336,6 +349,37 @@ class Budgets(Processor):
         self.book = PriceBook()  # from PriceSet events only (the shipped book is on the log as such)
         self.trust = TrustFold()
         self.multiplier: dict[Key, str] = {}
+
+    # ------------------------------------------------------------ sharding (processors.runtime.exchange)
+
+    def observe_control(self, item: Item) -> None:
+        body = item.decoded.event.body
+        if isinstance(body, PolicyEvent):
+            try:
+                policy_from_event(body)
+            except LedgerError:
+                return  # refused: it makes no budget (as ``_policy``)
+            self.kinds.add(body.budget_kind)
+
+    def route(self, item: Item) -> tuple[str, ...]:
+        body = item.decoded.event.body
+        spends = SPEND_KINDS.get(type(body))
+        if spends is not None:
+            return (BROADCAST,) if spends & self.kinds else ()
+        if isinstance(body, (ReservationEvent, Outcome, Trust)):
+            return (BROADCAST,)
+        return ()  # interactions, deposits, ...: nothing budgets folds
+
+    def row_owner(self, table: str, row: dict[str, Any]) -> str | None:
+        key = _ROW_KEYS.get(table)
+        return None if key is None else ":".join(str(row[c]) for c in key)
+
+    def row_owner_sql(self, table: str) -> str | None:
+        key = _ROW_KEYS.get(table)
+        return None if key is None else "concat_ws(':', " + ", ".join(f"{c}::VARCHAR" for c in key) + ")"
+
+    def derived_owner(self, derived: Derived) -> str | None:
+        return derived.idempotency_key
 
     # ------------------------------------------------------------ restore
 
@@ -857,6 +901,16 @@ class Budgets(Processor):
             "reputation_multiplier": self.multiplier.get(key, "1.0"),
             **policy_columns(policy),
         }
+
+
+# per view, the columns whose values make a row's owner key on a shard (the primary key, or what identifies an
+# appended row); views absent here are made alike from control on every shard (prices, signers, grants): shard 0's
+_ROW_KEYS: dict[str, tuple[str, ...]] = {
+    BUDGETS.name: ("scope", "scope_id", "budget_kind"), ALERTS.name: ("alert_id",),
+    TRANSFERS.name: ("transfer_id",), RESERVATIONS.name: ("agent_id", "reservation_id"),
+    BACKFILL.name: ("event_id", "scope", "scope_id", "budget_kind"), TRUST.name: ("event_id",),
+    TRUST_DECAY.name: ("subject", "dimension", "half_life_us"),
+}
 
 
 def _parent_of(ids: dict[str, str | None], key: Key) -> Parent:

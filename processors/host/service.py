@@ -30,10 +30,10 @@ from ledger.sdk.registration import ensure_notary_grant, register_signer
 from ledger.wire.events import StateCheckpoint
 from ledger.wire.vocab import Capability
 from processors import get
+from processors.runtime.exchange import ROUTER_FILE, OwnerRunner, RouterRunner
 from processors.runtime.processor import Derived, Processor
 from processors.runtime.publish import Publisher, parse_positions, read_state
 from processors.runtime.runner import Runner
-from processors.runtime.exchange import ROUTER_FILE, OwnerRunner, RouterRunner
 from processors.runtime.shards import Shard, combine, hidden_rows, require_shardable, shard_signer_suffix
 from processors.runtime.store import Store
 
@@ -234,8 +234,8 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
     last_error_at = previous.get("last_error_at")
     if max_records:
         runner.max_records = max_records
-        if getattr(runner, "router", None) is not None:
-            runner.router.max_records = max_records  # type: ignore[attr-defined]  (a shard's router: runtime.exchange)
+        if isinstance(runner, OwnerRunner) and runner.router is not None:
+            runner.router.max_records = max_records  # a shard's router reads at the same pace
     assert runner.key is not None  # open_runner produces: the processor's key signs its derived events and views
     publisher = Publisher(store, processor, home.views_dir(name, shard_label(shard)), key=runner.key,
                           label=None if shard is None else f"{name}{shard_signer_suffix(shard)}")

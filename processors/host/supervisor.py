@@ -32,7 +32,7 @@ from typing import IO
 
 from ledger import limits
 from ledger.errors import ExitCode, HomeBusyError
-from ledger.sdk.home import Home
+from ledger.sdk.home import Home, resolve_log_url
 from processors import get, order_by_topics
 from processors.host import service
 from processors.runtime.shards import Shard, require_shardable
@@ -139,6 +139,7 @@ def supervise(names: list[str], home: Path, log: str | None, *, until_caught_up:
                         on_event(f"not starting {', '.join(wave)}: {', '.join(failed)} did not catch up")
                         break
                     on_event(f"{', '.join(waves[i - 1])} caught up; starting {', '.join(wave)}")
+                _register_shard_signers(ledger_home, log, wave, shards or {})
                 _run_wave([workers[k] for n in wave for k in members[n]], stopping, until_caught_up=until_caught_up,
                           max_restarts=max_restarts, on_event=on_event, on_exit=exited)
                 if stopping["flag"]:
@@ -148,6 +149,23 @@ def supervise(names: list[str], home: Path, log: str | None, *, until_caught_up:
             for s, h in old.items():
                 signal.signal(s, h)
     return {n: _result(w, until_caught_up) for n, w in workers.items()}
+
+
+def _register_shard_signers(home: Home, log_url: str | None, names: list[str],
+                            shards: Mapping[str, list[Shard]]) -> None:
+    """The signers of every shard of ``names`` registered before any shard starts: a shard registers its own when it
+    starts, but a control record appended while the others run is one they must fold too, and one that caught up
+    before it would exit without it (``--until-caught-up`` would end at different points of the log)."""
+    todo = [(n, sh) for n in names for sh in shards.get(n, [])
+            if not home.key_path(service.signer_id(n, sh)).exists()]
+    if not todo:
+        return
+    lg = home.open_log(resolve_log_url(log_url, home))
+    try:
+        for n, sh in todo:
+            service.ensure_processor_key(home, n, lg, sh)
+    finally:
+        lg.close()
 
 
 def _workers(waves: list[list[str]], home: Path, log: str | None, until_caught_up: bool,

@@ -33,7 +33,6 @@ Only on logs with one order (embedded, in-memory, Kafka): the marks are keys of 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -54,19 +53,13 @@ from ledger.wire import codec
 from ledger.wire import exchange as wire
 from processors.runtime.processor import BROADCAST, Effects, Item, Processor, Quarantined
 from processors.runtime.runner import OutboxRecord, Runner, Verified
-from processors.runtime.shards import Shard
+from processors.runtime.shards import Shard, owner_index
 from processors.runtime.store import Store
 
 ROUTER_FILE = "router.duckdb"  # the router's state file, beside the owner's in the shard's directory
 SENT_MARK_META = "exchange_sent_mark"  # router: the mark of its last exchange records (JSON item key)
 RELEASED_META = "exchange_released"  # owner: the item key through which it folded
 _FULL = wire.LAST_INDEX
-
-
-def owner_index(key: str, count: int) -> int:
-    """The shard (0 .. count-1) that owns ``key``: the first 8 bytes of its SHA-256, modulo ``count`` (stable across
-    processes, machines and Python versions, unlike ``hash``)."""
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % count
 
 
 def exchange_topic(prefix: str, name: str, sender: Shard, target: int) -> str:
@@ -631,6 +624,9 @@ def keep_owned(fx: Effects, processor: Processor, shard: Shard) -> Effects:
         return lambda row: mine(processor.row_owner(table, row))
 
     out = Effects(statements=fx.statements, derived=[d for d in fx.derived if mine(processor.derived_owner(d))])
+    if processor.replicated:  # every row stays: the whole state folds on, the store hides other shards' rows
+        out.appends, out.upserts = fx.appends, fx.upserts
+        return out
     for table, parts in fx.appends.items():
         for cols in parts:
             out.append(table, _filter(cols, keeper(table)))

@@ -117,6 +117,9 @@ class Processor(abc.ABC):
     # sharding through the exchange (processors.runtime.exchange): True when ``route``, ``row_owner`` and
     # ``derived_owner`` say which shard owns every row and derived event, and to which shards each event must go
     exchanges: ClassVar[bool] = False
+    # an exchange-sharded processor whose every shard folds every event that can move its state (routes BROADCAST):
+    # it keeps the whole state, and hides rather than drops the rows other shards own (``row_owner_sql``)
+    replicated: ClassVar[bool] = False
 
     def route(self, item: Item) -> tuple[str, ...]:
         """The owner keys of the state this event may change (an exchange-sharded processor's router sends it to
@@ -139,6 +142,11 @@ class Processor(abc.ABC):
     def row_owner(self, table: str, row: dict[str, Any]) -> str | None:
         """The owner key of one row of ``table`` (None: a row every shard makes alike from control; shard 0 keeps
         it). Only the shard owning the key keeps the row."""
+        return None
+
+    def row_owner_sql(self, table: str) -> str | None:
+        """A replicated processor's ``row_owner`` as a VARCHAR SQL expression over ``table``'s columns (None: a row
+        every shard makes alike from control; shard 0 shows it)."""
         return None
 
     def derived_owner(self, derived: Derived) -> str | None:

@@ -29,6 +29,7 @@ its chain. The notary is not shardable (its checkpoints' ids and the proofs' rea
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -107,14 +108,37 @@ def shard_signer_suffix(shard: Shard | None) -> str:
 
 def hidden_rows(processor: Processor, shard: Shard | None, control_topic: str) -> dict[str, str]:
     """Per table, the SQL condition of the rows this shard keeps but never publishes, digests or sends: the rows
-    control records made, on every shard but shard 0 (module docstring). The topic is a SQL string literal."""
+    control records made, on every shard but shard 0 (module docstring). The topic is a SQL string literal.
+
+    A replicated processor's shard (``Processor.replicated``, ``processors.runtime.exchange``) keeps every row of
+    the whole state and hides those whose owner key (``row_owner_sql``) is another shard's; rows without one are
+    shard 0's."""
+    hidden: dict[str, str] = {}
+    if shard is not None and processor.replicated:
+        for v in processor.views:
+            expr = processor.row_owner_sql(v.name)
+            if expr is not None:
+                hidden[v.name] = f"{owner_sql(expr, shard.count)} <> {shard.index}"
+            elif not shard.owns_control_rows:
+                hidden[v.name] = "TRUE"
     if shard is None or shard.owns_control_rows:
-        return {}
+        return hidden
     literal = "'" + control_topic.replace("'", "''") + "'"
-    hidden = {QUARANTINE.name: f"topic = {literal}"}
+    hidden[QUARANTINE.name] = f"topic = {literal}"
     for table, column in processor.control_rows.items():
         hidden[table] = f"{column} = {literal}"
     return hidden
+
+
+def owner_index(key: str, count: int) -> int:
+    """The shard (0 .. count-1) that owns ``key``: the first 8 bytes of its SHA-256, big-endian, modulo ``count``
+    (stable across processes, machines and Python versions, unlike ``hash``); ``owner_sql`` is the same in SQL."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % count
+
+
+def owner_sql(key_expr: str, count: int) -> str:
+    """``owner_index`` of the VARCHAR SQL expression ``key_expr``, in DuckDB."""
+    return f"(('0x' || substr(sha256({key_expr}), 1, 16))::UBIGINT % {int(count)})"
 
 
 def combine(parts: Iterable[Mapping[str, TableSums]]) -> dict[str, object]:
