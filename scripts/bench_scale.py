@@ -358,7 +358,7 @@ def build_partitioned(home_path: Path, events: int, partitions: int) -> int:
     return n
 
 
-def instances(home_path: Path, counts: list[int]) -> dict[str, dict[int, dict[str, Any]]]:
+def instances(home_path: Path, counts: list[int], n_events: int) -> dict[str, dict[int, dict[str, Any]]]:
     """Every processor from offset 0 as 1, 2, 3... instances (``tokenledger run NAME --instances N
     --until-caught-up``, a fresh state each time): wall and CPU seconds (supervisor and workers), events/s (the
     events view's rows of the combined digest / wall; rows of all views for the others), the combined digest; a
@@ -377,7 +377,7 @@ def instances(home_path: Path, counts: list[int]) -> dict[str, dict[int, dict[st
         for name in names:
             ensure_processor_key(h, name, log)
             for count in counts:
-                if count > 1 and get(name).shardable:
+                if count > 1 and (get(name).shardable or get(name).exchanges):
                     for sh in all_shards(count):
                         ensure_processor_key(h, name, log, sh)
     finally:
@@ -386,7 +386,7 @@ def instances(home_path: Path, counts: list[int]) -> dict[str, dict[int, dict[st
     for name in names:
         out[name] = {}
         for count in counts:
-            if count > 1 and not get(name).shardable:
+            if count > 1 and not (get(name).shardable or get(name).exchanges):
                 out[name][count] = {"refused": get(name).shard_refusal}
                 continue
             shutil.rmtree(h.processor_dir(name), ignore_errors=True)
@@ -398,19 +398,17 @@ def instances(home_path: Path, counts: list[int]) -> dict[str, dict[int, dict[st
                 continue
             d, _, _ = cli("digest", name, "--json", home=home_path)
             doc = json.loads(d.stdout)
-            # the journal's events view holds one row per event; another processor's work is counted in rows
-            tables = doc["tables"]
-            unit = "events" if "events" in tables else "rows"
-            rows = tables["events"]["rows"] if unit == "events" else sum(t["rows"] for t in tables.values())
-            out[name][count] = {"wall_s": wall, "cpu_s": cpu, "unit": unit, "per_s": rows / max(wall, 1e-9),
-                                "digest": doc["digest"]}
+            # every processor reads the whole log (settlements: the allocations derived from it): log events per
+            # second of wall time, so the counts compare across processors and instance counts
+            out[name][count] = {"wall_s": wall, "cpu_s": cpu, "per_s": n_events / max(wall, 1e-9),
+                                "digest": doc["digest"], "rows": sum(t["rows"] for t in doc["tables"].values())}
         progress(f"{name}: ran as {', '.join(map(str, counts))} instance(s)")
     return out
 
 
 def print_instances(res: dict[str, dict[int, dict[str, Any]]], n: int, partitions: int) -> None:
-    print(f"processors as N instances ({n:,} events on {partitions} partitions; per second of wall time, process "
-          "start included: the journal's events, another processor's rows of all its views)")
+    print(f"processors as N instances ({n:,} events on {partitions} partitions; log events per second of wall "
+          "time, process start included; CPU: supervisor and workers)")
     for name, by_count in res.items():
         digests = {r["digest"] for r in by_count.values() if "digest" in r}
         for count, r in by_count.items():
@@ -420,7 +418,7 @@ def print_instances(res: dict[str, dict[int, dict[str, Any]]], n: int, partition
                 print(f"  {name:<12} x{count}: FAILED: {r['error']}")
             else:
                 print(f"  {name:<12} x{count}: wall {r['wall_s']:>7.1f} s, CPU {r['cpu_s']:>7.1f} s, "
-                      f"{r['per_s']:>9,.0f} {r['unit']}/s")
+                      f"{r['per_s']:>9,.0f} events/s, {r['rows']:,} rows")
         if len(digests) > 1:
             print(f"  {name:<12} THE COMBINED DIGESTS DIFFER: {sorted(digests)}")
         elif digests:
@@ -744,7 +742,12 @@ def main() -> int:
             home = a.keep if a.keep is not None else Path(d) / "home"
             n = build_partitioned(home, a.events, a.partitions)
             progress(f"built {n:,} events on {a.partitions} partitions")
-            print_instances(instances(home, counts), n, a.partitions)
+            print(f"tokenledger scale-out benchmark — Python {sys.version.split()[0]}, {os.cpu_count()} CPUs",
+                  flush=True)
+            raw = raw_limits(home, Path(d))
+            print("raw limits of this machine (one core, this run): " + ", ".join(
+                f"{k} {v:,.0f}/s" for k, v in raw.items()), flush=True)
+            print_instances(instances(home, counts, n), n, a.partitions)
         return 0
     if a.reuse and a.keep is None:
         ap.error("--reuse needs --keep DIR (the home of an earlier run)")

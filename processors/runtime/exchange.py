@@ -42,7 +42,7 @@ from typing import Any
 import pyarrow as pa
 
 from ledger import limits
-from ledger.errors import RejectCode, RejectError, ShardingRefused
+from ledger.errors import LogError, RejectCode, RejectError, ShardingRefused
 from ledger.integrity.chain import Head
 from ledger.integrity.checkpoints import control_keyring
 from ledger.integrity.keyring import KeyInfo, KeyRing
@@ -65,6 +65,15 @@ _FULL = wire.LAST_INDEX
 def exchange_topic(prefix: str, name: str, sender: Shard, target: int) -> str:
     """The single-partition topic from shard ``sender``'s router to shard ``target``'s owner."""
     return f"{prefix}.{name}.exchange.{sender.label}.to-{target}"
+
+
+def ensure_exchange_topic(log: Log, topic: str) -> None:
+    """An exchange topic has one partition (its records are one pair's chain, read in order); ``LogError`` when
+    the topic exists with more (made by hand, or by a tool with another default)."""
+    n = log.ensure_topic(topic, 1)
+    if n != 1:
+        raise LogError("an exchange topic must have exactly one partition", topic=topic, partitions=n,
+                          hint="delete the topic (no processor has read it whole) and start the shards again")
 
 
 def pair_chain(signer_id: str, target: int) -> str:
@@ -130,7 +139,7 @@ class RouterRunner(Runner):
                          shard=shard)
         self.targets = [exchange_topic(topic_prefix, processor.name, shard, t) for t in range(shard.count)]
         for t in self.targets:
-            log.ensure_topic(t)
+            ensure_exchange_topic(log, t)
         self.heads = {t: store.producer_head(pair_chain(key.signer_id, t)) for t in range(shard.count)}
         self._observe_control_read()
         self.sent_mark = load_item_key(store.meta(SENT_MARK_META, ""))
@@ -363,6 +372,8 @@ class OwnerRunner(Runner):
         processor._owner_keys = lambda key: owner_index(key, shard.count) == shard.index
         self._sources_topics = [exchange_topic(topic_prefix, processor.name, Shard(j, shard.count), shard.index)
                                 for j in range(shard.count)]
+        for t in self._sources_topics:
+            ensure_exchange_topic(log, t)
         super().__init__(processor, log, store, anchors=anchors, topic_prefix=topic_prefix, key=key, produce=produce,
                          crash_hook=crash_hook, checkpoint_key=checkpoint_key)
         self._links = None  # exchange records are not chains of events: no legacy links to fill
