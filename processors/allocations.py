@@ -4,9 +4,10 @@ each configured method.
 Inputs: control events (``price_set``, ``price_match``, ``allocation_rule``), agent ``interaction`` events and
 ``action`` events that carry an LLM call's usage.
 Outputs: the views below, and one derived ``allocation`` event per (interaction, method) on
-``<prefix>.allocations``, signed by ``processor.allocations``, carrying the method's inputs (the rates
-used on each side, the four flows' tokens, the method's parameters) so anyone can recompute it. Its
-idempotency key is ``allocation:<interaction event id>:<method>``: produced once, whatever crashes.
+``<prefix>.allocations``, signed by ``processor.allocations`` (by ``processor.allocations.shard-I-of-N`` when
+sharded, see below), carrying the method's inputs (the rates used on each side, the four flows' tokens, the
+method's parameters) so anyone can recompute it. Its idempotency key is
+``allocation:<interaction event id>:<method>``: produced once, whatever crashes.
 
 Semantics (all from event time; never the wall clock):
 
@@ -37,6 +38,20 @@ Semantics (all from event time; never the wall clock):
 
 Conservation, checked by the tests on the views: for every interaction and method,
 requestor_pays + responder_pays = total = the four flow costs = incurred by both sides.
+
+Sharding (``tokenledger run allocations --instances N``, through ``processors.runtime.exchange``). The owner key of
+every row is an agent: ``interactions``, ``allocations`` and ``unpriced`` rows by ``requestor_id`` (for a call: who
+made it), ``llm_calls`` and ``cost_discrepancies`` rows by ``agent_id`` (an interaction's two side rows by their
+two agents), ``agent_costs`` rows by ``agent_id``; each derived ``allocation`` event by its ``requestor_id``, so
+exactly one shard (the requestor's) signs it, as ``processor.allocations.shard-I-of-N`` (a processor key, which
+settlements' verifier accepts like any ``processor.*`` signer). ``prices``, ``price_matches`` and
+``allocation_rules`` come from control alone, alike on every shard: shard 0 keeps them. Routes: an action with usage
+to its agent (``Event.agent``); an interaction to its requestor AND its responder (the responder's ``llm_calls`` row
+and ``agent_costs`` totals change too); nothing else (control reaches every shard by itself). It is exact because
+no decision reads another key's state: a cost is a function of the event and the price book and rules, which every
+shard folds whole from control in the log's one order; ``agent_costs`` of (agent, method) are sums over the
+interactions of that agent, all of which reach its owner, in log order. A shard also sums the other party's
+totals of the interactions it folds; those partial sums only make rows it drops (``row_owner``) and are never read.
 """
 
 from __future__ import annotations
@@ -332,9 +347,9 @@ def _jsonable(v: Any) -> Any:
 class Allocations(Processor):
     name = "allocations"
     derived_topics = ("allocations",)
-    shard_refusal = ("an interaction's cost is split between its requestor (whose partition carries it) and its "
-                     "responder, who may live on another partition: the per-agent snapshot (agent_id, method) sums "
-                     "across partitions, and its allocation events are one signed chain read by settlements")
+    # sharded through the exchange (processors.runtime.exchange; the module docstring's "Sharding"): rows, and
+    # allocation events, are owned by an agent; an interaction goes to both of its agents' shards
+    exchanges = True
     doc = "prices interactions (price book from control events) and splits each cost by the configured methods"
     topics = ("control", "events")
     data_records_per_poll = MAX_ALLOCATIONS_DATA_RECORDS
@@ -347,6 +362,29 @@ class Allocations(Processor):
         self.rule_seq = 0
         self.costs: dict[tuple[str, str], list[int]] = {}  # (agent, method) -> [interactions, incurred, allocated]
         self.produce_derived = True
+
+    # ------------------------------------------------------------ sharding (processors.runtime.exchange)
+
+    def route(self, item: Item) -> tuple[str, ...]:
+        ev = item.decoded.event
+        body = ev.body
+        if isinstance(body, Interaction):
+            return (body.requestor_id, body.responder_id)  # both sides' llm_calls rows and agent_costs change
+        if isinstance(body, Action) and body.usage is not None:
+            return (ev.agent,)
+        return ()
+
+    def row_owner(self, table: str, row: dict[str, Any]) -> str | None:
+        if table in (INTERACTIONS.name, ALLOCATIONS.name, UNPRICED.name):
+            return str(row["requestor_id"])
+        if table in (LLM_CALLS.name, COST_DISCREPANCIES.name, AGENT_COSTS.name):
+            return str(row["agent_id"])
+        return None  # prices, price_matches, allocation_rules: from control, alike on every shard
+
+    def derived_owner(self, derived: Derived) -> str | None:
+        body = derived.body
+        assert isinstance(body, AllocationEvent)  # the only event this processor derives
+        return body.requestor_id
 
     # ------------------------------------------------------------------ state
 
