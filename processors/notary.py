@@ -28,13 +28,29 @@ checkpoint). Leaves and nodes together are the on-disk index ``tokenledger prove
 root the RFC 9162 recursion visits is a fold of at most 2**NODE_STRIDE stored hashes, so a proof
 reads O(2**NODE_STRIDE * log n) hashes instead of the whole partition.
 
+Sharding (``tokenledger run notary --instances N`` / ``--shard I/N``, processors.runtime.shards): every tree, its
+leaves, nodes and cadence are a function of one partition's records, so instance I of N holds exactly the rows one
+instance holds for the partitions ``p % N == I`` of the events topic, and the union of the shards is the one
+instance's (same combined digest). Control is read by every shard: each builds the control tree alike, and only
+shard 0 publishes, digests and sends its rows (``control_rows``); the others keep them, which ``restore`` needs. Each
+shard signs its Checkpoints as its own signer ``processor.notary.shard-I-of-N``, which the operator grants the
+``notary`` capability when the shard first starts (``processors.host.service.ensure_processor_key``): readers
+(``verify``, ``prove``, ``verify-proof``) take a Checkpoint from any signer holding that grant, so an event's proof
+verifies against the checkpoint of the shard owning its partition. A Checkpoint's idempotency key names only its
+partition and size, so its body and key are the same at any instance count; its event id is derived from its
+signer, so the ``checkpoints`` view records the id the one-instance signer ``processor.notary`` gives it
+(``checkpoint_event_id``): a row is the same at any instance count, and ``prove --checkpoint`` / ``--consistency``
+resolve that id to the checkpoint whichever granted signer signed it. One cost: the runtime gives a processor no
+way to tell which shard it is, so every shard signs the cadence checkpoints of the control tree (the same tree
+heads, each under its own signer; on-demand ones only shard 0).
+
 Never: no wall clock, no reading of the log outside ``fold``'s input, no checkpoint that is not the
 current tree at a record boundary.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any, ClassVar
 
 from ledger.integrity.merkle import CompactTree, MerkleTree, fold_complete, frontier, leaf_hash
@@ -83,14 +99,17 @@ CHECKPOINTS = View(
         Column("root_hash", "VARCHAR", "RFC 9162 root of the tree at tree_size, hex"),
         Column("next_offset", "BIGINT", "the checkpoint covers every record before this offset"),
         Column("last_event_time_us", "BIGINT", "latest event time among the covered events (µs)"),
-        Column("checkpoint_event_id", "VARCHAR", "id of the signed Checkpoint event on <prefix>.checkpoints"),
+        Column("checkpoint_event_id", "VARCHAR", "id of the Checkpoint event on <prefix>.checkpoints as the one-"
+                                                 "instance notary processor.notary signs it; shard I of N signs it as "
+                                                 "processor.notary.shard-I-of-N (another id): prove takes either"),
         Column("_batch", "BIGINT", "commit batch (internal: incremental publishing)"),
     ),
 )
 
 
 def checkpoint_event_id(idempotency_key: str) -> str:
-    """The id the runtime gives a derived event of the notary (it depends on the key alone)."""
+    """The id the runtime gives a derived event of the one-instance notary (it depends on the key alone); a shard's
+    Checkpoint with this key has the id ``derive_event_id(its signer, key)``, the same checkpoint under another id."""
     return codec.derive_event_id(NOTARY_SIGNER, idempotency_key, b"")
 
 
@@ -100,10 +119,10 @@ class Notary(Processor):
     doc = "RFC 9162 Merkle trees over each input partition's accepted events; signed checkpoints"
     views = (LEAVES, NODES, CHECKPOINTS)
     checkpoint_every: ClassVar[int] = CHECKPOINT_EVERY_EVENTS
-    shard_refusal = ("its trees are per partition, but every Checkpoint it signs is trusted only from the one granted "
-                     "signer processor.notary (the checkpoints view's checkpoint_event_id, `tokenledger prove` and "
-                     "`verify` read that signer's checkpoints): shards would need notary grants and readers of their "
-                     "own signers")
+    # one tree per partition: a shard holds the one instance's rows of its partitions (module docstring, Sharding)
+    shardable = True
+    shard_refusal = ""
+    control_rows: ClassVar[dict[str, str]] = {"merkle_leaves": "topic", "merkle_nodes": "topic", "checkpoints": "topic"}
 
     def __init__(self) -> None:
         self.trees: dict[tuple[str, int], CompactTree] = {}
@@ -187,14 +206,15 @@ class Notary(Processor):
                 cps[name].append(v)
         return d
 
-    def checkpoint_now(self, positions: dict[tuple[str, int], int],
-                       skip: set[tuple[str, int, int]]) -> list[Derived]:
+    def checkpoint_now(self, positions: dict[tuple[str, int], int], skip: set[tuple[str, int, int]],
+                       skip_topics: Collection[str] = ()) -> list[Derived]:
         """On-demand checkpoints of every non-empty tree at the notary's positions (its tree covers every
-        record before them), except (topic, partition, size) already checkpointed (``skip``)."""
+        record before them), except (topic, partition, size) already checkpointed (``skip``) and the trees of
+        ``skip_topics`` (a shard but shard 0 leaves control's tree to shard 0)."""
         out: list[Derived] = []
         for tp in sorted(self.trees):
             tree = self.trees[tp]
-            if tree.size == 0 or (tp[0], tp[1], tree.size) in skip:
+            if tree.size == 0 or (tp[0], tp[1], tree.size) in skip or tp[0] in skip_topics:
                 continue
             self.next_offset[tp] = max(self.next_offset.get(tp, 0), positions.get(tp, 0))
             out.append(self._checkpoint(Effects(), None, tp, "checkpoint:demand"))

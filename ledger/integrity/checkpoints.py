@@ -28,7 +28,8 @@ The first divergence, in checkpoint-topic order, is reported with the checkpoint
 partition, tree size and the expected (rebuilt) and actual (signed) roots.
 
 Also here: reading the checkpoints topic for ``prove`` and ``replay`` (``read_checkpoints``), the key
-ring of a control topic, and the control records a proof must carry for given keys.
+ring of a control topic, the control records a proof must carry for given keys, and the signers the notary grants
+name (``notary_signers``: the one notary, or each of its shards; no reader trusts a signer by its name).
 
 Never: writes nothing, imports nothing from processors/.
 """
@@ -48,7 +49,7 @@ from ledger.integrity.merkle import EMPTY_ROOT, CompactTree, leaf_hash
 from ledger.integrity.proofs import control_key_ids, is_notary_grant, open_record, require_notary
 from ledger.integrity.verify import Accepted, AuditReport, Verifier, Where, audit
 from ledger.wire import codec
-from ledger.wire.events import Checkpoint, StateCheckpoint
+from ledger.wire.events import Checkpoint, Grant, StateCheckpoint
 
 if TYPE_CHECKING:
     from ledger.log import Log
@@ -214,6 +215,22 @@ def registration_records(log: Log, control_topic: str, key_ids: set[str]) -> lis
         if not grew:
             break
     return [chosen[o] for o in sorted(chosen)]
+
+
+def notary_signers(log: Log, control_topic: str) -> set[str]:
+    """The signers a ``notary`` grant (or its withdrawal) on ``control_topic`` names — the one-instance notary
+    ``processor.notary`` and each shard's ``processor.notary.shard-I-of-N`` (processors/notary.py, Sharding) — read
+    unverified from the control records ``registration_records`` keeps: who may have signed a Checkpoint worth
+    checking. A reader looks only at their records and then verifies the grant itself (``require_notary``)."""
+    out: set[str] = set()
+    for _, value, _, about in _key_records(log, control_topic):
+        if NOTARY_GRANT not in about:
+            continue
+        for raw in codec.decode_batch(value).events:  # kept only because it decoded
+            body = codec.decode_event(raw).event.body
+            if isinstance(body, Grant) and is_notary_grant(body):
+                out.add(body.agent_id)
+    return out
 
 
 class TreeBuilder:
@@ -457,4 +474,4 @@ def check_state(entries: list[SignedEntry], processor: str, signer_ids: Collecti
 
 
 __all__ = ["CheckpointReport", "SignedEntry", "StateCheck", "TreeBuilder", "audit_with_checkpoints", "check_state",
-           "control_keyring", "digest_algorithm", "read_checkpoints", "registration_records"]
+           "control_keyring", "digest_algorithm", "notary_signers", "read_checkpoints", "registration_records"]

@@ -25,9 +25,10 @@ from ledger.errors import StoreError, ValidationError
 from ledger.integrity.checkpoints import control_keyring
 from ledger.integrity.keys import SigningKey
 from ledger.log import Log
+from ledger.sdk.emitter import Emitter
 from ledger.sdk.home import SHARD_DIR_RE, Home
 from ledger.sdk.registration import ensure_notary_grant, register_signer
-from ledger.wire.events import StateCheckpoint
+from ledger.wire.events import Grant, StateCheckpoint
 from ledger.wire.vocab import Capability
 from processors import get
 from processors.runtime.exchange import ROUTER_FILE, OwnerRunner, RouterRunner
@@ -80,10 +81,15 @@ def ensure_processor_key(home: Home, name: str, log: Log, shard: Shard | None = 
     if not path.exists():
         register_signer(home, log, sid, role="processor")  # saves the new key once its registration is appended
     ensure_checkpoint_key(home, name, log, shard)  # both of its keys, registered together
-    if name == "notary" and shard is None:
-        # only a granted notary's checkpoints count: a home made before grants gets the grant once, here
+    if name == "notary":
+        # only a granted notary's checkpoints count: a home made before grants gets the grant once, here, and so does
+        # each shard's signer (processor.notary.shard-I-of-N) before it signs any (processors/notary.py, Sharding)
         ring = control_keyring(log, home.control_topic, home.anchors())
-        ensure_notary_grant(home, log, ring.granted(sid, Capability.NOTARY.value) is not None)
+        if shard is None:
+            ensure_notary_grant(home, log, ring.granted(sid, Capability.NOTARY.value) is not None)
+        elif ring.granted(sid, Capability.NOTARY.value) is None:
+            with Emitter.for_operator(home, log) as em:
+                em.emit(Grant(agent_id=sid, capability=Capability.NOTARY.value))
     return home.load_key(sid)
 
 

@@ -18,6 +18,13 @@ the notary until it has caught up and signs a checkpoint of every partition's cu
 must not be running: it holds its state file; while it runs it checkpoints every
 ``CHECKPOINT_EVERY_EVENTS`` events by itself).
 
+A notary run as N shards (processors/notary.py, Sharding): the index is the union of the shards' (each shard's
+state file, or what it published while it runs, without the control rows every shard but shard 0 keeps to itself);
+a checkpoint counts from any signer holding the operator's ``notary`` grant — the one notary's or a shard's, each
+checked by the proof's own verification, never trusted by its name — and ``checkpoint_now`` drives every shard, each
+signing its own partitions (control: shard 0). A checkpoint id may be the signed event's or the one the
+``checkpoints`` view records (the one-instance notary's id for the same idempotency key).
+
 Also here: ``check_state_checkpoints``, which ``replay`` uses to compare a rebuilt digest with the
 StateCheckpoints the processor signed.
 """
@@ -40,6 +47,7 @@ from ledger.integrity.checkpoints import (
     StateCheck,
     check_state,
     control_keyring,
+    notary_signers,
     read_checkpoints,
     registration_records,
 )
@@ -59,9 +67,16 @@ from ledger.sdk.home import Home
 from ledger.wire import codec
 from ledger.wire.events import Checkpoint
 from processors import views
-from processors.host.service import checkpoint_signer_id, open_runner, signer_id, state_file
-from processors.notary import CHECKPOINT_EVERY_EVENTS, NOTARY_SIGNER, Notary, subtree_roots
+from processors.host.service import (
+    checkpoint_signer_id,
+    open_runner,
+    shard_count,
+    signer_id,
+    state_file,
+)
+from processors.notary import CHECKPOINT_EVERY_EVENTS, LEAVES, NODES, Notary, checkpoint_event_id, subtree_roots
 from processors.runtime.publish import Publisher
+from processors.runtime.shards import Shard, all_shards, hidden_rows, shard_signer_suffix
 from processors.runtime.store import Store
 from processors.services.leaf_index import LEAF_INDEX_FILE, LeafIndex
 
@@ -97,7 +112,12 @@ class WrittenProof:
 @contextlib.contextmanager
 def notary_leaves(h: Home) -> Iterator[LeafQuery]:
     """``query(sql, params)`` over the notary's ``merkle_leaves``: its state file when it is not running,
-    else the Parquet files it published."""
+    else the Parquet files it published; of a notary run as shards, the union of the shards' (``_shard_leaves``)."""
+    n = shard_count(h, Notary.name)
+    if n is not None:
+        with _shard_leaves(h, all_shards(n)) as q:
+            yield q
+        return
     path = state_file(h, Notary.name)
     store = None
     if path.exists():
@@ -124,6 +144,43 @@ def notary_leaves(h: Home) -> Iterator[LeafQuery]:
         yield query
 
 
+@contextlib.contextmanager
+def _shard_leaves(h: Home, shards: list[Shard]) -> Iterator[LeafQuery]:
+    """``query(sql, params)`` over ``merkle_leaves`` and ``merkle_nodes`` of a notary run as ``shards``: each shard's
+    state file (read-only) without the rows it keeps but does not publish (control's, on every shard but shard 0:
+    ``shards.hidden_rows``), or the Parquet files it published while it runs (which hold none of those). Every
+    partition's tree is then one shard's, and control's shard 0's, as a single notary's index holds it."""
+    with views.connect() as con:
+        sources: dict[str, list[str]] = {LEAVES.name: [], NODES.name: []}
+        for sh in shards:
+            alias = f"notary_shard_{sh.index}"
+            attached = views.attach(con, state_file(h, Notary.name, sh), alias)
+            hidden = hidden_rows(Notary(), sh, h.control_topic)
+            for v in (LEAVES, NODES):
+                cols = ", ".join(v.public_columns)
+                if attached:
+                    where = f" WHERE NOT ({hidden[v.name]})" if v.name in hidden else ""
+                    sources[v.name].append(f"SELECT {cols} FROM {alias}.{v.name}{where}")  # noqa: S608 (names, escaped topic)
+                    continue
+                parts = h.views_dir(Notary.name, sh.label) / v.name
+                if not any(parts.glob("*.parquet")):
+                    if v is LEAVES:
+                        raise ValidationError("notary", str(parts), "has no Merkle leaves yet",
+                                              hint="run the notary first: tokenledger checkpoint")
+                    continue  # no stored subtree roots: proofs of its partitions fold their leaves instead
+                views.create_parquet_view(con, f"{alias}_{v.name}", parts, union_by_name=False)
+                sources[v.name].append(f"SELECT {cols} FROM {alias}_{v.name}")  # noqa: S608 (names from code)
+        for v in (LEAVES, NODES):
+            empty = "SELECT " + ", ".join(f"CAST(NULL AS {c.sql_type}) AS {c.name}" for c in v.columns
+                                          if not c.name.startswith("_")) + " WHERE false"
+            con.execute(f"CREATE VIEW {v.name} AS " + (" UNION ALL ".join(sources[v.name]) or empty))
+
+        def query(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+            return list(views.run(con, sql, list(params)).rows)
+
+        yield query
+
+
 def _ref(e: SignedEntry) -> CheckpointRef:
     assert isinstance(e.body, Checkpoint)
     return CheckpointRef(event_id=e.event_id, topic=e.body.topic, partition=e.body.partition, offset=e.offset,
@@ -131,9 +188,17 @@ def _ref(e: SignedEntry) -> CheckpointRef:
 
 
 def _notary_checkpoints(h: Home, lg: Log) -> list[SignedEntry]:
+    """Every Checkpoint on the checkpoints topic whose signer holds the operator's notary grant (``read_checkpoints``
+    refuses the others): the one notary's and its shards' alike."""
     ring = control_keyring(lg, h.control_topic, h.anchors())
-    return [e for e in read_checkpoints(lg, h.topic_for("checkpoints"), ring)
-            if isinstance(e.body, Checkpoint) and e.signer_id == NOTARY_SIGNER]
+    return [e for e in read_checkpoints(lg, h.topic_for("checkpoints"), ring) if isinstance(e.body, Checkpoint)]
+
+
+def _names(e: SignedEntry) -> set[str]:
+    """The ids a checkpoint goes by: its signed event's, and the one the notary's ``checkpoints`` view records for
+    it (the one-instance notary's id of its idempotency key: processors/notary.py, Sharding)."""
+    ev = codec.decode_event(codec.decode_batch(e.record).events[e.index]).event
+    return {e.event_id} | ({checkpoint_event_id(ev.idempotency_key)} if ev.idempotency_key is not None else set())
 
 
 def _tree(q: LeafQuery, topic: str, partition: int, size: int, cp: SignedEntry) -> MerkleTree:
@@ -164,11 +229,13 @@ def _indexed_tree(q: LeafQuery, topic: str, partition: int, size: int, index: in
 
 def _newest_checkpoints(h: Home, lg: Log, topic: str, partition: int, leaf_index: int,
                         checkpoint_id: str | None) -> Iterator[SignedEntry]:
-    """Notary checkpoints of (topic, partition) covering ``leaf_index`` (or the one named), newest first, read
-    back from the end of the checkpoints topic. Not verified here: the proof built on one is."""
+    """Notary checkpoints of (topic, partition) covering ``leaf_index`` (or the one named, by either of its ids:
+    ``_names``), newest first, read back from the end of the checkpoints topic, from the signers a notary grant names
+    (the one notary, its shards). Not verified here: the proof built on one is (the grant included)."""
     cp_topic = h.topic_for("checkpoints")
     if cp_topic not in lg.topics():
         return
+    signers = notary_signers(lg, h.control_topic)
     for p in range(lg.partitions(cp_topic)):
         end = lg.end_offset(cp_topic, p)
         while end > 0:
@@ -177,7 +244,7 @@ def _newest_checkpoints(h: Home, lg: Log, topic: str, partition: int, leaf_index
             for r in reversed(recs):
                 try:
                     batch = codec.decode_batch(r.value)
-                    if batch.signer_id != NOTARY_SIGNER:
+                    if batch.signer_id not in signers:
                         continue
                     decoded = [codec.decode_event(raw) for raw in batch.events]
                 except RejectError:
@@ -185,8 +252,10 @@ def _newest_checkpoints(h: Home, lg: Log, topic: str, partition: int, leaf_index
                 for i in reversed(range(len(decoded))):
                     ev = decoded[i].event
                     body = ev.body
+                    named = checkpoint_id is None or checkpoint_id == ev.event_id or (
+                        ev.idempotency_key is not None and checkpoint_id == checkpoint_event_id(ev.idempotency_key))
                     if (isinstance(body, Checkpoint) and (body.topic, body.partition) == (topic, partition)
-                            and body.tree_size > leaf_index and checkpoint_id in (None, ev.event_id)):
+                            and body.tree_size > leaf_index and named):
                         yield SignedEntry(r.topic, r.partition, r.offset, i, ev.event_id, batch.signer_id,
                                           ev.event_time_us, body, r.value)
             end = start
@@ -355,8 +424,13 @@ def _partition_evidence(h: Home, lg: Log, q: LeafQuery, topic: str, part: int, i
 
 
 def prove_consistency(h: Home, lg: Log, old_id: str, new_id: str) -> ProofDocument:
-    """The consistency proof between two notary checkpoints of one partition (by event id)."""
-    cps = {e.event_id: e for e in _notary_checkpoints(h, lg)}
+    """The consistency proof between two notary checkpoints of one partition (by event id: either of ``_names``)."""
+    entries = _notary_checkpoints(h, lg)
+    cps = {e.event_id: e for e in entries}
+    for e in entries:
+        if not {old_id, new_id} <= cps.keys():
+            for name in _names(e):
+                cps.setdefault(name, e)  # a view's id: any granted signer's checkpoint with that key (the same body)
     for cid in (old_id, new_id):
         if cid not in cps:
             raise ValidationError("checkpoint", cid, "is not a notary checkpoint on the log",
@@ -383,39 +457,63 @@ def prove_consistency(h: Home, lg: Log, old_id: str, new_id: str) -> ProofDocume
 
 def checkpoint_now(h: Home, lg: Log) -> list[CheckpointRow]:
     """Catch the notary up, sign a checkpoint of each partition's current tree (unless one exists at
-    that size), publish its views. One row per partition."""
+    that size), publish its views. One row per partition. A notary run as shards: each shard in turn, for its own
+    partitions (control: shard 0), signed by its own signer."""
+    n = shard_count(h, Notary.name)
+    current: dict[tuple[str, int], tuple[int, str]] = {}  # partition -> (its tree's size, the signer owning it)
+    made: set[tuple[str, int, int]] = set()
+    for shard in [None] if n is None else all_shards(n):
+        trees, signed = _checkpoint_shard(h, lg, shard)
+        current.update({tp: (size, signer_id(Notary.name, shard)) for tp, size in trees.items()})
+        made |= signed
+    if n is not None:
+        with notary_leaves(h) as q:
+            _catch_up_index(h, lg, q)  # the next `prove` finds its leaves without copying them first
+    rows: dict[tuple[str, int], tuple[bool, CheckpointRow]] = {}
+    for entry in _notary_checkpoints(h, lg):
+        cp = entry.body
+        assert isinstance(cp, Checkpoint)
+        tp = (cp.topic, cp.partition)
+        if tp not in current or cp.tree_size != current[tp][0]:
+            continue  # not the current tree of its partition
+        owner = entry.signer_id == current[tp][1]
+        if tp in rows and rows[tp][0] and not owner:
+            continue  # the owning shard's checkpoint, when other shards signed one too (control's cadence)
+        rows[tp] = (owner, CheckpointRow(topic=cp.topic, partition=cp.partition, tree_size=cp.tree_size,
+                                         root_hash=cp.root_hash.hex(), next_offset=cp.next_offset,
+                                         checkpoint_event_id=entry.event_id, new=(*tp, cp.tree_size) in made))
+    return [rows[k][1] for k in sorted(rows)]
+
+
+def _checkpoint_shard(h: Home, lg: Log, shard: Shard | None) -> tuple[dict[tuple[str, int], int],
+                                                                        set[tuple[str, int, int]]]:
+    """``checkpoint_now`` of the one notary (``shard`` None) or of one shard: the sizes of the trees it owns, and the
+    (topic, partition, size) it signed now."""
     try:
-        runner, store, proc = open_runner(h, Notary.name, lg)
+        runner, store, proc = open_runner(h, Notary.name, lg, shard=shard)
     except StoreError as e:
         raise LedgerError("the notary is running, so it cannot be driven from here", path=e.evidence.get("path"),
                           hint=f"it checkpoints every {CHECKPOINT_EVERY_EVENTS:,} events on its own; for one now, "
                                "stop it and run `tokenledger checkpoint`") from None
     assert isinstance(proc, Notary)
+    # every shard reads control; its tree is shard 0's to sign on demand (processors.runtime.shards: control rows)
+    others = () if shard is None or shard.owns_control_rows else (h.control_topic,)
     try:
         runner.run_until_caught_up()
         existing = {(e.body.topic, e.body.partition, e.body.tree_size): e  # type: ignore[union-attr]
                     for e in _notary_checkpoints(h, lg)}
-        derived = proc.checkpoint_now(runner.positions, set(existing))
+        derived = proc.checkpoint_now(runner.positions, set(existing), others)
         runner.emit(derived)
         assert runner.key is not None  # open_runner produces, so the notary has its key
-        Publisher(store, proc, h.views_dir(Notary.name), key=runner.key).publish(runner.positions, runner.batch_no)
-        _catch_up_index(h, lg, store.query)  # the next `prove` finds its leaves without copying them first
+        Publisher(store, proc, h.views_dir(Notary.name, None if shard is None else shard.label), key=runner.key,
+                  label=None if shard is None else f"{Notary.name}{shard_signer_suffix(shard)}",
+                  ).publish(runner.positions, runner.batch_no)
+        if shard is None:
+            _catch_up_index(h, lg, store.query)  # the next `prove` finds its leaves without copying them first
     finally:
         store.close()
     made = {(d.body.topic, d.body.partition, d.body.tree_size) for d in derived}  # type: ignore[attr-defined]
-    rows = []
-    for entry in _notary_checkpoints(h, lg):
-        cp = entry.body
-        assert isinstance(cp, Checkpoint)
-        tree = proc.trees.get((cp.topic, cp.partition))
-        if tree is None or cp.tree_size != tree.size:
-            continue  # not the current tree of its partition
-        rows.append(CheckpointRow(topic=cp.topic, partition=cp.partition, tree_size=cp.tree_size,
-                                  root_hash=cp.root_hash.hex(), next_offset=cp.next_offset,
-                                  checkpoint_event_id=entry.event_id,
-                                  new=(cp.topic, cp.partition, cp.tree_size) in made))
-    uniq = {(r.topic, r.partition): r for r in rows}
-    return [uniq[k] for k in sorted(uniq)]
+    return {tp: tree.size for tp, tree in proc.trees.items() if tp[0] not in others}, made
 
 
 def check_state_checkpoints(h: Home, lg: Log, name: str, positions: dict[str, int], digest: str) -> StateCheck:
