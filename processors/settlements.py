@@ -41,6 +41,31 @@ Semantics (event time only, so a replay settles exactly as the live run did):
 * **Threshold on the interaction.** An allocation whose interaction total (``total_micros``) is below the
   rule's ``threshold_micros`` is not worth settling (the reference checks the total before proposing): it
   is left out of the rule's pair balances. The threshold then applies again to each window's pair nets.
+
+Sharding (``tokenledger run settlements --instances N``: ``processors.runtime.exchange``, replicated):
+
+* **Owner keys.** A rule's state (its open windows and their pair balances, what it carries, its ``closed_until``,
+  its closed windows' net positions and settlements, the ``settlement`` events they derive) belongs to the owner key
+  ``rule:<rule_id>`` (``DEFAULT_RULE`` too: ``rule:default``). A shard folds allocations only into the rules it owns
+  (``Processor.owns``) and closes only their windows; the windows of a rule are a function of the allocations that
+  rule takes and of the watermark, so the owner of a rule computes exactly the one instance's rows for it.
+* **Routes.** The router's instance learns the rules from control (``observe_control``, the same bookkeeping as
+  ``fold``: ``_read_rule``, ``rules_at``) in the log's order, so at every allocation it knows the rule versions an
+  instance folding up to that point knows, and sends the allocation to the owners of the rules that take it
+  (``_takers``: in force at its event time, its method, at or above the threshold). It also BROADCASTs every
+  non-backfilled allocation whose event time exceeds the largest it has routed (``_routed_watermark``): the
+  watermark at any point of the log's order is the largest non-backfilled allocation time before it, which is one
+  of those broadcast (an allocation that moves the global maximum moves its own router's maximum), so every shard
+  holds the one instance's watermark at every point, and closes its rules' windows where one instance closes them.
+* **A router restarted** starts ``_routed_watermark`` from 0 (it persists nothing): until it has routed again past
+  what it had routed, it broadcasts allocations that move no watermark. That is harmless: such an allocation's time
+  is at or below the watermark every shard already holds, so it moves nothing there and only the owners of the rules
+  that take it add it, exactly as when it is routed to them alone. It never broadcasts less than before a restart
+  (its maximum starts lower), so no allocation that moves the watermark is ever missed.
+* **Rows every shard makes alike** (``replicated``): every shard keeps the rule versions (``settlement_rules``,
+  from control) and the ``watermark`` progress row, so a restarted shard restores every rule and the watermark
+  from its own file; ``row_owner_sql`` shows the rules on shard 0 only and the watermark row on the owner of
+  ``WATERMARK_OWNER``, so the union of the shards' visible rows is the one instance's rows.
 """
 
 from __future__ import annotations
@@ -67,6 +92,7 @@ from ledger.wire.events import Settlement, SettlementRule
 from ledger.wire.vocab import SettlementTier
 from processors.runtime.processor import (
     BATCH,
+    BROADCAST,
     Column,
     Derived,
     Effects,
@@ -98,6 +124,19 @@ class Rule:
 
 DEFAULT_RULE = Rule("default", SettlementTier.TIER_2_RULE_BASED.value, SHAPLEY, DEFAULT_WINDOW_US,
                     DEFAULT_SETTLEMENT_THRESHOLD_MICROS, True, 0, 0)
+
+# settlement_progress keys: the one watermark row, and one row per rule that closed a window
+WATERMARK_KEY = "watermark"
+CLOSED_UNTIL_PREFIX = "closed_until:"
+# owner keys (sharding, module doc): a rule's state is ``rule:<rule_id>``; the watermark row, which every shard
+# computes alike, is shown by the owner of its own key
+RULE_KEY_PREFIX = "rule:"
+WATERMARK_OWNER = "settlement-watermark"
+
+
+def rule_key(rule_id: str) -> str:
+    """The owner key of rule ``rule_id``'s state (module doc, Sharding)."""
+    return RULE_KEY_PREFIX + rule_id
 
 _RULE_COLS = (
     Column("rule_id", "VARCHAR", "settlement rule ('default' = the built-in default rule)"),
@@ -180,6 +219,9 @@ PROGRESS = View(
 )
 
 
+_RULE_TABLES = frozenset({SETTLEMENTS.name, PAIR_BALANCES.name, NET_POSITIONS.name, CARRIED.name})
+
+
 def settlement_id(rule_id: str, start: int, end: int, payer: str, payee: str) -> str:
     key = json.dumps([rule_id, start, end, payer, payee]).encode()
     return hashlib.sha256(key).hexdigest()[:32]
@@ -188,8 +230,10 @@ def settlement_id(rule_id: str, start: int, end: int, payer: str, payee: str) ->
 class Settlements(Processor):
     name = "settlements"
     derived_topics = ("settlements",)
-    shard_refusal = ("it nets allocations per agent pair and settles multilaterally: pairs and netting sets span "
-                     "partitions (its input is the allocations topic, one chain)")
+    # sharded through the exchange by rule (module doc, Sharding): each shard keeps its rules' state and, alike on
+    # every shard, the rules and the watermark (hidden in SQL where another shard shows them)
+    exchanges = True
+    replicated = True
     doc = "nets allocations per agent pair over event-time windows; multilateral transfers through a payment rail"
     topics = ("control", "allocations")
     views = (SETTLEMENTS, PAIR_BALANCES, NET_POSITIONS, CARRIED, SETTLEMENT_RULES, PROGRESS)
@@ -203,6 +247,53 @@ class Settlements(Processor):
         self.open: dict[str, dict[tuple[int, int], dict[tuple[str, str], list[int]]]] = {}
         self.carry: dict[str, dict[tuple[str, str], int]] = {}
         self.closed_until: dict[str, int] = {}
+        # on a router's instance only: the largest non-backfilled allocation time routed (module doc, Sharding)
+        self._routed_watermark = 0
+
+    # ------------------------------------------------------------------ sharding (processors.runtime.exchange)
+
+    def observe_control(self, item: Item) -> None:
+        ev = item.decoded.event
+        if isinstance(ev.body, SettlementRule):
+            self._add_rule(self._read_rule(ev.event_time_us, ev.body))
+
+    def route(self, item: Item) -> tuple[str, ...]:
+        ev = item.decoded.event
+        body = ev.body
+        if not isinstance(body, AllocationEvent):
+            return ()
+        if ev.event_time_us > self._routed_watermark and not item.backfilled:
+            self._routed_watermark = ev.event_time_us
+            return (BROADCAST,)  # it may move the watermark, which closes windows of every rule
+        return tuple(rule_key(r.rule_id) for r in self._takers(ev.event_time_us, body))
+
+    def row_owner(self, table: str, row: dict[str, Any]) -> str | None:
+        if table == SETTLEMENT_RULES.name:
+            return None  # from control, alike on every shard: shard 0 shows them
+        if table == PROGRESS.name:
+            key = str(row["key"])
+            if key == WATERMARK_KEY:
+                return WATERMARK_OWNER
+            return rule_key(key.removeprefix(CLOSED_UNTIL_PREFIX))
+        if table in _RULE_TABLES:
+            return rule_key(str(row["rule_id"]))
+        raise ValueError(f"settlements has no table {table!r}")
+
+    def row_owner_sql(self, table: str) -> str | None:
+        if table == SETTLEMENT_RULES.name:
+            return None
+        if table == PROGRESS.name:
+            return (f"CASE WHEN key = '{WATERMARK_KEY}' THEN '{WATERMARK_OWNER}' "
+                    f"ELSE '{RULE_KEY_PREFIX}' || substr(key, {len(CLOSED_UNTIL_PREFIX) + 1}) END")
+        if table in _RULE_TABLES:
+            return f"'{RULE_KEY_PREFIX}' || rule_id"
+        raise ValueError(f"settlements has no table {table!r}")
+
+    def derived_owner(self, derived: Derived) -> str | None:
+        body = derived.body
+        if not isinstance(body, Settlement):
+            raise ValueError(f"settlements derives settlement events only, not {type(body).__name__}")
+        return rule_key(dict(body.params)["rule_id"])
 
     # ------------------------------------------------------------------ state
 
@@ -218,19 +309,30 @@ class Settlements(Processor):
         for rid, a, b, amount in query("SELECT rule_id, agent_a, agent_b, a_owes_b_micros FROM carried"):
             self.carry.setdefault(rid, {})[(a, b)] = amount
         for key, value in query("SELECT key, value_us FROM settlement_progress"):
-            if key == "watermark":
+            if key == WATERMARK_KEY:
                 self.watermark = value
             else:
-                self.closed_until[key.removeprefix("closed_until:")] = value
+                self.closed_until[key.removeprefix(CLOSED_UNTIL_PREFIX)] = value
 
     def _add_rule(self, r: Rule) -> None:
         self.rules.setdefault(r.rule_id, Timeline()).add(r.in_force_from_us, r.seq, r)
         self.rule_seq = max(self.rule_seq, r.seq)
 
+    def _read_rule(self, event_time_us: int, body: SettlementRule) -> Rule:
+        """The rule version a ``settlement_rule`` event makes, numbered in the order read."""
+        self.rule_seq += 1
+        return Rule(body.rule_id, body.tier, body.method, body.window_us, body.threshold_micros, body.enabled,
+                    max(body.effective_from_us, event_time_us), self.rule_seq)
+
     def rules_at(self, t_us: int) -> list[Rule]:
         """Enabled rule versions in force at ``t_us``; ``DEFAULT_RULE`` when none is."""
         found = [v for rid in sorted(self.rules) if (v := self.rules[rid].at(t_us)) is not None and v.enabled]
         return found or [DEFAULT_RULE]
+
+    def _takers(self, t_us: int, body: AllocationEvent) -> list[Rule]:
+        """The rules that take an allocation at ``t_us``: in force, of its method, and its interaction's total at or
+        above their threshold (too small an interaction to settle: the reference's rule)."""
+        return [r for r in self.rules_at(t_us) if r.method == body.method and body.total_micros >= r.threshold_micros]
 
     # ------------------------------------------------------------------ fold
 
@@ -247,9 +349,7 @@ class Settlements(Processor):
                     out.watermark_moved = True
                     self._close_due(out, fx)
             elif isinstance(body, SettlementRule):
-                self.rule_seq += 1
-                r = Rule(body.rule_id, body.tier, body.method, body.window_us, body.threshold_micros, body.enabled,
-                         max(body.effective_from_us, ev.event_time_us), self.rule_seq)
+                r = self._read_rule(ev.event_time_us, body)
                 self._add_rule(r)
                 out.rules.append(r)
         out.write(fx, self)
@@ -262,11 +362,9 @@ class Settlements(Processor):
             payer = body.responder_id
         else:
             payer = ""  # no transfer: the pair's balance does not move
-        for rule in self.rules_at(t):
-            if rule.method != body.method:
-                continue
-            if body.total_micros < rule.threshold_micros:  # too small an interaction to settle (reference rule)
-                continue
+        for rule in self._takers(t, body):
+            if not self.owns(rule_key(rule.rule_id)):
+                continue  # another shard's rule (sharded: module doc); this one only moves the watermark here
             start = window_start(t, rule.window_us)
             late = 0
             closed = self.closed_until.get(rule.rule_id, 0)
@@ -378,8 +476,9 @@ class _Out:
                                          "a_owes_b_micros": p.carry[rid][(a, b)]}
                                         for rid, (a, b) in sorted(self.carry)]))
         if self.progress or self.watermark_moved:
-            rows = [{"key": f"closed_until:{rid}", "value_us": p.closed_until[rid]} for rid in sorted(self.progress)]
-            fx.upsert("settlement_progress", columns_of([{"key": "watermark", "value_us": p.watermark}, *rows]))
+            rows = [{"key": CLOSED_UNTIL_PREFIX + rid, "value_us": p.closed_until[rid]}
+                    for rid in sorted(self.progress)]
+            fx.upsert(PROGRESS.name, columns_of([{"key": WATERMARK_KEY, "value_us": p.watermark}, *rows]))
         if self.settlements:
             fx.append("settlements", columns_of([{
                 "settlement_id": s.settlement_id, "rule_id": rid, "window_start_us": s.window_start_us,
@@ -390,4 +489,4 @@ class _Out:
             fx.append("net_positions", columns_of(self.positions))
 
 
-__all__ = ["ALLOWED_LATENESS_US", "DEFAULT_RULE", "Settlements", "settlement_id"]
+__all__ = ["ALLOWED_LATENESS_US", "DEFAULT_RULE", "WATERMARK_OWNER", "Settlements", "rule_key", "settlement_id"]
