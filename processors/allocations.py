@@ -350,6 +350,7 @@ class Allocations(Processor):
     # sharded through the exchange (processors.runtime.exchange; the module docstring's "Sharding"): rows, and
     # allocation events, are owned by an agent; an interaction goes to both of its agents' shards
     exchanges = True
+    control_tables = ("prices", "price_matches", "allocation_rules")
     doc = "prices interactions (price book from control events) and splits each cost by the configured methods"
     topics = ("control", "events")
     data_records_per_poll = MAX_ALLOCATIONS_DATA_RECORDS

@@ -159,6 +159,7 @@ class Reputation(Processor):
     # sharded through the exchange (processors.runtime.exchange): a trust event or a graded outcome goes to its
     # subject's shard, a deposit step to its requestor's (whose trust gives the deposit's ledger tier)
     exchanges = True
+    control_tables = (REPUTATION_GRANTS.name,)
     doc = "trust decaying by event time: scores per agent and dimension, tier, budget multiplier"
     views = (REPUTATION, HISTORY, REPUTATION_GRANTS, DECAY, DEPOSITS, DEPOSIT_EVENTS)
 

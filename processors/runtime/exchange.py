@@ -627,7 +627,8 @@ def _parse_head(text: str) -> Head:
 
 def keep_owned(fx: Effects, processor: Processor, shard: Shard) -> Effects:
     """The effects of the rows and derived events ``shard`` owns (``Processor.row_owner``, ``derived_owner``; an
-    owner key None is shard 0's)."""
+    owner key None is shard 0's). The rows of ``Processor.control_tables`` stay whole on every shard (a restart
+    restores from them; the store hides them on every shard but 0), as every row of a replicated processor does."""
     def mine(key: str | None) -> bool:
         return shard.index == 0 if key is None else owner_index(key, shard.count) == shard.index
 
@@ -640,10 +641,10 @@ def keep_owned(fx: Effects, processor: Processor, shard: Shard) -> Effects:
         return out
     for table, parts in fx.appends.items():
         for cols in parts:
-            out.append(table, _filter(cols, keeper(table)))
+            out.append(table, cols if table in processor.control_tables else _filter(cols, keeper(table)))
     for table, parts in fx.upserts.items():
         for cols in parts:
-            out.upsert(table, _filter(cols, keeper(table)))
+            out.upsert(table, cols if table in processor.control_tables else _filter(cols, keeper(table)))
     return out
 
 

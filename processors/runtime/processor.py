@@ -120,6 +120,9 @@ class Processor(abc.ABC):
     # an exchange-sharded processor whose every shard folds every event that can move its state (routes BROADCAST):
     # it keeps the whole state, and hides rather than drops the rows other shards own (``row_owner_sql``)
     replicated: ClassVar[bool] = False
+    # an exchange-sharded processor's tables every shard fills alike from control (prices, rules, grants): kept whole
+    # on every shard, so ``restore`` finds them after a restart, and shown (published, digested) by shard 0 only
+    control_tables: ClassVar[tuple[str, ...]] = ()
 
     def route(self, item: Item) -> tuple[str, ...]:
         """The owner keys of the state this event may change (an exchange-sharded processor's router sends it to

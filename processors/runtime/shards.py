@@ -112,8 +112,11 @@ def hidden_rows(processor: Processor, shard: Shard | None, control_topic: str) -
 
     A replicated processor's shard (``Processor.replicated``, ``processors.runtime.exchange``) keeps every row of
     the whole state and hides those whose owner key (``row_owner_sql``) is another shard's; rows without one are
-    shard 0's."""
+    shard 0's. An exchange-sharded processor's ``control_tables`` are kept whole on every shard and shown by 0."""
     hidden: dict[str, str] = {}
+    if shard is not None and not shard.owns_control_rows:
+        for table in processor.control_tables:
+            hidden[table] = "TRUE"
     if shard is not None and processor.replicated:
         for v in processor.views:
             expr = processor.row_owner_sql(v.name)

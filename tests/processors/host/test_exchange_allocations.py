@@ -33,9 +33,10 @@ from ledger.wire import codec
 from ledger.wire.events import Allocation as AllocationEvent
 from ledger.wire.events import AllocationRule, Context, Flow
 from processors import get
+from processors.allocations import Allocations
 from processors.host import service
 from processors.runtime.exchange import owner_index
-from processors.runtime.shards import Shard
+from processors.runtime.shards import Shard, hidden_rows
 from processors.runtime.store import Store
 from tests.processors.host.test_sharding import AGENTS, INSTANCES, ROOT, _cli, _home
 
@@ -48,8 +49,6 @@ RESPONDERS_PER_AGENT = 2
 # restores its state from its rows: an instance started again on shard 1 or 2 has no price book and no rules, so what
 # it folds after the restart is unpriced (reputation loses its grader grants the same way). Strict: these pass, and
 # fail as XPASS, once processors.runtime.exchange keeps that state on every shard.
-RESTORE_BUG = pytest.mark.xfail(strict=True, raises=AssertionError,
-                                reason="runtime: an exchange shard but shard 0 restores without the control-made rows")
 KILL_AFTER_COMMITS = 9  # the killed instance's commits (router's and owner's) before its SIGKILL: mid-stream
 
 
@@ -187,8 +186,10 @@ def _check_rows(h: Home, sent: Sent) -> None:
                                              "FROM interactions UNION ALL SELECT agent_id FROM llm_calls UNION ALL "
                                              "SELECT agent_id FROM agent_costs")]
         assert owners and {owner_index(a, INSTANCES) for a in owners} == {i}
-        # the prices come from control alike on every shard: shard 0 keeps them
-        assert bool(_query(path, "SELECT count(*) FROM prices")[0][0]) == (i == 0)
+        # the prices come from control alike on every shard: each keeps them (its restart restores them), shard 0
+        # alone shows them
+        assert _query(path, "SELECT count(*) FROM prices")[0][0] > 0
+        assert ("prices" in hidden_rows(Allocations(), Shard(i, INSTANCES), h.control_topic)) == (i != 0)
     keys = _union(h, "SELECT agent_id, method FROM agent_costs")
     assert len(keys) == len(set(keys))
     # per method, allocated = incurred over all agents (money neither made nor lost), across the shards
@@ -245,7 +246,6 @@ def test_three_instances_hold_what_one_instance_holds(home):
     _check_derived(home, single)
 
 
-@RESTORE_BUG
 def test_the_instances_started_again_move_with_the_log(home):
     """More calls and interactions, the same instances started again (each restores its state): the union moves with
     them."""
@@ -266,7 +266,6 @@ def _worker(h: Home, index: int, *extra: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
 
-@RESTORE_BUG
 def test_a_killed_instance_restarted_loses_and_duplicates_nothing(home):
     """Instance 1 is SIGKILLed after its ninth commit (its router's or its owner's: its router alone, reading two
     records a step, makes fewer) while the others run, so its owner has committed state, control (the price book)

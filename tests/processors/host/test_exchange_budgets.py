@@ -118,7 +118,7 @@ def _sharded_reservations(h: Home, rounds: int) -> list[tuple]:
         try:
             # every shard holds the whole state; it shows (publishes, digests) the rows it owns
             assert len(store.query("SELECT * FROM reservations")) == len(AGENTS) * rounds
-            mine = store.query("SELECT agent_id, reservation_id, status, reason "  # noqa: S608
+            mine = store.query("SELECT agent_id, reservation_id, status, reason "
                                f"FROM {store.visible('reservations')}")
         finally:
             store.close()
@@ -133,7 +133,7 @@ def _org_row(h: Home) -> tuple:
     store = Store(service.state_file(h, NAME, sh), Budgets.views, read_only=True,
                   hidden=hidden_rows(Budgets(), sh, h.control_topic))
     try:
-        (row,) = store.query("SELECT consumed, reserved FROM "  # noqa: S608
+        (row,) = store.query("SELECT consumed, reserved FROM "
                              f"{store.visible('budgets')} WHERE scope = 'org' AND scope_id = ?", [ORG])
     finally:
         store.close()
