@@ -117,8 +117,9 @@ class Processor(abc.ABC):
     # sharding through the exchange (processors.runtime.exchange): True when ``route``, ``row_owner`` and
     # ``derived_owner`` say which shard owns every row and derived event, and to which shards each event must go
     exchanges: ClassVar[bool] = False
-    # an exchange-sharded processor whose every shard folds every event that can move its state (routes BROADCAST):
-    # it keeps the whole state, and hides rather than drops the rows other shards own (``row_owner_sql``)
+    # an exchange-sharded processor that keeps every row it folds and hides (rather than drops) the rows other shards
+    # own (``row_owner_sql``): for a shard whose decisions read state it does not show (budgets folds every event that
+    # can move a budget, BROADCAST; settlements keeps the rules and the watermark row on every shard)
     replicated: ClassVar[bool] = False
     # an exchange-sharded processor's tables every shard fills alike from control (prices, rules, grants): kept whole
     # on every shard, so ``restore`` finds them after a restart, and shown (published, digested) by shard 0 only

@@ -6,12 +6,14 @@ partition) is read by every instance: every instance needs every registration, r
 fold its own partitions in the log's order. A signer's records live in one partition (records are keyed by signer),
 so its chain is checked whole by the one instance that owns the partition.
 
-Which processors can shard (``Processor.shardable``): those whose state is partition-local, i.e. every row of every
-view is a function of one data partition (plus control). Each shard then holds exactly the rows a single instance
-holds for its partitions, and the union of the shards' rows is the single instance's. A processor whose state
-crosses partitions (a roll-up by org/project/task, a pair settlement, the reputation of a subject rated from other
-partitions) is refused (``ShardingRefused``) with its ``shard_refusal`` reason: it needs its inputs re-keyed by the
-roll-up key (repartition topics), which this runtime does not have.
+Which processors can shard, and how: those whose state is partition-local (``Processor.shardable``: every row of
+every view is a function of one data partition plus control; the journal, the notary) run as shards of their
+partitions: each shard holds exactly the rows a single instance holds for its partitions. Those whose state crosses
+partitions (a roll-up by org, a pair's allocations, a subject rated from other partitions, a rule's netting set)
+shard through the exchange (``Processor.exchanges``, ``processors.runtime.exchange``): each shard's router reads its
+partitions and sends every event to the shards owning its keys, and each shard's owner folds what it was sent in the
+log's one order. Either way the union of the shards' rows is the single instance's. Any other is refused
+(``ShardingRefused``) with its ``shard_refusal`` reason.
 
 Control rows: every shard reads control, so every shard folds the same control rows (the journal's rows for control
 events, its grants, quarantined control records). Shard 0 owns them: the other shards keep them in their state (their
@@ -24,7 +26,7 @@ SHA-256 lanes, a multiset hash, so the digest of the union of the shards is comp
 
 Signers: each shard signs as ``processor.<name>.shard-I-of-N`` (derived events, views' manifests) and
 ``processor.<name>.shard-I-of-N.checkpoints`` (state checkpoints): two instances signing as one signer would fork
-its chain. The notary is not shardable (its checkpoints' ids and the proofs' readers name ``processor.notary``).
+its chain. A notary shard's signer holds the operator's notary grant of its own.
 """
 
 from __future__ import annotations
