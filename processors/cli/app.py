@@ -15,7 +15,7 @@ import typer
 
 from ledger.cli.output import HomeOpt, JsonOpt, LogOpt, err, guarded, open_home, out, print_json, progress, table
 from ledger.errors import ExitCode, LedgerError, ValidationError
-from ledger.sdk.home import resolve_home, resolve_log_url
+from ledger.sdk.home import Home, resolve_home, resolve_log_url
 from processors import REGISTRY, get, views
 
 commands = typer.Typer()  # run, status, digest, replay, query, demo
@@ -49,7 +49,11 @@ def run(names: list[str] | None = NamesArg, home: str | None = HomeOpt, log: str
                                                   "partitions p with p % N = I (shardable processors only)"),
         shard: str | None = typer.Option(None, "--shard", metavar="I/N",
                                          help="Run only instance I of N of each named processor (one machine's "
-                                              "share; shardable processors only)")) -> None:
+                                              "share; shardable processors only)"),
+        group: bool = typer.Option(False, "--group",
+                                   help="With --instances N on a Kafka log: run, in this process, the shards a Kafka "
+                                        "consumer group assigns it; other processes with --group share the rest "
+                                        "and take over a dead one's")) -> None:
     """Start each processor as its own process (own DuckDB file) and supervise them; Ctrl-C stops them cleanly."""
     from ledger.sdk import schema_registry as registry  # imported when used, as the supervisor
     from processors.host.supervisor import supervise  # imported when used: `query` must start fast
@@ -58,6 +62,9 @@ def run(names: list[str] | None = NamesArg, home: str | None = HomeOpt, log: str
     if schema_registry is not None:  # the workers inherit it (ledger.sdk.schema_registry.configured_url reads it)
         os.environ[registry.ENV_VAR] = registry.check_url(schema_registry, "schema-registry")
     chosen = _names(names)
+    if group:  # one processor's shards, shared out by a Kafka consumer group, run in this process
+        _run_group(h, names or [], instances, shard, log, until_caught_up)
+        return
     layout: dict[str, list[sharding.Shard]] = {}
     if instances is not None or shard is not None:
         if instances is not None and shard is not None:
@@ -84,6 +91,18 @@ def run(names: list[str] | None = NamesArg, home: str | None = HomeOpt, log: str
     if bad:
         raise LedgerError("processors exited with errors", exit_codes=bad,
                           hint="see `tokenledger status` for their last error")
+
+
+def _run_group(h: Home, names: list[str], instances: int | None, shard: str | None, log: str | None,
+               until_caught_up: bool) -> None:
+    """``run --group``: refused unless one processor, --instances N and a Kafka log (``processors.host.group``)."""
+    from processors.host import group as grouping  # imported when used, as the supervisor
+    url = resolve_log_url(log, h)
+    count = grouping.check_group_args(names, instances, shard, url)
+    err.print(f"running {names[0]}'s shards given to this process by its consumer group on {url} (Ctrl-C to stop)",
+              markup=False)
+    grouping.run_group(h, names[0], count, url, until_caught_up=until_caught_up,
+                       on_event=lambda m: err.print(m, markup=False))
 
 
 @commands.command(epilog="Example: tokenledger status --json")

@@ -233,75 +233,124 @@ def serve(home: Home, name: str, log: Log, *, exit_when_caught_up: bool = False,
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    runner, store, processor = open_runner(home, name, log, crash_at=crash_at, shard=shard)
-    previous = read_status(home, name, shard)
-    # the last error outlives the restart it caused: status shows it until a newer one replaces it
-    runner.stats.last_error = previous.get("last_error")
-    last_error_at = previous.get("last_error_at")
-    if max_records:
-        runner.max_records = max_records
-        if isinstance(runner, OwnerRunner) and runner.router is not None:
-            runner.router.max_records = max_records  # a shard's router reads at the same pace
-    assert runner.key is not None  # open_runner produces: the processor's key signs its derived events and views
-    publisher = Publisher(store, processor, home.views_dir(name, shard_label(shard)), key=runner.key,
-                          label=None if shard is None else f"{name}{shard_signer_suffix(shard)}")
-    digester = BackgroundDigest(store)
-    # a processor with an effect at the edge (deliveries: webhook POSTs) is driven from this loop, never by a replay
-    open_edge = getattr(processor, "open_edge", None)
-    edge = open_edge(home, runner) if open_edge is not None else NoEdge()
-    last_status = 0.0
-    last_digest = 0.0
-    state = "running"
+    served = Served(home, name, log, crash_at=crash_at, max_records=max_records, shard=shard)
     try:
-        publisher.publish(runner.positions, runner.batch_no)
+        while not stopping["flag"]:
+            if served.tick():  # idle: nothing to read
+                if exit_when_caught_up and served.runner.caught_up():
+                    break
+                time.sleep(POLL_IDLE_S)
+        served.finish()
+    finally:
+        served.close()
+    return 0
+
+
+class Served:
+    """One processor, or one shard of one, served in this process: its runner on its state file, its published views,
+    its background state digest and its edge. The loop around it owns the signals and the pacing: ``serve`` steps
+    one; ``processors.host.group`` steps the shards a Kafka consumer group gave this process.
+
+    ``status_extra``: more fields for its status file (a group member names its group)."""
+
+    def __init__(self, home: Home, name: str, log: Log, *, crash_at: str | None = None,
+                 max_records: int | None = None, shard: Shard | None = None,
+                 status_extra: dict[str, Any] | None = None) -> None:
+        self.home, self.name, self.shard = home, name, shard
+        self.status_extra = dict(status_extra or {})
+        self.runner, self.store, processor = open_runner(home, name, log, crash_at=crash_at, shard=shard)
+        runner = self.runner
+        previous = read_status(home, name, shard)
+        # the last error outlives the restart it caused: status shows it until a newer one replaces it
+        runner.stats.last_error = previous.get("last_error")
+        self.last_error_at = previous.get("last_error_at")
+        if max_records:
+            runner.max_records = max_records
+            if isinstance(runner, OwnerRunner) and runner.router is not None:
+                runner.router.max_records = max_records  # a shard's router reads at the same pace
+        assert runner.key is not None  # open_runner produces: the processor's key signs its derived events and views
+        self.digester = BackgroundDigest(self.store)
+        self.edge: Any = NoEdge()
+        self.last_status = 0.0
+        self.last_digest = 0.0
+        try:
+            self.publisher = Publisher(self.store, processor, home.views_dir(name, shard_label(shard)), key=runner.key,
+                                       label=None if shard is None else f"{name}{shard_signer_suffix(shard)}")
+        except BaseException:
+            close_runner(runner)
+            self.store.close()
+            raise
+        try:
+            # a processor with an effect at the edge (deliveries: webhook POSTs) is driven from this loop, never by a
+            # replay
+            open_edge = getattr(processor, "open_edge", None)
+            if open_edge is not None:
+                self.edge = open_edge(home, runner)
+            self.publisher.publish(runner.positions, runner.batch_no)
+        except BaseException:
+            self.close()
+            raise
+
+    def tick(self) -> bool:
+        """One step: a batch folded (or none), views published when due, a state digest started when idle and caught up
+        and signed once done, the status file rewritten. True when the step read nothing (idle). A failed batch (rolled
+        back) is written to the status file and raised: the loop ends, and a restart resumes cleanly."""
+        runner, publisher = self.runner, self.publisher
+        try:
+            n = runner.step()
+            self.edge.tick(n == 0)
+        except Exception as e:  # a failed batch rolled back; report, then restart cleanly
+            runner.stats.last_error = f"{type(e).__name__}: {e}"
+            write_status(self.home, self.name, {**runner.status(), **self.status_extra, "state": "failed",
+                                                "last_error_at": time.time(),
+                                                "traceback": traceback.format_exc(limit=5)}, self.shard)
+            raise
+        now = time.monotonic()
+        idle = n == 0
         # views are published while catching up too (paced by publisher.due), and always before a digest:
         # a publish never waits for one; a digest computed at the published batch is signed afterwards by a
         # manifest-only publish (no file is written or re-read for it)
-        while not stopping["flag"]:
-            try:
-                n = runner.step()
-                edge.tick(n == 0)
-            except Exception as e:  # a failed batch rolled back; report, then restart cleanly
-                runner.stats.last_error = f"{type(e).__name__}: {e}"
-                write_status(home, name, {**runner.status(), "state": "failed", "last_error_at": time.time(),
-                                          "traceback": traceback.format_exc(limit=5)}, shard)
-                raise
-            now = time.monotonic()
-            idle = n == 0
-            if publisher.due(idle):
-                publisher.publish(runner.positions, runner.batch_no, changed=runner.written)
-            if idle and runner.caught_up() and now - last_digest >= DIGEST_EVERY_S and not digester.busy():
-                publisher.publish(runner.positions, runner.batch_no, changed=runner.written)  # views first
-                digester.start()  # on its own connection and thread: the loop keeps folding meanwhile
-                last_digest = now
-            done = digester.result()
-            if done is not None and done[0] == runner.batch_no:
-                # the digest is of the state still committed: sign it with these positions (a digest that a
-                # newer batch overtook is dropped; the next idle moment takes another)
-                emit_state_checkpoint(runner, name, done[1])
-                publisher.publish(runner.positions, runner.batch_no, digest=done[1], changed=runner.written)
-            if now - last_status >= STATUS_EVERY_S or idle:
-                write_status(home, name, {**runner.status(), "state": state, "last_error_at": last_error_at}, shard)
-                last_status = now
-            if idle:
-                if exit_when_caught_up and runner.caught_up():
-                    break
-                time.sleep(POLL_IDLE_S)
-        state = "stopped"
-        edge.drain()  # what the edge has under way is recorded before the last checkpoint
-        digester.join()
+        if publisher.due(idle):
+            publisher.publish(runner.positions, runner.batch_no, changed=runner.written)
+        if idle and runner.caught_up() and now - self.last_digest >= DIGEST_EVERY_S and not self.digester.busy():
+            publisher.publish(runner.positions, runner.batch_no, changed=runner.written)  # views first
+            self.digester.start()  # on its own connection and thread: the loop keeps folding meanwhile
+            self.last_digest = now
+        done = self.digester.result()
+        if done is not None and done[0] == runner.batch_no:
+            # the digest is of the state still committed: sign it with these positions (a digest that a
+            # newer batch overtook is dropped; the next idle moment takes another)
+            emit_state_checkpoint(runner, self.name, done[1])
+            publisher.publish(runner.positions, runner.batch_no, digest=done[1], changed=runner.written)
+        if now - self.last_status >= STATUS_EVERY_S or idle:
+            self.write_status("running")
+            self.last_status = now
+        return idle
+
+    def finish(self, state: str = "stopped") -> None:
+        """Stopping normally, after a finished batch: what the edge has under way recorded, the views published, the
+        final state digest signed (a StateCheckpoint) and published, ``state`` in the status file."""
+        runner, publisher = self.runner, self.publisher
+        self.edge.drain()  # what the edge has under way is recorded before the last checkpoint
+        self.digester.join()
         publisher.publish(runner.positions, runner.batch_no, changed=runner.written)
-        final = store.digest()
-        emit_state_checkpoint(runner, name, final)
+        final = self.store.digest()
+        emit_state_checkpoint(runner, self.name, final)
         publisher.publish(runner.positions, runner.batch_no, digest=final, changed=runner.written)
-        write_status(home, name, {**runner.status(), "state": state, "last_error_at": last_error_at}, shard)
-    finally:
-        edge.stop()
-        digester.join()
-        publisher.close()
-        close_runner(runner)
-        store.close()
-    return 0
+        self.write_status(state)
+
+    def write_status(self, state: str) -> None:
+        write_status(self.home, self.name, {**self.runner.status(), **self.status_extra, "state": state,
+                                            "last_error_at": self.last_error_at}, self.shard)
+
+    def close(self) -> None:
+        """Release the state file and what the runner holds (after ``finish``, or after a failure: then what the
+        edge has under way is abandoned)."""
+        self.edge.stop()
+        self.digester.join()
+        self.publisher.close()
+        close_runner(self.runner)
+        self.store.close()
 
 
 class NoEdge:
