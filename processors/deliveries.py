@@ -28,7 +28,11 @@ The effect at the edge (``Sender``; never in ``fold``, never in a replay)
 
     1. waits until the runner has caught up once since it started: then every attempt recorded by an earlier
        run of the worker has been folded (the runner produced its outbox at start), so the state says exactly
-       which attempt comes next;
+       which attempt comes next; it sends from the next turn on. ``run --until-caught-up`` stops at that very
+       turn, so it folds every input and sends nothing: its state is then the log's (what a replay rebuilds),
+       and no instance appends attempts after the others stopped (a shard still running would wait for the
+       stopped shards' marks past them forever, see "Sharding"). Webhooks are sent by ``tokenledger run`` as a
+       service;
     2. picks due open deliveries (``next_attempt_at_us`` <= the wall clock), at most ``MAX_DELIVERIES_IN_FLIGHT``
        at once, earliest first, none whose last recorded attempt the fold has not read back yet;
     3. loads the sink's secret from the home and refuses it unless its SHA-256 is the sink's ``secret_sha256``
@@ -45,6 +49,27 @@ The effect at the edge (``Sender``; never in ``fold``, never in a replay)
     runner's positions and state commit together; the attempt's event id comes from its key). Delivery itself
     is at least once: a worker that dies after a POST and before its attempt is committed sends it again, with
     the same delivery id, for the receiver to de-duplicate.
+
+Sharding (``tokenledger run deliveries --instances N``; ``processors.runtime.exchange``)
+    The owner key is the delivery id: shard ``owner_index(delivery_id, N)`` creates the delivery, is the only one
+    whose sender POSTs it, and signs its attempts (``processor.deliveries.shard-I-of-N``). Routing:
+    * ``webhook_sink`` is control: every shard folds it and keeps the sinks' rows (``control_tables``: a restarted
+      shard restores them; shard 0 alone publishes and digests them), and each router keeps the sinks in force in
+      log order (``observe_control``), as the fold does;
+    * a ``budget_alert`` or ``rejected`` event goes to the owners of the deliveries it creates: one delivery id per
+      sink in force subscribed to its kind at its place in the log (none: it goes nowhere, as it changes nothing);
+    * a ``delivery_attempt`` goes to the owner of its ``delivery_id`` (the shard that signed it, whatever router
+      reads the partition its signer's records land on), if its signer may sign it (``signs_attempts_of``:
+      ``processor.deliveries``, one instance's key, or the owner shard's key; an attempt signed by any other
+      shard is ignored by every reader, so no shard can move another's delivery).
+    Each owner folds control and these events in the log's one order, and a delivery's row depends only on the
+    sinks (control) and on its own alert and attempts, so it is the one instance's row; the fold skips the
+    deliveries other shards own (``owns``), so a shard's open deliveries, the sender's only work, are its own, and
+    a sink's removal fails only the open deliveries of the shard that holds them. The attempts rows are the
+    delivery's owner's. The one-instance replay accepts the shards' attempts by the same rule: same digest.
+    The alerts and dead letters may be signed by several shards of budgets and journal
+    (``processor.budgets.shard-I-of-N``): each is a chain of its own, verified whole by the router reading its
+    partition.
 """
 
 from __future__ import annotations
@@ -52,6 +77,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -66,9 +92,12 @@ from ledger.wire.events import BudgetAlert, DeliveryAttempt, Event, Rejected, We
 from ledger.wire.vocab import DeliveryOutcome, WebhookEvent
 from processors.runtime.processor import BATCH, Column, Derived, Effects, Item, Processor, Quarantined, View, columns_of
 from processors.runtime.runner import Runner
+from processors.runtime.shards import SHARD_LABEL, owner_index
 
 NAME = "deliveries"
 SIGNER = f"processor.{NAME}"  # the key its attempts are signed with (processors.host.service.signer_id)
+# a shard's signer (processors.host.service.signer_id with a shard): processor.deliveries.shard-I-of-N
+SHARD_SIGNER = re.compile(re.escape(SIGNER + ".") + SHARD_LABEL.format(index=r"(\d{1,4})", count=r"(\d{1,4})"))
 DOMAIN_DELIVERY_ID = b"tokenledger/delivery-id/v1\x00"
 DELIVERY_ID_HEX_CHARS = 32
 PENDING = "pending"  # created, no attempt yet
@@ -149,6 +178,19 @@ def alert_of(ev: Event) -> tuple[str, str, dict[str, Any]] | None:
     return None
 
 
+def signs_attempts_of(signer_id: str, did: str) -> bool:
+    """Whether ``signer_id`` may sign the attempts of delivery ``did``: the processor's own key (one instance), or
+    the key of the shard that owns ``did`` (``processor.deliveries.shard-I-of-N`` with ``owner_index(did, N) == I``:
+    the only shard that sends it). Anyone else's attempt is ignored, whoever registered the key."""
+    if signer_id == SIGNER:
+        return True
+    m = SHARD_SIGNER.fullmatch(signer_id)
+    if m is None:
+        return False
+    index, count = int(m.group(1)), int(m.group(2))
+    return index < count and owner_index(did, count) == index
+
+
 @dataclass
 class Sink:
     sink_id: str
@@ -191,18 +233,58 @@ class Delivery:
                                                  self.fields).decode("ascii")}
 
 
+def _sink_of(ev: Event, body: WebhookSink) -> Sink:
+    return Sink(body.sink_id, body.url, frozenset(body.events), body.secret_sha256, body.active, ev.event_id,
+                ev.event_time_us)
+
+
 class Deliveries(Processor):
     name = NAME
     doc = "alerts and dead letters delivered to webhook sinks: signed POSTs, retried with backoff, attempts on the log"
     topics: ClassVar[tuple[str, ...]] = ("control", "alerts", "rejected", "deliveries")
     derived_topics: ClassVar[tuple[str, ...]] = ("deliveries",)
-    shard_refusal = ("it reads the alerts, rejected and deliveries topics, each one signed chain of one producer "
-                     "and not keyed by agent, and drives webhook POSTs at its edge from one delivery state")
+    # sharded through the exchange (processors.runtime.exchange) by delivery id: module docstring, "Sharding"
+    exchanges = True
+    control_tables = (SINKS.name,)  # every shard folds the sinks (its alerts need them); shard 0 shows them
     views = (SINKS, DELIVERIES, ATTEMPTS)
 
     def __init__(self) -> None:
         self.sinks: dict[str, Sink] = {}
-        self.open: dict[str, Delivery] = {}  # pending or retrying: what the sender may still attempt
+        # pending or retrying: what the sender may still attempt (on a shard, only the deliveries it owns)
+        self.open: dict[str, Delivery] = {}
+
+    # ------------------------------------------------------------ sharding (processors.runtime.exchange)
+
+    def observe_control(self, item: Item) -> None:
+        """The router's sinks, as the fold keeps them at the same place in the log (``route`` needs them)."""
+        ev = item.decoded.event
+        if isinstance(ev.body, WebhookSink):
+            self.sinks[ev.body.sink_id] = _sink_of(ev, ev.body)
+
+    def route(self, item: Item) -> tuple[str, ...]:
+        ev = item.decoded.event
+        body = ev.body
+        if isinstance(body, DeliveryAttempt):
+            # only an attempt the fold accepts can change a row (an ignored one is not even an attempts row)
+            return (body.delivery_id,) if signs_attempts_of(ev.signer_id, body.delivery_id) else ()
+        alert = alert_of(ev)
+        if alert is None:
+            return ()
+        kind, source, _ = alert
+        return tuple(delivery_id(sid, source) for sid in self._subscribers(kind))
+
+    def row_owner(self, table: str, row: dict[str, Any]) -> str | None:
+        if table in (DELIVERIES.name, ATTEMPTS.name):
+            return str(row["delivery_id"])
+        return None  # the sinks: from control, alike on every shard
+
+    def derived_owner(self, derived: Derived) -> str | None:
+        body = derived.body
+        return body.delivery_id if isinstance(body, DeliveryAttempt) else None
+
+    def _subscribers(self, kind: str) -> list[str]:
+        """The sinks in force that receive alerts of ``kind``, by id."""
+        return [sid for sid in sorted(self.sinks) if self.sinks[sid].active and kind in self.sinks[sid].events]
 
     # ------------------------------------------------------------ restore
 
@@ -236,7 +318,7 @@ class Deliveries(Processor):
                 self._sink(ev, body, changed)
                 sinks.add(body.sink_id)
             elif isinstance(body, DeliveryAttempt):
-                if ev.signer_id == SIGNER:
+                if signs_attempts_of(ev.signer_id, body.delivery_id):
                     attempts.append(self._attempt(ev, body, changed))
             else:
                 alert = alert_of(ev)
@@ -251,8 +333,7 @@ class Deliveries(Processor):
         return fx
 
     def _sink(self, ev: Event, body: WebhookSink, changed: dict[str, Delivery]) -> None:
-        self.sinks[body.sink_id] = Sink(body.sink_id, body.url, frozenset(body.events), body.secret_sha256,
-                                        body.active, ev.event_id, ev.event_time_us)
+        self.sinks[body.sink_id] = _sink_of(ev, body)
         if body.active:
             return
         for d in [d for d in self.open.values() if d.sink_id == body.sink_id]:
@@ -263,11 +344,10 @@ class Deliveries(Processor):
             changed[d.delivery_id] = d
 
     def _alert(self, ev: Event, kind: str, source: str, fields: dict[str, Any], changed: dict[str, Delivery]) -> None:
-        for sid in sorted(self.sinks):
-            sink = self.sinks[sid]
-            if not sink.active or kind not in sink.events:
-                continue
+        for sid in self._subscribers(kind):
             did = delivery_id(sid, source)
+            if not self.owns(did):
+                continue  # another shard's delivery: it creates, sends and records it (the router sent it there too)
             d = Delivery(did, sid, kind, ev.event_id, ev.event_time_us, fields, next_attempt_at_us=ev.event_time_us,
                          updated_at_us=ev.event_time_us)
             self.open[did] = d
@@ -316,9 +396,9 @@ class Sender:
     """Sends due deliveries and records each attempt (see the module docstring, "The effect at the edge").
 
     Driven by ``tick`` from the service loop's thread (the one that steps the runner): it reads the processor's
-    state and signs through ``Runner.emit`` only there. The POSTs run in a pool of ``MAX_DELIVERIES_IN_FLIGHT``
-    threads that touch nothing but their request. ``clock_us`` is the wall clock (the edge's one clock: due times
-    and attempt times); tests may pass another."""
+    state and signs through ``Runner.emit`` only there (on a shard: its own open deliveries, with its own key).
+    The POSTs run in a pool of ``MAX_DELIVERIES_IN_FLIGHT`` threads that touch nothing but their request.
+    ``clock_us`` is the wall clock (the edge's one clock: due times and attempt times); tests may pass another."""
 
     processor: Deliveries
     runner: Runner
@@ -336,9 +416,10 @@ class Sender:
     def tick(self, idle: bool) -> None:
         """One turn after a runner step (``idle``: it read nothing): record finished attempts, start due ones."""
         if not self.ready:
-            if not (idle and self.runner.caught_up()):
-                return
-            self.ready = True
+            # the first POST waits for the turn after the one that caught up: a run that stops at its first
+            # caught-up turn (``run --until-caught-up``) sends nothing (module docstring, step 1)
+            self.ready = idle and self.runner.caught_up()
+            return
         self._record([f for f in self.flights.values() if f.future is None or f.future.done()])
         now = time.monotonic()
         if now - self.last_dispatch >= DISPATCH_EVERY_S:
@@ -364,9 +445,11 @@ class Sender:
         if free <= 0:
             return
         now_us = self.clock_us()
+        # a shard's open deliveries are its own (the fold creates no other); owns() says so again, cheaply, so
+        # no change there can make two shards POST one delivery
         due = [d for d in self.processor.open.values()
                if d.delivery_id not in self.flights and d.delivery_id not in self.recorded
-               and (d.next_attempt_at_us or 0) <= now_us]
+               and (d.next_attempt_at_us or 0) <= now_us and self.processor.owns(d.delivery_id)]
         for d in heapq.nsmallest(free, due, key=lambda d: (d.next_attempt_at_us or 0, d.delivery_id)):
             sink = self.processor.sinks.get(d.sink_id)
             if sink is None or not sink.active:

@@ -261,7 +261,7 @@ def test_a_killed_instance_restarted_loses_and_duplicates_nothing(home):
 def test_processors_whose_state_crosses_partitions_are_refused(tmp_path):
     h = _home(tmp_path / "home")
     refused = sorted(n for n in REGISTRY if not (get(n).shardable or get(n).exchanges))
-    assert refused == ["budgets", "deliveries"]
+    assert refused == ["budgets"]
     for n in refused:
         with pytest.raises(ShardingRefused) as e:
             require_shardable(get(n), Shard(0, 2))
