@@ -33,6 +33,7 @@ from processors.api.state import published_state
 from processors.cli import build_app
 from processors.host import service
 from processors.journal import EVENTS, GRANTS
+from processors.runtime.processor import Processor
 from processors.runtime.publish import REJECTIONS
 from processors.runtime.shards import Shard, ShardingRefused, parse_shard, require_shardable
 from processors.runtime.store import Store
@@ -258,21 +259,28 @@ def test_a_killed_instance_restarted_loses_and_duplicates_nothing(home):
     assert len(dead) == 1  # the forged record's dead letter, once
 
 
-def test_processors_whose_state_crosses_partitions_are_refused(tmp_path):
+def test_every_processor_shards_and_one_that_cannot_is_refused(tmp_path):
+    # every processor shards: by partition (its state is partition-local) or through the exchange
+    assert sorted(n for n in REGISTRY if get(n).shardable) == ["journal", "notary"]
+    assert sorted(n for n in REGISTRY if get(n).exchanges) == [
+        "allocations", "budgets", "deliveries", "reputation", "settlements"]
+
+    class Roll(Processor):  # state that crosses partitions, and no exchange routes
+        name = "roll"
+        shard_refusal = "it sums every partition into one row"
+
+        def fold(self, items, quarantined):  # pragma: no cover - never folds
+            raise AssertionError
+
+    with pytest.raises(ShardingRefused) as e:
+        require_shardable(Roll(), Shard(0, 2))
+    assert e.value.field == "processor" and e.value.value == "roll"
+    assert Roll.shard_refusal in str(e.value)
+    require_shardable(Roll(), Shard(0, 1))  # one instance of one: as it always ran
     h = _home(tmp_path / "home")
-    refused = sorted(n for n in REGISTRY if not (get(n).shardable or get(n).exchanges))
-    assert refused == ["budgets"]
-    for n in refused:
-        with pytest.raises(ShardingRefused) as e:
-            require_shardable(get(n), Shard(0, 2))
-        assert e.value.field == "processor" and e.value.value == n
-        assert get(n).shard_refusal in str(e.value)
-    p = _cli("run", "budgets", "--instances", "2", "--until-caught-up", "--home", str(h.path))
-    assert p.returncode != 0
-    assert "budgets" in p.stderr and "org / project / task" in p.stderr
-    assert not (h.processor_dir("budgets")).exists(), "refused before anything was created"
     p = _cli("run", "journal", "--shard", "3/3", "--until-caught-up", "--home", str(h.path))
     assert p.returncode != 0 and "--shard" in p.stderr
+    assert not h.processor_dir("journal").exists(), "refused before anything was created"
 
 
 @pytest.mark.parametrize("text", ["", "1", "3/3", "-1/2", "0/0", "a/b", "1/999"])
