@@ -289,4 +289,6 @@ MAX_SHARDS = 256  # instances of one processor: far above what its partitions ca
 MAX_EXCHANGE_RECORD_BYTES = MAX_RECORD_BYTES - 65_536  # one exchange record, its header and items (room to spare)
 MAX_EXCHANGE_REFUSED_BYTES = 262_144  # of a refused record's bytes an exchange record carries (the size is kept)
 MAX_EXCHANGE_READ_RECORDS = 50  # exchange records an owner reads from one router per poll
+# the longest a --group member may go between polls (its work on its shards between two polls) before it leaves
+MAX_GROUP_POLL_INTERVAL_MS = 300_000
 EXCHANGE_IDLE_MARK_MS = 200  # an idle router looks for data its marks do not cover yet at most this often

@@ -307,6 +307,15 @@ class KafkaLog:
 
     # ------------------------------------------------------------------ clients
 
+    def client_settings(self) -> dict[str, Any]:
+        """The connection settings (servers, client id, timeouts, TLS/SASL) for another kafka-python client of this
+        log's cluster (``ledger.log.kafka_group``)."""
+        return self._common()
+
+    def errors_as_ledger_errors(self, op: str, **where: Any) -> contextlib.AbstractContextManager[None]:
+        """A context in which kafka-python exceptions become ``LogError`` naming ``op`` and ``where``."""
+        return self._boundary(op, **where)
+
     def _common(self) -> dict[str, Any]:
         """Connection settings every client shares (bounded so a dead broker is an error, not a hang)."""
         return dict(bootstrap_servers=self.servers, client_id=self.client_id,

@@ -28,6 +28,7 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 
+from ledger import limits
 from ledger.errors import LogError
 from ledger.log.kafka import KafkaLog, _construct
 
@@ -35,8 +36,6 @@ from ledger.log.kafka import KafkaLog, _construct
 # after this, and a join on Tansu takes half of it
 SESSION_TIMEOUT_MS = 6_000
 HEARTBEAT_INTERVAL_MS = 1_000  # at most a third of the session, as Kafka advises: two heartbeats may be lost
-# the longest a member may go between polls (its work on the slots between two polls) before it leaves the group
-MAX_POLL_INTERVAL_MS = 300_000
 FETCH_MAX_WAIT_MS = 20  # a fetch that slips through before a pause returns at once (no records are wanted)
 
 
@@ -71,7 +70,7 @@ class SlotGroup:
 
     def __init__(self, log: KafkaLog, group_id: str, topic: str, slots: int, *,
                  session_timeout_ms: int = SESSION_TIMEOUT_MS, heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS,
-                 max_poll_interval_ms: int = MAX_POLL_INTERVAL_MS) -> None:
+                 max_poll_interval_ms: int = limits.MAX_GROUP_POLL_INTERVAL_MS) -> None:
         self.group_id, self.topic, self.slots = group_id, topic, slots
         n = log.ensure_topic(topic, slots)
         if n != slots:
@@ -81,9 +80,9 @@ class SlotGroup:
         self._log = log
         self._listener = _Slots(topic)
         # the log's own connection settings (servers, TLS, SASL): the group's consumer reaches the same cluster as it
-        with log._boundary("join consumer group", group=group_id, topic=topic):
+        with log.errors_as_ledger_errors("join consumer group", group=group_id, topic=topic):
             self._consumer: KafkaConsumer = _construct(
-                KafkaConsumer, **log._common(), group_id=group_id,
+                KafkaConsumer, **log.client_settings(), group_id=group_id,
                 enable_auto_commit=False,  # never commit: positions belong to whoever runs the slot
                 auto_offset_reset="latest",  # where a fetch would start if one slipped through; nothing is read
                 session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms,
@@ -101,7 +100,7 @@ class SlotGroup:
         """Heartbeats, joins and rebalances for up to ``timeout_ms``; the slots this member holds afterwards."""
         if self._closed:
             raise LogError("the consumer group membership is closed", group=self.group_id)
-        with self._log._boundary("consumer group poll", group=self.group_id, topic=self.topic):
+        with self._log.errors_as_ledger_errors("consumer group poll", group=self.group_id, topic=self.topic):
             self._consumer.poll(timeout_ms=timeout_ms)  # records (none are wanted) are dropped
             assigned = self._consumer.assignment()
             if assigned:
@@ -113,5 +112,5 @@ class SlotGroup:
         if self._closed:
             return
         self._closed = True
-        with self._log._boundary("leave consumer group", group=self.group_id):
+        with self._log.errors_as_ledger_errors("leave consumer group", group=self.group_id):
             self._consumer.close(autocommit=False)
