@@ -53,6 +53,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ledger import limits
 from ledger.log.base import Record
 
 TopicPartition = tuple[str, int]
@@ -120,7 +121,7 @@ def late_records(records: list[Record], passed: OrderKey | None) -> list[Record]
 # The largest topic, partition and offset a key can hold: (t, TOP...) sorts after every record stamped t.
 _TOP_TOPIC = "\U0010ffff"
 _TOP_PARTITION = 2**31 - 1
-_TOP_OFFSET = 2**63 - 1
+_TOP_OFFSET = limits.INT64_MAX
 
 
 def through_in_log_order(reads: Mapping[TopicPartition, list[Record]], complete: set[TopicPartition],
