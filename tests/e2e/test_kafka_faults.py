@@ -78,6 +78,7 @@ def test_dead_broker_is_a_clear_log_error_within_seconds() -> None:
     _assert_points_at_broker(info.value, f"127.0.0.1:{port}")
 
 
+@pytest.mark.slow  # scripts/slow_tests.sh
 def test_default_timeouts_report_a_dead_broker_within_the_documented_bound(fresh_broker: Broker) -> None:
     """With the defaults an SDK gets (no options), a broker that died under a connected producer, or a port
     nobody listens on, is a LogError pointing at the broker within DEAD_BROKER_ERROR_MS. The deadline below

@@ -374,6 +374,7 @@ def _readme_block(marker: str) -> str:
 
 
 @pytest.mark.kafka
+@pytest.mark.slow  # scripts/slow_tests.sh
 def test_the_readme_duckdb_block_reads_the_topic(tmp_path, kafka_url):
     h = _home(tmp_path / "home", kafka_url)
     _emit(h, "r1")

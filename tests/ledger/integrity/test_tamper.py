@@ -64,6 +64,7 @@ def test_untouched_log_verifies(home):
     assert rep["signers"] == 3
 
 
+@pytest.mark.slow  # scripts/slow_tests.sh
 def test_every_byte_flip_of_a_record_is_detected(home):
     off = agent_offsets(home, "alice")[1]
     (value,) = [v for o, _, v in records(home) if o == off]

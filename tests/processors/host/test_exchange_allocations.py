@@ -15,9 +15,6 @@ the response with part of it cached)."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +35,16 @@ from processors.host import service
 from processors.runtime.exchange import owner_index
 from processors.runtime.shards import Shard, hidden_rows
 from processors.runtime.store import Store
-from tests.processors.host.test_sharding import AGENTS, INSTANCES, ROOT, _cli, _home
+from tests.processors.host.test_sharding import (
+    AGENTS,
+    INSTANCES,
+    _cli,
+    _home,
+    combined_digest,
+    kill_one_and_finish,
+    run_instances,
+    single_replay,
+)
 
 NAME = "allocations"
 REQ_MODEL = ("openai", "gpt-4.1")
@@ -50,6 +56,12 @@ RESPONDERS_PER_AGENT = 2
 # it folds after the restart is unpriced (reputation loses its grader grants the same way). Strict: these pass, and
 # fail as XPASS, once processors.runtime.exchange keeps that state on every shard.
 KILL_AFTER_COMMITS = 9  # the killed instance's commits (router's and owner's) before its SIGKILL: mid-stream
+
+
+# the broker form of a test marked with it runs with the slow ones (scripts/slow_tests.sh); the default suite keeps
+# its SQLite form (the default suite runs reputation's and budgets' sharding on the broker)
+KAFKA_SLOW = pytest.mark.parametrize(
+    "home", ["sqlite", pytest.param("kafka", marks=[pytest.mark.kafka, pytest.mark.slow])], indirect=True)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("kafka", marks=pytest.mark.kafka)])
@@ -132,22 +144,15 @@ def _emit(h: Home, run: str, sent: Sent) -> None:
 
 
 def _run(h: Home) -> None:
-    p = _cli("run", NAME, "--instances", str(INSTANCES), "--until-caught-up", "--home", str(h.path))
-    assert p.returncode == 0, p.stderr
+    run_instances(h, NAME)
 
 
 def _combined(h: Home) -> dict:
-    p = _cli("digest", NAME, "--json", "--home", str(h.path))
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout)
+    return combined_digest(h, NAME)
 
 
 def _single(h: Home) -> dict:
-    log = h.open_log()
-    try:
-        return service.replay(h, NAME, log)
-    finally:
-        log.close()
+    return single_replay(h, NAME)
 
 
 def _query(path: str | Path, sql: str) -> list[tuple]:
@@ -228,6 +233,7 @@ def _check_derived(h: Home, single: dict) -> None:
     assert {s for s, _, _ in events} == {f"processor.{NAME}.shard-{i}-of-{INSTANCES}" for i in range(INSTANCES)}
 
 
+@KAFKA_SLOW
 def test_three_instances_hold_what_one_instance_holds(home):
     sent = Sent()
     _emit(home, "r1", sent)
@@ -246,6 +252,7 @@ def test_three_instances_hold_what_one_instance_holds(home):
     _check_derived(home, single)
 
 
+@KAFKA_SLOW
 def test_the_instances_started_again_move_with_the_log(home):
     """More calls and interactions, the same instances started again (each restores its state): the union moves with
     them."""
@@ -260,12 +267,7 @@ def test_the_instances_started_again_move_with_the_log(home):
     _check_derived(home, single)
 
 
-def _worker(h: Home, index: int, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "processors.host.worker", NAME, "--home", str(h.path), "--shard",
-                             f"{index}/{INSTANCES}", "--until-caught-up", *extra], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
-
-
+@KAFKA_SLOW
 def test_a_killed_instance_restarted_loses_and_duplicates_nothing(home):
     """Instance 1 is SIGKILLed after its ninth commit (its router's or its owner's: its router alone, reading two
     records a step, makes fewer) while the others run, so its owner has committed state, control (the price book)
@@ -273,19 +275,14 @@ def test_a_killed_instance_restarted_loses_and_duplicates_nothing(home):
     with the one instance's state, and every allocation event is on the topic once."""
     sent = Sent()
     _emit(home, "r1", sent)
-    others = [_worker(home, i) for i in (0, 2)]
-    killed = _worker(home, 1, "--max-records", "2", "--crash-at", f"after_commit:{KILL_AFTER_COMMITS}")
-    assert killed.wait(timeout=300) == -signal.SIGKILL
-    assert all(o.poll() is None for o in others), "the others cannot finish without instance 1's marks"
-    store = Store(service.state_file(home, NAME, Shard(1, INSTANCES)), get(NAME).views, read_only=True)
-    try:
-        assert store.positions()[(home.control_topic, 0)] > 0, "killed before its owner folded anything"
-    finally:
-        store.close()
-    again = _worker(home, 1)
-    for p in (again, *others):
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
+    def folded_control() -> None:
+        store = Store(service.state_file(home, NAME, Shard(1, INSTANCES)), get(NAME).views, read_only=True)
+        try:
+            assert store.positions()[(home.control_topic, 0)] > 0, "killed before its owner folded anything"
+        finally:
+            store.close()
+
+    kill_one_and_finish(home, NAME, crash_after=KILL_AFTER_COMMITS, check_killed=folded_control)
     live, single = _combined(home), _single(home)
     assert live["digest"] == single["digest"]
     _check_rows(home, sent)

@@ -28,7 +28,7 @@ from processors.host import service
 from processors.runtime.exchange import owner_index
 from processors.runtime.shards import Shard, hidden_rows
 from processors.runtime.store import Store
-from tests.processors.host.test_sharding import ROOT, _cli
+from tests.processors.host.test_sharding import ROOT, _cli, combined_digest, run_instances, single_replay
 
 NAME = "budgets"
 INSTANCES = 3
@@ -84,23 +84,16 @@ def home(request, tmp_path) -> Home:
 
 
 def _run(h: Home) -> None:
-    p = _cli("run", NAME, "--instances", str(INSTANCES), "--until-caught-up", "--home", str(h.path))
-    assert p.returncode == 0, p.stderr
+    run_instances(h, NAME)
 
 
 def _combined(h: Home) -> dict:
-    p = _cli("digest", NAME, "--json", "--home", str(h.path))
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout)
+    return combined_digest(h, NAME)
 
 
 def _single(h: Home) -> tuple[dict, list[tuple]]:
     """One instance rebuilt from the log: its digest and its reservations (id, status, reason)."""
-    log = h.open_log()
-    try:
-        r = service.replay(h, NAME, log)
-    finally:
-        log.close()
+    r = single_replay(h, NAME)
     store = Store(r["file"], Budgets.views, read_only=True)
     try:
         rows = sorted(store.query("SELECT reservation_id, status, reason FROM reservations"))

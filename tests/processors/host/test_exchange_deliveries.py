@@ -49,7 +49,7 @@ from processors.deliveries import Deliveries, delivery_id, signs_attempts_of
 from processors.host import service
 from processors.runtime.shards import Shard, hidden_rows, owner_index
 from processors.runtime.store import Store
-from tests.processors.host.test_sharding import AGENTS, INSTANCES, ROOT, _cli, _home
+from tests.processors.host.test_sharding import AGENTS, INSTANCES, ROOT, _cli, _home, combined_digest, single_replay
 from tests.processors.test_deliveries import (
     DEADLINE_S,
     FAST_RETRY,
@@ -200,18 +200,11 @@ def _owner(did: str) -> int:
 
 
 def _combined(h: Home) -> dict[str, Any]:
-    p = _cli("digest", NAME, "--json", "--home", str(h.path))
-    assert p.returncode == 0, p.stderr
-    out: dict[str, Any] = json.loads(p.stdout)
-    return out
+    return combined_digest(h, NAME)
 
 
 def _single(h: Home) -> dict[str, Any]:
-    log = h.open_log()
-    try:
-        return service.replay(h, NAME, log)
-    finally:
-        log.close()
+    return single_replay(h, NAME)
 
 
 def _assert_one_instance(h: Home) -> None:

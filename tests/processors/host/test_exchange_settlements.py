@@ -10,9 +10,6 @@ signed by the shard owning its rule; an instance SIGKILLed mid-stream and restar
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -30,7 +27,17 @@ from processors.host import service
 from processors.runtime.shards import Shard, hidden_rows, owner_index, owner_sql
 from processors.runtime.store import Store
 from processors.settlements import ALLOWED_LATENESS_US, DEFAULT_RULE, WATERMARK_OWNER, Settlements, rule_key
-from tests.processors.host.test_sharding import AGENTS, INSTANCES, PARTITIONS, ROOT, _cli, _home
+from tests.processors.host.test_sharding import (
+    AGENTS,
+    INSTANCES,
+    PARTITIONS,
+    _cli,
+    _home,
+    combined_digest,
+    kill_one_and_finish,
+    run_instances,
+    single_replay,
+)
 
 NAME = "settlements"
 SECOND_US = 1_000_000
@@ -41,6 +48,12 @@ ROUNDS = 24  # 12 minutes of calls: the one-minute windows close up to the water
 # the second batch of calls starts past the default rule's hourly window's end plus the lateness: it closes it
 SECOND_START_US = T0 + DEFAULT_RULE.window_us + ALLOWED_LATENESS_US + 60 * SECOND_US
 STRAGGLERS = 3  # calls per batch stamped back at its start
+
+
+# the broker form of a test marked with it runs with the slow ones (scripts/slow_tests.sh); the default suite keeps
+# its SQLite form (the default suite runs reputation's and budgets' sharding on the broker)
+KAFKA_SLOW = pytest.mark.parametrize(
+    "home", ["sqlite", pytest.param("kafka", marks=[pytest.mark.kafka, pytest.mark.slow])], indirect=True)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("kafka", marks=pytest.mark.kafka)])
@@ -94,24 +107,17 @@ def _calls(h: Home, run_label: str, start_us: int, rounds: int = ROUNDS) -> list
 
 
 def _run(h: Home) -> None:
-    p = _cli("run", NAME, "--instances", str(INSTANCES), "--until-caught-up", "--home", str(h.path))
-    assert p.returncode == 0, p.stderr
+    run_instances(h, NAME)
 
 
 def _combined(h: Home) -> dict:
-    p = _cli("digest", NAME, "--json", "--home", str(h.path))
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout)
+    return combined_digest(h, NAME)
 
 
 def _single(h: Home) -> tuple[dict, list[tuple]]:
     """One instance rebuilt from the log: its digest, and per rule (allocations taken, of which late), and the
     settlement ids."""
-    log = h.open_log()
-    try:
-        r = service.replay(h, NAME, log)
-    finally:
-        log.close()
+    r = single_replay(h, NAME)
     store = Store(r["file"], Settlements.views, read_only=True)
     try:
         taken = store.query("SELECT rule_id, (sum(allocations), sum(late_allocations)) FROM pair_balances "
@@ -177,6 +183,7 @@ def _check_union(h: Home, times: list[int]) -> None:
         assert signer == f"processor.{NAME}.{Shard(owner_index(rule_key(rid), INSTANCES), INSTANCES).label}"
 
 
+@KAFKA_SLOW
 def test_three_instances_hold_what_one_instance_holds(home):
     assert [owner_index(rule_key(r), INSTANCES) for r in (PAIRS, RP, DEFAULT_RULE.rule_id)] == [0, 1, 2]
     times = _calls(home, "r1", T0 + 100 * SECOND_US)
@@ -197,12 +204,7 @@ def test_three_instances_hold_what_one_instance_holds(home):
     assert default_windows == [(T0 - T0 % DEFAULT_RULE.window_us, "closed")]
 
 
-def _worker(h: Home, index: int, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "processors.host.worker", NAME, "--home", str(h.path), "--shard",
-                             f"{index}/{INSTANCES}", "--until-caught-up", *extra], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
-
-
+@KAFKA_SLOW
 def test_a_killed_instance_restarted_loses_and_duplicates_nothing(home):
     """Instance 1 (the router of the allocations topic's partition, the owner of ``rp-2m`` and of the watermark row)
     is SIGKILLed after its third commit while the others run; they wait for its marks, and when it is started again
@@ -210,14 +212,7 @@ def test_a_killed_instance_restarted_loses_and_duplicates_nothing(home):
     assert partition_for(b"processor.allocations", PARTITIONS) % INSTANCES == 1
     times = _calls(home, "r1", T0 + 100 * SECOND_US)
     run(home, "allocations")
-    others = [_worker(home, i) for i in (0, 2)]
-    killed = _worker(home, 1, "--max-records", "2", "--crash-at", "after_commit:3")
-    assert killed.wait(timeout=300) == -signal.SIGKILL
-    assert all(o.poll() is None for o in others), "the others cannot finish without instance 1's marks"
-    again = _worker(home, 1)
-    for p in (again, *others):
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
+    kill_one_and_finish(home, NAME)
     _check_union(home, times)
 
 

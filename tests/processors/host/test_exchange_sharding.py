@@ -8,9 +8,6 @@ quarantined and changes nothing."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 
 import pytest
 
@@ -25,9 +22,24 @@ from processors.runtime.exchange import exchange_topic, keep_owned, owner_index
 from processors.runtime.processor import Effects
 from processors.runtime.shards import Shard, hidden_rows
 from processors.runtime.store import Store
-from tests.processors.host.test_sharding import AGENTS, INSTANCES, ROOT, _cli, _home
+from tests.processors.host.test_sharding import (
+    AGENTS,
+    INSTANCES,
+    _cli,
+    _home,
+    combined_digest,
+    kill_one_and_finish,
+    run_instances,
+    single_replay,
+)
 
 NAME = "reputation"
+
+
+# the broker form of a test marked with it runs with the slow ones (scripts/slow_tests.sh); the default suite keeps
+# its SQLite form and the broker form of the three-instance test
+KAFKA_SLOW = pytest.mark.parametrize(
+    "home", ["sqlite", pytest.param("kafka", marks=[pytest.mark.kafka, pytest.mark.slow])], indirect=True)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("kafka", marks=pytest.mark.kafka)])
@@ -49,22 +61,15 @@ def _rate(h: Home, run: str, per_agent: int = 4) -> None:
 
 
 def _run(h: Home) -> None:
-    p = _cli("run", NAME, "--instances", str(INSTANCES), "--until-caught-up", "--home", str(h.path))
-    assert p.returncode == 0, p.stderr
+    run_instances(h, NAME)
 
 
 def _combined(h: Home) -> dict:
-    p = _cli("digest", NAME, "--json", "--home", str(h.path))
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout)
+    return combined_digest(h, NAME)
 
 
 def _single(h: Home) -> dict:
-    log = h.open_log()
-    try:
-        return service.replay(h, NAME, log)
-    finally:
-        log.close()
+    return single_replay(h, NAME)
 
 
 def _rows(h: Home, table: str, shard: Shard) -> list[tuple]:
@@ -102,24 +107,12 @@ def test_three_instances_hold_what_one_instance_holds(home):
     assert _combined(home)["digest"] == _single(home)["digest"]
 
 
-def _worker(h: Home, index: int, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "processors.host.worker", NAME, "--home", str(h.path), "--shard",
-                             f"{index}/{INSTANCES}", "--until-caught-up", *extra], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
-
-
+@KAFKA_SLOW
 def test_a_killed_instance_restarted_loses_and_duplicates_nothing(home):
     """Instance 1 is SIGKILLed after its third commit (its router's or its owner's) while the others run; the others
     wait for its marks, and when it is started again all three finish with the one instance's state."""
     _rate(home, "r1")
-    others = [_worker(home, i) for i in (0, 2)]
-    killed = _worker(home, 1, "--max-records", "2", "--crash-at", "after_commit:3")
-    assert killed.wait(timeout=300) == -signal.SIGKILL
-    assert all(o.poll() is None for o in others), "the others cannot finish without instance 1's marks"
-    again = _worker(home, 1)
-    for p in (again, *others):
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
+    kill_one_and_finish(home, NAME)
     live, single = _combined(home), _single(home)
     assert live["digest"] == single["digest"]
     assert live["tables"]["trust_history"]["rows"] == len(AGENTS) * 5

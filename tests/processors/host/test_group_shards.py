@@ -152,6 +152,7 @@ def test_a_one_slot_group_runs_the_processor_as_one_instance(kafka_url, tmp_path
 
 
 @pytest.mark.kafka
+@pytest.mark.slow  # scripts/slow_tests.sh
 def test_one_member_runs_an_exchange_processors_shards(kafka_url, tmp_path):
     """reputation shards through the exchange: its 3 shards' routers and owners in one process hold together what
     one instance holds."""
@@ -176,6 +177,7 @@ def test_one_member_runs_an_exchange_processors_shards(kafka_url, tmp_path):
 
 
 @pytest.mark.kafka
+@pytest.mark.slow  # scripts/slow_tests.sh
 def test_two_members_share_the_slots_and_the_survivor_takes_a_killed_ones(kafka_url, tmp_path):
     h = _home(tmp_path / "home", kafka_url)
     _emit(h, "r1")

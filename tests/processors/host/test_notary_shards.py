@@ -36,7 +36,17 @@ from processors.notary import CHECKPOINTS, Notary
 from processors.runtime.shards import Shard, all_shards
 from processors.runtime.store import Store
 from processors.services.proofs import notary_leaves, prove_consistency, prove_event
-from tests.processors.host.test_sharding import AGENTS, INSTANCES, PARTITIONS, ROOT, _cli, _emit, _forge, _home
+from tests.processors.host.test_sharding import (
+    AGENTS,
+    INSTANCES,
+    PARTITIONS,
+    ROOT,
+    _emit,
+    _forge,
+    _home,
+    run_instances,
+    single_replay,
+)
 
 NAME = "notary"
 PER_AGENT = 5  # _emit: per agent this many LLM calls (a record each) and one data event
@@ -44,6 +54,12 @@ EVENTS_PER_AGENT = PER_AGENT + 1
 SMALL_CADENCE = 2  # in-process runs: a cadence checkpoint each time a partition's tree passes a multiple of 2
 cli = CliRunner()
 app = build_app()
+
+
+# the broker form of a test marked with it runs with the slow ones (scripts/slow_tests.sh); the default suite keeps
+# its SQLite form (the default suite runs reputation's and budgets' sharding on the broker)
+KAFKA_SLOW = pytest.mark.parametrize(
+    "home", ["sqlite", pytest.param("kafka", marks=[pytest.mark.kafka, pytest.mark.slow])], indirect=True)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("kafka", marks=pytest.mark.kafka)])
@@ -60,8 +76,7 @@ def _invoke(h: Home, *args: str, code: int = 0) -> Any:
 
 
 def _run_sharded(h: Home) -> None:
-    p = _cli("run", NAME, "--instances", str(INSTANCES), "--until-caught-up", "--home", str(h.path))
-    assert p.returncode == 0, p.stderr
+    run_instances(h, NAME)
 
 
 def _owner(h: Home, topic: str, partition: int) -> str:
@@ -98,11 +113,7 @@ def _union_leaves(h: Home) -> dict[tuple[str, int], list[tuple[int, str]]]:
 
 
 def _single(h: Home) -> dict[str, Any]:
-    log = h.open_log()
-    try:
-        return service.replay(h, NAME, log)
-    finally:
-        log.close()
+    return single_replay(h, NAME)
 
 
 def _check_union_is_the_single_notary(h: Home) -> None:
@@ -121,6 +132,7 @@ def _check_union_is_the_single_notary(h: Home) -> None:
     assert doc["equal"] is True
 
 
+@KAFKA_SLOW
 def test_three_notary_instances_are_one_notary_and_their_proofs_verify(home, tmp_path):
     h = home
     _emit(h, "r1", per_agent=PER_AGENT)
@@ -275,6 +287,7 @@ def test_cadence_checkpoints_of_the_shards_are_the_one_notarys(tmp_path, monkeyp
     assert (c.old_tree_size, c.tree_size) == (mine[0][2], mine[-1][2])
 
 
+@KAFKA_SLOW
 def test_a_killed_notary_instance_restarted_loses_and_duplicates_nothing(home):
     h = home
     _emit(h, "r1", per_agent=PER_AGENT)

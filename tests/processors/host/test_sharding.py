@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,52 @@ def home(request, tmp_path) -> Home:
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "processors.cli", *args], capture_output=True, text=True, cwd=ROOT,
                           timeout=600)
+
+
+def run_instances(h: Home, name: str, count: int = INSTANCES) -> None:
+    """``tokenledger run NAME --instances COUNT --until-caught-up`` through the CLI, in a process of its own."""
+    p = _cli("run", name, "--instances", str(count), "--until-caught-up", "--home", str(h.path))
+    assert p.returncode == 0, p.stderr
+
+
+def combined_digest(h: Home, name: str) -> dict[str, Any]:
+    """``tokenledger digest NAME --json``: the shards' combined digest."""
+    p = _cli("digest", name, "--json", "--home", str(h.path))
+    assert p.returncode == 0, p.stderr
+    out: dict[str, Any] = json.loads(p.stdout)
+    return out
+
+
+def single_replay(h: Home, name: str) -> dict[str, Any]:
+    """One instance rebuilt from the log (``service.replay``, which produces nothing): digest, tables, file."""
+    log = h.open_log()
+    try:
+        return service.replay(h, name, log)
+    finally:
+        log.close()
+
+
+def start_worker(h: Home, name: str, index: int, *extra: str) -> subprocess.Popen[str]:
+    """Instance ``index`` of INSTANCES of ``name`` in a worker process of its own, until caught up."""
+    return subprocess.Popen([sys.executable, "-m", "processors.host.worker", name, "--home", str(h.path), "--shard",
+                             f"{index}/{INSTANCES}", "--until-caught-up", *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def kill_one_and_finish(h: Home, name: str, *, crash_after: int = 3, max_records: int = 2,
+                        check_killed: Callable[[], None] | None = None) -> None:
+    """Instance 1 of an exchange-sharded ``name`` SIGKILLed after its ``crash_after``-th commit (its router's or its
+    owner's) while the others run; they cannot finish without its marks; started again, all three finish."""
+    others = [start_worker(h, name, i) for i in (0, 2)]
+    killed = start_worker(h, name, 1, "--max-records", str(max_records), "--crash-at", f"after_commit:{crash_after}")
+    assert killed.wait(timeout=300) == -signal.SIGKILL
+    assert all(o.poll() is None for o in others), "the others cannot finish without instance 1's marks"
+    if check_killed is not None:
+        check_killed()
+    again = start_worker(h, name, 1)
+    for p in (again, *others):
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
 
 
 def _run_sharded(h: Home, *extra: str) -> None:
