@@ -335,6 +335,7 @@ def rebuild(home_path: Path) -> tuple[float, dict[str, dict[str, Any]]]:
 
 def build_partitioned(home_path: Path, events: int, partitions: int) -> int:
     """A log like ``build``'s, on a home whose events topic has ``partitions`` partitions (agents spread by key)."""
+    from ledger.economics.price_events import price_event_time_us, seed_events
     from ledger.sdk.emitter import Emitter
     from ledger.sdk.home import OPERATOR_ID, Home
     from ledger.testing.homes import T0, TEST_WINDOW, Filler
@@ -348,6 +349,10 @@ def build_partitioned(home_path: Path, events: int, partitions: int) -> int:
             em.emit(AgentRegistered(agent_id=OPERATOR_ID, key_id=op.key_id, public_key=op.public.raw,
                                     role="operator"), event_time_us=T0)
             em.emit(TEST_WINDOW, event_time_us=T0 + 1)
+            # the seeded price book, as ``build`` has it: allocations price every call and interaction (without it
+            # they are all unpriced, and settlements gets nothing to settle)
+            for body in seed_events():
+                em.emit(body, event_time_us=price_event_time_us(body))
     finally:
         log.close()
     n, i = 0, 0
