@@ -165,6 +165,12 @@ def price(usd_per_mtok: int, effective_from_us: int) -> PriceSet:
 NewHome = Callable[[tuple[str, ...]], Home]
 
 
+# the broker form of a test marked with it runs with the slow ones (scripts/slow_tests.sh): its SQLite form stays in
+# the default suite, and the other tests here keep both
+KAFKA_SLOW = pytest.mark.parametrize(
+    "new_home", ["sqlite", pytest.param("kafka", marks=[pytest.mark.kafka, pytest.mark.slow])], indirect=True)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("kafka", marks=pytest.mark.kafka)])
 def new_home(request: pytest.FixtureRequest, tmp_path: Path) -> NewHome:
     """Makes the test's home (with ``agents`` registered) on the embedded log, or on Kafka with topics of its own."""
@@ -274,6 +280,7 @@ def test_raw_revocation_of_the_last_operator_key_is_quarantined(tmp_path):
 # ------------------------------------------------------------------ skewed clock and rotation
 
 
+@KAFKA_SLOW
 def test_fast_clock_then_rotation_replay_equals_live_everywhere(new_home):
     h = priced(new_home(("alice", "fast")), ("alice", "fast"))
     now = T0 + 100 * SECOND
@@ -311,6 +318,7 @@ def test_fast_clock_then_rotation_replay_equals_live_everywhere(new_home):
 # ------------------------------------------------------------------ back-dated control after the data
 
 
+@KAFKA_SLOW
 def test_back_dated_controls_after_the_data_replay_equals_live_everywhere(new_home):
     h = priced(new_home(("alice", "bob")), ("alice", "bob"))
     now = T0 + 1_000 * SECOND
