@@ -52,7 +52,7 @@ from ledger.log import Log, Record, judges_by_log_order, order
 from ledger.wire import codec
 from ledger.wire import exchange as wire
 from processors.runtime.processor import BROADCAST, Effects, Item, Processor, Quarantined
-from processors.runtime.runner import OutboxRecord, Runner, Verified
+from processors.runtime.runner import OutboxRecord, Runner, Verified, idle_pause
 from processors.runtime.shards import Shard, owner_index
 from processors.runtime.store import Store
 
@@ -107,14 +107,15 @@ def load_item_key(text: str | None) -> wire.ItemKey | None:
 
 
 class Routing(Processor):
-    """The router's processor: no views; ``fold`` is never called (``RouterRunner.step`` routes instead)."""
+    """The router's processor: no views, so its fold changes nothing (``RouterRunner.step`` routes instead)."""
 
     name = "router"
     views = ()
     shardable = True  # it reads only its shard's partitions (and control), and keeps no view
 
-    def fold(self, items: list[Item], quarantined: list[Quarantined]) -> Effects:  # pragma: no cover - never called
-        raise NotImplementedError("a router routes; RouterRunner.step never folds")
+    def fold(self, items: list[Item], quarantined: list[Quarantined]) -> Effects:
+        """A router keeps no views: whatever it reads changes none (``RouterRunner.step`` routes instead of folding)."""
+        return Effects()
 
 
 def routing_for(processor: Processor) -> Routing:
@@ -202,8 +203,7 @@ class RouterRunner(Runner):
             if self.sent_mark is not None and (through is None or through < self.sent_mark):
                 through = self.sent_mark  # a mark never goes back (a clock stepping back makes the cut smaller)
             if not moved and not self._idle_mark_due(through):
-                if timeout_s > 0:
-                    time.sleep(min(timeout_s, 0.05))
+                idle_pause(timeout_s)
                 return 0
             assert through is not None
             outbox, heads = self._envelopes(verified, through)
@@ -473,8 +473,8 @@ class OwnerRunner(Runner):
             control, cut = self._read_control(cut)
             verified = self._release(cut, control)
             if verified is None:
-                if routed == 0 and timeout_s > 0:
-                    time.sleep(min(timeout_s, 0.05))
+                if routed == 0:
+                    idle_pause(timeout_s)
                 return routed
             items = verified.items
             fx = keep_owned(self.processor.fold(items, verified.quarantined), self.processor, self.xshard)

@@ -236,7 +236,7 @@ class Runner:
         try:
             verified = self._step_verify(records)
             if verified.positions == self.positions:
-                _idle(timeout_s)
+                idle_pause(timeout_s)
                 return 0
             fx = self.processor.fold(verified.items, self._quarantined_to_fold(verified))  # Step 3: fold (pure)
             outbox = self._step_sign(fx.derived)
@@ -781,7 +781,8 @@ def _load_key(text: str | None) -> order.OrderKey | None:
     return (int(t), str(topic), int(partition), int(offset))
 
 
-def _idle(timeout_s: float) -> None:
+def idle_pause(timeout_s: float) -> None:
+    """After a poll that read nothing: wait up to ``timeout_s`` (at most 50 ms). Pacing only, never state."""
     if timeout_s > 0:
         time.sleep(min(timeout_s, 0.05))  # pacing only: an empty poll must not spin
 
